@@ -1,0 +1,449 @@
+//! Checking a configuration across sections and compiling its routes.
+
+use crate::condition::Condition;
+use crate::config::{AlgorithmConfig, Config};
+use crate::diagnostics::{ConfigError, Diagnostic, Severity};
+use serde_saphyr::{Location, Spanned};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use switchyard_workload::{SignalEngine, SignalFamily, SignalId};
+
+/// A condition whose atoms are dense signal ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// Every sub-expression holds.
+    All(Vec<Expr>),
+    /// At least one sub-expression holds.
+    Any(Vec<Expr>),
+    /// The sub-expression does not hold.
+    Not(Box<Expr>),
+    /// This signal holds.
+    Atom(SignalId),
+}
+
+impl Expr {
+    /// Evaluates the expression with `holds` telling whether each atom holds.
+    pub fn eval(&self, holds: &impl Fn(SignalId) -> bool) -> bool {
+        match self {
+            Expr::All(items) => items.iter().all(|e| e.eval(holds)),
+            Expr::Any(items) => items.iter().any(|e| e.eval(holds)),
+            Expr::Not(inner) => !inner.eval(holds),
+            Expr::Atom(id) => holds(*id),
+        }
+    }
+
+    fn atoms(&self, out: &mut BTreeSet<SignalId>) {
+        match self {
+            Expr::All(items) | Expr::Any(items) => items.iter().for_each(|e| e.atoms(out)),
+            Expr::Not(inner) => inner.atoms(out),
+            Expr::Atom(id) => {
+                out.insert(*id);
+            }
+        }
+    }
+}
+
+/// A route ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its priority.
+    pub priority: i32,
+    /// Its condition (`None` for the default route).
+    pub expr: Option<Expr>,
+    /// The condition as written, for traces.
+    pub condition: String,
+    /// Candidate models, as indexes into [`Config::models`], in order of preference.
+    pub candidates: Vec<usize>,
+    /// How one candidate is chosen.
+    pub algorithm: AlgorithmConfig,
+}
+
+/// A checked configuration with its routes compiled, ready to decide.
+#[derive(Debug)]
+pub struct Policy {
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// Its signals.
+    pub signals: SignalEngine,
+    /// Routes in evaluation order (priority descending, then name); the default last.
+    routes: Vec<CompiledRoute>,
+    has_default: bool,
+    needed: Vec<SignalId>,
+    models: HashMap<String, usize>,
+    /// Warnings found while compiling.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Policy {
+    /// Checks `config` across sections and compiles it. All errors are reported at once.
+    pub fn compile(config: Config) -> Result<Policy, ConfigError> {
+        let mut found = Vec::new();
+        let models = check_models_and_pools(&config, &mut found);
+        let signals = match SignalEngine::build(&config.signals) {
+            Ok(engine) => engine,
+            Err(e) => {
+                found.push(Diagnostic::error(
+                    &Location::UNKNOWN,
+                    format!("signals.{}[{}]", e.family, e.index),
+                    format!("`{}`: {}", e.name, e.reason),
+                ));
+                SignalEngine::default()
+            }
+        };
+
+        let mut routes = Vec::new();
+        let mut route_names: HashMap<&str, ()> = HashMap::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let path = format!("routes[{i}]");
+            if route_names.insert(&route.name.value, ()).is_some() {
+                found.push(Diagnostic::error(
+                    &route.name.referenced,
+                    format!("{path}.name"),
+                    format!("route `{}` is defined twice", route.name.value),
+                ));
+            }
+            let expr =
+                compile_condition(&route.when, &signals, &format!("{path}.when"), &mut found);
+            routes.push(CompiledRoute {
+                name: route.name.value.clone(),
+                description: route.description.clone(),
+                priority: route.priority,
+                expr: Some(expr),
+                condition: route.when.to_string(),
+                candidates: resolve_models(
+                    &route.models,
+                    &models,
+                    &format!("{path}.models"),
+                    &mut found,
+                ),
+                algorithm: route.algorithm,
+            });
+        }
+        routes.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let has_default = config.default_route.is_some();
+        if let Some(default) = &config.default_route {
+            if route_names.contains_key(default.name.as_str()) {
+                found.push(Diagnostic::error(
+                    &Location::UNKNOWN,
+                    "default_route.name",
+                    format!("`{}` is also the name of a route; rename one", default.name),
+                ));
+            }
+            routes.push(CompiledRoute {
+                name: default.name.clone(),
+                description: Some("taken when no other route matches".to_owned()),
+                priority: i32::MIN,
+                expr: None,
+                condition: "otherwise".to_owned(),
+                candidates: resolve_models(
+                    &default.models,
+                    &models,
+                    "default_route.models",
+                    &mut found,
+                ),
+                algorithm: default.algorithm,
+            });
+        }
+
+        let mut needed = BTreeSet::new();
+        for route in &routes {
+            if let Some(expr) = &route.expr {
+                expr.atoms(&mut needed);
+            }
+        }
+        let mut warnings = Vec::new();
+        for family in SignalFamily::ALL {
+            for name in signals.names(family) {
+                let used = signals
+                    .lookup(family, name)
+                    .is_some_and(|id| needed.contains(&id));
+                if !used {
+                    warnings.push(Diagnostic::warning(
+                        &Location::UNKNOWN,
+                        format!("signals.{}", family.name()),
+                        format!("signal `{name}` is defined but no route uses it"),
+                    ));
+                }
+            }
+        }
+        if routes.is_empty() {
+            found.push(
+                Diagnostic::error(
+                    &Location::UNKNOWN,
+                    "routes",
+                    "no route and no default_route",
+                )
+                .with_help("add `default_route: {models: [...]}` so `auto` requests have a home"),
+            );
+        }
+
+        found.retain(|d| d.severity == Severity::Error);
+        if !found.is_empty() {
+            found.extend(warnings);
+            return Err(ConfigError { diagnostics: found });
+        }
+        Ok(Policy {
+            config,
+            signals,
+            routes,
+            has_default,
+            needed: needed.into_iter().collect(),
+            models,
+            warnings,
+        })
+    }
+
+    /// Routes in evaluation order; the default route, if any, is last.
+    pub fn routes(&self) -> &[CompiledRoute] {
+        &self.routes
+    }
+
+    /// The route at an index of [`Policy::routes`].
+    pub fn route(&self, index: usize) -> Option<&CompiledRoute> {
+        self.routes.get(index)
+    }
+
+    /// Whether a default route exists.
+    pub fn has_default(&self) -> bool {
+        self.has_default
+    }
+
+    /// The signals some route references: the only ones worth computing.
+    pub fn needed_signals(&self) -> &[SignalId] {
+        &self.needed
+    }
+
+    /// The index of a configured model by name.
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.get(name).copied()
+    }
+
+    /// Whether `model` is a routing alias such as `auto`.
+    pub fn is_route_alias(&self, model: &str) -> bool {
+        self.config.server.route_aliases.iter().any(|a| a == model)
+    }
+}
+
+fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashMap<String, usize> {
+    let mut models = HashMap::new();
+    if config.models.is_empty() {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "models",
+            "no model is configured",
+        ));
+    }
+    for (i, m) in config.models.iter().enumerate() {
+        if models.insert(m.name.value.clone(), i).is_some() {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].name"),
+                format!("model `{}` is defined twice", m.name.value),
+            ));
+        }
+        if config.server.route_aliases.contains(&m.name.value) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].name"),
+                format!(
+                    "`{}` is a routing alias (server.route_aliases)",
+                    m.name.value
+                ),
+            ));
+        }
+    }
+    let model_names: Vec<&str> = config
+        .models
+        .iter()
+        .map(|m| m.name.value.as_str())
+        .collect();
+    let mut served = vec![false; config.models.len()];
+    let mut pool_names = HashMap::new();
+    let mut endpoint_names = HashMap::new();
+    for (i, pool) in config.pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if pool_names.insert(pool.name.value.as_str(), ()).is_some() {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.name"),
+                format!("pool `{}` is defined twice", pool.name.value),
+            ));
+        }
+        match models.get(&pool.model.value) {
+            Some(&m) => served[m] = true,
+            None => found.push(
+                Diagnostic::error(
+                    &pool.model.referenced,
+                    format!("{path}.model"),
+                    format!("unknown model `{}`", pool.model.value),
+                )
+                .suggesting(&pool.model.value, model_names.iter().copied()),
+            ),
+        }
+        if pool.context_window.0 == 0 {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.context_window"),
+                "the context window must be above 0",
+            ));
+        }
+        if pool.endpoints.is_empty() {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.endpoints"),
+                format!("pool `{}` has no endpoint", pool.name.value),
+            ));
+        }
+        for (j, endpoint) in pool.endpoints.iter().enumerate() {
+            let url = &endpoint.url;
+            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                found.push(
+                    Diagnostic::error(
+                        &url.referenced,
+                        format!("{path}.endpoints[{j}].url"),
+                        format!("`{}` is not an http:// or https:// URL", url.value),
+                    )
+                    .with_help("write the base URL, e.g. http://10.0.0.5:8000"),
+                );
+            }
+            let name = endpoint
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{j}", pool.name.value));
+            if endpoint_names.insert(name.clone(), ()).is_some() {
+                found.push(Diagnostic::error(
+                    &url.referenced,
+                    format!("{path}.endpoints[{j}].name"),
+                    format!("endpoint name `{name}` is used twice"),
+                ));
+            }
+        }
+    }
+    for (i, m) in config.models.iter().enumerate() {
+        if !served[i] {
+            found.push(
+                Diagnostic::error(
+                    &m.name.referenced,
+                    format!("models[{i}]"),
+                    format!("model `{}` is served by no pool", m.name.value),
+                )
+                .with_help(format!("add a pool with `model: {}`", m.name.value)),
+            );
+        }
+    }
+    if let Err(e) = config.server.listen.value.parse::<SocketAddr>() {
+        found.push(
+            Diagnostic::error(
+                &config.server.listen.referenced,
+                "server.listen",
+                format!("`{}` is not an address: {e}", config.server.listen.value),
+            )
+            .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
+        );
+    }
+    if config.server.max_body_bytes == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.max_body_bytes",
+            "must be above 0",
+        ));
+    }
+    models
+}
+
+fn resolve_models(
+    names: &[Spanned<String>],
+    models: &HashMap<String, usize>,
+    path: &str,
+    found: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
+    if names.is_empty() {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            path,
+            "list at least one model",
+        ));
+    }
+    let mut known: Vec<&str> = models.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| match models.get(&name.value) {
+            Some(&index) => Some(index),
+            None => {
+                found.push(
+                    Diagnostic::error(
+                        &name.referenced,
+                        format!("{path}[{i}]"),
+                        format!("unknown model `{}`", name.value),
+                    )
+                    .suggesting(&name.value, known.iter().copied()),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn compile_condition(
+    condition: &Condition,
+    signals: &SignalEngine,
+    path: &str,
+    found: &mut Vec<Diagnostic>,
+) -> Expr {
+    match condition {
+        Condition::All(items) => Expr::All(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| compile_condition(c, signals, &format!("{path}.all[{i}]"), found))
+                .collect(),
+        ),
+        Condition::Any(items) => Expr::Any(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| compile_condition(c, signals, &format!("{path}.any[{i}]"), found))
+                .collect(),
+        ),
+        Condition::Not(inner) => Expr::Not(Box::new(compile_condition(
+            inner,
+            signals,
+            &format!("{path}.not"),
+            found,
+        ))),
+        Condition::Signal { family, name } => match signals.lookup(*family, &name.value) {
+            Some(id) => Expr::Atom(id),
+            None => {
+                let defined = signals.names(*family);
+                let help_when_none = format!(
+                    "define it under `signals.{}` with `name: {}`",
+                    family.name(),
+                    name.value
+                );
+                let mut d = Diagnostic::error(
+                    &name.referenced,
+                    format!("{path}.{}", family.name()),
+                    format!("unknown {} signal `{}`", family.name(), name.value),
+                );
+                d = if defined.is_empty() {
+                    d.with_help(help_when_none)
+                } else {
+                    d.suggesting(&name.value, defined)
+                };
+                found.push(d);
+                // Never true: an unknown atom must not make a route match.
+                Expr::Any(Vec::new())
+            }
+        },
+    }
+}

@@ -1,0 +1,230 @@
+//! The configuration schema. Each field's doc comment is its documentation; each has
+//! a default unless it is required, and is validated in [`crate::compile`].
+
+use crate::condition::Condition;
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+use std::path::PathBuf;
+use switchyard_fleet::GpuKind;
+use switchyard_workload::{SignalsConfig, TokenCount};
+
+/// A whole Switchyard configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Timeouts for calls to upstream endpoints.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The models clients may name or be routed to.
+    pub models: Vec<ModelConfig>,
+    /// The pools of endpoints that serve the models.
+    pub pools: Vec<PoolConfig>,
+    /// Signal definitions, by family.
+    #[serde(default)]
+    pub signals: SignalsConfig,
+    /// Routes, tried by priority (highest first, then by name).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Where requests go when no route matches (absent: such requests get a 422 `no_route`).
+    #[serde(default)]
+    pub default_route: Option<DefaultRouteConfig>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Largest accepted request body in bytes (default 4 MiB); larger bodies get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Model names that mean "route this request" (default `[auto]`).
+    #[serde(default = "default_route_aliases")]
+    pub route_aliases: Vec<String>,
+    /// Append one JSON line per request to this file (default: no log).
+    #[serde(default)]
+    pub decision_log: Option<PathBuf>,
+    /// Output tokens assumed for placement when a request sets no `max_tokens` (default 512).
+    #[serde(default = "default_expected_output_tokens")]
+    pub expected_output_tokens: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            route_aliases: default_route_aliases(),
+            decision_log: None,
+            expected_output_tokens: default_expected_output_tokens(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    unspanned("127.0.0.1:8080".to_owned())
+}
+
+/// A value that did not come from the file (a default, or built in code).
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_route_aliases() -> Vec<String> {
+    vec!["auto".to_owned()]
+}
+fn default_expected_output_tokens() -> u32 {
+    512
+}
+
+/// Timeouts for calls to upstream endpoints, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Time to open a TCP connection (default 2,000).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time from sending a request to its response headers (default 60,000).
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Longest silence between two pieces of a response body; longer is a stall (default 30,000).
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Longest whole request, first byte to last (default 600,000).
+    #[serde(default = "default_total_timeout_ms")]
+    pub total_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout_ms: default_connect_timeout_ms(),
+            response_timeout_ms: default_response_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            total_timeout_ms: default_total_timeout_ms(),
+        }
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_response_timeout_ms() -> u64 {
+    60_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
+}
+fn default_total_timeout_ms() -> u64 {
+    600_000
+}
+
+/// A model clients may name or be routed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients use and `x-switchyard-model` reports.
+    pub name: Spanned<String>,
+    /// The name sent upstream in the `model` field (default: `name`).
+    #[serde(default)]
+    pub upstream_name: Option<String>,
+    /// What the model is good at (shown in `GET /v1/models`).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl ModelConfig {
+    /// The name to send upstream.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_name.as_deref().unwrap_or(&self.name.value)
+    }
+}
+
+/// A pool: endpoints of one GPU type and context window serving one model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name.
+    pub name: Spanned<String>,
+    /// The model it serves (a name from `models`).
+    pub model: Spanned<String>,
+    /// The context window of its engines; requests whose prompt plus expected output
+    /// exceed it are placed elsewhere.
+    pub context_window: TokenCount,
+    /// The GPU type of its instances (informational; the simulated engine uses it).
+    #[serde(default)]
+    pub gpu: Option<GpuKind>,
+    /// Its endpoints (at least one).
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One OpenAI-compatible server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL, e.g. `http://10.0.0.5:8000` (the gateway appends `/v1/chat/completions`;
+    /// a base ending in `/v1` is accepted too).
+    pub url: Spanned<String>,
+    /// Name reported in `x-switchyard-endpoint` and logs (default `<pool>-<index>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Environment variable holding the bearer token to send (default: none sent).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// A route: when its condition holds, one of its models answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The route's name (reported in `x-switchyard-route`).
+    pub name: Spanned<String>,
+    /// What the route is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Higher priorities are tried first (default 0); ties are broken by name.
+    #[serde(default)]
+    pub priority: i32,
+    /// The condition over signals: `{keyword: name}`, `{context: name}`,
+    /// `{all: [...]}`, `{any: [...]}`, `{not: {...}}`.
+    pub when: Condition,
+    /// Candidate models, in order of preference.
+    pub models: Vec<Spanned<String>>,
+    /// How a model is chosen among the candidates (default `static`).
+    #[serde(default)]
+    pub algorithm: AlgorithmConfig,
+}
+
+/// The route taken when no other matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultRouteConfig {
+    /// Its name (default `default`).
+    #[serde(default = "default_route_name")]
+    pub name: String,
+    /// Candidate models, in order of preference.
+    pub models: Vec<Spanned<String>>,
+    /// How a model is chosen among the candidates (default `static`).
+    #[serde(default)]
+    pub algorithm: AlgorithmConfig,
+}
+
+fn default_route_name() -> String {
+    "default".to_owned()
+}
+
+/// Selection algorithms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmConfig {
+    /// The first candidate, in the order listed, whose pools can hold the request.
+    #[default]
+    Static,
+}

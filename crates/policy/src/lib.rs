@@ -1,0 +1,27 @@
+//! The Router's static half: configuration, routes over signals, decisions.
+//!
+//! This crate owns the configuration schema ([`Config`]) and its strict YAML loading
+//! (unknown keys are errors with the file, line, column and the nearest valid key),
+//! the compilation of routes into a [`Policy`] whose conditions point at dense signal
+//! ids, and [`Policy::decide`], which turns a request's [`Signals`] into a
+//! [`Decision`]. It does not compute signals (the `workload` crate does), pick a model
+//! among candidates (`router`) or place requests (`pool`).
+//!
+//! [`Signals`]: switchyard_workload::Signals
+
+pub mod compile;
+pub mod condition;
+pub mod config;
+pub mod decide;
+pub mod diagnostics;
+pub mod load;
+
+pub use compile::{CompiledRoute, Expr, Policy};
+pub use condition::Condition;
+pub use config::{
+    AlgorithmConfig, Config, DefaultRouteConfig, EndpointConfig, ModelConfig, PoolConfig,
+    RouteConfig, ServerConfig, UpstreamConfig,
+};
+pub use decide::{Decision, RouteTrace};
+pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};
+pub use load::{load_config, parse_config};

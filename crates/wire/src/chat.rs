@@ -1,0 +1,207 @@
+//! OpenAI Chat Completions request and response pieces.
+//!
+//! Only the fields the router reads are typed; everything else is kept verbatim in
+//! `extra` maps so that a forwarded request loses nothing the client sent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A `POST /v1/chat/completions` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The requested model: a configured model name, or a routing alias such as `auto`.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// Whether the answer is streamed as server-sent events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Stream options (`include_usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Upper bound on generated tokens (legacy name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Upper bound on generated tokens (current name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    /// Every other field, forwarded unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// The generation cap the client set, under either name.
+    pub fn output_cap(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Whether the client asked for a final usage chunk on a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+}
+
+/// `stream_options` of a chat request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk carrying `usage` before `[DONE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    /// Other stream options, forwarded unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One message of a chat request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Text, an array of content parts, or absent (assistant tool calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<MessageContent>,
+    /// Other message fields (`name`, `tool_calls`, `tool_call_id`, …), forwarded unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The content of a message: plain text or typed parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content parts such as `{"type": "text", "text": …}` or `{"type": "image_url", …}`.
+    Parts(Vec<Value>),
+}
+
+impl MessageContent {
+    /// The text of this content: the string, or the `text` parts joined by newlines.
+    pub fn text(&self) -> String {
+        match self {
+            MessageContent::Text(s) => s.clone(),
+            MessageContent::Parts(parts) => {
+                let mut out = String::new();
+                for text in parts.iter().filter_map(part_text) {
+                    if !out.is_empty() {
+                        out.push('\n');
+                    }
+                    out.push_str(text);
+                }
+                out
+            }
+        }
+    }
+
+    /// How many parts are not text (images, audio, files).
+    pub fn non_text_parts(&self) -> usize {
+        match self {
+            MessageContent::Text(_) => 0,
+            MessageContent::Parts(parts) => parts.iter().filter(|p| part_text(p).is_none()).count(),
+        }
+    }
+}
+
+fn part_text(part: &Value) -> Option<&str> {
+    let obj = part.as_object()?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some("text") | Some("input_text") => obj.get("text").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Token accounting of a completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// Their sum.
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// Usage with the total filled in.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+
+    /// Reads `usage` out of a completion or chunk object, if it has one.
+    pub fn from_json(value: &Value) -> Option<Usage> {
+        let usage = value.get("usage")?;
+        if usage.is_null() {
+            return None;
+        }
+        let field = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
+        let prompt = field("prompt_tokens");
+        let completion = field("completion_tokens");
+        Some(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: usage
+                .get("total_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(prompt + completion),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let body = r#"{"model":"auto","messages":[{"role":"user","content":"hi","name":"ann"}],
+            "temperature":0.2,"tools":[{"type":"function","function":{"name":"f"}}]}"#;
+        let req: ChatRequest = serde_json::from_str(body).unwrap();
+        let back = serde_json::to_value(&req).unwrap();
+        assert_eq!(back["temperature"], 0.2);
+        assert_eq!(back["tools"][0]["function"]["name"], "f");
+        assert_eq!(back["messages"][0]["name"], "ann");
+        assert!(back.get("stream").is_none());
+    }
+
+    #[test]
+    fn missing_messages_is_named() {
+        let err = serde_json::from_str::<ChatRequest>(r#"{"model":"auto"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `messages`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parts_text_joins_text_parts_and_counts_the_rest() {
+        let content: MessageContent = serde_json::from_str(
+            r#"[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},
+                {"type":"text","text":"b"}]"#,
+        )
+        .unwrap();
+        assert_eq!(content.text(), "a\nb");
+        assert_eq!(content.non_text_parts(), 1);
+    }
+
+    #[test]
+    fn usage_reads_null_as_absent() {
+        let v: Value = serde_json::from_str(r#"{"usage":null}"#).unwrap();
+        assert_eq!(Usage::from_json(&v), None);
+        let v: Value =
+            serde_json::from_str(r#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#).unwrap();
+        assert_eq!(Usage::from_json(&v), Some(Usage::new(3, 4)));
+    }
+}

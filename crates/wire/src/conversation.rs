@@ -1,0 +1,143 @@
+//! The canonical, dialect-neutral view of a request.
+
+use crate::chat::ChatRequest;
+use crate::tokens::estimate_tokens;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One turn of a conversation, reduced to what signals read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Turn {
+    /// The speaker's role as sent (`system`, `user`, `assistant`, `tool`, …).
+    pub role: String,
+    /// The text of the turn (text parts joined).
+    pub text: String,
+    /// Parts that are not text (images, audio, files).
+    pub non_text_parts: usize,
+}
+
+/// What the router knows about a request once its dialect is parsed away.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    /// The model the client asked for.
+    pub requested_model: String,
+    /// The turns, in order.
+    pub turns: Vec<Turn>,
+    /// How many tools the request defines.
+    pub tools_defined: usize,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// The client's cap on generated tokens, if any.
+    pub output_cap: Option<u32>,
+    /// Session identity, when the client sent one (`x-session-id` header or `user` field).
+    pub session_id: Option<String>,
+    /// Estimated prompt tokens over every turn.
+    pub prompt_tokens: u32,
+}
+
+impl Conversation {
+    /// Builds the canonical view of an OpenAI chat request.
+    pub fn from_chat(request: &ChatRequest, session_header: Option<&str>) -> Self {
+        let turns: Vec<Turn> = request
+            .messages
+            .iter()
+            .map(|m| {
+                let (text, non_text_parts) = match &m.content {
+                    Some(c) => (c.text(), c.non_text_parts()),
+                    None => (String::new(), 0),
+                };
+                Turn {
+                    role: m.role.clone(),
+                    text,
+                    non_text_parts,
+                }
+            })
+            .collect();
+        let prompt_tokens = turns
+            .iter()
+            // Each message carries a few framing tokens in chat templates.
+            .map(|t| estimate_tokens(&t.text).saturating_add(4))
+            .fold(0u32, u32::saturating_add);
+        let tools_defined = request
+            .extra
+            .get("tools")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let session_id = session_header.map(str::to_owned).or_else(|| {
+            request
+                .extra
+                .get("user")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        Conversation {
+            requested_model: request.model.clone(),
+            turns,
+            tools_defined,
+            stream: request.is_stream(),
+            output_cap: request.output_cap(),
+            session_id,
+            prompt_tokens,
+        }
+    }
+
+    /// Builds a one-turn conversation from a bare prompt (dry runs, benchmarks).
+    pub fn from_prompt(model: &str, prompt: &str) -> Self {
+        Conversation {
+            requested_model: model.to_owned(),
+            turns: vec![Turn {
+                role: "user".to_owned(),
+                text: prompt.to_owned(),
+                non_text_parts: 0,
+            }],
+            tools_defined: 0,
+            stream: false,
+            output_cap: None,
+            session_id: None,
+            prompt_tokens: estimate_tokens(prompt).saturating_add(4),
+        }
+    }
+
+    /// The text of the latest user turn, or "" when there is none.
+    pub fn last_user_text(&self) -> &str {
+        self.turns
+            .iter()
+            .rev()
+            .find(|t| t.role == "user")
+            .map_or("", |t| t.text.as_str())
+    }
+
+    /// Iterates over the texts of every user turn.
+    pub fn user_texts(&self) -> impl Iterator<Item = &str> {
+        self.turns
+            .iter()
+            .filter(|t| t.role == "user")
+            .map(|t| t.text.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_last_user_turn_tools_and_session() {
+        let req: ChatRequest = serde_json::from_str(
+            r#"{"model":"auto","user":"u-1","tools":[{},{}],"max_tokens":7,
+                "messages":[{"role":"system","content":"be brief"},
+                            {"role":"user","content":"first"},
+                            {"role":"assistant","content":"ok"},
+                            {"role":"user","content":[{"type":"text","text":"second"}]}]}"#,
+        )
+        .unwrap();
+        let c = Conversation::from_chat(&req, None);
+        assert_eq!(c.last_user_text(), "second");
+        assert_eq!(c.user_texts().count(), 2);
+        assert_eq!(c.tools_defined, 2);
+        assert_eq!(c.session_id.as_deref(), Some("u-1"));
+        assert_eq!(c.output_cap, Some(7));
+        let header = Conversation::from_chat(&req, Some("s-9"));
+        assert_eq!(header.session_id.as_deref(), Some("s-9"));
+        assert!(c.prompt_tokens >= 16);
+    }
+}

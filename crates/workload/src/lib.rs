@@ -1,0 +1,19 @@
+//! The Workload dimension: what each request is, as signals.
+//!
+//! This crate owns the signal families (their configuration and their extractors),
+//! the [`Signals`] a request yields, and [`SignalEngine::characterize`], which
+//! computes only the signals a policy references. It does not decide routes (the
+//! `policy` crate reads [`Signals`]) and does not know about HTTP.
+//!
+//! Adding a family is one file implementing [`Signal`] plus one line in
+//! [`SignalEngine::build`].
+
+pub mod context;
+pub mod keyword;
+pub mod signals;
+pub mod tokens;
+
+pub use signals::{
+    Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals, SignalsConfig,
+};
+pub use tokens::TokenCount;

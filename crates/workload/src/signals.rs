@@ -1,0 +1,262 @@
+//! Signals, the trait every signal family implements, and the engine that runs them.
+
+use crate::context::{ContextSignal, ContextSignalConfig};
+use crate::keyword::{KeywordSignal, KeywordSignalConfig};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Instant;
+use switchyard_wire::Conversation;
+
+/// The families of signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalFamily {
+    /// Keyword lists matched against the request text.
+    Keyword,
+    /// The request's context length in tokens.
+    Context,
+}
+
+impl SignalFamily {
+    /// Every family, in the order configuration lists them.
+    pub const ALL: [SignalFamily; 2] = [SignalFamily::Keyword, SignalFamily::Context];
+
+    /// The name used in configuration (`keyword`, `context`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalFamily::Keyword => "keyword",
+            SignalFamily::Context => "context",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn from_name(name: &str) -> Option<SignalFamily> {
+        SignalFamily::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// A signal's family and name, as routes refer to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SignalKey {
+    /// Its family.
+    pub family: SignalFamily,
+    /// Its configured name.
+    pub name: String,
+}
+
+impl fmt::Display for SignalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(\"{}\")", self.family.name(), self.name)
+    }
+}
+
+/// Dense index of a signal within one [`SignalEngine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SignalId(pub usize);
+
+/// What one signal says about one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalValue {
+    /// Whether the signal holds.
+    pub matched: bool,
+    /// Its numeric value (hits, tokens, similarity…).
+    pub value: f64,
+    /// How sure the extractor is, in [0, 1].
+    pub confidence: f64,
+    /// What it saw, for the explain trace (the keyword found, the token count…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// Time spent computing it, in nanoseconds.
+    pub cost_ns: u64,
+}
+
+/// One signal extractor.
+pub trait Signal: Send + Sync + fmt::Debug {
+    /// Which signal this is.
+    fn key(&self) -> &SignalKey;
+    /// Evaluates the signal on a conversation; `cost_ns` is filled in by the engine.
+    fn evaluate(&self, conversation: &Conversation) -> SignalValue;
+}
+
+/// The signal definitions of a configuration, by family.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsConfig {
+    /// Keyword signals.
+    #[serde(default)]
+    pub keyword: Vec<KeywordSignalConfig>,
+    /// Context-length signals.
+    #[serde(default)]
+    pub context: Vec<ContextSignalConfig>,
+}
+
+/// A signal definition was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signals.{family}[{index}] ({name}): {reason}")]
+pub struct SignalConfigError {
+    /// The family of the offending definition.
+    pub family: &'static str,
+    /// Its position in that family's list.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The signals of one configuration, ready to run.
+#[derive(Debug, Default)]
+pub struct SignalEngine {
+    signals: Vec<Box<dyn Signal>>,
+}
+
+impl SignalEngine {
+    /// Builds every configured signal.
+    pub fn build(config: &SignalsConfig) -> Result<SignalEngine, SignalConfigError> {
+        let mut signals: Vec<Box<dyn Signal>> = Vec::new();
+        for (index, c) in config.keyword.iter().enumerate() {
+            let signal = KeywordSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "keyword",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.context.iter().enumerate() {
+            let signal = ContextSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "context",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &signals {
+            if !seen.insert(s.key().clone()) {
+                let key = s.key();
+                return Err(SignalConfigError {
+                    family: key.family.name(),
+                    index: 0,
+                    name: key.name.clone(),
+                    reason: format!("{key} is defined twice"),
+                });
+            }
+        }
+        Ok(SignalEngine { signals })
+    }
+
+    /// The id of a signal, if it is defined.
+    pub fn lookup(&self, family: SignalFamily, name: &str) -> Option<SignalId> {
+        self.signals
+            .iter()
+            .position(|s| s.key().family == family && s.key().name == name)
+            .map(SignalId)
+    }
+
+    /// The names defined in a family (for "did you mean" suggestions).
+    pub fn names(&self, family: SignalFamily) -> Vec<&str> {
+        self.signals
+            .iter()
+            .filter(|s| s.key().family == family)
+            .map(|s| s.key().name.as_str())
+            .collect()
+    }
+
+    /// The key of a signal.
+    pub fn key(&self, id: SignalId) -> Option<&SignalKey> {
+        self.signals.get(id.0).map(|s| s.key())
+    }
+
+    /// How many signals are defined.
+    pub fn len(&self) -> usize {
+        self.signals.len()
+    }
+
+    /// Whether no signal is defined.
+    pub fn is_empty(&self) -> bool {
+        self.signals.is_empty()
+    }
+
+    /// Computes the signals in `needed` (and only those) for a conversation.
+    pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
+        let mut values = vec![None; self.signals.len()];
+        for id in needed {
+            let Some(signal) = self.signals.get(id.0) else {
+                continue;
+            };
+            let started = Instant::now();
+            let mut value = signal.evaluate(conversation);
+            value.cost_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            values[id.0] = Some(value);
+        }
+        Signals { values }
+    }
+}
+
+/// The signals computed for one request, indexed by [`SignalId`].
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    values: Vec<Option<SignalValue>>,
+}
+
+impl Signals {
+    /// The value of a signal, if it was computed.
+    pub fn get(&self, id: SignalId) -> Option<&SignalValue> {
+        self.values.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Whether a signal was computed and holds.
+    pub fn matched(&self, id: SignalId) -> bool {
+        self.get(id).is_some_and(|v| v.matched)
+    }
+
+    /// Iterates over the computed signals.
+    pub fn iter(&self) -> impl Iterator<Item = (SignalId, &SignalValue)> {
+        self.values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (SignalId(i), v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenCount;
+
+    fn config() -> SignalsConfig {
+        SignalsConfig {
+            keyword: vec![KeywordSignalConfig::new("code", &["python", "rust"])],
+            context: vec![ContextSignalConfig {
+                name: "long".into(),
+                min: Some(TokenCount(1000)),
+                max: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn computes_only_what_is_needed() {
+        let engine = SignalEngine::build(&config()).unwrap();
+        let code = engine.lookup(SignalFamily::Keyword, "code").unwrap();
+        let long = engine.lookup(SignalFamily::Context, "long").unwrap();
+        let conv = Conversation::from_prompt("auto", "write rust please");
+        let signals = engine.characterize(&conv, &[code]);
+        assert!(signals.matched(code));
+        assert!(signals.get(long).is_none());
+        assert_eq!(signals.iter().count(), 1);
+        let both = engine.characterize(&conv, &[code, long]);
+        assert!(!both.matched(long));
+        assert_eq!(engine.names(SignalFamily::Keyword), vec!["code"]);
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let mut c = config();
+        c.keyword.push(KeywordSignalConfig::new("code", &["go"]));
+        let err = SignalEngine::build(&c).unwrap_err();
+        assert!(err.reason.contains("defined twice"), "{err}");
+    }
+}
