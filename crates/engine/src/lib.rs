@@ -1,1 +1,17 @@
-//! placeholder
+//! A simulated OpenAI-compatible inference engine, a stand-in for a vLLM instance.
+//!
+//! It serves `POST /v1/chat/completions` (whole answers and SSE streams) with the
+//! timing of the fleet performance model: requests queue for one of the instance's
+//! slots, prefill in chunks, and decode one token per iteration whose length follows
+//! `W + H·(L/8192)·n` for the configured GPU (see [`switchyard_fleet::Batch`]). Text
+//! is deterministic for a prompt, `usage` is exact for what was sent, `max_tokens`
+//! is honoured, and `/metrics` exposes vLLM's gauges. Faults (errors, added latency,
+//! stalls, streams dropped midway) can be injected by flags or at run time with
+//! `PUT /admin/faults`, for testing what sits in front of it.
+
+mod http;
+mod scheduler;
+mod text;
+
+pub use http::{EngineConfig, EngineHandle, Faults, serve};
+pub use text::{output_length, token_text};

@@ -1,1 +1,16 @@
-//! placeholder
+//! The Pool dimension online: where a request runs and how it gets there.
+//!
+//! This crate owns the runtime view of pools and endpoints ([`Pools`]), the place
+//! phase ([`Pools::place`]: the smallest pool whose context window holds the
+//! request, then the endpoint with the fewest requests in flight), and the forward
+//! phase ([`Upstream`]: the HTTP call with its timeouts, passing a stream through
+//! event by event and ending a broken one with a terminal error event). It does not
+//! decide routes or pick models.
+
+pub mod endpoint;
+pub mod forward;
+pub mod placement;
+
+pub use endpoint::{Endpoint, InFlight, Pool, Pools, PoolsError};
+pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream};
+pub use placement::{PlaceError, Placement};

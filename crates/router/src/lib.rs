@@ -1,1 +1,10 @@
-//! placeholder
+//! The select phase: which of a route's candidate models answers.
+//!
+//! Each selection algorithm is one file implementing [`Selection`], registered in
+//! [`algorithm`]. Algorithms see candidates with what the pool layer knows about them
+//! (whether any pool of the model can hold the request) and never place requests
+//! themselves.
+
+pub mod selection;
+
+pub use selection::{Candidate, Selected, Selection, algorithm};

@@ -1,0 +1,449 @@
+//! The engine's HTTP face.
+
+use crate::scheduler::{self, Gauges, Submit, TokenEvent};
+use crate::text::{output_length, prompt_hash, token_text};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchyard_fleet::GpuKind;
+use switchyard_wire::{ChatRequest, Conversation, Usage};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Faults to inject, for testing what sits in front of the engine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction of requests answered with HTTP 500 at once, in [0, 1].
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Delay added before a request is queued, in milliseconds.
+    #[serde(default)]
+    pub added_latency_ms: u64,
+    /// Stop sending after this many tokens and hold the connection open.
+    #[serde(default)]
+    pub stall_after_tokens: Option<u32>,
+    /// Break the connection after this many tokens.
+    #[serde(default)]
+    pub drop_after_tokens: Option<u32>,
+}
+
+impl Faults {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(format!("error_rate {} is outside [0, 1]", self.error_rate));
+        }
+        Ok(())
+    }
+}
+
+/// How one engine behaves.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The model name it reports.
+    pub model: String,
+    /// The GPU it simulates; `None` answers instantly (for measuring what is in front).
+    pub gpu: Option<GpuKind>,
+    /// Its context window in tokens.
+    pub context_window: u32,
+    /// Mean answer length in tokens (each answer is ½ to 1½ times it, fixed by the prompt).
+    pub mean_output_tokens: u32,
+    /// Seed of the fault injector's random draws.
+    pub seed: u64,
+    /// Faults injected from the start.
+    pub faults: Faults,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            model: "sim".to_owned(),
+            gpu: Some(GpuKind::A100),
+            context_window: 8192,
+            mean_output_tokens: 64,
+            seed: 0,
+            faults: Faults::default(),
+        }
+    }
+}
+
+struct EngineState {
+    config: EngineConfig,
+    faults: Mutex<Faults>,
+    rng: Mutex<StdRng>,
+    scheduler: Option<mpsc::UnboundedSender<Submit>>,
+    gauges: Arc<Gauges>,
+    requests: AtomicU64,
+    injected_errors: AtomicU64,
+    next_id: AtomicU64,
+}
+
+/// A running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<EngineState>,
+}
+
+impl EngineHandle {
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.state.faults) = faults;
+    }
+
+    /// Chat requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Serves an engine on `listener` in a background task.
+pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Result<EngineHandle> {
+    config.faults.validate().map_err(std::io::Error::other)?;
+    let addr = listener.local_addr()?;
+    let gauges = Arc::new(Gauges::default());
+    let scheduler = config
+        .gpu
+        .map(|gpu| scheduler::start(gpu.profile(), config.context_window, Arc::clone(&gauges)));
+    let state = Arc::new(EngineState {
+        faults: Mutex::new(config.faults.clone()),
+        rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
+        config,
+        scheduler,
+        gauges,
+        requests: AtomicU64::new(0),
+        injected_errors: AtomicU64::new(0),
+        next_id: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/admin/faults", get(get_faults).put(put_faults))
+        .with_state(Arc::clone(&state));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(EngineHandle { addr, state })
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let kind = if status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    (
+        status,
+        axum::Json(
+            json!({"error": {"message": message.into(), "type": kind, "code": status.as_u16()}}),
+        ),
+    )
+        .into_response()
+}
+
+async fn models(State(state): State<Arc<EngineState>>) -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": state.config.model, "object": "model", "owned_by": "switchyard-engine",
+                  "max_model_len": state.config.context_window}]
+    }))
+    .into_response()
+}
+
+async fn get_faults(State(state): State<Arc<EngineState>>) -> Response {
+    axum::Json(lock(&state.faults).clone()).into_response()
+}
+
+async fn put_faults(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid faults: {e}")),
+    };
+    if let Err(e) = faults.validate() {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    *lock(&state.faults) = faults.clone();
+    axum::Json(faults).into_response()
+}
+
+async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
+    let g = &state.gauges;
+    let m = &state.config.model;
+    let text = format!(
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {}\n\
+         # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} {}\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{model_name=\"{m}\"}} {}\n\
+         # TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{{model_name=\"{m}\"}} {}\n\
+         # TYPE switchyard_engine_requests_total counter\nswitchyard_engine_requests_total {}\n\
+         # TYPE switchyard_engine_injected_errors_total counter\nswitchyard_engine_injected_errors_total {}\n\
+         # TYPE switchyard_engine_iterations_total counter\nswitchyard_engine_iterations_total {}\n",
+        g.running.load(Ordering::Relaxed),
+        g.waiting.load(Ordering::Relaxed),
+        g.kv_usage(),
+        g.generated_tokens.load(Ordering::Relaxed),
+        state.requests.load(Ordering::Relaxed),
+        state.injected_errors.load(Ordering::Relaxed),
+        g.iterations.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Where tokens come from: the scheduler, or at once in instant mode.
+enum TokenSource {
+    Scheduled(mpsc::UnboundedReceiver<TokenEvent>),
+    Instant { next: u32, total: u32 },
+}
+
+impl TokenSource {
+    async fn next(&mut self) -> Option<TokenEvent> {
+        match self {
+            TokenSource::Scheduled(rx) => rx.recv().await,
+            TokenSource::Instant { next, total } => {
+                if *next < *total {
+                    *next += 1;
+                    Some(TokenEvent::Token(*next - 1))
+                } else {
+                    Some(TokenEvent::Finished)
+                }
+            }
+        }
+    }
+}
+
+/// One answer being generated.
+struct Answer {
+    id: String,
+    model: String,
+    created: u64,
+    seed: u64,
+    prompt: u32,
+    output: u32,
+    finish_reason: &'static str,
+}
+
+impl Answer {
+    fn token(&self, index: u32) -> String {
+        let word = token_text(self.seed, index);
+        if index == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        }
+    }
+
+    fn chunk(&self, index: u32) -> Bytes {
+        let mut delta = json!({"content": self.token(index)});
+        if index == 0 {
+            delta["role"] = json!("assistant");
+        }
+        let finish = (index + 1 == self.output).then_some(self.finish_reason);
+        let chunk = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    fn usage_chunk(&self, completion: u32) -> Bytes {
+        let chunk = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "choices": [],
+            "usage": Usage::new(u64::from(self.prompt), u64::from(completion)),
+        });
+        Bytes::from(format!("data: {chunk}\n\n"))
+    }
+
+    fn whole(&self, text: &str, completion: u32) -> serde_json::Value {
+        json!({
+            "id": self.id, "object": "chat.completion", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": self.finish_reason}],
+            "usage": Usage::new(u64::from(self.prompt), u64::from(completion)),
+        })
+    }
+}
+
+async fn chat(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let request: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
+    };
+    let faults = lock(&state.faults).clone();
+    if faults.added_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.added_latency_ms)).await;
+    }
+    if faults.error_rate > 0.0 && lock(&state.rng).random::<f64>() < faults.error_rate {
+        state.injected_errors.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault: engine error",
+        );
+    }
+    let conversation = Conversation::from_chat(&request, None);
+    let prompt = conversation.prompt_tokens;
+    let window = state.config.context_window;
+    let cap = request.output_cap();
+    let asked = prompt.saturating_add(cap.unwrap_or(1).max(1));
+    if asked > window {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "This model's maximum context length is {window} tokens. However, you requested \
+                 {asked} tokens ({prompt} in the messages, {} in the completion).",
+                cap.unwrap_or(1)
+            ),
+        );
+    }
+    let text: String = conversation.turns.iter().map(|t| t.text.as_str()).collect();
+    let seed = prompt_hash(&text);
+    let natural = output_length(seed, state.config.mean_output_tokens);
+    let output = natural
+        .min(cap.unwrap_or(u32::MAX))
+        .min(window - prompt)
+        .max(1);
+    let answer = Answer {
+        id: format!("chatcmpl-{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
+        model: request.model.clone(),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        seed,
+        prompt,
+        output,
+        finish_reason: if output < natural { "length" } else { "stop" },
+    };
+    let source = match &state.scheduler {
+        Some(scheduler) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if scheduler
+                .send(Submit {
+                    prompt,
+                    output,
+                    events: tx,
+                })
+                .is_err()
+            {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "engine scheduler is down");
+            }
+            TokenSource::Scheduled(rx)
+        }
+        None => TokenSource::Instant {
+            next: 0,
+            total: output,
+        },
+    };
+    if request.is_stream() {
+        stream_answer(answer, source, faults, request.wants_stream_usage())
+    } else {
+        whole_answer(answer, source, faults).await
+    }
+}
+
+fn stream_answer(answer: Answer, mut source: TokenSource, faults: Faults, usage: bool) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let mut sent = 0u32;
+        loop {
+            match source.next().await {
+                Some(TokenEvent::Token(index)) => {
+                    if faults.stall_after_tokens.is_some_and(|n| sent >= n) {
+                        drop(source);
+                        tx.closed().await;
+                        return;
+                    }
+                    if faults.drop_after_tokens.is_some_and(|n| sent >= n) {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("injected fault: drop")))
+                            .await;
+                        return;
+                    }
+                    if tx.send(Ok(answer.chunk(index))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+                Some(TokenEvent::Finished) => {
+                    if usage {
+                        let _ = tx.send(Ok(answer.usage_chunk(sent))).await;
+                    }
+                    let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+                    return;
+                }
+                None => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("sequence refused")))
+                        .await;
+                    return;
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response"))
+}
+
+async fn whole_answer(answer: Answer, mut source: TokenSource, faults: Faults) -> Response {
+    let mut text = String::new();
+    let mut generated = 0u32;
+    loop {
+        match source.next().await {
+            Some(TokenEvent::Token(index)) => {
+                if faults.stall_after_tokens.is_some_and(|n| generated >= n) {
+                    drop(source);
+                    // Hold the connection until the client gives up.
+                    let never = std::future::pending::<std::convert::Infallible>().await;
+                    match never {}
+                }
+                if faults.drop_after_tokens.is_some_and(|n| generated >= n) {
+                    let partial = Bytes::from(format!("{{\"id\":\"{}\",\"choices\":[", answer.id));
+                    let body = futures_util::stream::iter([
+                        Ok(partial),
+                        Err(std::io::Error::other("injected fault: drop")),
+                    ]);
+                    return Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from_stream(body))
+                        .unwrap_or_else(|_| {
+                            error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response")
+                        });
+                }
+                text.push_str(&answer.token(index));
+                generated += 1;
+            }
+            Some(TokenEvent::Finished) => break,
+            None => return error(StatusCode::SERVICE_UNAVAILABLE, "sequence refused"),
+        }
+    }
+    axum::Json(answer.whole(&text, generated)).into_response()
+}

@@ -1,0 +1,208 @@
+//! Pools and endpoints with their live state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use switchyard_fleet::GpuKind;
+use switchyard_policy::Config;
+
+/// One upstream server.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Its name (reported in `x-switchyard-endpoint`).
+    pub name: String,
+    /// The pool it belongs to.
+    pub pool: String,
+    /// Full URL of its chat completions API.
+    pub chat_url: String,
+    /// Bearer token, when one is configured.
+    pub api_key: Option<String>,
+    in_flight: AtomicUsize,
+    dispatched: AtomicU64,
+}
+
+impl Endpoint {
+    /// Requests sent and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent since start.
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as in flight until the returned guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            endpoint: Arc::clone(self),
+        }
+    }
+}
+
+/// Holds one in-flight count on an endpoint; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight {
+    endpoint: Arc<Endpoint>,
+}
+
+impl InFlight {
+    /// The endpoint this request is on.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Endpoints of one GPU type and context window serving one model.
+#[derive(Debug)]
+pub struct Pool {
+    /// Its name.
+    pub name: String,
+    /// Index of the model it serves.
+    pub model: usize,
+    /// Its context window in tokens.
+    pub context_window: u32,
+    /// Its GPU type, when configured.
+    pub gpu: Option<GpuKind>,
+    /// Its endpoints.
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) next: AtomicUsize,
+}
+
+/// Every pool, grouped by model.
+#[derive(Debug)]
+pub struct Pools {
+    pools: Vec<Pool>,
+    /// Per model: indexes into `pools`, smallest context window first.
+    by_model: Vec<Vec<usize>>,
+}
+
+/// A pool could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolsError {
+    /// An endpoint's API key variable is not set.
+    #[error("endpoint `{endpoint}`: environment variable `{variable}` (api_key_env) is not set")]
+    MissingKey {
+        /// The endpoint.
+        endpoint: String,
+        /// The variable.
+        variable: String,
+    },
+}
+
+impl Pools {
+    /// Builds the pools of a checked configuration, reading API keys from the environment.
+    pub fn build(config: &Config) -> Result<Pools, PoolsError> {
+        Self::build_with_env(config, |name| std::env::var(name).ok())
+    }
+
+    /// Builds the pools, reading API keys through `env`.
+    pub fn build_with_env(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Pools, PoolsError> {
+        let mut pools = Vec::new();
+        let mut by_model = vec![Vec::new(); config.models.len()];
+        for pool in &config.pools {
+            let Some(model) = config
+                .models
+                .iter()
+                .position(|m| m.name.value == pool.model.value)
+            else {
+                continue;
+            };
+            let mut endpoints = Vec::new();
+            for (j, e) in pool.endpoints.iter().enumerate() {
+                let name = e
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{j}", pool.name.value));
+                let api_key = match &e.api_key_env {
+                    Some(variable) => {
+                        Some(env(variable).ok_or_else(|| PoolsError::MissingKey {
+                            endpoint: name.clone(),
+                            variable: variable.clone(),
+                        })?)
+                    }
+                    None => None,
+                };
+                endpoints.push(Arc::new(Endpoint {
+                    name,
+                    pool: pool.name.value.clone(),
+                    chat_url: chat_url(&e.url.value),
+                    api_key,
+                    in_flight: AtomicUsize::new(0),
+                    dispatched: AtomicU64::new(0),
+                }));
+            }
+            by_model[model].push(pools.len());
+            pools.push(Pool {
+                name: pool.name.value.clone(),
+                model,
+                context_window: pool.context_window.0,
+                gpu: pool.gpu,
+                endpoints,
+                next: AtomicUsize::new(0),
+            });
+        }
+        for list in &mut by_model {
+            list.sort_by_key(|&p| pools[p].context_window);
+        }
+        Ok(Pools { pools, by_model })
+    }
+
+    /// Every pool.
+    pub fn all(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The pools of a model, smallest context window first.
+    pub fn of_model(&self, model: usize) -> impl Iterator<Item = &Pool> {
+        self.pool_indexes(model).iter().map(|&p| &self.pools[p])
+    }
+
+    /// Indexes into [`Pools::all`] of a model's pools, smallest context window first.
+    pub fn pool_indexes(&self, model: usize) -> &[usize] {
+        self.by_model.get(model).map_or(&[], Vec::as_slice)
+    }
+
+    /// The largest context window among a model's pools (0 when it has none).
+    pub fn max_context(&self, model: usize) -> u32 {
+        self.of_model(model)
+            .map(|p| p.context_window)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The chat completions URL of a base URL (`http://h:p`, `http://h:p/`, `http://h:p/v1`).
+fn chat_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1") {
+        format!("{base}/chat/completions")
+    } else {
+        format!("{base}/v1/chat/completions")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_url;
+
+    #[test]
+    fn chat_url_accepts_bases_with_or_without_v1() {
+        assert_eq!(chat_url("http://h:1"), "http://h:1/v1/chat/completions");
+        assert_eq!(chat_url("http://h:1/"), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            chat_url("https://api.x.com/v1"),
+            "https://api.x.com/v1/chat/completions"
+        );
+    }
+}
