@@ -1,1 +1,249 @@
-fn main() {}
+//! The `switchyard` command. It parses arguments and wires crates together; the
+//! logic lives in the library crates.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+mod demo;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use switchyard_engine::{EngineConfig, Faults};
+use switchyard_fleet::GpuKind;
+use switchyard_gateway::{Gateway, Runtime};
+use switchyard_policy::{Policy, load_config};
+use switchyard_wire::Conversation;
+use switchyard_workload::TokenCount;
+
+/// Switchyard: an LLM inference router.
+#[derive(Parser)]
+#[command(name = "switchyard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible gateway.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration: syntax, schema and references across sections.
+    Check {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Route a prompt without calling upstream and print the trace as JSON.
+    Route {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The user prompt.
+        #[arg(long, short)]
+        prompt: String,
+        /// The model to ask for (`auto` routes by policy).
+        #[arg(long, default_value = "auto")]
+        model: String,
+        /// Cap on generated tokens, as `max_tokens` would set it.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+    },
+    /// Run a simulated OpenAI-compatible inference engine.
+    Engine(EngineArgs),
+    /// Start a demo fleet behind the gateway, send a mix of requests and show the routing.
+    Demo {
+        /// Configuration to use instead of the built-in demo (`examples/demo.yaml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Exit after the requests instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: String,
+    /// GPU to simulate: a10g, a100, h100, or `instant` (answer at once).
+    #[arg(long, default_value = "a100")]
+    gpu: String,
+    /// Context window, e.g. 8192, 8K, 64K.
+    #[arg(long, default_value = "8K")]
+    context_window: String,
+    /// Model name to report.
+    #[arg(long, default_value = "sim")]
+    model: String,
+    /// Mean answer length in tokens.
+    #[arg(long, default_value_t = 64)]
+    mean_output_tokens: u32,
+    /// Seed of the fault injector.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fraction of requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Milliseconds added before each request is queued.
+    #[arg(long, default_value_t = 0)]
+    added_latency_ms: u64,
+    /// Stop sending after this many tokens and hold the connection.
+    #[arg(long)]
+    stall_after_tokens: Option<u32>,
+    /// Break the connection after this many tokens.
+    #[arg(long)]
+    drop_after_tokens: Option<u32>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Check { config } => check(&config),
+        Command::Route {
+            config,
+            prompt,
+            model,
+            max_tokens,
+        } => route(&config, &prompt, &model, max_tokens),
+        Command::Engine(args) => engine(args).await,
+        Command::Demo { config, exit } => demo::run(config.as_deref(), exit).await,
+        Command::Bench(command) => bench::run(command).await,
+    }
+}
+
+/// Loads and compiles a configuration, printing warnings; errors carry file and line.
+fn compile(path: &Path) -> Result<Policy> {
+    let config = load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    for w in &policy.warnings {
+        let mut w = w.clone();
+        w.file.get_or_insert_with(|| path.to_path_buf());
+        eprintln!("{w}");
+    }
+    Ok(policy)
+}
+
+async fn serve(path: &Path) -> Result<()> {
+    let policy = compile(path)?;
+    let listen = policy.config.server.listen.value.clone();
+    let runtime = Runtime::new(policy)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen} (server.listen in {})",
+                path.display()
+            )
+        })?;
+    let gateway = Gateway::start(listener, runtime)?;
+    eprintln!("switchyard: serving on {}", gateway.url());
+    gateway.wait().await?;
+    Ok(())
+}
+
+fn check(path: &Path) -> Result<()> {
+    let policy = compile(path)?;
+    println!(
+        "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} warnings",
+        path.display(),
+        policy.config.models.len(),
+        policy.config.pools.len(),
+        policy.config.routes.len(),
+        if policy.has_default() {
+            " + default"
+        } else {
+            ""
+        },
+        policy.signals.len(),
+        policy.warnings.len()
+    );
+    Ok(())
+}
+
+fn route(path: &Path, prompt: &str, model: &str, max_tokens: Option<u32>) -> Result<()> {
+    let policy = compile(path)?;
+    let runtime = Runtime::new(policy)?;
+    let mut conversation = Conversation::from_prompt(model, prompt);
+    conversation.output_cap = max_tokens;
+    let started = std::time::Instant::now();
+    let plan = switchyard_gateway::plan(&runtime, &conversation)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let overhead = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let trace = switchyard_gateway::pipeline::trace(&runtime, &conversation, &plan, overhead);
+    println!("{}", serde_json::to_string_pretty(&trace)?);
+    Ok(())
+}
+
+fn parse_gpu(name: &str) -> Result<Option<GpuKind>> {
+    if name.eq_ignore_ascii_case("instant") {
+        return Ok(None);
+    }
+    match GpuKind::from_name(name) {
+        Some(kind) => Ok(Some(kind)),
+        None => bail!("unknown GPU `{name}`: use a10g, a100, h100 or instant"),
+    }
+}
+
+async fn engine(args: EngineArgs) -> Result<()> {
+    let context_window = TokenCount::parse(&args.context_window)
+        .map_err(|e| anyhow::anyhow!("--context-window: {e}"))?;
+    let config = EngineConfig {
+        model: args.model,
+        gpu: parse_gpu(&args.gpu)?,
+        context_window: context_window.0,
+        mean_output_tokens: args.mean_output_tokens,
+        seed: args.seed,
+        faults: Faults {
+            error_rate: args.error_rate,
+            added_latency_ms: args.added_latency_ms,
+            stall_after_tokens: args.stall_after_tokens,
+            drop_after_tokens: args.drop_after_tokens,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let handle = switchyard_engine::serve(listener, config).await?;
+    eprintln!(
+        "switchyard engine: serving on {} (Ctrl-C stops)",
+        handle.url()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

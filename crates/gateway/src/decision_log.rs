@@ -1,0 +1,92 @@
+//! The decision log: one JSON line per request, written off the request path.
+//!
+//! The schema is documented in `docs/decision-log.md`; the fleet simulator replays it.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// Lines buffered before new ones are dropped (and counted) rather than slowing requests.
+const LOG_BUFFER: usize = 8192;
+
+/// One request, as logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// Unix time of arrival, in milliseconds.
+    pub ts_ms: u64,
+    /// The request id (also sent upstream and to the client as `x-request-id`).
+    pub request_id: String,
+    /// The model the client asked for (`auto`, or a model name).
+    pub requested_model: String,
+    /// The route taken (`direct` when the client named a model).
+    pub route: String,
+    /// The model chosen.
+    pub model: String,
+    /// The pool chosen.
+    pub pool: String,
+    /// The endpoint chosen.
+    pub endpoint: String,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// `ok`, `upstream_error`, `upstream_timeout`, `stalled`, `cut`, `client_gone`, …
+    pub outcome: String,
+    /// Prompt tokens (upstream's count when reported, else the router's estimate).
+    pub prompt_tokens: u64,
+    /// Completion tokens as reported upstream (0 when not reported).
+    pub completion_tokens: u64,
+    /// Whether the token counts came from the upstream (`true`) or the estimate.
+    pub tokens_reported: bool,
+    /// Time to first token (first streamed event, or response headers), in milliseconds.
+    pub ttft_ms: Option<f64>,
+    /// Time to the last byte, in milliseconds.
+    pub latency_ms: f64,
+    /// Router time before the upstream call, in microseconds.
+    pub overhead_us: u64,
+    /// Error message, when the request failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Appends records to a file from a background task.
+#[derive(Debug, Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<DecisionRecord>,
+}
+
+impl DecisionLog {
+    /// Opens (appending) the file and starts the writer task.
+    pub fn open(path: &Path) -> std::io::Result<DecisionLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (tx, mut rx) = mpsc::channel::<DecisionRecord>(LOG_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::new(file);
+            while let Some(record) = rx.blocking_recv() {
+                let mut write = |r: &DecisionRecord| -> std::io::Result<()> {
+                    serde_json::to_writer(&mut out, r)?;
+                    out.write_all(b"\n")
+                };
+                let mut result = write(&record);
+                while let Ok(more) = rx.try_recv() {
+                    result = result.and_then(|()| write(&more));
+                }
+                if let Err(e) = result.and_then(|()| out.flush()) {
+                    tracing::error!(error = %e, "decision log write failed");
+                }
+            }
+        });
+        Ok(DecisionLog { tx })
+    }
+
+    /// Queues a record; drops it (and counts the drop) when the writer is far behind.
+    pub fn record(&self, record: DecisionRecord) {
+        if self.tx.try_send(record).is_err() {
+            metrics::counter!("switchyard_decision_log_dropped_total").increment(1);
+        }
+    }
+}

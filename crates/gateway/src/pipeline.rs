@@ -1,0 +1,244 @@
+//! Phases characterize → decide → select → place, ending in a [`Plan`].
+
+use crate::runtime::Runtime;
+use serde_json::{Value, json};
+use switchyard_policy::suggest;
+use switchyard_pool::{PlaceError, Placement};
+use switchyard_router::{Candidate, algorithm};
+use switchyard_wire::{ApiError, Conversation, ErrorKind};
+use switchyard_workload::Signals;
+
+/// Route name reported when the client named a model.
+pub const DIRECT_ROUTE: &str = "direct";
+
+/// Everything decided for a request before it is forwarded.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The route taken ([`DIRECT_ROUTE`] when the client named a model).
+    pub route: String,
+    /// Index of the route in [`switchyard_policy::Policy::routes`] (`None` when direct).
+    pub route_index: Option<usize>,
+    /// Whether the route's condition matched (false for the default route and direct).
+    pub route_matched: bool,
+    /// The chosen model, as an index into the configuration's models.
+    pub model: usize,
+    /// Why that model.
+    pub selection_reason: String,
+    /// Where it runs.
+    pub placement: Placement,
+    /// The signals computed for the decision.
+    pub signals: Signals,
+}
+
+impl Plan {
+    /// The chosen model's name.
+    pub fn model_name<'a>(&self, runtime: &'a Runtime) -> &'a str {
+        runtime
+            .policy
+            .config
+            .models
+            .get(self.model)
+            .map_or("", |m| m.name.value.as_str())
+    }
+
+    /// The pool's name.
+    pub fn pool_name<'a>(&self, runtime: &'a Runtime) -> &'a str {
+        runtime
+            .pools
+            .all()
+            .get(self.placement.pool)
+            .map_or("", |p| p.name.as_str())
+    }
+}
+
+/// Runs the phases up to placement.
+pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiError> {
+    let policy = &runtime.policy;
+    let requested = conversation.requested_model.as_str();
+    let prompt = conversation.prompt_tokens;
+    // Placement prefers room for the expected answer; a request that states no cap may
+    // still run where only its prompt (plus one token) fits.
+    let minimum = prompt.saturating_add(conversation.output_cap.unwrap_or(1).max(1));
+    let preferred = conversation.output_cap.map_or_else(
+        || prompt.saturating_add(policy.config.server.expected_output_tokens),
+        |_| minimum,
+    );
+
+    let (route, route_index, route_matched, candidates, signals) =
+        if let Some(model) = policy.model_index(requested) {
+            (
+                DIRECT_ROUTE.to_owned(),
+                None,
+                false,
+                vec![model],
+                Signals::default(),
+            )
+        } else if policy.is_route_alias(requested) {
+            let signals = policy
+                .signals
+                .characterize(conversation, policy.needed_signals());
+            let decision = policy.decide(&signals).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NoRoute,
+                    "no route matches this request and no default_route is configured",
+                )
+            })?;
+            let route = policy.route(decision.route).ok_or_else(|| {
+                ApiError::new(ErrorKind::Unavailable, "the decided route is missing")
+            })?;
+            (
+                route.name.clone(),
+                Some(decision.route),
+                decision.matched,
+                route.candidates.clone(),
+                signals,
+            )
+        } else {
+            let names = policy
+                .config
+                .models
+                .iter()
+                .map(|m| m.name.value.as_str())
+                .chain(
+                    policy
+                        .config
+                        .server
+                        .route_aliases
+                        .iter()
+                        .map(String::as_str),
+                );
+            let hint = suggest(requested, names)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| "; GET /v1/models lists the models".to_owned());
+            return Err(ApiError::new(
+                ErrorKind::ModelNotFound,
+                format!("model `{requested}` is not configured{hint}"),
+            )
+            .with_param("model"));
+        };
+
+    let listed: Vec<Candidate<'_>> = candidates
+        .iter()
+        .map(|&model| Candidate {
+            model,
+            name: policy
+                .config
+                .models
+                .get(model)
+                .map_or("", |m| m.name.value.as_str()),
+            max_context: runtime.pools.max_context(model),
+        })
+        .collect();
+    let configured = route_index
+        .and_then(|i| policy.route(i))
+        .map(|r| r.algorithm)
+        .unwrap_or_default();
+    let selected = algorithm(configured)
+        .select(&listed, minimum)
+        .ok_or_else(|| {
+            let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
+            ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the request needs about {minimum} tokens ({prompt} prompt) but the largest \
+                 context window for route `{route}` is {largest}"
+                ),
+            )
+            .with_param("messages")
+        })?;
+    let model = listed[selected.candidate].model;
+    let placement = runtime
+        .pools
+        .place(model, preferred)
+        .or_else(|_| runtime.pools.place(model, minimum))
+        .map_err(|e| match e {
+            PlaceError::NoPool => ApiError::new(ErrorKind::Unavailable, "the model has no pool"),
+            PlaceError::TooLong { .. } => {
+                ApiError::new(ErrorKind::InvalidRequest, e.to_string()).with_param("messages")
+            }
+        })?;
+    Ok(Plan {
+        route,
+        route_index,
+        route_matched,
+        model,
+        selection_reason: selected.reason,
+        placement,
+        signals,
+    })
+}
+
+/// The explain trace of a plan, as returned by `POST /v1/route` and `switchyard route`.
+pub fn trace(
+    runtime: &Runtime,
+    conversation: &Conversation,
+    plan: &Plan,
+    overhead_us: u64,
+) -> Value {
+    let policy = &runtime.policy;
+    let signals: Vec<Value> = plan
+        .signals
+        .iter()
+        .map(|(id, v)| {
+            json!({
+                "signal": policy.signals.key(id).map(ToString::to_string),
+                "matched": v.matched,
+                "value": v.value,
+                "confidence": v.confidence,
+                "evidence": v.evidence,
+                "cost_us": v.cost_ns as f64 / 1000.0,
+            })
+        })
+        .collect();
+    let routes = if plan.route_index.is_some() {
+        serde_json::to_value(policy.explain(&plan.signals)).unwrap_or(Value::Null)
+    } else {
+        Value::Array(Vec::new())
+    };
+    let route = plan.route_index.and_then(|i| policy.route(i));
+    let candidates: Vec<&str> = route.map_or_else(
+        || vec![plan.model_name(runtime)],
+        |r| {
+            r.candidates
+                .iter()
+                .filter_map(|&m| policy.config.models.get(m))
+                .map(|m| m.name.value.as_str())
+                .collect()
+        },
+    );
+    let pool = runtime.pools.all().get(plan.placement.pool);
+    json!({
+        "requested_model": conversation.requested_model,
+        "conversation": {
+            "turns": conversation.turns.len(),
+            "prompt_tokens": conversation.prompt_tokens,
+            "tools_defined": conversation.tools_defined,
+            "stream": conversation.stream,
+            "output_cap": conversation.output_cap,
+            "session_id": conversation.session_id,
+        },
+        "characterize": {"signals": signals},
+        "decide": {
+            "route": plan.route,
+            "matched": plan.route_matched,
+            "priority": route.map(|r| r.priority),
+            "condition": route.map(|r| r.condition.clone()),
+            "routes": routes,
+        },
+        "select": {
+            "algorithm": route.map_or("static", |r| algorithm(r.algorithm).name()),
+            "candidates": candidates,
+            "model": plan.model_name(runtime),
+            "reason": plan.selection_reason,
+        },
+        "place": {
+            "pool": pool.map(|p| p.name.as_str()),
+            "gpu": pool.and_then(|p| p.gpu).map(|g| g.name()),
+            "context_window": plan.placement.context_window,
+            "tokens_needed": plan.placement.tokens,
+            "endpoint": plan.placement.endpoint.name,
+            "endpoint_in_flight": plan.placement.in_flight,
+        },
+        "overhead_us": overhead_us,
+    })
+}

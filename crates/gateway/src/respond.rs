@@ -1,0 +1,297 @@
+//! Phases forward and observe: call the upstream, answer the client, record the outcome.
+
+use crate::decision_log::DecisionRecord;
+use crate::pipeline::Plan;
+use crate::runtime::Runtime;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_pool::{StreamEnd, StreamOutcome};
+use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// The JSON error response of an [`ApiError`].
+pub fn error_response(error: &ApiError) -> Response {
+    let status = StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, axum::Json(error.body())).into_response()
+}
+
+/// What observe needs to know about a request besides its outcome.
+pub struct Observed {
+    /// The request id.
+    pub request_id: String,
+    /// Arrival.
+    pub started: Instant,
+    /// Arrival, wall clock.
+    pub arrived: SystemTime,
+    /// Router time before the upstream call.
+    pub overhead: Duration,
+    /// The prompt estimate, used when the upstream reports no usage.
+    pub prompt_estimate: u32,
+    /// The model the client asked for.
+    pub requested_model: String,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+}
+
+/// How a request ended, for observe.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// `ok`, `upstream_error`, `stalled`, …
+    pub name: &'static str,
+    /// Usage reported upstream.
+    pub usage: Option<Usage>,
+    /// Time to first token.
+    pub ttft: Option<Duration>,
+    /// The error message, when it failed.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    fn failed(error: &ApiError) -> Outcome {
+        Outcome {
+            status: error.kind.status(),
+            name: error.kind.code(),
+            error: Some(error.message.clone()),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Forwards a planned request and builds the client's response.
+pub async fn forward(
+    runtime: Arc<Runtime>,
+    mut request: ChatRequest,
+    conversation: &Conversation,
+    plan: Plan,
+    observed: Observed,
+) -> Response {
+    let model = &runtime.policy.config.models[plan.model];
+    request.model = model.upstream_name().to_owned();
+    let hide_usage = conversation.stream && !request.wants_stream_usage();
+    if hide_usage {
+        // Ask for usage so the log and metrics have real token counts; the usage-only
+        // chunk is not passed on to a client that did not ask for it.
+        request
+            .stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
+    }
+    let body = match serde_json::to_vec(&request) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            return error_response(&ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("cannot re-encode the request: {e}"),
+            ));
+        }
+    };
+    let in_flight = plan.placement.endpoint.begin();
+    let headers = ExplainHeaders::new(&runtime, &plan, &observed);
+    if conversation.stream {
+        let result = runtime
+            .upstream
+            .stream(
+                in_flight,
+                body,
+                &observed.request_id,
+                hide_usage,
+                observed.started,
+            )
+            .await;
+        match result {
+            Ok(Ok(pass)) => {
+                let outcome = pass.outcome;
+                let runtime = Arc::clone(&runtime);
+                let plan_for_log = plan.clone();
+                tokio::spawn(async move {
+                    let outcome = outcome.await.unwrap_or(StreamOutcome {
+                        end: StreamEnd::ClientGone,
+                        usage: None,
+                        ttft: None,
+                        events: 0,
+                    });
+                    observe_stream(&runtime, &plan_for_log, &observed, &outcome);
+                });
+                let events =
+                    ReceiverStream::new(pass.events).map(Ok::<_, std::convert::Infallible>);
+                let response = Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(Body::from_stream(events))
+                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                headers.apply(response)
+            }
+            Ok(Err(relayed)) => {
+                let status = relayed.status;
+                let outcome = Outcome {
+                    status,
+                    name: "upstream_rejected",
+                    ttft: Some(observed.overhead + relayed.first_byte),
+                    ..Outcome::default()
+                };
+                observe(&runtime, &plan, &observed, outcome);
+                headers.apply(relay(status, relayed.body))
+            }
+            Err(e) => {
+                let error = e.to_api_error();
+                observe(&runtime, &plan, &observed, Outcome::failed(&error));
+                headers.apply(error_response(&error))
+            }
+        }
+    } else {
+        let result = runtime
+            .upstream
+            .complete(&plan.placement.endpoint, body, &observed.request_id)
+            .await;
+        drop(in_flight);
+        match result {
+            Ok(done) => {
+                let outcome = Outcome {
+                    status: done.status,
+                    name: if done.status < 300 {
+                        "ok"
+                    } else {
+                        "upstream_rejected"
+                    },
+                    usage: done.usage,
+                    ttft: Some(observed.overhead + done.first_byte),
+                    error: None,
+                };
+                observe(&runtime, &plan, &observed, outcome);
+                headers.apply(relay(done.status, done.body))
+            }
+            Err(e) => {
+                let error = e.to_api_error();
+                observe(&runtime, &plan, &observed, Outcome::failed(&error));
+                headers.apply(error_response(&error))
+            }
+        }
+    }
+}
+
+fn relay(status: u16, body: Bytes) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The `x-switchyard-*` headers of a routed response.
+pub struct ExplainHeaders {
+    values: [(&'static str, Option<HeaderValue>); 5],
+}
+
+impl ExplainHeaders {
+    /// The headers for a plan.
+    pub fn new(runtime: &Runtime, plan: &Plan, observed: &Observed) -> Self {
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        ExplainHeaders {
+            values: [
+                ("x-switchyard-route", value(&plan.route)),
+                ("x-switchyard-model", value(plan.model_name(runtime))),
+                (
+                    "x-switchyard-endpoint",
+                    value(&plan.placement.endpoint.name),
+                ),
+                (
+                    "x-switchyard-overhead-us",
+                    value(&observed.overhead.as_micros().to_string()),
+                ),
+                ("x-request-id", value(&observed.request_id)),
+            ],
+        }
+    }
+
+    /// Adds the headers to a response.
+    pub fn apply(self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        for (name, value) in self.values {
+            if let Some(value) = value {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+fn observe_stream(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: &StreamOutcome) {
+    let (name, error) = match &outcome.end {
+        StreamEnd::Done => ("ok", None),
+        StreamEnd::Cut => ("cut", Some("upstream ended the stream early".to_owned())),
+        StreamEnd::Stalled => ("stalled", Some("upstream stalled".to_owned())),
+        StreamEnd::Failed(e) => ("upstream_error", Some(e.clone())),
+        StreamEnd::UpstreamError(e) => ("upstream_error", Some(e.clone())),
+        StreamEnd::ClientGone => ("client_gone", None),
+    };
+    let outcome = Outcome {
+        status: 200,
+        name,
+        usage: outcome.usage,
+        ttft: outcome.ttft,
+        error,
+    };
+    observe(runtime, plan, observed, outcome);
+}
+
+/// Records a finished request in metrics and the decision log.
+pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Outcome) {
+    let Outcome {
+        status,
+        name,
+        usage,
+        ttft,
+        error,
+    } = outcome;
+    let latency = observed.started.elapsed();
+    let model = plan.model_name(runtime).to_owned();
+    let endpoint = plan.placement.endpoint.name.clone();
+    metrics::counter!("switchyard_requests_total",
+        "route" => plan.route.clone(), "model" => model.clone(),
+        "endpoint" => endpoint.clone(), "outcome" => name)
+    .increment(1);
+    metrics::histogram!("switchyard_overhead_seconds").record(observed.overhead.as_secs_f64());
+    metrics::histogram!("switchyard_request_duration_seconds", "model" => model.clone())
+        .record(latency.as_secs_f64());
+    if let Some(ttft) = ttft {
+        metrics::histogram!("switchyard_ttft_seconds", "model" => model.clone())
+            .record(ttft.as_secs_f64());
+    }
+    if let Some(u) = usage {
+        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt")
+            .increment(u.prompt_tokens);
+        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "completion")
+            .increment(u.completion_tokens);
+    }
+    metrics::gauge!("switchyard_endpoint_in_flight", "endpoint" => endpoint.clone())
+        .set(plan.placement.endpoint.in_flight() as f64);
+    if let Some(log) = &runtime.log {
+        log.record(DecisionRecord {
+            ts_ms: observed
+                .arrived
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            request_id: observed.request_id.clone(),
+            requested_model: observed.requested_model.clone(),
+            route: plan.route.clone(),
+            model,
+            pool: plan.pool_name(runtime).to_owned(),
+            endpoint,
+            stream: observed.stream,
+            status,
+            outcome: name.to_owned(),
+            prompt_tokens: usage.map_or(u64::from(observed.prompt_estimate), |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+            tokens_reported: usage.is_some(),
+            ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            overhead_us: u64::try_from(observed.overhead.as_micros()).unwrap_or(u64::MAX),
+            error,
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! Everything a running gateway needs, built once from a checked policy.
+
+use crate::decision_log::DecisionLog;
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_policy::Policy;
+use switchyard_pool::{ForwardError, Pools, PoolsError, Upstream};
+
+/// The runtime: policy, pools, upstream client and log.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The compiled policy (and the configuration it came from).
+    pub policy: Policy,
+    /// Pools and endpoints with live state.
+    pub pools: Pools,
+    /// The upstream client.
+    pub upstream: Upstream,
+    /// The decision log, when configured.
+    pub log: Option<DecisionLog>,
+    id_prefix: u32,
+    next_id: AtomicU64,
+}
+
+/// The runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A pool could not be built.
+    #[error(transparent)]
+    Pools(#[from] PoolsError),
+    /// The upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] ForwardError),
+    /// The decision log could not be opened.
+    #[error("cannot open the decision log {path}: {reason}")]
+    Log {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Runtime {
+    /// Builds the runtime of a checked policy. Must run inside a Tokio runtime when a
+    /// decision log is configured (its writer is a task).
+    pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
+        let pools = Pools::build(&policy.config)?;
+        let upstream = Upstream::new(policy.config.upstream)?;
+        let log = match &policy.config.server.decision_log {
+            Some(path) => Some(DecisionLog::open(path).map_err(|e| RuntimeError::Log {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let id_prefix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            ^ std::process::id().rotate_left(16);
+        Ok(Runtime {
+            policy,
+            pools,
+            upstream,
+            log,
+            id_prefix,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A new request id, unique within this process and unlikely to repeat across processes.
+    pub fn request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("sy-{:08x}-{n}", self.id_prefix)
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTP server: routes, extractors and error shapes. Handlers stay short; the
+//! work is in [`crate::ingress`], [`crate::pipeline`] and [`crate::respond`].
+
+use crate::ingress;
+use crate::pipeline::{plan, trace};
+use crate::respond::{Observed, error_response, forward};
+use crate::runtime::Runtime;
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use switchyard_wire::{ApiError, ErrorKind};
+use tokio::net::TcpListener;
+
+/// A gateway bound to an address and serving in the background.
+pub struct Gateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its runtime.
+    pub runtime: Arc<Runtime>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    /// Serves `runtime` on `listener` in a background task.
+    pub fn start(listener: TcpListener, runtime: Runtime) -> std::io::Result<Gateway> {
+        let addr = listener.local_addr()?;
+        // Install the recorder before the first request so no sample is lost.
+        let _ = crate::metrics::handle();
+        let runtime = Arc::new(runtime);
+        let app = router(Arc::clone(&runtime));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        });
+        Ok(Gateway {
+            addr,
+            runtime,
+            task,
+        })
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the server stops (Ctrl-C or SIGTERM drains it).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The gateway's routes.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    let limit = runtime.policy.config.server.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/route", post(route_only))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(runtime)
+}
+
+async fn chat_completions(
+    State(runtime): State<Arc<Runtime>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let arrived = SystemTime::now();
+    let limit = runtime.policy.config.server.max_body_bytes;
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return error_response(&ingress::rejected(&rejection, limit)),
+    };
+    let (request, conversation) = match ingress::parse(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error_response(&e),
+    };
+    let planned = match plan(&runtime, &conversation) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| runtime.request_id(), str::to_owned);
+    let observed = Observed {
+        request_id,
+        started,
+        arrived,
+        overhead: started.elapsed(),
+        prompt_estimate: conversation.prompt_tokens,
+        requested_model: conversation.requested_model.clone(),
+        stream: conversation.stream,
+    };
+    forward(
+        Arc::clone(&runtime),
+        request,
+        &conversation,
+        planned,
+        observed,
+    )
+    .await
+}
+
+async fn route_only(
+    State(runtime): State<Arc<Runtime>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let limit = runtime.policy.config.server.max_body_bytes;
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return error_response(&ingress::rejected(&rejection, limit)),
+    };
+    let (_, conversation) = match ingress::parse(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error_response(&e),
+    };
+    match plan(&runtime, &conversation) {
+        Ok(p) => {
+            let overhead = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            axum::Json(trace(&runtime, &conversation, &p, overhead)).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn models(State(runtime): State<Arc<Runtime>>) -> Response {
+    let config = &runtime.policy.config;
+    let mut data: Vec<serde_json::Value> = config
+        .server
+        .route_aliases
+        .iter()
+        .map(|alias| {
+            json!({"id": alias, "object": "model", "owned_by": "switchyard",
+                            "description": "routed by policy"})
+        })
+        .collect();
+    for (i, m) in config.models.iter().enumerate() {
+        data.push(json!({
+            "id": m.name.value, "object": "model", "owned_by": "switchyard",
+            "description": m.description,
+            "max_context": runtime.pools.max_context(i),
+        }));
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
+    let endpoints: usize = runtime.pools.all().iter().map(|p| p.endpoints.len()).sum();
+    axum::Json(json!({
+        "status": "ready",
+        "routes": runtime.policy.routes().len(),
+        "models": runtime.policy.config.models.len(),
+        "pools": runtime.pools.all().len(),
+        "endpoints": endpoints,
+    }))
+    .into_response()
+}
+
+async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> Response {
+    for pool in runtime.pools.all() {
+        for e in &pool.endpoints {
+            metrics::gauge!("switchyard_endpoint_in_flight", "endpoint" => e.name.clone())
+                .set(e.in_flight() as f64);
+        }
+    }
+    let text = crate::metrics::handle().map_or_else(String::new, |h| h.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error_response(&ApiError::new(
+        ErrorKind::NotFound,
+        format!("no such path: {}", uri.path()),
+    ))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let mut response = error_response(&ApiError::new(
+        ErrorKind::NotFound,
+        format!("{method} is not allowed on {}", uri.path()),
+    ));
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
