@@ -36,7 +36,7 @@ pub struct Completion {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ForwardError {
     /// The connection could not be made or broke.
-    #[error("cannot reach endpoint `{endpoint}`: {reason}")]
+    #[error("request to endpoint `{endpoint}` failed: {reason}")]
     Connect {
         /// The endpoint.
         endpoint: String,

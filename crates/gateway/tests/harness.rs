@@ -1,0 +1,134 @@
+//! Test harness: simulated engines and a gateway on ephemeral loopback ports.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+use switchyard_engine::{EngineConfig, EngineHandle};
+use switchyard_fleet::GpuKind;
+use switchyard_gateway::{Gateway, Runtime};
+use switchyard_policy::{Policy, parse_config};
+
+pub struct Stack {
+    pub gateway: Gateway,
+    pub coder: EngineHandle,
+    pub chat_short: EngineHandle,
+    pub chat_long: EngineHandle,
+    pub client: reqwest::Client,
+}
+
+pub async fn engine(gpu: Option<GpuKind>, window: u32, model: &str) -> EngineHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    switchyard_engine::serve(
+        listener,
+        EngineConfig {
+            model: model.to_owned(),
+            gpu,
+            context_window: window,
+            mean_output_tokens: 400,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Three engines (coder, chat on a short and a long pool) behind a gateway.
+/// `extra` is appended to the `server:` section; `upstream` replaces the upstream section.
+pub async fn stack(server_extra: &str, upstream: &str) -> Stack {
+    let coder = engine(Some(GpuKind::H100), 16_384, "coder-upstream").await;
+    let chat_short = engine(Some(GpuKind::H100), 4096, "chat").await;
+    let chat_long = engine(Some(GpuKind::H100), 65_536, "chat").await;
+    let config = format!(
+        "server:
+  listen: 127.0.0.1:0
+{server_extra}
+upstream:
+{upstream}
+models:
+  - name: coder
+    upstream_name: coder-upstream
+  - name: chat
+pools:
+  - name: coder-pool
+    model: coder
+    gpu: h100
+    context_window: 16K
+    endpoints: [{{url: '{}'}}]
+  - name: chat-short
+    model: chat
+    context_window: 4K
+    endpoints: [{{url: '{}'}}]
+  - name: chat-long
+    model: chat
+    context_window: 64K
+    endpoints: [{{url: '{}/v1'}}]
+signals:
+  keyword:
+    - name: code
+      keywords: [python, rust, compile]
+  context:
+    - name: long
+      min: 5K
+routes:
+  - name: long_context
+    priority: 10
+    when: {{context: long}}
+    models: [chat]
+  - name: coding
+    priority: 5
+    when: {{keyword: code}}
+    models: [coder]
+default_route:
+  models: [chat]
+",
+        coder.url(),
+        chat_short.url(),
+        chat_long.url()
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    let runtime = Runtime::new(policy).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = Gateway::start(listener, runtime).unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Stack {
+        gateway,
+        coder,
+        chat_short,
+        chat_long,
+        client,
+    }
+}
+
+pub const DEFAULT_UPSTREAM: &str = "  idle_timeout_ms: 2000";
+
+impl Stack {
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.gateway.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn chat(&self, model: &str, prompt: &str, stream: bool) -> reqwest::Response {
+        self.post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": model, "stream": stream, "max_tokens": 20,
+                               "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await
+    }
+}
+
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}

@@ -1,0 +1,199 @@
+//! Requests travel end to end: routing, direct models, streaming, usage, explain.
+
+mod harness;
+
+use harness::{DEFAULT_UPSTREAM, header, stack};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+#[tokio::test]
+async fn routes_by_keyword_and_by_context_length() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s.chat("auto", "How do I compile a Rust crate?", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-route"), "coding");
+    assert_eq!(header(&r, "x-switchyard-model"), "coder");
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "coder-pool-0");
+    assert!(header(&r, "x-switchyard-overhead-us").parse::<u64>().is_ok());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "coder-upstream", "the upstream name is sent upstream");
+
+    let long = "lorem ipsum dolor sit amet ".repeat(1200);
+    let r = s.chat("auto", &long, false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-route"), "long_context");
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "chat-long-0");
+
+    let r = s.chat("auto", "hello there", false).await;
+    assert_eq!(header(&r, "x-switchyard-route"), "default");
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "chat-short-0");
+    assert_eq!(s.chat_short.requests(), 1);
+    assert_eq!(s.chat_long.requests(), 1);
+    assert_eq!(s.coder.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_named_model_bypasses_routing_but_not_placement() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s.chat("coder", "hello there", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-route"), "direct");
+    assert_eq!(header(&r, "x-switchyard-model"), "coder");
+    // A mid-sized prompt to `chat` with room for its answer only in the long pool.
+    let prompt = "word ".repeat(3500);
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "chat", "max_tokens": 1000,
+                   "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-route"), "direct");
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "chat-long-0");
+}
+
+#[tokio::test]
+async fn usage_is_reported_and_max_tokens_honoured() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto", "max_tokens": 5,
+                   "messages": [{"role": "user", "content": "tell me a story"}]}),
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt > 4, "{body}");
+    assert_eq!(body["usage"]["total_tokens"].as_u64().unwrap(), prompt + 5);
+}
+
+/// Reads a streamed response, noting when the first and last bytes arrived.
+async fn read_stream(mut r: reqwest::Response, started: Instant) -> (f64, f64, String) {
+    let mut first = None;
+    let mut text = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+        text.extend_from_slice(&chunk);
+    }
+    let last = started.elapsed().as_secs_f64();
+    (first.unwrap_or(last), last, String::from_utf8(text).unwrap())
+}
+
+#[tokio::test]
+async fn stream_chunks_arrive_before_the_upstream_finishes() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    // 150 tokens at ≥ 4 ms per iteration: the answer takes ≥ 600 ms upstream.
+    let started = Instant::now();
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto", "stream": true, "max_tokens": 150,
+                   "messages": [{"role": "user", "content": "a long story please"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "text/event-stream");
+    let (first, last, text) = read_stream(r, started).await;
+    assert!(last >= 0.6, "the stream took {last} s");
+    assert!(first < last / 4.0, "first chunk at {first} s of {last} s: buffered?");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("\"usage\""), "usage only when asked for");
+    assert!(text.matches("data: {").count() >= 50);
+}
+
+#[tokio::test]
+async fn stream_usage_when_asked() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto", "stream": true, "max_tokens": 7,
+                   "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let (_, _, text) = read_stream(r, Instant::now()).await;
+    let usage_line = text
+        .lines()
+        .find(|l| l.contains("\"usage\""))
+        .expect("a usage chunk");
+    let chunk: Value = serde_json::from_str(usage_line.trim_start_matches("data: ")).unwrap();
+    assert_eq!(chunk["usage"]["completion_tokens"], 7);
+    assert_eq!(chunk["choices"], json!([]));
+}
+
+#[tokio::test]
+async fn route_dry_run_explains_without_calling_upstream() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s
+        .post(
+            "/v1/route",
+            json!({"model": "auto", "messages": [{"role": "user", "content": "python help"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let trace: Value = r.json().await.unwrap();
+    assert_eq!(trace["decide"]["route"], "coding");
+    assert_eq!(trace["select"]["model"], "coder");
+    assert_eq!(trace["place"]["pool"], "coder-pool");
+    assert_eq!(trace["place"]["gpu"], "h100");
+    let signals = trace["characterize"]["signals"].as_array().unwrap();
+    assert_eq!(signals.len(), 2, "only referenced signals are computed");
+    assert!(signals.iter().any(|s| s["signal"] == "keyword(\"code\")" && s["matched"] == true));
+    assert_eq!(trace["decide"]["routes"].as_array().unwrap().len(), 2);
+    assert_eq!(s.coder.requests(), 0, "a dry run never calls upstream");
+}
+
+#[tokio::test]
+async fn models_health_and_metrics() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let base = s.gateway.url();
+    let models: Value = s.client.get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["auto", "coder", "chat"]);
+    assert_eq!(s.client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    let ready: Value = s.client.get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["endpoints"], 3);
+    s.chat("auto", "rust", false).await.bytes().await.unwrap();
+    let metrics = s.client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"coding\""), "{metrics}");
+    assert!(metrics.contains("switchyard_overhead_seconds"), "{metrics}");
+}
+
+#[tokio::test]
+async fn decision_log_has_one_line_per_request() {
+    let dir = std::env::temp_dir().join(format!("switchyard-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("decisions.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let s = stack(&format!("  decision_log: '{}'", path.display()), DEFAULT_UPSTREAM).await;
+    s.chat("auto", "compile this", false).await.bytes().await.unwrap();
+    s.chat("auto", "hello", true).await.bytes().await.unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        lines = text.lines().map(str::to_owned).collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let records: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let coding = records.iter().find(|r| r["route"] == "coding").unwrap();
+    assert_eq!(coding["model"], "coder");
+    assert_eq!(coding["status"], 200);
+    assert_eq!(coding["outcome"], "ok");
+    assert_eq!(coding["tokens_reported"], true);
+    assert_eq!(coding["completion_tokens"], 20);
+    let streamed = records.iter().find(|r| r["stream"] == true).unwrap();
+    assert_eq!(streamed["outcome"], "ok");
+    assert_eq!(streamed["completion_tokens"], 20, "usage was read from a hidden usage chunk");
+    assert!(streamed["ttft_ms"].as_f64().unwrap() > 0.0);
+    assert!(streamed["latency_ms"].as_f64().unwrap() >= streamed["ttft_ms"].as_f64().unwrap());
+}
