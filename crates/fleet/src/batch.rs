@@ -218,7 +218,10 @@ mod tests {
     use super::*;
     use crate::gpu::GpuKind;
 
-    fn run_to_completion(batch: &mut Batch) -> (f64, Vec<(SeqId, f64)>, Vec<(SeqId, f64)>) {
+    type Times = Vec<(SeqId, f64)>;
+
+    /// Runs until idle: the clock, first-token times and finish times.
+    fn run_to_completion(batch: &mut Batch) -> (f64, Times, Times) {
         let mut clock = 0.0;
         let mut first = Vec::new();
         let mut done = Vec::new();

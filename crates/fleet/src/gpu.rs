@@ -120,7 +120,6 @@ mod tests {
     #[test]
     fn slots_follow_compute_and_memory_bounds() {
         let h100 = GpuKind::H100.profile();
-        assert_eq!(h100.slots(4096), 512.min(65_536 / 256));
         assert_eq!(h100.slots(4096), 256);
         assert_eq!(h100.slots(65_536), 16);
         let a10g = GpuKind::A10g.profile();

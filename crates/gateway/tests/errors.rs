@@ -1,6 +1,13 @@
 //! Bad input gets a clear 4xx; a failing, stalling or cut upstream gets a clean error;
 //! the gateway keeps serving.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
 mod harness;
 
 use harness::{DEFAULT_UPSTREAM, Stack, header, stack};
@@ -25,12 +32,23 @@ async fn malformed_requests_get_json_errors_naming_the_problem() {
     let s = stack("  max_body_bytes: 4096", DEFAULT_UPSTREAM).await;
     let (status, body) = raw(&s, "application/json", "{\"model\": \"auto\", ").await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("malformed JSON"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{body}"
+    );
 
     let (status, body) = raw(&s, "application/json", r#"{"model":"auto"}"#).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "messages");
-    assert!(body["error"]["message"].as_str().unwrap().contains("messages"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages")
+    );
 
     let (status, body) = raw(
         &s,
@@ -40,7 +58,13 @@ async fn malformed_requests_get_json_errors_naming_the_problem() {
     .await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
-    assert!(body["error"]["message"].as_str().unwrap().contains("did you mean `coder`?"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `coder`?"),
+        "{body}"
+    );
 
     let big = json!({"model":"auto","messages":[{"role":"user","content":"x".repeat(10_000)}]});
     let (status, body) = raw(&s, "application/json", big.to_string()).await;
@@ -50,16 +74,39 @@ async fn malformed_requests_get_json_errors_naming_the_problem() {
 
     let (status, body) = raw(&s, "text/plain", r#"{"model":"auto","messages":[]}"#).await;
     assert_eq!(status, 415);
-    assert!(body["error"]["message"].as_str().unwrap().contains("text/plain"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("text/plain")
+    );
 
-    let r = s.client.get(format!("{}/v1/chat/completions", s.gateway.url())).send().await.unwrap();
+    let r = s
+        .client
+        .get(format!("{}/v1/chat/completions", s.gateway.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
-    let r = s.client.get(format!("{}/nope", s.gateway.url())).send().await.unwrap();
+    let r = s
+        .client
+        .get(format!("{}/nope", s.gateway.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(r.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("/nope"));
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nope")
+    );
 
     // Nothing above reached an engine, and the gateway still serves.
-    assert_eq!(s.coder.requests() + s.chat_short.requests() + s.chat_long.requests(), 0);
+    assert_eq!(
+        s.coder.requests() + s.chat_short.requests() + s.chat_long.requests(),
+        0
+    );
     assert_eq!(s.chat("auto", "hello", false).await.status(), 200);
 }
 
@@ -70,21 +117,30 @@ async fn a_request_too_long_for_every_pool_is_refused_before_forwarding() {
     let r = s.chat("auto", &huge, false).await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("65536"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("65536"),
+        "{body}"
+    );
     assert_eq!(s.chat_long.requests(), 0);
 }
 
 #[tokio::test]
 async fn an_upstream_error_becomes_a_502_and_the_gateway_keeps_serving() {
     let s = stack("", DEFAULT_UPSTREAM).await;
-    s.coder.set_faults(Faults { error_rate: 1.0, ..Faults::default() });
+    s.coder.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
     for stream in [false, true] {
         let r = s.chat("auto", "compile my rust", stream).await;
         assert_eq!(r.status(), 502);
         assert_eq!(header(&r, "x-switchyard-endpoint"), "coder-pool-0");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "upstream_error");
-        assert!(body["error"]["message"].as_str().unwrap().contains("500"), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("500"),
+            "{body}"
+        );
     }
     assert_eq!(s.chat("auto", "hello", false).await.status(), 200);
     s.coder.set_faults(Faults::default());
@@ -101,7 +157,9 @@ async fn an_unreachable_endpoint_is_a_clean_502() {
     let config = format!(
         "models: [{{name: m}}]\npools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{dead_url}'}}]}}]\ndefault_route: {{models: [m]}}\n"
     );
-    let policy = switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap()).unwrap();
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
     let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
@@ -114,7 +172,13 @@ async fn an_unreachable_endpoint_is_a_clean_502() {
         .unwrap();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("request to endpoint `p-0` failed"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request to endpoint `p-0` failed"),
+        "{body}"
+    );
 }
 
 async fn stream_text(s: &Stack, prompt: &str) -> (u16, String) {
@@ -135,13 +199,22 @@ fn last_event(text: &str) -> Value {
 #[tokio::test]
 async fn a_stalled_upstream_ends_the_stream_with_an_error_event() {
     let s = stack("", "  idle_timeout_ms: 300\n  response_timeout_ms: 500").await;
-    s.chat_short.set_faults(Faults { stall_after_tokens: Some(3), ..Faults::default() });
+    s.chat_short.set_faults(Faults {
+        stall_after_tokens: Some(3),
+        ..Faults::default()
+    });
     let (status, text) = stream_text(&s, "hello").await;
     assert_eq!(status, 200);
     assert_eq!(text.matches("\"delta\"").count(), 3, "{text}");
     assert!(!text.contains("[DONE]"));
     let last = last_event(&text);
-    assert!(last["error"]["message"].as_str().unwrap().contains("stalled"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{last}"
+    );
 
     let r = s.chat("auto", "hello", false).await;
     assert_eq!(r.status(), 504);
@@ -154,7 +227,10 @@ async fn a_stalled_upstream_ends_the_stream_with_an_error_event() {
 #[tokio::test]
 async fn a_dropped_stream_is_never_a_silently_truncated_answer() {
     let s = stack("", DEFAULT_UPSTREAM).await;
-    s.chat_short.set_faults(Faults { drop_after_tokens: Some(4), ..Faults::default() });
+    s.chat_short.set_faults(Faults {
+        drop_after_tokens: Some(4),
+        ..Faults::default()
+    });
     let (status, text) = stream_text(&s, "hello").await;
     assert_eq!(status, 200);
     // The engine breaks the connection after 4 tokens; the last may die in its buffer.
@@ -168,7 +244,10 @@ async fn a_dropped_stream_is_never_a_silently_truncated_answer() {
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("request to endpoint `chat-short-0` failed"), "{body}");
+    assert!(
+        message.contains("request to endpoint `chat-short-0` failed"),
+        "{body}"
+    );
     s.chat_short.set_faults(Faults::default());
     assert_eq!(s.chat("auto", "hello", true).await.status(), 200);
 }

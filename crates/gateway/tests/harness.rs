@@ -1,6 +1,13 @@
 //! Test harness: simulated engines and a gateway on ephemeral loopback ports.
 
-#![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    dead_code,
+    missing_docs
+)]
 
 use std::time::Duration;
 use switchyard_engine::{EngineConfig, EngineHandle};

@@ -1,5 +1,12 @@
 //! Requests travel end to end: routing, direct models, streaming, usage, explain.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
 mod harness;
 
 use harness::{DEFAULT_UPSTREAM, header, stack};
@@ -9,14 +16,23 @@ use std::time::Instant;
 #[tokio::test]
 async fn routes_by_keyword_and_by_context_length() {
     let s = stack("", DEFAULT_UPSTREAM).await;
-    let r = s.chat("auto", "How do I compile a Rust crate?", false).await;
+    let r = s
+        .chat("auto", "How do I compile a Rust crate?", false)
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-switchyard-route"), "coding");
     assert_eq!(header(&r, "x-switchyard-model"), "coder");
     assert_eq!(header(&r, "x-switchyard-endpoint"), "coder-pool-0");
-    assert!(header(&r, "x-switchyard-overhead-us").parse::<u64>().is_ok());
+    assert!(
+        header(&r, "x-switchyard-overhead-us")
+            .parse::<u64>()
+            .is_ok()
+    );
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["model"], "coder-upstream", "the upstream name is sent upstream");
+    assert_eq!(
+        body["model"], "coder-upstream",
+        "the upstream name is sent upstream"
+    );
 
     let long = "lorem ipsum dolor sit amet ".repeat(1200);
     let r = s.chat("auto", &long, false).await;
@@ -80,7 +96,11 @@ async fn read_stream(mut r: reqwest::Response, started: Instant) -> (f64, f64, S
         text.extend_from_slice(&chunk);
     }
     let last = started.elapsed().as_secs_f64();
-    (first.unwrap_or(last), last, String::from_utf8(text).unwrap())
+    (
+        first.unwrap_or(last),
+        last,
+        String::from_utf8(text).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -99,7 +119,10 @@ async fn stream_chunks_arrive_before_the_upstream_finishes() {
     assert_eq!(header(&r, "content-type"), "text/event-stream");
     let (first, last, text) = read_stream(r, started).await;
     assert!(last >= 0.6, "the stream took {last} s");
-    assert!(first < last / 4.0, "first chunk at {first} s of {last} s: buffered?");
+    assert!(
+        first < last / 4.0,
+        "first chunk at {first} s of {last} s: buffered?"
+    );
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert!(!text.contains("\"usage\""), "usage only when asked for");
     assert!(text.matches("data: {").count() >= 50);
@@ -143,7 +166,11 @@ async fn route_dry_run_explains_without_calling_upstream() {
     assert_eq!(trace["place"]["gpu"], "h100");
     let signals = trace["characterize"]["signals"].as_array().unwrap();
     assert_eq!(signals.len(), 2, "only referenced signals are computed");
-    assert!(signals.iter().any(|s| s["signal"] == "keyword(\"code\")" && s["matched"] == true));
+    assert!(
+        signals
+            .iter()
+            .any(|s| s["signal"] == "keyword(\"code\")" && s["matched"] == true)
+    );
     assert_eq!(trace["decide"]["routes"].as_array().unwrap().len(), 2);
     assert_eq!(s.coder.requests(), 0, "a dry run never calls upstream");
 }
@@ -152,14 +179,51 @@ async fn route_dry_run_explains_without_calling_upstream() {
 async fn models_health_and_metrics() {
     let s = stack("", DEFAULT_UPSTREAM).await;
     let base = s.gateway.url();
-    let models: Value = s.client.get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let models: Value = s
+        .client
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["auto", "coder", "chat"]);
-    assert_eq!(s.client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    let ready: Value = s.client.get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        s.client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: Value = s
+        .client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["endpoints"], 3);
     s.chat("auto", "rust", false).await.bytes().await.unwrap();
-    let metrics = s.client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = s
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"coding\""), "{metrics}");
     assert!(metrics.contains("switchyard_overhead_seconds"), "{metrics}");
@@ -171,8 +235,16 @@ async fn decision_log_has_one_line_per_request() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("decisions.jsonl");
     let _ = std::fs::remove_file(&path);
-    let s = stack(&format!("  decision_log: '{}'", path.display()), DEFAULT_UPSTREAM).await;
-    s.chat("auto", "compile this", false).await.bytes().await.unwrap();
+    let s = stack(
+        &format!("  decision_log: '{}'", path.display()),
+        DEFAULT_UPSTREAM,
+    )
+    .await;
+    s.chat("auto", "compile this", false)
+        .await
+        .bytes()
+        .await
+        .unwrap();
     s.chat("auto", "hello", true).await.bytes().await.unwrap();
     let mut lines = Vec::new();
     for _ in 0..100 {
@@ -184,7 +256,10 @@ async fn decision_log_has_one_line_per_request() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let records: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let coding = records.iter().find(|r| r["route"] == "coding").unwrap();
     assert_eq!(coding["model"], "coder");
     assert_eq!(coding["status"], 200);
@@ -193,7 +268,10 @@ async fn decision_log_has_one_line_per_request() {
     assert_eq!(coding["completion_tokens"], 20);
     let streamed = records.iter().find(|r| r["stream"] == true).unwrap();
     assert_eq!(streamed["outcome"], "ok");
-    assert_eq!(streamed["completion_tokens"], 20, "usage was read from a hidden usage chunk");
+    assert_eq!(
+        streamed["completion_tokens"], 20,
+        "usage was read from a hidden usage chunk"
+    );
     assert!(streamed["ttft_ms"].as_f64().unwrap() > 0.0);
     assert!(streamed["latency_ms"].as_f64().unwrap() >= streamed["ttft_ms"].as_f64().unwrap());
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and integration tests, and the end-to-end
+# test with the official OpenAI Python SDK (installed here into .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
+  echo "== installing the OpenAI Python SDK into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'openai>=1.40,<3'
+fi
+export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
+export SWITCHYARD_REQUIRE_SDK=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
