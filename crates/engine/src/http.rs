@@ -3,6 +3,7 @@
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -145,6 +146,9 @@ pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Resu
         .route("/metrics", get(metrics))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .with_state(Arc::clone(&state));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -6,6 +6,7 @@ use crate::pipeline::{plan, trace};
 use crate::respond::{Observed, error_response, forward};
 use crate::runtime::Runtime;
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
@@ -36,6 +37,10 @@ impl Gateway {
         let _ = crate::metrics::handle();
         let runtime = Arc::new(runtime);
         let app = router(Arc::clone(&runtime));
+        // Small SSE events must leave at once, not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(shutdown_signal())
