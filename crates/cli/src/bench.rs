@@ -49,7 +49,9 @@ impl Drop for ChildGuard {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// CPU time (user + system, all threads) of a process, from `/proc/<pid>/stat`.
@@ -71,7 +73,12 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 
 async fn wait_ready(client: &reqwest::Client, url: &str) -> Result<()> {
     for _ in 0..200 {
-        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,7 +210,12 @@ default_route: {{models: [chat]}}
     };
     let mut engine_cmd = Command::new(&exe);
     engine_cmd.args(["engine", "--gpu", "instant", "--mean-output-tokens", "16"]);
-    engine_cmd.args(["--listen", &format!("127.0.0.1:{engine_port}"), "--model", "m"]);
+    engine_cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{engine_port}"),
+        "--model",
+        "m",
+    ]);
     let engine = quiet(engine_cmd)?;
     let mut gateway_cmd = Command::new(&exe);
     gateway_cmd.arg("serve").arg("--config").arg(&config_path);
@@ -229,7 +241,12 @@ default_route: {{models: [chat]}}
         let what = if stream { "first chunk" } else { "latency" };
         println!(
             "concurrency 1, {label:<6} {what:<12} direct p50 {:>7.0} µs p99 {:>7.0} µs | routed p50 {:>7.0} µs p99 {:>7.0} µs | added p50 {:>6.0} µs p99 {:>6.0} µs",
-            us(d50), us(d99), us(r50), us(r99), us(r50 - d50), us(r99 - d99)
+            us(d50),
+            us(d99),
+            us(r50),
+            us(r99),
+            us(r50 - d50),
+            us(r99 - d99)
         );
         figures.insert(
             format!("c1_{label}"),

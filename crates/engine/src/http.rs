@@ -3,12 +3,12 @@
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

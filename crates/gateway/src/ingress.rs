@@ -34,6 +34,16 @@ pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// Reads an extracted body (or its rejection) as a chat completions request.
+pub fn read(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(ChatRequest, Conversation), ApiError> {
+    let body = body.map_err(|rejection| rejected(&rejection, limit))?;
+    parse(headers, &body)
+}
+
 /// Parses and checks a chat completions request.
 pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(ChatRequest, Conversation), ApiError> {
     let content_type = headers

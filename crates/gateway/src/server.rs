@@ -6,12 +6,12 @@ use crate::pipeline::{plan, trace};
 use crate::respond::{Observed, error_response, forward};
 use crate::runtime::Runtime;
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -111,11 +111,7 @@ async fn chat_completions(
     let started = Instant::now();
     let arrived = SystemTime::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return error_response(&ingress::rejected(&rejection, limit)),
-    };
-    let (request, conversation) = match ingress::parse(&headers, &body) {
+    let (request, conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
@@ -154,11 +150,7 @@ async fn route_only(
 ) -> Response {
     let started = Instant::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return error_response(&ingress::rejected(&rejection, limit)),
-    };
-    let (_, conversation) = match ingress::parse(&headers, &body) {
+    let (_, conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
