@@ -1,0 +1,102 @@
+//! The `switchyard` binary: check, route, and its errors on bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn switchyard(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_examples_pass_check() {
+    for example in ["examples/demo.yaml", "examples/minimal.yaml"] {
+        let (ok, stdout, stderr) = switchyard(&["check", "--config", example]);
+        assert!(ok, "{example}: {stderr}");
+        assert!(stdout.contains("ok:"), "{stdout}");
+        assert!(
+            stdout.ends_with("0 warnings\n"),
+            "{example} has warnings: {stdout}{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_a_fix() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.yaml");
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/demo.yaml"
+    ))
+    .unwrap();
+    std::fs::write(&path, demo.replace("    priority: 50", "    priorty: 50")).unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    let line = demo.lines().position(|l| l == "    priority: 50").unwrap() + 1;
+    assert!(stderr.contains(&format!("bad.yaml:{line}:")), "{stderr}");
+    assert!(stderr.contains("did you mean `priority`?"), "{stderr}");
+
+    std::fs::write(
+        &path,
+        demo.replace("models: [reasoner-70b]", "models: [reasoner-7b]"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown model `reasoner-7b`"), "{stderr}");
+    assert!(stderr.contains("did you mean `reasoner-70b`?"), "{stderr}");
+
+    let (ok, _, stderr) = switchyard(&["check", "--config", "no/such/file.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no/such/file.yaml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn route_prints_the_trace_without_an_upstream() {
+    let (ok, stdout, stderr) = switchyard(&[
+        "route",
+        "--config",
+        "examples/demo.yaml",
+        "--prompt",
+        "prove this theorem about primes",
+    ]);
+    assert!(ok, "{stderr}");
+    let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(trace["decide"]["route"], "math");
+    assert_eq!(trace["select"]["model"], "reasoner-70b");
+    assert_eq!(trace["place"]["pool"], "reasoner-h100-32k");
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let (ok, stdout, stderr) = switchyard(&["demo", "--exit"]);
+    assert!(ok, "{stderr}");
+    for expected in [
+        "coding",
+        "long_document",
+        "default",
+        "math",
+        "direct",
+        "chat-h100-64k-0",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains(" 502 ") && !stdout.contains(" 500 "),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,202 @@
+//! The simulated engine over HTTP: timing from the performance model, usage, limits,
+//! metrics and run-time faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use switchyard_engine::{EngineConfig, EngineHandle, Faults};
+use switchyard_fleet::GpuKind;
+
+async fn engine(gpu: Option<GpuKind>, window: u32) -> EngineHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = EngineConfig {
+        model: "sim".into(),
+        gpu,
+        context_window: window,
+        mean_output_tokens: 100,
+        ..EngineConfig::default()
+    };
+    switchyard_engine::serve(listener, config).await.unwrap()
+}
+
+async fn post(e: &EngineHandle, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", e.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ttft_follows_chunked_prefill_and_tokens_follow_the_iteration_clock() {
+    let e = engine(Some(GpuKind::A10g), 8192).await;
+    // ~2,000 prompt tokens at 256 per iteration: 8 iterations of ≥ 12 ms before the
+    // first token; then 20 more tokens at ≥ 12 ms each.
+    let prompt = "alpha beta gamma delta ".repeat(500);
+    let started = Instant::now();
+    let mut r = post(
+        &e,
+        json!({"model": "sim", "stream": true, "max_tokens": 21,
+        "messages": [{"role": "user", "content": prompt}]}),
+    )
+    .await;
+    let mut first = None;
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        first.get_or_insert_with(|| started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let total = started.elapsed();
+    let first = first.unwrap();
+    assert!(
+        first >= Duration::from_millis(8 * 12),
+        "TTFT {first:?} is below the prefill time"
+    );
+    assert!(
+        first < Duration::from_millis(8 * 14 + 150),
+        "TTFT {first:?}"
+    );
+    assert!(
+        total - first >= Duration::from_millis(20 * 12),
+        "decode took {:?}",
+        total - first
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(text.matches("\"delta\"").count(), 21);
+    assert!(text.contains("\"finish_reason\":\"length\""));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn answers_are_deterministic_with_exact_usage() {
+    let e = engine(None, 8192).await;
+    let ask = || {
+        post(
+            &e,
+            json!({"model": "sim", "messages": [{"role": "user", "content": "same"}]}),
+        )
+    };
+    let a: Value = ask().await.json().await.unwrap();
+    let b: Value = ask().await.json().await.unwrap();
+    assert_eq!(
+        a["choices"][0]["message"]["content"],
+        b["choices"][0]["message"]["content"]
+    );
+    let text = a["choices"][0]["message"]["content"].as_str().unwrap();
+    let words = text.split(' ').count() as u64;
+    assert_eq!(a["usage"]["completion_tokens"].as_u64().unwrap(), words);
+    assert!((50..=150).contains(&words), "{words}");
+    assert_eq!(a["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn a_request_over_the_context_window_gets_400() {
+    let e = engine(None, 1024).await;
+    let r = post(
+        &e,
+        json!({"model": "sim", "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "word ".repeat(100)}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length is 1024")
+    );
+}
+
+#[tokio::test]
+async fn metrics_show_running_and_waiting_sequences() {
+    // 64K window on an H100: 16 slots. 20 long answers: 16 run, 4 wait.
+    let e = engine(Some(GpuKind::H100), 65_536).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            post(
+                &e,
+                json!({"model": "sim", "max_tokens": 200,
+                "messages": [{"role": "user", "content": format!("request {i}")}]}),
+            )
+            .await
+            .bytes()
+            .await
+            .unwrap()
+        }));
+    }
+    let mut seen = (0.0, 0.0, 0.0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let text = reqwest::get(format!("{}/metrics", e.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let gauge = |name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        let now = (
+            gauge("vllm:num_requests_running"),
+            gauge("vllm:num_requests_waiting"),
+            gauge("vllm:kv_cache_usage_perc"),
+        );
+        if now.0 == 16.0 && now.1 == 4.0 {
+            seen = now;
+            break;
+        }
+    }
+    assert_eq!(
+        (seen.0, seen.1),
+        (16.0, 4.0),
+        "never saw 16 running and 4 waiting"
+    );
+    assert!(seen.2 > 0.0 && seen.2 <= 1.0);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(e.requests(), 20);
+}
+
+#[tokio::test]
+async fn faults_change_at_run_time_and_are_validated() {
+    let e = engine(None, 8192).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/admin/faults", e.url());
+    let r = client
+        .put(&url)
+        .json(&json!({"error_rate": 2.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client
+        .put(&url)
+        .json(&json!({"eror_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client
+        .put(&url)
+        .json(&json!({"error_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let hi = json!({"model": "sim", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(post(&e, hi.clone()).await.status(), 500);
+    e.set_faults(Faults::default());
+    assert_eq!(post(&e, hi).await.status(), 200);
+    let current: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(current["error_rate"], 0.0);
+}
