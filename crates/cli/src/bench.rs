@@ -21,6 +21,9 @@ pub enum BenchCommand {
         /// Concurrent clients under load.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Gateway worker threads (default: one per core).
+        #[arg(long)]
+        gateway_threads: Option<usize>,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -33,8 +36,17 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             requests,
             load_requests,
             concurrency,
+            gateway_threads,
             json,
-        } => overhead(requests, load_requests, concurrency, json.as_deref()).await,
+        } => {
+            let load = Load {
+                requests,
+                load_requests,
+                concurrency,
+                gateway_threads,
+            };
+            overhead(&load, json.as_deref()).await
+        }
     }
 }
 
@@ -177,12 +189,22 @@ async fn load(
     Ok(started.elapsed().as_secs_f64())
 }
 
-async fn overhead(
+/// What `bench overhead` runs.
+struct Load {
     requests: usize,
     load_requests: usize,
     concurrency: usize,
-    json_out: Option<&std::path::Path>,
-) -> Result<()> {
+    gateway_threads: Option<usize>,
+}
+
+async fn overhead(load_spec: &Load, json_out: Option<&std::path::Path>) -> Result<()> {
+    let Load {
+        requests,
+        load_requests,
+        concurrency,
+        gateway_threads,
+    } = *load_spec;
+    let threads = gateway_threads.map_or_else(String::new, |n| format!(", worker_threads: {n}"));
     let exe = std::env::current_exe()?;
     let engine_port = free_port()?;
     let gateway_port = free_port()?;
@@ -192,7 +214,7 @@ async fn overhead(
     std::fs::write(
         &config_path,
         format!(
-            "server: {{listen: '127.0.0.1:{gateway_port}'}}
+            "server: {{listen: '127.0.0.1:{gateway_port}'{threads}}}
 models: [{{name: coder}}, {{name: chat}}]
 pools:
   - {{name: coder, model: coder, context_window: 32K, endpoints: [{{url: 'http://127.0.0.1:{engine_port}'}}]}}
@@ -231,7 +253,10 @@ default_route: {{models: [chat]}}
     wait_ready(&client, &format!("http://127.0.0.1:{gateway_port}/healthz")).await?;
     paired(&client, &direct, &routed, 300, false).await?;
 
-    println!("switchyard bench overhead: upstream answers at once (16 tokens)\n");
+    println!(
+        "switchyard bench overhead: upstream answers at once (16 tokens); gateway threads: {}\n",
+        gateway_threads.map_or_else(|| "one per core".to_owned(), |n| n.to_string())
+    );
     let mut figures = serde_json::Map::new();
     for (stream, label) in [(false, "whole"), (true, "stream")] {
         let p = paired(&client, &direct, &routed, requests, stream).await?;

@@ -112,17 +112,36 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` sizes its runtime from the configuration, so it is checked first.
+    let (policy, workers) = match &cli.command {
+        Command::Serve { config } => match compile(config) {
+            Ok(policy) => {
+                let workers = policy.config.server.worker_threads;
+                (Some(policy), workers)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => (None, None),
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = match (cli.command, policy) {
+        (Command::Serve { config }, Some(policy)) => runtime.block_on(serve(&config, policy)),
+        (command, _) => runtime.block_on(run(command)),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -131,9 +150,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Serve { config } => serve(&config).await,
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve { config } => serve(&config, compile(&config)?).await,
         Command::Check { config } => check(&config),
         Command::Route {
             config,
@@ -159,8 +178,7 @@ fn compile(path: &Path) -> Result<Policy> {
     Ok(policy)
 }
 
-async fn serve(path: &Path) -> Result<()> {
-    let policy = compile(path)?;
+async fn serve(path: &Path, policy: Policy) -> Result<()> {
     let listen = policy.config.server.listen.value.clone();
     let runtime = Runtime::new(policy)?;
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_pool::{StreamEnd, StreamOutcome};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
-use tokio_stream::wrappers::ReceiverStream;
 
 /// The JSON error response of an [`ApiError`].
 pub fn error_response(error: &ApiError) -> Response {
@@ -119,8 +118,7 @@ pub async fn forward(
                     });
                     observe_stream(&runtime, &plan_for_log, &observed, &outcome);
                 });
-                let events =
-                    ReceiverStream::new(pass.events).map(Ok::<_, std::convert::Infallible>);
+                let events = pass.events.map(Ok::<_, std::convert::Infallible>);
                 let response = Response::builder()
                     .status(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "text/event-stream")

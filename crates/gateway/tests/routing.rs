@@ -275,3 +275,43 @@ async fn decision_log_has_one_line_per_request() {
     assert!(streamed["ttft_ms"].as_f64().unwrap() > 0.0);
     assert!(streamed["latency_ms"].as_f64().unwrap() >= streamed["ttft_ms"].as_f64().unwrap());
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_frees_the_endpoint_and_is_logged() {
+    let dir = std::env::temp_dir().join(format!("switchyard-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("decisions.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let s = stack(
+        &format!("  decision_log: '{}'", path.display()),
+        DEFAULT_UPSTREAM,
+    )
+    .await;
+    let mut r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto", "stream": true, "max_tokens": 300,
+                   "messages": [{"role": "user", "content": "a long story please"}]}),
+        )
+        .await;
+    assert!(r.chunk().await.unwrap().is_some());
+    let endpoint = s.gateway.runtime.pools.all()[1].endpoints[0].clone();
+    assert_eq!(endpoint.name, "chat-short-0");
+    assert_eq!(endpoint.in_flight(), 1);
+    drop(r);
+    let mut line = String::new();
+    for _ in 0..200 {
+        line = std::fs::read_to_string(&path).unwrap_or_default();
+        if endpoint.in_flight() == 0 && !line.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        endpoint.in_flight(),
+        0,
+        "the in-flight count must drop with the client"
+    );
+    let record: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(record["outcome"], "client_gone", "{record}");
+}

@@ -349,6 +349,13 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
             .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
         );
     }
+    if config.server.worker_threads == Some(0) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.worker_threads",
+            "must be at least 1 (or left out for one per core)",
+        ));
+    }
     if config.server.max_body_bytes == 0 {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,

@@ -52,6 +52,10 @@ pub struct ServerConfig {
     /// Output tokens assumed for placement when a request sets no `max_tokens` (default 512).
     #[serde(default = "default_expected_output_tokens")]
     pub expected_output_tokens: u32,
+    /// Threads serving requests (default: one per CPU core). On a machine shared with
+    /// engines or clients, fewer threads mean fewer cross-thread wake-ups per request.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             route_aliases: default_route_aliases(),
             decision_log: None,
             expected_output_tokens: default_expected_output_tokens(),
+            worker_threads: None,
         }
     }
 }

@@ -2,15 +2,14 @@
 
 use crate::endpoint::{Endpoint, InFlight};
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchyard_policy::UpstreamConfig;
 use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::timeout_at;
-
-/// Events buffered between the upstream reader and a slow client.
-const STREAM_BUFFER: usize = 64;
 
 /// The upstream client.
 #[derive(Debug, Clone)]
@@ -110,19 +109,27 @@ pub struct StreamOutcome {
     pub usage: Option<Usage>,
     /// Time from the request's start to the first event passed on.
     pub ttft: Option<Duration>,
-    /// Events passed on.
+    /// SSE events passed on.
     pub events: u32,
 }
 
 /// A stream being passed through: the events for the client, and its outcome when done.
-#[derive(Debug)]
 pub struct PassThrough {
     /// Whole SSE events, in order, ending with `[DONE]` or a terminal error event.
-    pub events: mpsc::Receiver<Bytes>,
-    /// Resolves when the stream has ended.
+    /// Polled by the client's connection: no task or channel sits in between.
+    pub events: BoxStream<'static, Bytes>,
+    /// Resolves when the stream has ended (or was dropped because the client left).
     pub outcome: oneshot::Receiver<StreamOutcome>,
     /// When the response headers arrived, since the request was sent.
     pub first_byte: Duration,
+}
+
+impl std::fmt::Debug for PassThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassThrough")
+            .field("first_byte", &self.first_byte)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {
@@ -239,8 +246,8 @@ impl Upstream {
         })
     }
 
-    /// Sends a streamed request. On a 2xx answer, a task passes events through as they
-    /// arrive; a stream that breaks, stalls or ends early ends with a terminal error
+    /// Sends a streamed request. On a 2xx answer, events are passed through as they
+    /// arrive, read from the upstream only as the client's connection asks for them; a stream that breaks, stalls or ends early ends with a terminal error
     /// event, never silently. With `hide_usage`, a usage-only chunk is read but not
     /// passed on (the client did not ask for it). A non-2xx answer comes back as a
     /// [`Completion`] for the caller to relay.
@@ -254,7 +261,7 @@ impl Upstream {
     ) -> Result<Result<PassThrough, Completion>, ForwardError> {
         let deadline = self.deadline();
         let endpoint = in_flight.endpoint().clone();
-        let (mut response, first_byte) = self.send(&endpoint, body, request_id, deadline).await?;
+        let (response, first_byte) = self.send(&endpoint, body, request_id, deadline).await?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
             let body = timeout_at(deadline, response.bytes())
@@ -269,129 +276,168 @@ impl Upstream {
                 first_byte,
             }));
         }
-        let (events_tx, events_rx) = mpsc::channel(STREAM_BUFFER);
         let (outcome_tx, outcome_rx) = oneshot::channel();
-        let idle = self.idle();
-        let idle_ms = self.config.idle_timeout_ms;
-        tokio::spawn(async move {
-            let outcome = pass_through(
-                &mut response,
-                &events_tx,
-                PassOptions {
-                    hide_usage,
-                    started,
-                    deadline,
-                    idle,
-                    idle_ms,
-                    endpoint: &endpoint.name,
-                },
-            )
-            .await;
-            drop(in_flight);
-            let _ = outcome_tx.send(outcome);
+        let state = PassState {
+            response,
+            parser: SseParser::new(),
+            ready: VecDeque::new(),
+            outcome: StreamOutcome {
+                end: StreamEnd::Cut,
+                usage: None,
+                ttft: None,
+                events: 0,
+            },
+            ended: false,
+            hide_usage,
+            started,
+            deadline,
+            idle: self.idle(),
+            idle_ms: self.config.idle_timeout_ms,
+            report: Some(outcome_tx),
+            _in_flight: in_flight,
+        };
+        let events = futures_util::stream::unfold(state, |mut state| async move {
+            let event = state.next_event().await?;
+            Some((event, state))
         });
         Ok(Ok(PassThrough {
-            events: events_rx,
+            events: Box::pin(events),
             outcome: outcome_rx,
             first_byte,
         }))
     }
 }
 
-struct PassOptions<'a> {
+/// The state of one pass-through stream.
+struct PassState {
+    response: reqwest::Response,
+    parser: SseParser,
+    /// Whole events read and not yet handed out.
+    ready: VecDeque<Bytes>,
+    outcome: StreamOutcome,
+    /// No more upstream reads: `[DONE]`, an error event, or a terminal error queued.
+    ended: bool,
     hide_usage: bool,
     started: Instant,
     deadline: tokio::time::Instant,
     idle: Duration,
     idle_ms: u64,
-    endpoint: &'a str,
+    report: Option<oneshot::Sender<StreamOutcome>>,
+    /// Counts the request as in flight until the stream ends or is dropped.
+    _in_flight: InFlight,
 }
 
-async fn pass_through(
-    response: &mut reqwest::Response,
-    events: &mpsc::Sender<Bytes>,
-    options: PassOptions<'_>,
-) -> StreamOutcome {
-    let mut outcome = StreamOutcome {
-        end: StreamEnd::Cut,
-        usage: None,
-        ttft: None,
-        events: 0,
-    };
-    let mut parser = SseParser::new();
-    let terminal = |message: String| ApiError::new(ErrorKind::Upstream, message).sse_event();
-    loop {
-        let by = options
-            .deadline
-            .min(tokio::time::Instant::now() + options.idle);
-        let chunk = match timeout_at(by, response.chunk()).await {
-            Err(_) => {
-                outcome.end = StreamEnd::Stalled;
-                let _ = events
-                    .send(terminal(format!(
-                        "endpoint `{}` stalled: no data for {} ms; the answer is incomplete",
-                        options.endpoint, options.idle_ms
-                    )))
-                    .await;
-                return outcome;
+impl PassState {
+    /// The next event for the client, or `None` once the stream is over.
+    async fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.ready.is_empty() {
+                // Events that arrived in one read leave in one write: no added delay,
+                // fewer system calls.
+                let count = self.ready.len();
+                let out = if count == 1 {
+                    self.ready.pop_front()?
+                } else {
+                    let mut joined = bytes::BytesMut::new();
+                    for event in self.ready.drain(..) {
+                        joined.extend_from_slice(&event);
+                    }
+                    joined.freeze()
+                };
+                self.outcome.events += u32::try_from(count).unwrap_or(u32::MAX);
+                let started = self.started;
+                self.outcome.ttft.get_or_insert_with(|| started.elapsed());
+                return Some(out);
             }
+            if self.ended {
+                self.finish();
+                return None;
+            }
+            self.read().await;
+        }
+    }
+
+    /// Reads one upstream chunk and queues the whole events it completes.
+    async fn read(&mut self) {
+        let endpoint = &self._in_flight.endpoint().name;
+        let by = self.deadline.min(tokio::time::Instant::now() + self.idle);
+        let (end, message) = match timeout_at(by, self.response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                self.parser.push(&chunk);
+                self.take_events();
+                return;
+            }
+            Err(_) => (
+                StreamEnd::Stalled,
+                format!(
+                    "endpoint `{endpoint}` stalled: no data for {} ms; the answer is incomplete",
+                    self.idle_ms
+                ),
+            ),
             Ok(Err(e)) => {
                 let reason = error_chain(&e);
-                let _ = events
-                    .send(terminal(format!(
-                        "endpoint `{}` broke off the stream ({reason}); the answer is incomplete",
-                        options.endpoint
-                    )))
-                    .await;
-                outcome.end = StreamEnd::Failed(reason);
-                return outcome;
+                let message = format!(
+                    "endpoint `{endpoint}` broke off the stream ({reason}); the answer is incomplete"
+                );
+                (StreamEnd::Failed(reason), message)
             }
-            Ok(Ok(None)) => {
-                let _ = events
-                    .send(terminal(format!(
-                        "endpoint `{}` ended the stream before it was complete",
-                        options.endpoint
-                    )))
-                    .await;
-                outcome.end = StreamEnd::Cut;
-                return outcome;
-            }
-            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => (
+                StreamEnd::Cut,
+                format!("endpoint `{endpoint}` ended the stream before it was complete"),
+            ),
         };
-        parser.push(&chunk);
-        while let Some(event) = parser.next_event() {
+        self.outcome.end = end;
+        self.ready
+            .push_back(ApiError::new(ErrorKind::Upstream, message).sse_event());
+        self.ended = true;
+    }
+
+    fn take_events(&mut self) {
+        while let Some(event) = self.parser.next_event() {
             let mut forward = true;
             if event.is_done() {
-                outcome.end = StreamEnd::Done;
+                self.outcome.end = StreamEnd::Done;
+                self.ended = true;
             } else if event.data.contains("\"usage\"") || event.data.contains("\"error\"") {
                 if let Ok(value) = serde_json::from_str::<serde_json::Value>(&event.data) {
                     if let Some(usage) = Usage::from_json(&value) {
-                        outcome.usage = Some(usage);
+                        self.outcome.usage = Some(usage);
                         let no_choices = value
                             .get("choices")
                             .and_then(|c| c.as_array())
                             .is_none_or(Vec::is_empty);
-                        forward = !(options.hide_usage && no_choices);
+                        forward = !(self.hide_usage && no_choices);
                     }
                     if let Some(error) = value.get("error") {
-                        outcome.end = StreamEnd::UpstreamError(error.to_string());
+                        self.outcome.end = StreamEnd::UpstreamError(error.to_string());
+                        self.ended = true;
                     }
                 }
             }
             if forward {
-                if events.send(event.raw).await.is_err() {
-                    outcome.end = StreamEnd::ClientGone;
-                    return outcome;
-                }
-                outcome.events += 1;
-                outcome
-                    .ttft
-                    .get_or_insert_with(|| options.started.elapsed());
+                self.ready.push_back(event.raw);
             }
-            if !matches!(outcome.end, StreamEnd::Cut) {
-                return outcome;
+            if self.ended {
+                return;
             }
         }
+    }
+
+    fn finish(&mut self) {
+        if let Some(report) = self.report.take() {
+            let _ = report.send(self.outcome.clone());
+        }
+    }
+}
+
+impl Drop for PassState {
+    fn drop(&mut self) {
+        if self.report.is_some() && (!self.ended || !self.ready.is_empty()) {
+            // The client went away before the stream ended; the upstream call is
+            // dropped with this state.
+            self.outcome.end = StreamEnd::ClientGone;
+        }
+        self.finish();
     }
 }
 

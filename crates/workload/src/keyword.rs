@@ -92,12 +92,11 @@ impl KeywordSignal {
 
     /// The first keyword found in `text` and how many occurrences there are.
     fn scan(&self, text: &str) -> (usize, Option<usize>) {
-        let bytes = text.as_bytes();
         let mut hits = 0;
         let mut first = None;
         for m in self.matcher.find_overlapping_iter(text) {
             if self.word_boundary
-                && !(is_boundary_before(bytes, m.start()) && is_boundary_after(bytes, m.end()))
+                && !(boundary_before(text, m.start()) && boundary_after(text, m.end()))
             {
                 continue;
             }
@@ -108,22 +107,18 @@ impl KeywordSignal {
     }
 }
 
-fn is_word_char(text_before_or_after: Option<char>) -> bool {
-    text_before_or_after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+fn is_word_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
 }
 
-fn is_boundary_before(bytes: &[u8], start: usize) -> bool {
-    let before = std::str::from_utf8(&bytes[..start])
-        .ok()
-        .and_then(|s| s.chars().next_back());
-    !is_word_char(before)
+/// Whether no word character touches `start` from the left. Matches of UTF-8 keywords
+/// in UTF-8 text fall on character boundaries, so the slice is O(1).
+fn boundary_before(text: &str, start: usize) -> bool {
+    !is_word_char(text.get(..start).and_then(|s| s.chars().next_back()))
 }
 
-fn is_boundary_after(bytes: &[u8], end: usize) -> bool {
-    let after = std::str::from_utf8(&bytes[end..])
-        .ok()
-        .and_then(|s| s.chars().next());
-    !is_word_char(after)
+fn boundary_after(text: &str, end: usize) -> bool {
+    !is_word_char(text.get(end..).and_then(|s| s.chars().next()))
 }
 
 impl Signal for KeywordSignal {
