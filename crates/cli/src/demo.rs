@@ -169,13 +169,31 @@ pub async fn run(path: Option<&Path>, exit: bool) -> Result<()> {
         .await?
         .json::<Value>()
         .await?;
+    let signals: Vec<String> = trace["characterize"]["signals"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    let evidence = s["evidence"]
+                        .as_str()
+                        .map_or_else(String::new, |e| format!(" ({e})"));
+                    format!(
+                        "{}={}{evidence}",
+                        s["signal"].as_str().unwrap_or("?"),
+                        s["matched"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     println!(
-        "\nDry run (POST /v1/route) of \"Fix the bug in my Rust compiler plugin\": route {}, model {}, \
-         pool {}, signals {}",
+        "\nDry run, POST /v1/route \"Fix the bug in my Rust compiler plugin\":\n  signals: {}\n  \
+         route {} -> model {} -> pool {} (endpoint {})",
+        signals.join(", "),
         trace["decide"]["route"],
         trace["select"]["model"],
         trace["place"]["pool"],
-        trace["characterize"]["signals"]
+        trace["place"]["endpoint"]
     );
     if exit {
         return Ok(());

@@ -71,7 +71,12 @@ pub async fn forward(
     plan: Plan,
     observed: Observed,
 ) -> Response {
-    let model = &runtime.policy.config.models[plan.model];
+    let Some(model) = runtime.policy.config.models.get(plan.model) else {
+        return error_response(&ApiError::new(
+            ErrorKind::Unavailable,
+            "the planned model is missing",
+        ));
+    };
     request.model = model.upstream_name().to_owned();
     let hide_usage = conversation.stream && !request.wants_stream_usage();
     if hide_usage {
@@ -91,86 +96,104 @@ pub async fn forward(
             ));
         }
     };
-    let in_flight = plan.placement.endpoint.begin();
     let headers = ExplainHeaders::new(&runtime, &plan, &observed);
-    if conversation.stream {
-        let result = runtime
-            .upstream
-            .stream(
-                in_flight,
-                body,
-                &observed.request_id,
-                hide_usage,
-                observed.started,
-            )
-            .await;
-        match result {
-            Ok(Ok(pass)) => {
-                let outcome = pass.outcome;
-                let runtime = Arc::clone(&runtime);
-                let plan_for_log = plan.clone();
-                tokio::spawn(async move {
-                    let outcome = outcome.await.unwrap_or(StreamOutcome {
-                        end: StreamEnd::ClientGone,
-                        usage: None,
-                        ttft: None,
-                        events: 0,
-                    });
-                    observe_stream(&runtime, &plan_for_log, &observed, &outcome);
-                });
-                let events = pass.events.map(Ok::<_, std::convert::Infallible>);
-                let response = Response::builder()
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "text/event-stream")
-                    .header(header::CACHE_CONTROL, "no-cache")
-                    .body(Body::from_stream(events))
-                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-                headers.apply(response)
-            }
-            Ok(Err(relayed)) => {
-                let status = relayed.status;
-                let outcome = Outcome {
-                    status,
-                    name: "upstream_rejected",
-                    ttft: Some(observed.overhead + relayed.first_byte),
-                    ..Outcome::default()
-                };
-                observe(&runtime, &plan, &observed, outcome);
-                headers.apply(relay(status, relayed.body))
-            }
-            Err(e) => {
-                let error = e.to_api_error();
-                observe(&runtime, &plan, &observed, Outcome::failed(&error));
-                headers.apply(error_response(&error))
-            }
-        }
+    let response = if conversation.stream {
+        forward_stream(runtime, body, hide_usage, plan, observed).await
     } else {
-        let result = runtime
-            .upstream
-            .complete(&plan.placement.endpoint, body, &observed.request_id)
-            .await;
-        drop(in_flight);
-        match result {
-            Ok(done) => {
-                let outcome = Outcome {
-                    status: done.status,
-                    name: if done.status < 300 {
-                        "ok"
-                    } else {
-                        "upstream_rejected"
-                    },
-                    usage: done.usage,
-                    ttft: Some(observed.overhead + done.first_byte),
-                    error: None,
-                };
-                observe(&runtime, &plan, &observed, outcome);
-                headers.apply(relay(done.status, done.body))
-            }
-            Err(e) => {
-                let error = e.to_api_error();
-                observe(&runtime, &plan, &observed, Outcome::failed(&error));
-                headers.apply(error_response(&error))
-            }
+        forward_whole(runtime, body, plan, observed).await
+    };
+    headers.apply(response)
+}
+
+async fn forward_stream(
+    runtime: Arc<Runtime>,
+    body: Bytes,
+    hide_usage: bool,
+    plan: Plan,
+    observed: Observed,
+) -> Response {
+    let in_flight = plan.placement.endpoint.begin();
+    let result = runtime
+        .upstream
+        .stream(
+            in_flight,
+            body,
+            &observed.request_id,
+            hide_usage,
+            observed.started,
+        )
+        .await;
+    match result {
+        Ok(Ok(pass)) => {
+            let outcome = pass.outcome;
+            tokio::spawn(async move {
+                let outcome = outcome.await.unwrap_or(StreamOutcome {
+                    end: StreamEnd::ClientGone,
+                    usage: None,
+                    ttft: None,
+                    events: 0,
+                });
+                observe_stream(&runtime, &plan, &observed, &outcome);
+            });
+            let events = pass.events.map(Ok::<_, std::convert::Infallible>);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(events))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Ok(Err(relayed)) => {
+            let status = relayed.status;
+            let outcome = Outcome {
+                status,
+                name: "upstream_rejected",
+                ttft: Some(observed.overhead + relayed.first_byte),
+                ..Outcome::default()
+            };
+            observe(&runtime, &plan, &observed, outcome);
+            relay(status, relayed.body)
+        }
+        Err(e) => {
+            let error = e.to_api_error();
+            observe(&runtime, &plan, &observed, Outcome::failed(&error));
+            error_response(&error)
+        }
+    }
+}
+
+async fn forward_whole(
+    runtime: Arc<Runtime>,
+    body: Bytes,
+    plan: Plan,
+    observed: Observed,
+) -> Response {
+    let in_flight = plan.placement.endpoint.begin();
+    let result = runtime
+        .upstream
+        .complete(&plan.placement.endpoint, body, &observed.request_id)
+        .await;
+    drop(in_flight);
+    match result {
+        Ok(done) => {
+            let outcome = Outcome {
+                status: done.status,
+                name: if done.status < 300 {
+                    "ok"
+                } else {
+                    "upstream_rejected"
+                },
+                usage: done.usage,
+                ttft: Some(observed.overhead + done.first_byte),
+                error: None,
+            };
+            observe(&runtime, &plan, &observed, outcome);
+            relay(done.status, done.body)
+        }
+        Err(e) => {
+            let error = e.to_api_error();
+            observe(&runtime, &plan, &observed, Outcome::failed(&error));
+            error_response(&error)
         }
     }
 }
