@@ -98,6 +98,7 @@ pub struct EngineHandle {
     /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<EngineState>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl EngineHandle {
@@ -114,6 +115,11 @@ impl EngineHandle {
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops listening at once; requests in progress finish, idle connections close.
+    pub fn stop(&self) {
+        self.stop.notify_one();
     }
 }
 
@@ -149,10 +155,14 @@ pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Resu
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = Arc::clone(&stop);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await;
     });
-    Ok(EngineHandle { addr, state })
+    Ok(EngineHandle { addr, state, stop })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -45,6 +45,8 @@ pub struct DecisionRecord {
     pub latency_ms: f64,
     /// Router time before the upstream call, in microseconds.
     pub overhead_us: u64,
+    /// Endpoints tried: more than 1 when a connect error or 5xx moved the request on.
+    pub attempts: u32,
     /// Error message, when the request failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -153,6 +153,18 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         .or_else(|_| runtime.pools.place(model, minimum))
         .map_err(|e| match e {
             PlaceError::NoPool => ApiError::new(ErrorKind::Unavailable, "the model has no pool"),
+            PlaceError::Unavailable { .. } => ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "every endpoint that can serve `{}` is out of rotation after failures; \
+                     GET /v1/pools shows when they return",
+                    policy
+                        .config
+                        .models
+                        .get(model)
+                        .map_or("", |m| m.name.value.as_str())
+                ),
+            ),
             PlaceError::TooLong { .. } => {
                 ApiError::new(ErrorKind::InvalidRequest, e.to_string()).with_param("messages")
             }

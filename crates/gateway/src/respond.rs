@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchyard_pool::{StreamEnd, StreamOutcome};
+use switchyard_pool::{StreamEnd, StreamOutcome, with_failover};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
 
 /// The JSON error response of an [`ApiError`].
@@ -35,6 +35,8 @@ pub struct Observed {
     pub requested_model: String,
     /// Whether the answer is streamed.
     pub stream: bool,
+    /// Endpoints tried (more than 1 after a failover).
+    pub attempts: u32,
 }
 
 /// How a request ended, for observe.
@@ -96,36 +98,45 @@ pub async fn forward(
             ));
         }
     };
-    let headers = ExplainHeaders::new(&runtime, &plan, &observed);
-    let response = if conversation.stream {
+    if conversation.stream {
         forward_stream(runtime, body, hide_usage, plan, observed).await
     } else {
         forward_whole(runtime, body, plan, observed).await
-    };
-    headers.apply(response)
+    }
 }
 
 async fn forward_stream(
     runtime: Arc<Runtime>,
     body: Bytes,
     hide_usage: bool,
-    plan: Plan,
-    observed: Observed,
+    mut plan: Plan,
+    mut observed: Observed,
 ) -> Response {
-    let in_flight = plan.placement.endpoint.begin();
-    let result = runtime
-        .upstream
-        .stream(
-            in_flight,
-            body,
-            &observed.request_id,
-            hide_usage,
-            observed.started,
-        )
-        .await;
-    match result {
+    let max_attempts = runtime.policy.config.upstream.max_attempts;
+    let attempted = with_failover(
+        &runtime.pools,
+        plan.model,
+        plan.placement.clone(),
+        max_attempts,
+        |placement| {
+            let in_flight = placement.endpoint.begin();
+            runtime.upstream.stream(
+                in_flight,
+                body.clone(),
+                &observed.request_id,
+                hide_usage,
+                observed.started,
+            )
+        },
+    )
+    .await;
+    plan.placement = attempted.placement;
+    observed.attempts = attempted.attempts;
+    let headers = ExplainHeaders::new(&runtime, &plan, &observed);
+    let response = match attempted.result {
         Ok(Ok(pass)) => {
             let outcome = pass.outcome;
+            let runtime = Arc::clone(&runtime);
             tokio::spawn(async move {
                 let outcome = outcome.await.unwrap_or(StreamOutcome {
                     end: StreamEnd::ClientGone,
@@ -159,22 +170,40 @@ async fn forward_stream(
             observe(&runtime, &plan, &observed, Outcome::failed(&error));
             error_response(&error)
         }
-    }
+    };
+    headers.apply(response)
 }
 
 async fn forward_whole(
     runtime: Arc<Runtime>,
     body: Bytes,
-    plan: Plan,
-    observed: Observed,
+    mut plan: Plan,
+    mut observed: Observed,
 ) -> Response {
-    let in_flight = plan.placement.endpoint.begin();
-    let result = runtime
-        .upstream
-        .complete(&plan.placement.endpoint, body, &observed.request_id)
-        .await;
-    drop(in_flight);
-    match result {
+    let max_attempts = runtime.policy.config.upstream.max_attempts;
+    let attempted = with_failover(
+        &runtime.pools,
+        plan.model,
+        plan.placement.clone(),
+        max_attempts,
+        |placement| {
+            let body = body.clone();
+            let runtime = &runtime;
+            let request_id = &observed.request_id;
+            async move {
+                let _in_flight = placement.endpoint.begin();
+                runtime
+                    .upstream
+                    .complete(&placement.endpoint, body, request_id)
+                    .await
+            }
+        },
+    )
+    .await;
+    plan.placement = attempted.placement;
+    observed.attempts = attempted.attempts;
+    let headers = ExplainHeaders::new(&runtime, &plan, &observed);
+    let response = match attempted.result {
         Ok(done) => {
             let outcome = Outcome {
                 status: done.status,
@@ -195,7 +224,8 @@ async fn forward_whole(
             observe(&runtime, &plan, &observed, Outcome::failed(&error));
             error_response(&error)
         }
-    }
+    };
+    headers.apply(response)
 }
 
 fn relay(status: u16, body: Bytes) -> Response {
@@ -205,7 +235,7 @@ fn relay(status: u16, body: Bytes) -> Response {
 
 /// The `x-switchyard-*` headers of a routed response.
 pub struct ExplainHeaders {
-    values: [(&'static str, Option<HeaderValue>); 5],
+    values: [(&'static str, Option<HeaderValue>); 6],
 }
 
 impl ExplainHeaders {
@@ -225,6 +255,10 @@ impl ExplainHeaders {
                     value(&observed.overhead.as_micros().to_string()),
                 ),
                 ("x-request-id", value(&observed.request_id)),
+                (
+                    "x-switchyard-attempts",
+                    value(&observed.attempts.to_string()),
+                ),
             ],
         }
     }
@@ -242,6 +276,14 @@ impl ExplainHeaders {
 }
 
 fn observe_stream(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: &StreamOutcome) {
+    // A stream that broke after its headers still counts against the endpoint.
+    match outcome.end {
+        StreamEnd::Done => plan.placement.endpoint.health.success(),
+        StreamEnd::ClientGone => {}
+        _ => {
+            runtime.pools.record_failure(&plan.placement.endpoint);
+        }
+    }
     let (name, error) = match &outcome.end {
         StreamEnd::Done => ("ok", None),
         StreamEnd::Cut => ("cut", Some("upstream ended the stream early".to_owned())),
@@ -312,6 +354,7 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
             ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
             latency_ms: latency.as_secs_f64() * 1000.0,
             overhead_us: u64::try_from(observed.overhead.as_micros()).unwrap_or(u64::MAX),
+            attempts: observed.attempts,
             error,
         });
     }

@@ -35,6 +35,7 @@ impl Gateway {
         let addr = listener.local_addr()?;
         // Install the recorder before the first request so no sample is lost.
         let _ = crate::metrics::handle();
+        switchyard_pool::spawn_health_checks(&runtime.pools, &runtime.policy.config.health);
         let runtime = Arc::new(runtime);
         let app = router(Arc::clone(&runtime));
         // Small SSE events must leave at once, not wait for Nagle's algorithm.
@@ -94,6 +95,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/route", post(route_only))
         .route("/v1/models", get(models))
+        .route("/v1/pools", get(pools))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -132,6 +134,7 @@ async fn chat_completions(
         prompt_estimate: conversation.prompt_tokens,
         requested_model: conversation.requested_model.clone(),
         stream: conversation.stream,
+        attempts: 0,
     };
     forward(
         Arc::clone(&runtime),
@@ -182,6 +185,21 @@ async fn models(State(runtime): State<Arc<Runtime>>) -> Response {
         }));
     }
     axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn pools(State(runtime): State<Arc<Runtime>>) -> Response {
+    let models = &runtime.policy.config.models;
+    let pools: Vec<serde_json::Value> = runtime
+        .pools
+        .snapshot()
+        .into_iter()
+        .map(|p| {
+            let model = models.get(p.model).map(|m| m.name.value.clone());
+            json!({"name": p.name, "model": model, "context_window": p.context_window,
+                   "gpu": p.gpu, "endpoints": p.endpoints})
+        })
+        .collect();
+    axum::Json(json!({"pools": pools})).into_response()
 }
 
 async fn healthz() -> Response {

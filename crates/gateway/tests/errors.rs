@@ -226,7 +226,8 @@ async fn a_stalled_upstream_ends_the_stream_with_an_error_event() {
 
 #[tokio::test]
 async fn a_dropped_stream_is_never_a_silently_truncated_answer() {
-    let s = stack("", DEFAULT_UPSTREAM).await;
+    // One attempt only: a whole answer that breaks off is an error, not a failover.
+    let s = stack("", "  idle_timeout_ms: 2000\n  max_attempts: 1").await;
     s.chat_short.set_faults(Faults {
         drop_after_tokens: Some(4),
         ..Faults::default()

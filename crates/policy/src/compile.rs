@@ -349,6 +349,34 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
             .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
         );
     }
+    if config.upstream.max_attempts == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "upstream.max_attempts",
+            "must be at least 1 (1 means no retry)",
+        ));
+    }
+    if config.health.eject_after_failures == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.eject_after_failures",
+            "must be at least 1",
+        ));
+    }
+    if config.health.base_ejection_ms > config.health.max_ejection_ms {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.base_ejection_ms",
+            "is above health.max_ejection_ms",
+        ));
+    }
+    if !config.health.check_path.starts_with('/') {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.check_path",
+            format!("`{}` must start with /", config.health.check_path),
+        ));
+    }
     if config.server.worker_threads == Some(0) {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,

@@ -15,9 +15,12 @@ pub struct Config {
     /// The HTTP server.
     #[serde(default)]
     pub server: ServerConfig,
-    /// Timeouts for calls to upstream endpoints.
+    /// Timeouts and retries for calls to upstream endpoints.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// When endpoints are taken out of rotation and brought back.
+    #[serde(default)]
+    pub health: HealthConfig,
     /// The models clients may name or be routed to.
     pub models: Vec<ModelConfig>,
     /// The pools of endpoints that serve the models.
@@ -105,6 +108,10 @@ pub struct UpstreamConfig {
     /// Longest whole request, first byte to last (default 600,000).
     #[serde(default = "default_total_timeout_ms")]
     pub total_timeout_ms: u64,
+    /// Tries per request, across endpoints and pools of the chosen model, for connect
+    /// errors and 5xx answers before any byte reached the client (default 3; 1 = no retry).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -114,6 +121,7 @@ impl Default for UpstreamConfig {
             response_timeout_ms: default_response_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             total_timeout_ms: default_total_timeout_ms(),
+            max_attempts: default_max_attempts(),
         }
     }
 }
@@ -129,6 +137,66 @@ fn default_idle_timeout_ms() -> u64 {
 }
 fn default_total_timeout_ms() -> u64 {
     600_000
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+
+/// Passive outlier ejection and active health checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Consecutive failures (connect errors, 5xx, broken streams, failed checks) that
+    /// take an endpoint out of rotation (default 3).
+    #[serde(default = "default_eject_after_failures")]
+    pub eject_after_failures: u32,
+    /// How long the first ejection lasts; each repeat doubles it (default 5,000 ms).
+    #[serde(default = "default_base_ejection_ms")]
+    pub base_ejection_ms: u64,
+    /// The longest ejection (default 300,000 ms).
+    #[serde(default = "default_max_ejection_ms")]
+    pub max_ejection_ms: u64,
+    /// Interval of active checks; 0 turns them off (default 5,000 ms).
+    #[serde(default = "default_check_interval_ms")]
+    pub check_interval_ms: u64,
+    /// Path probed by active checks; any answer below 500 counts as alive (default `/health`).
+    #[serde(default = "default_check_path")]
+    pub check_path: String,
+    /// Timeout of one check (default 1,000 ms).
+    #[serde(default = "default_check_timeout_ms")]
+    pub check_timeout_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            eject_after_failures: default_eject_after_failures(),
+            base_ejection_ms: default_base_ejection_ms(),
+            max_ejection_ms: default_max_ejection_ms(),
+            check_interval_ms: default_check_interval_ms(),
+            check_path: default_check_path(),
+            check_timeout_ms: default_check_timeout_ms(),
+        }
+    }
+}
+
+fn default_eject_after_failures() -> u32 {
+    3
+}
+fn default_base_ejection_ms() -> u64 {
+    5_000
+}
+fn default_max_ejection_ms() -> u64 {
+    300_000
+}
+fn default_check_interval_ms() -> u64 {
+    5_000
+}
+fn default_check_path() -> String {
+    "/health".to_owned()
+}
+fn default_check_timeout_ms() -> u64 {
+    1_000
 }
 
 /// A model clients may name or be routed to.

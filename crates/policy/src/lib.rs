@@ -19,8 +19,8 @@ pub mod load;
 pub use compile::{CompiledRoute, Expr, Policy};
 pub use condition::Condition;
 pub use config::{
-    AlgorithmConfig, Config, DefaultRouteConfig, EndpointConfig, ModelConfig, PoolConfig,
-    RouteConfig, ServerConfig, UpstreamConfig,
+    AlgorithmConfig, Config, DefaultRouteConfig, EndpointConfig, HealthConfig, ModelConfig,
+    PoolConfig, RouteConfig, ServerConfig, UpstreamConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

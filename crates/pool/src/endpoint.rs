@@ -1,21 +1,30 @@
 //! Pools and endpoints with their live state.
 
+use crate::health::{Health, HealthPolicy, HealthSnapshot};
+use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 use switchyard_fleet::GpuKind;
 use switchyard_policy::Config;
 
 /// One upstream server.
 #[derive(Debug)]
 pub struct Endpoint {
+    /// Its index among all endpoints of all pools.
+    pub id: usize,
     /// Its name (reported in `x-switchyard-endpoint`).
     pub name: String,
+    /// Its base URL as configured.
+    pub base_url: String,
     /// The pool it belongs to.
     pub pool: String,
     /// Full URL of its chat completions API.
     pub chat_url: String,
     /// Bearer token, when one is configured.
     pub api_key: Option<String>,
+    /// Its health: ejection state and failure counts.
+    pub health: Health,
     in_flight: AtomicUsize,
     dispatched: AtomicU64,
 }
@@ -82,6 +91,63 @@ pub struct Pools {
     pools: Vec<Pool>,
     /// Per model: indexes into `pools`, smallest context window first.
     by_model: Vec<Vec<usize>>,
+    /// The clock of health timestamps.
+    epoch: Instant,
+    /// When endpoints are ejected.
+    pub health_policy: HealthPolicy,
+}
+
+/// Judges endpoint health on the pools' clock.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthJudge {
+    epoch: Instant,
+    policy: HealthPolicy,
+}
+
+impl HealthJudge {
+    /// Milliseconds since the pools were built.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a failure; returns whether it ejected the endpoint.
+    pub fn failure(&self, endpoint: &Endpoint) -> bool {
+        let ejected = endpoint.health.failure(self.now_ms(), &self.policy);
+        if ejected {
+            tracing::warn!(endpoint = %endpoint.name, "endpoint ejected after failures");
+        }
+        ejected
+    }
+}
+
+/// One pool's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolSnapshot {
+    /// Its name.
+    pub name: String,
+    /// Index of the model it serves.
+    pub model: usize,
+    /// Its context window.
+    pub context_window: u32,
+    /// Its GPU type.
+    pub gpu: Option<&'static str>,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointSnapshot>,
+}
+
+/// One endpoint's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointSnapshot {
+    /// Its name.
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Requests sent since start.
+    pub dispatched: u64,
+    /// Health and ejection.
+    pub health: HealthSnapshot,
 }
 
 /// A pool could not be built.
@@ -110,6 +176,7 @@ impl Pools {
     ) -> Result<Pools, PoolsError> {
         let mut pools = Vec::new();
         let mut by_model = vec![Vec::new(); config.models.len()];
+        let mut next_id = 0;
         for pool in &config.pools {
             let Some(model) = config
                 .models
@@ -134,13 +201,17 @@ impl Pools {
                     None => None,
                 };
                 endpoints.push(Arc::new(Endpoint {
+                    id: next_id,
                     name,
+                    base_url: e.url.value.trim_end_matches('/').to_owned(),
                     pool: pool.name.value.clone(),
                     chat_url: chat_url(&e.url.value),
                     api_key,
+                    health: Health::default(),
                     in_flight: AtomicUsize::new(0),
                     dispatched: AtomicU64::new(0),
                 }));
+                next_id += 1;
             }
             by_model[model].push(pools.len());
             pools.push(Pool {
@@ -155,7 +226,60 @@ impl Pools {
         for list in &mut by_model {
             list.sort_by_key(|&p| pools[p].context_window);
         }
-        Ok(Pools { pools, by_model })
+        Ok(Pools {
+            pools,
+            by_model,
+            epoch: Instant::now(),
+            health_policy: HealthPolicy::from(&config.health),
+        })
+    }
+
+    /// Milliseconds on the health clock.
+    pub fn now_ms(&self) -> u64 {
+        self.judge().now_ms()
+    }
+
+    /// The clock and thresholds that judge endpoint health (cheap to copy into tasks).
+    pub fn judge(&self) -> HealthJudge {
+        HealthJudge {
+            epoch: self.epoch,
+            policy: self.health_policy,
+        }
+    }
+
+    /// Records a failed request or check on an endpoint; returns whether it was ejected.
+    pub fn record_failure(&self, endpoint: &Endpoint) -> bool {
+        self.judge().failure(endpoint)
+    }
+
+    /// Every endpoint of every pool.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.pools.iter().flat_map(|p| p.endpoints.iter())
+    }
+
+    /// The state of every pool and endpoint, for `GET /v1/pools`.
+    pub fn snapshot(&self) -> Vec<PoolSnapshot> {
+        let now = self.now_ms();
+        self.pools
+            .iter()
+            .map(|p| PoolSnapshot {
+                name: p.name.clone(),
+                model: p.model,
+                context_window: p.context_window,
+                gpu: p.gpu.map(|g| g.name()),
+                endpoints: p
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointSnapshot {
+                        name: e.name.clone(),
+                        url: e.base_url.clone(),
+                        in_flight: e.in_flight(),
+                        dispatched: e.dispatched(),
+                        health: e.health.snapshot(now),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Every pool.

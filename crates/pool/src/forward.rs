@@ -1,6 +1,7 @@
 //! The forward phase: one upstream call, with its timeouts, streamed through.
 
-use crate::endpoint::{Endpoint, InFlight};
+use crate::endpoint::{Endpoint, InFlight, Pools};
+use crate::placement::Placement;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
@@ -65,6 +66,16 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
+    /// Whether another endpoint may be tried: the connection failed or the endpoint
+    /// answered 5xx, so nothing reached the client. Timeouts are not retried: the
+    /// endpoint may still be working on the request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::Connect { .. } | ForwardError::Status { .. }
+        )
+    }
+
     /// The error as the client sees it.
     pub fn to_api_error(&self) -> ApiError {
         let kind = match self {
@@ -72,6 +83,76 @@ impl ForwardError {
             ForwardError::Connect { .. } | ForwardError::Status { .. } => ErrorKind::Upstream,
         };
         ApiError::new(kind, self.to_string())
+    }
+}
+
+/// The result of a call tried on one endpoint after another.
+#[derive(Debug)]
+pub struct Attempted<T> {
+    /// The last attempt's result.
+    pub result: Result<T, ForwardError>,
+    /// Where the last attempt went.
+    pub placement: Placement,
+    /// How many endpoints were tried.
+    pub attempts: u32,
+}
+
+/// Calls `call` on `first`, and on failures that reached no client byte
+/// ([`ForwardError::is_retryable`]) on other endpoints of the model (never one already
+/// tried, never an ejected one, larger pools when the first one's endpoints run out),
+/// up to `max_attempts` calls. Every failure counts toward the endpoint's ejection;
+/// a success closes its breaker.
+pub async fn with_failover<T, F, Fut>(
+    pools: &Pools,
+    model: usize,
+    first: Placement,
+    max_attempts: u32,
+    mut call: F,
+) -> Attempted<T>
+where
+    F: FnMut(Placement) -> Fut,
+    Fut: Future<Output = Result<T, ForwardError>>,
+{
+    let mut placement = first;
+    let mut tried = Vec::new();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = call(placement.clone()).await;
+        let error = match &result {
+            Ok(_) => {
+                placement.endpoint.health.success();
+                return Attempted {
+                    result,
+                    placement,
+                    attempts,
+                };
+            }
+            Err(e) => e,
+        };
+        pools.record_failure(&placement.endpoint);
+        if !error.is_retryable() || attempts >= max_attempts {
+            return Attempted {
+                result,
+                placement,
+                attempts,
+            };
+        }
+        tried.push(placement.endpoint.id);
+        match pools.place_avoiding(model, placement.tokens, &tried) {
+            Ok(next) => {
+                tracing::info!(from = %placement.endpoint.name, to = %next.endpoint.name,
+                    error = %error, "retrying on another endpoint");
+                placement = next;
+            }
+            Err(_) => {
+                return Attempted {
+                    result,
+                    placement,
+                    attempts,
+                };
+            }
+        }
     }
 }
 

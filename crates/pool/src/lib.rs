@@ -7,10 +7,17 @@
 //! event by event and ending a broken one with a terminal error event). It does not
 //! decide routes or pick models.
 
+pub mod checks;
 pub mod endpoint;
 pub mod forward;
+pub mod health;
 pub mod placement;
 
-pub use endpoint::{Endpoint, InFlight, Pool, Pools, PoolsError};
+pub use checks::spawn_health_checks;
+pub use endpoint::{
+    Endpoint, EndpointSnapshot, HealthJudge, InFlight, Pool, PoolSnapshot, Pools, PoolsError,
+};
+pub use forward::{Attempted, with_failover};
 pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream};
+pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use placement::{PlaceError, Placement};

@@ -1,6 +1,8 @@
 //! The place phase: pool by context window, endpoint by load.
 
 use crate::endpoint::{Endpoint, Pools};
+#[cfg(test)]
+use crate::health::HealthPolicy;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,43 +36,70 @@ pub enum PlaceError {
         /// The largest context window available.
         largest: u32,
     },
+    /// Pools are large enough, but every endpoint in them is ejected or already tried.
+    #[error("no endpoint is in rotation ({tried} tried for this request; the others are ejected)")]
+    Unavailable {
+        /// Endpoints already tried for this request.
+        tried: usize,
+    },
 }
 
 impl Pools {
     /// Places a request for `model` that needs `tokens` tokens: the pool with the smallest
-    /// context window that holds it, then its endpoint with the fewest requests in flight
-    /// (ties broken round robin).
+    /// context window that holds it and has an endpoint in rotation, then that pool's
+    /// endpoint with the fewest requests in flight (ties broken round robin).
     pub fn place(&self, model: usize, tokens: u32) -> Result<Placement, PlaceError> {
-        let mut largest = None;
+        self.place_avoiding(model, tokens, &[])
+    }
+
+    /// Like [`Pools::place`], never choosing an endpoint whose id is in `avoid` (those
+    /// already tried for this request). A larger pool of the model is the failover for
+    /// a smaller one whose endpoints are all ejected or tried.
+    pub fn place_avoiding(
+        &self,
+        model: usize,
+        tokens: u32,
+        avoid: &[usize],
+    ) -> Result<Placement, PlaceError> {
+        let now = self.now_ms();
+        let mut fitting = false;
         for &index in self.pool_indexes(model) {
             let pool = &self.all()[index];
-            largest = Some(pool.context_window);
             if pool.context_window < tokens || pool.endpoints.is_empty() {
                 continue;
             }
+            fitting = true;
             let n = pool.endpoints.len();
             let start = pool.next.fetch_add(1, Ordering::Relaxed) % n;
-            let mut best = start;
+            let mut best = None;
             let mut best_load = usize::MAX;
             for k in 0..n {
-                let i = (start + k) % n;
-                let load = pool.endpoints[i].in_flight();
+                let endpoint = &pool.endpoints[(start + k) % n];
+                if avoid.contains(&endpoint.id) || !endpoint.health.available(now) {
+                    continue;
+                }
+                let load = endpoint.in_flight();
                 if load < best_load {
-                    best = i;
+                    best = Some(endpoint);
                     best_load = load;
                 }
             }
-            return Ok(Placement {
-                pool: index,
-                endpoint: Arc::clone(&pool.endpoints[best]),
-                context_window: pool.context_window,
-                tokens,
-                in_flight: best_load,
-            });
+            if let Some(endpoint) = best {
+                return Ok(Placement {
+                    pool: index,
+                    endpoint: Arc::clone(endpoint),
+                    context_window: pool.context_window,
+                    tokens,
+                    in_flight: best_load,
+                });
+            }
         }
-        match largest {
-            None => Err(PlaceError::NoPool),
-            Some(_) => Err(PlaceError::TooLong {
+        if fitting {
+            return Err(PlaceError::Unavailable { tried: avoid.len() });
+        }
+        match self.pool_indexes(model) {
+            [] => Err(PlaceError::NoPool),
+            _ => Err(PlaceError::TooLong {
                 tokens,
                 largest: self.max_context(model),
             }),
@@ -138,6 +167,39 @@ default_route: {models: [m]}
         }
         assert_eq!(p.endpoint.in_flight(), 0);
         assert_eq!(p.endpoint.dispatched(), 1);
+    }
+
+    #[test]
+    fn ejected_and_tried_endpoints_are_skipped_then_larger_pools_take_over() {
+        let pools = pools();
+        let policy = HealthPolicy {
+            eject_after_failures: 1,
+            base_ejection_ms: 60_000,
+            max_ejection_ms: 60_000,
+        };
+        let first = pools.place(0, 10).unwrap();
+        let second = pools.place_avoiding(0, 10, &[first.endpoint.id]).unwrap();
+        assert_ne!(first.endpoint.id, second.endpoint.id);
+        assert_eq!(second.context_window, 8192);
+        // Both short endpoints out: the long pool is the failover.
+        let now = pools.now_ms();
+        assert!(first.endpoint.health.failure(now, &policy));
+        let third = pools.place_avoiding(0, 10, &[second.endpoint.id]).unwrap();
+        assert_eq!(third.endpoint.name, "long-0");
+        let all: Vec<usize> = pools.endpoints().map(|e| e.id).collect();
+        assert_eq!(
+            pools.place_avoiding(0, 10, &all).unwrap_err(),
+            PlaceError::Unavailable { tried: 3 }
+        );
+        first.endpoint.health.success();
+        assert_eq!(
+            pools
+                .place_avoiding(0, 10, &[second.endpoint.id])
+                .unwrap()
+                .endpoint
+                .id,
+            first.endpoint.id
+        );
     }
 
     #[test]

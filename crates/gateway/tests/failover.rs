@@ -1,0 +1,219 @@
+//! Failure handling on a pool of several endpoints: failover before any byte reached
+//! the client, ejection with backoff, active checks that bring endpoints back, and no
+//! request lost or answered twice when an endpoint dies mid-test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::{engine, header};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_engine::{EngineHandle, Faults};
+use switchyard_fleet::GpuKind;
+use switchyard_gateway::{Gateway, Runtime};
+use switchyard_policy::{Policy, parse_config};
+
+async fn gateway(engines: &[&EngineHandle], extra: &str) -> Gateway {
+    let endpoints: Vec<String> = engines
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("{{url: '{}', name: e{i}}}", e.url()))
+        .collect();
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{eject_after_failures: 2, base_ejection_ms: 300, max_ejection_ms: 2000,
+          check_interval_ms: 100, check_timeout_ms: 200}}
+{extra}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{}]}}]
+default_route: {{models: [m]}}
+",
+        endpoints.join(", ")
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap()
+}
+
+async fn ask(client: &reqwest::Client, g: &Gateway, stream: bool) -> (u16, String, u32, String) {
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&json!({"model": "auto", "stream": stream, "max_tokens": 8,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let endpoint = header(&r, "x-switchyard-endpoint");
+    let attempts = header(&r, "x-switchyard-attempts").parse().unwrap_or(0);
+    (status, endpoint, attempts, r.text().await.unwrap())
+}
+
+async fn pools(client: &reqwest::Client, g: &Gateway) -> Vec<Value> {
+    let v: Value = client
+        .get(format!("{}/v1/pools", g.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["pools"][0]["endpoints"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_around_then_ejected() {
+    let e: Vec<EngineHandle> =
+        futures_util::future::join_all((0..3).map(|_| engine(Some(GpuKind::H100), 8192, "m")))
+            .await;
+    let g = gateway(&[&e[0], &e[1], &e[2]], "").await;
+    e[0].set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let client = reqwest::Client::new();
+    let mut retried = 0;
+    for i in 0..30 {
+        let (status, endpoint, attempts, body) = ask(&client, &g, i % 2 == 0).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_ne!(endpoint, "e0");
+        assert!(
+            body.contains("\"usage\"") || body.contains("[DONE]"),
+            "{body}"
+        );
+        retried += usize::from(attempts > 1);
+    }
+    assert!(retried >= 1, "the failing endpoint was never tried");
+    let state = pools(&client, &g).await;
+    assert_eq!(state[0]["name"], "e0");
+    assert!(
+        state[0]["health"]["ejections"].as_u64().unwrap() >= 1,
+        "{state:?}"
+    );
+    assert!(state[0]["health"]["failures"].as_u64().unwrap() >= 2);
+    assert_eq!(state[1]["health"]["failures"], 0);
+    // e0's failures all moved on to a retry: no client saw them.
+    let e0_calls = e[0].requests();
+    assert!((2..30).contains(&e0_calls), "{e0_calls}");
+}
+
+#[tokio::test]
+async fn with_every_endpoint_failing_the_client_gets_one_clear_error() {
+    let e: Vec<EngineHandle> =
+        futures_util::future::join_all((0..2).map(|_| engine(None, 8192, "m"))).await;
+    let g = gateway(&[&e[0], &e[1]], "upstream: {max_attempts: 3}").await;
+    for engine in &e {
+        engine.set_faults(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        });
+    }
+    let client = reqwest::Client::new();
+    let (status, _, attempts, body) = ask(&client, &g, false).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(attempts, 2, "each endpoint once, never the same one twice");
+    assert_eq!(e[0].requests() + e[1].requests(), 2);
+    // Both are ejected now: requests are refused at once until one returns.
+    ask(&client, &g, false).await;
+    let (status, _, _, body) = ask(&client, &g, false).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("out of rotation"), "{body}");
+    // Fix them: when the ejections run out, the half-open trials succeed, the breakers
+    // close and traffic flows again.
+    for engine in &e {
+        engine.set_faults(Faults::default());
+    }
+    let mut status = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = ask(&client, &g, false).await.0;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_endpoint_killed_mid_test_loses_no_request_and_returns_when_it_recovers() {
+    let e: Vec<EngineHandle> =
+        futures_util::future::join_all((0..3).map(|_| engine(Some(GpuKind::H100), 8192, "m")))
+            .await;
+    let g = std::sync::Arc::new(gateway(&[&e[0], &e[1], &e[2]], "").await);
+    let client = reqwest::Client::new();
+    let total = 240;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, g, done) = (client.clone(), g.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for i in 0..total / 8 {
+                let result = ask(&client, &g, (worker + i) % 3 == 0).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                results.push(result);
+            }
+            results
+        }));
+    }
+    while done.load(std::sync::atomic::Ordering::Relaxed) < total / 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed_addr = e[1].addr;
+    e[1].stop();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.unwrap());
+    }
+    assert_eq!(results.len(), total);
+    for (status, endpoint, _, body) in &results {
+        assert_eq!(*status, 200, "{endpoint}: {body}");
+        let whole = body.contains("\"finish_reason\":\"length\"")
+            && (body.contains("\"usage\"") || body.ends_with("data: [DONE]\n\n"));
+        assert!(whole, "a partial answer reached a client: {body}");
+    }
+    let calls: u64 = e.iter().map(EngineHandle::requests).sum();
+    let attempts: u32 = results.iter().map(|r| r.2).sum();
+    assert!(
+        calls <= u64::from(attempts),
+        "an upstream call no client attempt accounts for"
+    );
+
+    // The dead endpoint is out of rotation; it comes back when it listens again.
+    let mut out = false;
+    for _ in 0..40 {
+        if pools(&client, &g).await[1]["health"]["available"] == false {
+            out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(out, "the killed endpoint was never ejected");
+    let listener = tokio::net::TcpListener::bind(killed_addr).await.unwrap();
+    let revived = switchyard_engine::serve(
+        listener,
+        switchyard_engine::EngineConfig {
+            model: "m".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut back = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if pools(&client, &g).await[1]["health"]["available"] == true {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the revived endpoint never returned to rotation");
+    for _ in 0..12 {
+        assert_eq!(ask(&client, &g, false).await.0, 200);
+    }
+    assert!(
+        revived.requests() > 0,
+        "no traffic reached the revived endpoint"
+    );
+}
