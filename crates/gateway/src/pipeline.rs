@@ -3,7 +3,7 @@
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use switchyard_policy::suggest;
-use switchyard_pool::{PlaceError, Placement};
+use switchyard_pool::{PlaceError, PlaceRequest, Placement};
 use switchyard_router::{Candidate, algorithm};
 use switchyard_wire::{ApiError, Conversation, ErrorKind};
 use switchyard_workload::Signals;
@@ -147,10 +147,21 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
             .with_param("messages")
         })?;
     let model = listed[selected.candidate].model;
+    let request = PlaceRequest {
+        tokens: preferred,
+        session: conversation.session_hash(),
+        prefix: conversation.prefix_fingerprint(),
+    };
     let placement = runtime
         .pools
-        .place(model, preferred)
-        .or_else(|_| runtime.pools.place(model, minimum))
+        .place_avoiding(model, &request, &[])
+        .or_else(|_| {
+            let tight = PlaceRequest {
+                tokens: minimum,
+                ..request
+            };
+            runtime.pools.place_avoiding(model, &tight, &[])
+        })
         .map_err(|e| match e {
             PlaceError::NoPool => ApiError::new(ErrorKind::Unavailable, "the model has no pool"),
             PlaceError::Unavailable { .. } => ApiError::new(
@@ -248,6 +259,7 @@ pub fn trace(
             "gpu": pool.and_then(|p| p.gpu).map(|g| g.name()),
             "context_window": plan.placement.context_window,
             "tokens_needed": plan.placement.tokens,
+            "strategy": plan.placement.strategy,
             "endpoint": plan.placement.endpoint.name,
             "endpoint_in_flight": plan.placement.in_flight,
         },

@@ -324,6 +324,13 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
     if let Some(ttft) = ttft {
         metrics::histogram!("switchyard_ttft_seconds", "model" => model.clone())
             .record(ttft.as_secs_f64());
+        if status < 300 {
+            let upstream_ms = ttft.saturating_sub(observed.overhead).as_secs_f64() * 1000.0;
+            plan.placement
+                .endpoint
+                .latency
+                .observe(upstream_ms, runtime.pools.now_ms());
+        }
     }
     if let Some(u) = usage {
         metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt")

@@ -302,8 +302,25 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
                 format!("pool `{}` has no endpoint", pool.name.value),
             ));
         }
+        if !(pool.affinity_load_factor >= 1.0 && pool.affinity_load_factor.is_finite()) {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.affinity_load_factor"),
+                format!(
+                    "{} must be a number of at least 1",
+                    pool.affinity_load_factor
+                ),
+            ));
+        }
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let url = &endpoint.url;
+            if endpoint.weight == 0 {
+                found.push(Diagnostic::error(
+                    &url.referenced,
+                    format!("{path}.endpoints[{j}].weight"),
+                    "must be at least 1 (remove the endpoint to send it nothing)",
+                ));
+            }
             if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
                 found.push(
                     Diagnostic::error(

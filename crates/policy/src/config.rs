@@ -234,8 +234,42 @@ pub struct PoolConfig {
     /// The GPU type of its instances (informational; the simulated engine uses it).
     #[serde(default)]
     pub gpu: Option<GpuKind>,
+    /// How an endpoint of the pool is chosen (default `least_outstanding`).
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// For the affinity strategies: an endpoint holding more than this factor times the
+    /// pool's mean in-flight requests (plus one) loses its affinity to the least loaded
+    /// one (default 1.25).
+    #[serde(default = "default_affinity_load_factor")]
+    pub affinity_load_factor: f64,
     /// Its endpoints (at least one).
     pub endpoints: Vec<EndpointConfig>,
+}
+
+fn default_affinity_load_factor() -> f64 {
+    1.25
+}
+
+/// Endpoint choice within a pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyConfig {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// In turn, in proportion to `weight` (smooth weighted round robin).
+    Weighted,
+    /// The endpoint with the fewest requests in flight; ties in turn.
+    #[default]
+    LeastOutstanding,
+    /// Two endpoints drawn at random; the one with the lower peak-EWMA latency times
+    /// (requests in flight + 1).
+    P2cEwma,
+    /// The same session (`x-session-id` header or `user` field) stays on one endpoint
+    /// (rendezvous hashing) while it is healthy and not overloaded.
+    SessionAffinity,
+    /// Requests sharing a system prompt and first user turn go to one endpoint, so
+    /// their shared prefix hits the same KV cache; same load bound.
+    PrefixAffinity,
 }
 
 /// One OpenAI-compatible server.
@@ -251,6 +285,13 @@ pub struct EndpointConfig {
     /// Environment variable holding the bearer token to send (default: none sent).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Share of traffic under the `weighted` strategy (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// A route: when its condition holds, one of its models answers.

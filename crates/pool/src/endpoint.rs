@@ -1,6 +1,8 @@
 //! Pools and endpoints with their live state.
 
 use crate::health::{Health, HealthPolicy, HealthSnapshot};
+use crate::latency::LatencyEwma;
+use crate::strategy::{self, EndpointStrategy};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +15,8 @@ use switchyard_policy::Config;
 pub struct Endpoint {
     /// Its index among all endpoints of all pools.
     pub id: usize,
+    /// Its index within its pool.
+    pub index: usize,
     /// Its name (reported in `x-switchyard-endpoint`).
     pub name: String,
     /// Its base URL as configured.
@@ -25,6 +29,12 @@ pub struct Endpoint {
     pub api_key: Option<String>,
     /// Its health: ejection state and failure counts.
     pub health: Health,
+    /// Its share of traffic under the `weighted` strategy.
+    pub weight: u32,
+    /// Peak-EWMA of its observed latency (time to first token).
+    pub latency: LatencyEwma,
+    /// Its fixed hash for rendezvous (affinity) hashing.
+    pub affinity_seed: u64,
     in_flight: AtomicUsize,
     dispatched: AtomicU64,
 }
@@ -82,7 +92,8 @@ pub struct Pool {
     pub gpu: Option<GpuKind>,
     /// Its endpoints.
     pub endpoints: Vec<Arc<Endpoint>>,
-    pub(crate) next: AtomicUsize,
+    /// How one of them is chosen.
+    pub strategy: Box<dyn EndpointStrategy>,
 }
 
 /// Every pool, grouped by model.
@@ -131,6 +142,8 @@ pub struct PoolSnapshot {
     pub context_window: u32,
     /// Its GPU type.
     pub gpu: Option<&'static str>,
+    /// Its endpoint strategy.
+    pub strategy: &'static str,
     /// Its endpoints.
     pub endpoints: Vec<EndpointSnapshot>,
 }
@@ -146,6 +159,8 @@ pub struct EndpointSnapshot {
     pub in_flight: usize,
     /// Requests sent since start.
     pub dispatched: u64,
+    /// Peak-EWMA time to first token, in milliseconds (none before the first answer).
+    pub latency_ms: Option<f64>,
     /// Health and ejection.
     pub health: HealthSnapshot,
 }
@@ -202,12 +217,16 @@ impl Pools {
                 };
                 endpoints.push(Arc::new(Endpoint {
                     id: next_id,
+                    index: j,
                     name,
                     base_url: e.url.value.trim_end_matches('/').to_owned(),
                     pool: pool.name.value.clone(),
                     chat_url: chat_url(&e.url.value),
                     api_key,
                     health: Health::default(),
+                    weight: e.weight.max(1),
+                    latency: LatencyEwma::default(),
+                    affinity_seed: strategy::mix(next_id as u64 + 1),
                     in_flight: AtomicUsize::new(0),
                     dispatched: AtomicU64::new(0),
                 }));
@@ -220,7 +239,11 @@ impl Pools {
                 context_window: pool.context_window.0,
                 gpu: pool.gpu,
                 endpoints,
-                next: AtomicUsize::new(0),
+                strategy: strategy::build(
+                    pool.strategy,
+                    pool.affinity_load_factor,
+                    pools.len() as u64,
+                ),
             });
         }
         for list in &mut by_model {
@@ -267,6 +290,7 @@ impl Pools {
                 model: p.model,
                 context_window: p.context_window,
                 gpu: p.gpu.map(|g| g.name()),
+                strategy: p.strategy.name(),
                 endpoints: p
                     .endpoints
                     .iter()
@@ -275,6 +299,7 @@ impl Pools {
                         url: e.base_url.clone(),
                         in_flight: e.in_flight(),
                         dispatched: e.dispatched(),
+                        latency_ms: e.latency.estimate(now),
                         health: e.health.snapshot(now),
                     })
                     .collect(),

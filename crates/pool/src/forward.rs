@@ -139,7 +139,7 @@ where
             };
         }
         tried.push(placement.endpoint.id);
-        match pools.place_avoiding(model, placement.tokens, &tried) {
+        match pools.place_avoiding(model, &placement.request, &tried) {
             Ok(next) => {
                 tracing::info!(from = %placement.endpoint.name, to = %next.endpoint.name,
                     error = %error, "retrying on another endpoint");

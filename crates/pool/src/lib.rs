@@ -11,7 +11,9 @@ pub mod checks;
 pub mod endpoint;
 pub mod forward;
 pub mod health;
+pub mod latency;
 pub mod placement;
+pub mod strategy;
 
 pub use checks::spawn_health_checks;
 pub use endpoint::{
@@ -20,4 +22,6 @@ pub use endpoint::{
 pub use forward::{Attempted, with_failover};
 pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream};
 pub use health::{Health, HealthPolicy, HealthSnapshot};
+pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
+pub use strategy::{EndpointStrategy, PlaceRequest};

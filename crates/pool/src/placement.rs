@@ -3,9 +3,9 @@
 use crate::endpoint::{Endpoint, Pools};
 #[cfg(test)]
 use crate::health::HealthPolicy;
+use crate::strategy::PlaceRequest;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Where a request will run.
 #[derive(Debug, Clone)]
@@ -20,6 +20,10 @@ pub struct Placement {
     pub tokens: u32,
     /// Requests in flight on the endpoint when it was chosen.
     pub in_flight: usize,
+    /// The keys it was placed by.
+    pub request: PlaceRequest,
+    /// The pool's endpoint strategy.
+    pub strategy: &'static str,
 }
 
 /// No pool can take the request.
@@ -45,54 +49,57 @@ pub enum PlaceError {
 }
 
 impl Pools {
-    /// Places a request for `model` that needs `tokens` tokens: the pool with the smallest
-    /// context window that holds it and has an endpoint in rotation, then that pool's
-    /// endpoint with the fewest requests in flight (ties broken round robin).
+    /// Places a request for `model` that needs `tokens` tokens, with no affinity keys.
     pub fn place(&self, model: usize, tokens: u32) -> Result<Placement, PlaceError> {
-        self.place_avoiding(model, tokens, &[])
+        let request = PlaceRequest {
+            tokens,
+            ..PlaceRequest::default()
+        };
+        self.place_avoiding(model, &request, &[])
     }
 
-    /// Like [`Pools::place`], never choosing an endpoint whose id is in `avoid` (those
-    /// already tried for this request). A larger pool of the model is the failover for
-    /// a smaller one whose endpoints are all ejected or tried.
+    /// Places a request: the pool with the smallest context window that holds it and
+    /// has an endpoint in rotation not in `avoid` (those already tried for this
+    /// request), then one of that pool's candidates by the pool's strategy. A larger
+    /// pool of the model is the failover for a smaller one whose endpoints are all out.
     pub fn place_avoiding(
         &self,
         model: usize,
-        tokens: u32,
+        request: &PlaceRequest,
         avoid: &[usize],
     ) -> Result<Placement, PlaceError> {
         let now = self.now_ms();
         let mut fitting = false;
+        let mut candidates = Vec::new();
         for &index in self.pool_indexes(model) {
             let pool = &self.all()[index];
-            if pool.context_window < tokens || pool.endpoints.is_empty() {
+            if pool.context_window < request.tokens || pool.endpoints.is_empty() {
                 continue;
             }
             fitting = true;
-            let n = pool.endpoints.len();
-            let start = pool.next.fetch_add(1, Ordering::Relaxed) % n;
-            let mut best = None;
-            let mut best_load = usize::MAX;
-            for k in 0..n {
-                let endpoint = &pool.endpoints[(start + k) % n];
-                if avoid.contains(&endpoint.id) || !endpoint.health.available(now) {
-                    continue;
-                }
-                let load = endpoint.in_flight();
-                if load < best_load {
-                    best = Some(endpoint);
-                    best_load = load;
-                }
+            candidates.clear();
+            candidates.extend(
+                pool.endpoints
+                    .iter()
+                    .filter(|e| !avoid.contains(&e.id) && e.health.available(now)),
+            );
+            if candidates.is_empty() {
+                continue;
             }
-            if let Some(endpoint) = best {
-                return Ok(Placement {
-                    pool: index,
-                    endpoint: Arc::clone(endpoint),
-                    context_window: pool.context_window,
-                    tokens,
-                    in_flight: best_load,
-                });
-            }
+            let chosen = pool
+                .strategy
+                .pick(&candidates, request, now)
+                .min(candidates.len() - 1);
+            let endpoint = Arc::clone(candidates[chosen]);
+            return Ok(Placement {
+                pool: index,
+                in_flight: endpoint.in_flight(),
+                endpoint,
+                context_window: pool.context_window,
+                tokens: request.tokens,
+                request: *request,
+                strategy: pool.strategy.name(),
+            });
         }
         if fitting {
             return Err(PlaceError::Unavailable { tried: avoid.len() });
@@ -100,7 +107,7 @@ impl Pools {
         match self.pool_indexes(model) {
             [] => Err(PlaceError::NoPool),
             _ => Err(PlaceError::TooLong {
-                tokens,
+                tokens: request.tokens,
                 largest: self.max_context(model),
             }),
         }
@@ -178,23 +185,29 @@ default_route: {models: [m]}
             max_ejection_ms: 60_000,
         };
         let first = pools.place(0, 10).unwrap();
-        let second = pools.place_avoiding(0, 10, &[first.endpoint.id]).unwrap();
+        let ten = PlaceRequest {
+            tokens: 10,
+            ..PlaceRequest::default()
+        };
+        let second = pools.place_avoiding(0, &ten, &[first.endpoint.id]).unwrap();
         assert_ne!(first.endpoint.id, second.endpoint.id);
         assert_eq!(second.context_window, 8192);
         // Both short endpoints out: the long pool is the failover.
         let now = pools.now_ms();
         assert!(first.endpoint.health.failure(now, &policy));
-        let third = pools.place_avoiding(0, 10, &[second.endpoint.id]).unwrap();
+        let third = pools
+            .place_avoiding(0, &ten, &[second.endpoint.id])
+            .unwrap();
         assert_eq!(third.endpoint.name, "long-0");
         let all: Vec<usize> = pools.endpoints().map(|e| e.id).collect();
         assert_eq!(
-            pools.place_avoiding(0, 10, &all).unwrap_err(),
+            pools.place_avoiding(0, &ten, &all).unwrap_err(),
             PlaceError::Unavailable { tried: 3 }
         );
         first.endpoint.health.success();
         assert_eq!(
             pools
-                .place_avoiding(0, 10, &[second.endpoint.id])
+                .place_avoiding(0, &ten, &[second.endpoint.id])
                 .unwrap()
                 .endpoint
                 .id,

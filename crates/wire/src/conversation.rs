@@ -107,6 +107,36 @@ impl Conversation {
             .map_or("", |t| t.text.as_str())
     }
 
+    /// A stable hash of the session identity, when there is one.
+    pub fn session_hash(&self) -> Option<u64> {
+        self.session_id
+            .as_deref()
+            .map(|s| fnv1a(s.as_bytes(), FNV_OFFSET))
+    }
+
+    /// A stable hash of the leading messages (system and developer turns up to and
+    /// including the first user turn, at most 4 KiB of their text): requests that share
+    /// it share a KV-cache prefix. `None` for a conversation with no turns.
+    pub fn prefix_fingerprint(&self) -> Option<u64> {
+        const LIMIT: usize = 4096;
+        if self.turns.is_empty() {
+            return None;
+        }
+        let mut hash = FNV_OFFSET;
+        let mut taken = 0;
+        for turn in &self.turns {
+            let text = turn.text.as_bytes();
+            let take = text.len().min(LIMIT - taken);
+            hash = fnv1a(turn.role.as_bytes(), hash);
+            hash = fnv1a(&text[..take], hash);
+            taken += take;
+            if turn.role == "user" || taken >= LIMIT {
+                break;
+            }
+        }
+        Some(hash)
+    }
+
     /// Iterates over the texts of every user turn.
     pub fn user_texts(&self) -> impl Iterator<Item = &str> {
         self.turns
@@ -114,6 +144,16 @@ impl Conversation {
             .filter(|t| t.role == "user")
             .map(|t| t.text.as_str())
     }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -139,5 +179,32 @@ mod tests {
         let header = Conversation::from_chat(&req, Some("s-9"));
         assert_eq!(header.session_id.as_deref(), Some("s-9"));
         assert!(c.prompt_tokens >= 16);
+    }
+
+    #[test]
+    fn prefix_fingerprint_covers_the_system_prompt_and_first_user_turn_only() {
+        let chat = |turns: &str| -> Conversation {
+            let req: ChatRequest =
+                serde_json::from_str(&format!(r#"{{"model":"auto","messages":[{turns}]}}"#))
+                    .unwrap();
+            Conversation::from_chat(&req, None)
+        };
+        let sys = r#"{"role":"system","content":"you are a pirate"}"#;
+        let first = r#"{"role":"user","content":"ahoy"}"#;
+        let later = r#"{"role":"assistant","content":"arr"},{"role":"user","content":"more"}"#;
+        let a = chat(&format!("{sys},{first}"));
+        let b = chat(&format!("{sys},{first},{later}"));
+        let c = chat(&format!(
+            r#"{{"role":"system","content":"you are a poet"}},{first}"#
+        ));
+        assert_eq!(a.prefix_fingerprint(), b.prefix_fingerprint());
+        assert_ne!(a.prefix_fingerprint(), c.prefix_fingerprint());
+        assert_eq!(a.session_hash(), None);
+        let d = Conversation::from_chat(
+            &serde_json::from_str(r#"{"model":"m","user":"u","messages":[]}"#).unwrap(),
+            None,
+        );
+        assert_eq!(d.prefix_fingerprint(), None);
+        assert!(d.session_hash().is_some());
     }
 }

@@ -1,0 +1,41 @@
+//! `weighted`: smooth weighted round robin over the candidates' weights.
+
+use super::{EndpointStrategy, PlaceRequest};
+use crate::endpoint::Endpoint;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Smooth weighted round robin: each pick adds every candidate's weight to its running
+/// score, takes the highest, and subtracts the total from the winner. Over any window,
+/// picks follow the weights and are spread out, not bunched.
+#[derive(Debug, Default)]
+pub struct Weighted {
+    /// Running score per endpoint, by its index in the pool.
+    current: Mutex<Vec<i64>>,
+}
+
+impl EndpointStrategy for Weighted {
+    fn name(&self) -> &'static str {
+        "weighted"
+    }
+
+    fn pick(&self, candidates: &[&Arc<Endpoint>], _: &PlaceRequest, _: u64) -> usize {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: i64 = candidates.iter().map(|e| i64::from(e.weight)).sum();
+        let mut best = 0;
+        let mut best_score = i64::MIN;
+        let needed = candidates.iter().map(|e| e.index + 1).max().unwrap_or(0);
+        if current.len() < needed {
+            current.resize(needed, 0);
+        }
+        for (i, e) in candidates.iter().enumerate() {
+            let score = &mut current[e.index];
+            *score += i64::from(e.weight);
+            if *score > best_score {
+                best = i;
+                best_score = *score;
+            }
+        }
+        current[candidates[best].index] -= total;
+        best
+    }
+}
