@@ -28,6 +28,9 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// TTFT on a skewed fleet (one slow endpoint among fast ones, short and long
+    /// prompts) under each endpoint strategy, against round robin.
+    Placement(crate::placement_bench::PlacementArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -47,6 +50,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             };
             overhead(&load, json.as_deref()).await
         }
+        BenchCommand::Placement(args) => crate::placement_bench::run(args).await,
     }
 }
 

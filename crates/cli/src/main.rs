@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod placement_bench;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
