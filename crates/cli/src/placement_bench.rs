@@ -45,7 +45,7 @@ struct Shot {
 }
 
 pub async fn run(args: PlacementArgs) -> Result<()> {
-    if !(args.rate > 0.0) || args.requests == 0 {
+    if args.rate.is_nan() || args.rate <= 0.0 || args.requests == 0 {
         bail!("--rate and --requests must be above 0");
     }
     println!(
