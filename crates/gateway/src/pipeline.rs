@@ -149,6 +149,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     let model = listed[selected.candidate].model;
     let request = PlaceRequest {
         tokens: preferred,
+        prompt_tokens: prompt,
         session: conversation.session_hash(),
         prefix: conversation.prefix_fingerprint(),
     };

@@ -326,10 +326,14 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
             .record(ttft.as_secs_f64());
         if status < 300 {
             let upstream_ms = ttft.saturating_sub(observed.overhead).as_secs_f64() * 1000.0;
-            plan.placement
-                .endpoint
+            let endpoint = &plan.placement.endpoint;
+            endpoint
                 .latency
                 .observe(upstream_ms, runtime.pools.now_ms());
+            let prompt = usage.map_or(observed.prompt_estimate, |u| {
+                u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX)
+            });
+            endpoint.ttft.observe(prompt, upstream_ms);
         }
     }
     if let Some(u) = usage {

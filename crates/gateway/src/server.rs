@@ -195,8 +195,9 @@ async fn pools(State(runtime): State<Arc<Runtime>>) -> Response {
         .into_iter()
         .map(|p| {
             let model = models.get(p.model).map(|m| m.name.value.clone());
-            json!({"name": p.name, "model": model, "context_window": p.context_window,
-                   "gpu": p.gpu, "endpoints": p.endpoints})
+            let mut value = serde_json::to_value(p).unwrap_or_default();
+            value["model"] = json!(model);
+            value
         })
         .collect();
     axum::Json(json!({"pools": pools})).into_response()

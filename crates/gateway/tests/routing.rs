@@ -315,3 +315,37 @@ async fn a_client_that_leaves_mid_stream_frees_the_endpoint_and_is_logged() {
     let record: Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(record["outcome"], "client_gone", "{record}");
 }
+
+#[tokio::test]
+async fn pools_report_what_the_router_learned_about_each_endpoint() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    for i in 0..10 {
+        let prompt = format!("compile rust {}", "word ".repeat(i * 150));
+        let r = s.chat("coder", &prompt, i % 2 == 0).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    let pools: Value = s
+        .client
+        .get(format!("{}/v1/pools", s.gateway.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let coder = &pools["pools"][0];
+    assert_eq!(coder["name"], "coder-pool");
+    assert_eq!(coder["model"], "coder");
+    assert_eq!(coder["strategy"], "least_outstanding");
+    let endpoint = &coder["endpoints"][0];
+    assert_eq!(endpoint["dispatched"], 10);
+    assert_eq!(endpoint["in_flight"], 0);
+    assert!(endpoint["latency_ms"].as_f64().unwrap() > 0.0, "{endpoint}");
+    let fit = &endpoint["ttft_fit"];
+    assert_eq!(fit["samples"], 10, "{endpoint}");
+    // H100: 1,024 prompt tokens per ≥ 4 ms iteration, so prefill costs ≥ 1 ms per 256 tokens.
+    let per_token = fit["ms_per_token"].as_f64().unwrap();
+    assert!(per_token > 0.001 && per_token < 0.05, "{fit}");
+    assert_eq!(endpoint["health"]["available"], true);
+}

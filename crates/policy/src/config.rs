@@ -242,6 +242,11 @@ pub struct PoolConfig {
     /// one (default 1.25).
     #[serde(default = "default_affinity_load_factor")]
     pub affinity_load_factor: f64,
+    /// Time-to-first-token budget in milliseconds: endpoints whose TTFT, predicted from
+    /// their observed TTFT against prompt length, would exceed it are passed over while
+    /// another endpoint of the pool would meet it (default: no budget).
+    #[serde(default)]
+    pub ttft_budget_ms: Option<u64>,
     /// Its endpoints (at least one).
     pub endpoints: Vec<EndpointConfig>,
 }

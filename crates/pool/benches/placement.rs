@@ -72,6 +72,7 @@ fn placement(c: &mut Criterion) {
                 key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
                 let request = PlaceRequest {
                     tokens: 20_000,
+                    prompt_tokens: 19_000,
                     session: Some(key),
                     prefix: Some(key),
                 };

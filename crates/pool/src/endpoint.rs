@@ -3,6 +3,7 @@
 use crate::health::{Health, HealthPolicy, HealthSnapshot};
 use crate::latency::LatencyEwma;
 use crate::strategy::{self, EndpointStrategy};
+use crate::ttft::{TtftFit, TtftModel};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,8 @@ pub struct Endpoint {
     pub latency: LatencyEwma,
     /// Its fixed hash for rendezvous (affinity) hashing.
     pub affinity_seed: u64,
+    /// Its TTFT against prompt length, fitted from observations.
+    pub ttft: TtftModel,
     in_flight: AtomicUsize,
     dispatched: AtomicU64,
 }
@@ -94,6 +97,8 @@ pub struct Pool {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// How one of them is chosen.
     pub strategy: Box<dyn EndpointStrategy>,
+    /// Endpoints predicted to exceed this TTFT are passed over while another can meet it.
+    pub ttft_budget_ms: Option<f64>,
 }
 
 /// Every pool, grouped by model.
@@ -161,6 +166,8 @@ pub struct EndpointSnapshot {
     pub dispatched: u64,
     /// Peak-EWMA time to first token, in milliseconds (none before the first answer).
     pub latency_ms: Option<f64>,
+    /// TTFT against prompt length (queueing delay and prefill cost per token).
+    pub ttft_fit: Option<TtftFit>,
     /// Health and ejection.
     pub health: HealthSnapshot,
 }
@@ -227,6 +234,7 @@ impl Pools {
                     weight: e.weight.max(1),
                     latency: LatencyEwma::default(),
                     affinity_seed: strategy::mix(next_id as u64 + 1),
+                    ttft: TtftModel::default(),
                     in_flight: AtomicUsize::new(0),
                     dispatched: AtomicU64::new(0),
                 }));
@@ -244,6 +252,7 @@ impl Pools {
                     pool.affinity_load_factor,
                     pools.len() as u64,
                 ),
+                ttft_budget_ms: pool.ttft_budget_ms.map(|ms| ms as f64),
             });
         }
         for list in &mut by_model {
@@ -300,6 +309,7 @@ impl Pools {
                         in_flight: e.in_flight(),
                         dispatched: e.dispatched(),
                         latency_ms: e.latency.estimate(now),
+                        ttft_fit: e.ttft.fit(),
                         health: e.health.snapshot(now),
                     })
                     .collect(),

@@ -14,6 +14,7 @@ pub mod health;
 pub mod latency;
 pub mod placement;
 pub mod strategy;
+pub mod ttft;
 
 pub use checks::spawn_health_checks;
 pub use endpoint::{
@@ -25,3 +26,4 @@ pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
 pub use strategy::{EndpointStrategy, PlaceRequest};
+pub use ttft::{TtftFit, TtftModel};

@@ -86,6 +86,18 @@ impl Pools {
             if candidates.is_empty() {
                 continue;
             }
+            if let Some(budget) = pool.ttft_budget_ms {
+                // Pass over endpoints whose learned TTFT line says they would miss the
+                // budget for this prompt, as long as one remains that would not.
+                let meets = |e: &&Arc<Endpoint>| {
+                    e.ttft
+                        .fit()
+                        .is_none_or(|fit| fit.predict(request.prompt_tokens) <= budget)
+                };
+                if candidates.iter().any(meets) && !candidates.iter().all(meets) {
+                    candidates.retain(meets);
+                }
+            }
             let chosen = pool
                 .strategy
                 .pick(&candidates, request, now)
@@ -213,6 +225,55 @@ default_route: {models: [m]}
                 .id,
             first.endpoint.id
         );
+    }
+
+    #[test]
+    fn a_ttft_budget_passes_over_endpoints_predicted_to_miss_it() {
+        let config = parse_config(
+            "models: [{name: m}]
+pools:
+  - {name: p, model: m, context_window: 8K, ttft_budget_ms: 500, strategy: round_robin,
+     endpoints: [{url: 'http://h:1', name: fast}, {url: 'http://h:2', name: slow}]}
+default_route: {models: [m]}
+",
+        )
+        .unwrap();
+        let pools = Pools::build(&Policy::compile(config).unwrap().config).unwrap();
+        let [fast, slow] = [&pools.all()[0].endpoints[0], &pools.all()[0].endpoints[1]];
+        for tokens in [100u32, 1000, 2000, 3000, 4000, 5000, 6000, 7000] {
+            fast.ttft.observe(tokens, 10.0 + 0.05 * f64::from(tokens));
+            slow.ttft.observe(tokens, 10.0 + 0.25 * f64::from(tokens));
+        }
+        let request = |prompt_tokens| PlaceRequest {
+            tokens: prompt_tokens + 100,
+            prompt_tokens,
+            ..PlaceRequest::default()
+        };
+        // Short prompts: both meet the budget, round robin alternates.
+        let short: Vec<String> = (0..4)
+            .map(|_| {
+                pools
+                    .place_avoiding(0, &request(200), &[])
+                    .unwrap()
+                    .endpoint
+                    .name
+                    .clone()
+            })
+            .collect();
+        assert!(short.contains(&"slow".to_owned()) && short.contains(&"fast".to_owned()));
+        // A 4,000-token prompt: the slow one would take ~1 s; only the fast one is used.
+        for _ in 0..4 {
+            assert_eq!(
+                pools
+                    .place_avoiding(0, &request(4000), &[])
+                    .unwrap()
+                    .endpoint
+                    .name,
+                "fast"
+            );
+        }
+        // If none can meet it, the budget is not a reason to refuse.
+        assert!(pools.place_avoiding(0, &request(7900), &[]).is_ok());
     }
 
     #[test]

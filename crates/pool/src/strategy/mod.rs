@@ -28,6 +28,8 @@ pub use weighted::Weighted;
 pub struct PlaceRequest {
     /// Tokens the request needs (prompt plus expected output).
     pub tokens: u32,
+    /// Tokens of its prompt (what prefill costs).
+    pub prompt_tokens: u32,
     /// Hash of the session identity, when the request has one.
     pub session: Option<u64>,
     /// Hash of the request's leading messages (system prompt and first user turn).
@@ -102,6 +104,7 @@ default_route: {{models: [m]}}
 
     const PLAIN: PlaceRequest = PlaceRequest {
         tokens: 10,
+        prompt_tokens: 5,
         session: None,
         prefix: None,
     };
@@ -164,6 +167,7 @@ default_route: {{models: [m]}}
         let p = pools("session_affinity", [1, 1, 1]);
         let session = |s: u64| PlaceRequest {
             tokens: 10,
+            prompt_tokens: 5,
             session: Some(s),
             prefix: None,
         };
@@ -206,6 +210,7 @@ default_route: {{models: [m]}}
         let p = pools("prefix_affinity", [1, 1, 1]);
         let prefix = PlaceRequest {
             tokens: 10,
+            prompt_tokens: 5,
             session: None,
             prefix: Some(42),
         };
