@@ -217,3 +217,67 @@ async fn an_endpoint_killed_mid_test_loses_no_request_and_returns_when_it_recove
         "no traffic reached the revived endpoint"
     );
 }
+
+#[tokio::test]
+async fn scraped_engine_queues_steer_placement_away_from_a_busy_endpoint() {
+    let busy = engine(Some(GpuKind::H100), 65_536, "m").await;
+    let idle = engine(Some(GpuKind::H100), 65_536, "m").await;
+    let endpoints = format!(
+        "[{{url: '{}', name: busy}}, {{url: '{}', name: idle}}]",
+        busy.url(),
+        idle.url()
+    );
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{check_interval_ms: 50, scrape_metrics: true}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 64K, endpoints: {endpoints}}}]
+default_route: {{models: [m]}}
+"
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap();
+    // Another client loads `busy` directly: 24 long answers on 16 slots.
+    let client = reqwest::Client::new();
+    let mut direct = Vec::new();
+    for i in 0..24 {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/v1/chat/completions", busy.url()),
+        );
+        direct.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"model": "m", "max_tokens": 400,
+                              "messages": [{"role": "user", "content": format!("load {i}")}]}))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = Value::Null;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        seen = pools(&client, &g).await[0]["engine"].clone();
+        if seen["waiting"].as_f64().unwrap_or(0.0) >= 8.0 {
+            break;
+        }
+    }
+    assert_eq!(seen["running"], 16.0, "{seen}");
+    assert_eq!(seen["waiting"], 8.0, "{seen}");
+    for _ in 0..6 {
+        let (status, endpoint, _, _) = ask(&client, &g, false).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            endpoint, "idle",
+            "the router's own count alone would tie at 0"
+        );
+    }
+    for t in direct {
+        t.await.unwrap();
+    }
+}

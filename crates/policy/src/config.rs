@@ -165,6 +165,11 @@ pub struct HealthConfig {
     /// Timeout of one check (default 1,000 ms).
     #[serde(default = "default_check_timeout_ms")]
     pub check_timeout_ms: u64,
+    /// Also read each endpoint's `/metrics` on every check for vLLM's gauges
+    /// (`vllm:num_requests_running`, `…_waiting`, `vllm:kv_cache_usage_perc`); placement
+    /// then counts the engine's own queue, not only this router's requests (default false).
+    #[serde(default)]
+    pub scrape_metrics: bool,
 }
 
 impl Default for HealthConfig {
@@ -176,6 +181,7 @@ impl Default for HealthConfig {
             check_interval_ms: default_check_interval_ms(),
             check_path: default_check_path(),
             check_timeout_ms: default_check_timeout_ms(),
+            scrape_metrics: false,
         }
     }
 }

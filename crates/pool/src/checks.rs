@@ -1,6 +1,7 @@
 //! Active health checks: a background task probes every endpoint.
 
 use crate::endpoint::{Endpoint, Pools};
+use crate::engine_metrics::parse;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use switchyard_policy::HealthConfig;
@@ -8,8 +9,10 @@ use switchyard_policy::HealthConfig;
 /// Starts probing every endpoint of `pools` every `check_interval_ms` at
 /// `check_path`: an answer below 500 keeps (or brings) the endpoint in rotation, as far
 /// as checks go; anything else (refused, timed out, 5xx) takes it out until a check
-/// passes. Passive ejections run their course either way (see [`crate::health`]). The task ends when the endpoints are
-/// dropped (the runtime that owns them is gone). Does nothing when the interval is 0.
+/// passes. Passive ejections run their course either way (see [`crate::health`]).
+/// With `scrape_metrics`, the same tick reads each endpoint's `/metrics` for vLLM's
+/// gauges, trusted for three intervals. The task ends when the endpoints are dropped
+/// (the runtime that owns them is gone). Does nothing when the interval is 0.
 pub fn spawn_health_checks(pools: &Pools, config: &HealthConfig) {
     if config.check_interval_ms == 0 {
         return;
@@ -18,6 +21,9 @@ pub fn spawn_health_checks(pools: &Pools, config: &HealthConfig) {
     let interval = Duration::from_millis(config.check_interval_ms);
     let timeout = Duration::from_millis(config.check_timeout_ms);
     let path = config.check_path.clone();
+    let scrape = config.scrape_metrics;
+    let judge = pools.judge();
+    let fresh_ms = config.check_interval_ms.saturating_mul(3);
     let Ok(client) = reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(timeout)
@@ -35,7 +41,12 @@ pub fn spawn_health_checks(pools: &Pools, config: &HealthConfig) {
             if live.is_empty() {
                 return;
             }
-            let probes = live.iter().map(|e| probe(&client, e, &path));
+            let probes = live.iter().map(|e| async {
+                probe(&client, e, &path).await;
+                if scrape {
+                    scrape_metrics(&client, e, judge.now_ms(), fresh_ms).await;
+                }
+            });
             futures_util::future::join_all(probes).await;
         }
     });
@@ -53,4 +64,17 @@ async fn probe(client: &reqwest::Client, endpoint: &Endpoint, path: &str) {
         tracing::warn!(endpoint = %endpoint.name, url = %url, "health check failed");
     }
     endpoint.health.checked(alive);
+}
+
+async fn scrape_metrics(client: &reqwest::Client, endpoint: &Endpoint, now_ms: u64, fresh_ms: u64) {
+    let url = format!("{}/metrics", endpoint.base_url);
+    let Ok(response) = client.get(&url).send().await else {
+        return;
+    };
+    if !response.status().is_success() {
+        return;
+    }
+    if let Some(load) = response.text().await.ok().as_deref().and_then(parse) {
+        endpoint.engine.store(load, now_ms, fresh_ms);
+    }
 }

@@ -1,5 +1,6 @@
 //! Pools and endpoints with their live state.
 
+use crate::engine_metrics::{EngineGauges, EngineLoad};
 use crate::health::{Health, HealthPolicy, HealthSnapshot};
 use crate::latency::LatencyEwma;
 use crate::strategy::{self, EndpointStrategy};
@@ -38,6 +39,8 @@ pub struct Endpoint {
     pub affinity_seed: u64,
     /// Its TTFT against prompt length, fitted from observations.
     pub ttft: TtftModel,
+    /// Its own gauges, when its metrics are scraped.
+    pub engine: EngineGauges,
     in_flight: AtomicUsize,
     dispatched: AtomicU64,
 }
@@ -46,6 +49,17 @@ impl Endpoint {
     /// Requests sent and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Load for placement: requests in flight from this router, or the engine's own
+    /// running plus waiting requests when a fresh scrape says more (other routers, other
+    /// clients).
+    pub fn load(&self, now_ms: u64) -> usize {
+        let own = self.in_flight();
+        match self.engine.get(now_ms) {
+            Some(engine) => own.max((engine.running + engine.waiting) as usize),
+            None => own,
+        }
     }
 
     /// Requests sent since start.
@@ -168,6 +182,8 @@ pub struct EndpointSnapshot {
     pub latency_ms: Option<f64>,
     /// TTFT against prompt length (queueing delay and prefill cost per token).
     pub ttft_fit: Option<TtftFit>,
+    /// The engine's own gauges, when scraped and fresh.
+    pub engine: Option<EngineLoad>,
     /// Health and ejection.
     pub health: HealthSnapshot,
 }
@@ -235,6 +251,7 @@ impl Pools {
                     latency: LatencyEwma::default(),
                     affinity_seed: strategy::mix(next_id as u64 + 1),
                     ttft: TtftModel::default(),
+                    engine: EngineGauges::default(),
                     in_flight: AtomicUsize::new(0),
                     dispatched: AtomicU64::new(0),
                 }));
@@ -310,6 +327,7 @@ impl Pools {
                         dispatched: e.dispatched(),
                         latency_ms: e.latency.estimate(now),
                         ttft_fit: e.ttft.fit(),
+                        engine: e.engine.get(now),
                         health: e.health.snapshot(now),
                     })
                     .collect(),

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod endpoint;
+pub mod engine_metrics;
 pub mod forward;
 pub mod health;
 pub mod latency;
@@ -20,6 +21,7 @@ pub use checks::spawn_health_checks;
 pub use endpoint::{
     Endpoint, EndpointSnapshot, HealthJudge, InFlight, Pool, PoolSnapshot, Pools, PoolsError,
 };
+pub use engine_metrics::{EngineGauges, EngineLoad};
 pub use forward::{Attempted, with_failover};
 pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream};
 pub use health::{Health, HealthPolicy, HealthSnapshot};

@@ -51,19 +51,19 @@ impl EndpointStrategy for Affinity {
         }
     }
 
-    fn pick(&self, candidates: &[&Arc<Endpoint>], request: &PlaceRequest, _: u64) -> usize {
+    fn pick(&self, candidates: &[&Arc<Endpoint>], request: &PlaceRequest, now_ms: u64) -> usize {
         let key = match self.key {
             AffinityKey::Session => request.session,
             AffinityKey::Prefix => request.prefix,
         };
         let Some(key) = key else {
-            return self.fallback.least_loaded(candidates);
+            return self.fallback.least_loaded(candidates, now_ms);
         };
         let mut best = 0;
         let mut best_score = 0;
         let mut total = 0usize;
         for (i, e) in candidates.iter().enumerate() {
-            total += e.in_flight();
+            total += e.load(now_ms);
             let score = mix(key ^ e.affinity_seed);
             if score >= best_score {
                 best = i;
@@ -72,8 +72,8 @@ impl EndpointStrategy for Affinity {
         }
         let mean = total as f64 / candidates.len() as f64;
         let bound = self.load_factor * mean + 1.0;
-        if candidates[best].in_flight() as f64 > bound {
-            return self.fallback.least_loaded(candidates);
+        if candidates[best].load(now_ms) as f64 > bound {
+            return self.fallback.least_loaded(candidates, now_ms);
         }
         best
     }

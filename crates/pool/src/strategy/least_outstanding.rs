@@ -13,14 +13,14 @@ pub struct LeastOutstanding {
 
 impl LeastOutstanding {
     /// The index of the least loaded candidate, scanning from a rotating start.
-    pub fn least_loaded(&self, candidates: &[&Arc<Endpoint>]) -> usize {
+    pub fn least_loaded(&self, candidates: &[&Arc<Endpoint>], now_ms: u64) -> usize {
         let n = candidates.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut best = start;
         let mut best_load = usize::MAX;
         for k in 0..n {
             let i = (start + k) % n;
-            let load = candidates[i].in_flight();
+            let load = candidates[i].load(now_ms);
             if load < best_load {
                 best = i;
                 best_load = load;
@@ -35,7 +35,7 @@ impl EndpointStrategy for LeastOutstanding {
         "least_outstanding"
     }
 
-    fn pick(&self, candidates: &[&Arc<Endpoint>], _: &PlaceRequest, _: u64) -> usize {
-        self.least_loaded(candidates)
+    fn pick(&self, candidates: &[&Arc<Endpoint>], _: &PlaceRequest, now_ms: u64) -> usize {
+        self.least_loaded(candidates, now_ms)
     }
 }

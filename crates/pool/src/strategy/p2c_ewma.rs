@@ -52,7 +52,7 @@ impl EndpointStrategy for P2cEwma {
             .fold(f64::INFINITY, f64::min);
         let floor = if floor.is_finite() { floor } else { 1.0 };
         let cost = |e: &Endpoint| {
-            e.latency.estimate(now_ms).unwrap_or(floor) * (e.in_flight() as f64 + 1.0)
+            e.latency.estimate(now_ms).unwrap_or(floor) * (e.load(now_ms) as f64 + 1.0)
         };
         if cost(candidates[b]) < cost(candidates[a]) {
             b
