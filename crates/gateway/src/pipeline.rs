@@ -3,7 +3,7 @@
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use switchyard_policy::suggest;
-use switchyard_pool::{PlaceError, PlaceRequest, Placement};
+use switchyard_pool::{PlaceError, PlaceRequest, Placement, Prediction};
 use switchyard_router::{Candidate, algorithm};
 use switchyard_wire::{ApiError, Conversation, ErrorKind};
 use switchyard_workload::Signals;
@@ -28,6 +28,8 @@ pub struct Plan {
     pub placement: Placement,
     /// The signals computed for the decision.
     pub signals: Signals,
+    /// The answer length placement planned for.
+    pub output: Prediction,
 }
 
 impl Plan {
@@ -59,10 +61,6 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     // Placement prefers room for the expected answer; a request that states no cap may
     // still run where only its prompt (plus one token) fits.
     let minimum = prompt.saturating_add(conversation.output_cap.unwrap_or(1).max(1));
-    let preferred = conversation.output_cap.map_or_else(
-        || prompt.saturating_add(policy.config.server.expected_output_tokens),
-        |_| minimum,
-    );
 
     let (route, route_index, route_matched, candidates, signals) =
         if let Some(model) = policy.model_index(requested) {
@@ -147,6 +145,15 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
             .with_param("messages")
         })?;
     let model = listed[selected.candidate].model;
+    let output = match conversation.output_cap {
+        Some(cap) => Prediction {
+            tokens: cap,
+            basis: "max_tokens",
+            samples: 0,
+        },
+        None => runtime.predictor.predict((route_index, model), prompt),
+    };
+    let preferred = prompt.saturating_add(output.tokens).max(minimum);
     let request = PlaceRequest {
         tokens: preferred,
         prompt_tokens: prompt,
@@ -189,6 +196,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         selection_reason: selected.reason,
         placement,
         signals,
+        output,
     })
 }
 
@@ -260,6 +268,7 @@ pub fn trace(
             "gpu": pool.and_then(|p| p.gpu).map(|g| g.name()),
             "context_window": plan.placement.context_window,
             "tokens_needed": plan.placement.tokens,
+            "output_tokens": plan.output,
             "strategy": plan.placement.strategy,
             "endpoint": plan.placement.endpoint.name,
             "endpoint_in_flight": plan.placement.in_flight,

@@ -37,6 +37,9 @@ pub struct Observed {
     pub stream: bool,
     /// Endpoints tried (more than 1 after a failover).
     pub attempts: u32,
+    /// Whether the client capped the answer (`max_tokens`): such lengths teach nothing
+    /// about natural answer lengths.
+    pub capped: bool,
 }
 
 /// How a request ended, for observe.
@@ -335,6 +338,14 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
             });
             endpoint.ttft.observe(prompt, upstream_ms);
         }
+    }
+    if let (Some(u), false, true) = (usage, observed.capped, status < 300 && error.is_none()) {
+        let completion = u32::try_from(u.completion_tokens).unwrap_or(u32::MAX);
+        runtime.predictor.observe(
+            (plan.route_index, plan.model),
+            observed.prompt_estimate,
+            completion,
+        );
     }
     if let Some(u) = usage {
         metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt")

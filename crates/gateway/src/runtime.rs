@@ -3,7 +3,7 @@
 use crate::decision_log::DecisionLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::Policy;
-use switchyard_pool::{ForwardError, Pools, PoolsError, Upstream};
+use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, Upstream};
 
 /// The runtime: policy, pools, upstream client and log.
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub struct Runtime {
     pub upstream: Upstream,
     /// The decision log, when configured.
     pub log: Option<DecisionLog>,
+    /// Answer lengths learned per route and model.
+    pub predictor: OutputPredictor,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -56,7 +58,14 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32))
             ^ std::process::id().rotate_left(16);
+        let server = &policy.config.server;
+        let predictor = OutputPredictor::new(
+            server.output_percentile,
+            server.output_regression_after,
+            server.expected_output_tokens,
+        );
         Ok(Runtime {
+            predictor,
             policy,
             pools,
             upstream,

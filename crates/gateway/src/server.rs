@@ -135,6 +135,7 @@ async fn chat_completions(
         requested_model: conversation.requested_model.clone(),
         stream: conversation.stream,
         attempts: 0,
+        capped: conversation.output_cap.is_some(),
     };
     forward(
         Arc::clone(&runtime),

@@ -349,3 +349,82 @@ async fn pools_report_what_the_router_learned_about_each_endpoint() {
     assert!(per_token > 0.001 && per_token < 0.05, "{fit}");
     assert_eq!(endpoint["health"]["available"], true);
 }
+
+#[tokio::test]
+async fn placement_learns_answer_lengths_per_route_and_model() {
+    // One instant engine on a 4K pool and one on a 64K pool. Answers run 200 to 600
+    // tokens; before learning, placement plans for 5,000 and picks the 64K pool.
+    let short = harness::engine(None, 4096, "m").await;
+    let long = harness::engine(None, 65_536, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0', expected_output_tokens: 5000}}
+models: [{{name: m}}]
+pools:
+  - {{name: short, model: m, context_window: 4K, endpoints: [{{url: '{}'}}]}}
+  - {{name: long, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
+default_route: {{models: [m]}}
+",
+        short.url(),
+        long.url()
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(
+        listener,
+        switchyard_gateway::Runtime::new(policy).unwrap(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let route = |prompt: String| {
+        let client = client.clone();
+        let url = g.url();
+        async move {
+            let trace: Value = client
+                .post(format!("{url}/v1/route"))
+                .json(&json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            trace
+        }
+    };
+    let before = route("question 0".into()).await;
+    assert_eq!(before["place"]["output_tokens"]["basis"], "default");
+    assert_eq!(before["place"]["pool"], "long");
+    for i in 0..20 {
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.url()))
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": format!("question {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    let after = route("question 99".into()).await;
+    let output = &after["place"]["output_tokens"];
+    assert_eq!(output["basis"], "percentile", "{after}");
+    assert_eq!(output["samples"], 20);
+    let planned = output["tokens"].as_u64().unwrap();
+    assert!((200..=600).contains(&planned), "{output}");
+    assert_eq!(
+        after["place"]["pool"], "short",
+        "a learned length fits the 4K pool"
+    );
+    // A capped request says its own length and is not learned from.
+    let capped = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&json!({"model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(capped["place"]["output_tokens"]["basis"], "max_tokens");
+}

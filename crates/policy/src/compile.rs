@@ -394,6 +394,14 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
             format!("`{}` must start with /", config.health.check_path),
         ));
     }
+    let percentile = config.server.output_percentile;
+    if !(percentile > 0.0 && percentile <= 1.0) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.output_percentile",
+            format!("{percentile} is not in (0, 1]: write e.g. 0.75 for P75"),
+        ));
+    }
     if config.server.worker_threads == Some(0) {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,

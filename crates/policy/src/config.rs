@@ -52,9 +52,17 @@ pub struct ServerConfig {
     /// Append one JSON line per request to this file (default: no log).
     #[serde(default)]
     pub decision_log: Option<PathBuf>,
-    /// Output tokens assumed for placement when a request sets no `max_tokens` (default 512).
+    /// Output tokens assumed for placement when a request sets no `max_tokens`, until
+    /// its route and model have answers to learn from (default 512).
     #[serde(default = "default_expected_output_tokens")]
     pub expected_output_tokens: u32,
+    /// Percentile of learned answer lengths placement plans for (default 0.75).
+    #[serde(default = "default_output_percentile")]
+    pub output_percentile: f64,
+    /// Answers of a route and model after which their length is predicted from the
+    /// prompt's by regression (default 64).
+    #[serde(default = "default_output_regression_after")]
+    pub output_regression_after: usize,
     /// Threads serving requests (default: one per CPU core). On a machine shared with
     /// engines or clients, fewer threads mean fewer cross-thread wake-ups per request.
     #[serde(default)]
@@ -69,6 +77,8 @@ impl Default for ServerConfig {
             route_aliases: default_route_aliases(),
             decision_log: None,
             expected_output_tokens: default_expected_output_tokens(),
+            output_percentile: default_output_percentile(),
+            output_regression_after: default_output_regression_after(),
             worker_threads: None,
         }
     }
@@ -90,6 +100,12 @@ fn default_route_aliases() -> Vec<String> {
 }
 fn default_expected_output_tokens() -> u32 {
     512
+}
+fn default_output_percentile() -> f64 {
+    0.75
+}
+fn default_output_regression_after() -> usize {
+    64
 }
 
 /// Timeouts for calls to upstream endpoints, in milliseconds.

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod health;
 pub mod latency;
 pub mod placement;
+pub mod predict;
 pub mod strategy;
 pub mod ttft;
 
@@ -27,5 +28,6 @@ pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcom
 pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
+pub use predict::{OutputPredictor, Prediction};
 pub use strategy::{EndpointStrategy, PlaceRequest};
 pub use ttft::{TtftFit, TtftModel};
