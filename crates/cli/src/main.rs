@@ -102,6 +102,9 @@ struct EngineArgs {
     /// Break the connection after this many tokens.
     #[arg(long)]
     drop_after_tokens: Option<u32>,
+    /// Tokens the prefix cache holds (default: half the GPU's KV capacity; 0: off).
+    #[arg(long)]
+    prefix_cache_tokens: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -254,6 +257,7 @@ async fn engine(args: EngineArgs) -> Result<()> {
             stall_after_tokens: args.stall_after_tokens,
             drop_after_tokens: args.drop_after_tokens,
         },
+        prefix_cache_tokens: args.prefix_cache_tokens,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

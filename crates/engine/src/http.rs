@@ -1,11 +1,14 @@
 //! The engine's HTTP face.
 
+use crate::prefix_cache::{
+    HASH_START, PRIORITY_HEADER, PrefixCache, Retention, TTL_HEADER, hash_turn,
+};
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -66,6 +69,9 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Faults injected from the start.
     pub faults: Faults,
+    /// Tokens the prefix cache holds; `None` is half the GPU's KV capacity, 0 turns
+    /// the cache off.
+    pub prefix_cache_tokens: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +83,7 @@ impl Default for EngineConfig {
             mean_output_tokens: 64,
             seed: 0,
             faults: Faults::default(),
+            prefix_cache_tokens: None,
         }
     }
 }
@@ -90,6 +97,14 @@ struct EngineState {
     requests: AtomicU64,
     injected_errors: AtomicU64,
     next_id: AtomicU64,
+    cache: Mutex<PrefixCache>,
+    epoch: std::time::Instant,
+}
+
+impl EngineState {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// A running engine.
@@ -135,7 +150,14 @@ pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Resu
     let scheduler = config
         .gpu
         .map(|gpu| scheduler::start(gpu.profile(), config.context_window, Arc::clone(&gauges)));
+    let cache_tokens = config.prefix_cache_tokens.unwrap_or_else(|| {
+        config.gpu.map_or(0, |g| {
+            u64::from(g.profile().kv_blocks) * u64::from(switchyard_fleet::gpu::KV_BLOCK_TOKENS) / 2
+        })
+    });
     let state = Arc::new(EngineState {
+        cache: Mutex::new(PrefixCache::new(cache_tokens)),
+        epoch: std::time::Instant::now(),
         faults: Mutex::new(config.faults.clone()),
         rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
         config,
@@ -208,6 +230,10 @@ async fn put_faults(State(state): State<Arc<EngineState>>, body: Bytes) -> Respo
 async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
     let g = &state.gauges;
     let m = &state.config.model;
+    let (cache_queries, cache_hits) = {
+        let cache = lock(&state.cache);
+        (cache.queried_tokens, cache.hit_tokens)
+    };
     let text = format!(
         "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"{m}\"}} {}\n\
          # TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"{m}\"}} {}\n\
@@ -215,7 +241,9 @@ async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
          # TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{{model_name=\"{m}\"}} {}\n\
          # TYPE switchyard_engine_requests_total counter\nswitchyard_engine_requests_total {}\n\
          # TYPE switchyard_engine_injected_errors_total counter\nswitchyard_engine_injected_errors_total {}\n\
-         # TYPE switchyard_engine_iterations_total counter\nswitchyard_engine_iterations_total {}\n",
+         # TYPE switchyard_engine_iterations_total counter\nswitchyard_engine_iterations_total {}\n\
+         # TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{{model_name=\"{m}\"}} {}\n\
+         # TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{{model_name=\"{m}\"}} {}\n",
         g.running.load(Ordering::Relaxed),
         g.waiting.load(Ordering::Relaxed),
         g.kv_usage(),
@@ -223,6 +251,8 @@ async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
         state.requests.load(Ordering::Relaxed),
         state.injected_errors.load(Ordering::Relaxed),
         g.iterations.load(Ordering::Relaxed),
+        cache_queries,
+        cache_hits,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -249,6 +279,22 @@ impl TokenSource {
     }
 }
 
+/// Where a finished answer's conversation goes in the prefix cache.
+struct CacheOnFinish {
+    state: Arc<EngineState>,
+    /// Hash of every turn of the request.
+    turns: u64,
+    retention: Option<Retention>,
+}
+
+impl CacheOnFinish {
+    fn store(&self, answer_text: &str, tokens: u32) {
+        let key = hash_turn(self.turns, "assistant", answer_text);
+        let now = self.state.now_ms();
+        lock(&self.state.cache).insert(key, tokens, self.retention, now);
+    }
+}
+
 /// One answer being generated.
 struct Answer {
     id: String,
@@ -258,6 +304,7 @@ struct Answer {
     prompt: u32,
     output: u32,
     finish_reason: &'static str,
+    cache: Option<CacheOnFinish>,
 }
 
 impl Answer {
@@ -304,7 +351,20 @@ impl Answer {
     }
 }
 
-async fn chat(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
+fn retention(headers: &HeaderMap) -> Option<Retention> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(Retention {
+        priority: u8::try_from(number(PRIORITY_HEADER)?).unwrap_or(u8::MAX),
+        ttl_ms: number(TTL_HEADER)?,
+    })
+}
+
+async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: Bytes) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -338,6 +398,18 @@ async fn chat(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
     }
     let text: String = conversation.turns.iter().map(|t| t.text.as_str()).collect();
     let seed = prompt_hash(&text);
+    // The turns before the last are the previous request and its answer: their KV may
+    // still be cached.
+    let mut turns_hash = HASH_START;
+    let mut prefix_hash = None;
+    for (i, turn) in conversation.turns.iter().enumerate() {
+        if i + 1 == conversation.turns.len() && i > 0 {
+            prefix_hash = Some(turns_hash);
+        }
+        turns_hash = hash_turn(turns_hash, &turn.role, &turn.text);
+    }
+    let now = state.now_ms();
+    let cached = prefix_hash.map_or(0, |p| lock(&state.cache).lookup(p, prompt, now));
     let natural = output_length(seed, state.config.mean_output_tokens);
     let output = natural
         .min(cap.unwrap_or(u32::MAX))
@@ -353,6 +425,11 @@ async fn chat(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
         prompt,
         output,
         finish_reason: if output < natural { "length" } else { "stop" },
+        cache: state.scheduler.is_some().then(|| CacheOnFinish {
+            state: Arc::clone(&state),
+            turns: turns_hash,
+            retention: retention(&headers),
+        }),
     };
     let source = match &state.scheduler {
         Some(scheduler) => {
@@ -360,6 +437,7 @@ async fn chat(State(state): State<Arc<EngineState>>, body: Bytes) -> Response {
             if scheduler
                 .send(Submit {
                     prompt,
+                    cached,
                     output,
                     events: tx,
                 })
@@ -385,6 +463,7 @@ fn stream_answer(answer: Answer, mut source: TokenSource, faults: Faults, usage:
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
         let mut sent = 0u32;
+        let mut text = String::new();
         loop {
             match source.next().await {
                 Some(TokenEvent::Token(index)) => {
@@ -402,9 +481,15 @@ fn stream_answer(answer: Answer, mut source: TokenSource, faults: Faults, usage:
                     if tx.send(Ok(answer.chunk(index))).await.is_err() {
                         return;
                     }
+                    if answer.cache.is_some() {
+                        text.push_str(&answer.token(index));
+                    }
                     sent += 1;
                 }
                 Some(TokenEvent::Finished) => {
+                    if let Some(cache) = &answer.cache {
+                        cache.store(&text, answer.prompt + sent);
+                    }
                     if usage {
                         let _ = tx.send(Ok(answer.usage_chunk(sent))).await;
                     }
@@ -458,6 +543,9 @@ async fn whole_answer(answer: Answer, mut source: TokenSource, faults: Faults) -
             Some(TokenEvent::Finished) => break,
             None => return error(StatusCode::SERVICE_UNAVAILABLE, "sequence refused"),
         }
+    }
+    if let Some(cache) = &answer.cache {
+        cache.store(&text, answer.prompt + generated);
     }
     axum::Json(answer.whole(&text, generated)).into_response()
 }

@@ -5,13 +5,17 @@
 //! slots, prefill in chunks, and decode one token per iteration whose length follows
 //! `W + H·(L/8192)·n` for the configured GPU (see [`switchyard_fleet::Batch`]). Text
 //! is deterministic for a prompt, `usage` is exact for what was sent, `max_tokens`
-//! is honoured, and `/metrics` exposes vLLM's gauges. Faults (errors, added latency,
+//! is honoured, and `/metrics` exposes vLLM's gauges. A prefix cache keeps finished
+//! conversations' KV for their next turn and honours retention hints (see
+//! [`prefix_cache`]). Faults (errors, added latency,
 //! stalls, streams dropped midway) can be injected by flags or at run time with
 //! `PUT /admin/faults`, for testing what sits in front of it.
 
 mod http;
+pub mod prefix_cache;
 mod scheduler;
 mod text;
 
 pub use http::{EngineConfig, EngineHandle, Faults, serve};
+pub use prefix_cache::{PRIORITY_HEADER, Retention, TTL_HEADER};
 pub use text::{output_length, token_text};

@@ -19,6 +19,8 @@ pub(crate) enum TokenEvent {
 
 pub(crate) struct Submit {
     pub prompt: u32,
+    /// Prompt tokens already in the prefix cache.
+    pub cached: u32,
     pub output: u32,
     pub events: mpsc::UnboundedSender<TokenEvent>,
 }
@@ -66,7 +68,8 @@ async fn run(mut batch: Batch, mut inbox: mpsc::UnboundedReceiver<Submit>, gauge
     let mut admit = |batch: &mut Batch, submit: Submit, listeners: &mut HashMap<_, _>| {
         let id = SeqId(next_id);
         next_id += 1;
-        if batch.admit(id, submit.prompt, submit.output) == Admission::Queued {
+        if batch.admit_cached(id, submit.prompt, submit.cached, submit.output) == Admission::Queued
+        {
             listeners.insert(id, submit.events);
         }
         // A refused sequence drops its sender: the request sees the channel close.

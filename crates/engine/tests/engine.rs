@@ -200,3 +200,68 @@ async fn faults_change_at_run_time_and_are_validated() {
     let current: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(current["error_rate"], 0.0);
 }
+
+#[tokio::test]
+async fn the_next_turn_of_a_conversation_skips_prefilling_its_cached_prefix() {
+    let e = engine(Some(GpuKind::A10g), 8192).await;
+    let document = "alpha beta gamma delta ".repeat(600);
+    let first: Value = post(
+        &e,
+        json!({"model": "sim", "max_tokens": 4,
+        "messages": [{"role": "user", "content": document}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let answer = first["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let turn = |retained: bool, follow_up: &str| {
+        let body = json!({"model": "sim", "max_tokens": 1, "messages": [
+            {"role": "user", "content": document},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": follow_up}]});
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", e.url()))
+            .json(&body);
+        if retained {
+            request = request
+                .header("x-kv-retention-priority", "3")
+                .header("x-kv-retention-ttl-ms", "60000");
+        }
+        async move {
+            let started = Instant::now();
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+            started.elapsed()
+        }
+    };
+    let warm = turn(true, "and then?").await;
+    // A different first turn: nothing cached.
+    let cold_body = json!({"model": "sim", "max_tokens": 1, "messages": [
+        {"role": "user", "content": format!("{document} omega")},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "and then?"}]});
+    let started = Instant::now();
+    post(&e, cold_body).await.bytes().await.unwrap();
+    let cold = started.elapsed();
+    // ~2,400 prompt tokens: ten 256-token chunks cold, one warm, at ≥ 12 ms each.
+    assert!(cold >= Duration::from_millis(9 * 12), "{cold:?}");
+    assert!(warm * 3 < cold, "warm {warm:?} vs cold {cold:?}");
+    let text = reqwest::get(format!("{}/metrics", e.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits: f64 = text
+        .lines()
+        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hits > 2000.0, "{text}");
+}

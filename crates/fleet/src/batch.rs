@@ -85,6 +85,13 @@ impl Batch {
 
     /// Queues a sequence of `prompt` tokens that will generate `output` tokens (≥ 1).
     pub fn admit(&mut self, id: SeqId, prompt: u32, output: u32) -> Admission {
+        self.admit_cached(id, prompt, 0, output)
+    }
+
+    /// Queues a sequence whose first `cached` prompt tokens are already in the KV cache
+    /// (a prefix-cache hit): only the rest is prefilled. At least one prompt token is
+    /// always computed.
+    pub fn admit_cached(&mut self, id: SeqId, prompt: u32, cached: u32, output: u32) -> Admission {
         let output = output.max(1);
         let tokens = prompt.saturating_add(output);
         if tokens > self.context_window {
@@ -96,7 +103,7 @@ impl Batch {
         self.waiting.push_back(Seq {
             id,
             prompt,
-            prefilled: 0,
+            prefilled: cached.min(prompt.saturating_sub(1)),
             output,
             generated: 0,
             blocks: GpuProfile::blocks_for(tokens),
@@ -259,6 +266,26 @@ mod tests {
         );
         assert_eq!(done.len(), 1);
         assert!(batch.is_idle());
+    }
+
+    #[test]
+    fn a_cached_prefix_skips_its_prefill() {
+        let profile = GpuKind::A10g.profile();
+        let ttft = |cached| {
+            let mut batch = Batch::new(profile, 8192);
+            batch.admit_cached(SeqId(1), 3000, cached, 2);
+            run_to_completion(&mut batch).1[0].1
+        };
+        let cold = ttft(0);
+        let warm = ttft(2900);
+        // 3,000 tokens take 12 chunks of 256; with 2,900 cached, one chunk remains.
+        assert!(cold > 11.0 * profile.w_ms, "{cold}");
+        assert!(warm < 2.0 * profile.w_ms + 5.0, "{warm}");
+        let whole = ttft(5000);
+        assert!(
+            whole < 2.0 * profile.w_ms + 5.0,
+            "one token is still computed: {whole}"
+        );
     }
 
     #[test]
