@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// TTFT on a skewed fleet (one slow endpoint among fast ones, short and long
     /// prompts) under each endpoint strategy, against round robin.
     Placement(crate::placement_bench::PlacementArgs),
+    /// Multi-turn sessions among one-off traffic: prefix-cache hit rate and TTFT of later
+    /// turns without affinity, with session affinity, and with affinity and retention hints.
+    Sessions(crate::placement_bench::SessionArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -51,6 +54,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             overhead(&load, json.as_deref()).await
         }
         BenchCommand::Placement(args) => crate::placement_bench::run(args).await,
+        BenchCommand::Sessions(args) => crate::placement_bench::sessions(args).await,
     }
 }
 

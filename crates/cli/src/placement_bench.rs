@@ -185,3 +185,238 @@ default_route: {{models: [m]}}
     }
     Ok(shots)
 }
+
+#[derive(clap::Args)]
+pub struct SessionArgs {
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 32)]
+    sessions: usize,
+    /// Turns per session.
+    #[arg(long, default_value_t = 5)]
+    turns: usize,
+    /// Mean pause between a session's turns, in milliseconds (exponential).
+    #[arg(long, default_value_t = 1000.0)]
+    think_ms: f64,
+    /// One-off requests per second alongside the sessions (they fill the caches).
+    #[arg(long, default_value_t = 40.0)]
+    background_rate: f64,
+    /// Prefix-cache capacity of each engine, in tokens.
+    #[arg(long, default_value_t = 24_000)]
+    cache_tokens: u64,
+    /// Seed of pauses and prompts.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
+}
+
+struct Turn {
+    ttft_ms: f64,
+    prompt_tokens: u64,
+}
+
+/// One configuration of the sessions bench.
+struct Setup {
+    label: &'static str,
+    strategy: &'static str,
+    retention: bool,
+}
+
+pub async fn sessions(args: SessionArgs) -> Result<()> {
+    println!(
+        "switchyard bench sessions: {} sessions × {} turns (mean pause {} ms) among one-off \
+         requests at {}/s, 4 × H100 engines with {}-token prefix caches, seed {}\n",
+        args.sessions,
+        args.turns,
+        args.think_ms,
+        args.background_rate,
+        args.cache_tokens,
+        args.seed
+    );
+    println!(
+        "{:<38} {:>13} {:>19} {:>19}",
+        "placement", "KV hit rate", "later-turn TTFT p50", "later-turn TTFT p90"
+    );
+    for setup in [
+        Setup {
+            label: "least_outstanding, no hints",
+            strategy: "least_outstanding",
+            retention: false,
+        },
+        Setup {
+            label: "session_affinity, no hints",
+            strategy: "session_affinity",
+            retention: false,
+        },
+        Setup {
+            label: "session_affinity + retention hints",
+            strategy: "session_affinity",
+            retention: true,
+        },
+    ] {
+        let (turns, hits) = run_sessions(&args, &setup).await?;
+        let queried: u64 = turns.iter().map(|t| t.prompt_tokens).sum();
+        let mut ttft: Vec<f64> = turns.iter().map(|t| t.ttft_ms).collect();
+        ttft.sort_by(f64::total_cmp);
+        let q = |p: f64| ttft[((p / 100.0) * (ttft.len().max(1) - 1) as f64).round() as usize];
+        println!(
+            "{:<38} {:>12.1}% {:>16.1} ms {:>16.1} ms",
+            setup.label,
+            100.0 * hits / queried.max(1) as f64,
+            q(50.0),
+            q(90.0)
+        );
+    }
+    println!("\nKV hit rate: prompt tokens of later turns served from the engines' prefix caches.");
+    Ok(())
+}
+
+async fn run_sessions(args: &SessionArgs, setup: &Setup) -> Result<(Vec<Turn>, f64)> {
+    let mut engines = Vec::new();
+    for _ in 0..4 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        engines.push(
+            switchyard_engine::serve(
+                listener,
+                EngineConfig {
+                    model: "m".into(),
+                    gpu: Some(GpuKind::H100),
+                    context_window: 16_384,
+                    mean_output_tokens: 40,
+                    prefix_cache_tokens: Some(args.cache_tokens),
+                    ..EngineConfig::default()
+                },
+            )
+            .await?,
+        );
+    }
+    let endpoints: Vec<String> = engines
+        .iter()
+        .map(|e| format!("{{url: '{}'}}", e.url()))
+        .collect();
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{check_interval_ms: 0}}
+retention: {{enabled: {}}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 16K, strategy: {}, endpoints: [{}]}}]
+default_route: {{models: [m]}}
+",
+        setup.retention,
+        setup.strategy,
+        endpoints.join(", ")
+    );
+    let policy = Policy::compile(parse_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway = Gateway::start(listener, Runtime::new(policy)?)?;
+    let url = format!("{}/v1/chat/completions", gateway.url());
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let document =
+        "Section: the fleet serves requests from many teams with different needs. ".repeat(110);
+
+    // One-off traffic for as long as the sessions run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (client, url, stop, document) =
+            (client.clone(), url.clone(), stop.clone(), document.clone());
+        let mut rng = StdRng::seed_from_u64(args.seed ^ 0xb5);
+        let rate = args.background_rate;
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && rate > 0.0 {
+                let gap = -(1.0 - rng.random::<f64>()).ln() / rate;
+                tokio::time::sleep(Duration::from_secs_f64(gap)).await;
+                n += 1;
+                let body = json!({"model": "auto", "max_tokens": 16, "messages": [
+                    {"role": "user", "content": format!("One-off {n}: {document}")}]});
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    if let Ok(r) = client.post(&url).json(&body).send().await {
+                        let _ = r.bytes().await;
+                    }
+                });
+            }
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for s in 0..args.sessions {
+        let (client, url, document) = (client.clone(), url.clone(), document.clone());
+        let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1000) + s as u64);
+        let (turns, think_ms) = (args.turns, args.think_ms);
+        tasks.push(tokio::spawn(async move {
+            let mut messages = vec![json!({"role": "user",
+                "content": format!("Session {s}. Read this and answer my questions. {document}")})];
+            let mut later = Vec::new();
+            for turn in 0..turns {
+                let started = Instant::now();
+                let mut response = client
+                    .post(&url)
+                    .header("x-session-id", format!("session-{s}"))
+                    .json(&json!({"model": "auto", "max_tokens": 40, "stream": true,
+                                  "stream_options": {"include_usage": true},
+                                  "messages": messages}))
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    bail!("session {s} turn {turn}: {}", response.status());
+                }
+                let mut ttft_ms = None;
+                let mut parser = switchyard_wire::SseParser::new();
+                let mut answer = String::new();
+                let mut prompt_tokens = 0;
+                while let Some(chunk) = response.chunk().await? {
+                    parser.push(&chunk);
+                    while let Some(event) = parser.next_event() {
+                        let Ok(value) = serde_json::from_str::<serde_json::Value>(&event.data)
+                        else {
+                            continue;
+                        };
+                        if let Some(text) = value["choices"][0]["delta"]["content"].as_str() {
+                            ttft_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
+                            answer.push_str(text);
+                        }
+                        if let Some(p) = value["usage"]["prompt_tokens"].as_u64() {
+                            prompt_tokens = p;
+                        }
+                    }
+                }
+                if turn > 0 {
+                    later.push(Turn {
+                        ttft_ms: ttft_ms.unwrap_or(f64::NAN),
+                        prompt_tokens,
+                    });
+                }
+                messages.push(json!({"role": "assistant", "content": answer}));
+                messages.push(
+                    json!({"role": "user", "content": format!("Question {}: and then?", turn + 1)}),
+                );
+                let pause = -(1.0 - rng.random::<f64>()).ln() * think_ms;
+                tokio::time::sleep(Duration::from_secs_f64(pause / 1000.0)).await;
+            }
+            Ok::<Vec<Turn>, anyhow::Error>(later)
+        }));
+    }
+    let mut turns = Vec::new();
+    for t in tasks {
+        turns.extend(t.await??);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = background.await;
+    // Hits are counted by the engines; one-off prompts are unique and never hit.
+    let mut hits = 0.0;
+    for e in &engines {
+        let text = client
+            .get(format!("{}/metrics", e.url()))
+            .send()
+            .await?
+            .text()
+            .await?;
+        hits += text
+            .lines()
+            .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    Ok((turns, hits))
+}

@@ -3,7 +3,8 @@
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use switchyard_policy::suggest;
-use switchyard_pool::{PlaceError, PlaceRequest, Placement, Prediction};
+use switchyard_pool::retention;
+use switchyard_pool::{PlaceError, PlaceRequest, Placement, Prediction, RetentionHint};
 use switchyard_router::{Candidate, algorithm};
 use switchyard_wire::{ApiError, Conversation, ErrorKind};
 use switchyard_workload::Signals;
@@ -30,6 +31,10 @@ pub struct Plan {
     pub signals: Signals,
     /// The answer length placement planned for.
     pub output: Prediction,
+    /// The key the request's session is tracked under.
+    pub session_key: Option<u64>,
+    /// The KV-cache retention hint sent upstream, for mid-session requests.
+    pub retention: Option<RetentionHint>,
 }
 
 impl Plan {
@@ -154,6 +159,9 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         None => runtime.predictor.predict((route_index, model), prompt),
     };
     let preferred = prompt.saturating_add(output.tokens).max(minimum);
+    let session_key = retention::session_key(conversation);
+    let gap = session_key.and_then(|k| runtime.sessions.gap_ms(k));
+    let retention = retention::hint(conversation, gap, &policy.config.retention);
     let request = PlaceRequest {
         tokens: preferred,
         prompt_tokens: prompt,
@@ -197,6 +205,8 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         placement,
         signals,
         output,
+        session_key,
+        retention,
     })
 }
 
@@ -269,6 +279,7 @@ pub fn trace(
             "context_window": plan.placement.context_window,
             "tokens_needed": plan.placement.tokens,
             "output_tokens": plan.output,
+            "retention": plan.retention,
             "strategy": plan.placement.strategy,
             "endpoint": plan.placement.endpoint.name,
             "endpoint_in_flight": plan.placement.in_flight,

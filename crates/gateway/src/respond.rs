@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchyard_pool::{StreamEnd, StreamOutcome, with_failover};
+use switchyard_pool::{Call, StreamEnd, StreamOutcome, with_failover};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
 
 /// The JSON error response of an [`ApiError`].
@@ -101,6 +101,9 @@ pub async fn forward(
             ));
         }
     };
+    if let Some(key) = plan.session_key {
+        runtime.sessions.turn(key, runtime.pools.now_ms());
+    }
     if conversation.stream {
         forward_stream(runtime, body, hide_usage, plan, observed).await
     } else {
@@ -123,13 +126,18 @@ async fn forward_stream(
         max_attempts,
         |placement| {
             let in_flight = placement.endpoint.begin();
-            runtime.upstream.stream(
-                in_flight,
-                body.clone(),
-                &observed.request_id,
-                hide_usage,
-                observed.started,
-            )
+            let call = Call {
+                request_id: &observed.request_id,
+                retention: plan.retention,
+            };
+            let upstream = &runtime.upstream;
+            let body = body.clone();
+            let started = observed.started;
+            async move {
+                upstream
+                    .stream(in_flight, body, &call, hide_usage, started)
+                    .await
+            }
         },
     )
     .await;
@@ -192,12 +200,15 @@ async fn forward_whole(
         |placement| {
             let body = body.clone();
             let runtime = &runtime;
-            let request_id = &observed.request_id;
+            let call = Call {
+                request_id: &observed.request_id,
+                retention: plan.retention,
+            };
             async move {
                 let _in_flight = placement.endpoint.begin();
                 runtime
                     .upstream
-                    .complete(&placement.endpoint, body, request_id)
+                    .complete(&placement.endpoint, body, &call)
                     .await
             }
         },

@@ -3,7 +3,7 @@
 use crate::decision_log::DecisionLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::Policy;
-use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, Upstream};
+use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 
 /// The runtime: policy, pools, upstream client and log.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub struct Runtime {
     pub log: Option<DecisionLog>,
     /// Answer lengths learned per route and model.
     pub predictor: OutputPredictor,
+    /// Gaps between the turns of sessions, for retention hints.
+    pub sessions: SessionClock,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -66,6 +68,7 @@ impl Runtime {
         );
         Ok(Runtime {
             predictor,
+            sessions: SessionClock::default(),
             policy,
             pools,
             upstream,

@@ -428,3 +428,60 @@ default_route: {{models: [m]}}
         .unwrap();
     assert_eq!(capped["place"]["output_tokens"]["basis"], "max_tokens");
 }
+
+#[tokio::test]
+async fn mid_session_requests_carry_a_retention_hint() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let trace = |body: Value| async {
+        s.post("/v1/route", body)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let first =
+        trace(json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert!(first["place"]["retention"].is_null(), "{first}");
+    let later = trace(json!({"model": "auto", "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "more"}]}))
+    .await;
+    let hint = &later["place"]["retention"];
+    assert_eq!(hint["priority"], 2, "{later}");
+    assert_eq!(hint["basis"], "chat");
+    assert_eq!(hint["ttl_ms"], 120_000);
+    // Through the gateway, the engine gets the hint and keeps the conversation's KV.
+    let r = s.chat("auto", "hello there", false).await;
+    let answer: Value = r.json().await.unwrap();
+    let text = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto", "max_tokens": 5, "messages": [
+                {"role": "user", "content": "hello there"},
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": "go on"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", s.chat_short.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        hits > 0.0,
+        "the second turn found the first in the cache: {metrics}"
+    );
+}

@@ -402,6 +402,13 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
             format!("{percentile} is not in (0, 1]: write e.g. 0.75 for P75"),
         ));
     }
+    if config.retention.min_ttl_ms > config.retention.max_ttl_ms {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "retention.min_ttl_ms",
+            "is above retention.max_ttl_ms",
+        ));
+    }
     if config.server.worker_threads == Some(0) {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,

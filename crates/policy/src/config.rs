@@ -21,6 +21,9 @@ pub struct Config {
     /// When endpoints are taken out of rotation and brought back.
     #[serde(default)]
     pub health: HealthConfig,
+    /// KV-cache retention hints sent with mid-session requests.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The models clients may name or be routed to.
     pub models: Vec<ModelConfig>,
     /// The pools of endpoints that serve the models.
@@ -156,6 +159,55 @@ fn default_total_timeout_ms() -> u64 {
 }
 fn default_max_attempts() -> u32 {
     3
+}
+
+/// KV-cache retention hints (`x-kv-retention-priority`, `x-kv-retention-ttl-ms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Send hints with mid-session requests (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Time to live when a session's gaps are unknown and it runs tools (default 30,000 ms).
+    #[serde(default = "default_agent_ttl_ms")]
+    pub agent_ttl_ms: u64,
+    /// Time to live when a session's gaps are unknown otherwise (default 120,000 ms).
+    #[serde(default = "default_chat_ttl_ms")]
+    pub chat_ttl_ms: u64,
+    /// Shortest time to live sent (default 5,000 ms).
+    #[serde(default = "default_min_ttl_ms")]
+    pub min_ttl_ms: u64,
+    /// Longest time to live sent (default 600,000 ms).
+    #[serde(default = "default_max_ttl_ms")]
+    pub max_ttl_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            agent_ttl_ms: default_agent_ttl_ms(),
+            chat_ttl_ms: default_chat_ttl_ms(),
+            min_ttl_ms: default_min_ttl_ms(),
+            max_ttl_ms: default_max_ttl_ms(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_agent_ttl_ms() -> u64 {
+    30_000
+}
+fn default_chat_ttl_ms() -> u64 {
+    120_000
+}
+fn default_min_ttl_ms() -> u64 {
+    5_000
+}
+fn default_max_ttl_ms() -> u64 {
+    600_000
 }
 
 /// Passive outlier ejection and active health checks.

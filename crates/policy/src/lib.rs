@@ -20,7 +20,7 @@ pub use compile::{CompiledRoute, Expr, Policy};
 pub use condition::Condition;
 pub use config::{
     AlgorithmConfig, Config, DefaultRouteConfig, EndpointConfig, HealthConfig, ModelConfig,
-    PoolConfig, RouteConfig, ServerConfig, StrategyConfig, UpstreamConfig,
+    PoolConfig, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, UpstreamConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

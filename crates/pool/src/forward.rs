@@ -2,6 +2,7 @@
 
 use crate::endpoint::{Endpoint, InFlight, Pools};
 use crate::placement::Placement;
+use crate::retention::{PRIORITY_HEADER, RetentionHint, TTL_HEADER};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
@@ -11,6 +12,15 @@ use switchyard_policy::UpstreamConfig;
 use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
 use tokio::sync::oneshot;
 use tokio::time::timeout_at;
+
+/// What goes upstream with a request besides its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Sent as `x-request-id`.
+    pub request_id: &'a str,
+    /// Sent as retention headers, when the request is mid-session.
+    pub retention: Option<RetentionHint>,
+}
 
 /// The upstream client.
 #[derive(Debug, Clone)]
@@ -233,15 +243,20 @@ impl Upstream {
         &self,
         endpoint: &Endpoint,
         body: Bytes,
-        request_id: &str,
+        call: &Call<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<(reqwest::Response, Duration), ForwardError> {
         let mut request = self
             .client
             .post(&endpoint.chat_url)
             .header("content-type", "application/json")
-            .header("x-request-id", request_id)
+            .header("x-request-id", call.request_id)
             .body(body);
+        if let Some(hint) = call.retention {
+            request = request
+                .header(PRIORITY_HEADER, hint.priority.to_string())
+                .header(TTL_HEADER, hint.ttl_ms.to_string());
+        }
         if let Some(key) = &endpoint.api_key {
             request = request.bearer_auth(key);
         }
@@ -291,10 +306,10 @@ impl Upstream {
         &self,
         endpoint: &Endpoint,
         body: Bytes,
-        request_id: &str,
+        call: &Call<'_>,
     ) -> Result<Completion, ForwardError> {
         let deadline = self.deadline();
-        let (mut response, first_byte) = self.send(endpoint, body, request_id, deadline).await?;
+        let (mut response, first_byte) = self.send(endpoint, body, call, deadline).await?;
         let status = response.status().as_u16();
         let mut collected = Vec::new();
         loop {
@@ -336,13 +351,13 @@ impl Upstream {
         &self,
         in_flight: InFlight,
         body: Bytes,
-        request_id: &str,
+        call: &Call<'_>,
         hide_usage: bool,
         started: Instant,
     ) -> Result<Result<PassThrough, Completion>, ForwardError> {
         let deadline = self.deadline();
         let endpoint = in_flight.endpoint().clone();
-        let (response, first_byte) = self.send(&endpoint, body, request_id, deadline).await?;
+        let (response, first_byte) = self.send(&endpoint, body, call, deadline).await?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
             let body = timeout_at(deadline, response.bytes())

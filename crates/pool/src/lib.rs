@@ -15,6 +15,7 @@ pub mod health;
 pub mod latency;
 pub mod placement;
 pub mod predict;
+pub mod retention;
 pub mod strategy;
 pub mod ttft;
 
@@ -24,10 +25,13 @@ pub use endpoint::{
 };
 pub use engine_metrics::{EngineGauges, EngineLoad};
 pub use forward::{Attempted, with_failover};
-pub use forward::{Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream};
+pub use forward::{
+    Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream,
+};
 pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
 pub use predict::{OutputPredictor, Prediction};
+pub use retention::{RetentionHint, SessionClock};
 pub use strategy::{EndpointStrategy, PlaceRequest};
 pub use ttft::{TtftFit, TtftModel};
