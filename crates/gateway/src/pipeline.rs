@@ -4,9 +4,12 @@ use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use switchyard_policy::suggest;
 use switchyard_pool::retention;
-use switchyard_pool::{PlaceError, PlaceRequest, Placement, Prediction, RetentionHint};
+use switchyard_pool::{
+    CannotCompress, Compression, PlaceError, PlaceRequest, Placement, Prediction, RetentionHint,
+    compress,
+};
 use switchyard_router::{Candidate, algorithm};
-use switchyard_wire::{ApiError, Conversation, ErrorKind};
+use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
 use switchyard_workload::Signals;
 
 /// Route name reported when the client named a model.
@@ -35,6 +38,12 @@ pub struct Plan {
     pub session_key: Option<u64>,
     /// The KV-cache retention hint sent upstream, for mid-session requests.
     pub retention: Option<RetentionHint>,
+    /// Placement keys without compression (the fallback when compression falls short).
+    pub uncompressed: PlaceRequest,
+    /// Compression planned: the prompt must come down to this many tokens.
+    pub compress_to: Option<u32>,
+    /// What compression did, once it ran.
+    pub compression: Option<Result<Compression, CannotCompress>>,
 }
 
 impl Plan {
@@ -168,9 +177,31 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         session: conversation.session_hash(),
         prefix: conversation.prefix_fingerprint(),
     };
+    // A route that allows compression may squeeze a request into a smaller pool (window
+    // B, factor γ) when it needs between B and γ·B tokens.
+    let allows = route_index
+        .and_then(|i| policy.route(i))
+        .is_some_and(|r| r.compress);
+    let compress_to = allows
+        .then(|| runtime.pools.compression_target(model, preferred))
+        .flatten()
+        .map(|(_, window)| {
+            let room = preferred - prompt;
+            window.saturating_sub(room).saturating_mul(15) / 16
+        })
+        .filter(|target| *target > 0);
+    let first_try = match compress_to {
+        Some(target) => PlaceRequest {
+            tokens: target + (preferred - prompt),
+            prompt_tokens: target,
+            ..request
+        },
+        None => request,
+    };
     let placement = runtime
         .pools
-        .place_avoiding(model, &request, &[])
+        .place_avoiding(model, &first_try, &[])
+        .or_else(|_| runtime.pools.place_avoiding(model, &request, &[]))
         .or_else(|_| {
             let tight = PlaceRequest {
                 tokens: minimum,
@@ -207,7 +238,31 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         output,
         session_key,
         retention,
+        uncompressed: request,
+        compress_to,
+        compression: None,
     })
+}
+
+/// Compresses the request when the plan calls for it. When compression falls short,
+/// the request stays whole and is placed again without it.
+pub fn compress_phase(
+    runtime: &Runtime,
+    request: &mut ChatRequest,
+    plan: &mut Plan,
+) -> Result<(), ApiError> {
+    let Some(target) = plan.compress_to else {
+        return Ok(());
+    };
+    let result = compress(request, target);
+    if result.is_err() {
+        plan.placement = runtime
+            .pools
+            .place_avoiding(plan.model, &plan.uncompressed, &[])
+            .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))?;
+    }
+    plan.compression = Some(result);
+    Ok(())
 }
 
 /// The explain trace of a plan, as returned by `POST /v1/route` and `switchyard route`.
@@ -280,6 +335,14 @@ pub fn trace(
             "tokens_needed": plan.placement.tokens,
             "output_tokens": plan.output,
             "retention": plan.retention,
+            "compression": plan.compress_to.map(|target| json!({
+                "target_prompt_tokens": target,
+                "result": match &plan.compression {
+                    Some(Ok(c)) => json!(c),
+                    Some(Err(e)) => json!({"failed": e.to_string()}),
+                    None => Value::Null,
+                },
+            })),
             "strategy": plan.placement.strategy,
             "endpoint": plan.placement.endpoint.name,
             "endpoint_in_flight": plan.placement.in_flight,

@@ -2,7 +2,7 @@
 //! work is in [`crate::ingress`], [`crate::pipeline`] and [`crate::respond`].
 
 use crate::ingress;
-use crate::pipeline::{plan, trace};
+use crate::pipeline::{compress_phase, plan, trace};
 use crate::respond::{Observed, error_response, forward};
 use crate::runtime::Runtime;
 use axum::Router;
@@ -113,14 +113,17 @@ async fn chat_completions(
     let started = Instant::now();
     let arrived = SystemTime::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let (request, conversation) = match ingress::read(&headers, body, limit) {
+    let (mut request, conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
-    let planned = match plan(&runtime, &conversation) {
+    let mut planned = match plan(&runtime, &conversation) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
+    if let Err(e) = compress_phase(&runtime, &mut request, &mut planned) {
+        return error_response(&e);
+    }
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -154,11 +157,15 @@ async fn route_only(
 ) -> Response {
     let started = Instant::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let (_, conversation) = match ingress::read(&headers, body, limit) {
+    let (mut request, conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
-    match plan(&runtime, &conversation) {
+    let planned = plan(&runtime, &conversation).and_then(|mut p| {
+        compress_phase(&runtime, &mut request, &mut p)?;
+        Ok(p)
+    });
+    match planned {
         Ok(p) => {
             let overhead = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             axum::Json(trace(&runtime, &conversation, &p, overhead)).into_response()

@@ -485,3 +485,89 @@ async fn mid_session_requests_carry_a_retention_hint() {
         "the second turn found the first in the cache: {metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_route_that_allows_it_compresses_long_histories_into_the_short_pool() {
+    let short = harness::engine(None, 4096, "m").await;
+    let long = harness::engine(None, 65_536, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools:
+  - {{name: short, model: m, context_window: 4K, compression_factor: 2.0, endpoints: [{{url: '{}'}}]}}
+  - {{name: long, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
+signals:
+  keyword: [{{name: agent, keywords: [build], scope: all}}]
+routes:
+  - {{name: agent, when: {{keyword: agent}}, models: [m], compress: true}}
+default_route: {{models: [m]}}
+",
+        short.url(),
+        long.url()
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(
+        listener,
+        switchyard_gateway::Runtime::new(policy).unwrap(),
+    )
+    .unwrap();
+    let log = "compiler output line with a warning and a path ".repeat(250);
+    let history = |topic: &str| {
+        json!({"model": "auto", "max_tokens": 100, "messages": [
+            {"role": "system", "content": "You fix builds."},
+            {"role": "user", "content": format!("Please {topic} the project.")},
+            {"role": "assistant", "content": "Running it."},
+            {"role": "tool", "tool_call_id": "1", "content": log},
+            {"role": "assistant", "content": "Again with logs."},
+            {"role": "tool", "tool_call_id": "2", "content": log},
+            {"role": "assistant", "content": "Summary follows."},
+            {"role": "user", "content": "Fix it."}]})
+    };
+    let client = reqwest::Client::new();
+    let trace: Value = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&history("build"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trace["decide"]["route"], "agent");
+    assert_eq!(trace["place"]["pool"], "short", "{trace}");
+    let result = &trace["place"]["compression"]["result"];
+    assert!(
+        result["original_tokens"].as_u64().unwrap() > 4096,
+        "{trace}"
+    );
+    assert!(result["tokens"].as_u64().unwrap() < 4000, "{trace}");
+    assert_eq!(result["cuts"][0]["role"], "tool");
+
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&history("build"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "short-0");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() < 4000,
+        "{body}"
+    );
+    assert_eq!((short.requests(), long.requests()), (1, 0));
+
+    // The same history on a route without compression goes to the long pool whole.
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&history("check"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-switchyard-route"), "default");
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "long-0");
+}

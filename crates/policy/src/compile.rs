@@ -60,6 +60,8 @@ pub struct CompiledRoute {
     pub candidates: Vec<usize>,
     /// How one candidate is chosen.
     pub algorithm: AlgorithmConfig,
+    /// Whether its requests may be compressed to fit a smaller pool.
+    pub compress: bool,
 }
 
 /// A checked configuration with its routes compiled, ready to decide.
@@ -121,6 +123,7 @@ impl Policy {
                     &mut found,
                 ),
                 algorithm: route.algorithm,
+                compress: route.compress,
             });
         }
         routes.sort_by(|a, b| {
@@ -150,6 +153,7 @@ impl Policy {
                     &mut found,
                 ),
                 algorithm: default.algorithm,
+                compress: default.compress,
             });
         }
 
@@ -300,6 +304,16 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
                 &pool.name.referenced,
                 format!("{path}.endpoints"),
                 format!("pool `{}` has no endpoint", pool.name.value),
+            ));
+        }
+        if !(pool.compression_factor >= 1.0 && pool.compression_factor <= 16.0) {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.compression_factor"),
+                format!(
+                    "{} must be between 1 (none) and 16",
+                    pool.compression_factor
+                ),
             ));
         }
         if !(pool.affinity_load_factor >= 1.0 && pool.affinity_load_factor.is_finite()) {

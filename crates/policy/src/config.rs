@@ -316,6 +316,10 @@ pub struct PoolConfig {
     /// one (default 1.25).
     #[serde(default = "default_affinity_load_factor")]
     pub affinity_load_factor: f64,
+    /// γ: requests needing up to this factor times the context window may be compressed
+    /// into this pool, when their route allows it (default 1: no compression).
+    #[serde(default = "default_compression_factor")]
+    pub compression_factor: f64,
     /// Time-to-first-token budget in milliseconds: endpoints whose TTFT, predicted from
     /// their observed TTFT against prompt length, would exceed it are passed over while
     /// another endpoint of the pool would meet it (default: no budget).
@@ -327,6 +331,9 @@ pub struct PoolConfig {
 
 fn default_affinity_load_factor() -> f64 {
     1.25
+}
+fn default_compression_factor() -> f64 {
+    1.0
 }
 
 /// Endpoint choice within a pool.
@@ -393,6 +400,10 @@ pub struct RouteConfig {
     /// How a model is chosen among the candidates (default `static`).
     #[serde(default)]
     pub algorithm: AlgorithmConfig,
+    /// Whether this route's requests may be compressed to fit a smaller pool (a pool's
+    /// `compression_factor`) instead of going to a larger one (default false).
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// The route taken when no other matches.
@@ -407,6 +418,9 @@ pub struct DefaultRouteConfig {
     /// How a model is chosen among the candidates (default `static`).
     #[serde(default)]
     pub algorithm: AlgorithmConfig,
+    /// Whether requests may be compressed to fit a smaller pool (default false).
+    #[serde(default)]
+    pub compress: bool,
 }
 
 fn default_route_name() -> String {

@@ -113,6 +113,8 @@ pub struct Pool {
     pub strategy: Box<dyn EndpointStrategy>,
     /// Endpoints predicted to exceed this TTFT are passed over while another can meet it.
     pub ttft_budget_ms: Option<f64>,
+    /// γ: requests needing up to this factor times the window may be compressed into it.
+    pub compression_factor: f64,
 }
 
 /// Every pool, grouped by model.
@@ -270,6 +272,7 @@ impl Pools {
                     pools.len() as u64,
                 ),
                 ttft_budget_ms: pool.ttft_budget_ms.map(|ms| ms as f64),
+                compression_factor: pool.compression_factor,
             });
         }
         for list in &mut by_model {
@@ -348,6 +351,23 @@ impl Pools {
     /// Indexes into [`Pools::all`] of a model's pools, smallest context window first.
     pub fn pool_indexes(&self, model: usize) -> &[usize] {
         self.by_model.get(model).map_or(&[], Vec::as_slice)
+    }
+
+    /// The pool a request needing `tokens` could be compressed into: the model's smallest
+    /// pool with window B < `tokens` ≤ γ·B, when no smaller-or-equal pool already holds
+    /// it. Returns the pool's index and window.
+    pub fn compression_target(&self, model: usize, tokens: u32) -> Option<(usize, u32)> {
+        for &index in self.pool_indexes(model) {
+            let pool = &self.pools[index];
+            let window = pool.context_window;
+            if window >= tokens {
+                return None;
+            }
+            if f64::from(tokens) <= pool.compression_factor * f64::from(window) {
+                return Some((index, window));
+            }
+        }
+        None
     }
 
     /// The largest context window among a model's pools (0 when it has none).

@@ -8,6 +8,7 @@
 //! decide routes or pick models.
 
 pub mod checks;
+pub mod compress;
 pub mod endpoint;
 pub mod engine_metrics;
 pub mod forward;
@@ -20,6 +21,7 @@ pub mod strategy;
 pub mod ttft;
 
 pub use checks::spawn_health_checks;
+pub use compress::{CannotCompress, Compression, Cut, compress};
 pub use endpoint::{
     Endpoint, EndpointSnapshot, HealthJudge, InFlight, Pool, PoolSnapshot, Pools, PoolsError,
 };
