@@ -50,4 +50,20 @@ fn describe() {
         "switchyard_endpoint_in_flight",
         "Requests in flight per endpoint"
     );
+    metrics::describe_gauge!(
+        "switchyard_endpoint_available",
+        "1 when the endpoint is in rotation, 0 when ejected or failing its checks"
+    );
+    metrics::describe_gauge!(
+        "switchyard_endpoint_ttft_ewma_seconds",
+        "Peak-EWMA of the endpoint's time to first token"
+    );
+    metrics::describe_gauge!(
+        "switchyard_endpoint_engine_waiting",
+        "Requests waiting in the engine's own queue (scraped)"
+    );
+    metrics::describe_gauge!(
+        "switchyard_endpoint_engine_kv_usage",
+        "The engine's KV-cache usage, a fraction (scraped)"
+    );
 }

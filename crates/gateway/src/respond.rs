@@ -40,6 +40,8 @@ pub struct Observed {
     /// Whether the client capped the answer (`max_tokens`): such lengths teach nothing
     /// about natural answer lengths.
     pub capped: bool,
+    /// The client's deadline, from its `x-request-timeout-ms` header.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// How a request ended, for observe.
@@ -129,6 +131,7 @@ async fn forward_stream(
             let call = Call {
                 request_id: &observed.request_id,
                 retention: plan.retention,
+                deadline: observed.deadline,
             };
             let upstream = &runtime.upstream;
             let body = body.clone();
@@ -203,6 +206,7 @@ async fn forward_whole(
             let call = Call {
                 request_id: &observed.request_id,
                 retention: plan.retention,
+                deadline: observed.deadline,
             };
             async move {
                 let _in_flight = placement.endpoint.begin();
@@ -364,8 +368,6 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
         metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "completion")
             .increment(u.completion_tokens);
     }
-    metrics::gauge!("switchyard_endpoint_in_flight", "endpoint" => endpoint.clone())
-        .set(plan.placement.endpoint.in_flight() as f64);
     if let Some(log) = &runtime.log {
         log.record(DecisionRecord {
             ts_ms: observed

@@ -32,6 +32,16 @@ pub struct Gateway {
 impl Gateway {
     /// Serves `runtime` on `listener` in a background task.
     pub fn start(listener: TcpListener, runtime: Runtime) -> std::io::Result<Gateway> {
+        Self::start_until(listener, runtime, shutdown_signal())
+    }
+
+    /// Serves until `shutdown` resolves, then drains: the listener closes at once and
+    /// requests in progress, streams included, run to their end.
+    pub fn start_until(
+        listener: TcpListener,
+        runtime: Runtime,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<Gateway> {
         let addr = listener.local_addr()?;
         // Install the recorder before the first request so no sample is lost.
         let _ = crate::metrics::handle();
@@ -44,7 +54,7 @@ impl Gateway {
         });
         let task = tokio::spawn(async move {
             axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await
         });
         Ok(Gateway {
@@ -139,6 +149,7 @@ async fn chat_completions(
         stream: conversation.stream,
         attempts: 0,
         capped: conversation.output_cap.is_some(),
+        deadline: client_deadline(&headers, started),
     };
     forward(
         Arc::clone(&runtime),
@@ -148,6 +159,19 @@ async fn chat_completions(
         observed,
     )
     .await
+}
+
+/// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
+fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
+    let ms = headers
+        .get(switchyard_pool::TIMEOUT_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms > 0)?;
+    Some(tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms))
 }
 
 async fn route_only(
@@ -228,10 +252,22 @@ async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
 }
 
 async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> Response {
+    // Pool state is read when scraped, so it is current without work per request.
+    let now = runtime.pools.now_ms();
     for pool in runtime.pools.all() {
         for e in &pool.endpoints {
-            metrics::gauge!("switchyard_endpoint_in_flight", "endpoint" => e.name.clone())
-                .set(e.in_flight() as f64);
+            let labels = [("pool", pool.name.clone()), ("endpoint", e.name.clone())];
+            metrics::gauge!("switchyard_endpoint_in_flight", &labels).set(e.in_flight() as f64);
+            let available = if e.health.available(now) { 1.0 } else { 0.0 };
+            metrics::gauge!("switchyard_endpoint_available", &labels).set(available);
+            if let Some(ms) = e.latency.estimate(now) {
+                metrics::gauge!("switchyard_endpoint_ttft_ewma_seconds", &labels).set(ms / 1000.0);
+            }
+            if let Some(engine) = e.engine.get(now) {
+                metrics::gauge!("switchyard_endpoint_engine_waiting", &labels).set(engine.waiting);
+                metrics::gauge!("switchyard_endpoint_engine_kv_usage", &labels)
+                    .set(engine.kv_usage);
+            }
         }
     }
     let text = crate::metrics::handle().map_or_else(String::new, |h| h.render());

@@ -252,3 +252,32 @@ async fn a_dropped_stream_is_never_a_silently_truncated_answer() {
     s.chat_short.set_faults(Faults::default());
     assert_eq!(s.chat("auto", "hello", true).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_client_deadline_bounds_the_wait_for_a_stalled_upstream() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    s.chat_short.set_faults(Faults {
+        stall_after_tokens: Some(2),
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    let r = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.gateway.url()))
+        .header("x-request-timeout-ms", "300")
+        .json(&json!({"model": "auto", "max_tokens": 20,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(r.status(), 504);
+    assert!(
+        waited >= std::time::Duration::from_millis(290),
+        "{waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_millis(1500),
+        "the 2 s idle timeout was not needed: {waited:?}"
+    );
+}

@@ -281,3 +281,50 @@ default_route: {{models: [m]}}
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn shutdown_drains_streams_in_progress_and_refuses_new_requests() {
+    let e = engine(Some(GpuKind::H100), 8192, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{}'}}]}}]
+default_route: {{models: [m]}}
+",
+        e.url()
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let g = Gateway::start_until(listener, Runtime::new(policy).unwrap(), async {
+        let _ = stopped.await;
+    })
+    .unwrap();
+    let url = g.url();
+    let client = reqwest::Client::new();
+    let mut stream = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "auto", "stream": true, "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "a long answer"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut text = stream.chunk().await.unwrap().unwrap().to_vec();
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = reqwest::Client::new()
+        .get(format!("{url}/healthz"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the listener is closed during the drain");
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        text.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the stream in progress finished: {text}"
+    );
+    assert_eq!(text.matches("\"delta\"").count(), 100);
+    g.wait().await.unwrap();
+}

@@ -227,6 +227,12 @@ async fn models_health_and_metrics() {
     assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"coding\""), "{metrics}");
     assert!(metrics.contains("switchyard_overhead_seconds"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "switchyard_endpoint_available{pool=\"coder-pool\",endpoint=\"coder-pool-0\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@ use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
 use tokio::sync::oneshot;
 use tokio::time::timeout_at;
 
+/// Header carrying a request's remaining time, from the client and to the upstream.
+pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
+
 /// What goes upstream with a request besides its body.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -20,6 +23,8 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// Sent as retention headers, when the request is mid-session.
     pub retention: Option<RetentionHint>,
+    /// The client's deadline (`x-request-timeout-ms`), when it set one.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// The upstream client.
@@ -252,6 +257,9 @@ impl Upstream {
             .header("content-type", "application/json")
             .header("x-request-id", call.request_id)
             .body(body);
+        // The upstream learns how long the answer is still wanted.
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        request = request.header(TIMEOUT_HEADER, remaining.as_millis().to_string());
         if let Some(hint) = call.retention {
             request = request
                 .header(PRIORITY_HEADER, hint.priority.to_string())
@@ -293,8 +301,11 @@ impl Upstream {
         Ok((response, first_byte))
     }
 
-    fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_millis(self.config.total_timeout_ms)
+    /// The earlier of the configured whole-request timeout and the request's own deadline.
+    fn deadline(&self, call: &Call<'_>) -> tokio::time::Instant {
+        let configured =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
+        call.deadline.map_or(configured, |d| d.min(configured))
     }
 
     fn idle(&self) -> Duration {
@@ -308,7 +319,7 @@ impl Upstream {
         body: Bytes,
         call: &Call<'_>,
     ) -> Result<Completion, ForwardError> {
-        let deadline = self.deadline();
+        let deadline = self.deadline(call);
         let (mut response, first_byte) = self.send(endpoint, body, call, deadline).await?;
         let status = response.status().as_u16();
         let mut collected = Vec::new();
@@ -355,7 +366,7 @@ impl Upstream {
         hide_usage: bool,
         started: Instant,
     ) -> Result<Result<PassThrough, Completion>, ForwardError> {
-        let deadline = self.deadline();
+        let deadline = self.deadline(call);
         let endpoint = in_flight.endpoint().clone();
         let (response, first_byte) = self.send(&endpoint, body, call, deadline).await?;
         if !response.status().is_success() {
