@@ -11,6 +11,9 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai' 2>/dev/n
 fi
 export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
 export SWITCHYARD_REQUIRE_SDK=1
+echo "== the default model (tokenizer tests)"
+SWITCHYARD_MODEL_DIR="$PWD/$(./scripts/fetch-model.sh)"
+export SWITCHYARD_MODEL_DIR
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -201,6 +201,14 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
 
 fn check(path: &Path) -> Result<()> {
     let policy = compile(path)?;
+    if let Some(tokenizer) = &policy.config.server.tokenizer {
+        switchyard_workload::TokenCounter::from_file(tokenizer).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: server.tokenizer: {e}\n  help: run scripts/fetch-model.sh for the default model's",
+                path.display()
+            )
+        })?;
+    }
     println!(
         "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} warnings",
         path.display(),
@@ -223,6 +231,7 @@ fn route(path: &Path, prompt: &str, model: &str, max_tokens: Option<u32>) -> Res
     let runtime = Runtime::new(policy)?;
     let mut conversation = Conversation::from_prompt(model, prompt);
     conversation.output_cap = max_tokens;
+    runtime.count(&mut conversation);
     let started = std::time::Instant::now();
     let plan = switchyard_gateway::plan(&runtime, &conversation)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;

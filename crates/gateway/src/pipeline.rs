@@ -254,7 +254,7 @@ pub fn compress_phase(
     let Some(target) = plan.compress_to else {
         return Ok(());
     };
-    let result = compress(request, target);
+    let result = compress(request, target, &|text| runtime.counter.count(text));
     if result.is_err() {
         plan.placement = runtime
             .pools
@@ -309,6 +309,7 @@ pub fn trace(
         "conversation": {
             "turns": conversation.turns.len(),
             "prompt_tokens": conversation.prompt_tokens,
+            "tokens_counted_by": if runtime.counter.is_exact() { "tokenizer" } else { "estimate" },
             "tools_defined": conversation.tools_defined,
             "stream": conversation.stream,
             "output_cap": conversation.output_cap,

@@ -4,6 +4,8 @@ use crate::decision_log::DecisionLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::Policy;
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
+use switchyard_wire::Conversation;
+use switchyard_workload::TokenCounter;
 
 /// The runtime: policy, pools, upstream client and log.
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub struct Runtime {
     pub predictor: OutputPredictor,
     /// Gaps between the turns of sessions, for retention hints.
     pub sessions: SessionClock,
+    /// Counts prompt tokens.
+    pub counter: TokenCounter,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -33,6 +37,9 @@ pub enum RuntimeError {
     /// The upstream client could not be built.
     #[error(transparent)]
     Upstream(#[from] ForwardError),
+    /// The tokenizer could not be loaded.
+    #[error("{0} (server.tokenizer; scripts/fetch-model.sh installs the default model's)")]
+    Tokenizer(String),
     /// The decision log could not be opened.
     #[error("cannot open the decision log {path}: {reason}")]
     Log {
@@ -48,6 +55,10 @@ impl Runtime {
     /// decision log is configured (its writer is a task).
     pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
         let pools = Pools::build(&policy.config)?;
+        let counter = match &policy.config.server.tokenizer {
+            Some(path) => TokenCounter::from_file(path).map_err(RuntimeError::Tokenizer)?,
+            None => TokenCounter::Estimate,
+        };
         let upstream = Upstream::new(policy.config.upstream)?;
         let log = match &policy.config.server.decision_log {
             Some(path) => Some(DecisionLog::open(path).map_err(|e| RuntimeError::Log {
@@ -69,6 +80,7 @@ impl Runtime {
         Ok(Runtime {
             predictor,
             sessions: SessionClock::default(),
+            counter,
             policy,
             pools,
             upstream,
@@ -76,6 +88,13 @@ impl Runtime {
             id_prefix,
             next_id: AtomicU64::new(0),
         })
+    }
+
+    /// Recounts a conversation's prompt with the configured tokenizer, if there is one.
+    pub fn count(&self, conversation: &mut Conversation) {
+        if self.counter.is_exact() {
+            conversation.prompt_tokens = self.counter.count_conversation(conversation);
+        }
     }
 
     /// A new request id, unique within this process and unlikely to repeat across processes.

@@ -123,10 +123,11 @@ async fn chat_completions(
     let started = Instant::now();
     let arrived = SystemTime::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let (mut request, conversation) = match ingress::read(&headers, body, limit) {
+    let (mut request, mut conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
+    runtime.count(&mut conversation);
     let mut planned = match plan(&runtime, &conversation) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -181,10 +182,11 @@ async fn route_only(
 ) -> Response {
     let started = Instant::now();
     let limit = runtime.policy.config.server.max_body_bytes;
-    let (mut request, conversation) = match ingress::read(&headers, body, limit) {
+    let (mut request, mut conversation) = match ingress::read(&headers, body, limit) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e),
     };
+    runtime.count(&mut conversation);
     let planned = plan(&runtime, &conversation).and_then(|mut p| {
         compress_phase(&runtime, &mut request, &mut p)?;
         Ok(p)

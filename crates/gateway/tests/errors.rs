@@ -154,8 +154,10 @@ async fn an_unreachable_endpoint_is_a_clean_502() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
+    // Checks off: the request itself finds the endpoint dead (with checks on, a probe may
+    // get there first and the answer is a 503 naming the ejection instead).
     let config = format!(
-        "models: [{{name: m}}]\npools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{dead_url}'}}]}}]\ndefault_route: {{models: [m]}}\n"
+        "health: {{check_interval_ms: 0}}\nmodels: [{{name: m}}]\npools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{dead_url}'}}]}}]\ndefault_route: {{models: [m]}}\n"
     );
     let policy =
         switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())

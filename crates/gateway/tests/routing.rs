@@ -577,3 +577,59 @@ default_route: {{models: [m]}}
     assert_eq!(header(&r, "x-switchyard-route"), "default");
     assert_eq!(header(&r, "x-switchyard-endpoint"), "long-0");
 }
+
+#[tokio::test]
+async fn a_configured_tokenizer_counts_the_prompt() {
+    let dir = std::env::temp_dir().join(format!("switchyard-gw-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokenizer.json");
+    std::fs::write(
+        &path,
+        r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+           "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+           "model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#,
+    )
+    .unwrap();
+    let e = harness::engine(None, 8192, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0', tokenizer: '{}'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{}'}}]}}]
+default_route: {{models: [m]}}
+",
+        path.display(),
+        e.url()
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(
+        listener,
+        switchyard_gateway::Runtime::new(policy).unwrap(),
+    )
+    .unwrap();
+    let trace: Value = reqwest::Client::new()
+        .post(format!("{}/v1/route", g.url()))
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hello wonderful world"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Three words, plus four tokens of framing; the estimate would say 5 + 4.
+    assert_eq!(trace["conversation"]["prompt_tokens"], 7, "{trace}");
+    assert_eq!(trace["conversation"]["tokens_counted_by"], "tokenizer");
+
+    let bad = config.replace(path.to_str().unwrap(), "/no/such/tokenizer.json");
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&bad).unwrap()).unwrap();
+    let err = switchyard_gateway::Runtime::new(policy)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/no/such/tokenizer.json") && err.contains("fetch-model"),
+        "{err}"
+    );
+}

@@ -55,6 +55,11 @@ pub struct ServerConfig {
     /// Append one JSON line per request to this file (default: no log).
     #[serde(default)]
     pub decision_log: Option<PathBuf>,
+    /// A `tokenizer.json` that counts prompt tokens for signals and placement
+    /// (default: the built-in estimate). `scripts/fetch-model.sh` installs the default
+    /// model's at `.cache/models/all-MiniLM-L6-v2/tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
     /// Output tokens assumed for placement when a request sets no `max_tokens`, until
     /// its route and model have answers to learn from (default 512).
     #[serde(default = "default_expected_output_tokens")]
@@ -79,6 +84,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             route_aliases: default_route_aliases(),
             decision_log: None,
+            tokenizer: None,
             expected_output_tokens: default_expected_output_tokens(),
             output_percentile: default_output_percentile(),
             output_regression_after: default_output_regression_after(),

@@ -8,7 +8,6 @@
 //! contents are shortened; a conversation that cannot reach the target is left whole.
 
 use serde::Serialize;
-use switchyard_wire::tokens::estimate_tokens;
 use switchyard_wire::{ChatRequest, MessageContent};
 
 /// Tokens a message costs beyond its text (chat template framing).
@@ -50,13 +49,16 @@ pub struct CannotCompress {
     pub target: u32,
 }
 
-fn message_tokens(content: Option<&MessageContent>) -> u32 {
-    content.map_or(0, |c| estimate_tokens(&c.text())) + FRAMING
+/// Counts the tokens of a text.
+pub type Count<'a> = &'a dyn Fn(&str) -> u32;
+
+fn message_tokens(content: Option<&MessageContent>, count: Count<'_>) -> u32 {
+    content.map_or(0, |c| count(&c.text())) + FRAMING
 }
 
-/// Keeps `head` and `tail` characters' worth of about `keep` tokens at each end.
-fn shorten(text: &str, keep: u32) -> (String, u32) {
-    let total = estimate_tokens(text);
+/// Keeps about `keep` tokens' worth of characters at each end.
+fn shorten(text: &str, keep: u32, count: Count<'_>) -> (String, u32) {
+    let total = count(text);
     if total <= 2 * keep + 16 {
         return (text.to_owned(), 0);
     }
@@ -66,20 +68,24 @@ fn shorten(text: &str, keep: u32) -> (String, u32) {
     let keep_chars = ((f64::from(keep) * per) as usize).min(chars.len() / 2);
     let head: String = chars[..keep_chars].iter().collect();
     let tail: String = chars[chars.len() - keep_chars..].iter().collect();
-    let removed = total.saturating_sub(estimate_tokens(&head) + estimate_tokens(&tail));
+    let removed = total.saturating_sub(count(&head) + count(&tail));
     let marker = format!("\n[… {removed} tokens removed …]\n");
     let shortened = format!("{head}{marker}{tail}");
-    let new_total = estimate_tokens(&shortened);
+    let new_total = count(&shortened);
     (shortened, total.saturating_sub(new_total))
 }
 
-/// Shortens `request` until its prompt is at most `target` tokens, or leaves it whole
-/// and says how far it could get.
-pub fn compress(request: &mut ChatRequest, target: u32) -> Result<Compression, CannotCompress> {
+/// Shortens `request` until its prompt is at most `target` tokens as `count` counts
+/// them, or leaves it whole and says how far it could get.
+pub fn compress(
+    request: &mut ChatRequest,
+    target: u32,
+    count: Count<'_>,
+) -> Result<Compression, CannotCompress> {
     let costs: Vec<u32> = request
         .messages
         .iter()
-        .map(|m| message_tokens(m.content.as_ref()))
+        .map(|m| message_tokens(m.content.as_ref(), count))
         .collect();
     let original: u32 = costs.iter().sum();
     if original <= target {
@@ -111,7 +117,7 @@ pub fn compress(request: &mut ChatRequest, target: u32) -> Result<Compression, C
         let Some(MessageContent::Text(text)) = &request.messages[i].content else {
             continue;
         };
-        let (shortened, saved) = shorten(text, KEEP_EACH_END);
+        let (shortened, saved) = shorten(text, KEEP_EACH_END, count);
         if saved > 0 {
             total -= saved;
             plan.push((i, shortened, saved));
@@ -145,6 +151,9 @@ pub fn compress(request: &mut ChatRequest, target: u32) -> Result<Compression, C
 mod tests {
     use super::*;
     use serde_json::json;
+    use switchyard_wire::tokens::estimate_tokens;
+
+    const EST: Count<'static> = &estimate_tokens;
 
     fn request(messages: serde_json::Value) -> ChatRequest {
         serde_json::from_value(json!({"model": "m", "messages": messages})).unwrap()
@@ -171,10 +180,10 @@ mod tests {
         let original: u32 = r
             .messages
             .iter()
-            .map(|m| message_tokens(m.content.as_ref()))
+            .map(|m| message_tokens(m.content.as_ref(), EST))
             .sum();
         let target = original - 3000;
-        let c = compress(&mut r, target).unwrap();
+        let c = compress(&mut r, target, EST).unwrap();
         assert!(c.tokens <= target && c.original_tokens == original, "{c:?}");
         assert_eq!(c.cuts.len(), 1, "one tool result was enough: {c:?}");
         assert_eq!((c.cuts[0].message, c.cuts[0].role.as_str()), (3, "tool"));
@@ -194,7 +203,7 @@ mod tests {
         );
         // Same input, same output.
         let mut again = before.clone();
-        compress(&mut again, target).unwrap();
+        compress(&mut again, target, EST).unwrap();
         assert_eq!(
             serde_json::to_value(&again).unwrap(),
             serde_json::to_value(&r).unwrap()
@@ -205,11 +214,11 @@ mod tests {
     fn an_impossible_target_leaves_the_request_whole() {
         let mut r = agent_history();
         let before = serde_json::to_value(&r).unwrap();
-        let err = compress(&mut r, 50).unwrap_err();
+        let err = compress(&mut r, 50, EST).unwrap_err();
         assert!(err.reachable > 50);
         assert_eq!(serde_json::to_value(&r).unwrap(), before);
         // The latest turns are never cut: a huge last message cannot be compressed.
         let mut single = request(json!([{"role": "user", "content": "word ".repeat(5000)}]));
-        assert!(compress(&mut single, 100).is_err());
+        assert!(compress(&mut single, 100, EST).is_err());
     }
 }

@@ -9,10 +9,12 @@
 //! [`SignalEngine::build`].
 
 pub mod context;
+pub mod counter;
 pub mod keyword;
 pub mod signals;
 pub mod tokens;
 
+pub use counter::TokenCounter;
 pub use signals::{
     Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals, SignalsConfig,
 };
