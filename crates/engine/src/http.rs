@@ -1,7 +1,7 @@
 //! The engine's HTTP face.
 
 use crate::prefix_cache::{
-    HASH_START, PRIORITY_HEADER, PrefixCache, Retention, TTL_HEADER, hash_turn,
+    BODY_FIELD, HASH_START, PRIORITY_HEADER, PrefixCache, Retention, TTL_HEADER, hash_turn,
 };
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
@@ -351,17 +351,28 @@ impl Answer {
     }
 }
 
-fn retention(headers: &HeaderMap) -> Option<Retention> {
+/// The retention hint of a request: its headers, else its `kv_retention` body field.
+fn retention(headers: &HeaderMap, request: &ChatRequest) -> Option<Retention> {
     let number = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    Some(Retention {
-        priority: u8::try_from(number(PRIORITY_HEADER)?).unwrap_or(u8::MAX),
-        ttl_ms: number(TTL_HEADER)?,
-    })
+    let from_headers = || {
+        Some(Retention {
+            priority: u8::try_from(number(PRIORITY_HEADER)?).unwrap_or(u8::MAX),
+            ttl_ms: number(TTL_HEADER)?,
+        })
+    };
+    let from_body = || {
+        let field = request.extra.get(BODY_FIELD)?;
+        Some(Retention {
+            priority: u8::try_from(field.get("priority")?.as_u64()?).unwrap_or(u8::MAX),
+            ttl_ms: field.get("ttl_ms")?.as_u64()?,
+        })
+    };
+    from_headers().or_else(from_body)
 }
 
 async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -428,7 +439,7 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
         cache: state.scheduler.is_some().then(|| CacheOnFinish {
             state: Arc::clone(&state),
             turns: turns_hash,
-            retention: retention(&headers),
+            retention: retention(&headers, &request),
         }),
     };
     let source = match &state.scheduler {

@@ -5,8 +5,10 @@
 //! hash to a cached entry skips prefilling those tokens. The cache holds a bounded
 //! number of tokens; to make room it evicts, in order: entries with no retention hint
 //! or an expired one, least recently used first; then retained entries, lowest priority
-//! first, then least recently used. A router's retention hint (`x-kv-retention-priority`,
-//! `x-kv-retention-ttl-ms`) so protects a session's prefix through a pause between turns.
+//! first, then least recently used. A router's retention hint (headers
+//! `x-kv-retention-priority` and `x-kv-retention-ttl-ms`, or the body field
+//! `kv_retention: {priority, ttl_ms}`) so protects a session's prefix through a pause
+//! between turns.
 
 use std::collections::HashMap;
 
@@ -14,6 +16,8 @@ use std::collections::HashMap;
 pub const PRIORITY_HEADER: &str = "x-kv-retention-priority";
 /// Header naming how long to retain, in milliseconds.
 pub const TTL_HEADER: &str = "x-kv-retention-ttl-ms";
+/// Body field carrying the same hint: `{"priority": 0–255, "ttl_ms": …}`.
+pub const BODY_FIELD: &str = "kv_retention";
 
 /// A router's request to keep a conversation's KV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

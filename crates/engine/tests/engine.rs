@@ -265,3 +265,80 @@ async fn the_next_turn_of_a_conversation_skips_prefilling_its_cached_prefix() {
         .unwrap();
     assert!(hits > 2000.0, "{text}");
 }
+
+async fn hits(e: &EngineHandle) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", e.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retention_hint_keeps_a_prefix_through_cache_pressure() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = switchyard_engine::serve(
+        listener,
+        EngineConfig {
+            model: "sim".into(),
+            gpu: Some(GpuKind::H100),
+            context_window: 8192,
+            mean_output_tokens: 4,
+            prefix_cache_tokens: Some(5000), // three ~1,550-token conversations
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let document = |tag: &str| format!("{tag} {}", "alpha beta gamma delta ".repeat(220));
+    let first_turn = |tag: &str, hinted: bool| {
+        let mut body = json!({"model": "sim", "max_tokens": 2,
+            "messages": [{"role": "user", "content": document(tag)}]});
+        if hinted {
+            body["kv_retention"] = json!({"priority": 5, "ttl_ms": 60_000});
+        }
+        body
+    };
+    let mut answers = std::collections::HashMap::new();
+    for (tag, hinted) in [
+        ("A", true),
+        ("B", false),
+        ("C", false),
+        ("D", false),
+        ("E", false),
+    ] {
+        let v: Value = post(&e, first_turn(tag, hinted))
+            .await
+            .json()
+            .await
+            .unwrap();
+        answers.insert(
+            tag,
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let next_turn = |tag: &str| {
+        json!({"model": "sim", "max_tokens": 1, "messages": [
+            {"role": "user", "content": document(tag)},
+            {"role": "assistant", "content": answers[tag]},
+            {"role": "user", "content": "more"}]})
+    };
+    let before = hits(&e).await;
+    post(&e, next_turn("B")).await.bytes().await.unwrap();
+    assert_eq!(
+        hits(&e).await,
+        before,
+        "B was evicted (least recently used, no hint)"
+    );
+    post(&e, next_turn("A")).await.bytes().await.unwrap();
+    assert!(hits(&e).await > before + 500.0, "A was kept by its hint");
+}

@@ -85,6 +85,12 @@ pub async fn forward(
         ));
     };
     request.model = model.upstream_name().to_owned();
+    if let (Some(hint), true) = (plan.retention, runtime.policy.config.retention.body_field) {
+        request.extra.insert(
+            "kv_retention".to_owned(),
+            serde_json::json!({"priority": hint.priority, "ttl_ms": hint.ttl_ms}),
+        );
+    }
     let hide_usage = conversation.stream && !request.wants_stream_usage();
     if hide_usage {
         // Ask for usage so the log and metrics have real token counts; the usage-only

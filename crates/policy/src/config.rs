@@ -186,6 +186,11 @@ pub struct RetentionConfig {
     /// Longest time to live sent (default 600,000 ms).
     #[serde(default = "default_max_ttl_ms")]
     pub max_ttl_ms: u64,
+    /// Also put the hint in the request body as `kv_retention: {priority, ttl_ms}`, for
+    /// engines that read it there; leave off for upstreams that reject unknown fields
+    /// (default false; the headers are always sent).
+    #[serde(default)]
+    pub body_field: bool,
 }
 
 impl Default for RetentionConfig {
@@ -196,6 +201,7 @@ impl Default for RetentionConfig {
             chat_ttl_ms: default_chat_ttl_ms(),
             min_ttl_ms: default_min_ttl_ms(),
             max_ttl_ms: default_max_ttl_ms(),
+            body_field: false,
         }
     }
 }
