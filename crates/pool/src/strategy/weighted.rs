@@ -20,16 +20,17 @@ impl EndpointStrategy for Weighted {
 
     fn pick(&self, candidates: &[&Arc<Endpoint>], _: &PlaceRequest, _: u64) -> usize {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let total: i64 = candidates.iter().map(|e| i64::from(e.weight)).sum();
+        let mut total = 0i64;
         let mut best = 0;
         let mut best_score = i64::MIN;
-        let needed = candidates.iter().map(|e| e.index + 1).max().unwrap_or(0);
-        if current.len() < needed {
-            current.resize(needed, 0);
-        }
         for (i, e) in candidates.iter().enumerate() {
+            if e.index >= current.len() {
+                current.resize(e.index + 1, 0);
+            }
+            let weight = i64::from(e.weight);
+            total += weight;
             let score = &mut current[e.index];
-            *score += i64::from(e.weight);
+            *score += weight;
             if *score > best_score {
                 best = i;
                 best_score = *score;
