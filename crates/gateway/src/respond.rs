@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchyard_pool::{Call, StreamEnd, StreamOutcome, with_failover};
+use switchyard_pool::{Call, ForwardError, StreamEnd, StreamOutcome, with_failover};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
 
 /// The JSON error response of an [`ApiError`].
@@ -185,11 +185,7 @@ async fn forward_stream(
             observe(&runtime, &plan, &observed, outcome);
             relay(status, relayed.body)
         }
-        Err(e) => {
-            let error = e.to_api_error();
-            observe(&runtime, &plan, &observed, Outcome::failed(&error));
-            error_response(&error)
-        }
+        Err(e) => failed(&runtime, &plan, &observed, &e),
     };
     headers.apply(response)
 }
@@ -243,13 +239,16 @@ async fn forward_whole(
             observe(&runtime, &plan, &observed, outcome);
             relay(done.status, done.body)
         }
-        Err(e) => {
-            let error = e.to_api_error();
-            observe(&runtime, &plan, &observed, Outcome::failed(&error));
-            error_response(&error)
-        }
+        Err(e) => failed(&runtime, &plan, &observed, &e),
     };
     headers.apply(response)
+}
+
+/// Records a forward that failed before any byte reached the client, and answers it.
+fn failed(runtime: &Runtime, plan: &Plan, observed: &Observed, error: &ForwardError) -> Response {
+    let error = error.to_api_error();
+    observe(runtime, plan, observed, Outcome::failed(&error));
+    error_response(&error)
 }
 
 fn relay(status: u16, body: Bytes) -> Response {

@@ -31,9 +31,7 @@ default_route: {{models: [m]}}
 ",
         endpoints.join(", ")
     );
-    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap()
+    harness::gateway(&config).await
 }
 
 async fn ask(client: &reqwest::Client, g: &Gateway, stream: bool) -> (u16, String, u32, String) {
@@ -235,9 +233,7 @@ pools: [{{name: p, model: m, context_window: 64K, endpoints: {endpoints}}}]
 default_route: {{models: [m]}}
 "
     );
-    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap();
+    let g = harness::gateway(&config).await;
     // Another client loads `busy` directly: 24 long answers on 16 slots.
     let client = reqwest::Client::new();
     let mut direct = Vec::new();

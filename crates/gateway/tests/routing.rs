@@ -373,15 +373,7 @@ default_route: {{models: [m]}}
         short.url(),
         long.url()
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(
-        listener,
-        switchyard_gateway::Runtime::new(policy).unwrap(),
-    )
-    .unwrap();
+    let g = harness::gateway(&config).await;
     let client = reqwest::Client::new();
     let route = |prompt: String| {
         let client = client.clone();
@@ -474,22 +466,8 @@ async fn mid_session_requests_carry_a_retention_hint() {
         .await;
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", s.chat_short.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let hits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(
-        hits > 0.0,
-        "the second turn found the first in the cache: {metrics}"
-    );
+    let hits = harness::metric(&s.chat_short.url(), "vllm:prefix_cache_hits_total").await;
+    assert!(hits > 0.0, "the second turn found the first in the cache");
 }
 
 #[tokio::test]
@@ -511,15 +489,7 @@ default_route: {{models: [m]}}
         short.url(),
         long.url()
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(
-        listener,
-        switchyard_gateway::Runtime::new(policy).unwrap(),
-    )
-    .unwrap();
+    let g = harness::gateway(&config).await;
     let log = "compiler output line with a warning and a path ".repeat(250);
     let history = |topic: &str| {
         json!({"model": "auto", "max_tokens": 100, "messages": [
@@ -600,15 +570,7 @@ default_route: {{models: [m]}}
         path.display(),
         e.url()
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(
-        listener,
-        switchyard_gateway::Runtime::new(policy).unwrap(),
-    )
-    .unwrap();
+    let g = harness::gateway(&config).await;
     let trace: Value = reqwest::Client::new()
         .post(format!("{}/v1/route", g.url()))
         .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hello wonderful world"}]}))

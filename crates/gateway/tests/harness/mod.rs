@@ -111,6 +111,28 @@ default_route:
 
 pub const DEFAULT_UPSTREAM: &str = "  idle_timeout_ms: 2000";
 
+/// A gateway serving `config` (YAML) on an ephemeral loopback port.
+pub async fn gateway(config: &str) -> Gateway {
+    let policy = Policy::compile(parse_config(config).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap()
+}
+
+/// The value of a Prometheus sample whose line starts with `name` at `base`/metrics.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 impl Stack {
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         self.client
