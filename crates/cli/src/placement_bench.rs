@@ -38,6 +38,17 @@ pub struct PlacementArgs {
     strategies: Vec<String>,
 }
 
+/// A gateway on `config`, its chat URL and a client for it.
+async fn gateway(config: &str) -> Result<(Gateway, String, reqwest::Client)> {
+    let policy = Policy::compile(parse_config(config).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway = Gateway::start(listener, Runtime::new(policy)?)?;
+    let url = format!("{}/v1/chat/completions", gateway.url());
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    Ok((gateway, url, client))
+}
+
 struct Shot {
     ttft_ms: f64,
     slow: bool,
@@ -128,12 +139,7 @@ default_route: {{models: [m]}}
 ",
         endpoints.join(", ")
     );
-    let policy = Policy::compile(parse_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gateway = Gateway::start(listener, Runtime::new(policy)?)?;
-    let url = format!("{}/v1/chat/completions", gateway.url());
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let (_gateway, url, client) = gateway(&config).await?;
 
     let mut rng = StdRng::seed_from_u64(args.seed);
     let long_text = "The quarterly report lists revenue, costs and risks by region. ".repeat(260);
@@ -304,12 +310,7 @@ default_route: {{models: [m]}}
         setup.strategy,
         endpoints.join(", ")
     );
-    let policy = Policy::compile(parse_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gateway = Gateway::start(listener, Runtime::new(policy)?)?;
-    let url = format!("{}/v1/chat/completions", gateway.url());
-    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let (_gateway, url, client) = gateway(&config).await?;
     let document =
         "Section: the fleet serves requests from many teams with different needs. ".repeat(110);
 
