@@ -195,6 +195,37 @@ pub async fn run(path: Option<&Path>, exit: bool) -> Result<()> {
         trace["place"]["pool"],
         trace["place"]["endpoint"]
     );
+    let pools = client
+        .get(format!("{base}/v1/pools"))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    println!("\nWhat the router learned (GET /v1/pools):");
+    for pool in pools["pools"].as_array().into_iter().flatten() {
+        for e in pool["endpoints"].as_array().into_iter().flatten() {
+            let ttft = e["latency_ms"]
+                .as_f64()
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+            let engine = &e["engine"];
+            let queue = if engine.is_null() {
+                "not scraped yet".to_owned()
+            } else {
+                format!(
+                    "engine at last scrape: running {} waiting {}",
+                    engine["running"], engine["waiting"]
+                )
+            };
+            println!(
+                "  {:<20} {:<18} sent {:>2}  first byte (peak EWMA) {:>9}  {}",
+                e["name"].as_str().unwrap_or("?"),
+                pool["strategy"].as_str().unwrap_or("?"),
+                e["dispatched"],
+                ttft,
+                queue
+            );
+        }
+    }
     if exit {
         return Ok(());
     }
