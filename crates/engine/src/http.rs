@@ -230,6 +230,12 @@ async fn put_faults(State(state): State<Arc<EngineState>>, body: Bytes) -> Respo
 async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
     let g = &state.gauges;
     let m = &state.config.model;
+    // Modelled draw at the current batch, from the GPU's power curve (0 when instant).
+    let running = g.running.load(Ordering::Relaxed);
+    let watts = state.config.gpu.map_or(0.0, |gpu| {
+        gpu.power()
+            .watts(usize::try_from(running).unwrap_or(usize::MAX))
+    });
     let (cache_queries, cache_hits) = {
         let cache = lock(&state.cache);
         (cache.queried_tokens, cache.hit_tokens)
@@ -243,7 +249,8 @@ async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
          # TYPE switchyard_engine_injected_errors_total counter\nswitchyard_engine_injected_errors_total {}\n\
          # TYPE switchyard_engine_iterations_total counter\nswitchyard_engine_iterations_total {}\n\
          # TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{{model_name=\"{m}\"}} {}\n\
-         # TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{{model_name=\"{m}\"}} {}\n",
+         # TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{{model_name=\"{m}\"}} {}\n\
+         # TYPE switchyard_engine_power_watts gauge\nswitchyard_engine_power_watts {}\n",
         g.running.load(Ordering::Relaxed),
         g.waiting.load(Ordering::Relaxed),
         g.kv_usage(),
@@ -253,6 +260,7 @@ async fn metrics(State(state): State<Arc<EngineState>>) -> Response {
         g.iterations.load(Ordering::Relaxed),
         cache_queries,
         cache_hits,
+        watts,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

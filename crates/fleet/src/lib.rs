@@ -3,12 +3,15 @@
 //! This crate owns the GPU performance model ([`GpuProfile`]: per-iteration latency
 //! `W + H·(L/8192)·n`, chunked prefill, slot count from KV capacity) and a clock-free
 //! continuous-batching state machine ([`Batch`]) that turns admitted sequences into
-//! timed iterations. The simulated engine drives a [`Batch`] in real time; the fleet
+//! timed iterations, and the power curve of each GPU with the tokens per watt it
+//! implies ([`power`]). The simulated engine drives a [`Batch`] in real time; the fleet
 //! simulator drives the same model in simulated time. It knows nothing of HTTP,
 //! routing or configuration files.
 
 pub mod batch;
 pub mod gpu;
+pub mod power;
 
 pub use batch::{Admission, Batch, Iteration, SeqId};
 pub use gpu::{GpuKind, GpuProfile};
+pub use power::{Efficiency, PowerProfile, efficiency};
