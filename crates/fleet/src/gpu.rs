@@ -26,7 +26,7 @@ impl GpuKind {
     pub fn profile(self) -> GpuProfile {
         match self {
             GpuKind::A10g => GpuProfile {
-                kind: self,
+                name: self.name(),
                 w_ms: 12.0,
                 h_ms: 0.90,
                 prefill_chunk: 256,
@@ -34,7 +34,7 @@ impl GpuKind {
                 kv_blocks: 32_768,
             },
             GpuKind::A100 => GpuProfile {
-                kind: self,
+                name: self.name(),
                 w_ms: 8.0,
                 h_ms: 0.65,
                 prefill_chunk: 512,
@@ -42,7 +42,7 @@ impl GpuKind {
                 kv_blocks: 65_536,
             },
             GpuKind::H100 => GpuProfile {
-                kind: self,
+                name: self.name(),
                 w_ms: 4.0,
                 h_ms: 0.32,
                 prefill_chunk: 1024,
@@ -78,8 +78,8 @@ impl fmt::Display for GpuKind {
 /// Constants of one GPU instance serving one model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GpuProfile {
-    /// Which GPU.
-    pub kind: GpuKind,
+    /// Which GPU (and, for roofline profiles, which model and parallelism).
+    pub name: &'static str,
     /// Fixed cost of one iteration (weights read), in milliseconds.
     pub w_ms: f64,
     /// Cost per sequence per 8192 tokens of its context (KV read), in milliseconds.

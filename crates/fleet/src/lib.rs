@@ -11,7 +11,9 @@
 pub mod batch;
 pub mod gpu;
 pub mod power;
+pub mod roofline;
 
 pub use batch::{Admission, Batch, Iteration, SeqId};
 pub use gpu::{GpuKind, GpuProfile};
 pub use power::{Efficiency, PowerProfile, efficiency};
+pub use roofline::{Hardware, ModelSpec, roofline};
