@@ -15,6 +15,12 @@ echo "== the default model (tokenizer tests)"
 SWITCHYARD_MODEL_DIR="$PWD/$(./scripts/fetch-model.sh)"
 export SWITCHYARD_MODEL_DIR
 
+# Shared data beside the project, when present, turns on the tests that read it.
+if [[ -z "${SWITCHYARD_DATA:-}" && -d ../shared/data ]]; then
+  SWITCHYARD_DATA="$(cd ../shared/data && pwd)"
+  export SWITCHYARD_DATA
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

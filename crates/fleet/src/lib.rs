@@ -12,8 +12,10 @@ pub mod batch;
 pub mod gpu;
 pub mod power;
 pub mod roofline;
+pub mod workload;
 
 pub use batch::{Admission, Batch, Iteration, SeqId};
 pub use gpu::{GpuKind, GpuProfile};
 pub use power::{Efficiency, PowerProfile, efficiency};
 pub use roofline::{Hardware, ModelSpec, roofline};
+pub use workload::LengthCdf;
