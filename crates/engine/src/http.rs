@@ -1,8 +1,6 @@
 //! The engine's HTTP face.
 
-use crate::prefix_cache::{
-    BODY_FIELD, HASH_START, PRIORITY_HEADER, PrefixCache, Retention, TTL_HEADER, hash_turn,
-};
+use crate::prefix_cache::{HASH_START, PrefixCache, Retention, hash_turn};
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
@@ -21,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_fleet::GpuKind;
+use switchyard_wire::headers::{KV_RETENTION_FIELD, KV_RETENTION_PRIORITY, KV_RETENTION_TTL_MS};
 use switchyard_wire::{ChatRequest, Conversation, Usage};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -369,12 +368,12 @@ fn retention(headers: &HeaderMap, request: &ChatRequest) -> Option<Retention> {
     };
     let from_headers = || {
         Some(Retention {
-            priority: u8::try_from(number(PRIORITY_HEADER)?).unwrap_or(u8::MAX),
-            ttl_ms: number(TTL_HEADER)?,
+            priority: u8::try_from(number(KV_RETENTION_PRIORITY)?).unwrap_or(u8::MAX),
+            ttl_ms: number(KV_RETENTION_TTL_MS)?,
         })
     };
     let from_body = || {
-        let field = request.extra.get(BODY_FIELD)?;
+        let field = request.extra.get(KV_RETENTION_FIELD)?;
         Some(Retention {
             priority: u8::try_from(field.get("priority")?.as_u64()?).unwrap_or(u8::MAX),
             ttl_ms: field.get("ttl_ms")?.as_u64()?,

@@ -17,5 +17,5 @@ mod scheduler;
 mod text;
 
 pub use http::{EngineConfig, EngineHandle, Faults, serve};
-pub use prefix_cache::{BODY_FIELD, PRIORITY_HEADER, Retention, TTL_HEADER};
+pub use prefix_cache::Retention;
 pub use text::{output_length, token_text};

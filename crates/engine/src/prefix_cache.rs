@@ -11,13 +11,7 @@
 //! between turns.
 
 use std::collections::HashMap;
-
-/// Header naming a retention priority (0–255; higher is kept longer).
-pub const PRIORITY_HEADER: &str = "x-kv-retention-priority";
-/// Header naming how long to retain, in milliseconds.
-pub const TTL_HEADER: &str = "x-kv-retention-ttl-ms";
-/// Body field carrying the same hint: `{"priority": 0–255, "ttl_ms": …}`.
-pub const BODY_FIELD: &str = "kv_retention";
+use switchyard_wire::hash::{FNV_OFFSET, fnv1a};
 
 /// A router's request to keep a conversation's KV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,21 +114,15 @@ impl PrefixCache {
 
 /// Hashes conversation turns (role and text), continuing from `state`.
 pub fn hash_turn(state: u64, role: &str, text: &str) -> u64 {
-    let mut h = state;
-    for b in role
-        .bytes()
-        .chain([0xffu8])
-        .chain(text.bytes())
-        .chain([0xfe])
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    // Separators keep ("us", "erhi") apart from ("user", "hi").
+    let state = fnv1a(role.as_bytes(), state);
+    let state = fnv1a(&[0xff], state);
+    let state = fnv1a(text.as_bytes(), state);
+    fnv1a(&[0xfe], state)
 }
 
 /// The starting state of [`hash_turn`].
-pub const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
+pub const HASH_START: u64 = FNV_OFFSET;
 
 #[cfg(test)]
 mod tests {

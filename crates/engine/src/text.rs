@@ -1,5 +1,7 @@
 //! Deterministic generated text.
 
+use switchyard_wire::hash::{FNV_OFFSET, GOLDEN_GAMMA, fnv1a, mix64};
+
 const WORDS: [&str; 64] = [
     "the",
     "router",
@@ -67,22 +69,14 @@ const WORDS: [&str; 64] = [
     "here",
 ];
 
-fn mix(mut x: u64) -> u64 {
-    // splitmix64 finalizer: a cheap, well-spread hash step.
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// A stable 64-bit hash of a prompt (FNV-1a, then mixed).
 pub fn prompt_hash(prompt: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in prompt.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    mix(h)
+    mix64(fnv1a(prompt.as_bytes(), FNV_OFFSET))
+}
+
+/// One splitmix64 step from `x`.
+fn mix(x: u64) -> u64 {
+    mix64(x.wrapping_add(GOLDEN_GAMMA))
 }
 
 /// The text of token `index` of the answer to the prompt with hash `seed`.

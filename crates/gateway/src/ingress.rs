@@ -3,6 +3,7 @@
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use switchyard_wire::headers::SESSION as SESSION_HEADER;
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
 
 const ROLES: [&str; 6] = [
@@ -13,9 +14,6 @@ const ROLES: [&str; 6] = [
     "tool",
     "function",
 ];
-
-/// Header carrying a session identity.
-pub const SESSION_HEADER: &str = "x-session-id";
 
 /// Turns a body rejected by the extractor (too large, unreadable) into a JSON error.
 pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {

@@ -333,7 +333,7 @@ pub fn trace(
             "pool": pool.map(|p| p.name.as_str()),
             "gpu": pool.and_then(|p| p.gpu).map(|g| g.name()),
             "context_window": plan.placement.context_window,
-            "tokens_needed": plan.placement.tokens,
+            "tokens_needed": plan.placement.request.tokens,
             "output_tokens": plan.output,
             "retention": plan.retention,
             "compression": plan.compress_to.map(|target| json!({

@@ -87,7 +87,7 @@ pub async fn forward(
     request.model = model.upstream_name().to_owned();
     if let (Some(hint), true) = (plan.retention, runtime.policy.config.retention.body_field) {
         request.extra.insert(
-            "kv_retention".to_owned(),
+            switchyard_wire::headers::KV_RETENTION_FIELD.to_owned(),
             serde_json::json!({"priority": hint.priority, "ttl_ms": hint.ttl_ms}),
         );
     }
@@ -134,11 +134,7 @@ async fn forward_stream(
         max_attempts,
         |placement| {
             let in_flight = placement.endpoint.begin();
-            let call = Call {
-                request_id: &observed.request_id,
-                retention: plan.retention,
-                deadline: observed.deadline,
-            };
+            let call = call(&plan, &observed);
             let upstream = &runtime.upstream;
             let body = body.clone();
             let started = observed.started;
@@ -205,11 +201,7 @@ async fn forward_whole(
         |placement| {
             let body = body.clone();
             let runtime = &runtime;
-            let call = Call {
-                request_id: &observed.request_id,
-                retention: plan.retention,
-                deadline: observed.deadline,
-            };
+            let call = call(&plan, &observed);
             async move {
                 let _in_flight = placement.endpoint.begin();
                 runtime
@@ -242,6 +234,15 @@ async fn forward_whole(
         Err(e) => failed(&runtime, &plan, &observed, &e),
     };
     headers.apply(response)
+}
+
+/// What goes upstream besides the body, the same on every attempt.
+fn call<'a>(plan: &Plan, observed: &'a Observed) -> Call<'a> {
+    Call {
+        request_id: &observed.request_id,
+        retention: plan.retention,
+        deadline: observed.deadline,
+    }
 }
 
 /// Records a forward that failed before any byte reached the client, and answers it.

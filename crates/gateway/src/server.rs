@@ -165,7 +165,7 @@ async fn chat_completions(
 /// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
 fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
     let ms = headers
-        .get(switchyard_pool::TIMEOUT_HEADER)?
+        .get(switchyard_wire::headers::REQUEST_TIMEOUT_MS)?
         .to_str()
         .ok()?
         .trim()

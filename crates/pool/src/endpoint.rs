@@ -251,7 +251,7 @@ impl Pools {
                     health: Health::default(),
                     weight: e.weight.max(1),
                     latency: LatencyEwma::default(),
-                    affinity_seed: strategy::mix(next_id as u64 + 1),
+                    affinity_seed: switchyard_wire::hash::mix64(next_id as u64 + 1),
                     ttft: TtftModel::default(),
                     engine: EngineGauges::default(),
                     in_flight: AtomicUsize::new(0),

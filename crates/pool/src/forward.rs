@@ -2,19 +2,17 @@
 
 use crate::endpoint::{Endpoint, InFlight, Pools};
 use crate::placement::Placement;
-use crate::retention::{PRIORITY_HEADER, RetentionHint, TTL_HEADER};
+use crate::retention::RetentionHint;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchyard_policy::UpstreamConfig;
+use switchyard_wire::headers::{KV_RETENTION_PRIORITY, KV_RETENTION_TTL_MS, REQUEST_TIMEOUT_MS};
 use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
 use tokio::sync::oneshot;
 use tokio::time::timeout_at;
-
-/// Header carrying a request's remaining time, from the client and to the upstream.
-pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 
 /// What goes upstream with a request besides its body.
 #[derive(Debug, Clone, Copy)]
@@ -259,11 +257,11 @@ impl Upstream {
             .body(body);
         // The upstream learns how long the answer is still wanted.
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        request = request.header(TIMEOUT_HEADER, remaining.as_millis().to_string());
+        request = request.header(REQUEST_TIMEOUT_MS, remaining.as_millis().to_string());
         if let Some(hint) = call.retention {
             request = request
-                .header(PRIORITY_HEADER, hint.priority.to_string())
-                .header(TTL_HEADER, hint.ttl_ms.to_string());
+                .header(KV_RETENTION_PRIORITY, hint.priority.to_string())
+                .header(KV_RETENTION_TTL_MS, hint.ttl_ms.to_string());
         }
         if let Some(key) = &endpoint.api_key {
             request = request.bearer_auth(key);
@@ -401,7 +399,7 @@ impl Upstream {
             idle: self.idle(),
             idle_ms: self.config.idle_timeout_ms,
             report: Some(outcome_tx),
-            _in_flight: in_flight,
+            in_flight,
         };
         let events = futures_util::stream::unfold(state, |mut state| async move {
             let event = state.next_event().await?;
@@ -431,7 +429,7 @@ struct PassState {
     idle_ms: u64,
     report: Option<oneshot::Sender<StreamOutcome>>,
     /// Counts the request as in flight until the stream ends or is dropped.
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl PassState {
@@ -466,7 +464,7 @@ impl PassState {
 
     /// Reads one upstream chunk and queues the whole events it completes.
     async fn read(&mut self) {
-        let endpoint = &self._in_flight.endpoint().name;
+        let endpoint = &self.in_flight.endpoint().name;
         let by = self.deadline.min(tokio::time::Instant::now() + self.idle);
         let (end, message) = match timeout_at(by, self.response.chunk()).await {
             Ok(Ok(Some(chunk))) => {

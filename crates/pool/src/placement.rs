@@ -16,8 +16,6 @@ pub struct Placement {
     pub endpoint: Arc<Endpoint>,
     /// The pool's context window.
     pub context_window: u32,
-    /// Tokens the request is expected to need (prompt plus output).
-    pub tokens: u32,
     /// Requests in flight on the endpoint when it was chosen.
     pub in_flight: usize,
     /// The keys it was placed by.
@@ -108,7 +106,6 @@ impl Pools {
                 in_flight: endpoint.in_flight(),
                 endpoint,
                 context_window: pool.context_window,
-                tokens: request.tokens,
                 request: *request,
                 strategy: pool.strategy.name(),
             });

@@ -16,11 +16,6 @@ use std::sync::{Mutex, PoisonError};
 use switchyard_policy::RetentionConfig;
 use switchyard_wire::Conversation;
 
-/// Header carrying the priority.
-pub const PRIORITY_HEADER: &str = "x-kv-retention-priority";
-/// Header carrying the time to live in milliseconds.
-pub const TTL_HEADER: &str = "x-kv-retention-ttl-ms";
-
 /// Sessions tracked before the oldest are forgotten.
 const MAX_SESSIONS: usize = 100_000;
 

@@ -1,6 +1,7 @@
 //! The canonical, dialect-neutral view of a request.
 
 use crate::chat::ChatRequest;
+use crate::hash::{FNV_OFFSET, fnv1a};
 use crate::tokens::estimate_tokens;
 use serde::Serialize;
 use serde_json::Value;
@@ -144,16 +145,6 @@ impl Conversation {
             .filter(|t| t.role == "user")
             .map(|t| t.text.as_str())
     }
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 pub mod chat;
 pub mod conversation;
 pub mod error;
+pub mod hash;
+pub mod headers;
 pub mod sse;
 pub mod tokens;
 

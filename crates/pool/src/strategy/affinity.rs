@@ -3,6 +3,7 @@
 use super::{EndpointStrategy, LeastOutstanding, PlaceRequest};
 use crate::endpoint::Endpoint;
 use std::sync::Arc;
+use switchyard_wire::hash::mix64;
 
 /// Which key binds requests to endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +37,6 @@ impl Affinity {
     }
 }
 
-/// A well-spread 64-bit hash step (the splitmix64 finalizer).
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 impl EndpointStrategy for Affinity {
     fn name(&self) -> &'static str {
         match self.key {
@@ -64,7 +58,7 @@ impl EndpointStrategy for Affinity {
         let mut total = 0usize;
         for (i, e) in candidates.iter().enumerate() {
             total += e.load(now_ms);
-            let score = mix(key ^ e.affinity_seed);
+            let score = mix64(key ^ e.affinity_seed);
             if score >= best_score {
                 best = i;
                 best_score = score;

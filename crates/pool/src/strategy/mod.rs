@@ -16,7 +16,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use switchyard_policy::StrategyConfig;
 
-pub(crate) use affinity::mix;
 pub use affinity::{Affinity, AffinityKey};
 pub use least_outstanding::LeastOutstanding;
 pub use p2c_ewma::P2cEwma;

@@ -4,6 +4,7 @@ use super::{EndpointStrategy, PlaceRequest};
 use crate::endpoint::Endpoint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_wire::hash::{GOLDEN_GAMMA, mix64};
 
 /// Power of two choices: draw two distinct candidates, keep the one whose peak-EWMA
 /// latency times (requests in flight + 1) is lower. Endpoints with no latency sample
@@ -23,13 +24,8 @@ impl P2cEwma {
 
     fn next_random(&self) -> u64 {
         // splitmix64 over an atomic counter: lock-free, deterministic for a seed.
-        let mut z = self
-            .state
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let state = self.state.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed);
+        mix64(state.wrapping_add(GOLDEN_GAMMA))
     }
 }
 
