@@ -20,6 +20,21 @@ async fn engine(gpu: Option<GpuKind>, window: u32) -> EngineHandle {
     switchyard_engine::serve(listener, config).await.unwrap()
 }
 
+/// The value of the first sample of `name` on the engine's `/metrics`.
+async fn metric(e: &EngineHandle, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", e.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 async fn post(e: &EngineHandle, body: Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", e.url()))
@@ -132,23 +147,10 @@ async fn metrics_show_running_and_waiting_sequences() {
     let mut seen = (0.0, 0.0, 0.0);
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let text = reqwest::get(format!("{}/metrics", e.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let gauge = |name: &str| -> f64 {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
         let now = (
-            gauge("vllm:num_requests_running"),
-            gauge("vllm:num_requests_waiting"),
-            gauge("vllm:kv_cache_usage_perc"),
+            metric(&e, "vllm:num_requests_running").await,
+            metric(&e, "vllm:num_requests_waiting").await,
+            metric(&e, "vllm:kv_cache_usage_perc").await,
         );
         if now.0 == 16.0 && now.1 == 4.0 {
             seen = now;
@@ -161,6 +163,11 @@ async fn metrics_show_running_and_waiting_sequences() {
         "never saw 16 running and 4 waiting"
     );
     assert!(seen.2 > 0.0 && seen.2 <= 1.0);
+    let watts = metric(&e, "switchyard_engine_power_watts").await;
+    assert!(
+        watts > 300.0 && watts < 600.0,
+        "an H100 with a batch draws between idle and nominal: {watts}"
+    );
     for t in tasks {
         t.await.unwrap();
     }
@@ -251,33 +258,12 @@ async fn the_next_turn_of_a_conversation_skips_prefilling_its_cached_prefix() {
     // ~2,400 prompt tokens: ten 256-token chunks cold, one warm, at ≥ 12 ms each.
     assert!(cold >= Duration::from_millis(9 * 12), "{cold:?}");
     assert!(warm * 3 < cold, "warm {warm:?} vs cold {cold:?}");
-    let text = reqwest::get(format!("{}/metrics", e.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let hits: f64 = text
-        .lines()
-        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(hits > 2000.0, "{text}");
+    let hits = hits(&e).await;
+    assert!(hits > 2000.0, "{hits}");
 }
 
 async fn hits(e: &EngineHandle) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", e.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("vllm:prefix_cache_hits_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    metric(e, "vllm:prefix_cache_hits_total").await
 }
 
 #[tokio::test]

@@ -237,15 +237,7 @@ async fn models_health_and_metrics() {
 
 #[tokio::test]
 async fn decision_log_has_one_line_per_request() {
-    let dir = std::env::temp_dir().join(format!("switchyard-log-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("decisions.jsonl");
-    let _ = std::fs::remove_file(&path);
-    let s = stack(
-        &format!("  decision_log: '{}'", path.display()),
-        DEFAULT_UPSTREAM,
-    )
-    .await;
+    let (s, path) = harness::logging_stack("log").await;
     s.chat("auto", "compile this", false)
         .await
         .bytes()
@@ -284,15 +276,7 @@ async fn decision_log_has_one_line_per_request() {
 
 #[tokio::test]
 async fn a_client_that_leaves_mid_stream_frees_the_endpoint_and_is_logged() {
-    let dir = std::env::temp_dir().join(format!("switchyard-gone-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("decisions.jsonl");
-    let _ = std::fs::remove_file(&path);
-    let s = stack(
-        &format!("  decision_log: '{}'", path.display()),
-        DEFAULT_UPSTREAM,
-    )
-    .await;
+    let (s, path) = harness::logging_stack("gone").await;
     let mut r = s
         .post(
             "/v1/chat/completions",
@@ -550,9 +534,7 @@ default_route: {{models: [m]}}
 
 #[tokio::test]
 async fn a_configured_tokenizer_counts_the_prompt() {
-    let dir = std::env::temp_dir().join(format!("switchyard-gw-tok-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("tokenizer.json");
+    let path = harness::temp_file("gw-tok", "tokenizer.json");
     std::fs::write(
         &path,
         r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,

@@ -111,6 +111,26 @@ default_route:
 
 pub const DEFAULT_UPSTREAM: &str = "  idle_timeout_ms: 2000";
 
+/// A fresh path `name` in a temporary folder of this test process, tagged `tag`.
+pub fn temp_file(tag: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The standard stack writing its decision log to a fresh file; returns both.
+pub async fn logging_stack(tag: &str) -> (Stack, std::path::PathBuf) {
+    let path = temp_file(tag, "decisions.jsonl");
+    let s = stack(
+        &format!("  decision_log: '{}'", path.display()),
+        DEFAULT_UPSTREAM,
+    )
+    .await;
+    (s, path)
+}
+
 /// A gateway serving `config` (YAML) on an ephemeral loopback port.
 pub async fn gateway(config: &str) -> Gateway {
     let policy = Policy::compile(parse_config(config).unwrap()).unwrap();
