@@ -241,16 +241,45 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Ready while every model has at least one endpoint in rotation; 503 naming the
+/// models that have none otherwise (a load balancer then sends traffic elsewhere).
 async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
+    let now = runtime.pools.now_ms();
     let endpoints: usize = runtime.pools.all().iter().map(|p| p.endpoints.len()).sum();
-    axum::Json(json!({
-        "status": "ready",
+    let in_rotation = runtime
+        .pools
+        .endpoints()
+        .filter(|e| e.health.available(now))
+        .count();
+    let unserved: Vec<&str> = runtime
+        .policy
+        .config
+        .models
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            !runtime
+                .pools
+                .of_model(*i)
+                .any(|p| p.endpoints.iter().any(|e| e.health.available(now)))
+        })
+        .map(|(_, m)| m.name.value.as_str())
+        .collect();
+    let body = json!({
+        "status": if unserved.is_empty() { "ready" } else { "degraded" },
+        "models_without_endpoints": unserved,
         "routes": runtime.policy.routes().len(),
         "models": runtime.policy.config.models.len(),
         "pools": runtime.pools.all().len(),
         "endpoints": endpoints,
-    }))
-    .into_response()
+        "endpoints_in_rotation": in_rotation,
+    });
+    let status = if unserved.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> Response {

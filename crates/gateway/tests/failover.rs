@@ -117,6 +117,14 @@ async fn with_every_endpoint_failing_the_client_gets_one_clear_error() {
     let (status, _, _, body) = ask(&client, &g, false).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("out of rotation"), "{body}");
+    let ready = client
+        .get(format!("{}/readyz", g.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["models_without_endpoints"], json!(["m"]), "{ready}");
     // Fix them: when the ejections run out, the half-open trials succeed, the breakers
     // close and traffic flows again.
     for engine in &e {
