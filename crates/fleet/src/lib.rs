@@ -9,9 +9,11 @@
 //! routing or configuration files.
 
 pub mod batch;
+pub mod erlang;
 pub mod gpu;
 pub mod power;
 pub mod roofline;
+pub mod sim;
 pub mod workload;
 
 pub use batch::{Admission, Batch, Iteration, SeqId};

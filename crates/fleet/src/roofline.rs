@@ -13,6 +13,7 @@
 //! value, and W = 4.8 ms against the calibrated 4.
 
 use crate::gpu::{GpuProfile, KV_BLOCK_TOKENS};
+use crate::power::PowerProfile;
 use serde::Serialize;
 
 /// One GPU's hardware.
@@ -28,6 +29,23 @@ pub struct Hardware {
     pub fp16_tflops: f64,
     /// Board power, in watts.
     pub tdp_w: f64,
+    /// On-demand cloud price of one GPU, in dollars per hour (a representative list
+    /// price; override it per pool with `cost_per_hour`).
+    pub price_per_hour: f64,
+}
+
+impl Hardware {
+    /// A power curve for a GPU without calibrated constants: idle at 43% and a full
+    /// batch at 86% of board power, the H100's calibrated shares (300 W and 600 W of
+    /// 700 W), on the H100's curve shape.
+    pub fn estimated_power(&self) -> PowerProfile {
+        PowerProfile {
+            idle_w: 0.43 * self.tdp_w,
+            nominal_w: 0.86 * self.tdp_w,
+            k: 1.0,
+            x0: 4.2,
+        }
+    }
 }
 
 /// Published specs (SXM parts where there is a choice).
@@ -38,6 +56,7 @@ pub const HARDWARE: [Hardware; 5] = [
         bandwidth_tbps: 0.6,
         fp16_tflops: 125.0,
         tdp_w: 300.0,
+        price_per_hour: 1.01,
     },
     Hardware {
         name: "a100",
@@ -45,6 +64,7 @@ pub const HARDWARE: [Hardware; 5] = [
         bandwidth_tbps: 2.039,
         fp16_tflops: 312.0,
         tdp_w: 400.0,
+        price_per_hour: 1.79,
     },
     Hardware {
         name: "h100",
@@ -52,6 +72,7 @@ pub const HARDWARE: [Hardware; 5] = [
         bandwidth_tbps: 3.35,
         fp16_tflops: 989.0,
         tdp_w: 700.0,
+        price_per_hour: 2.99,
     },
     Hardware {
         name: "h200",
@@ -59,6 +80,7 @@ pub const HARDWARE: [Hardware; 5] = [
         bandwidth_tbps: 4.8,
         fp16_tflops: 989.0,
         tdp_w: 700.0,
+        price_per_hour: 3.79,
     },
     Hardware {
         name: "b200",
@@ -66,6 +88,7 @@ pub const HARDWARE: [Hardware; 5] = [
         bandwidth_tbps: 8.0,
         fp16_tflops: 2250.0,
         tdp_w: 1000.0,
+        price_per_hour: 5.99,
     },
 ];
 

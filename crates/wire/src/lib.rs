@@ -11,9 +11,11 @@ pub mod error;
 pub mod hash;
 pub mod headers;
 pub mod sse;
+pub mod token_count;
 pub mod tokens;
 
 pub use chat::{ChatRequest, Message, MessageContent, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};
 pub use error::{ApiError, ErrorKind};
 pub use sse::{SseEvent, SseParser};
+pub use token_count::TokenCount;

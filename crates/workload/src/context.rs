@@ -1,9 +1,9 @@
 //! Context-length signals: does the request's prompt fall in a token range?
 
 use crate::signals::{Signal, SignalFamily, SignalKey, SignalValue};
-use crate::tokens::TokenCount;
 use serde::{Deserialize, Serialize};
 use switchyard_wire::Conversation;
+use switchyard_wire::TokenCount;
 
 /// A context-length range. `min` is inclusive, `max` exclusive, so ranges such as
 /// `0–4K` and `4K–32K` partition requests without overlap.

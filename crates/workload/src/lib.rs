@@ -12,10 +12,9 @@ pub mod context;
 pub mod counter;
 pub mod keyword;
 pub mod signals;
-pub mod tokens;
 
 pub use counter::TokenCounter;
 pub use signals::{
     Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals, SignalsConfig,
 };
-pub use tokens::TokenCount;
+pub use switchyard_wire::TokenCount;
