@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod fleet;
 mod placement_bench;
 
 use anyhow::{Context, Result, bail};
@@ -68,6 +69,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Fleet simulation and planning, offline.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Args)]
@@ -167,6 +171,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Engine(args) => engine(args).await,
         Command::Demo { config, exit } => demo::run(config.as_deref(), exit).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::Fleet(command) => fleet::run(command),
     }
 }
 
