@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod erlang;
 pub mod gpu;
+pub mod plan;
 pub mod power;
 pub mod roofline;
 pub mod sim;

@@ -92,6 +92,14 @@ impl LengthCdf {
         1.0
     }
 
+    /// The longest length: the first knot at which the fraction reaches 1.
+    pub fn max_tokens(&self) -> u32 {
+        self.knots
+            .iter()
+            .find(|(_, f)| *f >= 1.0 - 1e-9)
+            .map_or(1, |(t, _)| *t as u32)
+    }
+
     /// The mean length.
     pub fn mean(&self) -> f64 {
         let mut previous = (1.0, 0.0);

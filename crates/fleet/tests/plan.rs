@@ -1,0 +1,153 @@
+//! The planner: its analytical sizes hold up in simulation, the search finds what the
+//! grid offers, and a day re-planned hourly costs less than one plan for the peak.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use switchyard_fleet::plan::{self, Sample, parse_plan, scenario_of, search, svg};
+use switchyard_fleet::sim::simulate;
+
+fn spec(extra: &str) -> plan::spec::Resolved {
+    let text = format!(
+        "seed: 2
+workload:
+  rate: 300
+  mix: [{{cdf: azure, output_fraction: 0.2}}]
+ttft_p99_ms: 500
+verify_requests: 60000
+{extra}"
+    );
+    parse_plan(&text, "plan.yaml", Path::new(".")).unwrap()
+}
+
+#[test]
+fn the_analytical_plan_meets_the_slo_in_simulation_and_one_fewer_instance_is_worse() {
+    let s = spec("gpus: [h100]\n");
+    let result = plan::plan(&s).unwrap();
+    let best = &result.best;
+    assert!(
+        result.verified.iter().any(|v| v.meets_slo),
+        "{:?}",
+        result.verified
+    );
+    let sim = simulate(scenario_of(&s, best, 300.0)).unwrap();
+    assert_eq!(sim.fleet.completed, sim.arrivals);
+    assert!(sim.fleet.ttft_ms.p99 <= 500.0, "{:?}", sim.fleet.ttft_ms);
+    // Predicted and simulated utilization of the busiest pool agree within a few points.
+    let (planned, simulated) = best
+        .pools
+        .iter()
+        .zip(&sim.pools)
+        .map(|(p, r)| (p.sizing.utilization, r.utilization))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    assert!(
+        (planned - simulated).abs() < 0.08,
+        "planned {planned}, simulated {simulated}"
+    );
+    // Shrinking the largest pool by a third runs it hotter in simulation.
+    let mut smaller = best.clone();
+    let largest = smaller
+        .pools
+        .iter_mut()
+        .max_by_key(|p| p.sizing.instances)
+        .unwrap();
+    largest.sizing.instances = largest.sizing.instances * 2 / 3;
+    let hot = simulate(scenario_of(&s, &smaller, 300.0)).unwrap();
+    assert!(hot.fleet.utilization > sim.fleet.utilization);
+    assert!(hot.fleet.ttft_ms.p99 > sim.fleet.ttft_ms.p99);
+}
+
+#[test]
+fn the_search_covers_the_grid_ranks_by_cost_and_respects_availability() {
+    let s = spec("gpus: [a100, h100]\nboundaries: [2K, 4K, 8K]\ngammas: [1, 1.5]\n");
+    let sample = Sample::new(&s.mix);
+    let all = search(&s, &sample, 300.0);
+    assert!(all.windows(2).all(|w| w[0].score <= w[1].score));
+    let boundaries: std::collections::BTreeSet<u32> = all.iter().map(|c| c.boundary).collect();
+    // The grid, its halfway points, and one pool at the longest request.
+    for b in [2048, 3072, 4096, 6144, 8192, 16384] {
+        assert!(boundaries.contains(&b), "{b} missing from {boundaries:?}");
+    }
+    assert!(all.iter().any(|c| c.pools.len() == 1));
+    assert!(all.iter().all(|c| c.ttft_p99_ms <= 500.0));
+    // Two H100s at most: every plan must use A100s for the rest, and costs more.
+    let limited = spec(
+        "gpus: [a100, {gpu: h100, available: 2}]\nboundaries: [2K, 4K, 8K]\ngammas: [1, 1.5]\n",
+    );
+    let few = search(&limited, &sample, 300.0);
+    for c in &few {
+        for p in &c.pools {
+            assert!(p.gpu != "h100" || p.sizing.instances <= 2, "{c:?}");
+        }
+    }
+    assert!(few[0].cost_per_hour >= all[0].cost_per_hour);
+}
+
+#[test]
+fn energy_objective_trades_cost_for_watts() {
+    let cost = search(
+        &spec("gpus: [a10g, a100, h100]\n"),
+        &Sample::new(&spec("").mix),
+        300.0,
+    );
+    let energy_spec = spec("gpus: [a10g, a100, h100]\nobjective: energy\n");
+    let energy = search(&energy_spec, &Sample::new(&energy_spec.mix), 300.0);
+    assert!(energy[0].watts <= cost[0].watts);
+    assert!(energy[0].cost_per_hour >= cost[0].cost_per_hour);
+}
+
+#[test]
+fn a_day_replanned_hourly_costs_less_than_a_static_peak_plan() {
+    let text = "seed: 1
+workload:
+  rate: [40, 30, 30, 60, 150, 300, 320, 250, 120, 80, 60, 50]
+  mix:
+    - {cdf: lmsys, weight: 3}
+    - {cdf: agent_heavy, weight: 1, output_fraction: 0.1}
+ttft_p99_ms: 1000
+gpus: [a100, h100]
+verify_requests: 0
+";
+    let s = parse_plan(text, "day.yaml", Path::new(".")).unwrap();
+    let result = plan::plan(&s).unwrap();
+    assert_eq!(result.hours.len(), 12);
+    assert!(result.follow_day_cost < result.static_day_cost);
+    let quiet: u32 = result.hours[1].instances.iter().sum();
+    let busy: u32 = result.hours[6].instances.iter().sum();
+    assert!(busy > quiet, "{busy} vs {quiet}");
+    let d = result.disaggregated.expect("a disaggregated fleet");
+    assert!(d.prefill.sizing.instances > 0 && d.decode.sizing.instances > 0);
+    let day = svg::day(&result.hours);
+    assert!(
+        day.starts_with("<svg") && day.contains("polyline") && day.trim_end().ends_with("</svg>")
+    );
+    let front = svg::pareto(&result.candidates, &result.best);
+    assert!(
+        front.contains("Pareto front")
+            && front.matches("<circle").count() > result.candidates.len()
+    );
+}
+
+#[test]
+fn impossible_slos_and_bad_files_are_explained() {
+    let s = spec("gpus: [a10g]\n").clone();
+    let mut tight = s.clone();
+    tight.ttft_p99_ms = 1.0;
+    let err = plan::plan(&tight).unwrap_err();
+    assert!(err.to_string().contains("no fleet"), "{err}");
+    let err = parse_plan(
+        "workload: {rate: 5, mix: []}\nttft_p99_ms: 5\n",
+        "p.yaml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("mix"), "{err}");
+    let err = parse_plan(
+        "workload: {rate: 5, mix: [{cdf: azure}]}\nttft_p99_ms: 5\nobjectiv: cost\n",
+        "p.yaml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+}
