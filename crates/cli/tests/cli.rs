@@ -100,3 +100,68 @@ fn the_demo_runs_end_to_end() {
         "{stdout}"
     );
 }
+
+#[test]
+fn fleet_simulate_reports_every_arrival_and_explains_bad_files() {
+    let (ok, stdout, stderr) = switchyard(&[
+        "fleet",
+        "simulate",
+        "--config",
+        "examples/fleet/azure-two-pools.yaml",
+        "--requests",
+        "20000",
+        "--format",
+        "json",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["arrivals"], 20000);
+    assert_eq!(report["fleet"]["completed"], 20000);
+    assert_eq!(report["pools"].as_array().unwrap().len(), 2);
+
+    let dir = std::env::temp_dir().join(format!("switchyard-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/fleet/azure-two-pools.yaml"
+    ))
+    .unwrap();
+    let line = example
+        .lines()
+        .position(|l| l.contains("instances: 12"))
+        .unwrap()
+        + 1;
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, example.replace("instances: 12", "instancs: 12")).unwrap();
+    let (ok, _, stderr) = switchyard(&["fleet", "simulate", "--config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("bad.yaml:{line}: unknown field `instancs`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `instances`?"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fleet_plan_prints_the_plan_and_writes_plots() {
+    let dir = std::env::temp_dir().join(format!("switchyard-plan-{}", std::process::id()));
+    let (ok, stdout, stderr) = switchyard(&[
+        "fleet",
+        "plan",
+        "--config",
+        "examples/fleet/plan-azure.yaml",
+        "--plots",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("plan: B = "), "{stdout}");
+    assert!(stdout.contains("meets the SLO"), "{stdout}");
+    assert!(stdout.contains("disaggregated:"), "{stdout}");
+    for plot in ["pareto.svg", "cdfs.svg"] {
+        let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg"), "{plot}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -5,8 +5,10 @@
 //! continuous-batching state machine ([`Batch`]) that turns admitted sequences into
 //! timed iterations, and the power curve of each GPU with the tokens per watt it
 //! implies ([`power`]). The simulated engine drives a [`Batch`] in real time; the fleet
-//! simulator drives the same model in simulated time. It knows nothing of HTTP,
-//! routing or configuration files.
+//! simulator ([`sim`]) runs the same iteration model in simulated time for whole fleets
+//! of pools under a workload and a fleet-level routing policy, and the planner
+//! ([`plan`]) sizes pools for a latency SLO analytically and verifies the result by
+//! simulation. It knows nothing of HTTP or of the gateway's configuration.
 
 pub mod batch;
 pub mod erlang;

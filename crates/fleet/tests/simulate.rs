@@ -317,3 +317,35 @@ fn bad_files_name_the_line_and_the_fix() {
     assert!(err.to_string().contains("no end"), "{err}");
     let _ = RoutingPolicy::Length;
 }
+
+#[test]
+fn by_model_routing_keeps_each_model_on_its_pools() {
+    let text = "seed: 4
+requests: 6000
+routing: {policy: by_model}
+pools:
+  - {name: small-a, model: small, gpu: a10g, instances: 2, context_window: 8K}
+  - {name: small-b, model: small, gpu: a100, instances: 2, context_window: 8K}
+  - {name: big, model: big, gpu: h100, instances: 2, context_window: 16K}
+workload:
+  - {name: chat, model: small, arrival: {poisson: {rate: 30}}, lengths: [{cdf: lmsys}]}
+  - {name: code, model: big, arrival: {mmpp: {rates: [5, 50], dwell_s: [20, 2]}}, lengths: [{cdf: azure}]}
+  - {name: stray, model: huge, arrival: {poisson: {rate: 1}}, lengths: [{prompt_tokens: 10, output_tokens: 5}]}
+";
+    let r = run_yaml(text);
+    check_books(&r);
+    let (a, b, big) = (&r.pools[0], &r.pools[1], &r.pools[2]);
+    assert!(
+        a.completed > 0 && b.completed > 0,
+        "least loaded spreads the small model"
+    );
+    assert!(big.completed > 0);
+    assert_eq!(
+        r.fleet.rejected_no_pool,
+        r.fleet.arrivals - r.fleet.completed - r.fleet.rejected_too_long
+    );
+    assert!(
+        r.fleet.rejected_no_pool > 0,
+        "the model no pool serves is rejected"
+    );
+}

@@ -145,24 +145,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The candidate closest to `wrong`, if one is close enough to be a likely typo.
-pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let wrong_lower = wrong.to_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| {
-            (
-                strsim::damerau_levenshtein(&wrong_lower, &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(distance, c)| {
-            let limit = (c.chars().count().max(wrong.chars().count()) / 3).max(1);
-            *distance <= limit
-        })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, c)| c)
-}
+pub use switchyard_wire::typos::suggest;
 
 #[cfg(test)]
 mod tests {

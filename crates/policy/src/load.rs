@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::diagnostics::{ConfigError, Diagnostic, Severity};
 use serde_saphyr::Location;
 use std::path::Path;
+use switchyard_wire::typos::{strip_location, unknown_field};
 
 /// Reads and parses a configuration file (syntax and schema; see [`crate::Policy`]
 /// for the checks across sections).
@@ -37,30 +38,6 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
         }
         ConfigError::from(diagnostic)
     })
-}
-
-/// Drops a trailing " at line L column C" that some messages carry; the diagnostic
-/// reports the location itself.
-fn strip_location(message: &str) -> String {
-    let first = message.lines().next().unwrap_or(message).trim();
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_owned(),
-        None => first.to_owned(),
-    }
-}
-
-/// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
-fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.split("unknown field `").nth(1)?;
-    let (wrong, rest) = rest.split_once('`')?;
-    let expected_part = rest.split("expected").nth(1)?;
-    let expected_part = expected_part.trim().trim_start_matches("one of").trim();
-    let expected = expected_part
-        .split(',')
-        .map(|name| name.trim().trim_matches('`').to_owned())
-        .filter(|name| !name.is_empty())
-        .collect::<Vec<_>>();
-    Some((wrong.to_owned(), expected))
 }
 
 #[cfg(test)]

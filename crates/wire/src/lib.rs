@@ -13,6 +13,7 @@ pub mod headers;
 pub mod sse;
 pub mod token_count;
 pub mod tokens;
+pub mod typos;
 
 pub use chat::{ChatRequest, Message, MessageContent, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};

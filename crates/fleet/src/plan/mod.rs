@@ -298,7 +298,7 @@ pub fn search(spec: &spec::Resolved, sample: &Sample, rate: f64) -> Vec<Candidat
         .filter(|b| *b < longest)
         .collect();
     boundaries.push(longest);
-    // Refine: halfway points between neighbouring grid boundaries.
+    // Halfway points between neighbouring grid boundaries.
     let grid = boundaries.clone();
     for pair in grid.windows(2) {
         let mid = (pair[0] + pair[1]) / 2;
@@ -309,12 +309,41 @@ pub fn search(spec: &spec::Resolved, sample: &Sample, rate: f64) -> Vec<Candidat
     boundaries.sort_unstable();
     boundaries.dedup();
     let mut out = Vec::new();
-    for &b in &boundaries {
+    let evaluate = |b: u32, out: &mut Vec<Candidate>| {
         let gammas: &[f64] = if b >= longest { &[1.0] } else { &spec.gammas };
         for &gamma in gammas {
             if let Some(c) = candidate(spec, sample, rate, b, gamma) {
                 out.push(c);
             }
+        }
+    };
+    for &b in &boundaries {
+        evaluate(b, &mut out);
+    }
+    // Refine around the best: midpoints to its neighbours, on a 256-token grid,
+    // until they meet.
+    for _ in 0..4 {
+        let Some(best) = out
+            .iter()
+            .min_by(|a, b| a.score.total_cmp(&b.score))
+            .map(|c| c.boundary)
+        else {
+            break;
+        };
+        let below = boundaries.iter().copied().filter(|b| *b < best).max();
+        let above = boundaries.iter().copied().filter(|b| *b > best).min();
+        let mut added = false;
+        for neighbour in [below, above].into_iter().flatten() {
+            let mid = (best + neighbour) / 2 / 256 * 256;
+            if mid > best.min(neighbour) && mid < best.max(neighbour) && !boundaries.contains(&mid)
+            {
+                boundaries.push(mid);
+                evaluate(mid, &mut out);
+                added = true;
+            }
+        }
+        if !added {
+            break;
         }
     }
     out.sort_by(|a, b| {

@@ -1,7 +1,7 @@
 //! The planning file: workload, SLO, GPU options, search grid, objective.
 
 use super::{Candidate, GpuOption, PlannedPool};
-use crate::sim::spec::{GpuSpec, SpecError, builtin_cdf, resolve_gpu};
+use crate::sim::spec::{GpuSpec, SpecError, builtin_cdf, resolve_gpu, yaml_error};
 use crate::workload::LengthCdf;
 use serde::Deserialize;
 use std::path::Path;
@@ -215,18 +215,8 @@ pub fn parse_plan(text: &str, file: &str, base: &Path) -> Result<Resolved, SpecE
         message,
         help: Some(help.to_owned()),
     };
-    let spec: PlanSpec = serde_saphyr::from_str(text).map_err(|err| {
-        fail(
-            err.location().map(|l| l.line() as usize),
-            err.without_snippet()
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .to_owned(),
-            "see docs/fleet.md#planning for every field",
-        )
-    })?;
+    let spec: PlanSpec = serde_saphyr::from_str(text)
+        .map_err(|err| yaml_error(&err, file, "docs/fleet.md#planning"))?;
     let check = |ok: bool, message: String, help: &str| {
         if ok {
             Ok(())

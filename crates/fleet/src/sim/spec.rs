@@ -8,6 +8,7 @@ use crate::workload::LengthCdf;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use switchyard_wire::TokenCount;
+use switchyard_wire::typos::{strip_location, suggest, unknown_field};
 
 /// A fleet simulation, as written in its YAML file.
 #[derive(Debug, Clone, Deserialize)]
@@ -365,6 +366,29 @@ impl SpecError {
     }
 }
 
+/// A YAML error as a [`SpecError`]: its line, the message without the location, and a
+/// "did you mean" for an unknown key (else a pointer to `docs`).
+pub fn yaml_error(err: &serde_saphyr::Error, file: &str, docs: &str) -> SpecError {
+    let message = strip_location(&err.without_snippet().to_string());
+    let help = match unknown_field(&message) {
+        Some((wrong, expected)) => match suggest(&wrong, expected.iter().map(String::as_str)) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("expected one of: {}", expected.join(", ")),
+        },
+        None => format!("see {docs} for every field"),
+    };
+    let message = match message.split_once(", expected") {
+        Some((head, _)) if message.starts_with("unknown field") => head.to_owned(),
+        _ => message,
+    };
+    SpecError {
+        file: file.to_owned(),
+        line: err.location().map(|l| l.line() as usize),
+        message,
+        help: Some(help),
+    }
+}
+
 /// The built-in CDFs by name.
 pub fn builtin_cdf(name: &str) -> Option<LengthCdf> {
     let text = match name {
@@ -393,18 +417,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, SpecError> {
 /// Parses and checks simulation text; `file` names it in errors and `base` resolves
 /// relative paths.
 pub fn parse_scenario(text: &str, file: &str, base: &Path) -> Result<Scenario, SpecError> {
-    let spec: FleetSpec = serde_saphyr::from_str(text).map_err(|err| SpecError {
-        file: file.to_owned(),
-        line: err.location().map(|l| l.line() as usize),
-        message: err
-            .without_snippet()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .to_owned(),
-        help: Some("see docs/fleet.md for every field".to_owned()),
-    })?;
+    let spec: FleetSpec =
+        serde_saphyr::from_str(text).map_err(|err| yaml_error(&err, file, "docs/fleet.md"))?;
     resolve(spec, file, base)
 }
 
