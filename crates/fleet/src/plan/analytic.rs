@@ -1,17 +1,15 @@
 //! The analytical pool model: how many instances a pool needs for a request stream.
 //!
-//! A pool of `N` instances with `n` slots each is an M/G/c queue with `c = N·n`
-//! servers, a slot being a server. A request holds its slot for `k` iterations:
-//! `⌈prompt/chunk⌉` of prefill and `output` of decode. An iteration's length depends
-//! on how full the batch is: with `b` sequences running per instance at a mean
-//! context `L`, it takes `t(b) = W + h·b` where `h = H·L/8192`. By Little's law
-//! `b = λ·E[k]·t(b)/N`, so `b = λ·E[k]·W / (N − λ·E[k]·h)`; the service time is
-//! then `S = k·t(b)` with mean `E[k]·t(b)` and squared coefficient of variation
-//! `Var[k]/E[k]²`. The wait follows Erlang-C with the Allen–Cunneen correction, its
-//! tail taken as exponential (`P(W > x) = C·e^{−x/θ}`, `θ = E[W]/C`). Prefill is also
-//! a throughput limit: an instance prefills at most `chunk` prompt tokens per
-//! iteration, so `N ≥ λ·E[prompt]·t(b)/chunk`. P99 TTFT is the P99 wait plus the P99
-//! prompt's prefill iterations (and one for its first token) at `t(b)`.
+//! A pool of `N` instances with `n` slots each serves requests from `c = N·n` slots. A
+//! request holds a slot for `k` iterations: `⌈prompt/chunk⌉` of prefill and `output`
+//! of decode. An iteration's length depends on how full the batch is: with `j`
+//! requests in service it takes `t(j) = W + h·j/N` where `h = H·L/8192` (`L` the
+//! time-averaged context). The pool is a birth–death chain on the requests in it
+//! (`Occupancy`), which gives the mean batch, the probability of waiting and the mean
+//! wait; the wait is scaled by Allen–Cunneen's `(1 + cv²)/2` and its tail taken as
+//! exponential at the full pool's drain rate. Prefill is also a throughput limit: an
+//! instance prefills at most `chunk` prompt tokens per iteration. P99 TTFT is the P99
+//! wait, the prefill queue, and the P99 prompt's prefill iterations at the mean batch.
 
 use super::GpuOption;
 use crate::erlang::erlang_c;
@@ -76,15 +74,15 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
     let n = f64::from(instances);
     let m = &load.iterations;
     let h = profile.h_ms * load.mean_context / 8192.0;
-    let work = load.rate / 1000.0 * m.mean; // iterations started per ms, fleet-wide
-    let denominator = n - work * h;
-    if denominator <= 0.0 {
-        return None;
+    let occupancy = Occupancy {
+        arrivals: load.rate / 1000.0,
+        mean_iterations: m.mean,
+        w_ms: profile.w_ms,
+        h_per_instance: h / n,
+        servers: instances.saturating_mul(slots),
     }
-    let batch = work * profile.w_ms / denominator;
-    if batch >= f64::from(slots) {
-        return None;
-    }
+    .solve()?;
+    let batch = occupancy.busy / n;
     let iteration_ms = profile.w_ms + h * batch;
     // Prefill throughput: chunk tokens per iteration per instance.
     let prefill_share = load.rate / 1000.0 * load.mean_prompt * iteration_ms
@@ -92,20 +90,13 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
     if prefill_share >= 1.0 {
         return None;
     }
-    let servers = instances.saturating_mul(slots);
-    let service_ms = m.mean * iteration_ms;
-    let offered = load.rate / 1000.0 * service_ms;
     let cv2 = (m.mean_square / (m.mean * m.mean) - 1.0).max(0.0);
-    let waits = erlang_c_large(servers, offered);
-    let mean_wait_ms = if offered >= f64::from(servers) {
-        return None;
-    } else {
-        waits * service_ms / (f64::from(servers) - offered) * (1.0 + cv2) / 2.0
-    };
+    let correction = (1.0 + cv2) / 2.0;
+    let mean_wait_ms = occupancy.mean_wait_ms * correction;
     // Prefill queueing behind other prompts: the M/D/1-like wait of the chunk budget.
     let prefill_wait_ms = iteration_ms * prefill_share / (2.0 * (1.0 - prefill_share));
-    let p99_wait = if waits > 0.01 && mean_wait_ms > 0.0 {
-        mean_wait_ms / waits * (waits / 0.01).ln()
+    let p99_wait = if occupancy.waits > 0.01 {
+        (occupancy.waits / 0.01).ln() / occupancy.drain_per_ms * correction
     } else {
         0.0
     };
@@ -126,6 +117,106 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
         watts,
         tokens_per_watt: tokens_per_s / watts,
     })
+}
+
+/// The pool as a birth–death chain on the number of requests `j` in it. Requests
+/// arrive at λ; with `j` in service (at most `c`, one per slot) each instance runs a
+/// batch of `j/N` and an iteration takes `t(j) = W + h·j/N`, so requests leave at
+/// `μ_j = min(j, c) / (E[k]·t(min(j, c)))`: the pool slows down as it fills, which a
+/// fixed-rate M/M/c misses. The stationary weights are
+/// `log w_j = Σ_{i≤j} log(λ·E[k]·t(i)/i)`, the sum of `log t(i)` taken in closed form
+/// (midpoint rule) and `log j!` by Stirling's series, so one evaluation costs
+/// O(√mode) terms around the mode plus a geometric tail beyond `c`.
+struct Occupancy {
+    arrivals: f64,
+    mean_iterations: f64,
+    w_ms: f64,
+    h_per_instance: f64,
+    servers: u32,
+}
+
+struct OccupancyResult {
+    /// Mean requests in service (busy slots).
+    busy: f64,
+    /// Probability an arrival finds every slot busy.
+    waits: f64,
+    /// Mean wait for a slot, ms (exponential service).
+    mean_wait_ms: f64,
+    /// Rate at which the queue drains when every slot is busy, per ms (μ_c − λ).
+    drain_per_ms: f64,
+}
+
+impl Occupancy {
+    /// `Σ_{i=1..j} log t(i)`, by the midpoint rule on `∫ log(W + h·x) dx`.
+    fn log_t_sum(&self, j: f64) -> f64 {
+        let (w, h) = (self.w_ms, self.h_per_instance);
+        if h <= 0.0 {
+            return j * w.ln();
+        }
+        let antiderivative = |x: f64| {
+            let y = w + h * x;
+            (y * y.ln() - y) / h
+        };
+        antiderivative(j + 0.5) - antiderivative(0.5)
+    }
+
+    fn log_weight(&self, j: f64) -> f64 {
+        j * (self.arrivals * self.mean_iterations).ln() + self.log_t_sum(j) - ln_factorial(j)
+    }
+
+    fn solve(&self) -> Option<OccupancyResult> {
+        let c = f64::from(self.servers.max(1));
+        let t_full = self.w_ms + self.h_per_instance * c;
+        let full_rate = c / (self.mean_iterations * t_full);
+        if self.arrivals >= full_rate {
+            return None;
+        }
+        let ratio = self.arrivals / full_rate;
+        // The mode: where λ·E[k]·t(j) = j.
+        let load = self.arrivals * self.mean_iterations;
+        let mode = if 1.0 - load * self.h_per_instance > 0.0 {
+            (load * self.w_ms / (1.0 - load * self.h_per_instance)).min(c)
+        } else {
+            c
+        };
+        let spread = 12.0 * mode.max(1.0).sqrt() + 30.0;
+        let low = (mode - spread).max(0.0).floor() as u64;
+        let high = ((mode + spread).min(c)).ceil() as u64;
+        let peak = self.log_weight(mode.floor());
+        let (mut total, mut busy) = (0.0, 0.0);
+        for j in low..=high {
+            let j = j as f64;
+            let weight = (self.log_weight(j) - peak).exp();
+            total += weight;
+            busy += j * weight;
+        }
+        // Beyond c the chain is geometric with ratio λ/μ_c; `high == c` when the window
+        // reaches it, else the tail is negligible.
+        let (mut tail, mut queued) = (0.0, 0.0);
+        if high as f64 >= c {
+            let at_c = (self.log_weight(c) - peak).exp();
+            tail = at_c / (1.0 - ratio);
+            queued = at_c * ratio / ((1.0 - ratio) * (1.0 - ratio));
+            // `total` already holds w_c once; add the states above it.
+            total += at_c * ratio / (1.0 - ratio);
+            busy += c * at_c * ratio / (1.0 - ratio);
+        }
+        Some(OccupancyResult {
+            busy: busy / total,
+            waits: tail / total,
+            mean_wait_ms: queued / total / self.arrivals,
+            drain_per_ms: full_rate - self.arrivals,
+        })
+    }
+}
+
+/// `ln j!`: exact below 16, Stirling's series above.
+fn ln_factorial(j: f64) -> f64 {
+    if j < 16.0 {
+        return (2..=(j as u32)).map(|i| f64::from(i).ln()).sum();
+    }
+    j * j.ln() - j + 0.5 * (2.0 * std::f64::consts::PI * j).ln() + 1.0 / (12.0 * j)
+        - 1.0 / (360.0 * j * j * j)
 }
 
 /// The fewest instances (up to the GPU's availability) that meet `ttft_p99_ms` at
@@ -240,6 +331,56 @@ mod tests {
         assert!((erfc(0.0) - 1.0).abs() < 1e-7);
         assert!((erfc(1.0) - 0.157_299_2).abs() < 1e-6);
         assert!((erfc(-1.0) - 1.842_700_8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn with_a_constant_iteration_the_chain_is_erlang_c() {
+        for (c, a) in [(4u32, 3.2), (128, 115.0), (3000, 2900.0)] {
+            let chain = Occupancy {
+                arrivals: a / 1000.0,
+                mean_iterations: 1000.0,
+                w_ms: 1.0,
+                h_per_instance: 0.0,
+                servers: c,
+            }
+            .solve()
+            .unwrap();
+            let want = erlang_c(c, a);
+            assert!(
+                (chain.waits - want).abs() < 1e-3 * want.max(0.01),
+                "c {c}: {} vs {want}",
+                chain.waits
+            );
+            let wait = crate::erlang::mmc_mean_wait(c, a, 1000.0);
+            assert!(
+                (chain.mean_wait_ms - wait).abs() / wait < 1e-3,
+                "{} vs {wait}",
+                chain.mean_wait_ms
+            );
+            assert!((chain.busy - a).abs() / a < 1e-3, "{} vs {a}", chain.busy);
+        }
+        assert!(
+            (ln_factorial(20.0) - (1..=20).map(|i| f64::from(i).ln()).sum::<f64>()).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn a_pool_that_slows_as_it_fills_waits_more_than_erlang_c_says() {
+        // Iterations three times slower at a full batch than an empty one.
+        let chain = |h: f64| {
+            Occupancy {
+                arrivals: 0.09,
+                mean_iterations: 1000.0,
+                w_ms: 1.0,
+                h_per_instance: h,
+                servers: 128,
+            }
+            .solve()
+        };
+        let flat = chain(0.0).unwrap();
+        let slowing = chain(0.002).unwrap();
+        assert!(slowing.busy > flat.busy && slowing.waits > flat.waits);
+        assert!(chain(0.02).is_none(), "beyond the full-batch throughput");
     }
 
     #[test]

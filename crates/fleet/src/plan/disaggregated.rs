@@ -45,7 +45,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
     let transfer_ms = p99_prompt * KV_BYTES_PER_TOKEN / LINK_BYTES_PER_MS;
 
     let mut best_prefill: Option<(PlannedPool, f64)> = None;
-    for gpu in &spec.gpus {
+    for (option, gpu) in spec.gpus.iter().enumerate() {
         let chunk = f64::from(gpu.profile.prefill_chunk);
         let t = gpu.profile.w_ms + gpu.profile.h_ms * (mean_prompt / 2.0) / 8192.0;
         let iterations: Vec<f64> = sample
@@ -87,6 +87,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
         let pool = PlannedPool {
             role: "prefill".into(),
             gpu: gpu.name.clone(),
+            option,
             context_window: sample.longest,
             share: 1.0,
             rate,
@@ -120,7 +121,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
         .sum::<f64>()
         / sample.requests.iter().map(|r| f64::from(r.1)).sum::<f64>();
     let mut best_decode: Option<PlannedPool> = None;
-    for gpu in &spec.gpus {
+    for (option, gpu) in spec.gpus.iter().enumerate() {
         if u64::from(sample.longest).div_ceil(16) > u64::from(gpu.profile.kv_blocks) {
             continue;
         }
@@ -145,6 +146,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
         let pool = PlannedPool {
             role: "decode".into(),
             gpu: gpu.name.clone(),
+            option,
             context_window: sample.longest,
             share: 1.0,
             rate,

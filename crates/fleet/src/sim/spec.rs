@@ -560,7 +560,11 @@ pub fn resolve_gpu(gpu: &GpuSpec) -> Result<(GpuProfile, PowerProfile, u32, Stri
                 profile,
                 power,
                 *tp,
-                format!("{}x{}", tp, hw.name),
+                if *tp == 1 {
+                    format!("{}/{}", hw.name, m.name)
+                } else {
+                    format!("{}x{}/{}", tp, hw.name, m.name)
+                },
                 hw.price_per_hour * f64::from(*tp),
             ))
         }
