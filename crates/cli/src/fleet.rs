@@ -132,13 +132,12 @@ fn describe(c: &Candidate) -> String {
         .pools
         .iter()
         .map(|p| {
-            format!(
-                "{} {}×{} ({}K)",
-                p.role,
-                p.sizing.instances,
-                p.gpu,
-                p.context_window / 1024
-            )
+            let window = if p.context_window % 1024 == 0 {
+                format!("{}K", p.context_window / 1024)
+            } else {
+                format!("{:.2}K", f64::from(p.context_window) / 1024.0)
+            };
+            format!("{} {}×{} ({window})", p.role, p.sizing.instances, p.gpu)
         })
         .collect();
     pools.join(" + ")
