@@ -165,3 +165,37 @@ fn fleet_plan_prints_the_plan_and_writes_plots() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn every_fleet_example_runs() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.to_str().unwrap();
+        let (ok, stdout, stderr) = if text.contains("ttft_p99_ms") {
+            switchyard(&["fleet", "plan", "--config", file])
+        } else {
+            switchyard(&[
+                "fleet",
+                "simulate",
+                "--config",
+                file,
+                "--requests",
+                "5000",
+                "--quiet",
+            ])
+        };
+        assert!(ok, "{file}: {stderr}");
+        assert!(
+            stdout.contains("plan: B =") || stdout.contains("Little's law"),
+            "{file}: {stdout}"
+        );
+        ran += 1;
+    }
+    assert!(ran >= 5, "{ran} examples");
+}

@@ -282,9 +282,20 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
     /// A table for a terminal.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
+        let rows = || self.pools.iter().chain(std::iter::once(&self.fleet));
+        let name_width = rows()
+            .map(|p| p.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let gpu_width = rows()
+            .map(|p| p.gpu.chars().count())
+            .max()
+            .unwrap_or(3)
+            .max(3);
         let _ = writeln!(
             out,
-            "{:<10} {:>9} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>7} {:>6}",
+            "{:<name_width$} {:>gpu_width$} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>7} {:>6}",
             "pool",
             "gpu",
             "inst",
@@ -301,7 +312,7 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
             "tok/W",
             "SLO"
         );
-        for p in self.pools.iter().chain(std::iter::once(&self.fleet)) {
+        for p in rows() {
             let lost = p.rejected_too_long
                 + p.rejected_queue_full
                 + p.rejected_no_pool
@@ -309,7 +320,7 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
                 + p.dropped_preempted;
             let _ = writeln!(
                 out,
-                "{:<10} {:>9} {:>5} {:>9} {:>9} {:>7.1}ms {:>7.1}ms {:>6.1}ms {:>7.0}ms {:>5.1}% {:>9.0} {:>8.2} {:>8.3} {:>7.2} {:>5.1}%",
+                "{:<name_width$} {:>gpu_width$} {:>5} {:>9} {:>9} {:>7.1}ms {:>7.1}ms {:>6.1}ms {:>7.0}ms {:>5.1}% {:>9.0} {:>8.2} {:>8.3} {:>7.2} {:>5.1}%",
                 p.name,
                 p.gpu,
                 p.instances,
