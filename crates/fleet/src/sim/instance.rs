@@ -25,6 +25,7 @@ use crate::gpu::{GpuProfile, KV_BLOCK_TOKENS};
 use crate::power::PowerProfile;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 /// One request as the simulator tracks it (compact: 40 bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,8 +94,8 @@ pub(crate) struct Instance {
     slots: u32,
     max_preemptions: u16,
     max_wait_ms: f64,
-    power: PowerProfile,
-    gpus: f64,
+    /// Watts of the whole instance by batch size (shared by a pool's instances).
+    watts: Arc<[f64]>,
 
     iter: u64,
     next_order: u64,
@@ -127,12 +128,30 @@ fn blocks_for(tokens: u32) -> u64 {
 }
 
 impl Instance {
-    /// An idle instance. `max_seqs` overrides the slot count of the window (above it,
-    /// sequences share the KV cache on demand and may be preempted).
+    /// The slots an instance of `profile` runs at `context_window`, or `max_seqs`
+    /// (above the window's count, sequences share the KV cache on demand and may be
+    /// preempted).
+    pub(crate) fn slots_for(
+        profile: &GpuProfile,
+        context_window: u32,
+        max_seqs: Option<u32>,
+    ) -> u32 {
+        max_seqs
+            .unwrap_or_else(|| profile.slots(context_window))
+            .max(1)
+    }
+
+    /// Power of an instance of `gpus` GPUs by batch size, from 0 to `slots`.
+    pub(crate) fn watts_table(power: &PowerProfile, gpus: u32, slots: u32) -> Arc<[f64]> {
+        (0..=slots as usize)
+            .map(|b| power.watts(b) * f64::from(gpus.max(1)))
+            .collect()
+    }
+
+    /// An idle instance with `watts` from [`Instance::watts_table`].
     pub(crate) fn new(
         profile: &GpuProfile,
-        power: PowerProfile,
-        gpus: u32,
+        watts: Arc<[f64]>,
         context_window: u32,
         max_seqs: Option<u32>,
         max_preemptions: u16,
@@ -149,8 +168,7 @@ impl Instance {
                 .max(1),
             max_preemptions,
             max_wait_ms: f64::INFINITY,
-            power,
-            gpus: f64::from(gpus.max(1)),
+            watts,
             iter: 0,
             next_order: 0,
             sum_ctx: 0.0,
@@ -205,7 +223,7 @@ impl Instance {
 
     /// Power draw of the instance with nothing running, in watts.
     pub(crate) fn idle_watts(&self) -> f64 {
-        self.power.idle_w * self.gpus
+        self.watts[0]
     }
 
     /// Queues a job at `now`. Returns the new end of the current step when it changed
@@ -229,7 +247,8 @@ impl Instance {
         let running = self.live as usize;
         self.busy_ms += duration;
         self.occupancy_ms += running as f64 * duration;
-        self.busy_energy_j += self.power.watts(running) * self.gpus * duration / 1000.0;
+        let watts = self.watts[running.min(self.watts.len() - 1)];
+        self.busy_energy_j += watts * duration / 1000.0;
         self.blocks_used += self.blocks_needed(self.iter, step.iterations);
         if step.general {
             self.general_iteration(step.end_ms);
@@ -580,6 +599,18 @@ mod tests {
     use crate::batch::{Batch, SeqId};
     use crate::gpu::GpuKind;
 
+    fn instance(
+        profile: &GpuProfile,
+        kind: GpuKind,
+        window: u32,
+        max_seqs: Option<u32>,
+        max_preemptions: u16,
+    ) -> Instance {
+        let slots = Instance::slots_for(profile, window, max_seqs);
+        let watts = Instance::watts_table(&kind.power(), 1, slots);
+        Instance::new(profile, watts, window, max_seqs, max_preemptions)
+    }
+
     fn job(arrival_ms: f64, prompt: u32, output: u32) -> Job {
         Job {
             arrival_ms,
@@ -639,7 +670,7 @@ mod tests {
                 done[id.0 as usize] = clock;
             }
         }
-        let mut inst = Instance::new(&profile, GpuKind::A10g.power(), 1, 8192, None, 8);
+        let mut inst = instance(&profile, GpuKind::A10g, 8192, None, 8);
         inst.waiting
             .extend(jobs.iter().map(|(p, o)| job(0.0, *p, *o)));
         let start = inst.begin(0.0);
@@ -659,7 +690,7 @@ mod tests {
     #[test]
     fn an_arrival_joins_at_the_end_of_the_iteration_in_progress() {
         let profile = GpuKind::H100.profile();
-        let mut inst = Instance::new(&profile, GpuKind::H100.power(), 1, 8192, None, 8);
+        let mut inst = instance(&profile, GpuKind::H100, 8192, None, 8);
         // One iteration prefills the one-token prompt and gives the first token; the
         // next step runs the 999 others at once.
         let first = inst.enqueue(job(0.0, 1, 1000), 0.0).unwrap();
@@ -693,7 +724,7 @@ mod tests {
         // 64 sequences allowed where the cache holds about 8 of their full lengths.
         let mut profile = GpuKind::A100.profile();
         profile.kv_blocks = 8 * 4096 / 16;
-        let mut inst = Instance::new(&profile, GpuKind::A100.power(), 1, 4096, Some(64), 50);
+        let mut inst = instance(&profile, GpuKind::A100, 4096, Some(64), 50);
         for _ in 0..40 {
             inst.waiting.push_back(job(0.0, 100, 3900));
         }
@@ -713,7 +744,7 @@ mod tests {
     fn the_preemption_limit_drops_instead_of_livelocking() {
         let mut profile = GpuKind::A100.profile();
         profile.kv_blocks = 2 * 4096 / 16;
-        let mut inst = Instance::new(&profile, GpuKind::A100.power(), 1, 4096, Some(64), 0);
+        let mut inst = instance(&profile, GpuKind::A100, 4096, Some(64), 0);
         for _ in 0..10 {
             inst.waiting.push_back(job(0.0, 100, 3900));
         }

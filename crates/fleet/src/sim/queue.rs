@@ -1,21 +1,27 @@
 //! The global event queue: one pending time per actor (each instance's next step end,
 //! each arrival source's next arrival) in an indexed binary heap, so that rescheduling
-//! an actor replaces its entry instead of leaving a stale one behind. Every operation
+//! an actor replaces its entry instead of leaving a stale one behind. The heap holds
+//! `(time, actor)` pairs inline, so comparisons touch no other memory. Every operation
 //! is O(log n) in the number of actors; ties are broken by actor id, so a run is
-//! deterministic.
+//! deterministic. The usual step is to [`EventQueue::peek`] the earliest actor, handle
+//! it, and reschedule (or remove) it in place: one sift instead of a pop and a push.
+
+/// Children per heap node. A 4-ary heap (half as deep) measured 3% slower here.
+const ARITY: usize = 2;
 
 /// An indexed min-heap of `(time, actor)`.
 #[derive(Debug, Clone)]
 pub(crate) struct EventQueue {
-    /// Heap of actor ids, ordered by `time[actor]`, then id.
-    heap: Vec<u32>,
+    heap: Vec<(f64, u32)>,
     /// Position of each actor in `heap`, or `NONE`.
     position: Vec<u32>,
-    /// Pending time of each actor (meaningful while it is in the heap).
-    time: Vec<f64>,
 }
 
 const NONE: u32 = u32::MAX;
+
+fn less(a: (f64, u32), b: (f64, u32)) -> bool {
+    a.0 < b.0 || (a.0 == b.0 && a.1 < b.1)
+}
 
 impl EventQueue {
     /// A queue for actors `0..actors`, none pending.
@@ -23,36 +29,39 @@ impl EventQueue {
         EventQueue {
             heap: Vec::with_capacity(actors),
             position: vec![NONE; actors],
-            time: vec![f64::INFINITY; actors],
         }
     }
 
     /// The earliest pending `(time, actor)`.
-    #[cfg(test)]
     pub(crate) fn peek(&self) -> Option<(f64, u32)> {
-        self.heap.first().map(|&a| (self.time[a as usize], a))
+        self.heap.first().copied()
     }
 
     /// Removes and returns the earliest pending `(time, actor)`.
+    #[cfg(test)]
     pub(crate) fn pop(&mut self) -> Option<(f64, u32)> {
-        let top = *self.heap.first()?;
-        self.remove(top);
-        Some((self.time[top as usize], top))
+        let top = self.peek()?;
+        self.remove(top.1);
+        Some(top)
     }
 
     /// Sets (or replaces) the pending time of `actor`.
     pub(crate) fn schedule(&mut self, actor: u32, at: f64) {
-        let a = actor as usize;
-        self.time[a] = at;
-        let pos = self.position[a];
+        let pos = self.position[actor as usize];
         if pos == NONE {
-            self.heap.push(actor);
+            self.heap.push((at, actor));
             let last = self.heap.len() - 1;
-            self.position[a] = last as u32;
+            self.position[actor as usize] = last as u32;
             self.sift_up(last);
         } else {
-            self.sift_up(pos as usize);
-            self.sift_down(self.position[a] as usize);
+            let pos = pos as usize;
+            let earlier = at < self.heap[pos].0;
+            self.heap[pos].0 = at;
+            if earlier {
+                self.sift_up(pos);
+            } else {
+                self.sift_down(pos);
+            }
         }
     }
 
@@ -65,11 +74,11 @@ impl EventQueue {
         let pos = pos as usize;
         let last = self.heap.len() - 1;
         self.heap.swap(pos, last);
-        self.position[self.heap[pos] as usize] = pos as u32;
+        self.position[self.heap[pos].1 as usize] = pos as u32;
         self.heap.pop();
         self.position[actor as usize] = NONE;
         if pos < self.heap.len() {
-            let moved = self.heap[pos];
+            let moved = self.heap[pos].1;
             self.sift_up(pos);
             self.sift_down(self.position[moved as usize] as usize);
         }
@@ -81,47 +90,44 @@ impl EventQueue {
         self.position[actor as usize] != NONE
     }
 
-    fn less(&self, a: u32, b: u32) -> bool {
-        let (ta, tb) = (self.time[a as usize], self.time[b as usize]);
-        ta < tb || (ta == tb && a < b)
-    }
-
     fn sift_up(&mut self, mut pos: usize) {
+        let item = self.heap[pos];
         while pos > 0 {
-            let parent = (pos - 1) / 2;
-            if !self.less(self.heap[pos], self.heap[parent]) {
+            let parent = (pos - 1) / ARITY;
+            if !less(item, self.heap[parent]) {
                 break;
             }
-            self.swap(pos, parent);
+            self.heap[pos] = self.heap[parent];
+            self.position[self.heap[pos].1 as usize] = pos as u32;
             pos = parent;
         }
+        self.heap[pos] = item;
+        self.position[item.1 as usize] = pos as u32;
     }
 
     fn sift_down(&mut self, mut pos: usize) {
         let n = self.heap.len();
+        let item = self.heap[pos];
         loop {
-            let left = 2 * pos + 1;
-            if left >= n {
+            let first = ARITY * pos + 1;
+            if first >= n {
                 break;
             }
-            let right = left + 1;
-            let child = if right < n && self.less(self.heap[right], self.heap[left]) {
-                right
-            } else {
-                left
-            };
-            if !self.less(self.heap[child], self.heap[pos]) {
+            let mut child = first;
+            for c in first + 1..(first + ARITY).min(n) {
+                if less(self.heap[c], self.heap[child]) {
+                    child = c;
+                }
+            }
+            if !less(self.heap[child], item) {
                 break;
             }
-            self.swap(pos, child);
+            self.heap[pos] = self.heap[child];
+            self.position[self.heap[pos].1 as usize] = pos as u32;
             pos = child;
         }
-    }
-
-    fn swap(&mut self, i: usize, j: usize) {
-        self.heap.swap(i, j);
-        self.position[self.heap[i] as usize] = i as u32;
-        self.position[self.heap[j] as usize] = j as u32;
+        self.heap[pos] = item;
+        self.position[item.1 as usize] = pos as u32;
     }
 }
 

@@ -41,10 +41,18 @@ impl LoadTree {
 
     fn set(&mut self, i: usize, load: u32) {
         let mut pos = self.size + i;
+        if self.nodes[pos].0 == load {
+            return;
+        }
         self.nodes[pos].0 = load;
         while pos > 1 {
             pos /= 2;
-            self.nodes[pos] = self.nodes[2 * pos].min(self.nodes[2 * pos + 1]);
+            let min = self.nodes[2 * pos].min(self.nodes[2 * pos + 1]);
+            if self.nodes[pos] == min {
+                // Nothing above changes either.
+                break;
+            }
+            self.nodes[pos] = min;
         }
     }
 
@@ -95,11 +103,12 @@ impl Simulation {
         let mut pools = Vec::with_capacity(scenario.pools.len());
         for (p, pool) in scenario.pools.iter().enumerate() {
             let first = instances.len();
+            let slots = Instance::slots_for(&pool.profile, pool.context_window, pool.max_seqs);
+            let watts = Instance::watts_table(&pool.power, pool.gpus, slots);
             for _ in 0..pool.instances {
                 let mut inst = Instance::new(
                     &pool.profile,
-                    pool.power,
-                    pool.gpus,
+                    watts.clone(),
                     pool.context_window,
                     pool.max_seqs,
                     pool.max_preemptions,
@@ -162,7 +171,8 @@ impl Simulation {
         for s in 0..self.sources.len() {
             self.schedule_source(s);
         }
-        while let Some((now, actor)) = self.queue.pop() {
+        // Each handler reschedules or removes its actor, which is at the top.
+        while let Some((now, actor)) = self.queue.peek() {
             self.area += self.in_system as f64 * (now - self.last_ms);
             self.last_ms = now;
             let actor = actor as usize;
@@ -193,12 +203,16 @@ impl Simulation {
                     .schedule((self.instances.len() + s) as u32, a.at_ms);
                 self.pending[s] = Some(a);
             }
-            _ => self.pending[s] = None,
+            _ => {
+                self.pending[s] = None;
+                self.queue.remove((self.instances.len() + s) as u32);
+            }
         }
     }
 
     fn arrive(&mut self, s: usize, now: f64) {
         let Some(arrival) = self.pending[s].take() else {
+            self.queue.remove((self.instances.len() + s) as u32);
             return;
         };
         self.arrivals += 1;
