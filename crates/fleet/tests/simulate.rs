@@ -6,28 +6,15 @@
 use std::path::Path;
 use switchyard_fleet::erlang::{erlang_c, mmc_mean_wait};
 use switchyard_fleet::sim::spec::{
-    ArrivalSpec, Dispatch, LengthModel, Pool, RoutingPolicy, RoutingSpec, SloSpec, Source,
+    ArrivalSpec, LengthModel, Pool, RoutingPolicy, RoutingSpec, SloSpec, Source,
 };
 use switchyard_fleet::sim::{Report, Scenario, parse_scenario, simulate};
 use switchyard_fleet::{GpuKind, GpuProfile};
 
 fn pool(name: &str, profile: GpuProfile, instances: u32, window: u32) -> Pool {
     Pool {
-        name: name.into(),
-        profile,
-        power: GpuKind::H100.power(),
-        gpus: 1,
-        gpu_name: profile.name.into(),
-        instances,
-        context_window: window,
-        max_tokens: window,
-        model: None,
-        dispatch: Dispatch::Central,
         max_queue: u32::MAX,
-        max_queue_wait_ms: None,
-        max_seqs: None,
-        max_preemptions: 8,
-        cost_per_hour: 2.0,
+        ..Pool::new(name, profile, GpuKind::H100.power(), instances, window)
     }
 }
 

@@ -21,7 +21,7 @@ pub use spec::{PlanSpec, load_plan, parse_plan};
 use crate::gpu::GpuProfile;
 use crate::power::PowerProfile;
 use crate::sim::spec::{
-    ArrivalSpec, Dispatch, LengthModel, Pool, RoutingPolicy, RoutingSpec, Scenario, SloSpec, Source,
+    ArrivalSpec, LengthModel, Pool, RoutingPolicy, RoutingSpec, Scenario, SloSpec, Source,
 };
 use crate::workload::LengthCdf;
 use analytic::{IterationMoments, PoolLoad, Sizing, size};
@@ -509,21 +509,17 @@ pub fn scenario_of(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Scenario 
         .filter_map(|p| {
             let gpu = spec.gpus.get(p.option)?;
             Some(Pool {
-                name: p.role.clone(),
-                profile: gpu.profile,
-                power: gpu.power,
                 gpus: gpu.gpus,
                 gpu_name: gpu.name.clone(),
-                instances: p.sizing.instances,
-                context_window: p.context_window,
-                max_tokens: p.context_window,
-                model: None,
-                dispatch: Dispatch::Central,
                 max_queue: u32::MAX,
-                max_queue_wait_ms: None,
-                max_seqs: None,
-                max_preemptions: 8,
                 cost_per_hour: gpu.price,
+                ..Pool::new(
+                    p.role.clone(),
+                    gpu.profile,
+                    gpu.power,
+                    p.sizing.instances,
+                    p.context_window,
+                )
             })
         })
         .collect();

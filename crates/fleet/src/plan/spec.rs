@@ -198,12 +198,8 @@ fn fraction() -> f64 {
 /// Reads and checks a planning file.
 pub fn load_plan(path: &Path) -> Result<Resolved, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-        file: file.clone(),
-        line: None,
-        message: format!("cannot read the file: {e}"),
-        help: Some("pass an existing YAML file".into()),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::unreadable(&file, &e, "the file", "pass an existing YAML file"))?;
     parse_plan(&text, &file, path.parent().unwrap_or(Path::new(".")))
 }
 

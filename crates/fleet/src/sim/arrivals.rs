@@ -253,11 +253,13 @@ fn read_trace(path: &Path, speed: f64, names: &mut Vec<String>) -> Result<Vec<Ar
         ),
     }
     };
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-        file: file.clone(),
-        line: None,
-        message: format!("cannot read the trace: {e}"),
-        help: Some("the path is relative to the simulation file".into()),
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SpecError::unreadable(
+            &file,
+            &e,
+            "the trace",
+            "the path is relative to the simulation file",
+        )
     })?;
     let mut rows = Vec::new();
     let csv = path

@@ -288,6 +288,37 @@ pub struct Pool {
     pub cost_per_hour: f64,
 }
 
+impl Pool {
+    /// A pool of `instances` instances of `profile` (one GPU each) with every other
+    /// setting at its default: boundary at the window, central dispatch, the default
+    /// queue bound and preemption limit, no model, no price.
+    pub fn new(
+        name: impl Into<String>,
+        profile: GpuProfile,
+        power: PowerProfile,
+        instances: u32,
+        context_window: u32,
+    ) -> Pool {
+        Pool {
+            name: name.into(),
+            profile,
+            power,
+            gpus: 1,
+            gpu_name: profile.name.to_owned(),
+            instances,
+            context_window,
+            max_tokens: context_window,
+            model: None,
+            dispatch: Dispatch::Central,
+            max_queue: default_max_queue(),
+            max_queue_wait_ms: None,
+            max_seqs: None,
+            max_preemptions: default_max_preemptions(),
+            cost_per_hour: 0.0,
+        }
+    }
+}
+
 /// A resolved length distribution.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LengthModel {
@@ -356,6 +387,16 @@ pub struct SpecError {
 }
 
 impl SpecError {
+    /// A file that could not be read.
+    pub fn unreadable(file: &str, error: &std::io::Error, what: &str, help: &str) -> SpecError {
+        SpecError {
+            file: file.to_owned(),
+            line: None,
+            message: format!("cannot read {what}: {error}"),
+            help: Some(help.to_owned()),
+        }
+    }
+
     fn new(file: &str, message: impl Into<String>, help: impl Into<String>) -> SpecError {
         SpecError {
             file: file.to_owned(),
@@ -403,13 +444,8 @@ pub fn builtin_cdf(name: &str) -> Option<LengthCdf> {
 /// Reads and checks a simulation file.
 pub fn load_scenario(path: &Path) -> Result<Scenario, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SpecError::new(
-            &file,
-            format!("cannot read the file: {e}"),
-            "pass an existing YAML file",
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::unreadable(&file, &e, "the file", "pass an existing YAML file"))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse_scenario(&text, &file, base)
 }
