@@ -1,0 +1,218 @@
+//! The encoder: tokenizer and BERT weights loaded from a folder, run with candle.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// How the encoder treats its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbedderOptions {
+    /// Most tokens embedded per input (special tokens included); longer inputs keep
+    /// their head and tail (see [`Embedder::window`]). At most the model's position
+    /// count.
+    pub max_tokens: usize,
+}
+
+impl Default for EmbedderOptions {
+    fn default() -> Self {
+        EmbedderOptions { max_tokens: 256 }
+    }
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// A file is missing or unreadable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The model or tokenizer failed on an input.
+    #[error("embedding failed: {0}")]
+    Run(String),
+}
+
+fn run_error(e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Run(e.to_string())
+}
+
+/// A loaded sentence encoder.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    max_tokens: usize,
+    dimension: usize,
+    name: String,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("name", &self.name)
+            .field("dimension", &self.dimension)
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path, options: EmbedderOptions) -> Result<Embedder, EmbedError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| EmbedError::File {
+                path: path.clone(),
+                reason: format!("{e} (scripts/fetch-model.sh installs the default model)"),
+            })
+        };
+        let file_error = |name: &str, reason: String| EmbedError::File {
+            path: dir.join(name),
+            reason,
+        };
+        let config: Config = serde_json::from_slice(&read("config.json")?)
+            .map_err(|e| file_error("config.json", format!("not a BERT config: {e}")))?;
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| file_error("tokenizer.json", e.to_string()))?;
+        // The shipped file pads and truncates to 128; windows are applied here instead.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| file_error("tokenizer.json", e.to_string()))?;
+        let device = Device::Cpu;
+        let weights = read("model.safetensors")?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| file_error("model.safetensors", e.to_string()))?;
+        let model = BertModel::load(vb, &config).map_err(|e| {
+            file_error(
+                "model.safetensors",
+                format!("does not fit config.json: {e}"),
+            )
+        })?;
+        let positions = config.max_position_embeddings;
+        if options.max_tokens < 8 || options.max_tokens > positions {
+            return Err(file_error(
+                "config.json",
+                format!(
+                    "max_tokens {} must be between 8 and the model's {positions} positions",
+                    options.max_tokens
+                ),
+            ));
+        }
+        Ok(Embedder {
+            model,
+            tokenizer,
+            device,
+            max_tokens: options.max_tokens,
+            dimension: config.hidden_size,
+            name: dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        })
+    }
+
+    /// Length of the vectors.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// The model's name (its folder's name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Most tokens embedded per input.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The token ids embedded for an input of `ids` (special tokens included): all of
+    /// them when they fit, else the first `max − max/4` and the last `max/4`, the
+    /// final `[SEP]` kept last.
+    pub fn window(ids: &[u32], max: usize) -> Vec<u32> {
+        if ids.len() <= max {
+            return ids.to_vec();
+        }
+        let tail = max / 4;
+        let mut out = Vec::with_capacity(max);
+        out.extend_from_slice(&ids[..max - tail]);
+        out.extend_from_slice(&ids[ids.len() - tail..]);
+        out
+    }
+
+    /// The normalized embedding of one text.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut out = self.embed_batch(&[text])?;
+        out.pop().ok_or_else(|| EmbedError::Run("no output".into()))
+    }
+
+    /// Normalized embeddings of several texts, run as one padded batch.
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::with_capacity(texts.len());
+        for text in texts {
+            let encoding = self.tokenizer.encode(*text, true).map_err(run_error)?;
+            rows.push(Embedder::window(encoding.get_ids(), self.max_tokens));
+        }
+        let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut ids = Vec::with_capacity(rows.len() * width);
+        let mut mask = Vec::with_capacity(rows.len() * width);
+        for row in &rows {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(0u32, width - row.len()));
+            mask.extend(std::iter::repeat_n(1u32, row.len()));
+            mask.extend(std::iter::repeat_n(0u32, width - row.len()));
+        }
+        let shape = (rows.len(), width);
+        let ids = Tensor::from_vec(ids, shape, &self.device).map_err(run_error)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device).map_err(run_error)?;
+        let types = ids.zeros_like().map_err(run_error)?;
+        let hidden = self
+            .model
+            .forward(&ids, &types, Some(&mask))
+            .map_err(run_error)?;
+        // Mean over real tokens only: padding must not dilute the vector.
+        let mask = mask
+            .to_dtype(DType::F32)
+            .map_err(run_error)?
+            .unsqueeze(2)
+            .map_err(run_error)?;
+        let summed = hidden
+            .broadcast_mul(&mask)
+            .and_then(|t| t.sum(1))
+            .map_err(run_error)?;
+        let counts = mask.sum(1).map_err(run_error)?;
+        let mean = summed.broadcast_div(&counts).map_err(run_error)?;
+        let norms = mean
+            .sqr()
+            .and_then(|t| t.sum_keepdim(1))
+            .and_then(|t| t.sqrt())
+            .map_err(run_error)?;
+        let normalized = mean.broadcast_div(&norms).map_err(run_error)?;
+        normalized.to_vec2::<f32>().map_err(run_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Embedder;
+
+    #[test]
+    fn long_inputs_keep_head_and_tail() {
+        let ids: Vec<u32> = (0..1000).collect();
+        let w = Embedder::window(&ids, 256);
+        assert_eq!(w.len(), 256);
+        assert_eq!(&w[..192], &ids[..192]);
+        assert_eq!(&w[192..], &ids[1000 - 64..]);
+        assert_eq!(*w.last().unwrap(), 999, "the closing token stays last");
+        assert_eq!(Embedder::window(&ids[..10], 256), ids[..10].to_vec());
+    }
+}
