@@ -199,3 +199,67 @@ fn every_fleet_example_runs() {
     }
     assert!(ran >= 5, "{ran} examples");
 }
+
+#[test]
+fn an_embedding_signal_routes_by_meaning() {
+    // Needs the model (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
+    let Ok(model) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: SWITCHYARD_MODEL_DIR is not set");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("switchyard-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("embedding.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "models:
+  - name: coder
+  - name: chat
+pools:
+  - {{name: coder, model: coder, context_window: 16K, endpoints: [{{url: http://127.0.0.1:9}}]}}
+  - {{name: chat, model: chat, context_window: 8K, endpoints: [{{url: http://127.0.0.1:9}}]}}
+signals:
+  model: {{path: {model}, cache_dir: {cache}}}
+  embedding:
+    - name: debugging
+      threshold: 0.45
+      exemplars:
+        - my program crashes with a segmentation fault
+        - how do I fix this compiler error?
+        - the unit tests fail after my refactor
+routes:
+  - name: coding
+    priority: 10
+    when: {{embedding: debugging}}
+    models: [coder]
+default_route:
+  models: [chat]
+",
+            cache = dir.join("cache").display()
+        ),
+    )
+    .unwrap();
+    let route = |prompt: &str| {
+        let (ok, stdout, stderr) = switchyard(&[
+            "route",
+            "--config",
+            config.to_str().unwrap(),
+            "--prompt",
+            prompt,
+        ]);
+        assert!(ok, "{stderr}");
+        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        (
+            trace["decide"]["route"].as_str().unwrap().to_owned(),
+            trace["characterize"].clone(),
+        )
+    };
+    // No keyword in common with the exemplars: only the meaning is close.
+    let (taken, signals) = route("my C code segfaults whenever I free the linked list twice");
+    assert_eq!(taken, "coding", "{signals}");
+    assert!(signals.to_string().contains("embedding"), "{signals}");
+    let (taken, _) = route("suggest a good recipe for banana bread");
+    assert_eq!(taken, "default");
+    std::fs::remove_dir_all(&dir).ok();
+}

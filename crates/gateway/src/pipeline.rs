@@ -86,9 +86,14 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
                 Signals::default(),
             )
         } else if policy.is_route_alias(requested) {
-            let signals = policy
-                .signals
-                .characterize(conversation, policy.needed_signals());
+            let needed = policy.needed_signals();
+            let signals = if policy.signals.needs_embedding(needed) {
+                // Model inference takes milliseconds: let the runtime move this
+                // worker's other tasks elsewhere while it runs.
+                off_the_async_workers(|| policy.signals.characterize(conversation, needed))
+            } else {
+                policy.signals.characterize(conversation, needed)
+            };
             let decision = policy.decide(&signals).ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::NoRoute,
@@ -350,4 +355,16 @@ pub fn trace(
         },
         "overhead_us": overhead_us,
     })
+}
+
+/// Runs CPU-heavy work without stalling the async workers: on a multi-threaded runtime
+/// the current worker hands its queued tasks to others first; elsewhere (a benchmark,
+/// a current-thread runtime) it simply runs.
+fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }

@@ -1,8 +1,7 @@
 //! Context-length signals: does the request's prompt fall in a token range?
 
-use crate::signals::{Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
 use serde::{Deserialize, Serialize};
-use switchyard_wire::Conversation;
 use switchyard_wire::TokenCount;
 
 /// A context-length range. `min` is inclusive, `max` exclusive, so ranges such as
@@ -59,7 +58,8 @@ impl Signal for ContextSignal {
         &self.key
     }
 
-    fn evaluate(&self, conversation: &Conversation) -> SignalValue {
+    fn evaluate(&self, request: &Request<'_>) -> SignalValue {
+        let conversation = request.conversation;
         let tokens = conversation.prompt_tokens;
         SignalValue {
             matched: tokens >= self.min && tokens < self.max,
@@ -74,6 +74,7 @@ impl Signal for ContextSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_wire::Conversation;
 
     fn signal(min: Option<u32>, max: Option<u32>) -> Result<ContextSignal, String> {
         ContextSignal::new(&ContextSignalConfig {
@@ -89,7 +90,11 @@ mod tests {
         let mut conv = Conversation::from_prompt("auto", "");
         for (tokens, expected) in [(9, false), (10, true), (19, true), (20, false)] {
             conv.prompt_tokens = tokens;
-            assert_eq!(s.evaluate(&conv).matched, expected, "{tokens}");
+            assert_eq!(
+                s.evaluate(&Request::new(&conv, None)).matched,
+                expected,
+                "{tokens}"
+            );
         }
     }
 

@@ -1,9 +1,8 @@
 //! Keyword signals: does the request mention any of a list of words or phrases?
 
-use crate::signals::{Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
-use switchyard_wire::Conversation;
 
 /// Which text of the request a keyword signal reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -126,7 +125,8 @@ impl Signal for KeywordSignal {
         &self.key
     }
 
-    fn evaluate(&self, conversation: &Conversation) -> SignalValue {
+    fn evaluate(&self, request: &Request<'_>) -> SignalValue {
+        let conversation = request.conversation;
         let mut hits = 0;
         let mut first = None;
         let mut add = |text: &str| {
@@ -154,11 +154,13 @@ impl Signal for KeywordSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_wire::Conversation;
 
     fn eval(config: &KeywordSignalConfig, prompt: &str) -> SignalValue {
-        KeywordSignal::new(config)
-            .unwrap()
-            .evaluate(&Conversation::from_prompt("auto", prompt))
+        KeywordSignal::new(config).unwrap().evaluate(&Request::new(
+            &Conversation::from_prompt("auto", prompt),
+            None,
+        ))
     }
 
     #[test]
@@ -193,7 +195,12 @@ mod tests {
         .unwrap();
         let conv = Conversation::from_chat(&req, None);
         let mut c = KeywordSignalConfig::new("k", &["rust"]);
-        let run = |c: &KeywordSignalConfig| KeywordSignal::new(c).unwrap().evaluate(&conv).value;
+        let run = |c: &KeywordSignalConfig| {
+            KeywordSignal::new(c)
+                .unwrap()
+                .evaluate(&Request::new(&conv, None))
+                .value
+        };
         assert_eq!(run(&c), 0.0);
         c.scope = Scope::User;
         assert_eq!(run(&c), 1.0);

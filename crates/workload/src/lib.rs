@@ -10,11 +10,13 @@
 
 pub mod context;
 pub mod counter;
+pub mod embedding;
 pub mod keyword;
 pub mod signals;
 
 pub use counter::TokenCounter;
 pub use signals::{
-    Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals, SignalsConfig,
+    Request, Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals,
+    SignalsConfig,
 };
 pub use switchyard_wire::TokenCount;

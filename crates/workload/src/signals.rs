@@ -1,10 +1,16 @@
 //! Signals, the trait every signal family implements, and the engine that runs them.
 
 use crate::context::{ContextSignal, ContextSignalConfig};
+use crate::embedding::{
+    EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
+};
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
 use serde::{Deserialize, Serialize};
+use std::cell::OnceCell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
+use switchyard_embed::{Embedder, EmbedderOptions};
 use switchyard_wire::Conversation;
 
 /// The families of signals.
@@ -15,17 +21,24 @@ pub enum SignalFamily {
     Keyword,
     /// The request's context length in tokens.
     Context,
+    /// Similarity of the request to exemplar sentences.
+    Embedding,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 2] = [SignalFamily::Keyword, SignalFamily::Context];
+    pub const ALL: [SignalFamily; 3] = [
+        SignalFamily::Keyword,
+        SignalFamily::Context,
+        SignalFamily::Embedding,
+    ];
 
     /// The name used in configuration (`keyword`, `context`).
     pub fn name(self) -> &'static str {
         match self {
             SignalFamily::Keyword => "keyword",
             SignalFamily::Context => "context",
+            SignalFamily::Embedding => "embedding",
         }
     }
 
@@ -70,12 +83,52 @@ pub struct SignalValue {
     pub cost_ns: u64,
 }
 
+/// One request as signals see it: the conversation, and what is computed from it once
+/// and shared by the signals that need it (the embedding of the last user turn).
+pub struct Request<'a> {
+    /// The conversation.
+    pub conversation: &'a Conversation,
+    embedder: Option<&'a Embedder>,
+    embedding: OnceCell<Result<Vec<f32>, String>>,
+}
+
+impl<'a> Request<'a> {
+    /// A request whose embedding, if asked for, comes from `embedder`.
+    pub fn new(conversation: &'a Conversation, embedder: Option<&'a Embedder>) -> Request<'a> {
+        Request {
+            conversation,
+            embedder,
+            embedding: OnceCell::new(),
+        }
+    }
+
+    /// The embedding of the last user turn, computed on first use.
+    pub fn embedding(&self) -> Result<&[f32], &str> {
+        self.embedding
+            .get_or_init(|| match self.embedder {
+                Some(e) => e
+                    .embed(self.conversation.last_user_text())
+                    .map_err(|e| e.to_string()),
+                None => Err("no embedding model is configured (signals.model)".to_owned()),
+            })
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(String::as_str)
+    }
+
+    /// Whether the embedding was computed.
+    pub fn embedded(&self) -> bool {
+        self.embedding.get().is_some()
+    }
+}
+
 /// One signal extractor.
 pub trait Signal: Send + Sync + fmt::Debug {
     /// Which signal this is.
     fn key(&self) -> &SignalKey;
-    /// Evaluates the signal on a conversation; `cost_ns` is filled in by the engine.
-    fn evaluate(&self, conversation: &Conversation) -> SignalValue;
+    /// Evaluates the signal on a request; `cost_ns` is filled in by the engine (the
+    /// first signal to use a shared computation, such as the embedding, pays for it).
+    fn evaluate(&self, request: &Request<'_>) -> SignalValue;
 }
 
 /// The signal definitions of a configuration, by family.
@@ -88,6 +141,12 @@ pub struct SignalsConfig {
     /// Context-length signals.
     #[serde(default)]
     pub context: Vec<ContextSignalConfig>,
+    /// The embedding model, needed by embedding signals.
+    #[serde(default)]
+    pub model: Option<EmbeddingModelConfig>,
+    /// Embedding-similarity signals.
+    #[serde(default)]
+    pub embedding: Vec<EmbeddingSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -108,6 +167,7 @@ pub struct SignalConfigError {
 #[derive(Debug, Default)]
 pub struct SignalEngine {
     signals: Vec<Box<dyn Signal>>,
+    embedder: Option<Arc<Embedder>>,
 }
 
 impl SignalEngine {
@@ -132,6 +192,44 @@ impl SignalEngine {
             })?;
             signals.push(Box::new(signal));
         }
+        let embedder = match (&config.model, config.embedding.first()) {
+            (_, None) => None,
+            (None, Some(first)) => {
+                return Err(SignalConfigError {
+                    family: "embedding",
+                    index: 0,
+                    name: first.name.clone(),
+                    reason: "embedding signals need signals.model (a model folder; scripts/fetch-model.sh installs the default)".to_owned(),
+                });
+            }
+            (Some(model), Some(first)) => {
+                let options = EmbedderOptions {
+                    max_tokens: model.max_tokens,
+                };
+                let embedder =
+                    Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
+                        family: "embedding",
+                        index: 0,
+                        name: first.name.clone(),
+                        reason: format!("signals.model: {e}"),
+                    })?;
+                Some(Arc::new(embedder))
+            }
+        };
+        if let (Some(embedder), Some(model)) = (&embedder, &config.model) {
+            let cache = ExemplarCache::new(&model.cache_dir, embedder);
+            for (index, c) in config.embedding.iter().enumerate() {
+                let signal = EmbeddingSignal::new(c, embedder, &cache).map_err(|reason| {
+                    SignalConfigError {
+                        family: "embedding",
+                        index,
+                        name: c.name.clone(),
+                        reason,
+                    }
+                })?;
+                signals.push(Box::new(signal));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for s in &signals {
             if !seen.insert(s.key().clone()) {
@@ -144,7 +242,7 @@ impl SignalEngine {
                 });
             }
         }
-        Ok(SignalEngine { signals })
+        Ok(SignalEngine { signals, embedder })
     }
 
     /// The id of a signal, if it is defined.
@@ -179,15 +277,24 @@ impl SignalEngine {
         self.signals.is_empty()
     }
 
+    /// Whether any of `needed` uses the embedding model (it takes milliseconds).
+    pub fn needs_embedding(&self, needed: &[SignalId]) -> bool {
+        needed
+            .iter()
+            .filter_map(|id| self.signals.get(id.0))
+            .any(|s| s.key().family == SignalFamily::Embedding)
+    }
+
     /// Computes the signals in `needed` (and only those) for a conversation.
     pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
+        let request = Request::new(conversation, self.embedder.as_deref());
         let mut values = vec![None; self.signals.len()];
         for id in needed {
             let Some(signal) = self.signals.get(id.0) else {
                 continue;
             };
             let started = Instant::now();
-            let mut value = signal.evaluate(conversation);
+            let mut value = signal.evaluate(&request);
             value.cost_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             values[id.0] = Some(value);
         }
@@ -234,6 +341,7 @@ mod tests {
                 min: Some(TokenCount(1000)),
                 max: None,
             }],
+            ..SignalsConfig::default()
         }
     }
 

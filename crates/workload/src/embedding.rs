@@ -1,0 +1,370 @@
+//! Embedding signals: how close the request is to exemplar sentences.
+//!
+//! The request's last user turn is embedded once per request, however many embedding
+//! signals the policy references ([`crate::Request::embedding`]); each signal compares
+//! it with its exemplars by cosine and aggregates by `max` (the nearest exemplar) or
+//! `mean`. Exemplar vectors are computed when the configuration is built and kept on
+//! disk, keyed by the model, its window and the text, so a restart embeds nothing it
+//! has seen.
+
+use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use switchyard_embed::{Embedder, cosine};
+use switchyard_wire::hash::fnv1a;
+
+/// The embedding model shared by every embedding-based signal.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingModelConfig {
+    /// A folder with `config.json`, `tokenizer.json` and `model.safetensors` (a
+    /// BERT-family model; `scripts/fetch-model.sh` installs all-MiniLM-L6-v2 into
+    /// `.cache/models/all-MiniLM-L6-v2`).
+    pub path: PathBuf,
+    /// Most tokens embedded per request; longer ones keep head and tail (default 256).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Where exemplar vectors are kept (default `.cache/embeddings`).
+    #[serde(default = "default_cache")]
+    pub cache_dir: PathBuf,
+}
+
+fn default_max_tokens() -> usize {
+    256
+}
+
+fn default_cache() -> PathBuf {
+    PathBuf::from(".cache/embeddings")
+}
+
+/// How a signal combines its exemplars' similarities.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The most similar exemplar.
+    #[default]
+    Max,
+    /// The mean over exemplars.
+    Mean,
+}
+
+/// One embedding signal.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSignalConfig {
+    /// The signal's name, as routes refer to it.
+    pub name: String,
+    /// Sentences typical of what the signal should match.
+    pub exemplars: Vec<String>,
+    /// Similarity at or above which the signal holds (default 0.5).
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// `max` (default) or `mean`.
+    #[serde(default)]
+    pub aggregate: Aggregate,
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+
+/// Matches when the request is close enough to the exemplars.
+#[derive(Debug)]
+pub struct EmbeddingSignal {
+    key: SignalKey,
+    exemplars: Vec<(String, Vec<f32>)>,
+    threshold: f64,
+    aggregate: Aggregate,
+}
+
+/// Exemplar vectors on disk: `DIR/<model>-<window>/<hash of the text>.f32`, raw
+/// little-endian floats.
+#[derive(Debug, Clone)]
+pub struct ExemplarCache {
+    dir: PathBuf,
+}
+
+impl ExemplarCache {
+    /// The cache of `embedder`'s vectors under `root`.
+    pub fn new(root: &Path, embedder: &Embedder) -> ExemplarCache {
+        ExemplarCache {
+            dir: root.join(format!("{}-{}", embedder.name(), embedder.max_tokens())),
+        }
+    }
+
+    fn path(&self, text: &str) -> PathBuf {
+        self.dir
+            .join(format!("{:016x}.f32", fnv1a(text.as_bytes(), 0)))
+    }
+
+    /// The vector of `text`: from disk when present and whole, else computed and kept.
+    pub fn vector(&self, embedder: &Embedder, text: &str) -> Result<Vec<f32>, String> {
+        let path = self.path(text);
+        if let Ok(bytes) = std::fs::read(&path)
+            && bytes.len() == 4 * embedder.dimension()
+        {
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect());
+        }
+        let vector = embedder.embed(text).map_err(|e| e.to_string())?;
+        // A cache that cannot be written only costs time at the next start.
+        if std::fs::create_dir_all(&self.dir).is_ok() {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let _ = std::fs::write(&path, bytes);
+        }
+        Ok(vector)
+    }
+}
+
+impl EmbeddingSignal {
+    /// Builds the signal, embedding its exemplars (through the cache).
+    pub fn new(
+        config: &EmbeddingSignalConfig,
+        embedder: &Embedder,
+        cache: &ExemplarCache,
+    ) -> Result<Self, String> {
+        if config.exemplars.is_empty() {
+            return Err("give at least one exemplar sentence".to_owned());
+        }
+        if !(-1.0..=1.0).contains(&config.threshold) {
+            return Err(format!(
+                "threshold {} is not a cosine in [-1, 1]",
+                config.threshold
+            ));
+        }
+        let mut exemplars = Vec::with_capacity(config.exemplars.len());
+        for text in &config.exemplars {
+            if text.trim().is_empty() {
+                return Err("an exemplar is empty".to_owned());
+            }
+            exemplars.push((text.clone(), cache.vector(embedder, text)?));
+        }
+        Ok(EmbeddingSignal {
+            key: SignalKey {
+                family: SignalFamily::Embedding,
+                name: config.name.clone(),
+            },
+            exemplars,
+            threshold: config.threshold,
+            aggregate: config.aggregate,
+        })
+    }
+}
+
+impl Signal for EmbeddingSignal {
+    fn key(&self) -> &SignalKey {
+        &self.key
+    }
+
+    fn evaluate(&self, request: &Request<'_>) -> SignalValue {
+        let query = match request.embedding() {
+            Ok(v) => v,
+            Err(e) => {
+                return SignalValue {
+                    matched: false,
+                    value: 0.0,
+                    confidence: 0.0,
+                    evidence: Some(format!("no embedding: {e}")),
+                    cost_ns: 0,
+                };
+            }
+        };
+        let mut best = (f32::NEG_INFINITY, 0);
+        let mut sum = 0.0f32;
+        for (i, (_, v)) in self.exemplars.iter().enumerate() {
+            let s = cosine(query, v);
+            sum += s;
+            if s > best.0 {
+                best = (s, i);
+            }
+        }
+        let score = match self.aggregate {
+            Aggregate::Max => f64::from(best.0),
+            Aggregate::Mean => f64::from(sum) / self.exemplars.len() as f64,
+        };
+        SignalValue {
+            matched: score >= self.threshold,
+            value: score,
+            confidence: score.clamp(0.0, 1.0),
+            evidence: Some(format!(
+                "{score:.3}; nearest: \"{}\" ({:.3})",
+                self.exemplars[best.1].0, best.0
+            )),
+            cost_ns: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::{SignalEngine, SignalFamily, SignalsConfig};
+    use switchyard_embed::EmbedderOptions;
+    use switchyard_wire::Conversation;
+
+    fn model_dir() -> Option<PathBuf> {
+        let dir = std::env::var("SWITCHYARD_MODEL_DIR").ok();
+        if dir.is_none() {
+            eprintln!("skipped: SWITCHYARD_MODEL_DIR is not set");
+        }
+        dir.map(PathBuf::from)
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sy-embed-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn coding(aggregate: Aggregate) -> EmbeddingSignalConfig {
+        EmbeddingSignalConfig {
+            name: "coding".into(),
+            exemplars: vec![
+                "My program crashes with a segmentation fault".into(),
+                "How do I fix this compiler error in my code?".into(),
+                "Write a function that parses JSON".into(),
+            ],
+            threshold: 0.45,
+            aggregate,
+        }
+    }
+
+    fn config(dir: &Path, cache: &Path, signals: Vec<EmbeddingSignalConfig>) -> SignalsConfig {
+        SignalsConfig {
+            model: Some(EmbeddingModelConfig {
+                path: dir.to_path_buf(),
+                max_tokens: 256,
+                cache_dir: cache.to_path_buf(),
+            }),
+            embedding: signals,
+            ..SignalsConfig::default()
+        }
+    }
+
+    #[test]
+    fn matches_requests_near_its_exemplars_only() {
+        let Some(dir) = model_dir() else { return };
+        let cache = temp_dir("match");
+        let mut mean = coding(Aggregate::Mean);
+        mean.name = "coding_mean".into();
+        let engine =
+            SignalEngine::build(&config(&dir, &cache, vec![coding(Aggregate::Max), mean])).unwrap();
+        let max_id = engine.lookup(SignalFamily::Embedding, "coding").unwrap();
+        let mean_id = engine
+            .lookup(SignalFamily::Embedding, "coding_mean")
+            .unwrap();
+        let ask = |prompt: &str| {
+            engine.characterize(
+                &Conversation::from_prompt("auto", prompt),
+                &[max_id, mean_id],
+            )
+        };
+        let code = ask("my C code segfaults when I free the list twice, why?");
+        let bread = ask("what is a good recipe for banana bread?");
+        let (max, mean) = (code.get(max_id).unwrap(), code.get(mean_id).unwrap());
+        assert!(max.matched, "{max:?}");
+        assert!(
+            max.evidence
+                .as_deref()
+                .unwrap()
+                .contains("segmentation fault"),
+            "{max:?}"
+        );
+        assert!(mean.value <= max.value);
+        assert!(!bread.matched(max_id), "{:?}", bread.get(max_id));
+        assert!(bread.get(max_id).unwrap().value < 0.2);
+        assert!(engine.needs_embedding(&[max_id]));
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn one_embedding_per_request_shared_by_every_signal() {
+        let Some(dir) = model_dir() else { return };
+        let embedder = Embedder::load(&dir, EmbedderOptions::default()).unwrap();
+        let conversation = Conversation::from_prompt("auto", "fix my rust borrow checker error");
+        let request = Request::new(&conversation, Some(&embedder));
+        assert!(!request.embedded());
+        let first = request.embedding().unwrap().as_ptr();
+        let second = request.embedding().unwrap().as_ptr();
+        assert!(request.embedded());
+        assert_eq!(first, second, "the vector is computed once and reused");
+        let none = Request::new(&conversation, None);
+        assert!(none.embedding().unwrap_err().contains("signals.model"));
+    }
+
+    #[test]
+    fn exemplar_vectors_are_read_back_from_the_cache() {
+        let Some(dir) = model_dir() else { return };
+        let cache_root = temp_dir("cache");
+        let embedder = Embedder::load(&dir, EmbedderOptions::default()).unwrap();
+        let cache = ExemplarCache::new(&cache_root, &embedder);
+        let signal = coding(Aggregate::Max);
+        EmbeddingSignal::new(&signal, &embedder, &cache).unwrap();
+        let files = std::fs::read_dir(&cache.dir).unwrap().count();
+        assert_eq!(files, 3);
+        // Replace one exemplar's cached vector with that of an unrelated sentence: the
+        // next build reads it, so that sentence now matches.
+        let bread = embedder
+            .embed("what is a good recipe for banana bread?")
+            .unwrap();
+        let bytes: Vec<u8> = bread.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(cache.path(&signal.exemplars[0]), bytes).unwrap();
+        let rebuilt = EmbeddingSignal::new(&signal, &embedder, &cache).unwrap();
+        let conversation =
+            Conversation::from_prompt("auto", "what is a good recipe for banana bread?");
+        let value = rebuilt.evaluate(&Request::new(&conversation, Some(&embedder)));
+        assert!(value.value > 0.99, "{value:?}");
+        let _ = std::fs::remove_dir_all(&cache_root);
+    }
+
+    #[test]
+    fn bad_definitions_are_refused_with_the_reason() {
+        let missing = SignalsConfig {
+            embedding: vec![coding(Aggregate::Max)],
+            ..SignalsConfig::default()
+        };
+        let err = SignalEngine::build(&missing).unwrap_err();
+        assert!(err.reason.contains("signals.model"), "{err}");
+        let nowhere = config(
+            Path::new("/nonexistent/model"),
+            Path::new("/tmp"),
+            vec![coding(Aggregate::Max)],
+        );
+        let err = SignalEngine::build(&nowhere).unwrap_err();
+        assert!(
+            err.reason.contains("/nonexistent/model/config.json"),
+            "{err}"
+        );
+        let Some(dir) = model_dir() else { return };
+        let cache = temp_dir("bad");
+        for (bad, why) in [
+            (
+                EmbeddingSignalConfig {
+                    exemplars: vec![],
+                    ..coding(Aggregate::Max)
+                },
+                "at least one exemplar",
+            ),
+            (
+                EmbeddingSignalConfig {
+                    threshold: 1.5,
+                    ..coding(Aggregate::Max)
+                },
+                "not a cosine",
+            ),
+            (
+                EmbeddingSignalConfig {
+                    exemplars: vec!["  ".into()],
+                    ..coding(Aggregate::Max)
+                },
+                "empty",
+            ),
+        ] {
+            let err = SignalEngine::build(&config(&dir, &cache, vec![bad])).unwrap_err();
+            assert!(err.reason.contains(why), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+}
