@@ -12,6 +12,7 @@ pub mod context;
 pub mod counter;
 pub mod embedding;
 pub mod keyword;
+pub mod pii;
 pub mod signals;
 
 pub use counter::TokenCounter;

@@ -5,6 +5,7 @@ use crate::embedding::{
     EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
 };
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
+use crate::pii::{PiiSignal, PiiSignalConfig};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
 use std::fmt;
@@ -23,14 +24,17 @@ pub enum SignalFamily {
     Context,
     /// Similarity of the request to exemplar sentences.
     Embedding,
+    /// Personal data and secrets in the request.
+    Pii,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 3] = [
+    pub const ALL: [SignalFamily; 4] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
+        SignalFamily::Pii,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -39,6 +43,7 @@ impl SignalFamily {
             SignalFamily::Keyword => "keyword",
             SignalFamily::Context => "context",
             SignalFamily::Embedding => "embedding",
+            SignalFamily::Pii => "pii",
         }
     }
 
@@ -147,6 +152,9 @@ pub struct SignalsConfig {
     /// Embedding-similarity signals.
     #[serde(default)]
     pub embedding: Vec<EmbeddingSignalConfig>,
+    /// PII signals.
+    #[serde(default)]
+    pub pii: Vec<PiiSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -186,6 +194,15 @@ impl SignalEngine {
         for (index, c) in config.context.iter().enumerate() {
             let signal = ContextSignal::new(c).map_err(|reason| SignalConfigError {
                 family: "context",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.pii.iter().enumerate() {
+            let signal = PiiSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "pii",
                 index,
                 name: c.name.clone(),
                 reason,
