@@ -1,7 +1,7 @@
 //! Route conditions: boolean trees over signal atoms, as written in YAML.
 //!
 //! A condition is a map with exactly one key: `all` or `any` (a list of
-//! conditions), `not` (one condition), or a signal family (`keyword`, `context`)
+//! conditions), `not` (one condition), or a signal family (`keyword`, `context`, …)
 //! whose value names a signal of that family.
 
 use serde::Deserialize;
@@ -44,14 +44,19 @@ impl<'de> Deserialize<'de> for Condition {
             type Value = Condition;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a condition: a map with one key among all, any, not, keyword, context")
+                write!(
+                    f,
+                    "a condition: a map with one key among {}",
+                    valid_keys().join(", ")
+                )
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Condition, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(
-                        "empty condition: write one of all, any, not, keyword, context",
-                    ));
+                    return Err(de::Error::custom(format!(
+                        "empty condition: write one of {}",
+                        valid_keys().join(", ")
+                    )));
                 };
                 let condition = match key.as_str() {
                     "all" => Condition::All(map.next_value()?),

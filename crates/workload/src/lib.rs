@@ -12,8 +12,10 @@ pub mod context;
 pub mod counter;
 pub mod embedding;
 pub mod keyword;
+pub mod language;
 pub mod pii;
 pub mod signals;
+pub mod structure;
 
 pub use counter::TokenCounter;
 pub use signals::{

@@ -5,7 +5,9 @@ use crate::embedding::{
     EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
 };
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
+use crate::language::{LanguageSignal, LanguageSignalConfig};
 use crate::pii::{PiiSignal, PiiSignalConfig};
+use crate::structure::{StructureSignal, StructureSignalConfig};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
 use std::fmt;
@@ -26,15 +28,21 @@ pub enum SignalFamily {
     Embedding,
     /// Personal data and secrets in the request.
     Pii,
+    /// The language of the latest user turn.
+    Language,
+    /// The shape of the conversation (turns by role, tools, modalities, session).
+    Structure,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 4] = [
+    pub const ALL: [SignalFamily; 6] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
         SignalFamily::Pii,
+        SignalFamily::Language,
+        SignalFamily::Structure,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -44,6 +52,8 @@ impl SignalFamily {
             SignalFamily::Context => "context",
             SignalFamily::Embedding => "embedding",
             SignalFamily::Pii => "pii",
+            SignalFamily::Language => "language",
+            SignalFamily::Structure => "structure",
         }
     }
 
@@ -155,6 +165,12 @@ pub struct SignalsConfig {
     /// PII signals.
     #[serde(default)]
     pub pii: Vec<PiiSignalConfig>,
+    /// Language signals.
+    #[serde(default)]
+    pub language: Vec<LanguageSignalConfig>,
+    /// Conversation-structure signals.
+    #[serde(default)]
+    pub structure: Vec<StructureSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -203,6 +219,24 @@ impl SignalEngine {
         for (index, c) in config.pii.iter().enumerate() {
             let signal = PiiSignal::new(c).map_err(|reason| SignalConfigError {
                 family: "pii",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.language.iter().enumerate() {
+            let signal = LanguageSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "language",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.structure.iter().enumerate() {
+            let signal = StructureSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "structure",
                 index,
                 name: c.name.clone(),
                 reason,
