@@ -93,7 +93,7 @@ impl StructureSignal {
     /// Builds the signal, refusing empty ranges.
     pub fn new(config: &StructureSignalConfig) -> Result<Self, String> {
         let max = config.max.unwrap_or(f64::INFINITY);
-        if !(config.min < max) {
+        if config.min.is_nan() || max.is_nan() || config.min >= max {
             return Err(format!("the range [{}, {max}) is empty", config.min));
         }
         Ok(StructureSignal {
