@@ -11,6 +11,7 @@
 pub mod context;
 pub mod counter;
 pub mod embedding;
+pub mod feedback;
 pub mod keyword;
 pub mod language;
 pub mod pii;

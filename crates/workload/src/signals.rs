@@ -4,6 +4,9 @@ use crate::context::{ContextSignal, ContextSignalConfig};
 use crate::embedding::{
     EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
 };
+use crate::feedback::{
+    ReaskSignal, ReaskSignalConfig, UserFeedbackSignal, UserFeedbackSignalConfig,
+};
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
 use crate::language::{LanguageSignal, LanguageSignalConfig};
 use crate::pii::{PiiSignal, PiiSignalConfig};
@@ -32,17 +35,23 @@ pub enum SignalFamily {
     Language,
     /// The shape of the conversation (turns by role, tools, modalities, session).
     Structure,
+    /// The latest user turn complains about the previous answer.
+    UserFeedback,
+    /// The latest user turn repeats an earlier one.
+    Reask,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 6] = [
+    pub const ALL: [SignalFamily; 8] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
         SignalFamily::Pii,
         SignalFamily::Language,
         SignalFamily::Structure,
+        SignalFamily::UserFeedback,
+        SignalFamily::Reask,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -54,6 +63,8 @@ impl SignalFamily {
             SignalFamily::Pii => "pii",
             SignalFamily::Language => "language",
             SignalFamily::Structure => "structure",
+            SignalFamily::UserFeedback => "user_feedback",
+            SignalFamily::Reask => "reask",
         }
     }
 
@@ -171,6 +182,12 @@ pub struct SignalsConfig {
     /// Conversation-structure signals.
     #[serde(default)]
     pub structure: Vec<StructureSignalConfig>,
+    /// User-feedback signals.
+    #[serde(default)]
+    pub user_feedback: Vec<UserFeedbackSignalConfig>,
+    /// Re-ask signals.
+    #[serde(default)]
+    pub reask: Vec<ReaskSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -237,6 +254,24 @@ impl SignalEngine {
         for (index, c) in config.structure.iter().enumerate() {
             let signal = StructureSignal::new(c).map_err(|reason| SignalConfigError {
                 family: "structure",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.user_feedback.iter().enumerate() {
+            let signal = UserFeedbackSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "user_feedback",
+                index,
+                name: c.name.clone(),
+                reason,
+            })?;
+            signals.push(Box::new(signal));
+        }
+        for (index, c) in config.reask.iter().enumerate() {
+            let signal = ReaskSignal::new(c).map_err(|reason| SignalConfigError {
+                family: "reask",
                 index,
                 name: c.name.clone(),
                 reason,
