@@ -204,6 +204,26 @@ pub struct SignalConfigError {
     pub reason: String,
 }
 
+/// Builds every definition of one family and adds the signals to `signals`.
+fn family<C, S: Signal + 'static>(
+    signals: &mut Vec<Box<dyn Signal>>,
+    family: &'static str,
+    configs: &[C],
+    name: impl Fn(&C) -> &String,
+    build: impl Fn(&C) -> Result<S, String>,
+) -> Result<(), SignalConfigError> {
+    for (index, c) in configs.iter().enumerate() {
+        let signal = build(c).map_err(|reason| SignalConfigError {
+            family,
+            index,
+            name: name(c).clone(),
+            reason,
+        })?;
+        signals.push(Box::new(signal));
+    }
+    Ok(())
+}
+
 /// The signals of one configuration, ready to run.
 #[derive(Debug, Default)]
 pub struct SignalEngine {
@@ -215,69 +235,55 @@ impl SignalEngine {
     /// Builds every configured signal.
     pub fn build(config: &SignalsConfig) -> Result<SignalEngine, SignalConfigError> {
         let mut signals: Vec<Box<dyn Signal>> = Vec::new();
-        for (index, c) in config.keyword.iter().enumerate() {
-            let signal = KeywordSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "keyword",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.context.iter().enumerate() {
-            let signal = ContextSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "context",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.pii.iter().enumerate() {
-            let signal = PiiSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "pii",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.language.iter().enumerate() {
-            let signal = LanguageSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "language",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.structure.iter().enumerate() {
-            let signal = StructureSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "structure",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.user_feedback.iter().enumerate() {
-            let signal = UserFeedbackSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "user_feedback",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
-        for (index, c) in config.reask.iter().enumerate() {
-            let signal = ReaskSignal::new(c).map_err(|reason| SignalConfigError {
-                family: "reask",
-                index,
-                name: c.name.clone(),
-                reason,
-            })?;
-            signals.push(Box::new(signal));
-        }
+        family(
+            &mut signals,
+            "keyword",
+            &config.keyword,
+            |c| &c.name,
+            KeywordSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "context",
+            &config.context,
+            |c| &c.name,
+            ContextSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "pii",
+            &config.pii,
+            |c| &c.name,
+            PiiSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "language",
+            &config.language,
+            |c| &c.name,
+            LanguageSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "structure",
+            &config.structure,
+            |c| &c.name,
+            StructureSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "user_feedback",
+            &config.user_feedback,
+            |c| &c.name,
+            UserFeedbackSignal::new,
+        )?;
+        family(
+            &mut signals,
+            "reask",
+            &config.reask,
+            |c| &c.name,
+            ReaskSignal::new,
+        )?;
         let embedder = match (&config.model, config.embedding.first()) {
             (_, None) => None,
             (None, Some(first)) => {
@@ -304,17 +310,13 @@ impl SignalEngine {
         };
         if let (Some(embedder), Some(model)) = (&embedder, &config.model) {
             let cache = ExemplarCache::new(&model.cache_dir, embedder);
-            for (index, c) in config.embedding.iter().enumerate() {
-                let signal = EmbeddingSignal::new(c, embedder, &cache).map_err(|reason| {
-                    SignalConfigError {
-                        family: "embedding",
-                        index,
-                        name: c.name.clone(),
-                        reason,
-                    }
-                })?;
-                signals.push(Box::new(signal));
-            }
+            family(
+                &mut signals,
+                "embedding",
+                &config.embedding,
+                |c| &c.name,
+                |c| EmbeddingSignal::new(c, embedder, &cache),
+            )?;
         }
         let mut seen = std::collections::HashSet::new();
         for s in &signals {
