@@ -17,6 +17,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use switchyard_wire::Conversation;
 use switchyard_wire::{ApiError, ErrorKind};
 use tokio::net::TcpListener;
 
@@ -128,6 +129,7 @@ async fn chat_completions(
         Err(e) => return error_response(&e),
     };
     runtime.count(&mut conversation);
+    attach_headers(&runtime, &headers, &mut conversation);
     let mut planned = match plan(&runtime, &conversation) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -162,6 +164,15 @@ async fn chat_completions(
     .await
 }
 
+/// Copies the headers metadata signals read into the request's view.
+fn attach_headers(runtime: &Runtime, headers: &HeaderMap, conversation: &mut Conversation) {
+    for name in runtime.policy.signals.header_names() {
+        if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            conversation.attach_header(name, value);
+        }
+    }
+}
+
 /// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
 fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
     let ms = headers
@@ -187,6 +198,7 @@ async fn route_only(
         Err(e) => return error_response(&e),
     };
     runtime.count(&mut conversation);
+    attach_headers(&runtime, &headers, &mut conversation);
     let planned = plan(&runtime, &conversation).and_then(|mut p| {
         compress_phase(&runtime, &mut request, &mut p)?;
         Ok(p)

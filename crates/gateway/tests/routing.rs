@@ -49,6 +49,35 @@ async fn routes_by_keyword_and_by_context_length() {
 }
 
 #[tokio::test]
+async fn headers_and_metadata_route_when_a_policy_reads_them() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let body = json!({"model": "auto", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hello there"}]});
+    let with_header = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.gateway.url()))
+        .header("x-tenant", "acme")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&with_header, "x-switchyard-route"), "tenant");
+    let mut gold = body.clone();
+    gold["metadata"] = json!({"tier": "gold"});
+    let r = s.post("/v1/chat/completions", gold).await;
+    assert_eq!(header(&r, "x-switchyard-route"), "tenant");
+    let other = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.gateway.url()))
+        .header("x-tenant", "globex")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&other, "x-switchyard-route"), "default");
+}
+
+#[tokio::test]
 async fn a_named_model_bypasses_routing_but_not_placement() {
     let s = stack("", DEFAULT_UPSTREAM).await;
     let r = s.chat("coder", "hello there", false).await;
@@ -165,13 +194,13 @@ async fn route_dry_run_explains_without_calling_upstream() {
     assert_eq!(trace["place"]["pool"], "coder-pool");
     assert_eq!(trace["place"]["gpu"], "h100");
     let signals = trace["characterize"]["signals"].as_array().unwrap();
-    assert_eq!(signals.len(), 2, "only referenced signals are computed");
+    assert_eq!(signals.len(), 4, "each referenced signal is computed once");
     assert!(
         signals
             .iter()
             .any(|s| s["signal"] == "keyword(\"code\")" && s["matched"] == true)
     );
-    assert_eq!(trace["decide"]["routes"].as_array().unwrap().len(), 2);
+    assert_eq!(trace["decide"]["routes"].as_array().unwrap().len(), 3);
     assert_eq!(s.coder.requests(), 0, "a dry run never calls upstream");
 }
 

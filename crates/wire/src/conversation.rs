@@ -34,6 +34,10 @@ pub struct Conversation {
     pub session_id: Option<String>,
     /// Estimated prompt tokens over every turn.
     pub prompt_tokens: u32,
+    /// Named values signals may read: `metadata:KEY` from the request's `metadata`
+    /// object, and `header:NAME` for the headers a policy asks for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Conversation {
@@ -71,6 +75,20 @@ impl Conversation {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
+        let attributes = request
+            .extra
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                        (format!("metadata:{k}"), text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Conversation {
             requested_model: request.model.clone(),
             turns,
@@ -79,6 +97,7 @@ impl Conversation {
             output_cap: request.output_cap(),
             session_id,
             prompt_tokens,
+            attributes,
         }
     }
 
@@ -96,7 +115,24 @@ impl Conversation {
             output_cap: None,
             session_id: None,
             prompt_tokens: estimate_tokens(prompt).saturating_add(4),
+            attributes: Vec::new(),
         }
+    }
+
+    /// The value of an attribute (`metadata:KEY` or `header:name`), if present.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Records a request header a signal reads (the name is lower-cased).
+    pub fn attach_header(&mut self, name: &str, value: &str) {
+        self.attributes.push((
+            format!("header:{}", name.to_ascii_lowercase()),
+            value.to_owned(),
+        ));
     }
 
     /// The text of the latest user turn, or "" when there is none.

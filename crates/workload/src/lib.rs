@@ -14,6 +14,7 @@ pub mod embedding;
 pub mod feedback;
 pub mod keyword;
 pub mod language;
+pub mod metadata;
 pub mod pii;
 pub mod signals;
 pub mod structure;

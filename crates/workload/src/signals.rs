@@ -9,6 +9,7 @@ use crate::feedback::{
 };
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
 use crate::language::{LanguageSignal, LanguageSignalConfig};
+use crate::metadata::{MetadataSignal, MetadataSignalConfig};
 use crate::pii::{PiiSignal, PiiSignalConfig};
 use crate::structure::{StructureSignal, StructureSignalConfig};
 use serde::{Deserialize, Serialize};
@@ -39,11 +40,13 @@ pub enum SignalFamily {
     UserFeedback,
     /// The latest user turn repeats an earlier one.
     Reask,
+    /// Values of request headers and of the request's `metadata` object.
+    Metadata,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 8] = [
+    pub const ALL: [SignalFamily; 9] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
@@ -52,6 +55,7 @@ impl SignalFamily {
         SignalFamily::Structure,
         SignalFamily::UserFeedback,
         SignalFamily::Reask,
+        SignalFamily::Metadata,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -65,6 +69,7 @@ impl SignalFamily {
             SignalFamily::Structure => "structure",
             SignalFamily::UserFeedback => "user_feedback",
             SignalFamily::Reask => "reask",
+            SignalFamily::Metadata => "metadata",
         }
     }
 
@@ -188,6 +193,9 @@ pub struct SignalsConfig {
     /// Re-ask signals.
     #[serde(default)]
     pub reask: Vec<ReaskSignalConfig>,
+    /// Header and metadata signals.
+    #[serde(default)]
+    pub metadata: Vec<MetadataSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -229,6 +237,7 @@ fn family<C, S: Signal + 'static>(
 pub struct SignalEngine {
     signals: Vec<Box<dyn Signal>>,
     embedder: Option<Arc<Embedder>>,
+    headers: Vec<String>,
 }
 
 impl SignalEngine {
@@ -284,6 +293,21 @@ impl SignalEngine {
             |c| &c.name,
             ReaskSignal::new,
         )?;
+        family(
+            &mut signals,
+            "metadata",
+            &config.metadata,
+            |c| &c.name,
+            MetadataSignal::new,
+        )?;
+        let mut headers: Vec<String> = config
+            .metadata
+            .iter()
+            .filter_map(|c| MetadataSignal::new(c).ok())
+            .filter_map(|s| s.header().map(str::to_owned))
+            .collect();
+        headers.sort();
+        headers.dedup();
         let embedder = match (&config.model, config.embedding.first()) {
             (_, None) => None,
             (None, Some(first)) => {
@@ -330,7 +354,11 @@ impl SignalEngine {
                 });
             }
         }
-        Ok(SignalEngine { signals, embedder })
+        Ok(SignalEngine {
+            signals,
+            embedder,
+            headers,
+        })
     }
 
     /// The id of a signal, if it is defined.
@@ -363,6 +391,12 @@ impl SignalEngine {
     /// Whether no signal is defined.
     pub fn is_empty(&self) -> bool {
         self.signals.is_empty()
+    }
+
+    /// The request headers metadata signals read (lower-case), to copy into the
+    /// request's view with [`Conversation::attach_header`].
+    pub fn header_names(&self) -> &[String] {
+        &self.headers
     }
 
     /// Whether any of `needed` uses the embedding model (it takes milliseconds).

@@ -76,7 +76,14 @@ signals:
   context:
     - name: long
       min: 5K
+  metadata:
+    - {{name: acme, key: 'header:X-Tenant', values: [acme]}}
+    - {{name: gold, key: 'metadata:tier', values: [gold]}}
 routes:
+  - name: tenant
+    priority: 20
+    when: {{any: [{{metadata: acme}}, {{metadata: gold}}]}}
+    models: [coder]
   - name: long_context
     priority: 10
     when: {{context: long}}
