@@ -5,9 +5,7 @@
 
 use std::path::Path;
 use switchyard_fleet::erlang::{erlang_c, mmc_mean_wait};
-use switchyard_fleet::sim::spec::{
-    ArrivalSpec, LengthModel, Pool, RoutingPolicy, RoutingSpec, SloSpec, Source,
-};
+use switchyard_fleet::sim::spec::{ArrivalSpec, LengthModel, Pool, RoutingSpec, SloSpec, Source};
 use switchyard_fleet::sim::{Report, Scenario, parse_scenario, simulate};
 use switchyard_fleet::{GpuKind, GpuProfile};
 
@@ -302,7 +300,6 @@ fn bad_files_name_the_line_and_the_fix() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("no end"), "{err}");
-    let _ = RoutingPolicy::Length;
 }
 
 #[test]

@@ -45,8 +45,6 @@ pub(crate) struct Job {
     pub emitted: u32,
     /// Times preempted.
     pub preemptions: u16,
-    /// Index of the arrival source (for per-source statistics).
-    pub source: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -620,7 +618,6 @@ mod tests {
             output,
             emitted: 0,
             preemptions: 0,
-            source: 0,
         }
     }
 

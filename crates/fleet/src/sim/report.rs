@@ -190,7 +190,7 @@ impl Report {
                     max_tokens: pool.max_tokens,
                     cost_per_hour: pool.cost_per_hour * f64::from(pool.instances),
                 };
-                pool_report(shape, rec, u, &scenario.slo, elapsed_ms)
+                pool_report(shape, rec, u, elapsed_ms)
             })
             .collect();
         let total = Usage {
@@ -213,7 +213,7 @@ impl Report {
             max_tokens: pools.iter().map(|p| p.max_tokens).max().unwrap_or(0),
             cost_per_hour: pools.iter().map(|p| p.cost_per_hour).sum(),
         };
-        let fleet = pool_report(shape, fleet, &total, &scenario.slo, elapsed_ms);
+        let fleet = pool_report(shape, fleet, &total, elapsed_ms);
         Report {
             seed: scenario.seed,
             simulated_s: round3(elapsed_ms / 1000.0),
@@ -360,14 +360,7 @@ struct Shape {
     cost_per_hour: f64,
 }
 
-fn pool_report(
-    shape: Shape,
-    rec: &Recorder,
-    u: &Usage,
-    slo: &super::spec::SloSpec,
-    elapsed_ms: f64,
-) -> PoolReport {
-    let _ = slo;
+fn pool_report(shape: Shape, rec: &Recorder, u: &Usage, elapsed_ms: f64) -> PoolReport {
     let seconds = (elapsed_ms / 1000.0).max(f64::MIN_POSITIVE);
     let hours = seconds / 3600.0;
     let tokens = (rec.prompt_tokens + rec.output_tokens) as f64;

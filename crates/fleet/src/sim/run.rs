@@ -11,7 +11,7 @@ use super::arrivals::{SourceStream, UNNAMED};
 use super::instance::{Exit, Instance, Job};
 use super::queue::EventQueue;
 use super::report::{Little, Report};
-use super::spec::{Dispatch, RoutingPolicy, Scenario, SpecError};
+use super::spec::{Dispatch, RoutingPolicy, Scenario, SloSpec, SpecError};
 use super::stats::{Drop, Recorder, Rejection, micros};
 use std::collections::VecDeque;
 
@@ -74,6 +74,49 @@ struct PoolState {
     recorder: Recorder,
 }
 
+/// Counts a request leaving the fleet: its latencies when it completed, why when it
+/// was dropped, its time in the fleet either way.
+fn record_exit(state: &mut PoolState, in_system: &mut u64, slo: &SloSpec, job: Job, exit: Exit) {
+    let rec = &mut state.recorder;
+    state.in_system -= 1;
+    *in_system -= 1;
+    match exit {
+        Exit::Completed(at) => {
+            let e2e = at - job.arrival_ms;
+            let ttft = job.first_token_ms - job.arrival_ms;
+            let tpot = if job.emitted > 1 {
+                (at - job.first_token_ms) / f64::from(job.emitted - 1)
+            } else {
+                0.0
+            };
+            rec.completed += 1;
+            rec.sojourn_ms += e2e;
+            rec.prompt_tokens += u64::from(job.prompt);
+            rec.output_tokens += u64::from(job.emitted);
+            rec.e2e.saturating_record(micros(e2e));
+            rec.ttft.saturating_record(micros(ttft));
+            rec.wait
+                .saturating_record(micros(job.admitted_ms - job.arrival_ms));
+            if job.emitted > 1 {
+                rec.tpot.saturating_record(micros(tpot));
+            }
+            let met = slo.ttft_ms.is_none_or(|s| ttft <= s)
+                && slo.tpot_ms.is_none_or(|s| tpot <= s)
+                && slo.e2e_ms.is_none_or(|s| e2e <= s);
+            rec.slo_met += u64::from(met);
+        }
+        Exit::Dropped(at) => {
+            let why = if job.admitted_ms.is_nan() {
+                Drop::QueueTimeout
+            } else {
+                Drop::Preempted
+            };
+            rec.dropped[why as usize] += 1;
+            rec.sojourn_ms += at - job.arrival_ms;
+        }
+    }
+}
+
 /// A fleet simulation ready to run.
 pub struct Simulation {
     scenario: Scenario,
@@ -83,8 +126,7 @@ pub struct Simulation {
     /// Pool indices by boundary, smallest first.
     by_boundary: Vec<usize>,
     sources: Vec<SourceStream>,
-    /// Per source: its names mapped to pool indices (for replay) and whether each
-    /// names a model some pool serves.
+    /// Per source: its names mapped to pool indices (for replay).
     source_pools: Vec<Vec<Option<usize>>>,
     pending: Vec<Option<super::arrivals::Arrival>>,
     queue: EventQueue,
@@ -235,7 +277,6 @@ impl Simulation {
             output: arrival.output,
             emitted: 0,
             preemptions: 0,
-            source: s as u16,
         };
         match self.route(s, &arrival) {
             Ok((p, prompt)) => {
@@ -358,8 +399,7 @@ impl Simulation {
             let index = state.first + i;
             let inst = &mut self.instances[index];
             let end = inst.enqueue(job, now);
-            state.tree.set(i, inst.load());
-            self.after_change(index, end, now);
+            self.after_change(index, end);
         } else {
             state.central.push_back(job);
         }
@@ -367,9 +407,9 @@ impl Simulation {
 
     fn step_end(&mut self, index: usize, now: f64) {
         self.instances[index].end_step();
-        self.collect_exits(index);
         let p = self.instance_pool[index] as usize;
         let deadline = self.scenario.pools[p].max_queue_wait_ms;
+        let slo = &self.scenario.slo;
         let state = &mut self.pools[p];
         let inst = &mut self.instances[index];
         while inst.load() < inst.slots() {
@@ -377,75 +417,30 @@ impl Simulation {
                 break;
             };
             if deadline.is_some_and(|d| now - job.arrival_ms > d) {
-                state.recorder.dropped[Drop::QueueTimeout as usize] += 1;
-                state.recorder.sojourn_ms += now - job.arrival_ms;
-                state.in_system -= 1;
-                self.in_system -= 1;
+                record_exit(state, &mut self.in_system, slo, job, Exit::Dropped(now));
                 continue;
             }
             inst.push(job);
         }
         let end = inst.begin(now);
-        self.after_change(index, end, now);
+        self.after_change(index, end);
     }
 
     /// Schedules the instance's new step end (if any), records who left, updates load.
-    fn after_change(&mut self, index: usize, end: Option<f64>, _now: f64) {
+    fn after_change(&mut self, index: usize, end: Option<f64>) {
         if let Some(end) = end {
             self.queue.schedule(index as u32, end);
         } else if !self.instances[index].is_busy() {
             self.queue.remove(index as u32);
         }
-        self.collect_exits(index);
-    }
-
-    fn collect_exits(&mut self, index: usize) {
         let p = self.instance_pool[index] as usize;
         let slo = &self.scenario.slo;
         let state = &mut self.pools[p];
         let inst = &mut self.instances[index];
         for (job, exit) in inst.exits.drain(..) {
-            let rec = &mut state.recorder;
-            state.in_system -= 1;
-            self.in_system -= 1;
-            match exit {
-                Exit::Completed(at) => {
-                    let e2e = at - job.arrival_ms;
-                    let ttft = job.first_token_ms - job.arrival_ms;
-                    let tpot = if job.emitted > 1 {
-                        (at - job.first_token_ms) / f64::from(job.emitted - 1)
-                    } else {
-                        0.0
-                    };
-                    rec.completed += 1;
-                    rec.sojourn_ms += e2e;
-                    rec.prompt_tokens += u64::from(job.prompt);
-                    rec.output_tokens += u64::from(job.emitted);
-                    rec.e2e.saturating_record(micros(e2e));
-                    rec.ttft.saturating_record(micros(ttft));
-                    rec.wait
-                        .saturating_record(micros(job.admitted_ms - job.arrival_ms));
-                    if job.emitted > 1 {
-                        rec.tpot.saturating_record(micros(tpot));
-                    }
-                    let met = slo.ttft_ms.is_none_or(|s| ttft <= s)
-                        && slo.tpot_ms.is_none_or(|s| tpot <= s)
-                        && slo.e2e_ms.is_none_or(|s| e2e <= s);
-                    rec.slo_met += u64::from(met);
-                }
-                Exit::Dropped(at) => {
-                    let why = if job.admitted_ms.is_nan() {
-                        Drop::QueueTimeout
-                    } else {
-                        Drop::Preempted
-                    };
-                    rec.dropped[why as usize] += 1;
-                    rec.sojourn_ms += at - job.arrival_ms;
-                }
-            }
+            record_exit(state, &mut self.in_system, slo, job, exit);
         }
-        let i = index - state.first;
-        state.tree.set(i, inst.load());
+        state.tree.set(index - state.first, inst.load());
     }
 
     fn report(self) -> Report {
