@@ -37,6 +37,24 @@ pub struct MetadataSignal {
     pattern: Option<Regex>,
 }
 
+/// The attribute a key names: `header:name` (lower-cased) or `metadata:KEY`.
+fn attribute(key: &str) -> Option<String> {
+    match key.split_once(':') {
+        Some(("header", name)) if !name.trim().is_empty() => {
+            Some(format!("header:{}", name.trim().to_ascii_lowercase()))
+        }
+        Some(("metadata", key)) if !key.is_empty() => Some(format!("metadata:{key}")),
+        _ => None,
+    }
+}
+
+impl MetadataSignalConfig {
+    /// The header this signal reads, if it reads one (lower-case).
+    pub fn header(&self) -> Option<String> {
+        attribute(&self.key).and_then(|a| a.strip_prefix("header:").map(str::to_owned))
+    }
+}
+
 impl MetadataSignal {
     /// Builds the signal, checking the key's form and the pattern.
     pub fn new(config: &MetadataSignalConfig) -> Result<Self, String> {
@@ -67,11 +85,6 @@ impl MetadataSignal {
             values: config.values.clone(),
             pattern,
         })
-    }
-
-    /// The header this signal reads, if it reads one (lower-case).
-    pub fn header(&self) -> Option<&str> {
-        self.attribute.strip_prefix("header:")
     }
 }
 
@@ -162,9 +175,7 @@ mod tests {
                 .contains("pattern")
         );
         assert_eq!(
-            MetadataSignal::new(&config("header:X-A", &[], None))
-                .unwrap()
-                .header(),
+            config("header:X-A", &[], None).header().as_deref(),
             Some("x-a")
         );
     }

@@ -195,15 +195,19 @@ pub fn find_pii(text: &str) -> Vec<Finding> {
         } else {
             0.45
         };
-        let before = text[..m.start()].to_ascii_lowercase();
-        let tail = before.trim_end();
         let cue = [
-            "phone", "call", "tel", "mobile", "cell", "whatsapp", "fax", "number",
+            "phone",
+            "telephone",
+            "call",
+            "tel",
+            "mobile",
+            "cell",
+            "whatsapp",
+            "fax",
+            "number",
         ];
-        if cue
-            .iter()
-            .any(|c| tail.ends_with(c) || tail.ends_with(&format!("{c}:")))
-        {
+        let word = word_before(text, m.start());
+        if cue.iter().any(|c| word.eq_ignore_ascii_case(c)) {
             score = 0.9;
         }
         push(PiiKind::Phone, m.start(), m.end(), score);
@@ -249,10 +253,22 @@ fn looks_like_date(s: &str) -> bool {
             || (groups[0].len() <= 2 && groups[1].len() <= 2 && matches!(groups[2].len(), 2 | 4)))
 }
 
+/// The word just before `start`, skipping spaces and a colon ("call: 555…"). Only
+/// the last few bytes are looked at, so a scan stays linear in the text.
+fn word_before(text: &str, start: usize) -> &str {
+    let head = text[..start].trim_end().trim_end_matches(':').trim_end();
+    let from = head
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_alphabetic())
+        .last()
+        .map_or(head.len(), |(i, _)| i);
+    &head[from..]
+}
+
 /// `v1.2.3.4`-style versions and dotted numbers after "version" are not addresses.
 fn version_like(text: &str, start: usize) -> bool {
-    let before = text[..start].to_ascii_lowercase();
-    before.ends_with('v') || before.trim_end().ends_with("version")
+    text[..start].ends_with(['v', 'V']) || word_before(text, start).eq_ignore_ascii_case("version")
 }
 
 /// The Luhn checksum of a card number's digits.

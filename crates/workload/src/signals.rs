@@ -303,8 +303,7 @@ impl SignalEngine {
         let mut headers: Vec<String> = config
             .metadata
             .iter()
-            .filter_map(|c| MetadataSignal::new(c).ok())
-            .filter_map(|s| s.header().map(str::to_owned))
+            .filter_map(MetadataSignalConfig::header)
             .collect();
         headers.sort();
         headers.dedup();
