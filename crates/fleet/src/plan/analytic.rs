@@ -12,7 +12,6 @@
 //! wait, the prefill queue, and the P99 prompt's prefill iterations at the mean batch.
 
 use super::GpuOption;
-use crate::erlang::erlang_c;
 use serde::Serialize;
 
 /// The requests one pool serves, summarized.
@@ -33,11 +32,9 @@ pub struct PoolLoad {
     pub iterations: IterationMoments,
 }
 
-/// Moments of iterations per request for a given chunk size.
+/// Moments of iterations per request (for the GPU's prefill chunk).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IterationMoments {
-    /// Chunk the moments were computed for.
-    pub chunk: u32,
     /// E[k].
     pub mean: f64,
     /// E[k²].
@@ -257,40 +254,10 @@ pub fn size(
     ok(high)
 }
 
-/// Erlang C, exact up to 2,000 servers and by the Halfin–Whitt approximation beyond
-/// (`C ≈ 1 / (1 + β·Φ(β)/φ(β))`, `β = (c − a)/√a`), accurate in the many-server regime.
-pub fn erlang_c_large(c: u32, a: f64) -> f64 {
-    if c <= 2000 || a >= f64::from(c) {
-        return erlang_c(c, a);
-    }
-    let beta = (f64::from(c) - a) / a.sqrt();
-    if beta > 8.0 {
-        return 0.0;
-    }
-    let phi = (-beta * beta / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
-    let cdf = 0.5 * erfc(-beta / std::f64::consts::SQRT_2);
-    1.0 / (1.0 + beta * cdf / phi)
-}
-
-/// Complementary error function (Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::erlang::erlang_c;
     use crate::gpu::GpuKind;
 
     fn h100() -> GpuOption {
@@ -312,25 +279,10 @@ mod tests {
             p99_prompt: 3000.0,
             mean_context: 900.0,
             iterations: IterationMoments {
-                chunk: 1024,
                 mean: 201.0,
                 mean_square: 201.0 * 201.0 * 1.5,
             },
         }
-    }
-
-    #[test]
-    fn halfin_whitt_joins_the_exact_formula() {
-        for (c, a) in [(2000u32, 1950.0), (2000, 1900.0), (2000, 1990.0)] {
-            let exact = erlang_c(c, a);
-            let beta = (f64::from(c) - a) / a.sqrt();
-            let phi = (-beta * beta / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
-            let hw = 1.0 / (1.0 + beta * 0.5 * erfc(-beta / std::f64::consts::SQRT_2) / phi);
-            assert!((hw - exact).abs() < 0.02, "c {c} a {a}: {hw} vs {exact}");
-        }
-        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
-        assert!((erfc(1.0) - 0.157_299_2).abs() < 1e-6);
-        assert!((erfc(-1.0) - 1.842_700_8).abs() < 1e-6);
     }
 
     #[test]

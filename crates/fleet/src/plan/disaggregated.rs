@@ -8,9 +8,10 @@
 //! model in BF16). Decode instances hold the whole window and run only outputs,
 //! sized like any pool with no prefill. Both pools take the GPU that scores best.
 
-use super::analytic::{IterationMoments, PoolLoad, erlang_c_large, size};
+use super::analytic::{IterationMoments, PoolLoad, size};
 use super::spec::Resolved;
-use super::{PlannedPool, Sample};
+use super::{PlannedPool, Sample, p99};
+use crate::erlang::mmc_wait_quantile;
 use serde::Serialize;
 
 /// Bytes of KV per token moved from prefill to decode.
@@ -38,10 +39,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
     let n = sample.requests.len() as f64;
     let mean_prompt = sample.requests.iter().map(|r| f64::from(r.0)).sum::<f64>() / n;
     let mean_output = sample.requests.iter().map(|r| f64::from(r.1)).sum::<f64>() / n;
-    let mut prompts: Vec<u32> = sample.requests.iter().map(|r| r.0).collect();
-    prompts.sort_unstable();
-    let p99_prompt =
-        f64::from(prompts[((prompts.len() as f64 * 0.99) as usize).min(prompts.len() - 1)]);
+    let p99_prompt = f64::from(p99(sample.requests.iter().map(|r| r.0).collect()));
     let transfer_ms = p99_prompt * KV_BYTES_PER_TOKEN / LINK_BYTES_PER_MS;
 
     let mut best_prefill: Option<(PlannedPool, f64)> = None;
@@ -68,13 +66,8 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
             if instances > gpu.available {
                 break None;
             }
-            let c = erlang_c_large(instances, offered);
-            let mean_wait = c * service / (f64::from(instances) - offered) * (1.0 + cv2) / 2.0;
-            let p99_wait = if c > 0.01 {
-                mean_wait / c * (c / 0.01).ln()
-            } else {
-                0.0
-            };
+            // Allen–Cunneen scales the M/M/c wait, its quantiles included.
+            let p99_wait = mmc_wait_quantile(instances, offered, service, 0.99) * (1.0 + cv2) / 2.0;
             let ttft = p99_wait + p99_prefill + transfer_ms;
             if ttft <= spec.ttft_p99_ms {
                 break Some(ttft);
@@ -133,7 +126,6 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
             p99_prompt: 0.0,
             mean_context: decode_context,
             iterations: IterationMoments {
-                chunk: gpu.profile.prefill_chunk,
                 mean: mean_output,
                 mean_square: outputs.iter().map(|o| o * o).sum::<f64>() / n,
             },

@@ -102,16 +102,14 @@ impl Sample {
             context += iterations * (f64::from(p) + f64::from(o) / 2.0);
             prompts.push(p);
         }
-        prompts.sort_unstable();
-        let p99 = prompts[((prompts.len() as f64 * 0.99) as usize).min(prompts.len() - 1)];
+        let p99_prompt = p99(prompts);
         Some(PoolLoad {
             rate: rate * n / self.requests.len() as f64,
             mean_prompt: prompt / n,
             mean_output: output / n,
-            p99_prompt: f64::from(p99),
+            p99_prompt: f64::from(p99_prompt),
             mean_context: context / k,
             iterations: IterationMoments {
-                chunk,
                 mean: k / n,
                 mean_square: k2 / n,
             },
@@ -123,6 +121,13 @@ impl Sample {
         self.requests
             .partition_point(|(p, o)| f64::from(p + o) <= tokens)
     }
+}
+
+/// The 99th percentile of some token counts (0 for none).
+pub(crate) fn p99(mut values: Vec<u32>) -> u32 {
+    values.sort_unstable();
+    let index = ((values.len() as f64 * 0.99) as usize).min(values.len().saturating_sub(1));
+    values.get(index).copied().unwrap_or(0)
 }
 
 /// One sized pool of a plan.
@@ -467,7 +472,6 @@ fn merged_load(
                 .map(|l| l.rate * l.iterations.mean)
                 .sum::<f64>(),
         iterations: IterationMoments {
-            chunk,
             mean: w(&|l| l.iterations.mean),
             mean_square: w(&|l| l.iterations.mean_square),
         },
