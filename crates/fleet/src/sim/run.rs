@@ -12,7 +12,7 @@ use super::instance::{Exit, Instance, Job};
 use super::queue::EventQueue;
 use super::report::{Little, Report};
 use super::spec::{Dispatch, RoutingPolicy, Scenario, SloSpec, SpecError};
-use super::stats::{Drop, Recorder, Rejection, micros};
+use super::stats::{DropReason, Recorder, Rejection, micros};
 use std::collections::VecDeque;
 
 /// How often, in arrivals, the progress callback is told.
@@ -107,9 +107,9 @@ fn record_exit(state: &mut PoolState, in_system: &mut u64, slo: &SloSpec, job: J
         }
         Exit::Dropped(at) => {
             let why = if job.admitted_ms.is_nan() {
-                Drop::QueueTimeout
+                DropReason::QueueTimeout
             } else {
-                Drop::Preempted
+                DropReason::Preempted
             };
             rec.dropped[why as usize] += 1;
             rec.sojourn_ms += at - job.arrival_ms;

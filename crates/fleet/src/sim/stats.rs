@@ -18,7 +18,7 @@ pub(crate) enum Rejection {
 
 /// Why an admitted or queued request was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drop {
+pub(crate) enum DropReason {
     /// Waited past the pool's `max_queue_wait_s`.
     QueueTimeout = 0,
     /// Preempted more than the pool's limit.
