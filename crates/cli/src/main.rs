@@ -5,8 +5,10 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod fleet;
 mod placement_bench;
+mod train;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +74,12 @@ enum Command {
     /// Fleet simulation and planning, offline.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// Evaluate signals against labelled data.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Train learned signal heads from labelled data.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
 }
 
 #[derive(Args)]
@@ -172,6 +180,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Demo { config, exit } => demo::run(config.as_deref(), exit).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Fleet(command) => fleet::run(command),
+        Command::Train(command) => train::run(command),
+        Command::Eval(command) => eval::run(command),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `switchyard` binary: check, route, and its errors on bad input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::process::Command;
 
@@ -262,4 +262,114 @@ default_route:
     let (taken, _) = route("suggest a good recipe for banana bread");
     assert_eq!(taken, "default");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn model_dir() -> Option<String> {
+    let dir = std::env::var("SWITCHYARD_MODEL_DIR").ok();
+    if dir.is_none() {
+        eprintln!("skipped: SWITCHYARD_MODEL_DIR is not set");
+    }
+    dir
+}
+
+#[test]
+fn train_domain_fits_a_head_and_writes_its_provenance() {
+    let Some(model) = model_dir() else { return };
+    let dir = std::env::temp_dir().join(format!("switchyard-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("topics.jsonl");
+    let mut rows = String::new();
+    let topics = [
+        (
+            "cooking",
+            [
+                "bake bread with yeast",
+                "simmer a tomato sauce",
+                "season the roast chicken",
+                "whisk eggs for an omelette",
+                "knead pizza dough",
+                "caramelize onions slowly",
+            ],
+        ),
+        (
+            "astronomy",
+            [
+                "a telescope shows Jupiter's moons",
+                "the orbit of a comet",
+                "a supernova in a distant galaxy",
+                "the phases of the moon",
+                "black holes bend light",
+                "stars fuse hydrogen into helium",
+            ],
+        ),
+    ];
+    for (label, texts) in topics {
+        for (i, t) in texts.iter().enumerate() {
+            for variant in ["How do I", "Tell me about", "Explain why"] {
+                rows.push_str(&format!(
+                    "{{\"text\": \"{variant} {t} ({i})\", \"label\": \"{label}\"}}\n"
+                ));
+            }
+        }
+    }
+    std::fs::write(&data, rows).unwrap();
+    let out = dir.join("head.json");
+    let cache = dir.join("cache");
+    let (ok, stdout, stderr) = switchyard(&[
+        "train",
+        "domain",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        &model,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--holdout",
+        "30",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 labels"), "{stdout}");
+    let head: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(head["labels"], serde_json::json!(["astronomy", "cooking"]));
+    assert_eq!(head["holdout_percent"], 30);
+    let provenance = std::fs::read_to_string(dir.join("head.md")).unwrap();
+    assert!(provenance.contains("sha256"), "{provenance}");
+    // Accuracy on the held-out rows of two well-separated topics.
+    let accuracy: f64 = stdout
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(accuracy >= 90.0, "{stdout}");
+    // A bad row is named by file and line.
+    std::fs::write(
+        &data,
+        "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": \"b\"}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&[
+        "train",
+        "domain",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        &model,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("topics.jsonl:2") && stderr.contains("--label-field"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn eval_without_the_data_says_where_to_get_it() {
+    let (ok, _, stderr) = switchyard(&["eval", "signals", "--data", "/nonexistent/data"]);
+    assert!(!ok);
+    assert!(stderr.contains("SWITCHYARD_DATA"), "{stderr}");
 }

@@ -27,6 +27,10 @@ pub struct EmbeddingModelConfig {
     /// Where exemplar vectors are kept (default `.cache/embeddings`).
     #[serde(default = "default_cache")]
     pub cache_dir: PathBuf,
+    /// The domain head (a `switchyard train domain` output); default: the built-in
+    /// 14-category head for all-MiniLM-L6-v2.
+    #[serde(default)]
+    pub domain_head: Option<PathBuf>,
 }
 
 fn default_max_tokens() -> usize {
@@ -100,13 +104,8 @@ impl ExemplarCache {
     /// The vector of `text`: from disk when present and whole, else computed and kept.
     pub fn vector(&self, embedder: &Embedder, text: &str) -> Result<Vec<f32>, String> {
         let path = self.path(text);
-        if let Ok(bytes) = std::fs::read(&path)
-            && bytes.len() == 4 * embedder.dimension()
-        {
-            return Ok(bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect());
+        if let Some(vector) = self.read(embedder, text) {
+            return Ok(vector);
         }
         let vector = embedder.embed(text).map_err(|e| e.to_string())?;
         // A cache that cannot be written only costs time at the next start.
@@ -115,6 +114,47 @@ impl ExemplarCache {
             let _ = std::fs::write(&path, bytes);
         }
         Ok(vector)
+    }
+
+    /// The vectors of many texts: cached ones read back, the rest embedded in batches
+    /// of similar length (little padding) and kept. `progress` is told how many are
+    /// done after each batch.
+    pub fn vectors(
+        &self,
+        embedder: &Embedder,
+        texts: &[&str],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let mut out: Vec<Option<Vec<f32>>> = texts.iter().map(|t| self.read(embedder, t)).collect();
+        let mut missing: Vec<usize> = (0..texts.len()).filter(|i| out[*i].is_none()).collect();
+        let mut done = texts.len() - missing.len();
+        progress(done);
+        missing.sort_by_key(|i| texts[*i].len());
+        let writable = std::fs::create_dir_all(&self.dir).is_ok();
+        for batch in missing.chunks(8) {
+            let chunk: Vec<&str> = batch.iter().map(|i| texts[*i]).collect();
+            let vectors = embedder.embed_batch(&chunk).map_err(|e| e.to_string())?;
+            for (i, vector) in batch.iter().zip(vectors) {
+                if writable {
+                    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    let _ = std::fs::write(self.path(texts[*i]), bytes);
+                }
+                out[*i] = Some(vector);
+            }
+            done += batch.len();
+            progress(done);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    fn read(&self, embedder: &Embedder, text: &str) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(self.path(text)).ok()?;
+        (bytes.len() == 4 * embedder.dimension()).then(|| {
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
     }
 }
 
@@ -156,6 +196,10 @@ impl EmbeddingSignal {
 impl Signal for EmbeddingSignal {
     fn key(&self) -> &SignalKey {
         &self.key
+    }
+
+    fn uses_model(&self) -> bool {
+        true
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
@@ -237,6 +281,7 @@ mod tests {
                 path: dir.to_path_buf(),
                 max_tokens: 256,
                 cache_dir: cache.to_path_buf(),
+                domain_head: None,
             }),
             embedding: signals,
             ..SignalsConfig::default()

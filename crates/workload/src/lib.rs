@@ -10,11 +10,16 @@
 
 pub mod context;
 pub mod counter;
+pub mod dataset;
+pub mod domain;
 pub mod embedding;
 pub mod feedback;
+pub mod head;
+pub mod jailbreak;
 pub mod keyword;
 pub mod language;
 pub mod metadata;
+pub mod metrics;
 pub mod pii;
 pub mod signals;
 pub mod structure;
@@ -24,4 +29,5 @@ pub use signals::{
     Request, Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals,
     SignalsConfig,
 };
+pub use switchyard_embed;
 pub use switchyard_wire::TokenCount;

@@ -103,7 +103,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
         email: re(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}\b"),
         phone: re(
-            r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}|\+\d{7,15}",
+            r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){0,3}[\s.-]\d{2,8}\b|\+\d{7,15}",
         ),
         card: re(r"\b\d(?:[ -]?\d){12,18}\b"),
         iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
@@ -182,10 +182,10 @@ pub fn find_pii(text: &str) -> Vec<Finding> {
     for m in p.phone.find_iter(text) {
         let s = m.as_str();
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
-        if !(7..=15).contains(&digits) {
+        if !(6..=15).contains(&digits) {
             continue;
         }
-        if looks_like_date(s) {
+        if looks_like_date(s) || ssn_shaped(s) {
             continue;
         }
         // Bare digit groups are often quantities: below the default threshold unless
@@ -205,10 +205,26 @@ pub fn find_pii(text: &str) -> Vec<Finding> {
             "whatsapp",
             "fax",
             "number",
+            "dial",
+            "sms",
+            "text",
+            "reach",
+            "contact",
+            "desk",
+            "office",
+            "landline",
+            "answering",
+            "message",
+            "messages",
+            "registered",
         ];
-        let word = word_before(text, m.start());
-        if cue.iter().any(|c| word.eq_ignore_ascii_case(c)) {
+        let cued = words_near(text, m.start(), m.end())
+            .any(|w| cue.iter().any(|c| w.eq_ignore_ascii_case(c)));
+        if cued {
             score = 0.9;
+        } else if digits < 7 {
+            // Six digits are a phone number only where the text says so.
+            continue;
         }
         push(PiiKind::Phone, m.start(), m.end(), score);
     }
@@ -264,6 +280,38 @@ fn word_before(text: &str, start: usize) -> &str {
         .last()
         .map_or(head.len(), |(i, _)| i);
     &head[from..]
+}
+
+/// `AAA-GG-SSSS`: the SSN recognizer's, never a phone number.
+fn ssn_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 11
+        && b[3] == b'-'
+        && b[6] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 3 || i == 6 || c.is_ascii_digit())
+}
+
+/// The last three words within 40 bytes before `start` and the first word within 12
+/// bytes after `end`: where a cue such as "call me at" or "(office)" sits.
+fn words_near(text: &str, start: usize, end: usize) -> impl Iterator<Item = &str> {
+    let mut from = start.saturating_sub(40);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let mut to = (end + 12).min(text.len());
+    while !text.is_char_boundary(to) {
+        to -= 1;
+    }
+    let is_word = |w: &&str| !w.is_empty();
+    let split = |c: char| !c.is_ascii_alphabetic();
+    let before: Vec<&str> = text[from..start].split(split).filter(is_word).collect();
+    let skip = before.len().saturating_sub(3);
+    before
+        .into_iter()
+        .skip(skip)
+        .chain(text[end..to].split(split).find(is_word))
 }
 
 /// `v1.2.3.4`-style versions and dotted numbers after "version" are not addresses.

@@ -1,12 +1,15 @@
 //! Signals, the trait every signal family implements, and the engine that runs them.
 
 use crate::context::{ContextSignal, ContextSignalConfig};
+use crate::domain::{DomainSignal, DomainSignalConfig};
 use crate::embedding::{
     EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
 };
 use crate::feedback::{
     ReaskSignal, ReaskSignalConfig, UserFeedbackSignal, UserFeedbackSignalConfig,
 };
+use crate::head::{LinearHead, Prediction};
+use crate::jailbreak::{JailbreakSignal, JailbreakSignalConfig};
 use crate::keyword::{KeywordSignal, KeywordSignalConfig};
 use crate::language::{LanguageSignal, LanguageSignalConfig};
 use crate::metadata::{MetadataSignal, MetadataSignalConfig};
@@ -42,11 +45,15 @@ pub enum SignalFamily {
     Reask,
     /// Values of request headers and of the request's `metadata` object.
     Metadata,
+    /// The subject of the request, from a classifier over its embedding.
+    Domain,
+    /// Jailbreak and prompt-injection attempts.
+    Jailbreak,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 9] = [
+    pub const ALL: [SignalFamily; 11] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
@@ -56,6 +63,8 @@ impl SignalFamily {
         SignalFamily::UserFeedback,
         SignalFamily::Reask,
         SignalFamily::Metadata,
+        SignalFamily::Domain,
+        SignalFamily::Jailbreak,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -70,6 +79,8 @@ impl SignalFamily {
             SignalFamily::UserFeedback => "user_feedback",
             SignalFamily::Reask => "reask",
             SignalFamily::Metadata => "metadata",
+            SignalFamily::Domain => "domain",
+            SignalFamily::Jailbreak => "jailbreak",
         }
     }
 
@@ -121,6 +132,8 @@ pub struct Request<'a> {
     pub conversation: &'a Conversation,
     embedder: Option<&'a Embedder>,
     embedding: OnceCell<Result<Vec<f32>, String>>,
+    head: Option<&'a LinearHead>,
+    domain: OnceCell<Result<Prediction, String>>,
 }
 
 impl<'a> Request<'a> {
@@ -130,7 +143,29 @@ impl<'a> Request<'a> {
             conversation,
             embedder,
             embedding: OnceCell::new(),
+            head: None,
+            domain: OnceCell::new(),
         }
+    }
+
+    /// The same request, classified into domains by `head` when asked.
+    pub fn with_domain_head(mut self, head: Option<&'a LinearHead>) -> Request<'a> {
+        self.head = head;
+        self
+    }
+
+    /// The domain prediction for the last user turn and the head's labels, computed
+    /// on first use from the shared embedding.
+    pub fn domain(&self) -> Result<(&Prediction, &[String]), &str> {
+        let head = self.head.ok_or("no domain head is loaded")?;
+        self.domain
+            .get_or_init(|| {
+                let vector = self.embedding().map_err(str::to_owned)?;
+                Ok(head.predict(vector))
+            })
+            .as_ref()
+            .map(|p| (p, head.labels.as_slice()))
+            .map_err(String::as_str)
     }
 
     /// The embedding of the last user turn, computed on first use.
@@ -147,6 +182,15 @@ impl<'a> Request<'a> {
             .map_err(String::as_str)
     }
 
+    /// The embedding of another text of this request (such as all its user turns),
+    /// computed now and not kept.
+    pub fn embedding_of(&self, text: &str) -> Result<Vec<f32>, String> {
+        match self.embedder {
+            Some(e) => e.embed(text).map_err(|e| e.to_string()),
+            None => Err("no embedding model is configured (signals.model)".to_owned()),
+        }
+    }
+
     /// Whether the embedding was computed.
     pub fn embedded(&self) -> bool {
         self.embedding.get().is_some()
@@ -160,6 +204,10 @@ pub trait Signal: Send + Sync + fmt::Debug {
     /// Evaluates the signal on a request; `cost_ns` is filled in by the engine (the
     /// first signal to use a shared computation, such as the embedding, pays for it).
     fn evaluate(&self, request: &Request<'_>) -> SignalValue;
+    /// Whether evaluating may run the embedding model (milliseconds, not microseconds).
+    fn uses_model(&self) -> bool {
+        false
+    }
 }
 
 /// The signal definitions of a configuration, by family.
@@ -196,6 +244,12 @@ pub struct SignalsConfig {
     /// Header and metadata signals.
     #[serde(default)]
     pub metadata: Vec<MetadataSignalConfig>,
+    /// Domain signals (need `model`).
+    #[serde(default)]
+    pub domain: Vec<DomainSignalConfig>,
+    /// Jailbreak and prompt-injection signals (their contrast layer needs `model`).
+    #[serde(default)]
+    pub jailbreak: Vec<JailbreakSignalConfig>,
 }
 
 /// A signal definition was rejected.
@@ -237,6 +291,7 @@ fn family<C, S: Signal + 'static>(
 pub struct SignalEngine {
     signals: Vec<Box<dyn Signal>>,
     embedder: Option<Arc<Embedder>>,
+    head: Option<Arc<LinearHead>>,
     headers: Vec<String>,
 }
 
@@ -307,39 +362,86 @@ impl SignalEngine {
             .collect();
         headers.sort();
         headers.dedup();
-        let embedder = match (&config.model, config.embedding.first()) {
+        // The first signal that needs the model names it in errors.
+        let model_user = config
+            .embedding
+            .first()
+            .map(|c| ("embedding", &c.name))
+            .or_else(|| config.domain.first().map(|c| ("domain", &c.name)))
+            .or_else(|| {
+                config
+                    .jailbreak
+                    .iter()
+                    .find(|c| c.contrast)
+                    .map(|c| ("jailbreak", &c.name))
+            });
+        let embedder = match (&config.model, model_user) {
             (_, None) => None,
-            (None, Some(first)) => {
+            (None, Some((family, name))) => {
                 return Err(SignalConfigError {
-                    family: "embedding",
+                    family,
                     index: 0,
-                    name: first.name.clone(),
-                    reason: "embedding signals need signals.model (a model folder; scripts/fetch-model.sh installs the default)".to_owned(),
+                    name: name.clone(),
+                    reason: format!(
+                        "{family} signals need signals.model (a model folder; scripts/fetch-model.sh installs the default)"
+                    ),
                 });
             }
-            (Some(model), Some(first)) => {
+            (Some(model), Some((family, name))) => {
                 let options = EmbedderOptions {
                     max_tokens: model.max_tokens,
                 };
                 let embedder =
                     Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
-                        family: "embedding",
+                        family,
                         index: 0,
-                        name: first.name.clone(),
+                        name: name.clone(),
                         reason: format!("signals.model: {e}"),
                     })?;
                 Some(Arc::new(embedder))
             }
         };
-        if let (Some(embedder), Some(model)) = (&embedder, &config.model) {
-            let cache = ExemplarCache::new(&model.cache_dir, embedder);
+        let mut head = None;
+        let cache = match (&embedder, &config.model) {
+            (Some(embedder), Some(model)) => Some(ExemplarCache::new(&model.cache_dir, embedder)),
+            _ => None,
+        };
+        family(
+            &mut signals,
+            "jailbreak",
+            &config.jailbreak,
+            |c| &c.name,
+            |c| JailbreakSignal::new(c, embedder.as_deref().zip(cache.as_ref())),
+        )?;
+        if let (Some(embedder), Some(model), Some(cache)) = (&embedder, &config.model, &cache) {
             family(
                 &mut signals,
                 "embedding",
                 &config.embedding,
                 |c| &c.name,
-                |c| EmbeddingSignal::new(c, embedder, &cache),
+                |c| EmbeddingSignal::new(c, embedder, cache),
             )?;
+            if let Some(first) = config.domain.first() {
+                let loaded = crate::domain::load_head(
+                    model.domain_head.as_deref(),
+                    embedder.name(),
+                    embedder.dimension(),
+                )
+                .map_err(|reason| SignalConfigError {
+                    family: "domain",
+                    index: 0,
+                    name: first.name.clone(),
+                    reason: format!("signals.model.domain_head: {reason}"),
+                })?;
+                family(
+                    &mut signals,
+                    "domain",
+                    &config.domain,
+                    |c| &c.name,
+                    |c| DomainSignal::new(c, &loaded),
+                )?;
+                head = Some(Arc::new(loaded));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for s in &signals {
@@ -356,6 +458,7 @@ impl SignalEngine {
         Ok(SignalEngine {
             signals,
             embedder,
+            head,
             headers,
         })
     }
@@ -403,12 +506,13 @@ impl SignalEngine {
         needed
             .iter()
             .filter_map(|id| self.signals.get(id.0))
-            .any(|s| s.key().family == SignalFamily::Embedding)
+            .any(|s| s.uses_model())
     }
 
     /// Computes the signals in `needed` (and only those) for a conversation.
     pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
-        let request = Request::new(conversation, self.embedder.as_deref());
+        let request = Request::new(conversation, self.embedder.as_deref())
+            .with_domain_head(self.head.as_deref());
         let mut values = vec![None; self.signals.len()];
         for id in needed {
             let Some(signal) = self.signals.get(id.0) else {
