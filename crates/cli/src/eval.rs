@@ -141,6 +141,9 @@ fn model_config(args: &SignalsArgs) -> EmbeddingModelConfig {
         max_tokens: args.max_tokens,
         cache_dir: PathBuf::from(".cache/embeddings"),
         domain_head: args.head.clone(),
+        threads: 1,
+        max_batch: 1,
+        queue: 16,
     }
 }
 

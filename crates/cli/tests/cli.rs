@@ -1,6 +1,11 @@
 //! The `switchyard` binary: check, route, and its errors on bad input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::process::Command;
 
@@ -19,7 +24,11 @@ fn switchyard(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn the_examples_pass_check() {
-    for example in ["examples/demo.yaml", "examples/minimal.yaml"] {
+    for example in [
+        "examples/demo.yaml",
+        "examples/keywords.yaml",
+        "examples/minimal.yaml",
+    ] {
         let (ok, stdout, stderr) = switchyard(&["check", "--config", example]);
         assert!(ok, "{example}: {stderr}");
         assert!(stdout.contains("ok:"), "{stdout}");
@@ -92,6 +101,9 @@ fn the_demo_runs_end_to_end() {
         "math",
         "direct",
         "chat-h100-64k-0",
+        "suspected_attack",
+        "personal_data",
+        "expert",
     ] {
         assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
     }

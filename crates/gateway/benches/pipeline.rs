@@ -10,7 +10,8 @@ use std::hint::black_box;
 use switchyard_gateway::{Runtime, ingress, plan};
 use switchyard_policy::{Policy, parse_config};
 
-const CONFIG: &str = include_str!("../../../examples/demo.yaml");
+// Keyword and context signals only: the overhead of the router itself.
+const CONFIG: &str = include_str!("../../../examples/keywords.yaml");
 
 fn body(prompt: &str) -> Bytes {
     Bytes::from(

@@ -42,6 +42,14 @@ fn describe() {
         "switchyard_request_duration_seconds",
         "Time from request arrival to the last byte"
     );
+    metrics::describe_histogram!(
+        "switchyard_signal_seconds",
+        "Time to compute each signal (the first to use the embedding waits for it)"
+    );
+    metrics::describe_counter!(
+        "switchyard_signal_errors_total",
+        "Signals that failed or missed their deadline; their on_error rule decided"
+    );
     metrics::describe_counter!(
         "switchyard_tokens_total",
         "Prompt and completion tokens by model, as reported upstream"

@@ -76,63 +76,81 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     // still run where only its prompt (plus one token) fits.
     let minimum = prompt.saturating_add(conversation.output_cap.unwrap_or(1).max(1));
 
-    let (route, route_index, route_matched, candidates, signals) =
-        if let Some(model) = policy.model_index(requested) {
-            (
-                DIRECT_ROUTE.to_owned(),
-                None,
-                false,
-                vec![model],
-                Signals::default(),
-            )
-        } else if policy.is_route_alias(requested) {
-            let needed = policy.needed_signals();
-            let signals = if policy.signals.needs_embedding(needed) {
-                // Model inference takes milliseconds: let the runtime move this
-                // worker's other tasks elsewhere while it runs.
-                off_the_async_workers(|| policy.signals.characterize(conversation, needed))
-            } else {
-                policy.signals.characterize(conversation, needed)
-            };
-            let decision = policy.decide(&signals).ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::NoRoute,
-                    "no route matches this request and no default_route is configured",
-                )
-            })?;
-            let route = policy.route(decision.route).ok_or_else(|| {
-                ApiError::new(ErrorKind::Unavailable, "the decided route is missing")
-            })?;
-            (
-                route.name.clone(),
-                Some(decision.route),
-                decision.matched,
-                route.candidates.clone(),
-                signals,
-            )
+    let (route, route_index, route_matched, candidates, signals) = if let Some(model) =
+        policy.model_index(requested)
+    {
+        (
+            DIRECT_ROUTE.to_owned(),
+            None,
+            false,
+            vec![model],
+            Signals::default(),
+        )
+    } else if policy.is_route_alias(requested) {
+        let needed = policy.needed_signals();
+        let signals = if policy.signals.needs_embedding(needed) {
+            // Model inference takes milliseconds: let the runtime move this
+            // worker's other tasks elsewhere while it runs.
+            off_the_async_workers(|| policy.signals.characterize(conversation, needed))
         } else {
-            let names = policy
-                .config
-                .models
-                .iter()
-                .map(|m| m.name.value.as_str())
-                .chain(
-                    policy
-                        .config
-                        .server
-                        .route_aliases
-                        .iter()
-                        .map(String::as_str),
-                );
-            let hint = suggest(requested, names)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_else(|| "; GET /v1/models lists the models".to_owned());
-            return Err(ApiError::new(
-                ErrorKind::ModelNotFound,
-                format!("model `{requested}` is not configured{hint}"),
-            )
-            .with_param("model"));
+            policy.signals.characterize(conversation, needed)
         };
+        for (id, value) in signals.iter() {
+            let label = policy.signals.label(id).to_owned();
+            metrics::histogram!("switchyard_signal_seconds", "signal" => label.clone())
+                .record(value.cost_ns as f64 / 1e9);
+            if value.error.is_some() {
+                metrics::counter!("switchyard_signal_errors_total", "signal" => label).increment(1);
+            }
+        }
+        if let Some((id, error)) = signals.failure() {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "signal {} failed ({error}) and its on_error rule is `fail`",
+                    policy.signals.label(id)
+                ),
+            ));
+        }
+        let decision = policy.decide(&signals).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NoRoute,
+                "no route matches this request and no default_route is configured",
+            )
+        })?;
+        let route = policy
+            .route(decision.route)
+            .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "the decided route is missing"))?;
+        (
+            route.name.clone(),
+            Some(decision.route),
+            decision.matched,
+            route.candidates.clone(),
+            signals,
+        )
+    } else {
+        let names = policy
+            .config
+            .models
+            .iter()
+            .map(|m| m.name.value.as_str())
+            .chain(
+                policy
+                    .config
+                    .server
+                    .route_aliases
+                    .iter()
+                    .map(String::as_str),
+            );
+        let hint = suggest(requested, names)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_else(|| "; GET /v1/models lists the models".to_owned());
+        return Err(ApiError::new(
+            ErrorKind::ModelNotFound,
+            format!("model `{requested}` is not configured{hint}"),
+        )
+        .with_param("model"));
+    };
 
     let listed: Vec<Candidate<'_>> = candidates
         .iter()
@@ -288,6 +306,7 @@ pub fn trace(
                 "value": v.value,
                 "confidence": v.confidence,
                 "evidence": v.evidence,
+                "error": v.error,
                 "cost_us": v.cost_ns as f64 / 1000.0,
             })
         })

@@ -67,6 +67,7 @@ impl Signal for ContextSignal {
             confidence: 1.0,
             evidence: Some(format!("{tokens} tokens")),
             cost_ns: 0,
+            error: None,
         }
     }
 }

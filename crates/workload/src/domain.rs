@@ -117,6 +117,7 @@ impl DomainSignal {
             confidence: mass.clamp(0.0, 1.0),
             evidence: Some(format!("{top} ({:.2})", prediction.probability)),
             cost_ns: 0,
+            error: None,
         }
     }
 }
@@ -133,13 +134,7 @@ impl Signal for DomainSignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         match request.domain() {
             Ok((prediction, labels)) => self.judge(prediction, labels),
-            Err(e) => SignalValue {
-                matched: false,
-                value: 0.0,
-                confidence: 0.0,
-                evidence: Some(format!("no domain: {e}")),
-                cost_ns: 0,
-            },
+            Err(e) => SignalValue::failed(format!("no domain: {e}")),
         }
     }
 }

@@ -31,6 +31,28 @@ pub struct EmbeddingModelConfig {
     /// 14-category head for all-MiniLM-L6-v2.
     #[serde(default)]
     pub domain_head: Option<PathBuf>,
+    /// Threads running the model (default 1: on small machines one thread with the
+    /// whole core beats two sharing it).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Most queued requests embedded in one forward pass (default 8).
+    #[serde(default = "eight")]
+    pub max_batch: usize,
+    /// Requests that may wait for a worker; beyond it signals fail at once (default 256).
+    #[serde(default = "queue")]
+    pub queue: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn eight() -> usize {
+    8
+}
+
+fn queue() -> usize {
+    256
 }
 
 fn default_max_tokens() -> usize {
@@ -205,15 +227,7 @@ impl Signal for EmbeddingSignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let query = match request.embedding() {
             Ok(v) => v,
-            Err(e) => {
-                return SignalValue {
-                    matched: false,
-                    value: 0.0,
-                    confidence: 0.0,
-                    evidence: Some(format!("no embedding: {e}")),
-                    cost_ns: 0,
-                };
-            }
+            Err(e) => return SignalValue::failed(format!("no embedding: {e}")),
         };
         let mut best = (f32::NEG_INFINITY, 0);
         let mut sum = 0.0f32;
@@ -237,6 +251,7 @@ impl Signal for EmbeddingSignal {
                 self.exemplars[best.1].0, best.0
             )),
             cost_ns: 0,
+            error: None,
         }
     }
 }
@@ -282,6 +297,9 @@ mod tests {
                 max_tokens: 256,
                 cache_dir: cache.to_path_buf(),
                 domain_head: None,
+                threads: 1,
+                max_batch: 8,
+                queue: 256,
             }),
             embedding: signals,
             ..SignalsConfig::default()
@@ -337,6 +355,53 @@ mod tests {
         assert_eq!(first, second, "the vector is computed once and reused");
         let none = Request::new(&conversation, None);
         assert!(none.embedding().unwrap_err().contains("signals.model"));
+    }
+
+    #[test]
+    fn the_embedding_runs_on_the_workers_and_obeys_deadlines() {
+        let Some(dir) = model_dir() else { return };
+        let cache = temp_dir("deadline");
+        let mut c = config(&dir, &cache, vec![coding(Aggregate::Max)]);
+        let engine = SignalEngine::build(&c).unwrap();
+        let id = engine.lookup(SignalFamily::Embedding, "coding").unwrap();
+        let conv = Conversation::from_prompt("auto", "my C code segfaults, why?");
+        let on_time = engine.characterize(&conv, &[id]);
+        assert!(on_time.matched(id), "{:?}", on_time.get(id));
+        // Concurrent requests share the workers and all get their own answer.
+        let engine = std::sync::Arc::new(engine);
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let engine = std::sync::Arc::clone(&engine);
+                std::thread::spawn(move || {
+                    let prompt = if i % 2 == 0 {
+                        "fix this compiler error in my code"
+                    } else {
+                        "a recipe for banana bread"
+                    };
+                    let conv = Conversation::from_prompt("auto", prompt);
+                    (i, engine.characterize(&conv, &[id]).matched(id))
+                })
+            })
+            .collect();
+        for h in handles {
+            let (i, matched) = h.join().unwrap();
+            assert_eq!(matched, i % 2 == 0, "request {i}");
+        }
+        c.limits.insert(
+            "embedding.coding".into(),
+            crate::SignalLimit {
+                timeout_ms: Some(0),
+                on_error: Some(crate::OnError::Matched),
+            },
+        );
+        let engine = SignalEngine::build(&c).unwrap();
+        let late = engine.characterize(
+            &Conversation::from_prompt("auto", "a recipe for banana bread"),
+            &[id],
+        );
+        let v = late.get(id).unwrap();
+        assert!(v.matched && v.error.is_some(), "{v:?}");
+        let _ = std::fs::remove_dir_all(&cache);
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl Signal for UserFeedbackSignal {
             confidence: 1.0,
             evidence: None,
             cost_ns: 0,
+            error: None,
         };
         if !answered_before(request) {
             return miss;
@@ -171,6 +172,7 @@ impl Signal for UserFeedbackSignal {
                     confidence: 0.8,
                     evidence: Some(format!("{}: \"{}\"", complaint.name(), m.as_str().trim())),
                     cost_ns: 0,
+                    error: None,
                 };
             }
         }
@@ -258,6 +260,7 @@ impl Signal for ReaskSignal {
                 confidence: 1.0,
                 evidence: None,
                 cost_ns: 0,
+                error: None,
             };
         };
         let current = words(last);
@@ -275,6 +278,7 @@ impl Signal for ReaskSignal {
             confidence: 1.0,
             evidence: (back > 0).then(|| format!("{score:.2} with the user turn {back} back")),
             cost_ns: 0,
+            error: None,
         }
     }
 }

@@ -579,6 +579,7 @@ impl Signal for JailbreakSignal {
             confidence: 0.95,
             evidence: Some(evidence),
             cost_ns: 0,
+            error: None,
         };
         if self.patterns
             && let Some((phrase, how)) = find_pattern(text)
@@ -597,6 +598,7 @@ impl Signal for JailbreakSignal {
                 confidence: 0.6,
                 evidence: None,
                 cost_ns: 0,
+                error: None,
             };
         };
         let cleaned = strip_drawing(text);
@@ -612,15 +614,7 @@ impl Signal for JailbreakSignal {
         };
         let vector = match vector {
             Ok(v) => v,
-            Err(e) => {
-                return SignalValue {
-                    matched: false,
-                    value: 0.0,
-                    confidence: 0.0,
-                    evidence: Some(format!("no embedding: {e}")),
-                    cost_ns: 0,
-                };
-            }
+            Err(e) => return SignalValue::failed(format!("no embedding: {e}")),
         };
         let (attack, nearest_attack) = nearest(&vector, attacks);
         let (safe, nearest_benign) = nearest(&vector, benign);
@@ -638,6 +632,7 @@ impl Signal for JailbreakSignal {
                 nearest_benign.chars().take(60).collect::<String>()
             )),
             cost_ns: 0,
+            error: None,
         }
     }
 }

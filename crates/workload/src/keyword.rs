@@ -270,6 +270,7 @@ impl Signal for KeywordSignal {
             confidence: 1.0,
             evidence,
             cost_ns: 0,
+            error: None,
         }
     }
 }

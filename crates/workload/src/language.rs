@@ -89,6 +89,7 @@ impl Signal for LanguageSignal {
                     confidence,
                     evidence: Some(format!("{} ({confidence:.2})", info.lang().code())),
                     cost_ns: 0,
+                    error: None,
                 }
             }
             None => SignalValue {
@@ -97,6 +98,7 @@ impl Signal for LanguageSignal {
                 confidence: 0.0,
                 evidence: Some("no language detected".to_owned()),
                 cost_ns: 0,
+                error: None,
             },
         }
     }

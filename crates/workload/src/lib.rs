@@ -23,11 +23,12 @@ pub mod metrics;
 pub mod pii;
 pub mod signals;
 pub mod structure;
+pub mod worker;
 
 pub use counter::TokenCounter;
 pub use signals::{
-    Request, Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalValue, Signals,
-    SignalsConfig,
+    OnError, Request, Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalLimit,
+    SignalValue, Signals, SignalsConfig,
 };
 pub use switchyard_embed;
 pub use switchyard_wire::TokenCount;

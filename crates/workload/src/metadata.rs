@@ -106,6 +106,7 @@ impl Signal for MetadataSignal {
             confidence: 1.0,
             evidence: value.map(|v| format!("{} = {}", self.attribute, truncate(v, 64))),
             cost_ns: 0,
+            error: None,
         }
     }
 }

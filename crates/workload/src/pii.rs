@@ -540,6 +540,7 @@ impl Signal for PiiSignal {
             confidence: if findings.is_empty() { 1.0 } else { best },
             evidence,
             cost_ns: 0,
+            error: None,
         }
     }
 }

@@ -15,11 +15,14 @@ use crate::language::{LanguageSignal, LanguageSignalConfig};
 use crate::metadata::{MetadataSignal, MetadataSignalConfig};
 use crate::pii::{PiiSignal, PiiSignalConfig};
 use crate::structure::{StructureSignal, StructureSignalConfig};
+use crate::worker::{EmbedWorkers, Reply};
 use serde::{Deserialize, Serialize};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 use switchyard_embed::{Embedder, EmbedderOptions};
 use switchyard_wire::Conversation;
 
@@ -123,6 +126,50 @@ pub struct SignalValue {
     pub evidence: Option<String>,
     /// Time spent computing it, in nanoseconds.
     pub cost_ns: u64,
+    /// Why it could not be computed (a missing model, a deadline); its `on_error`
+    /// rule then decided `matched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SignalValue {
+    /// A value that could not be computed.
+    pub fn failed(error: String) -> SignalValue {
+        SignalValue {
+            matched: false,
+            value: 0.0,
+            confidence: 0.0,
+            evidence: None,
+            cost_ns: 0,
+            error: Some(error),
+        }
+    }
+}
+
+/// What a signal that fails (or misses its deadline) counts as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Not matched (the default): routes that need it are not taken.
+    #[default]
+    NotMatched,
+    /// Matched, with confidence 0: fail closed for guard signals.
+    Matched,
+    /// The request fails (HTTP 503 naming the signal).
+    Fail,
+}
+
+/// A signal's deadline and failure rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalLimit {
+    /// Milliseconds from the start of characterization after which the signal's
+    /// result is no longer waited for (default: none).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// What a failure counts as (default `not_matched`).
+    #[serde(default)]
+    pub on_error: Option<OnError>,
 }
 
 /// One request as signals see it: the conversation, and what is computed from it once
@@ -132,6 +179,7 @@ pub struct Request<'a> {
     pub conversation: &'a Conversation,
     embedder: Option<&'a Embedder>,
     embedding: OnceCell<Result<Vec<f32>, String>>,
+    pending: RefCell<Option<(Receiver<Reply>, Option<Instant>)>>,
     head: Option<&'a LinearHead>,
     domain: OnceCell<Result<Prediction, String>>,
 }
@@ -143,9 +191,17 @@ impl<'a> Request<'a> {
             conversation,
             embedder,
             embedding: OnceCell::new(),
+            pending: RefCell::new(None),
             head: None,
             domain: OnceCell::new(),
         }
+    }
+
+    /// Starts the embedding on `workers` now; [`Request::embedding`] waits for it,
+    /// until `deadline` at most.
+    pub fn prefetch(&self, workers: &EmbedWorkers, deadline: Option<Instant>) {
+        let rx = workers.submit(self.conversation.last_user_text());
+        *self.pending.borrow_mut() = Some((rx, deadline));
     }
 
     /// The same request, classified into domains by `head` when asked.
@@ -171,11 +227,28 @@ impl<'a> Request<'a> {
     /// The embedding of the last user turn, computed on first use.
     pub fn embedding(&self) -> Result<&[f32], &str> {
         self.embedding
-            .get_or_init(|| match self.embedder {
-                Some(e) => e
-                    .embed(self.conversation.last_user_text())
-                    .map_err(|e| e.to_string()),
-                None => Err("no embedding model is configured (signals.model)".to_owned()),
+            .get_or_init(|| {
+                if let Some((rx, deadline)) = self.pending.borrow_mut().take() {
+                    let waited = match deadline {
+                        Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    return match waited {
+                        Ok(reply) => reply,
+                        Err(RecvTimeoutError::Timeout) => {
+                            Err("the embedding missed the deadline".to_owned())
+                        }
+                        Err(RecvTimeoutError::Disconnected) => {
+                            Err("the embedding workers stopped".to_owned())
+                        }
+                    };
+                }
+                match self.embedder {
+                    Some(e) => e
+                        .embed(self.conversation.last_user_text())
+                        .map_err(|e| e.to_string()),
+                    None => Err("no embedding model is configured (signals.model)".to_owned()),
+                }
             })
             .as_ref()
             .map(Vec::as_slice)
@@ -250,6 +323,9 @@ pub struct SignalsConfig {
     /// Jailbreak and prompt-injection signals (their contrast layer needs `model`).
     #[serde(default)]
     pub jailbreak: Vec<JailbreakSignalConfig>,
+    /// Deadlines and failure rules: `default`, and `family.name` for one signal.
+    #[serde(default)]
+    pub limits: BTreeMap<String, SignalLimit>,
 }
 
 /// A signal definition was rejected.
@@ -291,8 +367,14 @@ fn family<C, S: Signal + 'static>(
 pub struct SignalEngine {
     signals: Vec<Box<dyn Signal>>,
     embedder: Option<Arc<Embedder>>,
+    workers: Option<EmbedWorkers>,
     head: Option<Arc<LinearHead>>,
     headers: Vec<String>,
+    /// Per signal: its deadline, its failure rule, and its key as text (for metrics).
+    limits: Vec<(Option<Duration>, OnError)>,
+    labels: Vec<String>,
+    /// Signal indices with the model-free ones first.
+    order: Vec<usize>,
 }
 
 impl SignalEngine {
@@ -455,11 +537,36 @@ impl SignalEngine {
                 });
             }
         }
+        let limits = resolve_limits(&config.limits, &signals)?;
+        let workers = match (&embedder, &config.model) {
+            (Some(embedder), Some(model)) => Some(
+                EmbedWorkers::start(
+                    Arc::clone(embedder),
+                    model.threads,
+                    model.max_batch,
+                    model.queue,
+                )
+                .map_err(|reason| SignalConfigError {
+                    family: "model",
+                    index: 0,
+                    name: model.path.display().to_string(),
+                    reason,
+                })?,
+            ),
+            _ => None,
+        };
+        let labels = signals.iter().map(|s| s.key().to_string()).collect();
+        let mut order: Vec<usize> = (0..signals.len()).collect();
+        order.sort_by_key(|i| signals[*i].uses_model());
         Ok(SignalEngine {
             signals,
             embedder,
+            workers,
             head,
             headers,
+            limits,
+            labels,
+            order,
         })
     }
 
@@ -509,31 +616,131 @@ impl SignalEngine {
             .any(|s| s.uses_model())
     }
 
-    /// Computes the signals in `needed` (and only those) for a conversation.
+    /// The key of a signal as text (`keyword("code")`), for metrics labels.
+    pub fn label(&self, id: SignalId) -> &str {
+        self.labels.get(id.0).map_or("", String::as_str)
+    }
+
+    /// Computes the signals in `needed` (and only those) for a conversation: the
+    /// embedding, when needed, starts first on the model workers; the signals that
+    /// need no model run meanwhile; each signal's deadline and `on_error` rule apply.
     pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
+        let started = Instant::now();
         let request = Request::new(conversation, self.embedder.as_deref())
             .with_domain_head(self.head.as_deref());
-        let mut values = vec![None; self.signals.len()];
+        let mut wanted = vec![false; self.signals.len()];
         for id in needed {
-            let Some(signal) = self.signals.get(id.0) else {
-                continue;
-            };
-            let started = Instant::now();
-            let mut value = signal.evaluate(&request);
-            value.cost_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            values[id.0] = Some(value);
+            if let Some(w) = wanted.get_mut(id.0) {
+                *w = true;
+            }
         }
-        Signals { values }
+        if let Some(workers) = &self.workers {
+            // Wait for the embedding as long as the most patient signal that reads it.
+            let mut deadline = Some(started);
+            let mut any = false;
+            for (i, signal) in self.signals.iter().enumerate() {
+                if wanted[i] && signal.uses_model() {
+                    any = true;
+                    deadline = match (deadline, self.limits[i].0) {
+                        (Some(d), Some(t)) => Some(d.max(started + t)),
+                        _ => None,
+                    };
+                }
+            }
+            if any {
+                request.prefetch(workers, deadline);
+            }
+        }
+        let mut values = vec![None; self.signals.len()];
+        let mut failure = None;
+        for &i in &self.order {
+            if !wanted[i] {
+                continue;
+            }
+            let at = Instant::now();
+            let mut value = self.signals[i].evaluate(&request);
+            value.cost_ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let (timeout, on_error) = self.limits[i];
+            if value.error.is_none()
+                && let Some(t) = timeout
+                && started.elapsed() > t
+            {
+                value.error = Some(format!("missed its {} ms deadline", t.as_millis()));
+            }
+            if let Some(error) = &value.error {
+                match on_error {
+                    OnError::NotMatched => value.matched = false,
+                    OnError::Matched => {
+                        value.matched = true;
+                        value.confidence = 0.0;
+                    }
+                    OnError::Fail => {
+                        value.matched = false;
+                        failure.get_or_insert_with(|| (SignalId(i), error.clone()));
+                    }
+                }
+            }
+            values[i] = Some(value);
+        }
+        Signals { values, failure }
     }
+}
+
+/// Resolves `limits` (keys `default` and `family.name`) to one rule per signal.
+fn resolve_limits(
+    limits: &BTreeMap<String, SignalLimit>,
+    signals: &[Box<dyn Signal>],
+) -> Result<Vec<(Option<Duration>, OnError)>, SignalConfigError> {
+    let names: Vec<String> = signals
+        .iter()
+        .map(|s| format!("{}.{}", s.key().family.name(), s.key().name))
+        .collect();
+    for key in limits.keys() {
+        if key != "default" && !names.contains(key) {
+            let hint = switchyard_wire::typos::suggest(
+                key,
+                names.iter().map(String::as_str).chain(["default"]),
+            )
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+            return Err(SignalConfigError {
+                family: "limits",
+                index: 0,
+                name: key.clone(),
+                reason: format!(
+                    "`{key}` is neither `default` nor a defined signal as family.name{hint}"
+                ),
+            });
+        }
+    }
+    let default = limits.get("default").copied().unwrap_or_default();
+    Ok(names
+        .iter()
+        .map(|name| {
+            let own = limits.get(name).copied().unwrap_or_default();
+            (
+                own.timeout_ms
+                    .or(default.timeout_ms)
+                    .map(Duration::from_millis),
+                own.on_error.or(default.on_error).unwrap_or_default(),
+            )
+        })
+        .collect())
 }
 
 /// The signals computed for one request, indexed by [`SignalId`].
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
     values: Vec<Option<SignalValue>>,
+    failure: Option<(SignalId, String)>,
 }
 
 impl Signals {
+    /// The first signal that failed under an `on_error: fail` rule, and why.
+    pub fn failure(&self) -> Option<(SignalId, &str)> {
+        self.failure.as_ref().map(|(id, e)| (*id, e.as_str()))
+    }
+
     /// The value of a signal, if it was computed.
     pub fn get(&self, id: SignalId) -> Option<&SignalValue> {
         self.values.get(id.0).and_then(Option::as_ref)
@@ -583,6 +790,51 @@ mod tests {
         let both = engine.characterize(&conv, &[code, long]);
         assert!(!both.matched(long));
         assert_eq!(engine.names(SignalFamily::Keyword), vec!["code"]);
+    }
+
+    #[test]
+    fn deadlines_and_on_error_rules_apply_per_signal() {
+        let mut c = config();
+        let limit = |timeout_ms, on_error| SignalLimit {
+            timeout_ms,
+            on_error,
+        };
+        // A zero deadline is always missed: the rule decides the outcome.
+        c.limits
+            .insert("default".into(), limit(None, Some(OnError::Matched)));
+        c.limits.insert("context.long".into(), limit(Some(0), None));
+        let engine = SignalEngine::build(&c).unwrap();
+        let code = engine.lookup(SignalFamily::Keyword, "code").unwrap();
+        let long = engine.lookup(SignalFamily::Context, "long").unwrap();
+        let conv = Conversation::from_prompt("auto", "hello there");
+        let signals = engine.characterize(&conv, &[code, long]);
+        let v = signals.get(long).unwrap();
+        assert!(v.matched, "on_error: matched from the default: {v:?}");
+        assert_eq!(v.confidence, 0.0);
+        assert!(
+            v.error.as_deref().unwrap().contains("0 ms deadline"),
+            "{v:?}"
+        );
+        let k = signals.get(code).unwrap();
+        assert!(
+            !k.matched && k.error.is_none(),
+            "no deadline, no error: {k:?}"
+        );
+        assert!(signals.failure().is_none());
+        assert_eq!(engine.label(long), "context(\"long\")");
+
+        c.limits
+            .insert("context.long".into(), limit(Some(0), Some(OnError::Fail)));
+        let engine = SignalEngine::build(&c).unwrap();
+        let signals = engine.characterize(&conv, &[code, long]);
+        let (id, why) = signals.failure().unwrap();
+        assert_eq!(id, long);
+        assert!(why.contains("deadline"));
+        assert!(!signals.matched(long));
+
+        c.limits.insert("context.lnog".into(), limit(Some(5), None));
+        let err = SignalEngine::build(&c).unwrap_err();
+        assert!(err.reason.contains("did you mean `context.long`"), "{err}");
     }
 
     #[test]

@@ -121,6 +121,7 @@ impl Signal for StructureSignal {
             confidence: 1.0,
             evidence: None,
             cost_ns: 0,
+            error: None,
         }
     }
 }
