@@ -143,7 +143,7 @@ fn model_config(args: &SignalsArgs) -> EmbeddingModelConfig {
         domain_head: args.head.clone(),
         threads: 1,
         max_batch: 1,
-        queue: 16,
+        queue: 256,
     }
 }
 

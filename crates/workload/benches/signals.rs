@@ -1,4 +1,5 @@
-//! Every signal that needs no model (keyword, context, PII) on a 2 KB prompt, one thread.
+//! Every signal family that needs no model (keyword, context, PII, language, structure,
+//! feedback, re-ask, metadata, jailbreak patterns) together on a 2 KB prompt, one thread.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +14,13 @@ const CONFIG: &str = r#"{
     {"name": "legal", "keywords": ["contract", "liability", "plaintiff", "statute"]}
   ],
   "context": [{"name": "long", "min": "6K"}, {"name": "short", "max": "1K"}],
-  "pii": [{"name": "pii"}, {"name": "secrets", "types": ["api_key"]}]
+  "pii": [{"name": "pii"}, {"name": "secrets", "types": ["api_key"]}],
+  "language": [{"name": "english", "languages": ["eng"]}],
+  "structure": [{"name": "tool_loop", "feature": "active_tool_loop"}],
+  "user_feedback": [{"name": "unhappy"}],
+  "reask": [{"name": "again"}],
+  "metadata": [{"name": "tier", "key": "metadata:tier"}],
+  "jailbreak": [{"name": "attack", "contrast": false}]
 }"#;
 
 fn bench(c: &mut Criterion) {
@@ -29,6 +36,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("signals/no_model_2kb", |b| {
         b.iter(|| engine.characterize(black_box(&conversation), &needed))
     });
+    // Each family alone, to see where the time goes.
+    let all: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    for (family, definitions) in all.as_object().unwrap() {
+        let one: SignalsConfig =
+            serde_json::from_value(serde_json::json!({ family.as_str(): definitions })).unwrap();
+        let engine = SignalEngine::build(&one).unwrap();
+        let needed: Vec<SignalId> = (0..engine.len()).map(SignalId).collect();
+        c.bench_function(&format!("signals/family/{family}"), |b| {
+            b.iter(|| engine.characterize(black_box(&conversation), &needed))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -9,6 +9,7 @@
 //! [`SignalEngine::build`].
 
 pub mod context;
+pub mod contrast;
 pub mod counter;
 pub mod dataset;
 pub mod domain;

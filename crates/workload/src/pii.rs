@@ -512,15 +512,13 @@ impl Signal for PiiSignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let conversation = request.conversation;
         let mut findings: Vec<Finding> = Vec::new();
-        let mut scan = |text: &str| {
-            findings.extend(
-                find_pii(text)
-                    .into_iter()
-                    .filter(|f| self.counted.contains(&f.kind) && f.score >= self.min_score),
-            );
-        };
+        let counts = |f: &Finding| self.counted.contains(&f.kind) && f.score >= self.min_score;
+        let mut scan = |text: &str| findings.extend(find_pii(text).into_iter().filter(counts));
         match self.scope {
-            Scope::LastUser => scan(conversation.last_user_text()),
+            // The last user turn is scanned once per request, whatever the signals.
+            Scope::LastUser => {
+                findings.extend(request.pii_findings().iter().filter(|f| counts(f)).cloned());
+            }
             Scope::User => conversation.user_texts().for_each(&mut scan),
             Scope::All => conversation.turns.iter().for_each(|t| scan(&t.text)),
         }

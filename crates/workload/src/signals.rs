@@ -1,6 +1,10 @@
 //! Signals, the trait every signal family implements, and the engine that runs them.
 
 use crate::context::{ContextSignal, ContextSignalConfig};
+use crate::contrast::{
+    ComplexitySignal, ComplexitySignalConfig, FactCheckSignal, FactCheckSignalConfig,
+    PreferenceSignal, PreferenceSignalConfig,
+};
 use crate::domain::{DomainSignal, DomainSignalConfig};
 use crate::embedding::{
     EmbeddingModelConfig, EmbeddingSignal, EmbeddingSignalConfig, ExemplarCache,
@@ -15,13 +19,13 @@ use crate::language::{LanguageSignal, LanguageSignalConfig};
 use crate::metadata::{MetadataSignal, MetadataSignalConfig};
 use crate::pii::{PiiSignal, PiiSignalConfig};
 use crate::structure::{StructureSignal, StructureSignalConfig};
-use crate::worker::{EmbedWorkers, Reply};
+use crate::worker::{EmbedWorkers, Ticket};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use switchyard_embed::{Embedder, EmbedderOptions};
 use switchyard_wire::Conversation;
@@ -52,11 +56,17 @@ pub enum SignalFamily {
     Domain,
     /// Jailbreak and prompt-injection attempts.
     Jailbreak,
+    /// The request seeks verifiable facts.
+    FactCheck,
+    /// How demanding the request is: easy, medium or hard.
+    Complexity,
+    /// A caller preference, by exemplars.
+    Preference,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 11] = [
+    pub const ALL: [SignalFamily; 14] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
@@ -68,6 +78,9 @@ impl SignalFamily {
         SignalFamily::Metadata,
         SignalFamily::Domain,
         SignalFamily::Jailbreak,
+        SignalFamily::FactCheck,
+        SignalFamily::Complexity,
+        SignalFamily::Preference,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -84,6 +97,9 @@ impl SignalFamily {
             SignalFamily::Metadata => "metadata",
             SignalFamily::Domain => "domain",
             SignalFamily::Jailbreak => "jailbreak",
+            SignalFamily::FactCheck => "fact_check",
+            SignalFamily::Complexity => "complexity",
+            SignalFamily::Preference => "preference",
         }
     }
 
@@ -172,6 +188,29 @@ pub struct SignalLimit {
     pub on_error: Option<OnError>,
 }
 
+/// What is embedded of a text: the text without box-drawing, block and shape
+/// characters (banner art), whose tokens would fill the window and hide the words.
+pub fn embedding_input(text: &str) -> Cow<'_, str> {
+    let art = |c: char| ('\u{2500}'..='\u{25FF}').contains(&c);
+    if !text.contains(art) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if art(c) || c.is_whitespace() {
+            if !space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// One request as signals see it: the conversation, and what is computed from it once
 /// and shared by the signals that need it (the embedding of the last user turn).
 pub struct Request<'a> {
@@ -179,9 +218,10 @@ pub struct Request<'a> {
     pub conversation: &'a Conversation,
     embedder: Option<&'a Embedder>,
     embedding: OnceCell<Result<Vec<f32>, String>>,
-    pending: RefCell<Option<(Receiver<Reply>, Option<Instant>)>>,
+    pending: RefCell<Option<(Ticket, Option<Instant>)>>,
     head: Option<&'a LinearHead>,
     domain: OnceCell<Result<Prediction, String>>,
+    pii: OnceCell<Vec<crate::pii::Finding>>,
 }
 
 impl<'a> Request<'a> {
@@ -194,14 +234,15 @@ impl<'a> Request<'a> {
             pending: RefCell::new(None),
             head: None,
             domain: OnceCell::new(),
+            pii: OnceCell::new(),
         }
     }
 
     /// Starts the embedding on `workers` now; [`Request::embedding`] waits for it,
     /// until `deadline` at most.
     pub fn prefetch(&self, workers: &EmbedWorkers, deadline: Option<Instant>) {
-        let rx = workers.submit(self.conversation.last_user_text());
-        *self.pending.borrow_mut() = Some((rx, deadline));
+        let ticket = workers.submit(&embedding_input(self.conversation.last_user_text()));
+        *self.pending.borrow_mut() = Some((ticket, deadline));
     }
 
     /// The same request, classified into domains by `head` when asked.
@@ -228,24 +269,12 @@ impl<'a> Request<'a> {
     pub fn embedding(&self) -> Result<&[f32], &str> {
         self.embedding
             .get_or_init(|| {
-                if let Some((rx, deadline)) = self.pending.borrow_mut().take() {
-                    let waited = match deadline {
-                        Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    };
-                    return match waited {
-                        Ok(reply) => reply,
-                        Err(RecvTimeoutError::Timeout) => {
-                            Err("the embedding missed the deadline".to_owned())
-                        }
-                        Err(RecvTimeoutError::Disconnected) => {
-                            Err("the embedding workers stopped".to_owned())
-                        }
-                    };
+                if let Some((ticket, deadline)) = self.pending.borrow_mut().take() {
+                    return ticket.wait(deadline);
                 }
                 match self.embedder {
                     Some(e) => e
-                        .embed(self.conversation.last_user_text())
+                        .embed(&embedding_input(self.conversation.last_user_text()))
                         .map_err(|e| e.to_string()),
                     None => Err("no embedding model is configured (signals.model)".to_owned()),
                 }
@@ -259,9 +288,15 @@ impl<'a> Request<'a> {
     /// computed now and not kept.
     pub fn embedding_of(&self, text: &str) -> Result<Vec<f32>, String> {
         match self.embedder {
-            Some(e) => e.embed(text).map_err(|e| e.to_string()),
+            Some(e) => e.embed(&embedding_input(text)).map_err(|e| e.to_string()),
             None => Err("no embedding model is configured (signals.model)".to_owned()),
         }
+    }
+
+    /// The PII found in the last user turn (every kind and score), computed once.
+    pub fn pii_findings(&self) -> &[crate::pii::Finding] {
+        self.pii
+            .get_or_init(|| crate::pii::find_pii(self.conversation.last_user_text()))
     }
 
     /// Whether the embedding was computed.
@@ -323,6 +358,15 @@ pub struct SignalsConfig {
     /// Jailbreak and prompt-injection signals (their contrast layer needs `model`).
     #[serde(default)]
     pub jailbreak: Vec<JailbreakSignalConfig>,
+    /// Fact-seeking signals (need `model`).
+    #[serde(default)]
+    pub fact_check: Vec<FactCheckSignalConfig>,
+    /// Difficulty signals (need `model`).
+    #[serde(default)]
+    pub complexity: Vec<ComplexitySignalConfig>,
+    /// Preference signals (need `model`).
+    #[serde(default)]
+    pub preference: Vec<PreferenceSignalConfig>,
     /// Deadlines and failure rules: `default`, and `family.name` for one signal.
     #[serde(default)]
     pub limits: BTreeMap<String, SignalLimit>,
@@ -450,6 +494,9 @@ impl SignalEngine {
             .first()
             .map(|c| ("embedding", &c.name))
             .or_else(|| config.domain.first().map(|c| ("domain", &c.name)))
+            .or_else(|| config.fact_check.first().map(|c| ("fact_check", &c.name)))
+            .or_else(|| config.complexity.first().map(|c| ("complexity", &c.name)))
+            .or_else(|| config.preference.first().map(|c| ("preference", &c.name)))
             .or_else(|| {
                 config
                     .jailbreak
@@ -488,12 +535,34 @@ impl SignalEngine {
             (Some(embedder), Some(model)) => Some(ExemplarCache::new(&model.cache_dir, embedder)),
             _ => None,
         };
+        let model = embedder.as_deref().zip(cache.as_ref());
         family(
             &mut signals,
             "jailbreak",
             &config.jailbreak,
             |c| &c.name,
-            |c| JailbreakSignal::new(c, embedder.as_deref().zip(cache.as_ref())),
+            |c| JailbreakSignal::new(c, model),
+        )?;
+        family(
+            &mut signals,
+            "fact_check",
+            &config.fact_check,
+            |c| &c.name,
+            |c| FactCheckSignal::new(c, model),
+        )?;
+        family(
+            &mut signals,
+            "complexity",
+            &config.complexity,
+            |c| &c.name,
+            |c| ComplexitySignal::new(c, model),
+        )?;
+        family(
+            &mut signals,
+            "preference",
+            &config.preference,
+            |c| &c.name,
+            |c| PreferenceSignal::new(c, model),
         )?;
         if let (Some(embedder), Some(model), Some(cache)) = (&embedder, &config.model, &cache) {
             family(

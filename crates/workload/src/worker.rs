@@ -6,8 +6,10 @@
 //! and embeds them together. The queue is bounded: when it is full a request gets an
 //! error at once (its signals' `on_error` rule decides) instead of waiting behind it.
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use switchyard_embed::Embedder;
 
 /// The answer to one embedding job.
@@ -16,6 +18,43 @@ pub type Reply = Result<Vec<f32>, String>;
 struct Job {
     text: String,
     reply: Sender<Reply>,
+    wanted: Arc<AtomicBool>,
+}
+
+/// A queued embedding. Dropping it unanswered withdraws the job: a worker that has
+/// not started it skips it.
+#[derive(Debug)]
+pub struct Ticket {
+    rx: Receiver<Reply>,
+    wanted: Arc<AtomicBool>,
+}
+
+impl Ticket {
+    /// Waits for the vector, until `deadline` at most (`None`: as long as it takes).
+    pub fn wait(self, deadline: Option<Instant>) -> Reply {
+        let waited = match deadline {
+            Some(d) => self
+                .rx
+                .recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match waited {
+            Ok(reply) => reply,
+            Err(RecvTimeoutError::Timeout) => Err("the embedding missed the deadline".to_owned()),
+            Err(RecvTimeoutError::Disconnected) => Err("the embedding workers stopped".to_owned()),
+        }
+    }
+
+    /// Waits at most `timeout`.
+    pub fn wait_for(self, timeout: Duration) -> Reply {
+        self.wait(Some(Instant::now() + timeout))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.wanted.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A pool of embedding threads over one model.
@@ -55,13 +94,15 @@ impl EmbedWorkers {
         })
     }
 
-    /// Queues `text`; the receiver yields its vector. A full queue answers at once
+    /// Queues `text`; the ticket yields its vector. A full queue answers at once
     /// with an error.
-    pub fn submit(&self, text: &str) -> Receiver<Reply> {
+    pub fn submit(&self, text: &str) -> Ticket {
         let (reply, rx) = mpsc::channel();
+        let wanted = Arc::new(AtomicBool::new(true));
         let job = Job {
             text: text.to_owned(),
             reply,
+            wanted: Arc::clone(&wanted),
         };
         match self.queue.try_send(job) {
             Ok(()) => {}
@@ -76,7 +117,7 @@ impl EmbedWorkers {
                     .send(Err("the embedding workers stopped".to_owned()));
             }
         }
-        rx
+        Ticket { rx, wanted }
     }
 
     /// Worker threads.
@@ -104,6 +145,14 @@ fn work(embedder: &Embedder, rx: &Mutex<Receiver<Job>>, max_batch: usize) {
             }
             jobs
         };
+        // Requests that stopped waiting (a deadline passed) are not worth a pass.
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter(|j| j.wanted.load(Ordering::Relaxed))
+            .collect();
+        if jobs.is_empty() {
+            continue;
+        }
         let texts: Vec<&str> = jobs.iter().map(|j| j.text.as_str()).collect();
         match embedder.embed_batch(&texts) {
             Ok(vectors) => {
@@ -117,5 +166,46 @@ fn work(embedder: &Embedder, rx: &Mutex<Receiver<Job>>, max_batch: usize) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Option<Arc<Embedder>> {
+        let dir = std::env::var("SWITCHYARD_MODEL_DIR").ok()?;
+        Embedder::load(std::path::Path::new(&dir), Default::default())
+            .ok()
+            .map(Arc::new)
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        let Some(embedder) = model() else { return };
+        assert!(EmbedWorkers::start(embedder, 0, 8, 8).is_err());
+    }
+
+    #[test]
+    fn batches_answer_each_request_and_a_full_queue_fails_fast() {
+        let Some(embedder) = model() else { return };
+        let workers = EmbedWorkers::start(Arc::clone(&embedder), 1, 8, 2).unwrap();
+        assert_eq!((workers.threads(), workers.max_batch()), (1, 8));
+        let alone = embedder.embed("a recipe for bread").unwrap();
+        let tickets: Vec<Ticket> = (0..12)
+            .map(|_| workers.submit("a recipe for bread"))
+            .collect();
+        let replies: Vec<Reply> = tickets.into_iter().map(|t| t.wait(None)).collect();
+        let full = replies
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(|e| e.contains("full")))
+            .count();
+        assert!(full > 0, "a queue of 2 overflows with 12 at once");
+        for v in replies.iter().flatten() {
+            let cos: f32 = v.iter().zip(&alone).map(|(a, b)| a * b).sum();
+            assert!(cos > 0.999, "{cos}");
+        }
+        let late = workers.submit("x").wait_for(Duration::from_nanos(1));
+        assert!(late.is_err_and(|e| e.contains("deadline")));
     }
 }
