@@ -7,7 +7,7 @@ use crate::respond::{Observed, error_response, forward};
 use crate::runtime::Runtime;
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,9 +54,12 @@ impl Gateway {
             let _ = tcp.set_nodelay(true);
         });
         let task = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         });
         Ok(Gateway {
             addr,
@@ -118,6 +121,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 
 async fn chat_completions(
     State(runtime): State<Arc<Runtime>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -129,7 +133,7 @@ async fn chat_completions(
         Err(e) => return error_response(&e),
     };
     runtime.count(&mut conversation);
-    attach_headers(&runtime, &headers, &mut conversation);
+    attach_headers(&runtime, &headers, peer, &mut conversation);
     let mut planned = match plan(&runtime, &conversation) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -165,11 +169,24 @@ async fn chat_completions(
 }
 
 /// Copies the headers metadata signals read into the request's view.
-fn attach_headers(runtime: &Runtime, headers: &HeaderMap, conversation: &mut Conversation) {
-    for name in runtime.policy.signals.header_names() {
+/// Copies what signals read of the request beyond its body: the headers they name
+/// and, for identity from proxy headers, the address the connection came from.
+fn attach_headers(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    conversation: &mut Conversation,
+) {
+    let signals = &runtime.policy.signals;
+    for name in signals.header_names() {
         if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             conversation.attach_header(name, value);
         }
+    }
+    if signals.reads_peer() {
+        conversation
+            .attributes
+            .push(("peer".to_owned(), peer.ip().to_string()));
     }
 }
 
@@ -188,6 +205,7 @@ fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time:
 
 async fn route_only(
     State(runtime): State<Arc<Runtime>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -198,7 +216,7 @@ async fn route_only(
         Err(e) => return error_response(&e),
     };
     runtime.count(&mut conversation);
-    attach_headers(&runtime, &headers, &mut conversation);
+    attach_headers(&runtime, &headers, peer, &mut conversation);
     let planned = plan(&runtime, &conversation).and_then(|mut p| {
         compress_phase(&runtime, &mut request, &mut p)?;
         Ok(p)

@@ -606,3 +606,62 @@ default_route: {{models: [m]}}
         "{err}"
     );
 }
+
+fn identity_config(trusted: &str, big: &str, small: &str) -> String {
+    format!(
+        "server:
+  listen: 127.0.0.1:0
+models:
+  - name: big
+  - name: small
+pools:
+  - {{name: p-big, model: big, context_window: 8K, endpoints: [{{url: '{big}'}}]}}
+  - {{name: p-small, model: small, context_window: 8K, endpoints: [{{url: '{small}'}}]}}
+signals:
+  identity:
+    trusted_headers: {{subject: x-user-id, roles: x-user-roles, trusted_proxies: ['{trusted}']}}
+  authz:
+    - {{name: admin, roles: [admin]}}
+routes:
+  - {{name: admins, priority: 10, when: {{authz: admin}}, models: [big]}}
+default_route:
+  models: [small]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_identity_headers_route_only_from_trusted_networks() {
+    let client = reqwest::Client::new();
+    let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+    let big = harness::engine(None, 8192, "big").await;
+    let small = harness::engine(None, 8192, "small").await;
+    for (trusted, expected) in [("127.0.0.1/32", "admins"), ("10.0.0.0/8", "default")] {
+        let g = harness::gateway(&identity_config(trusted, &big.url(), &small.url())).await;
+        let route = |with: bool| {
+            let mut r = client.post(format!("{}/v1/route", g.url())).json(&body);
+            if with {
+                r = r.header("x-user-id", "ann").header("x-user-roles", "ops, admin");
+            }
+            r.send()
+        };
+        let trace: serde_json::Value = route(true).await.unwrap().json().await.unwrap();
+        assert_eq!(trace["decide"]["route"], expected, "{trusted}: {trace}");
+        let trace: serde_json::Value = route(false).await.unwrap().json().await.unwrap();
+        assert_eq!(trace["decide"]["route"], "default", "{trace}");
+        let evidence = trace["characterize"]["signals"][0]["evidence"].as_str().unwrap();
+        assert!(!evidence.is_empty());
+        let metrics = client
+            .get(format!("{}/metrics", g.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("switchyard_signal_seconds_bucket{signal=\"authz"),
+            "per-signal latency is exported"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! Adding a family is one file implementing [`Signal`] plus one line in
 //! [`SignalEngine::build`].
 
+pub mod authz;
 pub mod context;
 pub mod contrast;
 pub mod counter;

@@ -1,5 +1,6 @@
 //! Signals, the trait every signal family implements, and the engine that runs them.
 
+use crate::authz::{Authenticator, AuthzSignal, AuthzSignalConfig, Identity, IdentityConfig};
 use crate::context::{ContextSignal, ContextSignalConfig};
 use crate::contrast::{
     ComplexitySignal, ComplexitySignalConfig, FactCheckSignal, FactCheckSignalConfig,
@@ -62,11 +63,13 @@ pub enum SignalFamily {
     Complexity,
     /// A caller preference, by exemplars.
     Preference,
+    /// The caller's verified identity and roles.
+    Authz,
 }
 
 impl SignalFamily {
     /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 14] = [
+    pub const ALL: [SignalFamily; 15] = [
         SignalFamily::Keyword,
         SignalFamily::Context,
         SignalFamily::Embedding,
@@ -81,6 +84,7 @@ impl SignalFamily {
         SignalFamily::FactCheck,
         SignalFamily::Complexity,
         SignalFamily::Preference,
+        SignalFamily::Authz,
     ];
 
     /// The name used in configuration (`keyword`, `context`).
@@ -100,6 +104,7 @@ impl SignalFamily {
             SignalFamily::FactCheck => "fact_check",
             SignalFamily::Complexity => "complexity",
             SignalFamily::Preference => "preference",
+            SignalFamily::Authz => "authz",
         }
     }
 
@@ -222,6 +227,8 @@ pub struct Request<'a> {
     head: Option<&'a LinearHead>,
     domain: OnceCell<Result<Prediction, String>>,
     pii: OnceCell<Vec<crate::pii::Finding>>,
+    authenticator: Option<&'a Authenticator>,
+    identity: OnceCell<Identity>,
 }
 
 impl<'a> Request<'a> {
@@ -235,6 +242,8 @@ impl<'a> Request<'a> {
             head: None,
             domain: OnceCell::new(),
             pii: OnceCell::new(),
+            authenticator: None,
+            identity: OnceCell::new(),
         }
     }
 
@@ -291,6 +300,23 @@ impl<'a> Request<'a> {
             Some(e) => e.embed(&embedding_input(text)).map_err(|e| e.to_string()),
             None => Err("no embedding model is configured (signals.model)".to_owned()),
         }
+    }
+
+    /// The same request, its caller established by `authenticator` when asked.
+    pub fn with_authenticator(mut self, authenticator: Option<&'a Authenticator>) -> Request<'a> {
+        self.authenticator = authenticator;
+        self
+    }
+
+    /// The caller, established once from the request's headers and peer address.
+    pub fn identity(&self) -> &Identity {
+        self.identity.get_or_init(|| match self.authenticator {
+            Some(a) => a.identify(|k| self.conversation.attribute(k).map(str::to_owned)),
+            None => Identity {
+                source: "no signals.identity is configured".to_owned(),
+                ..Identity::default()
+            },
+        })
     }
 
     /// The PII found in the last user turn (every kind and score), computed once.
@@ -367,6 +393,12 @@ pub struct SignalsConfig {
     /// Preference signals (need `model`).
     #[serde(default)]
     pub preference: Vec<PreferenceSignalConfig>,
+    /// Where caller identities come from (needed by authz signals).
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// Authorization signals: the caller's roles.
+    #[serde(default)]
+    pub authz: Vec<AuthzSignalConfig>,
     /// Deadlines and failure rules: `default`, and `family.name` for one signal.
     #[serde(default)]
     pub limits: BTreeMap<String, SignalLimit>,
@@ -413,6 +445,7 @@ pub struct SignalEngine {
     embedder: Option<Arc<Embedder>>,
     workers: Option<EmbedWorkers>,
     head: Option<Arc<LinearHead>>,
+    authenticator: Option<Authenticator>,
     headers: Vec<String>,
     /// Per signal: its deadline, its failure rule, and its key as text (for metrics).
     limits: Vec<(Option<Duration>, OnError)>,
@@ -481,10 +514,40 @@ impl SignalEngine {
             |c| &c.name,
             MetadataSignal::new,
         )?;
+        family(
+            &mut signals,
+            "authz",
+            &config.authz,
+            |c| &c.name,
+            AuthzSignal::new,
+        )?;
+        let authenticator = match (&config.identity, config.authz.first()) {
+            (Some(identity), _) => {
+                Some(
+                    Authenticator::new(identity).map_err(|reason| SignalConfigError {
+                        family: "identity",
+                        index: 0,
+                        name: "identity".to_owned(),
+                        reason,
+                    })?,
+                )
+            }
+            (None, Some(first)) => {
+                return Err(SignalConfigError {
+                    family: "authz",
+                    index: 0,
+                    name: first.name.clone(),
+                    reason: "authz signals need signals.identity (jwt or trusted_headers)"
+                        .to_owned(),
+                });
+            }
+            (None, None) => None,
+        };
         let mut headers: Vec<String> = config
             .metadata
             .iter()
             .filter_map(MetadataSignalConfig::header)
+            .chain(authenticator.iter().flat_map(Authenticator::header_names))
             .collect();
         headers.sort();
         headers.dedup();
@@ -632,6 +695,7 @@ impl SignalEngine {
             embedder,
             workers,
             head,
+            authenticator,
             headers,
             limits,
             labels,
@@ -677,6 +741,14 @@ impl SignalEngine {
         &self.headers
     }
 
+    /// Whether identity reads the connection's peer address (attribute `peer`), to
+    /// trust proxy headers only from configured networks.
+    pub fn reads_peer(&self) -> bool {
+        self.authenticator
+            .as_ref()
+            .is_some_and(Authenticator::reads_peer)
+    }
+
     /// Whether any of `needed` uses the embedding model (it takes milliseconds).
     pub fn needs_embedding(&self, needed: &[SignalId]) -> bool {
         needed
@@ -696,7 +768,8 @@ impl SignalEngine {
     pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
         let started = Instant::now();
         let request = Request::new(conversation, self.embedder.as_deref())
-            .with_domain_head(self.head.as_deref());
+            .with_domain_head(self.head.as_deref())
+            .with_authenticator(self.authenticator.as_ref());
         let mut wanted = vec![false; self.signals.len()];
         for id in needed {
             if let Some(w) = wanted.get_mut(id.0) {
