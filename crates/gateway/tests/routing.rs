@@ -641,7 +641,9 @@ async fn proxy_identity_headers_route_only_from_trusted_networks() {
         let route = |with: bool| {
             let mut r = client.post(format!("{}/v1/route", g.url())).json(&body);
             if with {
-                r = r.header("x-user-id", "ann").header("x-user-roles", "ops, admin");
+                r = r
+                    .header("x-user-id", "ann")
+                    .header("x-user-roles", "ops, admin");
             }
             r.send()
         };
@@ -649,7 +651,9 @@ async fn proxy_identity_headers_route_only_from_trusted_networks() {
         assert_eq!(trace["decide"]["route"], expected, "{trusted}: {trace}");
         let trace: serde_json::Value = route(false).await.unwrap().json().await.unwrap();
         assert_eq!(trace["decide"]["route"], "default", "{trace}");
-        let evidence = trace["characterize"]["signals"][0]["evidence"].as_str().unwrap();
+        let evidence = trace["characterize"]["signals"][0]["evidence"]
+            .as_str()
+            .unwrap();
         assert!(!evidence.is_empty());
         let metrics = client
             .get(format!("{}/metrics", g.url()))

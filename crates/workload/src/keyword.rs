@@ -1,11 +1,19 @@
 //! Keyword signals: does the request mention any (or all, or none) of a list of words,
 //! phrases and regular expressions?
 //!
-//! Keywords are matched in one pass (Aho–Corasick, ASCII case folded unless
-//! `case_sensitive`, whole words unless `word_boundary: false`), regexes one by one.
-//! With `fuzzy: n`, single-word keywords of five or more characters also match words
-//! within `n` edits (Levenshtein), which catches typos such as "segmantation"; it
-//! costs a comparison per word and keyword of similar length.
+//! Keywords are matched in one pass (Aho–Corasick, whole words unless
+//! `word_boundary: false`), regexes one by one. Case is folded unless
+//! `case_sensitive`: ASCII folding in place, and when a keyword has non-ASCII letters
+//! (Ä, Σ, Ж) the text is lower-cased by Unicode rules first (simple folding: `ß` does
+//! not match `ss`). With `fuzzy: n`, single-word keywords of five or more characters
+//! also match words within `n` edits (Levenshtein), which catches typos such as
+//! "segmantation"; it costs a comparison per word and keyword of similar length.
+//!
+//! With `scoring: bm25` the signal holds when the BM25 relevance of the text to the
+//! keywords reaches `bm25.threshold`: each keyword's occurrences count with
+//! saturation (`k1`) and relative to the text's length in words (`b`, `avg_words`),
+//! weighted by `weights` (default 1), so one mention in a short question counts more
+//! than one in a long document.
 
 use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -51,6 +59,74 @@ pub struct KeywordSignalConfig {
     /// Edits allowed when matching single-word keywords of 5+ characters (default 0).
     #[serde(default)]
     pub fuzzy: u8,
+    /// `count` (default: the operator over terms present) or `bm25` (a relevance score
+    /// against `bm25.threshold`).
+    #[serde(default)]
+    pub scoring: Scoring,
+    /// BM25 parameters, with `scoring: bm25`.
+    #[serde(default)]
+    pub bm25: Bm25Config,
+    /// Per-keyword weights under BM25 (default 1 each), like inverse document
+    /// frequencies: rarer, more telling words weigh more.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, f64>,
+}
+
+/// How a keyword signal decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// The operator over the terms present.
+    #[default]
+    Count,
+    /// BM25 relevance at or above a threshold.
+    Bm25,
+}
+
+/// BM25 parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bm25Config {
+    /// Term-frequency saturation (default 1.2).
+    #[serde(default = "default_k1")]
+    pub k1: f64,
+    /// Length normalization, 0 (none) to 1 (full) (default 0.75).
+    #[serde(default = "default_b")]
+    pub b: f64,
+    /// The typical text length in words (default 64).
+    #[serde(default = "default_avg_words")]
+    pub avg_words: f64,
+    /// Score at or above which the signal holds (default 1.0: about one weighted
+    /// mention in a text of typical length).
+    #[serde(default = "default_bm25_threshold")]
+    pub threshold: f64,
+}
+
+impl Default for Bm25Config {
+    fn default() -> Self {
+        Bm25Config {
+            k1: default_k1(),
+            b: default_b(),
+            avg_words: default_avg_words(),
+            threshold: default_bm25_threshold(),
+        }
+    }
+}
+
+fn default_k1() -> f64 {
+    1.2
+}
+
+fn default_b() -> f64 {
+    0.75
+}
+
+fn default_avg_words() -> f64 {
+    64.0
+}
+
+fn default_bm25_threshold() -> f64 {
+    1.0
 }
 
 /// How a keyword signal's terms combine.
@@ -82,6 +158,9 @@ impl KeywordSignalConfig {
             operator: Operator::Any,
             regexes: Vec::new(),
             fuzzy: 0,
+            scoring: Scoring::Count,
+            bm25: Bm25Config::default(),
+            weights: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -99,6 +178,11 @@ pub struct KeywordSignal {
     word_boundary: bool,
     scope: Scope,
     operator: Operator,
+    /// Lower-case the text by Unicode rules before matching (a keyword is non-ASCII
+    /// and case is folded).
+    unicode_fold: bool,
+    /// BM25 parameters and per-term weights, when scoring by BM25.
+    bm25: Option<(Bm25Config, Vec<f64>)>,
 }
 
 impl KeywordSignal {
@@ -130,11 +214,48 @@ impl KeywordSignal {
         if let Some(i) = config.keywords.iter().position(|k| k.trim().is_empty()) {
             return Err(format!("keywords[{i}] is blank"));
         }
+        let unicode_fold = !config.case_sensitive && config.keywords.iter().any(|k| !k.is_ascii());
+        let patterns: Vec<String> = if unicode_fold {
+            config.keywords.iter().map(|k| k.to_lowercase()).collect()
+        } else {
+            config.keywords.clone()
+        };
         let matcher = AhoCorasickBuilder::new()
             .ascii_case_insensitive(!config.case_sensitive)
             .match_kind(MatchKind::Standard)
-            .build(&config.keywords)
+            .build(&patterns)
             .map_err(|e| format!("cannot compile the keyword list: {e}"))?;
+        let bm25 = match config.scoring {
+            Scoring::Count => None,
+            Scoring::Bm25 => {
+                let p = config.bm25;
+                if config.operator != Operator::Any {
+                    return Err(
+                        "`scoring: bm25` scores every term: leave `operator` at `any`".to_owned(),
+                    );
+                }
+                if !(p.k1 >= 0.0 && (0.0..=1.0).contains(&p.b) && p.avg_words > 0.0) {
+                    return Err(format!(
+                        "bm25: k1 {} must be ≥ 0, b {} in [0, 1], avg_words {} above 0",
+                        p.k1, p.b, p.avg_words
+                    ));
+                }
+                if let Some(unknown) = config.weights.keys().find(|k| !config.keywords.contains(k))
+                {
+                    return Err(format!("weights: `{unknown}` is not one of the keywords"));
+                }
+                let mut weights: Vec<f64> = config
+                    .keywords
+                    .iter()
+                    .map(|k| config.weights.get(k).copied().unwrap_or(1.0))
+                    .collect();
+                weights.extend(std::iter::repeat_n(1.0, config.regexes.len()));
+                Some((p, weights))
+            }
+        };
+        if bm25.is_none() && !config.weights.is_empty() {
+            return Err("`weights` apply only with `scoring: bm25`".to_owned());
+        }
         Ok(KeywordSignal {
             key: SignalKey {
                 family: SignalFamily::Keyword,
@@ -148,6 +269,8 @@ impl KeywordSignal {
             word_boundary: config.word_boundary,
             scope: config.scope,
             operator: config.operator,
+            unicode_fold,
+            bm25,
         })
     }
 
@@ -163,11 +286,19 @@ impl KeywordSignal {
         }
     }
 
-    /// Marks the terms found in `text` and returns how many occurrences there are.
-    fn scan(&self, text: &str, found: &mut [bool], first: &mut Option<usize>) -> usize {
+    /// Counts each term's occurrences in `text`; returns how many there are in all and
+    /// the text's length in words.
+    fn scan(&self, text: &str, found: &mut [u32], first: &mut Option<usize>) -> (usize, usize) {
+        let folded;
+        let text = if self.unicode_fold {
+            folded = text.to_lowercase();
+            folded.as_str()
+        } else {
+            text
+        };
         let mut hits = 0;
-        let mut mark = |i: usize, found: &mut [bool]| {
-            found[i] = true;
+        let mut mark = |i: usize, found: &mut [u32]| {
+            found[i] += 1;
             first.get_or_insert(i);
         };
         if !self.keywords.is_empty() {
@@ -186,6 +317,7 @@ impl KeywordSignal {
             if n > 0 {
                 hits += n;
                 mark(self.keywords.len() + i, found);
+                found[self.keywords.len() + i] = u32::try_from(n).unwrap_or(u32::MAX);
             }
         }
         if !self.fuzzy_words.is_empty() {
@@ -196,7 +328,7 @@ impl KeywordSignal {
                 let word = word.to_lowercase();
                 let length = word.chars().count();
                 for (i, keyword) in &self.fuzzy_words {
-                    if found[*i] || keyword.chars().count().abs_diff(length) > self.fuzzy {
+                    if found[*i] > 0 || keyword.chars().count().abs_diff(length) > self.fuzzy {
                         continue;
                     }
                     if strsim::levenshtein(&word, keyword) <= self.fuzzy {
@@ -206,7 +338,14 @@ impl KeywordSignal {
                 }
             }
         }
-        hits
+        let words = if self.bm25.is_some() {
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .count()
+        } else {
+            0
+        };
+        (hits, words)
     }
 }
 
@@ -244,16 +383,45 @@ impl Signal for KeywordSignal {
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let conversation = request.conversation;
-        let mut found = vec![false; self.terms()];
+        let mut found = vec![0u32; self.terms()];
         let mut first = None;
-        let mut hits = 0;
-        let mut add = |text: &str| hits += self.scan(text, &mut found, &mut first);
+        let (mut hits, mut words) = (0, 0);
+        let mut add = |text: &str| {
+            let (h, w) = self.scan(text, &mut found, &mut first);
+            hits += h;
+            words += w;
+        };
         match self.scope {
             Scope::LastUser => add(conversation.last_user_text()),
             Scope::User => conversation.user_texts().for_each(&mut add),
             Scope::All => conversation.turns.iter().for_each(|t| add(&t.text)),
         }
-        let present = found.iter().filter(|f| **f).count();
+        let present = found.iter().filter(|f| **f > 0).count();
+        if let Some((p, weights)) = &self.bm25 {
+            let norm = p.k1 * (1.0 - p.b + p.b * words as f64 / p.avg_words);
+            let score: f64 = found
+                .iter()
+                .zip(weights)
+                .filter(|(tf, _)| **tf > 0)
+                .map(|(tf, w)| {
+                    let tf = f64::from(*tf);
+                    w * tf * (p.k1 + 1.0) / (tf + norm)
+                })
+                .sum();
+            return SignalValue {
+                matched: score >= p.threshold,
+                value: score,
+                confidence: (score / (2.0 * p.threshold.max(f64::EPSILON))).min(1.0),
+                evidence: Some(format!(
+                    "bm25 {score:.2} over {words} words; {present} terms{}",
+                    first
+                        .map(|i| format!(", first {}", self.term_name(i)))
+                        .unwrap_or_default()
+                )),
+                cost_ns: 0,
+                error: None,
+            };
+        }
         let matched = match self.operator {
             Operator::Any => present > 0,
             Operator::All => present == found.len(),
@@ -285,6 +453,50 @@ mod tests {
             &Conversation::from_prompt("auto", prompt),
             None,
         ))
+    }
+
+    #[test]
+    fn unicode_case_is_folded_for_non_ascii_keywords() {
+        let c = KeywordSignalConfig::new("de", &["Übersetzung", "ΣΟΦΊΑ", "жизнь"]);
+        assert!(eval(&c, "Bitte eine ÜBERSETZUNG ins Deutsche").matched);
+        assert!(eval(&c, "η σοφία των αρχαίων").matched);
+        assert!(eval(&c, "ЖИЗНЬ прекрасна").matched);
+        assert!(!eval(&c, "übersetzungen").matched, "whole words still");
+        let mut exact = c.clone();
+        exact.case_sensitive = true;
+        assert!(!eval(&exact, "ÜBERSETZUNG").matched);
+        assert!(eval(&exact, "Übersetzung").matched);
+    }
+
+    #[test]
+    fn bm25_saturates_repeats_and_normalizes_length() {
+        let mut c = KeywordSignalConfig::new("legal", &["contract", "liability", "plaintiff"]);
+        c.scoring = Scoring::Bm25;
+        c.weights.insert("plaintiff".into(), 2.0);
+        let short = eval(&c, "Is this contract valid?");
+        assert!(short.matched, "{short:?}");
+        let long_text = format!("{} contract", "word ".repeat(600));
+        let long = eval(&c, &long_text);
+        assert!(!long.matched && long.value < short.value, "{long:?}");
+        let repeated = eval(&c, "contract contract contract contract");
+        let once = eval(&c, "contract and more");
+        assert!(repeated.value > once.value);
+        assert!(repeated.value < 4.0 * once.value, "saturation");
+        let weighted = eval(&c, "the plaintiff and more");
+        assert!(weighted.value > once.value * 1.5);
+        assert!(weighted.evidence.unwrap().starts_with("bm25"));
+        let mut bad = c.clone();
+        bad.operator = Operator::All;
+        assert!(KeywordSignal::new(&bad).unwrap_err().contains("operator"));
+        let mut bad = c.clone();
+        bad.weights.insert("tort".into(), 1.0);
+        assert!(KeywordSignal::new(&bad).unwrap_err().contains("`tort`"));
+        let mut bad = c.clone();
+        bad.bm25.b = 2.0;
+        assert!(KeywordSignal::new(&bad).is_err());
+        let mut bad = KeywordSignalConfig::new("x", &["a"]);
+        bad.weights.insert("a".into(), 1.0);
+        assert!(KeywordSignal::new(&bad).unwrap_err().contains("only with"));
     }
 
     #[test]
