@@ -22,7 +22,22 @@ fn bench(c: &mut Criterion) {
     group.bench_function("64_tokens", |b| {
         b.iter(|| m.embed(black_box(short)).unwrap())
     });
+    // Eight concurrent requests: one padded batch against eight passes.
+    let eight: Vec<String> = (0..8)
+        .map(|i| format!("{short} (variant {i}{})", " and more".repeat(i)))
+        .collect();
+    let refs: Vec<&str> = eight.iter().map(String::as_str).collect();
     group.sample_size(20);
+    group.bench_function("8x64_tokens_one_batch", |b| {
+        b.iter(|| m.embed_batch(black_box(&refs)).unwrap())
+    });
+    group.bench_function("8x64_tokens_one_by_one", |b| {
+        b.iter(|| {
+            for t in &refs {
+                m.embed(black_box(t)).unwrap();
+            }
+        })
+    });
     group.bench_function("8k_tokens", |b| {
         b.iter(|| m.embed(black_box(&long)).unwrap())
     });

@@ -103,3 +103,29 @@ fn long_and_odd_inputs_are_embedded_within_the_window() {
         assert!(v.iter().all(|x| x.is_finite()), "{odd:?}");
     }
 }
+
+#[test]
+fn huge_inputs_are_tokenized_only_where_the_window_reaches() {
+    let Some(m) = model() else { return };
+    let sentence = |i: usize| {
+        format!(
+            "Sentence number {i} talks about topic {} in detail. ",
+            i % 97
+        )
+    };
+    let text: String = (0..20_000).map(sentence).collect();
+    assert!(text.len() > 1_000_000);
+    // The same window from a text short enough to be tokenized whole.
+    let head: String = text.chars().take(5_000).collect();
+    let tail: String = text[text.len() - 2_500..].to_owned();
+    let short = format!("{head}{tail}");
+    assert!(short.len() <= 32 * m.max_tokens());
+    let (a, b) = (m.embed(&text).unwrap(), m.embed(&short).unwrap());
+    let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(cos > 0.999, "{cos}");
+    assert_eq!(
+        m.embed("").unwrap().len(),
+        m.dimension(),
+        "empty text embeds too"
+    );
+}
