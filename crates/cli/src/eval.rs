@@ -402,15 +402,9 @@ fn jailbreak(args: &SignalsArgs, dir: &Path) -> Result<JailbreakReport> {
     let config = SignalsConfig {
         model: Some(model_config(args)),
         jailbreak: vec![JailbreakSignalConfig {
-            name: "attack".into(),
             threshold: args.jailbreak_threshold,
             min_similarity: args.jailbreak_min_similarity,
-            include_history: false,
-            patterns: true,
-            extra_patterns: vec![],
-            attacks: None,
-            benign: None,
-            contrast: true,
+            ..JailbreakSignalConfig::new("attack")
         }],
         ..SignalsConfig::default()
     };

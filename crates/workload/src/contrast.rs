@@ -51,6 +51,82 @@ impl Exemplars {
     }
 }
 
+/// Exemplars of one side and, optionally, of the other: the request's similarity to
+/// the nearest of the first minus that to the nearest of the second.
+#[derive(Debug)]
+pub struct Contrast {
+    yes: Exemplars,
+    no: Option<Exemplars>,
+}
+
+/// A contrast's verdict on one vector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Margin<'a> {
+    /// Nearest `yes` similarity minus nearest `no` similarity (0 without `no`).
+    pub score: f64,
+    /// The nearest `yes` exemplar: similarity and text.
+    pub yes: (f32, &'a str),
+    /// The nearest `no` exemplar, if there is a `no` side.
+    pub no: Option<(f32, &'a str)>,
+}
+
+impl Margin<'_> {
+    /// "margin 0.123: factual "…" 0.512, other "…" 0.389".
+    pub fn describe(&self, yes: &str, no: &str) -> String {
+        match self.no {
+            Some((sim, text)) => format!(
+                "margin {:.3}: {yes} \"{}\" {:.3}, {no} \"{}\" {sim:.3}",
+                self.score,
+                short(self.yes.1),
+                self.yes.0,
+                short(text)
+            ),
+            None => format!("{:.3}; nearest \"{}\"", self.score, short(self.yes.1)),
+        }
+    }
+
+    /// Confidence of a threshold decision: 0.5 at the threshold, 1 at 0.2 from it.
+    pub fn confidence(&self, threshold: f64) -> f64 {
+        (0.5 + (self.score - threshold).abs() * 2.5).min(1.0)
+    }
+}
+
+impl Contrast {
+    /// Embeds both sides; `names` label them in errors.
+    pub fn build(
+        yes: &[String],
+        no: Option<&[String]>,
+        names: (&str, &str),
+        (embedder, cache): (&Embedder, &ExemplarCache),
+    ) -> Result<Contrast, String> {
+        Ok(Contrast {
+            yes: Exemplars::embed(yes, names.0, embedder, cache)?,
+            no: no
+                .map(|n| Exemplars::embed(n, names.1, embedder, cache))
+                .transpose()?,
+        })
+    }
+
+    /// The margin of `query`.
+    pub fn margin(&self, query: &[f32]) -> Margin<'_> {
+        let yes = self.yes.nearest(query);
+        let no = self.no.as_ref().map(|n| n.nearest(query));
+        Margin {
+            score: f64::from(yes.0 - no.map_or(0.0, |n| n.0)),
+            yes,
+            no,
+        }
+    }
+}
+
+/// Evaluates with the request's embedding, or reports why there is none.
+fn with_vector(request: &Request<'_>, judge: impl FnOnce(&[f32]) -> SignalValue) -> SignalValue {
+    match request.embedding() {
+        Ok(v) => judge(v),
+        Err(e) => SignalValue::failed(format!("no embedding: {e}")),
+    }
+}
+
 fn owned(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -63,13 +139,6 @@ fn need_model<'a>(
     family: &str,
 ) -> Result<(&'a Embedder, &'a ExemplarCache), String> {
     model.ok_or_else(|| format!("{family} signals need signals.model"))
-}
-
-/// The request's vector, or the failed value to return.
-fn vector<'r>(request: &'r Request<'_>) -> Result<&'r [f32], SignalValue> {
-    request
-        .embedding()
-        .map_err(|e| SignalValue::failed(format!("no embedding: {e}")))
 }
 
 fn short(text: &str) -> String {
@@ -134,14 +203,13 @@ fn default_margin() -> f64 {
 pub struct FactCheckSignal {
     key: SignalKey,
     threshold: f64,
-    factual: Exemplars,
-    other: Exemplars,
+    contrast: Contrast,
 }
 
 impl FactCheckSignal {
     /// Builds the signal, embedding its exemplars.
     pub fn new(config: &FactCheckSignalConfig, model: Model<'_>) -> Result<Self, String> {
-        let (embedder, cache) = need_model(model, "fact_check")?;
+        let model = need_model(model, "fact_check")?;
         let factual = config
             .factual
             .clone()
@@ -156,8 +224,7 @@ impl FactCheckSignal {
                 name: config.name.clone(),
             },
             threshold: config.threshold,
-            factual: Exemplars::embed(&factual, "factual", embedder, cache)?,
-            other: Exemplars::embed(&other, "other", embedder, cache)?,
+            contrast: Contrast::build(&factual, Some(&other), ("factual", "other"), model)?,
         })
     }
 }
@@ -172,25 +239,17 @@ impl Signal for FactCheckSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let query = match vector(request) {
-            Ok(v) => v,
-            Err(failed) => return failed,
-        };
-        let (yes, near_yes) = self.factual.nearest(query);
-        let (no, near_no) = self.other.nearest(query);
-        let margin = f64::from(yes - no);
-        SignalValue {
-            matched: margin >= self.threshold,
-            value: margin,
-            confidence: (0.5 + (margin - self.threshold).abs() * 2.5).min(1.0),
-            evidence: Some(format!(
-                "margin {margin:.3}: factual \"{}\" {yes:.3}, other \"{}\" {no:.3}",
-                short(near_yes),
-                short(near_no)
-            )),
-            cost_ns: 0,
-            error: None,
-        }
+        with_vector(request, |query| {
+            let m = self.contrast.margin(query);
+            SignalValue {
+                matched: m.score >= self.threshold,
+                value: m.score,
+                confidence: m.confidence(self.threshold),
+                evidence: Some(m.describe("factual", "other")),
+                cost_ns: 0,
+                error: None,
+            }
+        })
     }
 }
 
@@ -322,14 +381,13 @@ pub fn structural(text: &str, tokens: u32) -> (f64, Vec<&'static str>) {
 pub struct ComplexitySignal {
     key: SignalKey,
     level: Level,
-    hard: Exemplars,
-    easy: Exemplars,
+    contrast: Contrast,
 }
 
 impl ComplexitySignal {
     /// Builds the signal, embedding its exemplars.
     pub fn new(config: &ComplexitySignalConfig, model: Model<'_>) -> Result<Self, String> {
-        let (embedder, cache) = need_model(model, "complexity")?;
+        let model = need_model(model, "complexity")?;
         let hard = config.hard.clone().unwrap_or_else(|| owned(DEFAULT_HARD));
         let easy = config.easy.clone().unwrap_or_else(|| owned(DEFAULT_EASY));
         Ok(ComplexitySignal {
@@ -338,8 +396,7 @@ impl ComplexitySignal {
                 name: config.name.clone(),
             },
             level: config.level,
-            hard: Exemplars::embed(&hard, "hard", embedder, cache)?,
-            easy: Exemplars::embed(&easy, "easy", embedder, cache)?,
+            contrast: Contrast::build(&hard, Some(&easy), ("hard", "easy"), model)?,
         })
     }
 }
@@ -354,31 +411,29 @@ impl Signal for ComplexitySignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let query = match vector(request) {
-            Ok(v) => v,
-            Err(failed) => return failed,
-        };
-        let (hard, _) = self.hard.nearest(query);
-        let (easy, _) = self.easy.nearest(query);
-        let text = request.conversation.last_user_text();
-        let (bonus, cues) = structural(text, request.conversation.prompt_tokens);
-        // A margin of ±0.2 spans the scale; cues push towards hard.
-        let difficulty = (0.5 + 2.5 * f64::from(hard - easy) + bonus).clamp(0.0, 1.0);
-        let level = Level::of(difficulty);
-        let edge = if difficulty >= 0.5 { 0.6 } else { 0.4 };
-        SignalValue {
-            matched: level == self.level,
-            value: difficulty,
-            confidence: (0.5 + (difficulty - edge).abs() * 2.5).min(1.0),
-            evidence: Some(format!(
-                "{} ({difficulty:.2}; hard {hard:.3}, easy {easy:.3}{}{})",
-                level.name(),
-                if cues.is_empty() { "" } else { "; cues: " },
-                cues.join(", ")
-            )),
-            cost_ns: 0,
-            error: None,
-        }
+        with_vector(request, |query| {
+            let m = self.contrast.margin(query);
+            let text = request.conversation.last_user_text();
+            let (bonus, cues) = structural(text, request.conversation.prompt_tokens);
+            // A margin of ±0.2 spans the scale; cues push towards hard.
+            let difficulty = (0.5 + 2.5 * m.score + bonus).clamp(0.0, 1.0);
+            let level = Level::of(difficulty);
+            let edge = if difficulty >= 0.5 { 0.6 } else { 0.4 };
+            SignalValue {
+                matched: level == self.level,
+                value: difficulty,
+                confidence: (0.5 + (difficulty - edge).abs() * 2.5).min(1.0),
+                evidence: Some(format!(
+                    "{} ({difficulty:.2}; {}{}{})",
+                    level.name(),
+                    m.describe("hard", "easy"),
+                    if cues.is_empty() { "" } else { "; cues: " },
+                    cues.join(", ")
+                )),
+                cost_ns: 0,
+                error: None,
+            }
+        })
     }
 }
 
@@ -407,27 +462,21 @@ fn default_preference() -> f64 {
 pub struct PreferenceSignal {
     key: SignalKey,
     threshold: f64,
-    prefer: Exemplars,
-    versus: Option<Exemplars>,
+    contrast: Contrast,
 }
 
 impl PreferenceSignal {
     /// Builds the signal, embedding its exemplars.
     pub fn new(config: &PreferenceSignalConfig, model: Model<'_>) -> Result<Self, String> {
-        let (embedder, cache) = need_model(model, "preference")?;
-        let versus = if config.versus.is_empty() {
-            None
-        } else {
-            Some(Exemplars::embed(&config.versus, "versus", embedder, cache)?)
-        };
+        let model = need_model(model, "preference")?;
+        let versus = (!config.versus.is_empty()).then_some(config.versus.as_slice());
         Ok(PreferenceSignal {
             key: SignalKey {
                 family: SignalFamily::Preference,
                 name: config.name.clone(),
             },
             threshold: config.threshold,
-            prefer: Exemplars::embed(&config.prefer, "prefer", embedder, cache)?,
-            versus,
+            contrast: Contrast::build(&config.prefer, versus, ("prefer", "versus"), model)?,
         })
     }
 }
@@ -442,29 +491,17 @@ impl Signal for PreferenceSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let query = match vector(request) {
-            Ok(v) => v,
-            Err(failed) => return failed,
-        };
-        let (yes, near) = self.prefer.nearest(query);
-        let (no, versus) = self.versus.as_ref().map_or((0.0, ""), |v| v.nearest(query));
-        let score = f64::from(yes - no);
-        SignalValue {
-            matched: score >= self.threshold,
-            value: score,
-            confidence: score.clamp(0.0, 1.0),
-            evidence: Some(if versus.is_empty() {
-                format!("{score:.3}; nearest \"{}\"", short(near))
-            } else {
-                format!(
-                    "margin {score:.3}: prefer \"{}\" {yes:.3}, versus \"{}\" {no:.3}",
-                    short(near),
-                    short(versus)
-                )
-            }),
-            cost_ns: 0,
-            error: None,
-        }
+        with_vector(request, |query| {
+            let m = self.contrast.margin(query);
+            SignalValue {
+                matched: m.score >= self.threshold,
+                value: m.score,
+                confidence: m.score.clamp(0.0, 1.0),
+                evidence: Some(m.describe("prefer", "versus")),
+                cost_ns: 0,
+                error: None,
+            }
+        })
     }
 }
 

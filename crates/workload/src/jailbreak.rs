@@ -14,7 +14,7 @@
 //! With `include_history`, the user turns of the whole conversation are scanned and
 //! embedded together, so an attack spread over turns is seen whole.
 
-use crate::contrast::Exemplars;
+use crate::contrast::Contrast;
 use crate::embedding::ExemplarCache;
 use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
 use regex::{Regex, RegexSet};
@@ -491,6 +491,23 @@ pub struct JailbreakSignalConfig {
     pub contrast: bool,
 }
 
+impl JailbreakSignalConfig {
+    /// A signal with every default: patterns and contrast, built-in exemplars.
+    pub fn new(name: &str) -> JailbreakSignalConfig {
+        JailbreakSignalConfig {
+            name: name.to_owned(),
+            threshold: default_threshold(),
+            min_similarity: default_floor(),
+            include_history: false,
+            patterns: true,
+            extra_patterns: Vec::new(),
+            attacks: None,
+            benign: None,
+            contrast: true,
+        }
+    }
+}
+
 fn default_threshold() -> f64 {
     0.1
 }
@@ -512,7 +529,7 @@ pub struct JailbreakSignal {
     include_history: bool,
     patterns: bool,
     extra: Vec<Regex>,
-    contrast: Option<(Exemplars, Exemplars)>,
+    contrast: Option<Contrast>,
 }
 
 impl JailbreakSignal {
@@ -536,7 +553,7 @@ impl JailbreakSignal {
             ));
         }
         let contrast = if config.contrast {
-            let (embedder, cache) = model.ok_or(
+            let model = model.ok_or(
                 "the contrast layer needs signals.model (or set `contrast: false` for patterns only)",
             )?;
             let owned = |d: &[&str]| d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -548,10 +565,12 @@ impl JailbreakSignal {
                 .benign
                 .clone()
                 .unwrap_or_else(|| owned(DEFAULT_BENIGN));
-            Some((
-                Exemplars::embed(&attacks, "attacks", embedder, cache)?,
-                Exemplars::embed(&benign, "benign", embedder, cache)?,
-            ))
+            Some(Contrast::build(
+                &attacks,
+                Some(&benign),
+                ("attacks", "benign"),
+                model,
+            )?)
         } else {
             None
         };
@@ -614,7 +633,7 @@ impl Signal for JailbreakSignal {
             let shown: String = m.as_str().chars().take(80).collect();
             return flagged(format!("extra pattern: \"{shown}\""));
         }
-        let Some((attacks, benign)) = &self.contrast else {
+        let Some(contrast) = &self.contrast else {
             return SignalValue {
                 matched: false,
                 value: 0.0,
@@ -636,21 +655,12 @@ impl Signal for JailbreakSignal {
             Ok(v) => v,
             Err(e) => return SignalValue::failed(format!("no embedding: {e}")),
         };
-        let (attack, nearest_attack) = attacks.nearest(&vector);
-        let (safe, nearest_benign) = benign.nearest(&vector);
-        let margin = f64::from(attack - safe);
-        let matched = margin >= self.threshold && f64::from(attack) >= self.min_similarity;
-        // Distance from the threshold, mapped to [0.5, 1]: 0.2 of margin is certainty.
-        let confidence = (0.5 + (margin - self.threshold).abs() * 2.5).min(1.0);
+        let m = contrast.margin(&vector);
         SignalValue {
-            matched,
-            value: margin,
-            confidence,
-            evidence: Some(format!(
-                "margin {margin:.3}: attack \"{}\" {attack:.3}, benign \"{}\" {safe:.3}",
-                nearest_attack.chars().take(60).collect::<String>(),
-                nearest_benign.chars().take(60).collect::<String>()
-            )),
+            matched: m.score >= self.threshold && f64::from(m.yes.0) >= self.min_similarity,
+            value: m.score,
+            confidence: m.confidence(self.threshold),
+            evidence: Some(m.describe("attack", "benign")),
             cost_ns: 0,
             error: None,
         }
@@ -665,15 +675,9 @@ mod tests {
     fn patterns_only() -> JailbreakSignal {
         JailbreakSignal::new(
             &JailbreakSignalConfig {
-                name: "attack".into(),
-                threshold: 0.1,
-                min_similarity: 0.4,
-                include_history: false,
-                patterns: true,
                 extra_patterns: vec![r"\bopen sesame\b".into()],
-                attacks: None,
-                benign: None,
                 contrast: false,
+                ..JailbreakSignalConfig::new("attack")
             },
             None,
         )
@@ -781,17 +785,7 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_refused() {
-        let base = JailbreakSignalConfig {
-            name: "j".into(),
-            threshold: 0.1,
-            min_similarity: 0.4,
-            include_history: false,
-            patterns: true,
-            extra_patterns: vec![],
-            attacks: None,
-            benign: None,
-            contrast: true,
-        };
+        let base = JailbreakSignalConfig::new("j");
         assert!(
             JailbreakSignal::new(&base, None)
                 .unwrap_err()
