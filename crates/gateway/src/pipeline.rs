@@ -2,13 +2,15 @@
 
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
+use switchyard_policy::AlgorithmConfig;
 use switchyard_policy::suggest;
 use switchyard_pool::retention;
 use switchyard_pool::{
     CannotCompress, Compression, PlaceError, PlaceRequest, Placement, Prediction, RetentionHint,
     compress,
 };
-use switchyard_router::{Candidate, algorithm};
+use switchyard_router::{Candidate, SelectRequest, algorithm};
+use switchyard_wire::hash::{FNV_OFFSET, fnv1a};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
 use switchyard_workload::Signals;
 
@@ -154,33 +156,59 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
 
     let listed: Vec<Candidate<'_>> = candidates
         .iter()
-        .map(|&model| Candidate {
-            model,
-            name: policy
-                .config
-                .models
-                .get(model)
-                .map_or("", |m| m.name.value.as_str()),
-            max_context: runtime.pools.max_context(model),
+        .map(|&model| {
+            let config = policy.config.models.get(model);
+            Candidate {
+                model,
+                name: config.map_or("", |m| m.name.value.as_str()),
+                max_context: runtime.pools.max_context(model),
+                price: config.and_then(|m| m.price),
+                quality: config.and_then(|m| m.quality),
+                load: runtime.pools.model_load(model),
+                latency: runtime.latency.get(model),
+            }
         })
         .collect();
+    const STATIC: AlgorithmConfig = AlgorithmConfig::Static;
     let configured = route_index
         .and_then(|i| policy.route(i))
-        .map(|r| r.algorithm)
-        .unwrap_or_default();
-    let selected = algorithm(configured)
-        .select(&listed, minimum)
-        .ok_or_else(|| {
-            let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
-            ApiError::new(
-                ErrorKind::InvalidRequest,
+        .map_or(&STATIC, |r| &r.algorithm);
+    let select = SelectRequest {
+        tokens: minimum,
+        prompt_tokens: prompt,
+        output_tokens: conversation
+            .output_cap
+            .unwrap_or(policy.config.server.expected_output_tokens),
+        hash: fnv1a(
+            conversation
+                .turns
+                .iter()
+                .find(|t| t.role == "user")
+                .map_or("", |t| t.text.as_str())
+                .as_bytes(),
+            FNV_OFFSET,
+        ),
+    };
+    let selected = algorithm(configured).select(&listed, &select).ok_or_else(|| {
+        let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
+        if largest >= minimum {
+            return ApiError::new(
+                ErrorKind::Unavailable,
                 format!(
-                    "the request needs about {minimum} tokens ({prompt} prompt) but the largest \
-                 context window for route `{route}` is {largest}"
+                    "no candidate of route `{route}` passes its `{}` selection (ceilings or zero weights)",
+                    configured.name()
                 ),
-            )
-            .with_param("messages")
-        })?;
+            );
+        }
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the request needs about {minimum} tokens ({prompt} prompt) but the largest \
+                 context window for route `{route}` is {largest}"
+            ),
+        )
+        .with_param("messages")
+    })?;
     let model = listed[selected.candidate].model;
     let output = match conversation.output_cap {
         Some(cap) => Prediction {
@@ -348,7 +376,7 @@ pub fn trace(
             "routes": routes,
         },
         "select": {
-            "algorithm": route.map_or("static", |r| algorithm(r.algorithm).name()),
+            "algorithm": route.map_or("static", |r| r.algorithm.name()),
             "candidates": candidates,
             "model": plan.model_name(runtime),
             "reason": plan.selection_reason,

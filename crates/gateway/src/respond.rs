@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_pool::{Call, ForwardError, StreamEnd, StreamOutcome, with_failover};
+use switchyard_router::Metric;
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind, StreamOptions, Usage};
 
 /// The JSON error response of an [`ApiError`].
@@ -358,6 +359,14 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
                 u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX)
             });
             endpoint.ttft.observe(prompt, upstream_ms);
+            if let Some(observed_model) = runtime.latency.get(plan.model) {
+                observed_model.observe(Metric::Ttft, upstream_ms);
+                let completion = usage.map_or(0, |u| u.completion_tokens);
+                if completion > 1 && error.is_none() {
+                    let decode = latency.saturating_sub(ttft).as_secs_f64() * 1000.0;
+                    observed_model.observe(Metric::Tpot, decode / (completion - 1) as f64);
+                }
+            }
         }
     }
     if let (Some(u), false, true) = (usage, observed.capped, status < 300 && error.is_none()) {

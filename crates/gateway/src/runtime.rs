@@ -4,6 +4,7 @@ use crate::decision_log::DecisionLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::Policy;
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
+use switchyard_router::ModelLatency;
 use switchyard_wire::Conversation;
 use switchyard_workload::TokenCounter;
 
@@ -24,6 +25,9 @@ pub struct Runtime {
     pub sessions: SessionClock,
     /// Counts prompt tokens.
     pub counter: TokenCounter,
+    /// Latencies observed per model (indexed like the configured models), for
+    /// selection by latency.
+    pub latency: Vec<ModelLatency>,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -77,7 +81,14 @@ impl Runtime {
             server.output_regression_after,
             server.expected_output_tokens,
         );
+        let latency = policy
+            .config
+            .models
+            .iter()
+            .map(|_| ModelLatency::default())
+            .collect();
         Ok(Runtime {
+            latency,
             predictor,
             sessions: SessionClock::default(),
             counter,

@@ -669,3 +669,50 @@ async fn proxy_identity_headers_route_only_from_trusted_networks() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selection_by_cost_quality_floor_and_weight() {
+    let big = harness::engine(None, 8192, "big").await;
+    let small = harness::engine(None, 8192, "small").await;
+    let config = format!(
+        "server:
+  listen: 127.0.0.1:0
+models:
+  - {{name: big, price: {{input: 3, output: 15}}, quality: 0.9}}
+  - {{name: small, price: {{input: 0.1, output: 0.2}}, quality: 0.6}}
+pools:
+  - {{name: p-big, model: big, context_window: 8K, endpoints: [{{url: '{}'}}]}}
+  - {{name: p-small, model: small, context_window: 8K, endpoints: [{{url: '{}'}}]}}
+signals:
+  keyword:
+    - {{name: careful, keywords: [contract]}}
+    - {{name: split, keywords: [split]}}
+routes:
+  - {{name: careful, priority: 10, when: {{keyword: careful}}, models: [small, big],
+     algorithm: {{type: cost, min_quality: 0.8}}}}
+  - {{name: split, priority: 5, when: {{keyword: split}}, models: [big, small],
+     algorithm: {{type: weighted, weights: {{big: 1, small: 1}}}}}}
+default_route:
+  models: [big, small]
+  algorithm: cost
+",
+        big.url(),
+        small.url()
+    );
+    let g = harness::gateway(&config).await;
+    let client = reqwest::Client::new();
+    let route = |prompt: String| {
+        let body = json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]});
+        client.post(format!("{}/v1/route", g.url())).json(&body).send()
+    };
+    let trace: Value = route("hello".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(trace["select"]["model"], "small", "cheapest: {trace}");
+    let trace: Value = route("review this contract".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(trace["select"]["model"], "big", "quality floor 0.8: {trace}");
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        let trace: Value = route(format!("split {i}")).await.unwrap().json().await.unwrap();
+        seen.insert(trace["select"]["model"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "weighted 1:1 over 40 requests reaches both: {seen:?}");
+}

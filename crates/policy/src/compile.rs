@@ -122,9 +122,16 @@ impl Policy {
                     &format!("{path}.models"),
                     &mut found,
                 ),
-                algorithm: route.algorithm,
+                algorithm: route.algorithm.clone(),
                 compress: route.compress,
             });
+            check_algorithm(
+                &route.algorithm,
+                &route.models,
+                &config.models,
+                (&route.name.referenced, &format!("{path}.algorithm")),
+                &mut found,
+            );
         }
         routes.sort_by(|a, b| {
             b.priority
@@ -152,9 +159,16 @@ impl Policy {
                     "default_route.models",
                     &mut found,
                 ),
-                algorithm: default.algorithm,
+                algorithm: default.algorithm.clone(),
                 compress: default.compress,
             });
+            check_algorithm(
+                &default.algorithm,
+                &default.models,
+                &config.models,
+                (&Location::UNKNOWN, "default_route.algorithm"),
+                &mut found,
+            );
         }
 
         let mut needed = BTreeSet::new();
@@ -246,6 +260,22 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
         ));
     }
     for (i, m) in config.models.iter().enumerate() {
+        if m.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].quality"),
+                "quality is a score in [0, 1]",
+            ));
+        }
+        if m.price.is_some_and(|p| {
+            !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())
+        }) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].price"),
+                "prices are dollars per million tokens, 0 or more",
+            ));
+        }
         if models.insert(m.name.value.clone(), i).is_some() {
             found.push(Diagnostic::error(
                 &m.name.referenced,
@@ -438,6 +468,80 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
         ));
     }
     models
+}
+
+/// Checks a selection algorithm against the route's candidates: weights name
+/// candidates, and what an algorithm compares (price, quality) is configured.
+fn check_algorithm(
+    algorithm: &AlgorithmConfig,
+    candidates: &[Spanned<String>],
+    models: &[crate::config::ModelConfig],
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) {
+    let model = |name: &str| models.iter().find(|m| m.name.value == name);
+    let mut error = |message: String| found.push(Diagnostic::error(at, path, message));
+    let (needs_price, needs_quality) = match algorithm {
+        AlgorithmConfig::Static => (false, false),
+        AlgorithmConfig::Weighted(w) => {
+            for (name, weight) in &w.weights {
+                if !candidates.iter().any(|c| &c.value == name) {
+                    let names: Vec<&str> = candidates.iter().map(|c| c.value.as_str()).collect();
+                    let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    error(format!(
+                        "weights: `{name}` is not a candidate of this route{hint}"
+                    ));
+                }
+                if !(weight.is_finite() && *weight >= 0.0) {
+                    error(format!(
+                        "weights: `{name}` has weight {weight}; use 0 or more"
+                    ));
+                }
+            }
+            (false, false)
+        }
+        AlgorithmConfig::Cost(c) => {
+            if !(0.0..=1.0).contains(&c.min_quality) {
+                error(format!("min_quality {} is not in [0, 1]", c.min_quality));
+            }
+            (true, c.min_quality > 0.0)
+        }
+        AlgorithmConfig::Latency(l) => {
+            if !(l.percentile > 0.0 && l.percentile <= 100.0) {
+                error(format!("percentile {} is not in (0, 100]", l.percentile));
+            }
+            (false, false)
+        }
+        AlgorithmConfig::MultiFactor(m) => {
+            let w = &m.weights;
+            if [w.quality, w.latency, w.cost, w.load]
+                .iter()
+                .any(|x| !(x.is_finite() && *x >= 0.0))
+            {
+                error("weights are 0 or more".to_owned());
+            }
+            (w.cost > 0.0 || m.max_cost.is_some(), w.quality > 0.0)
+        }
+    };
+    for c in candidates {
+        let Some(m) = model(&c.value) else { continue };
+        if needs_price && m.price.is_none() {
+            error(format!(
+                "`{}` selection compares prices, but model `{}` has no `price`",
+                algorithm.name(),
+                c.value
+            ));
+        }
+        if needs_quality && m.quality.is_none() {
+            error(format!(
+                "`{}` selection compares quality, but model `{}` has no `quality`",
+                algorithm.name(),
+                c.value
+            ));
+        }
+    }
 }
 
 fn resolve_models(

@@ -297,6 +297,33 @@ pub struct ModelConfig {
     /// What the model is good at (shown in `GET /v1/models`).
     #[serde(default)]
     pub description: Option<String>,
+    /// Price in dollars per million tokens (for the `cost` and `multi_factor`
+    /// selection algorithms).
+    #[serde(default)]
+    pub price: Option<Price>,
+    /// Answer quality in [0, 1], higher is better (from an evaluation of your own).
+    #[serde(default)]
+    pub quality: Option<f64>,
+    /// Free-form tags (`small`, `on-prem`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million prompt tokens.
+    pub input: f64,
+    /// Per million generated tokens.
+    pub output: f64,
+}
+
+impl Price {
+    /// The cost of a request, in dollars.
+    pub fn cost(&self, prompt_tokens: u32, output_tokens: u32) -> f64 {
+        (self.input * f64::from(prompt_tokens) + self.output * f64::from(output_tokens)) / 1e6
+    }
 }
 
 impl ModelConfig {
@@ -439,11 +466,195 @@ fn default_route_name() -> String {
     "default".to_owned()
 }
 
-/// Selection algorithms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Selection algorithms: a name (`static`) or a map with `type` and parameters.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum AlgorithmConfig {
     /// The first candidate, in the order listed, whose pools can hold the request.
     #[default]
     Static,
+    /// Random by weight, the same request always to the same model.
+    Weighted(WeightedConfig),
+    /// The cheapest candidate whose quality meets a floor.
+    Cost(CostConfig),
+    /// The lowest observed latency percentile.
+    Latency(LatencyConfig),
+    /// A weighted score of quality, latency, cost and load, after hard ceilings.
+    MultiFactor(MultiFactorConfig),
+}
+
+/// `weighted` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedConfig {
+    /// Weight per candidate name (default 1 each).
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, f64>,
+    /// Mixed into the request hash, to reshuffle which requests go where.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `cost` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    /// Least model quality accepted (default 0: the cheapest of all).
+    #[serde(default)]
+    pub min_quality: f64,
+}
+
+/// Which latency a `latency` algorithm compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyMetric {
+    /// Time to first token.
+    #[default]
+    Ttft,
+    /// Time per output token after the first.
+    Tpot,
+}
+
+/// `latency` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// `ttft` (default) or `tpot`.
+    #[serde(default)]
+    pub metric: LatencyMetric,
+    /// The percentile compared, 1–100 (default 90).
+    #[serde(default = "default_percentile")]
+    pub percentile: f64,
+    /// Observations a candidate needs before its latency is trusted (default 20); a
+    /// candidate with fewer is tried first, so that it gets measured.
+    #[serde(default = "default_cold_start")]
+    pub cold_start: u32,
+}
+
+fn default_percentile() -> f64 {
+    90.0
+}
+
+fn default_cold_start() -> u32 {
+    20
+}
+
+/// `multi_factor` weights (each default 0, except quality 1).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactorWeights {
+    /// Weight of quality (higher better).
+    #[serde(default = "one")]
+    pub quality: f64,
+    /// Weight of observed p90 TTFT (lower better).
+    #[serde(default)]
+    pub latency: f64,
+    /// Weight of estimated cost (lower better).
+    #[serde(default)]
+    pub cost: f64,
+    /// Weight of load: requests in flight per endpoint (lower better).
+    #[serde(default)]
+    pub load: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for FactorWeights {
+    fn default() -> Self {
+        FactorWeights {
+            quality: 1.0,
+            latency: 0.0,
+            cost: 0.0,
+            load: 0.0,
+        }
+    }
+}
+
+/// `multi_factor` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiFactorConfig {
+    /// How much each factor counts; factors are scaled to [0, 1] across candidates.
+    #[serde(default)]
+    pub weights: FactorWeights,
+    /// Candidates whose observed p90 TTFT exceeds this are pruned first.
+    #[serde(default)]
+    pub max_ttft_ms: Option<f64>,
+    /// Candidates whose estimated cost per request exceeds this (dollars) are pruned.
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+}
+
+impl AlgorithmConfig {
+    /// The configuration name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlgorithmConfig::Static => "static",
+            AlgorithmConfig::Weighted(_) => "weighted",
+            AlgorithmConfig::Cost(_) => "cost",
+            AlgorithmConfig::Latency(_) => "latency",
+            AlgorithmConfig::MultiFactor(_) => "multi_factor",
+        }
+    }
+
+    /// The names accepted.
+    pub const NAMES: [&'static str; 5] = ["static", "weighted", "cost", "latency", "multi_factor"];
+}
+
+impl<'de> Deserialize<'de> for AlgorithmConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        let (name, params) = match &value {
+            serde_json::Value::String(n) => (n.clone(), serde_json::json!({})),
+            serde_json::Value::Object(map) => {
+                let name = map
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| D::Error::custom("an algorithm map needs `type`"))?
+                    .to_owned();
+                let mut params = map.clone();
+                params.remove("type");
+                (name, serde_json::Value::Object(params))
+            }
+            _ => {
+                return Err(D::Error::custom(
+                    "expected an algorithm name or a map with `type`",
+                ));
+            }
+        };
+        let parse = |what: &str| D::Error::custom(format!("algorithm `{name}`: {what}"));
+        let config = match name.as_str() {
+            "static" => {
+                if params.as_object().is_some_and(|m| !m.is_empty()) {
+                    return Err(parse("takes no parameters"));
+                }
+                AlgorithmConfig::Static
+            }
+            "weighted" => AlgorithmConfig::Weighted(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "cost" => AlgorithmConfig::Cost(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "latency" => AlgorithmConfig::Latency(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "multi_factor" => AlgorithmConfig::MultiFactor(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            other => {
+                let hint = switchyard_wire::typos::suggest(other, AlgorithmConfig::NAMES)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(D::Error::custom(format!(
+                    "unknown algorithm `{other}`{hint}; known: {}",
+                    AlgorithmConfig::NAMES.join(", ")
+                )));
+            }
+        };
+        Ok(config)
+    }
 }

@@ -19,8 +19,9 @@ pub mod load;
 pub use compile::{CompiledRoute, Expr, Policy};
 pub use condition::Condition;
 pub use config::{
-    AlgorithmConfig, Config, DefaultRouteConfig, EndpointConfig, HealthConfig, ModelConfig,
-    PoolConfig, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, UpstreamConfig,
+    AlgorithmConfig, Config, CostConfig, DefaultRouteConfig, EndpointConfig, FactorWeights,
+    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
+    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

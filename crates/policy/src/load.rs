@@ -90,6 +90,67 @@ pools:
         assert_eq!(d.line, 11, "{d}");
     }
 
+    const PRICED: &str = "\
+models:
+  - {name: big, price: {input: 3, output: 15}, quality: 0.9, tags: [large]}
+  - {name: small, price: {input: 0.1, output: 0.2}, quality: 0.6}
+  - {name: free}
+pools:
+  - {name: p, model: big, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9000'}]}
+  - {name: q, model: small, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9001'}]}
+  - {name: r, model: free, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9002'}]}
+routes:
+  - name: r
+    when: {context: any}
+    models: [big, small]
+    algorithm: ALGO
+signals:
+  context: [{name: any, min: 0, max: 1M}]
+";
+
+    fn with_algorithm(algorithm: &str) -> Result<crate::Policy, String> {
+        let text = PRICED.replace("ALGO", algorithm);
+        let config = parse_config(&text).map_err(|e| e.to_string())?;
+        crate::Policy::compile(config).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn algorithms_parse_by_name_or_map_and_are_checked() {
+        use crate::AlgorithmConfig;
+        for (text, name) in [
+            ("static", "static"),
+            ("{type: cost, min_quality: 0.7}", "cost"),
+            ("{type: weighted, weights: {big: 3, small: 1}, seed: 9}", "weighted"),
+            ("{type: latency, metric: tpot, percentile: 50, cold_start: 3}", "latency"),
+            ("{type: multi_factor, weights: {quality: 1, cost: 2}, max_ttft_ms: 800}", "multi_factor"),
+        ] {
+            let policy = with_algorithm(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let route = policy.route(0).unwrap();
+            assert_eq!(route.algorithm.name(), name);
+            if let AlgorithmConfig::Cost(c) = &route.algorithm {
+                assert_eq!(c.min_quality, 0.7);
+            }
+        }
+        for (text, why) in [
+            ("costs", "did you mean `cost`?"),
+            ("{type: cost, min_qualty: 0.7}", "min_qualty"),
+            ("{type: cost, min_quality: 2}", "not in [0, 1]"),
+            ("{type: weighted, weights: {bigg: 1}}", "did you mean `big`?"),
+            ("{type: latency, percentile: 0}", "percentile"),
+            ("{min_quality: 0.5}", "needs `type`"),
+            ("{type: static, x: 1}", "takes no parameters"),
+        ] {
+            let err = with_algorithm(text).map(|_| ()).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        let text = PRICED.replace("[big, small]", "[big, free]").replace("ALGO", "cost");
+        let err = crate::Policy::compile(parse_config(&text).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("model `free` has no `price`"), "{err}");
+        let bad = PRICED.replace("quality: 0.6", "quality: 6").replace("ALGO", "static");
+        let err = crate::Policy::compile(parse_config(&bad).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("quality is a score in [0, 1]"), "{err}");
+    }
+
     #[test]
     fn bad_values_are_errors_not_panics() {
         for text in [

@@ -370,6 +370,19 @@ impl Pools {
         None
     }
 
+    /// Requests in flight per endpoint across a model's pools (0 without endpoints).
+    pub fn model_load(&self, model: usize) -> f64 {
+        let (flying, endpoints) = self
+            .of_model(model)
+            .flat_map(|p| &p.endpoints)
+            .fold((0usize, 0usize), |(f, n), e| (f + e.in_flight(), n + 1));
+        if endpoints == 0 {
+            0.0
+        } else {
+            flying as f64 / endpoints as f64
+        }
+    }
+
     /// The largest context window among a model's pools (0 when it has none).
     pub fn max_context(&self, model: usize) -> u32 {
         self.of_model(model)

@@ -5,6 +5,8 @@
 //! (whether any pool of the model can hold the request) and never place requests
 //! themselves.
 
+pub mod observed;
 pub mod selection;
 
-pub use selection::{Candidate, Selected, Selection, algorithm};
+pub use observed::{Metric, ModelLatency};
+pub use selection::{Candidate, SelectRequest, Selected, Selection, algorithm};

@@ -1,9 +1,14 @@
-//! The selection trait and the registry of algorithms.
+//! The selection trait and the registry of algorithms: one file each.
 
+mod cost;
+mod latency;
+mod multi_factor;
 mod static_order;
+mod weighted;
 
+use crate::observed::{Metric, ModelLatency};
 use serde::Serialize;
-use switchyard_policy::AlgorithmConfig;
+use switchyard_policy::{AlgorithmConfig, Price};
 
 pub use static_order::StaticOrder;
 
@@ -16,6 +21,48 @@ pub struct Candidate<'a> {
     pub name: &'a str,
     /// The largest context window among its pools, in tokens.
     pub max_context: u32,
+    /// Its price, when configured.
+    pub price: Option<Price>,
+    /// Its quality score, when configured.
+    pub quality: Option<f64>,
+    /// Requests in flight per endpoint of its pools.
+    pub load: f64,
+    /// Latencies observed on it.
+    #[serde(skip)]
+    pub latency: Option<&'a ModelLatency>,
+}
+
+impl Candidate<'_> {
+    /// Whether its pools can hold a request needing `tokens` of context.
+    pub fn fits(&self, tokens: u32) -> bool {
+        self.max_context >= tokens
+    }
+
+    /// Estimated dollars for the request (infinite without a price).
+    pub fn cost(&self, request: &SelectRequest) -> f64 {
+        self.price.map_or(f64::INFINITY, |p| {
+            p.cost(request.prompt_tokens, request.output_tokens)
+        })
+    }
+
+    /// Observed percentile `p` of `metric`, and how many observations there were.
+    pub fn observed(&self, metric: Metric, p: f64) -> (Option<f64>, u64) {
+        self.latency
+            .map_or((None, 0), |l| (l.percentile(metric, p), l.samples(metric)))
+    }
+}
+
+/// What selection knows of the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectRequest {
+    /// Context the request needs (prompt plus at least one answer token).
+    pub tokens: u32,
+    /// Prompt tokens, for cost.
+    pub prompt_tokens: u32,
+    /// Expected answer tokens, for cost.
+    pub output_tokens: u32,
+    /// A stable hash of the request, for sticky random choices.
+    pub hash: u64,
 }
 
 /// The outcome of selection.
@@ -31,14 +78,62 @@ pub struct Selected {
 pub trait Selection: Send + Sync {
     /// The algorithm's configuration name.
     fn name(&self) -> &'static str;
-    /// Chooses a candidate for a request needing `tokens` tokens of context, or `None`
-    /// when no candidate can take it.
-    fn select(&self, candidates: &[Candidate<'_>], tokens: u32) -> Option<Selected>;
+    /// Chooses a candidate for the request, or `None` when none can take it (none
+    /// fits, or the algorithm's ceilings prune them all).
+    fn select(&self, candidates: &[Candidate<'_>], request: &SelectRequest) -> Option<Selected>;
 }
 
 /// The algorithm configured as `config`.
-pub fn algorithm(config: AlgorithmConfig) -> &'static dyn Selection {
+pub fn algorithm(config: &AlgorithmConfig) -> &dyn Selection {
     match config {
         AlgorithmConfig::Static => &StaticOrder,
+        AlgorithmConfig::Weighted(w) => w,
+        AlgorithmConfig::Cost(c) => c,
+        AlgorithmConfig::Latency(l) => l,
+        AlgorithmConfig::MultiFactor(m) => m,
+    }
+}
+
+/// The candidates that fit, with their indexes.
+fn fitting<'c, 'a>(
+    candidates: &'c [Candidate<'a>],
+    request: &SelectRequest,
+) -> impl Iterator<Item = (usize, &'c Candidate<'a>)> {
+    candidates
+        .iter()
+        .enumerate()
+        .filter(move |(_, c)| c.fits(request.tokens))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A candidate with a window, a price (in, out), a quality and a load.
+    pub fn candidate(
+        name: &'static str,
+        window: u32,
+        price: Option<(f64, f64)>,
+        quality: Option<f64>,
+        load: f64,
+    ) -> Candidate<'static> {
+        Candidate {
+            model: 0,
+            name,
+            max_context: window,
+            price: price.map(|(input, output)| Price { input, output }),
+            quality,
+            load,
+            latency: None,
+        }
+    }
+
+    pub fn request(tokens: u32) -> SelectRequest {
+        SelectRequest {
+            tokens,
+            prompt_tokens: tokens,
+            output_tokens: 200,
+            hash: 7,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `static`: the first candidate, in the order listed, that can hold the request.
 
-use super::{Candidate, Selected, Selection};
+use super::{Candidate, SelectRequest, Selected, Selection};
 
 /// Picks candidates in configuration order, skipping those whose pools are too small.
 #[derive(Debug, Clone, Copy, Default)]
@@ -11,8 +11,9 @@ impl Selection for StaticOrder {
         "static"
     }
 
-    fn select(&self, candidates: &[Candidate<'_>], tokens: u32) -> Option<Selected> {
-        let index = candidates.iter().position(|c| c.max_context >= tokens)?;
+    fn select(&self, candidates: &[Candidate<'_>], request: &SelectRequest) -> Option<Selected> {
+        let tokens = request.tokens;
+        let index = candidates.iter().position(|c| c.fits(tokens))?;
         let reason = if index == 0 {
             "first candidate".to_owned()
         } else {
@@ -34,27 +35,21 @@ impl Selection for StaticOrder {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{candidate, request};
     use super::*;
 
     #[test]
     fn skips_candidates_too_small_for_the_request() {
         let candidates = [
-            Candidate {
-                model: 0,
-                name: "small",
-                max_context: 4096,
-            },
-            Candidate {
-                model: 1,
-                name: "big",
-                max_context: 131_072,
-            },
+            candidate("small", 4096, None, None, 0.0),
+            candidate("big", 131_072, None, None, 0.0),
         ];
-        assert_eq!(StaticOrder.select(&candidates, 1000).unwrap().candidate, 0);
-        let s = StaticOrder.select(&candidates, 10_000).unwrap();
+        let pick = |t| StaticOrder.select(&candidates, &request(t));
+        assert_eq!(pick(1000).unwrap().candidate, 0);
+        let s = pick(10_000).unwrap();
         assert_eq!(s.candidate, 1);
         assert!(s.reason.contains("small: 4096 max"), "{}", s.reason);
-        assert!(StaticOrder.select(&candidates, 200_000).is_none());
-        assert!(StaticOrder.select(&[], 1).is_none());
+        assert!(pick(200_000).is_none());
+        assert!(StaticOrder.select(&[], &request(1)).is_none());
     }
 }
