@@ -703,16 +703,36 @@ default_route:
     let client = reqwest::Client::new();
     let route = |prompt: String| {
         let body = json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]});
-        client.post(format!("{}/v1/route", g.url())).json(&body).send()
+        client
+            .post(format!("{}/v1/route", g.url()))
+            .json(&body)
+            .send()
     };
     let trace: Value = route("hello".into()).await.unwrap().json().await.unwrap();
     assert_eq!(trace["select"]["model"], "small", "cheapest: {trace}");
-    let trace: Value = route("review this contract".into()).await.unwrap().json().await.unwrap();
-    assert_eq!(trace["select"]["model"], "big", "quality floor 0.8: {trace}");
+    let trace: Value = route("review this contract".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        trace["select"]["model"], "big",
+        "quality floor 0.8: {trace}"
+    );
     let mut seen = std::collections::HashSet::new();
     for i in 0..40 {
-        let trace: Value = route(format!("split {i}")).await.unwrap().json().await.unwrap();
+        let trace: Value = route(format!("split {i}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         seen.insert(trace["select"]["model"].as_str().unwrap().to_owned());
     }
-    assert_eq!(seen.len(), 2, "weighted 1:1 over 40 requests reaches both: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "weighted 1:1 over 40 requests reaches both: {seen:?}"
+    );
 }

@@ -120,9 +120,18 @@ signals:
         for (text, name) in [
             ("static", "static"),
             ("{type: cost, min_quality: 0.7}", "cost"),
-            ("{type: weighted, weights: {big: 3, small: 1}, seed: 9}", "weighted"),
-            ("{type: latency, metric: tpot, percentile: 50, cold_start: 3}", "latency"),
-            ("{type: multi_factor, weights: {quality: 1, cost: 2}, max_ttft_ms: 800}", "multi_factor"),
+            (
+                "{type: weighted, weights: {big: 3, small: 1}, seed: 9}",
+                "weighted",
+            ),
+            (
+                "{type: latency, metric: tpot, percentile: 50, cold_start: 3}",
+                "latency",
+            ),
+            (
+                "{type: multi_factor, weights: {quality: 1, cost: 2}, max_ttft_ms: 800}",
+                "multi_factor",
+            ),
         ] {
             let policy = with_algorithm(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             let route = policy.route(0).unwrap();
@@ -135,7 +144,10 @@ signals:
             ("costs", "did you mean `cost`?"),
             ("{type: cost, min_qualty: 0.7}", "min_qualty"),
             ("{type: cost, min_quality: 2}", "not in [0, 1]"),
-            ("{type: weighted, weights: {bigg: 1}}", "did you mean `big`?"),
+            (
+                "{type: weighted, weights: {bigg: 1}}",
+                "did you mean `big`?",
+            ),
             ("{type: latency, percentile: 0}", "percentile"),
             ("{min_quality: 0.5}", "needs `type`"),
             ("{type: static, x: 1}", "takes no parameters"),
@@ -143,11 +155,19 @@ signals:
             let err = with_algorithm(text).map(|_| ()).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");
         }
-        let text = PRICED.replace("[big, small]", "[big, free]").replace("ALGO", "cost");
-        let err = crate::Policy::compile(parse_config(&text).unwrap()).unwrap_err().to_string();
+        let text = PRICED
+            .replace("[big, small]", "[big, free]")
+            .replace("ALGO", "cost");
+        let err = crate::Policy::compile(parse_config(&text).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("model `free` has no `price`"), "{err}");
-        let bad = PRICED.replace("quality: 0.6", "quality: 6").replace("ALGO", "static");
-        let err = crate::Policy::compile(parse_config(&bad).unwrap()).unwrap_err().to_string();
+        let bad = PRICED
+            .replace("quality: 0.6", "quality: 6")
+            .replace("ALGO", "static");
+        let err = crate::Policy::compile(parse_config(&bad).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("quality is a score in [0, 1]"), "{err}");
     }
 
