@@ -15,7 +15,7 @@
 
 mod model;
 
-pub use model::{EmbedError, Embedder, EmbedderOptions};
+pub use model::{EmbedError, Embedder, EmbedderOptions, strip_art};
 
 /// Cosine similarity of two vectors (the dot product when both are normalized).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

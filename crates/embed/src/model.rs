@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -151,6 +152,8 @@ impl Embedder {
     /// reach: its first 16 and last 8 bytes per window token, so a 1 MB input costs
     /// what a 10 KB one does.
     fn ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let text = strip_art(text);
+        let text = text.as_ref();
         let head_bytes = 16 * self.max_tokens;
         let tail_bytes = 8 * self.max_tokens;
         let encode = |t: &str| {
@@ -232,9 +235,38 @@ impl Embedder {
     }
 }
 
+/// The text without box-drawing, block and shape characters (banner art), whose
+/// tokens would fill the window and hide the words; the text itself when it has none.
+pub fn strip_art(text: &str) -> Cow<'_, str> {
+    let art = |c: char| ('\u{2500}'..='\u{25FF}').contains(&c);
+    if !text.contains(art) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if art(c) || c.is_whitespace() {
+            if !space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Embedder;
+    use super::{Cow, Embedder, strip_art};
+
+    #[test]
+    fn banner_art_is_dropped_and_plain_text_is_not_copied() {
+        assert_eq!(strip_art("╔══╗\n║ hi  there ║\n╚══╝"), "hi there ");
+        assert!(matches!(strip_art("plain"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn long_inputs_keep_head_and_tail() {

@@ -22,8 +22,7 @@ use crate::pii::{PiiSignal, PiiSignalConfig};
 use crate::structure::{StructureSignal, StructureSignalConfig};
 use crate::worker::{EmbedWorkers, Ticket};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -193,29 +192,6 @@ pub struct SignalLimit {
     pub on_error: Option<OnError>,
 }
 
-/// What is embedded of a text: the text without box-drawing, block and shape
-/// characters (banner art), whose tokens would fill the window and hide the words.
-pub fn embedding_input(text: &str) -> Cow<'_, str> {
-    let art = |c: char| ('\u{2500}'..='\u{25FF}').contains(&c);
-    if !text.contains(art) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.chars() {
-        if art(c) || c.is_whitespace() {
-            if !space && !out.is_empty() {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = false;
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// One request as signals see it: the conversation, and what is computed from it once
 /// and shared by the signals that need it (the embedding of the last user turn).
 pub struct Request<'a> {
@@ -224,6 +200,8 @@ pub struct Request<'a> {
     embedder: Option<&'a Embedder>,
     embedding: OnceCell<Result<Vec<f32>, String>>,
     pending: RefCell<Option<(Ticket, Option<Instant>)>>,
+    /// The workers and the deadline that other embeddings of this request go through.
+    model_route: Cell<Option<(&'a EmbedWorkers, Option<Instant>)>>,
     head: Option<&'a LinearHead>,
     domain: OnceCell<Result<Prediction, String>>,
     pii: OnceCell<Vec<crate::pii::Finding>>,
@@ -239,6 +217,7 @@ impl<'a> Request<'a> {
             embedder,
             embedding: OnceCell::new(),
             pending: RefCell::new(None),
+            model_route: Cell::new(None),
             head: None,
             domain: OnceCell::new(),
             pii: OnceCell::new(),
@@ -249,9 +228,10 @@ impl<'a> Request<'a> {
 
     /// Starts the embedding on `workers` now; [`Request::embedding`] waits for it,
     /// until `deadline` at most.
-    pub fn prefetch(&self, workers: &EmbedWorkers, deadline: Option<Instant>) {
-        let ticket = workers.submit(&embedding_input(self.conversation.last_user_text()));
+    pub fn prefetch(&self, workers: &'a EmbedWorkers, deadline: Option<Instant>) {
+        let ticket = workers.submit(self.conversation.last_user_text());
         *self.pending.borrow_mut() = Some((ticket, deadline));
+        self.model_route.set(Some((workers, deadline)));
     }
 
     /// The same request, classified into domains by `head` when asked.
@@ -283,7 +263,7 @@ impl<'a> Request<'a> {
                 }
                 match self.embedder {
                     Some(e) => e
-                        .embed(&embedding_input(self.conversation.last_user_text()))
+                        .embed(self.conversation.last_user_text())
                         .map_err(|e| e.to_string()),
                     None => Err("no embedding model is configured (signals.model)".to_owned()),
                 }
@@ -294,10 +274,14 @@ impl<'a> Request<'a> {
     }
 
     /// The embedding of another text of this request (such as all its user turns),
-    /// computed now and not kept.
+    /// not kept: through the workers and under the request's deadline when the
+    /// embedding was prefetched, else computed here.
     pub fn embedding_of(&self, text: &str) -> Result<Vec<f32>, String> {
+        if let Some((workers, deadline)) = self.model_route.get() {
+            return workers.submit(text).wait(deadline);
+        }
         match self.embedder {
-            Some(e) => e.embed(&embedding_input(text)).map_err(|e| e.to_string()),
+            Some(e) => e.embed(text).map_err(|e| e.to_string()),
             None => Err("no embedding model is configured (signals.model)".to_owned()),
         }
     }
