@@ -8,7 +8,7 @@
 //!   generated numbers, exact spans kept, scored per type; and MMLU prompts for false
 //!   positives.
 
-use crate::train::{load_embedder, progress};
+use crate::train::progress;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use rand::rngs::StdRng;
@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchyard_wire::Conversation;
-use switchyard_workload::dataset::read_labelled;
-use switchyard_workload::domain::{DomainSignalConfig, load_head};
+use switchyard_workload::dataset::{read_jsonl, read_labelled};
+use switchyard_workload::domain::{DomainSignalConfig, read_head};
 use switchyard_workload::embedding::EmbeddingModelConfig;
 use switchyard_workload::head::holdout;
 use switchyard_workload::jailbreak::JailbreakSignalConfig;
 use switchyard_workload::metrics::{Binary, Confusion, Latency};
-use switchyard_workload::pii::{PiiKind, find_pii};
+use switchyard_workload::pii::{PiiKind, find_pii, iban_valid, luhn_valid};
 use switchyard_workload::{SignalEngine, SignalFamily, SignalsConfig};
 
 /// What to evaluate.
@@ -187,10 +187,8 @@ impl Scores {
 }
 
 fn domain(args: &SignalsArgs, dir: &Path) -> Result<DomainReport> {
-    let embedder = load_embedder(&args.model, args.max_tokens)?;
-    let head = load_head(args.head.as_deref(), embedder.name(), embedder.dimension())
-        .map_err(|e| anyhow!("{e}"))?;
-    drop(embedder);
+    // The labels only: building the engine loads the model and checks the head fits it.
+    let head = read_head(args.head.as_deref()).map_err(|e| anyhow!("{e}"))?;
     if head.holdout_percent == 0 {
         bail!(
             "the head was trained on every row (--holdout 0): there is nothing held out to score"
@@ -315,18 +313,29 @@ struct Subset {
 }
 
 fn jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))
-        })
-        .collect()
+    let rows = read_jsonl(path).map_err(|e| anyhow!("{e}"))?;
+    Ok(rows.into_iter().map(|(_, v)| v).collect())
 }
 
 fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
     v.get(name).and_then(|x| x.as_str()).unwrap_or("")
+}
+
+/// `template` with each `{{ name }}` slot replaced by what `slot` appends to the text
+/// so far (it sees the slot's trimmed name).
+fn fill_slots(template: &str, mut slot: impl FnMut(&str, &mut String)) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        slot(rest[start + 2..start + len].trim(), &mut out);
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A template with every `{{ parameter }}` replaced by `request` and template-engine
@@ -335,18 +344,7 @@ pub fn fill_template(template: &str, request: &str) -> String {
     let text = template
         .replace("{% raw %}", "")
         .replace("{% endraw %}", "");
-    let mut out = String::with_capacity(text.len() + request.len());
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        out.push_str(request);
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
+    fill_slots(&text, |_, out| out.push_str(request))
 }
 
 fn jailbreak(args: &SignalsArgs, dir: &Path) -> Result<JailbreakReport> {
@@ -498,27 +496,20 @@ pub struct Filled {
     pub spans: Vec<(PiiKind, usize, usize)>,
 }
 
+/// A card number: `prefix`, random digits, and the check digit `pii::luhn_valid`
+/// accepts.
 fn luhn_complete(prefix: &str, len: usize, rng: &mut StdRng) -> String {
     let mut digits: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
     while digits.len() < len - 1 {
         digits.push(rng.random_range(0..10));
     }
-    // The check digit makes the Luhn sum a multiple of ten.
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(*d);
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push(((10 - sum % 10) % 10) as u8);
+    digits.push(0);
+    for check in 0..10 {
+        digits[len - 1] = check;
+        if luhn_valid(&digits) {
+            break;
+        }
+    }
     digits.iter().map(|d| char::from(b'0' + d)).collect()
 }
 
@@ -574,18 +565,11 @@ fn iban(rng: &mut StdRng) -> String {
             }
         })
         .collect();
-    // Check digits: 98 − (BBAN + country + "00") mod 97, letters as 10–35.
-    let rearranged = format!("{bban}{country}00");
-    let mut rem = 0u64;
-    for c in rearranged.chars() {
-        let v = c.to_digit(36).map_or(0, u64::from);
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    format!("{country}{:02}{bban}", 98 - rem)
+    // The check digits `pii::iban_valid` accepts.
+    (2..=98)
+        .map(|check| format!("{country}{check:02}{bban}"))
+        .find(|iban| iban_valid(iban))
+        .unwrap_or_default()
 }
 
 /// Fills `templates` `fills` times each from `people` (rows of the identities CSV as
@@ -606,17 +590,8 @@ pub fn fill_pii_templates(
             let person = &people[rng.random_range(0..people.len())];
             let get = |k: &str| person.get(k).cloned().unwrap_or_default();
             let template = template.replace("\\n", "\n");
-            let mut filled = Filled {
-                text: String::new(),
-                spans: Vec::new(),
-            };
-            let mut rest = template.as_str();
-            while let Some(start) = rest.find("{{") {
-                let Some(len) = rest[start..].find("}}") else {
-                    break;
-                };
-                filled.text.push_str(&rest[..start]);
-                let name = rest[start + 2..start + len].trim();
+            let mut spans = Vec::new();
+            let text = fill_slots(&template, |name, out| {
                 let (value, kind) = match name {
                     "credit_card_number" => (card(&mut rng), Some(PiiKind::CreditCard)),
                     "email" => (get("EmailAddress"), Some(PiiKind::Email)),
@@ -677,14 +652,13 @@ pub fn fill_pii_templates(
                     n if n.starts_with("nation") => (get("CountryFull"), None),
                     _ => (get("Surname"), None),
                 };
-                let begin = filled.text.len();
-                filled.text.push_str(&value);
+                let begin = out.len();
+                out.push_str(&value);
                 if let Some(kind) = kind {
-                    filled.spans.push((kind, begin, filled.text.len()));
+                    spans.push((kind, begin, out.len()));
                 }
-                rest = &rest[start + len + 2..];
-            }
-            filled.text.push_str(rest);
+            });
+            let filled = Filled { text, spans };
             out.push(filled);
         }
     }

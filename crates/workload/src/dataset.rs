@@ -32,6 +32,27 @@ pub fn read_labelled(
         .map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))
 }
 
+/// Every non-blank line of a JSONL file as JSON, with its line number; errors name
+/// the file and line.
+pub fn read_jsonl(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, String> {
+    let content = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_jsonl(&content).map_err(|(line, reason)| format!("{}:{line}: {reason}", path.display()))
+}
+
+/// [`read_jsonl`] on text already read; errors carry the line.
+pub fn parse_jsonl(content: &str) -> Result<Vec<(usize, serde_json::Value)>, (usize, String)> {
+    content
+        .lines()
+        .enumerate()
+        .filter(|(_, raw)| !raw.trim().is_empty())
+        .map(|(i, raw)| {
+            serde_json::from_str(raw)
+                .map(|v| (i + 1, v))
+                .map_err(|e| (i + 1, format!("not JSON: {e}")))
+        })
+        .collect()
+}
+
 /// [`read_labelled`] on text already read; errors carry the line.
 pub fn parse_labelled(
     content: &str,
@@ -39,13 +60,7 @@ pub fn parse_labelled(
     label_field: Option<&str>,
 ) -> Result<Vec<LabelledRow>, (usize, String)> {
     let mut rows = Vec::new();
-    for (i, raw) in content.lines().enumerate() {
-        let line = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| (line, format!("not JSON: {e}")))?;
+    for (line, value) in parse_jsonl(content)? {
         let object = value
             .as_object()
             .ok_or((line, "expected a JSON object".to_owned()))?;

@@ -18,8 +18,8 @@ use std::path::Path;
 /// The shipped head's JSON.
 pub const DEFAULT_HEAD: &str = include_str!("../assets/domain-head.json");
 
-/// Loads a head from `path`, or the shipped one, and checks it reads `model`'s vectors.
-pub fn load_head(path: Option<&Path>, model: &str, dimension: usize) -> Result<LinearHead, String> {
+/// Reads a head from `path`, or the shipped one, and checks its shapes.
+pub fn read_head(path: Option<&Path>) -> Result<LinearHead, String> {
     let (json, origin) = match path {
         Some(p) => (
             std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -33,7 +33,17 @@ pub fn load_head(path: Option<&Path>, model: &str, dimension: usize) -> Result<L
     let head: LinearHead =
         serde_json::from_str(&json).map_err(|e| format!("{origin}: not a domain head: {e}"))?;
     head.validate().map_err(|e| format!("{origin}: {e}"))?;
+    Ok(head)
+}
+
+/// [`read_head`], checked to read `model`'s vectors.
+pub fn load_head(path: Option<&Path>, model: &str, dimension: usize) -> Result<LinearHead, String> {
+    let head = read_head(path)?;
     if head.dimension != dimension || head.model != model {
+        let origin = path.map_or_else(
+            || "the built-in domain head".to_owned(),
+            |p| p.display().to_string(),
+        );
         return Err(format!(
             "{origin} reads {}-dimensional vectors of `{}`, but the model is `{model}` ({dimension}); train a head for it with `switchyard train domain`",
             head.dimension, head.model
