@@ -10,7 +10,6 @@ use switchyard_pool::{
     compress,
 };
 use switchyard_router::{Candidate, SelectRequest, algorithm};
-use switchyard_wire::hash::{FNV_OFFSET, fnv1a};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
 use switchyard_workload::Signals;
 
@@ -98,11 +97,12 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
             policy.signals.characterize(conversation, needed)
         };
         for (id, value) in signals.iter() {
-            let label = policy.signals.label(id).to_owned();
-            metrics::histogram!("switchyard_signal_seconds", "signal" => label.clone())
+            let label = policy.signals.label(id);
+            metrics::histogram!("switchyard_signal_seconds", "signal" => label.to_owned())
                 .record(value.cost_ns as f64 / 1e9);
             if value.error.is_some() {
-                metrics::counter!("switchyard_signal_errors_total", "signal" => label).increment(1);
+                metrics::counter!("switchyard_signal_errors_total", "signal" => label.to_owned())
+                    .increment(1);
             }
         }
         if let Some((id, error)) = signals.failure() {
@@ -173,21 +173,15 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     let configured = route_index
         .and_then(|i| policy.route(i))
         .map_or(&STATIC, |r| &r.algorithm);
+    let prefix = conversation.prefix_fingerprint();
     let select = SelectRequest {
         tokens: minimum,
         prompt_tokens: prompt,
         output_tokens: conversation
             .output_cap
             .unwrap_or(policy.config.server.expected_output_tokens),
-        hash: fnv1a(
-            conversation
-                .turns
-                .iter()
-                .find(|t| t.role == "user")
-                .map_or("", |t| t.text.as_str())
-                .as_bytes(),
-            FNV_OFFSET,
-        ),
+        // The conversation's start (at most 4 KiB), shared with affinity placement.
+        hash: prefix.unwrap_or(0),
     };
     let selected = algorithm(configured).select(&listed, &select).ok_or_else(|| {
         let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
@@ -226,7 +220,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         tokens: preferred,
         prompt_tokens: prompt,
         session: conversation.session_hash(),
-        prefix: conversation.prefix_fingerprint(),
+        prefix,
     };
     // A route that allows compression may squeeze a request into a smaller pool (window
     // B, factor γ) when it needs between B and γ·B tokens.

@@ -61,7 +61,7 @@ pub struct SelectRequest {
     pub prompt_tokens: u32,
     /// Expected answer tokens, for cost.
     pub output_tokens: u32,
-    /// A stable hash of the request, for sticky random choices.
+    /// A stable hash of the conversation's start, for sticky random choices.
     pub hash: u64,
 }
 

@@ -1,6 +1,6 @@
-//! `weighted`: random by weight, decided by a hash of the request so that the same
-//! request (a retry, a later turn of the same conversation start) goes to the same
-//! model, while requests overall split by the weights.
+//! `weighted`: random by weight, decided by a hash of the conversation's start so
+//! that a retry or a later turn goes to the same model, while conversations overall
+//! split by the weights.
 
 use super::{Candidate, SelectRequest, Selected, Selection, fitting};
 use switchyard_policy::WeightedConfig;
