@@ -2,6 +2,7 @@
 //! observations of time to first token and time per output token, kept in rings.
 
 use std::sync::Mutex;
+use switchyard_wire::stats::nearest_rank;
 
 /// How many recent observations a ring keeps.
 pub const WINDOW: usize = 512;
@@ -26,13 +27,7 @@ impl Ring {
 
     /// Nearest-rank percentile `p` (in (0, 100]) of the kept values.
     fn percentile(&self, p: f64) -> Option<f64> {
-        if self.values.is_empty() {
-            return None;
-        }
-        let mut sorted = self.values.clone();
-        sorted.sort_by(f64::total_cmp);
-        let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        Some(sorted[rank - 1])
+        nearest_rank(&mut self.values.clone(), p)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hash;
 pub mod headers;
 pub mod sse;
+pub mod stats;
 pub mod token_count;
 pub mod tokens;
 pub mod typos;

@@ -3,6 +3,7 @@
 //! and latency percentiles.
 
 use serde::Serialize;
+use switchyard_wire::stats::nearest_rank;
 
 /// Counts of a binary detector against labels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -148,20 +149,14 @@ pub struct Latency {
 
 impl Latency {
     /// Percentiles (nearest rank) of durations in nanoseconds.
-    pub fn of(mut ns: Vec<u64>) -> Latency {
-        if ns.is_empty() {
-            return Latency::default();
-        }
-        ns.sort_unstable();
-        let at = |q: f64| {
-            let rank = ((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len());
-            ns[rank - 1] as f64 / 1_000.0
-        };
+    pub fn of(ns: Vec<u64>) -> Latency {
+        let mut us: Vec<f64> = ns.iter().map(|n| *n as f64 / 1_000.0).collect();
+        let mut at = |p: f64| nearest_rank(&mut us, p).unwrap_or(0.0);
         Latency {
-            p50_us: at(0.5),
-            p90_us: at(0.9),
-            p99_us: at(0.99),
-            max_us: at(1.0),
+            p50_us: at(50.0),
+            p90_us: at(90.0),
+            p99_us: at(99.0),
+            max_us: at(100.0),
         }
     }
 }
