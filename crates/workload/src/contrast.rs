@@ -39,6 +39,12 @@ impl Exemplars {
         Ok(Exemplars(texts.iter().cloned().zip(vectors).collect()))
     }
 
+    /// The mean similarity over the exemplars.
+    pub fn mean(&self, query: &[f32]) -> f32 {
+        let sum: f32 = self.0.iter().map(|(_, v)| cosine(query, v)).sum();
+        sum / self.0.len().max(1) as f32
+    }
+
     /// The most similar exemplar: its similarity and text.
     pub fn nearest(&self, query: &[f32]) -> (f32, &str) {
         self.0

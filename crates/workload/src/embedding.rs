@@ -7,10 +7,11 @@
 //! disk, keyed by the model, its window and the text, so a restart embeds nothing it
 //! has seen.
 
+use crate::contrast::Exemplars;
 use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use switchyard_embed::{Embedder, cosine};
+use switchyard_embed::Embedder;
 use switchyard_wire::hash::fnv1a;
 
 /// The embedding model shared by every embedding-based signal.
@@ -98,7 +99,7 @@ fn default_threshold() -> f64 {
 #[derive(Debug)]
 pub struct EmbeddingSignal {
     key: SignalKey,
-    exemplars: Vec<(String, Vec<f32>)>,
+    exemplars: Exemplars,
     threshold: f64,
     aggregate: Aggregate,
 }
@@ -121,21 +122,6 @@ impl ExemplarCache {
     fn path(&self, text: &str) -> PathBuf {
         self.dir
             .join(format!("{:016x}.f32", fnv1a(text.as_bytes(), 0)))
-    }
-
-    /// The vector of `text`: from disk when present and whole, else computed and kept.
-    pub fn vector(&self, embedder: &Embedder, text: &str) -> Result<Vec<f32>, String> {
-        let path = self.path(text);
-        if let Some(vector) = self.read(embedder, text) {
-            return Ok(vector);
-        }
-        let vector = embedder.embed(text).map_err(|e| e.to_string())?;
-        // A cache that cannot be written only costs time at the next start.
-        if std::fs::create_dir_all(&self.dir).is_ok() {
-            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            let _ = std::fs::write(&path, bytes);
-        }
-        Ok(vector)
     }
 
     /// The vectors of many texts: cached ones read back, the rest embedded in batches
@@ -196,13 +182,7 @@ impl EmbeddingSignal {
                 config.threshold
             ));
         }
-        let mut exemplars = Vec::with_capacity(config.exemplars.len());
-        for text in &config.exemplars {
-            if text.trim().is_empty() {
-                return Err("an exemplar is empty".to_owned());
-            }
-            exemplars.push((text.clone(), cache.vector(embedder, text)?));
-        }
+        let exemplars = Exemplars::embed(&config.exemplars, "exemplars", embedder, cache)?;
         Ok(EmbeddingSignal {
             key: SignalKey {
                 family: SignalFamily::Embedding,
@@ -229,27 +209,16 @@ impl Signal for EmbeddingSignal {
             Ok(v) => v,
             Err(e) => return SignalValue::failed(format!("no embedding: {e}")),
         };
-        let mut best = (f32::NEG_INFINITY, 0);
-        let mut sum = 0.0f32;
-        for (i, (_, v)) in self.exemplars.iter().enumerate() {
-            let s = cosine(query, v);
-            sum += s;
-            if s > best.0 {
-                best = (s, i);
-            }
-        }
+        let (nearest, text) = self.exemplars.nearest(query);
         let score = match self.aggregate {
-            Aggregate::Max => f64::from(best.0),
-            Aggregate::Mean => f64::from(sum) / self.exemplars.len() as f64,
+            Aggregate::Max => f64::from(nearest),
+            Aggregate::Mean => f64::from(self.exemplars.mean(query)),
         };
         SignalValue {
             matched: score >= self.threshold,
             value: score,
             confidence: score.clamp(0.0, 1.0),
-            evidence: Some(format!(
-                "{score:.3}; nearest: \"{}\" ({:.3})",
-                self.exemplars[best.1].0, best.0
-            )),
+            evidence: Some(format!("{score:.3}; nearest: \"{text}\" ({nearest:.3})")),
             cost_ns: 0,
             error: None,
         }
