@@ -250,12 +250,80 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
     (good * 10 >= text.chars().count() * 9 && text.contains(' ')).then_some(text)
 }
 
-/// A pattern for encoded runs, its decoder, and the encoding's name.
-type Decoder = (
-    &'static LazyLock<Option<Regex>>,
-    fn(&str) -> Option<String>,
-    &'static str,
-);
+/// How hidden text is found and read.
+struct Decoder {
+    name: &'static str,
+    /// Runs of the encoding.
+    pattern: &'static LazyLock<Option<Regex>>,
+    /// Whether the text may hold such runs at all (from one byte pass).
+    possible: fn(&Hints, &str) -> bool,
+    /// Decodes one run, or says it is not one.
+    decode: fn(&str) -> Option<String>,
+    /// Rewrite runs inside the text (so the phrase around them still reads) rather
+    /// than scanning the decoded runs alone.
+    in_place: bool,
+    /// Runs needed before the decoded text is scanned.
+    min_runs: usize,
+}
+
+static DECODERS: [Decoder; 7] = [
+    Decoder {
+        name: "base64",
+        pattern: &BASE64,
+        possible: |h, _| h.base64_run >= 24,
+        decode: decode_base64,
+        in_place: false,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "hex",
+        pattern: &HEX,
+        possible: |h, _| h.hex_run >= 24,
+        decode: decode_hex,
+        in_place: false,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "percent-encoding",
+        pattern: &PERCENT,
+        possible: |h, _| h.percent,
+        decode: decode_percent,
+        in_place: false,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "binary",
+        pattern: &BINARY,
+        possible: |_, t| t.contains("0100") || t.contains("0110"),
+        decode: decode_binary,
+        in_place: false,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "morse",
+        pattern: &MORSE,
+        possible: |_, t| t.contains(".-") || t.contains("-."),
+        decode: decode_morse,
+        in_place: false,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "spaced letters",
+        pattern: &SPACED,
+        possible: |h, _| h.spaced,
+        decode: |s| Some(s.replace(' ', "")),
+        in_place: true,
+        min_runs: 1,
+    },
+    Decoder {
+        name: "leetspeak",
+        pattern: &LEET,
+        possible: |h, _| h.mixed_words >= 3,
+        decode: |s| Some(unleet(s)),
+        in_place: true,
+        min_runs: 3,
+    },
+];
 
 /// What one pass over a text's bytes says about the encodings it might hide.
 #[derive(Debug, Default)]
@@ -311,62 +379,36 @@ impl Hints {
 
 /// The texts a scan looks at: the input, and whatever it hides in encodings.
 fn layers(text: &str) -> Vec<(String, &'static str)> {
-    let mut out = Vec::new();
-    let decoders: [Decoder; 7] = [
-        (&BASE64, decode_base64, "base64"),
-        (&HEX, decode_hex, "hex"),
-        (&PERCENT, decode_percent, "percent-encoding"),
-        (&BINARY, decode_binary, "binary"),
-        (&MORSE, decode_morse, "morse"),
-        (&SPACED, |s| Some(s.replace(' ', "")), "spaced letters"),
-        (&LEET, |s| Some(unleet(s)), "leetspeak"),
-    ];
     let hints = Hints::of(text);
-    for (re, decode, name) in decoders {
-        // One pass over the bytes tells which scans could find anything.
-        let possible = match name {
-            "base64" => hints.base64_run >= 24,
-            "hex" => hints.hex_run >= 24,
-            "percent-encoding" => hints.percent,
-            "binary" => text.contains("0100") || text.contains("0110"),
-            "morse" => text.contains(".-") || text.contains("-."),
-            "spaced letters" => hints.spaced,
-            _ => hints.mixed_words >= 3,
-        };
-        if !possible {
+    let mut out = Vec::new();
+    for d in &DECODERS {
+        if !(d.possible)(&hints, text) {
             continue;
         }
-        let Some(re) = Option::as_ref(&**re) else {
+        let Some(re) = Option::as_ref(&**d.pattern) else {
             continue;
         };
         let decoded: Vec<String> = re
             .find_iter(text)
-            .filter_map(|m| decode(m.as_str()))
+            .filter_map(|m| (d.decode)(m.as_str()))
             .collect();
-        if decoded.is_empty() {
+        if decoded.len() < d.min_runs {
             continue;
         }
-        let mut joined = if name == "spaced letters" || name == "leetspeak" {
-            // Rewrite the words in place so phrases still read.
-            if name == "leetspeak" && decoded.len() < 3 {
-                continue;
-            }
+        let layer = if d.in_place {
             re.replace_all(text, |c: &regex::Captures<'_>| {
-                if name == "leetspeak" {
-                    unleet(&c[0])
-                } else {
-                    c[0].replace(' ', "")
-                }
+                (d.decode)(&c[0]).unwrap_or_else(|| c[0].to_owned())
             })
             .into_owned()
         } else {
             decoded.join("\n")
         };
-        joined.truncate(joined.len().min(64 * 1024));
-        while !joined.is_char_boundary(joined.len()) {
-            joined.pop();
+        // Decoded text is scanned up to 64 KiB, cut on a character boundary.
+        let mut end = layer.len().min(64 * 1024);
+        while !layer.is_char_boundary(end) {
+            end -= 1;
         }
-        out.push((joined, name));
+        out.push((layer[..end].to_owned(), d.name));
     }
     out
 }
@@ -803,6 +845,15 @@ mod tests {
                 .unwrap_err()
                 .contains("every layer")
         );
+    }
+
+    #[test]
+    fn long_decoded_text_is_cut_on_a_character_boundary() {
+        // The rewritten layer exceeds 64 KiB with a two-byte character across the cut.
+        let text = format!("I g n o r e {}", "é".repeat(40_000));
+        assert!(find_pattern(&text).is_none());
+        let layers = layers(&text);
+        assert!(layers.iter().all(|(l, _)| l.len() <= 64 * 1024), "{}", layers.len());
     }
 
     #[test]
