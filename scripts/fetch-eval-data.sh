@@ -4,6 +4,7 @@
 # `switchyard eval signals` fills the templates itself. Prints the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pip-wheel.sh
 
 version="0.3.2"
 sha256="57614fe604e52b78e6de25b767c59265886b93bbcdc6c7e43ab2657d3f6302be"
@@ -17,14 +18,7 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check --no-deps \
-  --dest "$work" "presidio-evaluator==$version" >&2
-wheel=$(ls "$work"/*.whl)
-actual=$(sha256sum "$wheel" | cut -d' ' -f1)
-if [[ "$actual" != "$sha256" ]]; then
-  echo "error: $wheel has sha256 $actual, expected $sha256" >&2
-  exit 1
-fi
+wheel=$(pip_wheel "presidio-evaluator==$version" "$sha256" "$work")
 mkdir -p "$target"
 python3 - "$wheel" "$target" <<'PY'
 import sys, zipfile

