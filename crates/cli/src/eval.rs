@@ -136,14 +136,12 @@ fn signals(args: &SignalsArgs) -> Result<()> {
 }
 
 fn model_config(args: &SignalsArgs) -> EmbeddingModelConfig {
+    // One request at a time: no batching, so latencies are those of one request.
     EmbeddingModelConfig {
-        path: args.model.clone(),
         max_tokens: args.max_tokens,
-        cache_dir: PathBuf::from(".cache/embeddings"),
         domain_head: args.head.clone(),
-        threads: 1,
         max_batch: 1,
-        queue: 256,
+        ..EmbeddingModelConfig::at(&args.model)
     }
 }
 

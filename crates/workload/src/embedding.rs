@@ -44,6 +44,21 @@ pub struct EmbeddingModelConfig {
     pub queue: usize,
 }
 
+impl EmbeddingModelConfig {
+    /// The model in `path` with every default.
+    pub fn at(path: &Path) -> EmbeddingModelConfig {
+        EmbeddingModelConfig {
+            path: path.to_path_buf(),
+            max_tokens: default_max_tokens(),
+            cache_dir: default_cache(),
+            domain_head: None,
+            threads: one(),
+            max_batch: eight(),
+            queue: queue(),
+        }
+    }
+}
+
 fn one() -> usize {
     1
 }
@@ -262,13 +277,8 @@ mod tests {
     fn config(dir: &Path, cache: &Path, signals: Vec<EmbeddingSignalConfig>) -> SignalsConfig {
         SignalsConfig {
             model: Some(EmbeddingModelConfig {
-                path: dir.to_path_buf(),
-                max_tokens: 256,
                 cache_dir: cache.to_path_buf(),
-                domain_head: None,
-                threads: 1,
-                max_batch: 8,
-                queue: 256,
+                ..EmbeddingModelConfig::at(dir)
             }),
             embedding: signals,
             ..SignalsConfig::default()

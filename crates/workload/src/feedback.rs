@@ -143,14 +143,7 @@ impl Signal for UserFeedbackSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let miss = SignalValue {
-            matched: false,
-            value: 0.0,
-            confidence: 1.0,
-            evidence: None,
-            cost_ns: 0,
-            error: None,
-        };
+        let miss = SignalValue::absent(1.0);
         if !answered_before(request) {
             return miss;
         }
@@ -254,14 +247,7 @@ impl Signal for ReaskSignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let users: Vec<&str> = request.conversation.user_texts().collect();
         let Some((last, earlier)) = users.split_last().filter(|(_, e)| !e.is_empty()) else {
-            return SignalValue {
-                matched: false,
-                value: 0.0,
-                confidence: 1.0,
-                evidence: None,
-                cost_ns: 0,
-                error: None,
-            };
+            return SignalValue::absent(1.0);
         };
         let current = words(last);
         let best = earlier

@@ -676,14 +676,8 @@ impl Signal for JailbreakSignal {
             return flagged(format!("extra pattern: \"{shown}\""));
         }
         let Some(contrast) = &self.contrast else {
-            return SignalValue {
-                matched: false,
-                value: 0.0,
-                confidence: 0.6,
-                evidence: None,
-                cost_ns: 0,
-                error: None,
-            };
+            // Patterns alone miss rephrased attacks: not sure of the absence.
+            return SignalValue::absent(0.6);
         };
         let vector = if self.include_history && request.conversation.user_texts().nth(1).is_some() {
             request.embedding_of(text)
@@ -853,7 +847,11 @@ mod tests {
         let text = format!("I g n o r e {}", "é".repeat(40_000));
         assert!(find_pattern(&text).is_none());
         let layers = layers(&text);
-        assert!(layers.iter().all(|(l, _)| l.len() <= 64 * 1024), "{}", layers.len());
+        assert!(
+            layers.iter().all(|(l, _)| l.len() <= 64 * 1024),
+            "{}",
+            layers.len()
+        );
     }
 
     #[test]

@@ -153,15 +153,23 @@ pub struct SignalValue {
 }
 
 impl SignalValue {
-    /// A value that could not be computed.
-    pub fn failed(error: String) -> SignalValue {
+    /// Does not hold, with value 0 and no evidence, as sure as `confidence`.
+    pub fn absent(confidence: f64) -> SignalValue {
         SignalValue {
             matched: false,
             value: 0.0,
-            confidence: 0.0,
+            confidence,
             evidence: None,
             cost_ns: 0,
+            error: None,
+        }
+    }
+
+    /// A value that could not be computed.
+    pub fn failed(error: String) -> SignalValue {
+        SignalValue {
             error: Some(error),
+            ..SignalValue::absent(0.0)
         }
     }
 }
