@@ -297,8 +297,8 @@ impl KeywordSignal {
             text
         };
         let mut hits = 0;
-        let mut mark = |i: usize, found: &mut [u32]| {
-            found[i] += 1;
+        let mut mark = |i: usize, n: u32, found: &mut [u32]| {
+            found[i] += n;
             first.get_or_insert(i);
         };
         if !self.keywords.is_empty() {
@@ -309,15 +309,18 @@ impl KeywordSignal {
                     continue;
                 }
                 hits += 1;
-                mark(m.pattern().as_usize(), found);
+                mark(m.pattern().as_usize(), 1, found);
             }
         }
         for (i, regex) in self.regexes.iter().enumerate() {
             let n = regex.find_iter(text).count();
             if n > 0 {
                 hits += n;
-                mark(self.keywords.len() + i, found);
-                found[self.keywords.len() + i] = u32::try_from(n).unwrap_or(u32::MAX);
+                mark(
+                    self.keywords.len() + i,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                    found,
+                );
             }
         }
         if !self.fuzzy_words.is_empty() {
@@ -333,7 +336,7 @@ impl KeywordSignal {
                     }
                     if strsim::levenshtein(&word, keyword) <= self.fuzzy {
                         hits += 1;
-                        mark(*i, found);
+                        mark(*i, 1, found);
                     }
                 }
             }

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use switchyard_embed::Embedder;
 
 /// The answer to one embedding job.
@@ -44,11 +44,6 @@ impl Ticket {
             Err(RecvTimeoutError::Disconnected) => Err("the embedding workers stopped".to_owned()),
         }
     }
-
-    /// Waits at most `timeout`.
-    pub fn wait_for(self, timeout: Duration) -> Reply {
-        self.wait(Some(Instant::now() + timeout))
-    }
 }
 
 impl Drop for Ticket {
@@ -61,8 +56,6 @@ impl Drop for Ticket {
 #[derive(Debug)]
 pub struct EmbedWorkers {
     queue: SyncSender<Job>,
-    threads: usize,
-    max_batch: usize,
 }
 
 impl EmbedWorkers {
@@ -87,11 +80,7 @@ impl EmbedWorkers {
                 .spawn(move || work(&embedder, &rx, max_batch))
                 .map_err(|e| format!("cannot start an embedding thread: {e}"))?;
         }
-        Ok(EmbedWorkers {
-            queue: tx,
-            threads,
-            max_batch,
-        })
+        Ok(EmbedWorkers { queue: tx })
     }
 
     /// Queues `text`; the ticket yields its vector. A full queue answers at once
@@ -118,16 +107,6 @@ impl EmbedWorkers {
             }
         }
         Ticket { rx, wanted }
-    }
-
-    /// Worker threads.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Most texts embedded in one pass.
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
     }
 }
 
@@ -172,6 +151,7 @@ fn work(embedder: &Embedder, rx: &Mutex<Receiver<Job>>, max_batch: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn model() -> Option<Arc<Embedder>> {
         let dir = std::env::var("SWITCHYARD_MODEL_DIR").ok()?;
@@ -190,7 +170,6 @@ mod tests {
     fn batches_answer_each_request_and_a_full_queue_fails_fast() {
         let Some(embedder) = model() else { return };
         let workers = EmbedWorkers::start(Arc::clone(&embedder), 1, 8, 2).unwrap();
-        assert_eq!((workers.threads(), workers.max_batch()), (1, 8));
         let alone = embedder.embed("a recipe for bread").unwrap();
         let tickets: Vec<Ticket> = (0..12)
             .map(|_| workers.submit("a recipe for bread"))
@@ -205,7 +184,9 @@ mod tests {
             let cos: f32 = v.iter().zip(&alone).map(|(a, b)| a * b).sum();
             assert!(cos > 0.999, "{cos}");
         }
-        let late = workers.submit("x").wait_for(Duration::from_nanos(1));
+        let late = workers
+            .submit("x")
+            .wait(Some(Instant::now() + Duration::from_nanos(1)));
         assert!(late.is_err_and(|e| e.contains("deadline")));
     }
 }
