@@ -59,8 +59,11 @@ pub struct SignalsArgs {
     #[arg(long, default_value = ".cache/models/all-MiniLM-L6-v2")]
     pub model: PathBuf,
     /// Most tokens embedded per text.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = switchyard_workload::switchyard_embed::DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
+    /// The arithmetic of the model's products: int8 or f32.
+    #[arg(long, default_value = "int8")]
+    pub precision: switchyard_workload::switchyard_embed::Precision,
     /// A domain head to score instead of the built-in one.
     #[arg(long)]
     pub head: Option<PathBuf>,
@@ -139,6 +142,7 @@ fn model_config(args: &SignalsArgs) -> EmbeddingModelConfig {
     // One request at a time: no batching, so latencies are those of one request.
     EmbeddingModelConfig {
         max_tokens: args.max_tokens,
+        precision: args.precision,
         domain_head: args.head.clone(),
         max_batch: 1,
         ..EmbeddingModelConfig::at(&args.model)

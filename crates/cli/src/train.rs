@@ -10,7 +10,9 @@ use switchyard_workload::dataset::read_labelled;
 use switchyard_workload::embedding::ExemplarCache;
 use switchyard_workload::head::{LinearHead, TrainOptions, holdout};
 use switchyard_workload::metrics::Confusion;
-use switchyard_workload::switchyard_embed::{Embedder, EmbedderOptions};
+use switchyard_workload::switchyard_embed::{
+    DEFAULT_MAX_TOKENS, Embedder, EmbedderOptions, Precision,
+};
 
 /// What to train.
 #[derive(Subcommand)]
@@ -36,8 +38,11 @@ pub struct DomainArgs {
     #[arg(long, default_value = ".cache/models/all-MiniLM-L6-v2")]
     pub model: PathBuf,
     /// Most tokens embedded per text.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
+    /// The arithmetic of the model's products: int8 or f32.
+    #[arg(long, default_value = "int8")]
+    pub precision: Precision,
     /// Where vectors of the data are cached.
     #[arg(long, default_value = ".cache/embeddings")]
     pub cache_dir: PathBuf,
@@ -74,8 +79,8 @@ pub fn progress(total: usize, what: &str) -> ProgressBar {
 }
 
 /// Loads the embedding model named on the command line.
-pub fn load_embedder(model: &Path, max_tokens: usize) -> Result<Embedder> {
-    Embedder::load(model, EmbedderOptions { max_tokens }).map_err(|e| {
+pub fn load_embedder(model: &Path, options: EmbedderOptions) -> Result<Embedder> {
+    Embedder::load(model, options).map_err(|e| {
         anyhow!("--model: {e}\n  help: scripts/fetch-model.sh installs the default model")
     })
 }
@@ -109,7 +114,11 @@ fn domain(args: &DomainArgs) -> Result<()> {
     }
     let labels: Vec<String> = counts.keys().map(|l| (*l).to_owned()).collect();
     let index = |label: &str| labels.iter().position(|l| l == label).unwrap_or(0);
-    let embedder = load_embedder(&args.model, args.max_tokens)?;
+    let options = EmbedderOptions {
+        max_tokens: args.max_tokens,
+        precision: args.precision,
+    };
+    let embedder = load_embedder(&args.model, options)?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let vectors = embed_all(&embedder, &args.cache_dir, &texts)?;
     let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -149,7 +158,7 @@ fn domain(args: &DomainArgs) -> Result<()> {
          Written by `switchyard train domain`; do not edit by hand.\n\n\
          - command: `{}`\n\
          - data: `{}` ({} rows), sha256 `{digest}`\n\
-         - embedding model: `{}` ({} dimensions, {} tokens per text)\n\
+         - embedding model: `{}` ({} dimensions, {} tokens per text, {} products)\n\
          - head: linear softmax over {} labels; {} epochs of full-batch Adam, L2 {}\n\
          - split: rows whose text hashes into the lowest {}% (`head::holdout`) are held out: {} trained, {} held out\n\
          - held-out accuracy {:.4}, macro-F1 {:.4}\n\
@@ -164,6 +173,7 @@ fn domain(args: &DomainArgs) -> Result<()> {
         embedder.name(),
         embedder.dimension(),
         args.max_tokens,
+        embedder.precision().name(),
         labels.len(),
         options.epochs,
         options.l2,

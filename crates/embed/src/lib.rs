@@ -1,9 +1,12 @@
 //! Sentence embeddings on the CPU.
 //!
 //! This crate owns loading a BERT-family encoder from a local folder
-//! (`config.json`, `tokenizer.json`, `model.safetensors`) with candle, turning text
-//! into one L2-normalized vector (mean pooling over the attention mask, as
-//! sentence-transformers does), and cosine similarity. It fetches nothing: the default
+//! (`config.json`, `tokenizer.json`, `model.safetensors`), turning text into one
+//! L2-normalized vector (mean pooling over the attention mask, as
+//! sentence-transformers does), and cosine similarity. Two forward passes: its own
+//! with int8 products (the default, [`Precision::Int8`]: `int8` holds the quantized
+//! layer and its kernels, `attention` the blocked f32 attention, `simd` the run-time
+//! dispatch and vector math) and candle's in f32 ([`Precision::F32`]). It fetches nothing: the default
 //! model (all-MiniLM-L6-v2) is installed by `scripts/fetch-model.sh`. It knows nothing
 //! of signals or routing; the `workload` crate builds signals on it.
 //!
@@ -13,9 +16,13 @@
 //! `tail` tokens (`tail = max_tokens/4`), so the question at the end of a long prompt
 //! still counts, and the cost is bounded whatever the prompt's length.
 
+mod attention;
+mod encoder;
+mod int8;
 mod model;
+mod simd;
 
-pub use model::{EmbedError, Embedder, EmbedderOptions, strip_art};
+pub use model::{DEFAULT_MAX_TOKENS, EmbedError, Embedder, EmbedderOptions, Precision, strip_art};
 
 /// Cosine similarity of two vectors (the dot product when both are normalized).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -1,11 +1,16 @@
 //! The encoder: tokenizer and BERT weights loaded from a folder, run with candle.
 
+use crate::encoder::Int8Bert;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
+
+/// Tokens embedded per input by default: with int8 products on one core, 64 tokens
+/// take about 7 ms and a window of 128 about 23 ms, however long the input.
+pub const DEFAULT_MAX_TOKENS: usize = 128;
 
 /// How the encoder treats its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,12 +19,59 @@ pub struct EmbedderOptions {
     /// their head and tail (see [`Embedder::window`]). At most the model's position
     /// count.
     pub max_tokens: usize,
+    /// The arithmetic of the dense products.
+    pub precision: Precision,
 }
 
 impl Default for EmbedderOptions {
     fn default() -> Self {
-        EmbedderOptions { max_tokens: 256 }
+        EmbedderOptions {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            precision: Precision::default(),
+        }
     }
+}
+
+/// The arithmetic of the encoder's dense products.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Weights in 7 bits per output row, activations in 8 bits per token, sums in
+    /// 32-bit integers; attention, norms and pooling in f32. About three times as
+    /// fast as `f32` on one core; a sentence's vector stays within a cosine of 0.997
+    /// of the f32 one.
+    #[default]
+    Int8,
+    /// Every product in f32 (candle): the reference numbers.
+    F32,
+}
+
+impl Precision {
+    /// The name used in configuration files and cache folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::F32 => "f32",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s {
+            "int8" => Ok(Precision::Int8),
+            "f32" => Ok(Precision::F32),
+            other => Err(format!("unknown precision {other:?}: use int8 or f32")),
+        }
+    }
+}
+
+/// The forward pass in use.
+enum Encoder {
+    F32(BertModel),
+    Int8(Int8Bert),
 }
 
 /// Why a model could not be loaded or run.
@@ -44,10 +96,11 @@ fn run_error(e: impl std::fmt::Display) -> EmbedError {
 
 /// A loaded sentence encoder.
 pub struct Embedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     device: Device,
     max_tokens: usize,
+    precision: Precision,
     dimension: usize,
     name: String,
 }
@@ -58,6 +111,7 @@ impl std::fmt::Debug for Embedder {
             .field("name", &self.name)
             .field("dimension", &self.dimension)
             .field("max_tokens", &self.max_tokens)
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -89,12 +143,16 @@ impl Embedder {
         let weights = read("model.safetensors")?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| file_error("model.safetensors", e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let fit_error = |e: candle_core::Error| {
             file_error(
                 "model.safetensors",
                 format!("does not fit config.json: {e}"),
             )
-        })?;
+        };
+        let encoder = match options.precision {
+            Precision::F32 => Encoder::F32(BertModel::load(vb, &config).map_err(fit_error)?),
+            Precision::Int8 => Encoder::Int8(Int8Bert::load(&vb, &config).map_err(fit_error)?),
+        };
         let positions = config.max_position_embeddings;
         if options.max_tokens < 8 || options.max_tokens > positions {
             return Err(file_error(
@@ -106,10 +164,11 @@ impl Embedder {
             ));
         }
         Ok(Embedder {
-            model,
+            encoder,
             tokenizer,
             device,
             max_tokens: options.max_tokens,
+            precision: options.precision,
             dimension: config.hidden_size,
             name: dir.file_name().map_or_else(
                 || dir.display().to_string(),
@@ -131,6 +190,30 @@ impl Embedder {
     /// Most tokens embedded per input.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// The arithmetic of the dense products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// What the vectors depend on besides the text: model, precision (with the
+    /// revision of its arithmetic) and window: a folder name for cached vectors.
+    pub fn cache_key(&self) -> String {
+        let precision = match self.precision {
+            // Bump when the int8 arithmetic changes, so no cache serves old vectors.
+            Precision::Int8 => "int8.1",
+            Precision::F32 => "f32",
+        };
+        format!("{}-{precision}-{}", self.name, self.max_tokens)
+    }
+
+    /// The instruction set the int8 products use (`f32` for the f32 encoder).
+    pub fn instruction_set(&self) -> &'static str {
+        match &self.encoder {
+            Encoder::F32(_) => "f32",
+            Encoder::Int8(model) => model.level(),
+        }
     }
 
     /// The token ids embedded for an input of `ids` (special tokens included): all of
@@ -196,6 +279,16 @@ impl Embedder {
         for text in texts {
             rows.push(Embedder::window(&self.ids(text)?, self.max_tokens));
         }
+        let model = match &self.encoder {
+            Encoder::Int8(model) => {
+                // A tokenizer always adds [CLS] and [SEP]; guard against one that does not.
+                if let Some(i) = rows.iter().position(Vec::is_empty) {
+                    return Err(EmbedError::Run(format!("input {i} has no tokens")));
+                }
+                return Ok(model.embed(&rows));
+            }
+            Encoder::F32(model) => model,
+        };
         let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let mut ids = Vec::with_capacity(rows.len() * width);
         let mut mask = Vec::with_capacity(rows.len() * width);
@@ -209,8 +302,7 @@ impl Embedder {
         let ids = Tensor::from_vec(ids, shape, &self.device).map_err(run_error)?;
         let mask = Tensor::from_vec(mask, shape, &self.device).map_err(run_error)?;
         let types = ids.zeros_like().map_err(run_error)?;
-        let hidden = self
-            .model
+        let hidden = model
             .forward(&ids, &types, Some(&mask))
             .map_err(run_error)?;
         // Mean over real tokens only: padding must not dilute the vector.

@@ -11,14 +11,18 @@
 )]
 
 use std::path::PathBuf;
-use switchyard_embed::{Embedder, EmbedderOptions, cosine};
+use switchyard_embed::{Embedder, EmbedderOptions, Precision, cosine};
 
 fn model() -> Option<Embedder> {
     let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
         eprintln!("skipped: SWITCHYARD_MODEL_DIR is not set");
         return None;
     };
-    Some(Embedder::load(&PathBuf::from(dir), EmbedderOptions::default()).unwrap())
+    let options = EmbedderOptions {
+        precision: Precision::F32,
+        ..EmbedderOptions::default()
+    };
+    Some(Embedder::load(&PathBuf::from(dir), options).unwrap())
 }
 
 const SEGFAULT: &str = "How do I fix a segmentation fault in my C program?";
@@ -116,8 +120,9 @@ fn huge_inputs_are_tokenized_only_where_the_window_reaches() {
     let text: String = (0..20_000).map(sentence).collect();
     assert!(text.len() > 1_000_000);
     // The same window from a text short enough to be tokenized whole.
-    let head: String = text.chars().take(5_000).collect();
-    let tail: String = text[text.len() - 2_500..].to_owned();
+    let window = m.max_tokens();
+    let head: String = text.chars().take(20 * window).collect();
+    let tail: String = text[text.len() - 10 * window..].to_owned();
     let short = format!("{head}{tail}");
     assert!(short.len() <= 32 * m.max_tokens());
     let (a, b) = (m.embed(&text).unwrap(), m.embed(&short).unwrap());

@@ -67,10 +67,10 @@ pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(ChatRequest, Conversa
             Category::Data => format!("invalid request: {e}"),
         };
         let mut error = ApiError::new(ErrorKind::InvalidRequest, message);
-        if let Some(field) = e.to_string().split('`').nth(1) {
-            if e.classify() == Category::Data {
-                error = error.with_param(field);
-            }
+        if let Some(field) = e.to_string().split('`').nth(1)
+            && e.classify() == Category::Data
+        {
+            error = error.with_param(field);
         }
         error
     })?;

@@ -503,20 +503,20 @@ impl PassState {
             if event.is_done() {
                 self.outcome.end = StreamEnd::Done;
                 self.ended = true;
-            } else if event.data.contains("\"usage\"") || event.data.contains("\"error\"") {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&event.data) {
-                    if let Some(usage) = Usage::from_json(&value) {
-                        self.outcome.usage = Some(usage);
-                        let no_choices = value
-                            .get("choices")
-                            .and_then(|c| c.as_array())
-                            .is_none_or(Vec::is_empty);
-                        forward = !(self.hide_usage && no_choices);
-                    }
-                    if let Some(error) = value.get("error") {
-                        self.outcome.end = StreamEnd::UpstreamError(error.to_string());
-                        self.ended = true;
-                    }
+            } else if (event.data.contains("\"usage\"") || event.data.contains("\"error\""))
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(&event.data)
+            {
+                if let Some(usage) = Usage::from_json(&value) {
+                    self.outcome.usage = Some(usage);
+                    let no_choices = value
+                        .get("choices")
+                        .and_then(|c| c.as_array())
+                        .is_none_or(Vec::is_empty);
+                    forward = !(self.hide_usage && no_choices);
+                }
+                if let Some(error) = value.get("error") {
+                    self.outcome.end = StreamEnd::UpstreamError(error.to_string());
+                    self.ended = true;
                 }
             }
             if forward {

@@ -33,9 +33,9 @@ impl TokenCount {
 
 impl fmt::Display for TokenCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 >= 1024 * 1024 && self.0 % (1024 * 1024) == 0 {
+        if self.0 >= 1024 * 1024 && self.0.is_multiple_of(1024 * 1024) {
             write!(f, "{}M", self.0 / (1024 * 1024))
-        } else if self.0 >= 1024 && self.0 % 1024 == 0 {
+        } else if self.0 >= 1024 && self.0.is_multiple_of(1024) {
             write!(f, "{}K", self.0 / 1024)
         } else {
             write!(f, "{}", self.0)

@@ -574,6 +574,7 @@ impl SignalEngine {
             (Some(model), Some((family, name))) => {
                 let options = EmbedderOptions {
                     max_tokens: model.max_tokens,
+                    precision: model.precision,
                 };
                 let embedder =
                     Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
@@ -747,6 +748,11 @@ impl SignalEngine {
             .iter()
             .filter_map(|id| self.signals.get(id.0))
             .any(|s| s.uses_model())
+    }
+
+    /// The domain head's categories, when domain signals are configured.
+    pub fn domain_labels(&self) -> Option<&[String]> {
+        self.head.as_deref().map(|h| h.labels.as_slice())
     }
 
     /// The key of a signal as text (`keyword("code")`), for metrics labels.

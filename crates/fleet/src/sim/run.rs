@@ -222,7 +222,7 @@ impl Simulation {
                 self.step_end(actor, now);
             } else {
                 self.arrive(actor - n, now);
-                if self.arrivals % PROGRESS_EVERY == 0 {
+                if self.arrivals.is_multiple_of(PROGRESS_EVERY) {
                     progress(self.arrivals, self.scenario.requests);
                 }
             }

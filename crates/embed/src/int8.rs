@@ -1,0 +1,347 @@
+//! A linear layer with 7-bit weights and 8-bit activations: weights are quantized
+//! once, per output row, symmetrically to [−63, 63]; each input row is quantized when
+//! it arrives, asymmetrically to [0, 255] over its own range (zero included). The
+//! product runs in integers and is scaled back to f32 with the bias added.
+//!
+//! Why 7-bit weights: the AVX-512 kernel multiplies u8 by i8 and adds pairs in 16
+//! bits (`vpmaddubsw`) before widening; 2 · 255 · 63 fits in an i16, so nothing
+//! saturates and the result is exact, the same as the portable loop gives.
+
+use crate::simd::{self, Level};
+use std::arch::x86_64::__m512i;
+
+/// Rows are processed in blocks of this many.
+const ROWS: usize = 4;
+/// Output columns per block (two vectors of 16 i32).
+const COLUMNS: usize = 32;
+/// Inputs summed per i32 lane in one step.
+const GROUP: usize = 4;
+/// Largest quantized weight.
+const WEIGHT_MAX: f32 = 63.0;
+/// Largest quantized activation.
+const ACTIVATION_MAX: f32 = 255.0;
+
+/// `y = x · Wᵀ + b` with `W` quantized.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear8 {
+    /// Output features.
+    outputs: usize,
+    /// Input features.
+    inputs: usize,
+    /// `inputs` rounded up to a multiple of [`GROUP`].
+    stride: usize,
+    /// Quantized weights packed for the kernel: per block of [`COLUMNS`] outputs, per
+    /// group of [`GROUP`] inputs, the block's columns × the group's inputs (zero
+    /// padding past `outputs` and `inputs`).
+    packed: Vec<i8>,
+    /// Per output block: each column's f32 value of one quantum, the sum of its
+    /// quantized weights (for the activations' zero point) and its bias (zero past
+    /// `outputs`), so the epilogue works on whole blocks.
+    epilogue: Vec<Epilogue>,
+}
+
+/// Per-column constants of one output block.
+#[derive(Debug, Clone)]
+struct Epilogue {
+    scales: [f32; COLUMNS],
+    sums: [i32; COLUMNS],
+    bias: [f32; COLUMNS],
+}
+
+/// Quantized input rows, reused across calls to avoid allocating per layer.
+#[derive(Debug, Default)]
+pub(crate) struct Quantized {
+    bytes: Vec<u8>,
+    /// Per row: (scale, zero point).
+    params: Vec<(f32, i32)>,
+}
+
+impl Linear8 {
+    /// Quantizes `weight` (`outputs × inputs`, row-major, as stored by PyTorch).
+    pub(crate) fn new(weight: &[f32], bias: Vec<f32>, outputs: usize, inputs: usize) -> Self {
+        let stride = inputs.div_ceil(GROUP) * GROUP;
+        let blocks = outputs.div_ceil(COLUMNS);
+        let mut packed = vec![0i8; blocks * COLUMNS * stride];
+        let empty = Epilogue {
+            scales: [0.0; COLUMNS],
+            sums: [0; COLUMNS],
+            bias: [0.0; COLUMNS],
+        };
+        let mut epilogue = vec![empty; blocks];
+        for (c, row) in weight.chunks_exact(inputs).enumerate() {
+            let max = row.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+            let scale = if max > 0.0 { max / WEIGHT_MAX } else { 1.0 };
+            let mut sum = 0i32;
+            let (block, column) = (c / COLUMNS, c % COLUMNS);
+            for (k, w) in row.iter().enumerate() {
+                let q = (w / scale).round().clamp(-WEIGHT_MAX, WEIGHT_MAX) as i8;
+                let (group, within) = (k / GROUP, k % GROUP);
+                let at =
+                    block * COLUMNS * stride + group * COLUMNS * GROUP + column * GROUP + within;
+                packed[at] = q;
+                sum += i32::from(q);
+            }
+            let block = &mut epilogue[block];
+            block.scales[column] = scale;
+            block.sums[column] = sum;
+            block.bias[column] = bias.get(c).copied().unwrap_or(0.0);
+        }
+        Linear8 {
+            outputs,
+            inputs,
+            stride,
+            packed,
+            epilogue,
+        }
+    }
+
+    /// Output features.
+    pub(crate) fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// `out = x · Wᵀ + b` for the rows of `x` (`rows × inputs`); `out` is
+    /// `rows × outputs`. Inlined into the caller's vectorized context
+    /// ([`Level::vectorize`]); with `Level::Avx512` the kernel is AVX-512BW.
+    #[inline(always)]
+    pub(crate) fn forward(&self, level: Level, x: &[f32], out: &mut [f32], q: &mut Quantized) {
+        let simd = match level {
+            Level::Avx512(simd) => Some(simd),
+            Level::Avx2(_) | Level::Baseline => None,
+        };
+        let rows = x.len() / self.inputs;
+        self.quantize(x, rows, q);
+        let s = self.stride;
+        let n = self.outputs;
+        let groups = s / GROUP;
+        for r0 in (0..rows).step_by(ROWS) {
+            let a: [&[u8]; ROWS] =
+                std::array::from_fn(|i| &q.bytes[(r0 + i) * s..(r0 + i + 1) * s]);
+            for (b, (packed, e)) in self
+                .packed
+                .chunks_exact(COLUMNS * s)
+                .zip(&self.epilogue)
+                .enumerate()
+            {
+                let sums = match simd {
+                    Some(simd) => block_avx512(simd, a, packed, groups),
+                    None => block_portable(a, packed, groups),
+                };
+                let c0 = b * COLUMNS;
+                let width = COLUMNS.min(n - c0);
+                for (i, sums) in sums.iter().enumerate().take(rows - r0) {
+                    let (scale, zero) = q.params[r0 + i];
+                    let mut values = [0.0f32; COLUMNS];
+                    for c in 0..COLUMNS {
+                        let exact = sums[c] - zero * e.sums[c];
+                        values[c] = (exact as f32).mul_add(scale * e.scales[c], e.bias[c]);
+                    }
+                    let at = (r0 + i) * n + c0;
+                    out[at..at + width].copy_from_slice(&values[..width]);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn quantize(&self, x: &[f32], rows: usize, q: &mut Quantized) {
+        let padded = rows.div_ceil(ROWS) * ROWS;
+        q.bytes.clear();
+        q.bytes.resize(padded * self.stride, 0);
+        q.params.clear();
+        for (row, bytes) in x
+            .chunks_exact(self.inputs)
+            .zip(q.bytes.chunks_exact_mut(self.stride))
+        {
+            let (min, max) = simd::range_with_zero(row);
+            let scale = if max > min {
+                (max - min) / ACTIVATION_MAX
+            } else {
+                1.0
+            };
+            let inv = 1.0 / scale;
+            let zero = (-min * inv).round().clamp(0.0, ACTIVATION_MAX);
+            for (v, b) in row.iter().zip(bytes.iter_mut()) {
+                // Rounded through the float's mantissa (1.5 · 2^23): a float-to-int
+                // cast would keep this loop scalar.
+                let clamped = v.mul_add(inv, zero).clamp(0.0, ACTIVATION_MAX);
+                *b = (clamped + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000) as u8;
+            }
+            q.params.push((scale, zero as i32));
+        }
+    }
+}
+
+/// Sums of four activation rows against one packed block of 32 columns, portable:
+/// what the AVX-512 kernel computes, exactly.
+#[inline(always)]
+fn block_portable(a: [&[u8]; ROWS], packed: &[i8], groups: usize) -> [[i32; COLUMNS]; ROWS] {
+    let mut acc = [[0i32; COLUMNS]; ROWS];
+    for g in 0..groups {
+        let w = &packed[g * COLUMNS * GROUP..(g + 1) * COLUMNS * GROUP];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = &a[r][g * GROUP..(g + 1) * GROUP];
+            for (c, acc) in acc.iter_mut().enumerate() {
+                let w = &w[c * GROUP..(c + 1) * GROUP];
+                *acc += x
+                    .iter()
+                    .zip(w)
+                    .map(|(&x, &w)| i32::from(x) * i32::from(w))
+                    .sum::<i32>();
+            }
+        }
+    }
+    acc
+}
+
+/// The same with AVX-512BW: per group, the four activation bytes of a row are
+/// broadcast and multiplied with 2 × 16 columns' four weights (`vpmaddubsw`, then
+/// `vpmaddwd` by ones to widen), 4 rows × 32 columns of i32 sums in 8 registers.
+#[inline(always)]
+fn block_avx512(
+    simd: pulp::x86::V4,
+    a: [&[u8]; ROWS],
+    packed: &[i8],
+    groups: usize,
+) -> [[i32; COLUMNS]; ROWS] {
+    const { assert!(ROWS == 4) };
+    let (f, bw) = (simd.avx512f, simd.avx512bw);
+    let ones = f._mm512_set1_epi16(1);
+    let zero = f._mm512_setzero_si512();
+    let mut acc = [[zero; 2]; ROWS];
+    let vector = |bytes: &[i8]| -> __m512i {
+        let mut lanes = [0i8; 64];
+        lanes.copy_from_slice(&bytes[..64]);
+        pulp::bytemuck::cast(lanes)
+    };
+    // Zipped iterators rather than indexes: no bounds checks in the loop.
+    let [r0, r1, r2, r3] = a.map(|row| row.as_chunks::<GROUP>().0);
+    let weights = packed.chunks_exact(COLUMNS * GROUP).take(groups);
+    for ((((w, x0), x1), x2), x3) in weights.zip(r0).zip(r1).zip(r2).zip(r3) {
+        let (w0, w1) = (vector(&w[..64]), vector(&w[64..]));
+        for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+            let x = f._mm512_set1_epi32(i32::from_le_bytes(*x));
+            acc[0] = f._mm512_add_epi32(
+                acc[0],
+                bw._mm512_madd_epi16(bw._mm512_maddubs_epi16(x, w0), ones),
+            );
+            acc[1] = f._mm512_add_epi32(
+                acc[1],
+                bw._mm512_madd_epi16(bw._mm512_maddubs_epi16(x, w1), ones),
+            );
+        }
+    }
+    acc.map(|[lo, hi]| {
+        let (lo, hi): ([i32; 16], [i32; 16]) = (pulp::bytemuck::cast(lo), pulp::bytemuck::cast(hi));
+        std::array::from_fn(|c| if c < 16 { lo[c] } else { hi[c - 16] })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::Pass;
+
+    struct Product<'a> {
+        layer: &'a Linear8,
+        x: &'a [f32],
+        out: &'a mut [f32],
+    }
+
+    impl Pass for Product<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self, level: Level) {
+            self.layer
+                .forward(level, self.x, self.out, &mut Quantized::default());
+        }
+    }
+
+    fn reference(x: &[f32], w: &[f32], b: &[f32], n: usize, k: usize) -> Vec<f32> {
+        x.chunks_exact(k)
+            .flat_map(|row| {
+                (0..n).map(move |c| {
+                    row.iter()
+                        .zip(&w[c * k..(c + 1) * k])
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                        + b[c]
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_integer_product_is_close_to_the_float_one_and_the_same_at_every_level() {
+        // Odd sizes: padding in rows, columns and the inner dimension.
+        let (rows, n, k) = (7, 41, 150);
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 37 % 101) as f32 - 40.0) / 17.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 300.0)
+            .collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
+        let want = reference(&x, &w, &b, n, k);
+        let layer = Linear8::new(&w, b.clone(), n, k);
+        let run = |level: Level| {
+            let mut out = vec![0.0; rows * n];
+            level.vectorize(Product {
+                layer: &layer,
+                x: &x,
+                out: &mut out,
+            });
+            out
+        };
+        let fast = run(Level::detect());
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (got, want) in fast.iter().zip(&want) {
+            assert!((got - want).abs() < 0.02 * scale, "{got} vs {want}");
+        }
+        assert_eq!(
+            fast,
+            run(Level::Baseline),
+            "integer sums are exact on every path"
+        );
+    }
+
+    #[test]
+    fn extreme_values_do_not_saturate() {
+        // Every activation at 255 against every weight at ±63: the largest pair sums.
+        let k = 64;
+        let w: Vec<f32> = (0..32 * k)
+            .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let x = vec![-1.0f32; 4 * k]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if i % 2 == 0 { 5.0 } else { v })
+            .collect::<Vec<_>>();
+        let layer = Linear8::new(&w, vec![0.0; 32], 32, k);
+        let want = reference(&x, &w, &[0.0; 32], 32, k);
+        let mut out = vec![0.0; 4 * 32];
+        Level::detect().vectorize(Product {
+            layer: &layer,
+            x: &x,
+            out: &mut out,
+        });
+        for (got, want) in out.iter().zip(&want) {
+            assert!(
+                (got - want).abs() < 0.05 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_row_and_a_zero_weight_row_do_not_divide_by_zero() {
+        let layer = Linear8::new(&[0.0; 8], vec![1.0, 2.0], 2, 4);
+        let mut out = vec![0.0; 2];
+        Level::detect().vectorize(Product {
+            layer: &layer,
+            x: &[3.0; 4],
+            out: &mut out,
+        });
+        assert_eq!(out, vec![1.0, 2.0]);
+    }
+}

@@ -1,0 +1,285 @@
+//! Vector loops for the int8 encoder: one dispatch that runs a closure compiled for
+//! the widest instruction set this CPU has (checked once, at run time), and the
+//! element-wise math (exp, erf, layer norm, softmax) written so the compiler turns it
+//! into vector code there. No `unsafe` here: `pulp` proves the features are present.
+
+/// The instruction sets a closure can be compiled for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Level {
+    /// AVX-512 (F and BW).
+    Avx512(pulp::x86::V4),
+    /// AVX2 and FMA.
+    Avx2(pulp::x86::V3),
+    /// Whatever the binary was built for.
+    Baseline,
+}
+
+impl Level {
+    /// The best level this CPU supports.
+    pub(crate) fn detect() -> Level {
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            Level::Avx512(simd)
+        } else if let Some(simd) = pulp::x86::V3::try_new() {
+            Level::Avx2(simd)
+        } else {
+            Level::Baseline
+        }
+    }
+
+    /// A name for logs and benchmarks.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Level::Avx512(_) => "avx512",
+            Level::Avx2(_) => "avx2",
+            Level::Baseline => "baseline",
+        }
+    }
+
+    /// Runs `pass` compiled for this level: everything it calls must be
+    /// `#[inline(always)]` for the features to reach its loops (a function left out of
+    /// line is compiled for the baseline instead).
+    #[inline(always)]
+    pub(crate) fn vectorize<P: Pass>(self, pass: P) -> P::Output {
+        match self {
+            Level::Avx512(simd) => simd.vectorize(Job(pass, self)),
+            Level::Avx2(simd) => simd.vectorize(Job(pass, self)),
+            Level::Baseline => pass.run(self),
+        }
+    }
+}
+
+/// A computation to run at one [`Level`].
+pub(crate) trait Pass {
+    /// What it returns.
+    type Output;
+    /// Runs it; `level` says which kernels may be used.
+    fn run(self, level: Level) -> Self::Output;
+}
+
+/// A pass with its level, as pulp runs it.
+struct Job<P>(P, Level);
+
+impl<P: Pass> pulp::NullaryFnOnce for Job<P> {
+    type Output = P::Output;
+
+    #[inline(always)]
+    fn call(self) -> P::Output {
+        self.0.run(self.1)
+    }
+}
+
+/// e^x for x ≤ 0 or moderate x, vectorizable: 2^n · p(r) with r in [−ln2/2, ln2/2]
+/// (relative error about 2e-7); inputs below −87 give 0.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // Cody–Waite split of ln 2 keeps r exact enough.
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.987_569_1e-4f32;
+    let p = p.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 0.166_666_65);
+    let p = p.mul_add(r, 0.5);
+    let p = (p * r).mul_add(r, r) + 1.0;
+    // 2^n without a float-to-int cast (Rust's saturating cast keeps the loop scalar):
+    // adding 1.5 · 2^23 puts the integer n in the low mantissa bits.
+    let shifted = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(shifted.wrapping_add(127) << 23)
+}
+
+/// erf(x) by Abramowitz–Stegun 7.1.26 (absolute error below 1.5e-7), vectorizable.
+#[inline(always)]
+pub(crate) fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
+    let poly = 1.061_405_4f32;
+    let poly = poly.mul_add(t, -1.453_152_1);
+    let poly = poly.mul_add(t, 1.421_413_8);
+    let poly = poly.mul_add(t, -0.284_496_74);
+    let poly = poly.mul_add(t, 0.254_829_6);
+    let y = 1.0 - poly * t * exp(-a * a);
+    if x < 0.0 { -y } else { y }
+}
+
+/// GELU with the exact (erf) form, in place.
+#[inline(always)]
+pub(crate) fn gelu(xs: &mut [f32]) {
+    let one = |x: f32| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for chunk in chunks.by_ref() {
+        for x in chunk {
+            *x = one(*x);
+        }
+    }
+    for x in chunks.into_remainder() {
+        *x = one(*x);
+    }
+}
+
+/// Lanes for reductions: floating-point sums are not reassociated by the compiler,
+/// so a sum kept in this many independent lanes is what lets it use vectors.
+const LANES: usize = 16;
+
+/// The sum of `xs`, in lanes.
+#[inline(always)]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for l in 0..LANES {
+            lanes[l] += chunk[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// The smallest and largest of `xs` and zero, in lanes.
+#[inline(always)]
+pub(crate) fn range_with_zero(xs: &[f32]) -> (f32, f32) {
+    let mut lo = [0.0f32; LANES];
+    let mut hi = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let (mut min, mut max) = (0.0f32, 0.0f32);
+    for &x in chunks.remainder() {
+        min = min.min(x);
+        max = max.max(x);
+    }
+    for chunk in chunks {
+        for l in 0..LANES {
+            lo[l] = if chunk[l] < lo[l] { chunk[l] } else { lo[l] };
+            hi[l] = if chunk[l] > hi[l] { chunk[l] } else { hi[l] };
+        }
+    }
+    for l in 0..LANES {
+        min = min.min(lo[l]);
+        max = max.max(hi[l]);
+    }
+    (min, max)
+}
+
+/// Softmax of one row, in place.
+#[inline(always)]
+pub(crate) fn softmax(xs: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for chunk in chunks {
+        for l in 0..LANES {
+            lanes[l] = if chunk[l] > lanes[l] {
+                chunk[l]
+            } else {
+                lanes[l]
+            };
+        }
+    }
+    for lane in lanes {
+        max = max.max(lane);
+    }
+    for x in xs.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / sum(xs);
+    for x in xs {
+        *x *= inv;
+    }
+}
+
+/// `x = layer_norm(x + residual)` over one row.
+#[inline(always)]
+pub(crate) fn add_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    for (x, r) in x.iter_mut().zip(residual) {
+        *x += r;
+    }
+    norm(x, gamma, beta, eps);
+}
+
+/// Layer norm of one row, in place.
+#[inline(always)]
+pub(crate) fn norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    let mean = sum(x) / n;
+    for v in x.iter_mut() {
+        *v -= mean;
+    }
+    let mut lanes = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let mut var: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for chunk in chunks {
+        for l in 0..LANES {
+            lanes[l] = chunk[l].mul_add(chunk[l], lanes[l]);
+        }
+    }
+    var = (var + lanes.iter().sum::<f32>()) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, g), b) in x.iter_mut().zip(gamma).zip(beta) {
+        *x = *x * inv * g + b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_reductions_match_plain_ones() {
+        let xs: Vec<f32> = (0..37).map(|i| (i as f32 - 20.0) * 0.25).collect();
+        assert!((sum(&xs) - xs.iter().sum::<f32>()).abs() < 1e-4);
+        assert_eq!(range_with_zero(&xs), (-5.0, 4.0));
+        assert_eq!(
+            range_with_zero(&[1.0, 2.0]),
+            (0.0, 2.0),
+            "zero is always in range"
+        );
+        assert_eq!(range_with_zero(&[]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn exp_and_erf_match_the_standard_library() {
+        let mut worst_exp = 0.0f32;
+        let mut worst_erf = 0.0f32;
+        for i in -2000..=2000 {
+            let x = i as f32 / 100.0;
+            worst_exp = worst_exp.max(((exp(x) - x.exp()) / x.exp()).abs());
+            // std has no erf: integrate the Gaussian instead.
+            let reference = erf_reference(f64::from(x)) as f32;
+            worst_erf = worst_erf.max((erf(x) - reference).abs());
+        }
+        assert!(worst_exp < 1e-6, "exp relative error {worst_exp}");
+        assert!(worst_erf < 3e-7, "erf absolute error {worst_erf}");
+        assert!(
+            exp(-1000.0) < 1e-37,
+            "far below the range gives (almost) zero"
+        );
+    }
+
+    /// erf by Simpson's rule on 2/√π e^(−t²), fine enough for 1e-9.
+    fn erf_reference(x: f64) -> f64 {
+        let steps = 20_000;
+        let h = x / f64::from(steps);
+        let f = |t: f64| (-t * t).exp();
+        let mut sum = f(0.0) + f(x);
+        for i in 1..steps {
+            let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+            sum += w * f(f64::from(i) * h);
+        }
+        sum * h / 3.0 * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_norm_centres() {
+        let mut row = vec![1.0, 2.0, 3.0, -50.0];
+        softmax(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row[2] > row[1] && row[1] > row[0] && row[3] < 1e-20);
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        norm(&mut x, &[1.0; 4], &[0.5; 4], 1e-12);
+        assert!((x.iter().sum::<f32>() / 4.0 - 0.5).abs() < 1e-6);
+        assert!((x[3] - x[0] - 2.0 * 1.5 / 1.25f32.sqrt()).abs() < 1e-5);
+    }
+}
