@@ -224,8 +224,21 @@ fn check(path: &Path) -> Result<()> {
             )
         })?;
     }
+    // Warnings were printed by `compile`; notes (overlaps that priorities settle) here.
+    let notes: Vec<_> = policy
+        .analysis
+        .findings
+        .iter()
+        .filter(|f| !f.kind.is_warning())
+        .collect();
+    for finding in &notes {
+        let mut note = policy.diagnostic(finding);
+        note.file = Some(path.to_path_buf());
+        eprintln!("{note}");
+    }
     println!(
-        "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} warnings",
+        "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} warnings, {} notes \
+         (checked over {} signals: every pair of routes, shadowing, dead routes, gaps)",
         path.display(),
         policy.config.models.len(),
         policy.config.pools.len(),
@@ -236,7 +249,9 @@ fn check(path: &Path) -> Result<()> {
             ""
         },
         policy.signals.len(),
-        policy.warnings.len()
+        policy.warnings.len(),
+        notes.len(),
+        policy.analysis.signals,
     );
     Ok(())
 }

@@ -33,10 +33,66 @@ fn the_examples_pass_check() {
         assert!(ok, "{example}: {stderr}");
         assert!(stdout.contains("ok:"), "{stdout}");
         assert!(
-            stdout.ends_with("0 warnings\n"),
+            stdout.contains(" 0 warnings,"),
             "{example} has warnings: {stdout}{stderr}"
         );
+        assert!(!stderr.contains("warning:"), "{example}: {stderr}");
     }
+}
+
+#[test]
+fn check_proves_overlaps_shadowed_routes_and_gaps_with_witnesses() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        "\
+models: [{name: m}]
+pools: [{name: p, model: m, context_window: 128K, endpoints: [{url: 'http://127.0.0.1:1'}]}]
+signals:
+  keyword:
+    - {name: code, keywords: [python, rust]}
+    - {name: python, keywords: [python]}
+    - {name: urgent, keywords: [asap]}
+  context:
+    - {name: short, max: 4K}
+    - {name: long, min: 32K}
+routes:
+  - {name: urgent, priority: 30, when: {keyword: urgent}, models: [m]}
+  - {name: coding, priority: 20, when: {keyword: code}, models: [m]}
+  - {name: python_code, priority: 10, when: {all: [{keyword: python}, {keyword: code}]}, models: [m]}
+  - {name: sized, priority: 1, when: {any: [{context: short}, {context: long}]}, models: [m]}
+",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
+    assert!(ok, "warnings do not fail check: {stderr}");
+    assert!(stdout.contains(" 2 warnings,"), "{stdout}");
+    // Shadowed, at the route's own line, with a request that shows it.
+    assert!(
+        stderr
+            .contains("policy.yaml:14:12: warning: routes[2].when: route `python_code` never wins"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: for example: keyword(\"code\"), keyword(\"python\")"),
+        "{stderr}"
+    );
+    // The gap: mid-sized prompts without the keywords.
+    assert!(
+        stderr.contains("warning: routes: a request can match no route"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("prompt tokens in [4096, 32768)"),
+        "{stderr}"
+    );
+    // An overlap priorities settle is a note.
+    assert!(
+        stderr.contains("note: routes[1].when: routes `urgent` and `coding` can match the same request; `urgent` wins"),
+        "{stderr}"
+    );
 }
 
 #[test]

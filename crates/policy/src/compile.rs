@@ -1,5 +1,6 @@
 //! Checking a configuration across sections and compiling its routes.
 
+use crate::checker::{Analysis, Finding};
 use crate::condition::Condition;
 use crate::config::{AlgorithmConfig, Config};
 use crate::diagnostics::{ConfigError, Diagnostic, Severity};
@@ -76,8 +77,11 @@ pub struct Policy {
     has_default: bool,
     needed: Vec<SignalId>,
     models: HashMap<String, usize>,
-    /// Warnings found while compiling.
+    /// Warnings found while compiling, the checker's among them.
     pub warnings: Vec<Diagnostic>,
+    /// What the checker proved about the routes (overlaps, shadowed and dead routes,
+    /// gaps), with witnesses.
+    pub analysis: Analysis,
 }
 
 impl Policy {
@@ -208,7 +212,7 @@ impl Policy {
             found.extend(warnings);
             return Err(ConfigError { diagnostics: found });
         }
-        Ok(Policy {
+        let mut policy = Policy {
             config,
             signals,
             routes,
@@ -216,7 +220,42 @@ impl Policy {
             needed: needed.into_iter().collect(),
             models,
             warnings,
-        })
+            analysis: Analysis::default(),
+        };
+        policy.analysis = policy.analyze();
+        let checked: Vec<Diagnostic> = policy
+            .analysis
+            .findings
+            .iter()
+            .filter(|f| f.kind.is_warning())
+            .map(|f| policy.diagnostic(f))
+            .collect();
+        policy.warnings.extend(checked);
+        Ok(policy)
+    }
+
+    /// A checker finding as a diagnostic at its first route's name.
+    pub fn diagnostic(&self, finding: &Finding) -> Diagnostic {
+        let route = finding.routes.first().and_then(|name| {
+            self.config
+                .routes
+                .iter()
+                .position(|r| &r.name.value == name)
+                .map(|i| (i, &self.config.routes[i]))
+        });
+        let (location, path) = match route {
+            Some((i, r)) => (r.name.referenced, format!("routes[{i}].when")),
+            None => (Location::UNKNOWN, "routes".to_owned()),
+        };
+        let mut diagnostic = if finding.kind.is_warning() {
+            Diagnostic::warning(&location, path, finding.message.clone())
+        } else {
+            Diagnostic::note(&location, path, finding.message.clone())
+        };
+        if let Some(witness) = &finding.witness {
+            diagnostic = diagnostic.with_help(format!("for example: {witness}"));
+        }
+        diagnostic
     }
 
     /// Routes in evaluation order; the default route, if any, is last.

@@ -12,6 +12,8 @@ pub enum Severity {
     Error,
     /// It can be served, but something is likely wrong.
     Warning,
+    /// Worth knowing, as intended (an overlap that priorities settle).
+    Note,
 }
 
 /// One finding about a configuration, pointing into its file.
@@ -59,6 +61,14 @@ impl Diagnostic {
         }
     }
 
+    /// A note at `location`.
+    pub fn note(location: &Location, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Note,
+            ..Diagnostic::error(location, path, message)
+        }
+    }
+
     /// Adds a hint.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
@@ -89,6 +99,7 @@ impl fmt::Display for Diagnostic {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         if self.line > 0 {
             write!(f, "{file}:{}:{}: {severity}: ", self.line, self.column)?;

@@ -9,6 +9,7 @@
 //!
 //! [`Signals`]: switchyard_workload::Signals
 
+pub mod checker;
 pub mod compile;
 pub mod condition;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod decide;
 pub mod diagnostics;
 pub mod load;
 
+pub use checker::{Analysis, Finding, FindingKind, Witness};
 pub use compile::{CompiledRoute, Expr, Policy};
 pub use condition::Condition;
 pub use config::{

@@ -1,0 +1,224 @@
+//! What the checker knows about signals beyond their names: which cannot hold
+//! together and which imply others. Each fact comes from the signals' definitions:
+//!
+//! - **ranges** on one measured quantity (`context` on prompt tokens, `structure` on
+//!   each feature): the quantity takes one value, so the line is cut at every bound
+//!   into regions, exactly one region holds, and a signal holds exactly when the
+//!   region is inside its range (0–4K and 8K–32K are exclusive; 0–8K implies 0–32K;
+//!   0–4K, 4K–8K and 8K+ cover every request);
+//! - **partitions**: a request has one top domain (for domain signals without a
+//!   probability threshold: exactly when the top category is one of theirs), one
+//!   detected language (a language signal holds only if it is one of its languages;
+//!   low confidence may leave every one false), one difficulty level per exemplar set
+//!   (`complexity`);
+//! - **implications**: a PII signal counting a subset of another's kinds (same scope
+//!   and score floor) implies it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use switchyard_workload::pii::PiiKind;
+use switchyard_workload::{SignalEngine, SignalFamily, SignalId, SignalsConfig};
+
+/// One quantity or choice that takes exactly one of its regions per request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Facet {
+    /// What it measures, for witnesses (`prompt tokens`, `top domain`).
+    pub what: String,
+    /// Its regions, as shown in a witness (`[4096, 8192)`, `law`).
+    pub regions: Vec<String>,
+    /// Signals tied to it: the regions they cover, and whether they hold exactly
+    /// there (`true`) or only possibly there (`false`: holding implies one of them).
+    pub members: Vec<(SignalId, Vec<usize>, bool)>,
+}
+
+/// Everything known: facets and implications between signals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Facts {
+    /// Facets with at least one used signal.
+    pub facets: Vec<Facet>,
+    /// `(a, b)`: whenever `a` holds, `b` does.
+    pub implications: Vec<(SignalId, SignalId)>,
+}
+
+impl Facts {
+    /// The facts about the signals in `used`.
+    pub(crate) fn gather(
+        config: &SignalsConfig,
+        engine: &SignalEngine,
+        used: &BTreeSet<SignalId>,
+    ) -> Facts {
+        let id = |family, name: &str| engine.lookup(family, name).filter(|id| used.contains(id));
+        let mut facts = Facts::default();
+
+        let context: Vec<_> = config
+            .context
+            .iter()
+            .filter_map(|c| {
+                let hi = c.max.map_or(f64::INFINITY, |m| f64::from(m.0));
+                Some((
+                    id(SignalFamily::Context, &c.name)?,
+                    f64::from(c.min.map_or(0, |m| m.0)),
+                    hi,
+                ))
+            })
+            .collect();
+        facts.push_ranges("prompt tokens", &context);
+        let mut by_feature: BTreeMap<String, Vec<(SignalId, f64, f64)>> = BTreeMap::new();
+        for c in &config.structure {
+            if let Some(signal) = id(SignalFamily::Structure, &c.name) {
+                let what = serde_json::to_value(c.feature)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("{:?}", c.feature));
+                by_feature.entry(what).or_default().push((
+                    signal,
+                    c.min,
+                    c.max.unwrap_or(f64::INFINITY),
+                ));
+            }
+        }
+        for (feature, ranges) in by_feature {
+            facts.push_ranges(&format!("structure {feature}"), &ranges);
+        }
+
+        if let Some(labels) = engine.domain_labels() {
+            let members: Vec<_> = config
+                .domain
+                .iter()
+                .filter(|c| c.threshold <= 0.0)
+                .filter_map(|c| {
+                    let categories = if c.categories.is_empty() {
+                        std::slice::from_ref(&c.name)
+                    } else {
+                        c.categories.as_slice()
+                    };
+                    let regions = labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, l)| categories.contains(l))
+                        .map(|(i, _)| i)
+                        .collect();
+                    Some((id(SignalFamily::Domain, &c.name)?, regions, true))
+                })
+                .collect();
+            facts.push_facet("top domain", labels.to_vec(), members);
+        }
+
+        let mut languages: Vec<String> = config
+            .language
+            .iter()
+            .flat_map(|c| c.languages.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let members: Vec<_> = config
+            .language
+            .iter()
+            .filter_map(|c| {
+                let regions = languages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| c.languages.contains(l))
+                    .map(|(i, _)| i)
+                    .collect();
+                Some((id(SignalFamily::Language, &c.name)?, regions, false))
+            })
+            .collect();
+        languages.push("another language".to_owned());
+        facts.push_facet("language", languages, members);
+
+        let mut by_exemplars: BTreeMap<String, Vec<(SignalId, Vec<usize>, bool)>> = BTreeMap::new();
+        for c in &config.complexity {
+            if let Some(signal) = id(SignalFamily::Complexity, &c.name) {
+                let level = c.level as usize;
+                let key = format!("{:?}/{:?}", c.hard, c.easy);
+                by_exemplars
+                    .entry(key)
+                    .or_default()
+                    .push((signal, vec![level], true));
+            }
+        }
+        for (_, members) in by_exemplars {
+            let levels = ["easy", "medium", "hard"].map(str::to_owned).to_vec();
+            facts.push_facet("difficulty", levels, members);
+        }
+
+        let kinds = |types: &Option<Vec<PiiKind>>, allow: &[PiiKind]| -> Vec<PiiKind> {
+            let counted = types.as_deref().unwrap_or(&PiiKind::ALL);
+            counted
+                .iter()
+                .copied()
+                .filter(|k| !allow.contains(k))
+                .collect()
+        };
+        for a in &config.pii {
+            for b in &config.pii {
+                let (Some(ia), Some(ib)) = (
+                    id(SignalFamily::Pii, &a.name),
+                    id(SignalFamily::Pii, &b.name),
+                ) else {
+                    continue;
+                };
+                let same_reading = format!("{:?}", a.scope) == format!("{:?}", b.scope)
+                    && a.min_score == b.min_score;
+                let (ka, kb) = (kinds(&a.types, &a.allow), kinds(&b.types, &b.allow));
+                if ia != ib && same_reading && ka.iter().all(|k| kb.contains(k)) {
+                    facts.implications.push((ia, ib));
+                }
+            }
+        }
+        facts
+    }
+
+    /// Signals that hold on `[lo, hi)` of one quantity that is at least 0.
+    fn push_ranges(&mut self, what: &str, ranges: &[(SignalId, f64, f64)]) {
+        let mut cuts: Vec<f64> = vec![0.0];
+        for &(_, lo, hi) in ranges {
+            cuts.extend([lo, hi].into_iter().filter(|v| v.is_finite() && *v > 0.0));
+        }
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup();
+        let regions: Vec<(f64, f64)> = cuts
+            .iter()
+            .enumerate()
+            .map(|(i, &lo)| (lo, cuts.get(i + 1).copied().unwrap_or(f64::INFINITY)))
+            .collect();
+        let members = ranges
+            .iter()
+            .map(|&(signal, lo, hi)| {
+                let inside = regions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (a, b))| *a >= lo && *b <= hi)
+                    .map(|(i, _)| i)
+                    .collect();
+                (signal, inside, true)
+            })
+            .collect();
+        let names = regions
+            .iter()
+            .map(|(a, b)| {
+                if b.is_finite() {
+                    format!("[{a}, {b})")
+                } else {
+                    format!("[{a}, ∞)")
+                }
+            })
+            .collect();
+        self.push_facet(what, names, members);
+    }
+
+    fn push_facet(
+        &mut self,
+        what: &str,
+        regions: Vec<String>,
+        members: Vec<(SignalId, Vec<usize>, bool)>,
+    ) {
+        if !members.is_empty() {
+            self.facets.push(Facet {
+                what: what.to_owned(),
+                regions,
+                members,
+            });
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The checker: what a compiled policy does for every possible request, proved
+//! rather than guessed from shared signal names. One route or a pair is a small
+//! binary decision diagram (biodivine-lib-bdd); questions over many routes at once
+//! (can this route win over all earlier ones, can a request match none) go to a CDCL
+//! SAT solver ([`sat`]), since a union of many conditions can blow a diagram up.
+//!
+//! Each signal a route references is a boolean variable; what is known about signals
+//! ([`facts`]: ranges on one quantity, one top domain, implications between PII
+//! signals) constrains which assignments are possible requests. Routes are taken in
+//! evaluation order (priority, then name). For every route the checker decides:
+//!
+//! - **dead**: no possible request matches it;
+//! - **shadowed**: every request that matches it matches an earlier route;
+//! - **overlap**: it and an earlier route can match the same request (the earlier
+//!   wins; a warning when only the name order decides, priorities being equal);
+//! - **gap** (once): a possible request matches no route and there is no default.
+//!
+//! Each finding but "dead" carries a witness: an assignment of the signals involved
+//! (and the region of each quantity, such as the prompt-token range) that shows it.
+
+mod facts;
+mod sat;
+
+use crate::compile::{Expr, Policy};
+use biodivine_lib_bdd::{Bdd, BddValuation, BddVariable, BddVariableSet};
+use facts::Facts;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use switchyard_workload::SignalId;
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The route's condition holds for no possible request.
+    Dead,
+    /// Every request the route matches is taken by an earlier route.
+    Shadowed,
+    /// Two routes can match one request; the earlier one wins by priority.
+    Overlap,
+    /// Two routes of equal priority can match one request; the name order decides.
+    Tie,
+    /// A request can match no route, and there is no default route.
+    Gap,
+    /// The solver failed on a question (never taken as an answer either way).
+    Undecided,
+}
+
+impl FindingKind {
+    /// Whether `check` reports it as a warning (else as a note).
+    pub fn is_warning(self) -> bool {
+        !matches!(self, FindingKind::Overlap)
+    }
+}
+
+/// A concrete request shape that shows a finding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Witness {
+    /// Signals that hold (`keyword("code")`).
+    pub holds: Vec<String>,
+    /// Signals that do not hold.
+    pub fails: Vec<String>,
+    /// The region of each constrained quantity (`prompt tokens in [4096, 8192)`).
+    pub facts: Vec<String>,
+}
+
+impl std::fmt::Display for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self.holds.clone();
+        parts.extend(self.fails.iter().map(|s| format!("not {s}")));
+        parts.extend(self.facts.iter().cloned());
+        if parts.is_empty() {
+            write!(f, "any request")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
+/// One thing the checker proved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Its kind.
+    pub kind: FindingKind,
+    /// The routes concerned: the one at fault first (or the loser of an overlap).
+    pub routes: Vec<String>,
+    /// What it means.
+    pub message: String,
+    /// A request that shows it.
+    pub witness: Option<Witness>,
+}
+
+/// The checker's result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Analysis {
+    /// Findings in route order.
+    pub findings: Vec<Finding>,
+    /// Signals referenced by routes (the boolean variables).
+    pub signals: usize,
+    /// Variables in all, with the regions of constrained quantities.
+    pub variables: usize,
+}
+
+/// The policy as diagrams.
+struct Encoding {
+    vars: BddVariableSet,
+    /// Atom variables, by signal.
+    atoms: Vec<(SignalId, BddVariable)>,
+    /// Per facet: its region variables.
+    regions: Vec<Vec<BddVariable>>,
+    facts: Facts,
+    /// Possible requests.
+    possible: Bdd,
+    /// The same as clauses, for the solver.
+    clauses: sat::Cnf,
+}
+
+impl Encoding {
+    fn new(policy: &Policy) -> Encoding {
+        let used: BTreeSet<SignalId> = policy.needed_signals().iter().copied().collect();
+        let facts = Facts::gather(&policy.config.signals, &policy.signals, &used);
+        let region_count: usize = facts.facets.iter().map(|f| f.regions.len()).sum();
+        let total = used.len() + region_count;
+        let vars = BddVariableSet::new_anonymous(u16::try_from(total).unwrap_or(u16::MAX));
+        let all = vars.variables();
+        let atoms: Vec<(SignalId, BddVariable)> =
+            used.iter().copied().zip(all.iter().copied()).collect();
+        let mut next = used.len();
+        let mut regions = Vec::new();
+        for facet in &facts.facets {
+            regions.push(all[next..next + facet.regions.len()].to_vec());
+            next += facet.regions.len();
+        }
+        let mut encoding = Encoding {
+            possible: vars.mk_true(),
+            clauses: sat::Cnf::new(total),
+            vars,
+            atoms,
+            regions,
+            facts,
+        };
+        encoding.possible = encoding.constraints();
+        encoding.clauses = encoding.constraint_clauses(total);
+        encoding
+    }
+
+    /// The solver variable of a signal.
+    fn sat_var(&self, id: SignalId) -> Option<i32> {
+        let var = self.atoms.iter().find(|(s, _)| *s == id)?.1;
+        i32::try_from(var.to_index() + 1).ok()
+    }
+
+    /// [`Encoding::constraints`] as clauses.
+    fn constraint_clauses(&self, total: usize) -> sat::Cnf {
+        let mut cnf = sat::Cnf::new(total);
+        let lit = |v: BddVariable| i32::try_from(v.to_index() + 1).unwrap_or(i32::MAX);
+        for (facet, regions) in self.facts.facets.iter().zip(&self.regions) {
+            cnf.clauses.push(regions.iter().map(|&v| lit(v)).collect());
+            for (i, &a) in regions.iter().enumerate() {
+                for &b in &regions[i + 1..] {
+                    cnf.clauses.push(vec![-lit(a), -lit(b)]);
+                }
+            }
+            for (signal, covered, exact) in &facet.members {
+                let Some(atom) = self.sat_var(*signal) else {
+                    continue;
+                };
+                let mut clause = vec![-atom];
+                clause.extend(covered.iter().map(|&r| lit(regions[r])));
+                cnf.clauses.push(clause);
+                if *exact {
+                    for &r in covered {
+                        cnf.clauses.push(vec![-lit(regions[r]), atom]);
+                    }
+                }
+            }
+        }
+        for (a, b) in &self.facts.implications {
+            if let (Some(a), Some(b)) = (self.sat_var(*a), self.sat_var(*b)) {
+                cnf.clauses.push(vec![-a, b]);
+            }
+        }
+        cnf
+    }
+
+    /// Whether a possible request matches `must` and none of `must_not`; a model if so.
+    fn solve(&self, must: Option<&Expr>, must_not: &[&Expr]) -> Result<Option<Vec<bool>>, String> {
+        let mut cnf = self.clauses.clone();
+        let var = |id| self.sat_var(id);
+        if let Some(expr) = must {
+            let l = cnf.literal(expr, &var);
+            cnf.clauses.push(vec![l]);
+        }
+        for expr in must_not {
+            let l = cnf.literal(expr, &var);
+            cnf.clauses.push(vec![-l]);
+        }
+        sat::solve(&cnf.clauses, usize::from(self.vars.num_vars()))
+    }
+
+    fn atom(&self, id: SignalId) -> Bdd {
+        match self.atoms.iter().find(|(s, _)| *s == id) {
+            Some((_, var)) => self.vars.mk_var(*var),
+            // Not referenced by any route: unconstrained, never asked.
+            None => self.vars.mk_false(),
+        }
+    }
+
+    fn constraints(&self) -> Bdd {
+        let mut possible = self.vars.mk_true();
+        for (facet, regions) in self.facts.facets.iter().zip(&self.regions) {
+            possible = possible.and(&self.vars.mk_sat_exactly_k(1, regions));
+            for (signal, covered, exact) in &facet.members {
+                let inside = covered.iter().fold(self.vars.mk_false(), |acc, &r| {
+                    acc.or(&self.vars.mk_var(regions[r]))
+                });
+                let atom = self.atom(*signal);
+                let rule = if *exact {
+                    atom.iff(&inside)
+                } else {
+                    atom.imp(&inside)
+                };
+                possible = possible.and(&rule);
+            }
+        }
+        for (a, b) in &self.facts.implications {
+            possible = possible.and(&self.atom(*a).imp(&self.atom(*b)));
+        }
+        possible
+    }
+
+    fn expr(&self, expr: &Expr) -> Bdd {
+        match expr {
+            Expr::All(items) => items
+                .iter()
+                .fold(self.vars.mk_true(), |acc, e| acc.and(&self.expr(e))),
+            Expr::Any(items) => items
+                .iter()
+                .fold(self.vars.mk_false(), |acc, e| acc.or(&self.expr(e))),
+            Expr::Not(inner) => self.expr(inner).not(),
+            Expr::Atom(id) => self.atom(*id),
+        }
+    }
+
+    /// A witness from a member of `set`, naming the signals of `exprs`.
+    fn witness(&self, policy: &Policy, set: &Bdd, exprs: &[&Expr]) -> Option<Witness> {
+        let valuation: BddValuation = set.sat_witness()?;
+        Some(self.witness_of(policy, &|v| valuation[v], exprs))
+    }
+
+    /// A witness from an assignment, naming the signals of `exprs`.
+    fn witness_of(
+        &self,
+        policy: &Policy,
+        value: &dyn Fn(BddVariable) -> bool,
+        exprs: &[&Expr],
+    ) -> Witness {
+        let mut shown = BTreeSet::new();
+        for e in exprs {
+            atoms_of(e, &mut shown);
+        }
+        let mut witness = Witness::default();
+        for (id, var) in &self.atoms {
+            if !shown.contains(id) {
+                continue;
+            }
+            let name = policy
+                .signals
+                .key(*id)
+                .map_or_else(|| format!("signal {}", id.0), ToString::to_string);
+            if value(*var) {
+                witness.holds.push(name);
+            } else {
+                witness.fails.push(name);
+            }
+        }
+        for (facet, regions) in self.facts.facets.iter().zip(&self.regions) {
+            let relevant = facet.members.iter().any(|(s, _, _)| shown.contains(s));
+            if let Some(r) = regions.iter().position(|v| value(*v)).filter(|_| relevant) {
+                witness
+                    .facts
+                    .push(format!("{} {}", facet.what, in_region(&facet.regions[r])));
+            }
+        }
+        witness
+    }
+}
+
+fn in_region(region: &str) -> String {
+    if region.starts_with('[') {
+        format!("in {region}")
+    } else {
+        format!("is {region}")
+    }
+}
+
+fn atoms_of(expr: &Expr, out: &mut BTreeSet<SignalId>) {
+    match expr {
+        Expr::All(items) | Expr::Any(items) => items.iter().for_each(|e| atoms_of(e, out)),
+        Expr::Not(inner) => atoms_of(inner, out),
+        Expr::Atom(id) => {
+            out.insert(*id);
+        }
+    }
+}
+
+impl Policy {
+    /// Proves what the routes do: dead, shadowed and overlapping routes, and gaps.
+    pub fn analyze(&self) -> Analysis {
+        let encoding = Encoding::new(self);
+        let possible = &encoding.possible;
+        let mut findings = Vec::new();
+        // (route index, its condition as a diagram) for routes evaluated so far.
+        let mut earlier: Vec<(usize, Bdd)> = Vec::new();
+        let mut undecided = Vec::new();
+        let routes = self.routes();
+        for (index, route) in routes.iter().enumerate() {
+            let Some(expr) = &route.expr else { continue };
+            let matches = encoding.expr(expr).and(possible);
+            if matches.is_false() {
+                findings.push(Finding {
+                    kind: FindingKind::Dead,
+                    routes: vec![route.name.clone()],
+                    message: format!(
+                        "route `{}` can never match: no request satisfies its condition `{}`",
+                        route.name, route.condition
+                    ),
+                    witness: None,
+                });
+                continue;
+            }
+            let mut overlapping = Vec::new();
+            for (other, condition) in &earlier {
+                let both = matches.and(condition);
+                if both.is_false() {
+                    continue;
+                }
+                let winner = &routes[*other];
+                let (kind, how) = if winner.priority == route.priority {
+                    (
+                        FindingKind::Tie,
+                        format!(
+                            "both have priority {}, so only the name order decides",
+                            route.priority
+                        ),
+                    )
+                } else {
+                    (
+                        FindingKind::Overlap,
+                        format!(
+                            "its priority {} is above {}",
+                            winner.priority, route.priority
+                        ),
+                    )
+                };
+                let exprs: Vec<&Expr> = [winner.expr.as_ref(), Some(expr)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                findings.push(Finding {
+                    kind,
+                    routes: vec![route.name.clone(), winner.name.clone()],
+                    message: format!(
+                        "routes `{}` and `{}` can match the same request; `{}` wins: {how}",
+                        winner.name, route.name, winner.name
+                    ),
+                    witness: encoding.witness(self, &both, &exprs),
+                });
+                overlapping.push(*other);
+            }
+            let earlier_exprs: Vec<&Expr> = overlapping
+                .iter()
+                .filter_map(|i| routes[*i].expr.as_ref())
+                .collect();
+            let can_win = match encoding.solve(Some(expr), &earlier_exprs) {
+                Ok(model) => model.is_some(),
+                Err(reason) => {
+                    undecided.push(format!("whether `{}` can win: {reason}", route.name));
+                    true
+                }
+            };
+            if !can_win {
+                let names: Vec<String> = overlapping
+                    .iter()
+                    .map(|i| format!("`{}`", routes[*i].name))
+                    .collect();
+                let mut exprs: Vec<&Expr> = overlapping
+                    .iter()
+                    .filter_map(|i| routes[*i].expr.as_ref())
+                    .collect();
+                exprs.push(expr);
+                findings.push(Finding {
+                    kind: FindingKind::Shadowed,
+                    routes: std::iter::once(route.name.clone())
+                        .chain(overlapping.iter().map(|i| routes[*i].name.clone()))
+                        .collect(),
+                    message: format!(
+                        "route `{}` never wins: every request it matches is taken first by an earlier route ({})",
+                        route.name,
+                        names.join(", ")
+                    ),
+                    witness: encoding.witness(self, &matches, &exprs),
+                });
+            }
+            earlier.push((index, matches));
+        }
+        if !self.has_default() {
+            let exprs: Vec<&Expr> = routes.iter().filter_map(|r| r.expr.as_ref()).collect();
+            match encoding.solve(None, &exprs) {
+                Ok(Some(model)) => {
+                    let value = |v: BddVariable| model.get(v.to_index()).copied().unwrap_or(false);
+                    findings.push(Finding {
+                        kind: FindingKind::Gap,
+                        routes: Vec::new(),
+                        message: "a request can match no route, and there is no default_route: \
+                                  it gets an error"
+                            .to_owned(),
+                        witness: Some(encoding.witness_of(self, &value, &exprs)),
+                    });
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    undecided.push(format!("whether a request can match no route: {reason}"));
+                }
+            }
+        }
+        for question in undecided {
+            findings.push(Finding {
+                kind: FindingKind::Undecided,
+                routes: Vec::new(),
+                message: format!("the checker could not decide {question}"),
+                witness: None,
+            });
+        }
+        Analysis {
+            findings,
+            signals: encoding.atoms.len(),
+            variables: usize::from(encoding.vars.num_vars()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

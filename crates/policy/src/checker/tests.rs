@@ -1,0 +1,307 @@
+use super::*;
+use crate::parse_config;
+use proptest::prelude::*;
+
+const FLEET: &str = "\
+models: [{name: m}]
+pools: [{name: p, model: m, context_window: 128K, endpoints: [{url: 'http://127.0.0.1:1'}]}]
+";
+
+fn policy(rest: &str) -> Policy {
+    let yaml = format!("{FLEET}{rest}");
+    match parse_config(&yaml) {
+        Ok(config) => match Policy::compile(config) {
+            Ok(policy) => policy,
+            Err(e) => panic!("{e}\n{yaml}"),
+        },
+        Err(e) => panic!("{e}\n{yaml}"),
+    }
+}
+
+fn kinds(analysis: &Analysis) -> Vec<(FindingKind, Vec<String>)> {
+    analysis
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.routes.clone()))
+        .collect()
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn overlap_shadowed_dead_and_gap_are_found_with_witnesses() {
+    let p = policy(
+        "\
+signals:
+  keyword:
+    - {name: code, keywords: [python, rust]}
+    - {name: python, keywords: [python]}
+    - {name: urgent, keywords: [asap]}
+  context:
+    - {name: short, max: 4K}
+    - {name: medium, min: 4K, max: 32K}
+    - {name: long, min: 32K}
+routes:
+  - {name: urgent, priority: 30, when: {keyword: urgent}, models: [m]}
+  - {name: coding, priority: 20, when: {keyword: code}, models: [m]}
+  - {name: python_code, priority: 10, when: {all: [{keyword: python}, {keyword: code}]}, models: [m]}
+  - {name: impossible, priority: 5, when: {all: [{context: short}, {context: long}]}, models: [m]}
+  - {name: sized, priority: 1, when: {any: [{context: short}, {context: medium}]}, models: [m]}
+",
+    );
+    let a = p.analyze();
+    let found = kinds(&a);
+    assert!(
+        found.contains(&(FindingKind::Overlap, names(&["coding", "urgent"]))),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            FindingKind::Shadowed,
+            names(&["python_code", "urgent", "coding"])
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(FindingKind::Dead, names(&["impossible"]))),
+        "{found:?}"
+    );
+    let gap = a
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Gap)
+        .expect("a gap");
+    let witness = gap.witness.as_ref().expect("a witness");
+    // The only requests no route takes: long prompts without the keywords.
+    assert_eq!(
+        witness.facts,
+        vec!["prompt tokens in [32768, ∞)".to_owned()]
+    );
+    assert!(
+        witness.holds.contains(&"context(\"long\")".to_owned()),
+        "{witness}"
+    );
+    for keyword in ["keyword(\"code\")", "keyword(\"urgent\")"] {
+        assert!(witness.fails.contains(&keyword.to_owned()), "{witness}");
+    }
+    let overlap = a
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Overlap)
+        .expect("an overlap");
+    let w = overlap.witness.as_ref().expect("a witness");
+    assert!(
+        w.holds.contains(&"keyword(\"code\")".to_owned())
+            && w.holds.contains(&"keyword(\"urgent\")".to_owned())
+    );
+    // Exclusive ranges never overlap: `sized` and `impossible` are not reported together.
+    assert!(
+        !found
+            .iter()
+            .any(|(k, r)| *k == FindingKind::Overlap && r.contains(&"impossible".to_owned()))
+    );
+}
+
+#[test]
+fn equal_priorities_that_overlap_are_ties_and_a_default_closes_every_gap() {
+    let p = policy(
+        "\
+signals:
+  keyword:
+    - {name: a, keywords: [alpha]}
+    - {name: b, keywords: [beta]}
+routes:
+  - {name: first, priority: 1, when: {keyword: a}, models: [m]}
+  - {name: second, priority: 1, when: {keyword: b}, models: [m]}
+default_route: {models: [m]}
+",
+    );
+    let found = kinds(&p.analyze());
+    assert_eq!(found, vec![(FindingKind::Tie, names(&["second", "first"]))]);
+}
+
+#[test]
+fn ranges_partitions_and_implications_are_known() {
+    let p = policy(
+        "\
+signals:
+  context:
+    - {name: short, max: 4K}
+    - {name: medium, min: 4K, max: 32K}
+    - {name: long, min: 32K}
+    - {name: small, max: 8K}
+  language:
+    - {name: english, languages: [eng]}
+    - {name: german, languages: [deu]}
+  pii:
+    - {name: email, types: [email]}
+    - {name: any_pii}
+routes:
+  - {name: short_not_small, priority: 9, when: {all: [{context: short}, {not: {context: small}}]}, models: [m]}
+  - {name: two_languages, priority: 8, when: {all: [{language: english}, {language: german}]}, models: [m]}
+  - {name: email_without_pii, priority: 7, when: {all: [{pii: email}, {not: {pii: any_pii}}]}, models: [m]}
+  - {name: every_size, priority: 1, when: {any: [{context: short}, {context: medium}, {context: long}]}, models: [m]}
+",
+    );
+    let a = p.analyze();
+    let dead: Vec<&str> = a
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Dead)
+        .map(|f| f.routes[0].as_str())
+        .collect();
+    assert_eq!(
+        dead,
+        vec!["short_not_small", "two_languages", "email_without_pii"]
+    );
+    assert!(
+        !a.findings.iter().any(|f| f.kind == FindingKind::Gap),
+        "every size is covered: {:?}",
+        a.findings
+    );
+    // Neither language is a possible request too (another language, or low confidence).
+    let p = policy(
+        "\
+signals:
+  language:
+    - {name: english, languages: [eng]}
+routes:
+  - {name: english, priority: 1, when: {language: english}, models: [m]}
+",
+    );
+    let gap = p
+        .analyze()
+        .findings
+        .into_iter()
+        .find(|f| f.kind == FindingKind::Gap)
+        .expect("a gap");
+    assert_eq!(
+        gap.witness.expect("witness").fails,
+        vec!["language(\"english\")".to_owned()]
+    );
+}
+
+/// A random condition over keyword signals `k0..k{atoms}`, as YAML.
+fn condition(atoms: usize) -> impl Strategy<Value = String> {
+    let leaf = (0..atoms).prop_map(|i| format!("{{keyword: k{i}}}"));
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|c| format!("{{not: {c}}}")),
+            prop::collection::vec(inner.clone(), 1..=3)
+                .prop_map(|cs| format!("{{all: [{}]}}", cs.join(", "))),
+            prop::collection::vec(inner, 1..=3)
+                .prop_map(|cs| format!("{{any: [{}]}}", cs.join(", "))),
+        ]
+    })
+}
+
+fn random_policy() -> impl Strategy<Value = String> {
+    (1usize..=8).prop_flat_map(|atoms| {
+        (
+            prop::collection::vec((condition(atoms), 0i32..3), 1..=6),
+            any::<bool>(),
+        )
+            .prop_map(move |(routes, default)| {
+                let mut yaml = String::from("signals:\n  keyword:\n");
+                for i in 0..atoms {
+                    yaml.push_str(&format!("    - {{name: k{i}, keywords: [w{i}]}}\n"));
+                }
+                yaml.push_str("routes:\n");
+                for (i, (when, priority)) in routes.iter().enumerate() {
+                    yaml.push_str(&format!(
+                        "  - {{name: r{i}, priority: {priority}, when: {when}, models: [m]}}\n"
+                    ));
+                }
+                if default {
+                    yaml.push_str("default_route: {models: [m]}\n");
+                }
+                yaml
+            })
+    })
+}
+
+/// Whether `witness` (signals named as holding; every other one not) satisfies `expr`.
+fn holds_under(p: &Policy, expr: &Expr, witness: &Witness) -> bool {
+    expr.eval(&|id| {
+        let name = p
+            .signals
+            .key(id)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        witness.holds.contains(&name)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn verdicts_agree_with_every_assignment(yaml in random_policy()) {
+        let p = policy(&yaml);
+        let a = p.analyze();
+        let atoms: Vec<SignalId> = p.needed_signals().to_vec();
+        let routes: Vec<(usize, &Expr)> = p
+            .routes()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.expr.as_ref().map(|e| (i, e)))
+            .collect();
+        let mut can_match = vec![false; p.routes().len()];
+        let mut can_win = vec![false; p.routes().len()];
+        let mut both = std::collections::BTreeSet::new();
+        let mut unrouted = false;
+        for bits in 0u32..(1 << atoms.len()) {
+            let holds = |id: SignalId| atoms.iter().position(|a| *a == id).is_some_and(|i| bits & (1 << i) != 0);
+            let matching: Vec<usize> = routes.iter().filter(|(_, e)| e.eval(&holds)).map(|(i, _)| *i).collect();
+            for &i in &matching {
+                can_match[i] = true;
+            }
+            match matching.first() {
+                Some(&winner) => can_win[winner] = true,
+                None => unrouted = true,
+            }
+            for (x, &i) in matching.iter().enumerate() {
+                for &j in &matching[x + 1..] {
+                    both.insert((j, i));
+                }
+            }
+        }
+        let name = |i: usize| p.routes()[i].name.clone();
+        for &(i, expr) in &routes {
+            let dead = a.findings.iter().any(|f| f.kind == FindingKind::Dead && f.routes[0] == name(i));
+            prop_assert_eq!(dead, !can_match[i], "dead {}", name(i));
+            let shadowed = a.findings.iter().find(|f| f.kind == FindingKind::Shadowed && f.routes[0] == name(i));
+            prop_assert_eq!(shadowed.is_some(), can_match[i] && !can_win[i], "shadowed {}", name(i));
+            if let Some(w) = shadowed.and_then(|f| f.witness.as_ref()) {
+                prop_assert!(holds_under(&p, expr, w), "shadow witness matches the route");
+            }
+        }
+        for &(later, _) in &routes {
+            for &(earlier, _) in &routes {
+                let reported = a.findings.iter().find(|f| {
+                    matches!(f.kind, FindingKind::Overlap | FindingKind::Tie)
+                        && f.routes == vec![name(later), name(earlier)]
+                });
+                prop_assert_eq!(reported.is_some(), both.contains(&(later, earlier)), "overlap {} {}", name(later), name(earlier));
+                if let Some(f) = reported {
+                    let tie = p.routes()[later].priority == p.routes()[earlier].priority;
+                    prop_assert_eq!(f.kind == FindingKind::Tie, tie);
+                    let w = f.witness.as_ref().expect("overlaps have witnesses");
+                    for i in [later, earlier] {
+                        let expr = p.routes()[i].expr.as_ref().expect("a condition");
+                        prop_assert!(holds_under(&p, expr, w), "overlap witness matches {}", name(i));
+                    }
+                }
+            }
+        }
+        let gap = a.findings.iter().find(|f| f.kind == FindingKind::Gap);
+        prop_assert_eq!(gap.is_some(), unrouted && !p.has_default());
+        if let Some(w) = gap.and_then(|f| f.witness.as_ref()) {
+            for &(_, expr) in &routes {
+                prop_assert!(!holds_under(&p, expr, w), "the gap witness matches no route");
+            }
+        }
+    }
+}
