@@ -36,11 +36,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration: syntax, schema and references across sections.
+    /// Validate a configuration (syntax, schema, references across sections) and
+    /// prove what its routes do (overlaps, shadowed and dead routes, gaps).
     Check {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Print the checker's findings as JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Route a prompt without calling upstream and print the trace as JSON.
     Route {
@@ -169,7 +173,7 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve { config } => serve(&config, compile(&config)?).await,
-        Command::Check { config } => check(&config),
+        Command::Check { config, json } => check(&config, json),
         Command::Route {
             config,
             prompt,
@@ -214,7 +218,7 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
     Ok(())
 }
 
-fn check(path: &Path) -> Result<()> {
+fn check(path: &Path, json: bool) -> Result<()> {
     let policy = compile(path)?;
     if let Some(tokenizer) = &policy.config.server.tokenizer {
         switchyard_workload::TokenCounter::from_file(tokenizer).map_err(|e| {
@@ -223,6 +227,10 @@ fn check(path: &Path) -> Result<()> {
                 path.display()
             )
         })?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&policy.analysis)?);
+        return Ok(());
     }
     // Warnings were printed by `compile`; notes (overlaps that priorities settle) here.
     let notes: Vec<_> = policy

@@ -88,6 +88,22 @@ routes:
         stderr.contains("prompt tokens in [4096, 32768)"),
         "{stderr}"
     );
+    let (ok, json, _) = switchyard(&["check", "--config", path.to_str().unwrap(), "--json"]);
+    assert!(ok);
+    let analysis: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kinds: Vec<&str> = analysis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "shadowed").count(),
+        1,
+        "{json}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "gap").count(), 1, "{json}");
+    assert_eq!(analysis["signals"], 5, "{json}");
     // An overlap priorities settle is a note.
     assert!(
         stderr.contains("note: routes[1].when: routes `urgent` and `coding` can match the same request; `urgent` wins"),
