@@ -307,30 +307,36 @@ mod tests {
 
     #[test]
     fn extreme_values_do_not_saturate() {
-        // Every activation at 255 against every weight at ±63: the largest pair sums.
+        // Activations at 255 next to each other (a row of one positive value) against
+        // weights at ±63 of one sign in pairs: the largest pair sums, 2 · 255 · 63.
+        // With 8-bit weights these would saturate the kernel's 16-bit pair sums.
         let k = 64;
         let w: Vec<f32> = (0..32 * k)
-            .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+            .map(|i| if (i / 2) % 3 == 0 { -1.0 } else { 1.0 })
             .collect();
-        let x = vec![-1.0f32; 4 * k]
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| if i % 2 == 0 { 5.0 } else { v })
-            .collect::<Vec<_>>();
+        let mut x = vec![5.0f32; 4 * k];
+        for (i, v) in x[k..2 * k].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { 5.0 } else { -1.0 };
+        }
         let layer = Linear8::new(&w, vec![0.0; 32], 32, k);
         let want = reference(&x, &w, &[0.0; 32], 32, k);
-        let mut out = vec![0.0; 4 * 32];
-        Level::detect().vectorize(Product {
-            layer: &layer,
-            x: &x,
-            out: &mut out,
-        });
-        for (got, want) in out.iter().zip(&want) {
+        let run = |level: Level| {
+            let mut out = vec![0.0; 4 * 32];
+            level.vectorize(Product {
+                layer: &layer,
+                x: &x,
+                out: &mut out,
+            });
+            out
+        };
+        let fast = run(Level::detect());
+        for (got, want) in fast.iter().zip(&want) {
             assert!(
                 (got - want).abs() < 0.05 * want.abs().max(1.0),
                 "{got} vs {want}"
             );
         }
+        assert_eq!(fast, run(Level::Baseline), "no saturation on the fast path");
     }
 
     #[test]
