@@ -134,3 +134,22 @@ fn huge_inputs_are_tokenized_only_where_the_window_reaches() {
         "empty text embeds too"
     );
 }
+
+#[test]
+fn a_window_outside_the_model_is_refused() {
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        return;
+    };
+    for max_tokens in [4, 513] {
+        let options = EmbedderOptions {
+            max_tokens,
+            ..EmbedderOptions::default()
+        };
+        let err = Embedder::load(&PathBuf::from(&dir), options).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must be between 8 and the model's 512"),
+            "{err}"
+        );
+    }
+}
