@@ -122,65 +122,58 @@ pub(crate) fn gelu(xs: &mut [f32]) {
 /// so a sum kept in this many independent lanes is what lets it use vectors.
 const LANES: usize = 16;
 
-/// The sum of `xs`, in lanes.
+/// `xs` folded by `step` into [`LANES`] independent accumulators (the remainder into
+/// the first), which `combine` then joins: the one shape of every reduction here.
 #[inline(always)]
-pub(crate) fn sum(xs: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
+fn reduce(
+    xs: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut lanes = [init; LANES];
     let chunks = xs.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
+    for &x in chunks.remainder() {
+        lanes[0] = step(lanes[0], x);
+    }
     for chunk in chunks {
         for l in 0..LANES {
-            lanes[l] += chunk[l];
+            lanes[l] = step(lanes[l], chunk[l]);
         }
     }
-    lanes.iter().sum::<f32>() + rest
+    lanes.into_iter().fold(init, combine)
 }
 
-/// The smallest and largest of `xs` and zero, in lanes.
+// Selects rather than `f32::min`/`max`, whose NaN rules cost extra work per lane.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
+}
+
+#[inline(always)]
+fn smaller(a: f32, b: f32) -> f32 {
+    if b < a { b } else { a }
+}
+
+/// The sum of `xs`.
+#[inline(always)]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    reduce(xs, 0.0, |a, x| a + x, |a, b| a + b)
+}
+
+/// The smallest and largest of `xs` and zero.
 #[inline(always)]
 pub(crate) fn range_with_zero(xs: &[f32]) -> (f32, f32) {
-    let mut lo = [0.0f32; LANES];
-    let mut hi = [0.0f32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let (mut min, mut max) = (0.0f32, 0.0f32);
-    for &x in chunks.remainder() {
-        min = min.min(x);
-        max = max.max(x);
-    }
-    for chunk in chunks {
-        for l in 0..LANES {
-            lo[l] = if chunk[l] < lo[l] { chunk[l] } else { lo[l] };
-            hi[l] = if chunk[l] > hi[l] { chunk[l] } else { hi[l] };
-        }
-    }
-    for l in 0..LANES {
-        min = min.min(lo[l]);
-        max = max.max(hi[l]);
-    }
-    (min, max)
+    (
+        reduce(xs, 0.0, smaller, smaller),
+        reduce(xs, 0.0, larger, larger),
+    )
 }
 
 /// Softmax of one row, in place.
 #[inline(always)]
 pub(crate) fn softmax(xs: &mut [f32]) {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let mut max = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    for chunk in chunks {
-        for l in 0..LANES {
-            lanes[l] = if chunk[l] > lanes[l] {
-                chunk[l]
-            } else {
-                lanes[l]
-            };
-        }
-    }
-    for lane in lanes {
-        max = max.max(lane);
-    }
+    let max = reduce(xs, f32::NEG_INFINITY, larger, larger);
     for x in xs.iter_mut() {
         *x = exp(*x - max);
     }
@@ -207,15 +200,7 @@ pub(crate) fn norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     for v in x.iter_mut() {
         *v -= mean;
     }
-    let mut lanes = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let mut var: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-    for chunk in chunks {
-        for l in 0..LANES {
-            lanes[l] = chunk[l].mul_add(chunk[l], lanes[l]);
-        }
-    }
-    var = (var + lanes.iter().sum::<f32>()) / n;
+    let var = reduce(x, 0.0, |a, v| v.mul_add(v, a), |a, b| a + b) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((x, g), b) in x.iter_mut().zip(gamma).zip(beta) {
         *x = *x * inv * g + b;
