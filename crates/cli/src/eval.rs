@@ -55,15 +55,9 @@ pub struct SignalsArgs {
     /// The PII templates and identities (`scripts/fetch-eval-data.sh` installs them).
     #[arg(long, default_value = ".cache/eval/presidio")]
     pub pii_data: PathBuf,
-    /// The embedding model's folder.
-    #[arg(long, default_value = ".cache/models/all-MiniLM-L6-v2")]
-    pub model: PathBuf,
-    /// Most tokens embedded per text.
-    #[arg(long, default_value_t = switchyard_workload::switchyard_embed::DEFAULT_MAX_TOKENS)]
-    pub max_tokens: usize,
-    /// The arithmetic of the model's products: int8 or f32.
-    #[arg(long, default_value = "int8")]
-    pub precision: switchyard_workload::switchyard_embed::Precision,
+    /// The embedding model.
+    #[command(flatten)]
+    pub embedding: crate::train::ModelArgs,
     /// A domain head to score instead of the built-in one.
     #[arg(long)]
     pub head: Option<PathBuf>,
@@ -141,11 +135,11 @@ fn signals(args: &SignalsArgs) -> Result<()> {
 fn model_config(args: &SignalsArgs) -> EmbeddingModelConfig {
     // One request at a time: no batching, so latencies are those of one request.
     EmbeddingModelConfig {
-        max_tokens: args.max_tokens,
-        precision: args.precision,
+        max_tokens: args.embedding.max_tokens,
+        precision: args.embedding.precision,
         domain_head: args.head.clone(),
         max_batch: 1,
-        ..EmbeddingModelConfig::at(&args.model)
+        ..EmbeddingModelConfig::at(&args.embedding.model)
     }
 }
 

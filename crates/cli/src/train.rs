@@ -34,15 +34,9 @@ pub struct DomainArgs {
     /// The label field, when not one of the defaults.
     #[arg(long)]
     pub label_field: Option<String>,
-    /// The embedding model's folder.
-    #[arg(long, default_value = ".cache/models/all-MiniLM-L6-v2")]
-    pub model: PathBuf,
-    /// Most tokens embedded per text.
-    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
-    pub max_tokens: usize,
-    /// The arithmetic of the model's products: int8 or f32.
-    #[arg(long, default_value = "int8")]
-    pub precision: Precision,
+    /// The embedding model.
+    #[command(flatten)]
+    pub embedding: ModelArgs,
     /// Where vectors of the data are cached.
     #[arg(long, default_value = ".cache/embeddings")]
     pub cache_dir: PathBuf,
@@ -58,6 +52,33 @@ pub struct DomainArgs {
     /// L2 penalty on the weights.
     #[arg(long, default_value_t = TrainOptions::default().l2)]
     pub l2: f32,
+}
+
+/// The embedding model on the command line, shared by `train` and `eval`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// The embedding model's folder.
+    #[arg(long, default_value = ".cache/models/all-MiniLM-L6-v2")]
+    pub model: PathBuf,
+    /// Most tokens embedded per text.
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    pub max_tokens: usize,
+    /// The arithmetic of the model's products: int8 or f32.
+    #[arg(long, default_value = "int8")]
+    pub precision: Precision,
+}
+
+impl ModelArgs {
+    /// Loads the model.
+    pub fn load(&self) -> Result<Embedder> {
+        let options = EmbedderOptions {
+            max_tokens: self.max_tokens,
+            precision: self.precision,
+        };
+        Embedder::load(&self.model, options).map_err(|e| {
+            anyhow!("--model: {e}\n  help: scripts/fetch-model.sh installs the default model")
+        })
+    }
 }
 
 /// Runs a `train` command.
@@ -76,13 +97,6 @@ pub fn progress(total: usize, what: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// Loads the embedding model named on the command line.
-pub fn load_embedder(model: &Path, options: EmbedderOptions) -> Result<Embedder> {
-    Embedder::load(model, options).map_err(|e| {
-        anyhow!("--model: {e}\n  help: scripts/fetch-model.sh installs the default model")
-    })
 }
 
 /// Embeds texts through the on-disk cache, with a progress bar.
@@ -114,11 +128,7 @@ fn domain(args: &DomainArgs) -> Result<()> {
     }
     let labels: Vec<String> = counts.keys().map(|l| (*l).to_owned()).collect();
     let index = |label: &str| labels.iter().position(|l| l == label).unwrap_or(0);
-    let options = EmbedderOptions {
-        max_tokens: args.max_tokens,
-        precision: args.precision,
-    };
-    let embedder = load_embedder(&args.model, options)?;
+    let embedder = args.embedding.load()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let vectors = embed_all(&embedder, &args.cache_dir, &texts)?;
     let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -172,7 +182,7 @@ fn domain(args: &DomainArgs) -> Result<()> {
         rows.len(),
         embedder.name(),
         embedder.dimension(),
-        args.max_tokens,
+        embedder.max_tokens(),
         embedder.precision().name(),
         labels.len(),
         options.epochs,

@@ -25,8 +25,8 @@ pub struct EmbeddingModelConfig {
     /// Most tokens embedded per request; longer ones keep head and tail (default 128).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
-    /// The arithmetic of the model's dense products: `int8` (default; about twice as
-    /// fast on one core) or `f32` (the reference numbers).
+    /// The arithmetic of the model's dense products: `int8` (default; about three
+    /// times as fast on one core) or `f32` (the reference numbers).
     #[serde(default)]
     pub precision: Precision,
     /// Where exemplar vectors are kept (default `.cache/embeddings`).
