@@ -33,7 +33,8 @@ impl Expr {
         }
     }
 
-    fn atoms(&self, out: &mut BTreeSet<SignalId>) {
+    /// Adds the signals the expression reads to `out`.
+    pub(crate) fn atoms(&self, out: &mut BTreeSet<SignalId>) {
         match self {
             Expr::All(items) | Expr::Any(items) => items.iter().for_each(|e| e.atoms(out)),
             Expr::Not(inner) => inner.atoms(out),

@@ -116,13 +116,16 @@ struct Encoding {
 }
 
 impl Encoding {
-    fn new(policy: &Policy) -> Encoding {
+    fn new(policy: &Policy) -> Result<Encoding, String> {
         let used: BTreeSet<SignalId> = policy.needed_signals().iter().copied().collect();
         let facts = Facts::gather(&policy.config.signals, &policy.signals, &used);
         let region_count: usize = facts.facets.iter().map(|f| f.regions.len()).sum();
         let total = used.len() + region_count;
-        let vars = BddVariableSet::new_anonymous(u16::try_from(total).unwrap_or(u16::MAX));
+        let count = u16::try_from(total)
+            .map_err(|_| format!("{total} variables are more than the 65,535 it handles"))?;
+        let vars = BddVariableSet::new_anonymous(count);
         let all = vars.variables();
+        // Sorted by signal (from the set), so lookups can search.
         let atoms: Vec<(SignalId, BddVariable)> =
             used.iter().copied().zip(all.iter().copied()).collect();
         let mut next = used.len();
@@ -131,62 +134,29 @@ impl Encoding {
             regions.push(all[next..next + facet.regions.len()].to_vec());
             next += facet.regions.len();
         }
-        let mut encoding = Encoding {
-            possible: vars.mk_true(),
-            clauses: sat::Cnf::new(total),
+        let clauses = fact_clauses(&facts, &atoms, &regions, total);
+        // The facts are written once, as clauses; the diagram is their conjunction.
+        let possible = clauses.clauses.iter().fold(vars.mk_true(), |acc, clause| {
+            let any = clause.iter().fold(vars.mk_false(), |any, &literal| {
+                let var = BddVariable::from_index(literal.unsigned_abs() as usize - 1);
+                any.or(&vars.mk_literal(var, literal > 0))
+            });
+            acc.and(&any)
+        });
+        Ok(Encoding {
             vars,
             atoms,
             regions,
             facts,
-        };
-        encoding.possible = encoding.constraints();
-        encoding.clauses = encoding.constraint_clauses(total);
-        encoding
-    }
-
-    /// The solver variable of a signal.
-    fn sat_var(&self, id: SignalId) -> Option<i32> {
-        let var = self.atoms.iter().find(|(s, _)| *s == id)?.1;
-        i32::try_from(var.to_index() + 1).ok()
-    }
-
-    /// [`Encoding::constraints`] as clauses.
-    fn constraint_clauses(&self, total: usize) -> sat::Cnf {
-        let mut cnf = sat::Cnf::new(total);
-        let lit = |v: BddVariable| i32::try_from(v.to_index() + 1).unwrap_or(i32::MAX);
-        for (facet, regions) in self.facts.facets.iter().zip(&self.regions) {
-            cnf.clauses.push(regions.iter().map(|&v| lit(v)).collect());
-            for (i, &a) in regions.iter().enumerate() {
-                for &b in &regions[i + 1..] {
-                    cnf.clauses.push(vec![-lit(a), -lit(b)]);
-                }
-            }
-            for (signal, covered, exact) in &facet.members {
-                let Some(atom) = self.sat_var(*signal) else {
-                    continue;
-                };
-                let mut clause = vec![-atom];
-                clause.extend(covered.iter().map(|&r| lit(regions[r])));
-                cnf.clauses.push(clause);
-                if *exact {
-                    for &r in covered {
-                        cnf.clauses.push(vec![-lit(regions[r]), atom]);
-                    }
-                }
-            }
-        }
-        for (a, b) in &self.facts.implications {
-            if let (Some(a), Some(b)) = (self.sat_var(*a), self.sat_var(*b)) {
-                cnf.clauses.push(vec![-a, b]);
-            }
-        }
-        cnf
+            possible,
+            clauses,
+        })
     }
 
     /// Whether a possible request matches `must` and none of `must_not`; a model if so.
     fn solve(&self, must: Option<&Expr>, must_not: &[&Expr]) -> Result<Option<Vec<bool>>, String> {
         let mut cnf = self.clauses.clone();
-        let var = |id| self.sat_var(id);
+        let var = |id| sat_literal(&self.atoms, id);
         if let Some(expr) = must {
             let l = cnf.literal(expr, &var);
             cnf.clauses.push(vec![l]);
@@ -199,34 +169,11 @@ impl Encoding {
     }
 
     fn atom(&self, id: SignalId) -> Bdd {
-        match self.atoms.iter().find(|(s, _)| *s == id) {
-            Some((_, var)) => self.vars.mk_var(*var),
+        match variable(&self.atoms, id) {
+            Some(var) => self.vars.mk_var(var),
             // Not referenced by any route: unconstrained, never asked.
             None => self.vars.mk_false(),
         }
-    }
-
-    fn constraints(&self) -> Bdd {
-        let mut possible = self.vars.mk_true();
-        for (facet, regions) in self.facts.facets.iter().zip(&self.regions) {
-            possible = possible.and(&self.vars.mk_sat_exactly_k(1, regions));
-            for (signal, covered, exact) in &facet.members {
-                let inside = covered.iter().fold(self.vars.mk_false(), |acc, &r| {
-                    acc.or(&self.vars.mk_var(regions[r]))
-                });
-                let atom = self.atom(*signal);
-                let rule = if *exact {
-                    atom.iff(&inside)
-                } else {
-                    atom.imp(&inside)
-                };
-                possible = possible.and(&rule);
-            }
-        }
-        for (a, b) in &self.facts.implications {
-            possible = possible.and(&self.atom(*a).imp(&self.atom(*b)));
-        }
-        possible
     }
 
     fn expr(&self, expr: &Expr) -> Bdd {
@@ -257,7 +204,7 @@ impl Encoding {
     ) -> Witness {
         let mut shown = BTreeSet::new();
         for e in exprs {
-            atoms_of(e, &mut shown);
+            e.atoms(&mut shown);
         }
         let mut witness = Witness::default();
         for (id, var) in &self.atoms {
@@ -286,6 +233,56 @@ impl Encoding {
     }
 }
 
+/// The variable of a signal referenced by some route.
+fn variable(atoms: &[(SignalId, BddVariable)], id: SignalId) -> Option<BddVariable> {
+    let at = atoms.binary_search_by_key(&id, |(s, _)| *s).ok()?;
+    Some(atoms[at].1)
+}
+
+/// The same as a solver literal (variable `i` is `i + 1`).
+fn sat_literal(atoms: &[(SignalId, BddVariable)], id: SignalId) -> Option<i32> {
+    variable(atoms, id).and_then(|v| i32::try_from(v.to_index() + 1).ok())
+}
+
+/// The facts as clauses: per facet, exactly one region; a member holds only in its
+/// regions (and, when exact, in all of them); implications between signals.
+fn fact_clauses(
+    facts: &Facts,
+    atoms: &[(SignalId, BddVariable)],
+    regions: &[Vec<BddVariable>],
+    total: usize,
+) -> sat::Cnf {
+    let mut cnf = sat::Cnf::new(total);
+    let lit = |v: BddVariable| i32::try_from(v.to_index() + 1).unwrap_or(i32::MAX);
+    for (facet, regions) in facts.facets.iter().zip(regions) {
+        cnf.clauses.push(regions.iter().map(|&v| lit(v)).collect());
+        for (i, &a) in regions.iter().enumerate() {
+            for &b in &regions[i + 1..] {
+                cnf.clauses.push(vec![-lit(a), -lit(b)]);
+            }
+        }
+        for (signal, covered, exact) in &facet.members {
+            let Some(atom) = sat_literal(atoms, *signal) else {
+                continue;
+            };
+            let mut clause = vec![-atom];
+            clause.extend(covered.iter().map(|&r| lit(regions[r])));
+            cnf.clauses.push(clause);
+            if *exact {
+                for &r in covered {
+                    cnf.clauses.push(vec![-lit(regions[r]), atom]);
+                }
+            }
+        }
+    }
+    for (a, b) in &facts.implications {
+        if let (Some(a), Some(b)) = (sat_literal(atoms, *a), sat_literal(atoms, *b)) {
+            cnf.clauses.push(vec![-a, b]);
+        }
+    }
+    cnf
+}
+
 fn in_region(region: &str) -> String {
     if region.starts_with('[') {
         format!("in {region}")
@@ -294,20 +291,23 @@ fn in_region(region: &str) -> String {
     }
 }
 
-fn atoms_of(expr: &Expr, out: &mut BTreeSet<SignalId>) {
-    match expr {
-        Expr::All(items) | Expr::Any(items) => items.iter().for_each(|e| atoms_of(e, out)),
-        Expr::Not(inner) => atoms_of(inner, out),
-        Expr::Atom(id) => {
-            out.insert(*id);
-        }
-    }
-}
-
 impl Policy {
     /// Proves what the routes do: dead, shadowed and overlapping routes, and gaps.
     pub fn analyze(&self) -> Analysis {
-        let encoding = Encoding::new(self);
+        let encoding = match Encoding::new(self) {
+            Ok(encoding) => encoding,
+            Err(reason) => {
+                return Analysis {
+                    findings: vec![Finding {
+                        kind: FindingKind::Undecided,
+                        routes: Vec::new(),
+                        message: format!("the checker could not encode the policy: {reason}"),
+                        witness: None,
+                    }],
+                    ..Analysis::default()
+                };
+            }
+        };
         let possible = &encoding.possible;
         let mut findings = Vec::new();
         // (route index, its condition as a diagram) for routes evaluated so far.
