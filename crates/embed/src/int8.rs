@@ -257,6 +257,17 @@ mod tests {
         }
     }
 
+    /// `layer` applied to `x` at `level`.
+    fn product(layer: &Linear8, x: &[f32], level: Level) -> Vec<f32> {
+        let mut out = vec![0.0; x.len() / layer.inputs * layer.outputs];
+        level.vectorize(Product {
+            layer,
+            x,
+            out: &mut out,
+        });
+        out
+    }
+
     fn reference(x: &[f32], w: &[f32], b: &[f32], n: usize, k: usize) -> Vec<f32> {
         x.chunks_exact(k)
             .flat_map(|row| {
@@ -284,15 +295,7 @@ mod tests {
         let b: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
         let want = reference(&x, &w, &b, n, k);
         let layer = Linear8::new(&w, b.clone(), n, k);
-        let run = |level: Level| {
-            let mut out = vec![0.0; rows * n];
-            level.vectorize(Product {
-                layer: &layer,
-                x: &x,
-                out: &mut out,
-            });
-            out
-        };
+        let run = |level: Level| product(&layer, &x, level);
         let fast = run(Level::detect());
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (got, want) in fast.iter().zip(&want) {
@@ -320,15 +323,7 @@ mod tests {
         }
         let layer = Linear8::new(&w, vec![0.0; 32], 32, k);
         let want = reference(&x, &w, &[0.0; 32], 32, k);
-        let run = |level: Level| {
-            let mut out = vec![0.0; 4 * 32];
-            level.vectorize(Product {
-                layer: &layer,
-                x: &x,
-                out: &mut out,
-            });
-            out
-        };
+        let run = |level: Level| product(&layer, &x, level);
         let fast = run(Level::detect());
         for (got, want) in fast.iter().zip(&want) {
             assert!(
@@ -342,12 +337,6 @@ mod tests {
     #[test]
     fn a_constant_row_and_a_zero_weight_row_do_not_divide_by_zero() {
         let layer = Linear8::new(&[0.0; 8], vec![1.0, 2.0], 2, 4);
-        let mut out = vec![0.0; 2];
-        Level::detect().vectorize(Product {
-            layer: &layer,
-            x: &[3.0; 4],
-            out: &mut out,
-        });
-        assert_eq!(out, vec![1.0, 2.0]);
+        assert_eq!(product(&layer, &[3.0; 4], Level::detect()), vec![1.0, 2.0]);
     }
 }
