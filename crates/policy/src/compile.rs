@@ -1,13 +1,57 @@
 //! Checking a configuration across sections and compiling its routes.
 
 use crate::checker::{Analysis, Finding};
-use crate::condition::Condition;
+use crate::condition::{Condition, Measure, Test};
 use crate::config::{AlgorithmConfig, Config};
 use crate::diagnostics::{ConfigError, Diagnostic, Severity};
 use serde_saphyr::{Location, Spanned};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use switchyard_workload::{SignalEngine, SignalFamily, SignalId};
+use switchyard_workload::{SignalEngine, SignalFamily, SignalId, Signals};
+
+/// One boolean fact about a request that a condition reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Atom {
+    /// The signal holds by its own rule.
+    Holds(SignalId),
+    /// The signal's value or confidence passes a test.
+    Test(SignalId, Test),
+}
+
+impl Atom {
+    /// The signal it reads.
+    pub fn signal(self) -> SignalId {
+        match self {
+            Atom::Holds(id) | Atom::Test(id, _) => id,
+        }
+    }
+
+    /// Whether it holds for `signals`.
+    #[inline]
+    pub fn holds(self, signals: &Signals) -> bool {
+        match self {
+            Atom::Holds(id) => signals.matched(id),
+            Atom::Test(..) => self.read(signals).0,
+        }
+    }
+
+    /// Whether it holds for `signals`, and how sure that is: the signal's confidence,
+    /// except for a test on the confidence itself, which is exact (1). A signal that
+    /// was not computed fails every test.
+    pub fn read(self, signals: &Signals) -> (bool, f64) {
+        let Some(value) = signals.get(self.signal()) else {
+            return (false, 0.0);
+        };
+        match self {
+            Atom::Holds(_) => (value.matched, value.confidence),
+            Atom::Test(..) if value.error.is_some() => (false, 0.0),
+            Atom::Test(_, test) => match test.measure {
+                Measure::Value => (test.passes(value.value), value.confidence),
+                Measure::Confidence => (test.passes(value.confidence), 1.0),
+            },
+        }
+    }
+}
 
 /// A condition whose atoms are dense signal ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,30 +62,74 @@ pub enum Expr {
     Any(Vec<Expr>),
     /// The sub-expression does not hold.
     Not(Box<Expr>),
-    /// This signal holds.
-    Atom(SignalId),
+    /// This atom holds.
+    Atom(Atom),
 }
 
 impl Expr {
     /// Evaluates the expression with `holds` telling whether each atom holds.
-    pub fn eval(&self, holds: &impl Fn(SignalId) -> bool) -> bool {
+    pub fn eval(&self, holds: &impl Fn(Atom) -> bool) -> bool {
         match self {
             Expr::All(items) => items.iter().all(|e| e.eval(holds)),
             Expr::Any(items) => items.iter().any(|e| e.eval(holds)),
             Expr::Not(inner) => !inner.eval(holds),
-            Expr::Atom(id) => holds(*id),
+            Expr::Atom(atom) => holds(*atom),
         }
     }
 
-    /// Adds the signals the expression reads to `out`.
-    pub(crate) fn atoms(&self, out: &mut BTreeSet<SignalId>) {
+    /// Evaluates the expression with how sure it is of the outcome, given each
+    /// atom's outcome and certainty (see [`Atom::read`]). The certainty of an outcome
+    /// is that of the weakest evidence it needs:
+    ///
+    /// - `AND` that holds: the least sure of its parts (all were needed); that fails:
+    ///   the surest of its failing parts (one suffices);
+    /// - `OR` that holds: the surest of its holding parts; that fails: the least sure
+    ///   of its parts;
+    /// - `NOT`: the same certainty as its part, the outcome flipped.
+    ///
+    /// An empty `AND` holds and an empty `OR` fails, both with certainty 1.
+    pub fn confidence(&self, read: &impl Fn(Atom) -> (bool, f64)) -> (bool, f64) {
+        match self {
+            Expr::All(items) => fold_certainty(items, read, true),
+            Expr::Any(items) => fold_certainty(items, read, false),
+            Expr::Not(inner) => {
+                let (holds, sure) = inner.confidence(read);
+                (!holds, sure)
+            }
+            Expr::Atom(atom) => read(*atom),
+        }
+    }
+
+    /// Adds the atoms the expression reads to `out`.
+    pub(crate) fn atoms(&self, out: &mut BTreeSet<Atom>) {
         match self {
             Expr::All(items) | Expr::Any(items) => items.iter().for_each(|e| e.atoms(out)),
             Expr::Not(inner) => inner.atoms(out),
-            Expr::Atom(id) => {
-                out.insert(*id);
+            Expr::Atom(atom) => {
+                out.insert(*atom);
             }
         }
+    }
+}
+
+/// `AND` (`all` = true) or `OR` over parts with certainties: the deciding parts are
+/// those whose outcome equals the combined one when it is the "short-circuit" value
+/// (a failing part of an AND, a holding part of an OR): then the surest of them;
+/// otherwise every part was needed: the least sure of all.
+fn fold_certainty(items: &[Expr], read: &impl Fn(Atom) -> (bool, f64), all: bool) -> (bool, f64) {
+    let mut needed = 1.0f64;
+    let mut short: Option<f64> = None;
+    for item in items {
+        let (holds, sure) = item.confidence(read);
+        if holds != all {
+            short = Some(short.map_or(sure, |s| s.max(sure)));
+        } else {
+            needed = needed.min(sure);
+        }
+    }
+    match short {
+        Some(sure) => (!all, sure),
+        None => (all, needed),
     }
 }
 
@@ -76,6 +164,7 @@ pub struct Policy {
     /// Routes in evaluation order (priority descending, then name); the default last.
     routes: Vec<CompiledRoute>,
     has_default: bool,
+    atoms: Vec<Atom>,
     needed: Vec<SignalId>,
     models: HashMap<String, usize>,
     /// Warnings found while compiling, the checker's among them.
@@ -176,12 +265,13 @@ impl Policy {
             );
         }
 
-        let mut needed = BTreeSet::new();
+        let mut atoms = BTreeSet::new();
         for route in &routes {
             if let Some(expr) = &route.expr {
-                expr.atoms(&mut needed);
+                expr.atoms(&mut atoms);
             }
         }
+        let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
         let mut warnings = Vec::new();
         for family in SignalFamily::ALL {
             for name in signals.names(family) {
@@ -218,6 +308,7 @@ impl Policy {
             signals,
             routes,
             has_default,
+            atoms: atoms.into_iter().collect(),
             needed: needed.into_iter().collect(),
             models,
             warnings,
@@ -272,6 +363,24 @@ impl Policy {
     /// Whether a default route exists.
     pub fn has_default(&self) -> bool {
         self.has_default
+    }
+
+    /// The atoms routes read, sorted.
+    pub fn atoms(&self) -> &[Atom] {
+        &self.atoms
+    }
+
+    /// An atom as written in a condition: `keyword("code")`, `complexity("hard") >= 0.7`.
+    pub fn atom_name(&self, atom: Atom) -> String {
+        let signal = atom.signal();
+        let key = self
+            .signals
+            .key(signal)
+            .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
+        match atom {
+            Atom::Holds(_) => key,
+            Atom::Test(_, test) => format!("{key}{test}"),
+        }
     }
 
     /// The signals some route references: the only ones worth computing.
@@ -646,8 +755,11 @@ fn compile_condition(
             &format!("{path}.not"),
             found,
         ))),
-        Condition::Signal { family, name } => match signals.lookup(*family, &name.value) {
-            Some(id) => Expr::Atom(id),
+        Condition::Signal { family, name, test } => match signals.lookup(*family, &name.value) {
+            Some(id) => Expr::Atom(match test {
+                Some(test) => Atom::Test(id, *test),
+                None => Atom::Holds(id),
+            }),
             None => {
                 let defined = signals.names(*family);
                 let help_when_none = format!(

@@ -2,7 +2,9 @@
 //!
 //! A condition is a map with exactly one key: `all` or `any` (a list of
 //! conditions), `not` (one condition), or a signal family (`keyword`, `context`, …)
-//! whose value names a signal of that family.
+//! whose value names a signal of that family (`{keyword: code}`: the signal holds),
+//! or is a map with the name and one numeric test on the signal's value or confidence
+//! (`{complexity: {name: difficulty, value: ">= 0.7"}}`).
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -19,13 +21,222 @@ pub enum Condition {
     Any(Vec<Condition>),
     /// The sub-condition does not hold.
     Not(Box<Condition>),
-    /// A named signal of a family holds.
+    /// A named signal of a family holds (or, with a test, its value passes it).
     Signal {
         /// The family.
         family: SignalFamily,
         /// The signal's name, with where it was written.
         name: Spanned<String>,
+        /// A numeric test on the signal's value or confidence instead of its own
+        /// match rule.
+        test: Option<Test>,
     },
+}
+
+/// What a numeric test reads of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Measure {
+    /// Its value (hits, tokens, similarity, difficulty…).
+    Value,
+    /// How sure its extractor is, in [0, 1].
+    Confidence,
+}
+
+impl Measure {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Value => "value",
+            Measure::Confidence => "confidence",
+        }
+    }
+}
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cmp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl Cmp {
+    /// Every comparison with its symbol, longest symbols first (for parsing).
+    pub const ALL: [(Cmp, &'static str); 4] = [
+        (Cmp::Le, "<="),
+        (Cmp::Ge, ">="),
+        (Cmp::Lt, "<"),
+        (Cmp::Gt, ">"),
+    ];
+
+    /// The symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+}
+
+/// A numeric test on one measure of a signal: `value >= 0.7`.
+#[derive(Debug, Clone, Copy)]
+pub struct Test {
+    /// What is compared.
+    pub measure: Measure,
+    /// How.
+    pub cmp: Cmp,
+    /// With what (finite).
+    pub bound: f64,
+}
+
+impl Test {
+    /// Whether `x` passes.
+    pub fn passes(&self, x: f64) -> bool {
+        match self.cmp {
+            Cmp::Lt => x < self.bound,
+            Cmp::Le => x <= self.bound,
+            Cmp::Gt => x > self.bound,
+            Cmp::Ge => x >= self.bound,
+        }
+    }
+
+    /// Parses `">= 0.7"` (the comparison, then a finite number).
+    pub fn parse(measure: Measure, text: &str) -> Result<Test, String> {
+        let text = text.trim();
+        let Some((cmp, rest)) = Cmp::ALL
+            .iter()
+            .find_map(|(cmp, symbol)| text.strip_prefix(symbol).map(|rest| (*cmp, rest)))
+        else {
+            return Err(format!(
+                "`{text}` is not a test: write a comparison (<, <=, >, >=) and a number, e.g. \">= 0.7\""
+            ));
+        };
+        let bound: f64 = rest
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{}` in `{text}` is not a number", rest.trim()))?;
+        if !bound.is_finite() {
+            return Err(format!("`{text}`: the bound must be a finite number"));
+        }
+        Ok(Test {
+            measure,
+            cmp,
+            bound,
+        })
+    }
+
+    fn key(&self) -> (Measure, Cmp, u64) {
+        (self.measure, self.cmp, self.bound.to_bits())
+    }
+}
+
+impl PartialEq for Test {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Test {}
+impl std::hash::Hash for Test {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+impl PartialOrd for Test {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Test {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.measure, self.cmp)
+            .cmp(&(other.measure, other.cmp))
+            .then(self.bound.total_cmp(&other.bound))
+    }
+}
+
+impl fmt::Display for Test {
+    /// As written after an atom: ` >= 0.7` or `.confidence >= 0.9`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.measure == Measure::Confidence {
+            f.write_str(".confidence")?;
+        }
+        write!(f, " {} {}", self.cmp.symbol(), self.bound)
+    }
+}
+
+/// What a family key maps to: a signal name, or a name with a test.
+struct AtomSpec {
+    name: String,
+    test: Option<Test>,
+}
+
+impl<'de> Deserialize<'de> for AtomSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = AtomSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a signal name, or a map with `name` and one test (`value` or `confidence`)",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AtomSpec, E> {
+                Ok(AtomSpec {
+                    name: v.to_owned(),
+                    test: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AtomSpec, A::Error> {
+                let mut name = None;
+                let mut test: Option<Test> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let measure = match key.as_str() {
+                        "name" => {
+                            name = Some(map.next_value::<String>()?);
+                            continue;
+                        }
+                        "value" => Measure::Value,
+                        "confidence" => Measure::Confidence,
+                        other => {
+                            let hint =
+                                crate::diagnostics::suggest(other, ["name", "value", "confidence"])
+                                    .map(|s| format!("did you mean `{s}`? "))
+                                    .unwrap_or_default();
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{other}` in a signal test: {hint}expected name, value or confidence"
+                            )));
+                        }
+                    };
+                    if test.is_some() {
+                        return Err(de::Error::custom(
+                            "a signal test has one comparison: write two atoms under `all` for a range",
+                        ));
+                    }
+                    let text = map.next_value::<String>()?;
+                    test = Some(Test::parse(measure, &text).map_err(de::Error::custom)?);
+                }
+                let name = name.ok_or_else(|| de::Error::custom("a signal test needs `name`"))?;
+                if test.is_none() {
+                    return Err(de::Error::custom(format!(
+                        "the test of `{name}` names no comparison: add `value: \">= 0.5\"` or \
+                         `confidence: ...`, or write the name alone"
+                    )));
+                }
+                Ok(AtomSpec { name, test })
+            }
+        }
+        deserializer.deserialize_any(SpecVisitor)
+    }
 }
 
 const OPERATORS: [&str; 3] = ["all", "any", "not"];
@@ -63,10 +274,14 @@ impl<'de> Deserialize<'de> for Condition {
                     "any" => Condition::Any(map.next_value()?),
                     "not" => Condition::Not(Box::new(map.next_value()?)),
                     other => match SignalFamily::from_name(other) {
-                        Some(family) => Condition::Signal {
-                            family,
-                            name: map.next_value()?,
-                        },
+                        Some(family) => {
+                            let spec: Spanned<AtomSpec> = map.next_value()?;
+                            Condition::Signal {
+                                family,
+                                name: Spanned::new(spec.value.name, spec.referenced, spec.defined),
+                                test: spec.value.test,
+                            }
+                        }
                         None => {
                             let keys = valid_keys();
                             let hint = crate::diagnostics::suggest(other, keys.iter().copied())
@@ -111,7 +326,7 @@ impl Condition {
                 }
             }
             Condition::Not(inner) => inner.for_each_atom(&format!("{path}.not"), visit),
-            Condition::Signal { family, name } => {
+            Condition::Signal { family, name, .. } => {
                 visit(&format!("{path}.{}", family.name()), *family, name);
             }
         }
@@ -137,8 +352,12 @@ impl fmt::Display for Condition {
             Condition::All(items) => list(f, items, " AND "),
             Condition::Any(items) => list(f, items, " OR "),
             Condition::Not(inner) => write!(f, "NOT {inner}"),
-            Condition::Signal { family, name } => {
-                write!(f, "{}(\"{}\")", family.name(), name.value)
+            Condition::Signal { family, name, test } => {
+                write!(f, "{}(\"{}\")", family.name(), name.value)?;
+                match test {
+                    Some(test) => write!(f, "{test}"),
+                    None => Ok(()),
+                }
             }
         }
     }

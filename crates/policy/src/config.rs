@@ -31,12 +31,36 @@ pub struct Config {
     /// Signal definitions, by family.
     #[serde(default)]
     pub signals: SignalsConfig,
+    /// How a route is chosen among those that match.
+    #[serde(default)]
+    pub decision: DecisionConfig,
     /// Routes, tried by priority (highest first, then by name).
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Where requests go when no route matches (absent: such requests get a 422 `no_route`).
     #[serde(default)]
     pub default_route: Option<DefaultRouteConfig>,
+}
+
+/// How a route is chosen among those that match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionConfig {
+    /// `priority` (default) or `confidence`.
+    #[serde(default)]
+    pub strategy: DecisionStrategy,
+}
+
+/// The order in which matching routes win.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionStrategy {
+    /// The highest priority wins; among equal priorities the most confident match,
+    /// then the first name.
+    #[default]
+    Priority,
+    /// The most confident match wins, then the highest priority, then the first name.
+    Confidence,
 }
 
 /// The HTTP server.

@@ -1,16 +1,29 @@
 //! The decide phase: from signals to a route.
+//!
+//! Under the `priority` strategy routes are tried in evaluation order (priority
+//! descending, then name): the first that matches wins, unless another route of the
+//! same priority matches too, when the more confident match wins (ties: the name).
+//! Under `confidence` every route is evaluated and the most confident match wins
+//! (ties: priority, then name). The confidence of a condition is defined by
+//! [`Expr::confidence`]: how sure the signals it needed were.
+//!
+//! [`Expr::confidence`]: crate::Expr::confidence
 
-use crate::compile::Policy;
+use crate::compile::{CompiledRoute, Policy};
+use crate::config::DecisionStrategy;
 use serde::Serialize;
 use switchyard_workload::Signals;
 
 /// The route a request takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Decision {
     /// Index into [`Policy::routes`].
     pub route: usize,
     /// Whether the route's condition matched (false when the default route was taken).
     pub matched: bool,
+    /// How sure the match is, in [0, 1] (for the default route: how sure it is that
+    /// no route matched).
+    pub confidence: f64,
 }
 
 /// How one route fared, for the explain trace.
@@ -24,44 +37,114 @@ pub struct RouteTrace {
     pub condition: String,
     /// Whether it matched.
     pub matched: bool,
+    /// How sure that outcome is.
+    pub confidence: f64,
+}
+
+/// Whether a route matches, and how surely (`None` for the default route).
+fn outcome(route: &CompiledRoute, signals: &Signals) -> Option<(bool, f64)> {
+    route
+        .expr
+        .as_ref()
+        .map(|expr| expr.confidence(&|atom| atom.read(signals)))
 }
 
 impl Policy {
-    /// Picks the first route, in priority order, whose condition holds; the default route
-    /// when none does; `None` when none does and there is no default.
+    /// Picks a route by the configured strategy; the default route when none matches;
+    /// `None` when none matches and there is no default.
     pub fn decide(&self, signals: &Signals) -> Option<Decision> {
-        let holds = |id| signals.matched(id);
-        for (index, route) in self.routes().iter().enumerate() {
+        match self.config.decision.strategy {
+            DecisionStrategy::Priority => self.decide_by_priority(signals),
+            DecisionStrategy::Confidence => self.decide_by_confidence(signals),
+        }
+    }
+
+    fn decide_by_priority(&self, signals: &Signals) -> Option<Decision> {
+        let holds = |atom: crate::Atom| atom.holds(signals);
+        let routes = self.routes();
+        for (index, route) in routes.iter().enumerate() {
             match &route.expr {
                 Some(expr) if expr.eval(&holds) => {
+                    let mut best = (index, outcome(route, signals).map_or(1.0, |o| o.1));
+                    for (other, peer) in routes.iter().enumerate().skip(index + 1) {
+                        if peer.priority != route.priority || peer.expr.is_none() {
+                            break;
+                        }
+                        if let Some((true, sure)) = outcome(peer, signals)
+                            && sure > best.1
+                        {
+                            best = (other, sure);
+                        }
+                    }
                     return Some(Decision {
-                        route: index,
+                        route: best.0,
                         matched: true,
+                        confidence: best.1,
                     });
                 }
                 Some(_) => {}
-                None => {
-                    return Some(Decision {
-                        route: index,
-                        matched: false,
-                    });
-                }
+                None => return Some(self.fallback(index, signals)),
             }
         }
         None
     }
 
+    fn decide_by_confidence(&self, signals: &Signals) -> Option<Decision> {
+        let mut best: Option<(usize, f64)> = None;
+        for (index, route) in self.routes().iter().enumerate() {
+            match outcome(route, signals) {
+                Some((true, sure)) => {
+                    if best.is_none_or(|(_, b)| sure > b) {
+                        best = Some((index, sure));
+                    }
+                }
+                Some((false, _)) => {}
+                None => {
+                    return Some(match best {
+                        Some((route, confidence)) => Decision {
+                            route,
+                            matched: true,
+                            confidence,
+                        },
+                        None => self.fallback(index, signals),
+                    });
+                }
+            }
+        }
+        best.map(|(route, confidence)| Decision {
+            route,
+            matched: true,
+            confidence,
+        })
+    }
+
+    /// The default route at `index`, as sure as the surest failure is weakest: every
+    /// route had to fail.
+    fn fallback(&self, index: usize, signals: &Signals) -> Decision {
+        let confidence = self
+            .routes()
+            .iter()
+            .filter_map(|r| outcome(r, signals))
+            .map(|(_, sure)| sure)
+            .fold(1.0, f64::min);
+        Decision {
+            route: index,
+            matched: false,
+            confidence,
+        }
+    }
+
     /// Evaluates every route (not only up to the winner), for the explain trace.
     pub fn explain(&self, signals: &Signals) -> Vec<RouteTrace> {
-        let holds = |id| signals.matched(id);
         self.routes()
             .iter()
             .filter_map(|route| {
-                route.expr.as_ref().map(|expr| RouteTrace {
+                outcome(route, signals).map(|(matched, confidence)| RouteTrace {
                     name: route.name.clone(),
                     priority: route.priority,
                     condition: route.condition.clone(),
-                    matched: expr.eval(&holds),
+                    matched,
+                    confidence,
                 })
             })
             .collect()
@@ -180,5 +263,94 @@ default_route:
         let policy = Policy::compile(parse_config(&text).unwrap()).unwrap();
         assert_eq!(policy.warnings.len(), 1);
         assert!(policy.warnings[0].message.contains("`urgent`"));
+    }
+
+    const STRATEGIES: &str = "\
+models: [{name: m}]
+pools: [{name: p, model: m, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}]
+signals:
+  keyword:
+    - {name: legal, keywords: [contract], scoring: bm25}
+    - {name: hello, keywords: [hello]}
+  complexity: []
+routes:
+  - {name: a_legal, priority: LEGAL, when: {keyword: legal}, models: [m]}
+  - {name: b_greet, priority: 0, when: {keyword: hello}, models: [m]}
+  - {name: c_count, priority: -5, when: {keyword: {name: hello, value: '>= 2'}}, models: [m]}
+";
+
+    fn pick(yaml: &str, prompt: &str) -> (String, f64) {
+        let policy = Policy::compile(parse_config(yaml).unwrap()).unwrap();
+        let conv = Conversation::from_prompt("auto", prompt);
+        let signals = policy.signals.characterize(&conv, policy.needed_signals());
+        let d = policy.decide(&signals).unwrap();
+        (policy.route(d.route).unwrap().name.clone(), d.confidence)
+    }
+
+    #[test]
+    fn priority_ties_go_to_confidence_and_the_confidence_strategy_ignores_priority() {
+        // BM25 over two words scores the one hit at 1.66 against a threshold of 1:
+        // matched, with confidence 1.66 / 2 = 0.83; the plain keyword is sure (1).
+        let higher = STRATEGIES.replace("LEGAL", "10");
+        let (route, sure) = pick(&higher, "hello contract");
+        assert_eq!(route, "a_legal");
+        assert!((0.8..0.86).contains(&sure), "{sure}");
+        let tied = STRATEGIES.replace("LEGAL", "0");
+        assert_eq!(pick(&tied, "hello contract"), ("b_greet".to_owned(), 1.0));
+        assert_eq!(pick(&tied, "contract").0, "a_legal", "alone it still wins");
+        let by_confidence = format!("{higher}decision: {{strategy: confidence}}\n");
+        assert_eq!(
+            pick(&by_confidence, "hello contract"),
+            ("b_greet".to_owned(), 1.0)
+        );
+        assert_eq!(pick(&by_confidence, "contract").0, "a_legal");
+        // Equal confidence: priority decides (b_greet 0 over c_count -5).
+        assert_eq!(pick(&by_confidence, "hello hello").0, "b_greet");
+    }
+
+    #[test]
+    fn value_tests_read_the_signal_value() {
+        let yaml = STRATEGIES
+            .replace("LEGAL", "10")
+            .replace("priority: -5", "priority: 5");
+        assert_eq!(pick(&yaml, "hello hello").0, "c_count");
+        assert_eq!(pick(&yaml, "hello").0, "b_greet");
+        let err = parse_config(&yaml.replace("'>= 2'", "'about 2'"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a test"), "{err}");
+        let err = parse_config(&yaml.replace("value: '>= 2'", "valeu: '>= 2'"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `value`?"), "{err}");
+    }
+
+    #[test]
+    fn confidence_of_and_or_not_is_that_of_the_deciding_evidence() {
+        use crate::{Atom, Expr};
+        use switchyard_workload::SignalId;
+        // Atom i holds when i is even, with certainty (i + 1) / 10.
+        let read = |atom: Atom| {
+            let i = atom.signal().0;
+            (i.is_multiple_of(2), (i as f64 + 1.0) / 10.0)
+        };
+        let a = |i| Expr::Atom(Atom::Holds(SignalId(i)));
+        let and = |xs: Vec<Expr>| Expr::All(xs);
+        let or = |xs: Vec<Expr>| Expr::Any(xs);
+        let not = |x| Expr::Not(Box::new(x));
+        // AND that holds: its least sure part; that fails: its surest failing part.
+        assert_eq!(and(vec![a(0), a(2), a(4)]).confidence(&read), (true, 0.1));
+        assert_eq!(and(vec![a(0), a(1), a(3)]).confidence(&read), (false, 0.4));
+        // OR that holds: its surest holding part; that fails: its least sure part.
+        assert_eq!(or(vec![a(1), a(2), a(4)]).confidence(&read), (true, 0.5));
+        assert_eq!(or(vec![a(5), a(1), a(3)]).confidence(&read), (false, 0.2));
+        // NOT keeps the certainty and flips the outcome.
+        assert_eq!(not(a(1)).confidence(&read), (true, 0.2));
+        assert_eq!(
+            and(vec![not(a(1)), or(vec![a(4), a(3)])]).confidence(&read),
+            (true, 0.2)
+        );
+        assert_eq!(and(vec![]).confidence(&read), (true, 1.0));
+        assert_eq!(or(vec![]).confidence(&read), (false, 1.0));
     }
 }

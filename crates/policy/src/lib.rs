@@ -18,12 +18,13 @@ pub mod diagnostics;
 pub mod load;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};
-pub use compile::{CompiledRoute, Expr, Policy};
-pub use condition::Condition;
+pub use compile::{Atom, CompiledRoute, Expr, Policy};
+pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
-    AlgorithmConfig, Config, CostConfig, DefaultRouteConfig, EndpointConfig, FactorWeights,
-    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
-    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, UpstreamConfig, WeightedConfig,
+    AlgorithmConfig, Config, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig,
+    EndpointConfig, FactorWeights, HealthConfig, LatencyConfig, LatencyMetric, ModelConfig,
+    MultiFactorConfig, PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig,
+    StrategyConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

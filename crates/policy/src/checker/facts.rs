@@ -14,6 +14,8 @@
 //! - **implications**: a PII signal counting a subset of another's kinds (same scope
 //!   and score floor) implies it.
 
+use crate::compile::Atom;
+use crate::condition::{Measure, Test};
 use std::collections::{BTreeMap, BTreeSet};
 use switchyard_workload::pii::PiiKind;
 use switchyard_workload::{SignalEngine, SignalFamily, SignalId, SignalsConfig};
@@ -27,7 +29,7 @@ pub(crate) struct Facet {
     pub regions: Vec<String>,
     /// Signals tied to it: the regions they cover, and whether they hold exactly
     /// there (`true`) or only possibly there (`false`: holding implies one of them).
-    pub members: Vec<(SignalId, Vec<usize>, bool)>,
+    pub members: Vec<(Atom, Vec<usize>, bool)>,
 }
 
 /// Everything known: facets and implications between signals.
@@ -36,7 +38,7 @@ pub(crate) struct Facts {
     /// Facets with at least one used signal.
     pub facets: Vec<Facet>,
     /// `(a, b)`: whenever `a` holds, `b` does.
-    pub implications: Vec<(SignalId, SignalId)>,
+    pub implications: Vec<(Atom, Atom)>,
 }
 
 impl Facts {
@@ -44,9 +46,14 @@ impl Facts {
     pub(crate) fn gather(
         config: &SignalsConfig,
         engine: &SignalEngine,
-        used: &BTreeSet<SignalId>,
+        used: &BTreeSet<Atom>,
     ) -> Facts {
-        let id = |family, name: &str| engine.lookup(family, name).filter(|id| used.contains(id));
+        let id = |family, name: &str| {
+            engine
+                .lookup(family, name)
+                .map(Atom::Holds)
+                .filter(|atom| used.contains(atom))
+        };
         let mut facts = Facts::default();
 
         let context: Vec<_> = config
@@ -62,7 +69,7 @@ impl Facts {
             })
             .collect();
         facts.push_ranges("prompt tokens", &context);
-        let mut by_feature: BTreeMap<String, Vec<(SignalId, f64, f64)>> = BTreeMap::new();
+        let mut by_feature: BTreeMap<String, Vec<(Atom, f64, f64)>> = BTreeMap::new();
         for c in &config.structure {
             if let Some(signal) = id(SignalFamily::Structure, &c.name) {
                 let what = serde_json::to_value(c.feature)
@@ -126,7 +133,7 @@ impl Facts {
         languages.push("another language".to_owned());
         facts.push_facet("language", languages, members);
 
-        let mut by_exemplars: BTreeMap<String, Vec<(SignalId, Vec<usize>, bool)>> = BTreeMap::new();
+        let mut by_exemplars: BTreeMap<String, Vec<(Atom, Vec<usize>, bool)>> = BTreeMap::new();
         for c in &config.complexity {
             if let Some(signal) = id(SignalFamily::Complexity, &c.name) {
                 let level = c.level as usize;
@@ -166,11 +173,72 @@ impl Facts {
                 }
             }
         }
+
+        let mut tests: BTreeMap<(SignalId, Measure), Vec<Test>> = BTreeMap::new();
+        for atom in used {
+            if let Atom::Test(signal, test) = atom {
+                tests
+                    .entry((*signal, test.measure))
+                    .or_default()
+                    .push(*test);
+            }
+        }
+        for ((signal, measure), tests) in tests {
+            let name = engine
+                .key(signal)
+                .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
+            facts.push_tests(&format!("{} of {name}", measure.name()), signal, &tests);
+        }
         facts
     }
 
+    /// Tests on one measure of one signal: the measure takes one value, so the line
+    /// is cut at every bound into points and the open intervals between them, and each
+    /// test holds exactly on the regions whose values pass it. A confidence lies in
+    /// [0, 1], so regions outside are left out.
+    fn push_tests(&mut self, what: &str, signal: SignalId, tests: &[Test]) {
+        let mut cuts: Vec<f64> = tests.iter().map(|t| t.bound).collect();
+        let confidence = tests.iter().any(|t| t.measure == Measure::Confidence);
+        if confidence {
+            cuts.extend([0.0, 1.0]);
+        }
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup();
+        // (a value inside, its name)
+        let mut regions: Vec<(f64, String)> = Vec::new();
+        let mut below = f64::NEG_INFINITY;
+        for &cut in &cuts {
+            let inside = if below.is_finite() {
+                (below + cut) / 2.0
+            } else {
+                cut - 1.0
+            };
+            regions.push((inside, format!("in ({}, {cut})", show(below))));
+            regions.push((cut, format!("= {cut}")));
+            below = cut;
+        }
+        regions.push((below + 1.0, format!("in ({below}, ∞)")));
+        if confidence {
+            regions.retain(|(x, _)| (0.0..=1.0).contains(x));
+        }
+        let members = tests
+            .iter()
+            .map(|t| {
+                let passing = regions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (x, _))| t.passes(*x))
+                    .map(|(i, _)| i)
+                    .collect();
+                (Atom::Test(signal, *t), passing, true)
+            })
+            .collect();
+        let names = regions.into_iter().map(|(_, name)| name).collect();
+        self.push_facet(what, names, members);
+    }
+
     /// Signals that hold on `[lo, hi)` of one quantity that is at least 0.
-    fn push_ranges(&mut self, what: &str, ranges: &[(SignalId, f64, f64)]) {
+    fn push_ranges(&mut self, what: &str, ranges: &[(Atom, f64, f64)]) {
         let mut cuts: Vec<f64> = vec![0.0];
         for &(_, lo, hi) in ranges {
             cuts.extend([lo, hi].into_iter().filter(|v| v.is_finite() && *v > 0.0));
@@ -211,7 +279,7 @@ impl Facts {
         &mut self,
         what: &str,
         regions: Vec<String>,
-        members: Vec<(SignalId, Vec<usize>, bool)>,
+        members: Vec<(Atom, Vec<usize>, bool)>,
     ) {
         if !members.is_empty() {
             self.facets.push(Facet {
@@ -220,5 +288,13 @@ impl Facts {
                 members,
             });
         }
+    }
+}
+
+fn show(x: f64) -> String {
+    if x == f64::NEG_INFINITY {
+        "-∞".to_owned()
+    } else {
+        x.to_string()
     }
 }

@@ -12,7 +12,10 @@
 //! - **dead**: no possible request matches it;
 //! - **shadowed**: every request that matches it matches an earlier route;
 //! - **overlap**: it and an earlier route can match the same request (the earlier
-//!   wins; a warning when only the name order decides, priorities being equal);
+//!   wins; a warning when priorities are equal, so that confidence and then the name
+//!   order decide); under the `confidence` strategy any overlap is a note that the
+//!   more confident match wins, and no route is reported shadowed, since confidence
+//!   is not a property of the signals' truth values;
 //! - **gap** (once): a possible request matches no route and there is no default.
 //!
 //! Each finding but "dead" carries a witness: an assignment of the signals involved
@@ -21,12 +24,12 @@
 mod facts;
 mod sat;
 
-use crate::compile::{Expr, Policy};
+use crate::compile::{Atom, Expr, Policy};
+use crate::config::DecisionStrategy;
 use biodivine_lib_bdd::{Bdd, BddValuation, BddVariable, BddVariableSet};
 use facts::Facts;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use switchyard_workload::SignalId;
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,8 +107,8 @@ pub struct Analysis {
 /// The policy as diagrams.
 struct Encoding {
     vars: BddVariableSet,
-    /// Atom variables, by signal.
-    atoms: Vec<(SignalId, BddVariable)>,
+    /// Atom variables, sorted by atom.
+    atoms: Vec<(Atom, BddVariable)>,
     /// Per facet: its region variables.
     regions: Vec<Vec<BddVariable>>,
     facts: Facts,
@@ -117,7 +120,7 @@ struct Encoding {
 
 impl Encoding {
     fn new(policy: &Policy) -> Result<Encoding, String> {
-        let used: BTreeSet<SignalId> = policy.needed_signals().iter().copied().collect();
+        let used: BTreeSet<Atom> = policy.atoms().iter().copied().collect();
         let facts = Facts::gather(&policy.config.signals, &policy.signals, &used);
         let region_count: usize = facts.facets.iter().map(|f| f.regions.len()).sum();
         let total = used.len() + region_count;
@@ -125,8 +128,8 @@ impl Encoding {
             .map_err(|_| format!("{total} variables are more than the 65,535 it handles"))?;
         let vars = BddVariableSet::new_anonymous(count);
         let all = vars.variables();
-        // Sorted by signal (from the set), so lookups can search.
-        let atoms: Vec<(SignalId, BddVariable)> =
+        // Sorted (from the set), so lookups can search.
+        let atoms: Vec<(Atom, BddVariable)> =
             used.iter().copied().zip(all.iter().copied()).collect();
         let mut next = used.len();
         let mut regions = Vec::new();
@@ -168,8 +171,8 @@ impl Encoding {
         sat::solve(&cnf.clauses, usize::from(self.vars.num_vars()))
     }
 
-    fn atom(&self, id: SignalId) -> Bdd {
-        match variable(&self.atoms, id) {
+    fn atom(&self, atom: Atom) -> Bdd {
+        match variable(&self.atoms, atom) {
             Some(var) => self.vars.mk_var(var),
             // Not referenced by any route: unconstrained, never asked.
             None => self.vars.mk_false(),
@@ -207,14 +210,11 @@ impl Encoding {
             e.atoms(&mut shown);
         }
         let mut witness = Witness::default();
-        for (id, var) in &self.atoms {
-            if !shown.contains(id) {
+        for (atom, var) in &self.atoms {
+            if !shown.contains(atom) {
                 continue;
             }
-            let name = policy
-                .signals
-                .key(*id)
-                .map_or_else(|| format!("signal {}", id.0), ToString::to_string);
+            let name = policy.atom_name(*atom);
             if value(*var) {
                 witness.holds.push(name);
             } else {
@@ -233,22 +233,22 @@ impl Encoding {
     }
 }
 
-/// The variable of a signal referenced by some route.
-fn variable(atoms: &[(SignalId, BddVariable)], id: SignalId) -> Option<BddVariable> {
-    let at = atoms.binary_search_by_key(&id, |(s, _)| *s).ok()?;
+/// The variable of an atom referenced by some route.
+fn variable(atoms: &[(Atom, BddVariable)], atom: Atom) -> Option<BddVariable> {
+    let at = atoms.binary_search_by_key(&atom, |(a, _)| *a).ok()?;
     Some(atoms[at].1)
 }
 
 /// The same as a solver literal (variable `i` is `i + 1`).
-fn sat_literal(atoms: &[(SignalId, BddVariable)], id: SignalId) -> Option<i32> {
-    variable(atoms, id).and_then(|v| i32::try_from(v.to_index() + 1).ok())
+fn sat_literal(atoms: &[(Atom, BddVariable)], atom: Atom) -> Option<i32> {
+    variable(atoms, atom).and_then(|v| i32::try_from(v.to_index() + 1).ok())
 }
 
 /// The facts as clauses: per facet, exactly one region; a member holds only in its
 /// regions (and, when exact, in all of them); implications between signals.
 fn fact_clauses(
     facts: &Facts,
-    atoms: &[(SignalId, BddVariable)],
+    atoms: &[(Atom, BddVariable)],
     regions: &[Vec<BddVariable>],
     total: usize,
 ) -> sat::Cnf {
@@ -286,6 +286,8 @@ fn fact_clauses(
 fn in_region(region: &str) -> String {
     if region.starts_with('[') {
         format!("in {region}")
+    } else if region.starts_with("in ") || region.starts_with("= ") {
+        region.to_owned()
     } else {
         format!("is {region}")
     }
@@ -314,6 +316,7 @@ impl Policy {
         let mut earlier: Vec<(usize, Bdd)> = Vec::new();
         let mut undecided = Vec::new();
         let routes = self.routes();
+        let by_confidence = self.config.decision.strategy == DecisionStrategy::Confidence;
         for (index, route) in routes.iter().enumerate() {
             let Some(expr) = &route.expr else { continue };
             let matches = encoding.expr(expr).and(possible);
@@ -336,11 +339,17 @@ impl Policy {
                     continue;
                 }
                 let winner = &routes[*other];
-                let (kind, how) = if winner.priority == route.priority {
+                let (kind, how) = if by_confidence {
+                    (
+                        FindingKind::Overlap,
+                        "the more confident match wins (then the higher priority)".to_owned(),
+                    )
+                } else if winner.priority == route.priority {
                     (
                         FindingKind::Tie,
                         format!(
-                            "both have priority {}, so only the name order decides",
+                            "both have priority {}, so the more confident match wins, and when \
+                             both are as sure, the name order decides",
                             route.priority
                         ),
                     )
@@ -357,12 +366,17 @@ impl Policy {
                     .into_iter()
                     .flatten()
                     .collect();
+                let wins = if by_confidence {
+                    "either may win".to_owned()
+                } else {
+                    format!("`{}` wins", winner.name)
+                };
                 findings.push(Finding {
                     kind,
                     routes: vec![route.name.clone(), winner.name.clone()],
                     message: format!(
-                        "routes `{}` and `{}` can match the same request; `{}` wins: {how}",
-                        winner.name, route.name, winner.name
+                        "routes `{}` and `{}` can match the same request; {wins}: {how}",
+                        winner.name, route.name
                     ),
                     witness: encoding.witness(self, &both, &exprs),
                 });
@@ -372,13 +386,15 @@ impl Policy {
                 .iter()
                 .filter_map(|i| routes[*i].expr.as_ref())
                 .collect();
-            let can_win = match encoding.solve(Some(expr), &earlier_exprs) {
-                Ok(model) => model.is_some(),
-                Err(reason) => {
-                    undecided.push(format!("whether `{}` can win: {reason}", route.name));
-                    true
-                }
-            };
+            // Under the confidence strategy any matching route may win.
+            let can_win = by_confidence
+                || match encoding.solve(Some(expr), &earlier_exprs) {
+                    Ok(model) => model.is_some(),
+                    Err(reason) => {
+                        undecided.push(format!("whether `{}` can win: {reason}", route.name));
+                        true
+                    }
+                };
             if !can_win {
                 let names: Vec<String> = overlapping
                     .iter()

@@ -6,8 +6,8 @@
 //! Variable `i + 1` is the diagram variable of index `i` (signals, then regions);
 //! gates for sub-expressions are numbered after them.
 
+use crate::compile::Atom;
 use crate::compile::Expr;
-use switchyard_workload::SignalId;
 
 /// A clause set under construction.
 #[derive(Debug, Clone)]
@@ -32,9 +32,9 @@ impl Cnf {
     }
 
     /// A literal equivalent to `expr`, with the clauses that define it added.
-    pub(crate) fn literal(&mut self, expr: &Expr, var: &impl Fn(SignalId) -> Option<i32>) -> i32 {
+    pub(crate) fn literal(&mut self, expr: &Expr, var: &impl Fn(Atom) -> Option<i32>) -> i32 {
         match expr {
-            Expr::Atom(id) => match var(*id) {
+            Expr::Atom(atom) => match var(*atom) {
                 Some(v) => v,
                 None => {
                     let never = self.fresh();
@@ -86,12 +86,13 @@ pub(crate) fn solve(clauses: &[Vec<i32>], variables: usize) -> Result<Option<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_workload::SignalId;
 
     #[test]
     fn gates_follow_their_expressions() {
-        let var = |id: SignalId| Some(i32::try_from(id.0).unwrap_or(0) + 1);
-        let a = Expr::Atom(SignalId(0));
-        let b = Expr::Atom(SignalId(1));
+        let var = |atom: Atom| Some(i32::try_from(atom.signal().0).unwrap_or(0) + 1);
+        let a = Expr::Atom(Atom::Holds(SignalId(0)));
+        let b = Expr::Atom(Atom::Holds(SignalId(1)));
         // a ∧ ¬a is unsatisfiable; a ∨ b with ¬a forces b.
         let mut cnf = Cnf::new(2);
         let contradiction = cnf.literal(

@@ -183,9 +183,15 @@ routes:
     );
 }
 
-/// A random condition over keyword signals `k0..k{atoms}`, as YAML.
+/// A random condition over keyword signals `k0..k{atoms}`, as YAML: each atom is the
+/// signal holding or, for `k0` and `k1`, a test on its value against 1, 2 or 3.
 fn condition(atoms: usize) -> impl Strategy<Value = String> {
-    let leaf = (0..atoms).prop_map(|i| format!("{{keyword: k{i}}}"));
+    let tested = atoms.min(2);
+    let leaf = prop_oneof![
+        3 => (0..atoms).prop_map(|i| format!("{{keyword: k{i}}}")),
+        1 => (0..tested, prop::sample::select(vec!["<", "<=", ">", ">="]), 1..=3u8)
+            .prop_map(|(i, cmp, bound)| format!("{{keyword: {{name: k{i}, value: '{cmp} {bound}'}}}}")),
+    ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
             inner.clone().prop_map(|c| format!("{{not: {c}}}")),
@@ -224,14 +230,7 @@ fn random_policy() -> impl Strategy<Value = String> {
 
 /// Whether `witness` (signals named as holding; every other one not) satisfies `expr`.
 fn holds_under(p: &Policy, expr: &Expr, witness: &Witness) -> bool {
-    expr.eval(&|id| {
-        let name = p
-            .signals
-            .key(id)
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        witness.holds.contains(&name)
-    })
+    expr.eval(&|atom| witness.holds.contains(&p.atom_name(atom)))
 }
 
 proptest! {
@@ -241,7 +240,16 @@ proptest! {
     fn verdicts_agree_with_every_assignment(yaml in random_policy()) {
         let p = policy(&yaml);
         let a = p.analyze();
-        let atoms: Vec<SignalId> = p.needed_signals().to_vec();
+        let plain: Vec<Atom> = p.atoms().iter().copied().filter(|a| matches!(a, Atom::Holds(_))).collect();
+        let tested: Vec<switchyard_workload::SignalId> = p
+            .atoms()
+            .iter()
+            .filter_map(|a| match a { Atom::Test(s, _) => Some(*s), Atom::Holds(_) => None })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Values on both sides of, and at, every bound the tests use (1, 2, 3).
+        let points = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
         let routes: Vec<(usize, &Expr)> = p
             .routes()
             .iter()
@@ -252,8 +260,14 @@ proptest! {
         let mut can_win = vec![false; p.routes().len()];
         let mut both = std::collections::BTreeSet::new();
         let mut unrouted = false;
-        for bits in 0u32..(1 << atoms.len()) {
-            let holds = |id: SignalId| atoms.iter().position(|a| *a == id).is_some_and(|i| bits & (1 << i) != 0);
+        for (bits, values) in (0u32..(1 << plain.len())).flat_map(|b| (0..points.len().pow(tested.len() as u32)).map(move |v| (b, v))) {
+            let holds = |atom: Atom| match atom {
+                Atom::Holds(_) => plain.iter().position(|a| *a == atom).is_some_and(|i| bits & (1 << i) != 0),
+                Atom::Test(s, test) => {
+                    let at = tested.iter().position(|t| *t == s).unwrap_or(0);
+                    test.passes(points[values / points.len().pow(at as u32) % points.len()])
+                }
+            };
             let matching: Vec<usize> = routes.iter().filter(|(_, e)| e.eval(&holds)).map(|(i, _)| *i).collect();
             for &i in &matching {
                 can_match[i] = true;
@@ -304,4 +318,56 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn value_tests_on_one_signal_are_ranges_of_one_number() {
+    let rest = "\
+signals:
+  keyword: [{name: k, keywords: [w]}]
+routes:
+  - {name: many, priority: 2, when: {keyword: {name: k, value: '>= 2'}}, models: [m]}
+  - {name: lots, priority: 1, when: {keyword: {name: k, value: '> 3'}}, models: [m]}
+  - {name: none, priority: 0, when: {keyword: {name: k, value: '< 1'}}, models: [m]}
+  - {name: sure, priority: 0, when: {keyword: {name: k, confidence: '> 1'}}, models: [m]}
+";
+    let p = policy(rest);
+    let found = kinds(&p.analyze());
+    assert!(
+        found.contains(&(FindingKind::Shadowed, names(&["lots", "many"]))),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(FindingKind::Dead, names(&["sure"]))),
+        "confidence ≤ 1: {found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(_, r)| r.contains(&"none".to_owned()) && r.len() > 1),
+        "below 1 and at least 2 never meet: {found:?}"
+    );
+    let gap = p
+        .analyze()
+        .findings
+        .into_iter()
+        .find(|f| f.kind == FindingKind::Gap)
+        .expect("values in [1, 2) match no route");
+    let witness = gap.witness.expect("witness").to_string();
+    assert!(witness.contains("value of keyword(\"k\") "), "{witness}");
+    assert!(
+        witness.contains("= 1") || witness.contains("in (1, 2)"),
+        "{witness}"
+    );
+    // Under the confidence strategy a narrower route can still win: not shadowed.
+    let p = policy(&format!("{rest}decision: {{strategy: confidence}}\n"));
+    let found = kinds(&p.analyze());
+    assert!(
+        !found.iter().any(|(k, _)| *k == FindingKind::Shadowed),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(FindingKind::Overlap, names(&["lots", "many"]))),
+        "{found:?}"
+    );
 }
