@@ -21,6 +21,9 @@ pub struct DecisionRecord {
     pub requested_model: String,
     /// The route taken (`direct` when the client named a model).
     pub route: String,
+    /// How sure the route's match was, in [0, 1] (absent when the client named a model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_confidence: Option<f64>,
     /// The model chosen.
     pub model: String,
     /// The pool chosen.

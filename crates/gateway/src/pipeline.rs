@@ -25,6 +25,8 @@ pub struct Plan {
     pub route_index: Option<usize>,
     /// Whether the route's condition matched (false for the default route and direct).
     pub route_matched: bool,
+    /// How sure the decision was (`None` when direct): see `Expr::confidence`.
+    pub route_confidence: Option<f64>,
     /// The chosen model, as an index into the configuration's models.
     pub model: usize,
     /// Why that model.
@@ -77,13 +79,15 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     // still run where only its prompt (plus one token) fits.
     let minimum = prompt.saturating_add(conversation.output_cap.unwrap_or(1).max(1));
 
-    let (route, route_index, route_matched, candidates, signals) = if let Some(model) =
+    let (route, route_index, (route_matched, route_confidence), candidates, signals) = if let Some(
+        model,
+    ) =
         policy.model_index(requested)
     {
         (
             DIRECT_ROUTE.to_owned(),
             None,
-            false,
+            (false, None),
             vec![model],
             Signals::default(),
         )
@@ -126,7 +130,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         (
             route.name.clone(),
             Some(decision.route),
-            decision.matched,
+            (decision.matched, Some(decision.confidence)),
             route.candidates.clone(),
             signals,
         )
@@ -276,6 +280,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         route,
         route_index,
         route_matched,
+        route_confidence,
         model,
         selection_reason: selected.reason,
         placement,
@@ -365,6 +370,7 @@ pub fn trace(
         "decide": {
             "route": plan.route,
             "matched": plan.route_matched,
+            "confidence": plan.route_confidence,
             "priority": route.map(|r| r.priority),
             "condition": route.map(|r| r.condition.clone()),
             "routes": routes,

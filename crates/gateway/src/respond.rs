@@ -392,6 +392,7 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
             request_id: observed.request_id.clone(),
             requested_model: observed.requested_model.clone(),
             route: plan.route.clone(),
+            route_confidence: plan.route_confidence,
             model,
             pool: plan.pool_name(runtime).to_owned(),
             endpoint,
