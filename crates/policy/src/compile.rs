@@ -2,7 +2,7 @@
 
 use crate::checker::{Analysis, Finding};
 use crate::condition::{Condition, Measure, Test};
-use crate::config::{AlgorithmConfig, Config};
+use crate::config::{AlgorithmConfig, CandidateConfig, CandidateOptions, Config};
 use crate::diagnostics::{ConfigError, Diagnostic, Severity};
 use serde_saphyr::{Location, Spanned};
 use std::collections::{BTreeSet, HashMap};
@@ -148,6 +148,8 @@ pub struct CompiledRoute {
     pub condition: String,
     /// Candidate models, as indexes into [`Config::models`], in order of preference.
     pub candidates: Vec<usize>,
+    /// Per candidate (same order): what changes in the request when it is chosen.
+    pub options: Vec<CandidateOptions>,
     /// How one candidate is chosen.
     pub algorithm: AlgorithmConfig,
     /// Whether its requests may be compressed to fit a smaller pool.
@@ -204,28 +206,36 @@ impl Policy {
             }
             let expr =
                 compile_condition(&route.when, &signals, &format!("{path}.when"), &mut found);
+            let (candidates, options) = resolve_models(
+                &route.models,
+                &models,
+                &format!("{path}.models"),
+                &mut found,
+            );
+            let algorithm = with_candidate_weights(
+                &route.algorithm,
+                &route.models,
+                (&route.name.referenced, &format!("{path}.models")),
+                &mut found,
+            );
+            check_algorithm(
+                &algorithm,
+                &route.models,
+                &config.models,
+                (&route.name.referenced, &format!("{path}.algorithm")),
+                &mut found,
+            );
             routes.push(CompiledRoute {
                 name: route.name.value.clone(),
                 description: route.description.clone(),
                 priority: route.priority,
                 expr: Some(expr),
                 condition: route.when.to_string(),
-                candidates: resolve_models(
-                    &route.models,
-                    &models,
-                    &format!("{path}.models"),
-                    &mut found,
-                ),
-                algorithm: route.algorithm.clone(),
+                candidates,
+                options,
+                algorithm,
                 compress: route.compress,
             });
-            check_algorithm(
-                &route.algorithm,
-                &route.models,
-                &config.models,
-                (&route.name.referenced, &format!("{path}.algorithm")),
-                &mut found,
-            );
         }
         routes.sort_by(|a, b| {
             b.priority
@@ -241,28 +251,32 @@ impl Policy {
                     format!("`{}` is also the name of a route; rename one", default.name),
                 ));
             }
+            let (candidates, options) =
+                resolve_models(&default.models, &models, "default_route.models", &mut found);
+            let algorithm = with_candidate_weights(
+                &default.algorithm,
+                &default.models,
+                (&Location::UNKNOWN, "default_route.models"),
+                &mut found,
+            );
+            check_algorithm(
+                &algorithm,
+                &default.models,
+                &config.models,
+                (&Location::UNKNOWN, "default_route.algorithm"),
+                &mut found,
+            );
             routes.push(CompiledRoute {
                 name: default.name.clone(),
                 description: Some("taken when no other route matches".to_owned()),
                 priority: i32::MIN,
                 expr: None,
                 condition: "otherwise".to_owned(),
-                candidates: resolve_models(
-                    &default.models,
-                    &models,
-                    "default_route.models",
-                    &mut found,
-                ),
-                algorithm: default.algorithm.clone(),
+                candidates,
+                options,
+                algorithm,
                 compress: default.compress,
             });
-            check_algorithm(
-                &default.algorithm,
-                &default.models,
-                &config.models,
-                (&Location::UNKNOWN, "default_route.algorithm"),
-                &mut found,
-            );
         }
 
         let mut atoms = BTreeSet::new();
@@ -298,9 +312,14 @@ impl Policy {
             );
         }
 
+        check_tests(&config, &routes, &mut found);
+
         found.retain(|d| d.severity == Severity::Error);
         if !found.is_empty() {
             found.extend(warnings);
+            if let Some(map) = &config.source {
+                found.iter_mut().for_each(|d| crate::dsl::relocate(map, d));
+            }
             return Err(ConfigError { diagnostics: found });
         }
         let mut policy = Policy {
@@ -323,6 +342,12 @@ impl Policy {
             .map(|f| policy.diagnostic(f))
             .collect();
         policy.warnings.extend(checked);
+        if let Some(map) = &policy.config.source {
+            policy
+                .warnings
+                .iter_mut()
+                .for_each(|d| crate::dsl::relocate(map, d));
+        }
         Ok(policy)
     }
 
@@ -346,6 +371,9 @@ impl Policy {
         };
         if let Some(witness) = &finding.witness {
             diagnostic = diagnostic.with_help(format!("for example: {witness}"));
+        }
+        if let Some(map) = &self.config.source {
+            crate::dsl::relocate(map, &mut diagnostic);
         }
         diagnostic
     }
@@ -619,11 +647,45 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
     models
 }
 
+/// Every test case names a route that exists.
+fn check_tests(config: &Config, routes: &[CompiledRoute], found: &mut Vec<Diagnostic>) {
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let mut seen = HashMap::new();
+    for (i, test) in config.tests.iter().enumerate() {
+        if seen.insert(test.name.value.as_str(), ()).is_some() {
+            found.push(Diagnostic::error(
+                &test.name.referenced,
+                format!("tests[{i}].name"),
+                format!("test `{}` is defined twice", test.name.value),
+            ));
+        }
+        if test.cases.is_empty() {
+            found.push(Diagnostic::error(
+                &test.name.referenced,
+                format!("tests[{i}].cases"),
+                format!("test `{}` has no case", test.name.value),
+            ));
+        }
+        for (j, case) in test.cases.iter().enumerate() {
+            if !names.contains(&case.route.value.as_str()) {
+                found.push(
+                    Diagnostic::error(
+                        &case.route.referenced,
+                        format!("tests[{i}].cases[{j}].route"),
+                        format!("unknown route `{}`", case.route.value),
+                    )
+                    .suggesting(&case.route.value, names.iter().copied()),
+                );
+            }
+        }
+    }
+}
+
 /// Checks a selection algorithm against the route's candidates: weights name
 /// candidates, and what an algorithm compares (price, quality) is configured.
 fn check_algorithm(
     algorithm: &AlgorithmConfig,
-    candidates: &[Spanned<String>],
+    candidates: &[CandidateConfig],
     models: &[crate::config::ModelConfig],
     (at, path): (&Location, &str),
     found: &mut Vec<Diagnostic>,
@@ -634,8 +696,9 @@ fn check_algorithm(
         AlgorithmConfig::Static => (false, false),
         AlgorithmConfig::Weighted(w) => {
             for (name, weight) in &w.weights {
-                if !candidates.iter().any(|c| &c.value == name) {
-                    let names: Vec<&str> = candidates.iter().map(|c| c.value.as_str()).collect();
+                if !candidates.iter().any(|c| &c.name.value == name) {
+                    let names: Vec<&str> =
+                        candidates.iter().map(|c| c.name.value.as_str()).collect();
                     let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
                         .map(|s| format!(" (did you mean `{s}`?)"))
                         .unwrap_or_default();
@@ -674,7 +737,7 @@ fn check_algorithm(
             (w.cost > 0.0 || m.max_cost.is_some(), w.quality > 0.0)
         }
     };
-    for c in candidates {
+    for c in candidates.iter().map(|c| &c.name) {
         let Some(m) = model(&c.value) else { continue };
         if needs_price && m.price.is_none() {
             error(format!(
@@ -693,12 +756,57 @@ fn check_algorithm(
     }
 }
 
+/// The algorithm with the candidates' own weights merged in (for `weighted`); a
+/// weight given twice is an error, a weight under another algorithm one too.
+fn with_candidate_weights(
+    algorithm: &AlgorithmConfig,
+    candidates: &[CandidateConfig],
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) -> AlgorithmConfig {
+    let mut merged = algorithm.clone();
+    for c in candidates {
+        let Some(weight) = c.options.weight else {
+            continue;
+        };
+        match &mut merged {
+            AlgorithmConfig::Weighted(w) => {
+                if w.weights.contains_key(&c.name.value) {
+                    found.push(Diagnostic::error(
+                        &c.name.referenced,
+                        path,
+                        format!(
+                            "`{}` has a weight both here and in the algorithm's `weights`; keep one",
+                            c.name.value
+                        ),
+                    ));
+                }
+                w.weights.insert(c.name.value.clone(), f64::from(weight));
+            }
+            other => found.push(
+                Diagnostic::error(
+                    at,
+                    path,
+                    format!(
+                        "`{}` has a weight, but the `{}` algorithm does not use weights",
+                        c.name.value,
+                        other.name()
+                    ),
+                )
+                .with_help("use `ALGORITHM weighted` (algorithm: weighted), or drop the weight"),
+            ),
+        }
+    }
+    merged
+}
+
 fn resolve_models(
-    names: &[Spanned<String>],
+    candidates: &[CandidateConfig],
     models: &HashMap<String, usize>,
     path: &str,
     found: &mut Vec<Diagnostic>,
-) -> Vec<usize> {
+) -> (Vec<usize>, Vec<CandidateOptions>) {
+    let names: Vec<&Spanned<String>> = candidates.iter().map(|c| &c.name).collect();
     if names.is_empty() {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,
@@ -710,9 +818,10 @@ fn resolve_models(
     known.sort_unstable();
     names
         .iter()
+        .zip(candidates)
         .enumerate()
-        .filter_map(|(i, name)| match models.get(&name.value) {
-            Some(&index) => Some(index),
+        .filter_map(|(i, (name, c))| match models.get(&name.value) {
+            Some(&index) => Some((index, c.options.clone())),
             None => {
                 found.push(
                     Diagnostic::error(
@@ -725,7 +834,7 @@ fn resolve_models(
                 None
             }
         })
-        .collect()
+        .unzip()
 }
 
 fn compile_condition(

@@ -40,6 +40,146 @@ pub struct Config {
     /// Where requests go when no route matches (absent: such requests get a 422 `no_route`).
     #[serde(default)]
     pub default_route: Option<DefaultRouteConfig>,
+    /// Prompts and the routes they must take (`switchyard check --run-tests`).
+    #[serde(default)]
+    pub tests: Vec<TestConfig>,
+    /// Where the YAML this was read from came from, when it was made from DSL text:
+    /// diagnostics are moved back to the DSL lines.
+    #[serde(skip)]
+    pub source: Option<crate::dsl::SourceMap>,
+}
+
+/// A named set of prompts and the routes they must take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestConfig {
+    /// Its name.
+    pub name: Spanned<String>,
+    /// The cases.
+    pub cases: Vec<TestCaseConfig>,
+}
+
+/// One prompt and the route it must take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCaseConfig {
+    /// The user's message.
+    pub prompt: String,
+    /// The route expected (a route's name, or the default route's).
+    pub route: Spanned<String>,
+}
+
+/// A route's candidate model: its name, or a map with the name and options.
+#[derive(Debug, Clone)]
+pub struct CandidateConfig {
+    /// The model's name.
+    pub name: Spanned<String>,
+    /// The options applied when it is chosen.
+    pub options: CandidateOptions,
+}
+
+/// What changes in the request when a candidate is chosen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateOptions {
+    /// Share of traffic under the `weighted` algorithm (default: the algorithm's
+    /// `weights`, else 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Turn the model's thinking on or off: sent as
+    /// `chat_template_kwargs.enable_thinking` (default: as the client asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<bool>,
+    /// Reasoning effort sent as `reasoning_effort`: `low`, `medium` or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<Effort>,
+    /// A LoRA adapter served beside the model: requests name it instead of the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<String>,
+}
+
+/// Reasoning effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effort {
+    /// Least thinking.
+    Low,
+    /// Some.
+    Medium,
+    /// Most.
+    High,
+}
+
+impl Effort {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CandidateConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The map form, with its name.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            name: String,
+            #[serde(default)]
+            weight: Option<u32>,
+            #[serde(default)]
+            reasoning: Option<bool>,
+            #[serde(default)]
+            effort: Option<Effort>,
+            #[serde(default)]
+            lora: Option<String>,
+        }
+        struct Form(Full);
+        impl<'de> Deserialize<'de> for Form {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Form;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(
+                            "a model name, or a map with `name` and options (weight, reasoning, effort, lora)",
+                        )
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Form, E> {
+                        Ok(Form(Full {
+                            name: v.to_owned(),
+                            weight: None,
+                            reasoning: None,
+                            effort: None,
+                            lora: None,
+                        }))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<Form, A::Error> {
+                        Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                            .map(Form)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        let form: Spanned<Form> = Spanned::deserialize(d)?;
+        let Form(full) = form.value;
+        Ok(CandidateConfig {
+            name: Spanned::new(full.name, form.referenced, form.defined),
+            options: CandidateOptions {
+                weight: full.weight,
+                reasoning: full.reasoning,
+                effort: full.effort,
+                lora: full.lora,
+            },
+        })
+    }
 }
 
 /// How a route is chosen among those that match.
@@ -458,8 +598,9 @@ pub struct RouteConfig {
     /// The condition over signals: `{keyword: name}`, `{context: name}`,
     /// `{all: [...]}`, `{any: [...]}`, `{not: {...}}`.
     pub when: Condition,
-    /// Candidate models, in order of preference.
-    pub models: Vec<Spanned<String>>,
+    /// Candidate models, in order of preference: names, or maps with `name` and
+    /// options (`weight`, `reasoning`, `effort`, `lora`).
+    pub models: Vec<CandidateConfig>,
     /// How a model is chosen among the candidates (default `static`).
     #[serde(default)]
     pub algorithm: AlgorithmConfig,
@@ -476,8 +617,8 @@ pub struct DefaultRouteConfig {
     /// Its name (default `default`).
     #[serde(default = "default_route_name")]
     pub name: String,
-    /// Candidate models, in order of preference.
-    pub models: Vec<Spanned<String>>,
+    /// Candidate models, in order of preference (names, or maps with options).
+    pub models: Vec<CandidateConfig>,
     /// How a model is chosen among the candidates (default `static`).
     #[serde(default)]
     pub algorithm: AlgorithmConfig,

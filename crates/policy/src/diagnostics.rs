@@ -33,6 +33,9 @@ pub struct Diagnostic {
     pub message: String,
     /// What to write instead, when there is a likely fix.
     pub help: Option<String>,
+    /// The offending line of the source, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 impl Diagnostic {
@@ -46,6 +49,7 @@ impl Diagnostic {
             path: path.into(),
             message: message.into(),
             help: None,
+            snippet: None,
         }
     }
 
@@ -66,6 +70,14 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Note,
             ..Diagnostic::error(location, path, message)
+        }
+    }
+
+    /// Adds the line it points at from `text` (the source it refers to).
+    pub fn attach_source(&mut self, text: &str) {
+        if self.snippet.is_none() && self.line > 0 {
+            let index = usize::try_from(self.line - 1).unwrap_or(usize::MAX);
+            self.snippet = text.lines().nth(index).map(|l| l.trim_end().to_owned());
         }
     }
 
@@ -110,6 +122,12 @@ impl fmt::Display for Diagnostic {
             write!(f, "{}: ", self.path)?;
         }
         write!(f, "{}", self.message)?;
+        if let Some(line) = &self.snippet {
+            let number = self.line.to_string();
+            let gutter = " ".repeat(number.len());
+            let caret = " ".repeat(usize::try_from(self.column.saturating_sub(1)).unwrap_or(0));
+            write!(f, "\n {gutter} |\n {number} | {line}\n {gutter} | {caret}^")?;
+        }
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
         }
@@ -125,6 +143,14 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Adds the offending source line to every diagnostic that has a line.
+    pub fn with_source(mut self, text: &str) -> Self {
+        for d in &mut self.diagnostics {
+            d.attach_source(text);
+        }
+        self
+    }
+
     /// Tags every diagnostic with the file it came from.
     pub fn in_file(mut self, file: &Path) -> Self {
         for d in &mut self.diagnostics {

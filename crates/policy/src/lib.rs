@@ -15,16 +15,18 @@ pub mod condition;
 pub mod config;
 pub mod decide;
 pub mod diagnostics;
+pub mod dsl;
 pub mod load;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};
 pub use compile::{Atom, CompiledRoute, Expr, Policy};
 pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
-    AlgorithmConfig, Config, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig,
-    EndpointConfig, FactorWeights, HealthConfig, LatencyConfig, LatencyMetric, ModelConfig,
-    MultiFactorConfig, PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig,
-    StrategyConfig, UpstreamConfig, WeightedConfig,
+    AlgorithmConfig, CandidateConfig, CandidateOptions, Config, CostConfig, DecisionConfig,
+    DecisionStrategy, DefaultRouteConfig, Effort, EndpointConfig, FactorWeights, HealthConfig,
+    LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
+    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TestCaseConfig, TestConfig,
+    UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

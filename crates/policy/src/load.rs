@@ -6,8 +6,8 @@ use serde_saphyr::Location;
 use std::path::Path;
 use switchyard_wire::typos::{strip_location, unknown_field};
 
-/// Reads and parses a configuration file (syntax and schema; see [`crate::Policy`]
-/// for the checks across sections).
+/// Reads and parses a configuration file, YAML or (named `*.sy`) DSL (syntax and
+/// schema; see [`crate::Policy`] for the checks across sections).
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::from(
@@ -16,11 +16,22 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
         )
         .in_file(path)
     })?;
-    parse_config(&text).map_err(|e| e.in_file(path))
+    let parsed = if crate::dsl::is_dsl_path(path) {
+        crate::dsl::parse_dsl(&text)
+    } else {
+        parse_config(&text)
+    };
+    parsed.map_err(|e| e.in_file(path))
 }
 
 /// Parses configuration text. Unknown keys are errors naming the nearest valid key.
 pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
+    let mut config = parse_yaml(text).map_err(|e| e.with_source(text))?;
+    config.source = Some(crate::dsl::SourceMap::yaml(text));
+    Ok(config)
+}
+
+fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
     serde_saphyr::from_str::<Config>(text).map_err(|err| {
         let location = err.location().unwrap_or(Location::UNKNOWN);
         let message = strip_location(&err.without_snippet().to_string());
@@ -32,6 +43,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
             path: String::new(),
             message: message.clone(),
             help: None,
+            snippet: None,
         };
         if let Some((wrong, expected)) = unknown_field(&message) {
             diagnostic = diagnostic.suggesting(&wrong, expected.iter().map(String::as_str));

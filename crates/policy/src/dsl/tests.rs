@@ -1,0 +1,449 @@
+use super::*;
+use crate::Policy;
+use proptest::prelude::*;
+
+const SAMPLE: &str = r#"# The fleet.
+MODEL "coder-7b" { price: { input: 0.2, output: 0.4 }, quality: 0.7, tags: [small] }
+MODEL big { quality: 0.9, price: { input: 3, output: 15 } }
+
+POOL coder { model: "coder-7b", context_window: 16K, endpoints: [{ url: "http://127.0.0.1:9001" }] }
+POOL large {
+  model: big
+  context_window: 128K
+  # two replicas
+  endpoints: [{ url: "http://127.0.0.1:9002" }, { url: "http://127.0.0.1:9003" }]
+}
+
+SIGNAL keyword code { keywords: [python, rust, compile] }
+SIGNAL keyword urgent { keywords: [asap] }
+SIGNAL context long { min: 8K }
+
+DECISION { strategy: priority }
+
+// Code goes to the coder unless it is long.
+ROUTE coding (description = "code \"questions\"") {
+  PRIORITY 50
+  WHEN keyword("code") AND NOT context("long")
+  MODEL "coder-7b" (reasoning = true, effort = "high"), "big"
+  ALGORITHM cost { min_quality: 0.5 }
+}
+
+ROUTE rush {
+  PRIORITY 10
+  WHEN keyword("urgent") OR keyword("code") >= 2 AND context("long")
+  MODEL "big" (lora = "big-rush"), "coder-7b"
+}
+
+DEFAULT ROUTE fallback { MODEL "big" }
+
+TEST smoke {
+  "how do I compile rust" -> coding
+  "hello" -> fallback
+}
+"#;
+
+#[test]
+fn the_dsl_compiles_to_the_same_model_as_yaml() {
+    let config = parse_dsl(SAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let policy = Policy::compile(config).unwrap_or_else(|e| panic!("{e}"));
+    let coding = policy.routes().iter().find(|r| r.name == "coding").unwrap();
+    assert_eq!(coding.priority, 50);
+    assert_eq!(coding.description.as_deref(), Some("code \"questions\""));
+    assert_eq!(
+        coding.condition,
+        "(keyword(\"code\") AND NOT context(\"long\"))"
+    );
+    assert_eq!(coding.options[0].reasoning, Some(true));
+    assert_eq!(coding.options[0].effort, Some(crate::Effort::High));
+    assert_eq!(coding.algorithm.name(), "cost");
+    let rush = policy.routes().iter().find(|r| r.name == "rush").unwrap();
+    assert_eq!(
+        rush.condition, "(keyword(\"urgent\") OR (keyword(\"code\") >= 2 AND context(\"long\")))",
+        "AND binds tighter than OR"
+    );
+    assert_eq!(rush.options[0].lora.as_deref(), Some("big-rush"));
+    assert_eq!(policy.config.pools[0].context_window.0, 16 * 1024);
+    assert_eq!(policy.config.tests[0].cases.len(), 2);
+
+    // The YAML it compiles to is the same configuration.
+    let yaml = to_yaml(SAMPLE).unwrap();
+    let again = Policy::compile(crate::parse_config(&yaml).unwrap()).unwrap();
+    assert_eq!(again.routes().len(), policy.routes().len());
+    for (a, b) in again.routes().iter().zip(policy.routes()) {
+        assert_eq!(
+            (&a.name, &a.condition, &a.candidates),
+            (&b.name, &b.condition, &b.candidates)
+        );
+        assert_eq!(a.options, b.options);
+    }
+}
+
+#[test]
+fn fmt_is_canonical_idempotent_and_keeps_comments() {
+    let once = format(SAMPLE).unwrap();
+    assert_eq!(format(&once).unwrap(), once, "idempotent");
+    for comment in [
+        "# The fleet.",
+        "# two replicas",
+        "# Code goes to the coder unless it is long.",
+    ] {
+        assert!(once.contains(comment), "{comment} kept:\n{once}");
+    }
+    assert!(
+        once.contains("  WHEN keyword(\"code\") AND NOT context(\"long\")\n"),
+        "{once}"
+    );
+    assert!(
+        once.contains("MODEL \"coder-7b\" (reasoning = true, effort = high), \"big\""),
+        "{once}"
+    );
+    assert!(once.contains("SIGNAL context long { min: 8K }"), "{once}");
+    // Messy spacing and optional commas give the same text.
+    let messy = SAMPLE
+        .replace("PRIORITY 50", "PRIORITY   50")
+        .replace(", quality: 0.7,", " quality: 0.7 ");
+    assert_eq!(format(&messy).unwrap(), once);
+}
+
+#[test]
+fn dsl_and_yaml_round_trip_without_loss() {
+    let yaml = to_yaml(SAMPLE).unwrap();
+    let dsl = from_yaml(&yaml).unwrap();
+    let without_comments: String = format(SAMPLE)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // Blank lines between statements are the printer's; compare the statements.
+    let squeeze = |t: &str| {
+        t.lines()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(squeeze(&dsl), squeeze(&without_comments));
+    assert!(canonical(&yaml_tree(&yaml).unwrap()) == canonical(&parse_tree(&dsl).unwrap()));
+    // A YAML file written by hand: the same tree after DSL and back.
+    let hand = "\
+models: [{name: m, tags: [a, 'b c']}]
+pools: [{name: p, model: m, context_window: 4K, endpoints: [{url: 'http://127.0.0.1:1', weight: 2}]}]
+signals:
+  keyword: [{name: k, keywords: ['x y', z]}]
+  limits: {default: {timeout_ms: 50}}
+routes:
+  - name: r
+    when: {all: [{keyword: k}, {any: [{not: {keyword: k}}]}, {keyword: {name: k, confidence: '>0.5'}}]}
+    models: [{name: m, weight: 3}]
+    algorithm: {type: weighted, seed: 7}
+server: {listen: '127.0.0.1:9999'}
+";
+    let dsl = from_yaml(hand).unwrap();
+    let back = to_yaml(&dsl).unwrap_or_else(|e| panic!("{e}\n{dsl}"));
+    assert!(
+        canonical(&yaml_tree(hand).unwrap()) == canonical(&yaml_tree(&back).unwrap()),
+        "{dsl}\n{back}"
+    );
+    assert!(
+        dsl.contains(
+            "WHEN keyword(\"k\") AND NOT keyword(\"k\") AND keyword(\"k\").confidence > 0.5"
+        ),
+        "{dsl}"
+    );
+}
+
+fn first_error(text: &str) -> crate::Diagnostic {
+    let err = parse_dsl(text)
+        .and_then(Policy::compile)
+        .map(|_| ())
+        .unwrap_err();
+    err.diagnostics[0].clone()
+}
+
+#[test]
+fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
+    let d = first_error(&SAMPLE.replace("keyword(\"urgent\")", "keyword(\"urgnt\")"));
+    assert!(d.message.contains("unknown keyword signal `urgnt`"), "{d}");
+    assert_eq!((d.line, d.column), (29, 16), "{d}");
+    assert_eq!(d.help.as_deref(), Some("did you mean `urgent`?"));
+    let shown = d.to_string();
+    assert!(
+        shown.contains("29 |   WHEN keyword(\"urgnt\") OR"),
+        "{shown}"
+    );
+
+    let d = first_error(&SAMPLE.replace("quality: 0.9,", "qualty: 0.9,"));
+    assert!(d.message.contains("qualty"), "{d}");
+    assert_eq!(d.line, 3, "{d}");
+    assert_eq!(d.help.as_deref(), Some("did you mean `quality`?"), "{d}");
+
+    let d = first_error(&SAMPLE.replace("ROUTE rush", "ROUET rush"));
+    assert_eq!(
+        (d.line, d.column, d.help.as_deref()),
+        (27, 1, Some("did you mean `ROUTE`?")),
+        "{d}"
+    );
+    let d = first_error(&SAMPLE.replace("keyword(\"urgent\")", "keywrd(\"urgent\")"));
+    assert_eq!(d.help.as_deref(), Some("did you mean `keyword`?"), "{d}");
+    let d = first_error(&SAMPLE.replace("\"hello\" -> fallback", "\"hello\" -> fallbak"));
+    assert!(d.message.contains("unknown route `fallbak`"), "{d}");
+    assert_eq!(d.line, 37, "{d}");
+    let d = first_error(
+        &SAMPLE
+            .replace("(effort = \"high\")", "(effort = \"extreme\")")
+            .replace("effort = \"high\"", "effort = \"extreme\""),
+    );
+    assert!(d.message.contains("extreme"), "{d}");
+    assert_eq!(d.line, 23, "{d}");
+    for (broken, says) in [
+        (
+            "ROUTE x { WHEN keyword(\"code\") AND }",
+            "expected a condition",
+        ),
+        (
+            "ROUTE x { WHEN (keyword(\"code\") }",
+            "to close the parenthesis",
+        ),
+        ("MODEL m { quality: \"unclosed }", "not closed"),
+        ("ROUTE x { PRIORITY 1 PRIORITY 2 }", "written twice"),
+        ("ROUTE x { PLUGIN cache {} }", "no plugins"),
+        ("TEST t { hello -> x }", "quoted prompt"),
+        (
+            "ROUTE x { WHEN keyword(\"a\").value > 1 }",
+            "only `.confidence`",
+        ),
+        ("7up { }", "starts like a number"),
+    ] {
+        let err = parse_tree(broken).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains(says), "{broken}: {err}");
+    }
+}
+
+/// A random name: plain, or needing quotes.
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9_-]{0,6}[a-z0-9]",
+        "[A-Za-z0-9 _.é\"\\\\/-]{1,10}",
+    ]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof!["[ -~]{0,20}", "\\PC{0,12}", "[a-z\\n\\t\"\\\\]{0,8}"]
+}
+
+fn num() -> impl Strategy<Value = Node> {
+    prop_oneof![
+        any::<i32>().prop_map(|i| Node::new(Value::Num(i.to_string()))),
+        (-1e6f64..1e6).prop_map(|x| Node::new(Value::Num(tree::number_text(x)))),
+    ]
+}
+
+fn s(text: &str) -> Node {
+    Node::new(Value::Str(text.to_owned()))
+}
+
+fn map(entries: Vec<(&str, Node)>) -> Node {
+    Node::new(Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    ))
+}
+
+fn list(items: Vec<Node>) -> Node {
+    Node::new(Value::List(items))
+}
+
+/// A random value for a block (what MODEL / SIGNALS blocks may hold).
+fn value() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![
+        num(),
+        text().prop_map(|t| s(&t)),
+        any::<bool>().prop_map(|b| Node::new(Value::Bool(b))),
+        Just(Node::new(Value::Null)),
+        (1u32..64, prop::sample::select(vec!["K", "M"])).prop_map(|(n, u)| s(&format!("{n}{u}"))),
+    ];
+    leaf.prop_recursive(2, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(list),
+            prop::collection::vec(("[a-z_]{1,6}|[A-Z ]{1,4}", inner), 0..3).prop_map(|es| {
+                let mut seen = std::collections::BTreeSet::new();
+                Node::new(Value::Map(
+                    es.into_iter()
+                        .filter(|(k, _)| seen.insert(k.clone()))
+                        .collect(),
+                ))
+            }),
+        ]
+    })
+}
+
+fn condition() -> impl Strategy<Value = Node> {
+    let families: Vec<&'static str> = switchyard_workload::SignalFamily::ALL
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    let atom = (
+        prop::sample::select(families),
+        name(),
+        prop::option::of((
+            any::<bool>(),
+            prop::sample::select(vec!["<", "<=", ">", ">="]),
+            -100i32..100,
+        )),
+    )
+        .prop_map(|(family, n, test)| match test {
+            None => map(vec![(family, s(&n))]),
+            Some((confidence, cmp, bound)) => map(vec![(
+                family,
+                map(vec![
+                    ("name", s(&n)),
+                    (
+                        if confidence { "confidence" } else { "value" },
+                        s(&format!("{cmp} {}", f64::from(bound) / 10.0)),
+                    ),
+                ]),
+            )]),
+        });
+    atom.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|c| map(vec![("not", c)])),
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|cs| map(vec![("all", list(cs))])),
+            prop::collection::vec(inner, 0..4).prop_map(|cs| map(vec![("any", list(cs))])),
+        ]
+    })
+}
+
+fn candidate() -> impl Strategy<Value = Node> {
+    (
+        name(),
+        prop::option::of(any::<bool>()),
+        prop::option::of(1u32..9),
+        prop::option::of(text()),
+    )
+        .prop_map(|(n, reasoning, weight, lora)| {
+            let mut entries = vec![("name", s(&n))];
+            if let Some(r) = reasoning {
+                entries.push(("reasoning", Node::new(Value::Bool(r))));
+            }
+            if let Some(w) = weight {
+                entries.push(("weight", Node::new(Value::Num(w.to_string()))));
+            }
+            if let Some(l) = lora {
+                entries.push(("lora", s(&l)));
+            }
+            if entries.len() == 1 {
+                s(&n)
+            } else {
+                map(entries)
+            }
+        })
+}
+
+fn route() -> impl Strategy<Value = Node> {
+    (
+        name(),
+        prop::option::of(text()),
+        any::<i32>(),
+        condition(),
+        prop::collection::vec(candidate(), 1..3),
+        prop::option::of(prop_oneof![
+            Just(s("static")),
+            value().prop_map(|v| map(vec![("type", s("cost")), ("params", v)])),
+        ]),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(
+            |(n, description, priority, when, models, algorithm, compress)| {
+                let mut entries = vec![("name", s(&n))];
+                if let Some(d) = description {
+                    entries.push(("description", s(&d)));
+                }
+                entries.push(("priority", Node::new(Value::Num(priority.to_string()))));
+                entries.push(("when", when));
+                entries.push(("models", list(models)));
+                if let Some(a) = algorithm {
+                    entries.push(("algorithm", a));
+                }
+                if let Some(c) = compress {
+                    entries.push(("compress", Node::new(Value::Bool(c))));
+                }
+                map(entries)
+            },
+        )
+}
+
+fn policy_tree() -> impl Strategy<Value = Node> {
+    (
+        prop::collection::vec((name(), value()), 0..3),
+        prop::collection::vec((name(), value()), 1..3),
+        prop::collection::vec(route(), 0..4),
+        prop::option::of(prop::collection::vec(candidate(), 1..3)),
+        prop::collection::vec(
+            (name(), prop::collection::vec((text(), name()), 1..3)),
+            0..2,
+        ),
+        prop::option::of(value()),
+    )
+        .prop_map(|(models, signals, routes, default, tests, server)| {
+            let named = |(n, v): (String, Node)| {
+                let mut entries = vec![("name".to_owned(), s(&n))];
+                if let Value::Map(rest) = v.value {
+                    entries.extend(rest.into_iter().filter(|(k, _)| k != "name"));
+                }
+                Node::new(Value::Map(entries))
+            };
+            let mut root = Vec::new();
+            if let Some(Node {
+                value: Value::Map(server),
+                ..
+            }) = server
+            {
+                root.push(("server", Node::new(Value::Map(server))));
+            }
+            root.push(("models", list(models.into_iter().map(named).collect())));
+            root.push(("pools", list(Vec::new())));
+            root.push((
+                "signals",
+                map(vec![(
+                    "keyword",
+                    list(signals.into_iter().map(named).collect()),
+                )]),
+            ));
+            if !routes.is_empty() {
+                root.push(("routes", list(routes)));
+            }
+            if let Some(models) = default {
+                root.push(("default_route", map(vec![("models", list(models))])));
+            }
+            if !tests.is_empty() {
+                let tests = tests
+                    .into_iter()
+                    .map(|(n, cases)| {
+                        let cases = cases
+                            .into_iter()
+                            .map(|(prompt, route)| {
+                                map(vec![("prompt", s(&prompt)), ("route", s(&route))])
+                            })
+                            .collect();
+                        map(vec![("name", s(&n)), ("cases", list(cases))])
+                    })
+                    .collect();
+                root.push(("tests", list(tests)));
+            }
+            map(root)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn print_then_parse_is_the_identity(tree in policy_tree()) {
+        let printed = print_tree(&tree).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let parsed = parse_tree(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n{printed}")))?;
+        prop_assert!(parsed == canonical(&tree), "{printed}");
+        prop_assert_eq!(print_tree(&parsed).map_err(|e| TestCaseError::fail(e.to_string()))?, printed);
+    }
+}
