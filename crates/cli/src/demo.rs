@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use switchyard_engine::EngineConfig;
 use switchyard_fleet::GpuKind;
 use switchyard_gateway::{Gateway, Runtime};
-use switchyard_policy::{Policy, parse_config};
+use switchyard_policy::{Policy, dsl, parse_config};
 
-const BUILT_IN: &str = include_str!("../../../examples/demo.yaml");
+const BUILT_IN: &str = include_str!("../../../examples/demo.sy");
 
 struct Shot {
     label: String,
@@ -31,10 +31,16 @@ pub async fn run(path: Option<&Path>, exit: bool) -> Result<()> {
         ),
         None => (
             BUILT_IN.to_owned(),
-            "examples/demo.yaml (built in)".to_owned(),
+            "examples/demo.sy (built in)".to_owned(),
         ),
     };
-    let mut config = parse_config(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let dsl = path.is_none_or(dsl::is_dsl_path);
+    let parsed = if dsl {
+        dsl::parse_dsl(&text)
+    } else {
+        parse_config(&text)
+    };
+    let mut config = parsed.map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     if let Some(model) = &config.signals.model {
         fetch_model(&model.path)?;
     }

@@ -45,6 +45,30 @@ enum Command {
         /// Print the checker's findings as JSON instead of the summary.
         #[arg(long)]
         json: bool,
+        /// Also run the policy's TEST cases through the signal engine and the
+        /// decision; fails when a prompt takes another route.
+        #[arg(long)]
+        run_tests: bool,
+    },
+    /// Print a DSL policy (`*.sy`) in canonical form.
+    Fmt {
+        /// The DSL file.
+        file: PathBuf,
+        /// Rewrite the file in place instead of printing.
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+        /// Only check: fail (exit 1) when the file is not in canonical form.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Convert a policy between DSL (`*.sy`) and YAML: DSL → YAML, YAML → DSL. The
+    /// configuration is checked first; the result reads back to the same configuration.
+    Compile {
+        /// The input file (`*.sy` is DSL; anything else YAML).
+        file: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Route a prompt without calling upstream and print the trace as JSON.
     Route {
@@ -65,7 +89,7 @@ enum Command {
     Engine(EngineArgs),
     /// Start a demo fleet behind the gateway, send a mix of requests and show the routing.
     Demo {
-        /// Configuration to use instead of the built-in demo (`examples/demo.yaml`).
+        /// Configuration to use instead of the built-in demo (`examples/demo.sy`).
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Exit after the requests instead of serving until Ctrl-C.
@@ -173,7 +197,13 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve { config } => serve(&config, compile(&config)?).await,
-        Command::Check { config, json } => check(&config, json),
+        Command::Check {
+            config,
+            json,
+            run_tests,
+        } => check(&config, json, run_tests),
+        Command::Fmt { file, write, check } => fmt(&file, write, check),
+        Command::Compile { file, output } => convert(&file, output.as_deref()),
         Command::Route {
             config,
             prompt,
@@ -218,7 +248,62 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
     Ok(())
 }
 
-fn check(path: &Path, json: bool) -> Result<()> {
+fn fmt(path: &Path, write: bool, check: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !switchyard_policy::dsl::is_dsl_path(path) {
+        bail!(
+            "{}: fmt formats DSL files (*.sy); convert YAML with `switchyard compile {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let formatted = switchyard_policy::dsl::format(&text)
+        .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    if check {
+        if formatted != text {
+            bail!(
+                "{} is not in canonical form: run `switchyard fmt --write {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        eprintln!("{}: formatted", path.display());
+    } else if write {
+        if formatted != text {
+            std::fs::write(path, &formatted)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    } else {
+        print!("{formatted}");
+    }
+    Ok(())
+}
+
+fn convert(path: &Path, output: Option<&Path>) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let converted = if switchyard_policy::dsl::is_dsl_path(path) {
+        let yaml = switchyard_policy::dsl::to_yaml(&text);
+        yaml.map(|y| {
+            format!(
+                "# Compiled from {} by `switchyard compile`.\n{y}",
+                path.display()
+            )
+        })
+    } else {
+        switchyard_policy::dsl::from_yaml(&text)
+    }
+    .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    match output {
+        Some(out) => std::fs::write(out, converted)
+            .with_context(|| format!("cannot write {}", out.display()))?,
+        None => print!("{converted}"),
+    }
+    Ok(())
+}
+
+fn check(path: &Path, json: bool, run_tests: bool) -> Result<()> {
     let policy = compile(path)?;
     if let Some(tokenizer) = &policy.config.server.tokenizer {
         switchyard_workload::TokenCounter::from_file(tokenizer).map_err(|e| {
@@ -261,6 +346,87 @@ fn check(path: &Path, json: bool) -> Result<()> {
         notes.len(),
         policy.analysis.signals,
     );
+    if run_tests {
+        policy_tests(path, policy)?;
+    }
+    Ok(())
+}
+
+/// Runs every TEST case through the signal engine and the decision, as a request
+/// for `auto` would be.
+fn policy_tests(path: &Path, policy: Policy) -> Result<()> {
+    let tests = policy.config.tests.clone();
+    let source = policy.config.source.clone();
+    if tests.is_empty() {
+        bail!(
+            "{}: --run-tests: the policy has no TEST blocks (YAML: `tests:`)",
+            path.display()
+        );
+    }
+    let alias = policy
+        .config
+        .server
+        .route_aliases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "auto".to_owned());
+    let runtime = Runtime::new(policy)?;
+    let (mut passed, mut failed) = (0usize, Vec::new());
+    for test in &tests {
+        for case in &test.cases {
+            let mut conversation = Conversation::from_prompt(&alias, &case.prompt);
+            runtime.count(&mut conversation);
+            let got = match switchyard_gateway::plan(&runtime, &conversation) {
+                Ok(plan) => plan.route,
+                Err(e) => format!("(error: {})", e.message),
+            };
+            if got == case.route.value {
+                passed += 1;
+                continue;
+            }
+            let at = source
+                .as_ref()
+                .and_then(|s| {
+                    s.locate(case.route.referenced.line(), case.route.referenced.column())
+                })
+                .map(|p| format!(":{}:{}", p.line, p.column))
+                .unwrap_or_default();
+            let signals = runtime
+                .policy
+                .signals
+                .characterize(&conversation, runtime.policy.needed_signals());
+            let matched: Vec<String> = runtime
+                .policy
+                .explain(&signals)
+                .into_iter()
+                .filter(|t| t.matched)
+                .map(|t| format!("{} ({:.2})", t.name, t.confidence))
+                .collect();
+            failed.push(format!(
+                "{}{at}: FAIL test `{}`: {:?} took `{got}`, expected `{}`\n  routes matching: {}",
+                path.display(),
+                test.name.value,
+                case.prompt,
+                case.route.value,
+                if matched.is_empty() {
+                    "none".to_owned()
+                } else {
+                    matched.join(", ")
+                }
+            ));
+        }
+    }
+    for f in &failed {
+        eprintln!("{f}");
+    }
+    println!(
+        "{}: tests: {passed} passed, {} failed",
+        path.display(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!("{} policy test cases failed", failed.len());
+    }
     Ok(())
 }
 

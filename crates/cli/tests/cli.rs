@@ -25,7 +25,7 @@ fn switchyard(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn the_examples_pass_check() {
     for example in [
-        "examples/demo.yaml",
+        "examples/demo.sy",
         "examples/keywords.yaml",
         "examples/minimal.yaml",
     ] {
@@ -115,28 +115,69 @@ routes:
 fn a_bad_config_names_file_line_and_a_fix() {
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bad.yaml");
+    let path = dir.join("bad.sy");
     let demo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/demo.yaml"
+        "/../../examples/demo.sy"
     ))
     .unwrap();
-    std::fs::write(&path, demo.replace("    priority: 50", "    priorty: 50")).unwrap();
+    std::fs::write(&path, demo.replace("  PRIORITY 50", "  PRIORTY 50")).unwrap();
     let (ok, _, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
     assert!(!ok);
-    let line = demo.lines().position(|l| l == "    priority: 50").unwrap() + 1;
-    assert!(stderr.contains(&format!("bad.yaml:{line}:")), "{stderr}");
-    assert!(stderr.contains("did you mean `priority`?"), "{stderr}");
+    let line = demo.lines().position(|l| l == "  PRIORITY 50").unwrap() + 1;
+    assert!(stderr.contains(&format!("bad.sy:{line}:3:")), "{stderr}");
+    assert!(stderr.contains("did you mean `PRIORITY`?"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(" {line} |   PRIORTY 50")),
+        "the offending text: {stderr}"
+    );
 
     std::fs::write(
         &path,
-        demo.replace("models: [reasoner-70b]", "models: [reasoner-7b]"),
+        demo.replace("MODEL \"reasoner-70b\" (", "MODEL \"reasoner-7b\" ("),
     )
     .unwrap();
     let (ok, _, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(stderr.contains("unknown model `reasoner-7b`"), "{stderr}");
     assert!(stderr.contains("did you mean `reasoner-70b`?"), "{stderr}");
+    let line = demo
+        .lines()
+        .position(|l| l.contains("MODEL \"reasoner-70b\" ("))
+        .unwrap()
+        + 1;
+    assert!(stderr.contains(&format!("bad.sy:{line}:9:")), "{stderr}");
+
+    // YAML files point at their own lines.
+    let yaml = dir.join("bad.yaml");
+    let minimal = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/minimal.yaml"
+    ))
+    .unwrap();
+    let (at, original) = minimal
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with("context_window:"))
+        .unwrap();
+    std::fs::write(
+        &yaml,
+        minimal.replace(
+            original,
+            &original.replace("context_window", "context_windw"),
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", yaml.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("bad.yaml:{}:", at + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `context_window`?"),
+        "{stderr}"
+    );
 
     let (ok, _, stderr) = switchyard(&["check", "--config", "no/such/file.yaml"]);
     assert!(!ok);
@@ -151,7 +192,7 @@ fn route_prints_the_trace_without_an_upstream() {
     let (ok, stdout, stderr) = switchyard(&[
         "route",
         "--config",
-        "examples/demo.yaml",
+        "examples/demo.sy",
         "--prompt",
         "prove this theorem about primes",
     ]);
@@ -456,4 +497,67 @@ fn eval_without_the_data_says_where_to_get_it() {
     let (ok, _, stderr) = switchyard(&["eval", "signals", "--data", "/nonexistent/data"]);
     assert!(!ok);
     assert!(stderr.contains("SWITCHYARD_DATA"), "{stderr}");
+}
+
+#[test]
+fn policies_convert_between_dsl_and_yaml_and_their_tests_run() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-dsl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, _, stderr) = switchyard(&["fmt", "--check", "examples/demo.sy"]);
+    assert!(ok, "the demo is in canonical form: {stderr}");
+    let yaml = dir.join("demo.yaml");
+    let (ok, _, stderr) =
+        switchyard(&["compile", "examples/demo.sy", "-o", yaml.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", yaml.to_str().unwrap()]);
+    assert!(
+        ok && stdout.contains("6 routes + default"),
+        "{stdout}{stderr}"
+    );
+    let (ok, back, stderr) = switchyard(&["compile", yaml.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let demo = std::fs::read_to_string("../../examples/demo.sy")
+        .or_else(|_| std::fs::read_to_string("examples/demo.sy"))
+        .unwrap();
+    let statements = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        statements(&back),
+        statements(&demo),
+        "DSL -> YAML -> DSL loses nothing but comments"
+    );
+
+    let (ok, stdout, stderr) =
+        switchyard(&["check", "--config", "examples/demo.sy", "--run-tests"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("tests: 9 passed, 0 failed"), "{stdout}");
+    let broken = dir.join("broken.sy");
+    std::fs::write(
+        &broken,
+        demo.replace(
+            "\"Prove that the sum of two even numbers is even.\" -> math",
+            "\"Prove that the sum of two even numbers is even.\" -> expert",
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) =
+        switchyard(&["check", "--config", broken.to_str().unwrap(), "--run-tests"]);
+    assert!(!ok);
+    assert!(stdout.contains("tests: 8 passed, 1 failed"), "{stdout}");
+    assert!(
+        stderr.contains("took `math`, expected `expert`")
+            && stderr.contains("routes matching: math"),
+        "{stderr}"
+    );
+    let messy = dir.join("messy.sy");
+    std::fs::write(&messy, demo.replace("  PRIORITY 50", "PRIORITY    50")).unwrap();
+    let (ok, _, _) = switchyard(&["fmt", "--check", messy.to_str().unwrap()]);
+    assert!(!ok, "not canonical");
+    let (ok, _, stderr) = switchyard(&["fmt", "--write", messy.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&messy).unwrap(), demo);
 }

@@ -71,6 +71,37 @@ impl Outcome {
     }
 }
 
+/// What the route says to change when this candidate answers: a LoRA adapter is
+/// asked for by its name; thinking is switched through the chat template
+/// (`chat_template_kwargs.enable_thinking`, merged into what the client sent); the
+/// effort is `reasoning_effort`. The route's options replace the client's.
+pub fn apply_candidate_options(
+    request: &mut ChatRequest,
+    options: &switchyard_policy::CandidateOptions,
+) {
+    if let Some(adapter) = &options.lora {
+        request.model.clone_from(adapter);
+    }
+    if let Some(on) = options.reasoning {
+        let kwargs = request
+            .extra
+            .entry("chat_template_kwargs")
+            .or_insert_with(|| serde_json::json!({}));
+        if !kwargs.is_object() {
+            *kwargs = serde_json::json!({});
+        }
+        if let Some(map) = kwargs.as_object_mut() {
+            map.insert("enable_thinking".to_owned(), serde_json::Value::Bool(on));
+        }
+    }
+    if let Some(effort) = options.effort {
+        request.extra.insert(
+            "reasoning_effort".to_owned(),
+            serde_json::Value::String(effort.name().to_owned()),
+        );
+    }
+}
+
 /// Forwards a planned request and builds the client's response.
 pub async fn forward(
     runtime: Arc<Runtime>,
@@ -86,6 +117,13 @@ pub async fn forward(
         ));
     };
     request.model = model.upstream_name().to_owned();
+    let options = plan
+        .route_index
+        .and_then(|i| runtime.policy.route(i))
+        .and_then(|route| route.options_for(plan.model));
+    if let Some(options) = options {
+        apply_candidate_options(&mut request, options);
+    }
     if let (Some(hint), true) = (plan.retention, runtime.policy.config.retention.body_field) {
         request.extra.insert(
             switchyard_wire::headers::KV_RETENTION_FIELD.to_owned(),
@@ -408,5 +446,45 @@ pub fn observe(runtime: &Runtime, plan: &Plan, observed: &Observed, outcome: Out
             attempts: observed.attempts,
             error,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_policy::{CandidateOptions, Effort};
+
+    #[test]
+    fn candidate_options_shape_the_upstream_request() {
+        let mut request: ChatRequest = serde_json::from_value(serde_json::json!({
+            "model": "qwen3-8b",
+            "messages": [{"role": "user", "content": "hi"}],
+            "chat_template_kwargs": {"custom": 1, "enable_thinking": false},
+            "reasoning_effort": "low",
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        apply_candidate_options(
+            &mut request,
+            &CandidateOptions {
+                weight: None,
+                reasoning: Some(true),
+                effort: Some(Effort::High),
+                lora: Some("sql-adapter".to_owned()),
+            },
+        );
+        let sent = serde_json::to_value(&request).unwrap_or_default();
+        assert_eq!(sent["model"], "sql-adapter");
+        assert_eq!(
+            sent["chat_template_kwargs"],
+            serde_json::json!({"custom": 1, "enable_thinking": true})
+        );
+        assert_eq!(sent["reasoning_effort"], "high");
+        let mut plain = request.clone();
+        apply_candidate_options(&mut plain, &CandidateOptions::default());
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap_or_default(),
+            sent,
+            "no options, no change"
+        );
     }
 }

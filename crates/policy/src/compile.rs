@@ -156,6 +156,14 @@ pub struct CompiledRoute {
     pub compress: bool,
 }
 
+impl CompiledRoute {
+    /// The options of a candidate model (by index into [`Config::models`]).
+    pub fn options_for(&self, model: usize) -> Option<&CandidateOptions> {
+        let at = self.candidates.iter().position(|&m| m == model)?;
+        self.options.get(at)
+    }
+}
+
 /// A checked configuration with its routes compiled, ready to decide.
 #[derive(Debug)]
 pub struct Policy {

@@ -398,14 +398,45 @@ fn value(node: &Node, level: usize) -> Result<String, String> {
             let parts = parts?;
             let commented = !node.after.is_empty() || items.iter().any(|i| !i.before.is_empty());
             let one_line = format!("[{}]", parts.join(", "));
+            let scalars = items
+                .iter()
+                .all(|i| !matches!(i.value, Value::List(_) | Value::Map(_)))
+                && parts.iter().all(|p| p.len() <= 24);
             if !commented && !one_line.contains('\n') && one_line.len() + 2 * level + 24 <= WIDTH {
                 one_line
+            } else if !commented && scalars {
+                // Short items fill lines.
+                let pad = "  ".repeat(level + 1);
+                let mut lines: Vec<String> = vec![String::new()];
+                for part in &parts {
+                    let last = lines.last_mut().map_or(0, |l| l.len());
+                    if last > 0 && pad.len() + last + part.len() + 2 > WIDTH {
+                        lines.push(String::new());
+                    }
+                    if let Some(line) = lines.last_mut() {
+                        if !line.is_empty() {
+                            line.push(' ');
+                        }
+                        line.push_str(part);
+                        line.push(',');
+                    }
+                }
+                if let Some(line) = lines.last_mut() {
+                    line.pop();
+                }
+                let mut text = "[\n".to_owned();
+                for line in lines {
+                    let _ = writeln!(text, "{pad}{line}");
+                }
+                let _ = write!(text, "{}]", "  ".repeat(level));
+                text
             } else {
                 let pad = "  ".repeat(level + 1);
                 let mut text = "[\n".to_owned();
-                for (item, part) in items.iter().zip(&parts) {
+                for (i, (item, part)) in items.iter().zip(&parts).enumerate() {
                     comments(&mut text, &item.before, level + 1);
-                    let _ = writeln!(text, "{pad}{part}");
+                    let comma = if i + 1 < parts.len() { "," } else { "" };
+                    let _ = writeln!(text, "{pad}{part}{comma}");
                 }
                 comments(&mut text, &node.after, level + 1);
                 let _ = write!(text, "{}]", "  ".repeat(level));

@@ -447,3 +447,32 @@ proptest! {
         prop_assert_eq!(print_tree(&parsed).map_err(|e| TestCaseError::fail(e.to_string()))?, printed);
     }
 }
+
+#[test]
+fn no_comment_is_lost_wherever_it_is_written() {
+    let text = r#"MODEL m { quality: 0.5 # c1
+  # c2
+} # c3
+POOL p { model: m, context_window: 4K, endpoints: [ # c4
+  { url: "http://127.0.0.1:1" } # c5
+] }
+SIGNAL keyword k { keywords: [a] }
+ROUTE r {
+  WHEN keyword("k") # c6
+    AND NOT keyword("k") # c7
+  MODEL "m" (weight = 2, # c8
+    reasoning = true)
+  ALGORITHM weighted
+  # c9
+}
+TEST t { "x" -> r # c10
+}
+# c11
+"#;
+    let once = format(text).unwrap();
+    for i in 1..=11 {
+        assert!(once.contains(&format!("# c{i}\n")), "c{i} lost:\n{once}");
+    }
+    assert_eq!(format(&once).unwrap(), once, "idempotent:\n{once}");
+    assert!(parse_dsl(&once).and_then(crate::Policy::compile).is_ok());
+}
