@@ -61,6 +61,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Convert a policy from another router into this project's DSL.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Convert a policy between DSL (`*.sy`) and YAML: DSL → YAML, YAML → DSL. The
     /// configuration is checked first; the result reads back to the same configuration.
     Compile {
@@ -108,6 +111,20 @@ enum Command {
     /// Train learned signal heads from labelled data.
     #[command(subcommand)]
     Train(train::TrainCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// A vLLM Semantic Router policy (its DSL, or its YAML with `routing.signals` and
+    /// `routing.decisions`). Prints the DSL; reports each construct that does not map,
+    /// with its line, on standard error.
+    VllmSr {
+        /// The file to convert.
+        file: PathBuf,
+        /// Write the DSL here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -204,6 +221,9 @@ async fn run(command: Command) -> Result<()> {
         } => check(&config, json, run_tests),
         Command::Fmt { file, write, check } => fmt(&file, write, check),
         Command::Compile { file, output } => convert(&file, output.as_deref()),
+        Command::Import(ImportCommand::VllmSr { file, output }) => {
+            import_vllm_sr(&file, output.as_deref())
+        }
         Command::Route {
             config,
             prompt,
@@ -277,6 +297,39 @@ fn fmt(path: &Path, write: bool, check: bool) -> Result<()> {
     } else {
         print!("{formatted}");
     }
+    Ok(())
+}
+
+fn import_vllm_sr(path: &Path, output: Option<&Path>) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let imported = switchyard_policy::import::import_vllm_sr(&text)
+        .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    for note in &imported.notes {
+        let at = if note.line > 0 {
+            format!("{}:{}", path.display(), note.line)
+        } else {
+            path.display().to_string()
+        };
+        eprintln!("{at}: import: {}: {}", note.construct, note.reason);
+    }
+    let header = format!(
+        "# Imported from {} by `switchyard import vllm-sr` ({} note(s) on what did not convert).\n",
+        path.display(),
+        imported.notes.len()
+    );
+    let text = format!("{header}{}", imported.dsl);
+    match output {
+        Some(out) => {
+            std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?
+        }
+        None => print!("{text}"),
+    }
+    eprintln!(
+        "{}: converted; {} note(s) above",
+        path.display(),
+        imported.notes.len()
+    );
     Ok(())
 }
 

@@ -561,3 +561,21 @@ fn policies_convert_between_dsl_and_yaml_and_their_tests_run() {
     assert!(ok, "{stderr}");
     assert_eq!(std::fs::read_to_string(&messy).unwrap(), demo);
 }
+
+#[test]
+fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
+    let fixture = "crates/policy/tests/fixtures/vllm-sr/triage.dsl";
+    let (ok, stdout, stderr) = switchyard(&["import", "vllm-sr", fixture]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("ROUTE maths (description = \"maths questions\")"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("{fixture}:20: import: route long_input: TIER 2")),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = switchyard(&["import", "vllm-sr", "examples/demo.sy"]);
+    assert!(!ok, "our own DSL is not theirs");
+    assert!(stderr.contains("examples/demo.sy"), "{stderr}");
+}

@@ -16,6 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod diagnostics;
 pub mod dsl;
+pub mod import;
 pub mod load;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};

@@ -39,6 +39,13 @@ const PUNCT: [&str; 15] = [
 
 /// Splits `text` into tokens with their positions; `#` and `//` start comments.
 pub fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
+    lex_dialect(text, false)
+}
+
+/// Like [`lex`]; with `foreign`, the vLLM Semantic Router dialect: names may hold
+/// `/`, `//` is not a comment, and `→` is an arrow.
+pub fn lex_dialect(text: &str, foreign: bool) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
+    let is_name_char = |c: char| is_name_char(c) || (foreign && c == '/');
     let mut out = Vec::new();
     let chars: Vec<char> = text.chars().collect();
     let (mut i, mut line, mut column) = (0usize, 1u64, 1u64);
@@ -55,7 +62,10 @@ pub fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
             column = 1;
         } else if c.is_whitespace() {
             advance(1, &mut i, &mut column);
-        } else if c == '#' || (c == '/' && chars.get(i + 1) == Some(&'/')) {
+        } else if foreign && c == '→' {
+            out.push((Tok::Punct("->"), pos));
+            advance(1, &mut i, &mut column);
+        } else if c == '#' || (!foreign && c == '/' && chars.get(i + 1) == Some(&'/')) {
             let start = i + if c == '#' { 1 } else { 2 };
             while i < chars.len() && chars[i] != '\n' {
                 i += 1;

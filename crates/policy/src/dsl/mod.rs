@@ -20,7 +20,7 @@
 //! checks, and errors point at the DSL. Printing a tree gives canonical DSL: `fmt`
 //! is print ∘ parse, and YAML → DSL is print ∘ read.
 
-mod lex;
+pub(crate) mod lex;
 mod parse;
 mod print;
 pub mod tree;

@@ -476,3 +476,20 @@ TEST t { "x" -> r # c10
     assert_eq!(format(&once).unwrap(), once, "idempotent:\n{once}");
     assert!(parse_dsl(&once).and_then(crate::Policy::compile).is_ok());
 }
+
+#[test]
+fn yaml_trees_know_their_lines() {
+    let tree = yaml_tree("models:\n  - name: m\npools:\n  - {name: p, model: m, context_window: 4K, endpoints: [{url: 'http://127.0.0.1:1'}]}\n").unwrap();
+    let pool = &tree.get("pools").unwrap().items().unwrap()[0];
+    assert_eq!(pool.get("model").unwrap().pos.line, 4);
+    assert_eq!(
+        tree.get("models").unwrap().items().unwrap()[0]
+            .get("name")
+            .unwrap()
+            .pos,
+        Pos {
+            line: 2,
+            column: 11
+        }
+    );
+}

@@ -124,6 +124,24 @@ pub fn number_text(x: f64) -> String {
 }
 
 impl<'de> Deserialize<'de> for Node {
+    /// Reads a value with where it was written (YAML lines, for reports about an
+    /// imported file).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned: serde_saphyr::Spanned<Bare> =
+            serde_saphyr::Spanned::deserialize(deserializer)?;
+        let mut node = spanned.value.0;
+        node.pos = Pos {
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+        };
+        Ok(node)
+    }
+}
+
+/// A node read without its position (its children have theirs).
+struct Bare(Node);
+
+impl<'de> Deserialize<'de> for Bare {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NodeVisitor;
         impl<'de> Visitor<'de> for NodeVisitor {
@@ -139,7 +157,7 @@ impl<'de> Deserialize<'de> for Node {
                 Ok(Node::new(Value::Null))
             }
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-                Node::deserialize(d)
+                Bare::deserialize(d).map(|b| b.0)
             }
             fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
                 Ok(Node::new(Value::Bool(v)))
@@ -177,7 +195,7 @@ impl<'de> Deserialize<'de> for Node {
                 Ok(Node::new(Value::Map(entries)))
             }
         }
-        deserializer.deserialize_any(NodeVisitor)
+        deserializer.deserialize_any(NodeVisitor).map(Bare)
     }
 }
 

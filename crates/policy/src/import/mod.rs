@@ -1,0 +1,1578 @@
+//! `switchyard import vllm-sr`: policies of vLLM Semantic Router, in its DSL or its
+//! YAML (`routing.signals`, `routing.decisions`), converted to this project's DSL.
+//!
+//! What maps is converted: signals of the families both know (their fields renamed),
+//! routes with priority, condition, candidate models and their options, decision
+//! trees (each branch a route whose condition excludes the earlier branches, in
+//! descending priority), model cards, endpoints, the decision strategy, the default
+//! model and TEST blocks. Every construct that does not map (projections, plugins,
+//! tiers, algorithms without a counterpart, unknown fields) is reported with its line
+//! and why; a route whose condition reads a signal that did not map is left out
+//! rather than changed.
+
+use crate::diagnostics::{ConfigError, Diagnostic};
+use crate::dsl::tree::{Node, Pos, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Named values, in written order.
+type Fields = Vec<(String, Node)>;
+
+/// Something in the source that was not converted, or was converted with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportNote {
+    /// Its line in the source (0 when unknown).
+    pub line: u64,
+    /// What it is (`PROJECTION score difficulty`, `route cheap: TIER`).
+    pub construct: String,
+    /// Why it was dropped or what was done instead.
+    pub reason: String,
+}
+
+impl fmt::Display for ImportNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: ", self.line)?;
+        }
+        write!(f, "{}: {}", self.construct, self.reason)
+    }
+}
+
+/// A converted policy.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The policy in this project's DSL.
+    pub dsl: String,
+    /// What did not map, in source order.
+    pub notes: Vec<ImportNote>,
+}
+
+/// A condition as the source wrote it.
+#[derive(Debug, Clone)]
+enum Cond {
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    Atom {
+        family: String,
+        name: String,
+        /// Fields written inside the reference (`domain("x", threshold: 0.5)`).
+        fields: bool,
+        line: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    model: String,
+    options: Fields,
+    line: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Route {
+    name: String,
+    description: Option<String>,
+    priority: i64,
+    when: Option<Cond>,
+    models: Vec<Candidate>,
+    /// (type, fields, line)
+    algorithm: Option<Card>,
+    line: u64,
+}
+
+/// A signal as written: family, name, fields, line.
+type Signal = (String, String, Fields, u64);
+
+/// A model card: name, fields, line.
+type Card = (String, Fields, u64);
+
+/// A signal of ours: family, name, fields.
+type Ours = (&'static str, String, Fields);
+
+/// A test case: prompt, expected route, line.
+type Case = (String, String, u64);
+
+/// Everything read from a source, before conversion.
+#[derive(Debug, Default)]
+struct Source {
+    /// (family as written, name, fields, line)
+    signals: Vec<Signal>,
+    routes: Vec<Route>,
+    /// (name, fields, line)
+    models: Vec<Card>,
+    /// (model, endpoint URL, line)
+    endpoints: Vec<(String, String, u64)>,
+    /// (name, cases as (prompt, route, line))
+    tests: Vec<(String, Vec<Case>)>,
+    strategy: Option<(String, u64)>,
+    default_model: Option<String>,
+}
+
+/// Converts a vLLM Semantic Router policy (DSL or YAML) to this project's DSL.
+pub fn import_vllm_sr(text: &str) -> Result<Imported, ConfigError> {
+    let mut notes = Vec::new();
+    let source = if looks_like_dsl(text) {
+        read_dsl(text, &mut notes)?
+    } else {
+        read_yaml(text, &mut notes)?
+    };
+    let tree = convert(source, &mut notes);
+    let dsl = crate::dsl::print_tree(&tree)?;
+    notes.sort_by_key(|n| n.line);
+    Ok(Imported { dsl, notes })
+}
+
+const THEIR_STATEMENTS: [&str; 10] = [
+    "SIGNAL",
+    "ROUTE",
+    "MODEL",
+    "PLUGIN",
+    "TEST",
+    "PROJECTION",
+    "DECISION_TREE",
+    "ROUTING",
+    "ENTRYPOINT",
+    "RECIPE",
+];
+
+fn looks_like_dsl(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .is_some_and(|w| THEIR_STATEMENTS.contains(&w))
+}
+
+fn error(line: u64, message: impl Into<String>) -> ConfigError {
+    let mut d = Diagnostic::error(&serde_saphyr::Location::UNKNOWN, "", message);
+    d.line = line;
+    ConfigError::from(d)
+}
+
+fn note(
+    notes: &mut Vec<ImportNote>,
+    line: u64,
+    construct: impl Into<String>,
+    reason: impl Into<String>,
+) {
+    notes.push(ImportNote {
+        line,
+        construct: construct.into(),
+        reason: reason.into(),
+    });
+}
+
+// ---------------------------------------------------------------- their DSL
+
+mod dsl_reader {
+    use super::*;
+    use crate::dsl::lex::{Tok, lex_dialect};
+
+    pub(super) struct Reader {
+        toks: Vec<(Tok, Pos)>,
+        at: usize,
+    }
+
+    type R<T> = Result<T, ConfigError>;
+
+    impl Reader {
+        pub(super) fn new(text: &str) -> R<Reader> {
+            let toks = lex_dialect(text, true)
+                .map_err(|(pos, m)| error(pos.line, m))?
+                .into_iter()
+                .filter(|(t, _)| !matches!(t, Tok::Comment(_)))
+                .collect();
+            Ok(Reader { toks, at: 0 })
+        }
+
+        pub(super) fn peek(&self) -> Option<&Tok> {
+            self.toks.get(self.at).map(|(t, _)| t)
+        }
+
+        pub(super) fn line(&self) -> u64 {
+            self.toks
+                .get(self.at)
+                .or_else(|| self.toks.last())
+                .map_or(0, |(_, p)| p.line)
+        }
+
+        pub(super) fn next(&mut self) -> Option<Tok> {
+            let t = self.toks.get(self.at).map(|(t, _)| t.clone());
+            self.at += usize::from(t.is_some());
+            t
+        }
+
+        pub(super) fn is(&self, p: &str) -> bool {
+            matches!(self.peek(), Some(Tok::Punct(q)) if *q == p)
+        }
+
+        pub(super) fn is_word(&self, w: &str) -> bool {
+            matches!(self.peek(), Some(Tok::Ident(x)) if x == w)
+        }
+
+        pub(super) fn eat(&mut self, p: &str) -> bool {
+            let found = self.is(p);
+            self.at += usize::from(found);
+            found
+        }
+
+        pub(super) fn expect(&mut self, p: &str) -> R<()> {
+            let line = self.line();
+            if self.eat(p) {
+                Ok(())
+            } else {
+                let found = self.peek().map_or("the end".to_owned(), Tok::describe);
+                Err(error(line, format!("expected `{p}`, found {found}")))
+            }
+        }
+
+        pub(super) fn name(&mut self) -> R<String> {
+            let line = self.line();
+            match self.next() {
+                Some(Tok::Ident(s) | Tok::Str(s)) => Ok(s),
+                other => Err(error(
+                    line,
+                    format!(
+                        "expected a name, found {}",
+                        other.map_or("the end".to_owned(), |t| t.describe())
+                    ),
+                )),
+            }
+        }
+
+        /// `{ key: value … }`
+        pub(super) fn fields(&mut self) -> R<Fields> {
+            self.expect("{")?;
+            let mut out = Vec::new();
+            while !self.eat("}") {
+                self.eat(",");
+                if self.eat("}") {
+                    break;
+                }
+                let key = self.name()?;
+                self.expect(":")?;
+                out.push((key, self.value()?));
+                self.eat(",");
+            }
+            Ok(out)
+        }
+
+        pub(super) fn value(&mut self) -> R<Node> {
+            let line = self.line();
+            let pos = Pos { line, column: 0 };
+            if self.is("{") {
+                return Ok(Node::at(Value::Map(self.fields()?), pos));
+            }
+            match self.next() {
+                Some(Tok::Str(s)) => Ok(Node::str(s, pos)),
+                Some(Tok::Num(n, suffix)) => Ok(match suffix {
+                    Some(s) => Node::str(format!("{n}{s}"), pos),
+                    None => Node::at(Value::Num(n), pos),
+                }),
+                Some(Tok::Ident(w)) => Ok(Node::at(
+                    match w.as_str() {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        _ => Value::Str(w),
+                    },
+                    pos,
+                )),
+                Some(Tok::Punct("[")) => {
+                    let mut items = Vec::new();
+                    while !self.eat("]") {
+                        items.push(self.value()?);
+                        self.eat(",");
+                    }
+                    Ok(Node::at(Value::List(items), pos))
+                }
+                other => Err(error(
+                    line,
+                    format!(
+                        "expected a value, found {}",
+                        other.map_or("the end".to_owned(), |t| t.describe())
+                    ),
+                )),
+            }
+        }
+
+        /// Skips a balanced `{ … }` (for constructs that are reported, not read).
+        pub(super) fn skip_block(&mut self) -> R<()> {
+            let line = self.line();
+            self.expect("{")?;
+            let mut depth = 1;
+            while depth > 0 {
+                match self.next() {
+                    Some(Tok::Punct("{")) => depth += 1,
+                    Some(Tok::Punct("}")) => depth -= 1,
+                    Some(_) => {}
+                    None => return Err(error(line, "this block is not closed")),
+                }
+            }
+            Ok(())
+        }
+
+        pub(super) fn or_expr(&mut self) -> R<Cond> {
+            let mut items = vec![self.and_expr()?];
+            while self.is_word("OR") {
+                self.next();
+                items.push(self.and_expr()?);
+            }
+            Ok(if items.len() == 1 {
+                items.remove(0)
+            } else {
+                Cond::Any(items)
+            })
+        }
+
+        fn and_expr(&mut self) -> R<Cond> {
+            let mut items = vec![self.factor()?];
+            while self.is_word("AND") {
+                self.next();
+                items.push(self.factor()?);
+            }
+            Ok(if items.len() == 1 {
+                items.remove(0)
+            } else {
+                Cond::All(items)
+            })
+        }
+
+        fn factor(&mut self) -> R<Cond> {
+            let line = self.line();
+            if self.is_word("NOT") {
+                self.next();
+                return Ok(Cond::Not(Box::new(self.factor()?)));
+            }
+            if self.eat("(") {
+                let inner = self.or_expr()?;
+                self.expect(")")?;
+                return Ok(inner);
+            }
+            let family = self.name()?;
+            self.expect("(")?;
+            let name = self.name()?;
+            // Fields inside the reference are not part of a plain atom.
+            let mut fields = false;
+            while !self.eat(")") {
+                if self.next().is_none() {
+                    return Err(error(line, "this signal reference is not closed"));
+                }
+                fields = true;
+            }
+            Ok(Cond::Atom {
+                family,
+                name,
+                fields,
+                line,
+            })
+        }
+    }
+}
+
+fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigError> {
+    use crate::dsl::lex::Tok;
+    let mut r = dsl_reader::Reader::new(text)?;
+    let mut source = Source::default();
+    let mut trees = 0i64;
+    while let Some(tok) = r.next() {
+        let line = r.line();
+        let Tok::Ident(word) = tok else {
+            return Err(error(
+                line,
+                format!("expected a statement, found {}", tok.describe()),
+            ));
+        };
+        match word.as_str() {
+            "SIGNAL" => {
+                let family = r.name()?;
+                let name = r.name()?;
+                let fields = if r.is("{") { r.fields()? } else { Vec::new() };
+                source.signals.push((family, name, fields, line));
+            }
+            "MODEL" => {
+                let name = r.name()?;
+                let fields = if r.is("{") { r.fields()? } else { Vec::new() };
+                source.models.push((name, fields, line));
+            }
+            "ROUTE" => {
+                let mut route = Route {
+                    name: r.name()?,
+                    line,
+                    ..Route::default()
+                };
+                if r.eat("(") {
+                    while !r.eat(")") {
+                        let key = r.name()?;
+                        r.expect("=")?;
+                        let value = r.value()?;
+                        match (key.as_str(), value.as_str()) {
+                            ("description", Some(d)) => route.description = Some(d.to_owned()),
+                            _ => note(
+                                notes,
+                                line,
+                                format!("route {}: option `{key}`", route.name),
+                                "no counterpart; dropped",
+                            ),
+                        }
+                        r.eat(",");
+                    }
+                }
+                route_body(&mut r, &mut route, notes)?;
+                source.routes.push(route);
+            }
+            "DECISION_TREE" => {
+                let tree = r.name()?;
+                r.expect("{")?;
+                let base = 1_000_000 - trees * 1_000;
+                trees += 1;
+                let mut earlier: Vec<Cond> = Vec::new();
+                let mut branch = 0i64;
+                loop {
+                    let at = r.line();
+                    let condition = if r.is_word("IF") {
+                        r.next();
+                        Some(r.or_expr()?)
+                    } else if r.is_word("ELSE") {
+                        r.next();
+                        if r.is_word("IF") {
+                            r.next();
+                            Some(r.or_expr()?)
+                        } else {
+                            None
+                        }
+                    } else {
+                        return Err(error(at, "expected IF, ELSE IF or ELSE in DECISION_TREE"));
+                    };
+                    let mut route = Route {
+                        name: format!("{tree}__branch_{:02}", branch + 1),
+                        priority: base - branch,
+                        line: at,
+                        ..Route::default()
+                    };
+                    route_body(&mut r, &mut route, notes)?;
+                    let mut parts: Vec<Cond> = condition.iter().cloned().collect();
+                    parts.extend(earlier.iter().map(|c| Cond::Not(Box::new(c.clone()))));
+                    route.when = Some(match parts.len() {
+                        1 => parts.remove(0),
+                        _ => Cond::All(parts),
+                    });
+                    let last = condition.is_none();
+                    if let Some(c) = condition {
+                        earlier.push(c);
+                    }
+                    source.routes.push(route);
+                    branch += 1;
+                    if last {
+                        break;
+                    }
+                }
+                r.expect("}")?;
+            }
+            "TEST" => {
+                let name = r.name()?;
+                r.expect("{")?;
+                let mut cases = Vec::new();
+                while !r.eat("}") {
+                    let at = r.line();
+                    let prompt = match r.next() {
+                        Some(Tok::Str(s)) => s,
+                        _ => return Err(error(at, "expected a quoted query in TEST")),
+                    };
+                    r.expect("->")?;
+                    cases.push((prompt, r.name()?, at));
+                }
+                source.tests.push((name, cases));
+            }
+            "ROUTING" => {
+                for (key, value) in r.fields()? {
+                    match (key.as_str(), value.as_str()) {
+                        ("strategy", Some(s)) => source.strategy = Some((s.to_owned(), line)),
+                        _ => note(
+                            notes,
+                            line,
+                            format!("ROUTING {key}"),
+                            "no counterpart; dropped",
+                        ),
+                    }
+                }
+            }
+            "PROJECTION" => {
+                let kind = r.name()?;
+                let name = r.name()?;
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    format!("PROJECTION {kind} {name}"),
+                    "projections (derived scores and bands) have no counterpart; routes reading them are left out",
+                );
+            }
+            "PLUGIN" => {
+                let name = r.name()?;
+                let kind = if r.is("{") { String::new() } else { r.name()? };
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    format!("PLUGIN {name} {kind}").trim_end().to_owned(),
+                    "route plugins are not supported yet; dropped",
+                );
+            }
+            "ENTRYPOINT" => {
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    "ENTRYPOINT",
+                    "entry points bind model names to recipes; use server.route_aliases",
+                );
+            }
+            "RECIPE" => {
+                let name = r.name()?;
+                if r.eat("(") {
+                    while !r.eat(")") {
+                        r.next();
+                    }
+                }
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    format!("RECIPE {name}"),
+                    "recipes (isolated routing scopes) have no counterpart; its contents are left out",
+                );
+            }
+            other => {
+                return Err(error(
+                    line,
+                    format!(
+                        "unknown statement `{other}` (expected {})",
+                        THEIR_STATEMENTS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(source)
+}
+
+fn route_body(
+    r: &mut dsl_reader::Reader,
+    route: &mut Route,
+    notes: &mut Vec<ImportNote>,
+) -> Result<(), ConfigError> {
+    use crate::dsl::lex::Tok;
+    r.expect("{")?;
+    while !r.eat("}") {
+        let line = r.line();
+        let word = r.name()?;
+        let what = |s: &str| format!("route {}: {s}", route.name);
+        match word.as_str() {
+            "PRIORITY" => {
+                route.priority = match r.next() {
+                    Some(Tok::Num(n, None)) => n
+                        .parse()
+                        .map_err(|_| error(line, "PRIORITY takes a whole number"))?,
+                    _ => return Err(error(line, "PRIORITY takes a whole number")),
+                };
+            }
+            "TIER" => {
+                let tier = r.value()?;
+                let shown = match &tier.value {
+                    Value::Num(n) => n.clone(),
+                    _ => "?".to_owned(),
+                };
+                note(
+                    notes,
+                    line,
+                    what(&format!("TIER {shown}")),
+                    "tiers have no counterpart; the priority alone orders routes",
+                );
+            }
+            "NAME" => route.name = r.name()?,
+            "DESCRIPTION" => route.description = Some(r.name()?),
+            "WHEN" => route.when = Some(r.or_expr()?),
+            "MODEL" => loop {
+                let at = r.line();
+                let model = r.name()?;
+                let mut options = Vec::new();
+                if r.eat("(") {
+                    while !r.eat(")") {
+                        let key = r.name()?;
+                        r.expect("=")?;
+                        options.push((key, r.value()?));
+                        r.eat(",");
+                    }
+                }
+                route.models.push(Candidate {
+                    model,
+                    options,
+                    line: at,
+                });
+                if !r.eat(",") {
+                    break;
+                }
+            },
+            "ALGORITHM" => {
+                let kind = r.name()?;
+                let fields = if r.is("{") { r.fields()? } else { Vec::new() };
+                route.algorithm = Some((kind, fields, line));
+            }
+            "PLUGIN" => {
+                let name = r.name()?;
+                if r.is("{") {
+                    r.skip_block()?;
+                }
+                note(
+                    notes,
+                    line,
+                    what(&format!("PLUGIN {name}")),
+                    "route plugins are not supported yet; dropped",
+                );
+            }
+            "ACTION" => {
+                let kind = r.name()?;
+                let destination = r.name()?;
+                note(
+                    notes,
+                    line,
+                    what(&format!("ACTION {kind} {destination}")),
+                    "actions have no counterpart; dropped",
+                );
+            }
+            "EMIT" => {
+                let kind = r.name()?;
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    what(&format!("EMIT {kind}")),
+                    "KV retention hints are set per server (RETENTION), not per route; dropped",
+                );
+            }
+            "FOR" => {
+                while !r.is("{") && r.peek().is_some() {
+                    r.next();
+                }
+                r.skip_block()?;
+                note(
+                    notes,
+                    line,
+                    what("FOR … IN"),
+                    "candidate iteration has no counterpart; dropped",
+                );
+            }
+            other => return Err(error(line, format!("unknown route statement `{other}`"))),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- their YAML
+
+fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigError> {
+    let root: Node = serde_saphyr::from_str(text).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line());
+        error(
+            line,
+            format!(
+                "not a vLLM Semantic Router DSL or YAML file: {}",
+                e.without_snippet()
+            ),
+        )
+    })?;
+    let mut source = Source::default();
+    let routing = root.get("routing").unwrap_or(&root);
+    if routing.get("signals").is_none() && routing.get("decisions").is_none() {
+        return Err(error(
+            0,
+            "no `routing.signals` or `routing.decisions` found: is this a vLLM Semantic Router configuration?",
+        ));
+    }
+    if let Some(signals) = routing.get("signals").and_then(Node::entries) {
+        for (family, list) in signals {
+            for item in list.items().unwrap_or_default() {
+                let Some(entries) = item.entries() else {
+                    continue;
+                };
+                let name = item
+                    .get("name")
+                    .and_then(Node::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let fields = entries
+                    .iter()
+                    .filter(|(k, _)| k != "name")
+                    .cloned()
+                    .collect();
+                source
+                    .signals
+                    .push((family.clone(), name, fields, item.pos.line));
+            }
+        }
+    }
+    if let Some(projections) = routing.get("projections").and_then(Node::entries) {
+        for (kind, list) in projections {
+            for item in list.items().unwrap_or_default() {
+                let name = item.get("name").and_then(Node::as_str).unwrap_or("?");
+                note(
+                    notes,
+                    item.pos.line,
+                    format!("projection {kind} {name}"),
+                    "projections have no counterpart; routes reading them are left out",
+                );
+            }
+        }
+    }
+    for decision in routing
+        .get("decisions")
+        .and_then(Node::items)
+        .unwrap_or_default()
+    {
+        let line = decision.pos.line;
+        let mut route = Route {
+            name: decision
+                .get("name")
+                .and_then(Node::as_str)
+                .unwrap_or("unnamed")
+                .to_owned(),
+            description: decision
+                .get("description")
+                .and_then(Node::as_str)
+                .map(str::to_owned),
+            priority: decision
+                .get("priority")
+                .and_then(|p| match &p.value {
+                    Value::Num(n) => n.parse().ok(),
+                    _ => None,
+                })
+                .unwrap_or(0),
+            line,
+            ..Route::default()
+        };
+        route.when = decision.get("rules").map(|rules| yaml_rule(rules, notes));
+        for m in decision
+            .get("modelRefs")
+            .and_then(Node::items)
+            .unwrap_or_default()
+        {
+            let Some(model) = m.get("model").and_then(Node::as_str) else {
+                continue;
+            };
+            let options = m
+                .entries()
+                .unwrap_or_default()
+                .iter()
+                .filter(|(k, _)| k != "model")
+                .map(|(k, v)| {
+                    let key = match k.as_str() {
+                        "use_reasoning" => "reasoning",
+                        "reasoning_effort" => "effort",
+                        "lora_name" => "lora",
+                        other => other,
+                    };
+                    (key.to_owned(), v.clone())
+                })
+                .collect();
+            route.models.push(Candidate {
+                model: model.to_owned(),
+                options,
+                line: m.pos.line,
+            });
+        }
+        if let Some(algorithm) = decision.get("algorithm") {
+            let kind = algorithm
+                .get("type")
+                .and_then(Node::as_str)
+                .unwrap_or("static")
+                .to_owned();
+            let fields = algorithm
+                .get(&kind)
+                .and_then(Node::entries)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+            route.algorithm = Some((kind, fields, algorithm.pos.line));
+        }
+        for plugin in decision
+            .get("plugins")
+            .and_then(Node::items)
+            .unwrap_or_default()
+        {
+            let kind = plugin.get("type").and_then(Node::as_str).unwrap_or("?");
+            note(
+                notes,
+                plugin.pos.line,
+                format!("decision {}: plugin {kind}", route.name),
+                "route plugins are not supported yet; dropped",
+            );
+        }
+        if let Some(tier) = decision.get("tier") {
+            note(
+                notes,
+                tier.pos.line,
+                format!("decision {}: tier", route.name),
+                "tiers have no counterpart; the priority alone orders routes",
+            );
+        }
+        source.routes.push(route);
+    }
+    if let Some(strategy) = routing.get("strategy").and_then(Node::as_str) {
+        source.strategy = Some((
+            strategy.to_owned(),
+            routing.get("strategy").map_or(0, |n| n.pos.line),
+        ));
+    }
+    let providers = root.get("providers");
+    for model in providers
+        .and_then(|p| p.get("models"))
+        .and_then(Node::items)
+        .unwrap_or_default()
+    {
+        let Some(name) = model.get("name").and_then(Node::as_str) else {
+            continue;
+        };
+        let mut fields: Fields = Vec::new();
+        if let Some(upstream) = model.get("provider_model_id") {
+            fields.push(("upstream_name".to_owned(), upstream.clone()));
+        }
+        if let Some(pricing) = model.get("pricing") {
+            fields.push(("pricing".to_owned(), pricing.clone()));
+        }
+        for backend in model
+            .get("backend_refs")
+            .and_then(Node::items)
+            .unwrap_or_default()
+        {
+            if let Some(endpoint) = backend.get("endpoint").and_then(Node::as_str) {
+                source
+                    .endpoints
+                    .push((name.to_owned(), endpoint.to_owned(), backend.pos.line));
+            }
+        }
+        source
+            .models
+            .push((name.to_owned(), fields, model.pos.line));
+    }
+    for card in routing
+        .get("modelCards")
+        .and_then(Node::items)
+        .unwrap_or_default()
+    {
+        if let Some(name) = card.get("name").and_then(Node::as_str) {
+            let fields = card
+                .entries()
+                .unwrap_or_default()
+                .iter()
+                .filter(|(k, _)| k != "name")
+                .cloned()
+                .collect();
+            source.models.push((name.to_owned(), fields, card.pos.line));
+        }
+    }
+    source.default_model = providers
+        .and_then(|p| p.get("defaults"))
+        .and_then(|d| d.get("default_model"))
+        .or_else(|| root.get("default_model"))
+        .and_then(Node::as_str)
+        .map(str::to_owned);
+    Ok(source)
+}
+
+fn yaml_rule(node: &Node, notes: &mut Vec<ImportNote>) -> Cond {
+    if let (Some(family), Some(name)) = (
+        node.get("type").and_then(Node::as_str),
+        node.get("name").and_then(Node::as_str),
+    ) {
+        return Cond::Atom {
+            family: family.to_owned(),
+            name: name.to_owned(),
+            fields: false,
+            line: node.pos.line,
+        };
+    }
+    let operator = node
+        .get("operator")
+        .and_then(Node::as_str)
+        .unwrap_or("AND")
+        .to_ascii_uppercase();
+    let parts: Vec<Cond> = node
+        .get("conditions")
+        .and_then(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| yaml_rule(c, notes))
+        .collect();
+    match operator.as_str() {
+        "OR" => Cond::Any(parts),
+        "NOT" => match parts.len() {
+            1 => Cond::Not(Box::new(
+                parts.into_iter().next().unwrap_or(Cond::All(Vec::new())),
+            )),
+            // Their NOT over several conditions negates their conjunction.
+            _ => Cond::Not(Box::new(Cond::All(parts))),
+        },
+        "AND" => Cond::All(parts),
+        other => {
+            note(
+                notes,
+                node.pos.line,
+                format!("rule operator {other}"),
+                "read as AND",
+            );
+            Cond::All(parts)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- conversion
+
+/// Their family names (DSL singular, YAML plural) → ours.
+fn family(theirs: &str) -> Option<&'static str> {
+    Some(match theirs {
+        "keyword" | "keywords" => "keyword",
+        "embedding" | "embeddings" => "embedding",
+        "domain" | "domains" | "categories" => "domain",
+        "fact_check" | "fact_checks" => "fact_check",
+        "user_feedback" | "user_feedbacks" => "user_feedback",
+        "preference" | "preferences" => "preference",
+        "language" | "languages" => "language",
+        "context" | "contexts" => "context",
+        "complexity" => "complexity",
+        "jailbreak" | "jailbreaks" => "jailbreak",
+        "pii" => "pii",
+        "authz" | "role_bindings" => "authz",
+        _ => return None,
+    })
+}
+
+/// ISO 639-1 → 639-3 for the languages the detector knows.
+fn language_code(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "en" => "eng",
+        "es" => "spa",
+        "fr" => "fra",
+        "de" => "deu",
+        "it" => "ita",
+        "pt" => "por",
+        "nl" => "nld",
+        "ru" => "rus",
+        "zh" => "cmn",
+        "ja" => "jpn",
+        "ko" => "kor",
+        "ar" => "ara",
+        _ => return None,
+    })
+}
+
+fn pii_kind(theirs: &str) -> Option<&'static str> {
+    Some(match theirs.to_ascii_uppercase().as_str() {
+        "EMAIL_ADDRESS" | "EMAIL" => "email",
+        "PHONE_NUMBER" | "PHONE" => "phone",
+        "CREDIT_CARD" => "credit_card",
+        "IBAN_CODE" | "IBAN" => "iban",
+        "US_SSN" | "SSN" => "ssn",
+        "IP_ADDRESS" => "ip_address",
+        "API_KEY" | "SECRET" => "api_key",
+        _ => return None,
+    })
+}
+
+fn s(text: &str) -> Node {
+    Node::new(Value::Str(text.to_owned()))
+}
+
+fn list(items: Vec<Node>) -> Node {
+    Node::new(Value::List(items))
+}
+
+fn strings(node: &Node) -> Vec<String> {
+    node.items()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// One of their signals as ours: (our family, our fields), or why not.
+fn signal(
+    (family_name, name, fields, line): (&str, &str, &[(String, Node)], u64),
+    levels: &BTreeSet<String>,
+    notes: &mut Vec<ImportNote>,
+) -> Vec<Ours> {
+    let Some(ours) = family(family_name) else {
+        note(
+            notes,
+            line,
+            format!("signal {family_name} {name}"),
+            format!(
+                "the `{family_name}` family has no counterpart; routes reading it are left out"
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out: Fields = Vec::new();
+    let mut dropped = Vec::new();
+    let field = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    for (key, value) in fields {
+        let kept = match (ours, key.as_str()) {
+            (_, "description") => true,
+            ("keyword", "keywords") => {
+                let regex = field("method").and_then(Node::as_str) == Some("regex");
+                out.push((
+                    if regex { "regexes" } else { "keywords" }.to_owned(),
+                    value.clone(),
+                ));
+                true
+            }
+            ("keyword", "operator") => {
+                let op = match value.as_str().map(str::to_ascii_uppercase).as_deref() {
+                    Some("AND" | "ALL") => Some("all"),
+                    Some("OR" | "ANY") => Some("any"),
+                    Some("NOR" | "NONE") => Some("none"),
+                    _ => None,
+                };
+                if let Some(op) = op {
+                    out.push(("operator".to_owned(), s(op)));
+                }
+                op.is_some()
+            }
+            ("keyword", "case_sensitive") => {
+                out.push((key.clone(), value.clone()));
+                true
+            }
+            ("keyword", "method") => match value.as_str() {
+                Some("bm25") => {
+                    out.push(("scoring".to_owned(), s("bm25")));
+                    true
+                }
+                Some("regex") => true,
+                _ => false,
+            },
+            ("keyword", "bm25_threshold") => {
+                out.push((
+                    "bm25".to_owned(),
+                    Node::new(Value::Map(vec![("threshold".to_owned(), value.clone())])),
+                ));
+                true
+            }
+            ("keyword", "fuzzy_match") => true,
+            ("keyword", "fuzzy_threshold") => {
+                if field("fuzzy_match").is_some_and(|v| matches!(v.value, Value::Bool(true))) {
+                    out.push(("fuzzy".to_owned(), value.clone()));
+                }
+                true
+            }
+            ("embedding", "candidates") => {
+                out.push(("exemplars".to_owned(), value.clone()));
+                true
+            }
+            ("embedding" | "jailbreak" | "fact_check" | "preference", "threshold") => {
+                out.push((key.clone(), value.clone()));
+                true
+            }
+            ("embedding", "aggregation_method") => match value.as_str() {
+                Some(m @ ("max" | "mean")) => {
+                    out.push(("aggregate".to_owned(), s(m)));
+                    true
+                }
+                _ => false,
+            },
+            ("domain", "mmlu_categories") => {
+                let categories: Vec<Node> = strings(value)
+                    .iter()
+                    .map(|c| s(&c.replace(' ', "_")))
+                    .collect();
+                out.push(("categories".to_owned(), list(categories)));
+                true
+            }
+            ("context", "min_tokens" | "max_tokens") => {
+                out.push((key.trim_end_matches("_tokens").to_owned(), value.clone()));
+                true
+            }
+            ("pii", "pii_types_allowed") => {
+                let kinds: Vec<Node> = strings(value)
+                    .iter()
+                    .filter_map(|k| pii_kind(k))
+                    .map(s)
+                    .collect();
+                out.push(("allow".to_owned(), list(kinds)));
+                true
+            }
+            ("pii", "threshold") => {
+                out.push(("min_score".to_owned(), value.clone()));
+                true
+            }
+            ("preference", "examples") => {
+                out.push(("prefer".to_owned(), value.clone()));
+                true
+            }
+            ("authz", "role") => {
+                out.push(("roles".to_owned(), list(vec![value.clone()])));
+                true
+            }
+            ("complexity", "hard" | "easy") => {
+                let candidates = value
+                    .get("candidates")
+                    .cloned()
+                    .unwrap_or_else(|| value.clone());
+                out.push((key.clone(), candidates));
+                true
+            }
+            ("complexity", "threshold") => true,
+            _ => false,
+        };
+        if !kept {
+            dropped.push((key.clone(), value.pos.line));
+        }
+    }
+    if let Some((_, at)) = dropped.first() {
+        let keys: Vec<&str> = dropped.iter().map(|(k, _)| k.as_str()).collect();
+        note(
+            notes,
+            if *at > 0 { *at } else { line },
+            format!("signal {family_name} {name}"),
+            format!("field(s) {} have no counterpart; dropped", keys.join(", ")),
+        );
+    }
+    match ours {
+        "language" => match language_code(name) {
+            Some(code) => out.push(("languages".to_owned(), list(vec![s(code)]))),
+            None => {
+                note(
+                    notes,
+                    line,
+                    format!("signal language {name}"),
+                    "not a language the detector knows; left out",
+                );
+                return Vec::new();
+            }
+        },
+        "user_feedback" => {
+            let complaint = match name {
+                "wrong_answer" => "wrong",
+                "need_clarification" => "unclear",
+                "want_different" => "not_wanted",
+                _ => {
+                    note(
+                        notes,
+                        line,
+                        format!("signal user_feedback {name}"),
+                        "only wrong_answer, need_clarification and want_different have counterparts; left out",
+                    );
+                    return Vec::new();
+                }
+            };
+            out.push(("complaints".to_owned(), list(vec![s(complaint)])));
+        }
+        "complexity" => {
+            // One of ours per level that routes read (`name:level`).
+            return ["easy", "medium", "hard"]
+                .into_iter()
+                .filter(|level| levels.contains(&format!("{name}:{level}")))
+                .map(|level| {
+                    let mut fields = out.clone();
+                    fields.push(("level".to_owned(), s(level)));
+                    ("complexity", format!("{name}_{level}"), fields)
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    out.retain(|(k, _)| k != "description");
+    vec![(ours, name.to_owned(), out)]
+}
+
+fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
+    let mut root: Fields = Vec::new();
+    if let Some((strategy, line)) = &source.strategy {
+        match strategy.as_str() {
+            "priority" | "confidence" => root.push((
+                "decision".to_owned(),
+                Node::new(Value::Map(vec![("strategy".to_owned(), s(strategy))])),
+            )),
+            other => note(
+                notes,
+                *line,
+                format!("strategy {other}"),
+                "only priority and confidence have counterparts; priority is used",
+            ),
+        }
+    }
+
+    // Signals.
+    let mut families: BTreeMap<&'static str, Vec<Node>> = BTreeMap::new();
+    let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut levels = BTreeSet::new();
+    for route in &source.routes {
+        if let Some(c) = &route.when {
+            complexity_levels(c, &mut levels);
+        }
+    }
+    for (family_name, name, fields, line) in &source.signals {
+        for (ours, our_name, fields) in signal((family_name, name, fields, *line), &levels, notes) {
+            known.insert((ours.to_owned(), our_name.clone()));
+            let mut entries = vec![("name".to_owned(), s(&our_name))];
+            entries.extend(fields);
+            families
+                .entry(ours)
+                .or_default()
+                .push(Node::new(Value::Map(entries)));
+        }
+    }
+
+    // Routes.
+    let mut routes: Vec<Node> = Vec::new();
+    let mut route_names: BTreeSet<String> = BTreeSet::new();
+    let mut kept_models: Vec<String> = Vec::new();
+    for route in &source.routes {
+        let when = match &route.when {
+            Some(c) => match condition(c, &known, notes, &route.name) {
+                Some(node) => node,
+                None => {
+                    note(
+                        notes,
+                        route.line,
+                        format!("route {}", route.name),
+                        "left out: its condition reads a signal that did not convert",
+                    );
+                    continue;
+                }
+            },
+            None => Node::new(Value::Map(vec![("all".to_owned(), list(Vec::new()))])),
+        };
+        if route.models.is_empty() {
+            note(
+                notes,
+                route.line,
+                format!("route {}", route.name),
+                "left out: it names no model",
+            );
+            continue;
+        }
+        route_names.insert(route.name.clone());
+        kept_models.extend(route.models.iter().map(|c| c.model.clone()));
+        let mut entries = vec![("name".to_owned(), s(&route.name))];
+        if let Some(d) = &route.description {
+            entries.push(("description".to_owned(), s(d)));
+        }
+        entries.push((
+            "priority".to_owned(),
+            Node::new(Value::Num(route.priority.to_string())),
+        ));
+        entries.push(("when".to_owned(), when));
+        let candidates = route
+            .models
+            .iter()
+            .map(|c| candidate(c, &route.name, notes))
+            .collect();
+        entries.push(("models".to_owned(), list(candidates)));
+        if let Some((kind, fields, at)) = &route.algorithm {
+            match kind.as_str() {
+                "static" => {}
+                "latency" | "latency_aware" => entries.push(("algorithm".to_owned(), s("latency"))),
+                other => note(
+                    notes,
+                    *at,
+                    format!("route {}: ALGORITHM {other}", route.name),
+                    "no counterpart; static (the first candidate that fits) is used",
+                ),
+            }
+            if kind == "latency_aware" && !fields.is_empty() {
+                note(
+                    notes,
+                    *at,
+                    format!("route {}: ALGORITHM latency_aware fields", route.name),
+                    "dropped; latency compares the observed p90 TTFT",
+                );
+            }
+        }
+        routes.push(Node::new(Value::Map(entries)));
+    }
+    // Models and pools.
+    let mut models: Vec<Node> = Vec::new();
+    let mut model_names: BTreeSet<String> = BTreeSet::new();
+    for (name, fields, line) in &source.models {
+        if !model_names.insert(name.clone()) {
+            continue;
+        }
+        let mut entries = vec![("name".to_owned(), s(name))];
+        let mut dropped = Vec::new();
+        for (key, value) in fields {
+            match key.as_str() {
+                "description" | "upstream_name" => entries.push((key.clone(), value.clone())),
+                "quality_score" => entries.push(("quality".to_owned(), value.clone())),
+                "pricing" => {
+                    let number = |k: &str| value.get(k).cloned();
+                    let input = number("prompt_per_1m").or_else(|| number("prompt"));
+                    let output = number("completion_per_1m").or_else(|| number("completion"));
+                    match (input, output) {
+                        (Some(i), Some(o)) => entries.push((
+                            "price".to_owned(),
+                            Node::new(Value::Map(vec![
+                                ("input".to_owned(), i),
+                                ("output".to_owned(), o),
+                            ])),
+                        )),
+                        _ => dropped.push("pricing".to_owned()),
+                    }
+                }
+                other => dropped.push(other.to_owned()),
+            }
+        }
+        if !dropped.is_empty() {
+            let at = fields
+                .iter()
+                .find(|(k, _)| dropped.contains(k))
+                .map_or(
+                    *line,
+                    |(_, v)| if v.pos.line > 0 { v.pos.line } else { *line },
+                );
+            note(
+                notes,
+                at,
+                format!("MODEL {name}"),
+                format!(
+                    "field(s) {} have no counterpart; dropped",
+                    dropped.join(", ")
+                ),
+            );
+        }
+        models.push(Node::new(Value::Map(entries)));
+    }
+    let mut referenced: Vec<String> = kept_models;
+    if let Some(default) = &source.default_model {
+        referenced.push(default.clone());
+    }
+    for name in &referenced {
+        if model_names.insert(name.clone()) {
+            models.push(Node::new(Value::Map(vec![("name".to_owned(), s(name))])));
+        }
+    }
+    let mut pools: Vec<Node> = Vec::new();
+    for (i, (model, url, _)) in source.endpoints.iter().enumerate() {
+        let url = if url.starts_with("http://") || url.starts_with("https://") {
+            url.clone()
+        } else {
+            format!("http://{url}")
+        };
+        pools.push(Node::new(Value::Map(vec![
+            ("name".to_owned(), s(&format!("{model}-{}", i + 1))),
+            ("model".to_owned(), s(model)),
+            ("context_window".to_owned(), s("32K")),
+            (
+                "endpoints".to_owned(),
+                list(vec![Node::new(Value::Map(vec![(
+                    "url".to_owned(),
+                    s(&url),
+                )]))]),
+            ),
+        ])));
+    }
+    if !source.endpoints.is_empty() {
+        note(
+            notes,
+            source.endpoints[0].2,
+            "pools",
+            "context windows are not in the source: each pool is given 32K; set the real ones",
+        );
+    }
+    let served: BTreeSet<&str> = source
+        .endpoints
+        .iter()
+        .map(|(m, _, _)| m.as_str())
+        .collect();
+    for name in &model_names {
+        if !served.contains(name.as_str()) {
+            note(
+                notes,
+                0,
+                format!("model {name}"),
+                "no endpoint in the source: add a POOL for it before serving",
+            );
+        }
+    }
+    root.push(("models".to_owned(), list(models)));
+    root.push(("pools".to_owned(), list(pools)));
+
+    let mut signals: Fields = Vec::new();
+    for (family, items) in families {
+        signals.push((family.to_owned(), list(items)));
+    }
+    if !signals.is_empty() {
+        root.push(("signals".to_owned(), Node::new(Value::Map(signals))));
+    }
+    if !routes.is_empty() {
+        root.push(("routes".to_owned(), list(routes)));
+    }
+    if let Some(default) = &source.default_model {
+        root.push((
+            "default_route".to_owned(),
+            Node::new(Value::Map(vec![(
+                "models".to_owned(),
+                list(vec![s(default)]),
+            )])),
+        ));
+        route_names.insert("default".to_owned());
+    }
+    let mut tests = Vec::new();
+    for (name, cases) in &source.tests {
+        let kept: Vec<Node> = cases
+            .iter()
+            .filter(|(_, route, line)| {
+                let known = route_names.contains(route);
+                if !known {
+                    note(
+                        notes,
+                        *line,
+                        format!("TEST {name}: -> {route}"),
+                        "the route did not convert; case left out",
+                    );
+                }
+                known
+            })
+            .map(|(prompt, route, _)| {
+                Node::new(Value::Map(vec![
+                    ("prompt".to_owned(), s(prompt)),
+                    ("route".to_owned(), s(route)),
+                ]))
+            })
+            .collect();
+        if !kept.is_empty() {
+            tests.push(Node::new(Value::Map(vec![
+                ("name".to_owned(), s(name)),
+                ("cases".to_owned(), list(kept)),
+            ])));
+        }
+    }
+    if !tests.is_empty() {
+        root.push(("tests".to_owned(), list(tests)));
+    }
+    Node::new(Value::Map(root))
+}
+
+/// The `name:level` complexity references of a condition.
+fn complexity_levels(c: &Cond, out: &mut BTreeSet<String>) {
+    match c {
+        Cond::All(items) | Cond::Any(items) => items.iter().for_each(|i| complexity_levels(i, out)),
+        Cond::Not(inner) => complexity_levels(inner, out),
+        Cond::Atom { family, name, .. } => {
+            if family == "complexity" {
+                out.insert(name.clone());
+            }
+        }
+    }
+}
+
+fn candidate(c: &Candidate, route: &str, notes: &mut Vec<ImportNote>) -> Node {
+    let mut entries = vec![("name".to_owned(), s(&c.model))];
+    for (key, value) in &c.options {
+        match key.as_str() {
+            "reasoning" | "lora" => entries.push((key.clone(), value.clone())),
+            "effort" => match value.as_str() {
+                Some(e @ ("low" | "medium" | "high")) => entries.push((key.clone(), s(e))),
+                _ => note(
+                    notes,
+                    c.line,
+                    format!("route {route}: {} effort", c.model),
+                    "only low, medium and high have counterparts; dropped",
+                ),
+            },
+            "weight" => match &value.value {
+                Value::Num(n) if n.parse::<u32>().is_ok() => {
+                    entries.push((key.clone(), value.clone()))
+                }
+                _ => note(
+                    notes,
+                    c.line,
+                    format!("route {route}: {} weight", c.model),
+                    "weights are whole numbers here; dropped",
+                ),
+            },
+            other => note(
+                notes,
+                c.line,
+                format!("route {route}: {} option `{other}`", c.model),
+                "no counterpart; dropped",
+            ),
+        }
+    }
+    if entries.len() == 1 {
+        s(&c.model)
+    } else {
+        Node::new(Value::Map(entries))
+    }
+}
+
+/// A condition in our tree form; `None` when it reads something that did not map.
+fn condition(
+    c: &Cond,
+    known: &BTreeSet<(String, String)>,
+    notes: &mut Vec<ImportNote>,
+    route: &str,
+) -> Option<Node> {
+    let group =
+        |key: &str, items: Vec<Node>| Node::new(Value::Map(vec![(key.to_owned(), list(items))]));
+    Some(match c {
+        Cond::All(items) => group(
+            "all",
+            items
+                .iter()
+                .map(|i| condition(i, known, notes, route))
+                .collect::<Option<_>>()?,
+        ),
+        Cond::Any(items) => group(
+            "any",
+            items
+                .iter()
+                .map(|i| condition(i, known, notes, route))
+                .collect::<Option<_>>()?,
+        ),
+        Cond::Not(inner) => Node::new(Value::Map(vec![(
+            "not".to_owned(),
+            condition(inner, known, notes, route)?,
+        )])),
+        Cond::Atom {
+            family: f,
+            name,
+            fields,
+            line,
+        } => {
+            let Some(ours) = family(f) else {
+                note(
+                    notes,
+                    *line,
+                    format!("route {route}: {f}(\"{name}\")"),
+                    format!("the `{f}` family has no counterpart"),
+                );
+                return None;
+            };
+            if *fields {
+                note(
+                    notes,
+                    *line,
+                    format!("route {route}: {f}(\"{name}\", …)"),
+                    "fields inside a signal reference have no counterpart; the signal's own rule is used",
+                );
+            }
+            // `complexity("x:hard")` reads one level of one exemplar set.
+            let name = match (ours, name.split_once(':')) {
+                ("complexity", Some((set, level))) => format!("{set}_{level}"),
+                _ => name.clone(),
+            };
+            if !known.contains(&(ours.to_owned(), name.clone())) {
+                note(
+                    notes,
+                    *line,
+                    format!("route {route}: {f}(\"{name}\")"),
+                    "no such signal converted",
+                );
+                return None;
+            }
+            Node::new(Value::Map(vec![(ours.to_owned(), s(&name))]))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use super::*;
+use crate::Policy;
+use switchyard_wire::Conversation;
+
+const SUPPORT: &str = include_str!("../../tests/fixtures/vllm-sr/support.dsl");
+const TRIAGE: &str = include_str!("../../tests/fixtures/vllm-sr/triage.dsl");
+const ROUTING: &str = include_str!("../../tests/fixtures/vllm-sr/routing.yaml");
+
+fn line_of(text: &str, needle: &str) -> u64 {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or(0, |i| i as u64 + 1)
+}
+
+fn has_note(imported: &Imported, line: u64, construct: &str, reason: &str) -> bool {
+    imported
+        .notes
+        .iter()
+        .any(|n| n.line == line && n.construct.contains(construct) && n.reason.contains(reason))
+}
+
+/// The imported DSL with a pool for every model, so it can be served.
+fn with_pools(dsl: &str, models: &[&str]) -> String {
+    let mut text = dsl.to_owned();
+    for (i, m) in models.iter().enumerate() {
+        text.push_str(&format!(
+            "POOL p{i} {{ model: \"{m}\", context_window: 32K, endpoints: [{{ url: \"http://127.0.0.1:{}\" }}] }}\n",
+            9000 + i
+        ));
+    }
+    text
+}
+
+#[test]
+fn the_dsl_converts_and_every_construct_that_does_not_map_is_reported_with_its_line() {
+    let imported = import_vllm_sr(SUPPORT).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "  keywords: [urgent, asap, outage]\n  case_sensitive: false\n}",
+        "scoring: bm25",
+        "bm25: { threshold: 0.5 }",
+        "SIGNAL embedding how_to",
+        "exemplars: [",
+        "SIGNAL domain law { categories: [law] }",
+        "SIGNAL pii personal { min_score: 0.6, allow: [email] }",
+        "SIGNAL language zh { languages: [cmn] }",
+        "WHEN keyword(\"urgent\") AND keyword(\"billing_terms\")",
+        "MODEL \"qwen3-32b\" (reasoning = true, effort = high), \"qwen3-8b\" (reasoning = false)",
+        "MODEL \"qwen3-32b\" (lora = \"legal-adapter\")",
+        "WHEN domain(\"law\") AND NOT pii(\"personal\")",
+        "MODEL qwen3-8b { description: \"general assistant\", quality: 0.7 }",
+        "\"urgent: refund my invoice now\" -> urgent_billing",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert!(
+        !dsl.contains("ROUTE pictures") && !dsl.contains("ROUTE escalated"),
+        "{dsl}"
+    );
+    for (needle, construct, reason) in [
+        (
+            "method: \"ngram\"",
+            "signal keyword legacy_fuzzy",
+            "method, ngram_threshold",
+        ),
+        (
+            "SIGNAL modality image",
+            "signal modality image",
+            "no counterpart",
+        ),
+        (
+            "PROJECTION score escalation",
+            "PROJECTION score escalation",
+            "projections",
+        ),
+        ("param_size: \"8b\"", "MODEL qwen3-8b", "param_size"),
+        (
+            "PLUGIN strict_prompt system_prompt",
+            "PLUGIN strict_prompt system_prompt",
+            "plugins",
+        ),
+        ("TIER 1", "route urgent_billing: TIER 1", "tiers"),
+        (
+            "ALGORITHM confidence",
+            "route urgent_billing: ALGORITHM confidence",
+            "static",
+        ),
+        (
+            "  PLUGIN strict_prompt",
+            "route urgent_billing: PLUGIN strict_prompt",
+            "plugins",
+        ),
+        (
+            "MODEL \"qwen3-32b\" (reasoning = true",
+            "qwen3-32b option `param_size`",
+            "dropped",
+        ),
+        (
+            "WHEN modality(\"image\")",
+            "route pictures: modality(\"image\")",
+            "no counterpart",
+        ),
+        ("ROUTE pictures", "route pictures", "left out"),
+        (
+            "WHEN projection(\"escalation_high\")",
+            "route escalated: projection",
+            "no counterpart",
+        ),
+        ("ROUTE escalated", "route escalated", "left out"),
+        (
+            "-> pictures",
+            "TEST billing: -> pictures",
+            "did not convert",
+        ),
+    ] {
+        let line = line_of(SUPPORT, needle);
+        assert!(
+            has_note(&imported, line, construct, reason),
+            "no note at line {line} for {construct}: {:#?}",
+            imported.notes
+        );
+    }
+    // The result reads as a configuration (the schema of every signal and route).
+    let served = with_pools(dsl, &["qwen3-8b", "qwen3-32b"]);
+    crate::dsl::parse_dsl(&served).unwrap_or_else(|e| panic!("{e}\n{served}"));
+    assert_eq!(crate::dsl::format(dsl).unwrap(), *dsl, "canonical");
+}
+
+#[test]
+fn a_decision_tree_becomes_routes_that_exclude_earlier_branches() {
+    let imported = import_vllm_sr(TRIAGE).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        imported.dsl.contains(
+            "WHEN keyword(\"math\") AND NOT (keyword(\"code\") AND NOT context(\"long\"))"
+        ),
+        "{}",
+        imported.dsl
+    );
+    assert!(has_note(
+        &imported,
+        line_of(TRIAGE, "TIER 2"),
+        "route long_input: TIER 2",
+        "tiers"
+    ));
+    let served = with_pools(
+        &imported.dsl,
+        &["coder-7b", "reasoner", "chat-long", "chat"],
+    );
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    // The ELSE branch closes every gap, and no branch can shadow another.
+    let kinds: Vec<_> = policy.analysis.findings.iter().map(|f| f.kind).collect();
+    assert!(!kinds.contains(&crate::FindingKind::Gap), "{kinds:?}");
+    assert!(!kinds.contains(&crate::FindingKind::Shadowed), "{kinds:?}");
+    assert!(
+        !kinds.contains(&crate::FindingKind::Overlap),
+        "branches are disjoint: {kinds:?}"
+    );
+    assert_eq!(policy.config.tests[0].cases.len(), 4);
+    for case in &policy.config.tests[0].cases {
+        let conv = Conversation::from_prompt("auto", &case.prompt);
+        let signals = policy.signals.characterize(&conv, policy.needed_signals());
+        let d = policy.decide(&signals).unwrap();
+        assert_eq!(
+            policy.route(d.route).unwrap().name,
+            case.route.value,
+            "{}",
+            case.prompt
+        );
+    }
+    let long = format!("python {}", "word ".repeat(5000));
+    let conv = Conversation::from_prompt("auto", &long);
+    let signals = policy.signals.characterize(&conv, policy.needed_signals());
+    assert_eq!(
+        policy
+            .route(policy.decide(&signals).unwrap().route)
+            .unwrap()
+            .name,
+        "long_input"
+    );
+}
+
+#[test]
+fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
+    let imported = import_vllm_sr(ROUTING).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "MODEL qwen3-8b {\n  upstream_name: \"Qwen/Qwen3-8B\"\n  price: { input: 0.1, output: 0.3 }\n}",
+        "url: \"http://10.0.0.5:8000\"",
+        "url: \"http://10.0.0.6:8000\"",
+        "SIGNAL complexity difficulty_hard",
+        "WHEN keyword(\"code\") AND complexity(\"difficulty_hard\")",
+        "MODEL \"qwen3-32b\" (reasoning = true, effort = high)",
+        "SIGNAL user_feedback wrong_answer { complaints: [wrong] }",
+        "DEFAULT ROUTE {\n  MODEL \"qwen3-8b\"\n}",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    for (needle, construct, reason) in [
+        (
+            "- name: satisfied",
+            "signal user_feedback satisfied",
+            "left out",
+        ),
+        (
+            "- name: request_difficulty",
+            "projection scores request_difficulty",
+            "projections",
+        ),
+        (
+            "- type: semantic-cache",
+            "decision hard_code: plugin semantic-cache",
+            "plugins",
+        ),
+        ("tier: 2", "decision rush: tier", "tiers"),
+        ("- name: complaint", "route complaint", "left out"),
+    ] {
+        let line = line_of(ROUTING, needle);
+        assert!(
+            has_note(&imported, line, construct, reason),
+            "no note at line {line} for {construct}: {:#?}",
+            imported.notes
+        );
+    }
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.construct.contains("ALGORITHM elo")),
+        "{:#?}",
+        imported.notes
+    );
+    crate::dsl::parse_dsl(dsl).unwrap_or_else(|e| panic!("{e}\n{dsl}"));
+}
+
+#[test]
+fn what_is_not_their_format_is_an_error() {
+    for text in [
+        "models: []\n",
+        "ROUTE x { PRIORITY }",
+        "SIGNAL keyword k { keywords: [\"a\" }",
+        "[1, 2",
+    ] {
+        assert!(import_vllm_sr(text).is_err(), "{text}");
+    }
+}
