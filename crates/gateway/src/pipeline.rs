@@ -6,8 +6,8 @@ use switchyard_policy::AlgorithmConfig;
 use switchyard_policy::suggest;
 use switchyard_pool::retention;
 use switchyard_pool::{
-    CannotCompress, Compression, PlaceError, PlaceRequest, Placement, Prediction, RetentionHint,
-    compress,
+    CannotCompress, Compression, PlaceError, PlaceRequest, Placement, PoolSet, Prediction,
+    RetentionHint, compress,
 };
 use switchyard_router::{Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
@@ -27,6 +27,8 @@ pub struct Plan {
     pub route_matched: bool,
     /// How sure the decision was (`None` when direct): see `Expr::confidence`.
     pub route_confidence: Option<f64>,
+    /// The constraints that covered the request.
+    pub constraints: Vec<String>,
     /// The chosen model, as an index into the configuration's models.
     pub model: usize,
     /// Why that model.
@@ -84,12 +86,23 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     ) =
         policy.model_index(requested)
     {
+        // Constraints that cover client-named models may read signals.
+        let signals = if policy.direct_needs_signals() {
+            let needed = policy.needed_signals();
+            if policy.signals.needs_embedding(needed) {
+                off_the_async_workers(|| policy.signals.characterize(conversation, needed))
+            } else {
+                policy.signals.characterize(conversation, needed)
+            }
+        } else {
+            Signals::default()
+        };
         (
             DIRECT_ROUTE.to_owned(),
             None,
             (false, None),
             vec![model],
-            Signals::default(),
+            signals,
         )
     } else if policy.is_route_alias(requested) {
         let needed = policy.needed_signals();
@@ -158,7 +171,20 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         .with_param("model"));
     };
 
-    let listed: Vec<Candidate<'_>> = candidates
+    let output_tokens = conversation
+        .output_cap
+        .unwrap_or(policy.config.server.expected_output_tokens);
+    let governed = governed_candidates(runtime, route_index, &signals, &candidates, (prompt, output_tokens))
+        .map_err(|(constraint, why)| {
+            ApiError::new(
+                ErrorKind::PolicyDenied,
+                format!(
+                    "constraint `{constraint}` leaves no way to answer this request on route `{route}`: {why}"
+                ),
+            )
+        })?;
+    let listed: Vec<Candidate<'_>> = governed
+        .models
         .iter()
         .map(|&model| {
             let config = policy.config.models.get(model);
@@ -181,9 +207,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     let select = SelectRequest {
         tokens: minimum,
         prompt_tokens: prompt,
-        output_tokens: conversation
-            .output_cap
-            .unwrap_or(policy.config.server.expected_output_tokens),
+        output_tokens,
         // The conversation's start (at most 4 KiB), shared with affinity placement.
         hash: prefix.unwrap_or(0),
     };
@@ -225,6 +249,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         prompt_tokens: prompt,
         session: conversation.session_hash(),
         prefix,
+        allowed: governed.pools,
     };
     // A route that allows compression may squeeze a request into a smaller pool (window
     // B, factor γ) when it needs between B and γ·B tokens.
@@ -281,6 +306,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         route_index,
         route_matched,
         route_confidence,
+        constraints: governed.applied,
         model,
         selection_reason: selected.reason,
         placement,
@@ -292,6 +318,100 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
         compress_to,
         compression: None,
     })
+}
+
+/// What the policy's constraints leave of a request's candidates.
+struct Governed {
+    /// Candidate models allowed, in the route's order.
+    models: Vec<usize>,
+    /// Pools allowed.
+    pools: PoolSet,
+    /// The constraints that covered the request.
+    applied: Vec<String>,
+}
+
+/// Applies every constraint that covers the request, in order: its allowed models,
+/// its allowed pools (a model with no allowed pool is dropped) and its cost ceiling
+/// (the prompt plus `max_tokens` or the expected answer, at the model's price). The
+/// first constraint that leaves nothing is named in the error, with why.
+fn governed_candidates(
+    runtime: &Runtime,
+    route: Option<usize>,
+    signals: &Signals,
+    candidates: &[usize],
+    (prompt, output): (u32, u32),
+) -> Result<Governed, (String, String)> {
+    let policy = &runtime.policy;
+    let mut governed = Governed {
+        models: candidates.to_vec(),
+        pools: PoolSet::ALL,
+        applied: Vec::new(),
+    };
+    for c in policy
+        .constraints
+        .iter()
+        .filter(|c| c.covers(route, signals))
+    {
+        governed.applied.push(c.name.clone());
+        let before = governed.models.clone();
+        let name = |m: usize| {
+            policy
+                .config
+                .models
+                .get(m)
+                .map_or("?", |x| x.name.value.as_str())
+        };
+        if let Some(ok) = &c.models {
+            governed.models.retain(|m| ok.contains(m));
+        }
+        if let Some(ok) = &c.pools {
+            let mut set = PoolSet::NONE;
+            ok.iter().for_each(|&p| set.insert(p));
+            governed.pools = governed.pools.intersect(set);
+            let pools = governed.pools;
+            governed.models.retain(|&m| {
+                runtime
+                    .pools
+                    .pool_indexes(m)
+                    .iter()
+                    .any(|&p| pools.contains(p))
+            });
+        }
+        if let Some(ceiling) = c.max_cost {
+            governed.models.retain(|&m| {
+                policy
+                    .config
+                    .models
+                    .get(m)
+                    .and_then(|x| x.price)
+                    .is_some_and(|price| price.cost(prompt, output) <= ceiling)
+            });
+        }
+        if governed.models.is_empty() {
+            let shown: Vec<&str> = before.iter().map(|&m| name(m)).collect();
+            let mut why = Vec::new();
+            if c.models.is_some() {
+                why.push("only models with an allowed tag".to_owned());
+            }
+            if c.pools.is_some() {
+                why.push("only pools with an allowed tag".to_owned());
+            }
+            if let Some(ceiling) = c.max_cost {
+                why.push(format!(
+                    "at most ${ceiling} for {prompt} prompt and {output} answer tokens"
+                ));
+            }
+            return Err((
+                c.name.clone(),
+                format!(
+                    "it allows {}, and none of {} qualifies",
+                    why.join(", "),
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(governed)
 }
 
 /// Compresses the request when the plan calls for it. When compression falls short,
@@ -371,6 +491,7 @@ pub fn trace(
             "route": plan.route,
             "matched": plan.route_matched,
             "confidence": plan.route_confidence,
+            "constraints": plan.constraints,
             "priority": route.map(|r| r.priority),
             "condition": route.map(|r| r.condition.clone()),
             "routes": routes,

@@ -164,6 +164,43 @@ impl CompiledRoute {
     }
 }
 
+/// A governance rule ready to enforce.
+#[derive(Debug, Clone)]
+pub struct CompiledConstraint {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The requests it covers (`None`: every request).
+    pub expr: Option<Expr>,
+    /// The routes it covers, as indexes into [`Policy::routes`] (`None`: every route
+    /// and client-named models).
+    pub routes: Option<Vec<usize>>,
+    /// The models allowed, as indexes into [`Config::models`] (`None`: any).
+    pub models: Option<Vec<usize>>,
+    /// The pools allowed, as indexes into [`Config::pools`] (`None`: any).
+    pub pools: Option<Vec<usize>>,
+    /// The cost ceiling per request, in dollars.
+    pub max_cost: Option<f64>,
+}
+
+impl CompiledConstraint {
+    /// Whether it covers a request decided to `route` (`None`: a client-named model)
+    /// with these signals.
+    pub fn covers(&self, route: Option<usize>, signals: &Signals) -> bool {
+        let in_scope = match (&self.routes, route) {
+            (None, _) => true,
+            (Some(routes), Some(r)) => routes.contains(&r),
+            (Some(_), None) => false,
+        };
+        in_scope
+            && self
+                .expr
+                .as_ref()
+                .is_none_or(|e| e.eval(&|atom| atom.holds(signals)))
+    }
+}
+
 /// A checked configuration with its routes compiled, ready to decide.
 #[derive(Debug)]
 pub struct Policy {
@@ -177,6 +214,8 @@ pub struct Policy {
     atoms: Vec<Atom>,
     needed: Vec<SignalId>,
     models: HashMap<String, usize>,
+    /// Governance rules.
+    pub constraints: Vec<CompiledConstraint>,
     /// Warnings found while compiling, the checker's among them.
     pub warnings: Vec<Diagnostic>,
     /// What the checker proved about the routes (overlaps, shadowed and dead routes,
@@ -287,11 +326,14 @@ impl Policy {
             });
         }
 
+        let constraints = compile_constraints(&config, &routes, &signals, &mut found);
         let mut atoms = BTreeSet::new();
-        for route in &routes {
-            if let Some(expr) = &route.expr {
-                expr.atoms(&mut atoms);
-            }
+        for expr in routes
+            .iter()
+            .filter_map(|r| r.expr.as_ref())
+            .chain(constraints.iter().filter_map(|c| c.expr.as_ref()))
+        {
+            expr.atoms(&mut atoms);
         }
         let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
         let mut warnings = Vec::new();
@@ -337,6 +379,7 @@ impl Policy {
             has_default,
             atoms: atoms.into_iter().collect(),
             needed: needed.into_iter().collect(),
+            constraints,
             models,
             warnings,
             analysis: Analysis::default(),
@@ -368,9 +411,17 @@ impl Policy {
                 .position(|r| &r.name.value == name)
                 .map(|i| (i, &self.config.routes[i]))
         });
-        let (location, path) = match route {
-            Some((i, r)) => (r.name.referenced, format!("routes[{i}].when")),
-            None => (Location::UNKNOWN, "routes".to_owned()),
+        let constraint = finding.constraint.as_ref().and_then(|name| {
+            self.config
+                .constraints
+                .iter()
+                .position(|c| &c.name.value == name)
+                .map(|i| (i, &self.config.constraints[i]))
+        });
+        let (location, path) = match (constraint, route) {
+            (Some((i, c)), _) => (c.name.referenced, format!("constraints[{i}]")),
+            (None, Some((i, r))) => (r.name.referenced, format!("routes[{i}].when")),
+            (None, None) => (Location::UNKNOWN, "routes".to_owned()),
         };
         let mut diagnostic = if finding.kind.is_warning() {
             Diagnostic::warning(&location, path, finding.message.clone())
@@ -399,6 +450,14 @@ impl Policy {
     /// Whether a default route exists.
     pub fn has_default(&self) -> bool {
         self.has_default
+    }
+
+    /// Whether requests that name a model need signals: some constraint covers them
+    /// and has a condition.
+    pub fn direct_needs_signals(&self) -> bool {
+        self.constraints
+            .iter()
+            .any(|c| c.routes.is_none() && c.expr.is_some())
     }
 
     /// The atoms routes read, sorted.
@@ -653,6 +712,180 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
         ));
     }
     models
+}
+
+/// Checks and compiles the constraints: their conditions, the routes they name, and
+/// that what they allow exists (a tag no model carries would refuse every request
+/// they cover).
+fn compile_constraints(
+    config: &Config,
+    routes: &[CompiledRoute],
+    signals: &SignalEngine,
+    found: &mut Vec<Diagnostic>,
+) -> Vec<CompiledConstraint> {
+    let mut out = Vec::new();
+    let mut names = HashMap::new();
+    let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    for (i, c) in config.constraints.iter().enumerate() {
+        let path = format!("constraints[{i}]");
+        let at = &c.name.referenced;
+        if names.insert(c.name.value.as_str(), ()).is_some() {
+            found.push(Diagnostic::error(
+                at,
+                format!("{path}.name"),
+                format!("constraint `{}` is defined twice", c.name.value),
+            ));
+        }
+        if c.models.is_none() && c.pools.is_none() && c.max_cost.is_none() {
+            found.push(
+                Diagnostic::error(
+                    at,
+                    &path,
+                    format!("constraint `{}` restricts nothing", c.name.value),
+                )
+                .with_help("give it `models: {tags: [...]}`, `pools: {tags: [...]}` or `max_cost`"),
+            );
+        }
+        let expr = c
+            .when
+            .as_ref()
+            .map(|w| compile_condition(w, signals, &format!("{path}.when"), found));
+        let scope = (!c.routes.is_empty()).then(|| {
+            c.routes
+                .iter()
+                .enumerate()
+                .filter_map(
+                    |(j, name)| match route_names.iter().position(|r| *r == name.value) {
+                        Some(index) => Some(index),
+                        None => {
+                            found.push(
+                                Diagnostic::error(
+                                    &name.referenced,
+                                    format!("{path}.routes[{j}]"),
+                                    format!("unknown route `{}`", name.value),
+                                )
+                                .suggesting(&name.value, route_names.iter().copied()),
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect::<Vec<usize>>()
+        });
+        let tagged = |rule: &Option<crate::config::TagRule>,
+                      what: &str,
+                      all: Vec<(usize, &[String])>,
+                      found: &mut Vec<Diagnostic>| {
+            let rule = rule.as_ref()?;
+            if rule.tags.is_empty() {
+                found.push(Diagnostic::error(
+                    at,
+                    format!("{path}.{what}.tags"),
+                    "list at least one tag",
+                ));
+            }
+            let allowed: Vec<usize> = all
+                .iter()
+                .filter(|(_, tags)| tags.iter().any(|t| rule.tags.contains(t)))
+                .map(|(i, _)| *i)
+                .collect();
+            if allowed.is_empty() && !rule.tags.is_empty() {
+                found.push(
+                    Diagnostic::error(
+                        at,
+                        format!("{path}.{what}"),
+                        format!(
+                            "constraint `{}` allows only {what} tagged {}, but none is: every request it covers would be refused",
+                            c.name.value,
+                            rule.tags.join(" or ")
+                        ),
+                    )
+                    .with_help(format!("add `tags: [{}]` to the {what} that may serve them", rule.tags[0])),
+                );
+            }
+            Some(allowed)
+        };
+        let allowed_models = tagged(
+            &c.models,
+            "models",
+            config
+                .models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i, m.tags.as_slice()))
+                .collect(),
+            found,
+        );
+        let allowed_pools = tagged(
+            &c.pools,
+            "pools",
+            config
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, p.tags.as_slice()))
+                .collect(),
+            found,
+        );
+        if c.pools.is_some() && config.pools.len() > crate::POOL_SET_CAPACITY {
+            found.push(Diagnostic::error(
+                at,
+                format!("{path}.pools"),
+                format!(
+                    "pool constraints handle up to {} pools; this configuration has {}",
+                    crate::POOL_SET_CAPACITY,
+                    config.pools.len()
+                ),
+            ));
+        }
+        if let Some(ceiling) = c.max_cost {
+            if !(ceiling.is_finite() && ceiling > 0.0) {
+                found.push(Diagnostic::error(
+                    at,
+                    format!("{path}.max_cost"),
+                    "a cost ceiling is a number of dollars above 0",
+                ));
+            }
+            // Every model it may cover needs a price: the candidates of its routes,
+            // or, covering client-named models too, every model.
+            let covered: Vec<usize> = match &scope {
+                Some(indexes) => {
+                    let mut ms: Vec<usize> = indexes
+                        .iter()
+                        .filter_map(|&i| routes.get(i))
+                        .flat_map(|r| r.candidates.iter().copied())
+                        .collect();
+                    ms.sort_unstable();
+                    ms.dedup();
+                    ms
+                }
+                None => (0..config.models.len()).collect(),
+            };
+            for m in covered {
+                let model = &config.models[m];
+                if model.price.is_none() {
+                    found.push(Diagnostic::error(
+                        at,
+                        format!("{path}.max_cost"),
+                        format!(
+                            "constraint `{}` caps the cost of requests, but model `{}`, which may answer them, has no `price`",
+                            c.name.value, model.name.value
+                        ),
+                    ));
+                }
+            }
+        }
+        out.push(CompiledConstraint {
+            name: c.name.value.clone(),
+            description: c.description.clone(),
+            expr,
+            routes: scope,
+            models: allowed_models,
+            pools: allowed_pools,
+            max_cost: c.max_cost,
+        });
+    }
+    out
 }
 
 /// Every test case names a route that exists.

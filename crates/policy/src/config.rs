@@ -40,6 +40,10 @@ pub struct Config {
     /// Where requests go when no route matches (absent: such requests get a 422 `no_route`).
     #[serde(default)]
     pub default_route: Option<DefaultRouteConfig>,
+    /// Governance rules: which models and pools requests may reach, and what they
+    /// may cost, enforced at decision time and checked against the routes.
+    #[serde(default)]
+    pub constraints: Vec<ConstraintConfig>,
     /// Prompts and the routes they must take (`switchyard check --run-tests`).
     #[serde(default)]
     pub tests: Vec<TestConfig>,
@@ -47,6 +51,45 @@ pub struct Config {
     /// diagnostics are moved back to the DSL lines.
     #[serde(skip)]
     pub source: Option<crate::dsl::SourceMap>,
+}
+
+/// A governance rule. It applies to requests whose route is among `routes` (all
+/// requests, client-named models included, when `routes` is empty) and for which
+/// `when` holds (always, when absent); such requests may only be answered by models
+/// tagged as `models` says, placed on pools tagged as `pools` says, and by candidates
+/// whose estimated cost stays at or under `max_cost`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintConfig {
+    /// Its name (reported when it refuses a request).
+    pub name: Spanned<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The requests it covers, over signals (default: every request).
+    #[serde(default)]
+    pub when: Option<Condition>,
+    /// The routes it covers, by name (default: every route and client-named models).
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
+    /// Only models carrying one of these tags may answer.
+    #[serde(default)]
+    pub models: Option<TagRule>,
+    /// Only pools carrying one of these tags may serve.
+    #[serde(default)]
+    pub pools: Option<TagRule>,
+    /// Largest estimated cost of one request in dollars (its prompt, plus `max_tokens`
+    /// or the expected answer); costlier candidates are passed over.
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+}
+
+/// Which tagged models or pools are allowed: any carrying one of `tags`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRule {
+    /// The tags (at least one).
+    pub tags: Vec<String>,
 }
 
 /// A named set of prompts and the routes they must take.
@@ -528,6 +571,9 @@ pub struct PoolConfig {
     /// another endpoint of the pool would meet it (default: no budget).
     #[serde(default)]
     pub ttft_budget_ms: Option<u64>,
+    /// Free-form tags (`on-prem`, `eu`), for constraints.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Its endpoints (at least one).
     pub endpoints: Vec<EndpointConfig>,
 }

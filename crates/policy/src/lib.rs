@@ -20,15 +20,19 @@ pub mod import;
 pub mod load;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};
-pub use compile::{Atom, CompiledRoute, Expr, Policy};
+pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy};
 pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
-    AlgorithmConfig, CandidateConfig, CandidateOptions, Config, CostConfig, DecisionConfig,
-    DecisionStrategy, DefaultRouteConfig, Effort, EndpointConfig, FactorWeights, HealthConfig,
-    LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
-    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TestCaseConfig, TestConfig,
-    UpstreamConfig, WeightedConfig,
+    AlgorithmConfig, CandidateConfig, CandidateOptions, Config, ConstraintConfig, CostConfig,
+    DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort, EndpointConfig, FactorWeights,
+    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
+    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule, TestCaseConfig,
+    TestConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};
 pub use load::{load_config, parse_config};
+
+/// The most pools a configuration may have when a constraint restricts pools (the
+/// size of the gateway's per-request set of allowed pools).
+pub const POOL_SET_CAPACITY: usize = 256;

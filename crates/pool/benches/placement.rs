@@ -75,6 +75,7 @@ fn placement(c: &mut Criterion) {
                     prompt_tokens: 19_000,
                     session: Some(key),
                     prefix: Some(key),
+                    allowed: switchyard_pool::PoolSet::ALL,
                 };
                 black_box(pools.place_avoiding(0, black_box(&request), &[]).unwrap())
             })

@@ -35,5 +35,5 @@ pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
 pub use predict::{OutputPredictor, Prediction};
 pub use retention::{RetentionHint, SessionClock};
-pub use strategy::{EndpointStrategy, PlaceRequest};
+pub use strategy::{EndpointStrategy, PlaceRequest, PoolSet};
 pub use ttft::{TtftFit, TtftModel};

@@ -71,7 +71,10 @@ impl Pools {
         let mut candidates = Vec::new();
         for &index in self.pool_indexes(model) {
             let pool = &self.all()[index];
-            if pool.context_window < request.tokens || pool.endpoints.is_empty() {
+            if pool.context_window < request.tokens
+                || pool.endpoints.is_empty()
+                || !request.allowed.contains(index)
+            {
                 continue;
             }
             fitting = true;
@@ -161,6 +164,41 @@ default_route: {models: [m]}
             }
         );
         assert_eq!(pools.place(7, 1).unwrap_err(), PlaceError::NoPool);
+    }
+
+    #[test]
+    fn a_narrowed_pool_set_keeps_requests_off_the_other_pools() {
+        let pools = pools();
+        let long_only = pools
+            .pool_indexes(0)
+            .iter()
+            .copied()
+            .filter(|&p| pools.all()[p].context_window == 65_536)
+            .fold(crate::PoolSet::NONE, |mut set, p| {
+                set.insert(p);
+                set
+            });
+        let small = PlaceRequest {
+            tokens: 10,
+            allowed: long_only,
+            ..PlaceRequest::default()
+        };
+        // A request that the small pool would take goes to the only allowed one.
+        assert_eq!(
+            pools.place_avoiding(0, &small, &[]).unwrap().endpoint.name,
+            "long-0"
+        );
+        let none = PlaceRequest {
+            allowed: crate::PoolSet::NONE,
+            ..small
+        };
+        assert!(pools.place_avoiding(0, &none, &[]).is_err());
+        let mut set = crate::PoolSet::NONE;
+        set.insert(3);
+        set.insert(200);
+        assert!(set.contains(3) && set.contains(200) && !set.contains(4));
+        assert!(!set.contains(300) && crate::PoolSet::ALL.contains(300));
+        assert_eq!(set.intersect(crate::PoolSet::ALL), set);
     }
 
     #[test]

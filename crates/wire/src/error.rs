@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A method or path this server does not serve (404/405).
     NotFound,
+    /// A constraint of the policy forbids every way of answering the request (403).
+    PolicyDenied,
 }
 
 impl ErrorKind {
@@ -31,6 +33,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidRequest => 400,
+            ErrorKind::PolicyDenied => 403,
             ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
@@ -49,6 +52,7 @@ impl ErrorKind {
             | ErrorKind::UnsupportedMediaType
             | ErrorKind::NoRoute => "invalid_request_error",
             ErrorKind::ModelNotFound | ErrorKind::NotFound => "not_found_error",
+            ErrorKind::PolicyDenied => "permission_error",
             ErrorKind::Upstream | ErrorKind::UpstreamTimeout | ErrorKind::Unavailable => {
                 "upstream_error"
             }
@@ -67,6 +71,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::PolicyDenied => "policy_denied",
         }
     }
 }

@@ -47,6 +47,11 @@ pub enum FindingKind {
     Gap,
     /// The solver failed on a question (never taken as an answer either way).
     Undecided,
+    /// A constraint refuses every request of a route that it covers (no candidate
+    /// of the route meets it).
+    Refused,
+    /// A constraint covers no possible request.
+    Idle,
 }
 
 impl FindingKind {
@@ -91,6 +96,9 @@ pub struct Finding {
     pub message: String,
     /// A request that shows it.
     pub witness: Option<Witness>,
+    /// The constraint concerned, for constraint findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
 }
 
 /// The checker's result.
@@ -305,6 +313,7 @@ impl Policy {
                         routes: Vec::new(),
                         message: format!("the checker could not encode the policy: {reason}"),
                         witness: None,
+                        constraint: None,
                     }],
                     ..Analysis::default()
                 };
@@ -329,6 +338,7 @@ impl Policy {
                         route.name, route.condition
                     ),
                     witness: None,
+                    constraint: None,
                 });
                 continue;
             }
@@ -379,6 +389,7 @@ impl Policy {
                         winner.name, route.name
                     ),
                     witness: encoding.witness(self, &both, &exprs),
+                    constraint: None,
                 });
                 overlapping.push(*other);
             }
@@ -416,6 +427,7 @@ impl Policy {
                         names.join(", ")
                     ),
                     witness: encoding.witness(self, &matches, &exprs),
+                    constraint: None,
                 });
             }
             earlier.push((index, matches));
@@ -432,6 +444,7 @@ impl Policy {
                                   it gets an error"
                             .to_owned(),
                         witness: Some(encoding.witness_of(self, &value, &exprs)),
+                        constraint: None,
                     });
                 }
                 Ok(None) => {}
@@ -440,12 +453,14 @@ impl Policy {
                 }
             }
         }
+        self.check_constraints(&encoding, by_confidence, &mut findings, &mut undecided);
         for question in undecided {
             findings.push(Finding {
                 kind: FindingKind::Undecided,
                 routes: Vec::new(),
                 message: format!("the checker could not decide {question}"),
                 witness: None,
+                constraint: None,
             });
         }
         Analysis {
@@ -453,6 +468,147 @@ impl Policy {
             signals: encoding.atoms.len(),
             variables: usize::from(encoding.vars.num_vars()),
         }
+    }
+}
+
+impl Policy {
+    /// For each constraint: whether it covers any possible request, and for each
+    /// route it covers, whether a request that takes the route and that it covers
+    /// can be answered at all (some candidate allowed, with an allowed pool, and not
+    /// over the cost ceiling for the expected answer).
+    fn check_constraints(
+        &self,
+        encoding: &Encoding,
+        by_confidence: bool,
+        findings: &mut Vec<Finding>,
+        undecided: &mut Vec<String>,
+    ) {
+        let routes = self.routes();
+        let output = self.config.server.expected_output_tokens;
+        for c in &self.constraints {
+            if let Some(expr) = &c.expr {
+                match encoding.solve(Some(expr), &[]) {
+                    Ok(None) => {
+                        findings.push(Finding {
+                            kind: FindingKind::Idle,
+                            routes: Vec::new(),
+                            message: format!(
+                                "constraint `{}` never applies: no request satisfies its condition",
+                                c.name
+                            ),
+                            witness: None,
+                            constraint: Some(c.name.clone()),
+                        });
+                        continue;
+                    }
+                    Ok(Some(_)) => {}
+                    Err(reason) => {
+                        undecided
+                            .push(format!("whether constraint `{}` applies: {reason}", c.name));
+                        continue;
+                    }
+                }
+            }
+            for (index, route) in routes.iter().enumerate() {
+                if c.routes.as_ref().is_some_and(|r| !r.contains(&index)) {
+                    continue;
+                }
+                let allowed: Vec<usize> = route
+                    .candidates
+                    .iter()
+                    .copied()
+                    .filter(|m| c.models.as_ref().is_none_or(|ok| ok.contains(m)))
+                    .filter(|m| {
+                        c.pools.as_ref().is_none_or(|ok| {
+                            self.config.pools.iter().enumerate().any(|(p, pool)| {
+                                ok.contains(&p) && self.model_index(&pool.model.value) == Some(*m)
+                            })
+                        })
+                    })
+                    .filter(|m| {
+                        c.max_cost.is_none_or(|ceiling| {
+                            self.config.models[*m]
+                                .price
+                                .is_none_or(|price| price.cost(1, output) <= ceiling)
+                        })
+                    })
+                    .collect();
+                if !allowed.is_empty() {
+                    continue;
+                }
+                // Can a request take this route while the constraint covers it?
+                let mut must: Vec<Expr> = Vec::new();
+                must.extend(route.expr.clone());
+                must.extend(c.expr.clone());
+                let must = Expr::All(must);
+                let earlier: Vec<&Expr> = if by_confidence {
+                    Vec::new()
+                } else if route.expr.is_some() {
+                    routes[..index]
+                        .iter()
+                        .filter_map(|r| r.expr.as_ref())
+                        .collect()
+                } else {
+                    routes.iter().filter_map(|r| r.expr.as_ref()).collect()
+                };
+                match encoding.solve(Some(&must), &earlier) {
+                    Ok(Some(model)) => {
+                        let value =
+                            |v: BddVariable| model.get(v.to_index()).copied().unwrap_or(false);
+                        let why = self.refusal(c, route, output);
+                        findings.push(Finding {
+                            kind: FindingKind::Refused,
+                            routes: vec![route.name.clone()],
+                            message: format!(
+                                "constraint `{}` refuses every request that takes route `{}` and that it covers: {why}",
+                                c.name, route.name
+                            ),
+                            witness: Some(encoding.witness_of(self, &value, &[&must])),
+                            constraint: Some(c.name.clone()),
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(reason) => undecided.push(format!(
+                        "whether constraint `{}` meets route `{}`: {reason}",
+                        c.name, route.name
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Why no candidate of `route` meets constraint `c`: each candidate's first failure.
+    fn refusal(
+        &self,
+        c: &crate::CompiledConstraint,
+        route: &crate::CompiledRoute,
+        output: u32,
+    ) -> String {
+        let reasons: Vec<String> = route
+            .candidates
+            .iter()
+            .map(|&m| {
+                let model = &self.config.models[m];
+                let name = &model.name.value;
+                if c.models.as_ref().is_some_and(|ok| !ok.contains(&m)) {
+                    return format!("`{name}` lacks an allowed tag");
+                }
+                let pooled = c.pools.as_ref().is_none_or(|ok| {
+                    self.config.pools.iter().enumerate().any(|(p, pool)| {
+                        ok.contains(&p) && pool.model.value == *name
+                    })
+                });
+                if !pooled {
+                    return format!("`{name}` has no pool with an allowed tag");
+                }
+                let cost = model.price.map_or(0.0, |p| p.cost(1, output));
+                format!(
+                    "`{name}` costs ${cost:.4} for a one-token prompt and a {output}-token answer, over ${}",
+                    c.max_cost.unwrap_or(0.0)
+                )
+            })
+            .collect();
+        reasons.join("; ")
     }
 }
 

@@ -371,3 +371,164 @@ routes:
         "{found:?}"
     );
 }
+
+const GOVERNED: &str = "\
+models:
+  - {name: small, tags: [small], price: {input: 0.1, output: 0.2}}
+  - {name: large, price: {input: 10, output: 30}}
+pools:
+  - {name: cloud, model: large, context_window: 32K, endpoints: [{url: 'http://127.0.0.1:1'}]}
+  - {name: local, model: small, context_window: 8K, tags: [on-prem], endpoints: [{url: 'http://127.0.0.1:2'}]}
+signals:
+  keyword:
+    - {name: secret, keywords: [password]}
+    - {name: code, keywords: [python]}
+  authz:
+    - {name: guest, roles: [guest]}
+  identity:
+    trusted_headers: {subject: x-user, roles: x-roles, trusted_proxies: [127.0.0.1]}
+routes:
+  - {name: coding, priority: 10, when: {keyword: code}, models: [large]}
+  - {name: chat, priority: 0, when: {not: {keyword: code}}, models: [large, small]}
+constraints:
+  - {name: secrets_stay_home, when: {keyword: secret}, pools: {tags: [on-prem]}}
+  - {name: guests_small, when: {authz: guest}, models: {tags: [small]}}
+  - {name: cheap_chat, routes: [chat], max_cost: 0.05}
+";
+
+fn governed(yaml: &str) -> Result<Policy, String> {
+    let config = parse_config(yaml).map_err(|e| e.to_string())?;
+    Policy::compile(config).map_err(|e| e.to_string())
+}
+
+#[test]
+fn constraints_are_checked_against_the_routes_that_can_meet_them() {
+    let p = governed(GOVERNED).unwrap();
+    let refused: Vec<&Finding> = p
+        .analysis
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Refused)
+        .collect();
+    // `coding` only has `large`: neither on-prem nor small, so secrets and guests
+    // that take it are refused; `chat` still has `small`.
+    let about = |c: &str| {
+        refused
+            .iter()
+            .find(|f| f.constraint.as_deref() == Some(c))
+            .unwrap_or_else(|| panic!("no refusal for {c}: {:#?}", p.analysis.findings))
+    };
+    let secrets = about("secrets_stay_home");
+    assert_eq!(secrets.routes, names(&["coding"]));
+    let w = secrets.witness.as_ref().expect("a witness");
+    assert!(
+        w.holds.contains(&"keyword(\"secret\")".to_owned())
+            && w.holds.contains(&"keyword(\"code\")".to_owned()),
+        "{w}"
+    );
+    assert!(
+        secrets
+            .message
+            .contains("`large` has no pool with an allowed tag"),
+        "{}",
+        secrets.message
+    );
+    assert_eq!(about("guests_small").routes, names(&["coding"]));
+    assert!(
+        !refused.iter().any(|f| f.routes == names(&["chat"])),
+        "{refused:#?}"
+    );
+    // The warning points at the constraint.
+    let d = p.diagnostic(secrets);
+    assert_eq!(d.path, "constraints[0]");
+    assert_eq!(d.line, 19);
+
+    // A ceiling no candidate of the route meets, for the expected answer.
+    let pricey = GOVERNED.replace("max_cost: 0.05", "max_cost: 0.00001");
+    let p = governed(&pricey).unwrap();
+    let f = p
+        .analysis
+        .findings
+        .iter()
+        .find(|f| f.constraint.as_deref() == Some("cheap_chat"))
+        .expect("refused");
+    assert!(f.message.contains("over $0.00001"), "{}", f.message);
+
+    // A condition no request meets: the constraint is idle.
+    let idle = GOVERNED.replace(
+        "when: {keyword: secret}",
+        "when: {all: [{keyword: code}, {not: {keyword: code}}]}",
+    );
+    let p = governed(&idle).unwrap();
+    assert!(p.analysis.findings.iter().any(
+        |f| f.kind == FindingKind::Idle && f.constraint.as_deref() == Some("secrets_stay_home")
+    ));
+}
+
+#[test]
+fn constraints_that_cannot_hold_are_errors() {
+    for (change, says) in [
+        (
+            ("tags: [on-prem]}}", "tags: [onprem]}}"),
+            "allows only pools tagged onprem, but none is",
+        ),
+        (
+            ("routes: [chat]", "routes: [chatt]"),
+            "did you mean `chat`?",
+        ),
+        (
+            (
+                "{name: large, price: {input: 10, output: 30}}",
+                "{name: large}",
+            ),
+            "model `large`, which may answer them, has no `price`",
+        ),
+        (("max_cost: 0.05", "max_cost: -1"), "above 0"),
+        (
+            ("pools: {tags: [on-prem]}", "description: nothing"),
+            "restricts nothing",
+        ),
+        (
+            ("when: {authz: guest}", "when: {authz: guests}"),
+            "unknown authz signal `guests`",
+        ),
+    ] {
+        let err = governed(&GOVERNED.replace(change.0, change.1))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.contains(says), "{change:?}: {err}");
+    }
+}
+
+#[test]
+fn constraints_decide_which_candidates_and_pools_a_request_may_use() {
+    use switchyard_wire::Conversation;
+    let p = governed(GOVERNED).unwrap();
+    let signals = |prompt: &str| {
+        p.signals.characterize(
+            &Conversation::from_prompt("auto", prompt),
+            p.needed_signals(),
+        )
+    };
+    let chat = p.routes().iter().position(|r| r.name == "chat");
+    let covering = |prompt: &str, route| -> Vec<String> {
+        let s = signals(prompt);
+        p.constraints
+            .iter()
+            .filter(|c| c.covers(route, &s))
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        covering("my password is hunter2", chat),
+        vec!["secrets_stay_home", "cheap_chat"]
+    );
+    assert_eq!(covering("hello", chat), vec!["cheap_chat"]);
+    assert!(covering("hello", None).is_empty(), "scoped to chat");
+    assert_eq!(
+        covering("password", None),
+        vec!["secrets_stay_home"],
+        "unscoped rules cover named models"
+    );
+    assert!(p.direct_needs_signals());
+}

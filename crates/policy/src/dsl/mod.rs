@@ -11,6 +11,7 @@
 //!   ALGORITHM cost { min_quality: 0.7 }
 //! }
 //! DEFAULT ROUTE { MODEL "chat-8b" }
+//! CONSTRAINT on_prem { WHEN pii("personal") POOLS { tags: [on-prem] } }
 //! TEST smoke { "how do I compile rust" -> coding }
 //! ```
 //!

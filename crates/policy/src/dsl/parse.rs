@@ -91,6 +91,7 @@ struct File {
     signals: Vec<(SignalFamily, Vec<Node>)>,
     routes: Vec<Node>,
     default_route: Option<Node>,
+    constraints: Vec<Node>,
     tests: Vec<Node>,
 }
 
@@ -294,6 +295,25 @@ impl Parser {
                 file.default_route = Some(node);
                 Ok(file.default_route.as_mut())
             }
+            "CONSTRAINT" => {
+                let name = self.name("the constraint name")?;
+                let mut entries = vec![("name".to_owned(), name)];
+                if self.is_punct("(") {
+                    for (key, value) in self.options("constraint")? {
+                        if key != "description" {
+                            return Err(SyntaxError::new(
+                                value.pos,
+                                format!("unknown constraint option `{key}`"),
+                            )
+                            .help("a constraint takes (description = \"…\"); write the rest in its body"));
+                        }
+                        entries.push((key, value));
+                    }
+                }
+                let node = self.constraint_body(entries, pos)?;
+                file.constraints.push(node);
+                Ok(file.constraints.last_mut())
+            }
             "TEST" => {
                 let name = self.name("the test name")?;
                 let node = self.test(name, pos)?;
@@ -469,6 +489,70 @@ impl Parser {
                 return Err(SyntaxError::new(
                     word_pos,
                     format!("`{word}` is written twice in this route"),
+                ));
+            }
+            value.before = before;
+            entries.push((key.to_owned(), value));
+        }
+    }
+
+    /// `{ WHEN expr  ROUTES a, b  MODELS {…}  POOLS {…}  MAX_COST n }`
+    fn constraint_body(&mut self, mut entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
+        const WORDS: [&str; 5] = ["WHEN", "ROUTES", "MODELS", "POOLS", "MAX_COST"];
+        self.expect_punct("{", "to open the constraint's body")?;
+        loop {
+            let before = self.comments();
+            if self.eat_punct("}") {
+                let mut node = Node::at(Value::Map(entries), pos);
+                node.after = before;
+                return Ok(node);
+            }
+            let word_pos = self.pos();
+            let word = match self.next() {
+                Some((Tok::Ident(w), _)) => w,
+                Some((tok, p)) => {
+                    return Err(SyntaxError::new(
+                        p,
+                        format!("expected a constraint statement, found {}", tok.describe()),
+                    )
+                    .help(format!("constraint statements are {}", WORDS.join(", "))));
+                }
+                None => {
+                    return Err(SyntaxError::new(
+                        word_pos,
+                        "the constraint's body is not closed: add `}`",
+                    ));
+                }
+            };
+            let (key, mut value) = match word.as_str() {
+                "WHEN" => ("when", self.or_expr()?),
+                "ROUTES" => {
+                    let mut names = vec![self.name("a route name")?];
+                    while self.eat_punct(",") {
+                        names.push(self.name("a route name")?);
+                    }
+                    ("routes", Node::at(Value::List(names), word_pos))
+                }
+                "MODELS" => ("models", self.block()?),
+                "POOLS" => ("pools", self.block()?),
+                "MAX_COST" => ("max_cost", self.value()?),
+                other => {
+                    let error = SyntaxError::new(
+                        word_pos,
+                        format!("unknown constraint statement `{other}`"),
+                    );
+                    return Err(match suggest(other, WORDS.iter().copied()) {
+                        Some(s) => error.help(format!("did you mean `{s}`?")),
+                        None => {
+                            error.help(format!("constraint statements are {}", WORDS.join(", ")))
+                        }
+                    });
+                }
+            };
+            if entries.iter().any(|(k, _)| k == key) {
+                return Err(SyntaxError::new(
+                    word_pos,
+                    format!("`{word}` is written twice in this constraint"),
                 ));
             }
             value.before = before;
@@ -726,6 +810,9 @@ impl File {
         }
         if let Some(default) = self.default_route {
             root.push(("default_route".to_owned(), default));
+        }
+        if !self.constraints.is_empty() {
+            root.push(("constraints".to_owned(), list(self.constraints)));
         }
         if !self.tests.is_empty() {
             root.push(("tests".to_owned(), list(self.tests)));

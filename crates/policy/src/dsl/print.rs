@@ -17,7 +17,15 @@ pub fn print(root: &Node) -> Result<String, String> {
     let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     for (key, _) in entries {
         let known = SECTIONS.iter().any(|(k, _)| k == key)
-            || ["models", "pools", "routes", "default_route", "tests"].contains(&key.as_str());
+            || [
+                "models",
+                "pools",
+                "routes",
+                "default_route",
+                "constraints",
+                "tests",
+            ]
+            .contains(&key.as_str());
         if !known {
             return Err(format!("`{key}` has no DSL form"));
         }
@@ -109,6 +117,50 @@ pub fn print(root: &Node) -> Result<String, String> {
             .cloned()
             .collect();
         out.statement(default, &route_text(&head, &body, &default.after)?);
+    }
+    for constraint in get("constraints").and_then(Node::items).unwrap_or_default() {
+        let (name, rest) = split_name(constraint)?;
+        let mut text = format!("CONSTRAINT {}", name_text(name));
+        if let Some((_, description)) = rest.iter().find(|(k, _)| k == "description") {
+            let _ = write!(text, " (description = {})", value(description, 0)?);
+        }
+        text.push_str(" {\n");
+        let order = ["when", "routes", "models", "pools", "max_cost"];
+        if let Some((key, _)) = rest
+            .iter()
+            .find(|(k, _)| k != "description" && !order.contains(&k.as_str()))
+        {
+            return Err(format!("constraint key `{key}` has no DSL form"));
+        }
+        for key in order {
+            let Some((_, node)) = rest.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            comments(&mut text, &node.before, 1);
+            let line = match key {
+                "when" => format!("WHEN {}", expr(node)?),
+                "routes" => {
+                    let names: Result<Vec<String>, String> = node
+                        .items()
+                        .ok_or("`routes` is a list")?
+                        .iter()
+                        .map(|n| {
+                            n.as_str()
+                                .map(name_text)
+                                .ok_or_else(|| "a route name is a string".to_owned())
+                        })
+                        .collect();
+                    format!("ROUTES {}", names?.join(", "))
+                }
+                "models" => format!("MODELS {}", value(node, 1)?),
+                "pools" => format!("POOLS {}", value(node, 1)?),
+                _ => format!("MAX_COST {}", value(node, 1)?),
+            };
+            let _ = writeln!(text, "  {line}");
+        }
+        comments(&mut text, &constraint.after, 1);
+        text.push('}');
+        out.statement(constraint, &text);
     }
     for test in get("tests").and_then(Node::items).unwrap_or_default() {
         let (name, rest) = split_name(test)?;

@@ -40,6 +40,13 @@ TEST smoke {
   "how do I compile rust" -> coding
   "hello" -> fallback
 }
+
+CONSTRAINT code_small (description = "code stays on small models") {
+  WHEN keyword("code")
+  ROUTES coding, rush
+  MODELS { tags: [small] }
+  MAX_COST 0.5
+}
 "#;
 
 #[test]
@@ -64,6 +71,10 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
     assert_eq!(rush.options[0].lora.as_deref(), Some("big-rush"));
     assert_eq!(policy.config.pools[0].context_window.0, 16 * 1024);
     assert_eq!(policy.config.tests[0].cases.len(), 2);
+    let c = &policy.constraints[0];
+    assert_eq!((c.name.as_str(), c.max_cost), ("code_small", Some(0.5)));
+    assert_eq!(c.models, Some(vec![0]), "coder-7b is the small one");
+    assert_eq!(c.routes.as_ref().map(Vec::len), Some(2));
 
     // The YAML it compiles to is the same configuration.
     let yaml = to_yaml(SAMPLE).unwrap();
@@ -374,6 +385,39 @@ fn route() -> impl Strategy<Value = Node> {
         )
 }
 
+fn constraint() -> impl Strategy<Value = Node> {
+    (
+        name(),
+        prop::option::of(text()),
+        prop::option::of(condition()),
+        prop::collection::vec(name(), 0..3),
+        prop::option::of(prop::collection::vec(name(), 1..3)),
+        prop::option::of(num()),
+    )
+        .prop_map(|(n, description, when, routes, tags, max_cost)| {
+            let mut entries = vec![("name", s(&n))];
+            if let Some(d) = description {
+                entries.push(("description", s(&d)));
+            }
+            if let Some(w) = when {
+                entries.push(("when", w));
+            }
+            if !routes.is_empty() {
+                entries.push(("routes", list(routes.iter().map(|r| s(r)).collect())));
+            }
+            if let Some(tags) = tags {
+                entries.push((
+                    "models",
+                    map(vec![("tags", list(tags.iter().map(|t| s(t)).collect()))]),
+                ));
+            }
+            if let Some(m) = max_cost {
+                entries.push(("max_cost", m));
+            }
+            map(entries)
+        })
+}
+
 fn policy_tree() -> impl Strategy<Value = Node> {
     (
         prop::collection::vec((name(), value()), 0..3),
@@ -385,55 +429,61 @@ fn policy_tree() -> impl Strategy<Value = Node> {
             0..2,
         ),
         prop::option::of(value()),
+        prop::collection::vec(constraint(), 0..3),
     )
-        .prop_map(|(models, signals, routes, default, tests, server)| {
-            let named = |(n, v): (String, Node)| {
-                let mut entries = vec![("name".to_owned(), s(&n))];
-                if let Value::Map(rest) = v.value {
-                    entries.extend(rest.into_iter().filter(|(k, _)| k != "name"));
+        .prop_map(
+            |(models, signals, routes, default, tests, server, constraints)| {
+                let named = |(n, v): (String, Node)| {
+                    let mut entries = vec![("name".to_owned(), s(&n))];
+                    if let Value::Map(rest) = v.value {
+                        entries.extend(rest.into_iter().filter(|(k, _)| k != "name"));
+                    }
+                    Node::new(Value::Map(entries))
+                };
+                let mut root = Vec::new();
+                if let Some(Node {
+                    value: Value::Map(server),
+                    ..
+                }) = server
+                {
+                    root.push(("server", Node::new(Value::Map(server))));
                 }
-                Node::new(Value::Map(entries))
-            };
-            let mut root = Vec::new();
-            if let Some(Node {
-                value: Value::Map(server),
-                ..
-            }) = server
-            {
-                root.push(("server", Node::new(Value::Map(server))));
-            }
-            root.push(("models", list(models.into_iter().map(named).collect())));
-            root.push(("pools", list(Vec::new())));
-            root.push((
-                "signals",
-                map(vec![(
-                    "keyword",
-                    list(signals.into_iter().map(named).collect()),
-                )]),
-            ));
-            if !routes.is_empty() {
-                root.push(("routes", list(routes)));
-            }
-            if let Some(models) = default {
-                root.push(("default_route", map(vec![("models", list(models))])));
-            }
-            if !tests.is_empty() {
-                let tests = tests
-                    .into_iter()
-                    .map(|(n, cases)| {
-                        let cases = cases
-                            .into_iter()
-                            .map(|(prompt, route)| {
-                                map(vec![("prompt", s(&prompt)), ("route", s(&route))])
-                            })
-                            .collect();
-                        map(vec![("name", s(&n)), ("cases", list(cases))])
-                    })
-                    .collect();
-                root.push(("tests", list(tests)));
-            }
-            map(root)
-        })
+                root.push(("models", list(models.into_iter().map(named).collect())));
+                root.push(("pools", list(Vec::new())));
+                root.push((
+                    "signals",
+                    map(vec![(
+                        "keyword",
+                        list(signals.into_iter().map(named).collect()),
+                    )]),
+                ));
+                if !routes.is_empty() {
+                    root.push(("routes", list(routes)));
+                }
+                if let Some(models) = default {
+                    root.push(("default_route", map(vec![("models", list(models))])));
+                }
+                if !constraints.is_empty() {
+                    root.push(("constraints", list(constraints)));
+                }
+                if !tests.is_empty() {
+                    let tests = tests
+                        .into_iter()
+                        .map(|(n, cases)| {
+                            let cases = cases
+                                .into_iter()
+                                .map(|(prompt, route)| {
+                                    map(vec![("prompt", s(&prompt)), ("route", s(&route))])
+                                })
+                                .collect();
+                            map(vec![("name", s(&n)), ("cases", list(cases))])
+                        })
+                        .collect();
+                    root.push(("tests", list(tests)));
+                }
+                map(root)
+            },
+        )
 }
 
 proptest! {

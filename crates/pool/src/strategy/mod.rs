@@ -33,6 +33,49 @@ pub struct PlaceRequest {
     pub session: Option<u64>,
     /// Hash of the request's leading messages (system prompt and first user turn).
     pub prefix: Option<u64>,
+    /// The pools it may be placed on (a constraint can narrow them).
+    pub allowed: PoolSet,
+}
+
+/// A set of pool indexes below [`PoolSet::CAPACITY`]; the default holds every pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSet([u64; 4]);
+
+impl PoolSet {
+    /// The largest pool index it can hold, plus one.
+    pub const CAPACITY: usize = 256;
+
+    /// Every pool.
+    pub const ALL: PoolSet = PoolSet([u64::MAX; 4]);
+
+    /// No pool.
+    pub const NONE: PoolSet = PoolSet([0; 4]);
+
+    /// Whether it holds `pool` (indexes past the capacity are held only by [`PoolSet::ALL`]).
+    pub fn contains(&self, pool: usize) -> bool {
+        match self.0.get(pool / 64) {
+            Some(word) => word & (1 << (pool % 64)) != 0,
+            None => *self == PoolSet::ALL,
+        }
+    }
+
+    /// Adds `pool` (ignored past the capacity).
+    pub fn insert(&mut self, pool: usize) {
+        if let Some(word) = self.0.get_mut(pool / 64) {
+            *word |= 1 << (pool % 64);
+        }
+    }
+
+    /// The pools in both.
+    pub fn intersect(self, other: PoolSet) -> PoolSet {
+        PoolSet(std::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+}
+
+impl Default for PoolSet {
+    fn default() -> Self {
+        PoolSet::ALL
+    }
 }
 
 /// How one endpoint is chosen among candidates.
@@ -106,6 +149,7 @@ default_route: {{models: [m]}}
         prompt_tokens: 5,
         session: None,
         prefix: None,
+        allowed: crate::strategy::PoolSet::ALL,
     };
 
     #[test]
@@ -169,6 +213,7 @@ default_route: {{models: [m]}}
             prompt_tokens: 5,
             session: Some(s),
             prefix: None,
+            allowed: crate::strategy::PoolSet::ALL,
         };
         let home: Vec<String> = (0..300).map(|s| pick(&p, &session(s))).collect();
         for s in 0..300 {
@@ -212,6 +257,7 @@ default_route: {{models: [m]}}
             prompt_tokens: 5,
             session: None,
             prefix: Some(42),
+            allowed: crate::strategy::PoolSet::ALL,
         };
         let first = pick(&p, &prefix);
         assert!((0..10).all(|_| pick(&p, &prefix) == first));
