@@ -505,7 +505,8 @@ fn string_text(s: &str) -> String {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+        && !s.ends_with(['-', '.'])
         && !["true", "false", "null"].contains(&s);
     if word || is_token_count(s) {
         s.to_owned()

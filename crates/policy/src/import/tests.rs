@@ -46,7 +46,7 @@ fn the_dsl_converts_and_every_construct_that_does_not_map_is_reported_with_its_l
         "SIGNAL language zh { languages: [cmn] }",
         "WHEN keyword(\"urgent\") AND keyword(\"billing_terms\")",
         "MODEL \"qwen3-32b\" (reasoning = true, effort = high), \"qwen3-8b\" (reasoning = false)",
-        "MODEL \"qwen3-32b\" (lora = \"legal-adapter\")",
+        "MODEL \"qwen3-32b\" (lora = legal-adapter)",
         "WHEN domain(\"law\") AND NOT pii(\"personal\")",
         "MODEL qwen3-8b { description: \"general assistant\", quality: 0.7 }",
         "\"urgent: refund my invoice now\" -> urgent_billing",
