@@ -564,15 +564,17 @@ fn policies_convert_between_dsl_and_yaml_and_their_tests_run() {
 
 #[test]
 fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
-    let fixture = "crates/policy/tests/fixtures/vllm-sr/triage.dsl";
+    let fixture = "crates/policy/tests/fixtures/vllm-sr/support.dsl";
     let (ok, stdout, stderr) = switchyard(&["import", "vllm-sr", fixture]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("ROUTE maths (description = \"maths questions\")"),
+        stdout.contains("ROUTE urgent_billing (description = \"urgent money problems\")"),
         "{stdout}"
     );
     assert!(
-        stderr.contains(&format!("{fixture}:20: import: route long_input: TIER 2")),
+        stderr.contains(&format!(
+            "{fixture}:39: import: PROJECTION score escalation"
+        )),
         "{stderr}"
     );
     let (ok, _, stderr) = switchyard(&["import", "vllm-sr", "examples/demo.sy"]);

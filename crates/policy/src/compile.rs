@@ -142,6 +142,8 @@ pub struct CompiledRoute {
     pub description: Option<String>,
     /// Its priority.
     pub priority: i32,
+    /// Its tier (`None`: after every tiered route).
+    pub tier: Option<u32>,
     /// Its condition (`None` for the default route).
     pub expr: Option<Expr>,
     /// The condition as written, for traces.
@@ -276,6 +278,7 @@ impl Policy {
                 name: route.name.value.clone(),
                 description: route.description.clone(),
                 priority: route.priority,
+                tier: route.tier,
                 expr: Some(expr),
                 condition: route.when.to_string(),
                 candidates,
@@ -285,8 +288,10 @@ impl Policy {
             });
         }
         routes.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
+            a.tier
+                .unwrap_or(u32::MAX)
+                .cmp(&b.tier.unwrap_or(u32::MAX))
+                .then_with(|| b.priority.cmp(&a.priority))
                 .then_with(|| a.name.cmp(&b.name))
         });
         let has_default = config.default_route.is_some();
@@ -317,6 +322,7 @@ impl Policy {
                 name: default.name.clone(),
                 description: Some("taken when no other route matches".to_owned()),
                 priority: i32::MIN,
+                tier: None,
                 expr: None,
                 condition: "otherwise".to_owned(),
                 candidates,

@@ -641,6 +641,11 @@ pub struct RouteConfig {
     /// Higher priorities are tried first (default 0); ties are broken by name.
     #[serde(default)]
     pub priority: i32,
+    /// A precedence class: routes with a tier are tried before routes without, lower
+    /// tiers first, and a matching route of an earlier tier wins under either
+    /// decision strategy; priority orders routes within a tier (default: none).
+    #[serde(default)]
+    pub tier: Option<u32>,
     /// The condition over signals: `{keyword: name}`, `{context: name}`,
     /// `{all: [...]}`, `{any: [...]}`, `{not: {...}}`.
     pub when: Condition,

@@ -1,10 +1,11 @@
 //! The decide phase: from signals to a route.
 //!
-//! Under the `priority` strategy routes are tried in evaluation order (priority
-//! descending, then name): the first that matches wins, unless another route of the
-//! same priority matches too, when the more confident match wins (ties: the name).
-//! Under `confidence` every route is evaluated and the most confident match wins
-//! (ties: priority, then name). The confidence of a condition is defined by
+//! Routes are in evaluation order: tiered routes first (lower tiers first), then the
+//! rest; within a tier priority descending, then name. Under the `priority` strategy
+//! the first route that matches wins, unless another route of the same tier and
+//! priority matches too, when the more confident match wins (ties: the name). Under
+//! `confidence` the most confident match of the first tier with a match wins (ties:
+//! priority, then name). The confidence of a condition is defined by
 //! [`Expr::confidence`]: how sure the signals it needed were.
 //!
 //! [`Expr::confidence`]: crate::Expr::confidence
@@ -67,7 +68,10 @@ impl Policy {
                 Some(expr) if expr.eval(&holds) => {
                     let mut best = (index, outcome(route, signals).map_or(1.0, |o| o.1));
                     for (other, peer) in routes.iter().enumerate().skip(index + 1) {
-                        if peer.priority != route.priority || peer.expr.is_none() {
+                        if peer.priority != route.priority
+                            || peer.tier != route.tier
+                            || peer.expr.is_none()
+                        {
                             break;
                         }
                         if let Some((true, sure)) = outcome(peer, signals)
@@ -91,7 +95,18 @@ impl Policy {
 
     fn decide_by_confidence(&self, signals: &Signals) -> Option<Decision> {
         let mut best: Option<(usize, f64)> = None;
-        for (index, route) in self.routes().iter().enumerate() {
+        let routes = self.routes();
+        for (index, route) in routes.iter().enumerate() {
+            // A match in an earlier tier wins: later tiers are not compared.
+            if let Some((at, confidence)) = best
+                && route.tier != routes[at].tier
+            {
+                return Some(Decision {
+                    route: at,
+                    matched: true,
+                    confidence,
+                });
+            }
             match outcome(route, signals) {
                 Some((true, sure)) => {
                     if best.is_none_or(|(_, b)| sure > b) {
@@ -352,5 +367,36 @@ routes:
         );
         assert_eq!(and(vec![]).confidence(&read), (true, 1.0));
         assert_eq!(or(vec![]).confidence(&read), (false, 1.0));
+    }
+
+    #[test]
+    fn an_earlier_tier_wins_over_priority_and_confidence() {
+        // `c_count` (hello twice) in tier 1 beats `b_greet`, sure and of higher
+        // priority, under both strategies; without a match in tier 1 the rest compete.
+        let tiered = STRATEGIES
+            .replace("LEGAL", "10")
+            .replace("priority: -5,", "priority: -5, tier: 1,");
+        assert_eq!(pick(&tiered, "hello hello").0, "c_count");
+        assert_eq!(pick(&tiered, "hello").0, "b_greet");
+        let by_confidence = format!("{tiered}decision: {{strategy: confidence}}\n");
+        assert_eq!(pick(&by_confidence, "hello hello contract").0, "c_count");
+        assert_eq!(pick(&by_confidence, "hello contract").0, "b_greet");
+        let policy = Policy::compile(parse_config(&tiered).unwrap()).unwrap();
+        assert_eq!(
+            policy.routes()[0].name,
+            "c_count",
+            "tiered routes are tried first"
+        );
+        let overlap = policy
+            .analysis
+            .findings
+            .iter()
+            .find(|f| f.routes == ["b_greet", "c_count"])
+            .expect("an overlap");
+        assert!(
+            overlap.message.contains("its tier 1 comes before no tier"),
+            "{}",
+            overlap.message
+        );
     }
 }

@@ -349,7 +349,17 @@ impl Policy {
                     continue;
                 }
                 let winner = &routes[*other];
-                let (kind, how) = if by_confidence {
+                let tier = |t: Option<u32>| t.map_or("no tier".to_owned(), |t| format!("tier {t}"));
+                let (kind, how) = if winner.tier != route.tier {
+                    (
+                        FindingKind::Overlap,
+                        format!(
+                            "its {} comes before {}",
+                            tier(winner.tier),
+                            tier(route.tier)
+                        ),
+                    )
+                } else if by_confidence {
                     (
                         FindingKind::Overlap,
                         "the more confident match wins (then the higher priority)".to_owned(),
@@ -376,7 +386,7 @@ impl Policy {
                     .into_iter()
                     .flatten()
                     .collect();
-                let wins = if by_confidence {
+                let wins = if by_confidence && winner.tier == route.tier {
                     "either may win".to_owned()
                 } else {
                     format!("`{}` wins", winner.name)
@@ -393,12 +403,13 @@ impl Policy {
                 });
                 overlapping.push(*other);
             }
+            // Under the confidence strategy only an earlier tier's match always wins.
+            overlapping.retain(|i| !by_confidence || routes[*i].tier != route.tier);
             let earlier_exprs: Vec<&Expr> = overlapping
                 .iter()
                 .filter_map(|i| routes[*i].expr.as_ref())
                 .collect();
-            // Under the confidence strategy any matching route may win.
-            let can_win = by_confidence
+            let can_win = earlier_exprs.is_empty()
                 || match encoding.solve(Some(expr), &earlier_exprs) {
                     Ok(model) => model.is_some(),
                     Err(reason) => {
@@ -541,11 +552,12 @@ impl Policy {
                 must.extend(route.expr.clone());
                 must.extend(c.expr.clone());
                 let must = Expr::All(must);
-                let earlier: Vec<&Expr> = if by_confidence {
-                    Vec::new()
-                } else if route.expr.is_some() {
+                // The routes that take a request first: every earlier one, or under
+                // the confidence strategy those of earlier tiers.
+                let earlier: Vec<&Expr> = if route.expr.is_some() {
                     routes[..index]
                         .iter()
+                        .filter(|r| !by_confidence || r.tier != route.tier)
                         .filter_map(|r| r.expr.as_ref())
                         .collect()
                 } else {

@@ -49,8 +49,9 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 6] = [
+const ROUTE_STATEMENTS: [&str; 7] = [
     "PRIORITY",
+    "TIER",
     "WHEN",
     "MODEL",
     "ALGORITHM",
@@ -444,7 +445,7 @@ impl Parser {
                     )
                     .help(format!(
                         "route statements are {}",
-                        ROUTE_STATEMENTS[..5].join(", ")
+                        ROUTE_STATEMENTS[..6].join(", ")
                     )));
                 }
                 None => {
@@ -461,6 +462,16 @@ impl Parser {
                         return Err(SyntaxError::new(value.pos, "PRIORITY takes a whole number"));
                     }
                     ("priority", value)
+                }
+                "TIER" => {
+                    let value = self.value()?;
+                    if !matches!(&value.value, Value::Num(n) if n.parse::<u32>().is_ok()) {
+                        return Err(SyntaxError::new(
+                            value.pos,
+                            "TIER takes a whole number of 0 or more",
+                        ));
+                    }
+                    ("tier", value)
                 }
                 "WHEN" => ("when", self.or_expr()?),
                 "MODEL" => ("models", self.candidates(word_pos)?),
@@ -480,7 +491,7 @@ impl Parser {
                         Some(s) => error.help(format!("did you mean `{s}`?")),
                         None => error.help(format!(
                             "route statements are {}",
-                            ROUTE_STATEMENTS[..5].join(", ")
+                            ROUTE_STATEMENTS[..6].join(", ")
                         )),
                     });
                 }

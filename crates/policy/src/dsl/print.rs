@@ -244,7 +244,14 @@ fn split_name(node: &Node) -> Result<(&str, Entries), String> {
 /// `ROUTE x { PRIORITY … }`
 fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<String, String> {
     let mut text = format!("{head} {{\n");
-    let order = ["priority", "when", "models", "algorithm", "compress"];
+    let order = [
+        "priority",
+        "tier",
+        "when",
+        "models",
+        "algorithm",
+        "compress",
+    ];
     if let Some((key, _)) = body.iter().find(|(k, _)| !order.contains(&k.as_str())) {
         return Err(format!("route key `{key}` has no DSL form"));
     }
@@ -255,6 +262,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         comments(&mut text, &node.before, 1);
         let line = match key {
             "priority" => format!("PRIORITY {}", value(node, 1)?),
+            "tier" => format!("TIER {}", value(node, 1)?),
             "when" => format!("WHEN {}", expr(node)?),
             "models" => format!("MODEL {}", candidates(node)?),
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),

@@ -363,15 +363,18 @@ fn route() -> impl Strategy<Value = Node> {
             Just(s("static")),
             value().prop_map(|v| map(vec![("type", s("cost")), ("params", v)])),
         ]),
-        prop::option::of(any::<bool>()),
+        (prop::option::of(any::<bool>()), prop::option::of(0u32..5)),
     )
         .prop_map(
-            |(n, description, priority, when, models, algorithm, compress)| {
+            |(n, description, priority, when, models, algorithm, (compress, tier))| {
                 let mut entries = vec![("name", s(&n))];
                 if let Some(d) = description {
                     entries.push(("description", s(&d)));
                 }
                 entries.push(("priority", Node::new(Value::Num(priority.to_string()))));
+                if let Some(t) = tier {
+                    entries.push(("tier", Node::new(Value::Num(t.to_string()))));
+                }
                 entries.push(("when", when));
                 entries.push(("models", list(models)));
                 if let Some(a) = algorithm {

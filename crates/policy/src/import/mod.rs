@@ -5,8 +5,8 @@
 //! routes with priority, condition, candidate models and their options, decision
 //! trees (each branch a route whose condition excludes the earlier branches, in
 //! descending priority), model cards, endpoints, the decision strategy, the default
-//! model and TEST blocks. Every construct that does not map (projections, plugins,
-//! tiers, algorithms without a counterpart, unknown fields) is reported with its line
+//! model, tiers and TEST blocks. Every construct that does not map (projections,
+//! plugins, algorithms without a counterpart, unknown fields) is reported with its line
 //! and why; a route whose condition reads a signal that did not map is left out
 //! rather than changed.
 
@@ -23,7 +23,7 @@ type Fields = Vec<(String, Node)>;
 pub struct ImportNote {
     /// Its line in the source (0 when unknown).
     pub line: u64,
-    /// What it is (`PROJECTION score difficulty`, `route cheap: TIER`).
+    /// What it is (`PROJECTION score difficulty`, `route cheap: PLUGIN cache`).
     pub construct: String,
     /// Why it was dropped or what was done instead.
     pub reason: String,
@@ -74,6 +74,7 @@ struct Route {
     name: String,
     description: Option<String>,
     priority: i64,
+    tier: Option<String>,
     when: Option<Cond>,
     models: Vec<Candidate>,
     /// (type, fields, line)
@@ -579,16 +580,15 @@ fn route_body(
             }
             "TIER" => {
                 let tier = r.value()?;
-                let shown = match &tier.value {
-                    Value::Num(n) => n.clone(),
-                    _ => "?".to_owned(),
-                };
-                note(
-                    notes,
-                    line,
-                    what(&format!("TIER {shown}")),
-                    "tiers have no counterpart; the priority alone orders routes",
-                );
+                match &tier.value {
+                    Value::Num(n) if n.parse::<u32>().is_ok() => route.tier = Some(n.clone()),
+                    _ => note(
+                        notes,
+                        line,
+                        what("TIER"),
+                        "a tier is a whole number of 0 or more; dropped",
+                    ),
+                }
             }
             "NAME" => route.name = r.name()?,
             "DESCRIPTION" => route.description = Some(r.name()?),
@@ -808,12 +808,15 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
             );
         }
         if let Some(tier) = decision.get("tier") {
-            note(
-                notes,
-                tier.pos.line,
-                format!("decision {}: tier", route.name),
-                "tiers have no counterpart; the priority alone orders routes",
-            );
+            match &tier.value {
+                Value::Num(n) if n.parse::<u32>().is_ok() => route.tier = Some(n.clone()),
+                _ => note(
+                    notes,
+                    tier.pos.line,
+                    format!("decision {}: tier", route.name),
+                    "a tier is a whole number of 0 or more; dropped",
+                ),
+            }
         }
         source.routes.push(route);
     }
@@ -1260,6 +1263,9 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             "priority".to_owned(),
             Node::new(Value::Num(route.priority.to_string())),
         ));
+        if let Some(tier) = &route.tier {
+            entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone()))));
+        }
         entries.push(("when".to_owned(), when));
         let candidates = route
             .models
