@@ -383,8 +383,9 @@ fn check(path: &Path, json: bool, run_tests: bool) -> Result<()> {
         eprintln!("{note}");
     }
     println!(
-        "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} warnings, {} notes \
-         (checked over {} signals: every pair of routes, shadowing, dead routes, gaps)",
+        "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} constraints, {} warnings, \
+         {} notes (checked over {} signals: every pair of routes, shadowing, dead routes, \
+         gaps, constraints)",
         path.display(),
         policy.config.models.len(),
         policy.config.pools.len(),
@@ -395,6 +396,7 @@ fn check(path: &Path, json: bool, run_tests: bool) -> Result<()> {
             ""
         },
         policy.signals.len(),
+        policy.constraints.len(),
         policy.warnings.len(),
         notes.len(),
         policy.analysis.signals,

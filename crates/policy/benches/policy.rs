@@ -85,6 +85,16 @@ fn bench(c: &mut Criterion) {
             format!("decide_no_signal_{routes}_routes_{atoms}_atoms"),
             |b| b.iter(|| policy.decide(black_box(&none))),
         );
+        // The confidence strategy evaluates every route, with certainties.
+        let yaml = format!(
+            "{}decision: {{strategy: confidence}}\n",
+            generated(routes, atoms)
+        );
+        let by_confidence = Policy::compile(parse_config(&yaml).unwrap()).unwrap();
+        group.bench_function(
+            format!("decide_by_confidence_{routes}_routes_{atoms}_atoms"),
+            |b| b.iter(|| by_confidence.decide(black_box(&signals))),
+        );
     }
     let yaml = generated(100, 5);
     group.sample_size(10);
