@@ -425,9 +425,17 @@ impl Parser {
         }
     }
 
-    /// `{ PRIORITY n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b }`
-    fn route_body(&mut self, mut entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
-        self.expect_punct("{", "to open the route's body")?;
+    /// A body of keyword statements, `{ WORD … WORD … }`, for a `what` (route,
+    /// constraint) whose statements are `words`; `statement` reads one after its word
+    /// and names the key it fills (`None`: not a statement of this body).
+    fn statement_body(
+        &mut self,
+        (what, words): (&str, &[&str]),
+        mut entries: Vec<(String, Node)>,
+        pos: Pos,
+        statement: impl Fn(&mut Parser, &str, Pos) -> Parsed<Option<(&'static str, Node)>>,
+    ) -> Parsed<Node> {
+        self.expect_punct("{", &format!("to open the {what}'s body"))?;
         loop {
             let before = self.comments();
             if self.eat_punct("}") {
@@ -436,35 +444,56 @@ impl Parser {
                 return Ok(node);
             }
             let word_pos = self.pos();
+            let listed = format!("{what} statements are {}", words.join(", "));
             let word = match self.next() {
                 Some((Tok::Ident(w), _)) => w,
                 Some((tok, p)) => {
                     return Err(SyntaxError::new(
                         p,
-                        format!("expected a route statement, found {}", tok.describe()),
+                        format!("expected a {what} statement, found {}", tok.describe()),
                     )
-                    .help(format!(
-                        "route statements are {}",
-                        ROUTE_STATEMENTS[..6].join(", ")
-                    )));
+                    .help(listed));
                 }
                 None => {
                     return Err(SyntaxError::new(
                         word_pos,
-                        "the route's body is not closed: add `}`",
+                        format!("the {what}'s body is not closed: add `}}`"),
                     ));
                 }
             };
-            let (key, mut value) = match word.as_str() {
+            let Some((key, mut value)) = statement(self, &word, word_pos)? else {
+                let error =
+                    SyntaxError::new(word_pos, format!("unknown {what} statement `{word}`"));
+                return Err(match suggest(&word, words.iter().copied()) {
+                    Some(s) => error.help(format!("did you mean `{s}`?")),
+                    None => error.help(listed),
+                });
+            };
+            if entries.iter().any(|(k, _)| k == key) {
+                return Err(SyntaxError::new(
+                    word_pos,
+                    format!("`{word}` is written twice in this {what}"),
+                ));
+            }
+            value.before = before;
+            entries.push((key.to_owned(), value));
+        }
+    }
+
+    /// `{ PRIORITY n  TIER n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b }`
+    fn route_body(&mut self, entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
+        let body = ("route", &ROUTE_STATEMENTS[..6]);
+        self.statement_body(body, entries, pos, |p, word, at| {
+            Ok(Some(match word {
                 "PRIORITY" => {
-                    let value = self.value()?;
+                    let value = p.value()?;
                     if !matches!(value.value, Value::Num(_)) {
                         return Err(SyntaxError::new(value.pos, "PRIORITY takes a whole number"));
                     }
                     ("priority", value)
                 }
                 "TIER" => {
-                    let value = self.value()?;
+                    let value = p.value()?;
                     if !matches!(&value.value, Value::Num(n) if n.parse::<u32>().is_ok()) {
                         return Err(SyntaxError::new(
                             value.pos,
@@ -473,102 +502,40 @@ impl Parser {
                     }
                     ("tier", value)
                 }
-                "WHEN" => ("when", self.or_expr()?),
-                "MODEL" => ("models", self.candidates(word_pos)?),
-                "ALGORITHM" => ("algorithm", self.algorithm()?),
-                "COMPRESS" => ("compress", self.value()?),
+                "WHEN" => ("when", p.or_expr()?),
+                "MODEL" => ("models", p.candidates(at)?),
+                "ALGORITHM" => ("algorithm", p.algorithm()?),
+                "COMPRESS" => ("compress", p.value()?),
                 "PLUGIN" => {
-                    return Err(SyntaxError::new(
-                        word_pos,
-                        "routes have no plugins in this version",
-                    )
-                    .help("remove the PLUGIN statement"));
+                    return Err(
+                        SyntaxError::new(at, "routes have no plugins in this version")
+                            .help("remove the PLUGIN statement"),
+                    );
                 }
-                other => {
-                    let error =
-                        SyntaxError::new(word_pos, format!("unknown route statement `{other}`"));
-                    return Err(match suggest(other, ROUTE_STATEMENTS.iter().copied()) {
-                        Some(s) => error.help(format!("did you mean `{s}`?")),
-                        None => error.help(format!(
-                            "route statements are {}",
-                            ROUTE_STATEMENTS[..6].join(", ")
-                        )),
-                    });
-                }
-            };
-            if entries.iter().any(|(k, _)| k == key) {
-                return Err(SyntaxError::new(
-                    word_pos,
-                    format!("`{word}` is written twice in this route"),
-                ));
-            }
-            value.before = before;
-            entries.push((key.to_owned(), value));
-        }
+                _ => return Ok(None),
+            }))
+        })
     }
 
     /// `{ WHEN expr  ROUTES a, b  MODELS {…}  POOLS {…}  MAX_COST n }`
-    fn constraint_body(&mut self, mut entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
+    fn constraint_body(&mut self, entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
         const WORDS: [&str; 5] = ["WHEN", "ROUTES", "MODELS", "POOLS", "MAX_COST"];
-        self.expect_punct("{", "to open the constraint's body")?;
-        loop {
-            let before = self.comments();
-            if self.eat_punct("}") {
-                let mut node = Node::at(Value::Map(entries), pos);
-                node.after = before;
-                return Ok(node);
-            }
-            let word_pos = self.pos();
-            let word = match self.next() {
-                Some((Tok::Ident(w), _)) => w,
-                Some((tok, p)) => {
-                    return Err(SyntaxError::new(
-                        p,
-                        format!("expected a constraint statement, found {}", tok.describe()),
-                    )
-                    .help(format!("constraint statements are {}", WORDS.join(", "))));
-                }
-                None => {
-                    return Err(SyntaxError::new(
-                        word_pos,
-                        "the constraint's body is not closed: add `}`",
-                    ));
-                }
-            };
-            let (key, mut value) = match word.as_str() {
-                "WHEN" => ("when", self.or_expr()?),
+        self.statement_body(("constraint", &WORDS), entries, pos, |p, word, at| {
+            Ok(Some(match word {
+                "WHEN" => ("when", p.or_expr()?),
                 "ROUTES" => {
-                    let mut names = vec![self.name("a route name")?];
-                    while self.eat_punct(",") {
-                        names.push(self.name("a route name")?);
+                    let mut names = vec![p.name("a route name")?];
+                    while p.eat_punct(",") {
+                        names.push(p.name("a route name")?);
                     }
-                    ("routes", Node::at(Value::List(names), word_pos))
+                    ("routes", Node::at(Value::List(names), at))
                 }
-                "MODELS" => ("models", self.block()?),
-                "POOLS" => ("pools", self.block()?),
-                "MAX_COST" => ("max_cost", self.value()?),
-                other => {
-                    let error = SyntaxError::new(
-                        word_pos,
-                        format!("unknown constraint statement `{other}`"),
-                    );
-                    return Err(match suggest(other, WORDS.iter().copied()) {
-                        Some(s) => error.help(format!("did you mean `{s}`?")),
-                        None => {
-                            error.help(format!("constraint statements are {}", WORDS.join(", ")))
-                        }
-                    });
-                }
-            };
-            if entries.iter().any(|(k, _)| k == key) {
-                return Err(SyntaxError::new(
-                    word_pos,
-                    format!("`{word}` is written twice in this constraint"),
-                ));
-            }
-            value.before = before;
-            entries.push((key.to_owned(), value));
-        }
+                "MODELS" => ("models", p.block()?),
+                "POOLS" => ("pools", p.block()?),
+                "MAX_COST" => ("max_cost", p.value()?),
+                _ => return Ok(None),
+            }))
+        })
     }
 
     /// `"a" (reasoning = true), "b"`

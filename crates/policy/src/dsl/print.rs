@@ -120,46 +120,42 @@ pub fn print(root: &Node) -> Result<String, String> {
     }
     for constraint in get("constraints").and_then(Node::items).unwrap_or_default() {
         let (name, rest) = split_name(constraint)?;
-        let mut text = format!("CONSTRAINT {}", name_text(name));
+        let mut head = format!("CONSTRAINT {}", name_text(name));
         if let Some((_, description)) = rest.iter().find(|(k, _)| k == "description") {
-            let _ = write!(text, " (description = {})", value(description, 0)?);
+            let _ = write!(head, " (description = {})", value(description, 0)?);
         }
-        text.push_str(" {\n");
+        let body: Vec<(String, Node)> = rest
+            .into_iter()
+            .filter(|(k, _)| k != "description")
+            .collect();
         let order = ["when", "routes", "models", "pools", "max_cost"];
-        if let Some((key, _)) = rest
-            .iter()
-            .find(|(k, _)| k != "description" && !order.contains(&k.as_str()))
-        {
-            return Err(format!("constraint key `{key}` has no DSL form"));
-        }
-        for key in order {
-            let Some((_, node)) = rest.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            comments(&mut text, &node.before, 1);
-            let line = match key {
-                "when" => format!("WHEN {}", expr(node)?),
-                "routes" => {
-                    let names: Result<Vec<String>, String> = node
-                        .items()
-                        .ok_or("`routes` is a list")?
-                        .iter()
-                        .map(|n| {
-                            n.as_str()
-                                .map(name_text)
-                                .ok_or_else(|| "a route name is a string".to_owned())
-                        })
-                        .collect();
-                    format!("ROUTES {}", names?.join(", "))
-                }
-                "models" => format!("MODELS {}", value(node, 1)?),
-                "pools" => format!("POOLS {}", value(node, 1)?),
-                _ => format!("MAX_COST {}", value(node, 1)?),
-            };
-            let _ = writeln!(text, "  {line}");
-        }
-        comments(&mut text, &constraint.after, 1);
-        text.push('}');
+        let text = statements(
+            ("constraint", &head),
+            &body,
+            &order,
+            &constraint.after,
+            |key, node| {
+                Ok(match key {
+                    "when" => format!("WHEN {}", expr(node)?),
+                    "routes" => {
+                        let names: Result<Vec<String>, String> = node
+                            .items()
+                            .ok_or("`routes` is a list")?
+                            .iter()
+                            .map(|n| {
+                                n.as_str()
+                                    .map(name_text)
+                                    .ok_or_else(|| "a route name is a string".to_owned())
+                            })
+                            .collect();
+                        format!("ROUTES {}", names?.join(", "))
+                    }
+                    "models" => format!("MODELS {}", value(node, 1)?),
+                    "pools" => format!("POOLS {}", value(node, 1)?),
+                    _ => format!("MAX_COST {}", value(node, 1)?),
+                })
+            },
+        )?;
         out.statement(constraint, &text);
     }
     for test in get("tests").and_then(Node::items).unwrap_or_default() {
@@ -243,7 +239,6 @@ fn split_name(node: &Node) -> Result<(&str, Entries), String> {
 
 /// `ROUTE x { PRIORITY … }`
 fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<String, String> {
-    let mut text = format!("{head} {{\n");
     let order = [
         "priority",
         "tier",
@@ -252,23 +247,37 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "algorithm",
         "compress",
     ];
-    if let Some((key, _)) = body.iter().find(|(k, _)| !order.contains(&k.as_str())) {
-        return Err(format!("route key `{key}` has no DSL form"));
-    }
-    for key in order {
-        let Some((_, node)) = body.iter().find(|(k, _)| k == key) else {
-            continue;
-        };
-        comments(&mut text, &node.before, 1);
-        let line = match key {
+    statements(("route", head), body, &order, after, |key, node| {
+        Ok(match key {
             "priority" => format!("PRIORITY {}", value(node, 1)?),
             "tier" => format!("TIER {}", value(node, 1)?),
             "when" => format!("WHEN {}", expr(node)?),
             "models" => format!("MODEL {}", candidates(node)?),
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),
             _ => format!("COMPRESS {}", value(node, 1)?),
+        })
+    })
+}
+
+/// `head { STATEMENT … }`: the entries of `body` as keyword statements, in `order`,
+/// each rendered by `line`; an entry with no place in `order` has no DSL form.
+fn statements(
+    (what, head): (&str, &str),
+    body: &[(String, Node)],
+    order: &[&str],
+    after: &[String],
+    line: impl Fn(&str, &Node) -> Result<String, String>,
+) -> Result<String, String> {
+    if let Some((key, _)) = body.iter().find(|(k, _)| !order.contains(&k.as_str())) {
+        return Err(format!("{what} key `{key}` has no DSL form"));
+    }
+    let mut text = format!("{head} {{\n");
+    for &key in order {
+        let Some((_, node)) = body.iter().find(|(k, _)| k == key) else {
+            continue;
         };
-        let _ = writeln!(text, "  {line}");
+        comments(&mut text, &node.before, 1);
+        let _ = writeln!(text, "  {}", line(key, node)?);
     }
     comments(&mut text, after, 1);
     text.push('}');

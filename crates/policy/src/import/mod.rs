@@ -314,28 +314,29 @@ mod dsl_reader {
         }
 
         pub(super) fn or_expr(&mut self) -> R<Cond> {
-            let mut items = vec![self.and_expr()?];
-            while self.is_word("OR") {
-                self.next();
-                items.push(self.and_expr()?);
-            }
-            Ok(if items.len() == 1 {
-                items.remove(0)
-            } else {
-                Cond::Any(items)
-            })
+            self.joined("OR", Self::and_expr, Cond::Any)
         }
 
         fn and_expr(&mut self) -> R<Cond> {
-            let mut items = vec![self.factor()?];
-            while self.is_word("AND") {
+            self.joined("AND", Self::factor, Cond::All)
+        }
+
+        /// Parts read by `part`, joined by `word` into `group` (one part alone is itself).
+        fn joined(
+            &mut self,
+            word: &str,
+            part: fn(&mut Self) -> R<Cond>,
+            group: fn(Vec<Cond>) -> Cond,
+        ) -> R<Cond> {
+            let mut items = vec![part(self)?];
+            while self.is_word(word) {
                 self.next();
-                items.push(self.factor()?);
+                items.push(part(self)?);
             }
             Ok(if items.len() == 1 {
                 items.remove(0)
             } else {
-                Cond::All(items)
+                group(items)
             })
         }
 
