@@ -614,31 +614,31 @@ impl Parser {
     }
 
     fn or_expr(&mut self) -> Parsed<Node> {
-        let first = self.and_expr()?;
-        if !self.is_word("OR") {
-            return Ok(first);
-        }
-        let pos = first.pos;
-        let mut items = vec![first];
-        while self.is_word("OR") {
-            self.next();
-            items.push(self.and_expr()?);
-        }
-        Ok(op("any", Node::at(Value::List(items), pos)))
+        self.joined(("OR", "any"), Self::and_expr)
     }
 
     fn and_expr(&mut self) -> Parsed<Node> {
-        let first = self.not_expr()?;
-        if !self.is_word("AND") {
+        self.joined(("AND", "all"), Self::not_expr)
+    }
+
+    /// Parts read by `part` and joined by `word` into a `key` group; one part alone is
+    /// itself.
+    fn joined(
+        &mut self,
+        (word, key): (&str, &str),
+        part: fn(&mut Self) -> Parsed<Node>,
+    ) -> Parsed<Node> {
+        let first = part(self)?;
+        if !self.is_word(word) {
             return Ok(first);
         }
         let pos = first.pos;
         let mut items = vec![first];
-        while self.is_word("AND") {
+        while self.is_word(word) {
             self.next();
-            items.push(self.not_expr()?);
+            items.push(part(self)?);
         }
-        Ok(op("all", Node::at(Value::List(items), pos)))
+        Ok(op(key, Node::at(Value::List(items), pos)))
     }
 
     fn not_expr(&mut self) -> Parsed<Node> {
