@@ -16,13 +16,24 @@ pub enum Atom {
     Holds(SignalId),
     /// The signal's value or confidence passes a test.
     Test(SignalId, Test),
+    /// The signal reports this categorical outcome (by [`label_key`]).
+    Label(SignalId, u64),
+}
+
+/// The key a label is compared by: a 64-bit hash of its text (computed once for the
+/// atom, once per signal value read).
+pub fn label_key(label: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    label.hash(&mut h);
+    h.finish()
 }
 
 impl Atom {
     /// The signal it reads.
     pub fn signal(self) -> SignalId {
         match self {
-            Atom::Holds(id) | Atom::Test(id, _) => id,
+            Atom::Holds(id) | Atom::Test(id, _) | Atom::Label(id, _) => id,
         }
     }
 
@@ -31,7 +42,7 @@ impl Atom {
     pub fn holds(self, signals: &Signals) -> bool {
         match self {
             Atom::Holds(id) => signals.matched(id),
-            Atom::Test(..) => self.read(signals).0,
+            Atom::Test(..) | Atom::Label(..) => self.read(signals).0,
         }
     }
 
@@ -44,6 +55,10 @@ impl Atom {
         };
         match self {
             Atom::Holds(_) => (value.matched, value.confidence),
+            Atom::Label(_, key) => (
+                value.label.as_deref().is_some_and(|l| label_key(l) == key),
+                value.confidence,
+            ),
             Atom::Test(..) if value.error.is_some() => (false, 0.0),
             Atom::Test(_, test) => match test.measure {
                 Measure::Value => (test.passes(value.value), value.confidence),
@@ -214,6 +229,8 @@ pub struct Policy {
     routes: Vec<CompiledRoute>,
     has_default: bool,
     atoms: Vec<Atom>,
+    /// The text of every label atoms test, by key.
+    labels: std::collections::BTreeMap<u64, String>,
     needed: Vec<SignalId>,
     models: HashMap<String, usize>,
     /// Governance rules.
@@ -378,12 +395,14 @@ impl Policy {
             }
             return Err(ConfigError { diagnostics: found });
         }
+        let labels = collect_labels(&config);
         let mut policy = Policy {
             config,
             signals,
             routes,
             has_default,
             atoms: atoms.into_iter().collect(),
+            labels,
             needed: needed.into_iter().collect(),
             constraints,
             models,
@@ -466,6 +485,11 @@ impl Policy {
             .any(|c| c.routes.is_none() && c.expr.is_some())
     }
 
+    /// The text of the labels conditions test, by [`label_key`].
+    pub fn labels(&self) -> &std::collections::BTreeMap<u64, String> {
+        &self.labels
+    }
+
     /// The atoms routes read, sorted.
     pub fn atoms(&self) -> &[Atom] {
         &self.atoms
@@ -481,6 +505,13 @@ impl Policy {
         match atom {
             Atom::Holds(_) => key,
             Atom::Test(_, test) => format!("{key}{test}"),
+            Atom::Label(_, label) => {
+                let text = self.labels.get(&label).map_or("?", String::as_str);
+                match key.strip_suffix(')') {
+                    Some(open) => format!("{open}, \"{text}\")"),
+                    None => key,
+                }
+            }
         }
     }
 
@@ -894,6 +925,33 @@ fn compile_constraints(
     out
 }
 
+/// The labels conditions test, by key.
+fn collect_labels(config: &Config) -> std::collections::BTreeMap<u64, String> {
+    fn walk(c: &Condition, out: &mut std::collections::BTreeMap<u64, String>) {
+        match c {
+            Condition::All(items) | Condition::Any(items) => {
+                items.iter().for_each(|i| walk(i, out))
+            }
+            Condition::Not(inner) => walk(inner, out),
+            Condition::Signal { label, .. } => {
+                if let Some(l) = label {
+                    out.insert(label_key(l), l.clone());
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for when in config
+        .routes
+        .iter()
+        .map(|r| &r.when)
+        .chain(config.constraints.iter().filter_map(|c| c.when.as_ref()))
+    {
+        walk(when, &mut out);
+    }
+    out
+}
+
 /// Every test case names a route that exists.
 fn check_tests(config: &Config, routes: &[CompiledRoute], found: &mut Vec<Diagnostic>) {
     let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -1111,10 +1169,16 @@ fn compile_condition(
             &format!("{path}.not"),
             found,
         ))),
-        Condition::Signal { family, name, test } => match signals.lookup(*family, &name.value) {
-            Some(id) => Expr::Atom(match test {
-                Some(test) => Atom::Test(id, *test),
-                None => Atom::Holds(id),
+        Condition::Signal {
+            family,
+            name,
+            test,
+            label,
+        } => match signals.lookup(*family, &name.value) {
+            Some(id) => Expr::Atom(match (test, label) {
+                (Some(test), _) => Atom::Test(id, *test),
+                (None, Some(label)) => Atom::Label(id, label_key(label)),
+                (None, None) => Atom::Holds(id),
             }),
             None => {
                 let defined = signals.names(*family);

@@ -30,6 +30,9 @@ pub enum Condition {
         /// A numeric test on the signal's value or confidence instead of its own
         /// match rule.
         test: Option<Test>,
+        /// A categorical outcome the signal must report instead (`law` for a domain
+        /// signal's top category, `deu` for a language).
+        label: Option<String>,
     },
 }
 
@@ -171,10 +174,11 @@ impl fmt::Display for Test {
     }
 }
 
-/// What a family key maps to: a signal name, or a name with a test.
+/// What a family key maps to: a signal name, or a name with a test or a label.
 struct AtomSpec {
     name: String,
     test: Option<Test>,
+    label: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for AtomSpec {
@@ -193,27 +197,35 @@ impl<'de> Deserialize<'de> for AtomSpec {
                 Ok(AtomSpec {
                     name: v.to_owned(),
                     test: None,
+                    label: None,
                 })
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AtomSpec, A::Error> {
                 let mut name = None;
                 let mut test: Option<Test> = None;
+                let mut label: Option<String> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     let measure = match key.as_str() {
                         "name" => {
                             name = Some(map.next_value::<String>()?);
                             continue;
                         }
+                        "label" => {
+                            label = Some(map.next_value::<String>()?);
+                            continue;
+                        }
                         "value" => Measure::Value,
                         "confidence" => Measure::Confidence,
                         other => {
-                            let hint =
-                                crate::diagnostics::suggest(other, ["name", "value", "confidence"])
-                                    .map(|s| format!("did you mean `{s}`? "))
-                                    .unwrap_or_default();
+                            let hint = crate::diagnostics::suggest(
+                                other,
+                                ["name", "value", "confidence", "label"],
+                            )
+                            .map(|s| format!("did you mean `{s}`? "))
+                            .unwrap_or_default();
                             return Err(de::Error::custom(format!(
-                                "unknown key `{other}` in a signal test: {hint}expected name, value or confidence"
+                                "unknown key `{other}` in a signal test: {hint}expected name, value, confidence or label"
                             )));
                         }
                     };
@@ -226,13 +238,18 @@ impl<'de> Deserialize<'de> for AtomSpec {
                     test = Some(Test::parse(measure, &text).map_err(de::Error::custom)?);
                 }
                 let name = name.ok_or_else(|| de::Error::custom("a signal test needs `name`"))?;
-                if test.is_none() {
+                if test.is_some() && label.is_some() {
                     return Err(de::Error::custom(format!(
-                        "the test of `{name}` names no comparison: add `value: \">= 0.5\"` or \
-                         `confidence: ...`, or write the name alone"
+                        "the atom of `{name}` has both a label and a test: write two atoms under `all`"
                     )));
                 }
-                Ok(AtomSpec { name, test })
+                if test.is_none() && label.is_none() {
+                    return Err(de::Error::custom(format!(
+                        "the test of `{name}` names no comparison: add `value: \">= 0.5\"`, \
+                         `confidence: ...` or `label: ...`, or write the name alone"
+                    )));
+                }
+                Ok(AtomSpec { name, test, label })
             }
         }
         deserializer.deserialize_any(SpecVisitor)
@@ -280,6 +297,7 @@ impl<'de> Deserialize<'de> for Condition {
                                 family,
                                 name: Spanned::new(spec.value.name, spec.referenced, spec.defined),
                                 test: spec.value.test,
+                                label: spec.value.label,
                             }
                         }
                         None => {
@@ -352,8 +370,17 @@ impl fmt::Display for Condition {
             Condition::All(items) => list(f, items, " AND "),
             Condition::Any(items) => list(f, items, " OR "),
             Condition::Not(inner) => write!(f, "NOT {inner}"),
-            Condition::Signal { family, name, test } => {
-                write!(f, "{}(\"{}\")", family.name(), name.value)?;
+            Condition::Signal {
+                family,
+                name,
+                test,
+                label,
+            } => {
+                write!(f, "{}(\"{}\"", family.name(), name.value)?;
+                if let Some(label) = label {
+                    write!(f, ", \"{label}\"")?;
+                }
+                f.write_str(")")?;
                 match test {
                     Some(test) => write!(f, "{test}"),
                     None => Ok(()),

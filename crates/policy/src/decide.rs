@@ -399,4 +399,55 @@ routes:
             overlap.message
         );
     }
+
+    #[test]
+    fn label_atoms_read_the_categorical_outcome() {
+        let yaml = "\
+models: [{name: m}]
+pools: [{name: p, model: m, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}]
+signals:
+  metadata:
+    - {name: tier, key: 'header:x-tier'}
+routes:
+  - {name: gold, when: {metadata: {name: tier, label: gold}}, models: [m]}
+  - {name: silver, when: {metadata: {name: tier, label: silver}}, models: [m]}
+default_route: {models: [m]}
+";
+        let policy = Policy::compile(parse_config(yaml).unwrap()).unwrap();
+        let route = |tier: Option<&str>| {
+            let mut conv = Conversation::from_prompt("auto", "hello");
+            if let Some(t) = tier {
+                conv.attach_header("X-Tier", t);
+            }
+            let signals = policy.signals.characterize(&conv, policy.needed_signals());
+            let d = policy.decide(&signals).unwrap();
+            policy.route(d.route).unwrap().name.clone()
+        };
+        assert_eq!(route(Some("gold")), "gold");
+        assert_eq!(route(Some("silver")), "silver");
+        assert_eq!(route(Some("bronze")), "default");
+        assert_eq!(route(None), "default");
+        // One label at a time: the two routes never overlap, and nothing is shadowed.
+        assert!(
+            policy.analysis.findings.is_empty(),
+            "{:?}",
+            policy.analysis.findings
+        );
+        assert_eq!(policy.routes()[0].condition, "metadata(\"tier\", \"gold\")");
+        let both = yaml.replace("label: silver", "label: gold");
+        let policy = Policy::compile(parse_config(&both).unwrap()).unwrap();
+        let shadowed = policy
+            .analysis
+            .findings
+            .iter()
+            .find(|f| f.kind == crate::FindingKind::Shadowed)
+            .expect("the same label twice shadows");
+        let w = shadowed.witness.as_ref().unwrap();
+        assert!(
+            w.facts
+                .iter()
+                .any(|f| f.contains("label of metadata(\"tier\") is gold")),
+            "{w}"
+        );
+    }
 }

@@ -410,6 +410,7 @@ impl Signal for AuthzSignal {
             value: if matched { 1.0 } else { 0.0 },
             confidence: 1.0,
             evidence: Some(evidence),
+            label: None,
             cost_ns: 0,
             error: None,
         }

@@ -66,6 +66,7 @@ impl Signal for ContextSignal {
             value: f64::from(tokens),
             confidence: 1.0,
             evidence: Some(format!("{tokens} tokens")),
+            label: None,
             cost_ns: 0,
             error: None,
         }

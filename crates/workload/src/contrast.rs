@@ -252,6 +252,7 @@ impl Signal for FactCheckSignal {
                 value: m.score,
                 confidence: m.confidence(self.threshold),
                 evidence: Some(m.describe("factual", "other")),
+                label: None,
                 cost_ns: 0,
                 error: None,
             }
@@ -436,6 +437,7 @@ impl Signal for ComplexitySignal {
                     if cues.is_empty() { "" } else { "; cues: " },
                     cues.join(", ")
                 )),
+                label: Some(level.name().to_owned()),
                 cost_ns: 0,
                 error: None,
             }
@@ -504,6 +506,7 @@ impl Signal for PreferenceSignal {
                 value: m.score,
                 confidence: m.score.clamp(0.0, 1.0),
                 evidence: Some(m.describe("prefer", "versus")),
+                label: None,
                 cost_ns: 0,
                 error: None,
             }

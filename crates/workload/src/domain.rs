@@ -126,6 +126,7 @@ impl DomainSignal {
             value: mass,
             confidence: mass.clamp(0.0, 1.0),
             evidence: Some(format!("{top} ({:.2})", prediction.probability)),
+            label: Some(top.clone()),
             cost_ns: 0,
             error: None,
         }

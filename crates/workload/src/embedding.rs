@@ -239,6 +239,7 @@ impl Signal for EmbeddingSignal {
             value: score,
             confidence: score.clamp(0.0, 1.0),
             evidence: Some(format!("{score:.3}; nearest: \"{text}\" ({nearest:.3})")),
+            label: None,
             cost_ns: 0,
             error: None,
         }

@@ -164,6 +164,7 @@ impl Signal for UserFeedbackSignal {
                     value: 1.0,
                     confidence: 0.8,
                     evidence: Some(format!("{}: \"{}\"", complaint.name(), m.as_str().trim())),
+                    label: None,
                     cost_ns: 0,
                     error: None,
                 };
@@ -263,6 +264,7 @@ impl Signal for ReaskSignal {
             value: score,
             confidence: 1.0,
             evidence: (back > 0).then(|| format!("{score:.2} with the user turn {back} back")),
+            label: None,
             cost_ns: 0,
             error: None,
         }

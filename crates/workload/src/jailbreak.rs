@@ -662,6 +662,7 @@ impl Signal for JailbreakSignal {
             value: 1.0,
             confidence: 0.95,
             evidence: Some(evidence),
+            label: None,
             cost_ns: 0,
             error: None,
         };
@@ -697,6 +698,7 @@ impl Signal for JailbreakSignal {
             value: m.score,
             confidence: m.confidence(self.threshold),
             evidence: Some(m.describe("attack", "benign")),
+            label: None,
             cost_ns: 0,
             error: None,
         }

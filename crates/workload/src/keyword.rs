@@ -421,6 +421,7 @@ impl Signal for KeywordSignal {
                         .map(|i| format!(", first {}", self.term_name(i)))
                         .unwrap_or_default()
                 )),
+                label: None,
                 cost_ns: 0,
                 error: None,
             };
@@ -440,6 +441,7 @@ impl Signal for KeywordSignal {
             value: hits as f64,
             confidence: 1.0,
             evidence,
+            label: None,
             cost_ns: 0,
             error: None,
         }

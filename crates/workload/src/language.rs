@@ -122,6 +122,7 @@ impl Signal for LanguageSignal {
                     value: confidence,
                     confidence,
                     evidence: Some(format!("{} ({confidence:.2})", info.lang().code())),
+                    label: Some(info.lang().code().to_owned()),
                     cost_ns: 0,
                     error: None,
                 }
@@ -131,6 +132,7 @@ impl Signal for LanguageSignal {
                 value: 0.0,
                 confidence: 0.0,
                 evidence: Some("no language detected".to_owned()),
+                label: None,
                 cost_ns: 0,
                 error: None,
             },

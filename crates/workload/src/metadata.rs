@@ -105,6 +105,7 @@ impl Signal for MetadataSignal {
             value: f64::from(u8::from(matched)),
             confidence: 1.0,
             evidence: value.map(|v| format!("{} = {}", self.attribute, truncate(v, 64))),
+            label: value.map(str::to_owned),
             cost_ns: 0,
             error: None,
         }

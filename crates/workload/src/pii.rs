@@ -537,6 +537,7 @@ impl Signal for PiiSignal {
             value: findings.len() as f64,
             confidence: if findings.is_empty() { 1.0 } else { best },
             evidence,
+            label: None,
             cost_ns: 0,
             error: None,
         }

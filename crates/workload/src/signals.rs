@@ -144,6 +144,11 @@ pub struct SignalValue {
     /// What it saw, for the explain trace (the keyword found, the token count…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// Its categorical outcome, for signals that have one: the top domain, the
+    /// detected language, the difficulty level, the header or metadata value. Routes
+    /// can test it: `domain("subject", "law")`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// Time spent computing it, in nanoseconds.
     pub cost_ns: u64,
     /// Why it could not be computed (a missing model, a deadline); its `on_error`
@@ -160,6 +165,7 @@ impl SignalValue {
             value: 0.0,
             confidence,
             evidence: None,
+            label: None,
             cost_ns: 0,
             error: None,
         }

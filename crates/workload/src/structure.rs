@@ -120,6 +120,7 @@ impl Signal for StructureSignal {
             value,
             confidence: 1.0,
             evidence: None,
+            label: None,
             cost_ns: 0,
             error: None,
         }

@@ -44,9 +44,9 @@ pub(crate) struct Facts {
 impl Facts {
     /// The facts about the signals in `used`.
     pub(crate) fn gather(
-        config: &SignalsConfig,
-        engine: &SignalEngine,
+        (config, engine): (&SignalsConfig, &SignalEngine),
         used: &BTreeSet<Atom>,
+        label_text: &BTreeMap<u64, String>,
     ) -> Facts {
         let id = |family, name: &str| {
             engine
@@ -172,6 +172,35 @@ impl Facts {
                     facts.implications.push((ia, ib));
                 }
             }
+        }
+
+        // A signal reports at most one label: the labels routes test are exclusive.
+        let mut labels: BTreeMap<SignalId, Vec<u64>> = BTreeMap::new();
+        for atom in used {
+            if let Atom::Label(signal, key) = atom {
+                labels.entry(*signal).or_default().push(*key);
+            }
+        }
+        for (signal, keys) in labels {
+            let name = engine
+                .key(signal)
+                .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
+            let mut regions: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    label_text
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{k:x}"))
+                })
+                .collect();
+            regions.push("another label or none".to_owned());
+            let members = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| (Atom::Label(signal, *key), vec![i], true))
+                .collect();
+            facts.push_facet(&format!("label of {name}"), regions, members);
         }
 
         let mut tests: BTreeMap<(SignalId, Measure), Vec<Test>> = BTreeMap::new();

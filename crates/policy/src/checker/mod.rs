@@ -129,7 +129,11 @@ struct Encoding {
 impl Encoding {
     fn new(policy: &Policy) -> Result<Encoding, String> {
         let used: BTreeSet<Atom> = policy.atoms().iter().copied().collect();
-        let facts = Facts::gather(&policy.config.signals, &policy.signals, &used);
+        let facts = Facts::gather(
+            (&policy.config.signals, &policy.signals),
+            &used,
+            policy.labels(),
+        );
         let region_count: usize = facts.facets.iter().map(|f| f.regions.len()).sum();
         let total = used.len() + region_count;
         let count = u16::try_from(total)

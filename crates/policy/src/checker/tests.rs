@@ -184,13 +184,16 @@ routes:
 }
 
 /// A random condition over keyword signals `k0..k{atoms}`, as YAML: each atom is the
-/// signal holding or, for `k0` and `k1`, a test on its value against 1, 2 or 3.
+/// signal holding or, for `k0` and `k1`, a test on its value against 1, 2 or 3, or,
+/// for the last signal, its label being `a` or `b`.
 fn condition(atoms: usize) -> impl Strategy<Value = String> {
     let tested = atoms.min(2);
     let leaf = prop_oneof![
         3 => (0..atoms).prop_map(|i| format!("{{keyword: k{i}}}")),
         1 => (0..tested, prop::sample::select(vec!["<", "<=", ">", ">="]), 1..=3u8)
             .prop_map(|(i, cmp, bound)| format!("{{keyword: {{name: k{i}, value: '{cmp} {bound}'}}}}")),
+        1 => prop::sample::select(vec!["a", "b"])
+            .prop_map(move |l| format!("{{keyword: {{name: k{}, label: {l}}}}}", atoms - 1)),
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
@@ -244,12 +247,14 @@ proptest! {
         let tested: Vec<switchyard_workload::SignalId> = p
             .atoms()
             .iter()
-            .filter_map(|a| match a { Atom::Test(s, _) => Some(*s), Atom::Holds(_) => None })
+            .filter_map(|a| match a { Atom::Test(s, _) => Some(*s), _ => None })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         // Values on both sides of, and at, every bound the tests use (1, 2, 3).
         let points = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
+        // The labelled signal reports `a`, `b` or neither.
+        let labels = [Some(crate::compile::label_key("a")), Some(crate::compile::label_key("b")), None];
         let routes: Vec<(usize, &Expr)> = p
             .routes()
             .iter()
@@ -260,8 +265,12 @@ proptest! {
         let mut can_win = vec![false; p.routes().len()];
         let mut both = std::collections::BTreeSet::new();
         let mut unrouted = false;
-        for (bits, values) in (0u32..(1 << plain.len())).flat_map(|b| (0..points.len().pow(tested.len() as u32)).map(move |v| (b, v))) {
+        let assignments = (0u32..(1 << plain.len()))
+            .flat_map(|b| (0..points.len().pow(tested.len() as u32)).map(move |v| (b, v)))
+            .flat_map(|(b, v)| labels.iter().map(move |l| (b, v, *l)));
+        for (bits, values, label) in assignments {
             let holds = |atom: Atom| match atom {
+                Atom::Label(_, key) => label == Some(key),
                 Atom::Holds(_) => plain.iter().position(|a| *a == atom).is_some_and(|i| bits & (1 << i) != 0),
                 Atom::Test(s, test) => {
                     let at = tested.iter().position(|t| *t == s).unwrap_or(0);

@@ -692,6 +692,19 @@ impl Parser {
             &format!("after `{family_name}`: write {family_name}(\"name\")"),
         )?;
         let name = self.name("the signal name")?;
+        if self.eat_punct(",") {
+            // `family("name", "label")`: the signal reports this categorical outcome.
+            let label = self.name("a label (the outcome the signal must report)")?;
+            self.expect_punct(")", "after the label")?;
+            let node = Node::at(
+                Value::Map(vec![("name".to_owned(), name), ("label".to_owned(), label)]),
+                pos,
+            );
+            return Ok(Node::at(
+                Value::Map(vec![(family.name().to_owned(), node)]),
+                pos,
+            ));
+        }
         self.expect_punct(")", "after the signal name")?;
         let mut measure = Measure::Value;
         if self.eat_punct(".") {

@@ -402,6 +402,10 @@ fn expr_text(node: &Node) -> Result<String, String> {
                     let measure = match measure.as_str() {
                         "value" => Measure::Value,
                         "confidence" => Measure::Confidence,
+                        "label" => {
+                            let label = bound.as_str().ok_or("a label is a string")?;
+                            return Ok(format!("{family}({}, {})", quote(name), quote(label)));
+                        }
                         other => return Err(format!("unknown test key `{other}`")),
                     };
                     let test = Test::parse(

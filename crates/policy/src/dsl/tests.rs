@@ -305,6 +305,10 @@ fn condition() -> impl Strategy<Value = Node> {
         )),
     )
         .prop_map(|(family, n, test)| match test {
+            None if n.len() % 3 == 0 => map(vec![(
+                family,
+                map(vec![("name", s(&n)), ("label", s(&n.to_uppercase()))]),
+            )]),
             None => map(vec![(family, s(&n))]),
             Some((confidence, cmp, bound)) => map(vec![(
                 family,
