@@ -417,13 +417,14 @@ impl Policy {
             .filter(|f| f.kind.is_warning())
             .map(|f| policy.diagnostic(f))
             .collect();
-        policy.warnings.extend(checked);
+        // The checker's come relocated from `diagnostic`; the rest are moved here.
         if let Some(map) = &policy.config.source {
             policy
                 .warnings
                 .iter_mut()
                 .for_each(|d| crate::dsl::relocate(map, d));
         }
+        policy.warnings.extend(checked);
         Ok(policy)
     }
 

@@ -12,11 +12,13 @@
 //!   low confidence may leave every one false), one difficulty level per exemplar set
 //!   (`complexity`);
 //! - **implications**: a PII signal counting a subset of another's kinds (same scope
-//!   and score floor) implies it.
+//!   and score floor) implies it; a keyword signal holding on any of a subset of
+//!   another's terms (both `any`, counted, read alike) implies it.
 
 use crate::compile::Atom;
 use crate::condition::{Measure, Test};
 use std::collections::{BTreeMap, BTreeSet};
+use switchyard_workload::keyword::{KeywordSignalConfig, Operator, Scoring};
 use switchyard_workload::pii::PiiKind;
 use switchyard_workload::{SignalEngine, SignalFamily, SignalId, SignalsConfig};
 
@@ -169,6 +171,39 @@ impl Facts {
                     && a.min_score == b.min_score;
                 let (ka, kb) = (kinds(&a.types, &a.allow), kinds(&b.types, &b.allow));
                 if ia != ib && same_reading && ka.iter().all(|k| kb.contains(k)) {
+                    facts.implications.push((ia, ib));
+                }
+            }
+        }
+
+        // A keyword signal holding on any of its terms implies one holding on any of
+        // a superset of them, read the same way.
+        let plain = |k: &KeywordSignalConfig| {
+            k.operator == Operator::Any
+                && k.scoring == Scoring::Count
+                && !(k.keywords.is_empty() && k.regexes.is_empty())
+        };
+        for a in config.keyword.iter().filter(|k| plain(k)) {
+            for b in config.keyword.iter().filter(|k| plain(k)) {
+                let (Some(ia), Some(ib)) = (
+                    id(SignalFamily::Keyword, &a.name),
+                    id(SignalFamily::Keyword, &b.name),
+                ) else {
+                    continue;
+                };
+                let same_reading = a.case_sensitive == b.case_sensitive
+                    && a.word_boundary == b.word_boundary
+                    && a.scope == b.scope
+                    && a.fuzzy == b.fuzzy;
+                let same = |x: &String, y: &String| {
+                    x == y || (!a.case_sensitive && x.eq_ignore_ascii_case(y))
+                };
+                let subset = a
+                    .keywords
+                    .iter()
+                    .all(|k| b.keywords.iter().any(|x| same(k, x)))
+                    && a.regexes.iter().all(|r| b.regexes.contains(r));
+                if ia != ib && same_reading && subset {
                     facts.implications.push((ia, ib));
                 }
             }

@@ -541,3 +541,41 @@ fn constraints_decide_which_candidates_and_pools_a_request_may_use() {
     );
     assert!(p.direct_needs_signals());
 }
+
+#[test]
+fn a_keyword_list_inside_another_implies_it() {
+    let rest = "\
+signals:
+  keyword:
+    - {name: code, keywords: [python, Rust, compile]}
+    - {name: python, keywords: [python, rust]}
+    - {name: exact, keywords: [python], case_sensitive: true}
+    - {name: all_of, keywords: [python], operator: all}
+routes:
+  - {name: coding, priority: 2, when: {keyword: code}, models: [m]}
+  - {name: py, priority: 1, when: {keyword: python}, models: [m]}
+  - {name: exact_py, priority: 1, when: {keyword: exact}, models: [m]}
+  - {name: all_py, priority: 0, when: {keyword: all_of}, models: [m]}
+default_route: {models: [m]}
+";
+    let found = kinds(&policy(rest).analyze());
+    assert!(
+        found
+            .iter()
+            .any(|(k, r)| *k == FindingKind::Shadowed && r[0] == "py"),
+        "{found:?}"
+    );
+    // Read differently (case-sensitive), or combined with `all`: no implication claimed.
+    assert!(
+        !found
+            .iter()
+            .any(|(k, r)| *k == FindingKind::Shadowed && r[0] == "exact_py"),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(k, r)| *k == FindingKind::Shadowed && r[0] == "all_py"),
+        "{found:?}"
+    );
+}

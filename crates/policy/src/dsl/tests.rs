@@ -550,3 +550,19 @@ fn yaml_trees_know_their_lines() {
         }
     );
 }
+
+#[test]
+fn checker_warnings_point_at_the_dsl_statement() {
+    let text = format!(
+        "{SAMPLE}\nROUTE again {{\n  PRIORITY 1\n  WHEN keyword(\"code\") AND NOT context(\"long\")\n  MODEL \"big\"\n}}\n"
+    );
+    let policy = Policy::compile(parse_dsl(&text).unwrap()).unwrap();
+    let shadowed = policy
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("`again` never wins"))
+        .unwrap_or_else(|| panic!("{:?}", policy.warnings));
+    let line = text.lines().position(|l| l == "ROUTE again {").unwrap() as u64 + 1;
+    assert_eq!((shadowed.line, shadowed.column), (line, 7), "{shadowed}");
+    assert_eq!(shadowed.snippet.as_deref(), Some("ROUTE again {"));
+}
