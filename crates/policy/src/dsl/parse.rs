@@ -70,6 +70,7 @@ pub fn parse(text: &str) -> Parsed<Node> {
         at: 0,
         end,
         pending: Vec::new(),
+        depth: 0,
     };
     parser.file()
 }
@@ -80,7 +81,13 @@ struct Parser {
     end: Pos,
     /// Comments read but not yet attached to a node.
     pending: Vec<String>,
+    /// Values and conditions open around the current token.
+    depth: usize,
 }
+
+/// The deepest nesting of values or conditions read (deeper input is an error, not a
+/// stack overflow).
+const MAX_DEPTH: usize = 128;
 
 /// The pieces of a file before they become one tree.
 #[derive(Default)]
@@ -385,6 +392,25 @@ impl Parser {
     }
 
     fn value(&mut self) -> Parsed<Node> {
+        self.nested(Self::plain_value)
+    }
+
+    /// Reads with `read` one level deeper, refusing input nested past [`MAX_DEPTH`].
+    fn nested(&mut self, read: fn(&mut Self) -> Parsed<Node>) -> Parsed<Node> {
+        if self.depth >= MAX_DEPTH {
+            let at = self.pos();
+            return Err(SyntaxError::new(
+                at,
+                format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        let result = read(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn plain_value(&mut self) -> Parsed<Node> {
         let pos = self.pos();
         if self.is_punct("{") {
             return self.block();
@@ -642,6 +668,10 @@ impl Parser {
     }
 
     fn not_expr(&mut self) -> Parsed<Node> {
+        self.nested(Self::plain_not_expr)
+    }
+
+    fn plain_not_expr(&mut self) -> Parsed<Node> {
         if self.is_word("NOT") {
             let pos = self.pos();
             self.next();

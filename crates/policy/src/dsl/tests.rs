@@ -224,6 +224,21 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
             "only `.confidence`",
         ),
         ("7up { }", "starts like a number"),
+        (
+            &format!("ROUTE x {{ WHEN {}keyword(\"a\") }}", "(".repeat(100_000)),
+            "levels deep",
+        ),
+        (
+            &format!("SERVER {{ a: {} }}", "[".repeat(100_000)),
+            "levels deep",
+        ),
+        (
+            &format!(
+                "ROUTE x {{ WHEN {}keyword(\"a\") }}",
+                "NOT ".repeat(100_000)
+            ),
+            "levels deep",
+        ),
     ] {
         let err = parse_tree(broken).map(|_| ()).unwrap_err().to_string();
         assert!(err.contains(says), "{broken}: {err}");

@@ -173,7 +173,12 @@ mod dsl_reader {
     pub(super) struct Reader {
         toks: Vec<(Tok, Pos)>,
         at: usize,
+        /// Values and conditions open around the current token.
+        depth: usize,
     }
+
+    /// The deepest nesting read (deeper input is an error, not a stack overflow).
+    const MAX_DEPTH: usize = 128;
 
     type R<T> = Result<T, ConfigError>;
 
@@ -184,7 +189,11 @@ mod dsl_reader {
                 .into_iter()
                 .filter(|(t, _)| !matches!(t, Tok::Comment(_)))
                 .collect();
-            Ok(Reader { toks, at: 0 })
+            Ok(Reader {
+                toks,
+                at: 0,
+                depth: 0,
+            })
         }
 
         pub(super) fn peek(&self) -> Option<&Tok> {
@@ -260,6 +269,24 @@ mod dsl_reader {
         }
 
         pub(super) fn value(&mut self) -> R<Node> {
+            self.nested(Self::plain_value)
+        }
+
+        /// Reads with `read` one level deeper, refusing input nested past [`MAX_DEPTH`].
+        fn nested<T>(&mut self, read: fn(&mut Self) -> R<T>) -> R<T> {
+            if self.depth >= MAX_DEPTH {
+                return Err(error(
+                    self.line(),
+                    format!("nested more than {MAX_DEPTH} levels deep"),
+                ));
+            }
+            self.depth += 1;
+            let result = read(self);
+            self.depth -= 1;
+            result
+        }
+
+        fn plain_value(&mut self) -> R<Node> {
             let line = self.line();
             let pos = Pos { line, column: 0 };
             if self.is("{") {
@@ -341,6 +368,10 @@ mod dsl_reader {
         }
 
         fn factor(&mut self) -> R<Cond> {
+            self.nested(Self::plain_factor)
+        }
+
+        fn plain_factor(&mut self) -> R<Cond> {
             let line = self.line();
             if self.is_word("NOT") {
                 self.next();
@@ -1010,7 +1041,7 @@ fn signal(
             line,
             format!("signal {family_name} {name}"),
             format!(
-                "the `{family_name}` family has no counterpart; routes reading it are left out"
+                "the `{family_name}` family has no counterpart that reads requests the same way; routes reading it are left out"
             ),
         );
         return Vec::new();
@@ -1299,16 +1330,38 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
     // Models and pools.
     let mut models: Vec<Node> = Vec::new();
     let mut model_names: BTreeSet<String> = BTreeSet::new();
+    // Context windows given on model cards, for the pools of their endpoints.
+    let mut windows: BTreeMap<String, String> = BTreeMap::new();
+    // A model described twice (a provider entry and a card) is one model: its fields
+    // are merged, the first mention of a field kept.
+    let mut merged: Vec<Card> = Vec::new();
     for (name, fields, line) in &source.models {
-        if !model_names.insert(name.clone()) {
-            continue;
+        match merged.iter_mut().find(|(n, _, _)| n == name) {
+            Some((_, known, _)) => {
+                for (k, v) in fields {
+                    if !known.iter().any(|(x, _)| x == k) {
+                        known.push((k.clone(), v.clone()));
+                    }
+                }
+            }
+            None => merged.push((name.clone(), fields.clone(), *line)),
         }
+    }
+    for (name, fields, line) in &merged {
+        model_names.insert(name.clone());
         let mut entries = vec![("name".to_owned(), s(name))];
         let mut dropped = Vec::new();
         for (key, value) in fields {
             match key.as_str() {
                 "description" | "upstream_name" => entries.push((key.clone(), value.clone())),
                 "quality_score" => entries.push(("quality".to_owned(), value.clone())),
+                "tags" => entries.push((key.clone(), value.clone())),
+                "context_window_size" => match &value.value {
+                    Value::Num(n) if n.parse::<u32>().is_ok() => {
+                        windows.insert(name.clone(), n.clone());
+                    }
+                    _ => dropped.push(key.clone()),
+                },
                 "pricing" => {
                     let number = |k: &str| value.get(k).cloned();
                     let input = number("prompt_per_1m").or_else(|| number("prompt"));
@@ -1357,7 +1410,15 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         }
     }
     let mut pools: Vec<Node> = Vec::new();
+    let mut guessed = false;
     for (i, (model, url, _)) in source.endpoints.iter().enumerate() {
+        let window = match windows.get(model) {
+            Some(n) => Node::new(Value::Num(n.clone())),
+            None => {
+                guessed = true;
+                s("32K")
+            }
+        };
         let url = if url.starts_with("http://") || url.starts_with("https://") {
             url.clone()
         } else {
@@ -1366,7 +1427,7 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         pools.push(Node::new(Value::Map(vec![
             ("name".to_owned(), s(&format!("{model}-{}", i + 1))),
             ("model".to_owned(), s(model)),
-            ("context_window".to_owned(), s("32K")),
+            ("context_window".to_owned(), window),
             (
                 "endpoints".to_owned(),
                 list(vec![Node::new(Value::Map(vec![(
@@ -1376,12 +1437,12 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             ),
         ])));
     }
-    if !source.endpoints.is_empty() {
+    if guessed {
         note(
             notes,
             source.endpoints[0].2,
             "pools",
-            "context windows are not in the source: each pool is given 32K; set the real ones",
+            "a model's context window is not in the source (context_window_size): its pools are given 32K; set the real one",
         );
     }
     let served: BTreeSet<&str> = source

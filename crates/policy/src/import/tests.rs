@@ -188,6 +188,9 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
         "MODEL qwen3-8b {\n  upstream_name: \"Qwen/Qwen3-8B\"\n  price: { input: 0.1, output: 0.3 }\n}",
         "url: \"http://10.0.0.5:8000\"",
         "url: \"http://10.0.0.6:8000\"",
+        "MODEL qwen3-32b { upstream_name: \"Qwen/Qwen3-32B\", tags: [large], quality: 0.9 }",
+        "POOL qwen3-32b-2 {\n  model: qwen3-32b\n  context_window: 131072\n",
+        "POOL qwen3-8b-1 {\n  model: qwen3-8b\n  context_window: 32K\n",
         "SIGNAL complexity difficulty_hard",
         "WHEN keyword(\"code\") AND complexity(\"difficulty_hard\")",
         "MODEL \"qwen3-32b\" (reasoning = true, effort = high)",
@@ -234,12 +237,20 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
 
 #[test]
 fn what_is_not_their_format_is_an_error() {
+    let deep = format!("ROUTE x {{ WHEN {}keyword(\"a\") }}", "(".repeat(100_000));
+    let deep_value = format!("SIGNAL keyword k {{ keywords: {} }}", "[".repeat(100_000));
     for text in [
         "models: []\n",
         "ROUTE x { PRIORITY }",
         "SIGNAL keyword k { keywords: [\"a\" }",
         "[1, 2",
+        &deep,
+        &deep_value,
     ] {
-        assert!(import_vllm_sr(text).is_err(), "{text}");
+        assert!(
+            import_vllm_sr(text).is_err(),
+            "{}",
+            &text[..text.len().min(80)]
+        );
     }
 }
