@@ -264,8 +264,52 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
         })?;
     let gateway = Gateway::start(listener, runtime)?;
     eprintln!("switchyard: serving on {}", gateway.url());
+    reload_on_hangup(path, std::sync::Arc::clone(&gateway.live));
     gateway.wait().await?;
     Ok(())
+}
+
+/// On SIGHUP, reads and checks the configuration again and serves it if it has no
+/// error; otherwise says why and keeps serving the previous one.
+fn reload_on_hangup(path: &Path, live: std::sync::Arc<switchyard_gateway::Live>) {
+    #[cfg(unix)]
+    {
+        let path = path.to_path_buf();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                eprintln!("switchyard: cannot listen for SIGHUP; reloading is off");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let file = path.clone();
+                // Loading may read the embedding model: off the async workers.
+                let compiled = tokio::task::spawn_blocking(move || compile(&file)).await;
+                let outcome = match compiled {
+                    Ok(Ok(policy)) => live.reload(policy).map_err(|e| anyhow::anyhow!("{e}")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                };
+                match outcome {
+                    Ok(fixed) => {
+                        eprintln!("switchyard: reloaded {}", path.display());
+                        if !fixed.is_empty() {
+                            eprintln!(
+                                "switchyard: {} changed, and take effect only after a restart",
+                                fixed.join(", ")
+                            );
+                        }
+                    }
+                    Err(e) => eprintln!(
+                        "switchyard: reload of {} refused, still serving the previous policy:\n{e:#}",
+                        path.display()
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, live);
 }
 
 fn fmt(path: &Path, write: bool, check: bool) -> Result<()> {

@@ -581,3 +581,98 @@ fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
     assert!(!ok, "our own DSL is not theirs");
     assert!(stderr.contains("examples/demo.sy"), "{stderr}");
 }
+
+/// POSTs `prompt` to `/v1/route` at `addr` and returns the trace.
+fn route_trace(addr: &str, prompt: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let body =
+        serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]})
+            .to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/route HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, json) = response.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_reloads_on_sighup_and_keeps_the_old_policy_when_the_new_one_has_errors() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.sy");
+    let base = "SERVER { listen: \"127.0.0.1:0\" }\nHEALTH { check_interval_ms: 0 }\n\
+                MODEL m\nPOOL p { model: m, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }\n\
+                SIGNAL keyword code { keywords: [python] }\nDEFAULT ROUTE { MODEL \"m\" }\n";
+    let with_route =
+        format!("{base}ROUTE coding {{\n  WHEN keyword(\"code\")\n  MODEL \"m\"\n}}\n");
+    // Without a route, the keyword signal is unused: a warning, not an error.
+    std::fs::write(&path, base).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?}: {e}"),
+            }
+        }
+    };
+    let serving = wait_for("serving on http://");
+    let addr = serving.rsplit("http://").next().unwrap().to_owned();
+    let hangup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let route = |prompt: &str| route_trace(&addr, prompt)["decide"]["route"].clone();
+    assert_eq!(route("fix my python"), "default");
+
+    std::fs::write(&path, &with_route).unwrap();
+    hangup(child.id());
+    wait_for("reloaded");
+    assert_eq!(route("fix my python"), "coding");
+
+    // A policy with an error is refused; the previous one keeps serving.
+    std::fs::write(
+        &path,
+        with_route.replace("keyword(\"code\")", "keyword(\"cod\")"),
+    )
+    .unwrap();
+    hangup(child.id());
+    let refused = wait_for("refused");
+    assert!(
+        refused.contains("still serving the previous policy"),
+        "{refused}"
+    );
+    wait_for("did you mean `code`?");
+    assert_eq!(route("fix my python"), "coding");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -17,4 +17,4 @@ pub mod server;
 pub use decision_log::{DecisionLog, DecisionRecord};
 pub use pipeline::{Plan, plan};
 pub use runtime::{Runtime, RuntimeError};
-pub use server::{Gateway, router};
+pub use server::{Gateway, Live, router};

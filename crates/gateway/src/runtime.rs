@@ -58,18 +58,31 @@ impl Runtime {
     /// Builds the runtime of a checked policy. Must run inside a Tokio runtime when a
     /// decision log is configured (its writer is a task).
     pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
+        Runtime::build(policy, None)
+    }
+
+    /// The runtime of a new policy replacing this one: built afresh (pools, learned
+    /// state), except that the decision log is kept when its path is the same, so one
+    /// writer appends to the file.
+    pub fn reloaded(&self, policy: Policy) -> Result<Runtime, RuntimeError> {
+        let same_log = policy.config.server.decision_log == self.policy.config.server.decision_log;
+        Runtime::build(policy, self.log.clone().filter(|_| same_log))
+    }
+
+    fn build(policy: Policy, log: Option<DecisionLog>) -> Result<Runtime, RuntimeError> {
         let pools = Pools::build(&policy.config)?;
         let counter = match &policy.config.server.tokenizer {
             Some(path) => TokenCounter::from_file(path).map_err(RuntimeError::Tokenizer)?,
             None => TokenCounter::Estimate,
         };
         let upstream = Upstream::new(policy.config.upstream)?;
-        let log = match &policy.config.server.decision_log {
-            Some(path) => Some(DecisionLog::open(path).map_err(|e| RuntimeError::Log {
+        let log = match (&policy.config.server.decision_log, log) {
+            (Some(_), Some(kept)) => Some(kept),
+            (Some(path), None) => Some(DecisionLog::open(path).map_err(|e| RuntimeError::Log {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?),
-            None => None,
+            (None, _) => None,
         };
         let id_prefix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

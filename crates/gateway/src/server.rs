@@ -4,7 +4,7 @@
 use crate::ingress;
 use crate::pipeline::{compress_phase, plan, trace};
 use crate::respond::{Observed, error_response, forward};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeError};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -15,18 +15,65 @@ use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 use switchyard_wire::Conversation;
 use switchyard_wire::{ApiError, ErrorKind};
 use tokio::net::TcpListener;
 
+/// The runtime requests are served by, replaceable while serving: each request takes
+/// the current one when it starts and keeps it to its end.
+#[derive(Debug)]
+pub struct Live(RwLock<Arc<Runtime>>);
+
+impl Live {
+    /// The runtime new requests use.
+    pub fn current(&self) -> Arc<Runtime> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Replaces the runtime with one built for `policy` (see [`Runtime::reloaded`]);
+    /// on error the current one stays. Settings bound at start (`server.listen`,
+    /// `server.max_body_bytes`, `server.worker_threads`) keep their old values; the
+    /// names of those that changed are returned.
+    pub fn reload(
+        &self,
+        policy: switchyard_policy::Policy,
+    ) -> Result<Vec<&'static str>, RuntimeError> {
+        let old = self.current();
+        let (before, after) = (&old.policy.config.server, &policy.config.server);
+        let mut fixed = Vec::new();
+        if before.listen.value != after.listen.value {
+            fixed.push("server.listen");
+        }
+        if before.max_body_bytes != after.max_body_bytes {
+            fixed.push("server.max_body_bytes");
+        }
+        if before.worker_threads != after.worker_threads {
+            fixed.push("server.worker_threads");
+        }
+        let runtime = old.reloaded(policy)?;
+        switchyard_pool::spawn_health_checks(&runtime.pools, &runtime.policy.config.health);
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(runtime);
+        metrics::counter!("switchyard_policy_reloads_total").increment(1);
+        Ok(fixed)
+    }
+}
+
 /// A gateway bound to an address and serving in the background.
 pub struct Gateway {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its runtime.
-    pub runtime: Arc<Runtime>,
+    /// Its runtime, replaceable while serving.
+    pub live: Arc<Live>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -47,8 +94,8 @@ impl Gateway {
         // Install the recorder before the first request so no sample is lost.
         let _ = crate::metrics::handle();
         switchyard_pool::spawn_health_checks(&runtime.pools, &runtime.policy.config.health);
-        let runtime = Arc::new(runtime);
-        let app = router(Arc::clone(&runtime));
+        let live = Arc::new(Live(RwLock::new(Arc::new(runtime))));
+        let app = router(Arc::clone(&live));
         // Small SSE events must leave at once, not wait for Nagle's algorithm.
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -61,11 +108,12 @@ impl Gateway {
             .with_graceful_shutdown(shutdown)
             .await
         });
-        Ok(Gateway {
-            addr,
-            runtime,
-            task,
-        })
+        Ok(Gateway { addr, live, task })
+    }
+
+    /// The runtime new requests use.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.live.current()
     }
 
     /// Its base URL.
@@ -103,8 +151,8 @@ async fn shutdown_signal() {
 }
 
 /// The gateway's routes.
-pub fn router(runtime: Arc<Runtime>) -> Router {
-    let limit = runtime.policy.config.server.max_body_bytes;
+pub fn router(live: Arc<Live>) -> Router {
+    let limit = live.current().policy.config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/route", post(route_only))
@@ -116,15 +164,16 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(runtime)
+        .with_state(live)
 }
 
 async fn chat_completions(
-    State(runtime): State<Arc<Runtime>>,
+    State(live): State<Arc<Live>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let runtime = live.current();
     let started = Instant::now();
     let arrived = SystemTime::now();
     let limit = runtime.policy.config.server.max_body_bytes;
@@ -204,11 +253,12 @@ fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time:
 }
 
 async fn route_only(
-    State(runtime): State<Arc<Runtime>>,
+    State(live): State<Arc<Live>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let runtime = live.current();
     let started = Instant::now();
     let limit = runtime.policy.config.server.max_body_bytes;
     let (mut request, mut conversation) = match ingress::read(&headers, body, limit) {
@@ -230,7 +280,8 @@ async fn route_only(
     }
 }
 
-async fn models(State(runtime): State<Arc<Runtime>>) -> Response {
+async fn models(State(live): State<Arc<Live>>) -> Response {
+    let runtime = live.current();
     let config = &runtime.policy.config;
     let mut data: Vec<serde_json::Value> = config
         .server
@@ -251,7 +302,8 @@ async fn models(State(runtime): State<Arc<Runtime>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn pools(State(runtime): State<Arc<Runtime>>) -> Response {
+async fn pools(State(live): State<Arc<Live>>) -> Response {
+    let runtime = live.current();
     let models = &runtime.policy.config.models;
     let pools: Vec<serde_json::Value> = runtime
         .pools
@@ -273,7 +325,8 @@ async fn healthz() -> Response {
 
 /// Ready while every model has at least one endpoint in rotation; 503 naming the
 /// models that have none otherwise (a load balancer then sends traffic elsewhere).
-async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
+async fn readyz(State(live): State<Arc<Live>>) -> Response {
+    let runtime = live.current();
     let now = runtime.pools.now_ms();
     let endpoints: usize = runtime.pools.all().iter().map(|p| p.endpoints.len()).sum();
     let in_rotation = runtime
@@ -312,7 +365,8 @@ async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics_text(State(runtime): State<Arc<Runtime>>) -> Response {
+async fn metrics_text(State(live): State<Arc<Live>>) -> Response {
+    let runtime = live.current();
     // Pool state is read when scraped, so it is current without work per request.
     let now = runtime.pools.now_ms();
     for pool in runtime.pools.all() {

@@ -314,7 +314,7 @@ async fn a_client_that_leaves_mid_stream_frees_the_endpoint_and_is_logged() {
         )
         .await;
     assert!(r.chunk().await.unwrap().is_some());
-    let endpoint = s.gateway.runtime.pools.all()[1].endpoints[0].clone();
+    let endpoint = s.gateway.runtime().pools.all()[1].endpoints[0].clone();
     assert_eq!(endpoint.name, "chat-short-0");
     assert_eq!(endpoint.in_flight(), 1);
     drop(r);
@@ -735,4 +735,29 @@ default_route:
         2,
         "weighted 1:1 over 40 requests reaches both: {seen:?}"
     );
+}
+
+#[tokio::test]
+async fn a_reloaded_policy_serves_new_requests() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let r = s.chat("auto", "hello there", false).await;
+    assert_eq!(header(&r, "x-switchyard-route"), "default");
+    let old = s.gateway.runtime();
+    let mut config = old.policy.config.source.clone().unwrap().text;
+    config = config.replace("  - name: coding\n    priority: 5\n    when: {keyword: code}", "  - name: coding\n    priority: 5\n    when: {any: [{keyword: code}, {not: {keyword: code}}]}");
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let fixed = s.gateway.live.reload(policy).unwrap();
+    assert!(fixed.is_empty(), "{fixed:?}");
+    let r = s.chat("auto", "hello there", false).await;
+    assert_eq!(
+        header(&r, "x-switchyard-route"),
+        "coding",
+        "every request now codes"
+    );
+    // A runtime taken before the reload, as a request in progress holds it, still has
+    // the old policy; it is dropped once nothing holds it.
+    assert_eq!(old.policy.routes().len(), 4);
+    assert!(!std::sync::Arc::ptr_eq(&old, &s.gateway.runtime()));
 }
