@@ -264,22 +264,7 @@ impl Parser {
                 Ok(file.signals[at].1.last_mut())
             }
             "ROUTE" => {
-                let name = self.name("the route name")?;
-                let mut entries = vec![("name".to_owned(), name)];
-                if self.is_punct("(") {
-                    for (key, value) in self.options("route")? {
-                        if key != "description" {
-                            return Err(SyntaxError::new(
-                                value.pos,
-                                format!("unknown route option `{key}`"),
-                            )
-                            .help(
-                                "a route takes (description = \"…\"); write the rest in its body",
-                            ));
-                        }
-                        entries.push((key, value));
-                    }
-                }
+                let entries = self.named_head("route")?;
                 let mut node = self.route_body(entries, pos)?;
                 node.pos = pos;
                 file.routes.push(node);
@@ -304,20 +289,7 @@ impl Parser {
                 Ok(file.default_route.as_mut())
             }
             "CONSTRAINT" => {
-                let name = self.name("the constraint name")?;
-                let mut entries = vec![("name".to_owned(), name)];
-                if self.is_punct("(") {
-                    for (key, value) in self.options("constraint")? {
-                        if key != "description" {
-                            return Err(SyntaxError::new(
-                                value.pos,
-                                format!("unknown constraint option `{key}`"),
-                            )
-                            .help("a constraint takes (description = \"…\"); write the rest in its body"));
-                        }
-                        entries.push((key, value));
-                    }
-                }
+                let entries = self.named_head("constraint")?;
                 let node = self.constraint_body(entries, pos)?;
                 file.constraints.push(node);
                 Ok(file.constraints.last_mut())
@@ -341,6 +313,28 @@ impl Parser {
                 })
             }
         }
+    }
+
+    /// `name (description = "…")` after ROUTE or CONSTRAINT, as the first entries of
+    /// its map.
+    fn named_head(&mut self, what: &str) -> Parsed<Vec<(String, Node)>> {
+        let name = self.name(&format!("the {what} name"))?;
+        let mut entries = vec![("name".to_owned(), name)];
+        if self.is_punct("(") {
+            for (key, value) in self.options(what)? {
+                if key != "description" {
+                    return Err(SyntaxError::new(
+                        value.pos,
+                        format!("unknown {what} option `{key}`"),
+                    )
+                    .help(format!(
+                        "a {what} takes (description = \"…\"); write the rest in its body"
+                    )));
+                }
+                entries.push((key, value));
+            }
+        }
+        Ok(entries)
     }
 
     /// `{ key: value … }`
