@@ -350,7 +350,7 @@ fn governed_candidates(
     for c in policy
         .constraints
         .iter()
-        .filter(|c| c.covers(route, signals))
+        .filter(|c| c.covers(route, signals, policy.labels()))
     {
         governed.applied.push(c.name.clone());
         let before = governed.models.clone();

@@ -16,17 +16,9 @@ pub enum Atom {
     Holds(SignalId),
     /// The signal's value or confidence passes a test.
     Test(SignalId, Test),
-    /// The signal reports this categorical outcome (by [`label_key`]).
-    Label(SignalId, u64),
-}
-
-/// The key a label is compared by: a 64-bit hash of its text (computed once for the
-/// atom, once per signal value read).
-pub fn label_key(label: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    label.hash(&mut h);
-    h.finish()
+    /// The signal reports this categorical outcome: an index into
+    /// [`Policy::labels`].
+    Label(SignalId, u32),
 }
 
 impl Atom {
@@ -37,26 +29,26 @@ impl Atom {
         }
     }
 
-    /// Whether it holds for `signals`.
+    /// Whether it holds for `signals`; `labels` are the policy's ([`Policy::labels`]).
     #[inline]
-    pub fn holds(self, signals: &Signals) -> bool {
+    pub fn holds(self, signals: &Signals, labels: &[String]) -> bool {
         match self {
             Atom::Holds(id) => signals.matched(id),
-            Atom::Test(..) | Atom::Label(..) => self.read(signals).0,
+            Atom::Test(..) | Atom::Label(..) => self.read(signals, labels).0,
         }
     }
 
     /// Whether it holds for `signals`, and how sure that is: the signal's confidence,
     /// except for a test on the confidence itself, which is exact (1). A signal that
     /// was not computed fails every test.
-    pub fn read(self, signals: &Signals) -> (bool, f64) {
+    pub fn read(self, signals: &Signals, labels: &[String]) -> (bool, f64) {
         let Some(value) = signals.get(self.signal()) else {
             return (false, 0.0);
         };
         match self {
             Atom::Holds(_) => (value.matched, value.confidence),
-            Atom::Label(_, key) => (
-                value.label.as_deref().is_some_and(|l| label_key(l) == key),
+            Atom::Label(_, at) => (
+                value.label.is_some() && value.label.as_ref() == labels.get(at as usize),
                 value.confidence,
             ),
             Atom::Test(..) if value.error.is_some() => (false, 0.0),
@@ -203,8 +195,8 @@ pub struct CompiledConstraint {
 
 impl CompiledConstraint {
     /// Whether it covers a request decided to `route` (`None`: a client-named model)
-    /// with these signals.
-    pub fn covers(&self, route: Option<usize>, signals: &Signals) -> bool {
+    /// with these signals; `labels` are the policy's.
+    pub fn covers(&self, route: Option<usize>, signals: &Signals, labels: &[String]) -> bool {
         let in_scope = match (&self.routes, route) {
             (None, _) => true,
             (Some(routes), Some(r)) => routes.contains(&r),
@@ -214,7 +206,7 @@ impl CompiledConstraint {
             && self
                 .expr
                 .as_ref()
-                .is_none_or(|e| e.eval(&|atom| atom.holds(signals)))
+                .is_none_or(|e| e.eval(&|atom| atom.holds(signals, labels)))
     }
 }
 
@@ -229,8 +221,8 @@ pub struct Policy {
     routes: Vec<CompiledRoute>,
     has_default: bool,
     atoms: Vec<Atom>,
-    /// The text of every label atoms test, by key.
-    labels: std::collections::BTreeMap<u64, String>,
+    /// The labels conditions test, indexed by [`Atom::Label`].
+    labels: Vec<String>,
     needed: Vec<SignalId>,
     models: HashMap<String, usize>,
     /// Governance rules.
@@ -259,6 +251,10 @@ impl Policy {
             }
         };
 
+        let mut conditions = Conditions {
+            signals: &signals,
+            labels: Vec::new(),
+        };
         let mut routes = Vec::new();
         let mut route_names: HashMap<&str, ()> = HashMap::new();
         for (i, route) in config.routes.iter().enumerate() {
@@ -270,8 +266,7 @@ impl Policy {
                     format!("route `{}` is defined twice", route.name.value),
                 ));
             }
-            let expr =
-                compile_condition(&route.when, &signals, &format!("{path}.when"), &mut found);
+            let expr = conditions.compile(&route.when, &format!("{path}.when"), &mut found);
             let (candidates, options) = resolve_models(
                 &route.models,
                 &models,
@@ -349,7 +344,8 @@ impl Policy {
             });
         }
 
-        let constraints = compile_constraints(&config, &routes, &signals, &mut found);
+        let constraints = compile_constraints(&config, &routes, &mut conditions, &mut found);
+        let labels = conditions.labels;
         let mut atoms = BTreeSet::new();
         for expr in routes
             .iter()
@@ -395,7 +391,6 @@ impl Policy {
             }
             return Err(ConfigError { diagnostics: found });
         }
-        let labels = collect_labels(&config);
         let mut policy = Policy {
             config,
             signals,
@@ -486,8 +481,8 @@ impl Policy {
             .any(|c| c.routes.is_none() && c.expr.is_some())
     }
 
-    /// The text of the labels conditions test, by [`label_key`].
-    pub fn labels(&self) -> &std::collections::BTreeMap<u64, String> {
+    /// The labels conditions test, indexed by [`Atom::Label`].
+    pub fn labels(&self) -> &[String] {
         &self.labels
     }
 
@@ -507,7 +502,7 @@ impl Policy {
             Atom::Holds(_) => key,
             Atom::Test(_, test) => format!("{key}{test}"),
             Atom::Label(_, label) => {
-                let text = self.labels.get(&label).map_or("?", String::as_str);
+                let text = self.labels.get(label as usize).map_or("?", String::as_str);
                 match key.strip_suffix(')') {
                     Some(open) => format!("{open}, \"{text}\")"),
                     None => key,
@@ -758,7 +753,7 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
 fn compile_constraints(
     config: &Config,
     routes: &[CompiledRoute],
-    signals: &SignalEngine,
+    conditions: &mut Conditions<'_>,
     found: &mut Vec<Diagnostic>,
 ) -> Vec<CompiledConstraint> {
     let mut out = Vec::new();
@@ -787,7 +782,7 @@ fn compile_constraints(
         let expr = c
             .when
             .as_ref()
-            .map(|w| compile_condition(w, signals, &format!("{path}.when"), found));
+            .map(|w| conditions.compile(w, &format!("{path}.when"), found));
         let scope = (!c.routes.is_empty()).then(|| {
             c.routes
                 .iter()
@@ -922,33 +917,6 @@ fn compile_constraints(
             pools: allowed_pools,
             max_cost: c.max_cost,
         });
-    }
-    out
-}
-
-/// The labels conditions test, by key.
-fn collect_labels(config: &Config) -> std::collections::BTreeMap<u64, String> {
-    fn walk(c: &Condition, out: &mut std::collections::BTreeMap<u64, String>) {
-        match c {
-            Condition::All(items) | Condition::Any(items) => {
-                items.iter().for_each(|i| walk(i, out))
-            }
-            Condition::Not(inner) => walk(inner, out),
-            Condition::Signal { label, .. } => {
-                if let Some(l) = label {
-                    out.insert(label_key(l), l.clone());
-                }
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    for when in config
-        .routes
-        .iter()
-        .map(|r| &r.when)
-        .chain(config.constraints.iter().filter_map(|c| c.when.as_ref()))
-    {
-        walk(when, &mut out);
     }
     out
 }
@@ -1143,65 +1111,77 @@ fn resolve_models(
         .unzip()
 }
 
-fn compile_condition(
-    condition: &Condition,
-    signals: &SignalEngine,
-    path: &str,
-    found: &mut Vec<Diagnostic>,
-) -> Expr {
-    match condition {
-        Condition::All(items) => Expr::All(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, c)| compile_condition(c, signals, &format!("{path}.all[{i}]"), found))
-                .collect(),
-        ),
-        Condition::Any(items) => Expr::Any(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, c)| compile_condition(c, signals, &format!("{path}.any[{i}]"), found))
-                .collect(),
-        ),
-        Condition::Not(inner) => Expr::Not(Box::new(compile_condition(
-            inner,
-            signals,
-            &format!("{path}.not"),
-            found,
-        ))),
-        Condition::Signal {
-            family,
-            name,
-            test,
-            label,
-        } => match signals.lookup(*family, &name.value) {
-            Some(id) => Expr::Atom(match (test, label) {
-                (Some(test), _) => Atom::Test(id, *test),
-                (None, Some(label)) => Atom::Label(id, label_key(label)),
-                (None, None) => Atom::Holds(id),
-            }),
-            None => {
-                let defined = signals.names(*family);
-                let help_when_none = format!(
-                    "define it under `signals.{}` with `name: {}`",
-                    family.name(),
-                    name.value
-                );
-                let mut d = Diagnostic::error(
-                    &name.referenced,
-                    format!("{path}.{}", family.name()),
-                    format!("unknown {} signal `{}`", family.name(), name.value),
-                );
-                d = if defined.is_empty() {
-                    d.with_help(help_when_none)
-                } else {
-                    d.suggesting(&name.value, defined)
-                };
-                found.push(d);
-                // Never true: an unknown atom must not make a route match.
-                Expr::Any(Vec::new())
+/// Compiles conditions, collecting the labels they test (each text once).
+struct Conditions<'a> {
+    signals: &'a SignalEngine,
+    labels: Vec<String>,
+}
+
+impl Conditions<'_> {
+    fn compile(&mut self, condition: &Condition, path: &str, found: &mut Vec<Diagnostic>) -> Expr {
+        let signals = self.signals;
+        match condition {
+            Condition::All(items) => Expr::All(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| self.compile(c, &format!("{path}.all[{i}]"), found))
+                    .collect(),
+            ),
+            Condition::Any(items) => Expr::Any(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| self.compile(c, &format!("{path}.any[{i}]"), found))
+                    .collect(),
+            ),
+            Condition::Not(inner) => {
+                Expr::Not(Box::new(self.compile(inner, &format!("{path}.not"), found)))
             }
-        },
+            Condition::Signal {
+                family,
+                name,
+                test,
+                label,
+            } => match signals.lookup(*family, &name.value) {
+                Some(id) => Expr::Atom(match (test, label) {
+                    (Some(test), _) => Atom::Test(id, *test),
+                    (None, Some(label)) => Atom::Label(id, self.label(label)),
+                    (None, None) => Atom::Holds(id),
+                }),
+                None => {
+                    let defined = signals.names(*family);
+                    let help_when_none = format!(
+                        "define it under `signals.{}` with `name: {}`",
+                        family.name(),
+                        name.value
+                    );
+                    let mut d = Diagnostic::error(
+                        &name.referenced,
+                        format!("{path}.{}", family.name()),
+                        format!("unknown {} signal `{}`", family.name(), name.value),
+                    );
+                    d = if defined.is_empty() {
+                        d.with_help(help_when_none)
+                    } else {
+                        d.suggesting(&name.value, defined)
+                    };
+                    found.push(d);
+                    // Never true: an unknown atom must not make a route match.
+                    Expr::Any(Vec::new())
+                }
+            },
+        }
+    }
+
+    /// The index of a label's text, added when new.
+    fn label(&mut self, text: &str) -> u32 {
+        match self.labels.iter().position(|l| l == text) {
+            Some(at) => at as u32,
+            None => {
+                self.labels.push(text.to_owned());
+                (self.labels.len() - 1) as u32
+            }
+        }
     }
 }

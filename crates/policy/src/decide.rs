@@ -42,15 +42,15 @@ pub struct RouteTrace {
     pub confidence: f64,
 }
 
-/// Whether a route matches, and how surely (`None` for the default route).
-fn outcome(route: &CompiledRoute, signals: &Signals) -> Option<(bool, f64)> {
-    route
-        .expr
-        .as_ref()
-        .map(|expr| expr.confidence(&|atom| atom.read(signals)))
-}
-
 impl Policy {
+    /// Whether a route matches, and how surely (`None` for the default route).
+    fn outcome(&self, route: &CompiledRoute, signals: &Signals) -> Option<(bool, f64)> {
+        route
+            .expr
+            .as_ref()
+            .map(|expr| expr.confidence(&|atom| atom.read(signals, self.labels())))
+    }
+
     /// Picks a route by the configured strategy; the default route when none matches;
     /// `None` when none matches and there is no default.
     pub fn decide(&self, signals: &Signals) -> Option<Decision> {
@@ -61,12 +61,12 @@ impl Policy {
     }
 
     fn decide_by_priority(&self, signals: &Signals) -> Option<Decision> {
-        let holds = |atom: crate::Atom| atom.holds(signals);
+        let holds = |atom: crate::Atom| atom.holds(signals, self.labels());
         let routes = self.routes();
         for (index, route) in routes.iter().enumerate() {
             match &route.expr {
                 Some(expr) if expr.eval(&holds) => {
-                    let mut best = (index, outcome(route, signals).map_or(1.0, |o| o.1));
+                    let mut best = (index, self.outcome(route, signals).map_or(1.0, |o| o.1));
                     for (other, peer) in routes.iter().enumerate().skip(index + 1) {
                         if peer.priority != route.priority
                             || peer.tier != route.tier
@@ -74,7 +74,7 @@ impl Policy {
                         {
                             break;
                         }
-                        if let Some((true, sure)) = outcome(peer, signals)
+                        if let Some((true, sure)) = self.outcome(peer, signals)
                             && sure > best.1
                         {
                             best = (other, sure);
@@ -107,7 +107,7 @@ impl Policy {
                     confidence,
                 });
             }
-            match outcome(route, signals) {
+            match self.outcome(route, signals) {
                 Some((true, sure)) => {
                     if best.is_none_or(|(_, b)| sure > b) {
                         best = Some((index, sure));
@@ -139,7 +139,7 @@ impl Policy {
         let confidence = self
             .routes()
             .iter()
-            .filter_map(|r| outcome(r, signals))
+            .filter_map(|r| self.outcome(r, signals))
             .map(|(_, sure)| sure)
             .fold(1.0, f64::min);
         Decision {
@@ -154,13 +154,14 @@ impl Policy {
         self.routes()
             .iter()
             .filter_map(|route| {
-                outcome(route, signals).map(|(matched, confidence)| RouteTrace {
-                    name: route.name.clone(),
-                    priority: route.priority,
-                    condition: route.condition.clone(),
-                    matched,
-                    confidence,
-                })
+                self.outcome(route, signals)
+                    .map(|(matched, confidence)| RouteTrace {
+                        name: route.name.clone(),
+                        priority: route.priority,
+                        condition: route.condition.clone(),
+                        matched,
+                        confidence,
+                    })
             })
             .collect()
     }

@@ -48,7 +48,7 @@ impl Facts {
     pub(crate) fn gather(
         (config, engine): (&SignalsConfig, &SignalEngine),
         used: &BTreeSet<Atom>,
-        label_text: &BTreeMap<u64, String>,
+        label_text: &[String],
     ) -> Facts {
         let id = |family, name: &str| {
             engine
@@ -210,7 +210,7 @@ impl Facts {
         }
 
         // A signal reports at most one label: the labels routes test are exclusive.
-        let mut labels: BTreeMap<SignalId, Vec<u64>> = BTreeMap::new();
+        let mut labels: BTreeMap<SignalId, Vec<u32>> = BTreeMap::new();
         for atom in used {
             if let Atom::Label(signal, key) = atom {
                 labels.entry(*signal).or_default().push(*key);
@@ -222,11 +222,11 @@ impl Facts {
                 .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
             let mut regions: Vec<String> = keys
                 .iter()
-                .map(|k| {
+                .map(|&k| {
                     label_text
-                        .get(k)
+                        .get(k as usize)
                         .cloned()
-                        .unwrap_or_else(|| format!("#{k:x}"))
+                        .unwrap_or_else(|| format!("#{k}"))
                 })
                 .collect();
             regions.push("another label or none".to_owned());

@@ -254,7 +254,8 @@ proptest! {
         // Values on both sides of, and at, every bound the tests use (1, 2, 3).
         let points = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5];
         // The labelled signal reports `a`, `b` or neither.
-        let labels = [Some(crate::compile::label_key("a")), Some(crate::compile::label_key("b")), None];
+        let label_of = |text: &str| p.labels().iter().position(|l| l == text).map(|at| at as u32);
+        let labels = [label_of("a"), label_of("b"), None];
         let routes: Vec<(usize, &Expr)> = p
             .routes()
             .iter()
@@ -270,7 +271,8 @@ proptest! {
             .flat_map(|(b, v)| labels.iter().map(move |l| (b, v, *l)));
         for (bits, values, label) in assignments {
             let holds = |atom: Atom| match atom {
-                Atom::Label(_, key) => label == Some(key),
+                // A label no condition tests reads as none.
+                Atom::Label(_, at) => label == Some(at),
                 Atom::Holds(_) => plain.iter().position(|a| *a == atom).is_some_and(|i| bits & (1 << i) != 0),
                 Atom::Test(s, test) => {
                     let at = tested.iter().position(|t| *t == s).unwrap_or(0);
@@ -524,7 +526,7 @@ fn constraints_decide_which_candidates_and_pools_a_request_may_use() {
         let s = signals(prompt);
         p.constraints
             .iter()
-            .filter(|c| c.covers(route, &s))
+            .filter(|c| c.covers(route, &s, p.labels()))
             .map(|c| c.name.clone())
             .collect()
     };
