@@ -179,7 +179,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
             ApiError::new(
                 ErrorKind::PolicyDenied,
                 format!(
-                    "constraint `{constraint}` leaves no way to answer this request on route `{route}`: {why}"
+                    "constraint `{constraint}` leaves no way to answer this request on route `{route}`: no candidate qualifies: {why}"
                 ),
             )
         })?;
@@ -330,10 +330,11 @@ struct Governed {
     applied: Vec<String>,
 }
 
-/// Applies every constraint that covers the request, in order: its allowed models,
-/// its allowed pools (a model with no allowed pool is dropped) and its cost ceiling
-/// (the prompt plus `max_tokens` or the expected answer, at the model's price). The
-/// first constraint that leaves nothing is named in the error, with why.
+/// Applies every constraint that covers the request, in order: each drops the
+/// candidates it refuses (`CompiledConstraint::refusal`: tags, pools, cost of the
+/// prompt plus `max_tokens` or the expected answer), and the allowed pools narrow, so
+/// a candidate also needs a pool every covering constraint allows. The first
+/// constraint that leaves nothing is named in the error, with each candidate's reason.
 fn governed_candidates(
     runtime: &Runtime,
     route: Option<usize>,
@@ -353,62 +354,40 @@ fn governed_candidates(
         .filter(|c| c.covers(route, signals, policy.labels()))
     {
         governed.applied.push(c.name.clone());
-        let before = governed.models.clone();
-        let name = |m: usize| {
-            policy
-                .config
-                .models
-                .get(m)
-                .map_or("?", |x| x.name.value.as_str())
-        };
-        if let Some(ok) = &c.models {
-            governed.models.retain(|m| ok.contains(m));
-        }
         if let Some(ok) = &c.pools {
             let mut set = PoolSet::NONE;
             ok.iter().for_each(|&p| set.insert(p));
             governed.pools = governed.pools.intersect(set);
-            let pools = governed.pools;
-            governed.models.retain(|&m| {
-                runtime
-                    .pools
-                    .pool_indexes(m)
-                    .iter()
-                    .any(|&p| pools.contains(p))
-            });
         }
-        if let Some(ceiling) = c.max_cost {
-            governed.models.retain(|&m| {
-                policy
+        let pools = governed.pools;
+        let tokens = (prompt, output);
+        let mut why = Vec::new();
+        governed.models.retain(|&m| {
+            let refusal = c.refusal(&policy.config, m, tokens);
+            if let Some(refusal) = refusal {
+                why.push(c.explain(&policy.config, m, refusal, tokens));
+                return false;
+            }
+            // Several pool constraints: a pool must satisfy them all.
+            let placed = runtime
+                .pools
+                .pool_indexes(m)
+                .iter()
+                .any(|&p| pools.contains(p));
+            if !placed {
+                let name = policy
                     .config
                     .models
                     .get(m)
-                    .and_then(|x| x.price)
-                    .is_some_and(|price| price.cost(prompt, output) <= ceiling)
-            });
-        }
-        if governed.models.is_empty() {
-            let shown: Vec<&str> = before.iter().map(|&m| name(m)).collect();
-            let mut why = Vec::new();
-            if c.models.is_some() {
-                why.push("only models with an allowed tag".to_owned());
-            }
-            if c.pools.is_some() {
-                why.push("only pools with an allowed tag".to_owned());
-            }
-            if let Some(ceiling) = c.max_cost {
+                    .map_or("?", |x| x.name.value.as_str());
                 why.push(format!(
-                    "at most ${ceiling} for {prompt} prompt and {output} answer tokens"
+                    "`{name}` has no pool allowed by every constraint that covers the request"
                 ));
             }
-            return Err((
-                c.name.clone(),
-                format!(
-                    "it allows {}, and none of {} qualifies",
-                    why.join(", "),
-                    shown.join(", ")
-                ),
-            ));
+            placed
+        });
+        if governed.models.is_empty() {
+            return Err((c.name.clone(), why.join("; ")));
         }
     }
     Ok(governed)

@@ -94,7 +94,9 @@ constraints:
     assert_eq!(body["error"]["code"], "policy_denied");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("constraint `guests_small`") && message.contains("route `coding`"),
+        message.contains("constraint `guests_small`")
+            && message.contains("route `coding`")
+            && message.contains("`large` lacks an allowed tag"),
         "{message}"
     );
     // The explain trace names the constraints that applied.

@@ -189,11 +189,70 @@ pub struct CompiledConstraint {
     pub models: Option<Vec<usize>>,
     /// The pools allowed, as indexes into [`Config::pools`] (`None`: any).
     pub pools: Option<Vec<usize>>,
+    /// The models with at least one allowed pool (`None`: any).
+    pooled: Option<Vec<usize>>,
     /// The cost ceiling per request, in dollars.
     pub max_cost: Option<f64>,
 }
 
+/// Why a constraint turns a candidate model away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// The model carries none of the allowed tags.
+    Untagged,
+    /// None of the model's pools carries an allowed tag.
+    NoAllowedPool,
+    /// The model's estimated cost for the request is over the ceiling (infinite
+    /// when it has no price).
+    Cost(f64),
+}
+
 impl CompiledConstraint {
+    /// Why it turns `model` away for a request of `prompt` and `output` tokens, if
+    /// it does; the gateway and the checker both ask this.
+    pub fn refusal(
+        &self,
+        config: &Config,
+        model: usize,
+        (prompt, output): (u32, u32),
+    ) -> Option<Refusal> {
+        if self.models.as_ref().is_some_and(|ok| !ok.contains(&model)) {
+            return Some(Refusal::Untagged);
+        }
+        if self.pooled.as_ref().is_some_and(|ok| !ok.contains(&model)) {
+            return Some(Refusal::NoAllowedPool);
+        }
+        let ceiling = self.max_cost?;
+        let cost = config
+            .models
+            .get(model)
+            .and_then(|m| m.price)
+            .map_or(f64::INFINITY, |price| price.cost(prompt, output));
+        (cost > ceiling).then_some(Refusal::Cost(cost))
+    }
+
+    /// A refusal in words: "`big` lacks an allowed tag".
+    pub fn explain(
+        &self,
+        config: &Config,
+        model: usize,
+        refusal: Refusal,
+        (prompt, output): (u32, u32),
+    ) -> String {
+        let name = config
+            .models
+            .get(model)
+            .map_or("?", |m| m.name.value.as_str());
+        match refusal {
+            Refusal::Untagged => format!("`{name}` lacks an allowed tag"),
+            Refusal::NoAllowedPool => format!("`{name}` has no pool with an allowed tag"),
+            Refusal::Cost(cost) => format!(
+                "`{name}` costs ${cost:.4} for {prompt} prompt and {output} answer tokens, over ${}",
+                self.max_cost.unwrap_or(0.0)
+            ),
+        }
+    }
+
     /// Whether it covers a request decided to `route` (`None`: a client-named model)
     /// with these signals; `labels` are the policy's.
     pub fn covers(&self, route: Option<usize>, signals: &Signals, labels: &[String]) -> bool {
@@ -908,6 +967,18 @@ fn compile_constraints(
                 }
             }
         }
+        let pooled = allowed_pools.as_ref().map(|pools| {
+            let mut models: Vec<usize> = pools
+                .iter()
+                .filter_map(|&p| {
+                    let served = &config.pools[p].model.value;
+                    config.models.iter().position(|m| &m.name.value == served)
+                })
+                .collect();
+            models.sort_unstable();
+            models.dedup();
+            models
+        });
         out.push(CompiledConstraint {
             name: c.name.value.clone(),
             description: c.description.clone(),
@@ -915,6 +986,7 @@ fn compile_constraints(
             routes: scope,
             models: allowed_models,
             pools: allowed_pools,
+            pooled,
             max_cost: c.max_cost,
         });
     }

@@ -528,27 +528,17 @@ impl Policy {
                 if c.routes.as_ref().is_some_and(|r| !r.contains(&index)) {
                     continue;
                 }
-                let allowed: Vec<usize> = route
+                // The cheapest request: a one-token prompt and the expected answer.
+                let tokens = (1, output);
+                let refusals: Vec<String> = route
                     .candidates
                     .iter()
-                    .copied()
-                    .filter(|m| c.models.as_ref().is_none_or(|ok| ok.contains(m)))
-                    .filter(|m| {
-                        c.pools.as_ref().is_none_or(|ok| {
-                            self.config.pools.iter().enumerate().any(|(p, pool)| {
-                                ok.contains(&p) && self.model_index(&pool.model.value) == Some(*m)
-                            })
-                        })
-                    })
-                    .filter(|m| {
-                        c.max_cost.is_none_or(|ceiling| {
-                            self.config.models[*m]
-                                .price
-                                .is_none_or(|price| price.cost(1, output) <= ceiling)
-                        })
+                    .map_while(|&m| {
+                        let refusal = c.refusal(&self.config, m, tokens)?;
+                        Some(c.explain(&self.config, m, refusal, tokens))
                     })
                     .collect();
-                if !allowed.is_empty() {
+                if refusals.len() < route.candidates.len() {
                     continue;
                 }
                 // Can a request take this route while the constraint covers it?
@@ -571,7 +561,7 @@ impl Policy {
                     Ok(Some(model)) => {
                         let value =
                             |v: BddVariable| model.get(v.to_index()).copied().unwrap_or(false);
-                        let why = self.refusal(c, route, output);
+                        let why = refusals.join("; ");
                         findings.push(Finding {
                             kind: FindingKind::Refused,
                             routes: vec![route.name.clone()],
@@ -591,40 +581,6 @@ impl Policy {
                 }
             }
         }
-    }
-
-    /// Why no candidate of `route` meets constraint `c`: each candidate's first failure.
-    fn refusal(
-        &self,
-        c: &crate::CompiledConstraint,
-        route: &crate::CompiledRoute,
-        output: u32,
-    ) -> String {
-        let reasons: Vec<String> = route
-            .candidates
-            .iter()
-            .map(|&m| {
-                let model = &self.config.models[m];
-                let name = &model.name.value;
-                if c.models.as_ref().is_some_and(|ok| !ok.contains(&m)) {
-                    return format!("`{name}` lacks an allowed tag");
-                }
-                let pooled = c.pools.as_ref().is_none_or(|ok| {
-                    self.config.pools.iter().enumerate().any(|(p, pool)| {
-                        ok.contains(&p) && pool.model.value == *name
-                    })
-                });
-                if !pooled {
-                    return format!("`{name}` has no pool with an allowed tag");
-                }
-                let cost = model.price.map_or(0.0, |p| p.cost(1, output));
-                format!(
-                    "`{name}` costs ${cost:.4} for a one-token prompt and a {output}-token answer, over ${}",
-                    c.max_cost.unwrap_or(0.0)
-                )
-            })
-            .collect();
-        reasons.join("; ")
     }
 }
 
