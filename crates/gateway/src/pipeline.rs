@@ -11,7 +11,7 @@ use switchyard_pool::{
 };
 use switchyard_router::{Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
-use switchyard_workload::Signals;
+use switchyard_workload::{SignalId, Signals};
 
 /// Route name reported when the client named a model.
 pub const DIRECT_ROUTE: &str = "direct";
@@ -86,16 +86,12 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
     ) =
         policy.model_index(requested)
     {
-        // Constraints that cover client-named models may read signals.
-        let signals = if policy.direct_needs_signals() {
-            let needed = policy.needed_signals();
-            if policy.signals.needs_embedding(needed) {
-                off_the_async_workers(|| policy.signals.characterize(conversation, needed))
-            } else {
-                policy.signals.characterize(conversation, needed)
-            }
-        } else {
+        // Only the signals of constraints that cover client-named models.
+        let needed = policy.direct_signals();
+        let signals = if needed.is_empty() {
             Signals::default()
+        } else {
+            characterize(runtime, conversation, needed)
         };
         (
             DIRECT_ROUTE.to_owned(),
@@ -105,14 +101,7 @@ pub fn plan(runtime: &Runtime, conversation: &Conversation) -> Result<Plan, ApiE
             signals,
         )
     } else if policy.is_route_alias(requested) {
-        let needed = policy.needed_signals();
-        let signals = if policy.signals.needs_embedding(needed) {
-            // Model inference takes milliseconds: let the runtime move this
-            // worker's other tasks elsewhere while it runs.
-            off_the_async_workers(|| policy.signals.characterize(conversation, needed))
-        } else {
-            policy.signals.characterize(conversation, needed)
-        };
+        let signals = characterize(runtime, conversation, policy.needed_signals());
         for (id, value) in signals.iter() {
             let label = policy.signals.label(id);
             metrics::histogram!("switchyard_signal_seconds", "signal" => label.to_owned())
@@ -507,6 +496,17 @@ pub fn trace(
 /// Runs CPU-heavy work without stalling the async workers: on a multi-threaded runtime
 /// the current worker hands its queued tasks to others first; elsewhere (a benchmark,
 /// a current-thread runtime) it simply runs.
+/// Computes `needed` signals for a conversation. Model inference takes milliseconds:
+/// when it is needed, the runtime may move this worker's other tasks elsewhere.
+fn characterize(runtime: &Runtime, conversation: &Conversation, needed: &[SignalId]) -> Signals {
+    let signals = &runtime.policy.signals;
+    if signals.needs_embedding(needed) {
+        off_the_async_workers(|| signals.characterize(conversation, needed))
+    } else {
+        signals.characterize(conversation, needed)
+    }
+}
+
 fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

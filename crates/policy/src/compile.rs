@@ -280,6 +280,7 @@ pub struct Policy {
     routes: Vec<CompiledRoute>,
     has_default: bool,
     atoms: Vec<Atom>,
+    direct_needed: Vec<SignalId>,
     /// The labels conditions test, indexed by [`Atom::Label`].
     labels: Vec<String>,
     needed: Vec<SignalId>,
@@ -414,6 +415,11 @@ impl Policy {
             expr.atoms(&mut atoms);
         }
         let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
+        let mut direct = BTreeSet::new();
+        for c in constraints.iter().filter(|c| c.routes.is_none()) {
+            c.expr.iter().for_each(|e| e.atoms(&mut direct));
+        }
+        let direct_needed: BTreeSet<SignalId> = direct.iter().map(|a| a.signal()).collect();
         let mut warnings = Vec::new();
         for family in SignalFamily::ALL {
             for name in signals.names(family) {
@@ -456,6 +462,7 @@ impl Policy {
             routes,
             has_default,
             atoms: atoms.into_iter().collect(),
+            direct_needed: direct_needed.into_iter().collect(),
             labels,
             needed: needed.into_iter().collect(),
             constraints,
@@ -532,12 +539,10 @@ impl Policy {
         self.has_default
     }
 
-    /// Whether requests that name a model need signals: some constraint covers them
-    /// and has a condition.
-    pub fn direct_needs_signals(&self) -> bool {
-        self.constraints
-            .iter()
-            .any(|c| c.routes.is_none() && c.expr.is_some())
+    /// The signals requests that name a model need: those the conditions of the
+    /// constraints covering them read (often none).
+    pub fn direct_signals(&self) -> &[SignalId] {
+        &self.direct_needed
     }
 
     /// The labels conditions test, indexed by [`Atom::Label`].

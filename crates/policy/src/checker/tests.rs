@@ -541,7 +541,19 @@ fn constraints_decide_which_candidates_and_pools_a_request_may_use() {
         vec!["secrets_stay_home"],
         "unscoped rules cover named models"
     );
-    assert!(p.direct_needs_signals());
+    // Named models need only the signal of the unscoped constraint that reads one.
+    let secret = p
+        .signals
+        .lookup(switchyard_workload::SignalFamily::Keyword, "secret");
+    let guest = p
+        .signals
+        .lookup(switchyard_workload::SignalFamily::Authz, "guest");
+    assert_eq!(p.direct_signals().len(), 2, "secret and guest");
+    assert!(
+        p.direct_signals()
+            .iter()
+            .all(|s| Some(*s) == secret || Some(*s) == guest)
+    );
 }
 
 #[test]
