@@ -39,17 +39,21 @@ pub struct PlaceRequest {
 
 /// A set of pool indexes below [`PoolSet::CAPACITY`]; the default holds every pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSet([u64; 4]);
+pub struct PoolSet([u64; WORDS]);
+
+/// Words of 64 pools in a [`PoolSet`].
+const WORDS: usize = PoolSet::CAPACITY.div_ceil(64);
 
 impl PoolSet {
-    /// The largest pool index it can hold, plus one.
-    pub const CAPACITY: usize = 256;
+    /// The largest pool index it can hold, plus one: the limit configurations with
+    /// pool constraints are checked against.
+    pub const CAPACITY: usize = switchyard_policy::POOL_SET_CAPACITY;
 
     /// Every pool.
-    pub const ALL: PoolSet = PoolSet([u64::MAX; 4]);
+    pub const ALL: PoolSet = PoolSet([u64::MAX; WORDS]);
 
     /// No pool.
-    pub const NONE: PoolSet = PoolSet([0; 4]);
+    pub const NONE: PoolSet = PoolSet([0; WORDS]);
 
     /// Whether it holds `pool` (indexes past the capacity are held only by [`PoolSet::ALL`]).
     pub fn contains(&self, pool: usize) -> bool {
