@@ -151,11 +151,7 @@ pub fn canonical_condition(node: &Node) -> Node {
     let Some([(key, inner)]) = node.entries() else {
         return node.clone();
     };
-    let rebuilt = |value: Node| {
-        let mut out = Node::at(Value::Map(vec![(key.clone(), value)]), node.pos);
-        out.before.clone_from(&node.before);
-        out
-    };
+    let rebuilt = |value: Node| Node::at(Value::Map(vec![(key.clone(), value)]), node.pos);
     match key.as_str() {
         "all" | "any" => match inner.items() {
             Some([single]) => canonical_condition(single),
@@ -198,7 +194,9 @@ pub fn canonical(node: &Node) -> Node {
     fn walk(node: &Node, path: &[&str]) -> Node {
         let here = path.last().copied().unwrap_or_default();
         let mut out = match &node.value {
-            Value::Map(entries) if here == "when" => return strip(&canonical_condition(node)),
+            Value::Map(_) if here == "when" => {
+                return walk(&canonical_condition(node), &["condition"]);
+            }
             Value::Map(entries) if here == "algorithm" && entries.len() == 1 => {
                 match node.get("type") {
                     Some(t) => t.clone(),
@@ -233,21 +231,6 @@ pub fn canonical(node: &Node) -> Node {
                     Value::List(items.iter().map(|i| walk(i, &deeper)).collect()),
                     node.pos,
                 )
-            }
-            _ => node.clone(),
-        };
-        out.before.clear();
-        out.after.clear();
-        out
-    }
-    fn strip(node: &Node) -> Node {
-        let mut out = match &node.value {
-            Value::Map(entries) => Node::at(
-                Value::Map(entries.iter().map(|(k, v)| (k.clone(), strip(v))).collect()),
-                node.pos,
-            ),
-            Value::List(items) => {
-                Node::at(Value::List(items.iter().map(strip).collect()), node.pos)
             }
             _ => node.clone(),
         };

@@ -344,9 +344,7 @@ impl Parser {
         loop {
             let before = self.comments();
             if self.eat_punct("}") {
-                let mut node = Node::at(Value::Map(entries), pos);
-                node.after = before;
-                return Ok(node);
+                return Ok(Node::closed(Value::Map(entries), pos, before));
             }
             let key = self.name("a key or `}`")?;
             let key_text = key.as_str().unwrap_or_default().to_owned();
@@ -426,9 +424,7 @@ impl Parser {
                 loop {
                     let before = self.comments();
                     if self.eat_punct("]") {
-                        let mut node = Node::at(Value::List(items), pos);
-                        node.after = before;
-                        return Ok(node);
+                        return Ok(Node::closed(Value::List(items), pos, before));
                     }
                     let mut item = self.value()?;
                     item.before = before;
@@ -459,9 +455,7 @@ impl Parser {
         loop {
             let before = self.comments();
             if self.eat_punct("}") {
-                let mut node = Node::at(Value::Map(entries), pos);
-                node.after = before;
-                return Ok(node);
+                return Ok(Node::closed(Value::Map(entries), pos, before));
             }
             let word_pos = self.pos();
             let listed = format!("{what} statements are {}", words.join(", "));
@@ -594,8 +588,7 @@ impl Parser {
         loop {
             let before = self.comments();
             if self.eat_punct("}") {
-                let mut list = Node::at(Value::List(cases), pos);
-                list.after = before;
+                let list = Node::closed(Value::List(cases), pos, before);
                 return Ok(Node::at(
                     Value::Map(vec![("name".to_owned(), name), ("cases".to_owned(), list)]),
                     pos,

@@ -74,6 +74,14 @@ impl Node {
         }
     }
 
+    /// A block or list closed at `pos`, with the comments written before its end.
+    pub fn closed(value: Value, pos: Pos, after: Vec<String>) -> Node {
+        Node {
+            after,
+            ..Node::at(value, pos)
+        }
+    }
+
     /// A node that was not written anywhere.
     pub fn new(value: Value) -> Node {
         Node::at(value, Pos::default())
