@@ -37,14 +37,10 @@ const PUNCT: [&str; 15] = [
     "->", "<=", ">=", "{", "}", "(", ")", "[", "]", ",", ":", "=", ".", "<", ">",
 ];
 
-/// Splits `text` into tokens with their positions; `#` and `//` start comments.
-pub fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
-    lex_dialect(text, false)
-}
-
-/// Like [`lex`]; with `foreign`, the vLLM Semantic Router dialect: names may hold
-/// `/`, `//` is not a comment, and `→` is an arrow.
-pub fn lex_dialect(text: &str, foreign: bool) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
+/// Splits `text` into tokens with their positions; `#` and `//` start comments. With
+/// `foreign`, the vLLM Semantic Router dialect: names may hold `/`, `//` is not a
+/// comment, and `→` is an arrow.
+pub fn lex(text: &str, foreign: bool) -> Result<Vec<(Tok, Pos)>, (Pos, String)> {
     let is_name_char = |c: char| is_name_char(c) || (foreign && c == '/');
     let mut out = Vec::new();
     let chars: Vec<char> = text.chars().collect();

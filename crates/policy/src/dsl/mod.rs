@@ -22,7 +22,7 @@
 //! is print ∘ parse, and YAML → DSL is print ∘ read.
 
 pub(crate) mod lex;
-mod parse;
+pub(crate) mod parse;
 mod print;
 pub mod tree;
 

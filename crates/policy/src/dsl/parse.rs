@@ -61,21 +61,12 @@ const ROUTE_STATEMENTS: [&str; 7] = [
 
 /// Parses DSL text into the configuration tree YAML would give.
 pub fn parse(text: &str) -> Parsed<Node> {
-    let tokens = lex(text).map_err(|(pos, message)| SyntaxError::new(pos, message))?;
-    let end = tokens
-        .last()
-        .map_or(Pos { line: 1, column: 1 }, |(_, p)| *p);
-    let mut parser = Parser {
-        tokens,
-        at: 0,
-        end,
-        pending: Vec::new(),
-        depth: 0,
-    };
-    parser.file()
+    Parser::new(text, false)?.file()
 }
 
-struct Parser {
+/// Reads tokens of this DSL or (`foreign`) of vLLM Semantic Router's, whose values,
+/// names and blocks are written the same way; the importer reads its statements.
+pub(crate) struct Parser {
     tokens: Vec<(Tok, Pos)>,
     at: usize,
     end: Pos,
@@ -104,8 +95,22 @@ struct File {
 }
 
 impl Parser {
+    pub(crate) fn new(text: &str, foreign: bool) -> Parsed<Parser> {
+        let tokens = lex(text, foreign).map_err(|(pos, message)| SyntaxError::new(pos, message))?;
+        let end = tokens
+            .last()
+            .map_or(Pos { line: 1, column: 1 }, |(_, p)| *p);
+        Ok(Parser {
+            tokens,
+            at: 0,
+            end,
+            pending: Vec::new(),
+            depth: 0,
+        })
+    }
+
     /// The next token that is not a comment (comments are collected).
-    fn peek(&mut self) -> Option<&(Tok, Pos)> {
+    pub(crate) fn peek(&mut self) -> Option<&(Tok, Pos)> {
         while let Some((Tok::Comment(c), _)) = self.tokens.get(self.at) {
             self.pending.push(c.clone());
             self.at += 1;
@@ -113,12 +118,12 @@ impl Parser {
         self.tokens.get(self.at)
     }
 
-    fn pos(&mut self) -> Pos {
+    pub(crate) fn pos(&mut self) -> Pos {
         let end = self.end;
         self.peek().map_or(end, |(_, p)| *p)
     }
 
-    fn next(&mut self) -> Option<(Tok, Pos)> {
+    pub(crate) fn next(&mut self) -> Option<(Tok, Pos)> {
         self.peek()?;
         self.at += 1;
         self.tokens.get(self.at - 1).cloned()
@@ -129,11 +134,11 @@ impl Parser {
         std::mem::take(&mut self.pending)
     }
 
-    fn is_punct(&mut self, p: &str) -> bool {
+    pub(crate) fn is_punct(&mut self, p: &str) -> bool {
         matches!(self.peek(), Some((Tok::Punct(q), _)) if *q == p)
     }
 
-    fn eat_punct(&mut self, p: &str) -> bool {
+    pub(crate) fn eat_punct(&mut self, p: &str) -> bool {
         let found = self.is_punct(p);
         if found {
             self.at += 1;
@@ -141,7 +146,7 @@ impl Parser {
         found
     }
 
-    fn expect_punct(&mut self, p: &str, what: &str) -> Parsed<Pos> {
+    pub(crate) fn expect_punct(&mut self, p: &str, what: &str) -> Parsed<Pos> {
         let pos = self.pos();
         match self.next() {
             Some((Tok::Punct(q), pos)) if q == p => Ok(pos),
@@ -156,12 +161,12 @@ impl Parser {
         }
     }
 
-    fn is_word(&mut self, word: &str) -> bool {
+    pub(crate) fn is_word(&mut self, word: &str) -> bool {
         matches!(self.peek(), Some((Tok::Ident(w), _)) if w == word)
     }
 
     /// A name: an identifier or a string.
-    fn name(&mut self, what: &str) -> Parsed<Node> {
+    pub(crate) fn name(&mut self, what: &str) -> Parsed<Node> {
         let pos = self.pos();
         match self.next() {
             Some((Tok::Ident(s) | Tok::Str(s), pos)) => Ok(Node::str(s, pos)),
@@ -338,7 +343,7 @@ impl Parser {
     }
 
     /// `{ key: value … }`
-    fn block(&mut self) -> Parsed<Node> {
+    pub(crate) fn block(&mut self) -> Parsed<Node> {
         let pos = self.expect_punct("{", "to open a block")?;
         let mut entries: Vec<(String, Node)> = Vec::new();
         loop {
@@ -383,7 +388,7 @@ impl Parser {
         Ok(out)
     }
 
-    fn value(&mut self) -> Parsed<Node> {
+    pub(crate) fn value(&mut self) -> Parsed<Node> {
         self.nested(Self::plain_value)
     }
 

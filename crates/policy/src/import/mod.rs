@@ -11,7 +11,7 @@
 //! rather than changed.
 
 use crate::diagnostics::{ConfigError, Diagnostic};
-use crate::dsl::tree::{Node, Pos, Value};
+use crate::dsl::tree::{Node, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -168,108 +168,79 @@ fn note(
 
 mod dsl_reader {
     use super::*;
-    use crate::dsl::lex::{Tok, lex_dialect};
+    use crate::dsl::lex::Tok;
+    use crate::dsl::parse::{Parser, SyntaxError};
 
+    /// Their statements over the DSL's own token reader: values, names and blocks are
+    /// written alike, so those are read by it.
     pub(super) struct Reader {
-        toks: Vec<(Tok, Pos)>,
-        at: usize,
-        /// Values and conditions open around the current token.
+        p: Parser,
+        /// Conditions open around the current token.
         depth: usize,
     }
 
-    /// The deepest nesting read (deeper input is an error, not a stack overflow).
+    /// The deepest nesting of conditions read (deeper input is an error, not a stack
+    /// overflow; values have the reader's own limit).
     const MAX_DEPTH: usize = 128;
 
     type R<T> = Result<T, ConfigError>;
 
+    fn failed(e: SyntaxError) -> ConfigError {
+        ConfigError::from(e.diagnostic())
+    }
+
     impl Reader {
         pub(super) fn new(text: &str) -> R<Reader> {
-            let toks = lex_dialect(text, true)
-                .map_err(|(pos, m)| error(pos.line, m))?
-                .into_iter()
-                .filter(|(t, _)| !matches!(t, Tok::Comment(_)))
-                .collect();
             Ok(Reader {
-                toks,
-                at: 0,
+                p: Parser::new(text, true).map_err(failed)?,
                 depth: 0,
             })
         }
 
-        pub(super) fn peek(&self) -> Option<&Tok> {
-            self.toks.get(self.at).map(|(t, _)| t)
+        pub(super) fn peek(&mut self) -> Option<&Tok> {
+            self.p.peek().map(|(t, _)| t)
         }
 
-        pub(super) fn line(&self) -> u64 {
-            self.toks
-                .get(self.at)
-                .or_else(|| self.toks.last())
-                .map_or(0, |(_, p)| p.line)
+        pub(super) fn line(&mut self) -> u64 {
+            self.p.pos().line
         }
 
         pub(super) fn next(&mut self) -> Option<Tok> {
-            let t = self.toks.get(self.at).map(|(t, _)| t.clone());
-            self.at += usize::from(t.is_some());
-            t
+            self.p.next().map(|(t, _)| t)
         }
 
-        pub(super) fn is(&self, p: &str) -> bool {
-            matches!(self.peek(), Some(Tok::Punct(q)) if *q == p)
+        pub(super) fn is(&mut self, p: &str) -> bool {
+            self.p.is_punct(p)
         }
 
-        pub(super) fn is_word(&self, w: &str) -> bool {
-            matches!(self.peek(), Some(Tok::Ident(x)) if x == w)
+        pub(super) fn is_word(&mut self, w: &str) -> bool {
+            self.p.is_word(w)
         }
 
         pub(super) fn eat(&mut self, p: &str) -> bool {
-            let found = self.is(p);
-            self.at += usize::from(found);
-            found
+            self.p.eat_punct(p)
         }
 
         pub(super) fn expect(&mut self, p: &str) -> R<()> {
-            let line = self.line();
-            if self.eat(p) {
-                Ok(())
-            } else {
-                let found = self.peek().map_or("the end".to_owned(), Tok::describe);
-                Err(error(line, format!("expected `{p}`, found {found}")))
-            }
+            self.p.expect_punct(p, "here").map(|_| ()).map_err(failed)
         }
 
         pub(super) fn name(&mut self) -> R<String> {
-            let line = self.line();
-            match self.next() {
-                Some(Tok::Ident(s) | Tok::Str(s)) => Ok(s),
-                other => Err(error(
-                    line,
-                    format!(
-                        "expected a name, found {}",
-                        other.map_or("the end".to_owned(), |t| t.describe())
-                    ),
-                )),
-            }
+            let node = self.p.name("a name").map_err(failed)?;
+            Ok(node.as_str().unwrap_or_default().to_owned())
         }
 
         /// `{ key: value … }`
         pub(super) fn fields(&mut self) -> R<Fields> {
-            self.expect("{")?;
-            let mut out = Vec::new();
-            while !self.eat("}") {
-                self.eat(",");
-                if self.eat("}") {
-                    break;
-                }
-                let key = self.name()?;
-                self.expect(":")?;
-                out.push((key, self.value()?));
-                self.eat(",");
-            }
-            Ok(out)
+            let block = self.p.block().map_err(failed)?;
+            Ok(match block.value {
+                Value::Map(entries) => entries,
+                _ => Vec::new(),
+            })
         }
 
         pub(super) fn value(&mut self) -> R<Node> {
-            self.nested(Self::plain_value)
+            self.p.value().map_err(failed)
         }
 
         /// Reads with `read` one level deeper, refusing input nested past [`MAX_DEPTH`].
@@ -284,44 +255,6 @@ mod dsl_reader {
             let result = read(self);
             self.depth -= 1;
             result
-        }
-
-        fn plain_value(&mut self) -> R<Node> {
-            let line = self.line();
-            let pos = Pos { line, column: 0 };
-            if self.is("{") {
-                return Ok(Node::at(Value::Map(self.fields()?), pos));
-            }
-            match self.next() {
-                Some(Tok::Str(s)) => Ok(Node::str(s, pos)),
-                Some(Tok::Num(n, suffix)) => Ok(match suffix {
-                    Some(s) => Node::str(format!("{n}{s}"), pos),
-                    None => Node::at(Value::Num(n), pos),
-                }),
-                Some(Tok::Ident(w)) => Ok(Node::at(
-                    match w.as_str() {
-                        "true" => Value::Bool(true),
-                        "false" => Value::Bool(false),
-                        _ => Value::Str(w),
-                    },
-                    pos,
-                )),
-                Some(Tok::Punct("[")) => {
-                    let mut items = Vec::new();
-                    while !self.eat("]") {
-                        items.push(self.value()?);
-                        self.eat(",");
-                    }
-                    Ok(Node::at(Value::List(items), pos))
-                }
-                other => Err(error(
-                    line,
-                    format!(
-                        "expected a value, found {}",
-                        other.map_or("the end".to_owned(), |t| t.describe())
-                    ),
-                )),
-            }
         }
 
         /// Skips a balanced `{ … }` (for constructs that are reported, not read).
