@@ -654,14 +654,12 @@ fn check_models_and_pools(config: &Config, found: &mut Vec<Diagnostic>) -> HashM
         }
         match models.get(&pool.model.value) {
             Some(&m) => served[m] = true,
-            None => found.push(
-                Diagnostic::error(
-                    &pool.model.referenced,
-                    format!("{path}.model"),
-                    format!("unknown model `{}`", pool.model.value),
-                )
-                .suggesting(&pool.model.value, model_names.iter().copied()),
-            ),
+            None => found.push(Diagnostic::unknown(
+                "model",
+                &pool.model,
+                format!("{path}.model"),
+                model_names.iter().copied(),
+            )),
         }
         if pool.context_window.0 == 0 {
             found.push(Diagnostic::error(
@@ -855,14 +853,12 @@ fn compile_constraints(
                     |(j, name)| match route_names.iter().position(|r| *r == name.value) {
                         Some(index) => Some(index),
                         None => {
-                            found.push(
-                                Diagnostic::error(
-                                    &name.referenced,
-                                    format!("{path}.routes[{j}]"),
-                                    format!("unknown route `{}`", name.value),
-                                )
-                                .suggesting(&name.value, route_names.iter().copied()),
-                            );
+                            found.push(Diagnostic::unknown(
+                                "route",
+                                name,
+                                format!("{path}.routes[{j}]"),
+                                route_names.iter().copied(),
+                            ));
                             None
                         }
                     },
@@ -1019,14 +1015,12 @@ fn check_tests(config: &Config, routes: &[CompiledRoute], found: &mut Vec<Diagno
         }
         for (j, case) in test.cases.iter().enumerate() {
             if !names.contains(&case.route.value.as_str()) {
-                found.push(
-                    Diagnostic::error(
-                        &case.route.referenced,
-                        format!("tests[{i}].cases[{j}].route"),
-                        format!("unknown route `{}`", case.route.value),
-                    )
-                    .suggesting(&case.route.value, names.iter().copied()),
-                );
+                found.push(Diagnostic::unknown(
+                    "route",
+                    &case.route,
+                    format!("tests[{i}].cases[{j}].route"),
+                    names.iter().copied(),
+                ));
             }
         }
     }
@@ -1174,14 +1168,12 @@ fn resolve_models(
         .filter_map(|(i, (name, c))| match models.get(&name.value) {
             Some(&index) => Some((index, c.options.clone())),
             None => {
-                found.push(
-                    Diagnostic::error(
-                        &name.referenced,
-                        format!("{path}[{i}]"),
-                        format!("unknown model `{}`", name.value),
-                    )
-                    .suggesting(&name.value, known.iter().copied()),
-                );
+                found.push(Diagnostic::unknown(
+                    "model",
+                    name,
+                    format!("{path}[{i}]"),
+                    known.iter().copied(),
+                ));
                 None
             }
         })

@@ -81,6 +81,22 @@ impl Diagnostic {
         }
     }
 
+    /// An error for a name that refers to nothing defined (`unknown route `chatt``), at
+    /// the name, with the nearest of `known`.
+    pub fn unknown<'a>(
+        what: &str,
+        name: &serde_saphyr::Spanned<String>,
+        path: impl Into<String>,
+        known: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        Diagnostic::error(
+            &name.referenced,
+            path,
+            format!("unknown {what} `{}`", name.value),
+        )
+        .suggesting(&name.value, known)
+    }
+
     /// Adds a hint.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
