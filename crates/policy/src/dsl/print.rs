@@ -428,29 +428,54 @@ fn entries_block(
     after: &[String],
     level: usize,
 ) -> Result<String, String> {
-    let mut inline = Vec::new();
-    let mut commented = !after.is_empty();
-    for (k, v) in entries {
-        commented |= !v.before.is_empty();
-        inline.push(format!("{}: {}", key_text(k), value(v, level + 1)?));
-    }
-    let one_line = if inline.is_empty() {
+    let parts: Result<Vec<String>, String> = entries
+        .iter()
+        .map(|(k, v)| Ok(format!("{}: {}", key_text(k), value(v, level + 1)?)))
+        .collect();
+    let parts = parts?;
+    let before: Vec<&[String]> = entries.iter().map(|(_, v)| v.before.as_slice()).collect();
+    let one_line = if parts.is_empty() {
         "{}".to_owned()
     } else {
-        format!("{{ {} }}", inline.join(", "))
+        format!("{{ {} }}", parts.join(", "))
     };
-    if !commented && !one_line.contains('\n') && one_line.len() + 2 * level + 24 <= WIDTH {
+    if fits(&one_line, &before, after, level) {
         return Ok(one_line);
     }
+    Ok(one_per_line(("{", "}", ""), &parts, &before, after, level))
+}
+
+/// Whether a one-line form is kept: no comment inside, no line break, and short.
+fn fits(one_line: &str, before: &[&[String]], after: &[String], level: usize) -> bool {
+    uncommented(before, after)
+        && !one_line.contains('\n')
+        && one_line.len() + 2 * level + 24 <= WIDTH
+}
+
+/// Whether no comment is written among items or before the end.
+fn uncommented(before: &[&[String]], after: &[String]) -> bool {
+    after.is_empty() && before.iter().all(|b| b.is_empty())
+}
+
+/// `open`, each part on its own line after its comments (with `comma` after all but
+/// the last), the comments before the end, `close`.
+fn one_per_line(
+    (open, close, comma): (&str, &str, &str),
+    parts: &[String],
+    before: &[&[String]],
+    after: &[String],
+    level: usize,
+) -> String {
     let pad = "  ".repeat(level + 1);
-    let mut text = "{\n".to_owned();
-    for ((_, v), line) in entries.iter().zip(&inline) {
-        comments(&mut text, &v.before, level + 1);
-        let _ = writeln!(text, "{pad}{line}");
+    let mut text = format!("{open}\n");
+    for (i, (part, lines)) in parts.iter().zip(before).enumerate() {
+        comments(&mut text, lines, level + 1);
+        let comma = if i + 1 < parts.len() { comma } else { "" };
+        let _ = writeln!(text, "{pad}{part}{comma}");
     }
     comments(&mut text, after, level + 1);
-    let _ = write!(text, "{}}}", "  ".repeat(level));
-    Ok(text)
+    let _ = write!(text, "{}{close}", "  ".repeat(level));
+    text
 }
 
 fn block(node: &Node, level: usize) -> Result<String, String> {
@@ -469,54 +494,49 @@ fn value(node: &Node, level: usize) -> Result<String, String> {
             let parts: Result<Vec<String>, String> =
                 items.iter().map(|i| value(i, level + 1)).collect();
             let parts = parts?;
-            let commented = !node.after.is_empty() || items.iter().any(|i| !i.before.is_empty());
+            let before: Vec<&[String]> = items.iter().map(|i| i.before.as_slice()).collect();
             let one_line = format!("[{}]", parts.join(", "));
-            let scalars = items
+            let short_scalars = items
                 .iter()
                 .all(|i| !matches!(i.value, Value::List(_) | Value::Map(_)))
                 && parts.iter().all(|p| p.len() <= 24);
-            if !commented && !one_line.contains('\n') && one_line.len() + 2 * level + 24 <= WIDTH {
+            if fits(&one_line, &before, &node.after, level) {
                 one_line
-            } else if !commented && scalars {
-                // Short items fill lines.
-                let pad = "  ".repeat(level + 1);
-                let mut lines: Vec<String> = vec![String::new()];
-                for part in &parts {
-                    let last = lines.last_mut().map_or(0, |l| l.len());
-                    if last > 0 && pad.len() + last + part.len() + 2 > WIDTH {
-                        lines.push(String::new());
-                    }
-                    if let Some(line) = lines.last_mut() {
-                        if !line.is_empty() {
-                            line.push(' ');
-                        }
-                        line.push_str(part);
-                        line.push(',');
-                    }
-                }
-                if let Some(line) = lines.last_mut() {
-                    line.pop();
-                }
-                let mut text = "[\n".to_owned();
-                for line in lines {
-                    let _ = writeln!(text, "{pad}{line}");
-                }
-                let _ = write!(text, "{}]", "  ".repeat(level));
-                text
+            } else if uncommented(&before, &node.after) && short_scalars {
+                filled(&parts, level)
             } else {
-                let pad = "  ".repeat(level + 1);
-                let mut text = "[\n".to_owned();
-                for (i, (item, part)) in items.iter().zip(&parts).enumerate() {
-                    comments(&mut text, &item.before, level + 1);
-                    let comma = if i + 1 < parts.len() { "," } else { "" };
-                    let _ = writeln!(text, "{pad}{part}{comma}");
-                }
-                comments(&mut text, &node.after, level + 1);
-                let _ = write!(text, "{}]", "  ".repeat(level));
-                text
+                one_per_line(("[", "]", ","), &parts, &before, &node.after, level)
             }
         }
     })
+}
+
+/// Short list items filling lines of at most [`WIDTH`].
+fn filled(parts: &[String], level: usize) -> String {
+    let pad = "  ".repeat(level + 1);
+    let mut lines: Vec<String> = vec![String::new()];
+    for part in parts {
+        let last = lines.last().map_or(0, String::len);
+        if last > 0 && pad.len() + last + part.len() + 2 > WIDTH {
+            lines.push(String::new());
+        }
+        if let Some(line) = lines.last_mut() {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(part);
+            line.push(',');
+        }
+    }
+    if let Some(line) = lines.last_mut() {
+        line.pop();
+    }
+    let mut text = "[\n".to_owned();
+    for line in lines {
+        let _ = writeln!(text, "{pad}{line}");
+    }
+    let _ = write!(text, "{}]", "  ".repeat(level));
+    text
 }
 
 /// A string value: bare when it is a lowercase word or a token count (`8K`).
