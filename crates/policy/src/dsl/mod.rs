@@ -83,13 +83,18 @@ pub fn yaml_tree(text: &str) -> Result<Node, ConfigError> {
 
 /// Parses DSL text into a configuration; errors point at the DSL.
 pub fn parse_dsl(text: &str) -> Result<Config, ConfigError> {
+    read(text).map(|(config, _)| config)
+}
+
+/// DSL text as a configuration and the YAML it was read from.
+fn read(text: &str) -> Result<(Config, String), ConfigError> {
     let tree = parse_tree(text)?;
     let (yaml, mut map) = tree::to_yaml(&tree);
     map.text = text.to_owned();
     match parse_config(&yaml) {
         Ok(mut config) => {
             config.source = Some(map);
-            Ok(config)
+            Ok((config, yaml))
         }
         Err(mut e) => {
             for d in &mut e.diagnostics {
@@ -124,9 +129,7 @@ pub fn format(text: &str) -> Result<String, ConfigError> {
 
 /// DSL text as YAML (`switchyard compile`); the configuration is checked first.
 pub fn to_yaml(text: &str) -> Result<String, ConfigError> {
-    parse_dsl(text)?;
-    let tree = parse_tree(text)?;
-    Ok(tree::to_yaml(&tree).0)
+    read(text).map(|(_, yaml)| yaml)
 }
 
 /// YAML text as canonical DSL (`switchyard compile` of a YAML file).
