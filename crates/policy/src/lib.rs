@@ -20,7 +20,7 @@ pub mod import;
 pub mod load;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};
-pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy};
+pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy, Refusal};
 pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
     AlgorithmConfig, CandidateConfig, CandidateOptions, Config, ConstraintConfig, CostConfig,
