@@ -15,9 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use switchyard_engine::{EngineConfig, Faults};
 use switchyard_fleet::GpuKind;
-use switchyard_gateway::{Gateway, Runtime};
+use switchyard_gateway::{Gateway, Runtime, dry_run};
 use switchyard_policy::{Policy, load_config};
-use switchyard_wire::Conversation;
 use switchyard_workload::TokenCount;
 
 /// Switchyard: an LLM inference router.
@@ -243,6 +242,9 @@ async fn run(command: Command) -> Result<()> {
 fn compile(path: &Path) -> Result<Policy> {
     let config = load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    // Plugin types and their options are the router's to check.
+    switchyard_router::plugins::Plugins::build(&policy.config, &[])
+        .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     for w in &policy.warnings {
         let mut w = w.clone();
         w.file.get_or_insert_with(|| path.to_path_buf());
@@ -473,12 +475,14 @@ fn policy_tests(path: &Path, policy: Policy) -> Result<()> {
     let (mut passed, mut failed) = (0usize, Vec::new());
     for test in &tests {
         for case in &test.cases {
-            let mut conversation = Conversation::from_prompt(&alias, &case.prompt);
-            runtime.count(&mut conversation);
-            let got = match switchyard_gateway::plan(&runtime, &conversation) {
-                Ok(plan) => plan.route,
-                Err(e) => format!("(error: {})", e.message),
+            let (headers, body) = dry_run::prompt_request(&alias, &case.prompt, None);
+            let x = dry_run::dry_exchange(&runtime, &headers, body);
+            let got = match (&x.refusal, &x.routed) {
+                (Some(r), _) => format!("(error in {}: {})", r.phase.name(), r.error.message),
+                (None, Some(routed)) => routed.name.clone(),
+                (None, None) => "(no route)".to_owned(),
             };
+            let conversation = &x.conversation;
             if got == case.route.value {
                 passed += 1;
                 continue;
@@ -493,7 +497,7 @@ fn policy_tests(path: &Path, policy: Policy) -> Result<()> {
             let signals = runtime
                 .policy
                 .signals
-                .characterize(&conversation, runtime.policy.needed_signals());
+                .characterize(conversation, runtime.policy.needed_signals());
             let matched: Vec<String> = runtime
                 .policy
                 .explain(&signals)
@@ -529,18 +533,22 @@ fn policy_tests(path: &Path, policy: Policy) -> Result<()> {
     Ok(())
 }
 
+/// The dry run of `POST /v1/route` on the request a client would send for `prompt`:
+/// the same trace, printed; a refused request prints its trace (ending at the phase
+/// that refused it) and fails.
 fn route(path: &Path, prompt: &str, model: &str, max_tokens: Option<u32>) -> Result<()> {
     let policy = compile(path)?;
     let runtime = Runtime::new(policy)?;
-    let mut conversation = Conversation::from_prompt(model, prompt);
-    conversation.output_cap = max_tokens;
-    runtime.count(&mut conversation);
-    let started = std::time::Instant::now();
-    let plan = switchyard_gateway::plan(&runtime, &conversation)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let overhead = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let trace = switchyard_gateway::pipeline::trace(&runtime, &conversation, &plan, overhead);
+    let (headers, body) = dry_run::prompt_request(model, prompt, max_tokens);
+    let (status, trace) = dry_run::dry_run(&runtime, &headers, Ok(body), None);
     println!("{}", serde_json::to_string_pretty(&trace)?);
+    if !status.is_success() {
+        let message = trace["error"]["message"].as_str().unwrap_or("refused");
+        bail!(
+            "the request would be refused ({}): {message}",
+            status.as_u16()
+        );
+    }
     Ok(())
 }
 

@@ -582,6 +582,25 @@ fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
     assert!(stderr.contains("examples/demo.sy"), "{stderr}");
 }
 
+/// A trace without what differs from run to run: the time each step took.
+fn without_timings(mut value: serde_json::Value) -> serde_json::Value {
+    match &mut value {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| !matches!(k.as_str(), "elapsed_us" | "cost_us" | "overhead_us"));
+            for v in map.values_mut() {
+                *v = without_timings(v.take());
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items.iter_mut() {
+                *v = without_timings(v.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
 /// POSTs `prompt` to `/v1/route` at `addr` and returns the trace.
 fn route_trace(addr: &str, prompt: &str) -> serde_json::Value {
     use std::io::{Read, Write};
@@ -658,6 +677,21 @@ fn serve_reloads_on_sighup_and_keeps_the_old_policy_when_the_new_one_has_errors(
     hangup(child.id());
     wait_for("reloaded");
     assert_eq!(route("fix my python"), "coding");
+
+    // The dry run of the command line and of the endpoint run the same phases: the
+    // same trace, but for the time each step took.
+    let served = without_timings(route_trace(&addr, "fix my python please"));
+    let (ok, stdout, stderr) = switchyard(&[
+        "route",
+        "--config",
+        path.to_str().unwrap(),
+        "--prompt",
+        "fix my python please",
+    ]);
+    assert!(ok, "{stderr}");
+    let printed = without_timings(serde_json::from_str(&stdout).unwrap());
+    assert_eq!(printed, served);
+    assert!(served.get("plugins").is_some(), "{served}");
 
     // A policy with an error is refused; the previous one keeps serving.
     std::fs::write(

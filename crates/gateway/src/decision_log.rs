@@ -19,7 +19,8 @@ pub struct DecisionRecord {
     pub request_id: String,
     /// The model the client asked for (`auto`, or a model name).
     pub requested_model: String,
-    /// The route taken (`direct` when the client named a model).
+    /// The route taken (`direct` when the client named a model; empty when the
+    /// request was refused before decide).
     pub route: String,
     /// How sure the route's match was, in [0, 1] (absent when the client named a model).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,8 +35,12 @@ pub struct DecisionRecord {
     pub stream: bool,
     /// HTTP status sent to the client.
     pub status: u16,
-    /// `ok`, `upstream_error`, `upstream_timeout`, `stalled`, `cut`, `client_gone`, …
+    /// `ok`, `upstream_error`, `upstream_timeout`, `stalled`, `cut`, `client_gone`,
+    /// `policy_denied`, `local_answer`, …
     pub outcome: String,
+    /// The phase that answered: `forward` (the upstream), `plugins` (a local answer),
+    /// or the phase that refused the request (`ingress`, `decide`, `govern`, …).
+    pub phase: &'static str,
     /// Prompt tokens (upstream's count when reported, else the router's estimate).
     pub prompt_tokens: u64,
     /// Completion tokens as reported upstream (0 when not reported).

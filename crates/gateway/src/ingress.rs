@@ -1,8 +1,13 @@
 //! The ingress phase: bytes and headers in, a checked request and its conversation out.
 
+use crate::exchange::Exchange;
+use crate::phase::{Phase, Refusal};
+use crate::runtime::Runtime;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Instant;
 use switchyard_wire::headers::SESSION as SESSION_HEADER;
 use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
 
@@ -40,6 +45,98 @@ pub fn read(
 ) -> Result<(ChatRequest, Conversation), ApiError> {
     let body = body.map_err(|rejection| rejected(&rejection, limit))?;
     parse(headers, &body)
+}
+
+/// The ingress phase: a request's body and headers become an [`Exchange`] (parsed,
+/// its tokens counted, the headers signals read attached, its id and deadline set),
+/// or a refusal that still carries an exchange for observe. `peer` is the client's
+/// address (absent for the CLI's dry run).
+pub fn admit(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    peer: Option<SocketAddr>,
+    started: Instant,
+) -> Result<Exchange, Box<Exchange>> {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| runtime.request_id(), str::to_owned);
+    let limit = runtime.policy.config.server.max_body_bytes;
+    let parsed = read(headers, body, limit);
+    let spent = started.elapsed();
+    runtime.metrics.phase(Phase::Ingress, spent);
+    let (request, mut conversation) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let mut x = Exchange::new(
+                request_id,
+                started,
+                empty_request(),
+                Conversation::from_prompt("", ""),
+            );
+            x.timings.record(Phase::Ingress, spent);
+            x.refusal = Some(Refusal {
+                phase: Phase::Ingress,
+                error,
+            });
+            return Err(Box::new(x));
+        }
+    };
+    let attach = Instant::now();
+    runtime.count(&mut conversation);
+    attach_headers(runtime, headers, peer, &mut conversation);
+    let mut x = Exchange::new(request_id, started, request, conversation);
+    x.deadline = client_deadline(headers, started);
+    x.timings.record(Phase::Ingress, spent + attach.elapsed());
+    Ok(x)
+}
+
+fn empty_request() -> ChatRequest {
+    ChatRequest {
+        model: String::new(),
+        messages: Vec::new(),
+        stream: None,
+        stream_options: None,
+        max_tokens: None,
+        max_completion_tokens: None,
+        extra: serde_json::Map::new(),
+    }
+}
+
+/// Copies what signals read of the request beyond its body: the headers they name
+/// and, for identity from proxy headers, the address the connection came from.
+fn attach_headers(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    conversation: &mut Conversation,
+) {
+    let signals = &runtime.policy.signals;
+    for name in signals.header_names() {
+        if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            conversation.attach_header(name, value);
+        }
+    }
+    if let (true, Some(peer)) = (signals.reads_peer(), peer) {
+        conversation
+            .attributes
+            .push(("peer".to_owned(), peer.ip().to_string()));
+    }
+}
+
+/// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
+fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
+    let ms = headers
+        .get(switchyard_wire::headers::REQUEST_TIMEOUT_MS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms > 0)?;
+    Some(tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms))
 }
 
 /// Parses and checks a chat completions request.

@@ -1,7 +1,10 @@
 //! Prometheus metrics: one recorder per process, rendered at `/metrics`.
 
+use crate::phase::Phase;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+use switchyard_workload::SignalValue;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -25,10 +28,70 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Handles of the per-request metrics, made once per runtime so that a request pays
+/// no registry lookup for them.
+#[derive(Debug, Clone)]
+pub struct RequestMetrics {
+    phases: [metrics::Histogram; 9],
+    plugin_failures: metrics::Counter,
+}
+
+impl RequestMetrics {
+    /// Registers the handles (installing the recorder first, so they are live).
+    pub fn new() -> RequestMetrics {
+        let _ = handle();
+        RequestMetrics {
+            phases: Phase::ALL
+                .map(|p| metrics::histogram!("switchyard_phase_seconds", "phase" => p.name())),
+            plugin_failures: metrics::counter!("switchyard_plugin_failures_total"),
+        }
+    }
+
+    /// Time spent in a phase.
+    pub fn phase(&self, phase: Phase, spent: Duration) {
+        if let Some(h) = self.phases.get(phase as usize) {
+            h.record(spent.as_secs_f64());
+        }
+    }
+
+    /// A signal's cost, and its failure.
+    pub fn signal(&self, label: &str, value: &SignalValue) {
+        metrics::histogram!("switchyard_signal_seconds", "signal" => label.to_owned())
+            .record(value.cost_ns as f64 / 1e9);
+        if value.error.is_some() {
+            metrics::counter!("switchyard_signal_errors_total", "signal" => label.to_owned())
+                .increment(1);
+        }
+    }
+
+    /// A request failed by a plugin.
+    pub fn plugin_failure(&self) {
+        self.plugin_failures.increment(1);
+    }
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        RequestMetrics::new()
+    }
+}
+
 fn describe() {
+    metrics::describe_histogram!(
+        "switchyard_phase_seconds",
+        "Time spent in each phase of a request (ingress, characterize, decide, govern, select, place, plugins, forward, observe)"
+    );
+    metrics::describe_counter!(
+        "switchyard_plugin_failures_total",
+        "Requests failed by a plugin under on_error: fail"
+    );
+    metrics::describe_counter!(
+        "switchyard_plugin_errors_total",
+        "Plugin hooks that failed or panicked, by plugin and hook (skipped or not)"
+    );
     metrics::describe_counter!(
         "switchyard_requests_total",
-        "Chat requests by route, model, endpoint and outcome"
+        "Chat requests by route, model, endpoint, outcome and the phase that answered"
     );
     metrics::describe_histogram!(
         "switchyard_overhead_seconds",

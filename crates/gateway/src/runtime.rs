@@ -1,10 +1,13 @@
 //! Everything a running gateway needs, built once from a checked policy.
 
 use crate::decision_log::DecisionLog;
+use crate::metrics::RequestMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_policy::ConfigError;
 use switchyard_policy::Policy;
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::ModelLatency;
+use switchyard_router::plugins::{Build, Plugins};
 use switchyard_wire::Conversation;
 use switchyard_workload::TokenCounter;
 
@@ -28,6 +31,12 @@ pub struct Runtime {
     /// Latencies observed per model (indexed like the configured models), for
     /// selection by latency.
     pub latency: Vec<ModelLatency>,
+    /// The configured plugins, built.
+    pub plugins: Plugins,
+    /// Handles of per-request metrics.
+    pub metrics: RequestMetrics,
+    /// Plugin types beyond the built-in registry (kept for reloads).
+    plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -44,6 +53,9 @@ pub enum RuntimeError {
     /// The tokenizer could not be loaded.
     #[error("{0} (server.tokenizer; scripts/fetch-model.sh installs the default model's)")]
     Tokenizer(String),
+    /// A plugin definition is wrong.
+    #[error("{0}")]
+    Plugins(ConfigError),
     /// The decision log could not be opened.
     #[error("cannot open the decision log {path}: {reason}")]
     Log {
@@ -58,7 +70,16 @@ impl Runtime {
     /// Builds the runtime of a checked policy. Must run inside a Tokio runtime when a
     /// decision log is configured (its writer is a task).
     pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
-        Runtime::build(policy, None)
+        Runtime::build(policy, None, &[])
+    }
+
+    /// Like [`Runtime::new`], with plugin types of the embedding program's own beside
+    /// the built-in ones.
+    pub fn with_plugin_types(
+        policy: Policy,
+        types: &'static [(&'static str, Build)],
+    ) -> Result<Runtime, RuntimeError> {
+        Runtime::build(policy, None, types)
     }
 
     /// The runtime of a new policy replacing this one: built afresh (pools, learned
@@ -66,10 +87,20 @@ impl Runtime {
     /// writer appends to the file.
     pub fn reloaded(&self, policy: Policy) -> Result<Runtime, RuntimeError> {
         let same_log = policy.config.server.decision_log == self.policy.config.server.decision_log;
-        Runtime::build(policy, self.log.clone().filter(|_| same_log))
+        Runtime::build(
+            policy,
+            self.log.clone().filter(|_| same_log),
+            self.plugin_types,
+        )
     }
 
-    fn build(policy: Policy, log: Option<DecisionLog>) -> Result<Runtime, RuntimeError> {
+    fn build(
+        policy: Policy,
+        log: Option<DecisionLog>,
+        plugin_types: &'static [(&'static str, Build)],
+    ) -> Result<Runtime, RuntimeError> {
+        let plugins =
+            Plugins::build(&policy.config, plugin_types).map_err(RuntimeError::Plugins)?;
         let pools = Pools::build(&policy.config)?;
         let counter = match &policy.config.server.tokenizer {
             Some(path) => TokenCounter::from_file(path).map_err(RuntimeError::Tokenizer)?,
@@ -109,6 +140,9 @@ impl Runtime {
             pools,
             upstream,
             log,
+            plugins,
+            metrics: RequestMetrics::new(),
+            plugin_types,
             id_prefix,
             next_id: AtomicU64::new(0),
         })

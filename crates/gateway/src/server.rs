@@ -1,10 +1,12 @@
 //! The HTTP server: routes, extractors and error shapes. Handlers stay short; the
 //! work is in [`crate::ingress`], [`crate::pipeline`] and [`crate::respond`].
 
-use crate::ingress;
-use crate::pipeline::{compress_phase, plan, trace};
-use crate::respond::{Observed, error_response, forward};
+use crate::exchange::Exchange;
+use crate::forward::{answer, finish};
+use crate::local::error_response;
+use crate::observe::{Outcome, observe};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::{dry_run, ingress, pipeline};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -16,8 +18,7 @@ use bytes::Bytes;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
-use switchyard_wire::Conversation;
+use std::time::Instant;
 use switchyard_wire::{ApiError, ErrorKind};
 use tokio::net::TcpListener;
 
@@ -175,81 +176,27 @@ async fn chat_completions(
 ) -> Response {
     let runtime = live.current();
     let started = Instant::now();
-    let arrived = SystemTime::now();
-    let limit = runtime.policy.config.server.max_body_bytes;
-    let (mut request, mut conversation) = match ingress::read(&headers, body, limit) {
-        Ok(parsed) => parsed,
-        Err(e) => return error_response(&e),
+    let mut x = match ingress::admit(&runtime, &headers, body, Some(peer), started) {
+        Ok(x) => x,
+        Err(mut refused) => return refused_response(&runtime, &mut refused),
     };
-    runtime.count(&mut conversation);
-    attach_headers(&runtime, &headers, peer, &mut conversation);
-    let mut planned = match plan(&runtime, &conversation) {
-        Ok(p) => p,
-        Err(e) => return error_response(&e),
-    };
-    if let Err(e) = compress_phase(&runtime, &mut request, &mut planned) {
-        return error_response(&e);
+    if pipeline::run(&runtime, &mut x).is_err() {
+        return refused_response(&runtime, &mut x);
     }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(|| runtime.request_id(), str::to_owned);
-    let observed = Observed {
-        request_id,
-        started,
-        arrived,
-        overhead: started.elapsed(),
-        prompt_estimate: conversation.prompt_tokens,
-        requested_model: conversation.requested_model.clone(),
-        stream: conversation.stream,
-        attempts: 0,
-        capped: conversation.output_cap.is_some(),
-        deadline: client_deadline(&headers, started),
-    };
-    forward(
-        Arc::clone(&runtime),
-        request,
-        &conversation,
-        planned,
-        observed,
-    )
-    .await
+    answer(runtime, x).await
 }
 
-/// Copies the headers metadata signals read into the request's view.
-/// Copies what signals read of the request beyond its body: the headers they name
-/// and, for identity from proxy headers, the address the connection came from.
-fn attach_headers(
-    runtime: &Runtime,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    conversation: &mut Conversation,
-) {
-    let signals = &runtime.policy.signals;
-    for name in signals.header_names() {
-        if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            conversation.attach_header(name, value);
-        }
-    }
-    if signals.reads_peer() {
-        conversation
-            .attributes
-            .push(("peer".to_owned(), peer.ip().to_string()));
-    }
-}
-
-/// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
-fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
-    let ms = headers
-        .get(switchyard_wire::headers::REQUEST_TIMEOUT_MS)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|ms| *ms > 0)?;
-    Some(tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms))
+/// Answers a request a phase refused, and observes it.
+fn refused_response(runtime: &Runtime, x: &mut Exchange) -> Response {
+    let Some(refusal) = x.refusal.clone() else {
+        return error_response(&ApiError::new(
+            ErrorKind::Unavailable,
+            "refused without a reason",
+        ));
+    };
+    let response = finish(runtime, x, error_response(&refusal.error));
+    observe(runtime, x, Outcome::failed(&refusal.error));
+    response
 }
 
 async fn route_only(
@@ -259,25 +206,8 @@ async fn route_only(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let runtime = live.current();
-    let started = Instant::now();
-    let limit = runtime.policy.config.server.max_body_bytes;
-    let (mut request, mut conversation) = match ingress::read(&headers, body, limit) {
-        Ok(parsed) => parsed,
-        Err(e) => return error_response(&e),
-    };
-    runtime.count(&mut conversation);
-    attach_headers(&runtime, &headers, peer, &mut conversation);
-    let planned = plan(&runtime, &conversation).and_then(|mut p| {
-        compress_phase(&runtime, &mut request, &mut p)?;
-        Ok(p)
-    });
-    match planned {
-        Ok(p) => {
-            let overhead = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            axum::Json(trace(&runtime, &conversation, &p, overhead)).into_response()
-        }
-        Err(e) => error_response(&e),
-    }
+    let (status, trace) = dry_run::dry_run(&runtime, &headers, body, Some(peer));
+    (status, axum::Json(trace)).into_response()
 }
 
 async fn models(State(live): State<Arc<Live>>) -> Response {

@@ -107,7 +107,7 @@ constraints:
         .await
         .unwrap();
     let trace: Value = r.json().await.unwrap();
-    assert_eq!(trace["decide"]["constraints"], json!(["secrets_stay_home"]));
+    assert_eq!(trace["govern"]["constraints"], json!(["secrets_stay_home"]));
     assert_eq!(local.requests(), 2, "the two secrets");
     assert_eq!(
         cloud_small.requests(),

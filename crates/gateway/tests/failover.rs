@@ -125,6 +125,25 @@ async fn with_every_endpoint_failing_the_client_gets_one_clear_error() {
     assert_eq!(ready.status(), 503);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["models_without_endpoints"], json!(["m"]), "{ready}");
+    // The dry run still explains the request, up to the phase that refuses it.
+    let dry = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dry.status(), 503);
+    let trace: Value = dry.json().await.unwrap();
+    assert_eq!(trace["select"]["model"], "m", "{trace}");
+    assert!(
+        trace["place"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of rotation"),
+        "{trace}"
+    );
+    assert_eq!(trace["error"]["phase"], "place");
+    assert!(trace.get("plugins").is_none(), "the trace ends at place");
     // Fix them: when the ejections run out, the half-open trials succeed, the breakers
     // close and traffic flows again.
     for engine in &e {

@@ -592,8 +592,8 @@ default_route: {{models: [m]}}
         .await
         .unwrap();
     // Three words, plus four tokens of framing; the estimate would say 5 + 4.
-    assert_eq!(trace["conversation"]["prompt_tokens"], 7, "{trace}");
-    assert_eq!(trace["conversation"]["tokens_counted_by"], "tokenizer");
+    assert_eq!(trace["ingress"]["prompt_tokens"], 7, "{trace}");
+    assert_eq!(trace["ingress"]["tokens_counted_by"], "tokenizer");
 
     let bad = config.replace(path.to_str().unwrap(), "/no/such/tokenizer.json");
     let policy =

@@ -163,6 +163,9 @@ pub struct CompiledRoute {
     pub algorithm: AlgorithmConfig,
     /// Whether its requests may be compressed to fit a smaller pool.
     pub compress: bool,
+    /// Its own plugins, as indexes into [`Config::plugins`], in order (the global
+    /// ones, [`Policy::global_plugins`], run before them).
+    pub plugins: Vec<usize>,
 }
 
 impl CompiledRoute {
@@ -287,6 +290,8 @@ pub struct Policy {
     models: HashMap<String, usize>,
     /// Governance rules.
     pub constraints: Vec<CompiledConstraint>,
+    /// Plugins that run on every request, as indexes into [`Config::plugins`].
+    pub global_plugins: Vec<usize>,
     /// Warnings found while compiling, the checker's among them.
     pub warnings: Vec<Diagnostic>,
     /// What the checker proved about the routes (overlaps, shadowed and dead routes,
@@ -315,6 +320,7 @@ impl Policy {
             signals: &signals,
             labels: Vec::new(),
         };
+        let mut chains = crate::plugins::check_plugins(&config, &mut found);
         let mut routes = Vec::new();
         let mut route_names: HashMap<&str, ()> = HashMap::new();
         for (i, route) in config.routes.iter().enumerate() {
@@ -357,6 +363,11 @@ impl Policy {
                 options,
                 algorithm,
                 compress: route.compress,
+                plugins: chains
+                    .routes
+                    .get_mut(i)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
             });
         }
         routes.sort_by(|a, b| {
@@ -401,6 +412,7 @@ impl Policy {
                 options,
                 algorithm,
                 compress: default.compress,
+                plugins: std::mem::take(&mut chains.default_route),
             });
         }
 
@@ -466,6 +478,7 @@ impl Policy {
             labels,
             needed: needed.into_iter().collect(),
             constraints,
+            global_plugins: chains.global,
             models,
             warnings,
             analysis: Analysis::default(),

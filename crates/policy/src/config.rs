@@ -47,6 +47,10 @@ pub struct Config {
     /// Prompts and the routes they must take (`switchyard check --run-tests`).
     #[serde(default)]
     pub tests: Vec<TestConfig>,
+    /// Plugin definitions: `{name, type, on_error, global, ...options}`. Global ones
+    /// run on every request; others on the routes that list them (`docs/plugins.md`).
+    #[serde(default)]
+    pub plugins: Vec<crate::plugins::PluginConfig>,
     /// Where the YAML this was read from came from, when it was made from DSL text:
     /// diagnostics are moved back to the DSL lines.
     #[serde(skip)]
@@ -514,6 +518,25 @@ pub struct ModelConfig {
     /// Free-form tags (`small`, `on-prem`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// How the model is told to think (the `reasoning` plugin and candidate options):
+    /// `qwen3`, `deepseek`, `openai`, `anthropic` (default: both
+    /// `chat_template_kwargs.enable_thinking` and `reasoning_effort`).
+    #[serde(default)]
+    pub family: Option<ModelFamily>,
+}
+
+/// A family of models that share a reasoning switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFamily {
+    /// `chat_template_kwargs.enable_thinking` (Qwen3 and most vLLM chat templates).
+    Qwen3,
+    /// `chat_template_kwargs.thinking` (DeepSeek V3.1, Granite).
+    Deepseek,
+    /// `reasoning_effort` (OpenAI o-series, gpt-5, gpt-oss); off is `minimal`.
+    Openai,
+    /// `thinking: {type: enabled, budget_tokens}` (Anthropic Claude).
+    Anthropic,
 }
 
 /// Dollars per million tokens.
@@ -659,6 +682,10 @@ pub struct RouteConfig {
     /// `compression_factor`) instead of going to a larger one (default false).
     #[serde(default)]
     pub compress: bool,
+    /// The plugins its requests go through after the global ones, in this order
+    /// (names of `plugins:` definitions).
+    #[serde(default)]
+    pub plugins: Vec<Spanned<String>>,
 }
 
 /// The route taken when no other matches.
@@ -676,6 +703,9 @@ pub struct DefaultRouteConfig {
     /// Whether requests may be compressed to fit a smaller pool (default false).
     #[serde(default)]
     pub compress: bool,
+    /// The plugins its requests go through after the global ones, in this order.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<String>>,
 }
 
 fn default_route_name() -> String {

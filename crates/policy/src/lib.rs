@@ -18,6 +18,7 @@ pub mod diagnostics;
 pub mod dsl;
 pub mod import;
 pub mod load;
+pub mod plugins;
 
 pub use checker::{Analysis, Finding, FindingKind, Witness};
 pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy, Refusal};
@@ -25,13 +26,14 @@ pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
     AlgorithmConfig, CandidateConfig, CandidateOptions, Config, ConstraintConfig, CostConfig,
     DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort, EndpointConfig, FactorWeights,
-    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, MultiFactorConfig, PoolConfig, Price,
-    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule, TestCaseConfig,
-    TestConfig, UpstreamConfig, WeightedConfig,
+    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, ModelFamily, MultiFactorConfig,
+    PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule,
+    TestCaseConfig, TestConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};
 pub use load::{load_config, parse_config};
+pub use plugins::{COMMON_KEYS as PLUGIN_COMMON_KEYS, PluginChains, PluginConfig, PluginOnError};
 
 /// The most pools a configuration may have when a constraint restricts pools (the
 /// size of the gateway's per-request set of allowed pools).

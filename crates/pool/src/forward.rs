@@ -9,7 +9,9 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchyard_policy::UpstreamConfig;
-use switchyard_wire::headers::{KV_RETENTION_PRIORITY, KV_RETENTION_TTL_MS, REQUEST_TIMEOUT_MS};
+use switchyard_wire::headers::{
+    GATEWAY_REQUEST_HEADERS, KV_RETENTION_PRIORITY, KV_RETENTION_TTL_MS, REQUEST_TIMEOUT_MS,
+};
 use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
 use tokio::sync::oneshot;
 use tokio::time::timeout_at;
@@ -23,6 +25,8 @@ pub struct Call<'a> {
     pub retention: Option<RetentionHint>,
     /// The client's deadline (`x-request-timeout-ms`), when it set one.
     pub deadline: Option<tokio::time::Instant>,
+    /// Headers the plugins add (those the gateway sets itself are left out).
+    pub headers: &'a http::HeaderMap,
 }
 
 /// The upstream client.
@@ -249,9 +253,13 @@ impl Upstream {
         call: &Call<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<(reqwest::Response, Duration), ForwardError> {
-        let mut request = self
-            .client
-            .post(&endpoint.chat_url)
+        let mut request = self.client.post(&endpoint.chat_url);
+        for (name, value) in call.headers {
+            if !GATEWAY_REQUEST_HEADERS.contains(&name.as_str()) {
+                request = request.header(name, value);
+            }
+        }
+        request = request
             .header("content-type", "application/json")
             .header("x-request-id", call.request_id)
             .body(body);

@@ -1,11 +1,15 @@
-//! The select phase: which of a route's candidate models answers.
+//! The Router's moving half: which of a route's candidate models answers (select),
+//! and the plugins that guard and transform a request and its answer.
 //!
 //! Each selection algorithm is one file implementing [`Selection`], registered in
 //! [`algorithm`]. Algorithms see candidates with what the pool layer knows about them
 //! (whether any pool of the model can hold the request) and never place requests
-//! themselves.
+//! themselves. Each plugin type is one file implementing [`plugins::Plugin`],
+//! registered in [`plugins::REGISTRY`]. This crate does not decide routes (`policy`)
+//! or place and forward requests (`pool`).
 
 pub mod observed;
+pub mod plugins;
 pub mod selection;
 
 pub use observed::{Metric, ModelLatency};

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     NotFound,
     /// A constraint of the policy forbids every way of answering the request (403).
     PolicyDenied,
+    /// A plugin failed (returned an error or panicked) under `on_error: fail` (500).
+    PluginFailed,
 }
 
 impl ErrorKind {
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::NoRoute => 422,
+            ErrorKind::PluginFailed => 500,
             ErrorKind::Upstream => 502,
             ErrorKind::Unavailable => 503,
             ErrorKind::UpstreamTimeout => 504,
@@ -53,6 +56,7 @@ impl ErrorKind {
             | ErrorKind::NoRoute => "invalid_request_error",
             ErrorKind::ModelNotFound | ErrorKind::NotFound => "not_found_error",
             ErrorKind::PolicyDenied => "permission_error",
+            ErrorKind::PluginFailed => "server_error",
             ErrorKind::Upstream | ErrorKind::UpstreamTimeout | ErrorKind::Unavailable => {
                 "upstream_error"
             }
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotFound => "not_found",
             ErrorKind::PolicyDenied => "policy_denied",
+            ErrorKind::PluginFailed => "plugin_failed",
         }
     }
 }

@@ -11,3 +11,18 @@ pub const KV_RETENTION_PRIORITY: &str = "x-kv-retention-priority";
 pub const KV_RETENTION_TTL_MS: &str = "x-kv-retention-ttl-ms";
 /// Body field carrying the same hint: `{"priority": …, "ttl_ms": …}`.
 pub const KV_RETENTION_FIELD: &str = "kv_retention";
+
+/// Headers of an upstream call that the gateway sets itself; a plugin's headers with
+/// these names are not sent.
+pub const GATEWAY_REQUEST_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "authorization",
+    "x-request-id",
+    REQUEST_TIMEOUT_MS,
+    KV_RETENTION_PRIORITY,
+    KV_RETENTION_TTL_MS,
+];

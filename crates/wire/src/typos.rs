@@ -30,14 +30,16 @@ pub fn strip_location(message: &str) -> String {
     }
 }
 
-/// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+/// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`",
+/// "expected `a` or `b`").
 pub fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     let rest = message.split("unknown field `").nth(1)?;
     let (wrong, rest) = rest.split_once('`')?;
     let expected_part = rest.split("expected").nth(1)?;
     let expected_part = expected_part.trim().trim_start_matches("one of").trim();
     let expected = expected_part
-        .split(',')
+        .split([','])
+        .flat_map(|part| part.split("` or `"))
         .map(|name| name.trim().trim_matches('`').to_owned())
         .filter(|name| !name.is_empty())
         .collect::<Vec<_>>();

@@ -69,6 +69,9 @@ struct TraceRow {
     completion_tokens: Option<u64>,
     model: Option<String>,
     pool: Option<String>,
+    /// A decision log's phase that answered: rows not answered by `forward` (refused
+    /// requests, local answers) never reached the fleet and are skipped.
+    phase: Option<String>,
 }
 
 impl SourceStream {
@@ -280,6 +283,9 @@ fn read_trace(path: &Path, speed: f64, names: &mut Vec<String>) -> Result<Vec<Ar
             }
             let row: TraceRow =
                 serde_json::from_str(line).map_err(|e| fail(i + 1, e.to_string()))?;
+            if row.phase.as_deref().is_some_and(|p| p != "forward") {
+                continue;
+            }
             rows.push(arrival(row, names).map_err(|m| fail(i + 1, m))?);
         }
     }
@@ -462,7 +468,8 @@ mod tests {
             &log,
             concat!(
                 "{\"ts_ms\":1000400,\"pool\":\"long\",\"prompt_tokens\":9000,\"completion_tokens\":20}\n",
-                "{\"ts_ms\":1000000,\"pool\":\"short\",\"prompt_tokens\":22,\"completion_tokens\":64}\n"
+                "{\"ts_ms\":1000000,\"pool\":\"short\",\"prompt_tokens\":22,\"completion_tokens\":64}\n",
+                "{\"ts_ms\":1000100,\"pool\":\"\",\"phase\":\"govern\",\"prompt_tokens\":9,\"completion_tokens\":0}\n"
             ),
         )
         .unwrap();
@@ -474,6 +481,10 @@ mod tests {
         let a = s.next_arrival().unwrap();
         assert_eq!((a.at_ms, s.names[a.pool as usize].as_str()), (0.0, "short"));
         assert_eq!(s.next_arrival().unwrap().at_ms, 200.0);
+        assert!(
+            s.next_arrival().is_none(),
+            "a refused request is not replayed"
+        );
 
         std::fs::write(&log, "{\"ts_ms\":1}\n").unwrap();
         let spec = ArrivalSpec::Trace {

@@ -1,0 +1,204 @@
+//! One request's life: what each phase produced, in one value that flows through them.
+
+use crate::phase::{Phase, Refusal, Timings};
+use crate::runtime::Runtime;
+use http::HeaderMap;
+use std::time::{Duration, Instant, SystemTime};
+use switchyard_pool::{
+    CannotCompress, Compression, PlaceRequest, Placement, PoolSet, Prediction, RetentionHint,
+};
+use switchyard_router::plugins::{Chain, LocalAnswer, RequestInfo};
+use switchyard_wire::{ChatRequest, Conversation};
+use switchyard_workload::Signals;
+
+/// Route name reported when the client named a model.
+pub const DIRECT_ROUTE: &str = "direct";
+
+/// What decide produced.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The route taken ([`DIRECT_ROUTE`] when the client named a model).
+    pub name: String,
+    /// Index of the route in [`switchyard_policy::Policy::routes`] (`None` when direct).
+    pub index: Option<usize>,
+    /// Whether the route's condition matched (false for the default route and direct).
+    pub matched: bool,
+    /// How sure the decision was (`None` when direct): see `Expr::confidence`.
+    pub confidence: Option<f64>,
+    /// Candidate models, as indexes into the configuration's models.
+    pub candidates: Vec<usize>,
+}
+
+/// What govern left of the candidates.
+#[derive(Debug, Clone)]
+pub struct Governed {
+    /// Candidate models allowed, in the route's order.
+    pub models: Vec<usize>,
+    /// Pools allowed.
+    pub pools: PoolSet,
+    /// The constraints that covered the request.
+    pub applied: Vec<String>,
+}
+
+/// What select chose.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The chosen model, as an index into the configuration's models.
+    pub model: usize,
+    /// The algorithm's name.
+    pub algorithm: &'static str,
+    /// Why that model.
+    pub reason: String,
+}
+
+/// What place planned.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// Where it runs.
+    pub placement: Placement,
+    /// The answer length placement planned for.
+    pub output: Prediction,
+    /// The key the request's session is tracked under.
+    pub session_key: Option<u64>,
+    /// The KV-cache retention hint sent upstream, for mid-session requests.
+    pub retention: Option<RetentionHint>,
+    /// Compression planned: the prompt must come down to this many tokens.
+    pub compress_to: Option<u32>,
+    /// What compression did, when it ran.
+    pub compression: Option<Result<Compression, CannotCompress>>,
+    /// Placement keys without compression (the fallback when compression falls short).
+    pub uncompressed: PlaceRequest,
+}
+
+/// One request, from arrival to observe.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The request id (sent upstream and to the client as `x-request-id`).
+    pub request_id: String,
+    /// Arrival.
+    pub started: Instant,
+    /// Arrival, wall clock.
+    pub arrived: SystemTime,
+    /// The client's deadline, from its `x-request-timeout-ms` header.
+    pub deadline: Option<tokio::time::Instant>,
+    /// A dry run: stops before forward.
+    pub dry_run: bool,
+    /// The body as it will go upstream (plugins rewrite it).
+    pub request: ChatRequest,
+    /// The conversation view signals read.
+    pub conversation: Conversation,
+    /// Headers added to the upstream call by plugins.
+    pub upstream_headers: HeaderMap,
+    /// characterize: the signals computed.
+    pub signals: Signals,
+    /// decide.
+    pub routed: Option<Routed>,
+    /// govern.
+    pub governed: Option<Governed>,
+    /// select.
+    pub selected: Option<Selected>,
+    /// place.
+    pub placed: Option<Placed>,
+    /// plugins: the request's chain, with each plugin's state.
+    pub plugins: Chain,
+    /// plugins: an answer made without the upstream.
+    pub local: Option<LocalAnswer>,
+    /// Where the request stopped, when it was refused.
+    pub refusal: Option<Refusal>,
+    /// Time per phase.
+    pub timings: Timings,
+    /// Router time before the upstream call.
+    pub overhead: Duration,
+    /// Endpoints tried (more than 1 after a failover).
+    pub attempts: u32,
+    /// The client streams without asking for usage: the usage-only chunk the gateway
+    /// asked for is not passed on.
+    pub hide_usage: bool,
+}
+
+impl Exchange {
+    /// A parsed request, starting its phases.
+    pub fn new(
+        request_id: String,
+        started: Instant,
+        request: ChatRequest,
+        conversation: Conversation,
+    ) -> Exchange {
+        Exchange {
+            request_id,
+            started,
+            arrived: SystemTime::now(),
+            deadline: None,
+            dry_run: false,
+            request,
+            conversation,
+            upstream_headers: HeaderMap::new(),
+            signals: Signals::default(),
+            routed: None,
+            governed: None,
+            selected: None,
+            placed: None,
+            plugins: Chain::default(),
+            local: None,
+            refusal: None,
+            timings: Timings::default(),
+            overhead: Duration::ZERO,
+            attempts: 0,
+            hide_usage: false,
+        }
+    }
+
+    /// The route's name (empty before decide).
+    pub fn route_name(&self) -> &str {
+        self.routed.as_ref().map_or("", |r| r.name.as_str())
+    }
+
+    /// The chosen model's name (empty before select).
+    pub fn model_name<'a>(&self, runtime: &'a Runtime) -> &'a str {
+        self.selected
+            .as_ref()
+            .and_then(|s| runtime.policy.config.models.get(s.model))
+            .map_or("", |m| m.name.value.as_str())
+    }
+
+    /// The chosen pool's name (empty before place).
+    pub fn pool_name<'a>(&self, runtime: &'a Runtime) -> &'a str {
+        self.placed
+            .as_ref()
+            .and_then(|p| runtime.pools.all().get(p.placement.pool))
+            .map_or("", |p| p.name.as_str())
+    }
+
+    /// The chosen endpoint's name (empty before place).
+    pub fn endpoint_name(&self) -> &str {
+        self.placed
+            .as_ref()
+            .map_or("", |p| p.placement.endpoint.name.as_str())
+    }
+
+    /// The phase the answer came from: the refusing phase, `plugins` for a local
+    /// answer, `forward` otherwise.
+    pub fn answered_in(&self) -> Phase {
+        match (&self.refusal, &self.local) {
+            (Some(r), _) => r.phase,
+            (None, Some(_)) => Phase::Plugins,
+            (None, None) => Phase::Forward,
+        }
+    }
+
+    /// What plugins are told about this request.
+    pub fn info<'a>(&'a self, runtime: &'a Runtime) -> RequestInfo<'a> {
+        let model = self
+            .selected
+            .as_ref()
+            .and_then(|s| runtime.policy.config.models.get(s.model));
+        RequestInfo {
+            request_id: &self.request_id,
+            route: self.route_name(),
+            model: model.map_or("", |m| m.name.value.as_str()),
+            family: model.and_then(|m| m.family),
+            stream: self.conversation.stream,
+            dry_run: self.dry_run,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The forward phase: call the upstream (with failover), pass the answer through the
+//! response-side plugins, answer the client, and hand the outcome to observe. A local
+//! answer from a plugin skips the upstream but takes the same way back.
+
+use crate::exchange::Exchange;
+use crate::local::{error_response, local_response};
+use crate::observe::{Outcome, observe};
+use crate::phase::Phase;
+use crate::runtime::Runtime;
+use crate::stream_plugins::with_stream_hooks;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+use switchyard_pool::{Call, ForwardError, StreamEnd, StreamOutcome, with_failover};
+use switchyard_router::plugins::Flow;
+use switchyard_wire::{ApiError, ErrorKind};
+
+/// Answers a request that went through the phases up to plugins: locally, when a
+/// plugin answered, otherwise from the upstream.
+pub async fn answer(runtime: Arc<Runtime>, mut x: Exchange) -> Response {
+    if let Some(local) = x.local.clone() {
+        let response = local_response(
+            &local,
+            x.model_name(&runtime),
+            &x.request_id,
+            x.conversation.stream,
+        );
+        let outcome = Outcome {
+            status: local.status,
+            name: "local_answer",
+            error: (local.status != 200).then(|| local.message.clone()),
+            ..Outcome::default()
+        };
+        let response = finish(&runtime, &mut x, response);
+        observe(&runtime, &mut x, outcome);
+        return response;
+    }
+    let body = match serde_json::to_vec(&x.request) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            let error = ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("cannot re-encode the request: {e}"),
+            );
+            observe(&runtime, &mut x, Outcome::failed(&error));
+            return error_response(&error);
+        }
+    };
+    if let Some(key) = x.placed.as_ref().and_then(|p| p.session_key) {
+        runtime.sessions.turn(key, runtime.pools.now_ms());
+    }
+    if x.conversation.stream {
+        forward_stream(runtime, body, x).await
+    } else {
+        forward_whole(runtime, body, x).await
+    }
+}
+
+/// What goes upstream besides the body, the same on every attempt.
+fn call(x: &Exchange) -> Call<'_> {
+    Call {
+        request_id: &x.request_id,
+        retention: x.placed.as_ref().and_then(|p| p.retention),
+        deadline: x.deadline,
+        headers: &x.upstream_headers,
+    }
+}
+
+async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Exchange) -> Response {
+    let Some((model, first)) = target(&x) else {
+        return missing_plan(&runtime, &mut x);
+    };
+    let forward_started = Instant::now();
+    let max_attempts = runtime.policy.config.upstream.max_attempts;
+    let hide_usage = x.hide_usage;
+    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+        let in_flight = placement.endpoint.begin();
+        let call = call(&x);
+        let upstream = &runtime.upstream;
+        let body = body.clone();
+        let started = x.started;
+        async move {
+            upstream
+                .stream(in_flight, body, &call, hide_usage, started)
+                .await
+        }
+    })
+    .await;
+    settle(
+        &mut x,
+        attempted.placement,
+        attempted.attempts,
+        forward_started,
+    );
+    match attempted.result {
+        Ok(Ok(pass)) => {
+            let (events, hooked) = if x.plugins.hooks().stream {
+                let (events, hooked) = with_stream_hooks(&runtime, &mut x, pass.events);
+                (events, Some(hooked))
+            } else {
+                (pass.events, None)
+            };
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(
+                    events.map(Ok::<_, std::convert::Infallible>),
+                ))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            let response = finish(&runtime, &mut x, response);
+            let outcome = pass.outcome;
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move {
+                let outcome = outcome.await.unwrap_or(StreamOutcome {
+                    end: StreamEnd::ClientGone,
+                    usage: None,
+                    ttft: None,
+                    events: 0,
+                });
+                let ended = hooked.and_then(|h| h.reclaim(&mut x));
+                observe_stream(&runtime, &mut x, &outcome, ended);
+            });
+            response
+        }
+        Ok(Err(relayed)) => {
+            let outcome = Outcome {
+                status: relayed.status,
+                name: "upstream_rejected",
+                ttft: Some(x.overhead + relayed.first_byte),
+                ..Outcome::default()
+            };
+            let response = finish(&runtime, &mut x, relay(relayed.status, relayed.body));
+            observe(&runtime, &mut x, outcome);
+            response
+        }
+        Err(e) => failed(&runtime, &mut x, &e),
+    }
+}
+
+async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Exchange) -> Response {
+    let Some((model, first)) = target(&x) else {
+        return missing_plan(&runtime, &mut x);
+    };
+    let forward_started = Instant::now();
+    let max_attempts = runtime.policy.config.upstream.max_attempts;
+    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+        let body = body.clone();
+        let runtime = &runtime;
+        let call = call(&x);
+        async move {
+            let _in_flight = placement.endpoint.begin();
+            runtime
+                .upstream
+                .complete(&placement.endpoint, body, &call)
+                .await
+        }
+    })
+    .await;
+    settle(
+        &mut x,
+        attempted.placement,
+        attempted.attempts,
+        forward_started,
+    );
+    let done = match attempted.result {
+        Ok(done) => done,
+        Err(e) => return failed(&runtime, &mut x, &e),
+    };
+    let mut outcome = Outcome {
+        status: done.status,
+        name: if done.status < 300 {
+            "ok"
+        } else {
+            "upstream_rejected"
+        },
+        usage: done.usage,
+        ttft: Some(x.overhead + done.first_byte),
+        error: None,
+    };
+    let mut response = relay(done.status, done.body.clone());
+    if done.status < 300 && x.plugins.hooks().response {
+        match response_hooks(&runtime, &mut x, &done.body) {
+            Ok(Some(rewritten)) => response = rewritten,
+            Ok(None) => {}
+            Err(error) => {
+                outcome = Outcome {
+                    usage: done.usage,
+                    ..Outcome::failed(&error)
+                };
+                response = error_response(&error);
+            }
+        }
+    }
+    let response = finish(&runtime, &mut x, response);
+    observe(&runtime, &mut x, outcome);
+    response
+}
+
+/// Runs the whole-answer hooks on a 2xx body: a new response when one rewrote or
+/// replaced it, `None` when the body stands.
+fn response_hooks(
+    runtime: &Runtime,
+    x: &mut Exchange,
+    body: &Bytes,
+) -> Result<Option<Response>, ApiError> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        // Not JSON: nothing a JSON hook can read; passed through as it came.
+        return Ok(None);
+    };
+    let original = value.clone();
+    let mut chain = std::mem::take(&mut x.plugins);
+    let flow = chain.on_response(&x.info(runtime), &mut value);
+    x.plugins = chain;
+    match flow {
+        Ok(Flow::Continue) if value == original => Ok(None),
+        Ok(Flow::Continue) => Ok(Some(axum::Json(value).into_response())),
+        Ok(Flow::Answer(local)) => Ok(Some(local_response(
+            &local,
+            x.model_name(runtime),
+            &x.request_id,
+            false,
+        ))),
+        Err(failure) => {
+            runtime.metrics.plugin_failure();
+            Err(ApiError::new(ErrorKind::PluginFailed, failure.to_string()))
+        }
+    }
+}
+
+/// The model and first placement of a planned request.
+fn target(x: &Exchange) -> Option<(usize, switchyard_pool::Placement)> {
+    let model = x.selected.as_ref()?.model;
+    Some((model, x.placed.as_ref()?.placement.clone()))
+}
+
+fn missing_plan(runtime: &Runtime, x: &mut Exchange) -> Response {
+    let error = ApiError::new(ErrorKind::Unavailable, "the request has no placement");
+    observe(runtime, x, Outcome::failed(&error));
+    error_response(&error)
+}
+
+/// Records where the request finally went and the forward phase's time (to the
+/// response headers).
+fn settle(x: &mut Exchange, placement: switchyard_pool::Placement, attempts: u32, since: Instant) {
+    if let Some(placed) = &mut x.placed {
+        placed.placement = placement;
+    }
+    x.attempts = attempts;
+    x.timings.record(Phase::Forward, since.elapsed());
+}
+
+/// Response-header hooks, then the `x-switchyard-*` explain headers (which plugins
+/// cannot change).
+pub fn finish(runtime: &Runtime, x: &mut Exchange, mut response: Response) -> Response {
+    if x.plugins.hooks().response_headers {
+        let mut chain = std::mem::take(&mut x.plugins);
+        let status = response.status().as_u16();
+        let result = chain.on_response_headers(&x.info(runtime), status, response.headers_mut());
+        x.plugins = chain;
+        if let Err(failure) = result {
+            runtime.metrics.plugin_failure();
+            response = error_response(&ApiError::new(ErrorKind::PluginFailed, failure.to_string()));
+        }
+    }
+    explain_headers(runtime, x, response)
+}
+
+/// The `x-switchyard-*` headers of a routed response.
+fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> Response {
+    let value = |s: &str| HeaderValue::from_str(s).ok();
+    let values = [
+        ("x-switchyard-route", value(x.route_name())),
+        ("x-switchyard-model", value(x.model_name(runtime))),
+        ("x-switchyard-endpoint", value(x.endpoint_name())),
+        (
+            "x-switchyard-overhead-us",
+            value(&x.overhead.as_micros().to_string()),
+        ),
+        ("x-request-id", value(&x.request_id)),
+        ("x-switchyard-attempts", value(&x.attempts.to_string())),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in values {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// Records a forward that failed before any byte reached the client, and answers it.
+fn failed(runtime: &Runtime, x: &mut Exchange, error: &ForwardError) -> Response {
+    let error = error.to_api_error();
+    let response = finish(runtime, x, error_response(&error));
+    observe(runtime, x, Outcome::failed(&error));
+    response
+}
+
+fn relay(status: u16, body: Bytes) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn observe_stream(
+    runtime: &Runtime,
+    x: &mut Exchange,
+    outcome: &StreamOutcome,
+    ended_by_plugin: Option<String>,
+) {
+    // A stream that broke after its headers still counts against the endpoint.
+    if let Some(placed) = &x.placed {
+        match outcome.end {
+            StreamEnd::Done => placed.placement.endpoint.health.success(),
+            StreamEnd::ClientGone => {}
+            _ => {
+                runtime.pools.record_failure(&placed.placement.endpoint);
+            }
+        }
+    }
+    let (name, error) = match &outcome.end {
+        StreamEnd::Done => ("ok", None),
+        StreamEnd::Cut => ("cut", Some("upstream ended the stream early".to_owned())),
+        StreamEnd::Stalled => ("stalled", Some("upstream stalled".to_owned())),
+        StreamEnd::Failed(e) | StreamEnd::UpstreamError(e) => ("upstream_error", Some(e.clone())),
+        StreamEnd::ClientGone => ("client_gone", None),
+    };
+    // A plugin that ended the stream dropped the upstream: not the client leaving.
+    let (name, error) = match ended_by_plugin {
+        Some(message) if matches!(outcome.end, StreamEnd::ClientGone | StreamEnd::Done) => {
+            ("plugin_ended", Some(message))
+        }
+        _ => (name, error),
+    };
+    let outcome = Outcome {
+        status: 200,
+        name,
+        usage: outcome.usage,
+        ttft: outcome.ttft,
+        error,
+    };
+    observe(runtime, x, outcome);
+}

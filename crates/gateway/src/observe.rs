@@ -1,0 +1,162 @@
+//! The observe phase: every request, served or refused, ends here. Metrics, the
+//! learned state (endpoint latencies, answer lengths, model latencies), the plugins'
+//! observe hooks and the decision log.
+
+use crate::decision_log::DecisionRecord;
+use crate::exchange::Exchange;
+use crate::phase::Phase;
+use crate::runtime::Runtime;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use switchyard_router::Metric;
+use switchyard_router::plugins::Observation;
+use switchyard_wire::{ApiError, Usage};
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// `ok`, `upstream_error`, `stalled`, `policy_denied`, `local_answer`, …
+    pub name: &'static str,
+    /// Usage reported upstream.
+    pub usage: Option<Usage>,
+    /// Time to first token.
+    pub ttft: Option<Duration>,
+    /// The error message, when it failed.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of a request answered with `error`.
+    pub fn failed(error: &ApiError) -> Outcome {
+        Outcome {
+            status: error.kind.status(),
+            name: error.kind.code(),
+            error: Some(error.message.clone()),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Records a finished request.
+pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
+    let start = Instant::now();
+    let Outcome {
+        status,
+        name,
+        usage,
+        ttft,
+        error,
+    } = outcome;
+    let latency = x.started.elapsed();
+    let answered_in = x.answered_in();
+    let model = x.model_name(runtime).to_owned();
+    let endpoint = x.endpoint_name().to_owned();
+    metrics::counter!("switchyard_requests_total",
+        "route" => x.route_name().to_owned(), "model" => model.clone(),
+        "endpoint" => endpoint.clone(), "outcome" => name, "phase" => answered_in.name())
+    .increment(1);
+    if answered_in == Phase::Forward {
+        metrics::histogram!("switchyard_overhead_seconds").record(x.overhead.as_secs_f64());
+    }
+    metrics::histogram!("switchyard_request_duration_seconds", "model" => model.clone())
+        .record(latency.as_secs_f64());
+    if answered_in == Phase::Forward {
+        learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
+    }
+    if let Some(u) = usage {
+        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt")
+            .increment(u.prompt_tokens);
+        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "completion")
+            .increment(u.completion_tokens);
+    }
+    if x.plugins.hooks().observe {
+        let mut chain = std::mem::take(&mut x.plugins);
+        let observation = Observation {
+            status,
+            outcome: name,
+            phase: answered_in.name(),
+            usage,
+            latency,
+        };
+        chain.on_observe(&x.info(runtime), &observation);
+        x.plugins = chain;
+    }
+    if let Some(log) = &runtime.log {
+        log.record(DecisionRecord {
+            ts_ms: x
+                .arrived
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            request_id: x.request_id.clone(),
+            requested_model: x.conversation.requested_model.clone(),
+            route: x.route_name().to_owned(),
+            route_confidence: x.routed.as_ref().and_then(|r| r.confidence),
+            model,
+            pool: x.pool_name(runtime).to_owned(),
+            endpoint,
+            stream: x.conversation.stream,
+            status,
+            outcome: name.to_owned(),
+            phase: answered_in.name(),
+            prompt_tokens: usage
+                .map_or(u64::from(x.conversation.prompt_tokens), |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+            tokens_reported: usage.is_some(),
+            ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            overhead_us: u64::try_from(x.overhead.as_micros()).unwrap_or(u64::MAX),
+            attempts: x.attempts,
+            error,
+        });
+    }
+    let spent = start.elapsed();
+    x.timings.record(Phase::Observe, spent);
+    runtime.metrics.phase(Phase::Observe, spent);
+}
+
+/// What a forwarded request teaches: the endpoint's and the model's latencies, and
+/// natural answer lengths (only from answers the client did not cap).
+fn learn(
+    runtime: &Runtime,
+    x: &Exchange,
+    (status, usage, ttft, failed): (u16, Option<Usage>, Option<Duration>, bool),
+    latency: Duration,
+) {
+    let (Some(selected), Some(placed)) = (&x.selected, &x.placed) else {
+        return;
+    };
+    let model = selected.model;
+    if let Some(ttft) = ttft {
+        metrics::histogram!("switchyard_ttft_seconds", "model" => x.model_name(runtime).to_owned())
+            .record(ttft.as_secs_f64());
+        if status < 300 {
+            let upstream_ms = ttft.saturating_sub(x.overhead).as_secs_f64() * 1000.0;
+            let endpoint = &placed.placement.endpoint;
+            endpoint
+                .latency
+                .observe(upstream_ms, runtime.pools.now_ms());
+            let prompt = usage.map_or(x.conversation.prompt_tokens, |u| {
+                u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX)
+            });
+            endpoint.ttft.observe(prompt, upstream_ms);
+            if let Some(observed_model) = runtime.latency.get(model) {
+                observed_model.observe(Metric::Ttft, upstream_ms);
+                let completion = usage.map_or(0, |u| u.completion_tokens);
+                if completion > 1 && !failed {
+                    let decode = latency.saturating_sub(ttft).as_secs_f64() * 1000.0;
+                    observed_model.observe(Metric::Tpot, decode / (completion - 1) as f64);
+                }
+            }
+        }
+    }
+    // A cap set by the client or a plugin cuts answers short of their natural length.
+    let capped = x.request.output_cap().is_some();
+    if let (Some(u), false, true) = (usage, capped, status < 300 && !failed) {
+        let completion = u32::try_from(u.completion_tokens).unwrap_or(u32::MAX);
+        let route = x.routed.as_ref().and_then(|r| r.index);
+        runtime
+            .predictor
+            .observe((route, model), x.conversation.prompt_tokens, completion);
+    }
+}

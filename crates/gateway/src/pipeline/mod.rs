@@ -1,0 +1,185 @@
+//! The phases from characterize to plugins, one function each, over an [`Exchange`].
+//! The chat handler, `POST /v1/route` and `switchyard route` all run [`run`]; a dry
+//! run stops before forward.
+
+mod govern;
+mod place;
+mod plugins;
+
+use crate::exchange::{DIRECT_ROUTE, Exchange, Routed};
+use crate::phase::{Phase, Refusal};
+use crate::runtime::Runtime;
+use std::time::Instant;
+use switchyard_policy::suggest;
+use switchyard_wire::{ApiError, Conversation, ErrorKind};
+use switchyard_workload::{SignalId, Signals};
+
+/// Runs characterize → decide → govern → select → place → plugins (request side).
+/// On a refusal, the exchange records it and the phase it came from.
+pub fn run(runtime: &Runtime, x: &mut Exchange) -> Result<(), Refusal> {
+    let result = run_phases(runtime, x);
+    if let Err(refusal) = &result {
+        x.refusal = Some(refusal.clone());
+    }
+    result
+}
+
+fn run_phases(runtime: &Runtime, x: &mut Exchange) -> Result<(), Refusal> {
+    let target = target(runtime, &x.conversation.requested_model).map_err(|error| Refusal {
+        phase: Phase::Decide,
+        error,
+    })?;
+    timed(runtime, x, Phase::Characterize, |x| {
+        characterize_phase(runtime, x, target)
+    })?;
+    timed(runtime, x, Phase::Decide, |x| decide(runtime, x, target))?;
+    timed(runtime, x, Phase::Govern, |x| govern::govern(runtime, x))?;
+    timed(runtime, x, Phase::Select, |x| place::select(runtime, x))?;
+    timed(runtime, x, Phase::Place, |x| place::place(runtime, x))?;
+    timed(runtime, x, Phase::Plugins, |x| {
+        plugins::request_side(runtime, x)
+    })?;
+    x.overhead = x.started.elapsed();
+    Ok(())
+}
+
+/// Runs one phase, records its time (trace and `switchyard_phase_seconds`), and names
+/// it in a refusal.
+fn timed(
+    runtime: &Runtime,
+    x: &mut Exchange,
+    phase: Phase,
+    work: impl FnOnce(&mut Exchange) -> Result<(), ApiError>,
+) -> Result<(), Refusal> {
+    let start = Instant::now();
+    let result = work(x);
+    let spent = start.elapsed();
+    x.timings.record(phase, spent);
+    runtime.metrics.phase(phase, spent);
+    result.map_err(|error| Refusal { phase, error })
+}
+
+/// What the client asked for: a configured model, or a route by policy.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Direct(usize),
+    Routed,
+}
+
+fn target(runtime: &Runtime, requested: &str) -> Result<Target, ApiError> {
+    let policy = &runtime.policy;
+    if let Some(model) = policy.model_index(requested) {
+        return Ok(Target::Direct(model));
+    }
+    if policy.is_route_alias(requested) {
+        return Ok(Target::Routed);
+    }
+    let names = policy
+        .config
+        .models
+        .iter()
+        .map(|m| m.name.value.as_str())
+        .chain(
+            policy
+                .config
+                .server
+                .route_aliases
+                .iter()
+                .map(String::as_str),
+        );
+    let hint = suggest(requested, names)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_else(|| "; GET /v1/models lists the models".to_owned());
+    Err(ApiError::new(
+        ErrorKind::ModelNotFound,
+        format!("model `{requested}` is not configured{hint}"),
+    )
+    .with_param("model"))
+}
+
+/// characterize: the signals the routes read (routed requests), or only those of the
+/// constraints that cover client-named models.
+fn characterize_phase(runtime: &Runtime, x: &mut Exchange, target: Target) -> Result<(), ApiError> {
+    let policy = &runtime.policy;
+    let needed = match target {
+        Target::Direct(_) => policy.direct_signals(),
+        Target::Routed => policy.needed_signals(),
+    };
+    if needed.is_empty() {
+        return Ok(());
+    }
+    x.signals = characterize(runtime, &x.conversation, needed);
+    for (id, value) in x.signals.iter() {
+        runtime.metrics.signal(policy.signals.label(id), value);
+    }
+    if let Some((id, error)) = x.signals.failure() {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "signal {} failed ({error}) and its on_error rule is `fail`",
+                policy.signals.label(id)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// decide: the route (or the named model as the only candidate).
+fn decide(runtime: &Runtime, x: &mut Exchange, target: Target) -> Result<(), ApiError> {
+    let policy = &runtime.policy;
+    x.routed = Some(match target {
+        Target::Direct(model) => Routed {
+            name: DIRECT_ROUTE.to_owned(),
+            index: None,
+            matched: false,
+            confidence: None,
+            candidates: vec![model],
+        },
+        Target::Routed => {
+            let decision = policy.decide(&x.signals).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NoRoute,
+                    "no route matches this request and no default_route is configured",
+                )
+            })?;
+            let route = policy.route(decision.route).ok_or_else(|| {
+                ApiError::new(ErrorKind::Unavailable, "the decided route is missing")
+            })?;
+            Routed {
+                name: route.name.clone(),
+                index: Some(decision.route),
+                matched: decision.matched,
+                confidence: Some(decision.confidence),
+                candidates: route.candidates.clone(),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Computes `needed` signals for a conversation. Model inference takes milliseconds:
+/// when it is needed, the runtime may move this worker's other tasks elsewhere.
+pub fn characterize(
+    runtime: &Runtime,
+    conversation: &Conversation,
+    needed: &[SignalId],
+) -> Signals {
+    let signals = &runtime.policy.signals;
+    if signals.needs_embedding(needed) {
+        off_the_async_workers(|| signals.characterize(conversation, needed))
+    } else {
+        signals.characterize(conversation, needed)
+    }
+}
+
+/// Runs CPU-heavy work without stalling the async workers: on a multi-threaded runtime
+/// the current worker hands its queued tasks to others first; elsewhere (a benchmark,
+/// a current-thread runtime) it simply runs.
+fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

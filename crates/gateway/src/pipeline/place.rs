@@ -1,0 +1,206 @@
+//! select (a model among the governed candidates) and place (a pool and endpoint,
+//! compression included).
+
+use crate::exchange::{Exchange, Placed, Selected};
+use crate::runtime::Runtime;
+use switchyard_policy::AlgorithmConfig;
+use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
+use switchyard_router::{Candidate, SelectRequest, algorithm};
+use switchyard_wire::{ApiError, ErrorKind};
+
+/// Context the request needs at least: its prompt plus the answer it asks for (one
+/// token when it states no cap).
+fn minimum(x: &Exchange) -> u32 {
+    let c = &x.conversation;
+    c.prompt_tokens
+        .saturating_add(c.output_cap.unwrap_or(1).max(1))
+}
+
+/// select: the route's algorithm picks among what govern left.
+pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
+    let policy = &runtime.policy;
+    let (Some(routed), Some(governed)) = (&x.routed, &x.governed) else {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "select ran before govern",
+        ));
+    };
+    let prompt = x.conversation.prompt_tokens;
+    let minimum = minimum(x);
+    let output_tokens = x
+        .conversation
+        .output_cap
+        .unwrap_or(policy.config.server.expected_output_tokens);
+    let listed: Vec<Candidate<'_>> = governed
+        .models
+        .iter()
+        .map(|&model| {
+            let config = policy.config.models.get(model);
+            Candidate {
+                model,
+                name: config.map_or("", |m| m.name.value.as_str()),
+                max_context: runtime.pools.max_context(model),
+                price: config.and_then(|m| m.price),
+                quality: config.and_then(|m| m.quality),
+                load: runtime.pools.model_load(model),
+                latency: runtime.latency.get(model),
+            }
+        })
+        .collect();
+    const STATIC: AlgorithmConfig = AlgorithmConfig::Static;
+    let configured = routed
+        .index
+        .and_then(|i| policy.route(i))
+        .map_or(&STATIC, |r| &r.algorithm);
+    let request = SelectRequest {
+        tokens: minimum,
+        prompt_tokens: prompt,
+        output_tokens,
+        // The conversation's start (at most 4 KiB), shared with affinity placement.
+        hash: x.conversation.prefix_fingerprint().unwrap_or(0),
+    };
+    let route = &routed.name;
+    let selected = algorithm(configured).select(&listed, &request).ok_or_else(|| {
+        let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
+        if largest >= minimum {
+            return ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "no candidate of route `{route}` passes its `{}` selection (ceilings or zero weights)",
+                    configured.name()
+                ),
+            );
+        }
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the request needs about {minimum} tokens ({prompt} prompt) but the largest \
+                 context window for route `{route}` is {largest}"
+            ),
+        )
+        .with_param("messages")
+    })?;
+    let model = listed[selected.candidate].model;
+    x.selected = Some(Selected {
+        model,
+        algorithm: configured.name(),
+        reason: selected.reason,
+    });
+    Ok(())
+}
+
+/// place: the pool and endpoint, with room for the predicted answer when there is
+/// some. A route that allows compression may squeeze a request into a smaller pool
+/// (window B, factor γ) when it needs between B and γ·B tokens; when compression falls
+/// short, the request stays whole and is placed again without it.
+pub fn place(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
+    let policy = &runtime.policy;
+    let (Some(routed), Some(governed), Some(selected)) = (&x.routed, &x.governed, &x.selected)
+    else {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "place ran before select",
+        ));
+    };
+    let model = selected.model;
+    let conversation = &x.conversation;
+    let prompt = conversation.prompt_tokens;
+    let minimum = minimum(x);
+    let output = match conversation.output_cap {
+        Some(cap) => Prediction {
+            tokens: cap,
+            basis: "max_tokens",
+            samples: 0,
+        },
+        None => runtime.predictor.predict((routed.index, model), prompt),
+    };
+    let preferred = prompt.saturating_add(output.tokens).max(minimum);
+    let session_key = retention::session_key(conversation);
+    let gap = session_key.and_then(|k| runtime.sessions.gap_ms(k));
+    let retention = retention::hint(conversation, gap, &policy.config.retention);
+    let request = PlaceRequest {
+        tokens: preferred,
+        prompt_tokens: prompt,
+        session: conversation.session_hash(),
+        prefix: conversation.prefix_fingerprint(),
+        allowed: governed.pools,
+    };
+    let allows = routed
+        .index
+        .and_then(|i| policy.route(i))
+        .is_some_and(|r| r.compress);
+    let compress_to = allows
+        .then(|| runtime.pools.compression_target(model, preferred))
+        .flatten()
+        .map(|(_, window)| {
+            let room = preferred - prompt;
+            window.saturating_sub(room).saturating_mul(15) / 16
+        })
+        .filter(|target| *target > 0);
+    let first_try = match compress_to {
+        Some(target) => PlaceRequest {
+            tokens: target + (preferred - prompt),
+            prompt_tokens: target,
+            ..request
+        },
+        None => request,
+    };
+    let placement = runtime
+        .pools
+        .place_avoiding(model, &first_try, &[])
+        .or_else(|_| runtime.pools.place_avoiding(model, &request, &[]))
+        .or_else(|_| {
+            let tight = PlaceRequest {
+                tokens: minimum,
+                ..request
+            };
+            runtime.pools.place_avoiding(model, &tight, &[])
+        })
+        .map_err(|e| place_error(runtime, model, e))?;
+    let mut placed = Placed {
+        placement,
+        output,
+        session_key,
+        retention,
+        compress_to,
+        compression: None,
+        uncompressed: request,
+    };
+    if let Some(target) = compress_to {
+        let result = compress(&mut x.request, target, &|text| runtime.counter.count(text));
+        if result.is_err() {
+            placed.placement = runtime
+                .pools
+                .place_avoiding(model, &placed.uncompressed, &[])
+                .map_err(|e| place_error(runtime, model, e))?;
+        }
+        placed.compression = Some(result);
+    }
+    x.placed = Some(placed);
+    Ok(())
+}
+
+fn place_error(runtime: &Runtime, model: usize, e: PlaceError) -> ApiError {
+    let name = runtime
+        .policy
+        .config
+        .models
+        .get(model)
+        .map_or("", |m| m.name.value.as_str());
+    match e {
+        PlaceError::NoPool => ApiError::new(
+            ErrorKind::Unavailable,
+            format!("model `{name}` has no pool"),
+        ),
+        PlaceError::Unavailable { .. } => ApiError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "every endpoint that can serve `{name}` is out of rotation after failures; \
+                 GET /v1/pools shows when they return"
+            ),
+        ),
+        PlaceError::TooLong { .. } => {
+            ApiError::new(ErrorKind::InvalidRequest, e.to_string()).with_param("messages")
+        }
+    }
+}

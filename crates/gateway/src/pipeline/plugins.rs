@@ -1,0 +1,60 @@
+//! plugins (request side): the gateway's own shaping of the upstream request, then
+//! the configured chain, which may rewrite it or answer locally.
+
+use crate::exchange::Exchange;
+use crate::runtime::Runtime;
+use crate::shape;
+use switchyard_router::plugins::{Flow, UpstreamRequest};
+use switchyard_wire::{ApiError, ErrorKind};
+
+/// Shapes the request for the chosen model and candidate, runs the chain's request
+/// hooks (global plugins, then the route's), then sets the fields the gateway owns.
+pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
+    shape::for_candidate(runtime, x);
+    let route = x.routed.as_ref().and_then(|r| r.index);
+    let route_plugins = route
+        .and_then(|i| runtime.policy.route(i))
+        .map_or(&[][..], |r| r.plugins.as_slice());
+    x.plugins = runtime
+        .plugins
+        .chain(&runtime.policy.global_plugins, route_plugins);
+    if x.plugins.hooks().request {
+        let mut chain = std::mem::take(&mut x.plugins);
+        let mut request = std::mem::replace(&mut x.request, placeholder());
+        let mut headers = std::mem::take(&mut x.upstream_headers);
+        let flow = {
+            let info = x.info(runtime);
+            let mut upstream = UpstreamRequest {
+                body: &mut request,
+                headers: &mut headers,
+            };
+            chain.on_request(&info, &mut upstream)
+        };
+        x.plugins = chain;
+        x.request = request;
+        x.upstream_headers = headers;
+        match flow {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Answer(answer)) => x.local = Some(answer),
+            Err(failure) => {
+                runtime.metrics.plugin_failure();
+                return Err(ApiError::new(ErrorKind::PluginFailed, failure.to_string()));
+            }
+        }
+    }
+    shape::gateway_fields(runtime, x);
+    Ok(())
+}
+
+/// An empty request, held in the exchange while the chain works on the real one.
+fn placeholder() -> switchyard_wire::ChatRequest {
+    switchyard_wire::ChatRequest {
+        model: String::new(),
+        messages: Vec::new(),
+        stream: None,
+        stream_options: None,
+        max_tokens: None,
+        max_completion_tokens: None,
+        extra: serde_json::Map::new(),
+    }
+}

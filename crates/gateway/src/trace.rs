@@ -1,0 +1,167 @@
+//! The explain trace: one entry per phase the request reached, in phase order, as
+//! returned by `POST /v1/route` and `switchyard route`.
+
+use crate::exchange::Exchange;
+use crate::phase::Phase;
+use crate::runtime::Runtime;
+use serde_json::{Map, Value, json};
+
+/// The trace of an exchange. A refused request's trace ends at the refusing phase,
+/// whose entry (and the top-level `error`) says why.
+pub fn trace(runtime: &Runtime, x: &Exchange) -> Value {
+    let mut out = Map::new();
+    out.insert(
+        "requested_model".to_owned(),
+        json!(x.conversation.requested_model),
+    );
+    for phase in Phase::ALL {
+        let Some(spent) = x.timings.get(phase) else {
+            continue;
+        };
+        let mut entry = match entry(runtime, x, phase) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        entry.insert("elapsed_us".to_owned(), json!(spent.as_secs_f64() * 1e6));
+        if let Some(refusal) = x.refusal.as_ref().filter(|r| r.phase == phase) {
+            entry.insert("error".to_owned(), refusal.error.body()["error"].clone());
+        }
+        out.insert(phase.name().to_owned(), Value::Object(entry));
+    }
+    if let Some(refusal) = &x.refusal {
+        let mut error = refusal.error.body()["error"].clone();
+        error["phase"] = json!(refusal.phase.name());
+        error["status"] = json!(refusal.error.kind.status());
+        out.insert("error".to_owned(), error);
+    }
+    let overhead = u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    out.insert("overhead_us".to_owned(), json!(overhead));
+    Value::Object(out)
+}
+
+fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
+    let policy = &runtime.policy;
+    let model_names = |models: &[usize]| -> Vec<&str> {
+        models
+            .iter()
+            .filter_map(|&m| policy.config.models.get(m))
+            .map(|m| m.name.value.as_str())
+            .collect()
+    };
+    let route = x
+        .routed
+        .as_ref()
+        .and_then(|r| r.index)
+        .and_then(|i| policy.route(i));
+    match phase {
+        Phase::Ingress => {
+            let c = &x.conversation;
+            json!({
+                "turns": c.turns.len(),
+                "prompt_tokens": c.prompt_tokens,
+                "tokens_counted_by": if runtime.counter.is_exact() { "tokenizer" } else { "estimate" },
+                "tools_defined": c.tools_defined,
+                "stream": c.stream,
+                "output_cap": c.output_cap,
+                "session_id": c.session_id,
+            })
+        }
+        Phase::Characterize => {
+            let signals: Vec<Value> = x
+                .signals
+                .iter()
+                .map(|(id, v)| {
+                    json!({
+                        "signal": policy.signals.key(id).map(ToString::to_string),
+                        "matched": v.matched,
+                        "value": v.value,
+                        "confidence": v.confidence,
+                        "label": v.label,
+                        "evidence": v.evidence,
+                        "error": v.error,
+                        "cost_us": v.cost_ns as f64 / 1000.0,
+                    })
+                })
+                .collect();
+            json!({"signals": signals})
+        }
+        Phase::Decide => {
+            let Some(routed) = &x.routed else {
+                return json!({});
+            };
+            let routes = if routed.index.is_some() {
+                serde_json::to_value(policy.explain(&x.signals)).unwrap_or(Value::Null)
+            } else {
+                Value::Array(Vec::new())
+            };
+            json!({
+                "route": routed.name,
+                "matched": routed.matched,
+                "confidence": routed.confidence,
+                "priority": route.map(|r| r.priority),
+                "condition": route.map(|r| r.condition.clone()),
+                "candidates": model_names(&routed.candidates),
+                "routes": routes,
+            })
+        }
+        Phase::Govern => x.governed.as_ref().map_or_else(
+            || json!({}),
+            |g| json!({"constraints": g.applied, "candidates": model_names(&g.models)}),
+        ),
+        Phase::Select => x.selected.as_ref().map_or_else(
+            || json!({}),
+            |s| {
+                json!({
+                    "algorithm": s.algorithm,
+                    "candidates": x.governed.as_ref().map(|g| model_names(&g.models)),
+                    "model": x.model_name(runtime),
+                    "reason": s.reason,
+                })
+            },
+        ),
+        Phase::Place => x.placed.as_ref().map_or_else(
+            || json!({}),
+            |p| {
+                let pool = runtime.pools.all().get(p.placement.pool);
+                json!({
+                    "pool": pool.map(|p| p.name.as_str()),
+                    "gpu": pool.and_then(|p| p.gpu).map(|g| g.name()),
+                    "context_window": p.placement.context_window,
+                    "tokens_needed": p.placement.request.tokens,
+                    "output_tokens": p.output,
+                    "retention": p.retention,
+                    "compression": p.compress_to.map(|target| json!({
+                        "target_prompt_tokens": target,
+                        "result": match &p.compression {
+                            Some(Ok(c)) => json!(c),
+                            Some(Err(e)) => json!({"failed": e.to_string()}),
+                            None => Value::Null,
+                        },
+                    })),
+                    "strategy": p.placement.strategy,
+                    "endpoint": p.placement.endpoint.name,
+                    "endpoint_in_flight": p.placement.in_flight,
+                })
+            },
+        ),
+        Phase::Plugins => {
+            let chain: Vec<Value> = x.plugins.runs().map(|r| json!(r)).collect();
+            let headers: Map<String, Value> = x
+                .upstream_headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        json!(v.to_str().unwrap_or("(binary)")),
+                    )
+                })
+                .collect();
+            json!({
+                "chain": chain,
+                "answered": x.local.as_ref().map(|a| json!({"status": a.status, "message": a.message, "code": a.code})),
+                "upstream": {"model": x.request.model, "headers": headers, "messages": x.request.messages.len()},
+            })
+        }
+        Phase::Forward | Phase::Observe => json!({}),
+    }
+}

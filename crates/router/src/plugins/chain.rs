@@ -1,0 +1,355 @@
+//! Building plugins from the configuration, and running one request's chain: in
+//! order, each hook under the plugin's `on_error` rule, panics caught.
+
+use super::{
+    Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY,
+    RequestInfo, State, UpstreamRequest,
+};
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use switchyard_policy::{Config, ConfigError, Diagnostic, PluginOnError};
+
+/// One configured plugin.
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    kind: String,
+    on_error: PluginOnError,
+    plugin: Box<dyn Plugin>,
+    hooks: Hooks,
+}
+
+/// Every plugin of a configuration, built and checked, indexed like
+/// [`Config::plugins`].
+#[derive(Debug, Default)]
+pub struct Plugins {
+    entries: Vec<Arc<Entry>>,
+}
+
+impl Plugins {
+    /// Builds the plugins of `config` from the [`REGISTRY`] and `extra` types (an
+    /// embedding program's own). Unknown types and bad options are errors at the
+    /// definition, with a suggestion.
+    pub fn build(config: &Config, extra: &[(&str, Build)]) -> Result<Plugins, ConfigError> {
+        let types: Vec<&(&str, Build)> = REGISTRY.iter().chain(extra).collect();
+        let models: Vec<&str> = config
+            .models
+            .iter()
+            .map(|m| m.name.value.as_str())
+            .collect();
+        let context = Context { models: &models };
+        let mut found = Vec::new();
+        let mut entries = Vec::new();
+        for (i, p) in config.plugins.iter().enumerate() {
+            let path = format!("plugins[{i}]");
+            let Some((_, build)) = types.iter().find(|(name, _)| *name == p.kind) else {
+                found.push(
+                    Diagnostic::error(
+                        &p.at,
+                        format!("{path}.type"),
+                        format!("unknown plugin type `{}`", p.kind),
+                    )
+                    .suggesting(&p.kind, types.iter().map(|(name, _)| *name)),
+                );
+                continue;
+            };
+            match build(&p.options, &context) {
+                Ok(plugin) => entries.push(Arc::new(Entry {
+                    name: p.name.clone(),
+                    kind: p.kind.clone(),
+                    on_error: p.on_error,
+                    hooks: plugin.hooks(),
+                    plugin,
+                })),
+                Err(reason) => found.push(Diagnostic::error(
+                    &p.at,
+                    path,
+                    format!("plugin `{}` ({}): {reason}", p.name, p.kind),
+                )),
+            }
+        }
+        if !found.is_empty() {
+            if let Some(map) = &config.source {
+                found
+                    .iter_mut()
+                    .for_each(|d| switchyard_policy::dsl::relocate(map, d));
+            }
+            return Err(ConfigError { diagnostics: found });
+        }
+        Ok(Plugins { entries })
+    }
+
+    /// The chain of one request: `global`, then `route` (indexes into
+    /// [`Config::plugins`]). Allocates nothing when both are empty.
+    pub fn chain(&self, global: &[usize], route: &[usize]) -> Chain {
+        let links = global
+            .iter()
+            .chain(route)
+            .filter_map(|&i| self.entries.get(i))
+            .map(|entry| Link {
+                entry: Arc::clone(entry),
+                state: None,
+                run: PluginRun {
+                    name: entry.name.clone(),
+                    kind: entry.kind.clone(),
+                    result: None,
+                },
+            })
+            .collect();
+        Chain { links }
+    }
+}
+
+/// A hook failed under `on_error: fail`: the request fails naming the plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{plugin}` failed in {hook}: {message}")]
+pub struct PluginFailure {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The hook.
+    pub hook: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What one plugin did to a request, for the explain trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRun {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What its request hook decided: `continue`, `answered`, `skipped: …`, `failed: …`
+    /// (absent when it has no request hook or was not reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+#[derive(Debug)]
+struct Link {
+    entry: Arc<Entry>,
+    state: State,
+    run: PluginRun,
+}
+
+/// Events a stream hook lets through, and whether the stream must end now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChunkResult {
+    /// Event data to send, in order.
+    pub events: Vec<String>,
+    /// End the stream with a terminal error event carrying this message.
+    pub end: Option<String>,
+}
+
+/// One request's plugins, in order, with their per-request state.
+#[derive(Debug, Default)]
+pub struct Chain {
+    links: Vec<Link>,
+}
+
+/// Runs one hook, turning a panic into an error.
+fn guarded<T>(hook: impl FnOnce() -> Result<T, PluginError>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(hook)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.0),
+        Err(panic) => Err(panic
+            .downcast_ref::<&str>()
+            .map(|s| format!("panicked: {s}"))
+            .or_else(|| {
+                panic
+                    .downcast_ref::<String>()
+                    .map(|s| format!("panicked: {s}"))
+            })
+            .unwrap_or_else(|| "panicked".to_owned())),
+    }
+}
+
+impl Chain {
+    /// Whether the chain has no plugin.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The hooks some plugin of the chain has.
+    pub fn hooks(&self) -> Hooks {
+        self.links
+            .iter()
+            .fold(Hooks::default(), |all, l| all.union(l.entry.hooks))
+    }
+
+    /// What each plugin did, in order.
+    pub fn runs(&self) -> impl Iterator<Item = &PluginRun> {
+        self.links.iter().map(|l| &l.run)
+    }
+
+    /// Request hooks, in order, until one answers locally.
+    pub fn on_request(
+        &mut self,
+        info: &RequestInfo<'_>,
+        upstream: &mut UpstreamRequest<'_>,
+    ) -> Result<Flow, PluginFailure> {
+        for link in self.links.iter_mut().filter(|l| l.entry.hooks.request) {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            match guarded(|| plugin.on_request(info, upstream, state)) {
+                Ok(Flow::Continue) => link.run.result = Some("continue".to_owned()),
+                Ok(answer @ Flow::Answer(_)) => {
+                    link.run.result = Some("answered".to_owned());
+                    return Ok(answer);
+                }
+                Err(message) => fail(link, "on_request", message)?,
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Response-header hooks, in order.
+    pub fn on_response_headers(
+        &mut self,
+        info: &RequestInfo<'_>,
+        status: u16,
+        headers: &mut HeaderMap,
+    ) -> Result<(), PluginFailure> {
+        for link in self
+            .links
+            .iter_mut()
+            .filter(|l| l.entry.hooks.response_headers)
+        {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            if let Err(message) =
+                guarded(|| plugin.on_response_headers(info, status, headers, state))
+            {
+                fail(link, "on_response_headers", message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whole-answer hooks, in order, until one replaces the answer.
+    pub fn on_response(
+        &mut self,
+        info: &RequestInfo<'_>,
+        body: &mut Value,
+    ) -> Result<Flow, PluginFailure> {
+        for link in self.links.iter_mut().filter(|l| l.entry.hooks.response) {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            match guarded(|| plugin.on_response(info, body, state)) {
+                Ok(Flow::Continue) => {}
+                Ok(answer @ Flow::Answer(_)) => return Ok(answer),
+                Err(message) => fail(link, "on_response", message)?,
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// One streamed event through every stream hook from the first.
+    pub fn on_chunk(&mut self, info: &RequestInfo<'_>, event: String) -> ChunkResult {
+        self.pass_from(0, info, vec![event])
+    }
+
+    /// The stream is ending: each plugin may release what it holds (which then passes
+    /// the later plugins' chunk hooks).
+    pub fn on_stream_end(&mut self, info: &RequestInfo<'_>, complete: bool) -> ChunkResult {
+        let mut result = ChunkResult::default();
+        for i in 0..self.links.len() {
+            let Some(link) = self.links.get_mut(i).filter(|l| l.entry.hooks.stream) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            if let Err(message) = guarded(|| plugin.on_stream_end(info, complete, &mut out, state))
+                && let Err(failure) = fail(link, "on_stream_end", message)
+            {
+                result.end.get_or_insert_with(|| failure.to_string());
+                continue;
+            }
+            let passed = self.pass_from(i + 1, info, out);
+            result.events.extend(passed.events);
+            if result.end.is_none() {
+                result.end = passed.end;
+            }
+        }
+        result
+    }
+
+    fn pass_from(
+        &mut self,
+        first: usize,
+        info: &RequestInfo<'_>,
+        mut events: Vec<String>,
+    ) -> ChunkResult {
+        for link in self
+            .links
+            .iter_mut()
+            .skip(first)
+            .filter(|l| l.entry.hooks.stream)
+        {
+            let mut next = Vec::with_capacity(events.len());
+            for event in events {
+                let (plugin, state) = (&link.entry.plugin, &mut link.state);
+                let kept = event.clone();
+                match guarded(|| plugin.on_response_chunk(info, event, &mut next, state)) {
+                    Ok(ChunkFlow::Continue) => {}
+                    Ok(ChunkFlow::End(message)) => {
+                        return ChunkResult {
+                            events: next,
+                            end: Some(format!(
+                                "plugin `{}` ended the stream: {message}",
+                                link.run.name
+                            )),
+                        };
+                    }
+                    Err(message) => match fail(link, "on_response_chunk", message) {
+                        Ok(()) => next.push(kept),
+                        Err(failure) => {
+                            return ChunkResult {
+                                events: next,
+                                end: Some(failure.to_string()),
+                            };
+                        }
+                    },
+                }
+            }
+            events = next;
+        }
+        ChunkResult { events, end: None }
+    }
+
+    /// Observe hooks, in order. A failure here is logged; the request is over.
+    pub fn on_observe(&mut self, info: &RequestInfo<'_>, outcome: &Observation<'_>) {
+        for link in self.links.iter_mut().filter(|l| l.entry.hooks.observe) {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            if let Err(message) = guarded(|| {
+                plugin.on_observe(info, outcome, state);
+                Ok(())
+            }) {
+                tracing::warn!(plugin = %link.run.name, %message, "plugin failed in on_observe");
+            }
+        }
+    }
+}
+
+/// A hook failed: skipped under `on_error: skip` (the trace says so), an error under
+/// `fail`.
+fn fail(link: &mut Link, hook: &'static str, message: String) -> Result<(), PluginFailure> {
+    tracing::warn!(plugin = %link.run.name, hook, %message, "plugin hook failed");
+    metrics::counter!("switchyard_plugin_errors_total", "plugin" => link.run.name.clone(), "hook" => hook)
+        .increment(1);
+    match link.entry.on_error {
+        PluginOnError::Skip => {
+            link.run.result = Some(format!("skipped: {hook}: {message}"));
+            Ok(())
+        }
+        PluginOnError::Fail => {
+            link.run.result = Some(format!("failed: {hook}: {message}"));
+            Err(PluginFailure {
+                plugin: link.run.name.clone(),
+                hook,
+                message,
+            })
+        }
+    }
+}

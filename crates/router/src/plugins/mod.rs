@@ -1,0 +1,272 @@
+//! Plugins: code that guards and transforms a request between the decision and the
+//! upstream, and its answer on the way back.
+//!
+//! A plugin is one file implementing [`Plugin`] and one line in [`REGISTRY`]. Every
+//! hook has a default that does nothing, so a plugin writes only the hooks it needs
+//! and says which in [`Plugin::hooks`] (the gateway skips the work of hooks nobody
+//! has, such as re-reading a stream event by event). The hooks, in the order a
+//! request meets them:
+//!
+//! - [`Plugin::on_request`] (phase `plugins`): may rewrite the upstream request and
+//!   its headers, or answer locally ([`Flow::Answer`]): forward is skipped, observe
+//!   still runs;
+//! - [`Plugin::on_response_headers`]: the status and headers the client will get;
+//! - [`Plugin::on_response`] (whole answers) or [`Plugin::on_response_chunk`] and
+//!   [`Plugin::on_stream_end`] (streams): may rewrite, hold back, or end the answer;
+//! - [`Plugin::on_observe`]: the outcome, once the request is over.
+//!
+//! The chain ([`chain::Chain`]) runs global plugins first, then the route's, in the
+//! configured order; a hook that fails or panics is handled by the plugin's
+//! `on_error` rule. Plugin types and their options are documented in `docs/plugins.md`.
+
+pub mod chain;
+mod headers;
+mod local_answer;
+mod params;
+pub mod reasoning;
+mod system_prompt;
+mod template;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+use std::any::Any;
+use std::time::Duration;
+use switchyard_policy::ModelFamily;
+use switchyard_wire::{ChatRequest, Usage};
+
+pub use chain::{Chain, ChunkResult, PluginFailure, PluginRun, Plugins};
+
+/// Builds a plugin from its definition's options (every key but the common ones).
+pub type Build = fn(&Map<String, Value>, &Context<'_>) -> Result<Box<dyn Plugin>, String>;
+
+/// What a plugin may check its options against when it is built.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The configured model names.
+    pub models: &'a [&'a str],
+}
+
+/// The plugin types, by the name written as `type:`.
+pub const REGISTRY: &[(&str, Build)] = &[
+    ("system_prompt", system_prompt::build),
+    ("headers", headers::build),
+    ("params", params::build),
+    ("reasoning", reasoning::build),
+    ("local_answer", local_answer::build),
+];
+
+/// What a plugin is told about the request it works on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The request id (sent upstream and to the client as `x-request-id`).
+    pub request_id: &'a str,
+    /// The route taken (`direct` when the client named a model).
+    pub route: &'a str,
+    /// The chosen model, as configured.
+    pub model: &'a str,
+    /// The chosen model's family, when configured.
+    pub family: Option<ModelFamily>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// A dry run (`POST /v1/route`, `switchyard route`): nothing will be forwarded,
+    /// so a plugin with side effects (counters, budgets) should not take them.
+    pub dry_run: bool,
+}
+
+/// The request as it will go upstream.
+#[derive(Debug)]
+pub struct UpstreamRequest<'a> {
+    /// The body.
+    pub body: &'a mut ChatRequest,
+    /// Headers added to the upstream call. The gateway's own (`content-type`,
+    /// `x-request-id`, deadlines, retention, the endpoint's key) are set after these.
+    pub headers: &'a mut HeaderMap,
+}
+
+/// What a request hook decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on to the next plugin, then forward.
+    Continue,
+    /// Answer the client without calling upstream.
+    Answer(LocalAnswer),
+}
+
+/// An answer made by the gateway itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// HTTP status: 200 is an assistant message (streamed when the client asked for a
+    /// stream); anything else is a JSON error.
+    pub status: u16,
+    /// The assistant's text, or the error message.
+    pub message: String,
+    /// The error code (`error.code`) of a non-200 answer.
+    pub code: String,
+}
+
+/// What a stream hook decided about an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkFlow {
+    /// Go on (the events in `out` are passed to the next plugin, then the client).
+    Continue,
+    /// End the stream now with a terminal error event carrying this message.
+    End(String),
+}
+
+/// A hook failed; the plugin's `on_error` rule decides what follows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+impl PluginError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        PluginError(message.into())
+    }
+}
+
+/// What a plugin keeps between the hooks of one request (its own type, boxed).
+pub type State = Option<Box<dyn Any + Send + Sync>>;
+
+/// How a request ended, for [`Plugin::on_observe`].
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// `ok`, `upstream_error`, `policy_denied`, `local_answer`, …
+    pub outcome: &'a str,
+    /// The phase that produced the answer (`forward`, `plugins`, `govern`, …).
+    pub phase: &'a str,
+    /// Usage reported by the upstream.
+    pub usage: Option<Usage>,
+    /// From arrival to the last byte.
+    pub latency: Duration,
+}
+
+/// Which hooks a plugin has: the gateway does the work of a hook only when some
+/// plugin in the chain has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// [`Plugin::on_request`].
+    pub request: bool,
+    /// [`Plugin::on_response_headers`].
+    pub response_headers: bool,
+    /// [`Plugin::on_response`].
+    pub response: bool,
+    /// [`Plugin::on_response_chunk`] and [`Plugin::on_stream_end`].
+    pub stream: bool,
+    /// [`Plugin::on_observe`].
+    pub observe: bool,
+}
+
+impl Hooks {
+    /// Only the request hook.
+    pub const REQUEST: Hooks = Hooks {
+        request: true,
+        response_headers: false,
+        response: false,
+        stream: false,
+        observe: false,
+    };
+
+    /// Hooks either set has.
+    pub fn union(self, other: Hooks) -> Hooks {
+        Hooks {
+            request: self.request || other.request,
+            response_headers: self.response_headers || other.response_headers,
+            response: self.response || other.response,
+            stream: self.stream || other.stream,
+            observe: self.observe || other.observe,
+        }
+    }
+}
+
+/// A plugin: hooks on the request's way up and the answer's way back. See the module
+/// documentation for the order; every hook defaults to doing nothing.
+pub trait Plugin: Send + Sync + std::fmt::Debug {
+    /// The hooks this plugin has (default: only [`Plugin::on_request`]).
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
+    /// Before forward: may rewrite `upstream` or answer locally.
+    fn on_request(
+        &self,
+        _info: &RequestInfo<'_>,
+        _upstream: &mut UpstreamRequest<'_>,
+        _state: &mut State,
+    ) -> Result<Flow, PluginError> {
+        Ok(Flow::Continue)
+    }
+
+    /// The status and headers of the client's response, before its body.
+    fn on_response_headers(
+        &self,
+        _info: &RequestInfo<'_>,
+        _status: u16,
+        _headers: &mut HeaderMap,
+        _state: &mut State,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// A whole (non-streamed) 2xx answer, parsed: may rewrite it, or replace it with a
+    /// local answer.
+    fn on_response(
+        &self,
+        _info: &RequestInfo<'_>,
+        _body: &mut Value,
+        _state: &mut State,
+    ) -> Result<Flow, PluginError> {
+        Ok(Flow::Continue)
+    }
+
+    /// One event of a streamed answer (the JSON text of its `data:`), before `[DONE]`.
+    /// Push what should go on into `out`: the event as it is (the default), a rewrite,
+    /// several events, or nothing to hold it back (held events are released by a later
+    /// call or by [`Plugin::on_stream_end`]).
+    fn on_response_chunk(
+        &self,
+        _info: &RequestInfo<'_>,
+        event: String,
+        out: &mut Vec<String>,
+        _state: &mut State,
+    ) -> Result<ChunkFlow, PluginError> {
+        out.push(event);
+        Ok(ChunkFlow::Continue)
+    }
+
+    /// The stream is ending: `complete` when the upstream finished it (`[DONE]` comes
+    /// next), false when it broke (a terminal error event comes next, whatever the
+    /// plugin does). Events pushed into `out` go out before the end.
+    fn on_stream_end(
+        &self,
+        _info: &RequestInfo<'_>,
+        _complete: bool,
+        _out: &mut Vec<String>,
+        _state: &mut State,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// The request is over (served, refused or answered locally).
+    fn on_observe(&self, _info: &RequestInfo<'_>, _outcome: &Observation<'_>, _state: &mut State) {}
+}
+
+/// Reads a plugin's options into its own configuration type; unknown keys are errors
+/// naming the nearest known one.
+pub fn options<T: serde::de::DeserializeOwned>(options: &Map<String, Value>) -> Result<T, String> {
+    serde_json::from_value(Value::Object(options.clone())).map_err(|e| {
+        let message = e.to_string();
+        match switchyard_wire::typos::unknown_field(&message) {
+            Some((wrong, expected)) => {
+                let hint =
+                    switchyard_wire::typos::suggest(&wrong, expected.iter().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("known: {}", expected.join(", ")));
+                format!("unknown option `{wrong}`; {hint}")
+            }
+            None => message,
+        }
+    })
+}
