@@ -73,7 +73,7 @@ pub fn admit(
             let mut x = Exchange::new(
                 request_id,
                 started,
-                empty_request(),
+                ChatRequest::default(),
                 Conversation::from_prompt("", ""),
             );
             x.timings.record(Phase::Ingress, spent);
@@ -91,18 +91,6 @@ pub fn admit(
     x.deadline = client_deadline(headers, started);
     x.timings.record(Phase::Ingress, spent + attach.elapsed());
     Ok(x)
-}
-
-fn empty_request() -> ChatRequest {
-    ChatRequest {
-        model: String::new(),
-        messages: Vec::new(),
-        stream: None,
-        stream_options: None,
-        max_tokens: None,
-        max_completion_tokens: None,
-        extra: serde_json::Map::new(),
-    }
 }
 
 /// Copies what signals read of the request beyond its body: the headers they name

@@ -20,7 +20,8 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
         .chain(&runtime.policy.global_plugins, route_plugins);
     if x.plugins.hooks().request {
         let mut chain = std::mem::take(&mut x.plugins);
-        let mut request = std::mem::replace(&mut x.request, placeholder());
+        // The exchange holds an empty request while the chain works on the real one.
+        let mut request = std::mem::take(&mut x.request);
         let mut headers = std::mem::take(&mut x.upstream_headers);
         let flow = {
             let info = x.info(runtime);
@@ -44,17 +45,4 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
     }
     shape::gateway_fields(runtime, x);
     Ok(())
-}
-
-/// An empty request, held in the exchange while the chain works on the real one.
-fn placeholder() -> switchyard_wire::ChatRequest {
-    switchyard_wire::ChatRequest {
-        model: String::new(),
-        messages: Vec::new(),
-        stream: None,
-        stream_options: None,
-        max_tokens: None,
-        max_completion_tokens: None,
-        extra: serde_json::Map::new(),
-    }
 }

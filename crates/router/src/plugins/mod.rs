@@ -253,6 +253,28 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     fn on_observe(&self, _info: &RequestInfo<'_>, _outcome: &Observation<'_>, _state: &mut State) {}
 }
 
+/// A plugin's `models` option: the models it applies to (every model when empty).
+#[derive(Debug, Clone, Default)]
+pub struct ModelFilter(Vec<String>);
+
+impl ModelFilter {
+    /// Checks the names against the configured models.
+    pub fn checked(names: Vec<String>, context: &Context<'_>) -> Result<ModelFilter, String> {
+        if let Some(name) = names.iter().find(|m| !context.models.contains(&m.as_str())) {
+            let hint = switchyard_wire::typos::suggest(name, context.models.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(format!("models: unknown model `{name}`{hint}"));
+        }
+        Ok(ModelFilter(names))
+    }
+
+    /// Whether the plugin applies to a request answered by `model`.
+    pub fn applies(&self, model: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|m| m == model)
+    }
+}
+
 /// Reads a plugin's options into its own configuration type; unknown keys are errors
 /// naming the nearest known one.
 pub fn options<T: serde::de::DeserializeOwned>(options: &Map<String, Value>) -> Result<T, String> {

@@ -1,6 +1,6 @@
 //! `params`: defaults and caps on request parameters, for every model or some.
 
-use super::{Context, Flow, Plugin, PluginError, RequestInfo, State, UpstreamRequest};
+use super::{Context, Flow, ModelFilter, Plugin, PluginError, RequestInfo, State, UpstreamRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use switchyard_wire::StreamOptions;
@@ -76,22 +76,18 @@ struct Options {
 }
 
 #[derive(Debug)]
-struct Params(Options);
+struct Params {
+    models: ModelFilter,
+    o: Options,
+}
 
 /// Builds the plugin from its options.
 pub fn build(
     options: &Map<String, Value>,
     context: &Context<'_>,
 ) -> Result<Box<dyn Plugin>, String> {
-    let o: Options = super::options(options)?;
-    for name in &o.models {
-        if !context.models.contains(&name.as_str()) {
-            let hint = switchyard_wire::typos::suggest(name, context.models.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            return Err(format!("models: unknown model `{name}`{hint}"));
-        }
-    }
+    let mut o: Options = super::options(options)?;
+    let models = ModelFilter::checked(std::mem::take(&mut o.models), context)?;
     if o.max_tokens == Some(0) {
         return Err("max_tokens: a cap of 0 leaves no answer".to_owned());
     }
@@ -110,7 +106,7 @@ pub fn build(
             ));
         }
     }
-    Ok(Box::new(Params(o)))
+    Ok(Box::new(Params { models, o }))
 }
 
 impl Plugin for Params {
@@ -120,8 +116,8 @@ impl Plugin for Params {
         upstream: &mut UpstreamRequest<'_>,
         _state: &mut State,
     ) -> Result<Flow, PluginError> {
-        let o = &self.0;
-        if !o.models.is_empty() && !o.models.iter().any(|m| m == info.model) {
+        let o = &self.o;
+        if !self.models.applies(info.model) {
             return Ok(Flow::Continue);
         }
         let body = &mut *upstream.body;

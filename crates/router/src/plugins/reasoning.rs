@@ -2,7 +2,7 @@
 //! switch its family reads. [`apply`] is also how a route's candidate options
 //! (`reasoning`, `effort`) reach the request.
 
-use super::{Context, Flow, Plugin, PluginError, RequestInfo, State, UpstreamRequest};
+use super::{Context, Flow, ModelFilter, Plugin, PluginError, RequestInfo, State, UpstreamRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_policy::{Effort, ModelFamily};
@@ -110,7 +110,7 @@ struct Options {
 
 #[derive(Debug)]
 struct ReasoningPlugin {
-    models: Vec<String>,
+    models: ModelFilter,
     setting: Reasoning,
 }
 
@@ -128,15 +128,8 @@ pub fn build(
     if setting == Reasoning::default() {
         return Err("changes nothing: give `enabled`, `effort` or `budget_tokens`".to_owned());
     }
-    if let Some(name) = o
-        .models
-        .iter()
-        .find(|m| !context.models.contains(&m.as_str()))
-    {
-        return Err(format!("models: unknown model `{name}`"));
-    }
     Ok(Box::new(ReasoningPlugin {
-        models: o.models,
+        models: ModelFilter::checked(o.models, context)?,
         setting,
     }))
 }
@@ -148,7 +141,7 @@ impl Plugin for ReasoningPlugin {
         upstream: &mut UpstreamRequest<'_>,
         _state: &mut State,
     ) -> Result<Flow, PluginError> {
-        if self.models.is_empty() || self.models.iter().any(|m| m == info.model) {
+        if self.models.applies(info.model) {
             apply(info.family, self.setting, upstream.body);
         }
         Ok(Flow::Continue)
