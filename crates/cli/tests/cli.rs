@@ -710,3 +710,68 @@ fn serve_reloads_on_sighup_and_keeps_the_old_policy_when_the_new_one_has_errors(
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn plugins_in_the_dsl_are_checked_formatted_and_compiled() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-plugins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.sy");
+    let good = "MODEL m { family: qwen3 }\n\
+                POOL p { model: m, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }\n\
+                SIGNAL keyword code { keywords: [python] }\n\
+                PLUGIN house system_prompt { text: \"Route {{route}}.\", mode: append }\n\
+                PLUGIN caps params { global: true, max_tokens: 256 }\n\
+                ROUTE coding {\n  WHEN keyword(\"code\")\n  MODEL \"m\"\n  PLUGIN house\n}\n\
+                DEFAULT ROUTE { MODEL \"m\" }\n";
+    std::fs::write(&path, good).unwrap();
+    let file = path.to_str().unwrap();
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", file]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok:"), "{stdout}");
+    let (ok, _, stderr) = switchyard(&["fmt", "--write", file]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = switchyard(&["fmt", "--check", file]);
+    assert!(ok, "formatting is idempotent: {stderr}");
+    let canonical = std::fs::read_to_string(&path).unwrap();
+    assert!(canonical.contains("  PLUGIN house\n"), "{canonical}");
+    // DSL → YAML → DSL gives the same statements.
+    let (ok, yaml, stderr) = switchyard(&["compile", file]);
+    assert!(ok, "{stderr}");
+    assert!(yaml.contains("\"plugins\":"), "{yaml}");
+    let yaml_path = dir.join("policy.yaml");
+    std::fs::write(&yaml_path, &yaml).unwrap();
+    let (ok, dsl, stderr) = switchyard(&["compile", yaml_path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(dsl.trim(), canonical.trim());
+    // The route's dry run shows the chain: the global plugin, then the route's.
+    let (ok, trace, stderr) = switchyard(&["route", "--config", file, "--prompt", "python?"]);
+    assert!(ok, "{stderr}");
+    let trace: serde_json::Value = serde_json::from_str(&trace).unwrap();
+    assert_eq!(trace["plugins"]["chain"][0]["name"], "caps", "{trace}");
+    assert_eq!(trace["plugins"]["chain"][1]["name"], "house", "{trace}");
+
+    // An unknown option of a plugin type: the DSL line, and the nearest option.
+    std::fs::write(&path, good.replace("mode: append", "mod: append")).unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", file]);
+    assert!(!ok);
+    assert!(stderr.contains("policy.sy:4:"), "{stderr}");
+    assert!(
+        stderr.contains("unknown option `mod`; did you mean `mode`?"),
+        "{stderr}"
+    );
+    // An unknown type, and an undefined plugin in a route.
+    std::fs::write(
+        &path,
+        good.replace("house system_prompt", "house system_promt"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", file]);
+    assert!(!ok);
+    assert!(stderr.contains("did you mean `system_prompt`?"), "{stderr}");
+    std::fs::write(&path, good.replace("  PLUGIN house\n", "  PLUGIN hose\n")).unwrap();
+    let (ok, _, stderr) = switchyard(&["check", "--config", file]);
+    assert!(!ok);
+    assert!(stderr.contains("policy.sy:9:"), "{stderr}");
+    assert!(stderr.contains("unknown plugin `hose`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

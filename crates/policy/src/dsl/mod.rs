@@ -12,6 +12,7 @@
 //! }
 //! DEFAULT ROUTE { MODEL "chat-8b" }
 //! CONSTRAINT on_prem { WHEN pii("personal") POOLS { tags: [on-prem] } }
+//! PLUGIN house system_prompt { text: "You answer on route {{route}}.", global: true }
 //! TEST smoke { "how do I compile rust" -> coding }
 //! ```
 //!
@@ -44,7 +45,7 @@ pub(crate) const SECTIONS: [(&str, &str); 6] = [
 ];
 
 /// Every top-level statement keyword.
-pub(crate) const STATEMENTS: [&str; 12] = [
+pub(crate) const STATEMENTS: [&str; 14] = [
     "SERVER",
     "UPSTREAM",
     "HEALTH",
@@ -56,6 +57,8 @@ pub(crate) const STATEMENTS: [&str; 12] = [
     "SIGNAL",
     "ROUTE",
     "DEFAULT",
+    "CONSTRAINT",
+    "PLUGIN",
     "TEST",
 ];
 

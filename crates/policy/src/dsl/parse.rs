@@ -91,6 +91,7 @@ struct File {
     routes: Vec<Node>,
     default_route: Option<Node>,
     constraints: Vec<Node>,
+    plugins: Vec<Node>,
     tests: Vec<Node>,
 }
 
@@ -299,6 +300,23 @@ impl Parser {
                 file.constraints.push(node);
                 Ok(file.constraints.last_mut())
             }
+            "PLUGIN" => {
+                // `PLUGIN name type { options }`: a definition, as `{name, type, …}`.
+                let name = self.name("the plugin name")?;
+                let kind = self.name(
+                    "the plugin type (system_prompt, headers, params, reasoning, local_answer)",
+                )?;
+                let mut node = if self.is_punct("{") {
+                    self.block()?
+                } else {
+                    Node::at(Value::Map(Vec::new()), pos)
+                };
+                prepend_key(&mut node, "type", kind)?;
+                prepend_name(&mut node, name)?;
+                node.pos = pos;
+                file.plugins.push(node);
+                Ok(file.plugins.last_mut())
+            }
             "TEST" => {
                 let name = self.name("the test name")?;
                 let node = self.test(name, pos)?;
@@ -501,7 +519,7 @@ impl Parser {
 
     /// `{ PRIORITY n  TIER n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b }`
     fn route_body(&mut self, entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
-        let body = ("route", &ROUTE_STATEMENTS[..6]);
+        let body = ("route", &ROUTE_STATEMENTS[..]);
         self.statement_body(body, entries, pos, |p, word, at| {
             Ok(Some(match word {
                 "PRIORITY" => {
@@ -525,12 +543,7 @@ impl Parser {
                 "MODEL" => ("models", p.candidates(at)?),
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
-                "PLUGIN" => {
-                    return Err(
-                        SyntaxError::new(at, "routes have no plugins in this version")
-                            .help("remove the PLUGIN statement"),
-                    );
-                }
+                "PLUGIN" => ("plugins", p.names("a plugin name", at)?),
                 _ => return Ok(None),
             }))
         })
@@ -542,19 +555,22 @@ impl Parser {
         self.statement_body(("constraint", &WORDS), entries, pos, |p, word, at| {
             Ok(Some(match word {
                 "WHEN" => ("when", p.or_expr()?),
-                "ROUTES" => {
-                    let mut names = vec![p.name("a route name")?];
-                    while p.eat_punct(",") {
-                        names.push(p.name("a route name")?);
-                    }
-                    ("routes", Node::at(Value::List(names), at))
-                }
+                "ROUTES" => ("routes", p.names("a route name", at)?),
                 "MODELS" => ("models", p.block()?),
                 "POOLS" => ("pools", p.block()?),
                 "MAX_COST" => ("max_cost", p.value()?),
                 _ => return Ok(None),
             }))
         })
+    }
+
+    /// `a, b, "c"`: a list of names.
+    fn names(&mut self, what: &str, pos: Pos) -> Parsed<Node> {
+        let mut names = vec![self.name(what)?];
+        while self.eat_punct(",") {
+            names.push(self.name(what)?);
+        }
+        Ok(Node::at(Value::List(names), pos))
     }
 
     /// `"a" (reasoning = true), "b"`
@@ -826,6 +842,9 @@ impl File {
         }
         if !self.constraints.is_empty() {
             root.push(("constraints".to_owned(), list(self.constraints)));
+        }
+        if !self.plugins.is_empty() {
+            root.push(("plugins".to_owned(), list(self.plugins)));
         }
         if !self.tests.is_empty() {
             root.push(("tests".to_owned(), list(self.tests)));

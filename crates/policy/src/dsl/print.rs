@@ -23,6 +23,7 @@ pub fn print(root: &Node) -> Result<String, String> {
                 "routes",
                 "default_route",
                 "constraints",
+                "plugins",
                 "tests",
             ]
             .contains(&key.as_str());
@@ -137,19 +138,7 @@ pub fn print(root: &Node) -> Result<String, String> {
             |key, node| {
                 Ok(match key {
                     "when" => format!("WHEN {}", expr(node)?),
-                    "routes" => {
-                        let names: Result<Vec<String>, String> = node
-                            .items()
-                            .ok_or("`routes` is a list")?
-                            .iter()
-                            .map(|n| {
-                                n.as_str()
-                                    .map(name_text)
-                                    .ok_or_else(|| "a route name is a string".to_owned())
-                            })
-                            .collect();
-                        format!("ROUTES {}", names?.join(", "))
-                    }
+                    "routes" => format!("ROUTES {}", names(node, "routes")?),
                     "models" => format!("MODELS {}", value(node, 1)?),
                     "pools" => format!("POOLS {}", value(node, 1)?),
                     _ => format!("MAX_COST {}", value(node, 1)?),
@@ -157,6 +146,22 @@ pub fn print(root: &Node) -> Result<String, String> {
             },
         )?;
         out.statement(constraint, &text);
+    }
+    for plugin in get("plugins").and_then(Node::items).unwrap_or_default() {
+        let (name, rest) = split_name(plugin)?;
+        let kind = rest
+            .iter()
+            .find(|(k, _)| k == "type")
+            .and_then(|(_, v)| v.as_str())
+            .ok_or("a plugin needs a `type` string")?;
+        let options: Vec<(String, Node)> =
+            rest.iter().filter(|(k, _)| k != "type").cloned().collect();
+        let mut text = format!("PLUGIN {} {}", name_text(name), name_text(kind));
+        if !options.is_empty() || !plugin.after.is_empty() {
+            text.push(' ');
+            text.push_str(&entries_block(&options, &plugin.after, 0)?);
+        }
+        out.statement(plugin, &text);
     }
     for test in get("tests").and_then(Node::items).unwrap_or_default() {
         let (name, rest) = split_name(test)?;
@@ -246,6 +251,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "models",
         "algorithm",
         "compress",
+        "plugins",
     ];
     statements(("route", head), body, &order, after, |key, node| {
         Ok(match key {
@@ -254,9 +260,25 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
             "when" => format!("WHEN {}", expr(node)?),
             "models" => format!("MODEL {}", candidates(node)?),
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),
+            "plugins" => format!("PLUGIN {}", names(node, "plugins")?),
             _ => format!("COMPRESS {}", value(node, 1)?),
         })
     })
+}
+
+/// `a, b, "c"`: a list of names.
+fn names(node: &Node, what: &str) -> Result<String, String> {
+    let names: Result<Vec<String>, String> = node
+        .items()
+        .ok_or_else(|| format!("`{what}` is a list"))?
+        .iter()
+        .map(|n| {
+            n.as_str()
+                .map(name_text)
+                .ok_or_else(|| format!("each of `{what}` is a name"))
+        })
+        .collect();
+    Ok(names?.join(", "))
 }
 
 /// `head { STATEMENT … }`: the entries of `body` as keyword statements, in `order`,

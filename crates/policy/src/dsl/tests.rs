@@ -34,7 +34,7 @@ ROUTE rush {
   MODEL "big" (lora = "big-rush"), "coder-7b"
 }
 
-DEFAULT ROUTE fallback { MODEL "big" }
+DEFAULT ROUTE fallback { MODEL "big" PLUGIN house }
 
 TEST smoke {
   "how do I compile rust" -> coding
@@ -47,6 +47,10 @@ CONSTRAINT code_small (description = "code stays on small models") {
   MODELS { tags: [small] }
   MAX_COST 0.5
 }
+
+# Plugins: one for every request, one the default route lists.
+PLUGIN caps params { global: true, max_tokens: 512 }
+PLUGIN house system_prompt { text: "You answer on route {{route}}.", mode: append }
 "#;
 
 #[test]
@@ -75,6 +79,18 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
     assert_eq!((c.name.as_str(), c.max_cost), ("code_small", Some(0.5)));
     assert_eq!(c.models, Some(vec![0]), "coder-7b is the small one");
     assert_eq!(c.routes.as_ref().map(Vec::len), Some(2));
+    let fallback = policy.routes().last().unwrap();
+    assert_eq!(
+        (fallback.name.as_str(), &fallback.plugins),
+        ("fallback", &vec![1])
+    );
+    assert_eq!(policy.global_plugins, [0]);
+    let house = &policy.config.plugins[1];
+    assert_eq!(
+        (house.name.as_str(), house.kind.as_str()),
+        ("house", "system_prompt")
+    );
+    assert_eq!(house.options["mode"], "append");
 
     // The YAML it compiles to is the same configuration.
     let yaml = to_yaml(SAMPLE).unwrap();
@@ -196,6 +212,19 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
     );
     let d = first_error(&SAMPLE.replace("keyword(\"urgent\")", "keywrd(\"urgent\")"));
     assert_eq!(d.help.as_deref(), Some("did you mean `keyword`?"), "{d}");
+    let d = first_error(&SAMPLE.replace("PLUGIN house }", "PLUGIN huose }"));
+    assert!(d.message.contains("unknown plugin `huose`"), "{d}");
+    assert_eq!(
+        (d.line, d.help.as_deref()),
+        (33, Some("did you mean `house`?")),
+        "{d}"
+    );
+    let d = first_error(&SAMPLE.replace(
+        "PLUGIN caps params {",
+        "PLUGIN caps params { on_error: retry,",
+    ));
+    assert!(d.message.contains("on_error `retry`"), "{d}");
+    assert_eq!(d.line, 48, "{d}");
     let d = first_error(&SAMPLE.replace("\"hello\" -> fallback", "\"hello\" -> fallbak"));
     assert!(d.message.contains("unknown route `fallbak`"), "{d}");
     assert_eq!(d.line, 37, "{d}");
@@ -217,7 +246,7 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
         ),
         ("MODEL m { quality: \"unclosed }", "not closed"),
         ("ROUTE x { PRIORITY 1 PRIORITY 2 }", "written twice"),
-        ("ROUTE x { PLUGIN cache {} }", "no plugins"),
+        ("ROUTE x { PLUGIN cache {} }", "expected a route statement"),
         ("TEST t { hello -> x }", "quoted prompt"),
         (
             "ROUTE x { WHEN keyword(\"a\").value > 1 }",
