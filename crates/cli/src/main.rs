@@ -453,82 +453,28 @@ fn check(path: &Path, json: bool, run_tests: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs every TEST case through the signal engine and the decision, as a request
-/// for `auto` would be.
+/// Runs every TEST case through the signal engine and the phases, as a request for
+/// `auto` would be.
 fn policy_tests(path: &Path, policy: Policy) -> Result<()> {
-    let tests = policy.config.tests.clone();
-    let source = policy.config.source.clone();
-    if tests.is_empty() {
+    if policy.config.tests.is_empty() {
         bail!(
             "{}: --run-tests: the policy has no TEST blocks (YAML: `tests:`)",
             path.display()
         );
     }
-    let alias = policy
-        .config
-        .server
-        .route_aliases
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "auto".to_owned());
     let runtime = Runtime::new(policy)?;
-    let (mut passed, mut failed) = (0usize, Vec::new());
-    for test in &tests {
-        for case in &test.cases {
-            let (headers, body) = dry_run::prompt_request(&alias, &case.prompt, None);
-            let x = dry_run::dry_exchange(&runtime, &headers, body);
-            let got = match (&x.refusal, &x.routed) {
-                (Some(r), _) => format!("(error in {}: {})", r.phase.name(), r.error.message),
-                (None, Some(routed)) => routed.name.clone(),
-                (None, None) => "(no route)".to_owned(),
-            };
-            let conversation = &x.conversation;
-            if got == case.route.value {
-                passed += 1;
-                continue;
-            }
-            let at = source
-                .as_ref()
-                .and_then(|s| {
-                    s.locate(case.route.referenced.line(), case.route.referenced.column())
-                })
-                .map(|p| format!(":{}:{}", p.line, p.column))
-                .unwrap_or_default();
-            let signals = runtime
-                .policy
-                .signals
-                .characterize(conversation, runtime.policy.needed_signals());
-            let matched: Vec<String> = runtime
-                .policy
-                .explain(&signals)
-                .into_iter()
-                .filter(|t| t.matched)
-                .map(|t| format!("{} ({:.2})", t.name, t.confidence))
-                .collect();
-            failed.push(format!(
-                "{}{at}: FAIL test `{}`: {:?} took `{got}`, expected `{}`\n  routes matching: {}",
-                path.display(),
-                test.name.value,
-                case.prompt,
-                case.route.value,
-                if matched.is_empty() {
-                    "none".to_owned()
-                } else {
-                    matched.join(", ")
-                }
-            ));
-        }
-    }
-    for f in &failed {
-        eprintln!("{f}");
+    let report = switchyard_gateway::policy_tests::run(&runtime);
+    for f in &report.failed {
+        eprintln!("{}{f}", path.display());
     }
     println!(
-        "{}: tests: {passed} passed, {} failed",
+        "{}: tests: {} passed, {} failed",
         path.display(),
-        failed.len()
+        report.passed,
+        report.failed.len()
     );
-    if !failed.is_empty() {
-        bail!("{} policy test cases failed", failed.len());
+    if !report.failed.is_empty() {
+        bail!("{} policy test cases failed", report.failed.len());
     }
     Ok(())
 }

@@ -707,6 +707,23 @@ fn serve_reloads_on_sighup_and_keeps_the_old_policy_when_the_new_one_has_errors(
     );
     wait_for("did you mean `code`?");
     assert_eq!(route("fix my python"), "coding");
+
+    // With reload_runs_tests, a policy whose TEST case takes another route is refused
+    // too; one whose cases pass is served.
+    let tested = |expected: &str| {
+        with_route.replace(
+            "SERVER { listen: \"127.0.0.1:0\" }",
+            "SERVER { listen: \"127.0.0.1:0\", reload_runs_tests: true }",
+        ) + &format!("TEST t {{ \"hello there\" -> {expected} }}\n")
+    };
+    std::fs::write(&path, tested("coding")).unwrap();
+    hangup(child.id());
+    wait_for("refused");
+    wait_for("test cases failed");
+    std::fs::write(&path, tested("default")).unwrap();
+    hangup(child.id());
+    wait_for("reloaded");
+    assert_eq!(route("fix my python"), "coding");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use switchyard_gateway::{Runtime, ingress, pipeline};
 use switchyard_policy::{Policy, parse_config};
 use switchyard_router::plugins::{Build, Context, Plugin};
+use switchyard_wire::OpenAiChat;
 
 // Keyword and context signals only: the overhead of the router itself.
 const CONFIG: &str = include_str!("../../../examples/keywords.yaml");
@@ -78,9 +79,9 @@ fn pipeline(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("pipeline");
     group.bench_function("ingress_parse_2kb", |b| {
-        b.iter(|| ingress::parse(black_box(&headers), black_box(&coding)).unwrap())
+        b.iter(|| ingress::parse(black_box(&headers), black_box(&coding), &OpenAiChat).unwrap())
     });
-    let (_, conversation) = ingress::parse(&headers, &coding).unwrap();
+    let (_, conversation) = ingress::parse(&headers, &coding, &OpenAiChat).unwrap();
     group.bench_function("characterize_decide_keyword", |b| {
         b.iter(|| {
             let policy = &runtime.policy;

@@ -8,7 +8,7 @@ use switchyard_pool::{
     CannotCompress, Compression, PlaceRequest, Placement, PoolSet, Prediction, RetentionHint,
 };
 use switchyard_router::plugins::{Chain, LocalAnswer, RequestInfo};
-use switchyard_wire::{ChatRequest, Conversation};
+use switchyard_wire::{ChatRequest, Conversation, Dialect};
 use switchyard_workload::Signals;
 
 /// Route name reported when the client named a model.
@@ -83,6 +83,8 @@ pub struct Exchange {
     pub deadline: Option<tokio::time::Instant>,
     /// A dry run: stops before forward.
     pub dry_run: bool,
+    /// The client's API: how its answers are written.
+    pub dialect: &'static dyn Dialect,
     /// The body as it will go upstream (plugins rewrite it).
     pub request: ChatRequest,
     /// The conversation view signals read.
@@ -114,15 +116,18 @@ pub struct Exchange {
     /// The client streams without asking for usage: the usage-only chunk the gateway
     /// asked for is not passed on.
     pub hide_usage: bool,
+    /// The conversation start's fingerprint (hashing up to 4 KiB), computed once for
+    /// selection and placement.
+    prefix: std::sync::OnceLock<Option<u64>>,
 }
 
 impl Exchange {
     /// A parsed request, starting its phases.
     pub fn new(
+        dialect: &'static dyn Dialect,
         request_id: String,
         started: Instant,
-        request: ChatRequest,
-        conversation: Conversation,
+        (request, conversation): (ChatRequest, Conversation),
     ) -> Exchange {
         Exchange {
             request_id,
@@ -130,6 +135,7 @@ impl Exchange {
             arrived: SystemTime::now(),
             deadline: None,
             dry_run: false,
+            dialect,
             request,
             conversation,
             upstream_headers: HeaderMap::new(),
@@ -145,7 +151,16 @@ impl Exchange {
             overhead: Duration::ZERO,
             attempts: 0,
             hide_usage: false,
+            prefix: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The fingerprint of the conversation's start (system prompt and first user
+    /// turn, at most 4 KiB), shared by selection and affinity placement.
+    pub fn prefix(&self) -> Option<u64> {
+        *self
+            .prefix
+            .get_or_init(|| self.conversation.prefix_fingerprint())
     }
 
     /// The route's name (empty before decide).

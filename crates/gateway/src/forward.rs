@@ -24,6 +24,7 @@ use switchyard_wire::{ApiError, ErrorKind};
 pub async fn answer(runtime: Arc<Runtime>, mut x: Exchange) -> Response {
     if let Some(local) = x.local.clone() {
         let response = local_response(
+            x.dialect,
             &local,
             x.model_name(&runtime),
             &x.request_id,
@@ -220,6 +221,7 @@ fn response_hooks(
         Ok(Flow::Continue) if value == original => Ok(None),
         Ok(Flow::Continue) => Ok(Some(axum::Json(value).into_response())),
         Ok(Flow::Answer(local)) => Ok(Some(local_response(
+            x.dialect,
             &local,
             x.model_name(runtime),
             &x.request_id,

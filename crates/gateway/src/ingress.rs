@@ -9,16 +9,7 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchyard_wire::headers::SESSION as SESSION_HEADER;
-use switchyard_wire::{ApiError, ChatRequest, Conversation, ErrorKind};
-
-const ROLES: [&str; 6] = [
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-];
+use switchyard_wire::{ApiError, ChatRequest, Conversation, Dialect, ErrorKind, OpenAiChat};
 
 /// Turns a body rejected by the extractor (too large, unreadable) into a JSON error.
 pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {
@@ -42,9 +33,10 @@ pub fn read(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
+    dialect: &dyn Dialect,
 ) -> Result<(ChatRequest, Conversation), ApiError> {
     let body = body.map_err(|rejection| rejected(&rejection, limit))?;
-    parse(headers, &body)
+    parse(headers, &body, dialect)
 }
 
 /// The ingress phase: a request's body and headers become an [`Exchange`] (parsed,
@@ -64,18 +56,16 @@ pub fn admit(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| runtime.request_id(), str::to_owned);
     let limit = runtime.policy.config.server.max_body_bytes;
-    let parsed = read(headers, body, limit);
+    // Only Chat Completions is served today; other APIs come in through their paths.
+    let dialect: &'static dyn Dialect = &OpenAiChat;
+    let parsed = read(headers, body, limit, dialect);
     let spent = started.elapsed();
     runtime.metrics.phase(Phase::Ingress, spent);
     let (request, mut conversation) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
-            let mut x = Exchange::new(
-                request_id,
-                started,
-                ChatRequest::default(),
-                Conversation::from_prompt("", ""),
-            );
+            let empty = (ChatRequest::default(), Conversation::from_prompt("", ""));
+            let mut x = Exchange::new(dialect, request_id, started, empty);
             x.timings.record(Phase::Ingress, spent);
             x.refusal = Some(Refusal {
                 phase: Phase::Ingress,
@@ -87,7 +77,7 @@ pub fn admit(
     let attach = Instant::now();
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
-    let mut x = Exchange::new(request_id, started, request, conversation);
+    let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
     x.deadline = client_deadline(headers, started);
     x.timings.record(Phase::Ingress, spent + attach.elapsed());
     Ok(x)
@@ -127,8 +117,12 @@ fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time:
     Some(tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms))
 }
 
-/// Parses and checks a chat completions request.
-pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(ChatRequest, Conversation), ApiError> {
+/// Checks the content type and parses the body in the dialect of the path.
+pub fn parse(
+    headers: &HeaderMap,
+    body: &Bytes,
+    dialect: &dyn Dialect,
+) -> Result<(ChatRequest, Conversation), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -145,109 +139,35 @@ pub fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(ChatRequest, Conversa
             format!("content-type must be application/json (got {shown})"),
         ));
     }
-    let request: ChatRequest = serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        let message = match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => format!("malformed JSON: {e}"),
-            Category::Data => format!("invalid request: {e}"),
-        };
-        let mut error = ApiError::new(ErrorKind::InvalidRequest, message);
-        if let Some(field) = e.to_string().split('`').nth(1)
-            && e.classify() == Category::Data
-        {
-            error = error.with_param(field);
-        }
-        error
-    })?;
-    if request.model.trim().is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "`model` is empty: name a model or `auto`",
-        )
-        .with_param("model"));
-    }
-    if request.messages.is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "`messages` is empty: send at least one message",
-        )
-        .with_param("messages"));
-    }
-    if let Some((i, m)) = request
-        .messages
-        .iter()
-        .enumerate()
-        .find(|(_, m)| !ROLES.contains(&m.role.as_str()))
-    {
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "messages[{i}].role `{}` is not one of {}",
-                m.role,
-                ROLES.join(", ")
-            ),
-        )
-        .with_param(format!("messages[{i}].role")));
-    }
     let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-    let conversation = Conversation::from_chat(&request, session);
-    Ok((request, conversation))
+    dialect.parse(body, session)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn json_headers() -> HeaderMap {
+    #[test]
+    fn the_content_type_is_checked_before_the_body() {
+        let body = Bytes::from_static(br#"{"model":"auto","messages":[]}"#);
+        let e = parse(&HeaderMap::new(), &body, &OpenAiChat).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnsupportedMediaType);
+        assert!(e.message.contains("got none"));
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
             "application/json; charset=utf-8".parse().unwrap(),
         );
-        h
-    }
-
-    fn err(headers: &HeaderMap, body: &str) -> ApiError {
-        parse(headers, &Bytes::from(body.to_owned())).unwrap_err()
-    }
-
-    #[test]
-    fn each_bad_request_names_its_problem() {
-        let h = json_headers();
-        let e = err(&h, "{\"model\": ");
-        assert!(e.message.starts_with("malformed JSON"), "{}", e.message);
-        let e = err(&h, r#"{"model":"auto"}"#);
-        assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = err(&h, r#"{"model":"auto","messages":[]}"#);
-        assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = err(
-            &h,
-            r#"{"model":"auto","messages":[{"role":"robot","content":"x"}]}"#,
-        );
-        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = err(
-            &h,
-            r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
-        );
-        assert_eq!(e.param.as_deref(), Some("model"));
-        let e = err(
-            &h,
-            r#"{"model":"auto","messages":[{"role":"user","content":5}]}"#,
-        );
-        assert_eq!(e.kind, ErrorKind::InvalidRequest);
-        let e = err(&HeaderMap::new(), r#"{"model":"auto","messages":[]}"#);
-        assert_eq!(e.kind, ErrorKind::UnsupportedMediaType);
-        assert!(e.message.contains("got none"));
-    }
-
-    #[test]
-    fn a_good_request_parses_with_its_session() {
-        let mut h = json_headers();
         h.insert(SESSION_HEADER, "abc".parse().unwrap());
-        let body =
+        let e = parse(&h, &body, &OpenAiChat).unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages"),
+            "then the dialect reads the body"
+        );
+        let good =
             Bytes::from_static(br#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#);
-        let (req, conv) = parse(&h, &body).unwrap();
-        assert_eq!(req.model, "auto");
-        assert_eq!(conv.session_id.as_deref(), Some("abc"));
+        let (_, conversation) = parse(&h, &good, &OpenAiChat).unwrap();
+        assert_eq!(conversation.session_id.as_deref(), Some("abc"));
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod observe;
 pub mod phase;
 pub mod pipeline;
+pub mod policy_tests;
 pub mod runtime;
 pub mod server;
 pub mod shape;

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_router::plugins::LocalAnswer;
-use switchyard_wire::ApiError;
+use switchyard_wire::{ApiError, Dialect};
 
 /// The JSON error response of an [`ApiError`].
 pub fn error_response(error: &ApiError) -> Response {
@@ -14,9 +14,10 @@ pub fn error_response(error: &ApiError) -> Response {
     (status, axum::Json(error.body())).into_response()
 }
 
-/// A plugin's local answer as the client asked for it: a chat completion (or its
-/// stream) for a 200, a JSON error otherwise.
+/// A plugin's local answer as the client asked for it: an assistant message in the
+/// client's dialect (whole or streamed) for a 200, a JSON error otherwise.
 pub fn local_response(
+    dialect: &dyn Dialect,
     answer: &LocalAnswer,
     model: &str,
     request_id: &str,
@@ -35,32 +36,14 @@ pub fn local_response(
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let id = format!("chatcmpl-{request_id}");
-    if !stream {
-        let body = json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.message},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        });
-        return (status, axum::Json(body)).into_response();
-    }
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
-    let events = format!(
-        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
-        chunk(
-            json!({"role": "assistant", "content": answer.message}),
-            None
-        ),
-        chunk(json!({}), Some("stop")),
-    );
-    Response::builder()
+    let written = dialect.answer(&answer.message, model, request_id, created, stream);
+    let mut response = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from(events))
+        .header(header::CONTENT_TYPE, written.content_type);
+    if stream {
+        response = response.header(header::CACHE_CONTROL, "no-cache");
+    }
+    response
+        .body(Body::from(written.body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

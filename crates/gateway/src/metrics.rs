@@ -4,7 +4,7 @@ use crate::phase::Phase;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
-use switchyard_workload::SignalValue;
+use switchyard_workload::{SignalEngine, SignalId, SignalValue};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -33,17 +33,31 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 #[derive(Debug, Clone)]
 pub struct RequestMetrics {
     phases: [metrics::Histogram; 9],
+    /// Per signal, indexed by `SignalId`: its cost and its failures.
+    signals: Vec<(metrics::Histogram, metrics::Counter)>,
     plugin_failures: metrics::Counter,
+    embedding_wait: metrics::Histogram,
 }
 
 impl RequestMetrics {
-    /// Registers the handles (installing the recorder first, so they are live).
-    pub fn new() -> RequestMetrics {
+    /// Registers the handles for a policy's signals (installing the recorder first,
+    /// so they are live).
+    pub fn new(signals: &SignalEngine) -> RequestMetrics {
         let _ = handle();
         RequestMetrics {
             phases: Phase::ALL
                 .map(|p| metrics::histogram!("switchyard_phase_seconds", "phase" => p.name())),
+            signals: (0..signals.len())
+                .map(|i| {
+                    let label = signals.label(SignalId(i)).to_owned();
+                    (
+                        metrics::histogram!("switchyard_signal_seconds", "signal" => label.clone()),
+                        metrics::counter!("switchyard_signal_errors_total", "signal" => label),
+                    )
+                })
+                .collect(),
             plugin_failures: metrics::counter!("switchyard_plugin_failures_total"),
+            embedding_wait: metrics::histogram!("switchyard_embedding_wait_seconds"),
         }
     }
 
@@ -55,13 +69,18 @@ impl RequestMetrics {
     }
 
     /// A signal's cost, and its failure.
-    pub fn signal(&self, label: &str, value: &SignalValue) {
-        metrics::histogram!("switchyard_signal_seconds", "signal" => label.to_owned())
-            .record(value.cost_ns as f64 / 1e9);
-        if value.error.is_some() {
-            metrics::counter!("switchyard_signal_errors_total", "signal" => label.to_owned())
-                .increment(1);
+    pub fn signal(&self, id: SignalId, value: &SignalValue) {
+        if let Some((seconds, errors)) = self.signals.get(id.0) {
+            seconds.record(value.cost_ns as f64 / 1e9);
+            if value.error.is_some() {
+                errors.increment(1);
+            }
         }
+    }
+
+    /// The wait for a request's shared embedding.
+    pub fn embedding_wait(&self, wait_ns: u64) {
+        self.embedding_wait.record(wait_ns as f64 / 1e9);
     }
 
     /// A request failed by a plugin.
@@ -70,16 +89,14 @@ impl RequestMetrics {
     }
 }
 
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        RequestMetrics::new()
-    }
-}
-
 fn describe() {
     metrics::describe_histogram!(
         "switchyard_phase_seconds",
         "Time spent in each phase of a request (ingress, characterize, decide, govern, select, place, plugins, forward, observe)"
+    );
+    metrics::describe_histogram!(
+        "switchyard_embedding_wait_seconds",
+        "Wait for a request's shared embedding, before the signals that read it"
     );
     metrics::describe_counter!(
         "switchyard_plugin_failures_total",
@@ -107,7 +124,7 @@ fn describe() {
     );
     metrics::describe_histogram!(
         "switchyard_signal_seconds",
-        "Time to compute each signal (the first to use the embedding waits for it)"
+        "Time to compute each signal (the wait for the shared embedding is not in it)"
     );
     metrics::describe_counter!(
         "switchyard_signal_errors_total",

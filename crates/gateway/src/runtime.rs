@@ -53,6 +53,12 @@ pub enum RuntimeError {
     /// The tokenizer could not be loaded.
     #[error("{0} (server.tokenizer; scripts/fetch-model.sh installs the default model's)")]
     Tokenizer(String),
+    /// A reload's TEST cases failed (`server.reload_runs_tests`).
+    #[error("{} of the new policy's test cases failed; first:\n{}", failed.len(), failed.first().map(ToString::to_string).unwrap_or_default())]
+    Tests {
+        /// The failed cases.
+        failed: Vec<crate::policy_tests::CaseFailure>,
+    },
     /// A plugin definition is wrong.
     #[error("{0}")]
     Plugins(ConfigError),
@@ -131,6 +137,7 @@ impl Runtime {
             .iter()
             .map(|_| ModelLatency::default())
             .collect();
+        let metrics = RequestMetrics::new(&policy.signals);
         Ok(Runtime {
             latency,
             predictor,
@@ -141,7 +148,7 @@ impl Runtime {
             upstream,
             log,
             plugins,
-            metrics: RequestMetrics::new(),
+            metrics,
             plugin_types,
             id_prefix,
             next_id: AtomicU64::new(0),

@@ -39,7 +39,8 @@ impl Live {
     }
 
     /// Replaces the runtime with one built for `policy` (see [`Runtime::reloaded`]);
-    /// on error the current one stays. Settings bound at start (`server.listen`,
+    /// on error (or, with `server.reload_runs_tests`, a failing TEST case) the current
+    /// one stays. Settings bound at start (`server.listen`,
     /// `server.max_body_bytes`, `server.worker_threads`) keep their old values; the
     /// names of those that changed are returned.
     pub fn reload(
@@ -59,6 +60,14 @@ impl Live {
             fixed.push("server.worker_threads");
         }
         let runtime = old.reloaded(policy)?;
+        if runtime.policy.config.server.reload_runs_tests {
+            let report = crate::policy_tests::run(&runtime);
+            if !report.failed.is_empty() {
+                return Err(RuntimeError::Tests {
+                    failed: report.failed,
+                });
+            }
+        }
         switchyard_pool::spawn_health_checks(&runtime.pools, &runtime.policy.config.health);
         *self
             .0

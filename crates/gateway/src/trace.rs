@@ -83,7 +83,20 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                     })
                 })
                 .collect();
-            json!({"signals": signals})
+            let domain = x.signals.domain.as_ref().map(|d| {
+                let probabilities: Map<String, Value> = d
+                    .probabilities
+                    .iter()
+                    .map(|(label, p)| (label.clone(), json!(p)))
+                    .collect();
+                json!({"label": d.label, "probabilities": probabilities})
+            });
+            let embedding = x
+                .signals
+                .embedding
+                .as_ref()
+                .map(|e| json!({"wait_us": e.wait_ns as f64 / 1000.0, "error": e.error}));
+            json!({"signals": signals, "embedding": embedding, "domain": domain})
         }
         Phase::Decide => {
             let Some(routed) = &x.routed else {

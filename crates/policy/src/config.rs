@@ -286,6 +286,10 @@ pub struct ServerConfig {
     /// engines or clients, fewer threads mean fewer cross-thread wake-ups per request.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Before a reload (SIGHUP) swaps a changed policy in, run its TEST cases through
+    /// the new policy and keep the old one when any fails (default false).
+    #[serde(default)]
+    pub reload_runs_tests: bool,
 }
 
 impl Default for ServerConfig {
@@ -300,6 +304,7 @@ impl Default for ServerConfig {
             output_percentile: default_output_percentile(),
             output_regression_after: default_output_regression_after(),
             worker_threads: None,
+            reload_runs_tests: false,
         }
     }
 }

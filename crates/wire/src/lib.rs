@@ -1,12 +1,14 @@
 //! Wire types of the APIs Switchyard speaks, and their canonical form.
 //!
-//! This crate owns the OpenAI Chat Completions request and response shapes, the
+//! This crate owns the client APIs behind one [`Dialect`] trait (OpenAI Chat
+//! Completions today), the Chat Completions request and response shapes, the
 //! server-sent-events framing used for streams, the JSON error body every 4xx/5xx
 //! carries, and [`Conversation`]: the one dialect-neutral view of a request that the
 //! rest of the router reads. It does not decide, place or forward anything.
 
 pub mod chat;
 pub mod conversation;
+pub mod dialect;
 pub mod error;
 pub mod hash;
 pub mod headers;
@@ -18,6 +20,7 @@ pub mod typos;
 
 pub use chat::{ChatRequest, Message, MessageContent, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};
+pub use dialect::{Dialect, OpenAiChat, Written};
 pub use error::{ApiError, ErrorKind};
 pub use sse::{SseEvent, SseParser};
 pub use token_count::TokenCount;

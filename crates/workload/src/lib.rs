@@ -29,8 +29,8 @@ pub mod worker;
 
 pub use counter::TokenCounter;
 pub use signals::{
-    OnError, Request, Signal, SignalEngine, SignalFamily, SignalId, SignalKey, SignalLimit,
-    SignalValue, Signals, SignalsConfig,
+    DomainPrediction, EmbeddingWait, OnError, Request, Signal, SignalEngine, SignalFamily,
+    SignalId, SignalKey, SignalLimit, SignalValue, Signals, SignalsConfig,
 };
 pub use switchyard_embed;
 pub use switchyard_wire::TokenCount;

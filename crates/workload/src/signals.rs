@@ -287,6 +287,22 @@ impl<'a> Request<'a> {
             .map_err(String::as_str)
     }
 
+    /// The domain prediction, when a signal asked for it.
+    pub fn domain_if_computed(&self) -> Option<DomainPrediction> {
+        let prediction = self.domain.get()?.as_ref().ok()?;
+        let labels = &self.head?.labels;
+        let mut probabilities: Vec<(String, f32)> = labels
+            .iter()
+            .cloned()
+            .zip(prediction.probabilities.iter().copied())
+            .collect();
+        probabilities.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Some(DomainPrediction {
+            label: labels.get(prediction.label).cloned().unwrap_or_default(),
+            probabilities,
+        })
+    }
+
     /// The embedding of another text of this request (such as all its user turns),
     /// not kept: through the workers and under the request's deadline when the
     /// embedding was prefetched, else computed here.
@@ -799,9 +815,20 @@ impl SignalEngine {
         }
         let mut values = vec![None; self.signals.len()];
         let mut failure = None;
+        let mut embedding = None;
         for &i in &self.order {
             if !wanted[i] {
                 continue;
+            }
+            if embedding.is_none() && self.signals[i].uses_model() && self.embedder.is_some() {
+                // The shared embedding is waited for once, before the first signal that
+                // reads it, and booked as its own step rather than to that signal.
+                let at = Instant::now();
+                let error = request.embedding().err().map(str::to_owned);
+                embedding = Some(EmbeddingWait {
+                    wait_ns: u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                    error,
+                });
             }
             let at = Instant::now();
             let mut value = self.signals[i].evaluate(&request);
@@ -828,7 +855,12 @@ impl SignalEngine {
             }
             values[i] = Some(value);
         }
-        Signals { values, failure }
+        Signals {
+            values,
+            failure,
+            embedding,
+            domain: request.domain_if_computed(),
+        }
     }
 }
 
@@ -874,11 +906,36 @@ fn resolve_limits(
         .collect())
 }
 
-/// The signals computed for one request, indexed by [`SignalId`].
+/// The wait for a request's shared embedding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmbeddingWait {
+    /// How long the signals waited for it (it starts before the signals that need no
+    /// model run), in nanoseconds.
+    pub wait_ns: u64,
+    /// Why there is none (no model, a missed deadline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The domain classifier's prediction, shared by every domain signal of a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainPrediction {
+    /// The most probable category.
+    pub label: String,
+    /// Every category's probability, most probable first.
+    pub probabilities: Vec<(String, f32)>,
+}
+
+/// The signals computed for one request, indexed by [`SignalId`], and what they
+/// shared (the embedding, the domain prediction).
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
     values: Vec<Option<SignalValue>>,
     failure: Option<(SignalId, String)>,
+    /// The wait for the shared embedding, when a signal read it.
+    pub embedding: Option<EmbeddingWait>,
+    /// The domain prediction, when a domain signal asked for it.
+    pub domain: Option<DomainPrediction>,
 }
 
 impl Signals {

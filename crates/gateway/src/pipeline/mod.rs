@@ -110,7 +110,10 @@ fn characterize_phase(runtime: &Runtime, x: &mut Exchange, target: Target) -> Re
     }
     x.signals = characterize(runtime, &x.conversation, needed);
     for (id, value) in x.signals.iter() {
-        runtime.metrics.signal(policy.signals.label(id), value);
+        runtime.metrics.signal(id, value);
+    }
+    if let Some(wait) = &x.signals.embedding {
+        runtime.metrics.embedding_wait(wait.wait_ns);
     }
     if let Some((id, error)) = x.signals.failure() {
         return Err(ApiError::new(

@@ -57,7 +57,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         prompt_tokens: prompt,
         output_tokens,
         // The conversation's start (at most 4 KiB), shared with affinity placement.
-        hash: x.conversation.prefix_fingerprint().unwrap_or(0),
+        hash: x.prefix().unwrap_or(0),
     };
     let route = &routed.name;
     let selected = algorithm(configured).select(&listed, &request).ok_or_else(|| {
@@ -122,7 +122,7 @@ pub fn place(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         tokens: preferred,
         prompt_tokens: prompt,
         session: conversation.session_hash(),
-        prefix: conversation.prefix_fingerprint(),
+        prefix: x.prefix(),
         allowed: governed.pools,
     };
     let allows = routed

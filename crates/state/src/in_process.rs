@@ -1,0 +1,319 @@
+//! [`SharedState`] in this process's memory: one lock per kind of state, bounded
+//! sizes, expired entries swept as they are met and when the store is full.
+
+use super::{Clock, Refused, Reservation, SharedState};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How much an [`InProcess`] store may hold: state kept per caller is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Counters, and separately key-value entries and logs, at most.
+    pub max_keys: usize,
+    /// Entries kept per log (the oldest go first).
+    pub log_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_keys: 100_000,
+            log_capacity: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    window_start: u64,
+    window_ms: u64,
+    used: u64,
+}
+
+#[derive(Debug)]
+struct Log {
+    first: u64,
+    entries: VecDeque<Bytes>,
+}
+
+/// Shared state for one process.
+#[derive(Debug)]
+pub struct InProcess {
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    counters: Mutex<HashMap<String, Counter>>,
+    values: Mutex<HashMap<String, (Bytes, u64)>>,
+    logs: Mutex<HashMap<String, Log>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl InProcess {
+    /// An empty store on `clock`, bounded by `limits`.
+    pub fn new(clock: Arc<dyn Clock>, limits: Limits) -> InProcess {
+        InProcess {
+            clock,
+            limits,
+            counters: Mutex::new(HashMap::new()),
+            values: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The counter's state now: a window that has ended starts over.
+    fn current(counter: &mut Counter, now: u64) {
+        if now >= counter.window_start.saturating_add(counter.window_ms) {
+            let elapsed = now - counter.window_start;
+            counter.window_start = now - elapsed % counter.window_ms;
+            counter.used = 0;
+        }
+    }
+}
+
+impl SharedState for InProcess {
+    fn reserve(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        window: Duration,
+    ) -> Result<Reservation, Refused> {
+        let now = self.clock.now_ms();
+        let window_ms = millis(window);
+        let mut counters = lock(&self.counters);
+        if !counters.contains_key(key) && counters.len() >= self.limits.max_keys {
+            // Counters whose window has ended hold nothing: they make room.
+            counters.retain(|_, c| now < c.window_start.saturating_add(c.window_ms));
+            if counters.len() >= self.limits.max_keys {
+                return Err(Refused::Full(self.limits.max_keys));
+            }
+        }
+        let counter = counters.entry(key.to_owned()).or_insert(Counter {
+            window_start: now,
+            window_ms,
+            used: 0,
+        });
+        counter.window_ms = window_ms;
+        InProcess::current(counter, now);
+        if counter.used.saturating_add(amount) > limit {
+            return Err(Refused::Exhausted {
+                key: key.to_owned(),
+                used: counter.used,
+                limit,
+                amount,
+                retry_after_ms: counter.window_start.saturating_add(window_ms) - now,
+            });
+        }
+        counter.used += amount;
+        Ok(Reservation {
+            key: key.to_owned(),
+            amount,
+            window_start: counter.window_start,
+        })
+    }
+
+    fn settle(&self, reservation: Reservation, used: u64) {
+        let now = self.clock.now_ms();
+        let mut counters = lock(&self.counters);
+        let Some(counter) = counters.get_mut(&reservation.key) else {
+            return;
+        };
+        InProcess::current(counter, now);
+        if counter.window_start == reservation.window_start {
+            counter.used = counter
+                .used
+                .saturating_sub(reservation.amount)
+                .saturating_add(used);
+        } else {
+            counter.used = counter
+                .used
+                .saturating_add(used.saturating_sub(reservation.amount));
+        }
+    }
+
+    fn counter(&self, key: &str) -> u64 {
+        let now = self.clock.now_ms();
+        let mut counters = lock(&self.counters);
+        counters.get_mut(key).map_or(0, |c| {
+            InProcess::current(c, now);
+            c.used
+        })
+    }
+
+    fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), Refused> {
+        let now = self.clock.now_ms();
+        let mut values = lock(&self.values);
+        if !values.contains_key(key) && values.len() >= self.limits.max_keys {
+            values.retain(|_, (_, expires)| *expires > now);
+            if values.len() >= self.limits.max_keys {
+                return Err(Refused::Full(self.limits.max_keys));
+            }
+        }
+        values.insert(key.to_owned(), (value, now.saturating_add(millis(ttl))));
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<Bytes> {
+        let now = self.clock.now_ms();
+        let mut values = lock(&self.values);
+        match values.get(key) {
+            Some((value, expires)) if *expires > now => Some(value.clone()),
+            Some(_) => {
+                values.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused> {
+        let mut logs = lock(&self.logs);
+        if !logs.contains_key(log) && logs.len() >= self.limits.max_keys {
+            return Err(Refused::Full(self.limits.max_keys));
+        }
+        let log = logs.entry(log.to_owned()).or_insert(Log {
+            first: 0,
+            entries: VecDeque::new(),
+        });
+        if log.entries.len() >= self.limits.log_capacity.max(1) {
+            log.entries.pop_front();
+            log.first += 1;
+        }
+        log.entries.push_back(entry);
+        Ok(log.first + log.entries.len() as u64 - 1)
+    }
+
+    fn read(&self, log: &str, from: u64, max: usize) -> Vec<(u64, Bytes)> {
+        let logs = lock(&self.logs);
+        let Some(log) = logs.get(log) else {
+            return Vec::new();
+        };
+        let skip = usize::try_from(from.saturating_sub(log.first)).unwrap_or(usize::MAX);
+        log.entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take(max)
+            .map(|(i, e)| (log.first + i as u64, e.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Debug, Default)]
+    struct Manual(AtomicU64);
+
+    impl Clock for Manual {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn store(limits: Limits) -> (Arc<Manual>, InProcess) {
+        let clock = Arc::new(Manual::default());
+        (Arc::clone(&clock), InProcess::new(clock, limits))
+    }
+
+    #[test]
+    fn reservations_hold_until_settled_and_windows_start_over() {
+        let (clock, s) = store(Limits::default());
+        let minute = Duration::from_secs(60);
+        let a = s.reserve("tenant", 600, 1000, minute).unwrap();
+        let refused = s.reserve("tenant", 600, 1000, minute).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Refused::Exhausted {
+                    used: 600,
+                    retry_after_ms: 60_000,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        s.settle(a, 150); // the answer was shorter than reserved: 450 come back
+        assert_eq!(s.counter("tenant"), 150);
+        let b = s.reserve("tenant", 600, 1000, minute).unwrap();
+        clock.0.store(61_000, Ordering::SeqCst);
+        assert_eq!(s.counter("tenant"), 0, "a new window");
+        s.settle(b, 700); // settled late: only the overrun lands in the new window
+        assert_eq!(s.counter("tenant"), 100);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_limit() {
+        let (_, s) = store(Limits::default());
+        let s = Arc::new(s);
+        let granted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, granted) = (Arc::clone(&s), Arc::clone(&granted));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        if s.reserve("k", 3, 1000, Duration::from_secs(60)).is_ok() {
+                            granted.fetch_add(3, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(granted.load(Ordering::SeqCst), 999);
+        assert_eq!(s.counter("k"), 999);
+    }
+
+    #[test]
+    fn values_expire_and_logs_keep_the_newest_entries() {
+        let (clock, s) = store(Limits {
+            max_keys: 2,
+            log_capacity: 3,
+        });
+        s.put("a", Bytes::from_static(b"1"), Duration::from_millis(100))
+            .unwrap();
+        s.put("b", Bytes::from_static(b"2"), Duration::from_millis(500))
+            .unwrap();
+        assert_eq!(s.get("a").as_deref(), Some(&b"1"[..]));
+        assert!(matches!(
+            s.put("c", Bytes::new(), Duration::from_secs(1)),
+            Err(Refused::Full(2))
+        ));
+        clock.0.store(200, Ordering::SeqCst);
+        assert_eq!(s.get("a"), None, "expired");
+        s.put("c", Bytes::from_static(b"3"), Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            s.get("c").as_deref(),
+            Some(&b"3"[..]),
+            "room made by sweeping the expired"
+        );
+
+        for i in 0..5u8 {
+            assert_eq!(
+                s.append("feedback", Bytes::from(vec![i])).unwrap(),
+                u64::from(i)
+            );
+        }
+        let kept: Vec<u64> = s
+            .read("feedback", 0, 10)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(kept, [2, 3, 4], "the oldest went");
+        assert_eq!(s.read("feedback", 3, 1)[0].1.as_ref(), &[3]);
+        assert!(s.read("nothing", 0, 10).is_empty());
+    }
+}

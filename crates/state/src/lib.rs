@@ -1,0 +1,112 @@
+//! Shared state: what several requests (and, later, several replicas) must agree on,
+//! behind one trait, [`SharedState`]: counters with an atomic reserve-then-settle
+//! (budgets, rate limits), a key-value store whose entries expire (sessions, cached
+//! answers), and append logs (feedback, outcomes). [`InProcess`] keeps it in this
+//! process's memory, bounded; a Redis or Valkey implementation for several replicas
+//! implements the same trait. This crate knows nothing of requests, routes or models.
+
+mod in_process;
+
+pub use in_process::{InProcess, Limits};
+
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Time, in milliseconds since an arbitrary start; passed in so tests control it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now_ms(&self) -> u64;
+}
+
+/// The process's monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock(std::time::Instant);
+
+impl SystemClock {
+    /// A clock starting now.
+    pub fn new() -> SystemClock {
+        SystemClock(std::time::Instant::now())
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// An amount held on a counter until it is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reservation holds its amount until it is settled"]
+pub struct Reservation {
+    /// The counter.
+    pub key: String,
+    /// What was held.
+    pub amount: u64,
+    /// The window it was held in (its start, in the clock's milliseconds).
+    pub window_start: u64,
+}
+
+/// A reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The counter would pass its limit in this window.
+    #[error(
+        "counter `{key}` has {used} of {limit} used in this window; {amount} more does not fit"
+    )]
+    Exhausted {
+        /// The counter.
+        key: String,
+        /// Used (and held) in the current window.
+        used: u64,
+        /// The limit.
+        limit: u64,
+        /// What was asked for.
+        amount: u64,
+        /// Milliseconds until the window ends.
+        retry_after_ms: u64,
+    },
+    /// The store holds as many keys as it may (see [`Limits`]).
+    #[error("the shared state is full ({0} keys); try again later")]
+    Full(usize),
+}
+
+/// Shared state. Every operation is atomic on its key.
+pub trait SharedState: Send + Sync + std::fmt::Debug {
+    /// Holds `amount` on counter `key` when it fits under `limit` in the current
+    /// fixed window of length `window` (the first reservation starts it).
+    fn reserve(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        window: Duration,
+    ) -> Result<Reservation, Refused>;
+
+    /// Replaces a reservation's amount by what was `used`: the difference is given
+    /// back (or charged). In a window that has ended, nothing is given back and what
+    /// was used beyond the reservation is charged to the current window.
+    fn settle(&self, reservation: Reservation, used: u64);
+
+    /// What counter `key` holds in its current window (0 when it has none).
+    fn counter(&self, key: &str) -> u64;
+
+    /// Stores `value` under `key` for `ttl`.
+    fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), Refused>;
+
+    /// The value under `key`, unless it expired.
+    fn get(&self, key: &str) -> Option<Bytes>;
+
+    /// Appends an entry to log `log`; returns its sequence number (from 0). The
+    /// oldest entries go when the log is at its capacity.
+    fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused>;
+
+    /// Up to `max` entries of `log` from sequence number `from` on, with their numbers.
+    fn read(&self, log: &str, from: u64, max: usize) -> Vec<(u64, Bytes)>;
+}
