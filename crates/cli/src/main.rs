@@ -489,7 +489,8 @@ fn route(path: &Path, prompt: &str, model: &str, max_tokens: Option<u32>) -> Res
     let (status, trace) = dry_run::dry_run(&runtime, &headers, Ok(body), None);
     println!("{}", serde_json::to_string_pretty(&trace)?);
     if !status.is_success() {
-        let message = trace["error"]["message"].as_str().unwrap_or("refused");
+        let value = trace.to_value();
+        let message = value["error"]["message"].as_str().unwrap_or("refused");
         bail!(
             "the request would be refused ({}): {message}",
             status.as_u16()

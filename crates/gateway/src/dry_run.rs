@@ -6,13 +6,31 @@ use crate::exchange::Exchange;
 use crate::ingress;
 use crate::pipeline;
 use crate::runtime::Runtime;
-use crate::trace::trace;
+use crate::trace::{Trace, trace};
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// What a dry run answers: the trace, or the error of a body that does not parse.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum DryRun {
+    /// The trace (of a refused request too).
+    Trace(Box<Trace>),
+    /// The error of a request refused at ingress.
+    Error(Value),
+}
+
+impl DryRun {
+    /// As a JSON value (its keys then sorted), for reading fields.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
 
 /// Runs a request's phases as a dry run. The answer is the trace, with status 200
 /// when the request would be forwarded (or answered by a plugin), and the refusal's
@@ -23,15 +41,15 @@ pub fn dry_run(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     peer: Option<SocketAddr>,
-) -> (StatusCode, Value) {
+) -> (StatusCode, DryRun) {
     let started = Instant::now();
     let mut x = match ingress::admit(runtime, headers, body, peer, started) {
         Ok(x) => x,
         Err(refused) => {
             let error = refused.refusal.map(|r| r.error);
             return match error {
-                Some(e) => (status(e.kind.status()), e.body()),
-                None => (StatusCode::INTERNAL_SERVER_ERROR, json!({})),
+                Some(e) => (status(e.kind.status()), DryRun::Error(e.body())),
+                None => (StatusCode::INTERNAL_SERVER_ERROR, DryRun::Error(json!({}))),
             };
         }
     };
@@ -41,7 +59,7 @@ pub fn dry_run(
         Ok(()) => StatusCode::OK,
         Err(refusal) => status(refusal.error.kind.status()),
     };
-    (code, trace(runtime, &x))
+    (code, DryRun::Trace(Box::new(trace(runtime, &x))))
 }
 
 /// Runs a dry run and keeps the exchange (for tools that read its results, such as

@@ -4,16 +4,65 @@
 use crate::exchange::Exchange;
 use crate::phase::Phase;
 use crate::runtime::Runtime;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+
+/// The explain trace: the phases' entries as fields, so they serialize in phase
+/// order. A phase the request did not reach has none.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Trace {
+    /// The model the client asked for.
+    pub requested_model: String,
+    /// ingress: the request as parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Value>,
+    /// characterize: the signals, the shared embedding's wait, the domain prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub characterize: Option<Value>,
+    /// decide: the route, and every route's outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decide: Option<Value>,
+    /// govern: the constraints that covered the request, the candidates left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub govern: Option<Value>,
+    /// select: the model and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub select: Option<Value>,
+    /// place: the pool and endpoint, compression, retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<Value>,
+    /// plugins: the chain in order, a local answer, the upstream request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Value>,
+    /// Why the request was refused: the error body, its phase and status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// Router time so far, in microseconds.
+    pub overhead_us: u64,
+}
+
+impl Trace {
+    fn slot(&mut self, phase: Phase) -> Option<&mut Option<Value>> {
+        match phase {
+            Phase::Ingress => Some(&mut self.ingress),
+            Phase::Characterize => Some(&mut self.characterize),
+            Phase::Decide => Some(&mut self.decide),
+            Phase::Govern => Some(&mut self.govern),
+            Phase::Select => Some(&mut self.select),
+            Phase::Place => Some(&mut self.place),
+            Phase::Plugins => Some(&mut self.plugins),
+            Phase::Forward | Phase::Observe => None,
+        }
+    }
+}
 
 /// The trace of an exchange. A refused request's trace ends at the refusing phase,
 /// whose entry (and the top-level `error`) says why.
-pub fn trace(runtime: &Runtime, x: &Exchange) -> Value {
-    let mut out = Map::new();
-    out.insert(
-        "requested_model".to_owned(),
-        json!(x.conversation.requested_model),
-    );
+pub fn trace(runtime: &Runtime, x: &Exchange) -> Trace {
+    let mut out = Trace {
+        requested_model: x.conversation.requested_model.clone(),
+        ..Trace::default()
+    };
     for phase in Phase::ALL {
         let Some(spent) = x.timings.get(phase) else {
             continue;
@@ -26,17 +75,18 @@ pub fn trace(runtime: &Runtime, x: &Exchange) -> Value {
         if let Some(refusal) = x.refusal.as_ref().filter(|r| r.phase == phase) {
             entry.insert("error".to_owned(), refusal.error.body()["error"].clone());
         }
-        out.insert(phase.name().to_owned(), Value::Object(entry));
+        if let Some(slot) = out.slot(phase) {
+            *slot = Some(Value::Object(entry));
+        }
     }
     if let Some(refusal) = &x.refusal {
         let mut error = refusal.error.body()["error"].clone();
         error["phase"] = json!(refusal.phase.name());
         error["status"] = json!(refusal.error.kind.status());
-        out.insert("error".to_owned(), error);
+        out.error = Some(error);
     }
-    let overhead = u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    out.insert("overhead_us".to_owned(), json!(overhead));
-    Value::Object(out)
+    out.overhead_us = u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    out
 }
 
 fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
