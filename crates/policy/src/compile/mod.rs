@@ -1,0 +1,393 @@
+//! Checking a configuration across sections and compiling its routes: the policy
+//! and its routes here; conditions in `expr`, constraints in `constraints`, the
+//! checks across sections in `validate`.
+
+use crate::checker::{Analysis, Finding};
+use crate::condition::{Condition, Measure, Test};
+use crate::config::{AlgorithmConfig, CandidateConfig, CandidateOptions, Config};
+use crate::diagnostics::{ConfigError, Diagnostic, Severity};
+use serde_saphyr::{Location, Spanned};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use switchyard_workload::{SignalEngine, SignalFamily, SignalId, Signals};
+
+mod constraints;
+mod expr;
+mod validate;
+
+pub use constraints::{CompiledConstraint, Refusal};
+pub use expr::{Atom, Expr};
+
+use constraints::compile_constraints;
+use expr::Conditions;
+use validate::{
+    check_algorithm, check_models_and_pools, check_tests, resolve_models, with_candidate_weights,
+};
+
+/// A route ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its priority.
+    pub priority: i32,
+    /// Its tier (`None`: after every tiered route).
+    pub tier: Option<u32>,
+    /// Its condition (`None` for the default route).
+    pub expr: Option<Expr>,
+    /// The condition as written, for traces.
+    pub condition: String,
+    /// Candidate models, as indexes into [`Config::models`], in order of preference.
+    pub candidates: Vec<usize>,
+    /// Per candidate (same order): what changes in the request when it is chosen.
+    pub options: Vec<CandidateOptions>,
+    /// How one candidate is chosen.
+    pub algorithm: AlgorithmConfig,
+    /// Whether its requests may be compressed to fit a smaller pool.
+    pub compress: bool,
+    /// Its own plugins, as indexes into [`Config::plugins`], in order (the global
+    /// ones, [`Policy::global_plugins`], run before them).
+    pub plugins: Vec<usize>,
+}
+
+impl CompiledRoute {
+    /// The options of a candidate model (by index into [`Config::models`]).
+    pub fn options_for(&self, model: usize) -> Option<&CandidateOptions> {
+        let at = self.candidates.iter().position(|&m| m == model)?;
+        self.options.get(at)
+    }
+}
+
+/// A checked configuration with its routes compiled, ready to decide.
+#[derive(Debug)]
+pub struct Policy {
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// Its signals.
+    pub signals: SignalEngine,
+    /// Routes in evaluation order (priority descending, then name); the default last.
+    routes: Vec<CompiledRoute>,
+    has_default: bool,
+    atoms: Vec<Atom>,
+    direct_needed: Vec<SignalId>,
+    /// The labels conditions test, indexed by [`Atom::Label`].
+    labels: Vec<String>,
+    needed: Vec<SignalId>,
+    models: HashMap<String, usize>,
+    /// Governance rules.
+    pub constraints: Vec<CompiledConstraint>,
+    /// Plugins that run on every request, as indexes into [`Config::plugins`].
+    pub global_plugins: Vec<usize>,
+    /// Warnings found while compiling, the checker's among them.
+    pub warnings: Vec<Diagnostic>,
+    /// What the checker proved about the routes (overlaps, shadowed and dead routes,
+    /// gaps), with witnesses.
+    pub analysis: Analysis,
+}
+
+impl Policy {
+    /// Checks `config` across sections and compiles it. All errors are reported at once.
+    pub fn compile(config: Config) -> Result<Policy, ConfigError> {
+        let mut found = Vec::new();
+        let models = check_models_and_pools(&config, &mut found);
+        let signals = match SignalEngine::build(&config.signals) {
+            Ok(engine) => engine,
+            Err(e) => {
+                found.push(Diagnostic::error(
+                    &Location::UNKNOWN,
+                    format!("signals.{}[{}]", e.family, e.index),
+                    format!("`{}`: {}", e.name, e.reason),
+                ));
+                SignalEngine::default()
+            }
+        };
+
+        let mut conditions = Conditions {
+            signals: &signals,
+            labels: Vec::new(),
+        };
+        let mut chains = crate::plugins::check_plugins(&config, &mut found);
+        let mut routes = Vec::new();
+        let mut route_names: HashMap<&str, ()> = HashMap::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let path = format!("routes[{i}]");
+            if route_names.insert(&route.name.value, ()).is_some() {
+                found.push(Diagnostic::error(
+                    &route.name.referenced,
+                    format!("{path}.name"),
+                    format!("route `{}` is defined twice", route.name.value),
+                ));
+            }
+            let expr = conditions.compile(&route.when, &format!("{path}.when"), &mut found);
+            let (candidates, options) = resolve_models(
+                &route.models,
+                &models,
+                &format!("{path}.models"),
+                &mut found,
+            );
+            let algorithm = with_candidate_weights(
+                &route.algorithm,
+                &route.models,
+                (&route.name.referenced, &format!("{path}.models")),
+                &mut found,
+            );
+            check_algorithm(
+                &algorithm,
+                &route.models,
+                &config.models,
+                (&route.name.referenced, &format!("{path}.algorithm")),
+                &mut found,
+            );
+            routes.push(CompiledRoute {
+                name: route.name.value.clone(),
+                description: route.description.clone(),
+                priority: route.priority,
+                tier: route.tier,
+                expr: Some(expr),
+                condition: route.when.to_string(),
+                candidates,
+                options,
+                algorithm,
+                compress: route.compress,
+                plugins: chains
+                    .routes
+                    .get_mut(i)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+            });
+        }
+        routes.sort_by(|a, b| {
+            a.tier
+                .unwrap_or(u32::MAX)
+                .cmp(&b.tier.unwrap_or(u32::MAX))
+                .then_with(|| b.priority.cmp(&a.priority))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let has_default = config.default_route.is_some();
+        if let Some(default) = &config.default_route {
+            if route_names.contains_key(default.name.as_str()) {
+                found.push(Diagnostic::error(
+                    &Location::UNKNOWN,
+                    "default_route.name",
+                    format!("`{}` is also the name of a route; rename one", default.name),
+                ));
+            }
+            let (candidates, options) =
+                resolve_models(&default.models, &models, "default_route.models", &mut found);
+            let algorithm = with_candidate_weights(
+                &default.algorithm,
+                &default.models,
+                (&Location::UNKNOWN, "default_route.models"),
+                &mut found,
+            );
+            check_algorithm(
+                &algorithm,
+                &default.models,
+                &config.models,
+                (&Location::UNKNOWN, "default_route.algorithm"),
+                &mut found,
+            );
+            routes.push(CompiledRoute {
+                name: default.name.clone(),
+                description: Some("taken when no other route matches".to_owned()),
+                priority: i32::MIN,
+                tier: None,
+                expr: None,
+                condition: "otherwise".to_owned(),
+                candidates,
+                options,
+                algorithm,
+                compress: default.compress,
+                plugins: std::mem::take(&mut chains.default_route),
+            });
+        }
+
+        let constraints = compile_constraints(&config, &routes, &mut conditions, &mut found);
+        let labels = conditions.labels;
+        let mut atoms = BTreeSet::new();
+        for expr in routes
+            .iter()
+            .filter_map(|r| r.expr.as_ref())
+            .chain(constraints.iter().filter_map(|c| c.expr.as_ref()))
+        {
+            expr.atoms(&mut atoms);
+        }
+        let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
+        let mut direct = BTreeSet::new();
+        for c in constraints.iter().filter(|c| c.routes.is_none()) {
+            c.expr.iter().for_each(|e| e.atoms(&mut direct));
+        }
+        let direct_needed: BTreeSet<SignalId> = direct.iter().map(|a| a.signal()).collect();
+        let mut warnings = Vec::new();
+        for family in SignalFamily::ALL {
+            for name in signals.names(family) {
+                let used = signals
+                    .lookup(family, name)
+                    .is_some_and(|id| needed.contains(&id));
+                if !used {
+                    warnings.push(Diagnostic::warning(
+                        &Location::UNKNOWN,
+                        format!("signals.{}", family.name()),
+                        format!("signal `{name}` is defined but no route uses it"),
+                    ));
+                }
+            }
+        }
+        if routes.is_empty() {
+            found.push(
+                Diagnostic::error(
+                    &Location::UNKNOWN,
+                    "routes",
+                    "no route and no default_route",
+                )
+                .with_help("add `default_route: {models: [...]}` so `auto` requests have a home"),
+            );
+        }
+
+        check_tests(&config, &routes, &mut found);
+
+        found.retain(|d| d.severity == Severity::Error);
+        if !found.is_empty() {
+            found.extend(warnings);
+            if let Some(map) = &config.source {
+                found.iter_mut().for_each(|d| crate::dsl::relocate(map, d));
+            }
+            return Err(ConfigError { diagnostics: found });
+        }
+        let mut policy = Policy {
+            config,
+            signals,
+            routes,
+            has_default,
+            atoms: atoms.into_iter().collect(),
+            direct_needed: direct_needed.into_iter().collect(),
+            labels,
+            needed: needed.into_iter().collect(),
+            constraints,
+            global_plugins: chains.global,
+            models,
+            warnings,
+            analysis: Analysis::default(),
+        };
+        policy.analysis = policy.analyze();
+        let checked: Vec<Diagnostic> = policy
+            .analysis
+            .findings
+            .iter()
+            .filter(|f| f.kind.is_warning())
+            .map(|f| policy.diagnostic(f))
+            .collect();
+        // The checker's come relocated from `diagnostic`; the rest are moved here.
+        if let Some(map) = &policy.config.source {
+            policy
+                .warnings
+                .iter_mut()
+                .for_each(|d| crate::dsl::relocate(map, d));
+        }
+        policy.warnings.extend(checked);
+        Ok(policy)
+    }
+
+    /// A checker finding as a diagnostic at its first route's name.
+    pub fn diagnostic(&self, finding: &Finding) -> Diagnostic {
+        let route = finding.routes.first().and_then(|name| {
+            self.config
+                .routes
+                .iter()
+                .position(|r| &r.name.value == name)
+                .map(|i| (i, &self.config.routes[i]))
+        });
+        let constraint = finding.constraint.as_ref().and_then(|name| {
+            self.config
+                .constraints
+                .iter()
+                .position(|c| &c.name.value == name)
+                .map(|i| (i, &self.config.constraints[i]))
+        });
+        let (location, path) = match (constraint, route) {
+            (Some((i, c)), _) => (c.name.referenced, format!("constraints[{i}]")),
+            (None, Some((i, r))) => (r.name.referenced, format!("routes[{i}].when")),
+            (None, None) => (Location::UNKNOWN, "routes".to_owned()),
+        };
+        let mut diagnostic = if finding.kind.is_warning() {
+            Diagnostic::warning(&location, path, finding.message.clone())
+        } else {
+            Diagnostic::note(&location, path, finding.message.clone())
+        };
+        if let Some(witness) = &finding.witness {
+            diagnostic = diagnostic.with_help(format!("for example: {witness}"));
+        }
+        if let Some(map) = &self.config.source {
+            crate::dsl::relocate(map, &mut diagnostic);
+        }
+        diagnostic
+    }
+
+    /// Routes in evaluation order; the default route, if any, is last.
+    pub fn routes(&self) -> &[CompiledRoute] {
+        &self.routes
+    }
+
+    /// The route at an index of [`Policy::routes`].
+    pub fn route(&self, index: usize) -> Option<&CompiledRoute> {
+        self.routes.get(index)
+    }
+
+    /// Whether a default route exists.
+    pub fn has_default(&self) -> bool {
+        self.has_default
+    }
+
+    /// The signals requests that name a model need: those the conditions of the
+    /// constraints covering them read (often none).
+    pub fn direct_signals(&self) -> &[SignalId] {
+        &self.direct_needed
+    }
+
+    /// The labels conditions test, indexed by [`Atom::Label`].
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The atoms routes read, sorted.
+    pub fn atoms(&self) -> &[Atom] {
+        &self.atoms
+    }
+
+    /// An atom as written in a condition: `keyword("code")`, `complexity("hard") >= 0.7`.
+    pub fn atom_name(&self, atom: Atom) -> String {
+        let signal = atom.signal();
+        let key = self
+            .signals
+            .key(signal)
+            .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
+        match atom {
+            Atom::Holds(_) => key,
+            Atom::Test(_, test) => format!("{key}{test}"),
+            Atom::Label(_, label) => {
+                let text = self.labels.get(label as usize).map_or("?", String::as_str);
+                match key.strip_suffix(')') {
+                    Some(open) => format!("{open}, \"{text}\")"),
+                    None => key,
+                }
+            }
+        }
+    }
+
+    /// The signals some route references: the only ones worth computing.
+    pub fn needed_signals(&self) -> &[SignalId] {
+        &self.needed
+    }
+
+    /// The index of a configured model by name.
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.get(name).copied()
+    }
+
+    /// Whether `model` is a routing alias such as `auto`.
+    pub fn is_route_alias(&self, model: &str) -> bool {
+        self.config.server.route_aliases.iter().any(|a| a == model)
+    }
+}

@@ -1,0 +1,410 @@
+//! Checks across sections: models and pools, candidate lists and algorithms, tests.
+
+use super::*;
+
+pub(super) fn check_models_and_pools(
+    config: &Config,
+    found: &mut Vec<Diagnostic>,
+) -> HashMap<String, usize> {
+    let mut models = HashMap::new();
+    if config.models.is_empty() {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "models",
+            "no model is configured",
+        ));
+    }
+    for (i, m) in config.models.iter().enumerate() {
+        if m.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].quality"),
+                "quality is a score in [0, 1]",
+            ));
+        }
+        if m.price.is_some_and(|p| {
+            !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())
+        }) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].price"),
+                "prices are dollars per million tokens, 0 or more",
+            ));
+        }
+        if models.insert(m.name.value.clone(), i).is_some() {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].name"),
+                format!("model `{}` is defined twice", m.name.value),
+            ));
+        }
+        if config.server.route_aliases.contains(&m.name.value) {
+            found.push(Diagnostic::error(
+                &m.name.referenced,
+                format!("models[{i}].name"),
+                format!(
+                    "`{}` is a routing alias (server.route_aliases)",
+                    m.name.value
+                ),
+            ));
+        }
+    }
+    let model_names: Vec<&str> = config
+        .models
+        .iter()
+        .map(|m| m.name.value.as_str())
+        .collect();
+    let mut served = vec![false; config.models.len()];
+    let mut pool_names = HashMap::new();
+    let mut endpoint_names = HashMap::new();
+    for (i, pool) in config.pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if pool_names.insert(pool.name.value.as_str(), ()).is_some() {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.name"),
+                format!("pool `{}` is defined twice", pool.name.value),
+            ));
+        }
+        match models.get(&pool.model.value) {
+            Some(&m) => served[m] = true,
+            None => found.push(Diagnostic::unknown(
+                "model",
+                &pool.model,
+                format!("{path}.model"),
+                model_names.iter().copied(),
+            )),
+        }
+        if pool.context_window.0 == 0 {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.context_window"),
+                "the context window must be above 0",
+            ));
+        }
+        if pool.endpoints.is_empty() {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.endpoints"),
+                format!("pool `{}` has no endpoint", pool.name.value),
+            ));
+        }
+        if !(pool.compression_factor >= 1.0 && pool.compression_factor <= 16.0) {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.compression_factor"),
+                format!(
+                    "{} must be between 1 (none) and 16",
+                    pool.compression_factor
+                ),
+            ));
+        }
+        if !(pool.affinity_load_factor >= 1.0 && pool.affinity_load_factor.is_finite()) {
+            found.push(Diagnostic::error(
+                &pool.name.referenced,
+                format!("{path}.affinity_load_factor"),
+                format!(
+                    "{} must be a number of at least 1",
+                    pool.affinity_load_factor
+                ),
+            ));
+        }
+        for (j, endpoint) in pool.endpoints.iter().enumerate() {
+            let url = &endpoint.url;
+            if endpoint.weight == 0 {
+                found.push(Diagnostic::error(
+                    &url.referenced,
+                    format!("{path}.endpoints[{j}].weight"),
+                    "must be at least 1 (remove the endpoint to send it nothing)",
+                ));
+            }
+            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                found.push(
+                    Diagnostic::error(
+                        &url.referenced,
+                        format!("{path}.endpoints[{j}].url"),
+                        format!("`{}` is not an http:// or https:// URL", url.value),
+                    )
+                    .with_help("write the base URL, e.g. http://10.0.0.5:8000"),
+                );
+            }
+            let name = endpoint
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{j}", pool.name.value));
+            if endpoint_names.insert(name.clone(), ()).is_some() {
+                found.push(Diagnostic::error(
+                    &url.referenced,
+                    format!("{path}.endpoints[{j}].name"),
+                    format!("endpoint name `{name}` is used twice"),
+                ));
+            }
+        }
+    }
+    for (i, m) in config.models.iter().enumerate() {
+        if !served[i] {
+            found.push(
+                Diagnostic::error(
+                    &m.name.referenced,
+                    format!("models[{i}]"),
+                    format!("model `{}` is served by no pool", m.name.value),
+                )
+                .with_help(format!("add a pool with `model: {}`", m.name.value)),
+            );
+        }
+    }
+    if let Err(e) = config.server.listen.value.parse::<SocketAddr>() {
+        found.push(
+            Diagnostic::error(
+                &config.server.listen.referenced,
+                "server.listen",
+                format!("`{}` is not an address: {e}", config.server.listen.value),
+            )
+            .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
+        );
+    }
+    if config.upstream.max_attempts == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "upstream.max_attempts",
+            "must be at least 1 (1 means no retry)",
+        ));
+    }
+    if config.health.eject_after_failures == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.eject_after_failures",
+            "must be at least 1",
+        ));
+    }
+    if config.health.base_ejection_ms > config.health.max_ejection_ms {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.base_ejection_ms",
+            "is above health.max_ejection_ms",
+        ));
+    }
+    if !config.health.check_path.starts_with('/') {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.check_path",
+            format!("`{}` must start with /", config.health.check_path),
+        ));
+    }
+    let percentile = config.server.output_percentile;
+    if !(percentile > 0.0 && percentile <= 1.0) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.output_percentile",
+            format!("{percentile} is not in (0, 1]: write e.g. 0.75 for P75"),
+        ));
+    }
+    if config.retention.min_ttl_ms > config.retention.max_ttl_ms {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "retention.min_ttl_ms",
+            "is above retention.max_ttl_ms",
+        ));
+    }
+    if config.server.worker_threads == Some(0) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.worker_threads",
+            "must be at least 1 (or left out for one per core)",
+        ));
+    }
+    if config.server.max_body_bytes == 0 {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "server.max_body_bytes",
+            "must be above 0",
+        ));
+    }
+    models
+}
+
+/// Every test case names a route that exists.
+pub(super) fn check_tests(config: &Config, routes: &[CompiledRoute], found: &mut Vec<Diagnostic>) {
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let mut seen = HashMap::new();
+    for (i, test) in config.tests.iter().enumerate() {
+        if seen.insert(test.name.value.as_str(), ()).is_some() {
+            found.push(Diagnostic::error(
+                &test.name.referenced,
+                format!("tests[{i}].name"),
+                format!("test `{}` is defined twice", test.name.value),
+            ));
+        }
+        if test.cases.is_empty() {
+            found.push(Diagnostic::error(
+                &test.name.referenced,
+                format!("tests[{i}].cases"),
+                format!("test `{}` has no case", test.name.value),
+            ));
+        }
+        for (j, case) in test.cases.iter().enumerate() {
+            if !names.contains(&case.route.value.as_str()) {
+                found.push(Diagnostic::unknown(
+                    "route",
+                    &case.route,
+                    format!("tests[{i}].cases[{j}].route"),
+                    names.iter().copied(),
+                ));
+            }
+        }
+    }
+}
+
+/// Checks a selection algorithm against the route's candidates: weights name
+/// candidates, and what an algorithm compares (price, quality) is configured.
+pub(super) fn check_algorithm(
+    algorithm: &AlgorithmConfig,
+    candidates: &[CandidateConfig],
+    models: &[crate::config::ModelConfig],
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) {
+    let model = |name: &str| models.iter().find(|m| m.name.value == name);
+    let mut error = |message: String| found.push(Diagnostic::error(at, path, message));
+    let (needs_price, needs_quality) = match algorithm {
+        AlgorithmConfig::Static => (false, false),
+        AlgorithmConfig::Weighted(w) => {
+            for (name, weight) in &w.weights {
+                if !candidates.iter().any(|c| &c.name.value == name) {
+                    let names: Vec<&str> =
+                        candidates.iter().map(|c| c.name.value.as_str()).collect();
+                    let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    error(format!(
+                        "weights: `{name}` is not a candidate of this route{hint}"
+                    ));
+                }
+                if !(weight.is_finite() && *weight >= 0.0) {
+                    error(format!(
+                        "weights: `{name}` has weight {weight}; use 0 or more"
+                    ));
+                }
+            }
+            (false, false)
+        }
+        AlgorithmConfig::Cost(c) => {
+            if !(0.0..=1.0).contains(&c.min_quality) {
+                error(format!("min_quality {} is not in [0, 1]", c.min_quality));
+            }
+            (true, c.min_quality > 0.0)
+        }
+        AlgorithmConfig::Latency(l) => {
+            if !(l.percentile > 0.0 && l.percentile <= 100.0) {
+                error(format!("percentile {} is not in (0, 100]", l.percentile));
+            }
+            (false, false)
+        }
+        AlgorithmConfig::MultiFactor(m) => {
+            let w = &m.weights;
+            if [w.quality, w.latency, w.cost, w.load]
+                .iter()
+                .any(|x| !(x.is_finite() && *x >= 0.0))
+            {
+                error("weights are 0 or more".to_owned());
+            }
+            (w.cost > 0.0 || m.max_cost.is_some(), w.quality > 0.0)
+        }
+    };
+    for c in candidates.iter().map(|c| &c.name) {
+        let Some(m) = model(&c.value) else { continue };
+        if needs_price && m.price.is_none() {
+            error(format!(
+                "`{}` selection compares prices, but model `{}` has no `price`",
+                algorithm.name(),
+                c.value
+            ));
+        }
+        if needs_quality && m.quality.is_none() {
+            error(format!(
+                "`{}` selection compares quality, but model `{}` has no `quality`",
+                algorithm.name(),
+                c.value
+            ));
+        }
+    }
+}
+
+/// The algorithm with the candidates' own weights merged in (for `weighted`); a
+/// weight given twice is an error, a weight under another algorithm one too.
+pub(super) fn with_candidate_weights(
+    algorithm: &AlgorithmConfig,
+    candidates: &[CandidateConfig],
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) -> AlgorithmConfig {
+    let mut merged = algorithm.clone();
+    for c in candidates {
+        let Some(weight) = c.options.weight else {
+            continue;
+        };
+        match &mut merged {
+            AlgorithmConfig::Weighted(w) => {
+                if w.weights.contains_key(&c.name.value) {
+                    found.push(Diagnostic::error(
+                        &c.name.referenced,
+                        path,
+                        format!(
+                            "`{}` has a weight both here and in the algorithm's `weights`; keep one",
+                            c.name.value
+                        ),
+                    ));
+                }
+                w.weights.insert(c.name.value.clone(), f64::from(weight));
+            }
+            other => found.push(
+                Diagnostic::error(
+                    at,
+                    path,
+                    format!(
+                        "`{}` has a weight, but the `{}` algorithm does not use weights",
+                        c.name.value,
+                        other.name()
+                    ),
+                )
+                .with_help("use `ALGORITHM weighted` (algorithm: weighted), or drop the weight"),
+            ),
+        }
+    }
+    merged
+}
+
+pub(super) fn resolve_models(
+    candidates: &[CandidateConfig],
+    models: &HashMap<String, usize>,
+    path: &str,
+    found: &mut Vec<Diagnostic>,
+) -> (Vec<usize>, Vec<CandidateOptions>) {
+    let names: Vec<&Spanned<String>> = candidates.iter().map(|c| &c.name).collect();
+    if names.is_empty() {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            path,
+            "list at least one model",
+        ));
+    }
+    let mut known: Vec<&str> = models.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    names
+        .iter()
+        .zip(candidates)
+        .enumerate()
+        .filter_map(|(i, (name, c))| match models.get(&name.value) {
+            Some(&index) => Some((index, c.options.clone())),
+            None => {
+                found.push(Diagnostic::unknown(
+                    "model",
+                    name,
+                    format!("{path}[{i}]"),
+                    known.iter().copied(),
+                ));
+                None
+            }
+        })
+        .unzip()
+}

@@ -1,0 +1,250 @@
+//! The leaf types: what a signal is, what it says about one request, and what the
+//! signals of one request say together.
+
+use super::*;
+
+/// The families of signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalFamily {
+    /// Keyword lists matched against the request text.
+    Keyword,
+    /// The request's context length in tokens.
+    Context,
+    /// Similarity of the request to exemplar sentences.
+    Embedding,
+    /// Personal data and secrets in the request.
+    Pii,
+    /// The language of the latest user turn.
+    Language,
+    /// The shape of the conversation (turns by role, tools, modalities, session).
+    Structure,
+    /// The latest user turn complains about the previous answer.
+    UserFeedback,
+    /// The latest user turn repeats an earlier one.
+    Reask,
+    /// Values of request headers and of the request's `metadata` object.
+    Metadata,
+    /// The subject of the request, from a classifier over its embedding.
+    Domain,
+    /// Jailbreak and prompt-injection attempts.
+    Jailbreak,
+    /// The request seeks verifiable facts.
+    FactCheck,
+    /// How demanding the request is: easy, medium or hard.
+    Complexity,
+    /// A caller preference, by exemplars.
+    Preference,
+    /// The caller's verified identity and roles.
+    Authz,
+}
+
+impl SignalFamily {
+    /// Every family, in the order configuration lists them.
+    pub const ALL: [SignalFamily; 15] = [
+        SignalFamily::Keyword,
+        SignalFamily::Context,
+        SignalFamily::Embedding,
+        SignalFamily::Pii,
+        SignalFamily::Language,
+        SignalFamily::Structure,
+        SignalFamily::UserFeedback,
+        SignalFamily::Reask,
+        SignalFamily::Metadata,
+        SignalFamily::Domain,
+        SignalFamily::Jailbreak,
+        SignalFamily::FactCheck,
+        SignalFamily::Complexity,
+        SignalFamily::Preference,
+        SignalFamily::Authz,
+    ];
+
+    /// The name used in configuration (`keyword`, `context`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalFamily::Keyword => "keyword",
+            SignalFamily::Context => "context",
+            SignalFamily::Embedding => "embedding",
+            SignalFamily::Pii => "pii",
+            SignalFamily::Language => "language",
+            SignalFamily::Structure => "structure",
+            SignalFamily::UserFeedback => "user_feedback",
+            SignalFamily::Reask => "reask",
+            SignalFamily::Metadata => "metadata",
+            SignalFamily::Domain => "domain",
+            SignalFamily::Jailbreak => "jailbreak",
+            SignalFamily::FactCheck => "fact_check",
+            SignalFamily::Complexity => "complexity",
+            SignalFamily::Preference => "preference",
+            SignalFamily::Authz => "authz",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn from_name(name: &str) -> Option<SignalFamily> {
+        SignalFamily::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// A signal's family and name, as routes refer to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SignalKey {
+    /// Its family.
+    pub family: SignalFamily,
+    /// Its configured name.
+    pub name: String,
+}
+
+impl fmt::Display for SignalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(\"{}\")", self.family.name(), self.name)
+    }
+}
+
+/// Dense index of a signal within one [`SignalEngine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SignalId(pub usize);
+
+/// What one signal says about one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalValue {
+    /// Whether the signal holds.
+    pub matched: bool,
+    /// Its numeric value (hits, tokens, similarity…).
+    pub value: f64,
+    /// How sure the extractor is, in [0, 1].
+    pub confidence: f64,
+    /// What it saw, for the explain trace (the keyword found, the token count…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// Its categorical outcome, for signals that have one: the top domain, the
+    /// detected language, the difficulty level, the header or metadata value. Routes
+    /// can test it: `domain("subject", "law")`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Time spent computing it, in nanoseconds.
+    pub cost_ns: u64,
+    /// Why it could not be computed (a missing model, a deadline); its `on_error`
+    /// rule then decided `matched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SignalValue {
+    /// Does not hold, with value 0 and no evidence, as sure as `confidence`.
+    pub fn absent(confidence: f64) -> SignalValue {
+        SignalValue {
+            matched: false,
+            value: 0.0,
+            confidence,
+            evidence: None,
+            label: None,
+            cost_ns: 0,
+            error: None,
+        }
+    }
+
+    /// A value that could not be computed.
+    pub fn failed(error: String) -> SignalValue {
+        SignalValue {
+            error: Some(error),
+            ..SignalValue::absent(0.0)
+        }
+    }
+}
+
+/// What a signal that fails (or misses its deadline) counts as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Not matched (the default): routes that need it are not taken.
+    #[default]
+    NotMatched,
+    /// Matched, with confidence 0: fail closed for guard signals.
+    Matched,
+    /// The request fails (HTTP 503 naming the signal).
+    Fail,
+}
+
+/// A signal's deadline and failure rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalLimit {
+    /// Milliseconds from the start of characterization after which the signal's
+    /// result is no longer waited for (default: none).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// What a failure counts as (default `not_matched`).
+    #[serde(default)]
+    pub on_error: Option<OnError>,
+}
+
+/// One signal extractor.
+pub trait Signal: Send + Sync + fmt::Debug {
+    /// Which signal this is.
+    fn key(&self) -> &SignalKey;
+    /// Evaluates the signal on a request; `cost_ns` is filled in by the engine (the
+    /// first signal to use a shared computation, such as the embedding, pays for it).
+    fn evaluate(&self, request: &Request<'_>) -> SignalValue;
+    /// Whether evaluating may run the embedding model (milliseconds, not microseconds).
+    fn uses_model(&self) -> bool {
+        false
+    }
+}
+
+/// The wait for a request's shared embedding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmbeddingWait {
+    /// How long the signals waited for it (it starts before the signals that need no
+    /// model run), in nanoseconds.
+    pub wait_ns: u64,
+    /// Why there is none (no model, a missed deadline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The domain classifier's prediction, shared by every domain signal of a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainPrediction {
+    /// The most probable category.
+    pub label: String,
+    /// Every category's probability, most probable first.
+    pub probabilities: Vec<(String, f32)>,
+}
+
+/// The signals computed for one request, indexed by [`SignalId`], and what they
+/// shared (the embedding, the domain prediction).
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    pub(super) values: Vec<Option<SignalValue>>,
+    pub(super) failure: Option<(SignalId, String)>,
+    /// The wait for the shared embedding, when a signal read it.
+    pub embedding: Option<EmbeddingWait>,
+    /// The domain prediction, when a domain signal asked for it.
+    pub domain: Option<DomainPrediction>,
+}
+
+impl Signals {
+    /// The first signal that failed under an `on_error: fail` rule, and why.
+    pub fn failure(&self) -> Option<(SignalId, &str)> {
+        self.failure.as_ref().map(|(id, e)| (*id, e.as_str()))
+    }
+
+    /// The value of a signal, if it was computed.
+    pub fn get(&self, id: SignalId) -> Option<&SignalValue> {
+        self.values.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Whether a signal was computed and holds.
+    pub fn matched(&self, id: SignalId) -> bool {
+        self.get(id).is_some_and(|v| v.matched)
+    }
+
+    /// Iterates over the computed signals.
+    pub fn iter(&self) -> impl Iterator<Item = (SignalId, &SignalValue)> {
+        self.values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (SignalId(i), v)))
+    }
+}
