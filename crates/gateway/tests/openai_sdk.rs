@@ -14,21 +14,10 @@
 mod harness;
 
 use harness::{DEFAULT_UPSTREAM, stack};
-use serde_json::Value;
 use switchyard_engine::Faults;
 
 #[tokio::test]
 async fn the_openai_sdk_works_against_the_gateway() {
-    let Ok(python) = std::env::var("SWITCHYARD_PYTHON") else {
-        assert!(
-            std::env::var("SWITCHYARD_REQUIRE_SDK").is_err(),
-            "SWITCHYARD_REQUIRE_SDK is set but SWITCHYARD_PYTHON is not"
-        );
-        eprintln!(
-            "skipped: set SWITCHYARD_PYTHON to a Python with `openai` (scripts/test.sh does)"
-        );
-        return;
-    };
     let s = stack("", DEFAULT_UPSTREAM).await;
     // Short requests naming `chat` land on the short pool: cut its streams after two
     // tokens. The script's routed requests mention code, so they land on `coder`.
@@ -36,20 +25,9 @@ async fn the_openai_sdk_works_against_the_gateway() {
         drop_after_tokens: Some(2),
         ..Faults::default()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
-    let url = s.gateway.url();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(url)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the SDK script failed: {stderr}");
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let Some(seen) = harness::sdk_script("openai_client.py", s.gateway.url()).await else {
+        return;
+    };
     assert_eq!(seen["route"], "coding", "{seen}");
     assert_eq!(seen["usage"]["completion_tokens"], 12, "{seen}");
     assert_eq!(seen["finish_reason"], "length");

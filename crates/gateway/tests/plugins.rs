@@ -651,33 +651,12 @@ async fn refused_requests_reach_the_decision_log_with_their_phase() {
 
 #[tokio::test]
 async fn the_openai_sdk_sees_plugin_answers_and_rewritten_streams() {
-    let Ok(python) = std::env::var("SWITCHYARD_PYTHON") else {
-        assert!(
-            std::env::var("SWITCHYARD_REQUIRE_SDK").is_err(),
-            "SWITCHYARD_REQUIRE_SDK is set but SWITCHYARD_PYTHON is not"
-        );
-        eprintln!(
-            "skipped: set SWITCHYARD_PYTHON to a Python with `openai` (scripts/test.sh does)"
-        );
-        return;
-    };
     let (url, _seen) = upstream().await;
     let log = harness::temp_file("plugins-sdk", "decisions.jsonl");
     let g = gateway(&url, &log).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_plugins.py");
-    let base = g.url();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(base)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the SDK script failed: {stderr}");
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let Some(seen) = harness::sdk_script("openai_plugins.py", g.url()).await else {
+        return;
+    };
     assert_eq!(seen["shout"], "HELLO WORLD!", "{seen}");
     assert_eq!(seen["hold"], "HELLO WORLD!", "{seen}");
     assert_eq!(seen["canned"], "We are down for maintenance.", "{seen}");

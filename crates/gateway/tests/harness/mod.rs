@@ -188,3 +188,32 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// Runs an SDK script from `tests/sdk/` against `base` with the Python that has the
+/// SDK (`SWITCHYARD_PYTHON`) and returns what it printed as JSON. `None` (skipped)
+/// without that Python, unless `SWITCHYARD_REQUIRE_SDK` is set, which fails instead.
+pub async fn sdk_script(script: &str, base: String) -> Option<serde_json::Value> {
+    let Ok(python) = std::env::var("SWITCHYARD_PYTHON") else {
+        assert!(
+            std::env::var("SWITCHYARD_REQUIRE_SDK").is_err(),
+            "SWITCHYARD_REQUIRE_SDK is set but SWITCHYARD_PYTHON is not"
+        );
+        eprintln!(
+            "skipped: set SWITCHYARD_PYTHON to a Python with `openai` (scripts/test.sh does)"
+        );
+        return None;
+    };
+    let script = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(base)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK script failed: {stderr}");
+    Some(serde_json::from_slice(&output.stdout).unwrap())
+}
