@@ -20,8 +20,9 @@ use switchyard_router::plugins::Flow;
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Answers a request that went through the phases up to plugins: locally, when a
-/// plugin answered, otherwise from the upstream.
-pub async fn answer(runtime: Arc<Runtime>, mut x: Exchange) -> Response {
+/// plugin answered, otherwise from the upstream. The exchange is boxed: the futures
+/// that carry it across awaits stay small.
+pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     if let Some(local) = x.local.clone() {
         let response = local_response(
             x.dialect,
@@ -71,7 +72,7 @@ fn call(x: &Exchange) -> Call<'_> {
     }
 }
 
-async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Exchange) -> Response {
+async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
     let Some((model, first)) = target(&x) else {
         return missing_plan(&runtime, &mut x);
     };
@@ -143,7 +144,7 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Exchange) -> 
     }
 }
 
-async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Exchange) -> Response {
+async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
     let Some((model, first)) = target(&x) else {
         return missing_plan(&runtime, &mut x);
     };

@@ -192,7 +192,7 @@ async fn chat_completions(
     if pipeline::run(&runtime, &mut x).is_err() {
         return refused_response(&runtime, &mut x);
     }
-    answer(runtime, x).await
+    answer(runtime, Box::new(x)).await
 }
 
 /// Answers a request a phase refused, and observes it.
