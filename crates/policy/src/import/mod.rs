@@ -482,7 +482,7 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                     notes,
                     line,
                     format!("PLUGIN {name} {kind}").trim_end().to_owned(),
-                    "route plugins are not supported yet; dropped",
+                    "their plugins are not converted; dropped (write ours with PLUGIN: docs/plugins.md)",
                 );
             }
             "ENTRYPOINT" => {
@@ -593,7 +593,7 @@ fn route_body(
                     notes,
                     line,
                     what(&format!("PLUGIN {name}")),
-                    "route plugins are not supported yet; dropped",
+                    "their plugins are not converted; dropped (write ours with PLUGIN: docs/plugins.md)",
                 );
             }
             "ACTION" => {
@@ -769,7 +769,7 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
                 notes,
                 plugin.pos.line,
                 format!("decision {}: plugin {kind}", route.name),
-                "route plugins are not supported yet; dropped",
+                "their plugins are not converted; dropped (write ours with PLUGIN: docs/plugins.md)",
             );
         }
         if let Some(tier) = decision.get("tier") {
