@@ -285,13 +285,15 @@ fn reload_on_hangup(path: &Path, live: std::sync::Arc<switchyard_gateway::Live>)
             };
             while hangups.recv().await.is_some() {
                 let file = path.clone();
-                // Loading may read the embedding model: off the async workers.
-                let compiled = tokio::task::spawn_blocking(move || compile(&file)).await;
-                let outcome = match compiled {
-                    Ok(Ok(policy)) => live.reload(policy).map_err(|e| anyhow::anyhow!("{e}")),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(anyhow::anyhow!("{e}")),
-                };
+                // Loading may read the embedding model, and a reload may run the
+                // policy's tests through it: off the async workers.
+                let live = std::sync::Arc::clone(&live);
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    live.reload(compile(&file)?)
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+                .await;
+                let outcome = reloaded.unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")));
                 match outcome {
                     Ok(fixed) => {
                         eprintln!("switchyard: reloaded {}", path.display());
