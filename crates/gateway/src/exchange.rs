@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchyard_pool::{
     CannotCompress, Compression, PlaceRequest, Placement, PoolSet, Prediction, RetentionHint,
 };
-use switchyard_router::plugins::{Chain, LocalAnswer, RequestInfo};
+use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer};
 use switchyard_wire::{ChatRequest, Conversation, Dialect};
 use switchyard_workload::Signals;
 
@@ -201,16 +201,16 @@ impl Exchange {
         }
     }
 
-    /// What plugins are told about this request.
-    pub fn info<'a>(&'a self, runtime: &'a Runtime) -> RequestInfo<'a> {
+    /// What the plugin chain is told about this request.
+    pub fn chain_info(&self, runtime: &Runtime) -> ChainInfo {
         let model = self
             .selected
             .as_ref()
             .and_then(|s| runtime.policy.config.models.get(s.model));
-        RequestInfo {
-            request_id: &self.request_id,
-            route: self.route_name(),
-            model: model.map_or("", |m| m.name.value.as_str()),
+        ChainInfo {
+            request_id: self.request_id.clone(),
+            route: self.route_name().to_owned(),
+            model: model.map_or_else(String::new, |m| m.name.value.clone()),
             family: model.and_then(|m| m.family),
             stream: self.conversation.stream,
             dry_run: self.dry_run,

@@ -93,6 +93,7 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
     })
     .await;
     settle(
+        &runtime,
         &mut x,
         attempted.placement,
         attempted.attempts,
@@ -101,7 +102,7 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
     match attempted.result {
         Ok(Ok(pass)) => {
             let (events, hooked) = if x.plugins.hooks().stream {
-                let (events, hooked) = with_stream_hooks(&runtime, &mut x, pass.events);
+                let (events, hooked) = with_stream_hooks(&mut x, pass.events);
                 (events, Some(hooked))
             } else {
                 (pass.events, None)
@@ -164,6 +165,7 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
     })
     .await;
     settle(
+        &runtime,
         &mut x,
         attempted.placement,
         attempted.attempts,
@@ -215,9 +217,7 @@ fn response_hooks(
         return Ok(None);
     };
     let original = value.clone();
-    let mut chain = std::mem::take(&mut x.plugins);
-    let flow = chain.on_response(&x.info(runtime), &mut value);
-    x.plugins = chain;
+    let flow = x.plugins.on_response(&mut value);
     match flow {
         Ok(Flow::Continue) if value == original => Ok(None),
         Ok(Flow::Continue) => Ok(Some(axum::Json(value).into_response())),
@@ -248,23 +248,31 @@ fn missing_plan(runtime: &Runtime, x: &mut Exchange) -> Response {
 }
 
 /// Records where the request finally went and the forward phase's time (to the
-/// response headers).
-fn settle(x: &mut Exchange, placement: switchyard_pool::Placement, attempts: u32, since: Instant) {
+/// response headers of a stream, to the whole body otherwise).
+fn settle(
+    runtime: &Runtime,
+    x: &mut Exchange,
+    placement: switchyard_pool::Placement,
+    attempts: u32,
+    since: Instant,
+) {
     if let Some(placed) = &mut x.placed {
         placed.placement = placement;
     }
     x.attempts = attempts;
-    x.timings.record(Phase::Forward, since.elapsed());
+    let spent = since.elapsed();
+    x.timings.record(Phase::Forward, spent);
+    runtime.metrics.phase(Phase::Forward, spent);
 }
 
 /// Response-header hooks, then the `x-switchyard-*` explain headers (which plugins
 /// cannot change).
 pub fn finish(runtime: &Runtime, x: &mut Exchange, mut response: Response) -> Response {
     if x.plugins.hooks().response_headers {
-        let mut chain = std::mem::take(&mut x.plugins);
         let status = response.status().as_u16();
-        let result = chain.on_response_headers(&x.info(runtime), status, response.headers_mut());
-        x.plugins = chain;
+        let result = x
+            .plugins
+            .on_response_headers(status, response.headers_mut());
         if let Err(failure) = result {
             runtime.metrics.plugin_failure();
             response = error_response(&ApiError::new(ErrorKind::PluginFailed, failure.to_string()));

@@ -59,14 +59,12 @@ pub fn admit(
     // Only Chat Completions is served today; other APIs come in through their paths.
     let dialect: &'static dyn Dialect = &OpenAiChat;
     let parsed = read(headers, body, limit, dialect);
-    let spent = started.elapsed();
-    runtime.metrics.phase(Phase::Ingress, spent);
     let (request, mut conversation) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             let empty = (ChatRequest::default(), Conversation::from_prompt("", ""));
             let mut x = Exchange::new(dialect, request_id, started, empty);
-            x.timings.record(Phase::Ingress, spent);
+            record(runtime, &mut x);
             x.refusal = Some(Refusal {
                 phase: Phase::Ingress,
                 error,
@@ -74,13 +72,19 @@ pub fn admit(
             return Err(Box::new(x));
         }
     };
-    let attach = Instant::now();
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
     x.deadline = client_deadline(headers, started);
-    x.timings.record(Phase::Ingress, spent + attach.elapsed());
+    record(runtime, &mut x);
     Ok(x)
+}
+
+/// Ingress took the time since arrival: in the trace and in the phase metric alike.
+fn record(runtime: &Runtime, x: &mut Exchange) {
+    let spent = x.started.elapsed();
+    x.timings.record(Phase::Ingress, spent);
+    runtime.metrics.phase(Phase::Ingress, spent);
 }
 
 /// Copies what signals read of the request beyond its body: the headers they name

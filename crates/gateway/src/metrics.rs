@@ -112,7 +112,7 @@ fn describe() {
     );
     metrics::describe_histogram!(
         "switchyard_overhead_seconds",
-        "Router time before the upstream call (ingress to placement)"
+        "Router time before the upstream call (ingress through plugins)"
     );
     metrics::describe_histogram!(
         "switchyard_ttft_seconds",

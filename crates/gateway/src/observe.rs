@@ -71,16 +71,13 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             .increment(u.completion_tokens);
     }
     if x.plugins.hooks().observe {
-        let mut chain = std::mem::take(&mut x.plugins);
-        let observation = Observation {
+        x.plugins.on_observe(&Observation {
             status,
             outcome: name,
             phase: answered_in.name(),
             usage,
             latency,
-        };
-        chain.on_observe(&x.info(runtime), &observation);
-        x.plugins = chain;
+        });
     }
     if let Some(log) = &runtime.log {
         log.record(DecisionRecord {

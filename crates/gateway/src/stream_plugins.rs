@@ -4,14 +4,12 @@
 //! them, every plugin is told the stream ends and may release what it holds.
 
 use crate::exchange::Exchange;
-use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use switchyard_policy::ModelFamily;
-use switchyard_router::plugins::{Chain, ChunkResult, RequestInfo};
+use switchyard_router::plugins::{Chain, ChunkResult};
 use switchyard_wire::{ApiError, ErrorKind, SseParser};
 
 /// The chain while a stream runs, shared by the stream and the task that observes it.
@@ -36,32 +34,10 @@ impl Hooked {
     }
 }
 
-/// What the hooks are told about the request, owned by the stream.
-struct Info {
-    request_id: String,
-    route: String,
-    model: String,
-    family: Option<ModelFamily>,
-}
-
-impl Info {
-    fn view(&self) -> RequestInfo<'_> {
-        RequestInfo {
-            request_id: &self.request_id,
-            route: &self.route,
-            model: &self.model,
-            family: self.family,
-            stream: true,
-            dry_run: false,
-        }
-    }
-}
-
 struct State {
     upstream: BoxStream<'static, Bytes>,
     parser: SseParser,
     shared: Arc<Mutex<Shared>>,
-    info: Info,
     ready: VecDeque<Bytes>,
     over: bool,
 }
@@ -69,17 +45,9 @@ struct State {
 /// Wraps the upstream events with the exchange's stream hooks; the chain moves into
 /// the stream until [`Hooked::reclaim`].
 pub fn with_stream_hooks(
-    runtime: &Runtime,
     x: &mut Exchange,
     upstream: BoxStream<'static, Bytes>,
 ) -> (BoxStream<'static, Bytes>, Hooked) {
-    let view = x.info(runtime);
-    let info = Info {
-        request_id: view.request_id.to_owned(),
-        route: view.route.to_owned(),
-        model: view.model.to_owned(),
-        family: view.family,
-    };
     let shared = Arc::new(Mutex::new(Shared {
         chain: std::mem::take(&mut x.plugins),
         ended: None,
@@ -88,7 +56,6 @@ pub fn with_stream_hooks(
         upstream,
         parser: SseParser::new(),
         shared: Arc::clone(&shared),
-        info,
         ready: VecDeque::new(),
         over: false,
     };
@@ -120,15 +87,14 @@ impl State {
                 && serde_json::from_str::<serde_json::Value>(&event.data)
                     .is_ok_and(|v| v.get("error").is_some());
             let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-            let info = self.info.view();
             if event.is_done() || terminal_error {
-                let released = shared.chain.on_stream_end(&info, event.is_done());
+                let released = shared.chain.on_stream_end(event.is_done());
                 drop(shared);
                 self.emit(released, Some(event.raw));
                 self.over = true;
                 return;
             }
-            let passed = shared.chain.on_chunk(&info, event.data);
+            let passed = shared.chain.on_chunk(event.data);
             drop(shared);
             self.emit(passed, None);
         }
@@ -138,7 +104,7 @@ impl State {
     /// with a terminal event.
     fn close(&mut self) {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let released = shared.chain.on_stream_end(&self.info.view(), false);
+        let released = shared.chain.on_stream_end(false);
         drop(shared);
         let error = ApiError::new(
             ErrorKind::Upstream,

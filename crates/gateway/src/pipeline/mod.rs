@@ -162,11 +162,7 @@ fn decide(runtime: &Runtime, x: &mut Exchange, target: Target) -> Result<(), Api
 
 /// Computes `needed` signals for a conversation. Model inference takes milliseconds:
 /// when it is needed, the runtime may move this worker's other tasks elsewhere.
-pub fn characterize(
-    runtime: &Runtime,
-    conversation: &Conversation,
-    needed: &[SignalId],
-) -> Signals {
+fn characterize(runtime: &Runtime, conversation: &Conversation, needed: &[SignalId]) -> Signals {
     let signals = &runtime.policy.signals;
     if signals.needs_embedding(needed) {
         off_the_async_workers(|| signals.characterize(conversation, needed))

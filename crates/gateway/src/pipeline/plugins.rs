@@ -15,25 +15,17 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
     let route_plugins = route
         .and_then(|i| runtime.policy.route(i))
         .map_or(&[][..], |r| r.plugins.as_slice());
-    x.plugins = runtime
+    let chain = runtime
         .plugins
-        .chain(&runtime.policy.global_plugins, route_plugins);
+        .chain(&runtime.policy.global_plugins, route_plugins, || {
+            x.chain_info(runtime)
+        });
+    x.plugins = chain;
     if x.plugins.hooks().request {
-        let mut chain = std::mem::take(&mut x.plugins);
-        // The exchange holds an empty request while the chain works on the real one.
-        let mut request = std::mem::take(&mut x.request);
-        let mut headers = std::mem::take(&mut x.upstream_headers);
-        let flow = {
-            let info = x.info(runtime);
-            let mut upstream = UpstreamRequest {
-                body: &mut request,
-                headers: &mut headers,
-            };
-            chain.on_request(&info, &mut upstream)
-        };
-        x.plugins = chain;
-        x.request = request;
-        x.upstream_headers = headers;
+        let flow = x.plugins.on_request(&mut UpstreamRequest {
+            body: &mut x.request,
+            headers: &mut x.upstream_headers,
+        });
         match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Answer(answer)) => x.local = Some(answer),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use switchyard_policy::{Config, ConfigError, Diagnostic, PluginOnError};
+use switchyard_policy::{Config, ConfigError, Diagnostic, ModelFamily, PluginOnError};
 
 /// One configured plugin.
 #[derive(Debug)]
@@ -83,8 +83,17 @@ impl Plugins {
     }
 
     /// The chain of one request: `global`, then `route` (indexes into
-    /// [`Config::plugins`]). Allocates nothing when both are empty.
-    pub fn chain(&self, global: &[usize], route: &[usize]) -> Chain {
+    /// [`Config::plugins`]), told about the request by `info`. Allocates nothing, and
+    /// calls `info` not, when both are empty.
+    pub fn chain(
+        &self,
+        global: &[usize],
+        route: &[usize],
+        info: impl FnOnce() -> ChainInfo,
+    ) -> Chain {
+        if global.is_empty() && route.is_empty() {
+            return Chain::default();
+        }
         let links = global
             .iter()
             .chain(route)
@@ -99,7 +108,10 @@ impl Plugins {
                 },
             })
             .collect();
-        Chain { links }
+        Chain {
+            links,
+            info: info(),
+        }
     }
 }
 
@@ -145,10 +157,43 @@ pub struct ChunkResult {
     pub end: Option<String>,
 }
 
+/// What a chain tells its plugins about the request, owned by the chain (a stream's
+/// hooks run after the handler that built it has returned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// The request id.
+    pub request_id: String,
+    /// The route taken.
+    pub route: String,
+    /// The chosen model, as configured.
+    pub model: String,
+    /// The chosen model's family.
+    pub family: Option<ModelFamily>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// A dry run.
+    pub dry_run: bool,
+}
+
+impl ChainInfo {
+    /// As the hooks see it.
+    pub fn view(&self) -> RequestInfo<'_> {
+        RequestInfo {
+            request_id: &self.request_id,
+            route: &self.route,
+            model: &self.model,
+            family: self.family,
+            stream: self.stream,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// One request's plugins, in order, with their per-request state.
 #[derive(Debug, Default)]
 pub struct Chain {
     links: Vec<Link>,
+    info: ChainInfo,
 }
 
 /// Runs one hook, turning a panic into an error.
@@ -189,12 +234,12 @@ impl Chain {
     /// Request hooks, in order, until one answers locally.
     pub fn on_request(
         &mut self,
-        info: &RequestInfo<'_>,
         upstream: &mut UpstreamRequest<'_>,
     ) -> Result<Flow, PluginFailure> {
+        let info = self.info.view();
         for link in self.links.iter_mut().filter(|l| l.entry.hooks.request) {
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
-            match guarded(|| plugin.on_request(info, upstream, state)) {
+            match guarded(|| plugin.on_request(&info, upstream, state)) {
                 Ok(Flow::Continue) => link.run.result = Some("continue".to_owned()),
                 Ok(answer @ Flow::Answer(_)) => {
                     link.run.result = Some("answered".to_owned());
@@ -209,10 +254,10 @@ impl Chain {
     /// Response-header hooks, in order.
     pub fn on_response_headers(
         &mut self,
-        info: &RequestInfo<'_>,
         status: u16,
         headers: &mut HeaderMap,
     ) -> Result<(), PluginFailure> {
+        let info = self.info.view();
         for link in self
             .links
             .iter_mut()
@@ -220,7 +265,7 @@ impl Chain {
         {
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
             if let Err(message) =
-                guarded(|| plugin.on_response_headers(info, status, headers, state))
+                guarded(|| plugin.on_response_headers(&info, status, headers, state))
             {
                 fail(link, "on_response_headers", message)?;
             }
@@ -229,14 +274,11 @@ impl Chain {
     }
 
     /// Whole-answer hooks, in order, until one replaces the answer.
-    pub fn on_response(
-        &mut self,
-        info: &RequestInfo<'_>,
-        body: &mut Value,
-    ) -> Result<Flow, PluginFailure> {
+    pub fn on_response(&mut self, body: &mut Value) -> Result<Flow, PluginFailure> {
+        let info = self.info.view();
         for link in self.links.iter_mut().filter(|l| l.entry.hooks.response) {
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
-            match guarded(|| plugin.on_response(info, body, state)) {
+            match guarded(|| plugin.on_response(&info, body, state)) {
                 Ok(Flow::Continue) => {}
                 Ok(answer @ Flow::Answer(_)) => return Ok(answer),
                 Err(message) => fail(link, "on_response", message)?,
@@ -246,27 +288,29 @@ impl Chain {
     }
 
     /// One streamed event through every stream hook from the first.
-    pub fn on_chunk(&mut self, info: &RequestInfo<'_>, event: String) -> ChunkResult {
-        self.pass_from(0, info, vec![event])
+    pub fn on_chunk(&mut self, event: String) -> ChunkResult {
+        pass_through(&mut self.links, &self.info.view(), vec![event])
     }
 
     /// The stream is ending: each plugin may release what it holds (which then passes
     /// the later plugins' chunk hooks).
-    pub fn on_stream_end(&mut self, info: &RequestInfo<'_>, complete: bool) -> ChunkResult {
+    pub fn on_stream_end(&mut self, complete: bool) -> ChunkResult {
+        let info = self.info.view();
+        let links = &mut self.links;
         let mut result = ChunkResult::default();
-        for i in 0..self.links.len() {
-            let Some(link) = self.links.get_mut(i).filter(|l| l.entry.hooks.stream) else {
+        for i in 0..links.len() {
+            let Some(link) = links.get_mut(i).filter(|l| l.entry.hooks.stream) else {
                 continue;
             };
             let mut out = Vec::new();
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
-            if let Err(message) = guarded(|| plugin.on_stream_end(info, complete, &mut out, state))
+            if let Err(message) = guarded(|| plugin.on_stream_end(&info, complete, &mut out, state))
                 && let Err(failure) = fail(link, "on_stream_end", message)
             {
                 result.end.get_or_insert_with(|| failure.to_string());
                 continue;
             }
-            let passed = self.pass_from(i + 1, info, out);
+            let passed = pass_through(&mut links[i + 1..], &info, out);
             result.events.extend(passed.events);
             if result.end.is_none() {
                 result.end = passed.end;
@@ -275,61 +319,58 @@ impl Chain {
         result
     }
 
-    fn pass_from(
-        &mut self,
-        first: usize,
-        info: &RequestInfo<'_>,
-        mut events: Vec<String>,
-    ) -> ChunkResult {
-        for link in self
-            .links
-            .iter_mut()
-            .skip(first)
-            .filter(|l| l.entry.hooks.stream)
-        {
-            let mut next = Vec::with_capacity(events.len());
-            for event in events {
-                let (plugin, state) = (&link.entry.plugin, &mut link.state);
-                let kept = event.clone();
-                match guarded(|| plugin.on_response_chunk(info, event, &mut next, state)) {
-                    Ok(ChunkFlow::Continue) => {}
-                    Ok(ChunkFlow::End(message)) => {
-                        return ChunkResult {
-                            events: next,
-                            end: Some(format!(
-                                "plugin `{}` ended the stream: {message}",
-                                link.run.name
-                            )),
-                        };
-                    }
-                    Err(message) => match fail(link, "on_response_chunk", message) {
-                        Ok(()) => next.push(kept),
-                        Err(failure) => {
-                            return ChunkResult {
-                                events: next,
-                                end: Some(failure.to_string()),
-                            };
-                        }
-                    },
-                }
-            }
-            events = next;
-        }
-        ChunkResult { events, end: None }
-    }
-
     /// Observe hooks, in order. A failure here is logged; the request is over.
-    pub fn on_observe(&mut self, info: &RequestInfo<'_>, outcome: &Observation<'_>) {
+    pub fn on_observe(&mut self, outcome: &Observation<'_>) {
+        let info = self.info.view();
         for link in self.links.iter_mut().filter(|l| l.entry.hooks.observe) {
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
             if let Err(message) = guarded(|| {
-                plugin.on_observe(info, outcome, state);
+                plugin.on_observe(&info, outcome, state);
                 Ok(())
             }) {
                 tracing::warn!(plugin = %link.run.name, %message, "plugin failed in on_observe");
             }
         }
     }
+}
+
+/// Events through the stream hooks of `links`, in order.
+fn pass_through(
+    links: &mut [Link],
+    info: &RequestInfo<'_>,
+    mut events: Vec<String>,
+) -> ChunkResult {
+    for link in links.iter_mut().filter(|l| l.entry.hooks.stream) {
+        let mut next = Vec::with_capacity(events.len());
+        for event in events {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            // Only a plugin that is skipped on failure needs the event back.
+            let kept = (link.entry.on_error == PluginOnError::Skip).then(|| event.clone());
+            match guarded(|| plugin.on_response_chunk(info, event, &mut next, state)) {
+                Ok(ChunkFlow::Continue) => {}
+                Ok(ChunkFlow::End(message)) => {
+                    return ChunkResult {
+                        events: next,
+                        end: Some(format!(
+                            "plugin `{}` ended the stream: {message}",
+                            link.run.name
+                        )),
+                    };
+                }
+                Err(message) => match fail(link, "on_response_chunk", message) {
+                    Ok(()) => next.extend(kept),
+                    Err(failure) => {
+                        return ChunkResult {
+                            events: next,
+                            end: Some(failure.to_string()),
+                        };
+                    }
+                },
+            }
+        }
+        events = next;
+    }
+    ChunkResult { events, end: None }
 }
 
 /// A hook failed: skipped under `on_error: skip` (the trace says so), an error under

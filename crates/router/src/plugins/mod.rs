@@ -34,7 +34,7 @@ use std::time::Duration;
 use switchyard_policy::ModelFamily;
 use switchyard_wire::{ChatRequest, Usage};
 
-pub use chain::{Chain, ChunkResult, PluginFailure, PluginRun, Plugins};
+pub use chain::{Chain, ChainInfo, ChunkResult, PluginFailure, PluginRun, Plugins};
 
 /// Builds a plugin from its definition's options (every key but the common ones).
 pub type Build = fn(&Map<String, Value>, &Context<'_>) -> Result<Box<dyn Plugin>, String>;
