@@ -4,9 +4,8 @@
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use switchyard_router::plugins::LocalAnswer;
-use switchyard_wire::{ApiError, Dialect};
+use switchyard_wire::{ApiError, Dialect, error_body};
 
 /// The JSON error response of an [`ApiError`].
 pub fn error_response(error: &ApiError) -> Response {
@@ -25,12 +24,12 @@ pub fn local_response(
 ) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if answer.status != 200 {
-        let body = json!({"error": {
-            "message": answer.message,
-            "type": if answer.status < 500 { "invalid_request_error" } else { "server_error" },
-            "code": answer.code,
-            "param": null,
-        }});
+        let kind = if answer.status < 500 {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        let body = error_body(&answer.message, kind, &answer.code, None);
         return (status, axum::Json(body)).into_response();
     }
     let created = std::time::SystemTime::now()

@@ -81,6 +81,18 @@ impl ErrorKind {
     }
 }
 
+/// The one shape of every error body: `{"error": {"message", "type", "code", "param"}}`.
+pub fn error_body(
+    message: &str,
+    type_name: &str,
+    code: &str,
+    param: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "error": {"message": message, "type": type_name, "code": code, "param": param}
+    })
+}
+
 /// An error as the client sees it: `{"error": {"message", "type", "code", "param"}}`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -111,14 +123,12 @@ impl ApiError {
 
     /// The JSON body of this error.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind.type_name(),
-                "code": self.kind.code(),
-                "param": self.param,
-            }
-        })
+        error_body(
+            &self.message,
+            self.kind.type_name(),
+            self.kind.code(),
+            self.param.as_deref(),
+        )
     }
 
     /// The body as a terminal server-sent event, for errors after a stream began.

@@ -21,6 +21,6 @@ pub mod typos;
 pub use chat::{ChatRequest, Message, MessageContent, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};
 pub use dialect::{Dialect, OpenAiChat, Written};
-pub use error::{ApiError, ErrorKind};
+pub use error::{ApiError, ErrorKind, error_body};
 pub use sse::{SseEvent, SseParser};
 pub use token_count::TokenCount;
