@@ -33,7 +33,7 @@ pub use config::{
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};
 pub use load::{load_config, parse_config};
-pub use plugins::{COMMON_KEYS as PLUGIN_COMMON_KEYS, PluginChains, PluginConfig, PluginOnError};
+pub use plugins::{PluginChains, PluginConfig, PluginOnError};
 
 /// The most pools a configuration may have when a constraint restricts pools (the
 /// size of the gateway's per-request set of allowed pools).

@@ -39,9 +39,6 @@ pub struct PluginConfig {
     pub at: Location,
 }
 
-/// The keys every plugin definition may have besides its type's options.
-pub const COMMON_KEYS: [&str; 4] = ["name", "type", "on_error", "global"];
-
 impl<'de> Deserialize<'de> for PluginConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
