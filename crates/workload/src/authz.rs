@@ -12,7 +12,9 @@
 //! string; dotted paths such as `realm_access.roles` reach into objects) or the
 //! header's, plus those bound to the subject in `bindings`.
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use ipnet::IpNet;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -414,6 +416,21 @@ impl Signal for AuthzSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for AuthzSignalConfig {
+    type Signal = AuthzSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<AuthzSignal, String> {
+        if !context.has_identity() {
+            return Err("authz signals need signals.identity (jwt or trusted_headers)".to_owned());
+        }
+        AuthzSignal::new(self)
     }
 }
 

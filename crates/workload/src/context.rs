@@ -1,6 +1,8 @@
 //! Context-length signals: does the request's prompt fall in a token range?
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use serde::{Deserialize, Serialize};
 use switchyard_wire::TokenCount;
 
@@ -70,6 +72,18 @@ impl Signal for ContextSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for ContextSignalConfig {
+    type Signal = ContextSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<ContextSignal, String> {
+        ContextSignal::new(self)
     }
 }
 

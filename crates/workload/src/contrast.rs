@@ -13,7 +13,9 @@
 //! disk like every exemplar's.
 
 use crate::embedding::ExemplarCache;
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -511,6 +513,54 @@ impl Signal for PreferenceSignal {
                 error: None,
             }
         })
+    }
+}
+
+impl FamilyConfig for FactCheckSignalConfig {
+    type Signal = FactCheckSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<FactCheckSignal, String> {
+        FactCheckSignal::new(self, context.model())
+    }
+}
+
+impl FamilyConfig for ComplexitySignalConfig {
+    type Signal = ComplexitySignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<ComplexitySignal, String> {
+        ComplexitySignal::new(self, context.model())
+    }
+}
+
+impl FamilyConfig for PreferenceSignalConfig {
+    type Signal = PreferenceSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<PreferenceSignal, String> {
+        PreferenceSignal::new(self, context.model())
     }
 }
 

@@ -11,7 +11,9 @@
 //! `assets/domain-head.md`.
 
 use crate::head::{LinearHead, Prediction};
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -147,6 +149,23 @@ impl Signal for DomainSignal {
             Ok((prediction, labels)) => self.judge(prediction, labels),
             Err(e) => SignalValue::failed(format!("no domain: {e}")),
         }
+    }
+}
+
+impl FamilyConfig for DomainSignalConfig {
+    type Signal = DomainSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<DomainSignal, String> {
+        let head = context.domain_head()?;
+        DomainSignal::new(self, &head)
     }
 }
 

@@ -8,7 +8,9 @@
 //! has seen.
 
 use crate::contrast::Exemplars;
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use switchyard_embed::{Embedder, Precision};
@@ -243,6 +245,23 @@ impl Signal for EmbeddingSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for EmbeddingSignalConfig {
+    type Signal = EmbeddingSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<EmbeddingSignal, String> {
+        let (embedder, cache) = context.require_model()?;
+        EmbeddingSignal::new(self, embedder, cache)
     }
 }
 

@@ -7,7 +7,9 @@
 //! overlap of their word sets (Jaccard), which catches a question asked again in other
 //! words around the same terms; it needs no model.
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -268,6 +270,30 @@ impl Signal for ReaskSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for UserFeedbackSignalConfig {
+    type Signal = UserFeedbackSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<UserFeedbackSignal, String> {
+        UserFeedbackSignal::new(self)
+    }
+}
+
+impl FamilyConfig for ReaskSignalConfig {
+    type Signal = ReaskSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<ReaskSignal, String> {
+        ReaskSignal::new(self)
     }
 }
 

@@ -16,7 +16,9 @@
 
 use crate::contrast::Contrast;
 use crate::embedding::ExemplarCache;
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -702,6 +704,22 @@ impl Signal for JailbreakSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for JailbreakSignalConfig {
+    type Signal = JailbreakSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        self.contrast
+    }
+
+    fn build(&self, context: &BuildContext<'_>) -> Result<JailbreakSignal, String> {
+        JailbreakSignal::new(self, context.model())
     }
 }
 

@@ -15,7 +15,9 @@
 //! weighted by `weights` (default 1), so one mention in a short question counts more
 //! than one in a long document.
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
@@ -445,6 +447,18 @@ impl Signal for KeywordSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for KeywordSignalConfig {
+    type Signal = KeywordSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<KeywordSignal, String> {
+        KeywordSignal::new(self)
     }
 }
 

@@ -4,7 +4,9 @@
 //! confidence is the signal's. Languages are named by ISO 639-3 codes as whatlang
 //! reports them (`eng`, `deu`, `fra`, `spa`, `cmn`, `jpn`, `rus`, …).
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use serde::{Deserialize, Serialize};
 use whatlang::{Detector, Lang};
 
@@ -137,6 +139,18 @@ impl Signal for LanguageSignal {
                 error: None,
             },
         }
+    }
+}
+
+impl FamilyConfig for LanguageSignalConfig {
+    type Signal = LanguageSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<LanguageSignal, String> {
+        LanguageSignal::new(self)
     }
 }
 

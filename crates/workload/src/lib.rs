@@ -5,8 +5,12 @@
 //! computes only the signals a policy references. It does not decide routes (the
 //! `policy` crate reads [`Signals`]) and does not know about HTTP.
 //!
-//! Adding a family is one file implementing [`Signal`] plus one line in
-//! [`SignalEngine::build`].
+//! Adding a family is one file (its definition type implementing the crate's
+//! `FamilyConfig`, its signal implementing [`Signal`], declared with `pub mod`) plus
+//! one line in the family table, `signals/table.rs`: the table defines
+//! [`SignalFamily`], the family's list in [`SignalsConfig`] and its place in
+//! [`SignalEngine::build`]; the policy language, its printer and the checker read
+//! families from [`SignalFamily::ALL`].
 
 pub mod authz;
 pub mod context;

@@ -8,7 +8,9 @@
 //! client sent: route on them for convenience, not for trust (caller identity needs
 //! a verified token).
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -48,28 +50,15 @@ fn attribute(key: &str) -> Option<String> {
     }
 }
 
-impl MetadataSignalConfig {
-    /// The header this signal reads, if it reads one (lower-case).
-    pub fn header(&self) -> Option<String> {
-        attribute(&self.key).and_then(|a| a.strip_prefix("header:").map(str::to_owned))
-    }
-}
-
 impl MetadataSignal {
     /// Builds the signal, checking the key's form and the pattern.
     pub fn new(config: &MetadataSignalConfig) -> Result<Self, String> {
-        let attribute = match config.key.split_once(':') {
-            Some(("header", name)) if !name.trim().is_empty() => {
-                format!("header:{}", name.trim().to_ascii_lowercase())
-            }
-            Some(("metadata", key)) if !key.is_empty() => format!("metadata:{key}"),
-            _ => {
-                return Err(format!(
-                    "key `{}` is not `header:NAME` or `metadata:KEY`",
-                    config.key
-                ));
-            }
-        };
+        let attribute = attribute(&config.key).ok_or_else(|| {
+            format!(
+                "key `{}` is not `header:NAME` or `metadata:KEY`",
+                config.key
+            )
+        })?;
         let pattern = config
             .pattern
             .as_deref()
@@ -91,6 +80,10 @@ impl MetadataSignal {
 impl Signal for MetadataSignal {
     fn key(&self) -> &SignalKey {
         &self.key
+    }
+
+    fn header(&self) -> Option<&str> {
+        self.attribute.strip_prefix("header:")
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
@@ -118,6 +111,18 @@ fn truncate(v: &str, max: usize) -> &str {
         end -= 1;
     }
     &v[..end]
+}
+
+impl FamilyConfig for MetadataSignalConfig {
+    type Signal = MetadataSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<MetadataSignal, String> {
+        MetadataSignal::new(self)
+    }
 }
 
 #[cfg(test)]
@@ -176,9 +181,8 @@ mod tests {
                 .unwrap_err()
                 .contains("pattern")
         );
-        assert_eq!(
-            config("header:X-A", &[], None).header().as_deref(),
-            Some("x-a")
-        );
+        let header = |key| MetadataSignal::new(&config(key, &[], None)).unwrap();
+        assert_eq!(header("header: X-A ").header(), Some("x-a"));
+        assert_eq!(header("metadata:x-a").header(), None);
     }
 }

@@ -20,7 +20,9 @@
 //! here makes them reliable enough.
 
 use crate::keyword::Scope;
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -541,6 +543,18 @@ impl Signal for PiiSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for PiiSignalConfig {
+    type Signal = PiiSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<PiiSignal, String> {
+        PiiSignal::new(self)
     }
 }
 

@@ -6,7 +6,9 @@
 //! model is mid-loop), `session` (1 when the request names a session, a mid-session
 //! continuation). The signal holds when the feature's value is in `[min, max)`.
 
-use crate::signals::{Request, Signal, SignalFamily, SignalKey, SignalValue};
+use crate::signals::{
+    BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
+};
 use serde::{Deserialize, Serialize};
 use switchyard_wire::Conversation;
 
@@ -124,6 +126,18 @@ impl Signal for StructureSignal {
             cost_ns: 0,
             error: None,
         }
+    }
+}
+
+impl FamilyConfig for StructureSignalConfig {
+    type Signal = StructureSignal;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<StructureSignal, String> {
+        StructureSignal::new(self)
     }
 }
 

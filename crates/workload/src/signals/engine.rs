@@ -1,7 +1,6 @@
 //! The engine: builds every configured signal and computes the ones a policy needs
 //! for a request, under deadlines and failure rules.
 
-use super::table::family;
 use super::*;
 
 /// The signals of one configuration, ready to run.
@@ -21,131 +20,34 @@ pub struct SignalEngine {
 }
 
 impl SignalEngine {
-    /// Builds every configured signal.
+    /// Builds every configured signal: loads the embedding model when a definition
+    /// needs it, then each family's definitions in table order.
     pub fn build(config: &SignalsConfig) -> Result<SignalEngine, SignalConfigError> {
-        let mut signals: Vec<Box<dyn Signal>> = Vec::new();
-        family(
-            &mut signals,
-            "keyword",
-            &config.keyword,
-            |c| &c.name,
-            KeywordSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "context",
-            &config.context,
-            |c| &c.name,
-            ContextSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "pii",
-            &config.pii,
-            |c| &c.name,
-            PiiSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "language",
-            &config.language,
-            |c| &c.name,
-            LanguageSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "structure",
-            &config.structure,
-            |c| &c.name,
-            StructureSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "user_feedback",
-            &config.user_feedback,
-            |c| &c.name,
-            UserFeedbackSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "reask",
-            &config.reask,
-            |c| &c.name,
-            ReaskSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "metadata",
-            &config.metadata,
-            |c| &c.name,
-            MetadataSignal::new,
-        )?;
-        family(
-            &mut signals,
-            "authz",
-            &config.authz,
-            |c| &c.name,
-            AuthzSignal::new,
-        )?;
-        let authenticator = match (&config.identity, config.authz.first()) {
-            (Some(identity), _) => {
-                Some(
-                    Authenticator::new(identity).map_err(|reason| SignalConfigError {
-                        family: "identity",
-                        index: 0,
-                        name: "identity".to_owned(),
-                        reason,
-                    })?,
-                )
-            }
-            (None, Some(first)) => {
-                return Err(SignalConfigError {
-                    family: "authz",
-                    index: 0,
-                    name: first.name.clone(),
-                    reason: "authz signals need signals.identity (jwt or trusted_headers)"
-                        .to_owned(),
-                });
-            }
-            (None, None) => None,
-        };
-        let mut headers: Vec<String> = config
-            .metadata
-            .iter()
-            .filter_map(MetadataSignalConfig::header)
-            .chain(authenticator.iter().flat_map(Authenticator::header_names))
-            .collect();
-        headers.sort();
-        headers.dedup();
+        let authenticator = config
+            .identity
+            .as_ref()
+            .map(Authenticator::new)
+            .transpose()
+            .map_err(|reason| SignalConfigError {
+                family: "identity",
+                index: 0,
+                name: "identity".to_owned(),
+                reason,
+            })?;
         // The first signal that needs the model names it in errors.
-        let model_user = config
-            .embedding
-            .first()
-            .map(|c| ("embedding", &c.name))
-            .or_else(|| config.domain.first().map(|c| ("domain", &c.name)))
-            .or_else(|| config.fact_check.first().map(|c| ("fact_check", &c.name)))
-            .or_else(|| config.complexity.first().map(|c| ("complexity", &c.name)))
-            .or_else(|| config.preference.first().map(|c| ("preference", &c.name)))
-            .or_else(|| {
-                config
-                    .jailbreak
-                    .iter()
-                    .find(|c| c.contrast)
-                    .map(|c| ("jailbreak", &c.name))
-            });
-        let embedder = match (&config.model, model_user) {
+        let embedder = match (&config.model, config.model_user()) {
             (_, None) => None,
-            (None, Some((family, name))) => {
+            (None, Some((family, index, name))) => {
                 return Err(SignalConfigError {
                     family,
-                    index: 0,
-                    name: name.clone(),
+                    index,
+                    name: name.to_owned(),
                     reason: format!(
                         "{family} signals need signals.model (a model folder; scripts/fetch-model.sh installs the default)"
                     ),
                 });
             }
-            (Some(model), Some((family, name))) => {
+            (Some(model), Some((family, index, name))) => {
                 let options = EmbedderOptions {
                     max_tokens: model.max_tokens,
                     precision: model.precision,
@@ -153,77 +55,33 @@ impl SignalEngine {
                 let embedder =
                     Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
                         family,
-                        index: 0,
-                        name: name.clone(),
+                        index,
+                        name: name.to_owned(),
                         reason: format!("signals.model: {e}"),
                     })?;
                 Some(Arc::new(embedder))
             }
         };
-        let mut head = None;
         let cache = match (&embedder, &config.model) {
             (Some(embedder), Some(model)) => Some(ExemplarCache::new(&model.cache_dir, embedder)),
             _ => None,
         };
-        let model = embedder.as_deref().zip(cache.as_ref());
-        family(
-            &mut signals,
-            "jailbreak",
-            &config.jailbreak,
-            |c| &c.name,
-            |c| JailbreakSignal::new(c, model),
-        )?;
-        family(
-            &mut signals,
-            "fact_check",
-            &config.fact_check,
-            |c| &c.name,
-            |c| FactCheckSignal::new(c, model),
-        )?;
-        family(
-            &mut signals,
-            "complexity",
-            &config.complexity,
-            |c| &c.name,
-            |c| ComplexitySignal::new(c, model),
-        )?;
-        family(
-            &mut signals,
-            "preference",
-            &config.preference,
-            |c| &c.name,
-            |c| PreferenceSignal::new(c, model),
-        )?;
-        if let (Some(embedder), Some(model), Some(cache)) = (&embedder, &config.model, &cache) {
-            family(
-                &mut signals,
-                "embedding",
-                &config.embedding,
-                |c| &c.name,
-                |c| EmbeddingSignal::new(c, embedder, cache),
-            )?;
-            if let Some(first) = config.domain.first() {
-                let loaded = crate::domain::load_head(
-                    model.domain_head.as_deref(),
-                    embedder.name(),
-                    embedder.dimension(),
-                )
-                .map_err(|reason| SignalConfigError {
-                    family: "domain",
-                    index: 0,
-                    name: first.name.clone(),
-                    reason: format!("signals.model.domain_head: {reason}"),
-                })?;
-                family(
-                    &mut signals,
-                    "domain",
-                    &config.domain,
-                    |c| &c.name,
-                    |c| DomainSignal::new(c, &loaded),
-                )?;
-                head = Some(Arc::new(loaded));
-            }
-        }
+        let context = BuildContext {
+            model: embedder.as_deref().zip(cache.as_ref()),
+            model_config: config.model.as_ref(),
+            identity: authenticator.is_some(),
+            head: OnceCell::new(),
+        };
+        let signals = config.build_signals(&context)?;
+        let head = context.head.into_inner();
+        let mut headers: Vec<String> = signals
+            .iter()
+            .filter_map(|s| s.header())
+            .map(str::to_owned)
+            .chain(authenticator.iter().flat_map(Authenticator::header_names))
+            .collect();
+        headers.sort();
+        headers.dedup();
         let mut seen = std::collections::HashSet::new();
         for s in &signals {
             if !seen.insert(s.key().clone()) {
@@ -462,6 +320,8 @@ fn resolve_limits(
 mod tests {
     use super::*;
     use crate::TokenCount;
+    use crate::context::ContextSignalConfig;
+    use crate::keyword::KeywordSignalConfig;
 
     fn config() -> SignalsConfig {
         SignalsConfig {

@@ -3,83 +3,7 @@
 
 use super::*;
 
-/// The families of signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalFamily {
-    /// Keyword lists matched against the request text.
-    Keyword,
-    /// The request's context length in tokens.
-    Context,
-    /// Similarity of the request to exemplar sentences.
-    Embedding,
-    /// Personal data and secrets in the request.
-    Pii,
-    /// The language of the latest user turn.
-    Language,
-    /// The shape of the conversation (turns by role, tools, modalities, session).
-    Structure,
-    /// The latest user turn complains about the previous answer.
-    UserFeedback,
-    /// The latest user turn repeats an earlier one.
-    Reask,
-    /// Values of request headers and of the request's `metadata` object.
-    Metadata,
-    /// The subject of the request, from a classifier over its embedding.
-    Domain,
-    /// Jailbreak and prompt-injection attempts.
-    Jailbreak,
-    /// The request seeks verifiable facts.
-    FactCheck,
-    /// How demanding the request is: easy, medium or hard.
-    Complexity,
-    /// A caller preference, by exemplars.
-    Preference,
-    /// The caller's verified identity and roles.
-    Authz,
-}
-
 impl SignalFamily {
-    /// Every family, in the order configuration lists them.
-    pub const ALL: [SignalFamily; 15] = [
-        SignalFamily::Keyword,
-        SignalFamily::Context,
-        SignalFamily::Embedding,
-        SignalFamily::Pii,
-        SignalFamily::Language,
-        SignalFamily::Structure,
-        SignalFamily::UserFeedback,
-        SignalFamily::Reask,
-        SignalFamily::Metadata,
-        SignalFamily::Domain,
-        SignalFamily::Jailbreak,
-        SignalFamily::FactCheck,
-        SignalFamily::Complexity,
-        SignalFamily::Preference,
-        SignalFamily::Authz,
-    ];
-
-    /// The name used in configuration (`keyword`, `context`).
-    pub fn name(self) -> &'static str {
-        match self {
-            SignalFamily::Keyword => "keyword",
-            SignalFamily::Context => "context",
-            SignalFamily::Embedding => "embedding",
-            SignalFamily::Pii => "pii",
-            SignalFamily::Language => "language",
-            SignalFamily::Structure => "structure",
-            SignalFamily::UserFeedback => "user_feedback",
-            SignalFamily::Reask => "reask",
-            SignalFamily::Metadata => "metadata",
-            SignalFamily::Domain => "domain",
-            SignalFamily::Jailbreak => "jailbreak",
-            SignalFamily::FactCheck => "fact_check",
-            SignalFamily::Complexity => "complexity",
-            SignalFamily::Preference => "preference",
-            SignalFamily::Authz => "authz",
-        }
-    }
-
     /// Parses a configuration name.
     pub fn from_name(name: &str) -> Option<SignalFamily> {
         SignalFamily::ALL.into_iter().find(|f| f.name() == name)
@@ -189,6 +113,11 @@ pub trait Signal: Send + Sync + fmt::Debug {
     /// Whether evaluating may run the embedding model (milliseconds, not microseconds).
     fn uses_model(&self) -> bool {
         false
+    }
+    /// The request header it reads (lower-case), if any: the gateway copies only the
+    /// headers some signal reads into the request's view.
+    fn header(&self) -> Option<&str> {
+        None
     }
 }
 
