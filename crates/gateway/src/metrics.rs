@@ -8,6 +8,9 @@ use switchyard_workload::{SignalEngine, SignalId, SignalValue};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often queued histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Installs the process-wide recorder on first use; returns the handle that renders it.
 /// `None` when another recorder was installed first (metrics then go there).
 pub fn handle() -> Option<&'static PrometheusHandle> {
@@ -23,6 +26,18 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            // Histogram samples queue until they are folded into buckets: fold them
+            // every second, so memory stays bounded whether or not anyone scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
             Some(handle)
         })
         .as_ref()
