@@ -34,6 +34,10 @@ pub struct Prediction {
 #[derive(Debug, Default)]
 struct Window {
     samples: VecDeque<(f64, f64)>,
+    /// Answers recorded since the last fit.
+    unfitted: usize,
+    /// Scratch space for the fit's order statistics (no allocation per fit).
+    scratch: Vec<f64>,
     /// The percentile of completions.
     quantile: f64,
     /// Intercept, slope and residual percentile, when the regression applies.
@@ -91,7 +95,11 @@ impl OutputPredictor {
         }
     }
 
-    /// Records an answer of `completion_tokens` to a prompt of `prompt_tokens`.
+    /// Records an answer of `completion_tokens` to a prompt of `prompt_tokens`. The
+    /// estimate is refitted when the answers since the last fit are at least
+    /// [`REFIT_SHARE`] of the window: on every answer while a window is young, every
+    /// 16th of a full one, so an answer costs O(1) amortized under the lock rather than
+    /// two order statistics and a regression over the whole window.
     pub fn observe(&self, key: PredictKey, prompt_tokens: u32, completion_tokens: u32) {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let w = windows.entry(key).or_default();
@@ -100,32 +108,51 @@ impl OutputPredictor {
         }
         w.samples
             .push_back((f64::from(prompt_tokens), f64::from(completion_tokens)));
-        let mut ys: Vec<f64> = w.samples.iter().map(|s| s.1).collect();
-        w.max = ys.iter().copied().fold(0.0, f64::max);
-        w.quantile = quantile(&mut ys, self.percentile);
-        w.line = None;
-        let n = w.samples.len() as f64;
-        if w.samples.len() >= self.regression_after {
-            let (sx, sy) = w
+        w.unfitted += 1;
+        let crossed = w.samples.len() == MIN_SAMPLES || w.samples.len() == self.regression_after;
+        if crossed || w.unfitted * REFIT_SHARE >= w.samples.len() {
+            w.fit(self.percentile, self.regression_after);
+        }
+    }
+}
+
+/// A window is refitted once the answers since its last fit are 1/`REFIT_SHARE` of it.
+pub const REFIT_SHARE: usize = 32;
+
+impl Window {
+    /// The percentile, the largest answer and, with enough answers, the regression line.
+    fn fit(&mut self, percentile: f64, regression_after: usize) {
+        self.unfitted = 0;
+        let mut ys = std::mem::take(&mut self.scratch);
+        ys.clear();
+        ys.extend(self.samples.iter().map(|s| s.1));
+        self.max = ys.iter().copied().fold(0.0, f64::max);
+        self.quantile = quantile(&mut ys, percentile);
+        self.line = None;
+        let n = self.samples.len() as f64;
+        if self.samples.len() >= regression_after {
+            let (sx, sy) = self
                 .samples
                 .iter()
                 .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
             let (mx, my) = (sx / n, sy / n);
-            let (sxx, sxy) = w.samples.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+            let (sxx, sxy) = self.samples.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
                 (a + (x - mx) * (x - mx), b + (x - mx) * (y - my))
             });
             if sxx > 0.0 {
                 let slope = sxy / sxx;
                 let intercept = my - slope * mx;
-                let mut residuals: Vec<f64> = w
-                    .samples
-                    .iter()
-                    .map(|(x, y)| y - (intercept + slope * x))
-                    .collect();
-                let margin = quantile(&mut residuals, self.percentile);
-                w.line = Some((intercept, slope, margin));
+                ys.clear();
+                ys.extend(
+                    self.samples
+                        .iter()
+                        .map(|(x, y)| y - (intercept + slope * x)),
+                );
+                let margin = quantile(&mut ys, percentile);
+                self.line = Some((intercept, slope, margin));
             }
         }
+        self.scratch = ys;
     }
 }
 
@@ -163,5 +190,31 @@ mod tests {
         assert!((1000..=1015).contains(&long.tokens), "{long:?}");
         // Never more than the longest answer seen.
         assert!(p.predict(key, 100_000).tokens <= 1000 + 10 + 100);
+    }
+
+    #[test]
+    fn a_full_window_follows_a_shift_within_a_refit() {
+        let p = OutputPredictor::new(0.75, usize::MAX, 512);
+        let key = (Some(0), 0);
+        for _ in 0..WINDOW {
+            p.observe(key, 50, 100);
+        }
+        assert_eq!(p.predict(key, 50).tokens, 100);
+        // Answers grow tenfold: once more than a quarter of the window is long, P75 is
+        // long, at most WINDOW / REFIT_SHARE answers late.
+        let mut switched = None;
+        for i in 1..=WINDOW {
+            p.observe(key, 50, 1000);
+            if switched.is_none() && p.predict(key, 50).tokens == 1000 {
+                switched = Some(i);
+            }
+        }
+        let due = WINDOW / 4 + 1;
+        let switched = switched.expect("the estimate follows the new answers");
+        assert!(
+            (due..=due + WINDOW / REFIT_SHARE).contains(&switched),
+            "switched after {switched} answers"
+        );
+        assert_eq!(p.predict(key, 50).samples, WINDOW);
     }
 }
