@@ -9,7 +9,7 @@ use crate::phase::Phase;
 use crate::runtime::Runtime;
 use crate::stream_plugins::with_stream_hooks;
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -281,19 +281,27 @@ pub fn finish(runtime: &Runtime, x: &mut Exchange, mut response: Response) -> Re
     explain_headers(runtime, x, response)
 }
 
-/// The `x-switchyard-*` headers of a routed response.
+/// The `x-switchyard-*` headers of a routed response (names parsed at compile time).
 fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> Response {
+    const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+    const MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+    const ENDPOINT: HeaderName = HeaderName::from_static("x-switchyard-endpoint");
+    const OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
     let value = |s: &str| HeaderValue::from_str(s).ok();
     let values = [
-        ("x-switchyard-route", value(x.route_name())),
-        ("x-switchyard-model", value(x.model_name(runtime))),
-        ("x-switchyard-endpoint", value(x.endpoint_name())),
+        (ROUTE, value(x.route_name())),
+        (MODEL, value(x.model_name(runtime))),
+        (ENDPOINT, value(x.endpoint_name())),
         (
-            "x-switchyard-overhead-us",
-            value(&x.overhead.as_micros().to_string()),
+            OVERHEAD,
+            Some(HeaderValue::from(
+                u64::try_from(x.overhead.as_micros()).unwrap_or(u64::MAX),
+            )),
         ),
-        ("x-request-id", value(&x.request_id)),
-        ("x-switchyard-attempts", value(&x.attempts.to_string())),
+        (REQUEST_ID, value(&x.request_id)),
+        (ATTEMPTS, Some(HeaderValue::from(x.attempts))),
     ];
     let headers = response.headers_mut();
     for (name, value) in values {

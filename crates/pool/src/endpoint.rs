@@ -25,8 +25,8 @@ pub struct Endpoint {
     pub base_url: String,
     /// The pool it belongs to.
     pub pool: String,
-    /// Full URL of its chat completions API.
-    pub chat_url: String,
+    /// Full URL of its chat completions API, parsed once.
+    pub chat_url: reqwest::Url,
     /// Bearer token, when one is configured.
     pub api_key: Option<String>,
     /// Its health: ejection state and failure counts.
@@ -201,6 +201,16 @@ pub enum PoolsError {
         /// The variable.
         variable: String,
     },
+    /// An endpoint's URL does not parse.
+    #[error("endpoint `{endpoint}`: `{url}` is not a valid URL: {reason}")]
+    BadUrl {
+        /// The endpoint.
+        endpoint: String,
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Pools {
@@ -240,13 +250,18 @@ impl Pools {
                     }
                     None => None,
                 };
+                let chat_url = chat_url(&e.url.value).map_err(|e2| PoolsError::BadUrl {
+                    endpoint: name.clone(),
+                    url: e.url.value.clone(),
+                    reason: e2,
+                })?;
                 endpoints.push(Arc::new(Endpoint {
                     id: next_id,
                     index: j,
                     name,
                     base_url: e.url.value.trim_end_matches('/').to_owned(),
                     pool: pool.name.value.clone(),
-                    chat_url: chat_url(&e.url.value),
+                    chat_url,
                     api_key,
                     health: Health::default(),
                     weight: e.weight.max(1),
@@ -393,13 +408,16 @@ impl Pools {
 }
 
 /// The chat completions URL of a base URL (`http://h:p`, `http://h:p/`, `http://h:p/v1`).
-fn chat_url(base: &str) -> String {
+fn chat_url(base: &str) -> Result<reqwest::Url, String> {
     let base = base.trim_end_matches('/');
-    if base.ends_with("/v1") {
+    let full = if base.ends_with("/v1") {
         format!("{base}/chat/completions")
     } else {
         format!("{base}/v1/chat/completions")
-    }
+    };
+    // The base alone first: `http://` would otherwise take `v1` for its host.
+    reqwest::Url::parse(base).map_err(|e| e.to_string())?;
+    reqwest::Url::parse(&full).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -408,11 +426,17 @@ mod tests {
 
     #[test]
     fn chat_url_accepts_bases_with_or_without_v1() {
-        assert_eq!(chat_url("http://h:1"), "http://h:1/v1/chat/completions");
-        assert_eq!(chat_url("http://h:1/"), "http://h:1/v1/chat/completions");
+        let url = |base| chat_url(base).map(|u| u.to_string());
+        assert_eq!(url("http://h:1").unwrap(), "http://h:1/v1/chat/completions");
         assert_eq!(
-            chat_url("https://api.x.com/v1"),
+            url("http://h:1/").unwrap(),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            url("https://api.x.com/v1").unwrap(),
             "https://api.x.com/v1/chat/completions"
         );
+        assert!(url("http://").is_err(), "no host");
+        assert!(url("http://h:99999").is_err(), "port out of range");
     }
 }

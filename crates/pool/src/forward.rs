@@ -253,7 +253,7 @@ impl Upstream {
         call: &Call<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<(reqwest::Response, Duration), ForwardError> {
-        let mut request = self.client.post(&endpoint.chat_url);
+        let mut request = self.client.post(endpoint.chat_url.clone());
         for (name, value) in call.headers {
             if !GATEWAY_REQUEST_HEADERS.contains(&name.as_str()) {
                 request = request.header(name, value);
