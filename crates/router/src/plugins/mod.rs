@@ -23,6 +23,7 @@ pub mod chain;
 mod headers;
 mod local_answer;
 mod params;
+mod pii_redact;
 pub mod reasoning;
 mod system_prompt;
 mod template;
@@ -53,6 +54,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("params", params::build),
     ("reasoning", reasoning::build),
     ("local_answer", local_answer::build),
+    ("pii_redact", pii_redact::build),
 ];
 
 /// What a plugin is told about the request it works on.

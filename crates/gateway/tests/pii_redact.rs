@@ -1,0 +1,206 @@
+//! `pii_redact` end to end: the upstream sees placeholders, never the values; the
+//! client gets its values back in whole and streamed answers (the echoing upstream
+//! cuts its stream every few bytes, so placeholders arrive split); a blocked request
+//! is refused without being forwarded, and neither the refusal nor the decision log
+//! carries a value.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use switchyard_gateway::{Gateway, Runtime};
+use switchyard_policy::{Policy, parse_config};
+
+/// An upstream that answers "You said: " and the last user message, streamed in
+/// pieces of `PIECE` bytes, and records every request body.
+async fn echo() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: Bytes| {
+            let seen = Arc::clone(&state);
+            async move {
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                seen.lock().unwrap().push(request.clone());
+                answer(&request)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+const PIECE: usize = 4;
+
+fn answer(request: &Value) -> Response {
+    let said = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let text = format!("You said: {said}");
+    if request["stream"] != true {
+        return axum::Json(json!({
+            "id": "x", "object": "chat.completion", "model": request["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }))
+        .into_response();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut events: Vec<String> = chars
+        .chunks(PIECE)
+        .map(|piece| {
+            let piece: String = piece.iter().collect();
+            format!(
+                "data: {}\n\n",
+                json!({"id": "x", "object": "chat.completion.chunk", "model": request["model"],
+                       "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+            )
+        })
+        .collect();
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"id": "x", "object": "chat.completion.chunk", "model": request["model"],
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    ));
+    events.push("data: [DONE]\n\n".to_owned());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+async fn gateway(url: &str, log: &std::path::Path) -> Gateway {
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0', decision_log: '{log}'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
+signals:
+  keyword: [{{name: strict, keywords: [strict]}}]
+plugins:
+  - {{name: scrub, type: pii_redact, types: {{ip_address: mask}}}}
+  - {{name: no_cards, type: pii_redact, types: {{credit_card: block}}, action: allow}}
+routes:
+  - {{name: strict, when: {{keyword: strict}}, models: [m], plugins: [no_cards]}}
+default_route: {{models: [m], plugins: [scrub]}}
+",
+        log = log.display()
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    let runtime = Runtime::new(policy).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Gateway::start(listener, runtime).unwrap()
+}
+
+fn chat(prompt: &str, stream: bool) -> Value {
+    json!({"model": "auto", "stream": stream,
+           "messages": [{"role": "user", "content": prompt}]})
+}
+
+async fn post(g: &Gateway, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn streamed_content(body: &str) -> String {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+const PROMPT: &str =
+    "Write to ann.lee@example.org (cc ann.lee@example.org, not bob@example.com) from 10.1.2.3";
+
+#[tokio::test]
+async fn values_never_go_upstream_and_come_back_to_the_client() {
+    let (url, seen) = echo().await;
+    let log = harness::temp_file("pii-redact", "decisions.jsonl");
+    let g = gateway(&url, &log).await;
+
+    let r = post(&g, chat(PROMPT, false)).await;
+    assert_eq!(r.status(), 200);
+    let whole: Value = r.json().await.unwrap();
+    let r = post(&g, chat(PROMPT, true)).await;
+    assert_eq!(r.status(), 200);
+    let streamed = streamed_content(&r.text().await.unwrap());
+
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    for body in &sent {
+        let text = body["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(
+            text,
+            "Write to <EMAIL_1> (cc <EMAIL_1>, not <EMAIL_2>) from [IP_ADDRESS]"
+        );
+    }
+    // The IP address was masked for good; the e-mail addresses come back.
+    let expected = "You said: Write to ann.lee@example.org (cc ann.lee@example.org, not bob@example.com) from [IP_ADDRESS]";
+    assert_eq!(whole["choices"][0]["message"]["content"], expected);
+    assert_eq!(streamed, expected);
+}
+
+#[tokio::test]
+async fn a_blocked_request_is_not_forwarded_and_no_value_is_written_anywhere() {
+    let (url, seen) = echo().await;
+    let log = harness::temp_file("pii-block", "decisions.jsonl");
+    let g = gateway(&url, &log).await;
+    let card = "4111 1111 1111 1111";
+    for stream in [false, true] {
+        let r = post(
+            &g,
+            chat(
+                &format!("strict: charge {card} for ann@example.org"),
+                stream,
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "pii_blocked");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("credit_card"), "{message}");
+        assert!(
+            !message.contains("4111") && !message.contains("ann@"),
+            "{message}"
+        );
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing was forwarded");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row["phase"], "plugins");
+        assert_eq!(row["status"], 400);
+    }
+    assert!(
+        !text.contains("4111") && !text.contains("ann@example.org"),
+        "{text}"
+    );
+}
