@@ -25,6 +25,7 @@ mod local_answer;
 mod params;
 mod pii_redact;
 pub mod reasoning;
+mod response_guard;
 mod system_prompt;
 mod template;
 
@@ -55,6 +56,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("reasoning", reasoning::build),
     ("local_answer", local_answer::build),
     ("pii_redact", pii_redact::build),
+    ("response_guard", response_guard::build),
 ];
 
 /// What a plugin is told about the request it works on.

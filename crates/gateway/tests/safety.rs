@@ -1,8 +1,12 @@
-//! `pii_redact` end to end: the upstream sees placeholders, never the values; the
-//! client gets its values back in whole and streamed answers (the echoing upstream
-//! cuts its stream every few bytes, so placeholders arrive split); a blocked request
-//! is refused without being forwarded, and neither the refusal nor the decision log
-//! carries a value.
+//! Safety plugins end to end, against an upstream that echoes the prompt and cuts its
+//! streams every few characters.
+//!
+//! `pii_redact`: the upstream sees placeholders, never the values; the client gets its
+//! values back in whole and streamed answers (placeholders arrive split); a blocked
+//! request is refused without being forwarded, and neither the refusal nor the
+//! decision log carries a value. `response_guard`: findings in what comes back are
+//! annotated, redacted before they reach the client, or end the stream with a
+//! terminal error event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -89,12 +93,19 @@ async fn gateway(url: &str, log: &std::path::Path) -> Gateway {
 models: [{{name: m}}]
 pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
 signals:
-  keyword: [{{name: strict, keywords: [strict]}}]
+  keyword:
+    - {{name: strict, keywords: [strict]}}
+    - {{name: guarded, keywords: [guarded]}}
+    - {{name: sealed, keywords: [sealed]}}
 plugins:
   - {{name: scrub, type: pii_redact, types: {{ip_address: mask}}}}
   - {{name: no_cards, type: pii_redact, types: {{credit_card: block}}, action: allow}}
+  - {{name: watch, type: response_guard, keywords: [internal only], pii: [api_key], action: redact, hold_back: 48}}
+  - {{name: seal, type: response_guard, keywords: [internal only], action: replace, message: 'withheld by policy'}}
 routes:
   - {{name: strict, when: {{keyword: strict}}, models: [m], plugins: [no_cards]}}
+  - {{name: guarded, when: {{keyword: guarded}}, models: [m], plugins: [watch]}}
+  - {{name: sealed, when: {{keyword: sealed}}, models: [m], plugins: [seal]}}
 default_route: {{models: [m], plugins: [scrub]}}
 ",
         log = log.display()
@@ -202,5 +213,48 @@ async fn a_blocked_request_is_not_forwarded_and_no_value_is_written_anywhere() {
     assert!(
         !text.contains("4111") && !text.contains("ann@example.org"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn response_guards_act_before_text_reaches_the_client() {
+    let (url, _seen) = echo().await;
+    let log = harness::temp_file("response-guard", "decisions.jsonl");
+    let g = gateway(&url, &log).await;
+    let leak = "guarded: the key sk-ant-abcdefghijklmnopqrstuvwxyz012345 is internal only, ok";
+    let expected = "You said: guarded: the key [REDACTED:API_KEY] is [REDACTED], ok";
+
+    let r = post(&g, chat(leak, false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        harness::header(&r, "x-switchyard-guard"),
+        "keyword,pii:api_key"
+    );
+    let whole: Value = r.json().await.unwrap();
+    assert_eq!(whole["choices"][0]["message"]["content"], expected);
+    let r = post(&g, chat(leak, true)).await;
+    let body = r.text().await.unwrap();
+    assert_eq!(streamed_content(&body), expected);
+    assert!(
+        !body.contains("sk-ant") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
+
+    // `replace`: a whole answer is replaced; a stream ends with a terminal error
+    // event, and nothing of the phrase was sent before it.
+    let sealed = "sealed: this text is internal only and must not leave";
+    let r = post(&g, chat(sealed, false)).await;
+    let whole: Value = r.json().await.unwrap();
+    assert_eq!(
+        whole["choices"][0]["message"]["content"],
+        "withheld by policy"
+    );
+    let r = post(&g, chat(sealed, true)).await;
+    let body = r.text().await.unwrap();
+    assert!(!body.to_lowercase().contains("internal"), "{body}");
+    assert!(body.contains("withheld by policy"), "{body}");
+    assert!(
+        !body.contains("[DONE]"),
+        "a terminal error, not a normal end: {body}"
     );
 }
