@@ -102,6 +102,8 @@ families! {
     Preference preference: crate::contrast::PreferenceSignalConfig,
     /// The caller's verified identity and roles (needs `identity`).
     Authz authz: crate::authz::AuthzSignalConfig,
+    /// How risky the conversation has become over its user turns.
+    Risk risk: crate::risk::RiskSignalConfig,
 }
 
 /// What a family's definition type tells the engine: its name, whether it needs the
