@@ -5,7 +5,8 @@ use crate::runtime::Runtime;
 use http::HeaderMap;
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_pool::{
-    CannotCompress, Compression, PlaceRequest, Placement, PoolSet, Prediction, RetentionHint,
+    CannotCompress, ClientDeadline, Compression, PlaceRequest, Placement, PoolSet, Prediction,
+    RetentionHint,
 };
 use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer};
 use switchyard_wire::{ChatRequest, Conversation, Dialect};
@@ -80,7 +81,7 @@ pub struct Exchange {
     /// Arrival, wall clock.
     pub arrived: SystemTime,
     /// The client's deadline, from its `x-request-timeout-ms` header.
-    pub deadline: Option<tokio::time::Instant>,
+    pub deadline: Option<ClientDeadline>,
     /// A dry run: stops before forward.
     pub dry_run: bool,
     /// The client's API: how its answers are written.

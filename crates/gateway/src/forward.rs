@@ -335,7 +335,8 @@ fn observe_stream(
     if let Some(placed) = &x.placed {
         match outcome.end {
             StreamEnd::Done => placed.placement.endpoint.health.success(),
-            StreamEnd::ClientGone => {}
+            // The client's own doing, not the endpoint's.
+            StreamEnd::ClientGone | StreamEnd::Deadline => {}
             _ => {
                 runtime.pools.record_failure(&placed.placement.endpoint);
             }
@@ -347,6 +348,10 @@ fn observe_stream(
         StreamEnd::Stalled => ("stalled", Some("upstream stalled".to_owned())),
         StreamEnd::Failed(e) | StreamEnd::UpstreamError(e) => ("upstream_error", Some(e.clone())),
         StreamEnd::ClientGone => ("client_gone", None),
+        StreamEnd::Deadline => (
+            "client_deadline",
+            Some("the request's own deadline passed mid-stream".to_owned()),
+        ),
     };
     // A plugin that ended the stream dropped the upstream: not the client leaving.
     let (name, error) = match ended_by_plugin {

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Instant;
+use switchyard_pool::ClientDeadline;
 use switchyard_wire::headers::SESSION as SESSION_HEADER;
 use switchyard_wire::{ApiError, ChatRequest, Conversation, Dialect, ErrorKind, OpenAiChat};
 
@@ -109,7 +110,7 @@ fn attach_headers(
 }
 
 /// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
-fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time::Instant> {
+fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<ClientDeadline> {
     let ms = headers
         .get(switchyard_wire::headers::REQUEST_TIMEOUT_MS)?
         .to_str()
@@ -118,7 +119,10 @@ fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<tokio::time:
         .parse::<u64>()
         .ok()
         .filter(|ms| *ms > 0)?;
-    Some(tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms))
+    Some(ClientDeadline {
+        at: tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms),
+        ms,
+    })
 }
 
 /// Checks the content type and parses the body in the dialect of the path.

@@ -283,3 +283,102 @@ async fn a_client_deadline_bounds_the_wait_for_a_stalled_upstream() {
         "the 2 s idle timeout was not needed: {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_deadline_never_counts_against_the_endpoint() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    // A healthy but unhurried endpoint: 300 ms before it starts.
+    s.chat_short.set_faults(Faults {
+        added_latency_ms: 300,
+        ..Faults::default()
+    });
+    // Clients with 20 ms deadlines, whole and streamed, many more than the three
+    // failures that eject an endpoint.
+    for i in 0..8 {
+        let r = s
+            .client
+            .post(format!("{}/v1/chat/completions", s.gateway.url()))
+            .header("x-request-timeout-ms", "20")
+            .json(
+                &json!({"model": "auto", "max_tokens": 5, "stream": i % 2 == 1,
+                          "messages": [{"role": "user", "content": "hello"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 504);
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("own deadline (20 ms, x-request-timeout-ms)"),
+            "the 504 names the client's deadline, not the endpoint's timeout: {message}"
+        );
+    }
+    let pools: Value = s
+        .client
+        .get(format!("{}/v1/pools", s.gateway.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "chat-short")
+        .unwrap();
+    let health = &short["endpoints"][0]["health"];
+    assert_eq!(health["failures"], 0, "{health}");
+    assert_eq!(health["available"], true, "{health}");
+    // An honest client without a deadline is served by the same endpoint.
+    let r = s.chat("auto", "hello", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-switchyard-endpoint"), "chat-short-0");
+}
+
+#[tokio::test]
+async fn a_client_deadline_mid_stream_ends_it_without_blaming_the_endpoint() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    s.chat_short.set_faults(Faults {
+        stall_after_tokens: Some(2),
+        ..Faults::default()
+    });
+    let r = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.gateway.url()))
+        .header("x-request-timeout-ms", "300")
+        .json(&json!({"model": "auto", "max_tokens": 20, "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let last = last_event(&text);
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("own deadline (300 ms"),
+        "{last}"
+    );
+    let pools: Value = s
+        .client
+        .get(format!("{}/v1/pools", s.gateway.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "chat-short")
+        .unwrap();
+    assert_eq!(short["endpoints"][0]["health"]["failures"], 0, "{short}");
+}

@@ -24,9 +24,19 @@ pub struct Call<'a> {
     /// Sent as retention headers, when the request is mid-session.
     pub retention: Option<RetentionHint>,
     /// The client's deadline (`x-request-timeout-ms`), when it set one.
-    pub deadline: Option<tokio::time::Instant>,
+    pub deadline: Option<ClientDeadline>,
     /// Headers the plugins add (those the gateway sets itself are left out).
     pub headers: &'a http::HeaderMap,
+}
+
+/// A deadline the client set for its own request. Missing it is the client's choice,
+/// not the endpoint's failure: it never counts toward an ejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientDeadline {
+    /// When it passes.
+    pub at: tokio::time::Instant,
+    /// The milliseconds the client gave, for messages.
+    pub ms: u64,
 }
 
 /// The upstream client.
@@ -70,6 +80,18 @@ pub enum ForwardError {
         /// The deadline that passed.
         after_ms: u64,
     },
+    /// The client's own deadline passed first.
+    #[error(
+        "the request's own deadline ({after_ms} ms, x-request-timeout-ms) passed while {phase} from endpoint `{endpoint}`"
+    )]
+    ClientDeadline {
+        /// The endpoint.
+        endpoint: String,
+        /// Which wait it cut short.
+        phase: &'static str,
+        /// The client's deadline.
+        after_ms: u64,
+    },
     /// The endpoint answered with a server error.
     #[error("endpoint `{endpoint}` answered {status}: {detail}")]
     Status {
@@ -93,10 +115,18 @@ impl ForwardError {
         )
     }
 
+    /// Whether the endpoint is to blame (its ejection counts it): not when the
+    /// client's own deadline passed.
+    pub fn counts_against_endpoint(&self) -> bool {
+        !matches!(self, ForwardError::ClientDeadline { .. })
+    }
+
     /// The error as the client sees it.
     pub fn to_api_error(&self) -> ApiError {
         let kind = match self {
-            ForwardError::Timeout { .. } => ErrorKind::UpstreamTimeout,
+            ForwardError::Timeout { .. } | ForwardError::ClientDeadline { .. } => {
+                ErrorKind::UpstreamTimeout
+            }
             ForwardError::Connect { .. } | ForwardError::Status { .. } => ErrorKind::Upstream,
         };
         ApiError::new(kind, self.to_string())
@@ -117,8 +147,8 @@ pub struct Attempted<T> {
 /// Calls `call` on `first`, and on failures that reached no client byte
 /// ([`ForwardError::is_retryable`]) on other endpoints of the model (never one already
 /// tried, never an ejected one, larger pools when the first one's endpoints run out),
-/// up to `max_attempts` calls. Every failure counts toward the endpoint's ejection;
-/// a success closes its breaker.
+/// up to `max_attempts` calls. Every failure but a missed client deadline counts
+/// toward the endpoint's ejection; a success closes its breaker.
 pub async fn with_failover<T, F, Fut>(
     pools: &Pools,
     model: usize,
@@ -147,7 +177,9 @@ where
             }
             Err(e) => e,
         };
-        pools.record_failure(&placement.endpoint);
+        if error.counts_against_endpoint() {
+            pools.record_failure(&placement.endpoint);
+        }
         if !error.is_retryable() || attempts >= max_attempts {
             return Attempted {
                 result,
@@ -173,6 +205,29 @@ where
     }
 }
 
+/// The error for a wait that ended at `by`: the client's deadline when that is what
+/// `by` was, else the endpoint's timeout of `after_ms`.
+fn timed_out(
+    call: &Call<'_>,
+    by: tokio::time::Instant,
+    endpoint: &Endpoint,
+    phase: &'static str,
+    after_ms: u64,
+) -> ForwardError {
+    match call.deadline {
+        Some(client) if client.at <= by => ForwardError::ClientDeadline {
+            endpoint: endpoint.name.clone(),
+            phase,
+            after_ms: client.ms,
+        },
+        _ => ForwardError::Timeout {
+            endpoint: endpoint.name.clone(),
+            phase,
+            after_ms,
+        },
+    }
+}
+
 /// How a stream ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "end", content = "detail")]
@@ -189,6 +244,8 @@ pub enum StreamEnd {
     UpstreamError(String),
     /// The client went away; the upstream call was dropped.
     ClientGone,
+    /// The client's own deadline passed mid-stream.
+    Deadline,
 }
 
 impl StreamEnd {
@@ -280,10 +337,14 @@ impl Upstream {
         );
         let response = timeout_at(headers_by, request.send())
             .await
-            .map_err(|_| ForwardError::Timeout {
-                endpoint: endpoint.name.clone(),
-                phase: "waiting for response headers",
-                after_ms: self.config.response_timeout_ms,
+            .map_err(|_| {
+                timed_out(
+                    call,
+                    headers_by,
+                    endpoint,
+                    "waiting for response headers",
+                    self.config.response_timeout_ms,
+                )
             })?
             .map_err(|e| ForwardError::Connect {
                 endpoint: endpoint.name.clone(),
@@ -311,7 +372,7 @@ impl Upstream {
     fn deadline(&self, call: &Call<'_>) -> tokio::time::Instant {
         let configured =
             tokio::time::Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
-        call.deadline.map_or(configured, |d| d.min(configured))
+        call.deadline.map_or(configured, |d| d.at.min(configured))
     }
 
     fn idle(&self) -> Duration {
@@ -333,10 +394,14 @@ impl Upstream {
             let by = deadline.min(tokio::time::Instant::now() + self.idle());
             let chunk = timeout_at(by, response.chunk())
                 .await
-                .map_err(|_| ForwardError::Timeout {
-                    endpoint: endpoint.name.clone(),
-                    phase: "reading the response body",
-                    after_ms: self.config.idle_timeout_ms,
+                .map_err(|_| {
+                    timed_out(
+                        call,
+                        by,
+                        endpoint,
+                        "reading the response body",
+                        self.config.idle_timeout_ms,
+                    )
                 })?
                 .map_err(|e| ForwardError::Connect {
                     endpoint: endpoint.name.clone(),
@@ -404,6 +469,7 @@ impl Upstream {
             hide_usage,
             started,
             deadline,
+            client_deadline: call.deadline,
             idle: self.idle(),
             idle_ms: self.config.idle_timeout_ms,
             report: Some(outcome_tx),
@@ -433,6 +499,8 @@ struct PassState {
     hide_usage: bool,
     started: Instant,
     deadline: tokio::time::Instant,
+    /// The client's own deadline, when it set one.
+    client_deadline: Option<ClientDeadline>,
     idle: Duration,
     idle_ms: u64,
     report: Option<oneshot::Sender<StreamOutcome>>,
@@ -480,13 +548,22 @@ impl PassState {
                 self.take_events();
                 return;
             }
-            Err(_) => (
-                StreamEnd::Stalled,
-                format!(
-                    "endpoint `{endpoint}` stalled: no data for {} ms; the answer is incomplete",
-                    self.idle_ms
+            Err(_) => match self.client_deadline {
+                Some(client) if client.at <= by => (
+                    StreamEnd::Deadline,
+                    format!(
+                        "the request's own deadline ({} ms, x-request-timeout-ms) passed; the answer is incomplete",
+                        client.ms
+                    ),
                 ),
-            ),
+                _ => (
+                    StreamEnd::Stalled,
+                    format!(
+                        "endpoint `{endpoint}` stalled: no data for {} ms; the answer is incomplete",
+                        self.idle_ms
+                    ),
+                ),
+            },
             Ok(Err(e)) => {
                 let reason = error_chain(&e);
                 let message = format!(
@@ -499,9 +576,14 @@ impl PassState {
                 format!("endpoint `{endpoint}` ended the stream before it was complete"),
             ),
         };
+        let kind = if end == StreamEnd::Deadline {
+            ErrorKind::UpstreamTimeout
+        } else {
+            ErrorKind::Upstream
+        };
         self.outcome.end = end;
         self.ready
-            .push_back(ApiError::new(ErrorKind::Upstream, message).sse_event());
+            .push_back(ApiError::new(kind, message).sse_event());
         self.ended = true;
     }
 
