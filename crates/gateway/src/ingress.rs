@@ -76,9 +76,21 @@ pub fn admit(
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
-    x.deadline = client_deadline(headers, started);
+    let deadline = client_deadline(headers, started);
     record(runtime, &mut x);
-    Ok(x)
+    match deadline {
+        Ok(deadline) => {
+            x.deadline = deadline;
+            Ok(x)
+        }
+        Err(error) => {
+            x.refusal = Some(Refusal {
+                phase: Phase::Ingress,
+                error,
+            });
+            Err(Box::new(x))
+        }
+    }
 }
 
 /// Ingress took the time since arrival: in the trace and in the phase metric alike.
@@ -109,20 +121,41 @@ fn attach_headers(
     }
 }
 
-/// The deadline a client set with `x-request-timeout-ms`, counted from arrival.
-fn client_deadline(headers: &HeaderMap, arrived: Instant) -> Option<ClientDeadline> {
-    let ms = headers
-        .get(switchyard_wire::headers::REQUEST_TIMEOUT_MS)?
+/// The longest deadline a client may set: a day.
+const MAX_DEADLINE_MS: u64 = 86_400_000;
+
+/// The client's deadline from `x-request-timeout-ms`: whole milliseconds from arrival,
+/// 1 to a day. Anything else is a 400 naming the header, not silently ignored.
+fn client_deadline(
+    headers: &HeaderMap,
+    arrived: Instant,
+) -> Result<Option<ClientDeadline>, ApiError> {
+    let name = switchyard_wire::headers::REQUEST_TIMEOUT_MS;
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let ms = value
         .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
         .ok()
-        .filter(|ms| *ms > 0)?;
-    Some(ClientDeadline {
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| (1..=MAX_DEADLINE_MS).contains(ms))
+        .ok_or_else(|| {
+            let shown: String = String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(32)
+                .collect();
+            ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "header {name}: `{shown}` is not a whole number of milliseconds from 1 to {MAX_DEADLINE_MS}"
+                ),
+            )
+            .with_param(name)
+        })?;
+    Ok(Some(ClientDeadline {
         at: tokio::time::Instant::from_std(arrived) + std::time::Duration::from_millis(ms),
         ms,
-    })
+    }))
 }
 
 /// Checks the content type and parses the body in the dialect of the path.

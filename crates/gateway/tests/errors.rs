@@ -382,3 +382,34 @@ async fn a_client_deadline_mid_stream_ends_it_without_blaming_the_endpoint() {
         .unwrap();
     assert_eq!(short["endpoints"][0]["health"]["failures"], 0, "{short}");
 }
+
+#[tokio::test]
+async fn invalid_deadline_headers_are_refused_naming_the_header() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    for bad in ["-1", "soon", "0", "18446744073709551615", "1.5", "86400001"] {
+        let r = s
+            .client
+            .post(format!("{}/v1/chat/completions", s.gateway.url()))
+            .header("x-request-timeout-ms", bad)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["param"], "x-request-timeout-ms", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(bad),
+            "{body}"
+        );
+    }
+    let r = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.gateway.url()))
+        .header("x-request-timeout-ms", " 5000 ")
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
