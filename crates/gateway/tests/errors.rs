@@ -314,21 +314,7 @@ async fn a_client_deadline_never_counts_against_the_endpoint() {
             "the 504 names the client's deadline, not the endpoint's timeout: {message}"
         );
     }
-    let pools: Value = s
-        .client
-        .get(format!("{}/v1/pools", s.gateway.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let short = pools["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "chat-short")
-        .unwrap();
+    let short = s.pool("chat-short").await;
     let health = &short["endpoints"][0]["health"];
     assert_eq!(health["failures"], 0, "{health}");
     assert_eq!(health["available"], true, "{health}");
@@ -365,21 +351,7 @@ async fn a_client_deadline_mid_stream_ends_it_without_blaming_the_endpoint() {
             .contains("own deadline (300 ms"),
         "{last}"
     );
-    let pools: Value = s
-        .client
-        .get(format!("{}/v1/pools", s.gateway.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let short = pools["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "chat-short")
-        .unwrap();
+    let short = s.pool("chat-short").await;
     assert_eq!(short["endpoints"][0]["health"]["failures"], 0, "{short}");
 }
 

@@ -170,6 +170,26 @@ impl Stack {
             .unwrap()
     }
 
+    /// A pool as `GET /v1/pools` shows it.
+    pub async fn pool(&self, name: &str) -> serde_json::Value {
+        let pools: serde_json::Value = self
+            .client
+            .get(format!("{}/v1/pools", self.gateway.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pools["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no pool {name} in {pools}"))
+            .clone()
+    }
+
     pub async fn chat(&self, model: &str, prompt: &str, stream: bool) -> reqwest::Response {
         self.post(
             "/v1/chat/completions",

@@ -26,6 +26,7 @@ mod params;
 mod pii_redact;
 pub mod reasoning;
 mod response_guard;
+mod stream_event;
 mod system_prompt;
 mod template;
 

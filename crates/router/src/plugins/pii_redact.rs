@@ -16,6 +16,7 @@
 //! of earlier tool calls; the mapping from placeholders to values lives only in the
 //! request's plugin state and is never logged.
 
+use super::stream_event::StreamTemplate;
 use super::{
     ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, RequestInfo, State,
     UpstreamRequest,
@@ -171,9 +172,8 @@ struct Mapping {
     /// Per streamed field (choice, field, tool call): a trailing piece that may be the
     /// start of a placeholder, held until the next piece or the end.
     held: BTreeMap<(u64, Field, u64), String>,
-    /// `id`, `object`, `created`, `model` of the stream's events, to write held text
-    /// out at the end.
-    template: Option<Map<String, Value>>,
+    /// The stream's events' identity, to write held text out at the end.
+    template: StreamTemplate,
 }
 
 /// The fields of an answer placeholders are restored in.
@@ -411,7 +411,7 @@ impl Plugin for PiiRedact {
         // Most events carry no `<` (plain or JSON-escaped) and nothing is held: they
         // pass as they are, unparsed, once the first one gave the template.
         let opens = event.contains('<') || event.contains("\\u003c") || event.contains("\\u003C");
-        if !opens && mapping.held.is_empty() && mapping.template.is_some() {
+        if !opens && mapping.held.is_empty() && mapping.template.is_set() {
             out.push(event);
             return Ok(ChunkFlow::Continue);
         }
@@ -419,18 +419,7 @@ impl Plugin for PiiRedact {
             out.push(event);
             return Ok(ChunkFlow::Continue);
         };
-        if mapping.template.is_none()
-            && let Some(object) = chunk.as_object()
-        {
-            let keep = ["id", "object", "created", "model"];
-            mapping.template = Some(
-                object
-                    .iter()
-                    .filter(|(k, _)| keep.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            );
-        }
+        mapping.template.learn(&chunk);
         if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
             for choice in choices {
                 restore_choice(mapping, choice);
@@ -456,12 +445,7 @@ impl Plugin for PiiRedact {
             for ((field, call), text) in mapping.release(index) {
                 put(&mut delta, field, call, &mapping.restore(&text));
             }
-            let mut event = mapping.template.clone().unwrap_or_default();
-            event.insert(
-                "choices".to_owned(),
-                json!([{"index": index, "delta": delta, "finish_reason": null}]),
-            );
-            out.push(Value::Object(event).to_string());
+            out.push(mapping.template.event(index, delta));
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! before any of it is sent. Held text goes out as later events push it past the
 //! window, and all of it when the choice finishes.
 
+use super::stream_event::StreamTemplate;
 use super::{
     ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, RequestInfo, State,
 };
@@ -158,8 +159,8 @@ struct Guarded {
     fired: BTreeSet<String>,
     /// Per streamed choice: text received and not yet sent.
     held: BTreeMap<u64, String>,
-    /// `id`, `object`, `created`, `model` of the stream's events.
-    template: Option<Map<String, Value>>,
+    /// The stream's events' identity, to write held text out at the end.
+    template: StreamTemplate,
 }
 
 impl ResponseGuard {
@@ -372,18 +373,7 @@ impl Plugin for ResponseGuard {
             out.push(event);
             return Ok(ChunkFlow::Continue);
         };
-        if g.template.is_none()
-            && let Some(object) = chunk.as_object()
-        {
-            let keep = ["id", "object", "created", "model"];
-            g.template = Some(
-                object
-                    .iter()
-                    .filter(|(k, _)| keep.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            );
-        }
+        g.template.learn(&chunk);
         if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
             for choice in choices {
                 let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -432,12 +422,7 @@ impl Plugin for ResponseGuard {
             if send.is_empty() {
                 continue;
             }
-            let mut event = g.template.clone().unwrap_or_default();
-            event.insert(
-                "choices".to_owned(),
-                json!([{"index": index, "delta": {"content": send}, "finish_reason": null}]),
-            );
-            out.push(Value::Object(event).to_string());
+            out.push(g.template.event(index, json!({"content": send})));
         }
         Ok(())
     }
