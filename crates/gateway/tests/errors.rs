@@ -385,3 +385,72 @@ async fn invalid_deadline_headers_are_refused_naming_the_header() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A server that answers 200 with headers promising a body, sends a piece of it and
+/// closes the connection: the work was done, the answer broke off.
+async fn breaks_after_headers() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"id\": \"x\", \"choices\": [",
+                    )
+                    .await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_breaks_after_its_headers_is_not_run_again_elsewhere() {
+    let broken = breaks_after_headers().await;
+    let healthy = harness::engine(None, 65_536, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+upstream: {{max_attempts: 3}}
+health: {{check_interval_ms: 0}}
+models: [{{name: m}}]
+pools:
+  - {{name: small, model: m, context_window: 4K, endpoints: [{{url: '{broken}'}}]}}
+  - {{name: large, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
+default_route: {{models: [m]}}
+",
+        healthy.url()
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&json!({"model": "m", "max_tokens": 5,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(header(&r, "x-switchyard-attempts"), "1", "not run twice");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broke off its answer after the headers"),
+        "{body}"
+    );
+    assert_eq!(
+        healthy.requests(),
+        0,
+        "the work was not sent to another endpoint"
+    );
+}

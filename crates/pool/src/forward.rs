@@ -70,6 +70,15 @@ pub enum ForwardError {
         /// What the transport said.
         reason: String,
     },
+    /// The answer broke off after its status and headers: the endpoint may have done
+    /// the work, so it is not tried again elsewhere.
+    #[error("endpoint `{endpoint}` broke off its answer after the headers: {reason}")]
+    Broken {
+        /// The endpoint.
+        endpoint: String,
+        /// What the transport said.
+        reason: String,
+    },
     /// A deadline passed.
     #[error("endpoint `{endpoint}` did not answer within {after_ms} ms ({phase})")]
     Timeout {
@@ -106,8 +115,9 @@ pub enum ForwardError {
 
 impl ForwardError {
     /// Whether another endpoint may be tried: the connection failed or the endpoint
-    /// answered 5xx, so nothing reached the client. Timeouts are not retried: the
-    /// endpoint may still be working on the request.
+    /// answered 5xx, so nothing reached the client and no work was done. Timeouts and
+    /// answers that broke off after their headers are not retried: the endpoint may
+    /// have done (or still be doing) the work.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -127,7 +137,9 @@ impl ForwardError {
             ForwardError::Timeout { .. } | ForwardError::ClientDeadline { .. } => {
                 ErrorKind::UpstreamTimeout
             }
-            ForwardError::Connect { .. } | ForwardError::Status { .. } => ErrorKind::Upstream,
+            ForwardError::Connect { .. }
+            | ForwardError::Broken { .. }
+            | ForwardError::Status { .. } => ErrorKind::Upstream,
         };
         ApiError::new(kind, self.to_string())
     }
@@ -403,9 +415,9 @@ impl Upstream {
                         self.config.idle_timeout_ms,
                     )
                 })?
-                .map_err(|e| ForwardError::Connect {
+                .map_err(|e| ForwardError::Broken {
                     endpoint: endpoint.name.clone(),
-                    reason: format!("the response body broke off: {}", error_chain(&e)),
+                    reason: error_chain(&e),
                 })?;
             match chunk {
                 Some(bytes) => collected.extend_from_slice(&bytes),
