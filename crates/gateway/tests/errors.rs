@@ -454,3 +454,48 @@ default_route: {{models: [m]}}
         "the work was not sent to another endpoint"
     );
 }
+
+#[tokio::test]
+async fn credentials_in_endpoint_urls_are_never_shown() {
+    // Port 9 on loopback refuses connections: every request fails with a connect error
+    // whose text would carry the URL.
+    let config = "server: {listen: '127.0.0.1:0'}
+upstream: {max_attempts: 1}
+health: {check_interval_ms: 0}
+models: [{name: m}]
+pools:
+  - {name: p, model: m, context_window: 8K,
+     endpoints: [{url: 'http://alice:hunter2@127.0.0.1:9/v1?key=sk-secret-query'}]}
+default_route: {models: [m]}
+";
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(config).unwrap())
+            .unwrap();
+    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let error = r.text().await.unwrap();
+    let pools = client
+        .get(format!("{}/v1/pools", g.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for shown in [&error, &pools] {
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("alice") && !shown.contains("sk-secret"),
+            "{shown}"
+        );
+    }
+    assert!(pools.contains("http://***@127.0.0.1:9/v1?***"), "{pools}");
+}

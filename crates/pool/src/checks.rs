@@ -61,7 +61,7 @@ async fn probe(client: &reqwest::Client, endpoint: &Endpoint, path: &str) {
         .is_ok_and(|r| !r.status().is_server_error());
     let was_down = endpoint.health.snapshot(0).check_failed;
     if !alive && !was_down {
-        tracing::warn!(endpoint = %endpoint.name, url = %url, "health check failed");
+        tracing::warn!(endpoint = %endpoint.name, url = %endpoint.shown_url, path, "health check failed");
     }
     endpoint.health.checked(alive);
 }

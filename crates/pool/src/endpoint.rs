@@ -23,6 +23,8 @@ pub struct Endpoint {
     pub name: String,
     /// Its base URL as configured.
     pub base_url: String,
+    /// Its base URL as shown (`/v1/pools`, logs): user info and query string masked.
+    pub shown_url: String,
     /// The pool it belongs to.
     pub pool: String,
     /// Full URL of its chat completions API, parsed once.
@@ -260,6 +262,7 @@ impl Pools {
                     index: j,
                     name,
                     base_url: e.url.value.trim_end_matches('/').to_owned(),
+                    shown_url: shown_url(e.url.value.trim_end_matches('/')),
                     pool: pool.name.value.clone(),
                     chat_url,
                     api_key,
@@ -340,7 +343,7 @@ impl Pools {
                     .iter()
                     .map(|e| EndpointSnapshot {
                         name: e.name.clone(),
-                        url: e.base_url.clone(),
+                        url: e.shown_url.clone(),
                         in_flight: e.in_flight(),
                         dispatched: e.dispatched(),
                         latency_ms: e.latency.estimate(now),
@@ -408,6 +411,30 @@ impl Pools {
 }
 
 /// The chat completions URL of a base URL (`http://h:p`, `http://h:p/`, `http://h:p/v1`).
+/// `url` with its user info and query string masked (`http://***@host/v1?***`): they
+/// are how credentials ride in URLs.
+fn shown_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "(an unparsable URL)".to_owned();
+    };
+    let userinfo = !parsed.username().is_empty() || parsed.password().is_some();
+    let query = parsed.query().is_some();
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.set_query(None);
+    let mut shown = parsed.to_string();
+    if !url.ends_with('/') && shown.ends_with('/') && parsed.path() == "/" {
+        shown.pop();
+    }
+    if userinfo && let Some(at) = shown.find("://") {
+        shown.insert_str(at + 3, "***@");
+    }
+    if query {
+        shown.push_str("?***");
+    }
+    shown
+}
+
 fn chat_url(base: &str) -> Result<reqwest::Url, String> {
     let base = base.trim_end_matches('/');
     let full = if base.ends_with("/v1") {
@@ -422,7 +449,7 @@ fn chat_url(base: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::chat_url;
+    use super::{chat_url, shown_url};
 
     #[test]
     fn chat_url_accepts_bases_with_or_without_v1() {
@@ -437,6 +464,12 @@ mod tests {
             "https://api.x.com/v1/chat/completions"
         );
         assert!(url("http://").is_err(), "no host");
+        assert_eq!(shown_url("http://h:1"), "http://h:1");
+        assert_eq!(shown_url("http://u:secret@h:1/v1"), "http://***@h:1/v1");
+        assert_eq!(
+            shown_url("https://token@h/v1?key=abc"),
+            "https://***@h/v1?***"
+        );
         assert!(url("http://h:99999").is_err(), "port out of range");
     }
 }

@@ -360,7 +360,7 @@ impl Upstream {
             })?
             .map_err(|e| ForwardError::Connect {
                 endpoint: endpoint.name.clone(),
-                reason: error_chain(&e),
+                reason: error_chain(e),
             })?;
         let first_byte = sent.elapsed();
         if response.status().is_server_error() {
@@ -417,7 +417,7 @@ impl Upstream {
                 })?
                 .map_err(|e| ForwardError::Broken {
                     endpoint: endpoint.name.clone(),
-                    reason: error_chain(&e),
+                    reason: error_chain(e),
                 })?;
             match chunk {
                 Some(bytes) => collected.extend_from_slice(&bytes),
@@ -577,7 +577,7 @@ impl PassState {
                 ),
             },
             Ok(Err(e)) => {
-                let reason = error_chain(&e);
+                let reason = error_chain(e);
                 let message = format!(
                     "endpoint `{endpoint}` broke off the stream ({reason}); the answer is incomplete"
                 );
@@ -648,7 +648,13 @@ impl Drop for PassState {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// A transport error and its causes, without the URL (which may carry credentials).
+fn error_chain(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    chain(&error)
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
