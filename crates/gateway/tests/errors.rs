@@ -499,3 +499,24 @@ default_route: {models: [m]}
     }
     assert!(pools.contains("http://***@127.0.0.1:9/v1?***"), "{pools}");
 }
+
+#[tokio::test]
+async fn a_huge_unknown_model_name_gets_a_short_404() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    let name = "x".repeat(1_000_000);
+    let r = s.chat(&name, "hello", false).await;
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert!(body.len() < 1024, "{} bytes", body.len());
+    assert!(body.contains("(1000000 bytes)"), "{body}");
+    // A near miss still gets its suggestion.
+    let r = s.chat("chta", "hello", false).await;
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `chat`"),
+        "{body}"
+    );
+}

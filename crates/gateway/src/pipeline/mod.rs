@@ -59,6 +59,9 @@ fn timed(
     result.map_err(|error| Refusal { phase, error })
 }
 
+/// The longest requested model name that is searched for a near match and echoed whole.
+const MAX_SUGGESTED_NAME: usize = 256;
+
 /// What the client asked for: a configured model, or a route by policy.
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -87,12 +90,23 @@ fn target(runtime: &Runtime, requested: &str) -> Result<Target, ApiError> {
                 .iter()
                 .map(String::as_str),
         );
-    let hint = suggest(requested, names)
+    // A name far longer than any configured one is not a typo: no nearest-name search
+    // (quadratic in the lengths), and only its start is echoed.
+    let plausible = requested.len() <= MAX_SUGGESTED_NAME;
+    let hint = plausible
+        .then(|| suggest(requested, names))
+        .flatten()
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_else(|| "; GET /v1/models lists the models".to_owned());
+    let shown: String = if plausible {
+        requested.to_owned()
+    } else {
+        let start: String = requested.chars().take(64).collect();
+        format!("{start}… ({} bytes)", requested.len())
+    };
     Err(ApiError::new(
         ErrorKind::ModelNotFound,
-        format!("model `{requested}` is not configured{hint}"),
+        format!("model `{shown}` is not configured{hint}"),
     )
     .with_param("model"))
 }
