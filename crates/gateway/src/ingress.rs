@@ -76,9 +76,12 @@ pub fn admit(
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
-    let deadline = client_deadline(headers, started);
+    let checked = client_deadline(headers, started).and_then(|d| {
+        fits_some_pool(runtime, &x.conversation)?;
+        Ok(d)
+    });
     record(runtime, &mut x);
-    match deadline {
+    match checked {
         Ok(deadline) => {
             x.deadline = deadline;
             Ok(x)
@@ -119,6 +122,23 @@ fn attach_headers(
             .attributes
             .push(("peer".to_owned(), peer.ip().to_string()));
     }
+}
+
+/// A prompt larger than every pool (compression included) is refused here, before
+/// any signal reads it: it could never be placed.
+fn fits_some_pool(runtime: &Runtime, conversation: &Conversation) -> Result<(), ApiError> {
+    let largest = runtime.pools.largest_reachable();
+    if conversation.prompt_tokens > largest {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the prompt has about {} tokens but the largest pool holds {largest}",
+                conversation.prompt_tokens
+            ),
+        )
+        .with_param("messages"));
+    }
+    Ok(())
 }
 
 /// The longest deadline a client may set: a day.

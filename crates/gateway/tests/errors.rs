@@ -520,3 +520,35 @@ async fn a_huge_unknown_model_name_gets_a_short_404() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_prompt_larger_than_every_pool_is_refused_before_any_signal_reads_it() {
+    let s = stack("", DEFAULT_UPSTREAM).await;
+    // About 100K tokens; the largest pool holds 64K.
+    let prompt = "please compile this rust code now ".repeat(12_000);
+    let r = s
+        .post(
+            "/v1/route",
+            json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    // Refused in ingress: a plain error, where a refusal from a later phase comes with
+    // the trace of the phases that ran.
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the largest pool holds 65536"),
+        "{body}"
+    );
+    assert!(
+        body.get("characterize").is_none() && body.get("decide").is_none(),
+        "{body}"
+    );
+    let r = s.chat("auto", &prompt, false).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "messages", "{body}");
+}

@@ -356,6 +356,20 @@ impl Pools {
             .collect()
     }
 
+    /// The most prompt tokens any pool can take, compression into it included: a
+    /// request above this cannot be placed whatever route and model it gets.
+    pub fn largest_reachable(&self) -> u32 {
+        self.pools
+            .iter()
+            .map(|p| {
+                let compressed = p.compression_factor.max(1.0) * f64::from(p.context_window);
+                // Saturating: a factor that overflows u32 only means "anything fits".
+                compressed.min(f64::from(u32::MAX)) as u32
+            })
+            .max()
+            .unwrap_or(u32::MAX)
+    }
+
     /// Every pool.
     pub fn all(&self) -> &[Pool] {
         &self.pools
