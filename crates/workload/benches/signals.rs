@@ -1,5 +1,6 @@
 //! Every signal family that needs no model (keyword, context, PII, language, structure,
-//! feedback, re-ask, metadata, jailbreak patterns) together on a 2 KB prompt, one thread.
+//! feedback, re-ask, metadata, jailbreak patterns) together on a 2 KB prompt, one thread;
+//! and PII on 1 MB of card-like digit groups, its worst case.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,5 +50,17 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The adversarial case for PII: 1 MB of card-like digit groups back to back (tens of
+/// thousands of overlapping candidates to resolve).
+fn dense_digits(c: &mut Criterion) {
+    let text = "4111 1111 1111 1111 ".repeat(1024 * 1024 / 20);
+    let mut group = c.benchmark_group("signals/pii_dense");
+    group.sample_size(10);
+    group.bench_function("1mb", |b| {
+        b.iter(|| switchyard_workload::pii::find_pii(black_box(&text)).len())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, dense_digits);
 criterion_main!(benches);
