@@ -31,6 +31,10 @@ pub struct PlanArgs {
     /// Candidates to list.
     #[arg(long, default_value_t = 8)]
     top: usize,
+    /// Accept a plan that no simulation confirmed (exit 0 with a warning); without it,
+    /// a plan whose every verified candidate missed the SLO exits non-zero.
+    #[arg(long)]
+    best_effort: bool,
 }
 
 #[derive(clap::Args)]
@@ -147,8 +151,14 @@ fn plan(args: PlanArgs) -> Result<()> {
     let spec = load_plan(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = plan::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let best = &result.best;
+    let unproven = result.best_verified == Some(false);
     println!(
-        "plan: B = {}, γ = {}: {}; ${:.2}/h, {:.1} kW, {:.2} tokens/W, predicted P99 TTFT {:.0} ms (SLO {} ms)",
+        "plan{}: B = {}, γ = {}: {}; ${:.2}/h, {:.1} kW, {:.2} tokens/W, predicted P99 TTFT {:.0} ms (SLO {} ms)",
+        if unproven {
+            " (UNVERIFIED: every simulated candidate missed the SLO)"
+        } else {
+            ""
+        },
         best.boundary,
         best.gamma,
         describe(best),
@@ -260,6 +270,20 @@ fn plan(args: PlanArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if unproven {
+        let why = format!(
+            "{}: no verified candidate met the P99 TTFT SLO of {} ms in simulation; the plan above is the analytical best and is unproven",
+            args.config.display(),
+            spec.ttft_p99_ms
+        );
+        if args.best_effort {
+            eprintln!("warning: {why} (accepted: --best-effort)");
+        } else {
+            anyhow::bail!(
+                "{why}\n  try: more GPUs or a larger `max_utilization` margin, a looser `ttft_p99_ms`, a larger `verify_top`; or --best-effort to accept it"
+            );
+        }
     }
     Ok(())
 }

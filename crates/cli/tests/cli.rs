@@ -326,6 +326,38 @@ fn every_fleet_example_runs() {
 }
 
 #[test]
+fn a_plan_no_simulation_confirms_exits_non_zero_unless_best_effort() {
+    let dir = std::env::temp_dir().join(format!("switchyard-unproven-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Analytically 20 × A100 at a predicted 450 ms; every simulated candidate misses.
+    let file = dir.join("plan.yaml");
+    std::fs::write(
+        &file,
+        "seed: 1
+workload: {rate: 200, mix: [{cdf: azure, output_fraction: 0.2}]}
+ttft_p99_ms: 500
+gpus: [a100]
+boundaries: [8K]
+gammas: [1]
+",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (ok, stdout, stderr) = switchyard(&["fleet", "plan", "--config", file]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("plan (UNVERIFIED"), "{stdout}");
+    assert!(
+        stderr.contains("no verified candidate met the P99 TTFT SLO of 500 ms"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--best-effort"), "{stderr}");
+    let (ok, _, stderr) = switchyard(&["fleet", "plan", "--config", file, "--best-effort"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("warning:"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn an_embedding_signal_routes_by_meaning() {
     // Needs the model (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
     let Ok(model) = std::env::var("SWITCHYARD_MODEL_DIR") else {

@@ -216,6 +216,10 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// Simulation of the best few.
     pub verified: Vec<Verification>,
+    /// Whether `best` met the SLO in simulation: `None` without verification,
+    /// `Some(false)` when no verified candidate did (`best` is then the analytical
+    /// best, unproven).
+    pub best_verified: Option<bool>,
     /// Disaggregated prefill/decode at the peak rate, for comparison.
     pub disaggregated: Option<Disaggregated>,
     /// A plan per hour when the workload has hourly rates.
@@ -248,6 +252,7 @@ pub fn plan(spec: &spec::Resolved) -> Result<Plan, PlanError> {
     }
     let mut verified = Vec::new();
     let mut best = candidates[0].clone();
+    let mut best_verified = None;
     if spec.verify_requests > 0 {
         let mut chosen = None;
         for c in candidates.iter().take(spec.verify_top.max(1)) {
@@ -257,6 +262,7 @@ pub fn plan(spec: &spec::Resolved) -> Result<Plan, PlanError> {
             }
             verified.push(v);
         }
+        best_verified = Some(chosen.is_some());
         if let Some(c) = chosen {
             best = c;
         }
@@ -288,6 +294,7 @@ pub fn plan(spec: &spec::Resolved) -> Result<Plan, PlanError> {
         best,
         candidates,
         verified,
+        best_verified,
         disaggregated,
         hours,
         static_day_cost,
