@@ -204,6 +204,7 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                     "strategy": p.placement.strategy,
                     "endpoint": p.placement.endpoint.name,
                     "endpoint_in_flight": p.placement.in_flight,
+                    "panic": p.placement.panic,
                 })
             },
         ),

@@ -15,6 +15,11 @@ use switchyard_gateway::{Gateway, Runtime};
 use switchyard_policy::{Policy, parse_config};
 
 async fn gateway(engines: &[&EngineHandle], extra: &str) -> Gateway {
+    gateway_with_health(engines, "", extra).await
+}
+
+/// `health` is added to the test's health settings (`panic_threshold: 0`, …).
+async fn gateway_with_health(engines: &[&EngineHandle], health: &str, extra: &str) -> Gateway {
     let endpoints: Vec<String> = engines
         .iter()
         .enumerate()
@@ -23,7 +28,7 @@ async fn gateway(engines: &[&EngineHandle], extra: &str) -> Gateway {
     let config = format!(
         "server: {{listen: '127.0.0.1:0'}}
 health: {{eject_after_failures: 2, base_ejection_ms: 300, max_ejection_ms: 2000,
-          check_interval_ms: 100, check_timeout_ms: 200}}
+          check_interval_ms: 100, check_timeout_ms: 200{health}}}
 {extra}
 models: [{{name: m}}]
 pools: [{{name: p, model: m, context_window: 8K, endpoints: [{}]}}]
@@ -100,7 +105,13 @@ async fn a_failing_endpoint_is_retried_around_then_ejected() {
 async fn with_every_endpoint_failing_the_client_gets_one_clear_error() {
     let e: Vec<EngineHandle> =
         futures_util::future::join_all((0..2).map(|_| engine(None, 8192, "m"))).await;
-    let g = gateway(&[&e[0], &e[1]], "upstream: {max_attempts: 3}").await;
+    // Without the panic threshold, a pool whose endpoints are all out refuses at once.
+    let g = gateway_with_health(
+        &[&e[0], &e[1]],
+        ", panic_threshold: 0",
+        "upstream: {max_attempts: 3}",
+    )
+    .await;
     for engine in &e {
         engine.set_faults(Faults {
             error_rate: 1.0,
@@ -350,4 +361,44 @@ default_route: {{models: [m]}}
     );
     assert_eq!(text.matches("\"delta\"").count(), 100);
     g.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pool_with_every_endpoint_out_still_serves_in_panic() {
+    let e: Vec<EngineHandle> =
+        futures_util::future::join_all((0..2).map(|_| engine(None, 8192, "m"))).await;
+    // Ejections last 300 ms here: everything below happens well within them.
+    let g = gateway_with_health(&[&e[0], &e[1]], "", "upstream: {max_attempts: 3}").await;
+    for engine in &e {
+        engine.set_faults(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        });
+    }
+    let client = reqwest::Client::new();
+    // Two rounds of failures eject both (two failures each).
+    ask(&client, &g, false).await;
+    ask(&client, &g, false).await;
+    let state = pools(&client, &g).await;
+    assert!(
+        state.iter().all(|e| e["health"]["available"] == false),
+        "{state:?}"
+    );
+    for engine in &e {
+        engine.set_faults(Faults::default());
+    }
+    // Both are still ejected, but the pool is in panic: placed, not refused…
+    let trace: Value = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trace["place"]["panic"], true, "{trace}");
+    // …and served.
+    let (status, _, _, body) = ask(&client, &g, false).await;
+    assert_eq!(status, 200, "{body}");
 }

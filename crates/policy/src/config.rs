@@ -466,6 +466,13 @@ pub struct HealthConfig {
     /// then counts the engine's own queue, not only this router's requests (default false).
     #[serde(default)]
     pub scrape_metrics: bool,
+    /// When a pool has fewer than this share of its endpoints in rotation, requests
+    /// are spread over all of them, ejected ones included (a pool is never emptied
+    /// by ejections, and its last survivors are not crushed); when no pool of a model
+    /// has an endpoint in rotation, the smallest pool that fits is used whole. 0 turns
+    /// it off (default 0.5).
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: f64,
 }
 
 impl Default for HealthConfig {
@@ -478,8 +485,13 @@ impl Default for HealthConfig {
             check_path: default_check_path(),
             check_timeout_ms: default_check_timeout_ms(),
             scrape_metrics: false,
+            panic_threshold: default_panic_threshold(),
         }
     }
+}
+
+fn default_panic_threshold() -> f64 {
+    0.5
 }
 
 fn default_eject_after_failures() -> u32 {

@@ -25,6 +25,8 @@ pub struct HealthPolicy {
     pub base_ejection_ms: u64,
     /// Longest ejection, in milliseconds.
     pub max_ejection_ms: u64,
+    /// Share of a pool's endpoints in rotation below which the pool uses them all.
+    pub panic_threshold: f64,
 }
 
 impl From<&HealthConfig> for HealthPolicy {
@@ -33,6 +35,11 @@ impl From<&HealthConfig> for HealthPolicy {
             eject_after_failures: c.eject_after_failures.max(1),
             base_ejection_ms: c.base_ejection_ms,
             max_ejection_ms: c.max_ejection_ms.max(c.base_ejection_ms),
+            panic_threshold: if c.panic_threshold.is_finite() {
+                c.panic_threshold.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -136,6 +143,7 @@ mod tests {
         eject_after_failures: 3,
         base_ejection_ms: 100,
         max_ejection_ms: 350,
+        panic_threshold: 0.5,
     };
 
     #[test]

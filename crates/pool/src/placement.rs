@@ -22,6 +22,9 @@ pub struct Placement {
     pub request: PlaceRequest,
     /// The pool's endpoint strategy.
     pub strategy: &'static str,
+    /// The pool was in panic (too few endpoints in rotation): every endpoint of it was
+    /// a candidate, ejected ones included.
+    pub panic: bool,
 }
 
 /// No pool can take the request.
@@ -67,51 +70,43 @@ impl Pools {
         avoid: &[usize],
     ) -> Result<Placement, PlaceError> {
         let now = self.now_ms();
+        let threshold = self.health_policy.panic_threshold;
         let mut fitting = false;
         let mut candidates = Vec::new();
-        for &index in self.pool_indexes(model) {
-            let pool = &self.all()[index];
-            if pool.context_window < request.tokens
-                || pool.endpoints.is_empty()
-                || !request.allowed.contains(index)
-            {
-                continue;
+        // First the pools with endpoints in rotation (a pool below the panic threshold
+        // spreads over all its endpoints); then, when none has any, the smallest pool
+        // that fits, whole, when the threshold allows panic at all.
+        for last_resort in [false, true] {
+            if last_resort && (threshold <= 0.0 || !fitting) {
+                break;
             }
-            fitting = true;
-            candidates.clear();
-            candidates.extend(
-                pool.endpoints
-                    .iter()
-                    .filter(|e| !avoid.contains(&e.id) && e.health.available(now)),
-            );
-            if candidates.is_empty() {
-                continue;
-            }
-            if let Some(budget) = pool.ttft_budget_ms {
-                // Pass over endpoints whose learned TTFT line says they would miss the
-                // budget for this prompt, as long as one remains that would not.
-                let meets = |e: &&Arc<Endpoint>| {
-                    e.ttft
-                        .fit()
-                        .is_none_or(|fit| fit.predict(request.prompt_tokens) <= budget)
-                };
-                if candidates.iter().any(meets) && !candidates.iter().all(meets) {
-                    candidates.retain(meets);
+            for &index in self.pool_indexes(model) {
+                let pool = &self.all()[index];
+                if pool.context_window < request.tokens
+                    || pool.endpoints.is_empty()
+                    || !request.allowed.contains(index)
+                {
+                    continue;
                 }
+                fitting = true;
+                let up = pool
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.health.available(now))
+                    .count();
+                let panic = (up as f64) < threshold * pool.endpoints.len() as f64
+                    && (up > 0 || last_resort);
+                candidates.clear();
+                candidates.extend(
+                    pool.endpoints
+                        .iter()
+                        .filter(|e| !avoid.contains(&e.id) && (panic || e.health.available(now))),
+                );
+                if candidates.is_empty() {
+                    continue;
+                }
+                return Ok(self.choose(index, &mut candidates, request, now, panic));
             }
-            let chosen = pool
-                .strategy
-                .pick(&candidates, request, now)
-                .min(candidates.len() - 1);
-            let endpoint = Arc::clone(candidates[chosen]);
-            return Ok(Placement {
-                pool: index,
-                in_flight: endpoint.in_flight(),
-                endpoint,
-                context_window: pool.context_window,
-                request: *request,
-                strategy: pool.strategy.name(),
-            });
         }
         if fitting {
             return Err(PlaceError::Unavailable { tried: avoid.len() });
@@ -122,6 +117,46 @@ impl Pools {
                 tokens: request.tokens,
                 largest: self.max_context(model),
             }),
+        }
+    }
+}
+
+impl Pools {
+    /// One of a pool's candidates, by its TTFT budget and strategy.
+    fn choose(
+        &self,
+        index: usize,
+        candidates: &mut Vec<&Arc<Endpoint>>,
+        request: &PlaceRequest,
+        now: u64,
+        panic: bool,
+    ) -> Placement {
+        let pool = &self.all()[index];
+        if let Some(budget) = pool.ttft_budget_ms {
+            // Pass over endpoints whose learned TTFT line says they would miss the
+            // budget for this prompt, as long as one remains that would not.
+            let meets = |e: &&Arc<Endpoint>| {
+                e.ttft
+                    .fit()
+                    .is_none_or(|fit| fit.predict(request.prompt_tokens) <= budget)
+            };
+            if candidates.iter().any(meets) && !candidates.iter().all(meets) {
+                candidates.retain(meets);
+            }
+        }
+        let chosen = pool
+            .strategy
+            .pick(candidates, request, now)
+            .min(candidates.len() - 1);
+        let endpoint = Arc::clone(candidates[chosen]);
+        Placement {
+            pool: index,
+            in_flight: endpoint.in_flight(),
+            endpoint,
+            context_window: pool.context_window,
+            request: *request,
+            strategy: pool.strategy.name(),
+            panic,
         }
     }
 }
@@ -230,6 +265,7 @@ default_route: {models: [m]}
             eject_after_failures: 1,
             base_ejection_ms: 60_000,
             max_ejection_ms: 60_000,
+            panic_threshold: 0.5,
         };
         let first = pools.place(0, 10).unwrap();
         let ten = PlaceRequest {
@@ -259,6 +295,79 @@ default_route: {models: [m]}
                 .endpoint
                 .id,
             first.endpoint.id
+        );
+    }
+
+    #[test]
+    fn a_pool_below_the_panic_threshold_uses_all_its_endpoints() {
+        let config = parse_config(
+            "models: [{name: m}]
+pools:
+  - {name: four, model: m, context_window: 8K,
+     endpoints: [{url: 'http://h:1'}, {url: 'http://h:2'}, {url: 'http://h:3'}, {url: 'http://h:4'}]}
+default_route: {models: [m]}
+",
+        )
+        .unwrap();
+        let policy = Policy::compile(config).unwrap();
+        let pools = Pools::build(&policy.config).unwrap();
+        let judge = pools.health_policy;
+        let eject = |i: usize| {
+            let e = &pools.all()[0].endpoints[i];
+            for _ in 0..judge.eject_after_failures {
+                e.health.failure(pools.now_ms(), &judge);
+            }
+            assert!(!e.health.available(pools.now_ms()));
+        };
+        let placed = |pools: &Pools| {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut panic = false;
+            for _ in 0..16 {
+                let p = pools.place(0, 10).unwrap();
+                panic |= p.panic;
+                seen.insert(p.endpoint.index);
+                p.endpoint.begin();
+            }
+            (seen, panic)
+        };
+        // Two of four out: 50% in rotation is not below the threshold.
+        eject(0);
+        eject(1);
+        let (seen, panic) = placed(&pools);
+        assert_eq!(
+            (seen.into_iter().collect::<Vec<_>>(), panic),
+            (vec![2, 3], false)
+        );
+        // Three out: the survivor is not crushed; all four share the load.
+        eject(2);
+        let (seen, panic) = placed(&pools);
+        assert!(panic);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        // All four out: still placed (in panic), not refused.
+        eject(3);
+        assert!(pools.place(0, 10).unwrap().panic);
+    }
+
+    #[test]
+    fn panic_off_refuses_when_every_endpoint_is_out() {
+        let config = parse_config(
+            "models: [{name: m}]
+health: {panic_threshold: 0}
+pools: [{name: one, model: m, context_window: 8K, endpoints: [{url: 'http://h:1'}]}]
+default_route: {models: [m]}
+",
+        )
+        .unwrap();
+        let policy = Policy::compile(config).unwrap();
+        let pools = Pools::build(&policy.config).unwrap();
+        let judge = pools.health_policy;
+        let e = &pools.all()[0].endpoints[0];
+        for _ in 0..judge.eject_after_failures {
+            e.health.failure(pools.now_ms(), &judge);
+        }
+        assert_eq!(
+            pools.place(0, 10).unwrap_err(),
+            PlaceError::Unavailable { tried: 0 }
         );
     }
 

@@ -184,6 +184,16 @@ pub(super) fn check_models_and_pools(
             "is above health.max_ejection_ms",
         ));
     }
+    if !(0.0..=1.0).contains(&config.health.panic_threshold) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "health.panic_threshold",
+            format!(
+                "{} is not a share in [0, 1] (0 turns panic off)",
+                config.health.panic_threshold
+            ),
+        ));
+    }
     if !config.health.check_path.starts_with('/') {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,
