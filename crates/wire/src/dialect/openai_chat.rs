@@ -3,7 +3,7 @@
 use super::{Dialect, Written};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind};
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const ROLES: [&str; 6] = [
     "system",
@@ -72,6 +72,7 @@ impl Dialect for OpenAiChat {
             )
             .with_param(format!("messages[{i}].role")));
         }
+        check_shapes(&request)?;
         let conversation = Conversation::from_chat(&request, session);
         Ok((request, conversation))
     }
@@ -106,6 +107,108 @@ impl Dialect for OpenAiChat {
     }
 }
 
+/// Content part types and the field each must carry (an object, or text).
+const PARTS: [(&str, &str, bool); 6] = [
+    ("text", "text", true),
+    ("image_url", "image_url", false),
+    ("input_audio", "input_audio", false),
+    ("file", "file", false),
+    ("refusal", "refusal", true),
+    ("video_url", "video_url", false),
+];
+
+fn invalid(param: String, message: String) -> ApiError {
+    ApiError::new(ErrorKind::InvalidRequest, message).with_param(param)
+}
+
+/// The shapes the gateway reads or forwards that OpenAI would refuse: content parts
+/// and tools. Refused here, naming the field, rather than passed on to fail upstream
+/// (or worse, to be read differently by different engines).
+fn check_shapes(request: &ChatRequest) -> Result<(), ApiError> {
+    for (i, m) in request.messages.iter().enumerate() {
+        let Some(crate::MessageContent::Parts(parts)) = &m.content else {
+            continue;
+        };
+        for (j, part) in parts.iter().enumerate() {
+            let at = format!("messages[{i}].content[{j}]");
+            let kind = part.get("type").and_then(Value::as_str).ok_or_else(|| {
+                invalid(
+                    format!("{at}.type"),
+                    format!("{at} has no string `type` (text, image_url, input_audio, file, …)"),
+                )
+            })?;
+            let Some((_, field, text)) = PARTS.iter().find(|(t, _, _)| *t == kind) else {
+                let known: Vec<&str> = PARTS.iter().map(|(t, _, _)| *t).collect();
+                return Err(invalid(
+                    format!("{at}.type"),
+                    format!("{at}.type `{kind}` is not one of {}", known.join(", ")),
+                ));
+            };
+            let value = part.get(*field);
+            let fits = if *text {
+                value.is_some_and(Value::is_string)
+            } else {
+                value.is_some_and(Value::is_object)
+            };
+            if !fits {
+                let shape = if *text { "a string" } else { "an object" };
+                return Err(invalid(
+                    format!("{at}.{field}"),
+                    format!("{at} of type `{kind}` needs `{field}` as {shape}"),
+                ));
+            }
+        }
+    }
+    let Some(tools) = request.extra.get("tools") else {
+        return Ok(());
+    };
+    let Some(tools) = tools.as_array() else {
+        return Err(invalid("tools".into(), "`tools` is not an array".into()));
+    };
+    for (i, tool) in tools.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function") => {}
+            Some("custom") => continue,
+            other => {
+                return Err(invalid(
+                    format!("{at}.type"),
+                    format!(
+                        "{at}.type is {}, not `function` or `custom`",
+                        other.map_or("missing".to_owned(), |t| format!("`{t}`"))
+                    ),
+                ));
+            }
+        }
+        let name = tool.pointer("/function/name").and_then(Value::as_str);
+        let valid = name.is_some_and(|n| {
+            (1..=64).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+        if !valid {
+            return Err(invalid(
+                format!("{at}.function.name"),
+                format!(
+                    "{at}.function.name must be 1 to 64 letters, digits, `_` or `-`{}",
+                    name.map(|n| format!(" (got `{}`)", n.chars().take(80).collect::<String>()))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        if tool
+            .pointer("/function/parameters")
+            .is_some_and(|p| !p.is_object())
+        {
+            return Err(invalid(
+                format!("{at}.function.parameters"),
+                format!("{at}.function.parameters is not a JSON Schema object"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +235,59 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = err(r#"{"model":"auto","messages":[{"role":"user","content":5}]}"#);
         assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn content_parts_and_tools_openai_would_refuse_are_refused_naming_the_field() {
+        let with = |content: &str, extra: &str| {
+            OpenAiChat.parse(
+                format!(r#"{{"model":"auto","messages":[{{"role":"user","content":{content}}}]{extra}}}"#)
+                    .as_bytes(),
+                None,
+            )
+        };
+        let param = |content: &str, extra: &str| with(content, extra).unwrap_err().param.unwrap();
+        assert_eq!(
+            param(r#"[{"text":"hi"}]"#, ""),
+            "messages[0].content[0].type"
+        );
+        assert_eq!(
+            param(r#"[{"type":"txt","text":"hi"}]"#, ""),
+            "messages[0].content[0].type"
+        );
+        assert_eq!(
+            param(r#"[{"type":"text","text":5}]"#, ""),
+            "messages[0].content[0].text"
+        );
+        assert_eq!(
+            param(
+                r#"[{"type":"text","text":"a"},{"type":"image_url","image_url":"x"}]"#,
+                ""
+            ),
+            "messages[0].content[1].image_url"
+        );
+        assert!(with(r#"[{"type":"image_url","image_url":{"url":"data:,"}}]"#, "").is_ok());
+        assert_eq!(param(r#""hi""#, r#","tools":{}"#), "tools");
+        assert_eq!(
+            param(r#""hi""#, r#","tools":[{"type":"fn"}]"#),
+            "tools[0].type"
+        );
+        assert_eq!(
+            param(
+                r#""hi""#,
+                r#","tools":[{"type":"function","function":{"name":"bad name"}}]"#
+            ),
+            "tools[0].function.name"
+        );
+        assert_eq!(
+            param(
+                r#""hi""#,
+                r#","tools":[{"type":"function","function":{"name":"f","parameters":"x"}}]"#
+            ),
+            "tools[0].function.parameters"
+        );
+        let ok = r#","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]"#;
+        assert!(with(r#""hi""#, ok).is_ok());
     }
 
     #[test]
