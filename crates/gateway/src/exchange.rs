@@ -164,6 +164,16 @@ impl Exchange {
             .get_or_init(|| self.conversation.prefix_fingerprint())
     }
 
+    /// Output tokens to price the request by: the client's cap (else `expected`) for
+    /// each of the answers it asked for (`n`). Placement plans per answer: each is its
+    /// own sequence in the pool's context window.
+    pub fn billed_output(&self, expected: u32) -> u32 {
+        self.conversation
+            .output_cap
+            .unwrap_or(expected)
+            .saturating_mul(self.conversation.answers)
+    }
+
     /// The route's name (empty before decide).
     pub fn route_name(&self) -> &str {
         self.routed.as_ref().map_or("", |r| r.name.as_str())

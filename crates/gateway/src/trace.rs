@@ -113,6 +113,7 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                 "tools_defined": c.tools_defined,
                 "stream": c.stream,
                 "output_cap": c.output_cap,
+                "answers": c.answers,
                 "session_id": c.session_id,
             })
         }

@@ -144,4 +144,24 @@ constraints:
     let r = send(&gw.url(), "auto", &long, &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-switchyard-model"), "small");
+    // 100 answer tokens cost $0.003 on `large`; four answers of them (`n: 4`) $0.012.
+    let chosen = |n: u32| {
+        let url = gw.url();
+        async move {
+            let trace: serde_json::Value = reqwest::Client::new()
+                .post(format!("{url}/v1/route"))
+                .json(&json!({"model": "auto", "max_tokens": 100, "n": n,
+                              "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(trace["ingress"]["answers"], n, "{trace}");
+            trace["select"]["model"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(chosen(1).await, "large");
+    assert_eq!(chosen(4).await, "small", "each answer is paid for");
 }

@@ -41,6 +41,17 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// How many answers the client asked for (`n`; 1 when absent or not a count the
+    /// dialect accepted).
+    pub fn answers(&self) -> u32 {
+        self.extra
+            .get("n")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    }
+
     /// Whether the client asked for a final usage chunk on a stream.
     pub fn wants_stream_usage(&self) -> bool {
         self.stream_options

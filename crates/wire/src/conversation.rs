@@ -30,6 +30,8 @@ pub struct Conversation {
     pub stream: bool,
     /// The client's cap on generated tokens, if any.
     pub output_cap: Option<u32>,
+    /// Answers asked for (`n`, default 1): each generates its own output.
+    pub answers: u32,
     /// Session identity, when the client sent one (`x-session-id` header or `user` field).
     pub session_id: Option<String>,
     /// Estimated prompt tokens over every turn.
@@ -95,6 +97,7 @@ impl Conversation {
             tools_defined,
             stream: request.is_stream(),
             output_cap: request.output_cap(),
+            answers: request.answers(),
             session_id,
             prompt_tokens,
             attributes,
@@ -113,6 +116,7 @@ impl Conversation {
             tools_defined: 0,
             stream: false,
             output_cap: None,
+            answers: 1,
             session_id: None,
             prompt_tokens: estimate_tokens(prompt).saturating_add(4),
             attributes: Vec::new(),

@@ -19,10 +19,7 @@ pub fn govern(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         ));
     };
     let prompt = x.conversation.prompt_tokens;
-    let output = x
-        .conversation
-        .output_cap
-        .unwrap_or(policy.config.server.expected_output_tokens);
+    let output = x.billed_output(policy.config.server.expected_output_tokens);
     let mut governed = Governed {
         models: routed.candidates.clone(),
         pools: PoolSet::ALL,

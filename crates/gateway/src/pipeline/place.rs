@@ -27,10 +27,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
     };
     let prompt = x.conversation.prompt_tokens;
     let minimum = minimum(x);
-    let output_tokens = x
-        .conversation
-        .output_cap
-        .unwrap_or(policy.config.server.expected_output_tokens);
+    let output_tokens = x.billed_output(policy.config.server.expected_output_tokens);
     let listed: Vec<Candidate<'_>> = governed
         .models
         .iter()

@@ -107,6 +107,9 @@ impl Dialect for OpenAiChat {
     }
 }
 
+/// The most answers (`n`) one request may ask for, as OpenAI's API allows.
+const MAX_ANSWERS: u64 = 128;
+
 /// Content part types and the field each must carry (an object, or text).
 const PARTS: [(&str, &str, bool); 6] = [
     ("text", "text", true),
@@ -125,6 +128,14 @@ fn invalid(param: String, message: String) -> ApiError {
 /// and tools. Refused here, naming the field, rather than passed on to fail upstream
 /// (or worse, to be read differently by different engines).
 fn check_shapes(request: &ChatRequest) -> Result<(), ApiError> {
+    if let Some(n) = request.extra.get("n")
+        && !n.as_u64().is_some_and(|n| (1..=MAX_ANSWERS).contains(&n))
+    {
+        return Err(invalid(
+            "n".into(),
+            format!("`n` is {n}: ask for 1 to {MAX_ANSWERS} answers"),
+        ));
+    }
     for (i, m) in request.messages.iter().enumerate() {
         let Some(crate::MessageContent::Parts(parts)) = &m.content else {
             continue;
@@ -288,6 +299,11 @@ mod tests {
         );
         let ok = r#","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]"#;
         assert!(with(r#""hi""#, ok).is_ok());
+        for bad in ["0", "-1", "1.5", "129", "\"2\""] {
+            assert_eq!(param(r#""hi""#, &format!(r#","n":{bad}"#)), "n", "{bad}");
+        }
+        let (_, conversation) = with(r#""hi""#, r#","n":3"#).unwrap();
+        assert_eq!(conversation.answers, 3);
     }
 
     #[test]
