@@ -21,6 +21,7 @@ pub mod phase;
 pub mod pipeline;
 pub mod policy_tests;
 pub mod runtime;
+pub mod serve;
 pub mod server;
 pub mod shape;
 pub mod stream_plugins;

@@ -6,6 +6,7 @@ use crate::forward::{answer, finish};
 use crate::local::error_response;
 use crate::observe::{Outcome, observe};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::serve::Limits;
 use crate::{dry_run, ingress, pipeline};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
@@ -13,7 +14,6 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -107,17 +107,14 @@ impl Gateway {
         let live = Arc::new(Live(RwLock::new(Arc::new(runtime))));
         let app = router(Arc::clone(&live));
         // Small SSE events must leave at once, not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        });
+        let server = &live.current().policy.config.server;
+        let limits = Limits {
+            header_read_timeout: std::time::Duration::from_millis(
+                server.header_read_timeout_ms.max(1),
+            ),
+            max_connections: server.max_connections.max(1),
+        };
+        let task = tokio::spawn(crate::serve::serve(listener, app, shutdown, limits));
         Ok(Gateway { addr, live, task })
     }
 

@@ -552,3 +552,86 @@ async fn a_prompt_larger_than_every_pool_is_refused_before_any_signal_reads_it()
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["param"], "messages", "{body}");
 }
+
+/// Reads until the server closes the connection; false if it is still open after 5 s.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+        {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_shed() {
+    use tokio::io::AsyncWriteExt;
+    let s = stack("  header_read_timeout_ms: 300", DEFAULT_UPSTREAM).await;
+    let addr = s.gateway.url().trim_start_matches("http://").to_owned();
+    // Headers trickled and never finished (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // A connection that never sends anything.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(closed_by_server(&mut slow).await, "slow headers were held");
+    assert!(
+        closed_by_server(&mut idle).await,
+        "an idle connection was held"
+    );
+    // A keep-alive connection idle after its answer is closed too.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut kept).await,
+        "an idle keep-alive was held"
+    );
+    // Honest requests are served all along.
+    assert_eq!(s.chat("auto", "hello", false).await.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = stack("  max_connections: 2", DEFAULT_UPSTREAM).await;
+    let addr = s.gateway.url().trim_start_matches("http://").to_owned();
+    let held: Vec<tokio::net::TcpStream> = futures_util::future::join_all(
+        (0..2).map(|_| tokio::net::TcpStream::connect(addr.clone())),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("maximum of 2 connections"), "{answer}");
+    drop(held);
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = reqwest::Client::new()
+            .get(format!("{}/healthz", s.gateway.url()))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the cap frees up when connections close");
+}

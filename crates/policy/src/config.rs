@@ -290,6 +290,21 @@ pub struct ServerConfig {
     /// the new policy and keep the old one when any fails (default false).
     #[serde(default)]
     pub reload_runs_tests: bool,
+    /// Milliseconds a connection has to send a request's headers, counted from when
+    /// the server starts waiting for them: slow (trickled) headers and idle keep-alive
+    /// connections are closed after it (default 10,000).
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; one more is answered 503 and closed (default 4,096).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    4096
 }
 
 impl Default for ServerConfig {
@@ -305,6 +320,8 @@ impl Default for ServerConfig {
             output_regression_after: default_output_regression_after(),
             worker_threads: None,
             reload_runs_tests: false,
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            max_connections: default_max_connections(),
         }
     }
 }
