@@ -172,6 +172,11 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // A gateway holds two descriptors per request in flight; the soft default of
+    // 1,024 is far below what the machine allows.
+    if let Err(e) = switchyard_gateway::serve::raise_open_file_limit() {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     // `serve` sizes its runtime from the configuration, so it is checked first.
     let (policy, workers) = match &cli.command {
         Command::Serve { config } => match compile(config) {

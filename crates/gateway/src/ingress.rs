@@ -14,7 +14,9 @@ use switchyard_wire::{ApiError, ChatRequest, Conversation, Dialect, ErrorKind, O
 
 /// Turns a body rejected by the extractor (too large, unreadable) into a JSON error.
 pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(timeout) = body_timeout(rejection) {
+        ApiError::new(ErrorKind::RequestTimeout, timeout.to_string())
+    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorKind::PayloadTooLarge,
             format!(
@@ -27,6 +29,18 @@ pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {
             format!("cannot read the request body: {}", rejection.body_text()),
         )
     }
+}
+
+/// The body deadline's error, if that is why the body could not be read.
+fn body_timeout(rejection: &BytesRejection) -> Option<&crate::serve::BodyTimeout> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if let Some(timeout) = error.downcast_ref::<crate::serve::BodyTimeout>() {
+            return Some(timeout);
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// Reads an extracted body (or its rejection) as a chat completions request.

@@ -112,7 +112,11 @@ impl Gateway {
             header_read_timeout: std::time::Duration::from_millis(
                 server.header_read_timeout_ms.max(1),
             ),
-            max_connections: server.max_connections.max(1),
+            body_read_timeout: std::time::Duration::from_millis(server.body_read_timeout_ms.max(1)),
+            max_connections: server
+                .max_connections
+                .unwrap_or_else(crate::serve::default_max_connections)
+                .max(1),
         };
         let task = tokio::spawn(crate::serve::serve(listener, app, shutdown, limits));
         Ok(Gateway { addr, live, task })

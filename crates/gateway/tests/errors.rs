@@ -599,6 +599,60 @@ async fn slow_headers_and_idle_connections_are_shed() {
 }
 
 #[tokio::test]
+async fn a_trickled_body_is_answered_408_and_the_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = stack("  body_read_timeout_ms: 300", DEFAULT_UPSTREAM).await;
+    let addr = s.gateway.url().trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_string(&mut answer),
+    )
+    .await
+    .expect("a trickled body was held")
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_read_timeout_ms"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    // A body that arrives in pieces within the deadline is served.
+    let body = serde_json::json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "hello"}],
+    })
+    .to_string();
+    let (first, rest) = body.split_at(10);
+    let mut honest = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    honest
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{first}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    honest.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        honest.read_to_string(&mut answer),
+    )
+    .await
+    .expect("an honest request was not answered")
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = stack("  max_connections: 2", DEFAULT_UPSTREAM).await;
@@ -617,7 +671,14 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
         .await
         .unwrap();
     let mut answer = String::new();
-    third.read_to_string(&mut answer).await.unwrap();
+    // Bounded: a server without a cap would keep this connection open forever.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        third.read_to_string(&mut answer),
+    )
+    .await
+    .expect("the connection over the cap was neither answered nor closed")
+    .unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("maximum of 2 connections"), "{answer}");
     drop(held);

@@ -295,16 +295,23 @@ pub struct ServerConfig {
     /// connections are closed after it (default 10,000).
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// Connections served at once; one more is answered 503 and closed (default 4,096).
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    /// Milliseconds a request has to send its whole body, counted from its headers'
+    /// arrival: a trickled body is answered 408 and its connection closed (default
+    /// 30,000).
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; one more is answered 503 and closed (default: half
+    /// the open-file limit left after 64 for the gateway's own files, at most 4,096,
+    /// so that upstream connections always find a descriptor).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 fn default_header_read_timeout_ms() -> u64 {
     10_000
 }
-fn default_max_connections() -> usize {
-    4096
+fn default_body_read_timeout_ms() -> u64 {
+    30_000
 }
 
 impl Default for ServerConfig {
@@ -321,7 +328,8 @@ impl Default for ServerConfig {
             worker_threads: None,
             reload_runs_tests: false,
             header_read_timeout_ms: default_header_read_timeout_ms(),
-            max_connections: default_max_connections(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
+            max_connections: None,
         }
     }
 }

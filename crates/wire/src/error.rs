@@ -12,6 +12,8 @@ pub enum ErrorKind {
     ModelNotFound,
     /// No route matched and no default route is configured (422).
     NoRoute,
+    /// The client did not send its whole body in time (408).
+    RequestTimeout,
     /// The body is larger than the configured limit (413).
     PayloadTooLarge,
     /// The content type is not `application/json` (415).
@@ -37,6 +39,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::PolicyDenied => 403,
             ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::NoRoute => 422,
@@ -51,6 +54,7 @@ impl ErrorKind {
     pub fn type_name(self) -> &'static str {
         match self {
             ErrorKind::InvalidRequest
+            | ErrorKind::RequestTimeout
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType
             | ErrorKind::NoRoute => "invalid_request_error",
@@ -69,6 +73,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::NoRoute => "no_route",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Upstream => "upstream_error",
