@@ -5,7 +5,15 @@
 //! `../shared/data/safety/jailbreak_templates.jsonl` is there, the distribution of its
 //! time over those real jailbreak templates.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;

@@ -422,7 +422,7 @@ impl Signal for ComplexitySignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         with_vector(request, |query| {
             let m = self.contrast.margin(query);
-            let text = request.conversation.last_user_text();
+            let text = request.scan_text();
             let (bonus, cues) = structural(text, request.conversation.prompt_tokens);
             // A margin of ±0.2 spans the scale; cues push towards hard.
             let difficulty = (0.5 + 2.5 * m.score + bonus).clamp(0.0, 1.0);

@@ -248,7 +248,7 @@ impl Signal for ReaskSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let users: Vec<&str> = request.conversation.user_texts().collect();
+        let users: Vec<_> = request.scan_user_texts().collect();
         let Some((last, earlier)) = users.split_last().filter(|(_, e)| !e.is_empty()) else {
             return SignalValue::absent(1.0);
         };

@@ -664,14 +664,10 @@ impl Signal for JailbreakSignal {
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let joined;
         let text = if self.include_history {
-            joined = request
-                .conversation
-                .user_texts()
-                .collect::<Vec<_>>()
-                .join("\n");
+            joined = request.scan_user_texts().collect::<Vec<_>>().join("\n");
             joined.as_str()
         } else {
-            request.conversation.last_user_text()
+            request.scan_text()
         };
         let flagged = |evidence: String| SignalValue {
             matched: true,

@@ -387,7 +387,6 @@ impl Signal for KeywordSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let conversation = request.conversation;
         let mut found = vec![0u32; self.terms()];
         let mut first = None;
         let (mut hits, mut words) = (0, 0);
@@ -397,9 +396,9 @@ impl Signal for KeywordSignal {
             words += w;
         };
         match self.scope {
-            Scope::LastUser => add(conversation.last_user_text()),
-            Scope::User => conversation.user_texts().for_each(&mut add),
-            Scope::All => conversation.turns.iter().for_each(|t| add(&t.text)),
+            Scope::LastUser => add(request.scan_text()),
+            Scope::User => request.scan_user_texts().for_each(|t| add(&t)),
+            Scope::All => request.scan_all_texts().for_each(|t| add(&t)),
         }
         let present = found.iter().filter(|f| **f > 0).count();
         if let Some((p, weights)) = &self.bm25 {

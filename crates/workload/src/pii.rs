@@ -518,7 +518,6 @@ impl Signal for PiiSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let conversation = request.conversation;
         let mut findings: Vec<Finding> = Vec::new();
         let counts = |f: &Finding| self.counted.contains(&f.kind) && f.score >= self.min_score;
         let mut scan = |text: &str| findings.extend(find_pii(text).into_iter().filter(counts));
@@ -527,8 +526,8 @@ impl Signal for PiiSignal {
             Scope::LastUser => {
                 findings.extend(request.pii_findings().iter().filter(|f| counts(f)).cloned());
             }
-            Scope::User => conversation.user_texts().for_each(&mut scan),
-            Scope::All => conversation.turns.iter().for_each(|t| scan(&t.text)),
+            Scope::User => request.scan_user_texts().for_each(|t| scan(&t)),
+            Scope::All => request.scan_all_texts().for_each(|t| scan(&t)),
         }
         let best = findings.iter().map(|f| f.score).fold(0.0, f64::max);
         // The evidence names kinds and spans, never the values.

@@ -115,9 +115,9 @@ impl Signal for RiskSignal {
         let mut risk = 0.0;
         let mut turns = 0;
         let mut flagged = Vec::new();
-        for text in request.conversation.user_texts() {
+        for text in request.scan_user_texts() {
             turns += 1;
-            let (evidence, why) = self.evidence(text);
+            let (evidence, why) = self.evidence(&text);
             risk = risk * self.decay + evidence * (1.0 - self.decay);
             if let Some(why) = why {
                 flagged.push(format!("turn {turns}: {why}"));

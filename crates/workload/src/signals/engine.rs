@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The smallest scan window a configuration may set.
+const MIN_SCAN_WINDOW: usize = 1024;
+
 /// The signals of one configuration, ready to run.
 #[derive(Debug, Default)]
 pub struct SignalEngine {
@@ -17,6 +20,8 @@ pub struct SignalEngine {
     labels: Vec<String>,
     /// Signal indices with the model-free ones first.
     order: Vec<usize>,
+    /// Bytes of each text scanning signals read.
+    scan_window: usize,
 }
 
 impl SignalEngine {
@@ -112,6 +117,20 @@ impl SignalEngine {
             ),
             _ => None,
         };
+        let scan_window = match config.scan_window_bytes {
+            None => DEFAULT_SCAN_WINDOW,
+            Some(w) if w >= MIN_SCAN_WINDOW => w,
+            Some(w) => {
+                return Err(SignalConfigError {
+                    family: "scan_window_bytes",
+                    index: 0,
+                    name: "scan_window_bytes".to_owned(),
+                    reason: format!(
+                        "{w} bytes is below the least window of {MIN_SCAN_WINDOW}; raise it or leave it out (default {DEFAULT_SCAN_WINDOW})"
+                    ),
+                });
+            }
+        };
         let labels = signals.iter().map(|s| s.key().to_string()).collect();
         let mut order: Vec<usize> = (0..signals.len()).collect();
         order.sort_by_key(|i| signals[*i].uses_model());
@@ -125,6 +144,7 @@ impl SignalEngine {
             limits,
             labels,
             order,
+            scan_window,
         })
     }
 
@@ -198,6 +218,7 @@ impl SignalEngine {
     pub fn characterize(&self, conversation: &Conversation, needed: &[SignalId]) -> Signals {
         let started = Instant::now();
         let request = Request::new(conversation, self.embedder.as_deref())
+            .with_scan_window(self.scan_window)
             .with_domain_head(self.head.as_deref())
             .with_authenticator(self.authenticator.as_ref());
         let mut wanted = vec![false; self.signals.len()];

@@ -21,7 +21,7 @@ mod signal;
 mod table;
 
 pub use engine::SignalEngine;
-pub use request::Request;
+pub use request::{DEFAULT_SCAN_WINDOW, Request, windowed};
 pub use signal::{
     DomainPrediction, EmbeddingWait, OnError, Signal, SignalId, SignalKey, SignalLimit,
     SignalValue, Signals,

@@ -1,6 +1,32 @@
 //! One request as signals see it, with what they compute once and share.
 
 use super::*;
+use std::borrow::Cow;
+
+/// Bytes of one text that scanning signals read by default: 64 KiB.
+pub const DEFAULT_SCAN_WINDOW: usize = 64 * 1024;
+
+/// `text` if it fits in `window` bytes, else its first and last halves joined by a
+/// newline (each cut on a character boundary): attacks and keywords placed after a
+/// long filler are still seen, and no scan reads more than `window` bytes of a text.
+pub fn windowed(text: &str, window: usize) -> Cow<'_, str> {
+    if text.len() <= window {
+        return Cow::Borrowed(text);
+    }
+    let mut head = window / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - window / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    let mut out = String::with_capacity(head + 1 + text.len() - tail);
+    out.push_str(&text[..head]);
+    out.push('\n');
+    out.push_str(&text[tail..]);
+    Cow::Owned(out)
+}
 
 /// One request as signals see it: the conversation, and what is computed from it once
 /// and shared by the signals that need it (the embedding of the last user turn).
@@ -17,6 +43,8 @@ pub struct Request<'a> {
     pii: OnceCell<Vec<crate::pii::Finding>>,
     authenticator: Option<&'a Authenticator>,
     identity: OnceCell<Identity>,
+    scan_window: usize,
+    scan_text: OnceCell<Cow<'a, str>>,
 }
 
 impl<'a> Request<'a> {
@@ -33,7 +61,39 @@ impl<'a> Request<'a> {
             pii: OnceCell::new(),
             authenticator: None,
             identity: OnceCell::new(),
+            scan_window: DEFAULT_SCAN_WINDOW,
+            scan_text: OnceCell::new(),
         }
+    }
+
+    /// The same request, its scanning signals reading at most `window` bytes of each
+    /// text (see [`windowed`]).
+    pub fn with_scan_window(mut self, window: usize) -> Request<'a> {
+        self.scan_window = window;
+        self
+    }
+
+    /// The last user turn as scanning signals read it: within the scan window.
+    pub fn scan_text(&self) -> &str {
+        self.scan_text
+            .get_or_init(|| windowed(self.conversation.last_user_text(), self.scan_window))
+    }
+
+    /// The user turns, oldest first, each within the scan window.
+    pub fn scan_user_texts(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
+        let window = self.scan_window;
+        self.conversation
+            .user_texts()
+            .map(move |t| windowed(t, window))
+    }
+
+    /// Every turn's text, each within the scan window.
+    pub fn scan_all_texts(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
+        let window = self.scan_window;
+        self.conversation
+            .turns
+            .iter()
+            .map(move |t| windowed(&t.text, window))
     }
 
     /// Starts the embedding on `workers` now; [`Request::embedding`] waits for it,
@@ -132,7 +192,7 @@ impl<'a> Request<'a> {
     /// The PII found in the last user turn (every kind and score), computed once.
     pub fn pii_findings(&self) -> &[crate::pii::Finding] {
         self.pii
-            .get_or_init(|| crate::pii::find_pii(self.conversation.last_user_text()))
+            .get_or_init(|| crate::pii::find_pii(self.scan_text()))
     }
 
     /// Whether the embedding was computed.

@@ -47,6 +47,12 @@ macro_rules! families {
             /// Deadlines and failure rules: `default`, and `family.name` for one signal.
             #[serde(default)]
             pub limits: BTreeMap<String, SignalLimit>,
+            /// Bytes of each text that scanning signals (keyword, PII, jailbreak
+            /// patterns, risk, re-ask, structural cues) read: a longer text is read
+            /// as its first and last halves of the window (default 64 KiB; at least
+            /// 1,024). Token counts and the context signal always see the whole text.
+            #[serde(default)]
+            pub scan_window_bytes: Option<usize>,
         }
 
         impl SignalsConfig {
