@@ -402,3 +402,74 @@ async fn a_pool_with_every_endpoint_out_still_serves_in_panic() {
     let (status, _, _, body) = ask(&client, &g, false).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A gateway whose only endpoint is not listening yet, with a long ejection backoff.
+async fn before_its_upstream(rule: &str) -> (Gateway, std::net::SocketAddr) {
+    let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = spare.local_addr().unwrap();
+    drop(spare);
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{eject_after_failures: 1, base_ejection_ms: 60000, max_ejection_ms: 60000,
+          check_interval_ms: 100, check_timeout_ms: 200, panic_threshold: 0,
+          check_ends_ejection: {rule}}}
+upstream: {{max_attempts: 1}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: 'http://{addr}', name: e0}}]}}]
+default_route: {{models: [m]}}
+"
+    );
+    (harness::gateway(&config).await, addr)
+}
+
+async fn start_engine_at(addr: std::net::SocketAddr) -> EngineHandle {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    switchyard_engine::serve(
+        listener,
+        switchyard_engine::EngineConfig {
+            model: "m".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_upstream_that_comes_up_after_the_gateway_is_served_within_a_check_interval() {
+    let (g, addr) = before_its_upstream("recovered").await;
+    let client = reqwest::Client::new();
+    // Not up: the first request fails and ejects it for a minute.
+    assert_eq!(ask(&client, &g, false).await.0, 502);
+    assert_eq!(ask(&client, &g, false).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let engine = start_engine_at(addr).await;
+    let started = std::time::Instant::now();
+    let mut served = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if ask(&client, &g, false).await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "still refused 5 s after the upstream came up");
+    assert!(engine.requests() > 0);
+    let state = pools(&client, &g).await;
+    assert_eq!(state[0]["health"]["available"], true, "{state:?}");
+}
+
+#[tokio::test]
+async fn with_check_ends_ejection_never_the_backoff_runs_its_course() {
+    let (g, addr) = before_its_upstream("never").await;
+    let client = reqwest::Client::new();
+    assert_eq!(ask(&client, &g, false).await.0, 502);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let _engine = start_engine_at(addr).await;
+    // Checks pass again (the endpoint is no longer marked down by them), yet the
+    // minute-long ejection holds.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let state = pools(&client, &g).await;
+    assert_eq!(state[0]["health"]["check_failed"], false, "{state:?}");
+    assert_eq!(ask(&client, &g, false).await.0, 503);
+}

@@ -498,6 +498,25 @@ pub struct HealthConfig {
     /// it off (default 0.5).
     #[serde(default = "default_panic_threshold")]
     pub panic_threshold: f64,
+    /// Whether a passing active check ends a passive ejection early: `recovered`
+    /// (default) when a check failed since the ejection began (the endpoint was down
+    /// and is back), `always` on any passing check, `never` (the ejection runs its
+    /// course; an endpoint that answers its health path but fails requests stays out).
+    #[serde(default)]
+    pub check_ends_ejection: CheckEndsEjection,
+}
+
+/// When a passing active check ends a passive ejection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckEndsEjection {
+    /// When a check failed since the ejection began: it was down and is back.
+    #[default]
+    Recovered,
+    /// On any passing check.
+    Always,
+    /// Never: the ejection runs its course.
+    Never,
 }
 
 impl Default for HealthConfig {
@@ -511,6 +530,7 @@ impl Default for HealthConfig {
             check_timeout_ms: default_check_timeout_ms(),
             scrape_metrics: false,
             panic_threshold: default_panic_threshold(),
+            check_ends_ejection: CheckEndsEjection::default(),
         }
     }
 }

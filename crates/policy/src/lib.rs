@@ -24,11 +24,11 @@ pub use checker::{Analysis, Finding, FindingKind, Witness};
 pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy, Refusal};
 pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
-    AlgorithmConfig, CandidateConfig, CandidateOptions, Config, ConstraintConfig, CostConfig,
-    DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort, EndpointConfig, FactorWeights,
-    HealthConfig, LatencyConfig, LatencyMetric, ModelConfig, ModelFamily, MultiFactorConfig,
-    PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule,
-    TestCaseConfig, TestConfig, UpstreamConfig, WeightedConfig,
+    AlgorithmConfig, CandidateConfig, CandidateOptions, CheckEndsEjection, Config,
+    ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort,
+    EndpointConfig, FactorWeights, HealthConfig, LatencyConfig, LatencyMetric, ModelConfig,
+    ModelFamily, MultiFactorConfig, PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig,
+    StrategyConfig, TagRule, TestCaseConfig, TestConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

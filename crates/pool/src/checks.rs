@@ -1,6 +1,6 @@
 //! Active health checks: a background task probes every endpoint.
 
-use crate::endpoint::{Endpoint, Pools};
+use crate::endpoint::{Endpoint, HealthJudge, Pools};
 use crate::engine_metrics::parse;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -9,7 +9,8 @@ use switchyard_policy::HealthConfig;
 /// Starts probing every endpoint of `pools` every `check_interval_ms` at
 /// `check_path`: an answer below 500 keeps (or brings) the endpoint in rotation, as far
 /// as checks go; anything else (refused, timed out, 5xx) takes it out until a check
-/// passes. Passive ejections run their course either way (see [`crate::health`]).
+/// passes. A passing check ends a passive ejection as `check_ends_ejection` says
+/// (see [`crate::health`]).
 /// With `scrape_metrics`, the same tick reads each endpoint's `/metrics` for vLLM's
 /// gauges, trusted for three intervals. The task ends when the endpoints are dropped
 /// (the runtime that owns them is gone). Does nothing when the interval is 0.
@@ -42,7 +43,7 @@ pub fn spawn_health_checks(pools: &Pools, config: &HealthConfig) {
                 return;
             }
             let probes = live.iter().map(|e| async {
-                probe(&client, e, &path).await;
+                probe(&client, e, &path, &judge).await;
                 if scrape {
                     scrape_metrics(&client, e, judge.now_ms(), fresh_ms).await;
                 }
@@ -52,7 +53,7 @@ pub fn spawn_health_checks(pools: &Pools, config: &HealthConfig) {
     });
 }
 
-async fn probe(client: &reqwest::Client, endpoint: &Endpoint, path: &str) {
+async fn probe(client: &reqwest::Client, endpoint: &Endpoint, path: &str, judge: &HealthJudge) {
     let url = format!("{}{path}", endpoint.base_url);
     let alive = client
         .get(&url)
@@ -63,7 +64,7 @@ async fn probe(client: &reqwest::Client, endpoint: &Endpoint, path: &str) {
     if !alive && !was_down {
         tracing::warn!(endpoint = %endpoint.name, url = %endpoint.shown_url, path, "health check failed");
     }
-    endpoint.health.checked(alive);
+    judge.checked(endpoint, alive);
 }
 
 async fn scrape_metrics(client: &reqwest::Client, endpoint: &Endpoint, now_ms: u64, fresh_ms: u64) {

@@ -152,6 +152,15 @@ impl HealthJudge {
         }
         ejected
     }
+
+    /// Records an active check's verdict; returns whether it ended an ejection.
+    pub fn checked(&self, endpoint: &Endpoint, alive: bool) -> bool {
+        let back = endpoint.health.checked(alive, self.now_ms(), &self.policy);
+        if back {
+            tracing::info!(endpoint = %endpoint.name, "endpoint back in rotation: its check passes again");
+        }
+        back
+    }
 }
 
 /// One pool's state.

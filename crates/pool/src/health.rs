@@ -8,13 +8,18 @@
 //! breaker and resets the backoff.
 //!
 //! Active checks are judged apart, as in most proxies: a failed check (refused,
-//! timed out, 5xx) takes the endpoint out until a check passes. A passing check does
-//! not cut a passive ejection short: an endpoint that answers its health path but fails
-//! requests stays out for its ejection time.
+//! timed out, 5xx) takes the endpoint out until a check passes. Whether a passing
+//! check also ends a passive ejection early is `check_ends_ejection`: by default
+//! (`recovered`) it does when a check failed since the ejection began (the endpoint
+//! was down and is back: a gateway started before its upstreams, an engine restarted),
+//! so recovery takes one check interval rather than the backoff; an endpoint that
+//! answers its health path throughout but fails requests stays out for its ejection
+//! time. An ejection ended by a check leaves the breaker half-open: one more failure
+//! ejects again, for longer.
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use switchyard_policy::HealthConfig;
+use switchyard_policy::{CheckEndsEjection, HealthConfig};
 
 /// The ejection thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +32,8 @@ pub struct HealthPolicy {
     pub max_ejection_ms: u64,
     /// Share of a pool's endpoints in rotation below which the pool uses them all.
     pub panic_threshold: f64,
+    /// When a passing active check ends a passive ejection.
+    pub check_ends_ejection: CheckEndsEjection,
 }
 
 impl From<&HealthConfig> for HealthPolicy {
@@ -40,6 +47,7 @@ impl From<&HealthConfig> for HealthPolicy {
             } else {
                 0.0
             },
+            check_ends_ejection: c.check_ends_ejection,
         }
     }
 }
@@ -53,6 +61,8 @@ pub struct Health {
     failures: AtomicU64,
     ejections: AtomicU64,
     check_down: AtomicBool,
+    /// A check failed since the current ejection began.
+    down_while_ejected: AtomicBool,
 }
 
 /// A snapshot for `GET /v1/pools`.
@@ -79,9 +89,30 @@ impl Health {
             && !self.check_down.load(Ordering::Relaxed)
     }
 
-    /// Records an active check's verdict.
-    pub fn checked(&self, alive: bool) {
+    /// Records an active check's verdict at `now_ms`. Returns whether it ended a
+    /// passive ejection.
+    pub fn checked(&self, alive: bool, now_ms: u64, policy: &HealthPolicy) -> bool {
         self.check_down.store(!alive, Ordering::Relaxed);
+        let ejected = now_ms < self.ejected_until_ms.load(Ordering::Relaxed);
+        if !ejected {
+            return false;
+        }
+        if !alive {
+            self.down_while_ejected.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let ends = match policy.check_ends_ejection {
+            CheckEndsEjection::Always => true,
+            CheckEndsEjection::Recovered => self.down_while_ejected.load(Ordering::Relaxed),
+            CheckEndsEjection::Never => false,
+        };
+        if ends {
+            // Half-open: ejections_in_a_row stays, so one more failure ejects again.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+            self.down_while_ejected.store(false, Ordering::Relaxed);
+        }
+        ends
     }
 
     /// A request succeeded: close the breaker.
@@ -116,6 +147,9 @@ impl Health {
             .min(policy.max_ejection_ms);
         self.ejected_until_ms
             .store(now_ms.saturating_add(duration), Ordering::Relaxed);
+        // A check that already failed counts: the endpoint is down as it is ejected.
+        self.down_while_ejected
+            .store(self.check_down.load(Ordering::Relaxed), Ordering::Relaxed);
         self.ejections.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -144,6 +178,7 @@ mod tests {
         base_ejection_ms: 100,
         max_ejection_ms: 350,
         panic_threshold: 0.5,
+        check_ends_ejection: CheckEndsEjection::Recovered,
     };
 
     #[test]
@@ -169,17 +204,68 @@ mod tests {
     #[test]
     fn a_failed_check_takes_the_endpoint_out_until_one_passes() {
         let h = Health::default();
-        h.checked(false);
+        h.checked(false, 0, &POLICY);
         assert!(!h.available(0));
         assert!(!h.snapshot(0).available);
-        h.checked(true);
+        h.checked(true, 0, &POLICY);
         assert!(h.available(0));
-        // A passing check does not end a passive ejection.
+        // A passing check alone does not end a passive ejection: the endpoint
+        // answered its health path throughout.
         for _ in 0..3 {
             h.failure(0, &POLICY);
         }
-        h.checked(true);
+        assert!(!h.checked(true, 10, &POLICY));
         assert!(!h.available(50));
+        assert!(h.available(100));
+    }
+
+    #[test]
+    fn a_check_passing_after_one_failed_ends_the_ejection_early() {
+        let h = Health::default();
+        for _ in 0..3 {
+            h.failure(0, &POLICY);
+        }
+        // Down: the check fails while ejected; then it is back.
+        assert!(!h.checked(false, 20, &POLICY));
+        assert!(!h.available(30));
+        assert!(h.checked(true, 40, &POLICY), "back at the next check");
+        assert!(h.available(40), "not at the end of the backoff (100)");
+        // Half-open: one failure ejects again, for twice as long.
+        assert!(h.failure(50, &POLICY));
+        assert_eq!(h.snapshot(50).ejected_for_ms, 200);
+        // A check that had already failed when the ejection began counts too.
+        let h = Health::default();
+        h.checked(false, 0, &POLICY);
+        for _ in 0..3 {
+            h.failure(0, &POLICY);
+        }
+        assert!(h.checked(true, 10, &POLICY));
+        assert!(h.available(10));
+    }
+
+    #[test]
+    fn the_rule_can_be_always_or_never() {
+        let always = HealthPolicy {
+            check_ends_ejection: CheckEndsEjection::Always,
+            ..POLICY
+        };
+        let never = HealthPolicy {
+            check_ends_ejection: CheckEndsEjection::Never,
+            ..POLICY
+        };
+        let h = Health::default();
+        for _ in 0..3 {
+            h.failure(0, &always);
+        }
+        assert!(h.checked(true, 10, &always));
+        assert!(h.available(10));
+        let h = Health::default();
+        for _ in 0..3 {
+            h.failure(0, &never);
+        }
+        h.checked(false, 10, &never);
+        assert!(!h.checked(true, 20, &never));
+        assert!(!h.available(20));
         assert!(h.available(100));
     }
 

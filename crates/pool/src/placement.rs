@@ -266,6 +266,7 @@ default_route: {models: [m]}
             base_ejection_ms: 60_000,
             max_ejection_ms: 60_000,
             panic_threshold: 0.5,
+            check_ends_ejection: switchyard_policy::CheckEndsEjection::Recovered,
         };
         let first = pools.place(0, 10).unwrap();
         let ten = PlaceRequest {
