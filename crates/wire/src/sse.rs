@@ -26,6 +26,9 @@ impl SseEvent {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buffer: BytesMut,
+    /// Bytes of `buffer` already searched for a blank line without finding one, so a
+    /// long event arriving in many pieces is searched once, not once per piece.
+    searched: usize,
 }
 
 impl SseParser {
@@ -41,7 +44,13 @@ impl SseParser {
 
     /// Takes the next whole event out of the buffer, if one is complete.
     pub fn next_event(&mut self) -> Option<SseEvent> {
-        let (end, sep) = find_boundary(&self.buffer)?;
+        // A boundary may begin up to two bytes before where the last search stopped.
+        let from = self.searched.saturating_sub(2);
+        let Some((end, sep)) = find_boundary(&self.buffer, from) else {
+            self.searched = self.buffer.len();
+            return None;
+        };
+        self.searched = 0;
         let raw = self.buffer.split_to(end + sep).freeze();
         let body = &raw[..end];
         let mut data = String::new();
@@ -64,9 +73,10 @@ impl SseParser {
     }
 }
 
-/// Finds the first blank line: returns the end of the event body and the separator length.
-fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+/// Finds the first blank line at or after `from`: returns the end of the event body
+/// and the separator length.
+fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' {
             if buf[i + 1] == b'\n' {

@@ -16,6 +16,14 @@ use switchyard_workload::pii::find_pii;
 use switchyard_workload::signals::windowed;
 use switchyard_workload::{SignalEngine, SignalId, SignalsConfig};
 
+/// Cases per property: 12, or `LINEAR_CASES` (`scripts/fuzz.sh` runs more).
+fn cases() -> u32 {
+    std::env::var("LINEAR_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
     (0..runs)
         .map(|_| {
@@ -63,7 +71,7 @@ fn adversarial_unit() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn pii_scan_grows_linearly(unit in adversarial_unit()) {
