@@ -34,6 +34,9 @@ pub enum BenchCommand {
     /// Multi-turn sessions among one-off traffic: prefix-cache hit rate and TTFT of later
     /// turns without affinity, with session affinity, and with affinity and retention hints.
     Sessions(crate::placement_bench::SessionArgs),
+    /// A bounded soak under mixed traffic and injected faults: the gateway's memory and
+    /// open files over time, failing when either grows past its bound after warm-up.
+    Soak(crate::soak::SoakArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -55,11 +58,12 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Placement(args) => crate::placement_bench::run(args).await,
         BenchCommand::Sessions(args) => crate::placement_bench::sessions(args).await,
+        BenchCommand::Soak(args) => crate::soak::run(args).await,
     }
 }
 
 /// Kills the child process when dropped.
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -68,7 +72,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -91,7 +95,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / 100.0)
 }
 
-async fn wait_ready(client: &reqwest::Client, url: &str) -> Result<()> {
+pub(crate) async fn wait_ready(client: &reqwest::Client, url: &str) -> Result<()> {
     for _ in 0..200 {
         if client
             .get(url)

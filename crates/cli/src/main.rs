@@ -8,6 +8,7 @@ mod demo;
 mod eval;
 mod fleet;
 mod placement_bench;
+mod soak;
 mod train;
 
 use anyhow::{Context, Result, bail};

@@ -824,3 +824,30 @@ fn plugins_in_the_dsl_are_checked_formatted_and_compiled() {
     assert!(stderr.contains("unknown plugin `hose`"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_short_soak_runs_mixed_traffic_and_faults_and_passes() {
+    let (ok, stdout, stderr) = switchyard(&[
+        "bench",
+        "soak",
+        "--duration",
+        "24",
+        "--warmup",
+        "8",
+        "--sample",
+        "4",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    // Every kind of traffic reached the gateway and it stayed reachable.
+    let last = stdout
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .expect("a requests line");
+    assert!(last.contains(" 0 transport errors"), "{last}");
+    for part in ["2xx", "4xx", "5xx", "abandoned"] {
+        assert!(!last.contains(&format!(" 0 {part}")), "no {part}: {last}");
+    }
+}
