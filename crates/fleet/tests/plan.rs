@@ -151,3 +151,63 @@ fn impossible_slos_and_bad_files_are_explained() {
     .unwrap_err();
     assert_eq!(err.line, Some(3), "{err}");
 }
+
+#[test]
+fn verification_goes_to_distinct_fleets_with_arrivals_sized_to_them() {
+    let s = spec("gpus: [h100, a100]\nverify_top: 4\n");
+    let result = plan::plan(&s).unwrap();
+    let fleet_of = |boundary: u32, gamma: f64| {
+        let c = result
+            .candidates
+            .iter()
+            .find(|c| c.boundary == boundary && c.gamma == gamma)
+            .unwrap();
+        c.pools
+            .iter()
+            .map(|p| (p.gpu.clone(), p.sizing.instances))
+            .collect::<Vec<_>>()
+    };
+    let fleets: Vec<_> = result
+        .verified
+        .iter()
+        .map(|v| fleet_of(v.boundary, v.gamma))
+        .collect();
+    assert!(fleets.len() >= 2, "{fleets:?}");
+    for (i, a) in fleets.iter().enumerate() {
+        for b in &fleets[i + 1..] {
+            assert_ne!(a, b, "the same fleet verified twice");
+        }
+    }
+    // The candidates do hold repeats (adjacent boundaries, the same instances), so the
+    // filter had something to do.
+    let all: Vec<_> = result
+        .candidates
+        .iter()
+        .take(12)
+        .map(|c| fleet_of(c.boundary, c.gamma))
+        .collect();
+    let distinct = all
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| !all[..*i].contains(f))
+        .count();
+    assert!(distinct < all.len(), "no repeated fleet among {all:?}");
+    // Among the four best-ranked candidates alone a fleet repeats: verifying the top
+    // four as ranked would have spent the budget twice on it.
+    let top = &all[..4];
+    assert!(
+        top.iter().enumerate().any(|(i, f)| top[..i].contains(f)),
+        "{top:?}"
+    );
+    // 1,000 requested, but at least 2,000 per instance are simulated.
+    let mut few = s.clone();
+    few.verify_requests = 1000;
+    let scenario = scenario_of(&few, &result.best, 300.0);
+    let instances: u64 = result
+        .best
+        .pools
+        .iter()
+        .map(|p| u64::from(p.sizing.instances))
+        .sum();
+    assert_eq!(scenario.requests, Some(2_000 * instances));
+}

@@ -30,6 +30,9 @@ use serde::Serialize;
 /// Quantile samples of the workload.
 const SAMPLES: usize = 20_000;
 
+/// Fewest simulated arrivals per instance when a candidate is verified.
+const VERIFY_PER_INSTANCE: u64 = 2_000;
+
 /// One GPU option for a pool.
 #[derive(Debug, Clone)]
 pub struct GpuOption {
@@ -255,7 +258,23 @@ pub fn plan(spec: &spec::Resolved) -> Result<Plan, PlanError> {
     let mut best_verified = None;
     if spec.verify_requests > 0 {
         let mut chosen = None;
-        for c in candidates.iter().take(spec.verify_top.max(1)) {
+        // The budget goes to distinct fleets: candidates that differ only in where the
+        // boundary sits (the same GPUs and instance counts) are the same hardware,
+        // and the best-ranked of them stands for the rest.
+        let mut seen: Vec<Vec<(usize, u32)>> = Vec::new();
+        let distinct = candidates.iter().filter(|c| {
+            let fleet: Vec<(usize, u32)> = c
+                .pools
+                .iter()
+                .map(|p| (p.option, p.sizing.instances))
+                .collect();
+            if seen.contains(&fleet) {
+                return false;
+            }
+            seen.push(fleet);
+            true
+        });
+        for c in distinct.take(spec.verify_top.max(1)) {
             let v = verify(spec, c, peak);
             if v.meets_slo && chosen.is_none() {
                 chosen = Some(c.clone());
@@ -496,7 +515,7 @@ pub fn verify(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Verification {
                 boundary: c.boundary,
                 gamma: c.gamma,
                 ttft_p99_ms: worst,
-                slo_attainment: r.fleet.slo_attainment,
+                slo_attainment: r.fleet.slo_attainment.unwrap_or(0.0),
                 tokens_per_watt: r.fleet.tokens_per_watt,
                 meets_slo: worst <= spec.ttft_p99_ms && r.fleet.completed == r.arrivals,
             }
@@ -550,9 +569,15 @@ pub fn scenario_of(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Scenario 
             )
         })
         .collect();
+    // At least 2,000 arrivals per instance, so a large fleet is not judged on the
+    // light load of its first moments.
+    let instances: u64 = c.pools.iter().map(|p| u64::from(p.sizing.instances)).sum();
     Scenario {
         seed: spec.seed,
-        requests: Some(spec.verify_requests),
+        requests: Some(
+            spec.verify_requests
+                .max(instances.saturating_mul(VERIFY_PER_INSTANCE)),
+        ),
         duration_ms: None,
         slo: SloSpec {
             ttft_ms: Some(spec.ttft_p99_ms),

@@ -72,8 +72,8 @@ pub struct PoolReport {
     /// Output tokens per second per watt (tokens per joule).
     pub tokens_per_watt: f64,
     /// Share of arrivals that completed within every SLO bound (rejected and dropped
-    /// requests count as misses).
-    pub slo_attainment: f64,
+    /// requests count as misses); `None` when nothing arrived.
+    pub slo_attainment: Option<f64>,
 }
 
 /// Little's law, `L = λ·W`, measured.
@@ -273,7 +273,7 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
                 p.usd_per_million_tokens,
                 p.watts,
                 p.tokens_per_watt,
-                p.slo_attainment,
+                p.slo_attainment.map_or_else(String::new, |a| a.to_string()),
             );
         }
         out
@@ -320,7 +320,7 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
                 + p.dropped_preempted;
             let _ = writeln!(
                 out,
-                "{:<name_width$} {:>gpu_width$} {:>5} {:>9} {:>9} {:>7.1}ms {:>7.1}ms {:>6.1}ms {:>7.0}ms {:>5.1}% {:>9.0} {:>8.2} {:>8.3} {:>7.2} {:>5.1}%",
+                "{:<name_width$} {:>gpu_width$} {:>5} {:>9} {:>9} {:>7.1}ms {:>7.1}ms {:>6.1}ms {:>7.0}ms {:>5.1}% {:>9.0} {:>8.2} {:>8.3} {:>7.2} {:>6}",
                 p.name,
                 p.gpu,
                 p.instances,
@@ -335,7 +335,8 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
                 p.cost_per_hour,
                 p.usd_per_million_tokens,
                 p.tokens_per_watt,
-                p.slo_attainment * 100.0,
+                p.slo_attainment
+                    .map_or_else(|| "-".to_owned(), |a| format!("{:.1}%", a * 100.0)),
             );
         }
         let _ = writeln!(
@@ -411,10 +412,7 @@ fn pool_report(shape: Shape, rec: &Recorder, u: &Usage, elapsed_ms: f64) -> Pool
         } else {
             0.0
         }),
-        slo_attainment: round3(if rec.arrivals > 0 {
-            rec.slo_met as f64 / rec.arrivals as f64
-        } else {
-            0.0
-        }),
+        slo_attainment: (rec.arrivals > 0)
+            .then(|| round3(rec.slo_met as f64 / rec.arrivals as f64)),
     }
 }

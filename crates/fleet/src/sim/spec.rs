@@ -142,9 +142,11 @@ pub struct PoolSpec {
     /// Queueing discipline.
     #[serde(default)]
     pub dispatch: Dispatch,
-    /// Most requests waiting in the pool before new ones are rejected (default 10,000).
-    #[serde(default = "default_max_queue")]
-    pub max_queue: u32,
+    /// Most requests waiting in the pool before new ones are rejected (default 10,000
+    /// or 512 per instance, whichever is more, so a large pool is not capped at the
+    /// queue of a small one).
+    #[serde(default)]
+    pub max_queue: Option<u32>,
     /// A request that waited longer than this for its first admission is dropped.
     #[serde(default)]
     pub max_queue_wait_s: Option<f64>,
@@ -160,8 +162,9 @@ pub struct PoolSpec {
     pub cost_per_hour: Option<f64>,
 }
 
-fn default_max_queue() -> u32 {
-    10_000
+/// The queue bound of a pool of `instances` when none is given.
+fn default_max_queue(instances: u32) -> u32 {
+    instances.saturating_mul(512).max(10_000)
 }
 
 fn default_max_preemptions() -> u16 {
@@ -310,7 +313,7 @@ impl Pool {
             max_tokens: context_window,
             model: None,
             dispatch: Dispatch::Central,
-            max_queue: default_max_queue(),
+            max_queue: default_max_queue(instances),
             max_queue_wait_ms: None,
             max_seqs: None,
             max_preemptions: default_max_preemptions(),
@@ -650,7 +653,9 @@ fn resolve_pool(p: &PoolSpec) -> Result<Pool, String> {
         max_tokens,
         model: p.model.clone(),
         dispatch: p.dispatch,
-        max_queue: p.max_queue,
+        max_queue: p
+            .max_queue
+            .unwrap_or_else(|| default_max_queue(p.instances)),
         max_queue_wait_ms: p.max_queue_wait_s.map(|s| s * 1000.0),
         max_seqs: p.max_seqs,
         max_preemptions: p.max_preemptions,
