@@ -199,6 +199,16 @@ fn verification_goes_to_distinct_fleets_with_arrivals_sized_to_them() {
         top.iter().enumerate().any(|(i, f)| top[..i].contains(f)),
         "{top:?}"
     );
+    // Every candidate can hold the workload's longest request, even where the sample
+    // held nothing above its boundary.
+    let longest = Sample::new(&s.mix).longest;
+    for c in &result.candidates {
+        assert!(
+            c.pools.iter().any(|p| p.context_window >= longest),
+            "B {} leaves nowhere for requests up to {longest} tokens",
+            c.boundary
+        );
+    }
     // 1,000 requested, but at least 2,000 per instance are simulated.
     let mut few = s.clone();
     few.verify_requests = 1000;
@@ -210,4 +220,47 @@ fn verification_goes_to_distinct_fleets_with_arrivals_sized_to_them() {
         .map(|p| u64::from(p.sizing.instances))
         .sum();
     assert_eq!(scenario.requests, Some(2_000 * instances));
+}
+
+#[test]
+fn the_predicted_p99_is_never_optimistic_and_stays_close_across_load_levels() {
+    // Prefill-heavy workloads (short answers to long prompts) and a chat one, each at
+    // the planner's size and at 1.2 and 1.5 times it: the analytical P99 TTFT must not
+    // promise less than simulation delivers, nor overstate it by more than 1.7 times.
+    for (cdf, fraction, gpu, rate) in [
+        ("azure", 0.2, "a100", 200.0),
+        ("lmsys", 0.5, "a100", 100.0),
+        ("agent_heavy", 0.1, "h100", 50.0),
+    ] {
+        let text = format!(
+            "seed: 1
+workload: {{rate: {rate}, mix: [{{cdf: {cdf}, output_fraction: {fraction}}}]}}
+ttft_p99_ms: 500
+gpus: [{gpu}]
+verify_requests: 0
+gammas: [1]
+boundaries: []
+"
+        );
+        let s = parse_plan(&text, "plan.yaml", Path::new(".")).unwrap();
+        let sample = Sample::new(&s.mix);
+        let planned = plan::plan(&s).unwrap().best;
+        for factor in [1.0, 1.2, 1.5] {
+            let mut c = planned.clone();
+            for p in &mut c.pools {
+                p.sizing.instances = (f64::from(p.sizing.instances) * factor).round() as u32;
+            }
+            let predicted = plan::predict(&s, &sample, &c, rate);
+            let simulated = simulate(scenario_of(&s, &c, rate)).unwrap();
+            for (p, sim) in predicted.iter().zip(&simulated.pools) {
+                let p = p.expect("a larger pool stays feasible").ttft_p99_ms;
+                let ratio = p / sim.ttft_ms.p99;
+                assert!(
+                    (1.0..=1.7).contains(&ratio),
+                    "{cdf} on {gpu} ×{factor}: predicted {p:.0} ms, simulated {:.0} ms",
+                    sim.ttft_ms.p99
+                );
+            }
+        }
+    }
 }

@@ -25,6 +25,8 @@ pub struct PoolLoad {
     pub mean_output: f64,
     /// 99th-percentile prompt tokens.
     pub p99_prompt: f64,
+    /// Mean square of prompt tokens (the prefill queue's second moment).
+    pub mean_square_prompt: f64,
     /// Mean context a running sequence holds, averaged over time: prompt plus half the
     /// output, each request weighted by the iterations it runs.
     pub mean_context: f64,
@@ -90,17 +92,31 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
     let cv2 = (m.mean_square / (m.mean * m.mean) - 1.0).max(0.0);
     let correction = (1.0 + cv2) / 2.0;
     let mean_wait_ms = occupancy.mean_wait_ms * correction;
-    // Prefill queueing behind other prompts: the M/D/1-like wait of the chunk budget.
-    let prefill_wait_ms = iteration_ms * prefill_share / (2.0 * (1.0 - prefill_share));
-    let p99_wait = if occupancy.waits > 0.01 {
-        (occupancy.waits / 0.01).ln() / occupancy.drain_per_ms * correction
-    } else {
-        0.0
+    // The wait for a slot: none with probability 1 − P(wait), else exponential at the
+    // full pool's drain rate, stretched by the service variability.
+    let slot_wait = WaitTail {
+        busy: occupancy.waits.min(1.0),
+        mean_if_busy_ms: correction / occupancy.drain_per_ms,
     };
-    let prefill_iterations = (load.p99_prompt / f64::from(profile.prefill_chunk))
-        .ceil()
-        .max(1.0);
-    let ttft_p99_ms = p99_wait + prefill_wait_ms + prefill_iterations * iteration_ms;
+    // Prefill queueing behind other prompts on the same instance: an M/G/1 queue on
+    // the chunk budget (FIFO by admission), whose service is a prompt's
+    // prompt/chunk iterations. Pollaczek–Khinchine gives its mean wait from the
+    // prompts' second moment; its tail is taken as exponential with P(wait) = ρ.
+    let chunk = f64::from(profile.prefill_chunk);
+    let per_instance = load.rate / 1000.0 / n;
+    let service_second_moment = load.mean_square_prompt / (chunk * chunk) * iteration_ms.powi(2);
+    let prefill_wait_ms = per_instance * service_second_moment / (2.0 * (1.0 - prefill_share));
+    let prefill_wait = WaitTail {
+        busy: prefill_share,
+        mean_if_busy_ms: if prefill_share > 0.0 {
+            prefill_wait_ms / prefill_share
+        } else {
+            0.0
+        },
+    };
+    // P99 TTFT: the P99 of both waits together, then the P99 prompt's own prefill.
+    let prefill_iterations = (load.p99_prompt / chunk).ceil().max(1.0);
+    let ttft_p99_ms = slot_wait.p99_with(&prefill_wait) + prefill_iterations * iteration_ms;
     let watts = n * power.watts(batch.round().max(1.0) as usize) * f64::from(gpus);
     let tokens_per_s = load.rate * load.mean_output;
     Some(Sizing {
@@ -114,6 +130,69 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
         watts,
         tokens_per_watt: tokens_per_s / watts,
     })
+}
+
+/// A wait that is zero with probability `1 − busy`, else exponential with mean
+/// `mean_if_busy_ms`.
+#[derive(Debug, Clone, Copy)]
+struct WaitTail {
+    busy: f64,
+    mean_if_busy_ms: f64,
+}
+
+impl WaitTail {
+    /// `P(W > t)`.
+    fn exceeds(&self, t: f64) -> f64 {
+        if self.busy <= 0.0 || self.mean_if_busy_ms <= 0.0 {
+            return 0.0;
+        }
+        self.busy * (-t / self.mean_if_busy_ms).exp()
+    }
+
+    /// The 99th percentile of the sum of this wait and `other`, independent: the sum is
+    /// zero, one exponential, or the two in a row (hypoexponential), so its tail is in
+    /// closed form and the percentile is found by bisection.
+    fn p99_with(&self, other: &WaitTail) -> f64 {
+        let (a, b) = (self, other);
+        let both = |t: f64| {
+            if a.busy <= 0.0
+                || b.busy <= 0.0
+                || a.mean_if_busy_ms <= 0.0
+                || b.mean_if_busy_ms <= 0.0
+            {
+                return 0.0;
+            }
+            let (ra, rb) = (1.0 / a.mean_if_busy_ms, 1.0 / b.mean_if_busy_ms);
+            let tail = if (ra - rb).abs() < 1e-12 * ra.max(rb) {
+                (1.0 + ra * t) * (-ra * t).exp()
+            } else {
+                (rb * (-ra * t).exp() - ra * (-rb * t).exp()) / (rb - ra)
+            };
+            a.busy * b.busy * tail
+        };
+        let exceeds = |t: f64| {
+            a.exceeds(t) * (1.0 - b.busy.clamp(0.0, 1.0))
+                + b.exceeds(t) * (1.0 - a.busy.clamp(0.0, 1.0))
+                + both(t)
+        };
+        if exceeds(0.0) <= 0.01 {
+            return 0.0;
+        }
+        let mut high = (a.mean_if_busy_ms + b.mean_if_busy_ms).max(1.0);
+        while exceeds(high) > 0.01 {
+            high *= 2.0;
+        }
+        let mut low = 0.0;
+        for _ in 0..60 {
+            let mid = (low + high) / 2.0;
+            if exceeds(mid) > 0.01 {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        high
+    }
 }
 
 /// The pool as a birth–death chain on the number of requests `j` in it. Requests
@@ -277,6 +356,7 @@ mod tests {
             mean_prompt: 800.0,
             mean_output: 200.0,
             p99_prompt: 3000.0,
+            mean_square_prompt: 800.0 * 800.0 * 2.0,
             mean_context: 900.0,
             iterations: IterationMoments {
                 mean: 201.0,

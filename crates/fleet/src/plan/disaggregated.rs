@@ -124,6 +124,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
             mean_prompt: 0.0,
             mean_output,
             p99_prompt: 0.0,
+            mean_square_prompt: 0.0,
             mean_context: decode_context,
             iterations: IterationMoments {
                 mean: mean_output,

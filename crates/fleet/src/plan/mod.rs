@@ -93,11 +93,13 @@ impl Sample {
         }
         let n = slice.len() as f64;
         let (mut prompt, mut output, mut k, mut k2, mut context) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut prompt2 = 0.0;
         let mut prompts = Vec::with_capacity(slice.len());
         for &(p, o) in slice {
             let p = compress_to.map_or(p, |b| b.saturating_sub(o).clamp(1, p));
             let iterations = f64::from(p.div_ceil(chunk) + o);
             prompt += f64::from(p);
+            prompt2 += f64::from(p) * f64::from(p);
             output += f64::from(o);
             k += iterations;
             k2 += iterations * iterations;
@@ -111,6 +113,7 @@ impl Sample {
             mean_prompt: prompt / n,
             mean_output: output / n,
             p99_prompt: f64::from(p99_prompt),
+            mean_square_prompt: prompt2 / n,
             mean_context: context / k,
             iterations: IterationMoments {
                 mean: k / n,
@@ -388,18 +391,15 @@ pub fn search(spec: &spec::Resolved, sample: &Sample, rate: f64) -> Vec<Candidat
     out
 }
 
-fn candidate(
-    spec: &spec::Resolved,
-    sample: &Sample,
-    rate: f64,
-    boundary: u32,
-    gamma: f64,
-) -> Option<Candidate> {
+/// What each pool of a candidate serves: its role, its window, and the ranges of the
+/// sample it takes (compressed to the window where given).
+type Parts = Vec<(std::ops::Range<usize>, Option<u32>)>;
+
+fn roles(sample: &Sample, boundary: u32, gamma: f64) -> [(&'static str, u32, Parts); 2] {
     let short_end = sample.split(f64::from(boundary));
     let compressed_end = sample.split(f64::from(boundary) * gamma).max(short_end);
     let total = sample.requests.len();
-    let mut pools = Vec::new();
-    let roles = [
+    [
         (
             "short",
             boundary,
@@ -409,10 +409,46 @@ fn candidate(
             ],
         ),
         ("long", sample.longest, vec![(compressed_end..total, None)]),
-    ];
-    for (role, window, parts) in roles {
+    ]
+}
+
+/// What the analytical model predicts for each pool of `c` at its instance counts (for
+/// comparing the model with simulation at loads the search did not pick).
+pub fn predict(
+    spec: &spec::Resolved,
+    sample: &Sample,
+    c: &Candidate,
+    rate: f64,
+) -> Vec<Option<Sizing>> {
+    let roles = roles(sample, c.boundary, c.gamma);
+    c.pools
+        .iter()
+        .map(|p| {
+            let gpu = spec.gpus.get(p.option)?;
+            let (_, window, parts) = roles.iter().find(|(role, _, _)| *role == p.role)?;
+            let load = merged_load(sample, parts, rate, gpu.profile.prefill_chunk)?;
+            analytic::evaluate(gpu, *window, &load, p.sizing.instances)
+        })
+        .collect()
+}
+
+fn candidate(
+    spec: &spec::Resolved,
+    sample: &Sample,
+    rate: f64,
+    boundary: u32,
+    gamma: f64,
+) -> Option<Candidate> {
+    let total = sample.requests.len();
+    let mut pools = Vec::new();
+    for (role, window, parts) in roles(sample, boundary, gamma) {
         let count: usize = parts.iter().map(|(r, _)| r.len()).sum();
         if count == 0 {
+            if window > boundary {
+                // The sample holds nothing above B, but the workload does (its longest
+                // request is longer): a fleet without the long pool would reject them.
+                return None;
+            }
             continue;
         }
         // The best GPU for this pool under the objective.
@@ -489,6 +525,7 @@ fn merged_load(
         mean_prompt: w(&|l| l.mean_prompt),
         mean_output: w(&|l| l.mean_output),
         p99_prompt: loads.iter().map(|l| l.p99_prompt).fold(0.0, f64::max),
+        mean_square_prompt: w(&|l| l.mean_square_prompt),
         mean_context: loads
             .iter()
             .map(|l| l.rate * l.iterations.mean * l.mean_context)
