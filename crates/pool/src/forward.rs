@@ -425,9 +425,7 @@ impl Upstream {
             }
         }
         let body = Bytes::from(collected);
-        let usage = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| Usage::from_json(&v));
+        let usage = Usage::from_body(&body);
         Ok(Completion {
             status,
             body,

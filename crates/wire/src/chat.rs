@@ -151,9 +151,25 @@ impl Usage {
         }
     }
 
+    /// Reads `usage` out of a completion's body, if it has one, without building the
+    /// rest of the answer: every other field is skipped as it is read. A body that is
+    /// not a JSON object has none.
+    pub fn from_body(body: &[u8]) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct UsageOnly {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        let only: UsageOnly = serde_json::from_slice(body).ok()?;
+        Self::from_usage(&only.usage?)
+    }
+
     /// Reads `usage` out of a completion or chunk object, if it has one.
     pub fn from_json(value: &Value) -> Option<Usage> {
-        let usage = value.get("usage")?;
+        Self::from_usage(value.get("usage")?)
+    }
+
+    fn from_usage(usage: &Value) -> Option<Usage> {
         if usage.is_null() {
             return None;
         }
@@ -214,5 +230,22 @@ mod tests {
         let v: Value =
             serde_json::from_str(r#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#).unwrap();
         assert_eq!(Usage::from_json(&v), Some(Usage::new(3, 4)));
+    }
+
+    #[test]
+    fn usage_from_a_body_matches_usage_from_its_value() {
+        for body in [
+            r#"{"id":"x","choices":[{"message":{"content":"hi "there""}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":9}}"#,
+            r#"{"usage":null}"#,
+            r#"{"choices":[]}"#,
+            r#"{"usage":{"prompt_tokens":"many"}}"#,
+            r#"[1, 2]"#,
+            r#"not json"#,
+        ] {
+            let from_value = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| Usage::from_json(&v));
+            assert_eq!(Usage::from_body(body.as_bytes()), from_value, "{body}");
+        }
     }
 }
