@@ -52,14 +52,49 @@ pub struct RequestMetrics {
     signals: Vec<(metrics::Histogram, metrics::Counter)>,
     plugin_failures: metrics::Counter,
     embedding_wait: metrics::Histogram,
+    overhead: metrics::Histogram,
+    /// Per model of the policy, by index, and last for requests that chose none.
+    models: Vec<ModelMetrics>,
+}
+
+/// The per-model series a request records.
+#[derive(Debug, Clone)]
+pub struct ModelMetrics {
+    /// `switchyard_request_duration_seconds{model}`.
+    pub duration: metrics::Histogram,
+    /// `switchyard_ttft_seconds{model}`.
+    pub ttft: metrics::Histogram,
+    /// `switchyard_tokens_total{model, kind="prompt"}`.
+    pub prompt_tokens: metrics::Counter,
+    /// `switchyard_tokens_total{model, kind="completion"}`.
+    pub completion_tokens: metrics::Counter,
+}
+
+impl ModelMetrics {
+    fn new(model: &str) -> ModelMetrics {
+        let model = model.to_owned();
+        ModelMetrics {
+            duration: metrics::histogram!("switchyard_request_duration_seconds", "model" => model.clone()),
+            ttft: metrics::histogram!("switchyard_ttft_seconds", "model" => model.clone()),
+            prompt_tokens: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt"),
+            completion_tokens: metrics::counter!("switchyard_tokens_total", "model" => model, "kind" => "completion"),
+        }
+    }
 }
 
 impl RequestMetrics {
-    /// Registers the handles for a policy's signals (installing the recorder first,
-    /// so they are live).
-    pub fn new(signals: &SignalEngine) -> RequestMetrics {
+    /// Registers the handles for a policy's signals and models (installing the
+    /// recorder first, so they are live).
+    pub fn new(signals: &SignalEngine, models: &[&str]) -> RequestMetrics {
         let _ = handle();
         RequestMetrics {
+            overhead: metrics::histogram!("switchyard_overhead_seconds"),
+            models: models
+                .iter()
+                .copied()
+                .chain(std::iter::once(""))
+                .map(ModelMetrics::new)
+                .collect(),
             phases: Phase::ALL
                 .map(|p| metrics::histogram!("switchyard_phase_seconds", "phase" => p.name())),
             signals: (0..signals.len())
@@ -91,6 +126,17 @@ impl RequestMetrics {
                 errors.increment(1);
             }
         }
+    }
+
+    /// The series of the model at `index` in the policy (`None`: no model chosen).
+    pub fn model(&self, index: Option<usize>) -> &ModelMetrics {
+        let last = self.models.len() - 1;
+        &self.models[index.map_or(last, |i| i.min(last))]
+    }
+
+    /// Router time before the upstream call of a forwarded request.
+    pub fn overhead(&self, spent: Duration) {
+        self.overhead.record(spent.as_secs_f64());
     }
 
     /// The wait for a request's shared embedding.

@@ -57,18 +57,16 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
         "endpoint" => endpoint.clone(), "outcome" => name, "phase" => answered_in.name())
     .increment(1);
     if answered_in == Phase::Forward {
-        metrics::histogram!("switchyard_overhead_seconds").record(x.overhead.as_secs_f64());
+        runtime.metrics.overhead(x.overhead);
     }
-    metrics::histogram!("switchyard_request_duration_seconds", "model" => model.clone())
-        .record(latency.as_secs_f64());
+    let series = runtime.metrics.model(x.selected.as_ref().map(|s| s.model));
+    series.duration.record(latency.as_secs_f64());
     if answered_in == Phase::Forward {
         learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
     }
     if let Some(u) = usage {
-        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt")
-            .increment(u.prompt_tokens);
-        metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "completion")
-            .increment(u.completion_tokens);
+        series.prompt_tokens.increment(u.prompt_tokens);
+        series.completion_tokens.increment(u.completion_tokens);
     }
     if x.plugins.hooks().observe {
         x.plugins.on_observe(&Observation {
@@ -125,7 +123,10 @@ fn learn(
     };
     let model = selected.model;
     if let Some(ttft) = ttft {
-        metrics::histogram!("switchyard_ttft_seconds", "model" => x.model_name(runtime).to_owned())
+        runtime
+            .metrics
+            .model(Some(model))
+            .ttft
             .record(ttft.as_secs_f64());
         if status < 300 {
             let upstream_ms = ttft.saturating_sub(x.overhead).as_secs_f64() * 1000.0;

@@ -137,7 +137,13 @@ impl Runtime {
             .iter()
             .map(|_| ModelLatency::default())
             .collect();
-        let metrics = RequestMetrics::new(&policy.signals);
+        let model_names: Vec<&str> = policy
+            .config
+            .models
+            .iter()
+            .map(|m| m.name.value.as_str())
+            .collect();
+        let metrics = RequestMetrics::new(&policy.signals, &model_names);
         Ok(Runtime {
             latency,
             predictor,
