@@ -598,9 +598,24 @@ async fn slow_headers_and_idle_connections_are_shed() {
     assert_eq!(s.chat("auto", "hello", false).await.status(), 200);
 }
 
+/// Everything the server sends until it closes the connection; panics with `what`
+/// if it neither answers nor closes within 5 s.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what}"))
+    .unwrap();
+    answer
+}
+
 #[tokio::test]
 async fn a_trickled_body_is_answered_408_and_the_connection_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = stack("  body_read_timeout_ms: 300", DEFAULT_UPSTREAM).await;
     let addr = s.gateway.url().trim_start_matches("http://").to_owned();
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -610,14 +625,7 @@ async fn a_trickled_body_is_answered_408_and_the_connection_closed() {
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    let mut answer = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        slow.read_to_string(&mut answer),
-    )
-    .await
-    .expect("a trickled body was held")
-    .unwrap();
+    let answer = read_until_closed(&mut slow, "a trickled body was held").await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_read_timeout_ms"), "{answer}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
@@ -641,20 +649,13 @@ async fn a_trickled_body_is_answered_408_and_the_connection_closed() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     honest.write_all(rest.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        honest.read_to_string(&mut answer),
-    )
-    .await
-    .expect("an honest request was not answered")
-    .unwrap();
+    let answer = read_until_closed(&mut honest, "an honest request was not answered").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = stack("  max_connections: 2", DEFAULT_UPSTREAM).await;
     let addr = s.gateway.url().trim_start_matches("http://").to_owned();
     let held: Vec<tokio::net::TcpStream> = futures_util::future::join_all(
@@ -670,15 +671,12 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = String::new();
     // Bounded: a server without a cap would keep this connection open forever.
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        third.read_to_string(&mut answer),
+    let answer = read_until_closed(
+        &mut third,
+        "the connection over the cap was neither answered nor closed",
     )
-    .await
-    .expect("the connection over the cap was neither answered nor closed")
-    .unwrap();
+    .await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("maximum of 2 connections"), "{answer}");
     drop(held);
