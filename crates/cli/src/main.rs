@@ -276,8 +276,10 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
             )
         })?;
     let gateway = Gateway::start(listener, runtime)?;
-    eprintln!("switchyard: serving on {}", gateway.url());
+    // The handler is in place before anyone is told the gateway serves: a SIGHUP sent
+    // on that word must reload, not end the process.
     reload_on_hangup(path, std::sync::Arc::clone(&gateway.live));
+    eprintln!("switchyard: serving on {}", gateway.url());
     gateway.wait().await?;
     Ok(())
 }
@@ -287,13 +289,14 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
 fn reload_on_hangup(path: &Path, live: std::sync::Arc<switchyard_gateway::Live>) {
     #[cfg(unix)]
     {
+        use tokio::signal::unix::{SignalKind, signal};
         let path = path.to_path_buf();
+        // Registered here, not in the task: the task may first run after a signal came.
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            eprintln!("switchyard: cannot listen for SIGHUP; reloading is off");
+            return;
+        };
         tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                eprintln!("switchyard: cannot listen for SIGHUP; reloading is off");
-                return;
-            };
             while hangups.recv().await.is_some() {
                 let file = path.clone();
                 // Loading may read the embedding model, and a reload may run the
