@@ -403,11 +403,36 @@ async fn a_pool_with_every_endpoint_out_still_serves_in_panic() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// A gateway whose only endpoint is not listening yet, with a long ejection backoff.
-async fn before_its_upstream(rule: &str) -> (Gateway, std::net::SocketAddr) {
-    let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = spare.local_addr().unwrap();
-    drop(spare);
+/// An upstream that passes health checks (any GET gets 200) but breaks every other
+/// request by closing the connection without an answer.
+async fn check_passing_breaker() -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = [0u8; 4];
+                if socket.read_exact(&mut head).await.is_ok() && &head[..] == b"GET " {
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    (task, addr)
+}
+
+/// A gateway whose only endpoint is ejected for a minute by a failed request while its
+/// checks pass, then goes down (checks fail) and is left down: the caller brings it up.
+async fn ejected_then_down(rule: &str) -> (Gateway, std::net::SocketAddr) {
+    let (breaker, addr) = check_passing_breaker().await;
     let config = format!(
         "server: {{listen: '127.0.0.1:0'}}
 health: {{eject_after_failures: 1, base_ejection_ms: 60000, max_ejection_ms: 60000,
@@ -419,7 +444,32 @@ pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: 'http://{add
 default_route: {{models: [m]}}
 "
     );
-    (harness::gateway(&config).await, addr)
+    let g = harness::gateway(&config).await;
+    let client = reqwest::Client::new();
+    // The request breaks and ejects it for a minute; its checks still pass.
+    assert_eq!(ask(&client, &g, false).await.0, 502);
+    assert_eq!(ask(&client, &g, false).await.0, 503);
+    let state = pools(&client, &g).await;
+    assert_eq!(state[0]["health"]["ejections"], 1, "{state:?}");
+    // Down: its checks fail.
+    breaker.abort();
+    let _ = breaker.await;
+    wait_for_check(&client, &g, true).await;
+    assert_eq!(ask(&client, &g, false).await.0, 503);
+    (g, addr)
+}
+
+/// Waits (at most 5 s) until the endpoint's last check failed (`failed`) or passed.
+async fn wait_for_check(client: &reqwest::Client, g: &Gateway, failed: bool) {
+    let started = std::time::Instant::now();
+    while pools(client, g).await[0]["health"]["check_failed"] != failed {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no check came out {}",
+            if failed { "failed" } else { "passing" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn start_engine_at(addr: std::net::SocketAddr) -> EngineHandle {
@@ -437,12 +487,8 @@ async fn start_engine_at(addr: std::net::SocketAddr) -> EngineHandle {
 
 #[tokio::test]
 async fn an_upstream_that_comes_up_after_the_gateway_is_served_within_a_check_interval() {
-    let (g, addr) = before_its_upstream("recovered").await;
+    let (g, addr) = ejected_then_down("recovered").await;
     let client = reqwest::Client::new();
-    // Not up: the first request fails and ejects it for a minute.
-    assert_eq!(ask(&client, &g, false).await.0, 502);
-    assert_eq!(ask(&client, &g, false).await.0, 503);
-    tokio::time::sleep(Duration::from_millis(250)).await;
     let engine = start_engine_at(addr).await;
     let started = std::time::Instant::now();
     let mut served = false;
@@ -461,15 +507,39 @@ async fn an_upstream_that_comes_up_after_the_gateway_is_served_within_a_check_in
 
 #[tokio::test]
 async fn with_check_ends_ejection_never_the_backoff_runs_its_course() {
-    let (g, addr) = before_its_upstream("never").await;
+    let (g, addr) = ejected_then_down("never").await;
     let client = reqwest::Client::new();
-    assert_eq!(ask(&client, &g, false).await.0, 502);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let _engine = start_engine_at(addr).await;
+    let engine = start_engine_at(addr).await;
     // Checks pass again (the endpoint is no longer marked down by them), yet the
     // minute-long ejection holds.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_for_check(&client, &g, false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ask(&client, &g, false).await.0, 503);
+    assert_eq!(engine.requests(), 0);
+}
+
+#[tokio::test]
+async fn with_check_ends_ejection_recovered_a_check_passing_throughout_does_not_end_it() {
+    // Ejected while its checks pass (it answers checks but breaks requests): the
+    // checks say nothing about recovery, so the ejection holds.
+    let (breaker, addr) = check_passing_breaker().await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{eject_after_failures: 1, base_ejection_ms: 60000, max_ejection_ms: 60000,
+          check_interval_ms: 50, check_timeout_ms: 200, panic_threshold: 0}}
+upstream: {{max_attempts: 1}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: 'http://{addr}', name: e0}}]}}]
+default_route: {{models: [m]}}
+"
+    );
+    let g = harness::gateway(&config).await;
+    let client = reqwest::Client::new();
+    assert_eq!(ask(&client, &g, false).await.0, 502);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let state = pools(&client, &g).await;
     assert_eq!(state[0]["health"]["check_failed"], false, "{state:?}");
+    assert_eq!(state[0]["health"]["available"], false, "{state:?}");
     assert_eq!(ask(&client, &g, false).await.0, 503);
+    breaker.abort();
 }
