@@ -190,13 +190,10 @@ fn plan(args: PlanArgs) -> Result<()> {
         result.search_ms
     );
     if !result.verified.is_empty() {
-        println!(
-            "\nverified by simulation ({} requests each):",
-            spec.verify_requests
-        );
+        println!("\nverified by simulation (requests measured after a warm-up that is not):");
         for v in &result.verified {
             println!(
-                "  B {:>6}, γ {:<4}: P99 TTFT {:>8.1} ms, SLO attainment {:>5.1}%, {:.2} tokens/W: {}",
+                "  B {:>6}, γ {:<4}: P99 TTFT {:>8.1} ms, SLO attainment {:>5.1}%, {:.2} tokens/W: {} ({} after {})",
                 v.boundary,
                 v.gamma,
                 v.ttft_p99_ms,
@@ -206,7 +203,9 @@ fn plan(args: PlanArgs) -> Result<()> {
                     "meets the SLO"
                 } else {
                     "misses the SLO"
-                }
+                },
+                v.requests,
+                v.warmup_requests
             );
         }
     }

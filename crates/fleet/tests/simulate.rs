@@ -30,6 +30,7 @@ fn scenario(pools: Vec<Pool>, sources: Vec<Source>, requests: u64) -> Scenario {
         seed: 11,
         requests: Some(requests),
         duration_ms: None,
+        warmup_requests: 0,
         slo: SloSpec::default(),
         routing: RoutingSpec::default(),
         pools,
@@ -374,5 +375,81 @@ fn slots_of_several_instances_pool_into_one_mmc_queue() {
         (r.fleet.utilization - rho).abs() < 0.01,
         "{}",
         r.fleet.utilization
+    );
+}
+
+#[test]
+fn a_warm_up_leaves_out_the_start_from_empty() {
+    // M/M/4 at ρ 0.9, 500 measured arrivals, averaged over 200 seeds: starting from an
+    // empty fleet the mean wait reads well under Erlang-C's steady state; after a
+    // warm-up of 1,000 arrivals it reads the steady state.
+    let profile = GpuProfile {
+        name: "mmc",
+        w_ms: 1.0,
+        h_ms: 0.0,
+        prefill_chunk: 512,
+        max_slots: 1,
+        kv_blocks: 1 << 20,
+    };
+    let c = 4;
+    let a = 0.9 * f64::from(c);
+    let want = mmc_mean_wait(c, a, 1.0) * 1000.0;
+    let mean_wait = |warmup: u64| {
+        let seeds = 200u32;
+        let mut sum = 0.0;
+        for seed in 0..u64::from(seeds) {
+            let mut p = pool("mmc", profile, c, 1 << 20);
+            p.max_seqs = Some(1);
+            let lengths = LengthModel::Fixed {
+                prompt: 1,
+                output: None,
+                output_mean: Some(1000.0),
+            };
+            let mut s = scenario(vec![p], vec![poisson(a, lengths)], 500 + warmup);
+            s.seed = seed;
+            s.warmup_requests = warmup;
+            let r = simulate(s).unwrap();
+            check_books(&r);
+            assert_eq!((r.arrivals, r.warmup_requests), (500, warmup));
+            assert_eq!(r.warmup_s > 0.0, warmup > 0, "{}", r.warmup_s);
+            assert!(r.simulated_s > r.warmup_s);
+            sum += r.fleet.queue_wait_ms.mean;
+        }
+        sum / f64::from(seeds) / want
+    };
+    let cold = mean_wait(0);
+    let warm = mean_wait(1000);
+    println!("mean wait over Erlang-C: cold {cold:.3}, warmed up {warm:.3}");
+    assert!(cold < 0.85, "{cold}");
+    assert!((warm - 1.0).abs() < 0.05, "{warm}");
+}
+
+#[test]
+fn a_warm_up_is_shown_and_must_leave_something_to_measure() {
+    let text = |warmup: u64| {
+        format!(
+            "requests: 2000
+warmup_requests: {warmup}
+pools: [{{name: p, gpu: a100, instances: 2, context_window: 8K}}]
+workload:
+  - name: s
+    arrival: {{poisson: {{rate: 20}}}}
+    lengths: [{{cdf: azure, output_fraction: 0.2}}]
+"
+        )
+    };
+    let r = run_yaml(&text(500));
+    check_books(&r);
+    assert_eq!((r.arrivals, r.warmup_requests), (1500, 500));
+    assert!(
+        r.to_table().contains("the first 500 arrivals"),
+        "{}",
+        r.to_table()
+    );
+    let err = parse_scenario(&text(2000), "f.yaml", Path::new(".")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("warmup_requests (2000) leaves nothing"),
+        "{err}"
     );
 }

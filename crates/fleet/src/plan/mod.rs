@@ -32,6 +32,8 @@ const SAMPLES: usize = 20_000;
 
 /// Fewest simulated arrivals per instance when a candidate is verified.
 const VERIFY_PER_INSTANCE: u64 = 2_000;
+/// Arrivals per instance simulated before verification measures.
+const VERIFY_WARMUP_PER_INSTANCE: u64 = 500;
 
 /// One GPU option for a pool.
 #[derive(Debug, Clone)]
@@ -194,6 +196,10 @@ pub struct Verification {
     pub tokens_per_watt: f64,
     /// Whether the simulated P99 TTFT meets the SLO.
     pub meets_slo: bool,
+    /// Arrivals measured.
+    pub requests: u64,
+    /// Arrivals simulated first and not measured.
+    pub warmup_requests: u64,
 }
 
 /// The plan for one hour of a day.
@@ -543,7 +549,13 @@ fn merged_load(
 
 /// Simulates a candidate at `rate` and compares its P99 TTFT with the SLO.
 pub fn verify(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Verification {
-    let report = crate::sim::simulate(scenario_of(spec, c, rate));
+    let scenario = scenario_of(spec, c, rate);
+    let warmup_requests = scenario.warmup_requests;
+    let requests = scenario
+        .requests
+        .unwrap_or(0)
+        .saturating_sub(warmup_requests);
+    let report = crate::sim::simulate(scenario);
     match report {
         Ok(r) => {
             // Every pool must meet the SLO: a fleet-wide P99 would hide a small pool.
@@ -555,6 +567,8 @@ pub fn verify(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Verification {
                 slo_attainment: r.fleet.slo_attainment.unwrap_or(0.0),
                 tokens_per_watt: r.fleet.tokens_per_watt,
                 meets_slo: worst <= spec.ttft_p99_ms && r.fleet.completed == r.arrivals,
+                requests: r.arrivals,
+                warmup_requests: r.warmup_requests,
             }
         }
         Err(_) => Verification {
@@ -564,6 +578,8 @@ pub fn verify(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Verification {
             slo_attainment: 0.0,
             tokens_per_watt: 0.0,
             meets_slo: false,
+            requests,
+            warmup_requests,
         },
     }
 }
@@ -606,16 +622,21 @@ pub fn scenario_of(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Scenario 
             )
         })
         .collect();
-    // At least 2,000 arrivals per instance, so a large fleet is not judged on the
-    // light load of its first moments.
+    // At least 2,000 measured arrivals per instance, after a warm-up of 500 per
+    // instance (and a tenth of the measured ones): the fleet starts empty, and its
+    // first requests find short queues.
     let instances: u64 = c.pools.iter().map(|p| u64::from(p.sizing.instances)).sum();
+    let measured = spec
+        .verify_requests
+        .max(instances.saturating_mul(VERIFY_PER_INSTANCE));
+    let warmup = instances
+        .saturating_mul(VERIFY_WARMUP_PER_INSTANCE)
+        .max(measured / 10);
     Scenario {
         seed: spec.seed,
-        requests: Some(
-            spec.verify_requests
-                .max(instances.saturating_mul(VERIFY_PER_INSTANCE)),
-        ),
+        requests: Some(measured.saturating_add(warmup)),
         duration_ms: None,
+        warmup_requests: warmup,
         slo: SloSpec {
             ttft_ms: Some(spec.ttft_p99_ms),
             tpot_ms: None,

@@ -45,6 +45,8 @@ pub(crate) struct Job {
     pub emitted: u32,
     /// Times preempted.
     pub preemptions: u16,
+    /// Counted in the report: it arrived after the warm-up.
+    pub measured: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +128,15 @@ fn blocks_for(tokens: u32) -> u64 {
 }
 
 impl Instance {
+    /// Forgets the usage so far (busy time, occupancy, energy, preemptions): the
+    /// report's window starts now.
+    pub(crate) fn reset_usage(&mut self) {
+        self.busy_ms = 0.0;
+        self.occupancy_ms = 0.0;
+        self.busy_energy_j = 0.0;
+        self.preemptions = 0;
+    }
+
     /// The slots an instance of `profile` runs at `context_window`, or `max_seqs`
     /// (above the window's count, sequences share the KV cache on demand and may be
     /// preempted).
@@ -618,6 +629,7 @@ mod tests {
             output,
             emitted: 0,
             preemptions: 0,
+            measured: true,
         }
     }
 

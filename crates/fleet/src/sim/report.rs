@@ -126,10 +126,15 @@ impl Little {
 pub struct Report {
     /// The seed.
     pub seed: u64,
-    /// Simulated time until the fleet drained, in seconds.
+    /// Simulated time until the fleet drained, in seconds (warm-up included).
     pub simulated_s: f64,
-    /// Arrivals.
+    /// Arrivals measured (after the warm-up).
     pub arrivals: u64,
+    /// Arrivals simulated first and left out of every figure.
+    pub warmup_requests: u64,
+    /// When the warm-up ended, in seconds of simulated time: rates, utilization and
+    /// energy are over the time after it.
+    pub warmup_s: f64,
     /// Every pool.
     pub pools: Vec<PoolReport>,
     /// The whole fleet.
@@ -218,6 +223,8 @@ impl Report {
             seed: scenario.seed,
             simulated_s: round3(elapsed_ms / 1000.0),
             arrivals: fleet.arrivals,
+            warmup_requests: 0,
+            warmup_s: 0.0,
             pools,
             fleet,
             little,
@@ -337,6 +344,13 @@ cost_per_hour,usd_per_million_tokens,watts,tokens_per_watt,slo_attainment\n",
                 p.tokens_per_watt,
                 p.slo_attainment
                     .map_or_else(|| "-".to_owned(), |a| format!("{:.1}%", a * 100.0)),
+            );
+        }
+        if self.warmup_requests > 0 {
+            let _ = writeln!(
+                out,
+                "warm-up: the first {} arrivals ({:.1} s) are not counted",
+                self.warmup_requests, self.warmup_s
             );
         }
         let _ = writeln!(

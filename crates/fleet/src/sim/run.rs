@@ -12,7 +12,7 @@ use super::instance::{Exit, Instance, Job};
 use super::queue::EventQueue;
 use super::report::{Little, Report};
 use super::spec::{Dispatch, RoutingPolicy, Scenario, SloSpec, SpecError};
-use super::stats::{DropReason, Recorder, Rejection, micros};
+use super::stats::{DropReason, Recorder, Rejection, micros, round3};
 use std::collections::VecDeque;
 
 /// How often, in arrivals, the progress callback is told.
@@ -74,12 +74,30 @@ struct PoolState {
     recorder: Recorder,
 }
 
+/// Requests in the fleet: all of them, and those the report counts (arrived after
+/// the warm-up).
+#[derive(Debug, Clone, Copy, Default)]
+struct InSystem {
+    all: u64,
+    measured: u64,
+}
+
 /// Counts a request leaving the fleet: its latencies when it completed, why when it
-/// was dropped, its time in the fleet either way.
-fn record_exit(state: &mut PoolState, in_system: &mut u64, slo: &SloSpec, job: Job, exit: Exit) {
+/// was dropped, its time in the fleet either way (a warm-up request only leaves).
+fn record_exit(
+    state: &mut PoolState,
+    in_system: &mut InSystem,
+    slo: &SloSpec,
+    job: Job,
+    exit: Exit,
+) {
     let rec = &mut state.recorder;
     state.in_system -= 1;
-    *in_system -= 1;
+    in_system.all -= 1;
+    if !job.measured {
+        return;
+    }
+    in_system.measured -= 1;
     match exit {
         Exit::Completed(at) => {
             let e2e = at - job.arrival_ms;
@@ -131,9 +149,12 @@ pub struct Simulation {
     pending: Vec<Option<super::arrivals::Arrival>>,
     queue: EventQueue,
     arrivals: u64,
-    in_system: u64,
+    in_system: InSystem,
+    /// Time integral of measured requests in the fleet, in request-ms.
     area: f64,
     last_ms: f64,
+    /// When the first measured request arrived (`None` during the warm-up).
+    measured_from_ms: Option<f64>,
     stopped: bool,
 }
 
@@ -188,6 +209,7 @@ impl Simulation {
             sources.push(stream);
         }
         let actors = instances.len() + sources.len();
+        let cold = scenario.warmup_requests == 0;
         Ok(Simulation {
             pending: vec![None; sources.len()],
             scenario,
@@ -199,9 +221,11 @@ impl Simulation {
             sources,
             source_pools,
             arrivals: 0,
-            in_system: 0,
+            in_system: InSystem::default(),
             area: 0.0,
             last_ms: 0.0,
+            // Without a warm-up the window starts at time zero.
+            measured_from_ms: cold.then_some(0.0),
             stopped: false,
         })
     }
@@ -215,7 +239,7 @@ impl Simulation {
         }
         // Each handler reschedules or removes its actor, which is at the top.
         while let Some((now, actor)) = self.queue.peek() {
-            self.area += self.in_system as f64 * (now - self.last_ms);
+            self.area += self.in_system.measured as f64 * (now - self.last_ms);
             self.last_ms = now;
             let actor = actor as usize;
             if actor < n {
@@ -269,6 +293,14 @@ impl Simulation {
                 self.pending[other] = None;
             }
         }
+        let measured = self.arrivals > self.scenario.warmup_requests;
+        if measured && self.measured_from_ms.is_none() {
+            // The warm-up is over: usage counts from here, like the requests.
+            self.measured_from_ms = Some(now);
+            for inst in &mut self.instances {
+                inst.reset_usage();
+            }
+        }
         let mut job = Job {
             arrival_ms: now,
             admitted_ms: f64::NAN,
@@ -277,20 +309,25 @@ impl Simulation {
             output: arrival.output,
             emitted: 0,
             preemptions: 0,
+            measured,
         };
         match self.route(s, &arrival) {
             Ok((p, prompt)) => {
                 let compressed = prompt != job.prompt;
                 job.prompt = prompt;
-                let rec = &mut self.pools[p].recorder;
-                rec.arrivals += 1;
-                rec.compressed += u64::from(compressed);
+                if measured {
+                    let rec = &mut self.pools[p].recorder;
+                    rec.arrivals += 1;
+                    rec.compressed += u64::from(compressed);
+                }
                 self.dispatch(p, job, now);
             }
             Err((p, why)) => {
-                let rec = &mut self.pools[p].recorder;
-                rec.arrivals += 1;
-                rec.rejected[why as usize] += 1;
+                if measured {
+                    let rec = &mut self.pools[p].recorder;
+                    rec.arrivals += 1;
+                    rec.rejected[why as usize] += 1;
+                }
             }
         }
         self.schedule_source(s);
@@ -390,11 +427,14 @@ impl Simulation {
             && (pool.dispatch == Dispatch::Shortest
                 || state.central.len() >= pool.max_queue as usize)
         {
-            state.recorder.rejected[Rejection::QueueFull as usize] += 1;
+            if job.measured {
+                state.recorder.rejected[Rejection::QueueFull as usize] += 1;
+            }
             return;
         }
         state.in_system += 1;
-        self.in_system += 1;
+        self.in_system.all += 1;
+        self.in_system.measured += u64::from(job.measured);
         if to_instance {
             let index = state.first + i;
             let inst = &mut self.instances[index];
@@ -444,14 +484,15 @@ impl Simulation {
     }
 
     fn report(self) -> Report {
-        let elapsed_ms = self.last_ms;
-        let arrivals = self.arrivals;
+        // The report's window: from the first measured arrival until the fleet drained.
+        let from_ms = self.measured_from_ms.unwrap_or(self.last_ms);
+        let elapsed_ms = self.last_ms - from_ms;
         let mut fleet = Recorder::new();
         for p in &self.pools {
             fleet.merge(&p.recorder);
         }
-        let little = Little::new(self.area, elapsed_ms, arrivals, fleet.sojourn_ms);
-        Report::build(
+        let little = Little::new(self.area, elapsed_ms, fleet.arrivals, fleet.sojourn_ms);
+        let mut report = Report::build(
             &self.scenario,
             &self.instances,
             &self.instance_pool,
@@ -459,6 +500,10 @@ impl Simulation {
             &fleet,
             elapsed_ms,
             little,
-        )
+        );
+        report.simulated_s = round3(self.last_ms / 1000.0);
+        report.warmup_requests = self.arrivals - fleet.arrivals;
+        report.warmup_s = round3(from_ms / 1000.0);
+        report
     }
 }

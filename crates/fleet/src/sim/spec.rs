@@ -23,6 +23,10 @@ pub struct FleetSpec {
     /// Or: stop arrivals after this many seconds of simulated time.
     #[serde(default)]
     pub duration_s: Option<f64>,
+    /// The first arrivals, simulated but left out of every figure of the report, so
+    /// that it reads the fleet in steady state rather than filling from empty.
+    #[serde(default)]
+    pub warmup_requests: u64,
     /// Latency objectives; a request meets the SLO when it completes within all of them.
     #[serde(default)]
     pub slo: SloSpec,
@@ -365,6 +369,8 @@ pub struct Scenario {
     pub requests: Option<u64>,
     /// Arrival horizon, in ms.
     pub duration_ms: Option<f64>,
+    /// Arrivals simulated before measuring (counted in `requests`).
+    pub warmup_requests: u64,
     /// SLO.
     pub slo: SloSpec,
     /// Routing.
@@ -476,6 +482,17 @@ pub fn resolve(spec: FleetSpec, file: &str, base: &Path) -> Result<Scenario, Spe
             ));
         }
     }
+    if let Some(r) = spec.requests
+        && spec.warmup_requests >= r
+    {
+        return Err(err(
+            format!(
+                "warmup_requests ({}) leaves nothing to measure of requests ({r})",
+                spec.warmup_requests
+            ),
+            "warm-up arrivals are part of `requests`: make `requests` larger",
+        ));
+    }
     if let Some(d) = spec.duration_s
         && !(d.is_finite() && d > 0.0)
     {
@@ -550,6 +567,7 @@ pub fn resolve(spec: FleetSpec, file: &str, base: &Path) -> Result<Scenario, Spe
         seed: spec.seed,
         requests: spec.requests,
         duration_ms: spec.duration_s.map(|s| s * 1000.0),
+        warmup_requests: spec.warmup_requests,
         slo: spec.slo,
         routing,
         pools,
