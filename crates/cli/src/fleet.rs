@@ -190,7 +190,16 @@ fn plan(args: PlanArgs) -> Result<()> {
         result.search_ms
     );
     if !result.verified.is_empty() {
-        println!("\nverified by simulation (requests measured after a warm-up that is not):");
+        let peak = spec.rates.iter().copied().fold(0.0, f64::max);
+        println!(
+            "\nverified by simulation at {:.1} requests/s{} (requests measured after a warm-up that is not):",
+            peak * spec.verify_headroom,
+            if spec.verify_headroom > 1.0 {
+                format!(", {}× the peak", spec.verify_headroom)
+            } else {
+                String::new()
+            }
+        );
         for v in &result.verified {
             println!(
                 "  B {:>6}, γ {:<4}: P99 TTFT {:>8.1} ms, SLO attainment {:>5.1}%, {:.2} tokens/W: {} ({} after {})",

@@ -329,8 +329,8 @@ fn every_fleet_example_runs() {
 fn a_plan_no_simulation_confirms_exits_non_zero_unless_best_effort() {
     let dir = std::env::temp_dir().join(format!("switchyard-unproven-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // A tight SLO met analytically to the millisecond (predicted 119 ms against 120) by
-    // fleets whose simulated P99 is a few milliseconds over it.
+    // A tight SLO met analytically to the millisecond, verified at twice the rate
+    // planned for: every fleet verified misses it.
     let file = dir.join("plan.yaml");
     std::fs::write(
         &file,
@@ -339,6 +339,7 @@ workload: {rate: 150, mix: [{cdf: azure, output_fraction: 0.2}]}
 ttft_p99_ms: 120
 gpus: [a100]
 verify_requests: 30000
+verify_headroom: 2
 ",
     )
     .unwrap();
@@ -346,6 +347,10 @@ verify_requests: 30000
     let (ok, stdout, stderr) = switchyard(&["fleet", "plan", "--config", file]);
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("plan (UNVERIFIED"), "{stdout}");
+    assert!(
+        stdout.contains("at 300.0 requests/s, 2× the peak"),
+        "{stdout}"
+    );
     assert!(
         stderr.contains("no verified candidate met the P99 TTFT SLO of 120 ms"),
         "{stderr}"

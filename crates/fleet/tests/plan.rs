@@ -270,3 +270,43 @@ boundaries: []
         }
     }
 }
+
+#[test]
+fn two_pool_fleets_compressed_or_not_are_never_predicted_optimistically() {
+    // A tight SLO (120 ms on A100) that a long pool's own prefill nearly fills: its
+    // P99 prompt, read between the sparse tail's sample points, the wait for the
+    // iteration in progress, and the prompt's growing context all count. Every pool's
+    // prediction must hold in simulation and stay within 1.7 times of it.
+    for (boundary, gamma) in [(3584, 2.0), (3840, 1.0), (4096, 1.5)] {
+        let text = format!(
+            "seed: 1
+workload: {{rate: 150, mix: [{{cdf: azure, output_fraction: 0.2}}]}}
+ttft_p99_ms: 120
+gpus: [a100]
+verify_requests: 0
+gammas: [{gamma}]
+boundaries: [{boundary}]
+"
+        );
+        let s = parse_plan(&text, "plan.yaml", Path::new(".")).unwrap();
+        let sample = Sample::new(&s.mix);
+        let planned = plan::plan(&s).unwrap().best;
+        assert_eq!(planned.pools.len(), 2, "{planned:?}");
+        let predicted = plan::predict(&s, &sample, &planned, 150.0);
+        let simulated = simulate(scenario_of(&s, &planned, 150.0)).unwrap();
+        for (p, sim) in predicted.iter().zip(&simulated.pools) {
+            let p = p.unwrap().ttft_p99_ms;
+            let ratio = p / sim.ttft_ms.p99;
+            println!(
+                "B {boundary} γ {gamma} {} ×{}: predicted {p:.1} ms, simulated {:.1} ms ({ratio:.2})",
+                sim.name, sim.instances, sim.ttft_ms.p99
+            );
+            assert!(
+                (1.0..=1.7).contains(&ratio),
+                "B {boundary} γ {gamma} {}: predicted {p:.1} ms, simulated {:.1} ms",
+                sim.name,
+                sim.ttft_ms.p99
+            );
+        }
+    }
+}

@@ -114,9 +114,25 @@ pub fn evaluate(gpu: &GpuOption, window: u32, load: &PoolLoad, instances: u32) -
             0.0
         },
     };
-    // P99 TTFT: the P99 of both waits together, then the P99 prompt's own prefill.
+    // P99 TTFT: the P99 of both waits together, then the P99 prompt's own prefill:
+    // its iterations at the pool's mean batch, each also reading the context the
+    // prompt has prefilled so far (a chunk more every iteration).
     let prefill_iterations = (load.p99_prompt / chunk).ceil().max(1.0);
-    let ttft_p99_ms = slot_wait.p99_with(&prefill_wait) + prefill_iterations * iteration_ms;
+    let own_context_ms =
+        profile.h_ms / 8192.0 * chunk * prefill_iterations * (prefill_iterations - 1.0) / 2.0;
+    // A request joins the batch only when the iteration in progress ends: a residual
+    // wait, uniform over an iteration, whenever its instance is running anything
+    // (taken as Poisson in the batch size: P = 1 − e^(−batch)). Its P99 is added.
+    let running = 1.0 - (-batch).exp();
+    let residual_p99_ms = if running > 0.01 {
+        iteration_ms * (1.0 - 0.01 / running)
+    } else {
+        0.0
+    };
+    let ttft_p99_ms = slot_wait.p99_with(&prefill_wait)
+        + residual_p99_ms
+        + prefill_iterations * iteration_ms
+        + own_context_ms;
     let watts = n * power.watts(batch.round().max(1.0) as usize) * f64::from(gpus);
     let tokens_per_s = load.rate * load.mean_output;
     Some(Sizing {

@@ -39,7 +39,7 @@ pub fn disaggregated(spec: &Resolved, sample: &Sample, rate: f64) -> Option<Disa
     let n = sample.requests.len() as f64;
     let mean_prompt = sample.requests.iter().map(|r| f64::from(r.0)).sum::<f64>() / n;
     let mean_output = sample.requests.iter().map(|r| f64::from(r.1)).sum::<f64>() / n;
-    let p99_prompt = f64::from(p99(sample.requests.iter().map(|r| r.0).collect()));
+    let p99_prompt = p99(sample.requests.iter().map(|r| r.0).collect());
     let transfer_ms = p99_prompt * KV_BYTES_PER_TOKEN / LINK_BYTES_PER_MS;
 
     let mut best_prefill: Option<(PlannedPool, f64)> = None;

@@ -114,7 +114,7 @@ impl Sample {
             rate: rate * n / self.requests.len() as f64,
             mean_prompt: prompt / n,
             mean_output: output / n,
-            p99_prompt: f64::from(p99_prompt),
+            p99_prompt,
             mean_square_prompt: prompt2 / n,
             mean_context: context / k,
             iterations: IterationMoments {
@@ -131,11 +131,22 @@ impl Sample {
     }
 }
 
-/// The 99th percentile of some token counts (0 for none).
-pub(crate) fn p99(mut values: Vec<u32>) -> u32 {
+/// The 99th percentile of some sampled token counts (0 for none). The sample's points
+/// stand at evenly spaced quantiles, `(i + ½)/n`, so the percentile is interpolated
+/// between the two points around it: in a sparse tail (a pool that takes only the
+/// longest requests holds few points) the next point up can be far away.
+pub(crate) fn p99(mut values: Vec<u32>) -> f64 {
     values.sort_unstable();
-    let index = ((values.len() as f64 * 0.99) as usize).min(values.len().saturating_sub(1));
-    values.get(index).copied().unwrap_or(0)
+    let Some(&last) = values.last() else {
+        return 0.0;
+    };
+    let at = (values.len() as f64 * 0.99 - 0.5).max(0.0);
+    let below = at.floor() as usize;
+    let Some(&next) = values.get(below + 1) else {
+        return f64::from(last);
+    };
+    let low = f64::from(values[below]);
+    low + (f64::from(next) - low) * (at - below as f64)
 }
 
 /// One sized pool of a plan.
@@ -284,7 +295,7 @@ pub fn plan(spec: &spec::Resolved) -> Result<Plan, PlanError> {
             true
         });
         for c in distinct.take(spec.verify_top.max(1)) {
-            let v = verify(spec, c, peak);
+            let v = verify(spec, c, peak * spec.verify_headroom);
             if v.meets_slo && chosen.is_none() {
                 chosen = Some(c.clone());
             }
@@ -658,5 +669,25 @@ pub fn scenario_of(spec: &spec::Resolved, c: &Candidate, rate: f64) -> Scenario 
             lengths,
             model: None,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::p99;
+
+    #[test]
+    fn the_p99_of_a_sample_is_read_between_its_quantile_points() {
+        assert_eq!(p99(Vec::new()), 0.0);
+        assert_eq!(p99(vec![7]), 7.0);
+        // 100 points at quantiles (i + ½)/100: the 99th percentile lies at point 98.5.
+        let hundred: Vec<u32> = (1..=100).collect();
+        assert!((p99(hundred) - 99.5).abs() < 1e-9);
+        // A sparse tail: the last of 121 points far above the rest. The percentile sits
+        // between them, not on the lower one.
+        let mut tail: Vec<u32> = (0..120).map(|i| 6000 + i).collect();
+        tail.push(10_766);
+        let got = p99(tail);
+        assert!(got > 6200.0 && got < 10_766.0, "{got}");
     }
 }

@@ -40,6 +40,10 @@ pub struct PlanSpec {
     /// How many of the best candidates to verify.
     #[serde(default = "default_top")]
     pub verify_top: usize,
+    /// Verification simulates at this multiple of the peak rate: 1.2 checks that the
+    /// plan still meets the SLO through a 20% surge.
+    #[serde(default = "default_headroom")]
+    pub verify_headroom: f64,
 }
 
 /// The workload to plan for.
@@ -165,8 +169,13 @@ pub struct Resolved {
     pub verify_requests: u64,
     /// Candidates verified.
     pub verify_top: usize,
+    /// Multiple of the peak rate verification simulates.
+    pub verify_headroom: f64,
 }
 
+fn default_headroom() -> f64 {
+    1.0
+}
 fn default_utilization() -> f64 {
     0.85
 }
@@ -238,6 +247,11 @@ pub fn parse_plan(text: &str, file: &str, base: &Path) -> Result<Resolved, SpecE
         spec.max_utilization > 0.0 && spec.max_utilization <= 1.0,
         format!("max_utilization is {}", spec.max_utilization),
         "a share in (0, 1]",
+    )?;
+    check(
+        spec.verify_headroom.is_finite() && (1.0..=10.0).contains(&spec.verify_headroom),
+        format!("verify_headroom is {}", spec.verify_headroom),
+        "a multiple of the peak rate from 1 to 10, e.g. 1.2 for a 20% surge",
     )?;
     check(
         !spec.workload.mix.is_empty(),
@@ -357,5 +371,6 @@ pub fn parse_plan(text: &str, file: &str, base: &Path) -> Result<Resolved, SpecE
         objective,
         verify_requests: spec.verify_requests,
         verify_top: spec.verify_top,
+        verify_headroom: spec.verify_headroom,
     })
 }
