@@ -500,6 +500,82 @@ default_route: {models: [m]}
     assert!(pools.contains("http://***@127.0.0.1:9/v1?***"), "{pools}");
 }
 
+/// An upstream that answers every request with a one-word completion and keeps each
+/// request's head (request line and headers), lowercased.
+async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&heads);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = std::sync::Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let mut read = 0;
+                while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buffer[..read]).to_lowercase();
+                seen.lock().unwrap().push(head);
+                let body = r#"{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (address, heads)
+}
+
+#[tokio::test]
+async fn user_info_in_an_endpoint_url_is_sent_as_basic_auth_and_its_query_kept() {
+    let (address, heads) = recording_upstream().await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{check_interval_ms: 0}}
+models: [{{name: m}}]
+pools:
+  - {{name: p, model: m, context_window: 8K,
+     endpoints: [{{url: 'http://us%40er:p%3Ass@{address}/v1?api-version=7'}}]}}
+default_route: {{models: [m]}}
+"
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
+            .unwrap();
+    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    assert!(
+        head.starts_with("post /v1/chat/completions?api-version=7 http/1.1\r\n"),
+        "{head}"
+    );
+    // base64("us@er:p:ss"), percent-decoded first.
+    assert!(
+        head.contains("\r\nauthorization: basic dxnazxi6cdpzcw==\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("us%40er"), "{head}");
+    assert!(head.contains(&format!("\r\nhost: {address}\r\n")), "{head}");
+}
+
 #[tokio::test]
 async fn a_huge_unknown_model_name_gets_a_short_404() {
     let s = stack("", DEFAULT_UPSTREAM).await;

@@ -27,10 +27,13 @@ pub struct Endpoint {
     pub shown_url: String,
     /// The pool it belongs to.
     pub pool: String,
-    /// Full URL of its chat completions API, parsed once.
-    pub chat_url: reqwest::Url,
+    /// Full URI of its chat completions API, parsed once, without user info.
+    pub chat_url: http::Uri,
     /// Bearer token, when one is configured.
     pub api_key: Option<String>,
+    /// The `authorization` header sent upstream: `Bearer` with the API key, else
+    /// `Basic` with the URL's user info, if it has any.
+    pub authorization: Option<http::HeaderValue>,
     /// Its health: ejection state and failure counts.
     pub health: Health,
     /// Its share of traffic under the `weighted` strategy.
@@ -261,11 +264,25 @@ impl Pools {
                     }
                     None => None,
                 };
-                let chat_url = chat_url(&e.url.value).map_err(|e2| PoolsError::BadUrl {
-                    endpoint: name.clone(),
-                    url: e.url.value.clone(),
-                    reason: e2,
-                })?;
+                let (chat_url, basic) =
+                    chat_url(&e.url.value).map_err(|e2| PoolsError::BadUrl {
+                        endpoint: name.clone(),
+                        url: shown_url(&e.url.value),
+                        reason: e2,
+                    })?;
+                let authorization = match &api_key {
+                    Some(key) => Some(
+                        http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                            PoolsError::BadUrl {
+                                endpoint: name.clone(),
+                                url: shown_url(&e.url.value),
+                                reason: "its API key holds characters a header cannot carry"
+                                    .to_owned(),
+                            }
+                        })?,
+                    ),
+                    None => basic,
+                };
                 endpoints.push(Arc::new(Endpoint {
                     id: next_id,
                     index: j,
@@ -275,6 +292,7 @@ impl Pools {
                     pool: pool.name.value.clone(),
                     chat_url,
                     api_key,
+                    authorization,
                     health: Health::default(),
                     weight: e.weight.max(1),
                     latency: LatencyEwma::default(),
@@ -458,16 +476,50 @@ fn shown_url(url: &str) -> String {
     shown
 }
 
-fn chat_url(base: &str) -> Result<reqwest::Url, String> {
-    let base = base.trim_end_matches('/');
-    let full = if base.ends_with("/v1") {
-        format!("{base}/chat/completions")
+/// The chat completions URI of a base URL, without its user info, and the `Basic`
+/// authorization that user info stands for (percent-decoded, marked sensitive).
+fn chat_url(base: &str) -> Result<(http::Uri, Option<http::HeaderValue>), String> {
+    use base64::Engine as _;
+    let mut url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
+    if url.cannot_be_a_base() {
+        return Err("it has no host".to_owned());
+    }
+    // The path is extended; a query string (`?api-version=…`) stays a query string.
+    let path = url.path().trim_end_matches('/').to_owned();
+    let path = if path.ends_with("/v1") {
+        format!("{path}/chat/completions")
     } else {
-        format!("{base}/v1/chat/completions")
+        format!("{path}/v1/chat/completions")
     };
-    // The base alone first: `http://` would otherwise take `v1` for its host.
-    reqwest::Url::parse(base).map_err(|e| e.to_string())?;
-    reqwest::Url::parse(&full).map_err(|e| e.to_string())
+    url.set_path(&path);
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is `{}`; use http or https",
+            url.scheme()
+        ));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .map_err(|_| "its user info is not UTF-8 once decoded".to_owned())
+    };
+    let user = decode(url.username())?;
+    let password = url.password().map(decode).transpose()?;
+    let basic = if user.is_empty() && password.is_none() {
+        None
+    } else {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", password.unwrap_or_default()));
+        let mut value =
+            http::HeaderValue::try_from(format!("Basic {token}")).map_err(|e| e.to_string())?;
+        value.set_sensitive(true);
+        Some(value)
+    };
+    let uri = http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?;
+    Ok((uri, basic))
 }
 
 #[cfg(test)]
@@ -476,7 +528,7 @@ mod tests {
 
     #[test]
     fn chat_url_accepts_bases_with_or_without_v1() {
-        let url = |base| chat_url(base).map(|u| u.to_string());
+        let url = |base| chat_url(base).map(|(u, _)| u.to_string());
         assert_eq!(url("http://h:1").unwrap(), "http://h:1/v1/chat/completions");
         assert_eq!(
             url("http://h:1/").unwrap(),
@@ -494,5 +546,23 @@ mod tests {
             "https://***@h/v1?***"
         );
         assert!(url("http://h:99999").is_err(), "port out of range");
+        assert!(url("ftp://h/v1").is_err(), "not http");
+        assert_eq!(
+            url("https://h/openai/v1?api-version=2024-06-01").unwrap(),
+            "https://h/openai/v1/chat/completions?api-version=2024-06-01"
+        );
+    }
+
+    #[test]
+    fn user_info_becomes_basic_authorization_and_leaves_the_uri() {
+        let (uri, basic) = chat_url("http://us%40er:p%3Ass@h:1/v1").unwrap();
+        assert_eq!(uri.to_string(), "http://h:1/v1/chat/completions");
+        let basic = basic.unwrap();
+        assert!(basic.is_sensitive());
+        // base64("us@er:p:ss")
+        assert_eq!(basic.to_str().unwrap(), "Basic dXNAZXI6cDpzcw==");
+        let (_, token_only) = chat_url("https://token@h/v1").unwrap();
+        assert_eq!(token_only.unwrap().to_str().unwrap(), "Basic dG9rZW46");
+        assert!(chat_url("http://h:1").unwrap().1.is_none());
     }
 }

@@ -39,11 +39,46 @@ pub struct ClientDeadline {
     pub ms: u64,
 }
 
+/// The connection pool behind [`Upstream`]: HTTP/1.1, or HTTP/2 where TLS offers it.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
 /// The upstream client.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Client,
     config: UpstreamConfig,
+}
+
+/// An upstream answer: its status and its body, read as it arrives.
+struct Answer {
+    status: http::StatusCode,
+    body: hyper::body::Incoming,
+}
+
+impl Answer {
+    /// The next piece of the body (trailers skipped), `None` at its end.
+    async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+        use http_body_util::BodyExt;
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole body.
+    async fn bytes(self) -> Result<Bytes, hyper::Error> {
+        use http_body_util::BodyExt;
+        Ok(self.body.collect().await?.to_bytes())
+    }
 }
 
 /// A whole (non-streamed) upstream answer.
@@ -300,18 +335,36 @@ impl std::fmt::Debug for PassThrough {
 }
 
 impl Upstream {
-    /// A client with the configured timeouts and TCP_NODELAY on every socket.
+    /// A client with the configured connect timeout and TCP_NODELAY on every socket;
+    /// TLS through rustls with the platform's certificate verifier.
     pub fn new(config: UpstreamConfig) -> Result<Upstream, ForwardError> {
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| ForwardError::Connect {
-                endpoint: "(client)".to_owned(),
-                reason: e.to_string(),
-            })?;
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let unusable = |reason: String| ForwardError::Connect {
+            endpoint: "(client)".to_owned(),
+            reason,
+        };
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| unusable(format!("TLS: {e}")))?
+            .with_no_client_auth();
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(https);
         Ok(Upstream { client, config })
     }
 
@@ -321,33 +374,42 @@ impl Upstream {
         body: Bytes,
         call: &Call<'_>,
         deadline: tokio::time::Instant,
-    ) -> Result<(reqwest::Response, Duration), ForwardError> {
-        let mut request = self.client.post(endpoint.chat_url.clone());
+    ) -> Result<(Answer, Duration), ForwardError> {
+        use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+        let mut request = http::Request::new(http_body_util::Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = endpoint.chat_url.clone();
+        let headers = request.headers_mut();
         for (name, value) in call.headers {
             if !GATEWAY_REQUEST_HEADERS.contains(&name.as_str()) {
-                request = request.header(name, value);
+                headers.append(name, value.clone());
             }
         }
-        request = request
-            .header("content-type", "application/json")
-            .header("x-request-id", call.request_id)
-            .body(body);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(id) = HeaderValue::from_str(call.request_id) {
+            headers.insert("x-request-id", id);
+        }
         // The upstream learns how long the answer is still wanted.
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        request = request.header(REQUEST_TIMEOUT_MS, remaining.as_millis().to_string());
+        headers.insert(
+            REQUEST_TIMEOUT_MS,
+            HeaderValue::from(remaining.as_millis() as u64),
+        );
         if let Some(hint) = call.retention {
-            request = request
-                .header(KV_RETENTION_PRIORITY, hint.priority.to_string())
-                .header(KV_RETENTION_TTL_MS, hint.ttl_ms.to_string());
+            headers.insert(
+                KV_RETENTION_PRIORITY,
+                HeaderValue::from(u16::from(hint.priority)),
+            );
+            headers.insert(KV_RETENTION_TTL_MS, HeaderValue::from(hint.ttl_ms));
         }
-        if let Some(key) = &endpoint.api_key {
-            request = request.bearer_auth(key);
+        if let Some(authorization) = &endpoint.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
         }
         let sent = Instant::now();
         let headers_by = deadline.min(
             tokio::time::Instant::now() + Duration::from_millis(self.config.response_timeout_ms),
         );
-        let response = timeout_at(headers_by, request.send())
+        let response = timeout_at(headers_by, self.client.request(request))
             .await
             .map_err(|_| {
                 timed_out(
@@ -360,11 +422,16 @@ impl Upstream {
             })?
             .map_err(|e| ForwardError::Connect {
                 endpoint: endpoint.name.clone(),
-                reason: error_chain(e),
+                reason: chain(&e),
             })?;
         let first_byte = sent.elapsed();
-        if response.status().is_server_error() {
-            let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let response = Answer {
+            status: parts.status,
+            body,
+        };
+        if response.status.is_server_error() {
+            let status = response.status.as_u16();
             let body = timeout_at(headers_by, response.bytes())
                 .await
                 .ok()
@@ -400,7 +467,7 @@ impl Upstream {
     ) -> Result<Completion, ForwardError> {
         let deadline = self.deadline(call);
         let (mut response, first_byte) = self.send(endpoint, body, call, deadline).await?;
-        let status = response.status().as_u16();
+        let status = response.status.as_u16();
         let mut collected = Vec::new();
         loop {
             let by = deadline.min(tokio::time::Instant::now() + self.idle());
@@ -417,7 +484,7 @@ impl Upstream {
                 })?
                 .map_err(|e| ForwardError::Broken {
                     endpoint: endpoint.name.clone(),
-                    reason: error_chain(e),
+                    reason: chain(&e),
                 })?;
             match chunk {
                 Some(bytes) => collected.extend_from_slice(&bytes),
@@ -450,8 +517,8 @@ impl Upstream {
         let deadline = self.deadline(call);
         let endpoint = in_flight.endpoint().clone();
         let (response, first_byte) = self.send(&endpoint, body, call, deadline).await?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
+        if !response.status.is_success() {
+            let status = response.status.as_u16();
             let body = timeout_at(deadline, response.bytes())
                 .await
                 .ok()
@@ -499,7 +566,7 @@ impl Upstream {
 
 /// The state of one pass-through stream.
 struct PassState {
-    response: reqwest::Response,
+    response: Answer,
     parser: SseParser,
     /// Whole events read and not yet handed out.
     ready: VecDeque<Bytes>,
@@ -575,7 +642,7 @@ impl PassState {
                 ),
             },
             Ok(Err(e)) => {
-                let reason = error_chain(e);
+                let reason = chain(&e);
                 let message = format!(
                     "endpoint `{endpoint}` broke off the stream ({reason}); the answer is incomplete"
                 );
@@ -646,12 +713,8 @@ impl Drop for PassState {
     }
 }
 
-/// A transport error and its causes, without the URL (which may carry credentials).
-fn error_chain(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    chain(&error)
-}
-
+/// A transport error and its causes (none of them names the URL, which may carry
+/// credentials).
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
