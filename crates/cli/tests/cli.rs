@@ -426,6 +426,61 @@ default_route:
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn imported_regex_keyword_and_spaced_domain_signals_are_served_and_route() {
+    // Needs the model for the domain head (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
+    let Ok(model) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: SWITCHYARD_MODEL_DIR is not set");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("switchyard-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let converted = dir.join("bugs.sy");
+    let fixture = "crates/policy/tests/fixtures/vllm-sr/bugs.dsl";
+    let (ok, _, stderr) = switchyard(&[
+        "import",
+        "vllm-sr",
+        fixture,
+        "-o",
+        converted.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let mut text = std::fs::read_to_string(&converted).unwrap();
+    text.push_str(&format!(
+        "SIGNALS {{ model: {{ path: \"{model}\", cache_dir: \"{}\" }} }}
+POOL tracker {{ model: \"tracker\", context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
+POOL coder {{ model: \"coder\", context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
+",
+        dir.join("cache").display()
+    ));
+    std::fs::write(&converted, text).unwrap();
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", converted.to_str().unwrap()]);
+    assert!(ok, "{stdout}{stderr}");
+    let route = |prompt: &str| {
+        let (ok, stdout, stderr) = switchyard(&[
+            "route",
+            "--config",
+            converted.to_str().unwrap(),
+            "--prompt",
+            prompt,
+        ]);
+        assert!(ok, "{stderr}");
+        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
+    };
+    assert_eq!(
+        route("JIRA-4512 is blocked again, can you look?"),
+        "tickets"
+    );
+    assert_eq!(
+        route(
+            "How does a compiler turn a recursive function into a loop with tail-call optimization, and what does the stack look like?"
+        ),
+        "cs"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn model_dir() -> Option<String> {
     let dir = std::env::var("SWITCHYARD_MODEL_DIR").ok();
     if dir.is_none() {

@@ -41,7 +41,9 @@ pub enum Scope {
 pub struct KeywordSignalConfig {
     /// The signal's name, as routes refer to it.
     pub name: String,
-    /// Words or phrases; any one of them matches.
+    /// Words or phrases, terms combined by `operator` (none when the signal has only
+    /// `regexes`).
+    #[serde(default)]
     pub keywords: Vec<String>,
     /// Match case exactly (default: false, ASCII case is folded).
     #[serde(default)]

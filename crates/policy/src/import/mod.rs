@@ -1104,6 +1104,15 @@ fn signal(
         );
     }
     match ours {
+        // Their category names are MMLU's, with spaces (`computer science`); the head's
+        // are written with underscores. A signal without a category list stands for the
+        // category of its name.
+        "domain" if !out.iter().any(|(k, _)| k == "categories") => {
+            let category = name.trim().to_lowercase().replace(' ', "_");
+            if category != name {
+                out.push(("categories".to_owned(), list(vec![s(&category)])));
+            }
+        }
         "language" => match language_code(name) {
             Some(code) => out.push(("languages".to_owned(), list(vec![s(code)]))),
             None => {

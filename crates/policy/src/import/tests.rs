@@ -254,3 +254,43 @@ fn what_is_not_their_format_is_an_error() {
         );
     }
 }
+
+const BUGS: &str = include_str!("../../tests/fixtures/vllm-sr/bugs.dsl");
+
+#[test]
+fn a_regex_keyword_signal_and_a_spaced_domain_name_import_into_a_servable_policy() {
+    let imported = import_vllm_sr(BUGS).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    // Only regexes, no keywords: a signal `check` accepts.
+    assert!(
+        dsl.contains(r#"SIGNAL keyword ticket { operator: any, regexes: ["\\bJIRA-\\d+\\b"] }"#),
+        "{dsl}"
+    );
+    // Their MMLU name with a space stands for the head's category.
+    assert!(
+        dsl.contains(r#"SIGNAL domain "computer science" { categories: [computer_science] }"#),
+        "{dsl}"
+    );
+    // Served without the domain route (its head needs the embedding model): the regex
+    // signal routes.
+    let keyword_only = dsl.split("ROUTE cs {").next().unwrap().replace(
+        "SIGNAL domain \"computer science\" { categories: [computer_science] }",
+        "",
+    );
+    let served = with_pools(&keyword_only, &["tracker", "coder"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let route = |prompt: &str| {
+        let conv = Conversation::from_prompt("auto", prompt);
+        let signals = policy.signals.characterize(&conv, policy.needed_signals());
+        policy
+            .decide(&signals)
+            .and_then(|d| policy.route(d.route))
+            .map(|r| r.name.clone())
+    };
+    assert_eq!(
+        route("JIRA-4512 is blocked again").as_deref(),
+        Some("tickets")
+    );
+    assert_ne!(route("what is jira").as_deref(), Some("tickets"));
+}
