@@ -1162,8 +1162,33 @@ fn signal(
 
 fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
     let mut root: Fields = Vec::new();
+    // Their tiers: once a matching route has a tier, routes without one count as tier
+    // 0 (so they come first), and within a tier the more confident match wins before
+    // priority. Here: tier 0 written on every untiered route, and the confidence
+    // strategy.
+    let first_tier = source
+        .routes
+        .iter()
+        .find(|r| r.tier.is_some())
+        .map(|r| r.line);
+    if let Some(line) = first_tier {
+        note(
+            notes,
+            line,
+            "TIER",
+            "translated: routes without a tier are given TIER 0 and the strategy is confidence, \
+             as their tiers rank; one difference remains: when no tiered route matches they \
+             rank untiered matches by priority, here by confidence first (the same whenever \
+             the matches are equally sure, as keyword and context matches are)",
+        );
+        root.push((
+            "decision".to_owned(),
+            Node::new(Value::Map(vec![("strategy".to_owned(), s("confidence"))])),
+        ));
+    }
     if let Some((strategy, line)) = &source.strategy {
         match strategy.as_str() {
+            _ if first_tier.is_some() => {}
             "priority" | "confidence" => root.push((
                 "decision".to_owned(),
                 Node::new(Value::Map(vec![("strategy".to_owned(), s(strategy))])),
@@ -1237,8 +1262,12 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             "priority".to_owned(),
             Node::new(Value::Num(route.priority.to_string())),
         ));
-        if let Some(tier) = &route.tier {
-            entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone()))));
+        match &route.tier {
+            Some(tier) => entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone())))),
+            None if first_tier.is_some() => {
+                entries.push(("tier".to_owned(), Node::new(Value::Num("0".to_owned()))));
+            }
+            None => {}
         }
         entries.push(("when".to_owned(), when));
         let candidates = route

@@ -294,3 +294,42 @@ fn a_regex_keyword_signal_and_a_spaced_domain_name_import_into_a_servable_policy
     );
     assert_ne!(route("what is jira").as_deref(), Some("tickets"));
 }
+
+const TIERS: &str = include_str!("../../tests/fixtures/vllm-sr/tiers.dsl");
+
+#[test]
+fn their_tiers_rank_untiered_routes_first_and_by_confidence() {
+    let imported = import_vllm_sr(TIERS).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    assert!(dsl.contains("DECISION { strategy: confidence }"), "{dsl}");
+    assert!(
+        dsl.contains("ROUTE general_help {\n  PRIORITY 10\n  TIER 0\n"),
+        "{dsl}"
+    );
+    assert!(
+        has_note(
+            &imported,
+            line_of(TIERS, "ROUTE escalation"),
+            "TIER",
+            "TIER 0"
+        ),
+        "{:?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["small", "big"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let route = |prompt: &str| {
+        let conv = Conversation::from_prompt("auto", prompt);
+        let signals = policy.signals.characterize(&conv, policy.needed_signals());
+        policy
+            .decide(&signals)
+            .and_then(|d| policy.route(d.route))
+            .map(|r| r.name.clone())
+    };
+    // Both match: the untiered route counts as tier 0 and wins over TIER 1, whatever
+    // the priorities.
+    assert_eq!(route("urgent help please").as_deref(), Some("general_help"));
+    assert_eq!(route("this is urgent").as_deref(), Some("escalation"));
+    assert_eq!(route("help me").as_deref(), Some("general_help"));
+}
