@@ -38,6 +38,28 @@ fn scenario(pools: Vec<Pool>, sources: Vec<Source>, requests: u64) -> Scenario {
     }
 }
 
+/// M/M/c in the iteration model: `c` instances of one slot, one-token prompts and
+/// geometric outputs of mean 1,000 at 1 ms per iteration (exponential service of mean
+/// 1 s, cv² = 0.999), offered `a` erlangs, for `requests` arrivals.
+fn mmc(c: u32, a: f64, requests: u64) -> Scenario {
+    let profile = GpuProfile {
+        name: "mmc",
+        w_ms: 1.0,
+        h_ms: 0.0,
+        prefill_chunk: 512,
+        max_slots: 1,
+        kv_blocks: 1 << 20,
+    };
+    let mut p = pool("mmc", profile, c, 1 << 20);
+    p.max_seqs = Some(1);
+    let lengths = LengthModel::Fixed {
+        prompt: 1,
+        output: None,
+        output_mean: Some(1000.0),
+    };
+    scenario(vec![p], vec![poisson(a, lengths)], requests)
+}
+
 /// Every arrival is accounted for, and L = λW.
 fn check_books(r: &Report) {
     let f = &r.fleet;
@@ -56,30 +78,9 @@ fn check_books(r: &Report) {
 
 #[test]
 fn mmc_waits_match_erlang_c() {
-    // One slot per instance, one-token prompts and geometric outputs of mean 1,000 at
-    // 1 ms per iteration: exponential service of mean 1 s (cv² = 0.999).
-    let profile = GpuProfile {
-        name: "mmc",
-        w_ms: 1.0,
-        h_ms: 0.0,
-        prefill_chunk: 512,
-        max_slots: 1,
-        kv_blocks: 1 << 20,
-    };
     let c = 4;
     for (rho, requests) in [(0.5, 1_000_000), (0.8, 2_000_000), (0.9, 2_000_000)] {
-        let mut p = pool("mmc", profile, c, 1 << 20);
-        p.max_seqs = Some(1);
-        let lengths = LengthModel::Fixed {
-            prompt: 1,
-            output: None,
-            output_mean: Some(1000.0),
-        };
-        let s = scenario(
-            vec![p],
-            vec![poisson(rho * f64::from(c), lengths)],
-            requests,
-        );
+        let s = mmc(c, rho * f64::from(c), requests);
         let r = simulate(s).unwrap();
         check_books(&r);
         let a = rho * f64::from(c);
@@ -383,14 +384,6 @@ fn a_warm_up_leaves_out_the_start_from_empty() {
     // M/M/4 at ρ 0.9, 500 measured arrivals, averaged over 200 seeds: starting from an
     // empty fleet the mean wait reads well under Erlang-C's steady state; after a
     // warm-up of 1,000 arrivals it reads the steady state.
-    let profile = GpuProfile {
-        name: "mmc",
-        w_ms: 1.0,
-        h_ms: 0.0,
-        prefill_chunk: 512,
-        max_slots: 1,
-        kv_blocks: 1 << 20,
-    };
     let c = 4;
     let a = 0.9 * f64::from(c);
     let want = mmc_mean_wait(c, a, 1.0) * 1000.0;
@@ -398,14 +391,7 @@ fn a_warm_up_leaves_out_the_start_from_empty() {
         let seeds = 200u32;
         let mut sum = 0.0;
         for seed in 0..u64::from(seeds) {
-            let mut p = pool("mmc", profile, c, 1 << 20);
-            p.max_seqs = Some(1);
-            let lengths = LengthModel::Fixed {
-                prompt: 1,
-                output: None,
-                output_mean: Some(1000.0),
-            };
-            let mut s = scenario(vec![p], vec![poisson(a, lengths)], 500 + warmup);
+            let mut s = mmc(c, a, 500 + warmup);
             s.seed = seed;
             s.warmup_requests = warmup;
             let r = simulate(s).unwrap();

@@ -159,12 +159,7 @@ async fn an_unreachable_endpoint_is_a_clean_502() {
     let config = format!(
         "health: {{check_interval_ms: 0}}\nmodels: [{{name: m}}]\npools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{dead_url}'}}]}}]\ndefault_route: {{models: [m]}}\n"
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let gateway = harness::gateway(&config).await;
     let r = s
         .client
         .post(format!("{}/v1/chat/completions", gateway.url()))
@@ -425,12 +420,7 @@ default_route: {{models: [m]}}
 ",
         healthy.url()
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let g = harness::gateway(&config).await;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.url()))
         .json(&json!({"model": "m", "max_tokens": 5,
@@ -468,12 +458,7 @@ pools:
      endpoints: [{url: 'http://alice:hunter2@127.0.0.1:9/v1?key=sk-secret-query'}]}
 default_route: {models: [m]}
 ";
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(config).unwrap())
-            .unwrap();
-    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let g = harness::gateway(config).await;
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/v1/chat/completions", g.url()))
@@ -547,12 +532,7 @@ pools:
 default_route: {{models: [m]}}
 "
     );
-    let policy =
-        switchyard_policy::Policy::compile(switchyard_policy::parse_config(&config).unwrap())
-            .unwrap();
-    let runtime = switchyard_gateway::Runtime::new(policy).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let g = switchyard_gateway::Gateway::start(listener, runtime).unwrap();
+    let g = harness::gateway(&config).await;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.url()))
         .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))

@@ -429,10 +429,9 @@ async fn check_passing_breaker() -> (tokio::task::JoinHandle<()>, std::net::Sock
     (task, addr)
 }
 
-/// A gateway whose only endpoint is ejected for a minute by a failed request while its
-/// checks pass, then goes down (checks fail) and is left down: the caller brings it up.
-async fn ejected_then_down(rule: &str) -> (Gateway, std::net::SocketAddr) {
-    let (breaker, addr) = check_passing_breaker().await;
+/// A gateway with one endpoint at `addr`: ejected for a minute by one failure, checked
+/// every 100 ms, no panic mode, `check_ends_ejection: rule`.
+async fn one_endpoint_gateway(addr: std::net::SocketAddr, rule: &str) -> Gateway {
     let config = format!(
         "server: {{listen: '127.0.0.1:0'}}
 health: {{eject_after_failures: 1, base_ejection_ms: 60000, max_ejection_ms: 60000,
@@ -444,7 +443,14 @@ pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: 'http://{add
 default_route: {{models: [m]}}
 "
     );
-    let g = harness::gateway(&config).await;
+    harness::gateway(&config).await
+}
+
+/// A gateway whose only endpoint is ejected for a minute by a failed request while its
+/// checks pass, then goes down (checks fail) and is left down: the caller brings it up.
+async fn ejected_then_down(rule: &str) -> (Gateway, std::net::SocketAddr) {
+    let (breaker, addr) = check_passing_breaker().await;
+    let g = one_endpoint_gateway(addr, rule).await;
     let client = reqwest::Client::new();
     // The request breaks and ejects it for a minute; its checks still pass.
     assert_eq!(ask(&client, &g, false).await.0, 502);
@@ -523,17 +529,7 @@ async fn with_check_ends_ejection_recovered_a_check_passing_throughout_does_not_
     // Ejected while its checks pass (it answers checks but breaks requests): the
     // checks say nothing about recovery, so the ejection holds.
     let (breaker, addr) = check_passing_breaker().await;
-    let config = format!(
-        "server: {{listen: '127.0.0.1:0'}}
-health: {{eject_after_failures: 1, base_ejection_ms: 60000, max_ejection_ms: 60000,
-          check_interval_ms: 50, check_timeout_ms: 200, panic_threshold: 0}}
-upstream: {{max_attempts: 1}}
-models: [{{name: m}}]
-pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: 'http://{addr}', name: e0}}]}}]
-default_route: {{models: [m]}}
-"
-    );
-    let g = harness::gateway(&config).await;
+    let g = one_endpoint_gateway(addr, "recovered").await;
     let client = reqwest::Client::new();
     assert_eq!(ask(&client, &g, false).await.0, 502);
     tokio::time::sleep(Duration::from_millis(300)).await;

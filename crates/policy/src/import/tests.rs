@@ -255,6 +255,16 @@ fn what_is_not_their_format_is_an_error() {
     }
 }
 
+/// The route `policy` takes for a one-turn prompt.
+fn route_of(policy: &Policy, prompt: &str) -> Option<String> {
+    let conv = Conversation::from_prompt("auto", prompt);
+    let signals = policy.signals.characterize(&conv, policy.needed_signals());
+    policy
+        .decide(&signals)
+        .and_then(|d| policy.route(d.route))
+        .map(|r| r.name.clone())
+}
+
 const BUGS: &str = include_str!("../../tests/fixtures/vllm-sr/bugs.dsl");
 
 #[test]
@@ -280,14 +290,7 @@ fn a_regex_keyword_signal_and_a_spaced_domain_name_import_into_a_servable_policy
     let served = with_pools(&keyword_only, &["tracker", "coder"]);
     let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
         .unwrap_or_else(|e| panic!("{e}\n{served}"));
-    let route = |prompt: &str| {
-        let conv = Conversation::from_prompt("auto", prompt);
-        let signals = policy.signals.characterize(&conv, policy.needed_signals());
-        policy
-            .decide(&signals)
-            .and_then(|d| policy.route(d.route))
-            .map(|r| r.name.clone())
-    };
+    let route = |prompt: &str| route_of(&policy, prompt);
     assert_eq!(
         route("JIRA-4512 is blocked again").as_deref(),
         Some("tickets")
@@ -319,14 +322,7 @@ fn their_tiers_rank_untiered_routes_first_and_by_confidence() {
     let served = with_pools(dsl, &["small", "big"]);
     let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
         .unwrap_or_else(|e| panic!("{e}\n{served}"));
-    let route = |prompt: &str| {
-        let conv = Conversation::from_prompt("auto", prompt);
-        let signals = policy.signals.characterize(&conv, policy.needed_signals());
-        policy
-            .decide(&signals)
-            .and_then(|d| policy.route(d.route))
-            .map(|r| r.name.clone())
-    };
+    let route = |prompt: &str| route_of(&policy, prompt);
     // Both match: the untiered route counts as tier 0 and wins over TIER 1, whatever
     // the priorities.
     assert_eq!(route("urgent help please").as_deref(), Some("general_help"));
