@@ -233,7 +233,7 @@ impl<'de> Deserialize<'de> for CandidateConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionConfig {
-    /// `priority` (default) or `confidence`.
+    /// `priority` (default), `confidence` or `tiered`.
     #[serde(default)]
     pub strategy: DecisionStrategy,
 }
@@ -248,6 +248,10 @@ pub enum DecisionStrategy {
     Priority,
     /// The most confident match wins, then the highest priority, then the first name.
     Confidence,
+    /// vLLM Semantic Router's ranking: once a route with a tier matches, routes without
+    /// one count as tier 0; the lowest tier with a match wins, by confidence, then
+    /// priority, then name. While no tiered route matches, as `priority`.
+    Tiered,
 }
 
 /// The HTTP server.

@@ -57,7 +57,55 @@ impl Policy {
         match self.config.decision.strategy {
             DecisionStrategy::Priority => self.decide_by_priority(signals),
             DecisionStrategy::Confidence => self.decide_by_confidence(signals),
+            DecisionStrategy::Tiered => self.decide_by_tiers(signals),
         }
+    }
+
+    /// Routes are in order of tier (none counting as 0), then priority, then name.
+    fn decide_by_tiers(&self, signals: &Signals) -> Option<Decision> {
+        let routes = self.routes();
+        // (index, confidence) of every match, in order; the default route's index.
+        let mut matches: Vec<(usize, f64)> = Vec::new();
+        let mut default = None;
+        for (index, route) in routes.iter().enumerate() {
+            match self.outcome(route, signals) {
+                Some((true, sure)) => matches.push((index, sure)),
+                Some((false, _)) => {}
+                None => {
+                    default = Some(index);
+                    break;
+                }
+            }
+        }
+        let tier = |i: usize| routes[i].tier.unwrap_or(0);
+        let decided = |(route, confidence): (usize, f64)| Decision {
+            route,
+            matched: true,
+            confidence,
+        };
+        if matches.iter().any(|&(i, _)| routes[i].tier.is_some()) {
+            // The lowest tier with a match; within it the surest, then the earliest.
+            let lowest = matches.iter().map(|&(i, _)| tier(i)).min()?;
+            let mut best: Option<(usize, f64)> = None;
+            for &(i, sure) in matches.iter().filter(|&&(i, _)| tier(i) == lowest) {
+                if best.is_none_or(|(_, b)| sure > b) {
+                    best = Some((i, sure));
+                }
+            }
+            return best.map(decided);
+        }
+        // Only untiered routes match: the highest priority, the surest among equals.
+        if let Some(&(first, sure)) = matches.first() {
+            let priority = routes[first].priority;
+            let mut best = (first, sure);
+            for &(i, sure) in &matches[1..] {
+                if routes[i].priority == priority && sure > best.1 {
+                    best = (i, sure);
+                }
+            }
+            return Some(decided(best));
+        }
+        default.map(|index| self.fallback(index, signals))
     }
 
     fn decide_by_priority(&self, signals: &Signals) -> Option<Decision> {
@@ -301,6 +349,43 @@ routes:
         let signals = policy.signals.characterize(&conv, policy.needed_signals());
         let d = policy.decide(&signals).unwrap();
         (policy.route(d.route).unwrap().name.clone(), d.confidence)
+    }
+
+    #[test]
+    fn the_tiered_strategy_ranks_untiered_routes_as_tier_0_once_a_tiered_route_matches() {
+        // a_legal: priority 10, confidence 0.83 on "contract"; b_greet: priority 0,
+        // sure; c_count (two hellos): priority -5, tier 1.
+        let tiered = format!(
+            "{}decision: {{strategy: tiered}}\n",
+            STRATEGIES
+                .replace("LEGAL", "10")
+                .replace("priority: -5,", "priority: -5, tier: 1,")
+        );
+        // No tiered route matches: priority decides, as under `priority`.
+        assert_eq!(pick(&tiered, "hello contract").0, "a_legal");
+        // c_count (tier 1) matches: the untiered routes rank as tier 0 and win over
+        // it, the surer first: b_greet over a_legal despite its priority.
+        assert_eq!(pick(&tiered, "hello hello contract").0, "b_greet");
+        assert_eq!(pick(&tiered, "hello hello").0, "b_greet");
+        // Under `priority` the tiered route would come first.
+        let by_priority = tiered.replace("strategy: tiered", "strategy: priority");
+        assert_eq!(pick(&by_priority, "hello hello contract").0, "c_count");
+        // The checker ranks the untiered routes first under `tiered`.
+        let policy = Policy::compile(parse_config(&tiered).unwrap()).unwrap();
+        assert_eq!(policy.routes()[2].name, "c_count", "tier 1 after tier 0");
+        let overlap = policy
+            .analysis
+            .findings
+            .iter()
+            .find(|f| f.routes.contains(&"c_count".to_owned()))
+            .unwrap();
+        assert!(
+            overlap
+                .message
+                .contains("no tier (tier 0) comes before tier 1"),
+            "{}",
+            overlap.message
+        );
     }
 
     #[test]

@@ -306,6 +306,19 @@ fn in_region(region: &str) -> String {
 }
 
 impl Policy {
+    /// A route's place in the tier order: its tier, or for none, after every tier (0
+    /// under the `tiered` strategy).
+    fn tier_rank(&self) -> impl Fn(Option<u32>) -> u32 {
+        let untiered = if self.config.decision.strategy == DecisionStrategy::Tiered {
+            0
+        } else {
+            u32::MAX
+        };
+        move |t| t.unwrap_or(untiered)
+    }
+}
+
+impl Policy {
     /// Proves what the routes do: dead, shadowed and overlapping routes, and gaps.
     pub fn analyze(&self) -> Analysis {
         let encoding = match Encoding::new(self) {
@@ -329,7 +342,14 @@ impl Policy {
         let mut earlier: Vec<(usize, Bdd)> = Vec::new();
         let mut undecided = Vec::new();
         let routes = self.routes();
-        let by_confidence = self.config.decision.strategy == DecisionStrategy::Confidence;
+        // Under `tiered` a route without a tier ranks as tier 0, and within a tier the
+        // more confident match may win (untiered routes compare by priority only while
+        // no tiered route matches: "either may win" covers both).
+        let by_confidence = matches!(
+            self.config.decision.strategy,
+            DecisionStrategy::Confidence | DecisionStrategy::Tiered
+        );
+        let rank = self.tier_rank();
         for (index, route) in routes.iter().enumerate() {
             let Some(expr) = &route.expr else { continue };
             let matches = encoding.expr(expr).and(possible);
@@ -353,8 +373,12 @@ impl Policy {
                     continue;
                 }
                 let winner = &routes[*other];
-                let tier = |t: Option<u32>| t.map_or("no tier".to_owned(), |t| format!("tier {t}"));
-                let (kind, how) = if winner.tier != route.tier {
+                let tier = |t: Option<u32>| match t {
+                    Some(t) => format!("tier {t}"),
+                    None if rank(None) == 0 => "no tier (tier 0)".to_owned(),
+                    None => "no tier".to_owned(),
+                };
+                let (kind, how) = if rank(winner.tier) != rank(route.tier) {
                     (
                         FindingKind::Overlap,
                         format!(
@@ -390,7 +414,7 @@ impl Policy {
                     .into_iter()
                     .flatten()
                     .collect();
-                let wins = if by_confidence && winner.tier == route.tier {
+                let wins = if by_confidence && rank(winner.tier) == rank(route.tier) {
                     "either may win".to_owned()
                 } else {
                     format!("`{}` wins", winner.name)
@@ -408,7 +432,7 @@ impl Policy {
                 overlapping.push(*other);
             }
             // Under the confidence strategy only an earlier tier's match always wins.
-            overlapping.retain(|i| !by_confidence || routes[*i].tier != route.tier);
+            overlapping.retain(|i| !by_confidence || rank(routes[*i].tier) != rank(route.tier));
             let earlier_exprs: Vec<&Expr> = overlapping
                 .iter()
                 .filter_map(|i| routes[*i].expr.as_ref())
@@ -551,7 +575,10 @@ impl Policy {
                 let earlier: Vec<&Expr> = if route.expr.is_some() {
                     routes[..index]
                         .iter()
-                        .filter(|r| !by_confidence || r.tier != route.tier)
+                        .filter(|r| {
+                            !by_confidence
+                                || self.tier_rank()(r.tier) != self.tier_rank()(route.tier)
+                        })
                         .filter_map(|r| r.expr.as_ref())
                         .collect()
                 } else {

@@ -158,10 +158,16 @@ impl Policy {
                     .unwrap_or_default(),
             });
         }
+        // Under `tiered`, a route without a tier ranks as tier 0.
+        let untiered = if config.decision.strategy == crate::config::DecisionStrategy::Tiered {
+            0
+        } else {
+            u32::MAX
+        };
         routes.sort_by(|a, b| {
             a.tier
-                .unwrap_or(u32::MAX)
-                .cmp(&b.tier.unwrap_or(u32::MAX))
+                .unwrap_or(untiered)
+                .cmp(&b.tier.unwrap_or(untiered))
                 .then_with(|| b.priority.cmp(&a.priority))
                 .then_with(|| a.name.cmp(&b.name))
         });

@@ -1164,8 +1164,7 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
     let mut root: Fields = Vec::new();
     // Their tiers: once a matching route has a tier, routes without one count as tier
     // 0 (so they come first), and within a tier the more confident match wins before
-    // priority. Here: tier 0 written on every untiered route, and the confidence
-    // strategy.
+    // priority: the `tiered` strategy.
     let first_tier = source
         .routes
         .iter()
@@ -1176,14 +1175,13 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             notes,
             line,
             "TIER",
-            "translated: routes without a tier are given TIER 0 and the strategy is confidence, \
-             as their tiers rank; one difference remains: when no tiered route matches they \
-             rank untiered matches by priority, here by confidence first (the same whenever \
-             the matches are equally sure, as keyword and context matches are)",
+            "translated: the `tiered` strategy ranks as theirs do (once a tiered route \
+             matches, routes without a tier count as tier 0, and within a tier the more \
+             confident match wins before priority; with no tiered match, priority decides)",
         );
         root.push((
             "decision".to_owned(),
-            Node::new(Value::Map(vec![("strategy".to_owned(), s("confidence"))])),
+            Node::new(Value::Map(vec![("strategy".to_owned(), s("tiered"))])),
         ));
     }
     if let Some((strategy, line)) = &source.strategy {
@@ -1262,12 +1260,8 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             "priority".to_owned(),
             Node::new(Value::Num(route.priority.to_string())),
         ));
-        match &route.tier {
-            Some(tier) => entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone())))),
-            None if first_tier.is_some() => {
-                entries.push(("tier".to_owned(), Node::new(Value::Num("0".to_owned()))));
-            }
-            None => {}
+        if let Some(tier) = &route.tier {
+            entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone()))));
         }
         entries.push(("when".to_owned(), when));
         let candidates = route

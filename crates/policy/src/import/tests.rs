@@ -304,9 +304,9 @@ const TIERS: &str = include_str!("../../tests/fixtures/vllm-sr/tiers.dsl");
 fn their_tiers_rank_untiered_routes_first_and_by_confidence() {
     let imported = import_vllm_sr(TIERS).unwrap_or_else(|e| panic!("{e}"));
     let dsl = &imported.dsl;
-    assert!(dsl.contains("DECISION { strategy: confidence }"), "{dsl}");
+    assert!(dsl.contains("DECISION { strategy: tiered }"), "{dsl}");
     assert!(
-        dsl.contains("ROUTE general_help {\n  PRIORITY 10\n  TIER 0\n"),
+        dsl.contains("ROUTE general_help {\n  PRIORITY 10\n  WHEN"),
         "{dsl}"
     );
     assert!(
@@ -314,7 +314,7 @@ fn their_tiers_rank_untiered_routes_first_and_by_confidence() {
             &imported,
             line_of(TIERS, "ROUTE escalation"),
             "TIER",
-            "TIER 0"
+            "tiered"
         ),
         "{:?}",
         imported.notes
