@@ -113,6 +113,22 @@ impl MessageContent {
         }
     }
 
+    /// How many parts are images (`image_url`, `input_image`).
+    pub fn images(&self) -> usize {
+        match self {
+            MessageContent::Text(_) => 0,
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p.get("type").and_then(Value::as_str),
+                        Some("image_url" | "input_image" | "image")
+                    )
+                })
+                .count(),
+        }
+    }
+
     /// How many parts are not text (images, audio, files).
     pub fn non_text_parts(&self) -> usize {
         match self {

@@ -15,6 +15,11 @@ pub struct Turn {
     pub text: String,
     /// Parts that are not text (images, audio, files).
     pub non_text_parts: usize,
+    /// Of those, images (`image_url` and `input_image` parts).
+    pub images: usize,
+    /// Tool calls the turn makes (an assistant's `tool_calls`, or a legacy
+    /// `function_call`).
+    pub tool_calls: usize,
 }
 
 /// What the router knows about a request once its dialect is parsed away.
@@ -49,14 +54,22 @@ impl Conversation {
             .messages
             .iter()
             .map(|m| {
-                let (text, non_text_parts) = match &m.content {
-                    Some(c) => (c.text(), c.non_text_parts()),
-                    None => (String::new(), 0),
+                let (text, non_text_parts, images) = match &m.content {
+                    Some(c) => (c.text(), c.non_text_parts(), c.images()),
+                    None => (String::new(), 0, 0),
                 };
+                let tool_calls = m
+                    .extra
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+                    + usize::from(m.extra.get("function_call").is_some_and(Value::is_object));
                 Turn {
                     role: m.role.clone(),
                     text,
                     non_text_parts,
+                    images,
+                    tool_calls,
                 }
             })
             .collect();
@@ -112,6 +125,8 @@ impl Conversation {
                 role: "user".to_owned(),
                 text: prompt.to_owned(),
                 non_text_parts: 0,
+                images: 0,
+                tool_calls: 0,
             }],
             tools_defined: 0,
             stream: false,

@@ -1,9 +1,11 @@
 //! Structure signals: the shape of the conversation as a number, in a range.
 //!
-//! Features: `messages`, `user_turns`, `assistant_turns`, `system_turns`,
-//! `tool_results` (turns with role `tool`), `tools_defined`, `non_text_parts` (images,
-//! audio, files), `active_tool_loop` (1 when the latest turn is a tool result, so the
-//! model is mid-loop), `session` (1 when the request names a session, a mid-session
+//! Features: `messages`, `user_turns`, `non_user_turns`, `assistant_turns`,
+//! `system_turns`, `tool_results` (turns with role `tool`), `tool_calls` (calls the
+//! assistant turns make), `tool_cycles` (assistant turns with tool calls answered by a
+//! tool result), `tools_defined`, `non_text_parts` (images, audio, files), `images`,
+//! `active_tool_loop` (1 when the latest turn is a tool result, so the model is
+//! mid-loop), `session` (1 when the request names a session, a mid-session
 //! continuation). The signal holds when the feature's value is in `[min, max)`.
 
 use crate::signals::{
@@ -20,16 +22,24 @@ pub enum Feature {
     Messages,
     /// Turns with role `user`.
     UserTurns,
+    /// Turns with any other role.
+    NonUserTurns,
     /// Turns with role `assistant`.
     AssistantTurns,
     /// Turns with role `system` or `developer`.
     SystemTurns,
     /// Turns with role `tool`.
     ToolResults,
+    /// Tool calls made by assistant turns.
+    ToolCalls,
+    /// Assistant turns with tool calls that a tool result follows.
+    ToolCycles,
     /// Tools the request defines.
     ToolsDefined,
     /// Content parts that are not text.
     NonTextParts,
+    /// Image content parts.
+    Images,
     /// 1 when the latest turn is a tool result.
     ActiveToolLoop,
     /// 1 when the request names a session.
@@ -47,11 +57,28 @@ impl Feature {
         match self {
             Feature::Messages => c.turns.len() as f64,
             Feature::UserTurns => count(&["user"]),
+            Feature::NonUserTurns => c.turns.len() as f64 - count(&["user"]),
             Feature::AssistantTurns => count(&["assistant"]),
             Feature::SystemTurns => count(&["system", "developer"]),
             Feature::ToolResults => count(&["tool", "function"]),
+            Feature::ToolCalls => c
+                .turns
+                .iter()
+                .filter(|t| t.role == "assistant")
+                .map(|t| t.tool_calls)
+                .sum::<usize>() as f64,
+            Feature::ToolCycles => c
+                .turns
+                .windows(2)
+                .filter(|w| {
+                    w[0].role == "assistant"
+                        && w[0].tool_calls > 0
+                        && (w[1].role == "tool" || w[1].role == "function")
+                })
+                .count() as f64,
             Feature::ToolsDefined => c.tools_defined as f64,
             Feature::NonTextParts => c.turns.iter().map(|t| t.non_text_parts).sum::<usize>() as f64,
+            Feature::Images => c.turns.iter().map(|t| t.images).sum::<usize>() as f64,
             Feature::ActiveToolLoop => f64::from(u8::from(
                 c.turns
                     .last()
@@ -181,11 +208,38 @@ mod tests {
         assert_eq!(measure(Feature::ToolResults, &c), 1.0);
         assert_eq!(measure(Feature::ToolsDefined, &c), 1.0);
         assert_eq!(measure(Feature::NonTextParts, &c), 1.0);
+        assert_eq!(measure(Feature::Images, &c), 1.0);
+        assert_eq!(measure(Feature::NonUserTurns, &c), 3.0);
+        assert_eq!(measure(Feature::ToolCalls, &c), 1.0);
+        assert_eq!(measure(Feature::ToolCycles, &c), 1.0);
         assert_eq!(measure(Feature::ActiveToolLoop, &c), 1.0);
         assert_eq!(measure(Feature::Session, &c), 1.0);
         let plain = Conversation::from_prompt("auto", "hi");
         assert_eq!(measure(Feature::ActiveToolLoop, &plain), 0.0);
         assert_eq!(measure(Feature::Session, &plain), 0.0);
+    }
+
+    #[test]
+    fn tool_calls_count_each_call_and_a_cycle_needs_its_result() {
+        let c = conversation(
+            r#"{"model": "auto", "messages": [
+                  {"role": "user", "content": "weather in two cities"},
+                  {"role": "assistant", "content": null, "tool_calls": [
+                     {"id": "1", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+                     {"id": "2", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+                  {"role": "tool", "tool_call_id": "1", "content": "sun"},
+                  {"role": "tool", "tool_call_id": "2", "content": "rain"},
+                  {"role": "assistant", "content": "sun and rain"},
+                  {"role": "user", "content": "and tomorrow?"},
+                  {"role": "assistant", "content": null, "tool_calls": [
+                     {"id": "3", "type": "function", "function": {"name": "w", "arguments": "{}"}}]}
+                ]}"#,
+        );
+        assert_eq!(measure(Feature::ToolCalls, &c), 3.0);
+        // The last call has no result yet: one completed cycle.
+        assert_eq!(measure(Feature::ToolCycles, &c), 1.0);
+        assert_eq!(measure(Feature::Images, &c), 0.0);
+        assert_eq!(measure(Feature::NonUserTurns, &c), 5.0);
     }
 
     #[test]

@@ -906,12 +906,73 @@ fn family(theirs: &str) -> Option<&'static str> {
         "preference" | "preferences" => "preference",
         "language" | "languages" => "language",
         "context" | "contexts" => "context",
+        "conversation" | "conversations" => "structure",
         "complexity" => "complexity",
         "jailbreak" | "jailbreaks" => "jailbreak",
         "pii" => "pii",
         "authz" | "role_bindings" => "authz",
         _ => return None,
     })
+}
+
+/// Their conversation feature (`{source: {type, role}, type: count | exists}`) as our
+/// structure feature.
+fn conversation_feature(feature: &Node) -> Option<&'static str> {
+    let source = feature.get("source")?;
+    let role = source.get("role").and_then(Node::as_str);
+    match feature.get("type").and_then(Node::as_str) {
+        Some("count" | "exists") | None => {}
+        Some(_) => return None,
+    }
+    Some(match (source.get("type").and_then(Node::as_str)?, role) {
+        ("message", None) => "messages",
+        ("message", Some("user")) => "user_turns",
+        ("message", Some("non_user")) => "non_user_turns",
+        ("message", Some("assistant")) => "assistant_turns",
+        ("message", Some("system" | "developer")) => "system_turns",
+        ("message", Some("tool")) => "tool_results",
+        ("tool_definition", _) => "tools_defined",
+        ("assistant_tool_call", _) => "tool_calls",
+        ("assistant_tool_cycle", _) => "tool_cycles",
+        ("active_tool_loop", _) => "active_tool_loop",
+        ("image_content", _) => "images",
+        _ => return None,
+    })
+}
+
+/// Their predicate over a count (`gte`, `gt`, `lte`, `lt`, together or alone) as our
+/// half-open `[min, max)` over whole numbers.
+fn count_range(predicate: &Node) -> Option<(u64, Option<u64>)> {
+    let number = |key: &str| -> Option<Option<f64>> {
+        match predicate.get(key).map(|n| &n.value) {
+            None => Some(None),
+            Some(Value::Num(n)) => n
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(Some),
+            Some(_) => None,
+        }
+    };
+    let mut min = 0u64;
+    let mut max: Option<u64> = None;
+    if let Some(v) = number("gte")? {
+        min = min.max(v.ceil() as u64);
+    }
+    if let Some(v) = number("gt")? {
+        min = min.max(v.floor() as u64 + 1);
+    }
+    if let Some(v) = number("lte")? {
+        max = Some(max.map_or(v.floor() as u64 + 1, |m| m.min(v.floor() as u64 + 1)));
+    }
+    if let Some(v) = number("lt")? {
+        max = Some(max.map_or(v.ceil() as u64, |m| m.min(v.ceil() as u64)));
+    }
+    predicate
+        .entries()?
+        .iter()
+        .all(|(k, _)| matches!(k.as_str(), "gte" | "gt" | "lte" | "lt"))
+        .then_some((min, max))
 }
 
 /// ISO 639-1 → 639-3 for the languages the detector knows.
@@ -1088,6 +1149,24 @@ fn signal(
                 true
             }
             ("complexity", "threshold") => true,
+            ("structure", "feature") => match conversation_feature(value) {
+                Some(feature) => {
+                    out.push(("feature".to_owned(), s(feature)));
+                    true
+                }
+                None => false,
+            },
+            ("structure", "predicate") => match count_range(value) {
+                Some((min, max)) => {
+                    out.retain(|(k, _)| k != "min" && k != "max");
+                    out.push(("min".to_owned(), Node::new(Value::Num(min.to_string()))));
+                    if let Some(max) = max {
+                        out.push(("max".to_owned(), Node::new(Value::Num(max.to_string()))));
+                    }
+                    true
+                }
+                None => false,
+            },
             _ => false,
         };
         if !kept {

@@ -329,3 +329,75 @@ fn their_tiers_rank_untiered_routes_first_and_by_confidence() {
     assert_eq!(route("this is urgent").as_deref(), Some("escalation"));
     assert_eq!(route("help me").as_deref(), Some("general_help"));
 }
+
+const CONVERSATION: &str = include_str!("../../tests/fixtures/vllm-sr/conversation.dsl");
+
+#[test]
+fn conversation_signals_become_structure_signals_with_their_counts() {
+    let imported = import_vllm_sr(CONVERSATION).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "SIGNAL structure has_images { feature: images }",
+        "SIGNAL structure multi_turn_user { feature: user_turns, min: 2 }",
+        "SIGNAL structure completed_tool_cycle { feature: tool_cycles, min: 1 }",
+        "SIGNAL structure heavy_non_user { feature: non_user_turns, min: 5 }",
+        "SIGNAL structure few_tools { feature: tools_defined, min: 1, max: 4 }",
+        "WHEN structure(\"completed_tool_cycle\") AND structure(\"few_tools\")",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.construct.contains("conversation")),
+        "{:?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["vision", "agent", "chat", "small"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let route = |messages: &str, tools: usize| {
+        let tools: Vec<String> = (0..tools)
+            .map(|i| format!(r#"{{"type": "function", "function": {{"name": "t{i}"}}}}"#))
+            .collect();
+        let request: switchyard_wire::ChatRequest = serde_json::from_str(&format!(
+            r#"{{"model": "auto", "tools": [{}], "messages": [{messages}]}}"#,
+            tools.join(",")
+        ))
+        .unwrap();
+        let conv = Conversation::from_chat(&request, None);
+        let signals = policy.signals.characterize(&conv, policy.needed_signals());
+        let d = policy.decide(&signals).unwrap();
+        policy.route(d.route).unwrap().name.clone()
+    };
+    let user = |t: &str| format!(r#"{{"role": "user", "content": "{t}"}}"#);
+    let call = r#"{"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "t0", "arguments": "{}"}}]}"#;
+    let result = r#"{"role": "tool", "tool_call_id": "1", "content": "done"}"#;
+    let image = r#"{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:,"}}]}"#;
+    assert_eq!(route(image, 0), "vision");
+    assert_eq!(
+        route(&format!("{},{call},{result}", user("go")), 2),
+        "agent_loop"
+    );
+    // Too many tools for `few_tools` (max 3): not the agent route.
+    assert_eq!(
+        route(&format!("{},{call},{result}", user("go")), 5),
+        "plain"
+    );
+    // A call without its result is not a completed cycle.
+    assert_eq!(route(&format!("{},{call}", user("go")), 2), "plain");
+    assert_eq!(
+        route(
+            &format!(
+                "{},{},{}",
+                user("a"),
+                r#"{"role": "assistant", "content": "b"}"#,
+                user("c")
+            ),
+            0
+        ),
+        "long_chat"
+    );
+    assert_eq!(route(&user("hi"), 0), "plain");
+}
