@@ -6,7 +6,11 @@
 //! tool result), `tools_defined`, `non_text_parts` (images, audio, files), `images`,
 //! `active_tool_loop` (1 when the latest turn is a tool result, so the model is
 //! mid-loop), `session` (1 when the request names a session, a mid-session
-//! continuation). The signal holds when the feature's value is in `[min, max)`.
+//! continuation). Text features read the last user turn (within the scan window):
+//! `regex_matches` (matches of `pattern`), `sequence` (1 when the terms of one of
+//! `sequences` appear in order, case folded) and `keyword_density` (occurrences of
+//! `keywords`, case folded, per whitespace-separated word). The signal holds when the
+//! feature's value is in `[min, max)`.
 
 use crate::signals::{
     BuildContext, FamilyConfig, Request, Signal, SignalFamily, SignalKey, SignalValue,
@@ -44,6 +48,12 @@ pub enum Feature {
     ActiveToolLoop,
     /// 1 when the request names a session.
     Session,
+    /// Matches of `pattern` in the last user turn.
+    RegexMatches,
+    /// 1 when one of `sequences` appears in order in the last user turn.
+    Sequence,
+    /// Occurrences of `keywords` per word of the last user turn.
+    KeywordDensity,
 }
 
 impl Feature {
@@ -85,6 +95,8 @@ impl Feature {
                     .is_some_and(|t| t.role == "tool" || t.role == "function"),
             )),
             Feature::Session => f64::from(u8::from(c.session_id.is_some())),
+            // Measured from the text, by the signal's matcher.
+            Feature::RegexMatches | Feature::Sequence | Feature::KeywordDensity => 0.0,
         }
     }
 }
@@ -103,6 +115,15 @@ pub struct StructureSignalConfig {
     /// Value from which it no longer matches (default: no bound).
     #[serde(default)]
     pub max: Option<f64>,
+    /// `regex_matches`: the pattern (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// `sequence`: lists of terms, each to appear in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequences: Vec<Vec<String>>,
+    /// `keyword_density`: the words or phrases counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
 }
 
 fn one() -> f64 {
@@ -116,15 +137,114 @@ pub struct StructureSignal {
     feature: Feature,
     min: f64,
     max: f64,
+    text: Option<TextMatcher>,
+}
+
+/// What a text feature looks for.
+#[derive(Debug)]
+enum TextMatcher {
+    Regex(regex::Regex),
+    /// Each sequence's terms, lowercased.
+    Sequences(Vec<Vec<String>>),
+    Keywords(aho_corasick::AhoCorasick),
+}
+
+impl TextMatcher {
+    /// Linear in the text: one regex pass; one forward search per term; one
+    /// automaton pass.
+    fn measure(&self, text: &str) -> f64 {
+        match self {
+            TextMatcher::Regex(regex) => regex.find_iter(text).count() as f64,
+            TextMatcher::Sequences(sequences) => {
+                let folded = text.to_lowercase();
+                let in_order = |terms: &Vec<String>| {
+                    let mut from = 0;
+                    terms
+                        .iter()
+                        .all(|term| match folded[from..].find(term.as_str()) {
+                            Some(at) => {
+                                from += at + term.len();
+                                true
+                            }
+                            None => false,
+                        })
+                };
+                f64::from(u8::from(sequences.iter().any(in_order)))
+            }
+            TextMatcher::Keywords(automaton) => {
+                let words = text.split_whitespace().count();
+                if words == 0 {
+                    return 0.0;
+                }
+                automaton.find_iter(text).count() as f64 / words as f64
+            }
+        }
+    }
 }
 
 impl StructureSignal {
-    /// Builds the signal, refusing empty ranges.
+    /// Builds the signal, refusing empty ranges and text features without (or
+    /// conversation features with) what they search for.
     pub fn new(config: &StructureSignalConfig) -> Result<Self, String> {
         let max = config.max.unwrap_or(f64::INFINITY);
         if config.min.is_nan() || max.is_nan() || config.min >= max {
             return Err(format!("the range [{}, {max}) is empty", config.min));
         }
+        let text = match config.feature {
+            Feature::RegexMatches => {
+                let pattern = config
+                    .pattern
+                    .as_deref()
+                    .ok_or("`regex_matches` needs a `pattern`")?;
+                let regex = regex::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("pattern does not compile: {e}"))?;
+                Some(TextMatcher::Regex(regex))
+            }
+            Feature::Sequence => {
+                let sequences: Vec<Vec<String>> = config
+                    .sequences
+                    .iter()
+                    .map(|terms| {
+                        terms
+                            .iter()
+                            .map(|t| t.to_lowercase())
+                            .filter(|t| !t.is_empty())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|terms| !terms.is_empty())
+                    .collect();
+                if sequences.is_empty() {
+                    return Err("`sequence` needs `sequences`, lists of terms".to_owned());
+                }
+                Some(TextMatcher::Sequences(sequences))
+            }
+            Feature::KeywordDensity => {
+                if config.keywords.iter().all(String::is_empty) {
+                    return Err("`keyword_density` needs `keywords`".to_owned());
+                }
+                let automaton = aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(config.keywords.iter().filter(|k| !k.is_empty()))
+                    .map_err(|e| e.to_string())?;
+                Some(TextMatcher::Keywords(automaton))
+            }
+            _ => {
+                if config.pattern.is_some()
+                    || !config.sequences.is_empty()
+                    || !config.keywords.is_empty()
+                {
+                    return Err(
+                        "`pattern`, `sequences` and `keywords` go with the text features \
+                         regex_matches, sequence and keyword_density"
+                            .to_owned(),
+                    );
+                }
+                None
+            }
+        };
         Ok(StructureSignal {
             key: SignalKey {
                 family: SignalFamily::Structure,
@@ -133,6 +253,7 @@ impl StructureSignal {
             feature: config.feature,
             min: config.min,
             max,
+            text,
         })
     }
 }
@@ -143,7 +264,10 @@ impl Signal for StructureSignal {
     }
 
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
-        let value = self.feature.measure(request.conversation);
+        let value = match &self.text {
+            Some(matcher) => matcher.measure(request.scan_text()),
+            None => self.feature.measure(request.conversation),
+        };
         SignalValue {
             matched: value >= self.min && value < self.max,
             value,
@@ -184,6 +308,9 @@ mod tests {
             feature,
             min: 1.0,
             max: None,
+            pattern: None,
+            sequences: Vec::new(),
+            keywords: Vec::new(),
         })
         .unwrap();
         s.evaluate(&Request::new(c, None)).value
@@ -249,6 +376,7 @@ mod tests {
             feature: Feature::Messages,
             min: 2.0,
             max: Some(4.0),
+            ..text_config(Feature::Messages)
         })
         .unwrap();
         let turns = |n: usize| {
@@ -267,7 +395,85 @@ mod tests {
             feature: Feature::Messages,
             min: 3.0,
             max: Some(3.0),
+            ..text_config(Feature::Messages)
         };
         assert!(StructureSignal::new(&empty).unwrap_err().contains("empty"));
+    }
+
+    fn text_config(feature: Feature) -> StructureSignalConfig {
+        StructureSignalConfig {
+            name: "t".into(),
+            feature,
+            min: 1.0,
+            max: None,
+            pattern: None,
+            sequences: Vec::new(),
+            keywords: Vec::new(),
+        }
+    }
+
+    fn text_value(config: &StructureSignalConfig, prompt: &str) -> f64 {
+        let c = Conversation::from_prompt("auto", prompt);
+        StructureSignal::new(config)
+            .unwrap()
+            .evaluate(&Request::new(&c, None))
+            .value
+    }
+
+    #[test]
+    fn text_features_count_patterns_find_sequences_and_measure_density() {
+        let steps = StructureSignalConfig {
+            pattern: Some(r"(?m)^\s*\d+\.\s+".into()),
+            ..text_config(Feature::RegexMatches)
+        };
+        assert_eq!(
+            text_value(&steps, "plan:\n1. read\n2. write\n 3. test"),
+            3.0
+        );
+        assert_eq!(text_value(&steps, "version 1.2 is out"), 0.0);
+        let ordered = StructureSignalConfig {
+            sequences: vec![
+                vec!["First".into(), "then".into()],
+                vec!["plan".into(), "execute".into(), "verify".into()],
+            ],
+            ..text_config(Feature::Sequence)
+        };
+        assert_eq!(text_value(&ordered, "first build it, then ship it"), 1.0);
+        assert_eq!(text_value(&ordered, "then build it, first ship it"), 0.0);
+        assert_eq!(text_value(&ordered, "Plan it, execute, and verify"), 1.0);
+        let dense = StructureSignalConfig {
+            keywords: vec!["must".into(), "at most".into(), "within".into()],
+            ..text_config(Feature::KeywordDensity)
+        };
+        // 3 hits over 11 words.
+        let value = text_value(
+            &dense,
+            "It MUST fit within budget and take at most two days",
+        );
+        assert!((value - 3.0 / 11.0).abs() < 1e-9, "{value}");
+        assert_eq!(text_value(&dense, ""), 0.0);
+        // Each text feature needs its field, and no other feature takes one.
+        for (config, wants) in [
+            (text_config(Feature::RegexMatches), "pattern"),
+            (text_config(Feature::Sequence), "sequences"),
+            (text_config(Feature::KeywordDensity), "keywords"),
+            (
+                StructureSignalConfig {
+                    keywords: vec!["x".into()],
+                    ..text_config(Feature::Messages)
+                },
+                "text features",
+            ),
+            (
+                StructureSignalConfig {
+                    pattern: Some("(".into()),
+                    ..text_config(Feature::RegexMatches)
+                },
+                "does not compile",
+            ),
+        ] {
+            let error = StructureSignal::new(&config).unwrap_err();
+            assert!(error.contains(wants), "{error}");
+        }
     }
 }

@@ -906,7 +906,7 @@ fn family(theirs: &str) -> Option<&'static str> {
         "preference" | "preferences" => "preference",
         "language" | "languages" => "language",
         "context" | "contexts" => "context",
-        "conversation" | "conversations" => "structure",
+        "conversation" | "conversations" | "structure" | "structures" => "structure",
         "complexity" => "complexity",
         "jailbreak" | "jailbreaks" => "jailbreak",
         "pii" => "pii",
@@ -940,9 +940,42 @@ fn conversation_feature(feature: &Node) -> Option<&'static str> {
     })
 }
 
-/// Their predicate over a count (`gte`, `gt`, `lte`, `lt`, together or alone) as our
-/// half-open `[min, max)` over whole numbers.
-fn count_range(predicate: &Node) -> Option<(u64, Option<u64>)> {
+/// Their text structure feature as our fields: `{source: {type: regex, pattern}, type:
+/// exists | count}`, `{source: {type: sequence, sequences}}`, `{source: {type:
+/// keyword_set, keywords}, type: density}`.
+fn text_feature(feature: &Node) -> Option<Fields> {
+    let source = feature.get("source")?;
+    let kind = feature.get("type").and_then(Node::as_str);
+    Some(match (source.get("type").and_then(Node::as_str)?, kind) {
+        ("regex", Some("exists" | "count") | None) => vec![
+            ("feature".to_owned(), s("regex_matches")),
+            ("pattern".to_owned(), source.get("pattern")?.clone()),
+        ],
+        ("sequence", Some("sequence") | None) => vec![
+            ("feature".to_owned(), s("sequence")),
+            ("sequences".to_owned(), source.get("sequences")?.clone()),
+        ],
+        ("keyword_set", Some("density")) => vec![
+            ("feature".to_owned(), s("keyword_density")),
+            ("keywords".to_owned(), source.get("keywords")?.clone()),
+        ],
+        _ => return None,
+    })
+}
+
+/// A number as a node, written as a whole number when it is one.
+fn number(value: f64) -> Node {
+    Node::new(Value::Num(if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        value.to_string()
+    }))
+}
+
+/// Their predicate (`gte`, `gt`, `lte`, `lt`, together or alone) as our half-open
+/// `[min, max)`: over whole numbers for counts, else over reals (a strict bound taken
+/// as the next float).
+fn range_of(predicate: &Node, whole: bool) -> Option<(f64, Option<f64>)> {
     let number = |key: &str| -> Option<Option<f64>> {
         match predicate.get(key).map(|n| &n.value) {
             None => Some(None),
@@ -954,19 +987,21 @@ fn count_range(predicate: &Node) -> Option<(u64, Option<u64>)> {
             Some(_) => None,
         }
     };
-    let mut min = 0u64;
-    let mut max: Option<u64> = None;
+    let above = |v: f64| if whole { v.floor() + 1.0 } else { v.next_up() };
+    let mut min = 0.0f64;
+    let mut max: Option<f64> = None;
+    let mut cap = |m: f64| max = Some(max.map_or(m, |old: f64| old.min(m)));
     if let Some(v) = number("gte")? {
-        min = min.max(v.ceil() as u64);
+        min = min.max(if whole { v.ceil() } else { v });
     }
     if let Some(v) = number("gt")? {
-        min = min.max(v.floor() as u64 + 1);
+        min = min.max(above(v));
     }
     if let Some(v) = number("lte")? {
-        max = Some(max.map_or(v.floor() as u64 + 1, |m| m.min(v.floor() as u64 + 1)));
+        cap(above(v));
     }
     if let Some(v) = number("lt")? {
-        max = Some(max.map_or(v.ceil() as u64, |m| m.min(v.ceil() as u64)));
+        cap(if whole { v.ceil() } else { v });
     }
     predicate
         .entries()?
@@ -1149,24 +1184,40 @@ fn signal(
                 true
             }
             ("complexity", "threshold") => true,
-            ("structure", "feature") => match conversation_feature(value) {
-                Some(feature) => {
-                    out.push(("feature".to_owned(), s(feature)));
-                    true
-                }
-                None => false,
-            },
-            ("structure", "predicate") => match count_range(value) {
-                Some((min, max)) => {
-                    out.retain(|(k, _)| k != "min" && k != "max");
-                    out.push(("min".to_owned(), Node::new(Value::Num(min.to_string()))));
-                    if let Some(max) = max {
-                        out.push(("max".to_owned(), Node::new(Value::Num(max.to_string()))));
+            ("structure", "feature") if family_name.starts_with("conversation") => {
+                match conversation_feature(value) {
+                    Some(feature) => {
+                        out.push(("feature".to_owned(), s(feature)));
+                        true
                     }
+                    None => false,
+                }
+            }
+            ("structure", "feature") => match text_feature(value) {
+                Some(fields) => {
+                    out.extend(fields);
                     true
                 }
                 None => false,
             },
+            ("structure", "predicate") => {
+                // Counts are whole numbers; a density is not.
+                let density = field("feature")
+                    .and_then(|f| f.get("type"))
+                    .and_then(Node::as_str)
+                    == Some("density");
+                match range_of(value, !density) {
+                    Some((min, max)) => {
+                        out.retain(|(k, _)| k != "min" && k != "max");
+                        out.push(("min".to_owned(), number(min)));
+                        if let Some(max) = max {
+                            out.push(("max".to_owned(), number(max)));
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
             _ => false,
         };
         if !kept {

@@ -401,3 +401,47 @@ fn conversation_signals_become_structure_signals_with_their_counts() {
     );
     assert_eq!(route(&user("hi"), 0), "plain");
 }
+
+const TEXT: &str = include_str!("../../tests/fixtures/vllm-sr/text.dsl");
+
+#[test]
+fn text_structure_signals_convert_and_route() {
+    let imported = import_vllm_sr(TEXT).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "feature: sequence",
+        r#"sequences: [[first, then], [plan, execute, verify], ["先", "再"]]"#,
+        "feature: regex_matches",
+        "feature: keyword_density",
+        "min: 0.20000000000000004",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.construct.contains("structure")),
+        "{:?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["careful", "planner", "small"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let route = |prompt: &str| route_of(&policy, prompt);
+    assert_eq!(
+        route("first collect the logs, then compare them").as_deref(),
+        Some("workflow")
+    );
+    assert_eq!(
+        route("steps:\n1. install\n2. run").as_deref(),
+        Some("workflow")
+    );
+    assert_eq!(route("先读代码再修改").as_deref(), Some("workflow"));
+    // 2 of 4 words are constraints: denser than 0.2.
+    assert_eq!(
+        route("must finish within budget").as_deref(),
+        Some("constrained")
+    );
+    assert_eq!(route("tell me a story").as_deref(), Some("other"));
+}
