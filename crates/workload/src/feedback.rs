@@ -182,13 +182,33 @@ impl Signal for UserFeedbackSignal {
 pub struct ReaskSignalConfig {
     /// The signal's name, as routes refer to it.
     pub name: String,
-    /// Word-set overlap with an earlier user turn at which it holds (default 0.5).
+    /// Similarity with an earlier user turn at which it holds (default 0.5): word-set
+    /// overlap, or with `method: semantic` the cosine of the two turns' embeddings.
     #[serde(default = "half")]
     pub threshold: f64,
-    /// Earlier user turns compared (default 3).
+    /// Earlier user turns compared, latest first (default 3; at most 8 when semantic).
     #[serde(default = "three")]
     pub lookback: usize,
+    /// `words` (default: shared words, microseconds) or `semantic` (the embedding
+    /// model: the last turn's shared embedding, and one more per earlier turn compared,
+    /// stopping at the first repeat).
+    #[serde(default)]
+    pub method: ReaskMethod,
 }
+
+/// How a re-ask is recognized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaskMethod {
+    /// Jaccard overlap of the turns' words of three or more characters.
+    #[default]
+    Words,
+    /// Cosine similarity of the turns' embeddings.
+    Semantic,
+}
+
+/// Most earlier turns a semantic re-ask embeds per request.
+const SEMANTIC_LOOKBACK_MAX: usize = 8;
 
 fn half() -> f64 {
     0.5
@@ -204,6 +224,7 @@ pub struct ReaskSignal {
     key: SignalKey,
     threshold: f64,
     lookback: usize,
+    method: ReaskMethod,
 }
 
 impl ReaskSignal {
@@ -215,6 +236,12 @@ impl ReaskSignal {
         if config.lookback == 0 {
             return Err("lookback is 0: compare with at least one earlier turn".to_owned());
         }
+        if config.method == ReaskMethod::Semantic && config.lookback > SEMANTIC_LOOKBACK_MAX {
+            return Err(format!(
+                "lookback {} with method semantic: each earlier turn costs an embedding; use at most {SEMANTIC_LOOKBACK_MAX}",
+                config.lookback
+            ));
+        }
         Ok(ReaskSignal {
             key: SignalKey {
                 family: SignalFamily::Reask,
@@ -222,6 +249,7 @@ impl ReaskSignal {
             },
             threshold: config.threshold,
             lookback: config.lookback,
+            method: config.method,
         })
     }
 }
@@ -247,19 +275,46 @@ impl Signal for ReaskSignal {
         &self.key
     }
 
+    fn uses_model(&self) -> bool {
+        self.method == ReaskMethod::Semantic
+    }
+
     fn evaluate(&self, request: &Request<'_>) -> SignalValue {
         let users: Vec<_> = request.scan_user_texts().collect();
         let Some((last, earlier)) = users.split_last().filter(|(_, e)| !e.is_empty()) else {
             return SignalValue::absent(1.0);
         };
-        let current = words(last);
-        let best = earlier
-            .iter()
-            .rev()
-            .take(self.lookback)
-            .enumerate()
-            .map(|(back, t)| (jaccard(&current, &words(t)), back + 1))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let recent = earlier.iter().rev().take(self.lookback);
+        let best = match self.method {
+            ReaskMethod::Words => {
+                let current = words(last);
+                recent
+                    .enumerate()
+                    .map(|(back, t)| (jaccard(&current, &words(t)), back + 1))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+            }
+            ReaskMethod::Semantic => {
+                let current = match request.embedding() {
+                    Ok(v) => v,
+                    Err(e) => return SignalValue::failed(e.to_owned()),
+                };
+                let mut best: Option<(f64, usize)> = None;
+                for (back, turn) in recent.enumerate() {
+                    let vector = match request.embedding_of(turn) {
+                        Ok(v) => v,
+                        Err(e) => return SignalValue::failed(e),
+                    };
+                    let score = f64::from(switchyard_embed::cosine(current, &vector));
+                    if best.is_none_or(|(b, _)| score > b) {
+                        best = Some((score, back + 1));
+                    }
+                    if score >= self.threshold {
+                        break;
+                    }
+                }
+                best
+            }
+        };
         let (score, back) = best.unwrap_or((0.0, 0));
         SignalValue {
             matched: score >= self.threshold,
@@ -290,6 +345,10 @@ impl FamilyConfig for ReaskSignalConfig {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn needs_model(&self) -> bool {
+        self.method == ReaskMethod::Semantic
     }
 
     fn build(&self, _: &BuildContext<'_>) -> Result<ReaskSignal, String> {
@@ -375,6 +434,7 @@ mod tests {
             name: "r".into(),
             threshold: 0.5,
             lookback: 3,
+            method: ReaskMethod::Words,
         })
         .unwrap();
         let eval = |turns: &[(&str, &str)]| s.evaluate(&Request::new(&chat(turns), None));
@@ -395,9 +455,55 @@ mod tests {
             ReaskSignal::new(&ReaskSignalConfig {
                 name: "r".into(),
                 threshold: 0.0,
-                lookback: 3
+                lookback: 3,
+                method: ReaskMethod::Words,
             })
             .is_err()
         );
+        let too_far = ReaskSignal::new(&ReaskSignalConfig {
+            name: "r".into(),
+            threshold: 0.8,
+            lookback: 9,
+            method: ReaskMethod::Semantic,
+        });
+        assert!(too_far.unwrap_err().contains("at most 8"));
+    }
+
+    #[test]
+    fn a_semantic_reask_finds_a_paraphrase_that_shares_few_words() {
+        // Needs the model (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
+        let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+            return;
+        };
+        let cache = std::env::temp_dir().join(format!("sy-reask-{}", std::process::id()));
+        let config: crate::SignalsConfig = serde_json::from_value(serde_json::json!({
+            "model": {"path": dir, "cache_dir": cache},
+            "reask": [
+                {"name": "same_words", "threshold": 0.5, "lookback": 1},
+                {"name": "same_meaning", "threshold": 0.75, "lookback": 1, "method": "semantic"}
+            ]
+        }))
+        .unwrap();
+        let engine = crate::SignalEngine::build(&config).unwrap();
+        let words = engine.lookup(SignalFamily::Reask, "same_words").unwrap();
+        let meaning = engine.lookup(SignalFamily::Reask, "same_meaning").unwrap();
+        let ask = |turns: &[(&str, &str)]| engine.characterize(&chat(turns), &[words, meaning]);
+        let paraphrase = ask(&[
+            ("user", "How can I combine two Python dicts into one?"),
+            ("assistant", "Use the | operator."),
+            (
+                "user",
+                "What's the way to merge a pair of dictionaries in Python?",
+            ),
+        ]);
+        assert!(!paraphrase.matched(words), "{:?}", paraphrase.get(words));
+        assert!(paraphrase.matched(meaning), "{:?}", paraphrase.get(meaning));
+        let other = ask(&[
+            ("user", "How can I combine two Python dicts into one?"),
+            ("assistant", "Use the | operator."),
+            ("user", "Recommend a good hiking trail near Denver."),
+        ]);
+        assert!(!other.matched(meaning), "{:?}", other.get(meaning));
+        let _ = std::fs::remove_dir_all(&cache);
     }
 }

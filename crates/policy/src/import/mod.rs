@@ -908,6 +908,7 @@ fn family(theirs: &str) -> Option<&'static str> {
         "context" | "contexts" => "context",
         "conversation" | "conversations" | "structure" | "structures" => "structure",
         "complexity" => "complexity",
+        "reask" | "reasks" => "reask",
         "jailbreak" | "jailbreaks" => "jailbreak",
         "pii" => "pii",
         "authz" | "role_bindings" => "authz",
@@ -1184,6 +1185,14 @@ fn signal(
                 true
             }
             ("complexity", "threshold") => true,
+            ("reask", "threshold") => {
+                out.push((key.clone(), value.clone()));
+                true
+            }
+            ("reask", "lookback_turns") => {
+                out.push(("lookback".to_owned(), value.clone()));
+                true
+            }
             ("structure", "feature") if family_name.starts_with("conversation") => {
                 match conversation_feature(value) {
                     Some(feature) => {
@@ -1237,6 +1246,8 @@ fn signal(
         // Their category names are MMLU's, with spaces (`computer science`); the head's
         // are written with underscores. A signal without a category list stands for the
         // category of its name.
+        // Theirs compares the turns' embeddings: ours with `method: semantic`.
+        "reask" => out.push(("method".to_owned(), s("semantic"))),
         "domain" if !out.iter().any(|(k, _)| k == "categories") => {
             let category = name.trim().to_lowercase().replace(' ', "_");
             if category != name {

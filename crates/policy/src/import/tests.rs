@@ -343,6 +343,7 @@ fn conversation_signals_become_structure_signals_with_their_counts() {
         "SIGNAL structure heavy_non_user { feature: non_user_turns, min: 5 }",
         "SIGNAL structure few_tools { feature: tools_defined, min: 1, max: 4 }",
         "WHEN structure(\"completed_tool_cycle\") AND structure(\"few_tools\")",
+        "SIGNAL reask likely_dissatisfied { threshold: 0.8, lookback: 1, method: semantic }",
     ] {
         assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
     }
@@ -354,7 +355,12 @@ fn conversation_signals_become_structure_signals_with_their_counts() {
         "{:?}",
         imported.notes
     );
-    let served = with_pools(dsl, &["vision", "agent", "chat", "small"]);
+    // Served without the re-ask (it needs the embedding model; no route reads it).
+    let without_reask = dsl.replace(
+        "SIGNAL reask likely_dissatisfied { threshold: 0.8, lookback: 1, method: semantic }",
+        "",
+    );
+    let served = with_pools(&without_reask, &["vision", "agent", "chat", "small"]);
     let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
         .unwrap_or_else(|e| panic!("{e}\n{served}"));
     let route = |messages: &str, tools: usize| {
