@@ -129,6 +129,10 @@ enum ImportCommand {
         /// Write the DSL here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Their probe file (`probes.yaml`) for the policy: converted into a TEST block
+        /// that `check --run-tests` runs.
+        #[arg(long)]
+        probes: Option<PathBuf>,
     },
 }
 
@@ -231,9 +235,11 @@ async fn run(command: Command) -> Result<()> {
         } => check(&config, json, run_tests),
         Command::Fmt { file, write, check } => fmt(&file, write, check),
         Command::Compile { file, output } => convert(&file, output.as_deref()),
-        Command::Import(ImportCommand::VllmSr { file, output }) => {
-            import_vllm_sr(&file, output.as_deref())
-        }
+        Command::Import(ImportCommand::VllmSr {
+            file,
+            output,
+            probes,
+        }) => import_vllm_sr(&file, output.as_deref(), probes.as_deref()),
         Command::Route {
             config,
             prompt,
@@ -362,11 +368,22 @@ fn fmt(path: &Path, write: bool, check: bool) -> Result<()> {
     Ok(())
 }
 
-fn import_vllm_sr(path: &Path, output: Option<&Path>) -> Result<()> {
+fn import_vllm_sr(path: &Path, output: Option<&Path>, probes: Option<&Path>) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let imported = switchyard_policy::import::import_vllm_sr(&text)
-        .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    let probe_text = probes
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let imported =
+        switchyard_policy::import::import_vllm_sr_with_probes(&text, probe_text.as_deref())
+            .map_err(|e| {
+                // A probe file's own errors name it.
+                let file = match probes {
+                    Some(p) if e.to_string().contains("probes:") => p,
+                    _ => path,
+                };
+                anyhow::anyhow!("{}", e.in_file(file))
+            })?;
     for note in &imported.notes {
         let at = if note.line > 0 {
             format!("{}:{}", path.display(), note.line)

@@ -655,6 +655,95 @@ fn policies_convert_between_dsl_and_yaml_and_their_tests_run() {
 }
 
 #[test]
+fn import_with_probes_shows_which_of_their_expectations_hold() {
+    let dir = std::env::temp_dir().join(format!("switchyard-probes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let converted = dir.join("tiers.sy");
+    let probes = "crates/policy/tests/fixtures/vllm-sr/tiers-probes.yaml";
+    let (ok, _, stderr) = switchyard(&[
+        "import",
+        "vllm-sr",
+        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
+        "--probes",
+        probes,
+        "-o",
+        converted.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("-> retired_route"), "{stderr}");
+    let mut text = std::fs::read_to_string(&converted).unwrap();
+    text.push_str(
+        "POOL small { model: \"small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL big { model: \"big\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+",
+    );
+    std::fs::write(&converted, &text).unwrap();
+    let (ok, stdout, stderr) = switchyard(&[
+        "check",
+        "--config",
+        converted.to_str().unwrap(),
+        "--run-tests",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("tests: 3 passed, 0 failed"), "{stdout}");
+    // An expectation of theirs that this policy does not meet is reported as such.
+    let wrong = dir.join("wrong-probes.yaml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(format!("{}/../../{probes}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace(
+                "expected_decision: escalation",
+                "expected_decision: general_help",
+            ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&[
+        "import",
+        "vllm-sr",
+        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
+        "--probes",
+        wrong.to_str().unwrap(),
+        "-o",
+        converted.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let mut text = std::fs::read_to_string(&converted).unwrap();
+    text.push_str(
+        "POOL small { model: \"small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL big { model: \"big\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+",
+    );
+    std::fs::write(&converted, &text).unwrap();
+    let (ok, stdout, stderr) = switchyard(&[
+        "check",
+        "--config",
+        converted.to_str().unwrap(),
+        "--run-tests",
+    ]);
+    assert!(!ok);
+    assert!(stdout.contains("tests: 2 passed, 1 failed"), "{stdout}");
+    assert!(
+        stderr.contains("took `escalation`, expected `general_help`"),
+        "{stderr}"
+    );
+    // A file that is not a probe file is named in the error.
+    let (ok, _, stderr) = switchyard(&[
+        "import",
+        "vllm-sr",
+        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
+        "--probes",
+        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("tiers.dsl") && stderr.contains("probes:"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
     let fixture = "crates/policy/tests/fixtures/vllm-sr/support.dsl";
     let (ok, stdout, stderr) = switchyard(&["import", "vllm-sr", fixture]);

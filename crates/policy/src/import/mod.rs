@@ -112,12 +112,26 @@ struct Source {
 
 /// Converts a vLLM Semantic Router policy (DSL or YAML) to this project's DSL.
 pub fn import_vllm_sr(text: &str) -> Result<Imported, ConfigError> {
+    import_vllm_sr_with_probes(text, None)
+}
+
+/// Converts a policy, and its probe file (`probes.yaml`: decisions, each with the
+/// queries expected to take it) into a `TEST` block, so that `check --run-tests`
+/// shows at once which expectations hold. An error in the probe file is reported
+/// with its line.
+pub fn import_vllm_sr_with_probes(
+    text: &str,
+    probes: Option<&str>,
+) -> Result<Imported, ConfigError> {
     let mut notes = Vec::new();
-    let source = if looks_like_dsl(text) {
+    let mut source = if looks_like_dsl(text) {
         read_dsl(text, &mut notes)?
     } else {
         read_yaml(text, &mut notes)?
     };
+    if let Some(probes) = probes {
+        source.tests.push(read_probes(probes, &mut notes)?);
+    }
     let tree = convert(source, &mut notes);
     let dsl = crate::dsl::print_tree(&tree)?;
     notes.sort_by_key(|n| n.line);
@@ -1623,6 +1637,83 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         root.push(("tests".to_owned(), list(tests)));
     }
     Node::new(Value::Map(root))
+}
+
+/// Most copies of a probe's query (`repeat`) put in one prompt.
+const PROBE_REPEAT_MAX: u64 = 1000;
+
+/// Their probe file as one test: `name` and `decisions: [{id, expected_decision,
+/// variants: [{id, query, repeat}]}]`; a query with `repeat: N` is written N times.
+fn read_probes(
+    text: &str,
+    notes: &mut Vec<ImportNote>,
+) -> Result<(String, Vec<Case>), ConfigError> {
+    let root: Node = serde_saphyr::from_str(text).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line());
+        error(
+            line,
+            format!("probes: not a YAML file: {}", e.without_snippet()),
+        )
+    })?;
+    let decisions = root.get("decisions").and_then(Node::items).ok_or_else(|| {
+        error(
+            0,
+            "probes: no `decisions` list: is this a vLLM Semantic Router probes file?",
+        )
+    })?;
+    let name: String = root
+        .get("name")
+        .and_then(Node::as_str)
+        .unwrap_or("recipe")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut cases = Vec::new();
+    for decision in decisions {
+        let id = decision.get("id").and_then(Node::as_str).unwrap_or("?");
+        let Some(expected) = decision
+            .get("expected_decision")
+            .or_else(|| decision.get("id"))
+            .and_then(Node::as_str)
+        else {
+            note(
+                notes,
+                0,
+                format!("probes: decision {id}"),
+                "no expected_decision; left out",
+            );
+            continue;
+        };
+        for variant in decision
+            .get("variants")
+            .and_then(Node::items)
+            .unwrap_or_default()
+        {
+            let variant_id = variant.get("id").and_then(Node::as_str).unwrap_or("?");
+            let Some(query) = variant.get("query").and_then(Node::as_str) else {
+                note(
+                    notes,
+                    0,
+                    format!("probes: {id}/{variant_id}"),
+                    "no query (only plain-text queries convert); left out",
+                );
+                continue;
+            };
+            let repeat = match variant.get("repeat").map(|n| &n.value) {
+                Some(Value::Num(n)) => n.parse::<u64>().unwrap_or(1).clamp(1, PROBE_REPEAT_MAX),
+                _ => 1,
+            };
+            let prompt = vec![query; usize::try_from(repeat).unwrap_or(1)].join(" ");
+            cases.push((prompt, expected.to_owned(), 0));
+        }
+    }
+    Ok((format!("{name}_probes"), cases))
 }
 
 /// The `name:level` complexity references of a condition.

@@ -451,3 +451,45 @@ fn text_structure_signals_convert_and_route() {
     );
     assert_eq!(route("tell me a story").as_deref(), Some("other"));
 }
+
+const TIERS_PROBES: &str = include_str!("../../tests/fixtures/vllm-sr/tiers-probes.yaml");
+
+#[test]
+fn a_probe_file_becomes_a_test_block_of_the_converted_policy() {
+    let imported =
+        import_vllm_sr_with_probes(TIERS, Some(TIERS_PROBES)).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "TEST tiers_demo_probes {",
+        "\"urgent help please\" -> general_help",
+        "\"help help help\" -> general_help",
+        "\"this is urgent\" -> escalation",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    // A decision that is not a route of the policy is named, not silently dropped.
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.construct.contains("-> retired_route")),
+        "{:?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["small", "big"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let test = &policy.config.tests[0];
+    assert_eq!(test.cases.len(), 3);
+    for case in &test.cases {
+        assert_eq!(
+            route_of(&policy, &case.prompt).as_deref(),
+            Some(case.route.value.as_str()),
+            "{}",
+            case.prompt
+        );
+    }
+    // Not a probe file: an error that says so.
+    let error = import_vllm_sr_with_probes(TIERS, Some("name: x\n")).unwrap_err();
+    assert!(error.to_string().contains("no `decisions` list"), "{error}");
+}
