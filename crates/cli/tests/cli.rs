@@ -426,6 +426,25 @@ default_route:
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Converts `fixture` (with `extra` import arguments) into `out`, appends `tail`, and
+/// returns what the import wrote on standard error.
+fn import_into(fixture: &str, extra: &[&str], out: &std::path::Path, tail: &str) -> String {
+    let mut args = vec!["import", "vllm-sr", fixture];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    let (ok, _, stderr) = switchyard(&args);
+    assert!(ok, "{stderr}");
+    let mut text = std::fs::read_to_string(out).unwrap();
+    text.push_str(tail);
+    std::fs::write(out, text).unwrap();
+    stderr
+}
+
+/// `switchyard check --config file --run-tests`.
+fn run_tests(file: &std::path::Path) -> (bool, String, String) {
+    switchyard(&["check", "--config", file.to_str().unwrap(), "--run-tests"])
+}
+
 #[test]
 fn imported_regex_keyword_and_spaced_domain_signals_are_served_and_route() {
     // Needs the model for the domain head (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
@@ -437,23 +456,13 @@ fn imported_regex_keyword_and_spaced_domain_signals_are_served_and_route() {
     std::fs::create_dir_all(&dir).unwrap();
     let converted = dir.join("bugs.sy");
     let fixture = "crates/policy/tests/fixtures/vllm-sr/bugs.dsl";
-    let (ok, _, stderr) = switchyard(&[
-        "import",
-        "vllm-sr",
-        fixture,
-        "-o",
-        converted.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    let mut text = std::fs::read_to_string(&converted).unwrap();
-    text.push_str(&format!(
+    import_into(fixture, &[], &converted, &format!(
         "SIGNALS {{ model: {{ path: \"{model}\", cache_dir: \"{}\" }} }}
 POOL tracker {{ model: \"tracker\", context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
 POOL coder {{ model: \"coder\", context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
 ",
         dir.join("cache").display()
     ));
-    std::fs::write(&converted, text).unwrap();
     let (ok, stdout, stderr) = switchyard(&["check", "--config", converted.to_str().unwrap()]);
     assert!(ok, "{stdout}{stderr}");
     let route = |prompt: &str| {
@@ -659,31 +668,14 @@ fn import_with_probes_shows_which_of_their_expectations_hold() {
     let dir = std::env::temp_dir().join(format!("switchyard-probes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let converted = dir.join("tiers.sy");
+    let policy = "crates/policy/tests/fixtures/vllm-sr/tiers.dsl";
     let probes = "crates/policy/tests/fixtures/vllm-sr/tiers-probes.yaml";
-    let (ok, _, stderr) = switchyard(&[
-        "import",
-        "vllm-sr",
-        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
-        "--probes",
-        probes,
-        "-o",
-        converted.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    assert!(stderr.contains("-> retired_route"), "{stderr}");
-    let mut text = std::fs::read_to_string(&converted).unwrap();
-    text.push_str(
-        "POOL small { model: \"small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+    let pools = "POOL small { model: \"small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
 POOL big { model: \"big\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
-",
-    );
-    std::fs::write(&converted, &text).unwrap();
-    let (ok, stdout, stderr) = switchyard(&[
-        "check",
-        "--config",
-        converted.to_str().unwrap(),
-        "--run-tests",
-    ]);
+";
+    let stderr = import_into(policy, &["--probes", probes], &converted, pools);
+    assert!(stderr.contains("-> retired_route"), "{stderr}");
+    let (ok, stdout, stderr) = run_tests(&converted);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("tests: 3 passed, 0 failed"), "{stdout}");
     // An expectation of theirs that this policy does not meet is reported as such.
@@ -698,29 +690,13 @@ POOL big { model: \"big\", context_window: 8K, endpoints: [{ url: \"http://127.0
             ),
     )
     .unwrap();
-    let (ok, _, stderr) = switchyard(&[
-        "import",
-        "vllm-sr",
-        "crates/policy/tests/fixtures/vllm-sr/tiers.dsl",
-        "--probes",
-        wrong.to_str().unwrap(),
-        "-o",
-        converted.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    let mut text = std::fs::read_to_string(&converted).unwrap();
-    text.push_str(
-        "POOL small { model: \"small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
-POOL big { model: \"big\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
-",
+    import_into(
+        policy,
+        &["--probes", wrong.to_str().unwrap()],
+        &converted,
+        pools,
     );
-    std::fs::write(&converted, &text).unwrap();
-    let (ok, stdout, stderr) = switchyard(&[
-        "check",
-        "--config",
-        converted.to_str().unwrap(),
-        "--run-tests",
-    ]);
+    let (ok, stdout, stderr) = run_tests(&converted);
     assert!(!ok);
     assert!(stdout.contains("tests: 2 passed, 1 failed"), "{stdout}");
     assert!(

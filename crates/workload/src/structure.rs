@@ -303,16 +303,7 @@ mod tests {
     }
 
     fn measure(feature: Feature, c: &Conversation) -> f64 {
-        let s = StructureSignal::new(&StructureSignalConfig {
-            name: "s".into(),
-            feature,
-            min: 1.0,
-            max: None,
-            pattern: None,
-            sequences: Vec::new(),
-            keywords: Vec::new(),
-        })
-        .unwrap();
+        let s = StructureSignal::new(&text_config(feature)).unwrap();
         s.evaluate(&Request::new(c, None)).value
     }
 
