@@ -130,6 +130,23 @@ fn one() -> f64 {
     1.0
 }
 
+impl StructureSignalConfig {
+    /// The quantity it ranges over: its feature, and for a text feature what it
+    /// searches for (two patterns count two different things).
+    pub fn quantity(&self) -> String {
+        let feature = serde_json::to_value(self.feature)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", self.feature));
+        match self.feature {
+            Feature::RegexMatches => format!("{feature} {:?}", self.pattern),
+            Feature::Sequence => format!("{feature} {:?}", self.sequences),
+            Feature::KeywordDensity => format!("{feature} {:?}", self.keywords),
+            _ => feature,
+        }
+    }
+}
+
 /// Matches when the feature's value is in `[min, max)`.
 #[derive(Debug)]
 pub struct StructureSignal {

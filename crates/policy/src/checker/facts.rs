@@ -74,11 +74,7 @@ impl Facts {
         let mut by_feature: BTreeMap<String, Vec<(Atom, f64, f64)>> = BTreeMap::new();
         for c in &config.structure {
             if let Some(signal) = id(SignalFamily::Structure, &c.name) {
-                let what = serde_json::to_value(c.feature)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| format!("{:?}", c.feature));
-                by_feature.entry(what).or_default().push((
+                by_feature.entry(c.quantity()).or_default().push((
                     signal,
                     c.min,
                     c.max.unwrap_or(f64::INFINITY),

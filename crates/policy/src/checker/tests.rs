@@ -593,3 +593,30 @@ default_route: {models: [m]}
         "{found:?}"
     );
 }
+
+#[test]
+fn text_structure_ranges_are_one_quantity_only_for_the_same_pattern() {
+    // Two patterns count two different things: "some steps" and "no questions" can
+    // hold together. The same pattern counted twice is one quantity: "some steps" and
+    // "no steps" cannot.
+    let p = policy(
+        "\
+signals:
+  structure:
+    - {name: steps, feature: regex_matches, pattern: '(?m)^\\d+\\.'}
+    - {name: no_questions, feature: regex_matches, pattern: '\\?', min: 0, max: 1}
+    - {name: no_steps, feature: regex_matches, pattern: '(?m)^\\d+\\.', min: 0, max: 1}
+routes:
+  - {name: plan, priority: 2, when: {all: [{structure: steps}, {structure: no_questions}]}, models: [m]}
+  - {name: never, priority: 1, when: {all: [{structure: steps}, {structure: no_steps}]}, models: [m]}
+",
+    );
+    let analysis = p.analyze();
+    let dead: Vec<&str> = analysis
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Dead)
+        .map(|f| f.routes[0].as_str())
+        .collect();
+    assert_eq!(dead, vec!["never"]);
+}
