@@ -254,6 +254,18 @@ pub enum DecisionStrategy {
     Tiered,
 }
 
+impl DecisionStrategy {
+    /// A route's place in the order of tiers: its tier, and for none, after every tier
+    /// (tier 0 under `tiered`).
+    pub fn tier_rank(self, tier: Option<u32>) -> u32 {
+        match (tier, self) {
+            (Some(t), _) => t,
+            (None, DecisionStrategy::Tiered) => 0,
+            (None, _) => u32::MAX,
+        }
+    }
+}
+
 /// The HTTP server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

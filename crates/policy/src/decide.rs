@@ -42,6 +42,15 @@ pub struct RouteTrace {
     pub confidence: f64,
 }
 
+/// A matched route as the decision.
+fn decided((route, confidence): (usize, f64)) -> Decision {
+    Decision {
+        route,
+        matched: true,
+        confidence,
+    }
+}
+
 impl Policy {
     /// Whether a route matches, and how surely (`None` for the default route).
     fn outcome(&self, route: &CompiledRoute, signals: &Signals) -> Option<(bool, f64)> {
@@ -61,51 +70,40 @@ impl Policy {
         }
     }
 
-    /// Routes are in order of tier (none counting as 0), then priority, then name.
+    /// Routes are in order of tier (none counting as 0), then priority, then name, so
+    /// one pass keeps both answers: the surest match of the lowest tier (which wins
+    /// once a tiered route matches) and the first match with the surest of its
+    /// priority (which wins while only untiered routes match).
     fn decide_by_tiers(&self, signals: &Signals) -> Option<Decision> {
         let routes = self.routes();
-        // (index, confidence) of every match, in order; the default route's index.
-        let mut matches: Vec<(usize, f64)> = Vec::new();
-        let mut default = None;
+        let mut tiered_match = false;
+        // (index, confidence): by tier, then confidence; by priority, then confidence.
+        let mut by_tier: Option<(usize, f64)> = None;
+        let mut by_priority: Option<(usize, f64)> = None;
         for (index, route) in routes.iter().enumerate() {
-            match self.outcome(route, signals) {
-                Some((true, sure)) => matches.push((index, sure)),
-                Some((false, _)) => {}
+            let sure = match self.outcome(route, signals) {
+                Some((true, sure)) => sure,
+                Some((false, _)) => continue,
                 None => {
-                    default = Some(index);
-                    break;
+                    return match (tiered_match, by_tier, by_priority) {
+                        (true, Some(best), _) | (false, _, Some(best)) => Some(decided(best)),
+                        _ => Some(self.fallback(index, signals)),
+                    };
                 }
+            };
+            tiered_match |= route.tier.is_some();
+            let tier = route.tier.unwrap_or(0);
+            if by_tier.is_none_or(|(b, s)| tier == routes[b].tier.unwrap_or(0) && sure > s) {
+                by_tier = Some((index, sure));
+            }
+            if by_priority.is_none_or(|(b, s)| route.priority == routes[b].priority && sure > s) {
+                by_priority = Some((index, sure));
             }
         }
-        let tier = |i: usize| routes[i].tier.unwrap_or(0);
-        let decided = |(route, confidence): (usize, f64)| Decision {
-            route,
-            matched: true,
-            confidence,
-        };
-        if matches.iter().any(|&(i, _)| routes[i].tier.is_some()) {
-            // The lowest tier with a match; within it the surest, then the earliest.
-            let lowest = matches.iter().map(|&(i, _)| tier(i)).min()?;
-            let mut best: Option<(usize, f64)> = None;
-            for &(i, sure) in matches.iter().filter(|&&(i, _)| tier(i) == lowest) {
-                if best.is_none_or(|(_, b)| sure > b) {
-                    best = Some((i, sure));
-                }
-            }
-            return best.map(decided);
+        match (tiered_match, by_tier, by_priority) {
+            (true, Some(best), _) | (false, _, Some(best)) => Some(decided(best)),
+            _ => None,
         }
-        // Only untiered routes match: the highest priority, the surest among equals.
-        if let Some(&(first, sure)) = matches.first() {
-            let priority = routes[first].priority;
-            let mut best = (first, sure);
-            for &(i, sure) in &matches[1..] {
-                if routes[i].priority == priority && sure > best.1 {
-                    best = (i, sure);
-                }
-            }
-            return Some(decided(best));
-        }
-        default.map(|index| self.fallback(index, signals))
     }
 
     fn decide_by_priority(&self, signals: &Signals) -> Option<Decision> {

@@ -306,19 +306,6 @@ fn in_region(region: &str) -> String {
 }
 
 impl Policy {
-    /// A route's place in the tier order: its tier, or for none, after every tier (0
-    /// under the `tiered` strategy).
-    fn tier_rank(&self) -> impl Fn(Option<u32>) -> u32 {
-        let untiered = if self.config.decision.strategy == DecisionStrategy::Tiered {
-            0
-        } else {
-            u32::MAX
-        };
-        move |t| t.unwrap_or(untiered)
-    }
-}
-
-impl Policy {
     /// Proves what the routes do: dead, shadowed and overlapping routes, and gaps.
     pub fn analyze(&self) -> Analysis {
         let encoding = match Encoding::new(self) {
@@ -349,7 +336,8 @@ impl Policy {
             self.config.decision.strategy,
             DecisionStrategy::Confidence | DecisionStrategy::Tiered
         );
-        let rank = self.tier_rank();
+        let strategy = self.config.decision.strategy;
+        let rank = |tier| strategy.tier_rank(tier);
         for (index, route) in routes.iter().enumerate() {
             let Some(expr) = &route.expr else { continue };
             let matches = encoding.expr(expr).and(possible);
@@ -523,6 +511,7 @@ impl Policy {
         undecided: &mut Vec<String>,
     ) {
         let routes = self.routes();
+        let strategy = self.config.decision.strategy;
         let output = self.config.server.expected_output_tokens;
         for c in &self.constraints {
             if let Some(expr) = &c.expr {
@@ -577,7 +566,7 @@ impl Policy {
                         .iter()
                         .filter(|r| {
                             !by_confidence
-                                || self.tier_rank()(r.tier) != self.tier_rank()(route.tier)
+                                || strategy.tier_rank(r.tier) != strategy.tier_rank(route.tier)
                         })
                         .filter_map(|r| r.expr.as_ref())
                         .collect()

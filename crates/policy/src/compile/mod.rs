@@ -158,16 +158,11 @@ impl Policy {
                     .unwrap_or_default(),
             });
         }
-        // Under `tiered`, a route without a tier ranks as tier 0.
-        let untiered = if config.decision.strategy == crate::config::DecisionStrategy::Tiered {
-            0
-        } else {
-            u32::MAX
-        };
+        let strategy = config.decision.strategy;
         routes.sort_by(|a, b| {
-            a.tier
-                .unwrap_or(untiered)
-                .cmp(&b.tier.unwrap_or(untiered))
+            strategy
+                .tier_rank(a.tier)
+                .cmp(&strategy.tier_rank(b.tier))
                 .then_with(|| b.priority.cmp(&a.priority))
                 .then_with(|| a.name.cmp(&b.name))
         });
