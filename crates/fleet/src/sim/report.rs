@@ -143,6 +143,16 @@ pub struct Report {
     pub little: Little,
 }
 
+/// The part of a run a report counts: from the end of the warm-up (0 without one)
+/// until the fleet drained.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub from_ms: f64,
+    pub to_ms: f64,
+    /// Arrivals before `from_ms`, left out.
+    pub warmup_requests: u64,
+}
+
 struct Usage {
     busy_ms: f64,
     occupancy_ms: f64,
@@ -158,9 +168,10 @@ impl Report {
         instance_pool: &[u16],
         recorders: impl Iterator<Item = &'a Recorder>,
         fleet: &Recorder,
-        elapsed_ms: f64,
+        window: Window,
         little: Little,
     ) -> Report {
+        let elapsed_ms = window.to_ms - window.from_ms;
         let mut usage: Vec<Usage> = scenario
             .pools
             .iter()
@@ -221,10 +232,10 @@ impl Report {
         let fleet = pool_report(shape, fleet, &total, elapsed_ms);
         Report {
             seed: scenario.seed,
-            simulated_s: round3(elapsed_ms / 1000.0),
+            simulated_s: round3(window.to_ms / 1000.0),
             arrivals: fleet.arrivals,
-            warmup_requests: 0,
-            warmup_s: 0.0,
+            warmup_requests: window.warmup_requests,
+            warmup_s: round3(window.from_ms / 1000.0),
             pools,
             fleet,
             little,

@@ -10,9 +10,9 @@
 use super::arrivals::{SourceStream, UNNAMED};
 use super::instance::{Exit, Instance, Job};
 use super::queue::EventQueue;
-use super::report::{Little, Report};
+use super::report::{Little, Report, Window};
 use super::spec::{Dispatch, RoutingPolicy, Scenario, SloSpec, SpecError};
-use super::stats::{DropReason, Recorder, Rejection, micros, round3};
+use super::stats::{DropReason, Recorder, Rejection, micros};
 use std::collections::VecDeque;
 
 /// How often, in arrivals, the progress callback is told.
@@ -74,30 +74,21 @@ struct PoolState {
     recorder: Recorder,
 }
 
-/// Requests in the fleet: all of them, and those the report counts (arrived after
-/// the warm-up).
-#[derive(Debug, Clone, Copy, Default)]
-struct InSystem {
-    all: u64,
-    measured: u64,
-}
-
 /// Counts a request leaving the fleet: its latencies when it completed, why when it
 /// was dropped, its time in the fleet either way (a warm-up request only leaves).
 fn record_exit(
     state: &mut PoolState,
-    in_system: &mut InSystem,
+    measured_in_system: &mut u64,
     slo: &SloSpec,
     job: Job,
     exit: Exit,
 ) {
     let rec = &mut state.recorder;
     state.in_system -= 1;
-    in_system.all -= 1;
     if !job.measured {
         return;
     }
-    in_system.measured -= 1;
+    *measured_in_system -= 1;
     match exit {
         Exit::Completed(at) => {
             let e2e = at - job.arrival_ms;
@@ -149,7 +140,8 @@ pub struct Simulation {
     pending: Vec<Option<super::arrivals::Arrival>>,
     queue: EventQueue,
     arrivals: u64,
-    in_system: InSystem,
+    /// Requests in the fleet that the report counts (arrived after the warm-up).
+    measured_in_system: u64,
     /// Time integral of measured requests in the fleet, in request-ms.
     area: f64,
     last_ms: f64,
@@ -221,7 +213,7 @@ impl Simulation {
             sources,
             source_pools,
             arrivals: 0,
-            in_system: InSystem::default(),
+            measured_in_system: 0,
             area: 0.0,
             last_ms: 0.0,
             // Without a warm-up the window starts at time zero.
@@ -239,7 +231,7 @@ impl Simulation {
         }
         // Each handler reschedules or removes its actor, which is at the top.
         while let Some((now, actor)) = self.queue.peek() {
-            self.area += self.in_system.measured as f64 * (now - self.last_ms);
+            self.area += self.measured_in_system as f64 * (now - self.last_ms);
             self.last_ms = now;
             let actor = actor as usize;
             if actor < n {
@@ -433,8 +425,7 @@ impl Simulation {
             return;
         }
         state.in_system += 1;
-        self.in_system.all += 1;
-        self.in_system.measured += u64::from(job.measured);
+        self.measured_in_system += u64::from(job.measured);
         if to_instance {
             let index = state.first + i;
             let inst = &mut self.instances[index];
@@ -457,7 +448,13 @@ impl Simulation {
                 break;
             };
             if deadline.is_some_and(|d| now - job.arrival_ms > d) {
-                record_exit(state, &mut self.in_system, slo, job, Exit::Dropped(now));
+                record_exit(
+                    state,
+                    &mut self.measured_in_system,
+                    slo,
+                    job,
+                    Exit::Dropped(now),
+                );
                 continue;
             }
             inst.push(job);
@@ -478,32 +475,36 @@ impl Simulation {
         let state = &mut self.pools[p];
         let inst = &mut self.instances[index];
         for (job, exit) in inst.exits.drain(..) {
-            record_exit(state, &mut self.in_system, slo, job, exit);
+            record_exit(state, &mut self.measured_in_system, slo, job, exit);
         }
         state.tree.set(index - state.first, inst.load());
     }
 
     fn report(self) -> Report {
         // The report's window: from the first measured arrival until the fleet drained.
-        let from_ms = self.measured_from_ms.unwrap_or(self.last_ms);
-        let elapsed_ms = self.last_ms - from_ms;
         let mut fleet = Recorder::new();
         for p in &self.pools {
             fleet.merge(&p.recorder);
         }
-        let little = Little::new(self.area, elapsed_ms, fleet.arrivals, fleet.sojourn_ms);
-        let mut report = Report::build(
+        let window = Window {
+            from_ms: self.measured_from_ms.unwrap_or(self.last_ms),
+            to_ms: self.last_ms,
+            warmup_requests: self.arrivals - fleet.arrivals,
+        };
+        let little = Little::new(
+            self.area,
+            window.to_ms - window.from_ms,
+            fleet.arrivals,
+            fleet.sojourn_ms,
+        );
+        Report::build(
             &self.scenario,
             &self.instances,
             &self.instance_pool,
             self.pools.iter().map(|p| &p.recorder),
             &fleet,
-            elapsed_ms,
+            window,
             little,
-        );
-        report.simulated_s = round3(self.last_ms / 1000.0);
-        report.warmup_requests = self.arrivals - fleet.arrivals;
-        report.warmup_s = round3(from_ms / 1000.0);
-        report
+        )
     }
 }
