@@ -29,10 +29,8 @@ pub struct Endpoint {
     pub pool: String,
     /// Full URI of its chat completions API, parsed once, without user info.
     pub chat_url: http::Uri,
-    /// Bearer token, when one is configured.
-    pub api_key: Option<String>,
-    /// The `authorization` header sent upstream: `Bearer` with the API key, else
-    /// `Basic` with the URL's user info, if it has any.
+    /// The `authorization` header sent upstream (marked sensitive): `Bearer` with the
+    /// API key, else `Basic` with the URL's user info, if it has any.
     pub authorization: Option<http::HeaderValue>,
     /// Its health: ejection state and failure counts.
     pub health: Health,
@@ -215,12 +213,22 @@ pub enum PoolsError {
         /// The variable.
         variable: String,
     },
+    /// An endpoint's API key cannot be sent in a header.
+    #[error(
+        "endpoint `{endpoint}`: the key in `{variable}` (api_key_env) holds characters a header cannot carry (a line break?)"
+    )]
+    BadKey {
+        /// The endpoint.
+        endpoint: String,
+        /// The variable.
+        variable: String,
+    },
     /// An endpoint's URL does not parse.
     #[error("endpoint `{endpoint}`: `{url}` is not a valid URL: {reason}")]
     BadUrl {
         /// The endpoint.
         endpoint: String,
-        /// The URL as configured.
+        /// The URL, credentials masked.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -255,32 +263,26 @@ impl Pools {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("{}-{j}", pool.name.value));
-                let api_key = match &e.api_key_env {
-                    Some(variable) => {
-                        Some(env(variable).ok_or_else(|| PoolsError::MissingKey {
-                            endpoint: name.clone(),
-                            variable: variable.clone(),
-                        })?)
-                    }
-                    None => None,
-                };
                 let (chat_url, basic) =
                     chat_url(&e.url.value).map_err(|e2| PoolsError::BadUrl {
                         endpoint: name.clone(),
                         url: shown_url(&e.url.value),
                         reason: e2,
                     })?;
-                let authorization = match &api_key {
-                    Some(key) => Some(
-                        http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
-                            PoolsError::BadUrl {
+                let authorization = match &e.api_key_env {
+                    Some(variable) => {
+                        let key = env(variable).ok_or_else(|| PoolsError::MissingKey {
+                            endpoint: name.clone(),
+                            variable: variable.clone(),
+                        })?;
+                        let mut value = http::HeaderValue::try_from(format!("Bearer {key}"))
+                            .map_err(|_| PoolsError::BadKey {
                                 endpoint: name.clone(),
-                                url: shown_url(&e.url.value),
-                                reason: "its API key holds characters a header cannot carry"
-                                    .to_owned(),
-                            }
-                        })?,
-                    ),
+                                variable: variable.clone(),
+                            })?;
+                        value.set_sensitive(true);
+                        Some(value)
+                    }
                     None => basic,
                 };
                 endpoints.push(Arc::new(Endpoint {
@@ -291,7 +293,6 @@ impl Pools {
                     shown_url: shown_url(e.url.value.trim_end_matches('/')),
                     pool: pool.name.value.clone(),
                     chat_url,
-                    api_key,
                     authorization,
                     health: Health::default(),
                     weight: e.weight.max(1),

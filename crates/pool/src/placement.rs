@@ -434,6 +434,12 @@ default_route: {models: [m]}
         let err = Pools::build_with_env(&config, |_| None).unwrap_err();
         assert!(err.to_string().contains("NO_SUCH_KEY"));
         let ok = Pools::build_with_env(&config, |_| Some("k".into())).unwrap();
-        assert_eq!(ok.all()[0].endpoints[0].api_key.as_deref(), Some("k"));
+        let authorization = ok.all()[0].endpoints[0].authorization.clone().unwrap();
+        assert_eq!(authorization, "Bearer k");
+        assert!(authorization.is_sensitive());
+        // A key a header cannot carry is named by its variable, not taken for a URL.
+        let err = Pools::build_with_env(&config, |_| Some("k\nx".into())).unwrap_err();
+        assert!(matches!(err, crate::PoolsError::BadKey { .. }), "{err}");
+        assert!(err.to_string().contains("NO_SUCH_KEY"), "{err}");
     }
 }
