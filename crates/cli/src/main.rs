@@ -371,19 +371,16 @@ fn fmt(path: &Path, write: bool, check: bool) -> Result<()> {
 fn import_vllm_sr(path: &Path, output: Option<&Path>, probes: Option<&Path>) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let probe_text = probes
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+    let probes = probes
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            switchyard_policy::import::read_probes(&text)
+                .map_err(|e| anyhow::anyhow!("{}", e.in_file(p)))
+        })
         .transpose()?;
-    let imported =
-        switchyard_policy::import::import_vllm_sr_with_probes(&text, probe_text.as_deref())
-            .map_err(|e| {
-                // A probe file's own errors name it.
-                let file = match probes {
-                    Some(p) if e.to_string().contains("probes:") => p,
-                    _ => path,
-                };
-                anyhow::anyhow!("{}", e.in_file(file))
-            })?;
+    let imported = switchyard_policy::import::import_vllm_sr_with_probes(&text, probes)
+        .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     for note in &imported.notes {
         let at = if note.line > 0 {
             format!("{}:{}", path.display(), note.line)

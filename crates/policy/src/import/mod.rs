@@ -115,13 +115,11 @@ pub fn import_vllm_sr(text: &str) -> Result<Imported, ConfigError> {
     import_vllm_sr_with_probes(text, None)
 }
 
-/// Converts a policy, and its probe file (`probes.yaml`: decisions, each with the
-/// queries expected to take it) into a `TEST` block, so that `check --run-tests`
-/// shows at once which expectations hold. An error in the probe file is reported
-/// with its line.
+/// Converts a policy, with its probes (read by [`read_probes`]) as a `TEST` block, so
+/// that `check --run-tests` shows at once which of their expectations hold.
 pub fn import_vllm_sr_with_probes(
     text: &str,
-    probes: Option<&str>,
+    probes: Option<Probes>,
 ) -> Result<Imported, ConfigError> {
     let mut notes = Vec::new();
     let mut source = if looks_like_dsl(text) {
@@ -130,7 +128,8 @@ pub fn import_vllm_sr_with_probes(
         read_yaml(text, &mut notes)?
     };
     if let Some(probes) = probes {
-        source.tests.push(read_probes(probes, &mut notes)?);
+        notes.extend(probes.notes);
+        source.tests.push((probes.name, probes.cases));
     }
     let tree = convert(source, &mut notes);
     let dsl = crate::dsl::print_tree(&tree)?;
@@ -979,7 +978,7 @@ fn text_feature(feature: &Node) -> Option<Fields> {
 }
 
 /// A number as a node, written as a whole number when it is one.
-fn number(value: f64) -> Node {
+fn number_node(value: f64) -> Node {
     Node::new(Value::Num(if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{}", value as i64)
     } else {
@@ -991,7 +990,7 @@ fn number(value: f64) -> Node {
 /// `[min, max)`: over whole numbers for counts, else over reals (a strict bound taken
 /// as the next float).
 fn range_of(predicate: &Node, whole: bool) -> Option<(f64, Option<f64>)> {
-    let number = |key: &str| -> Option<Option<f64>> {
+    let bound = |key: &str| -> Option<Option<f64>> {
         match predicate.get(key).map(|n| &n.value) {
             None => Some(None),
             Some(Value::Num(n)) => n
@@ -1006,16 +1005,16 @@ fn range_of(predicate: &Node, whole: bool) -> Option<(f64, Option<f64>)> {
     let mut min = 0.0f64;
     let mut max: Option<f64> = None;
     let mut cap = |m: f64| max = Some(max.map_or(m, |old: f64| old.min(m)));
-    if let Some(v) = number("gte")? {
+    if let Some(v) = bound("gte")? {
         min = min.max(if whole { v.ceil() } else { v });
     }
-    if let Some(v) = number("gt")? {
+    if let Some(v) = bound("gt")? {
         min = min.max(above(v));
     }
-    if let Some(v) = number("lte")? {
+    if let Some(v) = bound("lte")? {
         cap(above(v));
     }
-    if let Some(v) = number("lt")? {
+    if let Some(v) = bound("lt")? {
         cap(if whole { v.ceil() } else { v });
     }
     predicate
@@ -1232,9 +1231,9 @@ fn signal(
                 match range_of(value, !density) {
                     Some((min, max)) => {
                         out.retain(|(k, _)| k != "min" && k != "max");
-                        out.push(("min".to_owned(), number(min)));
+                        out.push(("min".to_owned(), number_node(min)));
                         if let Some(max) = max {
-                            out.push(("max".to_owned(), number(max)));
+                            out.push(("max".to_owned(), number_node(max)));
                         }
                         true
                     }
@@ -1257,11 +1256,11 @@ fn signal(
         );
     }
     match ours {
+        // Theirs compares the turns' embeddings: ours with `method: semantic`.
+        "reask" => out.push(("method".to_owned(), s("semantic"))),
         // Their category names are MMLU's, with spaces (`computer science`); the head's
         // are written with underscores. A signal without a category list stands for the
         // category of its name.
-        // Theirs compares the turns' embeddings: ours with `method: semantic`.
-        "reask" => out.push(("method".to_owned(), s("semantic"))),
         "domain" if !out.iter().any(|(k, _)| k == "categories") => {
             let category = name.trim().to_lowercase().replace(' ', "_");
             if category != name {
@@ -1642,12 +1641,19 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
 /// Most copies of a probe's query (`repeat`) put in one prompt.
 const PROBE_REPEAT_MAX: u64 = 1000;
 
-/// Their probe file as one test: `name` and `decisions: [{id, expected_decision,
-/// variants: [{id, query, repeat}]}]`; a query with `repeat: N` is written N times.
-fn read_probes(
-    text: &str,
-    notes: &mut Vec<ImportNote>,
-) -> Result<(String, Vec<Case>), ConfigError> {
+/// Their probe file, read: the test it becomes, and what did not convert.
+#[derive(Debug, Clone)]
+pub struct Probes {
+    name: String,
+    cases: Vec<Case>,
+    notes: Vec<ImportNote>,
+}
+
+/// Reads their probe file as one test: `name` and `decisions: [{id,
+/// expected_decision, variants: [{id, query, repeat}]}]`; a query with `repeat: N` is
+/// written N times. Errors carry the probe file's line.
+pub fn read_probes(text: &str) -> Result<Probes, ConfigError> {
+    let mut notes = Vec::new();
     let root: Node = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
         error(
@@ -1683,7 +1689,7 @@ fn read_probes(
             .and_then(Node::as_str)
         else {
             note(
-                notes,
+                &mut notes,
                 0,
                 format!("probes: decision {id}"),
                 "no expected_decision; left out",
@@ -1698,7 +1704,7 @@ fn read_probes(
             let variant_id = variant.get("id").and_then(Node::as_str).unwrap_or("?");
             let Some(query) = variant.get("query").and_then(Node::as_str) else {
                 note(
-                    notes,
+                    &mut notes,
                     0,
                     format!("probes: {id}/{variant_id}"),
                     "no query (only plain-text queries convert); left out",
@@ -1713,7 +1719,11 @@ fn read_probes(
             cases.push((prompt, expected.to_owned(), 0));
         }
     }
-    Ok((format!("{name}_probes"), cases))
+    Ok(Probes {
+        name: format!("{name}_probes"),
+        cases,
+        notes,
+    })
 }
 
 /// The `name:level` complexity references of a condition.

@@ -456,8 +456,9 @@ const TIERS_PROBES: &str = include_str!("../../tests/fixtures/vllm-sr/tiers-prob
 
 #[test]
 fn a_probe_file_becomes_a_test_block_of_the_converted_policy() {
+    let probes = read_probes(TIERS_PROBES).unwrap_or_else(|e| panic!("{e}"));
     let imported =
-        import_vllm_sr_with_probes(TIERS, Some(TIERS_PROBES)).unwrap_or_else(|e| panic!("{e}"));
+        import_vllm_sr_with_probes(TIERS, Some(probes)).unwrap_or_else(|e| panic!("{e}"));
     let dsl = &imported.dsl;
     for expected in [
         "TEST tiers_demo_probes {",
@@ -490,6 +491,6 @@ fn a_probe_file_becomes_a_test_block_of_the_converted_policy() {
         );
     }
     // Not a probe file: an error that says so.
-    let error = import_vllm_sr_with_probes(TIERS, Some("name: x\n")).unwrap_err();
+    let error = read_probes("name: x\n").unwrap_err();
     assert!(error.to_string().contains("no `decisions` list"), "{error}");
 }
