@@ -27,6 +27,7 @@ pub mod language;
 pub mod metadata;
 pub mod metrics;
 pub mod pii;
+pub mod projection;
 pub mod risk;
 pub mod signals;
 pub mod structure;

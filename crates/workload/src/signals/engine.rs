@@ -18,8 +18,13 @@ pub struct SignalEngine {
     /// Per signal: its deadline, its failure rule, and its key as text (for metrics).
     limits: Vec<(Option<Duration>, OnError)>,
     labels: Vec<String>,
-    /// Signal indices with the model-free ones first.
+    /// Signal indices with the model-free ones first, derived signals after the
+    /// signals they read.
     order: Vec<usize>,
+    /// Per signal: the signals it is derived from (empty for most).
+    inputs: Vec<Vec<usize>>,
+    /// The derived signals, each after every derived signal it reads.
+    derived: Vec<usize>,
     /// Bytes of each text scanning signals read.
     scan_window: usize,
 }
@@ -132,8 +137,14 @@ impl SignalEngine {
             }
         };
         let labels = signals.iter().map(|s| s.key().to_string()).collect();
+        let (inputs, depth) = resolve_inputs(&signals)?;
         let mut order: Vec<usize> = (0..signals.len()).collect();
-        order.sort_by_key(|i| signals[*i].uses_model());
+        order.sort_by_key(|i| (depth[*i], signals[*i].uses_model()));
+        let derived = order
+            .iter()
+            .copied()
+            .filter(|&i| !inputs[i].is_empty())
+            .collect();
         Ok(SignalEngine {
             signals,
             embedder,
@@ -144,8 +155,48 @@ impl SignalEngine {
             limits,
             labels,
             order,
+            inputs,
+            derived,
             scan_window,
         })
+    }
+
+    /// Which signals computing `needed` takes: them and, for derived ones, the
+    /// signals they read (transitively).
+    fn wanted(&self, needed: &[SignalId]) -> Vec<bool> {
+        let mut wanted = vec![false; self.signals.len()];
+        for id in needed {
+            if let Some(w) = wanted.get_mut(id.0) {
+                *w = true;
+            }
+        }
+        // Later derived signals read only earlier ones: one backward pass suffices.
+        for &i in self.derived.iter().rev() {
+            if wanted[i] {
+                for &j in &self.inputs[i] {
+                    wanted[j] = true;
+                }
+            }
+        }
+        wanted
+    }
+
+    /// The signals a derived signal reads (empty for the others).
+    pub fn inputs(&self, id: SignalId) -> Vec<SignalId> {
+        self.inputs
+            .get(id.0)
+            .map(|v| v.iter().copied().map(SignalId).collect())
+            .unwrap_or_default()
+    }
+
+    /// The labels a signal can report, when its definition fixes them.
+    pub fn outcomes(&self, id: SignalId) -> Option<Vec<String>> {
+        self.signals.get(id.0).and_then(|s| s.outcomes())
+    }
+
+    /// A projection's definition, for the checker.
+    pub fn projection(&self, id: SignalId) -> Option<&crate::projection::Projection> {
+        self.signals.get(id.0).and_then(|s| s.projection())
     }
 
     /// The id of a signal, if it is defined.
@@ -196,10 +247,11 @@ impl SignalEngine {
 
     /// Whether any of `needed` uses the embedding model (it takes milliseconds).
     pub fn needs_embedding(&self, needed: &[SignalId]) -> bool {
-        needed
+        let wanted = self.wanted(needed);
+        self.signals
             .iter()
-            .filter_map(|id| self.signals.get(id.0))
-            .any(|s| s.uses_model())
+            .zip(wanted)
+            .any(|(s, w)| w && s.uses_model())
     }
 
     /// The domain head's categories, when domain signals are configured.
@@ -221,12 +273,7 @@ impl SignalEngine {
             .with_scan_window(self.scan_window)
             .with_domain_head(self.head.as_deref())
             .with_authenticator(self.authenticator.as_ref());
-        let mut wanted = vec![false; self.signals.len()];
-        for id in needed {
-            if let Some(w) = wanted.get_mut(id.0) {
-                *w = true;
-            }
-        }
+        let wanted = self.wanted(needed);
         if let Some(workers) = &self.workers {
             // Wait for the embedding as long as the most patient signal that reads it.
             let mut deadline = Some(started);
@@ -262,7 +309,13 @@ impl SignalEngine {
                 });
             }
             let at = Instant::now();
-            let mut value = self.signals[i].evaluate(&request);
+            let mut value = if self.inputs[i].is_empty() {
+                self.signals[i].evaluate(&request)
+            } else {
+                let read: Vec<Option<&SignalValue>> =
+                    self.inputs[i].iter().map(|&j| values[j].as_ref()).collect();
+                self.signals[i].derive(&read)
+            };
             value.cost_ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let (timeout, on_error) = self.limits[i];
             if value.error.is_none()
@@ -293,6 +346,75 @@ impl SignalEngine {
             domain: request.domain_if_computed(),
         }
     }
+}
+
+/// Per signal, the positions of the signals it reads, and its depth (0 for signals
+/// that read the request; else one more than its deepest input). Unknown inputs and
+/// cycles are errors.
+#[allow(clippy::type_complexity)]
+fn resolve_inputs(
+    signals: &[Box<dyn Signal>],
+) -> Result<(Vec<Vec<usize>>, Vec<usize>), SignalConfigError> {
+    let error = |i: usize, reason: String| {
+        let key = signals[i].key();
+        SignalConfigError {
+            family: key.family.name(),
+            index: signals[..i]
+                .iter()
+                .filter(|s| s.key().family == key.family)
+                .count(),
+            name: key.name.clone(),
+            reason,
+        }
+    };
+    let mut inputs = Vec::with_capacity(signals.len());
+    for (i, signal) in signals.iter().enumerate() {
+        let mut resolved = Vec::new();
+        for key in signal.reads() {
+            let Some(at) = signals.iter().position(|s| s.key() == key) else {
+                let defined: Vec<&str> = signals
+                    .iter()
+                    .filter(|s| s.key().family == key.family)
+                    .map(|s| s.key().name.as_str())
+                    .collect();
+                let hint = switchyard_wire::typos::suggest(&key.name, defined.iter().copied())
+                    .map(|s| format!(" (did you mean `{}.{s}`?)", key.family.name()))
+                    .unwrap_or_default();
+                return Err(error(
+                    i,
+                    format!(
+                        "it reads `{}.{}`, which is not defined{hint}",
+                        key.family.name(),
+                        key.name
+                    ),
+                ));
+            };
+            resolved.push(at);
+        }
+        inputs.push(resolved);
+    }
+    // Depth by repeated relaxation; a depth past the signal count means a cycle.
+    let mut depth = vec![0usize; signals.len()];
+    for _ in 0..=signals.len() {
+        let mut changed = false;
+        for i in 0..signals.len() {
+            let d = inputs[i].iter().map(|&j| depth[j] + 1).max().unwrap_or(0);
+            if d != depth[i] {
+                depth[i] = d;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok((inputs, depth));
+        }
+    }
+    let looped = (0..signals.len())
+        .max_by_key(|&i| depth[i])
+        .unwrap_or_default();
+    Err(error(
+        looped,
+        "it reads itself through the signals it reads (a cycle)".to_owned(),
+    ))
 }
 
 /// Resolves `limits` (keys `default` and `family.name`) to one rule per signal.

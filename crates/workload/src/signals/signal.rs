@@ -119,6 +119,26 @@ pub trait Signal: Send + Sync + fmt::Debug {
     fn header(&self) -> Option<&str> {
         None
     }
+    /// For a signal derived from others (a projection): the signals it reads. The
+    /// engine computes them first, whenever it is needed, and then calls
+    /// [`Signal::derive`] instead of [`Signal::evaluate`].
+    fn reads(&self) -> &[SignalKey] {
+        &[]
+    }
+    /// Computes a derived signal from the values of the signals it reads (in
+    /// [`Signal::reads`] order; `None`: not computed).
+    fn derive(&self, _inputs: &[Option<&SignalValue>]) -> SignalValue {
+        SignalValue::failed("this signal is not derived from others".to_owned())
+    }
+    /// The labels it can report, when they are known from its definition (a
+    /// projection's bands or members), so routes testing another are refused.
+    fn outcomes(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// Its definition, when it is a projection (for the checker).
+    fn projection(&self) -> Option<&crate::projection::Projection> {
+        None
+    }
 }
 
 /// The wait for a request's shared embedding.

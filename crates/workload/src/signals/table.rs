@@ -110,6 +110,8 @@ families! {
     Authz authz: crate::authz::AuthzSignalConfig,
     /// How risky the conversation has become over its user turns.
     Risk risk: crate::risk::RiskSignalConfig,
+    /// Scores, bands and partitions derived from other signals.
+    Projection projection: crate::projection::ProjectionSignalConfig,
 }
 
 /// What a family's definition type tells the engine: its name, whether it needs the
