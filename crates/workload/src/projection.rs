@@ -452,18 +452,20 @@ fn method_name(method: ProjectionMethod) -> &'static str {
 }
 
 impl Projection {
-    /// Computes the projection from its inputs' values (in [`Signal::reads`] order).
-    pub fn derive(&self, inputs: &[Option<&SignalValue>]) -> SignalValue {
+    /// Computes the projection from its inputs' values and keys (in
+    /// [`Signal::reads`] order).
+    pub fn derive(&self, inputs: &[Option<&SignalValue>], keys: &[SignalKey]) -> SignalValue {
         match self {
             Projection::Sum(terms) => {
                 let mut score = 0.0;
+                // The terms that count, as `0.5 keyword("hard")`.
                 let mut evidence = String::new();
-                for (term, input) in terms.iter().zip(inputs) {
+                for ((term, input), key) in terms.iter().zip(inputs).zip(keys) {
                     let part = term.weight * term.reading(*input);
                     if part != 0.0 {
                         score += part;
                         let sign = if evidence.is_empty() { "" } else { " + " };
-                        let _ = write!(evidence, "{sign}{part:.3}");
+                        let _ = write!(evidence, "{sign}{part:.3} {key}");
                     }
                 }
                 SignalValue {
@@ -572,7 +574,7 @@ impl Signal for ProjectionSignal {
     }
 
     fn derive(&self, inputs: &[Option<&SignalValue>]) -> SignalValue {
-        self.projection.derive(inputs)
+        self.projection.derive(inputs, &self.reads)
     }
 
     fn outcomes(&self) -> Option<Vec<String>> {
@@ -685,7 +687,7 @@ mod tests {
                 value: score,
                 ..SignalValue::absent(1.0)
             };
-            bands.derive(&[Some(&source)])
+            bands.derive(&[Some(&source)], &[])
         };
         assert!((at(0.0).confidence - 0.5).abs() < 1e-12);
         assert!((at(0.5).confidence - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);

@@ -172,11 +172,40 @@ impl Conditions<'_> {
                 test,
                 label,
             } => match signals.lookup(*family, &name.value) {
-                Some(id) => Expr::Atom(match (test, label) {
-                    (Some(test), _) => Atom::Test(id, *test),
-                    (None, Some(label)) => Atom::Label(id, self.label(label)),
-                    (None, None) => Atom::Holds(id),
-                }),
+                Some(id) => {
+                    if let (None, Some(label)) = (test, label)
+                        && let Some(outcomes) = signals.outcomes(id)
+                        && !outcomes.contains(label)
+                    {
+                        found.push(
+                            Diagnostic::error(
+                                &name.referenced,
+                                format!("{path}.{}", family.name()),
+                                format!(
+                                    "{}(\"{}\") never reports `{label}`",
+                                    family.name(),
+                                    name.value
+                                ),
+                            )
+                            .suggesting(label, outcomes.iter().map(String::as_str)),
+                        );
+                        return Expr::Any(Vec::new());
+                    }
+                    Expr::Atom(match (test, label) {
+                        (Some(test), _) => Atom::Test(id, *test),
+                        (None, Some(label)) => Atom::Label(id, self.label(label)),
+                        (None, None) => Atom::Holds(id),
+                    })
+                }
+                // `projection("band")`: a band or partition member named alone, when
+                // exactly one projection reports it (as their recipes write it).
+                None if *family == SignalFamily::Projection
+                    && test.is_none()
+                    && label.is_none()
+                    && let Some(id) = self.band_owner(&name.value) =>
+                {
+                    Expr::Atom(Atom::Label(id, self.label(&name.value)))
+                }
                 None => {
                     let defined = signals.names(*family);
                     let help_when_none = format!(
@@ -200,6 +229,22 @@ impl Conditions<'_> {
                 }
             },
         }
+    }
+
+    /// The one projection that reports `band` as a label, if exactly one does.
+    fn band_owner(&self, band: &str) -> Option<SignalId> {
+        let mut owners = self
+            .signals
+            .names(SignalFamily::Projection)
+            .into_iter()
+            .filter_map(|n| self.signals.lookup(SignalFamily::Projection, n))
+            .filter(|&id| {
+                self.signals
+                    .outcomes(id)
+                    .is_some_and(|o| o.iter().any(|l| l == band))
+            });
+        let first = owners.next()?;
+        owners.next().is_none().then_some(first)
     }
 
     /// The index of a label's text, added when new.

@@ -216,6 +216,16 @@ impl Policy {
             expr.atoms(&mut atoms);
         }
         let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
+        // Signals read only by projections are used too.
+        let mut read = needed.clone();
+        let mut pending: Vec<SignalId> = needed.iter().copied().collect();
+        while let Some(id) = pending.pop() {
+            for input in signals.inputs(id) {
+                if read.insert(input) {
+                    pending.push(input);
+                }
+            }
+        }
         let mut direct = BTreeSet::new();
         for c in constraints.iter().filter(|c| c.routes.is_none()) {
             c.expr.iter().for_each(|e| e.atoms(&mut direct));
@@ -226,7 +236,7 @@ impl Policy {
             for name in signals.names(family) {
                 let used = signals
                     .lookup(family, name)
-                    .is_some_and(|id| needed.contains(&id));
+                    .is_some_and(|id| read.contains(&id));
                 if !used {
                     warnings.push(Diagnostic::warning(
                         &Location::UNKNOWN,
