@@ -460,12 +460,15 @@ impl Projection {
                 let mut score = 0.0;
                 // The terms that count, as `0.5 keyword("hard")`.
                 let mut evidence = String::new();
-                for ((term, input), key) in terms.iter().zip(inputs).zip(keys) {
+                for (i, (term, input)) in terms.iter().zip(inputs).enumerate() {
                     let part = term.weight * term.reading(*input);
                     if part != 0.0 {
                         score += part;
                         let sign = if evidence.is_empty() { "" } else { " + " };
-                        let _ = write!(evidence, "{sign}{part:.3} {key}");
+                        let _ = write!(evidence, "{sign}{part:.3}");
+                        if let Some(key) = keys.get(i) {
+                            let _ = write!(evidence, " {key}");
+                        }
                     }
                 }
                 SignalValue {

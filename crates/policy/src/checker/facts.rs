@@ -41,6 +41,10 @@ pub(crate) struct Facts {
     pub facets: Vec<Facet>,
     /// `(a, b)`: whenever `a` holds, `b` does.
     pub implications: Vec<(Atom, Atom)>,
+    /// Other clauses over atoms: one of these holds (`true`) or fails (`false`).
+    pub clauses: Vec<Vec<(Atom, bool)>>,
+    /// Facets tied to the signals they are computed from (projection scores).
+    pub links: Vec<super::projections::Link>,
 }
 
 impl Facts {
@@ -247,8 +251,11 @@ impl Facts {
             let name = engine
                 .key(signal)
                 .map_or_else(|| format!("signal {}", signal.0), ToString::to_string);
-            facts.push_tests(&format!("{} of {name}", measure.name()), signal, &tests);
+            if engine.projection(signal).is_none() {
+                facts.push_tests(&format!("{} of {name}", measure.name()), signal, &tests);
+            }
         }
+        super::projections::gather(engine, used, label_text, &mut facts);
         facts
     }
 

@@ -22,6 +22,7 @@
 //! (and the region of each quantity, such as the prompt-token range) that shows it.
 
 mod facts;
+mod projections;
 mod sat;
 
 use crate::compile::{Atom, Expr, Policy};
@@ -129,6 +130,8 @@ struct Encoding {
 impl Encoding {
     fn new(policy: &Policy) -> Result<Encoding, String> {
         let used: BTreeSet<Atom> = policy.atoms().iter().copied().collect();
+        // Projections are computed from other signals: those are variables too.
+        let used = projections::inputs(&policy.signals, &used);
         let facts = Facts::gather(
             (&policy.config.signals, &policy.signals),
             &used,
@@ -149,15 +152,20 @@ impl Encoding {
             regions.push(all[next..next + facet.regions.len()].to_vec());
             next += facet.regions.len();
         }
-        let clauses = fact_clauses(&facts, &atoms, &regions, total);
+        let mut clauses = fact_clauses(&facts, &atoms, &regions, total);
         // The facts are written once, as clauses; the diagram is their conjunction.
-        let possible = clauses.clauses.iter().fold(vars.mk_true(), |acc, clause| {
+        let mut possible = clauses.clauses.iter().fold(vars.mk_true(), |acc, clause| {
             let any = clause.iter().fold(vars.mk_false(), |any, &literal| {
                 let var = BddVariable::from_index(literal.unsigned_abs() as usize - 1);
                 any.or(&vars.mk_literal(var, literal > 0))
             });
             acc.and(&any)
         });
+        // Links are diagrams; the solver gets them as gates (one per node).
+        for link in &facts.links {
+            possible = possible.and(&link_bdd(&vars, link, &atoms, &regions[link.facet]));
+            link_clauses(&mut clauses, link, &atoms, &regions[link.facet]);
+        }
         Ok(Encoding {
             vars,
             atoms,
@@ -287,12 +295,90 @@ fn fact_clauses(
             }
         }
     }
+    for clause in &facts.clauses {
+        let literals: Option<Vec<i32>> = clause
+            .iter()
+            .map(|&(atom, holds)| sat_literal(atoms, atom).map(|l| if holds { l } else { -l }))
+            .collect();
+        if let Some(literals) = literals {
+            cnf.clauses.push(literals);
+        }
+    }
     for (a, b) in &facts.implications {
         if let (Some(a), Some(b)) = (sat_literal(atoms, *a), sat_literal(atoms, *b)) {
             cnf.clauses.push(vec![-a, b]);
         }
     }
     cnf
+}
+
+/// A projection's link as a diagram: at a branch, the atom's value picks the side;
+/// at a leaf, one of the listed regions holds.
+fn link_bdd(
+    vars: &BddVariableSet,
+    link: &projections::Link,
+    atoms: &[(Atom, BddVariable)],
+    regions: &[BddVariable],
+) -> Bdd {
+    let mut built: Vec<Option<Bdd>> = vec![None; link.nodes.len()];
+    // Children are built before their parents: a node's index is past its children's.
+    for (i, node) in link.nodes.iter().enumerate() {
+        let bdd = match node {
+            projections::LinkNode::Leaf(possible) => possible
+                .iter()
+                .fold(vars.mk_false(), |acc, &r| acc.or(&vars.mk_var(regions[r]))),
+            projections::LinkNode::Branch(atom, holds, fails) => {
+                let (Some(Some(h)), Some(Some(f))) = (built.get(*holds), built.get(*fails)) else {
+                    return vars.mk_true();
+                };
+                match variable(atoms, *atom) {
+                    Some(v) => {
+                        let x = vars.mk_var(v);
+                        x.and(h).or(&x.not().and(f))
+                    }
+                    None => h.or(f),
+                }
+            }
+        };
+        built[i] = Some(bdd);
+    }
+    built
+        .get(link.root)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| vars.mk_true())
+}
+
+/// The same link as clauses: a gate per node, implying its node's meaning, and the
+/// root asserted.
+fn link_clauses(
+    cnf: &mut sat::Cnf,
+    link: &projections::Link,
+    atoms: &[(Atom, BddVariable)],
+    regions: &[BddVariable],
+) {
+    let lit = |v: BddVariable| i32::try_from(v.to_index() + 1).unwrap_or(i32::MAX);
+    let gates: Vec<i32> = link.nodes.iter().map(|_| cnf.fresh()).collect();
+    for (node, &gate) in link.nodes.iter().zip(&gates) {
+        match node {
+            projections::LinkNode::Leaf(possible) => {
+                let mut clause = vec![-gate];
+                clause.extend(possible.iter().map(|&r| lit(regions[r])));
+                cnf.clauses.push(clause);
+            }
+            projections::LinkNode::Branch(atom, holds, fails) => {
+                let (h, f) = (gates[*holds], gates[*fails]);
+                match sat_literal(atoms, *atom) {
+                    Some(a) => {
+                        cnf.clauses.push(vec![-gate, -a, h]);
+                        cnf.clauses.push(vec![-gate, a, f]);
+                    }
+                    None => cnf.clauses.push(vec![-gate, h, f]),
+                }
+            }
+        }
+    }
+    cnf.clauses.push(vec![gates[link.root]]);
 }
 
 fn in_region(region: &str) -> String {

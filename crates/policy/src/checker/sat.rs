@@ -25,7 +25,7 @@ impl Cnf {
         }
     }
 
-    fn fresh(&mut self) -> i32 {
+    pub(crate) fn fresh(&mut self) -> i32 {
         let v = self.next;
         self.next += 1;
         v

@@ -620,3 +620,196 @@ routes:
         .collect();
     assert_eq!(dead, vec!["never"]);
 }
+
+/// A random policy over keyword signals `k0..k{n}`, a weighted sum `s` of them and
+/// bands `b` cut on it; conditions read the keywords, the bands, the score holding
+/// and a test on the score.
+fn random_projection_policy() -> impl Strategy<Value = String> {
+    let weight = prop::sample::select(vec![-1.0f64, -0.5, 0.5, 1.0]);
+    let read = prop::sample::select(vec!["match", "confidence", "miss"]);
+    let cut = prop::sample::select(vec![-1.0f64, -0.5, 0.0, 0.5, 1.0, 1.5]);
+    let band = (cut.clone(), cut, any::<bool>(), any::<bool>()).prop_filter_map(
+        "an empty band",
+        |(a, b, lo_closed, hi_closed)| {
+            let (lo, hi) = (a.min(b), a.max(b));
+            (lo < hi).then(|| {
+                let lo_key = if lo_closed { "gte" } else { "gt" };
+                let hi_key = if hi_closed { "lte" } else { "lt" };
+                format!("{lo_key}: {lo}, {hi_key}: {hi}")
+            })
+        },
+    );
+    (2usize..=3).prop_flat_map(move |n| {
+        let leaf = prop_oneof![
+            2 => (0..n).prop_map(|i| format!("{{keyword: k{i}}}")),
+            3 => (0..3usize).prop_map(|j| format!("{{projection: {{name: b, label: b{j}}}}}")),
+            1 => Just("{projection: s}".to_owned()),
+            1 => Just("{projection: {name: s, value: '>= 0.5'}}".to_owned()),
+        ];
+        let condition = leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|c| format!("{{not: {c}}}")),
+                prop::collection::vec(inner.clone(), 1..=3)
+                    .prop_map(|cs| format!("{{all: [{}]}}", cs.join(", "))),
+                prop::collection::vec(inner, 1..=3)
+                    .prop_map(|cs| format!("{{any: [{}]}}", cs.join(", "))),
+            ]
+        });
+        (
+            prop::collection::vec((weight.clone(), read.clone()), n),
+            prop::collection::vec(band.clone(), 3),
+            prop::collection::vec((condition, 0i32..3), 1..=5),
+        )
+            .prop_map(move |(terms, bands, routes)| {
+                let mut yaml = String::from("signals:\n  keyword:\n");
+                for i in 0..n {
+                    yaml.push_str(&format!("    - {{name: k{i}, keywords: [w{i}]}}\n"));
+                }
+                yaml.push_str(
+                    "  projection:\n    - name: s\n      method: weighted_sum\n      inputs:\n",
+                );
+                for (i, (w, read)) in terms.iter().enumerate() {
+                    let how = match *read {
+                        "miss" => "match: 1, miss: -1".to_owned(),
+                        r => format!("read: {r}"),
+                    };
+                    yaml.push_str(&format!(
+                        "        - {{signal: keyword.k{i}, weight: {w}, {how}}}\n"
+                    ));
+                }
+                yaml.push_str(
+                    "    - name: b\n      method: threshold_bands\n      source: s\n      bands:\n",
+                );
+                for (j, band) in bands.iter().enumerate() {
+                    yaml.push_str(&format!("        - {{name: b{j}, {band}}}\n"));
+                }
+                yaml.push_str("routes:\n");
+                for (i, (when, priority)) in routes.iter().enumerate() {
+                    yaml.push_str(&format!(
+                        "  - {{name: r{i}, priority: {priority}, when: {when}, models: [m]}}\n"
+                    ));
+                }
+                yaml.push_str("default_route: {models: [m]}\n");
+                yaml
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Dead, shadowed and overlapping routes over projections, as the checker proves
+    /// them, against every assignment of the keywords with confidences on a grid fine
+    /// enough to reach every region the bands cut (bounds are multiples of 0.5,
+    /// weights ±0.5 or ±1, confidences multiples of 1/8).
+    #[test]
+    fn projection_verdicts_agree_with_brute_force(yaml in random_projection_policy()) {
+        use switchyard_workload::{SignalFamily, SignalValue};
+        let p = policy(&yaml);
+        let a = p.analyze();
+        let engine = &p.signals;
+        let keywords: Vec<_> = (0..3)
+            .filter_map(|i| engine.lookup(SignalFamily::Keyword, &format!("k{i}")))
+            .collect();
+        let s = engine.lookup(SignalFamily::Projection, "s").expect("the score");
+        let b = engine.lookup(SignalFamily::Projection, "b").expect("the bands");
+        let (sum, bands) = (engine.projection(s).expect("a sum"), engine.projection(b).expect("bands"));
+        let grid: Vec<f64> = (1..=8).map(|k| f64::from(k) / 8.0).collect();
+        let routes: Vec<(usize, &Expr)> = p
+            .routes()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.expr.as_ref().map(|e| (i, e)))
+            .collect();
+        let mut can_match = vec![false; p.routes().len()];
+        let mut can_win = vec![false; p.routes().len()];
+        let mut both = std::collections::BTreeSet::new();
+        let n = keywords.len();
+        for bits in 0u32..(1 << n) {
+            let holding: Vec<usize> = (0..n).filter(|i| bits & (1 << i) != 0).collect();
+            for choice in 0..grid.len().pow(holding.len() as u32) {
+                let mut values: Vec<SignalValue> = (0..n)
+                    .map(|i| SignalValue { matched: bits & (1 << i) != 0, ..SignalValue::absent(1.0) })
+                    .collect();
+                for (k, &i) in holding.iter().enumerate() {
+                    values[i].confidence = grid[choice / grid.len().pow(k as u32) % grid.len()];
+                }
+                let inputs: Vec<Option<&SignalValue>> = values.iter().map(Some).collect();
+                let score = sum.derive(&inputs, &[]);
+                let band = bands.derive(&[Some(&score)], &[]);
+                let holds = |atom: Atom| match atom {
+                    Atom::Holds(id) if id == s => score.matched,
+                    Atom::Holds(id) if id == b => band.matched,
+                    Atom::Holds(id) => keywords.iter().position(|k| *k == id).is_some_and(|i| values[i].matched),
+                    Atom::Test(_, test) => test.passes(score.value),
+                    Atom::Label(_, at) => band.label.as_ref() == p.labels().get(at as usize),
+                };
+                let matching: Vec<usize> = routes.iter().filter(|(_, e)| e.eval(&holds)).map(|(i, _)| *i).collect();
+                for &i in &matching {
+                    can_match[i] = true;
+                }
+                if let Some(&winner) = matching.first() {
+                    can_win[winner] = true;
+                }
+                for (x, &i) in matching.iter().enumerate() {
+                    for &j in &matching[x + 1..] {
+                        both.insert((j, i));
+                    }
+                }
+            }
+        }
+        let name = |i: usize| p.routes()[i].name.clone();
+        for &(i, _) in &routes {
+            let dead = a.findings.iter().any(|f| f.kind == FindingKind::Dead && f.routes[0] == name(i));
+            prop_assert_eq!(dead, !can_match[i], "dead {}\n{}", name(i), yaml);
+            let shadowed = a.findings.iter().any(|f| f.kind == FindingKind::Shadowed && f.routes[0] == name(i));
+            prop_assert_eq!(shadowed, can_match[i] && !can_win[i], "shadowed {}\n{}", name(i), yaml);
+        }
+        for &(later, _) in &routes {
+            for &(earlier, _) in &routes {
+                let reported = a.findings.iter().any(|f| {
+                    matches!(f.kind, FindingKind::Overlap | FindingKind::Tie)
+                        && f.routes == vec![name(later), name(earlier)]
+                });
+                prop_assert_eq!(reported, both.contains(&(later, earlier)), "overlap {} {}\n{}", name(later), name(earlier), yaml);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_partition_winner_holds_or_is_the_default_of_none() {
+    let p = policy(
+        "signals:
+  keyword:
+    - {name: math, keywords: [integral]}
+    - {name: law, keywords: [contract]}
+  projection:
+    - {name: topic, method: partition, members: [keyword.math, keyword.law], default: keyword.law}
+routes:
+  - {name: law_without_law, priority: 9, when: {all: [{projection: {name: topic, label: law}}, {not: {keyword: law}}, {keyword: math}]}, models: [m]}
+  - {name: math_alone, priority: 8, when: {all: [{keyword: math}, {not: {keyword: law}}]}, models: [m]}
+  - {name: math_won, priority: 7, when: {projection: {name: topic, label: math}}, models: [m]}
+  - {name: nothing, priority: 6, when: {all: [{not: {keyword: math}}, {not: {keyword: law}}, {not: {projection: {name: topic, label: law}}}]}, models: [m]}
+default_route: {models: [m]}
+",
+    );
+    let found = kinds(&p.analysis);
+    // The default cannot win while another member holds and it does not.
+    assert!(
+        found.contains(&(FindingKind::Dead, names(&["law_without_law"]))),
+        "{found:?}"
+    );
+    // With no member holding, the default wins: `nothing` is dead.
+    assert!(
+        found.contains(&(FindingKind::Dead, names(&["nothing"]))),
+        "{found:?}"
+    );
+    // Math holding with law may still win (by confidence): not shadowed.
+    assert!(
+        !found
+            .iter()
+            .any(|(k, r)| *k == FindingKind::Shadowed && r[0] == "math_won"),
+        "{found:?}"
+    );
+}
