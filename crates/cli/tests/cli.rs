@@ -976,3 +976,34 @@ fn a_short_soak_runs_mixed_traffic_and_faults_and_passes() {
         assert!(!last.contains(&format!(" 0 {part}")), "no {part}: {last}");
     }
 }
+
+#[test]
+fn imported_projections_pass_their_own_tests_and_the_checker() {
+    let dir = std::env::temp_dir().join(format!("switchyard-projections-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let converted = dir.join("projections.sy");
+    let stderr = import_into(
+        "crates/policy/tests/fixtures/vllm-sr/projections.dsl",
+        &[],
+        &converted,
+        "POOL small { model: \"local/small\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL medium { model: \"cloud/medium\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL large { model: \"cloud/large\", context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+",
+    );
+    // Only translations are noted: every projection and route converted.
+    assert!(
+        !stderr.contains("left out") && !stderr.contains("dropped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("multi_emit"), "{stderr}");
+    let (ok, stdout, stderr) = run_tests(&converted);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("tests: 6 passed, 0 failed"), "{stdout}");
+    // The checker sees through the bands to the keywords: no route is dead or shadowed.
+    assert!(
+        !stderr.contains("never") && !stdout.contains("never"),
+        "{stdout}{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

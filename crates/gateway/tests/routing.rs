@@ -761,3 +761,87 @@ async fn a_reloaded_policy_serves_new_requests() {
     assert_eq!(old.policy.routes().len(), 4);
     assert!(!std::sync::Arc::ptr_eq(&old, &s.gateway.runtime()));
 }
+
+/// Their projections, converted by the importer and served: `/v1/route` takes the
+/// routes their bands and tiers say, and the trace shows each score and band.
+#[tokio::test]
+async fn imported_projections_route_through_the_served_policy() {
+    let source = include_str!("../../policy/tests/fixtures/vllm-sr/projections.dsl");
+    let imported = switchyard_policy::import::import_vllm_sr(source).unwrap();
+    let mut dsl = imported.dsl;
+    for (pool, model) in [
+        ("small", "local/small"),
+        ("medium", "cloud/medium"),
+        ("large", "cloud/large"),
+    ] {
+        dsl.push_str(&format!(
+            "POOL {pool} {{ model: \"{model}\", context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}\n"
+        ));
+    }
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::dsl::parse_dsl(&dsl).unwrap())
+            .unwrap_or_else(|e| panic!("{e}\n{dsl}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(
+        listener,
+        switchyard_gateway::Runtime::new(policy).unwrap(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let route = |prompt: &'static str| {
+        let (client, url) = (client.clone(), g.url());
+        async move {
+            client
+                .post(format!("{url}/v1/route"))
+                .json(&json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for (prompt, expected) in [
+        (
+            "keep this local: find the root cause of the api key leak",
+            "escalated_private",
+        ),
+        ("my password is in this file", "local_privacy"),
+        (
+            "refactor this module, then find the root cause of the stack trace",
+            "hard_code",
+        ),
+        ("explain the trade-offs of threads and async", "reasoning"),
+        ("refactor this function", "medium_general"),
+        ("what is the capital of France, briefly", "simple_general"),
+    ] {
+        let trace = route(prompt).await;
+        assert_eq!(trace["decide"]["route"], expected, "{prompt}: {trace}");
+    }
+    let trace = route("explain the trade-offs of threads and async").await;
+    let signals = trace["characterize"]["signals"].as_array().unwrap();
+    let find = |name: &str| {
+        signals
+            .iter()
+            .find(|s| s["signal"] == name)
+            .unwrap_or_else(|| panic!("{name} in {trace}"))
+    };
+    // -0.1 (short) + 0.45 (reasoning, sure) = 0.35: medium, 0.05 from its upper edge.
+    let score = find("projection(\"difficulty_score\")");
+    assert!(
+        (score["value"].as_f64().unwrap() - 0.35).abs() < 1e-9,
+        "{score}"
+    );
+    let band = find("projection(\"difficulty_band\")");
+    assert_eq!(band["label"], "medium");
+    let calibrated = 1.0 / (1.0 + (-8.0f64 * 0.05).exp());
+    assert!(
+        (band["confidence"].as_f64().unwrap() - calibrated).abs() < 1e-9,
+        "{band}"
+    );
+    assert_eq!(
+        find("projection(\"difficulty_tags__reasoning_heavy\")")["label"],
+        "reasoning_heavy"
+    );
+}

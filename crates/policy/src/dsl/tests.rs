@@ -469,10 +469,86 @@ fn constraint() -> impl Strategy<Value = Node> {
         })
 }
 
+/// A random projection: a weighted sum, threshold bands (maybe calibrated) or a
+/// partition, shaped as the schema wants it.
+fn projection() -> impl Strategy<Value = Node> {
+    let number = |x: f64| Node::new(Value::Num(tree::number_text(x)));
+    let input = (
+        "[a-z]{1,6}\\.[a-z_]{1,8}",
+        -10i32..10,
+        prop::sample::select(vec!["match", "confidence", "value"]),
+        prop::option::of(name()),
+    )
+        .prop_map(move |(signal, weight, read, label)| {
+            let mut entries = vec![
+                ("signal", s(&signal)),
+                ("weight", number(f64::from(weight) / 4.0)),
+                ("read", s(read)),
+            ];
+            if let Some(l) = label {
+                entries.push(("label", s(&l)));
+            }
+            map(entries)
+        });
+    let band = (
+        name(),
+        prop::sample::select(vec!["gt", "gte"]),
+        prop::sample::select(vec!["lt", "lte"]),
+        -8i32..8,
+        1i32..8,
+    )
+        .prop_map(move |(n, lo, hi, at, width)| {
+            map(vec![
+                ("name", s(&n)),
+                (lo, number(f64::from(at) / 4.0)),
+                (hi, number(f64::from(at + width) / 4.0)),
+            ])
+        });
+    (
+        name(),
+        prop::collection::vec(input, 1..4),
+        prop::collection::vec(band, 1..4),
+        prop::option::of(1u32..20),
+        prop::collection::vec("[a-z]{1,6}\\.[a-z_]{1,8}", 2..4),
+        0usize..3,
+    )
+        .prop_map(move |(n, inputs, bands, slope, members, kind)| {
+            let node = match kind {
+                0 => map(vec![
+                    ("name", s(&n)),
+                    ("method", s("weighted_sum")),
+                    ("inputs", list(inputs)),
+                ]),
+                1 => {
+                    let mut entries = vec![
+                        ("name", s(&n)),
+                        ("method", s("threshold_bands")),
+                        ("source", s("score")),
+                        ("bands", list(bands)),
+                    ];
+                    if let Some(k) = slope {
+                        entries.push(("calibration", map(vec![("slope", number(f64::from(k)))])));
+                    }
+                    map(entries)
+                }
+                _ => map(vec![
+                    ("name", s(&n)),
+                    ("method", s("partition")),
+                    ("members", list(members.iter().map(|m| s(m)).collect())),
+                    ("default", s(&members[0])),
+                ]),
+            };
+            node
+        })
+}
+
 fn policy_tree() -> impl Strategy<Value = Node> {
     (
         prop::collection::vec((name(), value()), 0..3),
-        prop::collection::vec((name(), value()), 1..3),
+        (
+            prop::collection::vec((name(), value()), 1..3),
+            prop::collection::vec(projection(), 0..3),
+        ),
         prop::collection::vec(route(), 0..4),
         prop::option::of(prop::collection::vec(candidate(), 1..3)),
         prop::collection::vec(
@@ -483,7 +559,7 @@ fn policy_tree() -> impl Strategy<Value = Node> {
         prop::collection::vec(constraint(), 0..3),
     )
         .prop_map(
-            |(models, signals, routes, default, tests, server, constraints)| {
+            |(models, (signals, projections), routes, default, tests, server, constraints)| {
                 let named = |(n, v): (String, Node)| {
                     let mut entries = vec![("name".to_owned(), s(&n))];
                     if let Value::Map(rest) = v.value {
@@ -501,13 +577,12 @@ fn policy_tree() -> impl Strategy<Value = Node> {
                 }
                 root.push(("models", list(models.into_iter().map(named).collect())));
                 root.push(("pools", list(Vec::new())));
-                root.push((
-                    "signals",
-                    map(vec![(
-                        "keyword",
-                        list(signals.into_iter().map(named).collect()),
-                    )]),
-                ));
+                let mut families =
+                    vec![("keyword", list(signals.into_iter().map(named).collect()))];
+                if !projections.is_empty() {
+                    families.push(("projection", list(projections)));
+                }
+                root.push(("signals", map(families)));
                 if !routes.is_empty() {
                     root.push(("routes", list(routes)));
                 }

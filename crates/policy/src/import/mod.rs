@@ -5,15 +5,17 @@
 //! routes with priority, condition, candidate models and their options, decision
 //! trees (each branch a route whose condition excludes the earlier branches, in
 //! descending priority), model cards, endpoints, the decision strategy, the default
-//! model, tiers and TEST blocks. Every construct that does not map (projections,
-//! plugins, algorithms without a counterpart, unknown fields) is reported with its line
-//! and why; a route whose condition reads a signal that did not map is left out
-//! rather than changed.
+//! model, tiers, projections (`projections`) and TEST blocks. Every construct that
+//! does not map (plugins, algorithms without a counterpart, unknown fields) is
+//! reported with its line and why; a route whose condition reads a signal that did
+//! not map is left out rather than changed.
 
 use crate::diagnostics::{ConfigError, Diagnostic};
 use crate::dsl::tree::{Node, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+mod projections;
 
 /// Named values, in written order.
 type Fields = Vec<(String, Node)>;
@@ -108,6 +110,8 @@ struct Source {
     tests: Vec<(String, Vec<Case>)>,
     strategy: Option<(String, u64)>,
     default_model: Option<String>,
+    /// Projections: (kind, name, fields, line).
+    projections: Vec<projections::Written>,
 }
 
 /// Converts a vLLM Semantic Router policy (DSL or YAML) to this project's DSL.
@@ -479,13 +483,8 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
             "PROJECTION" => {
                 let kind = r.name()?;
                 let name = r.name()?;
-                r.skip_block()?;
-                note(
-                    notes,
-                    line,
-                    format!("PROJECTION {kind} {name}"),
-                    "projections (derived scores and bands) have no counterpart; routes reading them are left out",
-                );
+                let fields = if r.is("{") { r.fields()? } else { Vec::new() };
+                source.projections.push((kind, name, fields, line));
             }
             "PLUGIN" => {
                 let name = r.name()?;
@@ -692,14 +691,27 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
     }
     if let Some(projections) = routing.get("projections").and_then(Node::entries) {
         for (kind, list) in projections {
+            let singular = match kind.as_str() {
+                "scores" => "score",
+                "mappings" => "mapping",
+                "partitions" => "partition",
+                other => other,
+            };
             for item in list.items().unwrap_or_default() {
                 let name = item.get("name").and_then(Node::as_str).unwrap_or("?");
-                note(
-                    notes,
+                let fields = item
+                    .entries()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(k, _)| k != "name")
+                    .cloned()
+                    .collect();
+                source.projections.push((
+                    singular.to_owned(),
+                    name.to_owned(),
+                    fields,
                     item.pos.line,
-                    format!("projection {kind} {name}"),
-                    "projections have no counterpart; routes reading them are left out",
-                );
+                ));
             }
         }
     }
@@ -1363,6 +1375,7 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             complexity_levels(c, &mut levels);
         }
     }
+    projections::complexity_levels(&source.projections, &mut levels);
     for (family_name, name, fields, line) in &source.signals {
         for (ours, our_name, fields) in signal((family_name, name, fields, *line), &levels, notes) {
             known.insert((ours.to_owned(), our_name.clone()));
@@ -1375,13 +1388,15 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         }
     }
 
+    let derived = projections::convert(&source.projections, &mut known, &mut families, notes);
+
     // Routes.
     let mut routes: Vec<Node> = Vec::new();
     let mut route_names: BTreeSet<String> = BTreeSet::new();
     let mut kept_models: Vec<String> = Vec::new();
     for route in &source.routes {
         let when = match &route.when {
-            Some(c) => match condition(c, &known, notes, &route.name) {
+            Some(c) => match condition(c, (&known, &derived), notes, &route.name) {
                 Some(node) => node,
                 None => {
                     note(
@@ -1782,10 +1797,11 @@ fn candidate(c: &Candidate, route: &str, notes: &mut Vec<ImportNote>) -> Node {
 /// A condition in our tree form; `None` when it reads something that did not map.
 fn condition(
     c: &Cond,
-    known: &BTreeSet<(String, String)>,
+    (known, derived): (&BTreeSet<(String, String)>, &projections::Converted),
     notes: &mut Vec<ImportNote>,
     route: &str,
 ) -> Option<Node> {
+    let known_all = (known, derived);
     let group =
         |key: &str, items: Vec<Node>| Node::new(Value::Map(vec![(key.to_owned(), list(items))]));
     Some(match c {
@@ -1793,19 +1809,19 @@ fn condition(
             "all",
             items
                 .iter()
-                .map(|i| condition(i, known, notes, route))
+                .map(|i| condition(i, known_all, notes, route))
                 .collect::<Option<_>>()?,
         ),
         Cond::Any(items) => group(
             "any",
             items
                 .iter()
-                .map(|i| condition(i, known, notes, route))
+                .map(|i| condition(i, known_all, notes, route))
                 .collect::<Option<_>>()?,
         ),
         Cond::Not(inner) => Node::new(Value::Map(vec![(
             "not".to_owned(),
-            condition(inner, known, notes, route)?,
+            condition(inner, known_all, notes, route)?,
         )])),
         Cond::Atom {
             family: f,
@@ -1813,6 +1829,19 @@ fn condition(
             fields,
             line,
         } => {
+            // `projection("band")`: the band of the projection that reports it.
+            if f == "projection" {
+                let Some(owner) = derived.bands.get(name) else {
+                    note(
+                        notes,
+                        *line,
+                        format!("route {route}: projection(\"{name}\")"),
+                        "no converted projection reports this band",
+                    );
+                    return None;
+                };
+                return Some(label_atom("projection", owner, name));
+            }
             let Some(ours) = family(f) else {
                 note(
                     notes,
@@ -1822,6 +1851,10 @@ fn condition(
                 );
                 return None;
             };
+            // A partition member reads the partition's winner.
+            if let Some(partition) = derived.members.get(&(ours.to_owned(), name.clone())) {
+                return Some(label_atom("projection", partition, name));
+            }
             if *fields {
                 note(
                     notes,
@@ -1847,6 +1880,17 @@ fn condition(
             Node::new(Value::Map(vec![(ours.to_owned(), s(&name))]))
         }
     })
+}
+
+/// `{family: {name, label}}`: the signal reports this label.
+fn label_atom(family: &str, name: &str, label: &str) -> Node {
+    Node::new(Value::Map(vec![(
+        family.to_owned(),
+        Node::new(Value::Map(vec![
+            ("name".to_owned(), s(name)),
+            ("label".to_owned(), s(label)),
+        ])),
+    )]))
 }
 
 #[cfg(test)]

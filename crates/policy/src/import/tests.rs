@@ -50,6 +50,7 @@ fn the_dsl_converts_and_every_construct_that_does_not_map_is_reported_with_its_l
         "WHEN domain(\"law\") AND NOT pii(\"personal\")",
         "MODEL qwen3-8b { description: \"general assistant\", quality: 0.7 }",
         "\"urgent: refund my invoice now\" -> urgent_billing",
+        "SIGNAL projection escalation {\n  method: weighted_sum\n  inputs: [{ signal: keyword.urgent, weight: 0.6 }]\n}",
     ] {
         assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
     }
@@ -67,11 +68,6 @@ fn the_dsl_converts_and_every_construct_that_does_not_map_is_reported_with_its_l
             "SIGNAL modality image",
             "signal modality image",
             "no counterpart",
-        ),
-        (
-            "PROJECTION score escalation",
-            "PROJECTION score escalation",
-            "projections",
         ),
         ("param_size: \"8b\"", "MODEL qwen3-8b", "param_size"),
         (
@@ -103,7 +99,7 @@ fn the_dsl_converts_and_every_construct_that_does_not_map_is_reported_with_its_l
         (
             "WHEN projection(\"escalation_high\")",
             "route escalated: projection",
-            "no counterpart",
+            "no converted projection reports this band",
         ),
         ("ROUTE escalated", "route escalated", "left out"),
         (
@@ -207,8 +203,8 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
         ),
         (
             "- name: request_difficulty",
-            "projection scores request_difficulty",
-            "projections",
+            "PROJECTION score request_difficulty",
+            "a score without inputs",
         ),
         (
             "- type: semantic-cache",
@@ -493,4 +489,73 @@ fn a_probe_file_becomes_a_test_block_of_the_converted_policy() {
     // Not a probe file: an error that says so.
     let error = read_probes("name: x\n").unwrap_err();
     assert!(error.to_string().contains("no `decisions` list"), "{error}");
+}
+
+#[test]
+fn their_yaml_projections_become_ours_and_partition_members_read_the_winner() {
+    let yaml = "
+routing:
+  signals:
+    domains:
+      - {name: math, description: maths}
+      - {name: law, description: legal}
+    keywords:
+      - {name: hard_words, operator: OR, keywords: [prove, derive]}
+  projections:
+    partitions:
+      - {name: subject, semantics: softmax_exclusive, temperature: 0.5, members: [math, law], default: law}
+    scores:
+      - name: effort
+        method: weighted_sum
+        inputs:
+          - {type: keyword, name: hard_words, weight: 0.6, value_source: confidence}
+          - {type: domain, name: math, weight: 0.3}
+          - {type: kb_metric, kb: docs, metric: best, weight: 0.1}
+      - name: plain
+        method: weighted_sum
+        inputs: [{type: keyword, name: hard_words, weight: 1, match: 2, miss: -1}]
+    mappings:
+      - {name: effort_band, source: effort, method: threshold_bands, outputs: [{name: low, lt: 0.5}, {name: high, gte: 0.5}]}
+      - {name: plain_band, source: plain, outputs: [{name: positive, gt: 0}]}
+  decisions:
+    - name: math_route
+      priority: 10
+      rules: {operator: AND, conditions: [{type: domain, name: math}, {type: projection, name: positive}]}
+      modelRefs: [{model: big}]
+    - name: effortful
+      priority: 5
+      rules: {operator: AND, conditions: [{type: projection, name: high}]}
+      modelRefs: [{model: big}]
+";
+    let imported = import_vllm_sr(yaml).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "SIGNAL projection subject {\n  method: partition\n  members: [domain.math, domain.law]\n  default: domain.law\n  temperature: 0.5\n}",
+        "      signal: keyword.hard_words\n      weight: 1\n      match: 2\n      miss: -1\n",
+        "bands: [{ name: positive, gt: 0 }]",
+        "WHEN projection(\"subject\", \"math\") AND projection(\"plain_band\", \"positive\")",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    // A kb_metric input has no counterpart: the score is dropped whole, and so are its
+    // bands and the routes reading them.
+    assert!(!dsl.contains("SIGNAL projection effort"), "{dsl}");
+    for (construct, reason) in [
+        ("PROJECTION score effort", "kb_metric"),
+        ("PROJECTION mapping effort_band", "did not convert"),
+        (
+            "route effortful: projection(\"high\")",
+            "no converted projection",
+        ),
+    ] {
+        assert!(
+            imported
+                .notes
+                .iter()
+                .any(|n| n.construct == construct && n.reason.contains(reason)),
+            "{construct}: {:#?}",
+            imported.notes
+        );
+    }
+    crate::dsl::parse_dsl(&with_pools(dsl, &["big"])).unwrap_or_else(|e| panic!("{e}\n{dsl}"));
 }
