@@ -53,18 +53,25 @@ pub struct TestReport {
     pub failed: Vec<CaseFailure>,
 }
 
-/// Runs every TEST case of the runtime's policy as a request for the first routing
-/// alias (`auto`) would run, stopping before forward.
+/// Runs every TEST case of the runtime's policy as a request for the first alias of
+/// the expected route's scope (`auto`, or its recipe's) would run, stopping before
+/// forward.
 pub fn run(runtime: &Runtime) -> TestReport {
-    let config = &runtime.policy.config;
-    let alias = config
-        .server
-        .route_aliases
-        .first()
-        .map_or("auto", String::as_str);
+    let policy = &runtime.policy;
+    let config = &policy.config;
     let mut report = TestReport::default();
     for test in &config.tests {
         for case in &test.cases {
+            let scope = policy
+                .routes()
+                .iter()
+                .find(|r| r.name == case.route.value)
+                .map_or(0, |r| r.scope);
+            let alias = policy
+                .scopes()
+                .get(scope)
+                .and_then(|s| s.aliases.first())
+                .map_or("auto", String::as_str);
             let (headers, body) = prompt_request(alias, &case.prompt, None);
             let x = dry_exchange(runtime, &headers, body);
             let got = match (&x.refusal, &x.routed) {
@@ -83,9 +90,8 @@ pub fn run(runtime: &Runtime) -> TestReport {
                     s.locate(case.route.referenced.line(), case.route.referenced.column())
                 })
                 .map(|p| (p.line, p.column));
-            let matching = runtime
-                .policy
-                .explain(&x.signals)
+            let matching = policy
+                .explain_in(scope, &x.signals)
                 .into_iter()
                 .filter(|t| t.matched)
                 .map(|t| (t.name, t.confidence))

@@ -223,13 +223,19 @@ async fn route_only(
 async fn models(State(live): State<Arc<Live>>) -> Response {
     let runtime = live.current();
     let config = &runtime.policy.config;
-    let mut data: Vec<serde_json::Value> = config
-        .server
-        .route_aliases
+    let mut data: Vec<serde_json::Value> = runtime
+        .policy
+        .scopes()
         .iter()
-        .map(|alias| {
-            json!({"id": alias, "object": "model", "owned_by": "switchyard",
-                            "description": "routed by policy"})
+        .flat_map(|scope| {
+            let description = match &scope.name {
+                None => "routed by policy".to_owned(),
+                Some(recipe) => format!("routed by recipe `{recipe}`"),
+            };
+            scope.aliases.iter().map(move |alias| {
+                json!({"id": alias, "object": "model", "owned_by": "switchyard",
+                       "description": description})
+            })
         })
         .collect();
     for (i, m) in config.models.iter().enumerate() {

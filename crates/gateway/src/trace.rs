@@ -153,8 +153,9 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
             let Some(routed) = &x.routed else {
                 return json!({});
             };
-            let routes = if routed.index.is_some() {
-                serde_json::to_value(policy.explain(&x.signals)).unwrap_or(Value::Null)
+            let routes = if let Some(route) = route {
+                serde_json::to_value(policy.explain_in(route.scope, &x.signals))
+                    .unwrap_or(Value::Null)
             } else {
                 Value::Array(Vec::new())
             };

@@ -845,3 +845,86 @@ async fn imported_projections_route_through_the_served_policy() {
         "reasoning_heavy"
     );
 }
+
+/// Named policies: a recipe's alias picks its routes and default; `/v1/models` lists
+/// its aliases; a misspelt alias gets a suggestion.
+#[tokio::test]
+async fn a_recipe_alias_picks_its_own_routes_and_default() {
+    let g = harness::gateway(
+        "
+models: [{name: small}, {name: big}]
+pools:
+  - {name: s, model: small, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9'}]}
+  - {name: b, model: big, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:8'}]}
+signals:
+  keyword:
+    - {name: code, keywords: [rust]}
+routes:
+  - {name: coding, when: {keyword: code}, models: [small]}
+  - {name: quality_code, recipe: quality, when: {keyword: code}, models: [big]}
+default_route: {models: [small]}
+recipes:
+  - name: quality
+    aliases: [vendor/quality-v1]
+    default_route: {name: quality_default, models: [big]}
+",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let route = |model: &'static str, prompt: &'static str| {
+        let (client, url) = (client.clone(), g.url());
+        async move {
+            client
+                .post(format!("{url}/v1/route"))
+                .json(&json!({"model": model, "messages": [{"role": "user", "content": prompt}]}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(route("auto", "rust").await["decide"]["route"], "coding");
+    assert_eq!(
+        route("vendor/quality-v1", "rust").await["decide"]["route"],
+        "quality_code"
+    );
+    let fallback = route("vendor/quality-v1", "hello").await;
+    assert_eq!(fallback["decide"]["route"], "quality_default");
+    assert_eq!(fallback["select"]["model"], "big", "{fallback}");
+    // The trace lists the recipe's routes only.
+    let names: Vec<&str> = fallback["decide"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["quality_code"]);
+    let typo = route("vendor/quality-v2", "rust").await;
+    assert!(
+        typo["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `vendor/quality-v1`"),
+        "{typo}"
+    );
+    let models: Value = client
+        .get(format!("{}/v1/models", g.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"auto") && listed.contains(&"vendor/quality-v1"),
+        "{models}"
+    );
+}

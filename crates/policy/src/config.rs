@@ -40,6 +40,11 @@ pub struct Config {
     /// Where requests go when no route matches (absent: such requests get a 422 `no_route`).
     #[serde(default)]
     pub default_route: Option<DefaultRouteConfig>,
+    /// Named policies: each has its own routes (those naming it in `recipe`), default
+    /// route and strategy, and is picked by requests naming one of its aliases as the
+    /// model. Routes without a recipe, and `default_route`, serve `server.route_aliases`.
+    #[serde(default)]
+    pub recipes: Vec<RecipeConfig>,
     /// Governance rules: which models and pools requests may reach, and what they
     /// may cost, enforced at decision time and checked against the routes.
     #[serde(default)]
@@ -764,6 +769,29 @@ pub struct RouteConfig {
     /// (names of `plugins:` definitions).
     #[serde(default)]
     pub plugins: Vec<Spanned<String>>,
+    /// The named policy it belongs to (default: the one `server.route_aliases` pick).
+    #[serde(default)]
+    pub recipe: Option<Spanned<String>>,
+}
+
+/// A named policy: the routes that name it, its own default route and strategy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeConfig {
+    /// Its name, as routes name it in `recipe`.
+    pub name: Spanned<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The model names that pick it (at least one; unique across models, recipes and
+    /// `server.route_aliases`).
+    pub aliases: Vec<Spanned<String>>,
+    /// How its route is chosen among those that match (default: `decision.strategy`).
+    #[serde(default)]
+    pub strategy: Option<DecisionStrategy>,
+    /// Where its requests go when none of its routes matches (absent: a 422).
+    #[serde(default)]
+    pub default_route: Option<DefaultRouteConfig>,
 }
 
 /// The route taken when no other matches.

@@ -60,22 +60,35 @@ impl Policy {
             .map(|expr| expr.confidence(&|atom| atom.read(signals, self.labels())))
     }
 
-    /// Picks a route by the configured strategy; the default route when none matches;
-    /// `None` when none matches and there is no default.
+    /// Picks a route of the main scope (the one `server.route_aliases` pick) by the
+    /// configured strategy; the default route when none matches; `None` when none
+    /// matches and there is no default.
     pub fn decide(&self, signals: &Signals) -> Option<Decision> {
-        match self.config.decision.strategy {
-            DecisionStrategy::Priority => self.decide_by_priority(signals),
-            DecisionStrategy::Confidence => self.decide_by_confidence(signals),
-            DecisionStrategy::Tiered => self.decide_by_tiers(signals),
-        }
+        self.decide_in(0, signals)
+    }
+
+    /// The same within one scope (a recipe): only its routes and its default compete,
+    /// under its strategy.
+    pub fn decide_in(&self, scope: usize, signals: &Signals) -> Option<Decision> {
+        let scope = self.scopes().get(scope)?;
+        let routes = self.routes().get(scope.range.clone())?;
+        let offset = |d: Decision| Decision {
+            route: d.route + scope.range.start,
+            ..d
+        };
+        let decision = match scope.strategy {
+            DecisionStrategy::Priority => self.decide_by_priority(routes, signals),
+            DecisionStrategy::Confidence => self.decide_by_confidence(routes, signals),
+            DecisionStrategy::Tiered => self.decide_by_tiers(routes, signals),
+        };
+        decision.map(offset)
     }
 
     /// Routes are in order of tier (none counting as 0), then priority, then name, so
     /// one pass keeps both answers: the surest match of the lowest tier (which wins
     /// once a tiered route matches) and the first match with the surest of its
     /// priority (which wins while only untiered routes match).
-    fn decide_by_tiers(&self, signals: &Signals) -> Option<Decision> {
-        let routes = self.routes();
+    fn decide_by_tiers(&self, routes: &[CompiledRoute], signals: &Signals) -> Option<Decision> {
         let mut tiered_match = false;
         // (index, confidence): by tier, then confidence; by priority, then confidence.
         let mut by_tier: Option<(usize, f64)> = None;
@@ -87,7 +100,7 @@ impl Policy {
                 None => {
                     return match (tiered_match, by_tier, by_priority) {
                         (true, Some(best), _) | (false, _, Some(best)) => Some(decided(best)),
-                        _ => Some(self.fallback(index, signals)),
+                        _ => Some(self.fallback(routes, index, signals)),
                     };
                 }
             };
@@ -106,9 +119,8 @@ impl Policy {
         }
     }
 
-    fn decide_by_priority(&self, signals: &Signals) -> Option<Decision> {
+    fn decide_by_priority(&self, routes: &[CompiledRoute], signals: &Signals) -> Option<Decision> {
         let holds = |atom: crate::Atom| atom.holds(signals, self.labels());
-        let routes = self.routes();
         for (index, route) in routes.iter().enumerate() {
             match &route.expr {
                 Some(expr) if expr.eval(&holds) => {
@@ -133,15 +145,18 @@ impl Policy {
                     });
                 }
                 Some(_) => {}
-                None => return Some(self.fallback(index, signals)),
+                None => return Some(self.fallback(routes, index, signals)),
             }
         }
         None
     }
 
-    fn decide_by_confidence(&self, signals: &Signals) -> Option<Decision> {
+    fn decide_by_confidence(
+        &self,
+        routes: &[CompiledRoute],
+        signals: &Signals,
+    ) -> Option<Decision> {
         let mut best: Option<(usize, f64)> = None;
-        let routes = self.routes();
         for (index, route) in routes.iter().enumerate() {
             // A match in an earlier tier wins: later tiers are not compared.
             if let Some((at, confidence)) = best
@@ -167,7 +182,7 @@ impl Policy {
                             matched: true,
                             confidence,
                         },
-                        None => self.fallback(index, signals),
+                        None => self.fallback(routes, index, signals),
                     });
                 }
             }
@@ -181,9 +196,8 @@ impl Policy {
 
     /// The default route at `index`, as sure as the surest failure is weakest: every
     /// route had to fail.
-    fn fallback(&self, index: usize, signals: &Signals) -> Decision {
-        let confidence = self
-            .routes()
+    fn fallback(&self, routes: &[CompiledRoute], index: usize, signals: &Signals) -> Decision {
+        let confidence = routes
             .iter()
             .filter_map(|r| self.outcome(r, signals))
             .map(|(_, sure)| sure)
@@ -195,9 +209,18 @@ impl Policy {
         }
     }
 
-    /// Evaluates every route (not only up to the winner), for the explain trace.
+    /// Evaluates every route of the main scope (not only up to the winner), for the
+    /// explain trace.
     pub fn explain(&self, signals: &Signals) -> Vec<RouteTrace> {
+        self.explain_in(0, signals)
+    }
+
+    /// The same for the routes of one scope.
+    pub fn explain_in(&self, scope: usize, signals: &Signals) -> Vec<RouteTrace> {
+        let range = self.scopes().get(scope).map_or(0..0, |s| s.range.clone());
         self.routes()
+            .get(range)
+            .unwrap_or_default()
             .iter()
             .filter_map(|route| {
                 self.outcome(route, signals)
@@ -281,6 +304,109 @@ default_route:
             trace[1].condition,
             "(keyword(\"code\") AND NOT context(\"long\"))"
         );
+    }
+
+    #[test]
+    fn each_recipe_decides_among_its_own_routes_with_its_own_default_and_strategy() {
+        let text = format!(
+            "{POLICY}recipes:
+  - name: careful
+    aliases: [careful, team/careful]
+    strategy: confidence
+    default_route: {{name: careful_default, models: [big]}}
+  - name: bare
+    aliases: [bare]
+"
+        )
+        .replace(
+            "routes:\n",
+            "routes:
+  - {name: careful_code, recipe: careful, priority: 1, when: {keyword: code}, models: [big]}
+  - {name: careful_urgent, recipe: careful, priority: 9, when: {keyword: urgent}, models: [coder]}
+  - {name: bare_code, recipe: bare, when: {keyword: code}, models: [small]}
+",
+        );
+        let policy =
+            Policy::compile(parse_config(&text).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+        let careful = policy.scope_of("team/careful").unwrap();
+        assert_eq!(policy.scope_of("careful"), Some(careful));
+        assert_eq!(policy.scope_of("auto"), Some(0));
+        let bare = policy.scope_of("bare").unwrap();
+        let take = |scope: usize, prompt: &str| {
+            let conv = Conversation::from_prompt("auto", prompt);
+            let signals = policy.signals.characterize(&conv, policy.needed_in(scope));
+            policy
+                .decide_in(scope, &signals)
+                .map(|d| policy.route(d.route).unwrap().name.clone())
+        };
+        // The main scope never takes a recipe's route, nor a recipe the main one's.
+        assert_eq!(take(0, "compile rust").as_deref(), Some("coding"));
+        assert_eq!(
+            take(careful, "compile rust").as_deref(),
+            Some("careful_code")
+        );
+        assert_eq!(take(careful, "hello").as_deref(), Some("careful_default"));
+        assert_eq!(take(0, "hello").as_deref(), Some("default"));
+        // Without a default, a recipe's unmatched request has no route.
+        assert_eq!(take(bare, "hello"), None);
+        assert_eq!(take(bare, "python").as_deref(), Some("bare_code"));
+        // A recipe's requests compute only the signals its routes read.
+        let context = policy
+            .signals
+            .lookup(switchyard_workload::SignalFamily::Context, "long")
+            .unwrap();
+        assert!(!policy.needed_in(bare).contains(&context));
+        assert!(policy.needed_in(0).contains(&context));
+        let explained: Vec<String> = {
+            let conv = Conversation::from_prompt("auto", "rust asap");
+            let signals = policy
+                .signals
+                .characterize(&conv, policy.needed_in(careful));
+            policy
+                .explain_in(careful, &signals)
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        assert_eq!(explained, vec!["careful_urgent", "careful_code"]);
+        // The gap of the recipe without a default is its own finding.
+        assert!(
+            policy
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("no route of recipe `bare`")),
+            "{:?}",
+            policy.warnings
+        );
+    }
+
+    #[test]
+    fn recipes_are_refused_when_their_names_or_aliases_clash() {
+        let bad = format!(
+            "{POLICY}recipes:
+  - {{name: r, aliases: [auto]}}
+  - {{name: r, aliases: [coder]}}
+  - {{name: s, aliases: []}}
+  - {{name: t, aliases: [x], default_route: {{name: default, models: [big]}}}}
+"
+        )
+        .replace(
+            "routes:\n",
+            "routes:\n  - {name: stray, recipe: rr, when: {keyword: code}, models: [big]}\n",
+        );
+        let err = Policy::compile(parse_config(&bad).unwrap())
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "alias `auto` is already a server.route_aliases entry",
+            "alias `coder` is already a configured model",
+            "recipe `r` is defined twice",
+            "recipe `s` has no alias",
+            "`default` is also the name of another route",
+            "unknown recipe `rr`",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err}");
+        }
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct PluginChains {
     pub routes: Vec<Vec<usize>>,
     /// The default route's.
     pub default_route: Vec<usize>,
+    /// Per recipe of [`Config::recipes`] (same order): its default route's.
+    pub recipe_defaults: Vec<Vec<usize>>,
 }
 
 /// Checks plugin definitions (unique names) and every route's references to them
@@ -168,6 +170,17 @@ pub fn check_plugins(config: &Config, found: &mut Vec<Diagnostic>) -> PluginChai
         .as_ref()
         .map(|d| resolve(&d.plugins, "default_route"))
         .unwrap_or_default();
+    let recipe_defaults = config
+        .recipes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.default_route
+                .as_ref()
+                .map(|d| resolve(&d.plugins, &format!("recipes[{i}].default_route")))
+                .unwrap_or_default()
+        })
+        .collect();
     let global = config
         .plugins
         .iter()
@@ -179,5 +192,6 @@ pub fn check_plugins(config: &Config, found: &mut Vec<Diagnostic>) -> PluginChai
         global,
         routes,
         default_route,
+        recipe_defaults,
     }
 }

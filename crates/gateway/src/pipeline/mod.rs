@@ -66,7 +66,8 @@ const MAX_SUGGESTED_NAME: usize = 256;
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Direct(usize),
-    Routed,
+    /// Routed by the policy of this scope (0: `server.route_aliases`; else a recipe).
+    Routed(usize),
 }
 
 fn target(runtime: &Runtime, requested: &str) -> Result<Target, ApiError> {
@@ -74,8 +75,8 @@ fn target(runtime: &Runtime, requested: &str) -> Result<Target, ApiError> {
     if let Some(model) = policy.model_index(requested) {
         return Ok(Target::Direct(model));
     }
-    if policy.is_route_alias(requested) {
-        return Ok(Target::Routed);
+    if let Some(scope) = policy.scope_of(requested) {
+        return Ok(Target::Routed(scope));
     }
     let names = policy
         .config
@@ -84,11 +85,9 @@ fn target(runtime: &Runtime, requested: &str) -> Result<Target, ApiError> {
         .map(|m| m.name.value.as_str())
         .chain(
             policy
-                .config
-                .server
-                .route_aliases
+                .scopes()
                 .iter()
-                .map(String::as_str),
+                .flat_map(|s| s.aliases.iter().map(String::as_str)),
         );
     // A name far longer than any configured one is not a typo: no nearest-name search
     // (quadratic in the lengths), and only its start is echoed.
@@ -117,7 +116,7 @@ fn characterize_phase(runtime: &Runtime, x: &mut Exchange, target: Target) -> Re
     let policy = &runtime.policy;
     let needed = match target {
         Target::Direct(_) => policy.direct_signals(),
-        Target::Routed => policy.needed_signals(),
+        Target::Routed(scope) => policy.needed_in(scope),
     };
     if needed.is_empty() {
         return Ok(());
@@ -152,8 +151,8 @@ fn decide(runtime: &Runtime, x: &mut Exchange, target: Target) -> Result<(), Api
             confidence: None,
             candidates: vec![model],
         },
-        Target::Routed => {
-            let decision = policy.decide(&x.signals).ok_or_else(|| {
+        Target::Routed(scope) => {
+            let decision = policy.decide_in(scope, &x.signals).ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::NoRoute,
                     "no route matches this request and no default_route is configured",

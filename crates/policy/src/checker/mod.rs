@@ -411,125 +411,133 @@ impl Policy {
         };
         let possible = &encoding.possible;
         let mut findings = Vec::new();
-        // (route index, its condition as a diagram) for routes evaluated so far.
-        let mut earlier: Vec<(usize, Bdd)> = Vec::new();
         let mut undecided = Vec::new();
         let routes = self.routes();
-        // Under `tiered` a route without a tier ranks as tier 0, and within a tier the
-        // more confident match may win (untiered routes compare by priority only while
-        // no tiered route matches: "either may win" covers both).
-        let by_confidence = matches!(
-            self.config.decision.strategy,
-            DecisionStrategy::Confidence | DecisionStrategy::Tiered
-        );
-        let strategy = self.config.decision.strategy;
-        let rank = |tier| strategy.tier_rank(tier);
-        for (index, route) in routes.iter().enumerate() {
-            let Some(expr) = &route.expr else { continue };
-            let matches = encoding.expr(expr).and(possible);
-            if matches.is_false() {
-                findings.push(Finding {
-                    kind: FindingKind::Dead,
-                    routes: vec![route.name.clone()],
-                    message: format!(
-                        "route `{}` can never match: no request satisfies its condition `{}`",
-                        route.name, route.condition
-                    ),
-                    witness: None,
-                    constraint: None,
-                });
-                continue;
-            }
-            let mut overlapping = Vec::new();
-            for (other, condition) in &earlier {
-                let both = matches.and(condition);
-                if both.is_false() {
+        // Each named policy is checked on its own: its routes never compete with
+        // another's.
+        for scope in self.scopes() {
+            // (route index, its condition as a diagram) for routes evaluated so far.
+            let mut earlier: Vec<(usize, Bdd)> = Vec::new();
+            // Under `tiered` a route without a tier ranks as tier 0, and within a tier the
+            // more confident match may win (untiered routes compare by priority only while
+            // no tiered route matches: "either may win" covers both).
+            let strategy = scope.strategy;
+            let by_confidence = matches!(
+                strategy,
+                DecisionStrategy::Confidence | DecisionStrategy::Tiered
+            );
+            let rank = |tier| strategy.tier_rank(tier);
+            for (index, route) in routes
+                .iter()
+                .enumerate()
+                .take(scope.range.end)
+                .skip(scope.range.start)
+            {
+                let Some(expr) = &route.expr else { continue };
+                let matches = encoding.expr(expr).and(possible);
+                if matches.is_false() {
+                    findings.push(Finding {
+                        kind: FindingKind::Dead,
+                        routes: vec![route.name.clone()],
+                        message: format!(
+                            "route `{}` can never match: no request satisfies its condition `{}`",
+                            route.name, route.condition
+                        ),
+                        witness: None,
+                        constraint: None,
+                    });
                     continue;
                 }
-                let winner = &routes[*other];
-                let tier = |t: Option<u32>| match t {
-                    Some(t) => format!("tier {t}"),
-                    None if rank(None) == 0 => "no tier (tier 0)".to_owned(),
-                    None => "no tier".to_owned(),
-                };
-                let (kind, how) = if rank(winner.tier) != rank(route.tier) {
-                    (
-                        FindingKind::Overlap,
-                        format!(
-                            "its {} comes before {}",
-                            tier(winner.tier),
-                            tier(route.tier)
-                        ),
-                    )
-                } else if by_confidence {
-                    (
-                        FindingKind::Overlap,
-                        "the more confident match wins (then the higher priority)".to_owned(),
-                    )
-                } else if winner.priority == route.priority {
-                    (
-                        FindingKind::Tie,
-                        format!(
-                            "both have priority {}, so the more confident match wins, and when \
-                             both are as sure, the name order decides",
-                            route.priority
-                        ),
-                    )
-                } else {
-                    (
-                        FindingKind::Overlap,
-                        format!(
-                            "its priority {} is above {}",
-                            winner.priority, route.priority
-                        ),
-                    )
-                };
-                let exprs: Vec<&Expr> = [winner.expr.as_ref(), Some(expr)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let wins = if by_confidence && rank(winner.tier) == rank(route.tier) {
-                    "either may win".to_owned()
-                } else {
-                    format!("`{}` wins", winner.name)
-                };
-                findings.push(Finding {
-                    kind,
-                    routes: vec![route.name.clone(), winner.name.clone()],
-                    message: format!(
-                        "routes `{}` and `{}` can match the same request; {wins}: {how}",
-                        winner.name, route.name
-                    ),
-                    witness: encoding.witness(self, &both, &exprs),
-                    constraint: None,
-                });
-                overlapping.push(*other);
-            }
-            // Under the confidence strategy only an earlier tier's match always wins.
-            overlapping.retain(|i| !by_confidence || rank(routes[*i].tier) != rank(route.tier));
-            let earlier_exprs: Vec<&Expr> = overlapping
-                .iter()
-                .filter_map(|i| routes[*i].expr.as_ref())
-                .collect();
-            let can_win = earlier_exprs.is_empty()
-                || match encoding.solve(Some(expr), &earlier_exprs) {
-                    Ok(model) => model.is_some(),
-                    Err(reason) => {
-                        undecided.push(format!("whether `{}` can win: {reason}", route.name));
-                        true
+                let mut overlapping = Vec::new();
+                for (other, condition) in &earlier {
+                    let both = matches.and(condition);
+                    if both.is_false() {
+                        continue;
                     }
-                };
-            if !can_win {
-                let names: Vec<String> = overlapping
-                    .iter()
-                    .map(|i| format!("`{}`", routes[*i].name))
-                    .collect();
-                let mut exprs: Vec<&Expr> = overlapping
+                    let winner = &routes[*other];
+                    let tier = |t: Option<u32>| match t {
+                        Some(t) => format!("tier {t}"),
+                        None if rank(None) == 0 => "no tier (tier 0)".to_owned(),
+                        None => "no tier".to_owned(),
+                    };
+                    let (kind, how) = if rank(winner.tier) != rank(route.tier) {
+                        (
+                            FindingKind::Overlap,
+                            format!(
+                                "its {} comes before {}",
+                                tier(winner.tier),
+                                tier(route.tier)
+                            ),
+                        )
+                    } else if by_confidence {
+                        (
+                            FindingKind::Overlap,
+                            "the more confident match wins (then the higher priority)".to_owned(),
+                        )
+                    } else if winner.priority == route.priority {
+                        (
+                            FindingKind::Tie,
+                            format!(
+                                "both have priority {}, so the more confident match wins, and when \
+                             both are as sure, the name order decides",
+                                route.priority
+                            ),
+                        )
+                    } else {
+                        (
+                            FindingKind::Overlap,
+                            format!(
+                                "its priority {} is above {}",
+                                winner.priority, route.priority
+                            ),
+                        )
+                    };
+                    let exprs: Vec<&Expr> = [winner.expr.as_ref(), Some(expr)]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    let wins = if by_confidence && rank(winner.tier) == rank(route.tier) {
+                        "either may win".to_owned()
+                    } else {
+                        format!("`{}` wins", winner.name)
+                    };
+                    findings.push(Finding {
+                        kind,
+                        routes: vec![route.name.clone(), winner.name.clone()],
+                        message: format!(
+                            "routes `{}` and `{}` can match the same request; {wins}: {how}",
+                            winner.name, route.name
+                        ),
+                        witness: encoding.witness(self, &both, &exprs),
+                        constraint: None,
+                    });
+                    overlapping.push(*other);
+                }
+                // Under the confidence strategy only an earlier tier's match always wins.
+                overlapping.retain(|i| !by_confidence || rank(routes[*i].tier) != rank(route.tier));
+                let earlier_exprs: Vec<&Expr> = overlapping
                     .iter()
                     .filter_map(|i| routes[*i].expr.as_ref())
                     .collect();
-                exprs.push(expr);
-                findings.push(Finding {
+                let can_win = earlier_exprs.is_empty()
+                    || match encoding.solve(Some(expr), &earlier_exprs) {
+                        Ok(model) => model.is_some(),
+                        Err(reason) => {
+                            undecided.push(format!("whether `{}` can win: {reason}", route.name));
+                            true
+                        }
+                    };
+                if !can_win {
+                    let names: Vec<String> = overlapping
+                        .iter()
+                        .map(|i| format!("`{}`", routes[*i].name))
+                        .collect();
+                    let mut exprs: Vec<&Expr> = overlapping
+                        .iter()
+                        .filter_map(|i| routes[*i].expr.as_ref())
+                        .collect();
+                    exprs.push(expr);
+                    findings.push(Finding {
                     kind: FindingKind::Shadowed,
                     routes: std::iter::once(route.name.clone())
                         .chain(overlapping.iter().map(|i| routes[*i].name.clone()))
@@ -542,31 +550,44 @@ impl Policy {
                     witness: encoding.witness(self, &matches, &exprs),
                     constraint: None,
                 });
-            }
-            earlier.push((index, matches));
-        }
-        if !self.has_default() {
-            let exprs: Vec<&Expr> = routes.iter().filter_map(|r| r.expr.as_ref()).collect();
-            match encoding.solve(None, &exprs) {
-                Ok(Some(model)) => {
-                    let value = |v: BddVariable| model.get(v.to_index()).copied().unwrap_or(false);
-                    findings.push(Finding {
-                        kind: FindingKind::Gap,
-                        routes: Vec::new(),
-                        message: "a request can match no route, and there is no default_route: \
-                                  it gets an error"
-                            .to_owned(),
-                        witness: Some(encoding.witness_of(self, &value, &exprs)),
-                        constraint: None,
-                    });
                 }
-                Ok(None) => {}
-                Err(reason) => {
-                    undecided.push(format!("whether a request can match no route: {reason}"));
+                earlier.push((index, matches));
+            }
+            let of_recipe = scope
+                .name
+                .as_ref()
+                .map(|n| format!(" of recipe `{n}`"))
+                .unwrap_or_default();
+            if !scope.has_default {
+                let exprs: Vec<&Expr> = routes[scope.range.clone()]
+                    .iter()
+                    .filter_map(|r| r.expr.as_ref())
+                    .collect();
+                match encoding.solve(None, &exprs) {
+                    Ok(Some(model)) => {
+                        let value =
+                            |v: BddVariable| model.get(v.to_index()).copied().unwrap_or(false);
+                        findings.push(Finding {
+                            kind: FindingKind::Gap,
+                            routes: Vec::new(),
+                            message: format!(
+                                "a request can match no route{of_recipe}, and there is no default \
+                             route: it gets an error"
+                            ),
+                            witness: Some(encoding.witness_of(self, &value, &exprs)),
+                            constraint: None,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        undecided.push(format!(
+                            "whether a request can match no route{of_recipe}: {reason}"
+                        ));
+                    }
                 }
             }
         }
-        self.check_constraints(&encoding, by_confidence, &mut findings, &mut undecided);
+        self.check_constraints(&encoding, &mut findings, &mut undecided);
         for question in undecided {
             findings.push(Finding {
                 kind: FindingKind::Undecided,
@@ -592,12 +613,10 @@ impl Policy {
     fn check_constraints(
         &self,
         encoding: &Encoding,
-        by_confidence: bool,
         findings: &mut Vec<Finding>,
         undecided: &mut Vec<String>,
     ) {
         let routes = self.routes();
-        let strategy = self.config.decision.strategy;
         let output = self.config.server.expected_output_tokens;
         for c in &self.constraints {
             if let Some(expr) = &c.expr {
@@ -645,10 +664,18 @@ impl Policy {
                 must.extend(route.expr.clone());
                 must.extend(c.expr.clone());
                 let must = Expr::All(must);
-                // The routes that take a request first: every earlier one, or under
-                // the confidence strategy those of earlier tiers.
+                // The routes that take a request first: every earlier one of its
+                // scope, or under the confidence strategy those of earlier tiers.
+                let Some(scope) = self.scopes().get(route.scope) else {
+                    continue;
+                };
+                let strategy = scope.strategy;
+                let by_confidence = matches!(
+                    strategy,
+                    DecisionStrategy::Confidence | DecisionStrategy::Tiered
+                );
                 let earlier: Vec<&Expr> = if route.expr.is_some() {
-                    routes[..index]
+                    routes[scope.range.start..index]
                         .iter()
                         .filter(|r| {
                             !by_confidence
@@ -657,7 +684,10 @@ impl Policy {
                         .filter_map(|r| r.expr.as_ref())
                         .collect()
                 } else {
-                    routes.iter().filter_map(|r| r.expr.as_ref()).collect()
+                    routes[scope.range.clone()]
+                        .iter()
+                        .filter_map(|r| r.expr.as_ref())
+                        .collect()
                 };
                 match encoding.solve(Some(&must), &earlier) {
                     Ok(Some(model)) => {

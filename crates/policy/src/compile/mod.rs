@@ -21,7 +21,8 @@ pub use expr::{Atom, Expr};
 use constraints::compile_constraints;
 use expr::Conditions;
 use validate::{
-    check_algorithm, check_models_and_pools, check_tests, resolve_models, with_candidate_weights,
+    check_algorithm, check_models_and_pools, check_recipes, check_tests, resolve_models,
+    with_candidate_weights,
 };
 
 /// A route ready to evaluate.
@@ -50,6 +51,9 @@ pub struct CompiledRoute {
     /// Its own plugins, as indexes into [`Config::plugins`], in order (the global
     /// ones, [`Policy::global_plugins`], run before them).
     pub plugins: Vec<usize>,
+    /// The named policy it belongs to: an index into [`Policy::scopes`] (0: the one
+    /// `server.route_aliases` pick).
+    pub scope: usize,
 }
 
 impl CompiledRoute {
@@ -60,6 +64,25 @@ impl CompiledRoute {
     }
 }
 
+/// A named policy of a configuration: its routes (a contiguous range of
+/// [`Policy::routes`], its default route last), how it decides, and the signals its
+/// routes read. Scope 0 is the one `server.route_aliases` pick; each recipe follows.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The recipe's name (`None` for scope 0).
+    pub name: Option<String>,
+    /// The model names that pick it.
+    pub aliases: Vec<String>,
+    /// Its routes in [`Policy::routes`].
+    pub range: std::ops::Range<usize>,
+    /// Whether its last route is a default route.
+    pub has_default: bool,
+    /// How it decides.
+    pub strategy: crate::config::DecisionStrategy,
+    /// The signals its routes and the constraints read.
+    pub needed: Vec<SignalId>,
+}
+
 /// A checked configuration with its routes compiled, ready to decide.
 #[derive(Debug)]
 pub struct Policy {
@@ -67,9 +90,10 @@ pub struct Policy {
     pub config: Config,
     /// Its signals.
     pub signals: SignalEngine,
-    /// Routes in evaluation order (priority descending, then name); the default last.
+    /// Routes by scope, each scope's in evaluation order (tier, priority descending,
+    /// then name) with its default last.
     routes: Vec<CompiledRoute>,
-    has_default: bool,
+    scopes: Vec<Scope>,
     atoms: Vec<Atom>,
     direct_needed: Vec<SignalId>,
     /// The labels conditions test, indexed by [`Atom::Label`].
@@ -109,10 +133,26 @@ impl Policy {
             labels: Vec::new(),
         };
         let mut chains = crate::plugins::check_plugins(&config, &mut found);
+        let recipes = check_recipes(&config, &models, &mut found);
         let mut routes = Vec::new();
         let mut route_names: HashMap<&str, ()> = HashMap::new();
         for (i, route) in config.routes.iter().enumerate() {
             let path = format!("routes[{i}]");
+            let scope = match &route.recipe {
+                None => 0,
+                Some(name) => match recipes.get(name.value.as_str()) {
+                    Some(&at) => at + 1,
+                    None => {
+                        found.push(Diagnostic::unknown(
+                            "recipe",
+                            name,
+                            format!("{path}.recipe"),
+                            config.recipes.iter().map(|r| r.name.value.as_str()),
+                        ));
+                        0
+                    }
+                },
+            };
             if route_names.insert(&route.name.value, ()).is_some() {
                 found.push(Diagnostic::error(
                     &route.name.referenced,
@@ -156,54 +196,116 @@ impl Policy {
                     .get_mut(i)
                     .map(std::mem::take)
                     .unwrap_or_default(),
+                scope,
             });
         }
-        let strategy = config.decision.strategy;
+        // Each scope: its routes in order, then its default route.
+        let scope_defs: Vec<(
+            Option<&str>,
+            Vec<String>,
+            crate::config::DecisionStrategy,
+            Option<&crate::config::DefaultRouteConfig>,
+            String,
+        )> = std::iter::once((
+            None,
+            config.server.route_aliases.clone(),
+            config.decision.strategy,
+            config.default_route.as_ref(),
+            "default_route".to_owned(),
+        ))
+        .chain(config.recipes.iter().enumerate().map(|(i, r)| {
+            (
+                Some(r.name.value.as_str()),
+                r.aliases.iter().map(|a| a.value.clone()).collect(),
+                r.strategy.unwrap_or(config.decision.strategy),
+                r.default_route.as_ref(),
+                format!("recipes[{i}].default_route"),
+            )
+        }))
+        .collect();
         routes.sort_by(|a, b| {
-            strategy
-                .tier_rank(a.tier)
-                .cmp(&strategy.tier_rank(b.tier))
+            let strategy = scope_defs[a.scope].2;
+            a.scope
+                .cmp(&b.scope)
+                .then_with(|| strategy.tier_rank(a.tier).cmp(&strategy.tier_rank(b.tier)))
                 .then_with(|| b.priority.cmp(&a.priority))
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let has_default = config.default_route.is_some();
-        if let Some(default) = &config.default_route {
-            if route_names.contains_key(default.name.as_str()) {
-                found.push(Diagnostic::error(
-                    &Location::UNKNOWN,
-                    "default_route.name",
-                    format!("`{}` is also the name of a route; rename one", default.name),
-                ));
+        let mut ordered: Vec<CompiledRoute> = Vec::with_capacity(routes.len() + scope_defs.len());
+        let mut scopes: Vec<Scope> = Vec::with_capacity(scope_defs.len());
+        let mut pending = routes.into_iter().peekable();
+        let mut default_names: HashMap<String, ()> = HashMap::new();
+        for (index, (name, aliases, strategy, default, path)) in scope_defs.iter().enumerate() {
+            let start = ordered.len();
+            while let Some(route) = pending.next_if(|r| r.scope == index) {
+                ordered.push(route);
             }
-            let (candidates, options) =
-                resolve_models(&default.models, &models, "default_route.models", &mut found);
-            let algorithm = with_candidate_weights(
-                &default.algorithm,
-                &default.models,
-                (&Location::UNKNOWN, "default_route.models"),
-                &mut found,
-            );
-            check_algorithm(
-                &algorithm,
-                &default.models,
-                &config.models,
-                (&Location::UNKNOWN, "default_route.algorithm"),
-                &mut found,
-            );
-            routes.push(CompiledRoute {
-                name: default.name.clone(),
-                description: Some("taken when no other route matches".to_owned()),
-                priority: i32::MIN,
-                tier: None,
-                expr: None,
-                condition: "otherwise".to_owned(),
-                candidates,
-                options,
-                algorithm,
-                compress: default.compress,
-                plugins: std::mem::take(&mut chains.default_route),
+            if let Some(default) = default {
+                if route_names.contains_key(default.name.as_str())
+                    || default_names.insert(default.name.clone(), ()).is_some()
+                {
+                    found.push(Diagnostic::error(
+                        &Location::UNKNOWN,
+                        format!("{path}.name"),
+                        format!(
+                            "`{}` is also the name of another route; rename one",
+                            default.name
+                        ),
+                    ));
+                }
+                let (candidates, options) = resolve_models(
+                    &default.models,
+                    &models,
+                    &format!("{path}.models"),
+                    &mut found,
+                );
+                let algorithm = with_candidate_weights(
+                    &default.algorithm,
+                    &default.models,
+                    (&Location::UNKNOWN, &format!("{path}.models")),
+                    &mut found,
+                );
+                check_algorithm(
+                    &algorithm,
+                    &default.models,
+                    &config.models,
+                    (&Location::UNKNOWN, &format!("{path}.algorithm")),
+                    &mut found,
+                );
+                let plugins = if index == 0 {
+                    std::mem::take(&mut chains.default_route)
+                } else {
+                    chains
+                        .recipe_defaults
+                        .get_mut(index - 1)
+                        .map(std::mem::take)
+                        .unwrap_or_default()
+                };
+                ordered.push(CompiledRoute {
+                    name: default.name.clone(),
+                    description: Some("taken when no other route matches".to_owned()),
+                    priority: i32::MIN,
+                    tier: None,
+                    expr: None,
+                    condition: "otherwise".to_owned(),
+                    candidates,
+                    options,
+                    algorithm,
+                    compress: default.compress,
+                    plugins,
+                    scope: index,
+                });
+            }
+            scopes.push(Scope {
+                name: name.map(str::to_owned),
+                aliases: aliases.clone(),
+                range: start..ordered.len(),
+                has_default: default.is_some(),
+                strategy: *strategy,
+                needed: Vec::new(),
             });
         }
+        let routes = ordered;
 
         let constraints = compile_constraints(&config, &routes, &mut conditions, &mut found);
         let labels = conditions.labels;
@@ -216,6 +318,18 @@ impl Policy {
             expr.atoms(&mut atoms);
         }
         let needed: BTreeSet<SignalId> = atoms.iter().map(|a| a.signal()).collect();
+        let mut constraint_atoms = BTreeSet::new();
+        for c in &constraints {
+            c.expr.iter().for_each(|e| e.atoms(&mut constraint_atoms));
+        }
+        for scope in &mut scopes {
+            let mut own = constraint_atoms.clone();
+            for route in &routes[scope.range.clone()] {
+                route.expr.iter().for_each(|e| e.atoms(&mut own));
+            }
+            let ids: BTreeSet<SignalId> = own.iter().map(|a| a.signal()).collect();
+            scope.needed = ids.into_iter().collect();
+        }
         // Signals read only by projections are used too.
         let mut read = needed.clone();
         let mut pending: Vec<SignalId> = needed.iter().copied().collect();
@@ -246,7 +360,7 @@ impl Policy {
                 }
             }
         }
-        if routes.is_empty() {
+        if routes.iter().all(|r| r.scope != 0) && config.recipes.is_empty() {
             found.push(
                 Diagnostic::error(
                     &Location::UNKNOWN,
@@ -271,7 +385,7 @@ impl Policy {
             config,
             signals,
             routes,
-            has_default,
+            scopes,
             atoms: atoms.into_iter().collect(),
             direct_needed: direct_needed.into_iter().collect(),
             labels,
@@ -346,9 +460,26 @@ impl Policy {
         self.routes.get(index)
     }
 
-    /// Whether a default route exists.
+    /// Whether the main scope (scope 0) has a default route.
     pub fn has_default(&self) -> bool {
-        self.has_default
+        self.scopes.first().is_some_and(|s| s.has_default)
+    }
+
+    /// The named policies: scope 0 (`server.route_aliases`), then each recipe.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// The scope a requested model name picks, if it is a routing alias.
+    pub fn scope_of(&self, model: &str) -> Option<usize> {
+        self.scopes
+            .iter()
+            .position(|s| s.aliases.iter().any(|a| a == model))
+    }
+
+    /// The signals a scope's routes (and the constraints) read.
+    pub fn needed_in(&self, scope: usize) -> &[SignalId] {
+        self.scopes.get(scope).map_or(&[], |s| s.needed.as_slice())
     }
 
     /// The signals requests that name a model need: those the conditions of the
@@ -387,8 +518,14 @@ impl Policy {
         }
     }
 
-    /// The signals some route references: the only ones worth computing.
+    /// The signals the main scope's routes (and the constraints) read: the only ones
+    /// worth computing for its requests ([`Policy::needed_in`] for a recipe's).
     pub fn needed_signals(&self) -> &[SignalId] {
+        self.needed_in(0)
+    }
+
+    /// The signals any route or constraint references.
+    pub fn all_needed_signals(&self) -> &[SignalId] {
         &self.needed
     }
 
@@ -397,8 +534,8 @@ impl Policy {
         self.models.get(name).copied()
     }
 
-    /// Whether `model` is a routing alias such as `auto`.
+    /// Whether `model` is a routing alias such as `auto`, or a recipe's.
     pub fn is_route_alias(&self, model: &str) -> bool {
-        self.config.server.route_aliases.iter().any(|a| a == model)
+        self.scope_of(model).is_some()
     }
 }

@@ -418,3 +418,63 @@ pub(super) fn resolve_models(
         })
         .unzip()
 }
+
+/// Checks the recipes: unique names, at least one alias each, and no alias that is
+/// also a model, a `server.route_aliases` entry or another recipe's. Returns each
+/// recipe's index by name.
+pub(super) fn check_recipes<'c>(
+    config: &'c Config,
+    models: &HashMap<String, usize>,
+    found: &mut Vec<Diagnostic>,
+) -> HashMap<&'c str, usize> {
+    let mut by_name = HashMap::new();
+    let mut aliases: HashMap<&str, String> = config
+        .server
+        .route_aliases
+        .iter()
+        .map(|a| (a.as_str(), "a server.route_aliases entry".to_owned()))
+        .collect();
+    for (i, recipe) in config.recipes.iter().enumerate() {
+        let path = format!("recipes[{i}]");
+        if by_name.insert(recipe.name.value.as_str(), i).is_some() {
+            found.push(Diagnostic::error(
+                &recipe.name.referenced,
+                format!("{path}.name"),
+                format!("recipe `{}` is defined twice", recipe.name.value),
+            ));
+        }
+        if recipe.aliases.is_empty() {
+            found.push(
+                Diagnostic::error(
+                    &recipe.name.referenced,
+                    format!("{path}.aliases"),
+                    format!(
+                        "recipe `{}` has no alias: no request can pick it",
+                        recipe.name.value
+                    ),
+                )
+                .with_help("add `aliases: [a model name clients send]`"),
+            );
+        }
+        for (j, alias) in recipe.aliases.iter().enumerate() {
+            let taken = if models.contains_key(&alias.value) {
+                Some("a configured model".to_owned())
+            } else {
+                aliases.get(alias.value.as_str()).cloned()
+            };
+            if let Some(owner) = taken {
+                found.push(Diagnostic::error(
+                    &alias.referenced,
+                    format!("{path}.aliases[{j}]"),
+                    format!("alias `{}` is already {owner}", alias.value),
+                ));
+            } else {
+                aliases.insert(
+                    alias.value.as_str(),
+                    format!("an alias of recipe `{}`", recipe.name.value),
+                );
+            }
+        }
+    }
+    by_name
+}

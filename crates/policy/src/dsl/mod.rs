@@ -45,7 +45,7 @@ pub(crate) const SECTIONS: [(&str, &str); 6] = [
 ];
 
 /// Every top-level statement keyword.
-pub(crate) const STATEMENTS: [&str; 14] = [
+pub(crate) const STATEMENTS: [&str; 15] = [
     "SERVER",
     "UPSTREAM",
     "HEALTH",
@@ -57,6 +57,7 @@ pub(crate) const STATEMENTS: [&str; 14] = [
     "SIGNAL",
     "ROUTE",
     "DEFAULT",
+    "RECIPE",
     "CONSTRAINT",
     "PLUGIN",
     "TEST",

@@ -49,7 +49,7 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 7] = [
+const ROUTE_STATEMENTS: [&str; 8] = [
     "PRIORITY",
     "TIER",
     "WHEN",
@@ -57,6 +57,7 @@ const ROUTE_STATEMENTS: [&str; 7] = [
     "ALGORITHM",
     "COMPRESS",
     "PLUGIN",
+    "RECIPE",
 ];
 
 /// Parses DSL text into the configuration tree YAML would give.
@@ -90,6 +91,7 @@ struct File {
     signals: Vec<(SignalFamily, Vec<Node>)>,
     routes: Vec<Node>,
     default_route: Option<Node>,
+    recipes: Vec<Node>,
     constraints: Vec<Node>,
     plugins: Vec<Node>,
     tests: Vec<Node>,
@@ -228,18 +230,18 @@ impl Parser {
             return Ok(file.sections.last_mut().map(|(_, n)| n));
         }
         match word {
-            "MODEL" | "POOL" => {
+            "MODEL" | "POOL" | "RECIPE" => {
                 let name = self.name(&format!("the {} name", word.to_lowercase()))?;
-                let mut node = if self.is_punct("{") || word == "POOL" {
+                let mut node = if self.is_punct("{") || word != "MODEL" {
                     self.block()?
                 } else {
                     Node::at(Value::Map(Vec::new()), pos)
                 };
                 prepend_name(&mut node, name)?;
-                let list = if word == "MODEL" {
-                    &mut file.models
-                } else {
-                    &mut file.pools
+                let list = match word {
+                    "MODEL" => &mut file.models,
+                    "POOL" => &mut file.pools,
+                    _ => &mut file.recipes,
                 };
                 list.push(node);
                 Ok(list.last_mut())
@@ -544,6 +546,7 @@ impl Parser {
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
                 "PLUGIN" => ("plugins", p.names("a plugin name", at)?),
+                "RECIPE" => ("recipe", p.name("the recipe the route belongs to")?),
                 _ => return Ok(None),
             }))
         })
@@ -839,6 +842,9 @@ impl File {
         }
         if let Some(default) = self.default_route {
             root.push(("default_route".to_owned(), default));
+        }
+        if !self.recipes.is_empty() {
+            root.push(("recipes".to_owned(), list(self.recipes)));
         }
         if !self.constraints.is_empty() {
             root.push(("constraints".to_owned(), list(self.constraints)));

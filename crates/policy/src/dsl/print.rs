@@ -22,6 +22,7 @@ pub fn print(root: &Node) -> Result<String, String> {
                 "pools",
                 "routes",
                 "default_route",
+                "recipes",
                 "constraints",
                 "plugins",
                 "tests",
@@ -118,6 +119,15 @@ pub fn print(root: &Node) -> Result<String, String> {
             .cloned()
             .collect();
         out.statement(default, &route_text(&head, &body, &default.after)?);
+    }
+    for recipe in get("recipes").and_then(Node::items).unwrap_or_default() {
+        let (name, rest) = split_name(recipe)?;
+        let text = format!(
+            "RECIPE {} {}",
+            name_text(name),
+            entries_block(&rest, &recipe.after, 0)?
+        );
+        out.statement(recipe, &text);
     }
     for constraint in get("constraints").and_then(Node::items).unwrap_or_default() {
         let (name, rest) = split_name(constraint)?;
@@ -245,6 +255,7 @@ fn split_name(node: &Node) -> Result<(&str, Entries), String> {
 /// `ROUTE x { PRIORITY … }`
 fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<String, String> {
     let order = [
+        "recipe",
         "priority",
         "tier",
         "when",
@@ -261,6 +272,10 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
             "models" => format!("MODEL {}", candidates(node)?),
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),
             "plugins" => format!("PLUGIN {}", names(node, "plugins")?),
+            "recipe" => format!(
+                "RECIPE {}",
+                name_text(node.as_str().ok_or("`recipe` is a name")?)
+            ),
             _ => format!("COMPRESS {}", value(node, 1)?),
         })
     })

@@ -411,11 +411,18 @@ fn route() -> impl Strategy<Value = Node> {
             Just(s("static")),
             value().prop_map(|v| map(vec![("type", s("cost")), ("params", v)])),
         ]),
-        (prop::option::of(any::<bool>()), prop::option::of(0u32..5)),
+        (
+            prop::option::of(any::<bool>()),
+            prop::option::of(0u32..5),
+            prop::option::of(name()),
+        ),
     )
         .prop_map(
-            |(n, description, priority, when, models, algorithm, (compress, tier))| {
+            |(n, description, priority, when, models, algorithm, (compress, tier, recipe))| {
                 let mut entries = vec![("name", s(&n))];
+                if let Some(r) = recipe {
+                    entries.push(("recipe", s(&r)));
+                }
                 if let Some(d) = description {
                     entries.push(("description", s(&d)));
                 }
@@ -556,10 +563,29 @@ fn policy_tree() -> impl Strategy<Value = Node> {
             0..2,
         ),
         prop::option::of(value()),
-        prop::collection::vec(constraint(), 0..3),
+        (
+            prop::collection::vec(constraint(), 0..3),
+            prop::collection::vec(
+                (
+                    name(),
+                    prop::collection::vec(name(), 1..3),
+                    prop::option::of(text()),
+                    prop::option::of(prop::collection::vec(candidate(), 1..3)),
+                ),
+                0..3,
+            ),
+        ),
     )
         .prop_map(
-            |(models, (signals, projections), routes, default, tests, server, constraints)| {
+            |(
+                models,
+                (signals, projections),
+                routes,
+                default,
+                tests,
+                server,
+                (constraints, recipes),
+            )| {
                 let named = |(n, v): (String, Node)| {
                     let mut entries = vec![("name".to_owned(), s(&n))];
                     if let Value::Map(rest) = v.value {
@@ -588,6 +614,24 @@ fn policy_tree() -> impl Strategy<Value = Node> {
                 }
                 if let Some(models) = default {
                     root.push(("default_route", map(vec![("models", list(models))])));
+                }
+                if !recipes.is_empty() {
+                    let recipes = recipes
+                        .into_iter()
+                        .map(|(n, aliases, description, default)| {
+                            let mut entries = vec![("name", s(&n))];
+                            if let Some(d) = description {
+                                entries.push(("description", s(&d)));
+                            }
+                            entries.push(("aliases", list(aliases.iter().map(|a| s(a)).collect())));
+                            if let Some(models) = default {
+                                entries
+                                    .push(("default_route", map(vec![("models", list(models))])));
+                            }
+                            map(entries)
+                        })
+                        .collect();
+                    root.push(("recipes", list(recipes)));
                 }
                 if !constraints.is_empty() {
                     root.push(("constraints", list(constraints)));
