@@ -83,6 +83,15 @@ pub struct Scope {
     pub needed: Vec<SignalId>,
 }
 
+/// A scope as configured, before its routes are compiled.
+struct ScopeDef<'c> {
+    name: Option<&'c str>,
+    aliases: Vec<String>,
+    strategy: crate::config::DecisionStrategy,
+    default: Option<&'c crate::config::DefaultRouteConfig>,
+    path: String,
+}
+
 /// A checked configuration with its routes compiled, ready to decide.
 #[derive(Debug)]
 pub struct Policy {
@@ -200,31 +209,23 @@ impl Policy {
             });
         }
         // Each scope: its routes in order, then its default route.
-        let scope_defs: Vec<(
-            Option<&str>,
-            Vec<String>,
-            crate::config::DecisionStrategy,
-            Option<&crate::config::DefaultRouteConfig>,
-            String,
-        )> = std::iter::once((
-            None,
-            config.server.route_aliases.clone(),
-            config.decision.strategy,
-            config.default_route.as_ref(),
-            "default_route".to_owned(),
-        ))
-        .chain(config.recipes.iter().enumerate().map(|(i, r)| {
-            (
-                Some(r.name.value.as_str()),
-                r.aliases.iter().map(|a| a.value.clone()).collect(),
-                r.strategy.unwrap_or(config.decision.strategy),
-                r.default_route.as_ref(),
-                format!("recipes[{i}].default_route"),
-            )
+        let scope_defs: Vec<ScopeDef<'_>> = std::iter::once(ScopeDef {
+            name: None,
+            aliases: config.server.route_aliases.clone(),
+            strategy: config.decision.strategy,
+            default: config.default_route.as_ref(),
+            path: "default_route".to_owned(),
+        })
+        .chain(config.recipes.iter().enumerate().map(|(i, r)| ScopeDef {
+            name: Some(r.name.value.as_str()),
+            aliases: r.aliases.iter().map(|a| a.value.clone()).collect(),
+            strategy: r.strategy.unwrap_or(config.decision.strategy),
+            default: r.default_route.as_ref(),
+            path: format!("recipes[{i}].default_route"),
         }))
         .collect();
         routes.sort_by(|a, b| {
-            let strategy = scope_defs[a.scope].2;
+            let strategy = scope_defs[a.scope].strategy;
             a.scope
                 .cmp(&b.scope)
                 .then_with(|| strategy.tier_rank(a.tier).cmp(&strategy.tier_rank(b.tier)))
@@ -235,7 +236,14 @@ impl Policy {
         let mut scopes: Vec<Scope> = Vec::with_capacity(scope_defs.len());
         let mut pending = routes.into_iter().peekable();
         let mut default_names: HashMap<String, ()> = HashMap::new();
-        for (index, (name, aliases, strategy, default, path)) in scope_defs.iter().enumerate() {
+        for (index, def) in scope_defs.iter().enumerate() {
+            let ScopeDef {
+                name,
+                aliases,
+                strategy,
+                default,
+                path,
+            } = def;
             let start = ordered.len();
             while let Some(route) = pending.next_if(|r| r.scope == index) {
                 ordered.push(route);

@@ -519,33 +519,30 @@ fn projection() -> impl Strategy<Value = Node> {
         prop::collection::vec("[a-z]{1,6}\\.[a-z_]{1,8}", 2..4),
         0usize..3,
     )
-        .prop_map(move |(n, inputs, bands, slope, members, kind)| {
-            let node = match kind {
-                0 => map(vec![
+        .prop_map(move |(n, inputs, bands, slope, members, kind)| match kind {
+            0 => map(vec![
+                ("name", s(&n)),
+                ("method", s("weighted_sum")),
+                ("inputs", list(inputs)),
+            ]),
+            1 => {
+                let mut entries = vec![
                     ("name", s(&n)),
-                    ("method", s("weighted_sum")),
-                    ("inputs", list(inputs)),
-                ]),
-                1 => {
-                    let mut entries = vec![
-                        ("name", s(&n)),
-                        ("method", s("threshold_bands")),
-                        ("source", s("score")),
-                        ("bands", list(bands)),
-                    ];
-                    if let Some(k) = slope {
-                        entries.push(("calibration", map(vec![("slope", number(f64::from(k)))])));
-                    }
-                    map(entries)
+                    ("method", s("threshold_bands")),
+                    ("source", s("score")),
+                    ("bands", list(bands)),
+                ];
+                if let Some(k) = slope {
+                    entries.push(("calibration", map(vec![("slope", number(f64::from(k)))])));
                 }
-                _ => map(vec![
-                    ("name", s(&n)),
-                    ("method", s("partition")),
-                    ("members", list(members.iter().map(|m| s(m)).collect())),
-                    ("default", s(&members[0])),
-                ]),
-            };
-            node
+                map(entries)
+            }
+            _ => map(vec![
+                ("name", s(&n)),
+                ("method", s("partition")),
+                ("members", list(members.iter().map(|m| s(m)).collect())),
+                ("default", s(&members[0])),
+            ]),
         })
 }
 
