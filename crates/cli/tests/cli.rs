@@ -1007,3 +1007,41 @@ POOL large { model: \"cloud/large\", context_window: 8K, endpoints: [{ url: \"ht
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn imported_recipes_pass_their_own_tests_under_their_aliases() {
+    let dir = std::env::temp_dir().join(format!("switchyard-recipes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let converted = dir.join("recipes.sy");
+    import_into(
+        "crates/policy/tests/fixtures/vllm-sr/recipes.dsl",
+        &[],
+        &converted,
+        "POOL s { model: small, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL m { model: medium, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+POOL l { model: large, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1:9\" }] }
+",
+    );
+    // Each case runs under an alias of its expected route's recipe.
+    let (ok, stdout, stderr) = run_tests(&converted);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("tests: 6 passed, 0 failed"), "{stdout}");
+    // The same prompt routes differently by the model name asked for.
+    let route = |model: &str| {
+        let (ok, stdout, stderr) = switchyard(&[
+            "route",
+            "--config",
+            converted.to_str().unwrap(),
+            "--model",
+            model,
+            "--prompt",
+            "explain this python stack trace",
+        ]);
+        assert!(ok, "{stderr}");
+        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
+    };
+    assert_eq!(route("fast"), "fast_code");
+    assert_eq!(route("vllm-sr/careful"), "careful_code");
+    std::fs::remove_dir_all(&dir).ok();
+}

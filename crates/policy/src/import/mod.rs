@@ -5,8 +5,9 @@
 //! routes with priority, condition, candidate models and their options, decision
 //! trees (each branch a route whose condition excludes the earlier branches, in
 //! descending priority), model cards, endpoints, the decision strategy, the default
-//! model, tiers, projections (`projections`) and TEST blocks. Every construct that
-//! does not map (plugins, algorithms without a counterpart, unknown fields) is
+//! model, tiers, projections (`projections`), recipes with their entry points
+//! (`recipes`: named policies picked by model name) and TEST blocks. Every construct
+//! that does not map (plugins, algorithms without a counterpart, unknown fields) is
 //! reported with its line and why; a route whose condition reads a signal that did
 //! not map is left out rather than changed.
 
@@ -82,6 +83,18 @@ struct Route {
     /// (type, fields, line)
     algorithm: Option<Card>,
     line: u64,
+    /// The recipe it belongs to (none: the top-level profile).
+    recipe: Option<String>,
+}
+
+/// One of their recipes (a named routing profile).
+#[derive(Debug, Clone)]
+struct Recipe {
+    name: String,
+    description: Option<String>,
+    /// Its `ROUTING { strategy }`, with the line.
+    strategy: Option<(String, u64)>,
+    line: u64,
 }
 
 /// A signal as written: family, name, fields, line.
@@ -112,6 +125,10 @@ struct Source {
     default_model: Option<String>,
     /// Projections: (kind, name, fields, line).
     projections: Vec<projections::Written>,
+    /// Their recipes other than `default`, in order.
+    recipes: Vec<Recipe>,
+    /// Entry points: (model names, recipe, line).
+    entrypoints: Vec<(Vec<String>, String, u64)>,
 }
 
 /// Converts a vLLM Semantic Router policy (DSL or YAML) to this project's DSL.
@@ -354,11 +371,35 @@ mod dsl_reader {
 }
 
 fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigError> {
-    use crate::dsl::lex::Tok;
     let mut r = dsl_reader::Reader::new(text)?;
     let mut source = Source::default();
     let mut trees = 0i64;
-    while let Some(tok) = r.next() {
+    read_statements(&mut r, &mut source, notes, (None, &mut trees))?;
+    Ok(source)
+}
+
+/// Reads statements into `source` until the end of the file, or, inside a recipe,
+/// until the `}` that closes it; routes read inside a recipe belong to it.
+fn read_statements(
+    r: &mut dsl_reader::Reader,
+    source: &mut Source,
+    notes: &mut Vec<ImportNote>,
+    (recipe, trees): (Option<&str>, &mut i64),
+) -> Result<(), ConfigError> {
+    use crate::dsl::lex::Tok;
+    loop {
+        if recipe.is_some() && r.eat("}") {
+            return Ok(());
+        }
+        let Some(tok) = r.next() else {
+            return match recipe {
+                Some(name) => Err(error(
+                    r.line(),
+                    format!("RECIPE {name} is not closed: add `}}`"),
+                )),
+                None => Ok(()),
+            };
+        };
         let line = r.line();
         let Tok::Ident(word) = tok else {
             return Err(error(
@@ -366,6 +407,7 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                 format!("expected a statement, found {}", tok.describe()),
             ));
         };
+        let routes_before = source.routes.len();
         match word.as_str() {
             "SIGNAL" => {
                 let family = r.name()?;
@@ -401,14 +443,14 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                         r.eat(",");
                     }
                 }
-                route_body(&mut r, &mut route, notes)?;
+                route_body(r, &mut route, notes)?;
                 source.routes.push(route);
             }
             "DECISION_TREE" => {
                 let tree = r.name()?;
                 r.expect("{")?;
-                let base = 1_000_000 - trees * 1_000;
-                trees += 1;
+                let base = 1_000_000 - *trees * 1_000;
+                *trees += 1;
                 let mut earlier: Vec<Cond> = Vec::new();
                 let mut branch = 0i64;
                 loop {
@@ -433,7 +475,7 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                         line: at,
                         ..Route::default()
                     };
-                    route_body(&mut r, &mut route, notes)?;
+                    route_body(r, &mut route, notes)?;
                     let mut parts: Vec<Cond> = condition.iter().cloned().collect();
                     parts.extend(earlier.iter().map(|c| Cond::Not(Box::new(c.clone()))));
                     route.when = Some(match parts.len() {
@@ -470,6 +512,15 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
             "ROUTING" => {
                 for (key, value) in r.fields()? {
                     match (key.as_str(), value.as_str()) {
+                        ("strategy", Some(s)) if recipe.is_some() => {
+                            if let Some(own) = source
+                                .recipes
+                                .iter_mut()
+                                .find(|x| Some(x.name.as_str()) == recipe)
+                            {
+                                own.strategy = Some((s.to_owned(), line));
+                            }
+                        }
                         ("strategy", Some(s)) => source.strategy = Some((s.to_owned(), line)),
                         _ => note(
                             notes,
@@ -498,28 +549,54 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                 );
             }
             "ENTRYPOINT" => {
-                r.skip_block()?;
-                note(
-                    notes,
-                    line,
-                    "ENTRYPOINT",
-                    "entry points bind model names to recipes; use server.route_aliases",
-                );
+                // `ENTRYPOINT [name] { model_names: [...], recipe: "x" }`
+                if !r.is("{") {
+                    r.name()?;
+                }
+                let fields = r.fields()?;
+                let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+                let names = get("model_names").map(strings).unwrap_or_default();
+                match get("recipe").and_then(Node::as_str) {
+                    Some(target) if !names.is_empty() => {
+                        source.entrypoints.push((names, target.to_owned(), line));
+                    }
+                    _ => note(
+                        notes,
+                        line,
+                        "ENTRYPOINT",
+                        "an entry point needs `model_names` and `recipe`; dropped",
+                    ),
+                }
+            }
+            "RECIPE" if recipe.is_some() => {
+                return Err(error(line, "a RECIPE cannot hold another RECIPE"));
             }
             "RECIPE" => {
                 let name = r.name()?;
+                let mut description = None;
                 if r.eat("(") {
                     while !r.eat(")") {
-                        r.next();
+                        let key = r.name()?;
+                        r.expect("=")?;
+                        let value = r.value()?;
+                        if key == "description" {
+                            description = value.as_str().map(str::to_owned);
+                        }
+                        r.eat(",");
                     }
                 }
-                r.skip_block()?;
-                note(
-                    notes,
-                    line,
-                    format!("RECIPE {name}"),
-                    "recipes (isolated routing scopes) have no counterpart; its contents are left out",
-                );
+                r.expect("{")?;
+                // Their `default` recipe is the top-level profile.
+                let own = (name != "default").then_some(name.as_str());
+                if let Some(own) = own {
+                    source.recipes.push(Recipe {
+                        name: own.to_owned(),
+                        description,
+                        strategy: None,
+                        line,
+                    });
+                }
+                read_statements(r, source, notes, (own, &mut *trees))?;
             }
             other => {
                 return Err(error(
@@ -531,8 +608,12 @@ fn read_dsl(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigErr
                 ));
             }
         }
+        if let Some(own) = recipe {
+            for route in &mut source.routes[routes_before..] {
+                route.recipe.get_or_insert_with(|| own.to_owned());
+            }
+        }
     }
-    Ok(source)
 }
 
 fn route_body(
@@ -661,12 +742,89 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
     })?;
     let mut source = Source::default();
     let routing = root.get("routing").unwrap_or(&root);
-    if routing.get("signals").is_none() && routing.get("decisions").is_none() {
+    let recipes = root
+        .get("recipes")
+        .and_then(Node::items)
+        .unwrap_or_default();
+    if routing.get("signals").is_none() && routing.get("decisions").is_none() && recipes.is_empty()
+    {
         return Err(error(
             0,
-            "no `routing.signals` or `routing.decisions` found: is this a vLLM Semantic Router configuration?",
+            "no `routing.signals`, `routing.decisions` or `recipes` found: is this a vLLM Semantic Router configuration?",
         ));
     }
+    read_profile(routing, &mut source, notes, None);
+    for recipe in recipes {
+        let Some(name) = recipe.get("name").and_then(Node::as_str) else {
+            note(
+                notes,
+                recipe.pos.line,
+                "recipes[]",
+                "a recipe without a name; dropped",
+            );
+            continue;
+        };
+        // Their `default` recipe is the top-level profile.
+        let own = (name != "default").then_some(name);
+        if let Some(own) = own {
+            source.recipes.push(Recipe {
+                name: own.to_owned(),
+                description: recipe
+                    .get("description")
+                    .and_then(Node::as_str)
+                    .map(str::to_owned),
+                strategy: recipe
+                    .get("routing")
+                    .and_then(|r| r.get("strategy"))
+                    .and_then(|n| n.as_str().map(|s| (s.to_owned(), n.pos.line))),
+                line: recipe.pos.line,
+            });
+        }
+        if let Some(profile) = recipe.get("routing") {
+            read_profile(profile, &mut source, notes, own);
+        }
+    }
+    for entrypoint in root
+        .get("entrypoints")
+        .and_then(Node::items)
+        .unwrap_or_default()
+    {
+        let names = entrypoint
+            .get("model_names")
+            .map(strings)
+            .unwrap_or_default();
+        match entrypoint.get("recipe").and_then(Node::as_str) {
+            Some(target) if !names.is_empty() => {
+                source
+                    .entrypoints
+                    .push((names, target.to_owned(), entrypoint.pos.line));
+            }
+            _ => note(
+                notes,
+                entrypoint.pos.line,
+                "entrypoints[]",
+                "an entry point needs `model_names` and `recipe` (conditional `rules` have no counterpart); dropped",
+            ),
+        }
+    }
+    if let Some(strategy) = routing.get("strategy").and_then(Node::as_str) {
+        source.strategy = Some((
+            strategy.to_owned(),
+            routing.get("strategy").map_or(0, |n| n.pos.line),
+        ));
+    }
+    read_providers(&root, routing, &mut source);
+    Ok(source)
+}
+
+/// One routing profile (the top-level `routing`, or a recipe's): its signals,
+/// projections and decisions; decisions read inside a recipe belong to it.
+fn read_profile(
+    routing: &Node,
+    source: &mut Source,
+    notes: &mut Vec<ImportNote>,
+    recipe: Option<&str>,
+) {
     if let Some(signals) = routing.get("signals").and_then(Node::entries) {
         for (family, list) in signals {
             for item in list.items().unwrap_or_default() {
@@ -739,6 +897,7 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
                 })
                 .unwrap_or(0),
             line,
+            recipe: recipe.map(str::to_owned),
             ..Route::default()
         };
         route.when = decision.get("rules").map(|rules| yaml_rule(rules, notes));
@@ -810,12 +969,10 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
         }
         source.routes.push(route);
     }
-    if let Some(strategy) = routing.get("strategy").and_then(Node::as_str) {
-        source.strategy = Some((
-            strategy.to_owned(),
-            routing.get("strategy").map_or(0, |n| n.pos.line),
-        ));
-    }
+}
+
+/// Models, endpoints and the default model: `providers` and `routing.modelCards`.
+fn read_providers(root: &Node, routing: &Node, source: &mut Source) {
     let providers = root.get("providers");
     for model in providers
         .and_then(|p| p.get("models"))
@@ -869,7 +1026,6 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
         .or_else(|| root.get("default_model"))
         .and_then(Node::as_str)
         .map(str::to_owned);
-    Ok(source)
 }
 
 fn yaml_rule(node: &Node, notes: &mut Vec<ImportNote>) -> Cond {
@@ -1334,7 +1490,7 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
     let first_tier = source
         .routes
         .iter()
-        .find(|r| r.tier.is_some())
+        .find(|r| r.tier.is_some() && r.recipe.is_none())
         .map(|r| r.line);
     if let Some(line) = first_tier {
         note(
@@ -1376,7 +1532,25 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         }
     }
     projections::complexity_levels(&source.projections, &mut levels);
+    // Their signal registry is one namespace across recipes: a signal written again
+    // the same way is one signal.
+    let mut written: BTreeMap<(&str, &str), &Fields> = BTreeMap::new();
     for (family_name, name, fields, line) in &source.signals {
+        match written.get(&(family_name.as_str(), name.as_str())) {
+            Some(first) if *first == fields => continue,
+            Some(_) => {
+                note(
+                    notes,
+                    *line,
+                    format!("signal {family_name} {name}"),
+                    "defined again with other fields (their registry is global); the first definition is kept",
+                );
+                continue;
+            }
+            None => {
+                written.insert((family_name, name), fields);
+            }
+        }
         for (ours, our_name, fields) in signal((family_name, name, fields, *line), &levels, notes) {
             known.insert((ours.to_owned(), our_name.clone()));
             let mut entries = vec![("name".to_owned(), s(&our_name))];
@@ -1433,6 +1607,9 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             entries.push(("tier".to_owned(), Node::new(Value::Num(tier.clone()))));
         }
         entries.push(("when".to_owned(), when));
+        if let Some(recipe) = &route.recipe {
+            entries.push(("recipe".to_owned(), s(recipe)));
+        }
         let candidates = route
             .models
             .iter()
@@ -1617,6 +1794,21 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         ));
         route_names.insert("default".to_owned());
     }
+    let (recipes, main_aliases) = recipes(&source, notes);
+    if !recipes.is_empty() {
+        root.push(("recipes".to_owned(), list(recipes)));
+    }
+    if !main_aliases.is_empty() {
+        let mut aliases = vec![s("auto")];
+        aliases.extend(main_aliases.iter().map(|a| s(a)));
+        root.push((
+            "server".to_owned(),
+            Node::new(Value::Map(vec![(
+                "route_aliases".to_owned(),
+                list(aliases),
+            )])),
+        ));
+    }
     let mut tests = Vec::new();
     for (name, cases) in &source.tests {
         let kept: Vec<Node> = cases
@@ -1651,6 +1843,82 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         root.push(("tests".to_owned(), list(tests)));
     }
     Node::new(Value::Map(root))
+}
+
+/// Their recipes as ours: aliases from the entry points that name them (or, with a
+/// note, the recipe's own name), the `tiered` strategy when a route of theirs has a
+/// tier, else their strategy. Also the model names entry points give the top-level
+/// profile (`default`), which become routing aliases of the main scope.
+fn recipes(source: &Source, notes: &mut Vec<ImportNote>) -> (Vec<Node>, Vec<String>) {
+    let mut main_aliases = Vec::new();
+    for (names, target, line) in &source.entrypoints {
+        if target == "default" {
+            main_aliases.extend(names.iter().filter(|n| *n != "auto").cloned());
+        } else if !source.recipes.iter().any(|r| &r.name == target) {
+            note(
+                notes,
+                *line,
+                format!("entry point -> {target}"),
+                "names no recipe of the source; dropped",
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for recipe in &source.recipes {
+        let mut aliases: Vec<String> = source
+            .entrypoints
+            .iter()
+            .filter(|(_, target, _)| *target == recipe.name)
+            .flat_map(|(names, _, _)| names.iter().cloned())
+            .collect();
+        if aliases.is_empty() {
+            note(
+                notes,
+                recipe.line,
+                format!("RECIPE {}", recipe.name),
+                "no entry point names it: requests pick it by its own name as the model",
+            );
+            aliases.push(recipe.name.clone());
+        }
+        let mut entries = vec![("name".to_owned(), s(&recipe.name))];
+        if let Some(d) = &recipe.description {
+            entries.push(("description".to_owned(), s(d)));
+        }
+        entries.push((
+            "aliases".to_owned(),
+            list(aliases.iter().map(|a| s(a)).collect()),
+        ));
+        let tiered = source
+            .routes
+            .iter()
+            .any(|r| r.tier.is_some() && r.recipe.as_deref() == Some(recipe.name.as_str()));
+        let strategy = if tiered {
+            Some("tiered")
+        } else {
+            match recipe
+                .strategy
+                .as_ref()
+                .map(|(st, line)| (st.as_str(), *line))
+            {
+                Some((st @ ("priority" | "confidence"), _)) => Some(st),
+                Some((other, line)) => {
+                    note(
+                        notes,
+                        line,
+                        format!("RECIPE {}: strategy {other}", recipe.name),
+                        "only priority and confidence have counterparts; priority is used",
+                    );
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(st) = strategy {
+            entries.push(("strategy".to_owned(), s(st)));
+        }
+        out.push(Node::new(Value::Map(entries)));
+    }
+    (out, main_aliases)
 }
 
 /// Most copies of a probe's query (`repeat`) put in one prompt.

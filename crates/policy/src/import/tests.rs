@@ -559,3 +559,61 @@ routing:
     }
     crate::dsl::parse_dsl(&with_pools(dsl, &["big"])).unwrap_or_else(|e| panic!("{e}\n{dsl}"));
 }
+
+#[test]
+fn their_recipes_and_entry_points_become_named_policies() {
+    let dsl_fixture = include_str!("../../tests/fixtures/vllm-sr/recipes.dsl");
+    let imported = import_vllm_sr(dsl_fixture).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "ROUTE fast_code {\n  RECIPE fast\n",
+        "RECIPE fast {\n  description: \"cheapest answer that will do\"\n  aliases: [\"vllm-sr/fast\", fast]\n  strategy: priority\n}",
+        // Their tiers inside one recipe make that recipe tiered, not the others.
+        "aliases: [\"vllm-sr/careful\"]\n  strategy: tiered",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert!(
+        !dsl.contains("DECISION"),
+        "the top level has no tier:\n{dsl}"
+    );
+    // One registry: the signal both recipes write the same way is defined once.
+    assert_eq!(dsl.matches("SIGNAL keyword code_words").count(), 1, "{dsl}");
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.construct.contains("RECIPE")),
+        "{:#?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["small", "medium", "large"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap()).unwrap();
+    let careful = policy.scope_of("vllm-sr/careful").unwrap();
+    let conv = Conversation::from_prompt("auto", "a rust migration in production");
+    let signals = policy
+        .signals
+        .characterize(&conv, policy.needed_in(careful));
+    let d = policy.decide_in(careful, &signals).unwrap();
+    assert_eq!(policy.route(d.route).unwrap().name, "careful_risky");
+
+    let yaml_fixture = include_str!("../../tests/fixtures/vllm-sr/recipes.yaml");
+    let imported = import_vllm_sr(yaml_fixture).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "SERVER { route_aliases: [auto, \"vllm-sr/auto\"] }",
+        "RECIPE careful { aliases: [\"vllm-sr/careful\", careful-v1] }",
+        "ROUTE careful_code {\n  RECIPE careful\n",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert_eq!(dsl.matches("SIGNAL keyword code_words").count(), 1, "{dsl}");
+    let ghost = line_of(yaml_fixture, "recipe: ghost");
+    assert!(
+        has_note(&imported, ghost, "entry point -> ghost", "names no recipe"),
+        "{:#?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["small", "medium", "large"]);
+    Policy::compile(crate::dsl::parse_dsl(&served).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+}
