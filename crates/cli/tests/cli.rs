@@ -729,9 +729,7 @@ fn import_converts_a_vllm_sr_policy_and_names_what_it_dropped() {
         "{stdout}"
     );
     assert!(
-        stderr.contains(&format!(
-            "{fixture}:39: import: PROJECTION score escalation"
-        )),
+        stderr.contains(&format!("{fixture}:37: import: signal modality image")),
         "{stderr}"
     );
     let (ok, _, stderr) = switchyard(&["import", "vllm-sr", "examples/demo.sy"]);
