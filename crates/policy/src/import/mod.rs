@@ -1313,8 +1313,61 @@ fn signal(
                 out.push(("exemplars".to_owned(), value.clone()));
                 true
             }
-            ("embedding" | "jailbreak" | "fact_check" | "preference", "threshold") => {
+            // Similarity thresholds: the same quantity, from another embedding model.
+            ("embedding" | "fact_check" | "preference", "threshold") => {
                 out.push((key.clone(), value.clone()));
+                note(
+                    notes,
+                    line,
+                    format!("signal {family_name} {name}: threshold"),
+                    "kept, but flagged: it is a cosine similarity tuned for their embedding model, and here similarities come from signals.model (all-MiniLM-L6-v2 by default); recalibrate it on your prompts (`switchyard route` shows each similarity)",
+                );
+                true
+            }
+            // Their contrastive jailbreak threshold is a margin, as ours is; their
+            // classifier's is a probability, which has no counterpart here.
+            ("jailbreak", "threshold")
+                if field("method").and_then(Node::as_str) == Some("contrastive") =>
+            {
+                out.push((key.clone(), value.clone()));
+                note(
+                    notes,
+                    line,
+                    format!("signal jailbreak {name}: threshold"),
+                    "kept: a contrastive margin here too, but flagged: the margins come from signals.model; recalibrate on your prompts",
+                );
+                true
+            }
+            ("jailbreak", "threshold") => {
+                note(
+                    notes,
+                    line,
+                    format!("signal jailbreak {name}: threshold"),
+                    "not copied: theirs is a classifier probability, ours a contrastive margin (default 0.1); the default is used",
+                );
+                true
+            }
+            ("jailbreak", "method") => matches!(value.as_str(), Some("contrastive" | "classifier")),
+            ("jailbreak", "jailbreak_patterns") => {
+                out.push(("attacks".to_owned(), value.clone()));
+                true
+            }
+            ("jailbreak", "benign_patterns") => {
+                out.push(("benign".to_owned(), value.clone()));
+                true
+            }
+            ("jailbreak", "include_history") => {
+                out.push((key.clone(), value.clone()));
+                true
+            }
+            ("domain", "threshold") => {
+                out.push((key.clone(), value.clone()));
+                note(
+                    notes,
+                    line,
+                    format!("signal domain {name}: threshold"),
+                    "kept as the least probability of its categories, but flagged: probabilities here come from the domain head over signals.model, not their classifier; recalibrate, or remove it to let the top category decide",
+                );
                 true
             }
             ("embedding", "aggregation_method") => match value.as_str() {
@@ -1347,6 +1400,12 @@ fn signal(
             }
             ("pii", "threshold") => {
                 out.push(("min_score".to_owned(), value.clone()));
+                note(
+                    notes,
+                    line,
+                    format!("signal pii {name}: threshold"),
+                    "translated to min_score, the least score of a finding; flagged: scores here come from validated patterns (a checksum-valid card scores higher than a bare digit run), not a token classifier",
+                );
                 true
             }
             ("preference", "examples") => {
