@@ -410,6 +410,25 @@ default_route:
     }
 
     #[test]
+    fn a_signal_that_fails_to_build_is_the_only_error_reported() {
+        // The unknown category is the error; the keyword signals the routes read are
+        // defined, and are not reported unknown because the engine did not build.
+        let text = POLICY.replace(
+            "  context:\n",
+            "  domain:\n    - {name: maths, categories: [not_a_category]}\n  context:\n",
+        );
+        let err = Policy::compile(parse_config(&text).unwrap()).unwrap_err();
+        let errors: Vec<&str> = err
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::Severity::Error)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("maths"), "{errors:?}");
+    }
+
+    #[test]
     fn no_default_means_no_decision() {
         let text = POLICY.split("default_route").next().unwrap();
         let policy = Policy::compile(parse_config(text).unwrap()).unwrap();

@@ -138,6 +138,9 @@ fn fold_certainty(items: &[Expr], read: &impl Fn(Atom) -> (bool, f64), all: bool
 pub(super) struct Conditions<'a> {
     pub(super) signals: &'a SignalEngine,
     pub(super) labels: Vec<String>,
+    /// The signals could not be built (an error already says why): references are
+    /// not checked against an empty engine, which would call every signal unknown.
+    pub(super) unbuilt: bool,
 }
 
 impl Conditions<'_> {
@@ -206,6 +209,7 @@ impl Conditions<'_> {
                 {
                     Expr::Atom(Atom::Label(id, self.label(&name.value)))
                 }
+                None if self.unbuilt => Expr::Any(Vec::new()),
                 None => {
                     let defined = signals.names(*family);
                     let help_when_none = format!(

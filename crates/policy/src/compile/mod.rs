@@ -125,21 +125,22 @@ impl Policy {
     pub fn compile(config: Config) -> Result<Policy, ConfigError> {
         let mut found = Vec::new();
         let models = check_models_and_pools(&config, &mut found);
-        let signals = match SignalEngine::build(&config.signals) {
-            Ok(engine) => engine,
+        let (signals, unbuilt) = match SignalEngine::build(&config.signals) {
+            Ok(engine) => (engine, false),
             Err(e) => {
                 found.push(Diagnostic::error(
                     &Location::UNKNOWN,
                     format!("signals.{}[{}]", e.family, e.index),
                     format!("`{}`: {}", e.name, e.reason),
                 ));
-                SignalEngine::default()
+                (SignalEngine::default(), true)
             }
         };
 
         let mut conditions = Conditions {
             signals: &signals,
             labels: Vec::new(),
+            unbuilt,
         };
         let mut chains = crate::plugins::check_plugins(&config, &mut found);
         let recipes = check_recipes(&config, &models, &mut found);

@@ -1058,8 +1058,16 @@ fn yaml_rule(node: &Node, notes: &mut Vec<ImportNote>) -> Cond {
             1 => Cond::Not(Box::new(
                 parts.into_iter().next().unwrap_or(Cond::All(Vec::new())),
             )),
-            // Their NOT over several conditions negates their conjunction.
-            _ => Cond::Not(Box::new(Cond::All(parts))),
+            // Their NOT is unary: over none or several conditions it never matches.
+            n => {
+                note(
+                    notes,
+                    node.pos.line,
+                    format!("rule NOT over {n} conditions"),
+                    "translated as never holding, as their engine evaluates it (NOT takes exactly one condition); `check` reports a route it makes dead",
+                );
+                Cond::Any(Vec::new())
+            }
         },
         "AND" => Cond::All(parts),
         other => {

@@ -675,3 +675,48 @@ fn thresholds_tied_to_their_models_are_translated_or_flagged() {
     crate::dsl::parse_dsl(&with_pools(dsl, &["guard", "general"]))
         .unwrap_or_else(|e| panic!("{e}\n{dsl}"));
 }
+
+#[test]
+fn their_not_over_several_conditions_never_holds_as_in_their_engine() {
+    let yaml = "
+routing:
+  signals:
+    keywords:
+      - {name: a, operator: OR, keywords: [alpha]}
+      - {name: b, operator: OR, keywords: [beta]}
+  decisions:
+    - name: neither
+      priority: 10
+      rules: {operator: NOT, conditions: [{type: keyword, name: a}, {type: keyword, name: b}]}
+      modelRefs: [{model: m}]
+    - name: not_a
+      priority: 5
+      rules: {operator: NOT, conditions: [{type: keyword, name: a}]}
+      modelRefs: [{model: m}]
+";
+    let imported = import_vllm_sr(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.construct == "rule NOT over 2 conditions" && n.reason.contains("never")),
+        "{:#?}",
+        imported.notes
+    );
+    let served = with_pools(&imported.dsl, &["m"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap()).unwrap();
+    // The checker shows what their engine does: the route never matches.
+    assert!(
+        policy
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("`neither` can never match")),
+        "{:?}\n{}",
+        policy.warnings,
+        imported.dsl
+    );
+    let conv = Conversation::from_prompt("auto", "gamma");
+    let signals = policy.signals.characterize(&conv, policy.needed_signals());
+    let d = policy.decide(&signals).unwrap();
+    assert_eq!(policy.route(d.route).unwrap().name, "not_a");
+}
