@@ -1043,3 +1043,30 @@ POOL l { model: large, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1
     assert_eq!(route("vllm-sr/careful"), "careful_code");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The converted examples stay what the importer makes of their sources, pass
+/// `check` without a warning, and pass their own tests.
+#[test]
+fn the_converted_vllm_sr_examples_are_current_and_pass_their_tests() {
+    for example in ["privacy", "agent", "balance", "feedback"] {
+        let source = format!("examples/vllm-sr/{example}.dsl");
+        let converted = format!("examples/vllm-sr/{example}.sy");
+        let (ok, imported, stderr) = switchyard(&["import", "vllm-sr", &source]);
+        assert!(ok, "{stderr}");
+        let body: String = imported.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let written =
+            std::fs::read_to_string(format!("{}/../../{converted}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        assert!(
+            written.contains(body.trim()),
+            "{converted} is not what `switchyard import vllm-sr {source}` prints now; convert it again"
+        );
+        let (ok, stdout, stderr) = switchyard(&["check", "--config", &converted, "--run-tests"]);
+        assert!(ok, "{converted}: {stdout}{stderr}");
+        assert!(
+            stdout.contains(" 0 warnings,"),
+            "{converted}: {stdout}{stderr}"
+        );
+        assert!(stdout.contains(" 0 failed"), "{converted}: {stdout}");
+    }
+}
