@@ -191,6 +191,7 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
         "WHEN keyword(\"code\") AND complexity(\"difficulty_hard\")",
         "MODEL \"qwen3-32b\" (reasoning = true, effort = high)",
         "SIGNAL user_feedback wrong_answer { complaints: [wrong] }",
+        "WHEN user_feedback(\"wrong_answer\") OR FALSE",
         "DEFAULT ROUTE {\n  MODEL \"qwen3-8b\"\n}",
     ] {
         assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
@@ -211,7 +212,9 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
             "decision hard_code: plugin semantic-cache",
             "plugins",
         ),
-        ("- name: complaint", "route complaint", "left out"),
+        // Their NOT over two conditions never holds: the route reads only the other
+        // side of its OR, and the unconverted signal under the NOT does not matter.
+        ("- operator: NOT", "rule NOT over 2 conditions", "never holding"),
     ] {
         let line = line_of(ROUTING, needle);
         assert!(
