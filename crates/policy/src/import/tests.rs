@@ -214,7 +214,11 @@ fn the_yaml_form_converts_rules_model_refs_and_endpoints() {
         ),
         // Their NOT over two conditions never holds: the route reads only the other
         // side of its OR, and the unconverted signal under the NOT does not matter.
-        ("- operator: NOT", "rule NOT over 2 conditions", "never holding"),
+        (
+            "- operator: NOT",
+            "rule NOT over 2 conditions",
+            "never holding",
+        ),
     ] {
         let line = line_of(ROUTING, needle);
         assert!(
