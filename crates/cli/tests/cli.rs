@@ -1070,3 +1070,44 @@ fn the_converted_vllm_sr_examples_are_current_and_pass_their_tests() {
         assert!(stdout.contains(" 0 failed"), "{converted}: {stdout}");
     }
 }
+
+#[test]
+fn an_imported_knowledge_base_signal_reads_their_labels_file_and_routes() {
+    let Some(model) = model_dir() else { return };
+    let dir = std::env::temp_dir().join(format!("switchyard-kb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let converted = dir.join("kb.sy");
+    let stderr = import_into(
+        "crates/policy/tests/fixtures/vllm-sr/kb.yaml",
+        &[],
+        &converted,
+        &format!(
+            "SIGNALS {{ model: {{ path: \"{model}\", cache_dir: \"{}\" }} }}
+POOL local {{ model: local, context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
+POOL cloud {{ model: cloud, context_window: 8K, endpoints: [{{ url: \"http://127.0.0.1:9\" }}] }}
+",
+            dir.join("cache").display()
+        ),
+    );
+    assert!(stderr.contains("`nowhere_kb` is not defined"), "{stderr}");
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", converted.to_str().unwrap()]);
+    assert!(ok, "{stdout}{stderr}");
+    let route = |prompt: &str| {
+        let (ok, stdout, stderr) = switchyard(&[
+            "route",
+            "--config",
+            converted.to_str().unwrap(),
+            "--prompt",
+            prompt,
+        ]);
+        assert!(ok, "{stderr}");
+        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
+    };
+    assert_eq!(
+        route("Please review this function from our internal monorepo before release"),
+        "keep_local"
+    );
+    assert_eq!(route("How do I reverse a string in Python?"), "default");
+    std::fs::remove_dir_all(&dir).ok();
+}

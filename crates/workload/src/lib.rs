@@ -22,6 +22,7 @@ pub mod embedding;
 pub mod feedback;
 pub mod head;
 pub mod jailbreak;
+pub mod kb;
 pub mod keyword;
 pub mod language;
 pub mod metadata;

@@ -129,6 +129,8 @@ struct Source {
     recipes: Vec<Recipe>,
     /// Entry points: (model names, recipe, line).
     entrypoints: Vec<(Vec<String>, String, u64)>,
+    /// Their knowledge bases by name (`knowledge_bases`, `global.model_catalog.kbs`).
+    knowledge_bases: BTreeMap<String, Node>,
 }
 
 /// Converts a vLLM Semantic Router policy (DSL or YAML) to this project's DSL.
@@ -813,6 +815,23 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
             routing.get("strategy").map_or(0, |n| n.pos.line),
         ));
     }
+    let global = root.get("global");
+    for list in [
+        root.get("knowledge_bases"),
+        global.and_then(|g| g.get("knowledge_bases")),
+        global
+            .and_then(|g| g.get("model_catalog"))
+            .and_then(|c| c.get("kbs")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for kb in list.items().unwrap_or_default() {
+            if let Some(name) = kb.get("name").and_then(Node::as_str) {
+                source.knowledge_bases.insert(name.to_owned(), kb.clone());
+            }
+        }
+    }
     read_providers(&root, routing, &mut source);
     Ok(source)
 }
@@ -1101,6 +1120,7 @@ fn family(theirs: &str) -> Option<&'static str> {
         "jailbreak" | "jailbreaks" => "jailbreak",
         "pii" => "pii",
         "authz" | "role_bindings" => "authz",
+        "kb" => "kb",
         _ => return None,
     })
 }
@@ -1251,9 +1271,14 @@ fn strings(node: &Node) -> Vec<String> {
 /// One of their signals as ours: (our family, our fields), or why not.
 fn signal(
     (family_name, name, fields, line): (&str, &str, &[(String, Node)], u64),
-    levels: &BTreeSet<String>,
+    (levels, knowledge_bases): (&BTreeSet<String>, &BTreeMap<String, Node>),
     notes: &mut Vec<ImportNote>,
 ) -> Vec<Ours> {
+    if family_name == "kb" {
+        return kb_signal((name, fields, line), knowledge_bases, notes)
+            .into_iter()
+            .collect();
+    }
     let Some(ours) = family(family_name) else {
         note(
             notes,
@@ -1618,7 +1643,11 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
                 written.insert((family_name, name), fields);
             }
         }
-        for (ours, our_name, fields) in signal((family_name, name, fields, *line), &levels, notes) {
+        for (ours, our_name, fields) in signal(
+            (family_name, name, fields, *line),
+            (&levels, &source.knowledge_bases),
+            notes,
+        ) {
             known.insert((ours.to_owned(), our_name.clone()));
             let mut entries = vec![("name".to_owned(), s(&our_name))];
             entries.extend(fields);
@@ -2077,6 +2106,80 @@ pub fn read_probes(text: &str) -> Result<Probes, ConfigError> {
 }
 
 /// The `name:level` complexity references of a condition.
+/// Their `SIGNAL kb` over a knowledge base defined in the same file: our `kb` signal
+/// reading the same labels file, with its groups and thresholds.
+fn kb_signal(
+    (name, fields, line): (&str, &[(String, Node)], u64),
+    knowledge_bases: &BTreeMap<String, Node>,
+    notes: &mut Vec<ImportNote>,
+) -> Option<Ours> {
+    let field = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let base = field("kb").and_then(Node::as_str).unwrap_or_default();
+    let Some(definition) = knowledge_bases.get(base) else {
+        note(
+            notes,
+            line,
+            format!("signal kb {name}"),
+            format!(
+                "its knowledge base `{base}` is not defined in this file; write `SIGNAL kb {name} {{ source: \"…/labels.json\", target: …, groups: … }}` by hand; routes reading it are left out"
+            ),
+        );
+        return None;
+    };
+    let mut out: Fields = Vec::new();
+    if let Some(d) = field("description") {
+        out.push(("description".to_owned(), d.clone()));
+    }
+    let source = definition.get("source");
+    let path = source.and_then(|s| s.get("path")).and_then(Node::as_str);
+    let manifest = source
+        .and_then(|s| s.get("manifest"))
+        .and_then(Node::as_str)
+        .unwrap_or("labels.json");
+    match path {
+        Some(dir) => out.push((
+            "source".to_owned(),
+            s(&format!("{}/{manifest}", dir.trim_end_matches('/'))),
+        )),
+        None => {
+            note(
+                notes,
+                line,
+                format!("signal kb {name}"),
+                format!("knowledge base `{base}` names no source.path; left out"),
+            );
+            return None;
+        }
+    }
+    for key in ["groups", "label_thresholds", "threshold"] {
+        if let Some(v) = definition.get(key) {
+            out.push((key.to_owned(), v.clone()));
+        }
+    }
+    match field("target") {
+        Some(target) => out.push(("target".to_owned(), target.clone())),
+        None => {
+            note(
+                notes,
+                line,
+                format!("signal kb {name}"),
+                "no target; left out",
+            );
+            return None;
+        }
+    }
+    if let Some(m) = field("match") {
+        out.push(("match".to_owned(), m.clone()));
+    }
+    note(
+        notes,
+        line,
+        format!("signal kb {name}"),
+        "converted; its labels file is read from the path as written (relative to where switchyard runs), and similarities come from signals.model: recalibrate the threshold",
+    );
+    Some(("kb", name.to_owned(), out))
+}
+
 fn complexity_levels(c: &Cond, out: &mut BTreeSet<String>) {
     match c {
         Cond::All(items) | Cond::Any(items) => items.iter().for_each(|i| complexity_levels(i, out)),
