@@ -1716,6 +1716,12 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
             match kind.as_str() {
                 "static" => {}
                 "latency" | "latency_aware" => entries.push(("algorithm".to_owned(), s("latency"))),
+                "multi_factor" => {
+                    entries.push((
+                        "algorithm".to_owned(),
+                        multi_factor(fields, &route.name, *at, notes),
+                    ));
+                }
                 other => note(
                     notes,
                     *at,
@@ -2318,6 +2324,51 @@ fn condition(
             Node::new(Value::Map(vec![(ours.to_owned(), s(&name))]))
         }
     })
+}
+
+/// Their `multi_factor` algorithm as ours: the same four weights (quality, latency,
+/// cost, load; each factor scaled to [0, 1] across the candidates); their candidate
+/// minimum and fallback have no counterpart (ours always falls back to the first
+/// candidate that fits).
+fn multi_factor(fields: &Fields, route: &str, line: u64, notes: &mut Vec<ImportNote>) -> Node {
+    let mut weights: Fields = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
+    for (key, value) in fields {
+        match key.as_str() {
+            "weights" => {
+                for (factor, weight) in value.entries().unwrap_or_default() {
+                    let number = matches!(&weight.value, Value::Num(n) if n.parse::<f64>().is_ok_and(|x| x >= 0.0));
+                    if matches!(factor.as_str(), "quality" | "latency" | "cost" | "load") && number
+                    {
+                        weights.push((factor.clone(), weight.clone()));
+                    } else {
+                        dropped.push("a weight other than quality, latency, cost or load");
+                    }
+                }
+            }
+            "minimum_candidates" | "on_no_candidates" => dropped.push(key.as_str()),
+            _ => dropped.push(key.as_str()),
+        }
+    }
+    // Our quality weight defaults to 1: a source that leaves it out means 0.
+    if !weights.iter().any(|(k, _)| k == "quality") {
+        weights.push(("quality".to_owned(), Node::new(Value::Num("0".to_owned()))));
+    }
+    if !dropped.is_empty() {
+        note(
+            notes,
+            line,
+            format!("route {route}: ALGORITHM multi_factor"),
+            format!(
+                "converted with its weights; {} dropped (the first candidate that fits is the fallback)",
+                dropped.join(", ")
+            ),
+        );
+    }
+    Node::new(Value::Map(vec![
+        ("type".to_owned(), s("multi_factor")),
+        ("weights".to_owned(), Node::new(Value::Map(weights))),
+    ]))
 }
 
 /// `{family: {name, label}}`: the signal reports this label.

@@ -727,3 +727,55 @@ routing:
     let d = policy.decide(&signals).unwrap();
     assert_eq!(policy.route(d.route).unwrap().name, "not_a");
 }
+
+#[test]
+fn their_multi_factor_algorithm_keeps_its_weights() {
+    let source = r#"
+SIGNAL keyword chat { operator: "OR", keywords: ["hello"] }
+MODEL "a" { quality_score: 0.6, pricing: { prompt_per_1m: 0.1, completion_per_1m: 0.4 } }
+MODEL "b" { quality_score: 0.9, pricing: { prompt_per_1m: 1.0, completion_per_1m: 4.0 } }
+ROUTE balanced {
+  PRIORITY 10
+  WHEN keyword("chat")
+  MODEL "a", "b"
+  ALGORITHM multi_factor {
+    minimum_candidates: 2
+    on_no_candidates: "first"
+    weights: { cost: 0.15, latency: 0.25, load: 0.15, quality: 0.45 }
+  }
+}
+ROUTE cheap_fast {
+  PRIORITY 5
+  MODEL "a", "b"
+  ALGORITHM multi_factor { weights: { cost: 0.5, latency: 0.5 } }
+}
+"#;
+    let imported = import_vllm_sr(source).unwrap_or_else(|e| panic!("{e}"));
+    let dsl = &imported.dsl;
+    for expected in [
+        "ALGORITHM multi_factor {\n    weights: { cost: 0.15, latency: 0.25, load: 0.15, quality: 0.45 }\n  }",
+        // Our quality weight defaults to 1; theirs, left out, counts 0.
+        "weights: { cost: 0.5, latency: 0.5, quality: 0 }",
+    ] {
+        assert!(dsl.contains(expected), "missing {expected:?} in:\n{dsl}");
+    }
+    assert!(
+        has_note(
+            &imported,
+            line_of(source, "ALGORITHM multi_factor {"),
+            "route balanced: ALGORITHM multi_factor",
+            "minimum_candidates, on_no_candidates dropped"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    let served = with_pools(dsl, &["a", "b"]);
+    let policy = Policy::compile(crate::dsl::parse_dsl(&served).unwrap()).unwrap();
+    assert!(
+        policy
+            .routes()
+            .iter()
+            .all(|r| r.algorithm.name() == "multi_factor" || r.expr.is_none()),
+        "{dsl}"
+    );
+}
