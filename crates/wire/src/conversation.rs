@@ -22,6 +22,16 @@ pub struct Turn {
     pub tool_calls: usize,
 }
 
+/// Prompt tokens one image counts for: vision encoders spend hundreds to thousands
+/// of tokens on an image; this is the count vLLM Semantic Router uses, so context
+/// ranges read near their edges agree.
+pub const IMAGE_TOKENS: u32 = 8_192;
+
+/// Tokens a JSON value takes in a prompt, estimated from its text.
+fn json_tokens(value: &Value) -> u32 {
+    serde_json::to_string(value).map_or(0, |text| estimate_tokens(&text))
+}
+
 /// What the router knows about a request once its dialect is parsed away.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conversation {
@@ -39,8 +49,11 @@ pub struct Conversation {
     pub answers: u32,
     /// Session identity, when the client sent one (`x-session-id` header or `user` field).
     pub session_id: Option<String>,
-    /// Estimated prompt tokens over every turn.
+    /// Estimated prompt tokens over every turn, with [`Conversation::extra_tokens`].
     pub prompt_tokens: u32,
+    /// Prompt tokens that are not turn text: tool definitions and the arguments of
+    /// earlier tool calls (estimated from their JSON), and [`IMAGE_TOKENS`] per image.
+    pub extra_tokens: u32,
     /// Named values signals may read: `metadata:KEY` from the request's `metadata`
     /// object, and `header:NAME` for the headers a policy asks for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -73,16 +86,32 @@ impl Conversation {
                 }
             })
             .collect();
+        let tools = request.extra.get("tools").and_then(Value::as_array);
+        let tools_defined = tools.map_or(0, Vec::len);
+        // What the model reads besides turn text: the tool schemas, the arguments of
+        // earlier tool calls, and the images.
+        let images: usize = turns.iter().map(|t| t.images).sum();
+        let extra_tokens = request
+            .messages
+            .iter()
+            .filter_map(|m| {
+                m.extra
+                    .get("tool_calls")
+                    .or_else(|| m.extra.get("function_call"))
+            })
+            .chain(tools.into_iter().flatten())
+            .map(json_tokens)
+            .fold(0u32, u32::saturating_add)
+            .saturating_add(
+                u32::try_from(images)
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(IMAGE_TOKENS),
+            );
         let prompt_tokens = turns
             .iter()
             // Each message carries a few framing tokens in chat templates.
             .map(|t| estimate_tokens(&t.text).saturating_add(4))
-            .fold(0u32, u32::saturating_add);
-        let tools_defined = request
-            .extra
-            .get("tools")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+            .fold(extra_tokens, u32::saturating_add);
         let session_id = session_header.map(str::to_owned).or_else(|| {
             request
                 .extra
@@ -113,6 +142,7 @@ impl Conversation {
             answers: request.answers(),
             session_id,
             prompt_tokens,
+            extra_tokens,
             attributes,
         }
     }
@@ -134,6 +164,7 @@ impl Conversation {
             answers: 1,
             session_id: None,
             prompt_tokens: estimate_tokens(prompt).saturating_add(4),
+            extra_tokens: 0,
             attributes: Vec::new(),
         }
     }
@@ -225,6 +256,39 @@ mod tests {
         let header = Conversation::from_chat(&req, Some("s-9"));
         assert_eq!(header.session_id.as_deref(), Some("s-9"));
         assert!(c.prompt_tokens >= 16);
+    }
+
+    #[test]
+    fn tool_schemas_tool_call_arguments_and_images_count_as_prompt_tokens() {
+        let chat = |body: &str| -> Conversation {
+            let req: ChatRequest = serde_json::from_str(body).unwrap();
+            Conversation::from_chat(&req, None)
+        };
+        let plain =
+            chat(r#"{"model":"m","messages":[{"role":"user","content":"what is the weather"}]}"#);
+        assert_eq!(plain.extra_tokens, 0);
+        let schema = r#"{"type":"function","function":{"name":"get_weather","description":"Current weather for a city, in Celsius","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}"#;
+        let with_tool = chat(&format!(
+            r#"{{"model":"m","tools":[{schema}],"messages":[{{"role":"user","content":"what is the weather"}}]}}"#
+        ));
+        let schema_tokens = estimate_tokens(schema);
+        assert!(schema_tokens > 20, "{schema_tokens}");
+        assert_eq!(with_tool.extra_tokens, schema_tokens);
+        assert_eq!(with_tool.prompt_tokens, plain.prompt_tokens + schema_tokens);
+        // An earlier call's arguments are read by the model too.
+        let call = r#"[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Lisbon\"}"}}]"#;
+        let after_call = chat(&format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"what is the weather"}},{{"role":"assistant","content":null,"tool_calls":{call}}},{{"role":"tool","tool_call_id":"c1","content":"21"}}]}}"#
+        ));
+        let call_tokens = estimate_tokens(
+            &serde_json::to_string(&serde_json::from_str::<Value>(call).unwrap()).unwrap(),
+        );
+        assert_eq!(after_call.extra_tokens, call_tokens);
+        let image = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}"#,
+        );
+        assert_eq!(image.extra_tokens, 2 * IMAGE_TOKENS);
+        assert!(image.prompt_tokens > 2 * IMAGE_TOKENS);
     }
 
     #[test]

@@ -71,13 +71,14 @@ impl TokenCounter {
         }
     }
 
-    /// Tokens of a conversation's prompt: every turn plus its framing.
+    /// Tokens of a conversation's prompt: every turn plus its framing, and what is not
+    /// turn text (tool schemas, tool-call arguments, images), as estimated.
     pub fn count_conversation(&self, conversation: &Conversation) -> u32 {
         conversation
             .turns
             .iter()
             .map(|t| self.count(&t.text).saturating_add(FRAMING))
-            .fold(0, u32::saturating_add)
+            .fold(conversation.extra_tokens, u32::saturating_add)
     }
 }
 
