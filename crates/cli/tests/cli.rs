@@ -1048,10 +1048,23 @@ POOL l { model: large, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1
 /// `check` without a warning, and pass their own tests.
 #[test]
 fn the_converted_vllm_sr_examples_are_current_and_pass_their_tests() {
-    for example in ["privacy", "agent", "balance", "feedback"] {
-        let source = format!("examples/vllm-sr/{example}.dsl");
+    for (example, source, probes) in [
+        ("privacy", "privacy.dsl", None),
+        ("agent", "agent.dsl", None),
+        ("balance", "balance.dsl", None),
+        ("feedback", "feedback.dsl", None),
+        ("multi-objective", "multi-objective.dsl", None),
+        ("accuracy", "accuracy.dsl", None),
+        ("knowledge", "knowledge.yaml", Some("knowledge-probes.yaml")),
+    ] {
+        let source = format!("examples/vllm-sr/{source}");
         let converted = format!("examples/vllm-sr/{example}.sy");
-        let (ok, imported, stderr) = switchyard(&["import", "vllm-sr", &source]);
+        let mut args = vec!["import".to_owned(), "vllm-sr".to_owned(), source.clone()];
+        if let Some(probes) = probes {
+            args.extend(["--probes".to_owned(), format!("examples/vllm-sr/{probes}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, imported, stderr) = switchyard(&args);
         assert!(ok, "{stderr}");
         let body: String = imported.lines().skip(1).map(|l| format!("{l}\n")).collect();
         let written =

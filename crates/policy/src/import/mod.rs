@@ -1457,7 +1457,15 @@ fn signal(
                 out.push((key.clone(), candidates));
                 true
             }
-            ("complexity", "threshold") => true,
+            ("complexity", "threshold") => {
+                note(
+                    notes,
+                    line,
+                    format!("signal complexity {name}: threshold"),
+                    "not copied: theirs is a margin between their hard and easy exemplars; ours places a difficulty score (exemplar contrast and text cues) in fixed levels (easy < 0.4 ≤ medium < 0.6 ≤ hard)",
+                );
+                true
+            }
             ("reask", "threshold") => {
                 out.push((key.clone(), value.clone()));
                 true
