@@ -1122,5 +1122,34 @@ POOL cloud {{ model: cloud, context_window: 8K, endpoints: [{{ url: \"http://127
         "keep_local"
     );
     assert_eq!(route("How do I reverse a string in Python?"), "default");
+    // The group margin: private similarity less public, as two kb signals' values.
+    let margin = |prompt: &str| {
+        let (_, stdout, _) = switchyard(&[
+            "route",
+            "--config",
+            converted.to_str().unwrap(),
+            "--prompt",
+            prompt,
+        ]);
+        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let signals = trace["characterize"]["signals"].as_array().unwrap().clone();
+        let value = |name: &str| {
+            signals
+                .iter()
+                .find(|s| s["signal"] == name)
+                .and_then(|s| s["value"].as_f64())
+                .unwrap_or_else(|| panic!("{name} in {trace}"))
+        };
+        let private = value("kb(\"privacy_kb__private\")");
+        let public = value("kb(\"privacy_kb__public\")");
+        let score = value("projection(\"privacy_margin\")");
+        assert!(
+            (score - (private - public)).abs() < 1e-9,
+            "{score} {private} {public}"
+        );
+        score
+    };
+    assert!(margin("Refactor the confidential module from our repository") > 0.0);
+    assert!(margin("Explain what a closure is in JavaScript, with an example") < 0.0);
     std::fs::remove_dir_all(&dir).ok();
 }

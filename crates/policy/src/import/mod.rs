@@ -1666,7 +1666,12 @@ fn convert(source: Source, notes: &mut Vec<ImportNote>) -> Node {
         }
     }
 
-    let derived = projections::convert(&source.projections, &mut known, &mut families, notes);
+    let derived = projections::convert(
+        (&source.projections, &source.knowledge_bases),
+        &mut known,
+        &mut families,
+        notes,
+    );
 
     // Routes.
     let mut routes: Vec<Node> = Vec::new();
@@ -2144,17 +2149,8 @@ fn kb_signal(
     if let Some(d) = field("description") {
         out.push(("description".to_owned(), d.clone()));
     }
-    let source = definition.get("source");
-    let path = source.and_then(|s| s.get("path")).and_then(Node::as_str);
-    let manifest = source
-        .and_then(|s| s.get("manifest"))
-        .and_then(Node::as_str)
-        .unwrap_or("labels.json");
-    match path {
-        Some(dir) => out.push((
-            "source".to_owned(),
-            s(&format!("{}/{manifest}", dir.trim_end_matches('/'))),
-        )),
+    match kb_fields(definition) {
+        Some(fields) => out.extend(fields),
         None => {
             note(
                 notes,
@@ -2163,11 +2159,6 @@ fn kb_signal(
                 format!("knowledge base `{base}` names no source.path; left out"),
             );
             return None;
-        }
-    }
-    for key in ["groups", "label_thresholds", "threshold"] {
-        if let Some(v) = definition.get(key) {
-            out.push((key.to_owned(), v.clone()));
         }
     }
     match field("target") {
@@ -2192,6 +2183,27 @@ fn kb_signal(
         "converted; its labels file is read from the path as written (relative to where switchyard runs), and similarities come from signals.model: recalibrate the threshold",
     );
     Some(("kb", name.to_owned(), out))
+}
+
+/// What our `kb` signals take from their knowledge-base definition: the labels file
+/// (`source.path` + `manifest`), groups and thresholds; `None` without a path.
+fn kb_fields(definition: &Node) -> Option<Fields> {
+    let source = definition.get("source");
+    let dir = source.and_then(|s| s.get("path")).and_then(Node::as_str)?;
+    let manifest = source
+        .and_then(|s| s.get("manifest"))
+        .and_then(Node::as_str)
+        .unwrap_or("labels.json");
+    let mut out = vec![(
+        "source".to_owned(),
+        s(&format!("{}/{manifest}", dir.trim_end_matches('/'))),
+    )];
+    for key in ["groups", "label_thresholds", "threshold"] {
+        if let Some(v) = definition.get(key) {
+            out.push((key.to_owned(), v.clone()));
+        }
+    }
+    Some(out)
 }
 
 fn complexity_levels(c: &Cond, out: &mut BTreeSet<String>) {

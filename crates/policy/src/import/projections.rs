@@ -5,7 +5,8 @@
 //!   confidence` reads the confidence, `raw` the value, and the default (binary) the
 //!   match with their `match`/`miss` numbers; `complexity("x:hard")` inputs read our
 //!   per-level signal `x_hard`; `projection` inputs read another score's value, or a
-//!   band's confidence. An input that did not convert (or a `kb_metric`) drops the
+//!   band's confidence; a `kb_metric` input (a `group_margin`) reads two `kb`
+//!   signals, one per group, made for it. An input that did not convert drops the
 //!   score, with a note, rather than changing its sum.
 //! - A `threshold_bands` mapping becomes bands over its source score (calibration
 //!   kept as a slope); a `multi_emit` mapping, whose bands may hold together,
@@ -72,7 +73,7 @@ pub(super) fn complexity_levels(written: &[Written], out: &mut BTreeSet<String>)
 /// Converts projections into `families["projection"]`, adding their names to
 /// `known`; partitions first, then scores, then mappings.
 pub(super) fn convert(
-    written: &[Written],
+    (written, knowledge_bases): (&[Written], &BTreeMap<String, Node>),
     known: &mut BTreeSet<(String, String)>,
     families: &mut BTreeMap<&'static str, Vec<Node>>,
     notes: &mut Vec<ImportNote>,
@@ -100,12 +101,19 @@ pub(super) fn convert(
         }
     }
     let mut projections: Vec<Node> = Vec::new();
+    // `kb` signals made for `kb_metric` inputs, by name.
+    let mut kb_signals: BTreeMap<String, Node> = BTreeMap::new();
     for pass in ["partition", "score", "mapping"] {
         for (kind, name, fields, line) in written.iter().filter(|w| w.0 == pass) {
             let what = format!("PROJECTION {kind} {name}");
             let converted = match kind.as_str() {
                 "partition" => partition(name, fields, known, &mut out),
-                "score" => score(name, fields, known, &band_sources),
+                "score" => score(
+                    name,
+                    fields,
+                    (known, &band_sources),
+                    (knowledge_bases, &mut kb_signals),
+                ),
                 "mapping" => mapping(name, fields, known, &mut out, notes, *line),
                 other => Err(format!("`{other}` projections have no counterpart")),
             };
@@ -133,7 +141,68 @@ pub(super) fn convert(
             .or_default()
             .extend(projections);
     }
+    for (name, node) in kb_signals {
+        known.insert(("kb".to_owned(), name));
+        families.entry("kb").or_default().push(node);
+    }
     out
+}
+
+/// Their `kb_metric` input (a `group_margin` metric: the positive group's score less
+/// the negative group's) as two terms over `kb` signals that read each group's
+/// similarity, made once per knowledge base and group.
+fn kb_metric_terms(
+    input: &Node,
+    weight: f64,
+    knowledge_bases: &BTreeMap<String, Node>,
+    kb_signals: &mut BTreeMap<String, Node>,
+) -> Result<Vec<Node>, String> {
+    let base = input.get("kb").and_then(Node::as_str).unwrap_or_default();
+    let metric = input
+        .get("metric")
+        .and_then(Node::as_str)
+        .unwrap_or_default();
+    let definition = knowledge_bases.get(base).ok_or_else(|| {
+        format!("kb_metric input: knowledge base `{base}` is not defined in this file")
+    })?;
+    let spec = definition
+        .get("metrics")
+        .and_then(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.get("name").and_then(Node::as_str) == Some(metric))
+        .ok_or_else(|| format!("kb_metric input: `{base}` has no metric `{metric}`"))?;
+    if spec.get("type").and_then(Node::as_str) != Some("group_margin") {
+        return Err(format!(
+            "kb_metric `{metric}`: only group_margin metrics have a counterpart"
+        ));
+    }
+    let fields = super::kb_fields(definition)
+        .ok_or_else(|| format!("kb_metric input: `{base}` names no source.path"))?;
+    let mut terms = Vec::new();
+    for (key, sign) in [("positive_group", 1.0), ("negative_group", -1.0)] {
+        let group = spec
+            .get(key)
+            .and_then(Node::as_str)
+            .ok_or_else(|| format!("kb_metric `{metric}` has no {key}"))?;
+        let name = format!("{base}__{group}");
+        kb_signals.entry(name.clone()).or_insert_with(|| {
+            let mut entries: Fields = vec![("name".to_owned(), s(&name))];
+            entries.extend(fields.iter().cloned());
+            entries.push((
+                "target".to_owned(),
+                map(vec![("kind", s("group")), ("value", s(group))]),
+            ));
+            entries.push(("match".to_owned(), s("threshold")));
+            Node::new(Value::Map(entries))
+        });
+        terms.push(map(vec![
+            ("signal", s(&format!("kb.{name}"))),
+            ("weight", num_node(sign * weight)),
+            ("read", s("value")),
+        ]));
+    }
+    Ok(terms)
 }
 
 /// Their input `type` + `name` as our `family.name`, if that signal converted.
@@ -159,8 +228,8 @@ fn our_signal(
 fn score(
     name: &str,
     fields: &Fields,
-    known: &BTreeSet<(String, String)>,
-    band_sources: &BTreeMap<String, String>,
+    (known, band_sources): (&BTreeSet<(String, String)>, &BTreeMap<String, String>),
+    (knowledge_bases, kb_signals): (&BTreeMap<String, Node>, &mut BTreeMap<String, Node>),
 ) -> Result<Vec<Node>, String> {
     let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     match get("method").and_then(Node::as_str) {
@@ -202,7 +271,8 @@ fn score(
             continue;
         }
         if theirs == "kb_metric" {
-            return Err("kb_metric inputs have no counterpart".to_owned());
+            inputs.extend(kb_metric_terms(input, weight, knowledge_bases, kb_signals)?);
+            continue;
         }
         entries.push(("signal", s(&our_signal(theirs, input_name, known)?)));
         entries.push(("weight", num_node(weight)));
