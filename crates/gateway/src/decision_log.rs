@@ -22,6 +22,9 @@ pub struct DecisionRecord {
     /// The route taken (`direct` when the client named a model; empty when the
     /// request was refused before decide).
     pub route: String,
+    /// The recipe (named policy) whose route it is; absent for the main one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
     /// How sure the route's match was, in [0, 1] (absent when the client named a model).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_confidence: Option<f64>,

@@ -86,6 +86,12 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             request_id: x.request_id.clone(),
             requested_model: x.conversation.requested_model.clone(),
             route: x.route_name().to_owned(),
+            recipe: x
+                .routed
+                .as_ref()
+                .and_then(|r| r.index)
+                .and_then(|i| runtime.policy.route(i))
+                .and_then(|r| runtime.policy.scopes().get(r.scope)?.name.clone()),
             route_confidence: x.routed.as_ref().and_then(|r| r.confidence),
             model,
             pool: x.pool_name(runtime).to_owned(),

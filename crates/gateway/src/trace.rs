@@ -159,8 +159,10 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
             } else {
                 Value::Array(Vec::new())
             };
+            let recipe = route.and_then(|r| policy.scopes().get(r.scope)?.name.clone());
             json!({
                 "route": routed.name,
+                "recipe": recipe,
                 "matched": routed.matched,
                 "confidence": routed.confidence,
                 "priority": route.map(|r| r.priority),

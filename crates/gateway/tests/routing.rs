@@ -289,6 +289,7 @@ async fn decision_log_has_one_line_per_request() {
         .collect();
     let coding = records.iter().find(|r| r["route"] == "coding").unwrap();
     assert_eq!(coding["model"], "coder");
+    assert!(coding.get("recipe").is_none(), "the main policy names no recipe");
     assert_eq!(coding["status"], 200);
     assert_eq!(coding["outcome"], "ok");
     assert_eq!(coding["tokens_reported"], true);
@@ -892,6 +893,8 @@ recipes:
     );
     let fallback = route("vendor/quality-v1", "hello").await;
     assert_eq!(fallback["decide"]["route"], "quality_default");
+    assert_eq!(fallback["decide"]["recipe"], "quality");
+    assert!(route("auto", "rust").await["decide"]["recipe"].is_null());
     assert_eq!(fallback["select"]["model"], "big", "{fallback}");
     // The trace lists the recipe's routes only.
     let names: Vec<&str> = fallback["decide"]["routes"]
