@@ -289,7 +289,10 @@ async fn decision_log_has_one_line_per_request() {
         .collect();
     let coding = records.iter().find(|r| r["route"] == "coding").unwrap();
     assert_eq!(coding["model"], "coder");
-    assert!(coding.get("recipe").is_none(), "the main policy names no recipe");
+    assert!(
+        coding.get("recipe").is_none(),
+        "the main policy names no recipe"
+    );
     assert_eq!(coding["status"], 200);
     assert_eq!(coding["outcome"], "ok");
     assert_eq!(coding["tokens_reported"], true);
