@@ -403,15 +403,7 @@ default_route:
     )
     .unwrap();
     let route = |prompt: &str| {
-        let (ok, stdout, stderr) = switchyard(&[
-            "route",
-            "--config",
-            config.to_str().unwrap(),
-            "--prompt",
-            prompt,
-        ]);
-        assert!(ok, "{stderr}");
-        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let trace = trace_of(&config, "auto", prompt);
         (
             trace["decide"]["route"].as_str().unwrap().to_owned(),
             trace["characterize"].clone(),
@@ -445,6 +437,29 @@ fn run_tests(file: &std::path::Path) -> (bool, String, String) {
     switchyard(&["check", "--config", file.to_str().unwrap(), "--run-tests"])
 }
 
+/// `switchyard route` of `prompt` for `model` under `config`: the trace.
+fn trace_of(config: &std::path::Path, model: &str, prompt: &str) -> serde_json::Value {
+    let (ok, stdout, stderr) = switchyard(&[
+        "route",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+    ]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The route `switchyard route` takes for `prompt` asked as `auto`.
+fn route_of(config: &std::path::Path, prompt: &str) -> String {
+    trace_of(config, "auto", prompt)["decide"]["route"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
 #[test]
 fn imported_regex_keyword_and_spaced_domain_signals_are_served_and_route() {
     // Needs the model for the domain head (scripts/test.sh sets SWITCHYARD_MODEL_DIR).
@@ -465,18 +480,7 @@ POOL coder {{ model: \"coder\", context_window: 8K, endpoints: [{{ url: \"http:/
     ));
     let (ok, stdout, stderr) = switchyard(&["check", "--config", converted.to_str().unwrap()]);
     assert!(ok, "{stdout}{stderr}");
-    let route = |prompt: &str| {
-        let (ok, stdout, stderr) = switchyard(&[
-            "route",
-            "--config",
-            converted.to_str().unwrap(),
-            "--prompt",
-            prompt,
-        ]);
-        assert!(ok, "{stderr}");
-        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
-    };
+    let route = |prompt: &str| route_of(&converted, prompt);
     assert_eq!(
         route("JIRA-4512 is blocked again, can you look?"),
         "tickets"
@@ -1026,18 +1030,10 @@ POOL l { model: large, context_window: 8K, endpoints: [{ url: \"http://127.0.0.1
     assert!(stdout.contains("tests: 6 passed, 0 failed"), "{stdout}");
     // The same prompt routes differently by the model name asked for.
     let route = |model: &str| {
-        let (ok, stdout, stderr) = switchyard(&[
-            "route",
-            "--config",
-            converted.to_str().unwrap(),
-            "--model",
-            model,
-            "--prompt",
-            "explain this python stack trace",
-        ]);
-        assert!(ok, "{stderr}");
-        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
+        trace_of(&converted, model, "explain this python stack trace")["decide"]["route"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     };
     assert_eq!(route("fast"), "fast_code");
     assert_eq!(route("vllm-sr/careful"), "careful_code");
@@ -1105,18 +1101,7 @@ POOL cloud {{ model: cloud, context_window: 8K, endpoints: [{{ url: \"http://127
     assert!(stderr.contains("`nowhere_kb` is not defined"), "{stderr}");
     let (ok, stdout, stderr) = switchyard(&["check", "--config", converted.to_str().unwrap()]);
     assert!(ok, "{stdout}{stderr}");
-    let route = |prompt: &str| {
-        let (ok, stdout, stderr) = switchyard(&[
-            "route",
-            "--config",
-            converted.to_str().unwrap(),
-            "--prompt",
-            prompt,
-        ]);
-        assert!(ok, "{stderr}");
-        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        trace["decide"]["route"].as_str().unwrap_or("").to_owned()
-    };
+    let route = |prompt: &str| route_of(&converted, prompt);
     assert_eq!(
         route("Please review this function from our internal monorepo before release"),
         "keep_local"
@@ -1124,14 +1109,7 @@ POOL cloud {{ model: cloud, context_window: 8K, endpoints: [{{ url: \"http://127
     assert_eq!(route("How do I reverse a string in Python?"), "default");
     // The group margin: private similarity less public, as two kb signals' values.
     let margin = |prompt: &str| {
-        let (_, stdout, _) = switchyard(&[
-            "route",
-            "--config",
-            converted.to_str().unwrap(),
-            "--prompt",
-            prompt,
-        ]);
-        let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let trace = trace_of(&converted, "auto", prompt);
         let signals = trace["characterize"]["signals"].as_array().unwrap().clone();
         let value = |name: &str| {
             signals

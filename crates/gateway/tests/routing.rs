@@ -208,22 +208,7 @@ async fn route_dry_run_explains_without_calling_upstream() {
 async fn models_health_and_metrics() {
     let s = stack("", DEFAULT_UPSTREAM).await;
     let base = s.gateway.url();
-    let models: Value = s
-        .client
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["auto", "coder", "chat"]);
+    assert_eq!(harness::model_ids(&base).await, ["auto", "coder", "chat"]);
     assert_eq!(
         s.client
             .get(format!("{base}/healthz"))
@@ -791,21 +776,8 @@ async fn imported_projections_route_through_the_served_policy() {
         switchyard_gateway::Runtime::new(policy).unwrap(),
     )
     .unwrap();
-    let client = reqwest::Client::new();
-    let route = |prompt: &'static str| {
-        let (client, url) = (client.clone(), g.url());
-        async move {
-            client
-                .post(format!("{url}/v1/route"))
-                .json(&json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let base = g.url();
+    let route = |prompt: &'static str| harness::route_trace(&base, "auto", prompt);
     for (prompt, expected) in [
         (
             "keep this local: find the root cause of the api key leak",
@@ -874,21 +846,9 @@ recipes:
 ",
     )
     .await;
-    let client = reqwest::Client::new();
-    let route = |model: &'static str, prompt: &'static str| {
-        let (client, url) = (client.clone(), g.url());
-        async move {
-            client
-                .post(format!("{url}/v1/route"))
-                .json(&json!({"model": model, "messages": [{"role": "user", "content": prompt}]}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let base = g.url();
+    let route =
+        |model: &'static str, prompt: &'static str| harness::route_trace(&base, model, prompt);
     assert_eq!(route("auto", "rust").await["decide"]["route"], "coding");
     assert_eq!(
         route("vendor/quality-v1", "rust").await["decide"]["route"],
@@ -915,22 +875,9 @@ recipes:
             .contains("did you mean `vendor/quality-v1`"),
         "{typo}"
     );
-    let models: Value = client
-        .get(format!("{}/v1/models", g.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let listed = harness::model_ids(&base).await;
     assert!(
-        listed.contains(&"auto") && listed.contains(&"vendor/quality-v1"),
-        "{models}"
+        listed.iter().any(|m| m == "auto") && listed.iter().any(|m| m == "vendor/quality-v1"),
+        "{listed:?}"
     );
 }

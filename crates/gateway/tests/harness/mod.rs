@@ -237,3 +237,34 @@ pub async fn sdk_script(script: &str, base: String) -> Option<serde_json::Value>
     assert!(output.status.success(), "the SDK script failed: {stderr}");
     Some(serde_json::from_slice(&output.stdout).unwrap())
 }
+
+/// `POST /v1/route` at `base` for one user prompt asked of `model`: the trace.
+pub async fn route_trace(base: &str, model: &str, prompt: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/route"))
+        .json(
+            &serde_json::json!({"model": model, "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The ids `GET /v1/models` at `base` lists.
+pub async fn model_ids(base: &str) -> Vec<String> {
+    let models: serde_json::Value = reqwest::get(format!("{base}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect()
+}

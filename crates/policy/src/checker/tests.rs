@@ -231,6 +231,43 @@ fn random_policy() -> impl Strategy<Value = String> {
     })
 }
 
+/// What brute force saw over every assignment: which routes can match, which can
+/// win (match first), which pairs (later, earlier) can match together, and whether a
+/// request can match none.
+struct Verdicts {
+    can_match: Vec<bool>,
+    can_win: Vec<bool>,
+    both: std::collections::BTreeSet<(usize, usize)>,
+    unrouted: bool,
+}
+
+impl Verdicts {
+    fn new(routes: usize) -> Verdicts {
+        Verdicts {
+            can_match: vec![false; routes],
+            can_win: vec![false; routes],
+            both: std::collections::BTreeSet::new(),
+            unrouted: false,
+        }
+    }
+
+    /// Records one assignment's matching routes, in evaluation order.
+    fn record(&mut self, matching: &[usize]) {
+        for &i in matching {
+            self.can_match[i] = true;
+        }
+        match matching.first() {
+            Some(&winner) => self.can_win[winner] = true,
+            None => self.unrouted = true,
+        }
+        for (x, &i) in matching.iter().enumerate() {
+            for &j in &matching[x + 1..] {
+                self.both.insert((j, i));
+            }
+        }
+    }
+}
+
 /// Whether `witness` (signals named as holding; every other one not) satisfies `expr`.
 fn holds_under(p: &Policy, expr: &Expr, witness: &Witness) -> bool {
     expr.eval(&|atom| witness.holds.contains(&p.atom_name(atom)))
@@ -262,10 +299,7 @@ proptest! {
             .enumerate()
             .filter_map(|(i, r)| r.expr.as_ref().map(|e| (i, e)))
             .collect();
-        let mut can_match = vec![false; p.routes().len()];
-        let mut can_win = vec![false; p.routes().len()];
-        let mut both = std::collections::BTreeSet::new();
-        let mut unrouted = false;
+        let mut seen = Verdicts::new(p.routes().len());
         let assignments = (0u32..(1 << plain.len()))
             .flat_map(|b| (0..points.len().pow(tested.len() as u32)).map(move |v| (b, v)))
             .flat_map(|(b, v)| labels.iter().map(move |l| (b, v, *l)));
@@ -280,19 +314,9 @@ proptest! {
                 }
             };
             let matching: Vec<usize> = routes.iter().filter(|(_, e)| e.eval(&holds)).map(|(i, _)| *i).collect();
-            for &i in &matching {
-                can_match[i] = true;
-            }
-            match matching.first() {
-                Some(&winner) => can_win[winner] = true,
-                None => unrouted = true,
-            }
-            for (x, &i) in matching.iter().enumerate() {
-                for &j in &matching[x + 1..] {
-                    both.insert((j, i));
-                }
-            }
+            seen.record(&matching);
         }
+        let Verdicts { can_match, can_win, both, unrouted } = seen;
         let name = |i: usize| p.routes()[i].name.clone();
         for &(i, expr) in &routes {
             let dead = a.findings.iter().any(|f| f.kind == FindingKind::Dead && f.routes[0] == name(i));
@@ -721,9 +745,7 @@ proptest! {
             .enumerate()
             .filter_map(|(i, r)| r.expr.as_ref().map(|e| (i, e)))
             .collect();
-        let mut can_match = vec![false; p.routes().len()];
-        let mut can_win = vec![false; p.routes().len()];
-        let mut both = std::collections::BTreeSet::new();
+        let mut seen = Verdicts::new(p.routes().len());
         let n = keywords.len();
         for bits in 0u32..(1 << n) {
             let holding: Vec<usize> = (0..n).filter(|i| bits & (1 << i) != 0).collect();
@@ -745,19 +767,10 @@ proptest! {
                     Atom::Label(_, at) => band.label.as_ref() == p.labels().get(at as usize),
                 };
                 let matching: Vec<usize> = routes.iter().filter(|(_, e)| e.eval(&holds)).map(|(i, _)| *i).collect();
-                for &i in &matching {
-                    can_match[i] = true;
-                }
-                if let Some(&winner) = matching.first() {
-                    can_win[winner] = true;
-                }
-                for (x, &i) in matching.iter().enumerate() {
-                    for &j in &matching[x + 1..] {
-                        both.insert((j, i));
-                    }
-                }
+                seen.record(&matching);
             }
         }
+        let Verdicts { can_match, can_win, both, .. } = seen;
         let name = |i: usize| p.routes()[i].name.clone();
         for &(i, _) in &routes {
             let dead = a.findings.iter().any(|f| f.kind == FindingKind::Dead && f.routes[0] == name(i));
