@@ -269,24 +269,9 @@ impl Facts {
         if confidence {
             cuts.extend([0.0, 1.0]);
         }
-        cuts.sort_by(f64::total_cmp);
-        cuts.dedup();
-        // (a value inside, its name)
-        let mut regions: Vec<(f64, String)> = Vec::new();
-        let mut below = f64::NEG_INFINITY;
-        for &cut in &cuts {
-            let inside = if below.is_finite() {
-                (below + cut) / 2.0
-            } else {
-                cut - 1.0
-            };
-            regions.push((inside, format!("in ({}, {cut})", show(below))));
-            regions.push((cut, format!("= {cut}")));
-            below = cut;
-        }
-        regions.push((below + 1.0, format!("in ({below}, ∞)")));
+        let mut regions = Region::cut(cuts);
         if confidence {
-            regions.retain(|(x, _)| (0.0..=1.0).contains(x));
+            regions.retain(|r| (0.0..=1.0).contains(&r.sample()));
         }
         let members = tests
             .iter()
@@ -294,13 +279,13 @@ impl Facts {
                 let passing = regions
                     .iter()
                     .enumerate()
-                    .filter(|(_, (x, _))| t.passes(*x))
+                    .filter(|(_, r)| t.passes(r.sample()))
                     .map(|(i, _)| i)
                     .collect();
                 (Atom::Test(signal, *t), passing, true)
             })
             .collect();
-        let names = regions.into_iter().map(|(_, name)| name).collect();
+        let names = regions.iter().map(|r| r.name()).collect();
         self.push_facet(what, names, members);
     }
 
@@ -358,10 +343,55 @@ impl Facts {
     }
 }
 
-fn show(x: f64) -> String {
-    if x == f64::NEG_INFINITY {
-        "-∞".to_owned()
-    } else {
-        x.to_string()
+/// A region of a line of one number cut at some bounds: a bound itself, or the open
+/// interval between two neighbouring bounds (or past the outermost ones).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Region {
+    /// Exactly this value.
+    Point(f64),
+    /// Strictly between these (either may be infinite).
+    Open(f64, f64),
+}
+
+impl Region {
+    /// The line cut at every one of `cuts`: points and the open intervals between
+    /// them, in order.
+    pub(crate) fn cut(mut cuts: Vec<f64>) -> Vec<Region> {
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup();
+        let mut regions = Vec::with_capacity(2 * cuts.len() + 1);
+        let mut below = f64::NEG_INFINITY;
+        for &c in &cuts {
+            regions.push(Region::Open(below, c));
+            regions.push(Region::Point(c));
+            below = c;
+        }
+        regions.push(Region::Open(below, f64::INFINITY));
+        regions
+    }
+
+    /// A value inside: every predicate cut at these bounds holds on all of the region
+    /// or none of it, so this one value decides.
+    pub(crate) fn sample(self) -> f64 {
+        match self {
+            Region::Point(c) => c,
+            Region::Open(a, b) if a.is_infinite() && b.is_infinite() => 0.0,
+            Region::Open(a, b) if a.is_infinite() => b - 1.0,
+            Region::Open(a, b) if b.is_infinite() => a + 1.0,
+            Region::Open(a, b) => (a + b) / 2.0,
+        }
+    }
+
+    /// As a witness shows it: `= 0.5`, `in (-∞, 0.2)`.
+    pub(crate) fn name(self) -> String {
+        let show = |x: f64| match x {
+            f64::NEG_INFINITY => "-∞".to_owned(),
+            f64::INFINITY => "∞".to_owned(),
+            x => x.to_string(),
+        };
+        match self {
+            Region::Point(c) => format!("= {c}"),
+            Region::Open(a, b) => format!("in ({}, {})", show(a), show(b)),
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! - **Partitions**: the winner is a member that holds, or the default when none
 //!   does; a member that holds alone wins.
 
-use super::facts::{Facet, Facts};
+use super::facts::{Facet, Facts, Region};
 use crate::compile::Atom;
 use crate::condition::{Measure, Test};
 use std::collections::{BTreeSet, HashMap};
@@ -166,43 +166,6 @@ impl Span {
 /// A span rounded to 1e-9 with its ends' closedness.
 type SpanKey = (i64, bool, i64, bool);
 
-/// A region of a score's line.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Region {
-    Point(f64),
-    Open(f64, f64),
-}
-
-impl Region {
-    fn sample(self) -> f64 {
-        match self {
-            Region::Point(c) => c,
-            Region::Open(a, b) if a.is_infinite() && b.is_infinite() => 0.0,
-            Region::Open(a, b) if a.is_infinite() => b - 1.0,
-            Region::Open(a, b) if b.is_infinite() => a + 1.0,
-            Region::Open(a, b) => (a + b) / 2.0,
-        }
-    }
-
-    fn name(self) -> String {
-        let show = |x: f64| {
-            if x.is_infinite() {
-                if x < 0.0 {
-                    "-∞".to_owned()
-                } else {
-                    "∞".to_owned()
-                }
-            } else {
-                x.to_string()
-            }
-        };
-        match self {
-            Region::Point(c) => format!("= {c}"),
-            Region::Open(a, b) => format!("in ({}, {})", show(a), show(b)),
-        }
-    }
-}
-
 /// A predicate on a score, from an atom.
 enum Predicate {
     Positive,
@@ -300,17 +263,7 @@ pub(crate) fn gather(
         }
     }
     for (score, predicates) in by_score {
-        let mut cuts: Vec<f64> = predicates.iter().flat_map(|(_, p)| p.bounds()).collect();
-        cuts.sort_by(f64::total_cmp);
-        cuts.dedup();
-        let mut regions = Vec::new();
-        let mut below = f64::NEG_INFINITY;
-        for &c in &cuts {
-            regions.push(Region::Open(below, c));
-            regions.push(Region::Point(c));
-            below = c;
-        }
-        regions.push(Region::Open(below, f64::INFINITY));
+        let regions = Region::cut(predicates.iter().flat_map(|(_, p)| p.bounds()).collect());
         let members = predicates
             .iter()
             .map(|(atom, p)| {
