@@ -363,10 +363,21 @@ mod tests {
                     &manifest,
                 ),
             ],
+            projection: vec![serde_json::from_str(
+                r#"{"name": "privacy", "method": "weighted_sum", "inputs": [{"signal": "kb.private", "weight": 1, "read": "value"}]}"#,
+            )
+            .unwrap()],
+            keyword: vec![crate::keyword::KeywordSignalConfig::new("code", &["rust"])],
             ..SignalsConfig::default()
         };
         let engine = SignalEngine::build(&config).unwrap();
         let id = |n: &str| engine.lookup(SignalFamily::Kb, n).unwrap();
+        // A projection runs the model through the kb signal it reads; a keyword does not.
+        let privacy = engine.lookup(SignalFamily::Projection, "privacy").unwrap();
+        let code = engine.lookup(SignalFamily::Keyword, "code").unwrap();
+        assert!(engine.needs_embedding(&[privacy]));
+        assert!(!engine.needs_embedding(&[code]));
+        assert_eq!(engine.computed(&[privacy]), vec![id("private"), privacy]);
         let ask = |prompt: &str| {
             engine.characterize(
                 &Conversation::from_prompt("auto", prompt),

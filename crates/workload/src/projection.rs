@@ -436,11 +436,6 @@ impl ProjectionSignal {
             projection,
         })
     }
-
-    /// How it computes.
-    pub fn projection(&self) -> &Projection {
-        &self.projection
-    }
 }
 
 fn method_name(method: ProjectionMethod) -> &'static str {

@@ -107,7 +107,6 @@ pub struct Policy {
     direct_needed: Vec<SignalId>,
     /// The labels conditions test, indexed by [`Atom::Label`].
     labels: Vec<String>,
-    needed: Vec<SignalId>,
     models: HashMap<String, usize>,
     /// Governance rules.
     pub constraints: Vec<CompiledConstraint>,
@@ -340,15 +339,10 @@ impl Policy {
             scope.needed = ids.into_iter().collect();
         }
         // Signals read only by projections are used too.
-        let mut read = needed.clone();
-        let mut pending: Vec<SignalId> = needed.iter().copied().collect();
-        while let Some(id) = pending.pop() {
-            for input in signals.inputs(id) {
-                if read.insert(input) {
-                    pending.push(input);
-                }
-            }
-        }
+        let read: BTreeSet<SignalId> = signals
+            .computed(&needed.iter().copied().collect::<Vec<_>>())
+            .into_iter()
+            .collect();
         let mut direct = BTreeSet::new();
         for c in constraints.iter().filter(|c| c.routes.is_none()) {
             c.expr.iter().for_each(|e| e.atoms(&mut direct));
@@ -398,7 +392,6 @@ impl Policy {
             atoms: atoms.into_iter().collect(),
             direct_needed: direct_needed.into_iter().collect(),
             labels,
-            needed: needed.into_iter().collect(),
             constraints,
             global_plugins: chains.global,
             models,
@@ -531,11 +524,6 @@ impl Policy {
     /// worth computing for its requests ([`Policy::needed_in`] for a recipe's).
     pub fn needed_signals(&self) -> &[SignalId] {
         self.needed_in(0)
-    }
-
-    /// The signals any route or constraint references.
-    pub fn all_needed_signals(&self) -> &[SignalId] {
-        &self.needed
     }
 
     /// The index of a configured model by name.

@@ -25,6 +25,9 @@ pub struct SignalEngine {
     inputs: Vec<Vec<usize>>,
     /// The derived signals, each after every derived signal it reads.
     derived: Vec<usize>,
+    /// Per signal: whether computing it runs the embedding model, itself or through
+    /// the signals it reads.
+    reads_model: Vec<bool>,
     /// Bytes of each text scanning signals read.
     scan_window: usize,
 }
@@ -140,11 +143,16 @@ impl SignalEngine {
         let (inputs, depth) = resolve_inputs(&signals)?;
         let mut order: Vec<usize> = (0..signals.len()).collect();
         order.sort_by_key(|i| (depth[*i], signals[*i].uses_model()));
-        let derived = order
+        let derived: Vec<usize> = order
             .iter()
             .copied()
             .filter(|&i| !inputs[i].is_empty())
             .collect();
+        // In `order`, a derived signal comes after everything it reads.
+        let mut reads_model: Vec<bool> = signals.iter().map(|s| s.uses_model()).collect();
+        for &i in &derived {
+            reads_model[i] = reads_model[i] || inputs[i].iter().any(|&j| reads_model[j]);
+        }
         Ok(SignalEngine {
             signals,
             embedder,
@@ -157,6 +165,7 @@ impl SignalEngine {
             order,
             inputs,
             derived,
+            reads_model,
             scan_window,
         })
     }
@@ -187,6 +196,17 @@ impl SignalEngine {
             .get(id.0)
             .map(|v| v.iter().copied().map(SignalId).collect())
             .unwrap_or_default()
+    }
+
+    /// The signals computing `needed` computes: them and, for derived ones, the
+    /// signals they read (transitively), in id order.
+    pub fn computed(&self, needed: &[SignalId]) -> Vec<SignalId> {
+        self.wanted(needed)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, w)| *w)
+            .map(|(i, _)| SignalId(i))
+            .collect()
     }
 
     /// The labels a signal can report, when its definition fixes them.
@@ -247,11 +267,9 @@ impl SignalEngine {
 
     /// Whether any of `needed` uses the embedding model (it takes milliseconds).
     pub fn needs_embedding(&self, needed: &[SignalId]) -> bool {
-        let wanted = self.wanted(needed);
-        self.signals
+        needed
             .iter()
-            .zip(wanted)
-            .any(|(s, w)| w && s.uses_model())
+            .any(|id| self.reads_model.get(id.0).copied().unwrap_or(false))
     }
 
     /// The domain head's categories, when domain signals are configured.
