@@ -836,6 +836,19 @@ fn read_yaml(text: &str, notes: &mut Vec<ImportNote>) -> Result<Source, ConfigEr
     Ok(source)
 }
 
+/// A map item's `name` (empty when it has none) and its other fields; `None` for an
+/// item that is not a map.
+fn named(item: &Node) -> Option<(&str, Fields)> {
+    let entries = item.entries()?;
+    let name = item.get("name").and_then(Node::as_str).unwrap_or_default();
+    let fields = entries
+        .iter()
+        .filter(|(k, _)| k != "name")
+        .cloned()
+        .collect();
+    Some((name, fields))
+}
+
 /// One routing profile (the top-level `routing`, or a recipe's): its signals,
 /// projections and decisions; decisions read inside a recipe belong to it.
 fn read_profile(
@@ -847,22 +860,12 @@ fn read_profile(
     if let Some(signals) = routing.get("signals").and_then(Node::entries) {
         for (family, list) in signals {
             for item in list.items().unwrap_or_default() {
-                let Some(entries) = item.entries() else {
+                let Some((name, fields)) = named(item) else {
                     continue;
                 };
-                let name = item
-                    .get("name")
-                    .and_then(Node::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let fields = entries
-                    .iter()
-                    .filter(|(k, _)| k != "name")
-                    .cloned()
-                    .collect();
                 source
                     .signals
-                    .push((family.clone(), name, fields, item.pos.line));
+                    .push((family.clone(), name.to_owned(), fields, item.pos.line));
             }
         }
     }
@@ -875,14 +878,8 @@ fn read_profile(
                 other => other,
             };
             for item in list.items().unwrap_or_default() {
-                let name = item.get("name").and_then(Node::as_str).unwrap_or("?");
-                let fields = item
-                    .entries()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|(k, _)| k != "name")
-                    .cloned()
-                    .collect();
+                let (name, fields) = named(item).unwrap_or_default();
+                let name = if name.is_empty() { "?" } else { name };
                 source.projections.push((
                     singular.to_owned(),
                     name.to_owned(),
@@ -1028,14 +1025,7 @@ fn read_providers(root: &Node, routing: &Node, source: &mut Source) {
         .and_then(Node::items)
         .unwrap_or_default()
     {
-        if let Some(name) = card.get("name").and_then(Node::as_str) {
-            let fields = card
-                .entries()
-                .unwrap_or_default()
-                .iter()
-                .filter(|(k, _)| k != "name")
-                .cloned()
-                .collect();
+        if let Some((name, fields)) = named(card).filter(|(n, _)| !n.is_empty()) {
             source.models.push((name.to_owned(), fields, card.pos.line));
         }
     }
