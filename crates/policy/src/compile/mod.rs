@@ -83,15 +83,6 @@ pub struct Scope {
     pub needed: Vec<SignalId>,
 }
 
-/// A scope as configured, before its routes are compiled.
-struct ScopeDef<'c> {
-    name: Option<&'c str>,
-    aliases: Vec<String>,
-    strategy: crate::config::DecisionStrategy,
-    default: Option<&'c crate::config::DefaultRouteConfig>,
-    path: String,
-}
-
 /// A checked configuration with its routes compiled, ready to decide.
 #[derive(Debug)]
 pub struct Policy {
@@ -208,49 +199,57 @@ impl Policy {
                 scope,
             });
         }
-        // Each scope: its routes in order, then its default route.
-        let scope_defs: Vec<ScopeDef<'_>> = std::iter::once(ScopeDef {
-            name: None,
-            aliases: config.server.route_aliases.clone(),
-            strategy: config.decision.strategy,
-            default: config.default_route.as_ref(),
-            path: "default_route".to_owned(),
-        })
-        .chain(config.recipes.iter().enumerate().map(|(i, r)| ScopeDef {
-            name: Some(r.name.value.as_str()),
-            aliases: r.aliases.iter().map(|a| a.value.clone()).collect(),
-            strategy: r.strategy.unwrap_or(config.decision.strategy),
-            default: r.default_route.as_ref(),
-            path: format!("recipes[{i}].default_route"),
-        }))
-        .collect();
+        // Each scope: its routes in order, then its default route (with where it is
+        // configured, for errors). Ranges and signals are filled in below.
+        let scope =
+            |name: Option<&str>, aliases: Vec<String>, strategy, default: Option<&_>| Scope {
+                name: name.map(str::to_owned),
+                aliases,
+                range: 0..0,
+                has_default: default.is_some(),
+                strategy,
+                needed: Vec::new(),
+            };
+        let mut scopes: Vec<Scope> = Vec::with_capacity(config.recipes.len() + 1);
+        let mut defaults: Vec<(Option<&crate::config::DefaultRouteConfig>, String)> = Vec::new();
+        scopes.push(scope(
+            None,
+            config.server.route_aliases.clone(),
+            config.decision.strategy,
+            config.default_route.as_ref(),
+        ));
+        defaults.push((config.default_route.as_ref(), "default_route".to_owned()));
+        for (i, r) in config.recipes.iter().enumerate() {
+            scopes.push(scope(
+                Some(r.name.value.as_str()),
+                r.aliases.iter().map(|a| a.value.clone()).collect(),
+                r.strategy.unwrap_or(config.decision.strategy),
+                r.default_route.as_ref(),
+            ));
+            defaults.push((
+                r.default_route.as_ref(),
+                format!("recipes[{i}].default_route"),
+            ));
+        }
         routes.sort_by(|a, b| {
-            let strategy = scope_defs[a.scope].strategy;
+            let strategy = scopes[a.scope].strategy;
             a.scope
                 .cmp(&b.scope)
                 .then_with(|| strategy.tier_rank(a.tier).cmp(&strategy.tier_rank(b.tier)))
                 .then_with(|| b.priority.cmp(&a.priority))
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let mut ordered: Vec<CompiledRoute> = Vec::with_capacity(routes.len() + scope_defs.len());
-        let mut scopes: Vec<Scope> = Vec::with_capacity(scope_defs.len());
+        let mut ordered: Vec<CompiledRoute> = Vec::with_capacity(routes.len() + scopes.len());
         let mut pending = routes.into_iter().peekable();
-        let mut default_names: HashMap<String, ()> = HashMap::new();
-        for (index, def) in scope_defs.iter().enumerate() {
-            let ScopeDef {
-                name,
-                aliases,
-                strategy,
-                default,
-                path,
-            } = def;
+        let mut default_names: BTreeSet<String> = BTreeSet::new();
+        for (index, (scope, (default, path))) in scopes.iter_mut().zip(&defaults).enumerate() {
             let start = ordered.len();
             while let Some(route) = pending.next_if(|r| r.scope == index) {
                 ordered.push(route);
             }
             if let Some(default) = default {
                 if route_names.contains_key(default.name.as_str())
-                    || default_names.insert(default.name.clone(), ()).is_some()
+                    || !default_names.insert(default.name.clone())
                 {
                     found.push(Diagnostic::error(
                         &Location::UNKNOWN,
@@ -304,14 +303,7 @@ impl Policy {
                     scope: index,
                 });
             }
-            scopes.push(Scope {
-                name: name.map(str::to_owned),
-                aliases: aliases.clone(),
-                range: start..ordered.len(),
-                has_default: default.is_some(),
-                strategy: *strategy,
-                needed: Vec::new(),
-            });
+            scope.range = start..ordered.len();
         }
         let routes = ordered;
 
