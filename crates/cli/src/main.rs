@@ -260,7 +260,7 @@ fn compile(path: &Path) -> Result<Policy> {
     let config = load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     // Plugin types and their options are the router's to check.
-    switchyard_router::plugins::Plugins::build(&policy.config, &[])
+    switchyard_router::plugins::Plugins::build(&policy, &[])
         .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     for w in &policy.warnings {
         let mut w = w.clone();

@@ -8,7 +8,7 @@ use switchyard_pool::{
     CannotCompress, ClientDeadline, Compression, PlaceRequest, Placement, PoolSet, Prediction,
     RetentionHint,
 };
-use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer};
+use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer, Reads};
 use switchyard_wire::{ChatRequest, Conversation, Dialect};
 use switchyard_workload::Signals;
 
@@ -212,19 +212,59 @@ impl Exchange {
         }
     }
 
-    /// What the plugin chain is told about this request.
-    pub fn chain_info(&self, runtime: &Runtime) -> ChainInfo {
+    /// What the plugin chain is told about this request, with what its plugins read.
+    pub fn chain_info(&self, runtime: &Runtime, reads: &Reads) -> ChainInfo {
         let model = self
             .selected
             .as_ref()
             .and_then(|s| runtime.policy.config.models.get(s.model));
+        let signals = &runtime.policy.signals;
+        let conversation = &self.conversation;
         ChainInfo {
             request_id: self.request_id.clone(),
             route: self.route_name().to_owned(),
             model: model.map_or_else(String::new, |m| m.name.value.clone()),
             family: model.and_then(|m| m.family),
-            stream: self.conversation.stream,
+            stream: conversation.stream,
             dry_run: self.dry_run,
+            embedding: reads
+                .embedding
+                .and_then(|wait| self.embedding(runtime, wait)),
+            caller: if reads.caller {
+                signals.caller(conversation)
+            } else {
+                None
+            },
+            headers: reads
+                .headers
+                .iter()
+                .filter_map(|name| {
+                    let value = conversation.attribute(&format!("header:{name}"))?;
+                    Some((name.clone(), value.to_owned()))
+                })
+                .collect(),
+        }
+    }
+
+    /// The embedding of the last user turn: the one signals computed, else computed
+    /// now (off the async workers), waiting `wait` at most. A failure is counted and
+    /// leaves the request without one.
+    fn embedding(&self, runtime: &Runtime, wait: Duration) -> Option<std::sync::Arc<[f32]>> {
+        if let Some(vector) = &self.signals.vector {
+            return Some(vector.clone());
+        }
+        let signals = &runtime.policy.signals;
+        let deadline = Instant::now() + wait;
+        let computed = crate::pipeline::off_the_async_workers(|| {
+            signals.embed_last_user(&self.conversation, Some(deadline))
+        });
+        match computed {
+            Ok(vector) => Some(vector),
+            Err(error) => {
+                tracing::warn!(request_id = %self.request_id, %error, "no embedding for plugins");
+                metrics::counter!("switchyard_plugin_embedding_failures_total").increment(1);
+                None
+            }
         }
     }
 }

@@ -29,7 +29,10 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
             &local,
             x.model_name(&runtime),
             &x.request_id,
-            x.conversation.stream,
+            (
+                x.conversation.stream,
+                x.conversation.stream && !x.hide_usage,
+            ),
         );
         let outcome = Outcome {
             status: local.status,
@@ -101,21 +104,30 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
     );
     match attempted.result {
         Ok(Ok(pass)) => {
+            // The head first: its header hooks run while the chain is still here (the
+            // stream hooks take it along with the events).
+            let head = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::empty())
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            let head = finish(&runtime, &mut x, head);
             let (events, hooked) = if x.plugins.hooks().stream {
                 let (events, hooked) = with_stream_hooks(&mut x, pass.events);
                 (events, Some(hooked))
             } else {
                 (pass.events, None)
             };
-            let response = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(
-                    events.map(Ok::<_, std::convert::Infallible>),
-                ))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            let response = finish(&runtime, &mut x, response);
+            // A header hook that failed turned the head into its error: that is the
+            // answer, and the upstream's stream is dropped.
+            let response = if head.status() == StatusCode::OK {
+                let (parts, _) = head.into_parts();
+                let body = Body::from_stream(events.map(Ok::<_, std::convert::Infallible>));
+                Response::from_parts(parts, body)
+            } else {
+                head
+            };
             let outcome = pass.outcome;
             let runtime = Arc::clone(&runtime);
             tokio::spawn(async move {
@@ -226,7 +238,7 @@ fn response_hooks(
             &local,
             x.model_name(runtime),
             &x.request_id,
-            false,
+            (false, false),
         ))),
         Err(failure) => {
             runtime.metrics.plugin_failure();

@@ -117,8 +117,9 @@ fn record(runtime: &Runtime, x: &mut Exchange) {
     runtime.metrics.phase(Phase::Ingress, spent);
 }
 
-/// Copies what signals read of the request beyond its body: the headers they name
-/// and, for identity from proxy headers, the address the connection came from.
+/// Copies what signals and plugins read of the request beyond its body: the headers
+/// they name and, for identity from proxy headers, the address the connection came
+/// from.
 fn attach_headers(
     runtime: &Runtime,
     headers: &HeaderMap,
@@ -126,7 +127,12 @@ fn attach_headers(
     conversation: &mut Conversation,
 ) {
     let signals = &runtime.policy.signals;
-    for name in signals.header_names() {
+    let plugin_only = runtime
+        .plugins
+        .header_names()
+        .iter()
+        .filter(|name| !signals.header_names().contains(name));
+    for name in signals.header_names().iter().chain(plugin_only) {
         if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             conversation.attach_header(name, value);
         }

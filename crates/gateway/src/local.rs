@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_router::plugins::LocalAnswer;
-use switchyard_wire::{ApiError, Dialect, error_body};
+use switchyard_wire::{Answer, ApiError, Dialect, error_body};
 
 /// The JSON error response of an [`ApiError`].
 pub fn error_response(error: &ApiError) -> Response {
@@ -14,13 +14,14 @@ pub fn error_response(error: &ApiError) -> Response {
 }
 
 /// A plugin's local answer as the client asked for it: an assistant message in the
-/// client's dialect (whole or streamed) for a 200, a JSON error otherwise.
+/// client's dialect (whole or streamed, ending with a usage chunk when `stream_usage`)
+/// for a 200, a JSON error otherwise.
 pub fn local_response(
     dialect: &dyn Dialect,
     answer: &LocalAnswer,
     model: &str,
     request_id: &str,
-    stream: bool,
+    (stream, stream_usage): (bool, bool),
 ) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if answer.status != 200 {
@@ -35,7 +36,15 @@ pub fn local_response(
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let written = dialect.answer(&answer.message, model, request_id, created, stream);
+    let written = dialect.answer(&Answer {
+        text: &answer.message,
+        model,
+        id: request_id,
+        created,
+        stream,
+        usage: answer.usage,
+        stream_usage,
+    });
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, written.content_type);

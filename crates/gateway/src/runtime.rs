@@ -105,8 +105,7 @@ impl Runtime {
         log: Option<DecisionLog>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
-        let plugins =
-            Plugins::build(&policy.config, plugin_types).map_err(RuntimeError::Plugins)?;
+        let plugins = Plugins::build(&policy, plugin_types).map_err(RuntimeError::Plugins)?;
         let pools = Pools::build(&policy.config)?;
         let counter = match &policy.config.server.tokenizer {
             Some(path) => TokenCounter::from_file(path).map_err(RuntimeError::Tokenizer)?,

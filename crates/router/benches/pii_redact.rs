@@ -18,6 +18,9 @@ const INFO: RequestInfo<'static> = RequestInfo {
     family: None,
     stream: false,
     dry_run: false,
+    embedding: None,
+    caller: None,
+    headers: &[],
 };
 
 /// About `kb` KB of prose with an e-mail address, a phone number and a card number in

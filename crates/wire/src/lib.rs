@@ -20,7 +20,7 @@ pub mod typos;
 
 pub use chat::{ChatRequest, Message, MessageContent, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};
-pub use dialect::{Dialect, OpenAiChat, Written};
+pub use dialect::{Answer, Dialect, OpenAiChat, Written};
 pub use error::{ApiError, ErrorKind, error_body};
 pub use sse::{SseEvent, SseParser};
 pub use token_count::TokenCount;

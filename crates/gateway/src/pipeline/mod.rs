@@ -187,7 +187,7 @@ fn characterize(runtime: &Runtime, conversation: &Conversation, needed: &[Signal
 /// Runs CPU-heavy work without stalling the async workers: on a multi-threaded runtime
 /// the current worker hands its queued tasks to others first; elsewhere (a benchmark,
 /// a current-thread runtime) it simply runs.
-fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(work)

@@ -17,8 +17,8 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
         .map_or(&[][..], |r| r.plugins.as_slice());
     let chain = runtime
         .plugins
-        .chain(&runtime.policy.global_plugins, route_plugins, || {
-            x.chain_info(runtime)
+        .chain(&runtime.policy.global_plugins, route_plugins, |reads| {
+            x.chain_info(runtime, reads)
         });
     x.plugins = chain;
     if x.plugins.hooks().request {

@@ -115,7 +115,8 @@ impl Policy {
     pub fn compile(config: Config) -> Result<Policy, ConfigError> {
         let mut found = Vec::new();
         let models = check_models_and_pools(&config, &mut found);
-        let (signals, unbuilt) = match SignalEngine::build(&config.signals) {
+        let load_model = config.plugins.iter().any(crate::plugins::reads_embedding);
+        let (signals, unbuilt) = match SignalEngine::build_with(&config.signals, load_model) {
             Ok(engine) => (engine, false),
             Err(e) => {
                 found.push(Diagnostic::error(

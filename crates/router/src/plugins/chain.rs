@@ -2,7 +2,7 @@
 //! order, each hook under the plugin's `on_error` rule, panics caught.
 
 use super::{
-    Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY,
+    Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY, Reads,
     RequestInfo, State, UpstreamRequest,
 };
 use http::HeaderMap;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use switchyard_policy::{Config, ConfigError, Diagnostic, ModelFamily, PluginOnError};
+use switchyard_policy::{ConfigError, Diagnostic, ModelFamily, PluginOnError, Policy};
 
 /// One configured plugin.
 #[derive(Debug)]
@@ -20,6 +20,7 @@ struct Entry {
     on_error: PluginOnError,
     plugin: Box<dyn Plugin>,
     hooks: Hooks,
+    reads: Reads,
 }
 
 /// Every plugin of a configuration, built and checked, indexed like
@@ -27,20 +28,27 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Plugins {
     entries: Vec<Arc<Entry>>,
+    /// The client headers any plugin reads.
+    headers: Vec<String>,
 }
 
 impl Plugins {
-    /// Builds the plugins of `config` from the [`REGISTRY`] and `extra` types (an
-    /// embedding program's own). Unknown types and bad options are errors at the
-    /// definition, with a suggestion.
-    pub fn build(config: &Config, extra: &[(&str, Build)]) -> Result<Plugins, ConfigError> {
+    /// Builds the plugins of a policy's configuration from the [`REGISTRY`] and
+    /// `extra` types (an embedding program's own). Unknown types and bad options are
+    /// errors at the definition, with a suggestion.
+    pub fn build(policy: &Policy, extra: &[(&str, Build)]) -> Result<Plugins, ConfigError> {
+        let config = &policy.config;
         let types: Vec<&(&str, Build)> = REGISTRY.iter().chain(extra).collect();
         let models: Vec<&str> = config
             .models
             .iter()
             .map(|m| m.name.value.as_str())
             .collect();
-        let context = Context { models: &models };
+        let context = Context {
+            models: &models,
+            embedding_model: policy.signals.has_model(),
+            identity: policy.signals.identifies(),
+        };
         let mut found = Vec::new();
         let mut entries = Vec::new();
         for (i, p) in config.plugins.iter().enumerate() {
@@ -62,6 +70,7 @@ impl Plugins {
                     kind: p.kind.clone(),
                     on_error: p.on_error,
                     hooks: plugin.hooks(),
+                    reads: plugin.reads(),
                     plugin,
                 })),
                 Err(reason) => found.push(Diagnostic::error(
@@ -79,25 +88,41 @@ impl Plugins {
             }
             return Err(ConfigError { diagnostics: found });
         }
-        Ok(Plugins { entries })
+        let headers = entries
+            .iter()
+            .fold(Reads::default(), |all, e| all.union(&e.reads))
+            .headers;
+        Ok(Plugins { entries, headers })
+    }
+
+    /// The client headers some plugin reads (lower-case names): ingress keeps them.
+    pub fn header_names(&self) -> &[String] {
+        &self.headers
     }
 
     /// The chain of one request: `global`, then `route` (indexes into
-    /// [`Config::plugins`]), told about the request by `info`. Allocates nothing, and
-    /// calls `info` not, when both are empty.
+    /// [`switchyard_policy::Config::plugins`]), told about the request by `info`,
+    /// which is given what the chain's plugins read. Allocates nothing, and calls
+    /// `info` not, when both are empty.
     pub fn chain(
         &self,
         global: &[usize],
         route: &[usize],
-        info: impl FnOnce() -> ChainInfo,
+        info: impl FnOnce(&Reads) -> ChainInfo,
     ) -> Chain {
         if global.is_empty() && route.is_empty() {
             return Chain::default();
         }
-        let links = global
+        let entries: Vec<&Arc<Entry>> = global
             .iter()
             .chain(route)
             .filter_map(|&i| self.entries.get(i))
+            .collect();
+        let reads = entries
+            .iter()
+            .fold(Reads::default(), |all, e| all.union(&e.reads));
+        let links = entries
+            .into_iter()
             .map(|entry| Link {
                 entry: Arc::clone(entry),
                 state: None,
@@ -110,7 +135,7 @@ impl Plugins {
             .collect();
         Chain {
             links,
-            info: info(),
+            info: info(&reads),
         }
     }
 }
@@ -159,7 +184,7 @@ pub struct ChunkResult {
 
 /// What a chain tells its plugins about the request, owned by the chain (a stream's
 /// hooks run after the handler that built it has returned).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChainInfo {
     /// The request id.
     pub request_id: String,
@@ -173,6 +198,12 @@ pub struct ChainInfo {
     pub stream: bool,
     /// A dry run.
     pub dry_run: bool,
+    /// The embedding of the last user turn ([`Reads::embedding`]).
+    pub embedding: Option<Arc<[f32]>>,
+    /// The verified caller ([`Reads::caller`]).
+    pub caller: Option<String>,
+    /// The client headers read ([`Reads::headers`]).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ChainInfo {
@@ -185,6 +216,9 @@ impl ChainInfo {
             family: self.family,
             stream: self.stream,
             dry_run: self.dry_run,
+            embedding: self.embedding.as_deref(),
+            caller: self.caller.as_deref(),
+            headers: &self.headers,
         }
     }
 }

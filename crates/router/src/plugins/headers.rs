@@ -196,6 +196,9 @@ mod tests {
             family: None,
             stream: false,
             dry_run: false,
+            embedding: None,
+            caller: None,
+            headers: &[],
         };
         plugin
             .on_response_headers(&info, 200, &mut headers, &mut None)

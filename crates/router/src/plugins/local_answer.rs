@@ -66,6 +66,7 @@ impl Plugin for Local {
             status: self.status,
             message: self.message.render(info),
             code: self.code.clone(),
+            usage: None,
         }))
     }
 }

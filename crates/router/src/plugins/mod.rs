@@ -47,6 +47,12 @@ pub type Build = fn(&Map<String, Value>, &Context<'_>) -> Result<Box<dyn Plugin>
 pub struct Context<'a> {
     /// The configured model names.
     pub models: &'a [&'a str],
+    /// Whether the embedding model is loaded (`signals.model`), so that requests can
+    /// carry their embedding ([`Reads::embedding`]).
+    pub embedding_model: bool,
+    /// Whether callers are identified (`signals.identity`), so that requests can carry
+    /// their caller ([`Reads::caller`]).
+    pub identity: bool,
 }
 
 /// The plugin types, by the name written as `type:`.
@@ -59,6 +65,36 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("pii_redact", pii_redact::build),
     ("response_guard", response_guard::build),
 ];
+
+/// What a plugin reads of a request besides its body: the gateway prepares it only
+/// when some plugin of the request's chain reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// The embedding of the last user turn (the one signals share; computed for the
+    /// plugin when no signal needed it), waited for this long at most.
+    pub embedding: Option<Duration>,
+    /// The verified caller (the identity's subject).
+    pub caller: bool,
+    /// Client request headers, by lower-case name.
+    pub headers: Vec<String>,
+}
+
+impl Reads {
+    /// What either reads (the longer embedding wait).
+    pub fn union(mut self, other: &Reads) -> Reads {
+        self.embedding = match (self.embedding, other.embedding) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.caller |= other.caller;
+        for h in &other.headers {
+            if !self.headers.contains(h) {
+                self.headers.push(h.clone());
+            }
+        }
+        self
+    }
+}
 
 /// What a plugin is told about the request it works on.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +112,23 @@ pub struct RequestInfo<'a> {
     /// A dry run (`POST /v1/route`, `switchyard route`): nothing will be forwarded,
     /// so a plugin with side effects (counters, budgets) should not take them.
     pub dry_run: bool,
+    /// The embedding of the last user turn, when a plugin of the chain reads it
+    /// ([`Reads::embedding`]) and it could be computed in time.
+    pub embedding: Option<&'a [f32]>,
+    /// The verified caller, when a plugin of the chain reads it and there is one.
+    pub caller: Option<&'a str>,
+    /// The client headers plugins of the chain read, by lower-case name.
+    pub headers: &'a [(String, String)],
+}
+
+impl RequestInfo<'_> {
+    /// A client header a plugin of the chain reads ([`Reads::headers`]).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The request as it will go upstream.
@@ -107,6 +160,9 @@ pub struct LocalAnswer {
     pub message: String,
     /// The error code (`error.code`) of a non-200 answer.
     pub code: String,
+    /// The usage a 200 reports (a cached answer reports what it cost when it was
+    /// made; zeros when absent).
+    pub usage: Option<Usage>,
 }
 
 /// What a stream hook decided about an event.
@@ -192,6 +248,11 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// The hooks this plugin has (default: only [`Plugin::on_request`]).
     fn hooks(&self) -> Hooks {
         Hooks::REQUEST
+    }
+
+    /// What it reads of a request besides the body (default: nothing).
+    fn reads(&self) -> Reads {
+        Reads::default()
     }
 
     /// Before forward: may rewrite `upstream` or answer locally.

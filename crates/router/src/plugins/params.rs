@@ -195,6 +195,7 @@ mod tests {
     fn run(options: Value, model: &str, request: Value) -> Value {
         let context = Context {
             models: &["small", "big"],
+            ..Context::default()
         };
         let plugin = build(options.as_object().unwrap(), &context).unwrap();
         let mut body: switchyard_wire::ChatRequest = serde_json::from_value(request).unwrap();
@@ -206,6 +207,9 @@ mod tests {
             family: None,
             stream: body.is_stream(),
             dry_run: false,
+            embedding: None,
+            caller: None,
+            headers: &[],
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,
@@ -244,7 +248,10 @@ mod tests {
 
     #[test]
     fn bad_options_are_named() {
-        let context = Context { models: &["small"] };
+        let context = Context {
+            models: &["small"],
+            ..Context::default()
+        };
         for (options, words) in [
             (json!({"models": ["smal"]}), "did you mean `small`"),
             (json!({"max_tokens": 0}), "leaves no answer"),

@@ -307,6 +307,7 @@ impl Plugin for PiiRedact {
                     kinds.join(", ")
                 ),
                 code: "pii_blocked".to_owned(),
+                usage: None,
             }));
         }
         if found.iter().all(Vec::is_empty) {
@@ -526,6 +527,9 @@ mod tests {
         family: None,
         stream: false,
         dry_run: false,
+        embedding: None,
+        caller: None,
+        headers: &[],
     };
 
     fn plugin(options: Value) -> Box<dyn Plugin> {

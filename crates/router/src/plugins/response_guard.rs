@@ -332,6 +332,7 @@ impl Plugin for ResponseGuard {
                             status: 200,
                             message: self.message.clone(),
                             code: String::new(),
+                            usage: None,
                         }));
                     }
                 }
@@ -439,6 +440,9 @@ mod tests {
         family: None,
         stream: true,
         dry_run: false,
+        embedding: None,
+        caller: None,
+        headers: &[],
     };
 
     fn guard(options: Value) -> Box<dyn Plugin> {

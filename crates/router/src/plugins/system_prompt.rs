@@ -108,6 +108,9 @@ mod tests {
             family: None,
             stream: false,
             dry_run: false,
+            embedding: None,
+            caller: None,
+            headers: &[],
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,

@@ -80,6 +80,9 @@ mod tests {
             family: None,
             stream: false,
             dry_run: false,
+            embedding: None,
+            caller: None,
+            headers: &[],
         };
         let t = Template::parse("Route {{ route }} on {{model}}.").unwrap();
         assert_eq!(t.render(&info), "Route coding on coder.");

@@ -1,6 +1,6 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`).
 
-use super::{Dialect, Written};
+use super::{Answer, Dialect, Written};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -77,34 +77,74 @@ impl Dialect for OpenAiChat {
         Ok((request, conversation))
     }
 
-    fn answer(&self, text: &str, model: &str, id: &str, created: u64, stream: bool) -> Written {
-        let id = format!("chatcmpl-{id}");
-        if !stream {
+    fn answer(&self, answer: &Answer<'_>) -> Written {
+        let id = format!("chatcmpl-{}", answer.id);
+        let (model, created) = (answer.model, answer.created);
+        let usage = answer.usage.unwrap_or_default();
+        if !answer.stream {
             let body = json!({
                 "id": id, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": usage,
             });
             return Written {
                 content_type: "application/json",
                 body: Bytes::from(body.to_string()),
             };
         }
-        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        let chunk = |delta: Value, finish: Option<&str>| {
             json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         };
-        let events = format!(
-            "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
-            chunk(json!({"role": "assistant", "content": text}), None),
-            chunk(json!({}), Some("stop")),
-        );
+        let mut events = String::new();
+        let mut push = |event: Value| {
+            events.push_str("data: ");
+            events.push_str(&event.to_string());
+            events.push_str("\n\n");
+        };
+        let mut pieces = pieces(answer.text, STREAM_PIECE_BYTES);
+        push(chunk(
+            json!({"role": "assistant", "content": pieces.next().unwrap_or("")}),
+            None,
+        ));
+        for piece in pieces {
+            push(chunk(json!({"content": piece}), None));
+        }
+        push(chunk(json!({}), Some("stop")));
+        if answer.stream_usage {
+            push(
+                json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                        "model": model, "choices": [], "usage": usage}),
+            );
+        }
+        events.push_str("data: [DONE]\n\n");
         Written {
             content_type: "text/event-stream",
             body: Bytes::from(events),
         }
     }
+}
+
+/// The most text one event of a stream the gateway writes itself carries.
+const STREAM_PIECE_BYTES: usize = 256;
+
+/// `text` in pieces of at most `max` bytes (more when one character is longer), cut
+/// on character boundaries.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let (piece, after) = rest.split_at(end);
+        rest = after;
+        Some(piece)
+    })
 }
 
 /// The most answers (`n`) one request may ask for, as OpenAI's API allows.
@@ -223,6 +263,7 @@ fn check_shapes(request: &ChatRequest) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Usage;
 
     fn err(body: &str) -> ApiError {
         OpenAiChat.parse(body.as_bytes(), None).unwrap_err()
@@ -312,14 +353,49 @@ mod tests {
         let (request, conversation) = OpenAiChat.parse(body, Some("abc")).unwrap();
         assert_eq!(request.model, "auto");
         assert_eq!(conversation.session_id.as_deref(), Some("abc"));
-        let whole = OpenAiChat.answer("hello", "m", "r1", 7, false);
+        let answer = |text, stream, usage: Option<Usage>| {
+            OpenAiChat.answer(&Answer {
+                text,
+                model: "m",
+                id: "r1",
+                created: 7,
+                stream,
+                usage,
+                stream_usage: usage.is_some(),
+            })
+        };
+        let whole = answer("hello", false, Some(Usage::new(3, 1)));
         let v: serde_json::Value = serde_json::from_slice(&whole.body).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
         assert_eq!(v["id"], "chatcmpl-r1");
-        let streamed = OpenAiChat.answer("hello", "m", "r1", 7, true);
+        assert_eq!(v["usage"]["total_tokens"], 4);
+        let streamed = answer("hello", true, None);
         assert_eq!(streamed.content_type, "text/event-stream");
         let text = String::from_utf8(streamed.body.to_vec()).unwrap();
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
         assert!(text.contains("\"content\":\"hello\""), "{text}");
+        assert!(!text.contains("usage"), "{text}");
+        // A long answer goes out in pieces that join to it, cut between characters,
+        // then a usage chunk when asked for.
+        let long = "é".repeat(300) + "end";
+        let streamed = answer(&long, true, Some(Usage::new(5, 6)));
+        let text = String::from_utf8(streamed.body.to_vec()).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        let joined: String = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(joined, long);
+        assert!(events.len() >= 5, "{}", events.len());
+        assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 6);
+        assert_eq!(
+            events[events.len() - 2]["choices"][0]["finish_reason"],
+            "stop"
+        );
     }
 }

@@ -36,6 +36,16 @@ impl SignalEngine {
     /// Builds every configured signal: loads the embedding model when a definition
     /// needs it, then each family's definitions in table order.
     pub fn build(config: &SignalsConfig) -> Result<SignalEngine, SignalConfigError> {
+        Self::build_with(config, false)
+    }
+
+    /// [`SignalEngine::build`], loading the embedding model (when `signals.model` is
+    /// set) also when no signal needs it but something else reads the request's
+    /// embedding (`load_model`: a semantic cache).
+    pub fn build_with(
+        config: &SignalsConfig,
+        load_model: bool,
+    ) -> Result<SignalEngine, SignalConfigError> {
         let authenticator = config
             .identity
             .as_ref()
@@ -48,7 +58,11 @@ impl SignalEngine {
                 reason,
             })?;
         // The first signal that needs the model names it in errors.
-        let embedder = match (&config.model, config.model_user()) {
+        let user = config.model_user().or_else(|| {
+            let path = config.model.as_ref()?.path.to_str().unwrap_or("model");
+            load_model.then_some(("model", 0, path))
+        });
+        let embedder = match (&config.model, user) {
             (_, None) => None,
             (None, Some((family, index, name))) => {
                 return Err(SignalConfigError {
@@ -361,8 +375,47 @@ impl SignalEngine {
             values,
             failure,
             embedding,
+            vector: request.embedding_if_computed(),
             domain: request.domain_if_computed(),
         }
+    }
+
+    /// Whether the embedding model is loaded.
+    pub fn has_model(&self) -> bool {
+        self.embedder.is_some()
+    }
+
+    /// Whether callers are identified (`signals.identity` is configured).
+    pub fn identifies(&self) -> bool {
+        self.authenticator.is_some()
+    }
+
+    /// The embedding of a conversation's last user turn (the one signals read), for
+    /// readers other than signals: through the model workers, waiting until
+    /// `deadline` at most.
+    pub fn embed_last_user(
+        &self,
+        conversation: &Conversation,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<[f32]>, String> {
+        let text = conversation.last_user_text();
+        let vector = match (&self.workers, &self.embedder) {
+            (Some(workers), _) => workers.submit(text).wait(deadline)?,
+            (None, Some(embedder)) => embedder.embed(text).map_err(|e| e.to_string())?,
+            (None, None) => {
+                return Err("no embedding model is loaded (signals.model)".to_owned());
+            }
+        };
+        Ok(Arc::from(vector))
+    }
+
+    /// The verified caller of a conversation (its identity's subject), when identity
+    /// is configured and the request carries one.
+    pub fn caller(&self, conversation: &Conversation) -> Option<String> {
+        let authenticator = self.authenticator.as_ref()?;
+        authenticator
+            .identify(|k| conversation.attribute(k).map(str::to_owned))
+            .subject
     }
 }
 

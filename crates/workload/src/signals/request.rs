@@ -143,6 +143,15 @@ impl<'a> Request<'a> {
             .map_err(String::as_str)
     }
 
+    /// The embedding of the last user turn, when a signal computed it.
+    pub fn embedding_if_computed(&self) -> Option<Arc<[f32]>> {
+        self.embedding
+            .get()?
+            .as_ref()
+            .ok()
+            .map(|v| Arc::from(v.as_slice()))
+    }
+
     /// The domain prediction, when a signal asked for it.
     pub fn domain_if_computed(&self) -> Option<DomainPrediction> {
         let prediction = self.domain.get()?.as_ref().ok()?;

@@ -169,6 +169,8 @@ pub struct Signals {
     pub(super) failure: Option<(SignalId, String)>,
     /// The wait for the shared embedding, when a signal read it.
     pub embedding: Option<EmbeddingWait>,
+    /// The shared embedding (of the last user turn), when it was computed.
+    pub vector: Option<Arc<[f32]>>,
     /// The domain prediction, when a domain signal asked for it.
     pub domain: Option<DomainPrediction>,
 }
