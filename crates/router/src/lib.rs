@@ -5,9 +5,11 @@
 //! [`algorithm`]. Algorithms see candidates with what the pool layer knows about them
 //! (whether any pool of the model can hold the request) and never place requests
 //! themselves. Each plugin type is one file implementing [`plugins::Plugin`],
-//! registered in [`plugins::REGISTRY`]. This crate does not decide routes (`policy`)
+//! registered in [`plugins::REGISTRY`]; the semantic cache's backends are in
+//! [`cache`]. This crate does not decide routes (`policy`)
 //! or place and forward requests (`pool`).
 
+pub mod cache;
 pub mod observed;
 pub mod plugins;
 pub mod selection;

@@ -9,6 +9,10 @@
     missing_docs
 )]
 
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_engine::{EngineConfig, EngineHandle};
 use switchyard_fleet::GpuKind;
@@ -266,5 +270,106 @@ pub async fn model_ids(base: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// An upstream that answers "You said: " and the last user message, streamed in
+/// pieces of `PIECE` bytes, and records every request body. A message holding
+/// `[fail]` gets a 500; one holding `[length]` ends with `finish_reason: length`.
+pub async fn echo() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: Bytes| {
+            let seen = Arc::clone(&state);
+            async move {
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                seen.lock().unwrap().push(request.clone());
+                echo_answer(&request)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+pub const PIECE: usize = 4;
+
+fn echo_answer(request: &Value) -> Response {
+    let said = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let text = format!("You said: {said}");
+    if said.contains("[fail]") {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "engine fault",
+        )
+            .into_response();
+    }
+    let finish = if said.contains("[length]") {
+        "length"
+    } else {
+        "stop"
+    };
+    if request["stream"] != true {
+        return axum::Json(json!({
+            "id": "x", "object": "chat.completion", "model": request["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }))
+        .into_response();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut events: Vec<String> = chars
+        .chunks(PIECE)
+        .map(|piece| {
+            let piece: String = piece.iter().collect();
+            format!(
+                "data: {}\n\n",
+                json!({"id": "x", "object": "chat.completion.chunk", "model": request["model"],
+                       "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+            )
+        })
+        .collect();
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"id": "x", "object": "chat.completion.chunk", "model": request["model"],
+               "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    ));
+    if request["stream_options"]["include_usage"] == true {
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "x", "object": "chat.completion.chunk", "model": request["model"], "choices": [],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+        ));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// The text of a streamed answer's events, joined.
+pub fn streamed_content(body: &str) -> String {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect()
 }

@@ -26,6 +26,7 @@ mod params;
 mod pii_redact;
 pub mod reasoning;
 mod response_guard;
+mod semantic_cache;
 mod stream_event;
 mod system_prompt;
 mod template;
@@ -64,6 +65,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("local_answer", local_answer::build),
     ("pii_redact", pii_redact::build),
     ("response_guard", response_guard::build),
+    ("semantic_cache", semantic_cache::build),
 ];
 
 /// What a plugin reads of a request besides its body: the gateway prepares it only

@@ -1,0 +1,235 @@
+//! The semantic cache end to end, against an upstream that echoes the prompt and
+//! records what reaches it.
+//!
+//! A repeated question is answered without the upstream, whole or streamed (a stream
+//! replayed with its usage, read by the official OpenAI SDK too); a tenant never gets
+//! another tenant's answer; failed, truncated, sampled and tool-defining requests are
+//! never served from the cache; with the embedding model, a paraphrase hits and an
+//! unrelated question does not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use serde_json::{Value, json};
+use switchyard_gateway::Gateway;
+
+async fn gateway(url: &str, cache: &str, signals: &str) -> Gateway {
+    harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
+health: {{eject_after_failures: 100}}
+{signals}
+plugins:
+  - {{name: cache, type: semantic_cache, {cache}}}
+default_route: {{models: [m], plugins: [cache]}}
+"
+    ))
+    .await
+}
+
+async fn ask(g: &Gateway, body: Value, tenant: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&body);
+    if let Some(tenant) = tenant {
+        request = request.header("x-tenant-id", tenant);
+    }
+    request.send().await.unwrap()
+}
+
+fn chat(prompt: &str, stream: bool) -> Value {
+    json!({"model": "auto", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
+}
+
+#[tokio::test]
+async fn a_repeated_question_is_answered_from_the_cache_whole_and_streamed() {
+    let (url, seen) = harness::echo().await;
+    let g = gateway(&url, "semantic: false", "").await;
+    let first = ask(&g, chat("What is   a  monad?", false), None).await;
+    assert_eq!(harness::header(&first, "x-switchyard-cache"), "miss");
+    let first: Value = first.json().await.unwrap();
+    // Whitespace differences are the same question.
+    let again = ask(&g, chat("What is a monad?", false), None).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(harness::header(&again, "x-switchyard-cache"), "hit");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["choices"][0]["message"]["content"],
+        first["choices"][0]["message"]["content"]
+    );
+    assert_eq!(again["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        again["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "the hit did not go upstream");
+
+    // A streamed answer is stored too, and replayed as a well-formed stream with the
+    // usage the client asks for.
+    let streamed = ask(&g, chat("Explain ownership in Rust at length", true), None).await;
+    let text = harness::streamed_content(&streamed.text().await.unwrap());
+    let mut body = chat("Explain ownership in Rust at length", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let replay = ask(&g, body, None).await;
+    assert_eq!(harness::header(&replay, "x-switchyard-cache"), "hit");
+    assert_eq!(
+        replay.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let raw = replay.text().await.unwrap();
+    assert!(raw.ends_with("data: [DONE]\n\n"), "{raw}");
+    assert_eq!(harness::streamed_content(&raw), text);
+    assert!(raw.contains("\"finish_reason\":\"stop\""), "{raw}");
+    assert!(raw.contains("\"usage\":{"), "{raw}");
+    // A whole request for a question answered by a stream hits too.
+    let whole = ask(&g, chat("Explain ownership in Rust at length", false), None).await;
+    assert_eq!(harness::header(&whole, "x-switchyard-cache"), "hit");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // Other tests of this binary count into the same recorder: at least these three.
+    let hits = harness::metric(
+        &g.url(),
+        "switchyard_cache_lookups_total{route=\"default\",result=\"hit_exact\"}",
+    )
+    .await;
+    assert!(hits >= 3.0, "{hits}");
+}
+
+#[tokio::test]
+async fn a_tenant_never_gets_another_tenants_answer() {
+    let (url, seen) = harness::echo().await;
+    let g = gateway(&url, "semantic: false, scope: tenant", "").await;
+    let count = || seen.lock().unwrap().len();
+    let a = ask(&g, chat("our Q3 plan?", false), Some("acme")).await;
+    assert_eq!(harness::header(&a, "x-switchyard-cache"), "miss");
+    let b = ask(&g, chat("our Q3 plan?", false), Some("globex")).await;
+    assert_eq!(harness::header(&b, "x-switchyard-cache"), "miss");
+    assert_eq!(count(), 2);
+    let a = ask(&g, chat("our Q3 plan?", false), Some("acme")).await;
+    assert_eq!(harness::header(&a, "x-switchyard-cache"), "hit");
+    assert_eq!(count(), 2);
+    // No tenant: never cached under any tenant's entries, nor stored.
+    for _ in 0..2 {
+        let none = ask(&g, chat("our Q3 plan?", false), None).await;
+        assert_eq!(harness::header(&none, "x-switchyard-cache"), "bypass");
+    }
+    assert_eq!(count(), 4);
+}
+
+#[tokio::test]
+async fn failed_truncated_sampled_and_tool_requests_are_never_served_from_the_cache() {
+    let (url, seen) = harness::echo().await;
+    let g = gateway(&url, "semantic: false", "").await;
+    let count = || seen.lock().unwrap().len();
+    for stream in [false, true] {
+        for prompt in ["tell me [fail]", "a long story [length]"] {
+            let first = ask(&g, chat(prompt, stream), None).await;
+            let _ = first.bytes().await;
+            let second = ask(&g, chat(prompt, stream), None).await;
+            assert_eq!(
+                harness::header(&second, "x-switchyard-cache"),
+                "miss",
+                "{prompt}"
+            );
+            let _ = second.bytes().await;
+        }
+    }
+    assert_eq!(count(), 8);
+    let mut sampled = chat("a poem", false);
+    sampled["temperature"] = json!(0.8);
+    let mut tools = chat("weather?", false);
+    tools["tools"] = json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]);
+    for body in [sampled, tools] {
+        for _ in 0..2 {
+            let r = ask(&g, body.clone(), None).await;
+            assert_eq!(harness::header(&r, "x-switchyard-cache"), "bypass");
+        }
+    }
+    assert_eq!(count(), 12);
+    // The same question after a different conversation is a different question.
+    let first = json!({"model": "auto", "messages": [
+        {"role": "user", "content": "I use Python."},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": "How do I read a file?"}]});
+    let mut other = first.clone();
+    other["messages"][0]["content"] = json!("I use Rust.");
+    assert_eq!(
+        harness::header(&ask(&g, first.clone(), None).await, "x-switchyard-cache"),
+        "miss"
+    );
+    assert_eq!(
+        harness::header(&ask(&g, other, None).await, "x-switchyard-cache"),
+        "miss"
+    );
+    assert_eq!(
+        harness::header(&ask(&g, first, None).await, "x-switchyard-cache"),
+        "hit"
+    );
+}
+
+#[tokio::test]
+async fn a_paraphrase_hits_by_meaning_and_an_unrelated_question_does_not() {
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: set SWITCHYARD_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    let (url, seen) = harness::echo().await;
+    let g = gateway(
+        &url,
+        "threshold: 0.8",
+        &format!("signals: {{model: {{path: '{dir}'}}}}"),
+    )
+    .await;
+    let first = ask(
+        &g,
+        chat("How can I combine two Python dicts into one?", false),
+        None,
+    )
+    .await;
+    assert_eq!(harness::header(&first, "x-switchyard-cache"), "miss");
+    let first: Value = first.json().await.unwrap();
+    let paraphrase = ask(
+        &g,
+        chat("How do I merge two dictionaries in Python?", false),
+        None,
+    )
+    .await;
+    assert_eq!(harness::header(&paraphrase, "x-switchyard-cache"), "hit");
+    let paraphrase: Value = paraphrase.json().await.unwrap();
+    assert_eq!(
+        paraphrase["choices"][0]["message"]["content"],
+        first["choices"][0]["message"]["content"]
+    );
+    let unrelated = ask(
+        &g,
+        chat("What is the boiling point of water at altitude?", false),
+        None,
+    )
+    .await;
+    assert_eq!(harness::header(&unrelated, "x-switchyard-cache"), "miss");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_openai_sdk_reads_a_streamed_cache_hit() {
+    let (url, seen) = harness::echo().await;
+    let g = gateway(&url, "semantic: false", "").await;
+    let Some(out) = harness::sdk_script("openai_cache.py", g.url()).await else {
+        return;
+    };
+    assert_eq!(out[0]["cache"], "miss", "{out}");
+    assert_eq!(out[1]["cache"], "hit", "{out}");
+    assert_eq!(out[1]["text"], out[0]["text"], "{out}");
+    assert_eq!(
+        out[1]["text"], "You said: Name three prime numbers, please.",
+        "{out}"
+    );
+    assert_eq!(out[1]["finish_reason"], "stop", "{out}");
+    assert_eq!(
+        out[1]["usage"]["total_tokens"], out[0]["usage"]["total_tokens"],
+        "{out}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

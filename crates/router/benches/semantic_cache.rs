@@ -1,0 +1,96 @@
+//! The in-memory semantic cache at 100,000 entries of 384 dimensions (the default
+//! embedding's): an exact hit, a semantic lookup in one large partition (through the
+//! graph), one in a small partition (a scan), and a miss. The target: a
+//! lookup within 50 µs.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+use switchyard_router::cache::{CacheStore, CachedAnswer, Key, MemoryStore};
+use switchyard_wire::hash::{GOLDEN_GAMMA, mix64};
+
+const ENTRIES: usize = 100_000;
+const DIMS: usize = 384;
+
+fn vector(seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..DIMS)
+        .map(|_| {
+            state = mix64(state.wrapping_add(GOLDEN_GAMMA));
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let store = MemoryStore::new(ENTRIES, usize::MAX);
+    let answer = CachedAnswer {
+        text: "An answer of about the length answers have, give or take a sentence.".repeat(4),
+        usage: None,
+    };
+    // 99,000 entries in one large partition; the rest in 100 small ones.
+    for i in 0..ENTRIES {
+        let partition = if i < 99_000 { 0 } else { 1 + (i % 100) as u64 };
+        let v = vector(i as u64);
+        let question = format!("question number {i}");
+        let key = Key {
+            partition,
+            question: &question,
+            vector: Some(&v),
+        };
+        store.insert(&key, answer.clone(), Duration::from_secs(3600));
+    }
+    assert_eq!(store.len(), ENTRIES);
+    let mut group = c.benchmark_group("semantic_cache_100k");
+    let known = vector(1234);
+    group.bench_function("exact_hit", |b| {
+        let key = Key {
+            partition: 0,
+            question: "question number 1234",
+            vector: Some(&known),
+        };
+        b.iter(|| assert!(black_box(store.lookup(black_box(&key), Some(0.95))).is_some()))
+    });
+    // A near copy of a stored question's vector: found through the graph.
+    let near: Vec<f32> = known
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x + if i % 7 == 0 { 0.01 } else { 0.0 })
+        .collect();
+    group.bench_function("semantic_hit_large_partition", |b| {
+        let key = Key {
+            partition: 0,
+            question: "another wording",
+            vector: Some(&near),
+        };
+        b.iter(|| assert!(black_box(store.lookup(black_box(&key), Some(0.95))).is_some()))
+    });
+    let small = vector(99_050);
+    group.bench_function("semantic_hit_small_partition", |b| {
+        let key = Key {
+            partition: 1 + 50,
+            question: "another wording",
+            vector: Some(&small),
+        };
+        b.iter(|| assert!(black_box(store.lookup(black_box(&key), Some(0.95))).is_some()))
+    });
+    let unknown = vector(u64::MAX / 3);
+    group.bench_function("miss_large_partition", |b| {
+        let key = Key {
+            partition: 0,
+            question: "never asked",
+            vector: Some(&unknown),
+        };
+        b.iter(|| assert!(black_box(store.lookup(black_box(&key), Some(0.95))).is_none()))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
