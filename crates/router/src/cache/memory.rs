@@ -1,5 +1,6 @@
-//! The in-process cache: exact keys in a hash map, question vectors in an HNSW graph
-//! (usearch), bounded by entries and bytes with least-recently-used eviction.
+//! The in-process cache: exact keys in a hash map, question vectors per partition:
+//! scanned while the partition is small, in its own HNSW graph (usearch) once it is
+//! large. Bounded by entries and bytes with least-recently-used eviction.
 
 use super::{CacheStore, CachedAnswer, Hit, Key};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -7,12 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchyard_wire::hash::{FNV_OFFSET, fnv1a};
 
-/// A partition with at most this many vectors is searched exactly (a scan costs less
-/// than walking the graph with a filter that rejects most of it).
+/// A partition with more vectors than this gets its own graph (a scan of fewer costs
+/// less than a graph walk); one that falls to half of it goes back to scans.
 const SCAN_AT_MOST: usize = 256;
 
-/// Neighbours asked of the graph per search (the best is then checked against the
-/// threshold).
+/// Neighbours asked of a graph per search (the best live one is then checked against
+/// the threshold).
 const GRAPH_NEIGHBOURS: usize = 8;
 
 /// Bytes booked per entry besides its texts and vector (maps, the graph's links).
@@ -30,16 +31,28 @@ struct Inner {
     entries: HashMap<u64, Entry>,
     /// (partition, question hash) → entry id.
     exact: HashMap<(u64, u64), u64>,
-    /// Partition → ids of its entries that have a vector.
-    partitions: HashMap<u64, HashSet<u64>>,
+    /// The entries with a vector, per partition.
+    partitions: HashMap<u64, Part>,
     /// Last use → entry id, oldest first.
     lru: BTreeMap<u64, u64>,
     tick: u64,
     next_id: u64,
     bytes: usize,
-    /// The vectors' graph, made on the first vector (its length fixes the dimensions).
-    graph: Option<usearch::Index>,
-    /// Vectors in the graph that were removed since it was last rebuilt.
+    /// The length of every vector: the first one's.
+    dimensions: Option<usize>,
+}
+
+/// The vectors of one partition.
+#[derive(Default)]
+struct Part {
+    members: HashSet<u64>,
+    /// Made when the partition outgrows scans.
+    graph: Option<Graph>,
+}
+
+struct Graph {
+    index: usearch::Index,
+    /// Vectors removed from it since it was built (usearch keeps their slots).
     removed: usize,
 }
 
@@ -76,8 +89,7 @@ impl MemoryStore {
                 tick: 0,
                 next_id: 0,
                 bytes: 0,
-                graph: None,
-                removed: 0,
+                dimensions: None,
             }),
             max_entries: max_entries.max(1),
             max_bytes,
@@ -109,16 +121,84 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn new_graph(dimensions: usize, capacity: usize) -> Option<usearch::Index> {
-    let options = usearch::IndexOptions {
-        dimensions,
-        metric: usearch::MetricKind::IP,
-        quantization: usearch::ScalarKind::F32,
-        ..Default::default()
-    };
-    let graph = usearch::Index::new(&options).ok()?;
-    graph.reserve(capacity).ok()?;
-    Some(graph)
+impl Graph {
+    /// A graph of `vectors` (unit length: inner product is cosine similarity).
+    fn build<'a>(
+        dimensions: usize,
+        vectors: impl ExactSizeIterator<Item = (u64, &'a [f32])>,
+    ) -> Option<Graph> {
+        let options = usearch::IndexOptions {
+            dimensions,
+            metric: usearch::MetricKind::IP,
+            quantization: usearch::ScalarKind::F32,
+            ..Default::default()
+        };
+        let index = usearch::Index::new(&options).ok()?;
+        index.reserve((vectors.len() * 2).max(64)).ok()?;
+        for (id, v) in vectors {
+            index.add(id, v).ok()?;
+        }
+        Some(Graph { index, removed: 0 })
+    }
+
+    fn add(&mut self, id: u64, vector: &[f32]) -> bool {
+        let index = &self.index;
+        if index.size() + 1 > index.capacity() && index.reserve(index.capacity() * 2).is_err() {
+            return false;
+        }
+        index.add(id, vector).is_ok()
+    }
+}
+
+impl Part {
+    /// Adds a member; builds the graph when the partition outgrows scans.
+    fn add(&mut self, id: u64, vector: &[f32], entries: &HashMap<u64, Entry>) -> bool {
+        match &mut self.graph {
+            Some(graph) => {
+                if !graph.add(id, vector) {
+                    return false;
+                }
+            }
+            None if self.members.len() + 1 > SCAN_AT_MOST => {
+                let vectors: Vec<(u64, &[f32])> = self
+                    .members
+                    .iter()
+                    .filter_map(|m| Some((*m, entries.get(m)?.vector.as_deref()?)))
+                    .chain([(id, vector)])
+                    .collect();
+                self.graph = Graph::build(vector.len(), vectors.into_iter());
+                if self.graph.is_none() {
+                    return false;
+                }
+            }
+            None => {}
+        }
+        self.members.insert(id);
+        true
+    }
+
+    /// Removes a member; rebuilds the graph once removed slots outnumber live ones,
+    /// and drops it when the partition is small again.
+    fn remove(&mut self, id: u64, entries: &HashMap<u64, Entry>) {
+        self.members.remove(&id);
+        let Some(graph) = &mut self.graph else {
+            return;
+        };
+        if graph.index.remove(id).is_ok() {
+            graph.removed += 1;
+        }
+        if self.members.len() < SCAN_AT_MOST / 2 {
+            self.graph = None;
+        } else if graph.removed > self.members.len() {
+            let dimensions = graph.index.dimensions();
+            let vectors: Vec<(u64, &[f32])> = self
+                .members
+                .iter()
+                .filter_map(|m| Some((*m, entries.get(m)?.vector.as_deref()?)))
+                .collect();
+            self.graph = Graph::build(dimensions, vectors.into_iter());
+        }
+    }
 }
 
 impl Inner {
@@ -139,90 +219,37 @@ impl Inner {
         self.exact.remove(&(entry.partition, entry.question_hash));
         self.lru.remove(&entry.tick);
         self.bytes -= entry.bytes;
-        if entry.vector.is_some() {
-            if let Some(members) = self.partitions.get_mut(&entry.partition) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.partitions.remove(&entry.partition);
-                }
-            }
-            if let Some(graph) = &self.graph
-                && graph.remove(id).is_ok()
-            {
-                self.removed += 1;
+        if entry.vector.is_some()
+            && let Some(part) = self.partitions.get_mut(&entry.partition)
+        {
+            part.remove(id, &self.entries);
+            if part.members.is_empty() {
+                self.partitions.remove(&entry.partition);
             }
         }
-    }
-
-    /// Adds a vector to the graph, growing it (or rebuilding it without the removed
-    /// vectors, when they are most of it).
-    fn add_to_graph(&mut self, id: u64, vector: &[f32]) -> bool {
-        if self.graph.is_none() {
-            self.graph = new_graph(vector.len(), 64);
-        }
-        let Some(graph) = &self.graph else {
-            return false;
-        };
-        if graph.dimensions() != vector.len() {
-            return false;
-        }
-        let live = graph.size().saturating_sub(self.removed);
-        if self.removed > 1024 && self.removed > live {
-            self.rebuild_graph(vector.len());
-        }
-        let Some(graph) = &self.graph else {
-            return false;
-        };
-        if graph.size() + 1 > graph.capacity() {
-            let grown = (graph.capacity() * 2).max(64);
-            if graph.reserve(grown).is_err() {
-                return false;
-            }
-        }
-        graph.add(id, vector).is_ok()
-    }
-
-    fn rebuild_graph(&mut self, dimensions: usize) {
-        let vectors: Vec<(u64, &[f32])> = self
-            .entries
-            .iter()
-            .filter_map(|(id, e)| Some((*id, e.vector.as_deref()?)))
-            .collect();
-        let graph = new_graph(dimensions, (vectors.len() * 2).max(64));
-        if let Some(graph) = &graph {
-            for (id, v) in vectors {
-                let _ = graph.add(id, v);
-            }
-        }
-        self.graph = graph;
-        self.removed = 0;
     }
 
     /// The most similar live question of `partition` to `query` (unit length).
     fn nearest(&self, partition: u64, query: &[f32], now: Instant) -> Option<(u64, f32)> {
-        let members = self.partitions.get(&partition)?;
-        let live = |e: &Entry| e.partition == partition && e.expires > now;
-        if members.len() <= SCAN_AT_MOST {
-            return members
+        let part = self.partitions.get(&partition)?;
+        let live = |id: &u64| self.entries.get(id).filter(|e| e.expires > now);
+        match &part.graph {
+            None => part
+                .members
                 .iter()
-                .filter_map(|id| {
-                    let e = self.entries.get(id).filter(|e| live(e))?;
-                    Some((*id, dot(e.vector.as_deref()?, query)))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1));
+                .filter_map(|id| Some((*id, dot(live(id)?.vector.as_deref()?, query))))
+                .max_by(|a, b| a.1.total_cmp(&b.1)),
+            Some(graph) => {
+                let found = graph.index.search(query, GRAPH_NEIGHBOURS).ok()?;
+                found
+                    .keys
+                    .iter()
+                    .zip(&found.distances)
+                    .filter(|(id, _)| live(id).is_some())
+                    .map(|(id, distance)| (*id, 1.0 - distance))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+            }
         }
-        let graph = self.graph.as_ref()?;
-        let found = graph
-            .filtered_search(query, GRAPH_NEIGHBOURS, |id| {
-                self.entries.get(&id).is_some_and(live)
-            })
-            .ok()?;
-        found
-            .keys
-            .iter()
-            .zip(&found.distances)
-            .map(|(id, distance)| (*id, 1.0 - distance))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
 
@@ -286,13 +313,14 @@ impl CacheStore for MemoryStore {
         inner.next_id += 1;
         let id = inner.next_id;
         let vector = match vector {
-            Some(v) if inner.add_to_graph(id, &v) => {
-                inner
-                    .partitions
-                    .entry(key.partition)
-                    .or_default()
-                    .insert(id);
-                Some(v)
+            Some(v) if *inner.dimensions.get_or_insert(v.len()) == v.len() => {
+                let Inner {
+                    partitions,
+                    entries,
+                    ..
+                } = &mut *inner;
+                let part = partitions.entry(key.partition).or_default();
+                part.add(id, &v, entries).then_some(v)
             }
             _ => None,
         };
@@ -458,7 +486,7 @@ mod tests {
         let store = MemoryStore::new(2_000, usize::MAX);
         let vs = vectors(6_000, 32, 7);
         for (i, v) in vs.iter().enumerate() {
-            // Two partitions, interleaved: the filter must keep them apart.
+            // Two partitions, interleaved: each has its own graph.
             store.insert(
                 &key((i % 2) as u64, &format!("q{i}"), Some(v)),
                 answer(&format!("a{i}")),
@@ -467,27 +495,22 @@ mod tests {
         }
         assert_eq!(store.len(), 2_000);
         let inner = store.lock();
-        let graph = inner.graph.as_ref().unwrap();
-        assert!(
-            graph.size() - inner.removed <= 2_000,
-            "{} {}",
-            graph.size(),
-            inner.removed
-        );
-        assert!(
-            graph.capacity() <= 16_384,
-            "the graph is rebuilt, not grown forever: {}",
-            graph.capacity()
-        );
+        for part in inner.partitions.values() {
+            let graph = part.graph.as_ref().unwrap();
+            let live = graph.index.size() - graph.removed;
+            assert_eq!(live, part.members.len());
+            assert!(
+                graph.index.capacity() <= 4_096,
+                "the graph is rebuilt, not grown forever: {}",
+                graph.index.capacity()
+            );
+        }
         drop(inner);
         // Each of the last entries is found by its own vector, in its own partition
         // (1,000 per partition: past the exact scan).
         for (i, v) in vs.iter().enumerate().skip(5_900) {
             let hit = store
-                .lookup(
-                    &key((i % 2) as u64, "another wording", Some(v)),
-                    Some(0.99),
-                )
+                .lookup(&key((i % 2) as u64, "another wording", Some(v)), Some(0.99))
                 .unwrap_or_else(|| panic!("entry {i} not found"));
             assert_eq!(hit.answer.text, format!("a{i}"));
             assert!(
