@@ -141,7 +141,7 @@ impl Graph {
         Some(Graph { index, removed: 0 })
     }
 
-    fn add(&mut self, id: u64, vector: &[f32]) -> bool {
+    fn add(&self, id: u64, vector: &[f32]) -> bool {
         let index = &self.index;
         if index.size() + 1 > index.capacity() && index.reserve(index.capacity() * 2).is_err() {
             return false;
@@ -154,11 +154,8 @@ impl Part {
     /// Adds a member; builds the graph when the partition outgrows scans.
     fn add(&mut self, id: u64, vector: &[f32], entries: &HashMap<u64, Entry>) -> bool {
         match &mut self.graph {
-            Some(graph) => {
-                if !graph.add(id, vector) {
-                    return false;
-                }
-            }
+            Some(graph) if !graph.add(id, vector) => return false,
+            Some(_) => {}
             None if self.members.len() + 1 > SCAN_AT_MOST => {
                 let vectors: Vec<(u64, &[f32])> = self
                     .members
