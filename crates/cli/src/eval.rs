@@ -32,6 +32,9 @@ use switchyard_workload::{SignalEngine, SignalFamily, SignalsConfig};
 pub enum EvalCommand {
     /// Score signals against labelled data (needs the shared data folder).
     Signals(SignalsArgs),
+    /// Replay a prompt file through the semantic cache: hit and false-hit rates per
+    /// similarity threshold.
+    Cache(crate::eval_cache::CacheArgs),
 }
 
 /// A part of the signal evaluation.
@@ -82,6 +85,7 @@ pub struct SignalsArgs {
 pub fn run(command: EvalCommand) -> Result<()> {
     match command {
         EvalCommand::Signals(args) => signals(&args),
+        EvalCommand::Cache(args) => crate::eval_cache::run(&args),
     }
 }
 

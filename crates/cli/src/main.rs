@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod demo;
 mod eval;
+mod eval_cache;
 mod fleet;
 mod placement_bench;
 mod soak;

@@ -1131,3 +1131,72 @@ POOL cloud {{ model: cloud, context_window: 8K, endpoints: [{{ url: \"http://127
     assert!(margin("Explain what a closure is in JavaScript, with an example") < 0.0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn eval_cache_replays_a_prompt_file_and_names_a_bad_row() {
+    let Some(model) = model_dir() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("switchyard-eval-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("replay.jsonl");
+    let rows = [
+        ("How can I combine two Python dicts into one?", "dicts"),
+        ("What is the capital of Australia?", "canberra"),
+        ("How do I merge two dictionaries in Python?", "dicts"),
+        ("What is the capital of Austria?", "vienna"),
+        ("What is the capital of Australia?", "canberra"),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(p, g)| format!("{}\n", serde_json::json!({"prompt": p, "group": g})))
+        .collect();
+    std::fs::write(&data, text).unwrap();
+    let cache = dir.join("embeddings");
+    let json = dir.join("results.json");
+    let args = |thresholds: &str| -> Vec<String> {
+        [
+            "eval",
+            "cache",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            &model,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--thresholds",
+            thresholds,
+            "--json",
+            json.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let run = |thresholds: &str| {
+        let a = args(thresholds);
+        switchyard(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (ok, out, err) = run("0.99,0.5");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("5 prompts in 3 groups"), "{out}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // At 0.99 only the exact repeat hits; at 0.5 the paraphrase hits too, and Austria
+    // (a different question of the same shape) takes Australia's answer.
+    assert_eq!(results[0]["hits"], 1, "{results}");
+    assert_eq!(results[0]["false_hits"], 0, "{results}");
+    assert_eq!(results[1]["repeats"], 2, "{results}");
+    assert_eq!(results[1]["repeat_recall"], 1.0, "{results}");
+    assert_eq!(results[1]["false_hits"], 1, "{results}");
+
+    std::fs::write(&data, "{\"prompt\": \"hi\"}\n").unwrap();
+    let (ok, _, err) = run("0.9");
+    assert!(!ok);
+    assert!(
+        err.contains("replay.jsonl:1") && err.contains("group"),
+        "{err}"
+    );
+    let (ok, _, err) = run("1.5");
+    assert!(!ok);
+    assert!(err.contains("--thresholds"), "{err}");
+}

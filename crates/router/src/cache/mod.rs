@@ -16,6 +16,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_wire::Usage;
 
+/// A question as the cache keys it: its words, whitespace collapsed to one space.
+pub fn normalized(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
 /// An answer kept in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedAnswer {

@@ -27,7 +27,7 @@ use super::{
     ChunkFlow, Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads,
     RequestInfo, State, UpstreamRequest,
 };
-use crate::cache::{CacheStore, CachedAnswer, Key, MemoryStore};
+use crate::cache::{CacheStore, CachedAnswer, Key, MemoryStore, normalized};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use regex::Regex;
 use serde::Deserialize;
@@ -264,15 +264,7 @@ impl Hasher {
 
 /// The question: the text of the last turn, whitespace collapsed.
 fn question(content: Option<&MessageContent>) -> String {
-    let text = content.map(MessageContent::text).unwrap_or_default();
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
+    normalized(&content.map(MessageContent::text).unwrap_or_default())
 }
 
 /// Fields that do not change the answer's text.
