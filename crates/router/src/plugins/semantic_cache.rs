@@ -12,9 +12,10 @@
 //! (`finish_reason: stop`) with a 200, with their usage (a stream's when its client
 //! asked for it). Streams are stored as they end, before `[DONE]` goes out. Never
 //! answers that failed, broke off, were cut by `max_tokens`, called tools or carry
-//! redaction placeholders (`<EMAIL_1>`: personal data stays out of the cache). Requests asking for several
-//! answers are not cached; requests with tools, non-text parts or a `temperature`
-//! above 0 only when configured. A hit is replayed in the client's shape (a stream
+//! redaction placeholders (`<EMAIL_1>`: personal data stays out of the cache).
+//! Requests asking for several answers or holding a placeholder in any turn are not
+//! cached; requests with tools, non-text parts or a `temperature` above 0 only when
+//! configured. A hit is replayed in the client's shape (a stream
 //! for a streaming request, ending with usage when asked) and is marked
 //! `x-switchyard-cache: hit` (`miss`; `bypass` with `x-switchyard-cache-bypass` saying
 //! why).
@@ -310,6 +311,16 @@ impl SemanticCache {
         if body.messages.last().is_none_or(|m| m.role != "user") {
             return Some("the last turn is not the user's");
         }
+        // Placeholders anywhere key different people's values alike: `<EMAIL_1>` in
+        // an earlier turn, restored in the answer, would reach the next client.
+        let redacted = body.messages.iter().any(|m| {
+            m.content
+                .as_ref()
+                .is_some_and(|c| PLACEHOLDER.is_match(&c.text()))
+        });
+        if redacted {
+            return Some("redacted request");
+        }
         None
     }
 
@@ -352,6 +363,14 @@ impl SemanticCache {
     }
 }
 
+/// Counts a lookup (`switchyard_cache_lookups_total`), not a dry run's.
+fn count(info: &RequestInfo<'_>, result: &'static str) {
+    if !info.dry_run {
+        metrics::counter!("switchyard_cache_lookups_total", "route" => info.route.to_owned(), "result" => result)
+            .increment(1);
+    }
+}
+
 fn pending(state: &mut State) -> Option<&mut Pending> {
     match state.as_mut()?.downcast_mut::<Lookup>()? {
         Lookup::Miss(p) => Some(p),
@@ -389,22 +408,17 @@ impl Plugin for SemanticCache {
         state: &mut State,
     ) -> Result<Flow, PluginError> {
         let body = &*upstream.body;
-        let key = self.bypass(info, body).map_or_else(
-            || {
-                let partition = self.partition(info, body)?;
-                let question = question(body.messages.last().and_then(|m| m.content.as_ref()));
-                if PLACEHOLDER.is_match(&question) {
-                    return Err("redacted request");
-                }
-                Ok((partition, question))
-            },
-            Err,
-        );
+        let key = match self.bypass(info, body) {
+            Some(reason) => Err(reason),
+            None => self.partition(info, body).map(|partition| {
+                let last = body.messages.last().and_then(|m| m.content.as_ref());
+                (partition, question(last))
+            }),
+        };
         let (partition, question) = match key {
             Ok(key) => key,
             Err(reason) => {
-                metrics::counter!("switchyard_cache_lookups_total", "route" => info.route.to_owned(), "result" => "bypass")
-                    .increment(1);
+                count(info, "bypass");
                 *state = Some(Box::new(Lookup::Bypass(reason)));
                 return Ok(Flow::Continue);
             }
@@ -417,15 +431,18 @@ impl Plugin for SemanticCache {
         };
         let threshold = vector.map(|_| self.threshold);
         if let Some(hit) = self.store.lookup(&key, threshold) {
-            let result = if hit.exact {
-                "hit_exact"
-            } else {
-                "hit_semantic"
-            };
-            metrics::counter!("switchyard_cache_lookups_total", "route" => info.route.to_owned(), "result" => result)
-                .increment(1);
-            metrics::histogram!("switchyard_cache_hit_similarity", "route" => info.route.to_owned())
-                .record(f64::from(hit.similarity));
+            count(
+                info,
+                if hit.exact {
+                    "hit_exact"
+                } else {
+                    "hit_semantic"
+                },
+            );
+            if !info.dry_run {
+                metrics::histogram!("switchyard_cache_hit_similarity", "route" => info.route.to_owned())
+                    .record(f64::from(hit.similarity));
+            }
             *state = Some(Box::new(Lookup::Hit));
             return Ok(Flow::Answer(LocalAnswer {
                 status: 200,
@@ -434,8 +451,7 @@ impl Plugin for SemanticCache {
                 usage: hit.answer.usage,
             }));
         }
-        metrics::counter!("switchyard_cache_lookups_total", "route" => info.route.to_owned(), "result" => "miss")
-            .increment(1);
+        count(info, "miss");
         *state = Some(Box::new(Lookup::Miss(Box::new(Pending {
             partition,
             question,
@@ -700,6 +716,10 @@ mod tests {
             {"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:,"}}]}]}),
         );
         assert_eq!(c.bypass(&i, &image), Some("non-text parts"));
+        let earlier_redacted = request(serde_json::json!({"model": "auto", "messages": [
+            {"role": "user", "content": "I am <EMAIL_1>"}, {"role": "assistant", "content": "noted"},
+            {"role": "user", "content": "what is my address?"}]}));
+        assert_eq!(c.bypass(&i, &earlier_redacted), Some("redacted request"));
         let tool_turn = request(serde_json::json!({"model": "auto", "messages": [
             {"role": "user", "content": "hi"}, {"role": "tool", "content": "42", "tool_call_id": "a"}]}));
         assert_eq!(
