@@ -62,6 +62,9 @@ pub enum RuntimeError {
     /// A plugin definition is wrong.
     #[error("{0}")]
     Plugins(ConfigError),
+    /// The embedding model a plugin reads could not be loaded.
+    #[error("{0}")]
+    Model(String),
     /// The decision log could not be opened.
     #[error("cannot open the decision log {path}: {reason}")]
     Log {
@@ -101,11 +104,17 @@ impl Runtime {
     }
 
     fn build(
-        policy: Policy,
+        mut policy: Policy,
         log: Option<DecisionLog>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
         let plugins = Plugins::build(&policy, plugin_types).map_err(RuntimeError::Plugins)?;
+        if plugins.reads_embedding() {
+            policy
+                .signals
+                .load_model(&policy.config.signals)
+                .map_err(|e| RuntimeError::Model(e.to_string()))?;
+        }
         let pools = Pools::build(&policy.config)?;
         let counter = match &policy.config.server.tokenizer {
             Some(path) => TokenCounter::from_file(path).map_err(RuntimeError::Tokenizer)?,

@@ -105,13 +105,6 @@ pub struct PluginChains {
     pub recipe_defaults: Vec<Vec<usize>>,
 }
 
-/// Whether a plugin reads the request's embedding (a `semantic_cache` that matches
-/// by meaning): with one configured, the embedding model (`signals.model`) is loaded
-/// even when no signal needs it.
-pub fn reads_embedding(plugin: &PluginConfig) -> bool {
-    plugin.kind == "semantic_cache" && plugin.options.get("semantic") != Some(&Value::Bool(false))
-}
-
 /// Checks plugin definitions (unique names) and every route's references to them
 /// (defined, not global, not listed twice), and resolves the chains.
 pub fn check_plugins(config: &Config, found: &mut Vec<Diagnostic>) -> PluginChains {

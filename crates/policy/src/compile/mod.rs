@@ -115,8 +115,7 @@ impl Policy {
     pub fn compile(config: Config) -> Result<Policy, ConfigError> {
         let mut found = Vec::new();
         let models = check_models_and_pools(&config, &mut found);
-        let load_model = config.plugins.iter().any(crate::plugins::reads_embedding);
-        let (signals, unbuilt) = match SignalEngine::build_with(&config.signals, load_model) {
+        let (signals, unbuilt) = match SignalEngine::build(&config.signals) {
             Ok(engine) => (engine, false),
             Err(e) => {
                 found.push(Diagnostic::error(

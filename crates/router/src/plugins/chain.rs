@@ -46,7 +46,7 @@ impl Plugins {
             .collect();
         let context = Context {
             models: &models,
-            embedding_model: policy.signals.has_model(),
+            embedding_model: config.signals.model.is_some(),
             identity: policy.signals.identifies(),
         };
         let mut found = Vec::new();
@@ -93,6 +93,12 @@ impl Plugins {
             .fold(Reads::default(), |all, e| all.union(&e.reads))
             .headers;
         Ok(Plugins { entries, headers })
+    }
+
+    /// Whether some plugin reads the request's embedding: the runtime then loads the
+    /// embedding model even when no signal needs it.
+    pub fn reads_embedding(&self) -> bool {
+        self.entries.iter().any(|e| e.reads.embedding.is_some())
     }
 
     /// The client headers some plugin reads (lower-case names): ingress keeps them.

@@ -48,8 +48,8 @@ pub type Build = fn(&Map<String, Value>, &Context<'_>) -> Result<Box<dyn Plugin>
 pub struct Context<'a> {
     /// The configured model names.
     pub models: &'a [&'a str],
-    /// Whether the embedding model is loaded (`signals.model`), so that requests can
-    /// carry their embedding ([`Reads::embedding`]).
+    /// Whether the embedding model is configured (`signals.model`), so that requests
+    /// can carry their embedding ([`Reads::embedding`]; the runtime loads it).
     pub embedding_model: bool,
     /// Whether callers are identified (`signals.identity`), so that requests can carry
     /// their caller ([`Reads::caller`]).

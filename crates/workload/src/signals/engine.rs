@@ -36,16 +36,6 @@ impl SignalEngine {
     /// Builds every configured signal: loads the embedding model when a definition
     /// needs it, then each family's definitions in table order.
     pub fn build(config: &SignalsConfig) -> Result<SignalEngine, SignalConfigError> {
-        Self::build_with(config, false)
-    }
-
-    /// [`SignalEngine::build`], loading the embedding model (when `signals.model` is
-    /// set) also when no signal needs it but something else reads the request's
-    /// embedding (`load_model`: a semantic cache).
-    pub fn build_with(
-        config: &SignalsConfig,
-        load_model: bool,
-    ) -> Result<SignalEngine, SignalConfigError> {
         let authenticator = config
             .identity
             .as_ref()
@@ -58,11 +48,7 @@ impl SignalEngine {
                 reason,
             })?;
         // The first signal that needs the model names it in errors.
-        let user = config.model_user().or_else(|| {
-            let path = config.model.as_ref()?.path.to_str().unwrap_or("model");
-            load_model.then_some(("model", 0, path))
-        });
-        let embedder = match (&config.model, user) {
+        let embedder = match (&config.model, config.model_user()) {
             (_, None) => None,
             (None, Some((family, index, name))) => {
                 return Err(SignalConfigError {
@@ -74,20 +60,7 @@ impl SignalEngine {
                     ),
                 });
             }
-            (Some(model), Some((family, index, name))) => {
-                let options = EmbedderOptions {
-                    max_tokens: model.max_tokens,
-                    precision: model.precision,
-                };
-                let embedder =
-                    Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
-                        family,
-                        index,
-                        name: name.to_owned(),
-                        reason: format!("signals.model: {e}"),
-                    })?;
-                Some(Arc::new(embedder))
-            }
+            (Some(model), Some(user)) => Some(load_embedder(model, user)?),
         };
         let cache = match (&embedder, &config.model) {
             (Some(embedder), Some(model)) => Some(ExemplarCache::new(&model.cache_dir, embedder)),
@@ -123,20 +96,7 @@ impl SignalEngine {
         }
         let limits = resolve_limits(&config.limits, &signals)?;
         let workers = match (&embedder, &config.model) {
-            (Some(embedder), Some(model)) => Some(
-                EmbedWorkers::start(
-                    Arc::clone(embedder),
-                    model.threads,
-                    model.max_batch,
-                    model.queue,
-                )
-                .map_err(|reason| SignalConfigError {
-                    family: "model",
-                    index: 0,
-                    name: model.path.display().to_string(),
-                    reason,
-                })?,
-            ),
+            (Some(embedder), Some(model)) => Some(start_workers(embedder, model)?),
             _ => None,
         };
         let scan_window = match config.scan_window_bytes {
@@ -385,6 +345,27 @@ impl SignalEngine {
         self.embedder.is_some()
     }
 
+    /// Loads the embedding model and its workers for readers other than signals (a
+    /// semantic cache), when no signal needed them.
+    pub fn load_model(&mut self, config: &SignalsConfig) -> Result<(), SignalConfigError> {
+        if self.embedder.is_some() {
+            return Ok(());
+        }
+        let Some(model) = &config.model else {
+            return Err(SignalConfigError {
+                family: "model",
+                index: 0,
+                name: "model".to_owned(),
+                reason: "the embedding model is read but signals.model is not set (scripts/fetch-model.sh installs the default)".to_owned(),
+            });
+        };
+        let path = model.path.display().to_string();
+        let embedder = load_embedder(model, ("model", 0, &path))?;
+        self.workers = Some(start_workers(&embedder, model)?);
+        self.embedder = Some(embedder);
+        Ok(())
+    }
+
     /// Whether callers are identified (`signals.identity` is configured).
     pub fn identifies(&self) -> bool {
         self.authenticator.is_some()
@@ -417,6 +398,43 @@ impl SignalEngine {
             .identify(|k| conversation.attribute(k).map(str::to_owned))
             .subject
     }
+}
+
+/// Loads the embedding model; `user` (family, index, name) is named in errors.
+fn load_embedder(
+    model: &EmbeddingModelConfig,
+    (family, index, name): (&'static str, usize, &str),
+) -> Result<Arc<Embedder>, SignalConfigError> {
+    let options = EmbedderOptions {
+        max_tokens: model.max_tokens,
+        precision: model.precision,
+    };
+    let embedder = Embedder::load(&model.path, options).map_err(|e| SignalConfigError {
+        family,
+        index,
+        name: name.to_owned(),
+        reason: format!("signals.model: {e}"),
+    })?;
+    Ok(Arc::new(embedder))
+}
+
+/// Starts the workers that embed requests with `embedder`.
+fn start_workers(
+    embedder: &Arc<Embedder>,
+    model: &EmbeddingModelConfig,
+) -> Result<EmbedWorkers, SignalConfigError> {
+    EmbedWorkers::start(
+        Arc::clone(embedder),
+        model.threads,
+        model.max_batch,
+        model.queue,
+    )
+    .map_err(|reason| SignalConfigError {
+        family: "model",
+        index: 0,
+        name: model.path.display().to_string(),
+        reason,
+    })
 }
 
 /// Per signal, the positions of the signals it reads, and its depth (0 for signals
