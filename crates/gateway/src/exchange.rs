@@ -230,10 +230,11 @@ impl Exchange {
             embedding: reads
                 .embedding
                 .and_then(|wait| self.embedding(runtime, wait)),
-            caller: if reads.caller {
-                signals.caller(conversation)
-            } else {
-                None
+            // The caller signals established, else established now.
+            caller: match (&self.signals.identity, reads.caller) {
+                (_, false) => None,
+                (Some(identity), true) => identity.subject.clone(),
+                (None, true) => signals.caller(conversation),
             },
             headers: reads
                 .headers
@@ -261,7 +262,8 @@ impl Exchange {
         match computed {
             Ok(vector) => Some(vector),
             Err(error) => {
-                tracing::warn!(request_id = %self.request_id, %error, "no embedding for plugins");
+                // Under overload this fails for many requests: counted, logged quietly.
+                tracing::debug!(request_id = %self.request_id, %error, "no embedding for plugins");
                 metrics::counter!("switchyard_plugin_embedding_failures_total").increment(1);
                 None
             }

@@ -233,3 +233,44 @@ async fn the_openai_sdk_reads_a_streamed_cache_hit() {
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn each_verified_caller_has_its_own_entries_whether_or_not_a_signal_identified_it() {
+    let (url, seen) = harness::echo().await;
+    // With an authz route the signals establish the caller; without one the cache
+    // asks for it itself. Either way the same caller finds its answer, no other does.
+    for authz in [
+        "authz: [{name: admin, roles: [admin]}]\nroutes: [{name: admins, when: {authz: admin}, models: [m]}]",
+        "",
+    ] {
+        let g = harness::gateway(&format!(
+            "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
+signals:
+  identity:
+    trusted_headers: {{subject: x-user-id, trusted_proxies: ['127.0.0.1/32']}}
+  {authz}
+plugins:
+  - {{name: cache, type: semantic_cache, semantic: false, scope: caller, global: true}}
+default_route: {{models: [m]}}
+"
+        ))
+        .await;
+        let before = seen.lock().unwrap().len();
+        let ask_as = |user: Option<&'static str>| {
+            let mut request = reqwest::Client::new()
+                .post(format!("{}/v1/chat/completions", g.url()))
+                .json(&chat("my open tickets?", false));
+            if let Some(user) = user {
+                request = request.header("x-user-id", user);
+            }
+            async move { harness::header(&request.send().await.unwrap(), "x-switchyard-cache") }
+        };
+        assert_eq!(ask_as(Some("alice")).await, "miss", "{authz}");
+        assert_eq!(ask_as(Some("bob")).await, "miss", "{authz}");
+        assert_eq!(ask_as(Some("alice")).await, "hit", "{authz}");
+        assert_eq!(ask_as(None).await, "bypass", "{authz}");
+        assert_eq!(seen.lock().unwrap().len() - before, 3, "{authz}");
+    }
+}

@@ -336,6 +336,7 @@ impl SignalEngine {
             failure,
             embedding,
             vector: request.embedding_if_computed(),
+            identity: request.identity_if_computed(),
             domain: request.domain_if_computed(),
         }
     }
@@ -379,24 +380,21 @@ impl SignalEngine {
         conversation: &Conversation,
         deadline: Option<Instant>,
     ) -> Result<Arc<[f32]>, String> {
-        let text = conversation.last_user_text();
-        let vector = match (&self.workers, &self.embedder) {
-            (Some(workers), _) => workers.submit(text).wait(deadline)?,
-            (None, Some(embedder)) => embedder.embed(text).map_err(|e| e.to_string())?,
-            (None, None) => {
-                return Err("no embedding model is loaded (signals.model)".to_owned());
-            }
-        };
-        Ok(Arc::from(vector))
+        let request = Request::new(conversation, self.embedder.as_deref());
+        if let Some(workers) = &self.workers {
+            request.prefetch(workers, deadline);
+        }
+        request.embedding().map(Arc::from).map_err(str::to_owned)
     }
 
     /// The verified caller of a conversation (its identity's subject), when identity
     /// is configured and the request carries one.
     pub fn caller(&self, conversation: &Conversation) -> Option<String> {
-        let authenticator = self.authenticator.as_ref()?;
-        authenticator
-            .identify(|k| conversation.attribute(k).map(str::to_owned))
+        Request::new(conversation, None)
+            .with_authenticator(self.authenticator.as_ref())
+            .identity()
             .subject
+            .clone()
     }
 }
 

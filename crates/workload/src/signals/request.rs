@@ -152,6 +152,11 @@ impl<'a> Request<'a> {
             .map(|v| Arc::from(v.as_slice()))
     }
 
+    /// The caller's identity, when a signal established it.
+    pub fn identity_if_computed(&self) -> Option<Identity> {
+        self.identity.get().cloned()
+    }
+
     /// The domain prediction, when a signal asked for it.
     pub fn domain_if_computed(&self) -> Option<DomainPrediction> {
         let prediction = self.domain.get()?.as_ref().ok()?;

@@ -171,6 +171,8 @@ pub struct Signals {
     pub embedding: Option<EmbeddingWait>,
     /// The shared embedding (of the last user turn), when it was computed.
     pub vector: Option<Arc<[f32]>>,
+    /// The caller's identity, when a signal established it.
+    pub identity: Option<Identity>,
     /// The domain prediction, when a domain signal asked for it.
     pub domain: Option<DomainPrediction>,
 }
