@@ -126,18 +126,12 @@ fn attach_headers(
     peer: Option<SocketAddr>,
     conversation: &mut Conversation,
 ) {
-    let signals = &runtime.policy.signals;
-    let plugin_only = runtime
-        .plugins
-        .header_names()
-        .iter()
-        .filter(|name| !signals.header_names().contains(name));
-    for name in signals.header_names().iter().chain(plugin_only) {
+    for name in &runtime.read_headers {
         if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             conversation.attach_header(name, value);
         }
     }
-    if let (true, Some(peer)) = (signals.reads_peer(), peer) {
+    if let (true, Some(peer)) = (runtime.policy.signals.reads_peer(), peer) {
         conversation
             .attributes
             .push(("peer".to_owned(), peer.ip().to_string()));

@@ -35,6 +35,9 @@ pub struct Runtime {
     pub plugins: Plugins,
     /// Handles of per-request metrics.
     pub metrics: RequestMetrics,
+    /// The request headers signals and plugins read (lower-case, each once): ingress
+    /// keeps them.
+    pub read_headers: Vec<String>,
     /// Plugin types beyond the built-in registry (kept for reloads).
     plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
@@ -152,7 +155,17 @@ impl Runtime {
             .map(|m| m.name.value.as_str())
             .collect();
         let metrics = RequestMetrics::new(&policy.signals, &model_names);
+        let mut read_headers: Vec<String> = policy
+            .signals
+            .header_names()
+            .iter()
+            .chain(plugins.header_names())
+            .cloned()
+            .collect();
+        read_headers.sort();
+        read_headers.dedup();
         Ok(Runtime {
+            read_headers,
             latency,
             predictor,
             sessions: SessionClock::default(),
