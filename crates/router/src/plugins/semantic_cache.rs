@@ -47,7 +47,8 @@ enum Scope {
     Global,
     /// One per verified caller (`signals.identity`).
     Caller,
-    /// One per value of the tenant header.
+    /// One per value of the tenant header, taken as sent: only behind a proxy that
+    /// sets it (a client could name any tenant).
     Tenant,
 }
 
