@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_pool::{Call, ForwardError, StreamEnd, StreamOutcome, with_failover};
-use switchyard_router::plugins::Flow;
+use switchyard_router::plugins::{Flow, Verification};
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Answers a request that went through the phases up to plugins: locally, when a
@@ -42,6 +42,9 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
         };
         let response = finish(&runtime, &mut x, response);
         observe(&runtime, &mut x, outcome);
+        if local.verify && local.status == 200 && !x.dry_run {
+            tokio::spawn(verify(runtime, x, local.message));
+        }
         return response;
     }
     let body = match serde_json::to_vec(&x.request) {
@@ -63,6 +66,89 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     } else {
         forward_whole(runtime, body, x).await
     }
+}
+
+/// How long comparing a verified answer's embedding with the local one may take.
+const VERIFY_EMBEDDING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks the upstream the request a plugin answered locally with `verify` (after the
+/// client has its answer), and hands the upstream's answer and its similarity to the
+/// local one to that plugin. Not the client's request: not observed or logged as a
+/// decision; one attempt, under the endpoint's own timeouts, not the client's
+/// deadline. Its success or failure counts for the endpoint like any other call.
+async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
+    x.request.stream = None;
+    x.request.stream_options = None;
+    let Some((model, first)) = target(&x) else {
+        return;
+    };
+    let request_id = format!("{}-verify", x.request_id);
+    let (answer, error) = match serde_json::to_vec(&x.request) {
+        Err(e) => (None, Some(format!("cannot encode the request: {e}"))),
+        Ok(body) => {
+            let body = Bytes::from(body);
+            let call = Call {
+                request_id: &request_id,
+                retention: None,
+                deadline: None,
+                headers: &x.upstream_headers,
+            };
+            let attempted = with_failover(&runtime.pools, model, first, 1, |placement| {
+                let body = body.clone();
+                let (runtime, call) = (&runtime, &call);
+                async move {
+                    let _in_flight = placement.endpoint.begin();
+                    runtime
+                        .upstream
+                        .complete(&placement.endpoint, body, call)
+                        .await
+                }
+            })
+            .await;
+            match attempted.result {
+                Ok(done) if done.status < 300 => match first_text(&done.body) {
+                    Some(text) => (Some(text), None),
+                    None => (None, Some("the upstream's answer has no text".to_owned())),
+                },
+                Ok(done) => (None, Some(format!("the upstream answered {}", done.status))),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        }
+    };
+    let similarity = match &answer {
+        Some(text) if *text == local => Some(1.0),
+        Some(text) if runtime.policy.signals.has_model() => {
+            let (runtime, text) = (Arc::clone(&runtime), text.clone());
+            let deadline = Instant::now() + VERIFY_EMBEDDING;
+            tokio::task::spawn_blocking(move || {
+                runtime
+                    .policy
+                    .signals
+                    .similarity(&text, &local, Some(deadline))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+        }
+        _ => None,
+    };
+    x.plugins.on_verify(&Verification {
+        answer: answer.as_deref(),
+        similarity,
+        error: error.as_deref(),
+    });
+}
+
+/// The text of a whole answer's first choice.
+fn first_text(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .get("choices")?
+        .get(0)?
+        .get("message")?
+        .get("content")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// What goes upstream besides the body, the same on every attempt.

@@ -274,3 +274,121 @@ default_route: {{models: [m]}}
         assert_eq!(seen.lock().unwrap().len() - before, 3, "{authz}");
     }
 }
+
+/// The verifications counted on `route` with this match kind and result.
+async fn verifications(g: &Gateway, route: &str, matched: &str, result: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", g.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = [
+        format!("route=\"{route}\""),
+        format!("match=\"{matched}\""),
+        format!("result=\"{result}\""),
+    ];
+    text.lines()
+        .filter(|l| l.starts_with("switchyard_cache_verifications_total{"))
+        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits (5 s at most) for a verification to be counted.
+async fn verified(g: &Gateway, route: &str, matched: &str, result: &str) -> bool {
+    for _ in 0..100 {
+        if verifications(g, route, matched, result).await > 0.0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn verifying_gateway(url: &str, route: &str, cache: &str, signals: &str) -> Gateway {
+    harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
+{signals}
+plugins:
+  - {{name: cache, type: semantic_cache, verify_share: 1.0, {cache}}}
+default_route: {{name: {route}, models: [m], plugins: [cache]}}
+"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_verified_hit_is_asked_again_upstream_after_the_client_has_it_and_agreement_is_counted() {
+    let (url, seen) = harness::echo().await;
+    let g = verifying_gateway(&url, "verified_exact", "semantic: false", "").await;
+    let first = ask(&g, chat("What is a monad?", false), None).await;
+    assert_eq!(harness::header(&first, "x-switchyard-cache"), "miss");
+    // A streamed hit is verified with a whole request.
+    let hit = ask(&g, chat("What is a monad?", true), None).await;
+    assert_eq!(harness::header(&hit, "x-switchyard-cache"), "hit");
+    let replayed = hit.text().await.unwrap();
+    assert!(
+        replayed.contains("You said: What is a monad?"),
+        "{replayed}"
+    );
+    assert!(verified(&g, "verified_exact", "exact", "agreed").await);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the first request, then the verification");
+    assert!(seen[1].get("stream").is_none() && seen[1].get("stream_options").is_none());
+    assert_eq!(seen[1]["messages"], seen[0]["messages"]);
+    assert_eq!(
+        verifications(&g, "verified_exact", "exact", "disagreed").await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_paraphrase_the_upstream_answers_differently_is_a_counted_false_hit_and_is_dropped() {
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: set SWITCHYARD_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    let (url, seen) = harness::echo().await;
+    // The echo upstream answers each wording with itself: a paraphrase that hits the
+    // cache gets another answer upstream, whose embedding differs from the cached one.
+    let g = verifying_gateway(
+        &url,
+        "verified_semantic",
+        "threshold: 0.8, verify_threshold: 0.99",
+        &format!("signals: {{model: {{path: '{dir}'}}}}"),
+    )
+    .await;
+    let question = "How can I combine two Python dicts into one?";
+    let first = ask(&g, chat(question, false), None).await;
+    assert_eq!(harness::header(&first, "x-switchyard-cache"), "miss");
+    let paraphrase = ask(
+        &g,
+        chat("How do I merge two dictionaries in Python?", false),
+        None,
+    )
+    .await;
+    assert_eq!(harness::header(&paraphrase, "x-switchyard-cache"), "hit");
+    assert!(verified(&g, "verified_semantic", "semantic", "disagreed").await);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // The false hit was dropped: the question itself is asked upstream again.
+    let again = ask(&g, chat(question, false), None).await;
+    assert_eq!(harness::header(&again, "x-switchyard-cache"), "miss");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    let metrics = reqwest::get(format!("{}/metrics", g.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The answers were compared by embedding (not left unknown).
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_cache_verify_similarity")
+                && l.contains("route=\"verified_semantic\"")),
+        "{metrics}"
+    );
+}

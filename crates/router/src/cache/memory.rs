@@ -266,6 +266,7 @@ impl CacheStore for MemoryStore {
                         answer,
                         similarity: 1.0,
                         exact: true,
+                        id,
                     });
                 }
                 _ => {}
@@ -283,6 +284,7 @@ impl CacheStore for MemoryStore {
             answer,
             similarity,
             exact: false,
+            id,
         })
     }
 
@@ -339,6 +341,10 @@ impl CacheStore for MemoryStore {
                 bytes,
             },
         );
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(id);
     }
 
     fn len(&self) -> usize {
@@ -413,6 +419,21 @@ mod tests {
                 .lookup(&key(1, "other", Some(&[0.0, 1.0, 0.0])), Some(0.5))
                 .is_none()
         );
+        // A removed entry is found neither way; removing it again is harmless.
+        store.remove(hit.id);
+        store.remove(hit.id);
+        assert!(
+            store
+                .lookup(&key(1, "capital of France?", None), None)
+                .is_none()
+        );
+        assert!(
+            store
+                .lookup(&key(1, "France's capital?", Some(&near)), Some(0.9))
+                .is_none()
+        );
+        assert!(store.is_empty());
+        assert_eq!(store.bytes(), 0);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Hit {
     pub similarity: f32,
     /// Found by its exact key.
     pub exact: bool,
+    /// The entry, for [`CacheStore::remove`] (never reused for another entry).
+    pub id: u64,
 }
 
 /// A cache backend.
@@ -70,6 +72,9 @@ pub trait CacheStore: Send + Sync + std::fmt::Debug {
     /// Stores an answer for `ttl`, evicting the least recently used entries to stay
     /// within the store's bounds. An answer too large for the store is not kept.
     fn insert(&self, key: &Key<'_>, answer: CachedAnswer, ttl: Duration);
+
+    /// Drops entry `id` (a [`Hit::id`]), if it is still held.
+    fn remove(&self, id: u64);
 
     /// Entries held (expired ones not yet dropped included).
     fn len(&self) -> usize;

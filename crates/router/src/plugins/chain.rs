@@ -3,7 +3,7 @@
 
 use super::{
     Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY, Reads,
-    RequestInfo, State, UpstreamRequest,
+    RequestInfo, State, UpstreamRequest, Verification,
 };
 use http::HeaderMap;
 use serde::Serialize;
@@ -142,6 +142,7 @@ impl Plugins {
         Chain {
             links,
             info: info(&reads),
+            answered: None,
         }
     }
 }
@@ -234,6 +235,8 @@ impl ChainInfo {
 pub struct Chain {
     links: Vec<Link>,
     info: ChainInfo,
+    /// The link whose request hook answered locally.
+    answered: Option<usize>,
 }
 
 /// Runs one hook, turning a panic into an error.
@@ -277,12 +280,16 @@ impl Chain {
         upstream: &mut UpstreamRequest<'_>,
     ) -> Result<Flow, PluginFailure> {
         let info = self.info.view();
-        for link in self.links.iter_mut().filter(|l| l.entry.hooks.request) {
+        for (i, link) in self.links.iter_mut().enumerate() {
+            if !link.entry.hooks.request {
+                continue;
+            }
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
             match guarded(|| plugin.on_request(&info, upstream, state)) {
                 Ok(Flow::Continue) => link.run.result = Some("continue".to_owned()),
                 Ok(answer @ Flow::Answer(_)) => {
                     link.run.result = Some("answered".to_owned());
+                    self.answered = Some(i);
                     return Ok(answer);
                 }
                 Err(message) => fail(link, "on_request", message)?,
@@ -370,6 +377,22 @@ impl Chain {
             }) {
                 tracing::warn!(plugin = %link.run.name, %message, "plugin failed in on_observe");
             }
+        }
+    }
+
+    /// The upstream's answer to a request answered locally with `verify`, to the
+    /// plugin that answered. A failure here is logged.
+    pub fn on_verify(&mut self, verification: &Verification<'_>) {
+        let info = self.info.view();
+        let Some(link) = self.answered.and_then(|i| self.links.get_mut(i)) else {
+            return;
+        };
+        let (plugin, state) = (&link.entry.plugin, &mut link.state);
+        if let Err(message) = guarded(|| {
+            plugin.on_verify(&info, verification, state);
+            Ok(())
+        }) {
+            tracing::warn!(plugin = %link.run.name, %message, "plugin failed in on_verify");
         }
     }
 }

@@ -67,6 +67,7 @@ impl Plugin for Local {
             message: self.message.render(info),
             code: self.code.clone(),
             usage: None,
+            verify: false,
         }))
     }
 }

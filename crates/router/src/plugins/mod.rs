@@ -13,7 +13,9 @@
 //! - [`Plugin::on_response_headers`]: the status and headers the client will get;
 //! - [`Plugin::on_response`] (whole answers) or [`Plugin::on_response_chunk`] and
 //!   [`Plugin::on_stream_end`] (streams): may rewrite, hold back, or end the answer;
-//! - [`Plugin::on_observe`]: the outcome, once the request is over.
+//! - [`Plugin::on_observe`]: the outcome, once the request is over;
+//! - [`Plugin::on_verify`]: for a local answer that asked for it, what the upstream
+//!   answered instead (sent in the background after the client got the local one).
 //!
 //! The chain ([`chain::Chain`]) runs global plugins first, then the route's, in the
 //! configured order; a hook that fails or panics is handled by the plugin's
@@ -165,6 +167,24 @@ pub struct LocalAnswer {
     /// The usage a 200 reports (a cached answer reports what it cost when it was
     /// made; zeros when absent).
     pub usage: Option<Usage>,
+    /// Also ask the upstream, in the background once the client has its answer, and
+    /// hand what it says to the plugin's [`Plugin::on_verify`] (a 200 only; never on a
+    /// dry run).
+    pub verify: bool,
+}
+
+/// What the upstream said to a request a plugin answered locally with
+/// [`LocalAnswer::verify`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verification<'a> {
+    /// The upstream's answer text (its first choice), when it answered with a 2xx.
+    pub answer: Option<&'a str>,
+    /// Cosine similarity of the embeddings of the upstream's answer and the local one:
+    /// 1 when the texts are equal, absent when they differ and no embedding model is
+    /// loaded (or it failed).
+    pub similarity: Option<f32>,
+    /// Why there is no answer: the upstream failed, refused, or sent no text.
+    pub error: Option<&'a str>,
 }
 
 /// What a stream hook decided about an event.
@@ -319,6 +339,16 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 
     /// The request is over (served, refused or answered locally).
     fn on_observe(&self, _info: &RequestInfo<'_>, _outcome: &Observation<'_>, _state: &mut State) {}
+
+    /// The upstream's answer to a request this plugin answered with
+    /// [`LocalAnswer::verify`], after observe, in the background.
+    fn on_verify(
+        &self,
+        _info: &RequestInfo<'_>,
+        _verification: &Verification<'_>,
+        _state: &mut State,
+    ) {
+    }
 }
 
 /// A plugin's `models` option: the models it applies to (every model when empty).

@@ -308,6 +308,7 @@ impl Plugin for PiiRedact {
                 ),
                 code: "pii_blocked".to_owned(),
                 usage: None,
+                verify: false,
             }));
         }
         if found.iter().all(Vec::is_empty) {

@@ -333,6 +333,7 @@ impl Plugin for ResponseGuard {
                             message: self.message.clone(),
                             code: String::new(),
                             usage: None,
+                            verify: false,
                         }));
                     }
                 }

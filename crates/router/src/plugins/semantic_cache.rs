@@ -20,13 +20,19 @@
 //! `x-switchyard-cache: hit` (`miss`; `bypass` with `x-switchyard-cache-bypass` saying
 //! why).
 //!
+//! Honesty: `verify_share` of the hits (spread evenly, at most `verify_max_in_flight`
+//! at a time) also go upstream in the background ([`LocalAnswer::verify`]); the
+//! gateway compares the upstream's answer with the cached one, and the plugin counts
+//! the verdict per route and match kind (the measured false-hit rate) and drops an
+//! entry that disagreed.
+//!
 //! The plugin sees the answer where it stands in the chain: list it last, after the
 //! plugins that rewrite or guard answers, so that what it stores is what the client
 //! got.
 
 use super::{
     ChunkFlow, Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads,
-    RequestInfo, State, UpstreamRequest,
+    RequestInfo, State, UpstreamRequest, Verification,
 };
 use crate::cache::{CacheStore, CachedAnswer, Key, MemoryStore, normalized};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +40,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use switchyard_wire::hash::{FNV_OFFSET, fnv1a};
@@ -102,6 +109,20 @@ struct Options {
     /// How long a request waits for its embedding when no signal computed it.
     #[serde(default = "default_embed_ms")]
     embed_timeout_ms: u64,
+    /// Share of hits also sent upstream in the background, whose answers are compared
+    /// with the cached ones: the measured false-hit rate (0: none).
+    #[serde(default)]
+    verify_share: f64,
+    /// Least similarity of the upstream's answer to the cached one for a verified hit
+    /// to count as true (embedding cosine; exact text without the model).
+    #[serde(default = "default_verify_threshold")]
+    verify_threshold: f32,
+    /// Verifications in flight at most; hits meanwhile are not verified.
+    #[serde(default = "default_verify_in_flight")]
+    verify_max_in_flight: usize,
+    /// Drop an entry whose verification found it false.
+    #[serde(default = "yes")]
+    evict_false_hits: bool,
 }
 
 fn default_threshold() -> f32 {
@@ -128,6 +149,54 @@ fn default_answer_bytes() -> usize {
 fn default_embed_ms() -> u64 {
     250
 }
+fn default_verify_threshold() -> f32 {
+    0.9
+}
+fn default_verify_in_flight() -> usize {
+    4
+}
+
+/// Picks the hits to verify: exactly `share` of them, spread evenly, whatever the
+/// clients send; at most `max` at a time.
+#[derive(Debug)]
+struct Verifier {
+    share: f64,
+    threshold: f32,
+    max: usize,
+    evict: bool,
+    hits: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A verification in flight, given back when the request's state is dropped.
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Verifier {
+    /// A slot when this hit is one to verify.
+    fn pick(&self) -> Option<Slot> {
+        if self.share <= 0.0 {
+            return None;
+        }
+        let n = self.hits.fetch_add(1, Ordering::Relaxed) as f64;
+        // The n-th hit is picked when it carries the running share over a whole one.
+        if ((n + 1.0) * self.share).floor() <= (n * self.share).floor() {
+            return None;
+        }
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.max).then_some(held + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(&self.in_flight)))
+    }
+}
 
 #[derive(Debug)]
 struct SemanticCache {
@@ -143,6 +212,7 @@ struct SemanticCache {
     cache_sampled: bool,
     skip_routes: Vec<String>,
     embed_timeout: Duration,
+    verifier: Verifier,
 }
 
 /// Builds the plugin from its options.
@@ -185,6 +255,21 @@ impl SemanticCache {
                 o.tenant_header
             ));
         }
+        if !(0.0..=1.0).contains(&o.verify_share) {
+            return Err(format!(
+                "verify_share {} is not in [0, 1] (the share of hits also sent upstream)",
+                o.verify_share
+            ));
+        }
+        if !(o.verify_threshold > 0.0 && o.verify_threshold <= 1.0) {
+            return Err(format!(
+                "verify_threshold {} is not in (0, 1]",
+                o.verify_threshold
+            ));
+        }
+        if o.verify_share > 0.0 && o.verify_max_in_flight == 0 {
+            return Err("verify_max_in_flight is 0: no hit could be verified".to_owned());
+        }
         let store: Arc<dyn CacheStore> = match o.backend {
             Backend::Memory => Arc::new(MemoryStore::new(o.max_entries, o.max_bytes)),
         };
@@ -201,6 +286,14 @@ impl SemanticCache {
             cache_sampled: o.cache_sampled,
             skip_routes: o.skip_routes,
             embed_timeout: Duration::from_millis(o.embed_timeout_ms),
+            verifier: Verifier {
+                share: o.verify_share,
+                threshold: o.verify_threshold,
+                max: o.verify_max_in_flight,
+                evict: o.evict_false_hits,
+                hits: AtomicU64::new(0),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            },
         })
     }
 }
@@ -210,10 +303,19 @@ impl SemanticCache {
 enum Lookup {
     /// Not cached, and why.
     Bypass(&'static str),
-    /// Answered from the cache.
-    Hit,
+    /// Answered from the cache; verified when picked.
+    Hit(Option<Box<Verify>>),
     /// Not found: the answer is collected and stored if it qualifies.
     Miss(Box<Pending>),
+}
+
+/// A hit being verified.
+#[derive(Debug)]
+struct Verify {
+    /// The entry served.
+    id: u64,
+    exact: bool,
+    _slot: Slot,
 }
 
 #[derive(Debug)]
@@ -444,13 +546,25 @@ impl Plugin for SemanticCache {
                 metrics::histogram!("switchyard_cache_hit_similarity", "route" => info.route.to_owned())
                     .record(f64::from(hit.similarity));
             }
-            *state = Some(Box::new(Lookup::Hit));
-            return Ok(Flow::Answer(LocalAnswer {
+            let verify = (!info.dry_run)
+                .then(|| self.verifier.pick())
+                .flatten()
+                .map(|slot| {
+                    Box::new(Verify {
+                        id: hit.id,
+                        exact: hit.exact,
+                        _slot: slot,
+                    })
+                });
+            let answer = LocalAnswer {
                 status: 200,
                 message: hit.answer.text.clone(),
                 code: String::new(),
                 usage: hit.answer.usage,
-            }));
+                verify: verify.is_some(),
+            };
+            *state = Some(Box::new(Lookup::Hit(verify)));
+            return Ok(Flow::Answer(answer));
         }
         count(info, "miss");
         *state = Some(Box::new(Lookup::Miss(Box::new(Pending {
@@ -476,7 +590,7 @@ impl Plugin for SemanticCache {
         const CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
         const WHY: HeaderName = HeaderName::from_static("x-switchyard-cache-bypass");
         let (value, why) = match state.as_ref().and_then(|s| s.downcast_ref::<Lookup>()) {
-            Some(Lookup::Hit) => ("hit", None),
+            Some(Lookup::Hit(_)) => ("hit", None),
             Some(Lookup::Miss(_)) => ("miss", None),
             Some(Lookup::Bypass(why)) => ("bypass", Some(*why)),
             None => ("bypass", Some("not reached")),
@@ -558,6 +672,47 @@ impl Plugin for SemanticCache {
         }
         if let Some(p) = pending(state) {
             self.keep(info, p, outcome.usage);
+        }
+    }
+
+    fn on_verify(&self, info: &RequestInfo<'_>, v: &Verification<'_>, state: &mut State) {
+        let Some(Lookup::Hit(Some(verify))) = state.as_ref().and_then(|s| s.downcast_ref()) else {
+            return;
+        };
+        let matched = if verify.exact { "exact" } else { "semantic" };
+        let route = info.route.to_owned();
+        let result = match (v.answer, v.similarity) {
+            (None, _) => "failed",
+            (Some(_), Some(s)) if s >= self.verifier.threshold => "agreed",
+            (Some(_), _) => "disagreed",
+        };
+        if let Some(similarity) = v.similarity.filter(|_| v.answer.is_some()) {
+            metrics::histogram!("switchyard_cache_verify_similarity", "route" => route.clone(), "match" => matched)
+                .record(f64::from(similarity));
+        }
+        metrics::counter!("switchyard_cache_verifications_total", "route" => route, "match" => matched, "result" => result)
+            .increment(1);
+        match result {
+            "failed" => tracing::debug!(
+                request_id = info.request_id,
+                error = v.error.unwrap_or(""),
+                "cache verification failed"
+            ),
+            "disagreed" => {
+                // The texts are the callers' own: only their similarity is logged.
+                tracing::info!(
+                    request_id = info.request_id,
+                    route = info.route,
+                    r#match = matched,
+                    similarity = v.similarity,
+                    evicted = self.verifier.evict,
+                    "a verified cache hit disagreed with the upstream"
+                );
+                if self.verifier.evict {
+                    self.store.remove(verify.id);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -863,5 +1018,109 @@ mod tests {
         assert!(PLACEHOLDER.is_match("write to <EMAIL_1> or <IP_ADDRESS_12>"));
         // Look-alikes only cost a store (the answer is not cached), never a leak.
         assert!(!PLACEHOLDER.is_match("a <b>tag</b>, Vec<T> and <EMAIL>"));
+    }
+
+    /// Stores an answer through the plugin's own store and returns a hit's state for
+    /// it, as `on_request` leaves it when the hit is picked for verification.
+    fn verified_hit(c: &SemanticCache, question: &str) -> State {
+        let key = Key {
+            partition: 7,
+            question,
+            vector: None,
+        };
+        let answer = CachedAnswer {
+            text: "cached".to_owned(),
+            usage: None,
+        };
+        c.store.insert(&key, answer, Duration::from_secs(60));
+        let hit = c.store.lookup(&key, None).unwrap();
+        let slot = c.verifier.pick().unwrap();
+        Some(Box::new(Lookup::Hit(Some(Box::new(Verify {
+            id: hit.id,
+            exact: hit.exact,
+            _slot: slot,
+        })))))
+    }
+
+    #[test]
+    fn exactly_the_share_of_hits_is_verified_and_no_more_than_allowed_at_once() {
+        let c = cache(
+            serde_json::json!({"semantic": false, "verify_share": 0.25, "verify_max_in_flight": 1000}),
+        );
+        let picked: Vec<Slot> = (0..100).filter_map(|_| c.verifier.pick()).collect();
+        assert_eq!(picked.len(), 25);
+        let c = cache(
+            serde_json::json!({"semantic": false, "verify_share": 1.0, "verify_max_in_flight": 2}),
+        );
+        let (a, b) = (c.verifier.pick(), c.verifier.pick());
+        assert!(a.is_some() && b.is_some());
+        assert!(c.verifier.pick().is_none(), "two are in flight");
+        drop(a);
+        assert!(c.verifier.pick().is_some(), "a slot was given back");
+        let none = cache(serde_json::json!({"semantic": false}));
+        assert!((0..10).all(|_| none.verifier.pick().is_none()));
+        let err = |o: Value| {
+            let Value::Object(map) = o else { panic!() };
+            build(&map, &Context::default()).unwrap_err()
+        };
+        assert!(
+            err(serde_json::json!({"semantic": false, "verify_share": 1.5}))
+                .contains("verify_share")
+        );
+        assert!(
+            err(serde_json::json!({"semantic": false, "verify_threshold": 0}))
+                .contains("verify_threshold")
+        );
+        assert!(
+            err(serde_json::json!({"semantic": false, "verify_share": 0.1, "verify_max_in_flight": 0}))
+                .contains("verify_max_in_flight")
+        );
+    }
+
+    #[test]
+    fn a_hit_the_upstream_disagrees_with_is_dropped_and_one_it_agrees_with_stays() {
+        let none: [(String, String); 0] = [];
+        let i = info(&none);
+        let c = cache(
+            serde_json::json!({"semantic": false, "verify_share": 1.0, "verify_threshold": 0.9}),
+        );
+        let verdict = |answer: Option<&'static str>, similarity: Option<f32>| Verification {
+            answer,
+            similarity,
+            error: answer.is_none().then_some("the upstream answered 500"),
+        };
+        let mut agreed = verified_hit(&c, "q1");
+        c.on_verify(
+            &i,
+            &verdict(Some("cached, said again"), Some(0.95)),
+            &mut agreed,
+        );
+        // A failed verification says nothing of the entry.
+        let mut failed = verified_hit(&c, "q2");
+        c.on_verify(&i, &verdict(None, None), &mut failed);
+        assert_eq!(c.store.len(), 2);
+        let mut below = verified_hit(&c, "q3");
+        c.on_verify(&i, &verdict(Some("something else"), Some(0.5)), &mut below);
+        // Texts that differ with no similarity to tell (no model) disagree.
+        let mut unknown = verified_hit(&c, "q4");
+        c.on_verify(&i, &verdict(Some("something else"), None), &mut unknown);
+        let held = |q: &str| {
+            let key = Key {
+                partition: 7,
+                question: q,
+                vector: None,
+            };
+            c.store.lookup(&key, None).is_some()
+        };
+        assert_eq!(
+            [held("q1"), held("q2"), held("q3"), held("q4")],
+            [true, true, false, false]
+        );
+        let kept = cache(
+            serde_json::json!({"semantic": false, "verify_share": 1.0, "evict_false_hits": false}),
+        );
+        let mut below = verified_hit(&kept, "q");
+        kept.on_verify(&i, &verdict(Some("other"), Some(0.1)), &mut below);
+        assert_eq!(kept.store.len(), 1);
     }
 }

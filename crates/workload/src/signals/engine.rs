@@ -387,6 +387,19 @@ impl SignalEngine {
         request.embedding().map(Arc::from).map_err(str::to_owned)
     }
 
+    /// The cosine similarity of two texts' embeddings (such as two answers to one
+    /// question), through the model workers, waiting until `deadline` at most.
+    pub fn similarity(&self, a: &str, b: &str, deadline: Option<Instant>) -> Result<f32, String> {
+        let workers = self
+            .workers
+            .as_ref()
+            .ok_or("no embedding model is loaded (signals.model)")?;
+        // Both queued before either is waited for: one batch when a worker is free.
+        let (a, b) = (workers.submit(a), workers.submit(b));
+        let (a, b) = (a.wait(deadline)?, b.wait(deadline)?);
+        Ok(switchyard_embed::cosine(&a, &b))
+    }
+
     /// The verified caller of a conversation (its identity's subject), when identity
     /// is configured and the request carries one.
     pub fn caller(&self, conversation: &Conversation) -> Option<String> {
