@@ -68,6 +68,12 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
         series.prompt_tokens.increment(u.prompt_tokens);
         series.completion_tokens.increment(u.completion_tokens);
     }
+    // What signals that learn across requests (a caller's reputation) keep: every
+    // request that gets here, served or refused (a dry run never does).
+    for error in runtime.policy.signals.record(&x.signals) {
+        tracing::warn!(request_id = %x.request_id, %error, "a signal could not record the request");
+        metrics::counter!("switchyard_state_errors_total", "what" => "signal_record").increment(1);
+    }
     if x.plugins.hooks().observe {
         x.plugins.on_observe(&Observation {
             status,

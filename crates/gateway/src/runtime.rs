@@ -2,12 +2,14 @@
 
 use crate::decision_log::DecisionLog;
 use crate::metrics::RequestMetrics;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::ConfigError;
 use switchyard_policy::Policy;
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::ModelLatency;
 use switchyard_router::plugins::{Build, Plugins};
+use switchyard_state::{InProcess, Limits, SharedState, SystemClock};
 use switchyard_wire::Conversation;
 use switchyard_workload::TokenCounter;
 
@@ -38,6 +40,8 @@ pub struct Runtime {
     /// The request headers signals and plugins read (lower-case, each once): ingress
     /// keeps them.
     pub read_headers: Vec<String>,
+    /// What several requests share (a caller's reputation): kept across reloads.
+    pub state: Arc<dyn SharedState>,
     /// Plugin types beyond the built-in registry (kept for reloads).
     plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
@@ -82,7 +86,7 @@ impl Runtime {
     /// Builds the runtime of a checked policy. Must run inside a Tokio runtime when a
     /// decision log is configured (its writer is a task).
     pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
-        Runtime::build(policy, None, &[])
+        Runtime::build(policy, None, None, &[])
     }
 
     /// Like [`Runtime::new`], with plugin types of the embedding program's own beside
@@ -91,17 +95,18 @@ impl Runtime {
         policy: Policy,
         types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
-        Runtime::build(policy, None, types)
+        Runtime::build(policy, None, None, types)
     }
 
     /// The runtime of a new policy replacing this one: built afresh (pools, learned
     /// state), except that the decision log is kept when its path is the same, so one
-    /// writer appends to the file.
+    /// writer appends to the file, and the shared state (reputations) is kept.
     pub fn reloaded(&self, policy: Policy) -> Result<Runtime, RuntimeError> {
         let same_log = policy.config.server.decision_log == self.policy.config.server.decision_log;
         Runtime::build(
             policy,
             self.log.clone().filter(|_| same_log),
+            Some(Arc::clone(&self.state)),
             self.plugin_types,
         )
     }
@@ -109,8 +114,16 @@ impl Runtime {
     fn build(
         mut policy: Policy,
         log: Option<DecisionLog>,
+        state: Option<Arc<dyn SharedState>>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
+        let state = state.unwrap_or_else(|| {
+            Arc::new(InProcess::new(
+                Arc::new(SystemClock::new()),
+                Limits::default(),
+            ))
+        });
+        policy.signals.set_state(Arc::clone(&state));
         let plugins = Plugins::build(&policy, plugin_types).map_err(RuntimeError::Plugins)?;
         if plugins.reads_embedding() {
             policy
@@ -176,6 +189,7 @@ impl Runtime {
             log,
             plugins,
             metrics,
+            state,
             plugin_types,
             id_prefix,
             next_id: AtomicU64::new(0),

@@ -1,7 +1,7 @@
 //! [`SharedState`] in this process's memory: one lock per kind of state, bounded
 //! sizes, expired entries swept as they are met and when the store is full.
 
-use super::{Clock, Refused, Reservation, SharedState};
+use super::{Clock, Refused, Reservation, SharedState, decayed};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,6 +46,15 @@ pub struct InProcess {
     counters: Mutex<HashMap<String, Counter>>,
     values: Mutex<HashMap<String, (Bytes, u64)>>,
     logs: Mutex<HashMap<String, Log>>,
+    /// Decaying sums: (sum, when it was that, expiry).
+    sums: Mutex<HashMap<String, Decaying>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Decaying {
+    sum: f64,
+    at: u64,
+    expires: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,6 +74,7 @@ impl InProcess {
             counters: Mutex::new(HashMap::new()),
             values: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
+            sums: Mutex::new(HashMap::new()),
         }
     }
 
@@ -205,6 +215,45 @@ impl SharedState for InProcess {
             .map(|(i, e)| (log.first + i as u64, e.clone()))
             .collect()
     }
+
+    fn decaying_add(
+        &self,
+        key: &str,
+        amount: f64,
+        half_life: Duration,
+        ttl: Duration,
+    ) -> Result<f64, Refused> {
+        let now = self.clock.now_ms();
+        let mut sums = lock(&self.sums);
+        let held = match sums.get(key) {
+            Some(d) if d.expires > now => Some(*d),
+            Some(_) => {
+                sums.remove(key);
+                None
+            }
+            None => None,
+        };
+        let current = held.map_or(0.0, |d| decayed(d.sum, now.saturating_sub(d.at), half_life));
+        if amount == 0.0 || !amount.is_finite() {
+            return Ok(current);
+        }
+        if held.is_none() && sums.len() >= self.limits.max_keys {
+            sums.retain(|_, d| d.expires > now);
+            if sums.len() >= self.limits.max_keys {
+                return Err(Refused::Full(self.limits.max_keys));
+            }
+        }
+        let sum = current + amount;
+        sums.insert(
+            key.to_owned(),
+            Decaying {
+                sum,
+                at: now,
+                expires: now.saturating_add(millis(ttl)),
+            },
+        );
+        Ok(sum)
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +323,30 @@ mod tests {
         }
         assert_eq!(granted.load(Ordering::SeqCst), 999);
         assert_eq!(s.counter("k"), 999);
+    }
+
+    #[test]
+    fn decaying_sums_halve_every_half_life_and_reads_create_nothing() {
+        let (clock, s) = store(Limits {
+            max_keys: 1,
+            log_capacity: 1,
+        });
+        let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(86_400));
+        assert_eq!(s.decaying_add("a", 0.0, hour, day).unwrap(), 0.0);
+        assert_eq!(s.decaying_add("a", 2.0, hour, day).unwrap(), 2.0);
+        clock.0.store(3_600_000, Ordering::SeqCst);
+        assert!((s.decaying_add("a", 0.0, hour, day).unwrap() - 1.0).abs() < 1e-9);
+        assert!((s.decaying_add("a", 1.0, hour, day).unwrap() - 2.0).abs() < 1e-9);
+        // A read of a key not held makes no room for it; an addition finds none.
+        assert_eq!(s.decaying_add("b", 0.0, hour, day).unwrap(), 0.0);
+        assert!(matches!(
+            s.decaying_add("b", 1.0, hour, day),
+            Err(Refused::Full(1))
+        ));
+        // Left a whole ttl without additions, it goes, and makes room.
+        clock.0.store(3_600_000 + 86_400_000, Ordering::SeqCst);
+        assert_eq!(s.decaying_add("a", 0.0, hour, day).unwrap(), 0.0);
+        assert_eq!(s.decaying_add("b", 1.0, hour, day).unwrap(), 1.0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Shared state: what several requests (and, later, several replicas) must agree on,
 //! behind one trait, [`SharedState`]: counters with an atomic reserve-then-settle
 //! (budgets, rate limits), a key-value store whose entries expire (sessions, cached
-//! answers), and append logs (feedback, outcomes). [`InProcess`] keeps it in this
+//! answers), append logs (feedback, outcomes), and decaying sums (reputations). [`InProcess`] keeps it in this
 //! process's memory, bounded; a Redis or Valkey implementation for several replicas
 //! implements the same trait. This crate knows nothing of requests, routes or models.
 
@@ -109,4 +109,25 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
 
     /// Up to `max` entries of `log` from sequence number `from` on, with their numbers.
     fn read(&self, log: &str, from: u64, max: usize) -> Vec<(u64, Bytes)>;
+
+    /// Adds `amount` to the decaying sum under `key`, which halves every
+    /// `half_life`, and returns the sum as of now. An `amount` of 0 only reads (a key
+    /// it does not hold reads 0 and is not created). A sum left without additions for
+    /// `ttl` is dropped.
+    fn decaying_add(
+        &self,
+        key: &str,
+        amount: f64,
+        half_life: Duration,
+        ttl: Duration,
+    ) -> Result<f64, Refused>;
+}
+
+/// What a decaying sum of `sum` is `elapsed_ms` milliseconds later, with this half-life.
+pub fn decayed(sum: f64, elapsed_ms: u64, half_life: Duration) -> f64 {
+    let half_life_ms = half_life.as_secs_f64() * 1000.0;
+    if half_life_ms <= 0.0 {
+        return 0.0;
+    }
+    sum * 0.5f64.powf(elapsed_ms as f64 / half_life_ms)
 }

@@ -29,6 +29,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod pii;
 pub mod projection;
+pub mod reputation;
 pub mod risk;
 pub mod signals;
 pub mod structure;

@@ -571,7 +571,7 @@ impl Signal for ProjectionSignal {
         &self.reads
     }
 
-    fn derive(&self, inputs: &[Option<&SignalValue>]) -> SignalValue {
+    fn derive(&self, _: &Request<'_>, inputs: &[Option<&SignalValue>]) -> SignalValue {
         self.projection.derive(inputs, &self.reads)
     }
 

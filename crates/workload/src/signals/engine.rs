@@ -30,6 +30,8 @@ pub struct SignalEngine {
     reads_model: Vec<bool>,
     /// Bytes of each text scanning signals read.
     scan_window: usize,
+    /// What signals that learn across requests read and record.
+    state: Option<Arc<dyn switchyard_state::SharedState>>,
 }
 
 impl SignalEngine {
@@ -141,7 +143,41 @@ impl SignalEngine {
             derived,
             reads_model,
             scan_window,
+            state: Some(Arc::new(switchyard_state::InProcess::new(
+                Arc::new(switchyard_state::SystemClock::new()),
+                switchyard_state::Limits::default(),
+            ))),
         })
+    }
+
+    /// The shared state signals that learn across requests (reputation) read and
+    /// record, instead of this engine's own: a server keeps one across reloads, and
+    /// replicas share one.
+    pub fn set_state(&mut self, state: Arc<dyn switchyard_state::SharedState>) {
+        self.state = Some(state);
+    }
+
+    /// Records, for the signals that learn across requests, what a served request
+    /// showed (its computed signals). The errors of the state, if any.
+    pub fn record(&self, signals: &Signals) -> Vec<String> {
+        let Some(state) = &self.state else {
+            return Vec::new();
+        };
+        let caller = signals.identity.as_ref().and_then(|i| i.subject.as_deref());
+        let mut errors = Vec::new();
+        for &i in &self.derived {
+            if !self.signals[i].learns() || signals.values.get(i).is_none_or(Option::is_none) {
+                continue;
+            }
+            let read: Vec<Option<&SignalValue>> = self.inputs[i]
+                .iter()
+                .map(|&j| signals.values.get(j).and_then(Option::as_ref))
+                .collect();
+            if let Err(e) = self.signals[i].record(&read, caller, &**state) {
+                errors.push(format!("{}: {e}", self.labels[i]));
+            }
+        }
+        errors
     }
 
     /// Which signals computing `needed` takes: them and, for derived ones, the
@@ -265,6 +301,10 @@ impl SignalEngine {
             .with_scan_window(self.scan_window)
             .with_domain_head(self.head.as_deref())
             .with_authenticator(self.authenticator.as_ref());
+        let request = match &self.state {
+            Some(state) => request.with_state(&**state),
+            None => request,
+        };
         let wanted = self.wanted(needed);
         if let Some(workers) = &self.workers {
             // Wait for the embedding as long as the most patient signal that reads it.
@@ -306,7 +346,7 @@ impl SignalEngine {
             } else {
                 let read: Vec<Option<&SignalValue>> =
                     self.inputs[i].iter().map(|&j| values[j].as_ref()).collect();
-                self.signals[i].derive(&read)
+                self.signals[i].derive(&request, &read)
             };
             value.cost_ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let (timeout, on_error) = self.limits[i];

@@ -45,6 +45,7 @@ pub struct Request<'a> {
     identity: OnceCell<Identity>,
     scan_window: usize,
     scan_text: OnceCell<Cow<'a, str>>,
+    state: Option<&'a dyn switchyard_state::SharedState>,
 }
 
 impl<'a> Request<'a> {
@@ -63,7 +64,20 @@ impl<'a> Request<'a> {
             identity: OnceCell::new(),
             scan_window: DEFAULT_SCAN_WINDOW,
             scan_text: OnceCell::new(),
+            state: None,
         }
+    }
+
+    /// The same request, reading what earlier requests left in `state` (a caller's
+    /// reputation).
+    pub fn with_state(mut self, state: &'a dyn switchyard_state::SharedState) -> Request<'a> {
+        self.state = Some(state);
+        self
+    }
+
+    /// The shared state signals read, when the request has one.
+    pub fn state(&self) -> Option<&'a dyn switchyard_state::SharedState> {
+        self.state
     }
 
     /// The same request, its scanning signals reading at most `window` bytes of each

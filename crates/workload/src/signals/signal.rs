@@ -126,9 +126,24 @@ pub trait Signal: Send + Sync + fmt::Debug {
         &[]
     }
     /// Computes a derived signal from the values of the signals it reads (in
-    /// [`Signal::reads`] order; `None`: not computed).
-    fn derive(&self, _inputs: &[Option<&SignalValue>]) -> SignalValue {
+    /// [`Signal::reads`] order; `None`: not computed), for `request`.
+    fn derive(&self, _request: &Request<'_>, _inputs: &[Option<&SignalValue>]) -> SignalValue {
         SignalValue::failed("this signal is not derived from others".to_owned())
+    }
+    /// Whether it learns across requests ([`Signal::record`] does something).
+    fn learns(&self) -> bool {
+        false
+    }
+    /// For a signal that learns across requests: records what a request that was
+    /// served (not a dry run) showed, from the values of the signals it reads, in the
+    /// shared state. Called once the request is over.
+    fn record(
+        &self,
+        _inputs: &[Option<&SignalValue>],
+        _caller: Option<&str>,
+        _state: &dyn switchyard_state::SharedState,
+    ) -> Result<(), String> {
+        Ok(())
     }
     /// The labels it can report, when they are known from its definition (a
     /// projection's bands or members), so routes testing another are refused.

@@ -110,6 +110,8 @@ families! {
     Authz authz: crate::authz::AuthzSignalConfig,
     /// How risky the conversation has become over its user turns.
     Risk risk: crate::risk::RiskSignalConfig,
+    /// How a verified caller has behaved across its requests (decaying, shared).
+    Reputation reputation: crate::reputation::ReputationSignalConfig,
     /// Labels from a knowledge base of labelled exemplars (needs `model`).
     Kb kb: crate::kb::KbSignalConfig,
     /// Scores, bands and partitions derived from other signals.
