@@ -73,6 +73,13 @@ pub struct SignalsArgs {
     /// Fills of each PII template.
     #[arg(long, default_value_t = 10)]
     pub fills: usize,
+    /// Misses listed per kind (false positives, false negatives), from the refining
+    /// half only.
+    #[arg(long, default_value_t = 20)]
+    pub misses: usize,
+    /// List misses with their whole text, not its first 200 characters.
+    #[arg(long)]
+    pub whole_text: bool,
     /// Parts to run (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -262,11 +269,20 @@ struct JailbreakReport {
     by_pattern: u64,
     by_contrast: u64,
     latency: Latency,
-    /// Up to 20 wrong verdicts of each kind from the development half, with the
-    /// signal's evidence.
+    /// Share flagged per class of the hand-written probes (`data/jailbreak-classes.jsonl`):
+    /// persona set-ups, dual answers, instruction resets and non-English personas
+    /// (attacks); bare phrases with no one addressed and law and security exam
+    /// questions (benign). Written with the patterns in view: a regression check of
+    /// the classes, not a held-out figure.
+    classes: BTreeMap<String, Subset>,
+    /// Up to `--misses` wrong verdicts of each kind from the development half, with
+    /// the signal's evidence.
     false_positives: Vec<Miss>,
     false_negatives: Vec<Miss>,
 }
+
+/// The hand-written probes of the jailbreak signal's known miss classes.
+const JAILBREAK_CLASSES: &str = include_str!("../data/jailbreak-classes.jsonl");
 
 #[derive(Serialize)]
 struct Miss {
@@ -438,11 +454,19 @@ fn jailbreak(args: &SignalsArgs, dir: &Path) -> Result<JailbreakReport> {
             held_out_half.add(flagged, *attack);
         }
         let evidence = value.and_then(|v| v.evidence.as_deref());
-        if flagged && !attack && !held_out && false_positives.len() < 20 {
-            false_positives.push(miss(subset, text, evidence));
+        let shown = |m: Miss| Miss {
+            text: if args.whole_text {
+                text.clone()
+            } else {
+                m.text
+            },
+            ..m
+        };
+        if flagged && !attack && !held_out && false_positives.len() < args.misses {
+            false_positives.push(shown(miss(subset, text, evidence)));
         }
-        if !flagged && *attack && !held_out && false_negatives.len() < 20 {
-            false_negatives.push(miss(subset, text, evidence));
+        if !flagged && *attack && !held_out && false_negatives.len() < args.misses {
+            false_negatives.push(shown(miss(subset, text, evidence)));
         }
         match *subset {
             "mmlu" | "mt-bench" => benign.add(flagged, false),
@@ -459,12 +483,29 @@ fn jailbreak(args: &SignalsArgs, dir: &Path) -> Result<JailbreakReport> {
     for s in subsets.values_mut() {
         s.rate = s.flagged as f64 / s.n.max(1) as f64;
     }
+    let mut classes: BTreeMap<String, Subset> = BTreeMap::new();
+    for (i, line) in JAILBREAK_CLASSES.lines().enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow!("data/jailbreak-classes.jsonl:{}: {e}", i + 1))?;
+        let attack = row.get("attack").and_then(serde_json::Value::as_bool) == Some(true);
+        let text = field(&row, "text");
+        let signals = engine.characterize(&Conversation::from_prompt("auto", text), &[id]);
+        let flagged = signals.get(id).is_some_and(|v| v.matched);
+        let c = classes.entry(field(&row, "class").to_owned()).or_default();
+        c.attack = attack;
+        c.n += 1;
+        c.flagged += u64::from(flagged);
+    }
+    for c in classes.values_mut() {
+        c.rate = c.flagged as f64 / c.n.max(1) as f64;
+    }
     Ok(JailbreakReport {
         threshold: args.jailbreak_threshold,
         min_similarity: args.jailbreak_min_similarity,
         overall: BinaryReport::of(overall),
         held_out_half: BinaryReport::of(held_out_half),
         subsets,
+        classes,
         benign_false_positive_rate: benign.false_positive_rate(),
         look_alike_false_positive_rate: look_alike.false_positive_rate(),
         by_pattern,
@@ -804,6 +845,15 @@ fn print(report: &Report) {
         for (name, s) in &j.subsets {
             println!(
                 "  {name:<22} {:>5} {} flagged {:>5.1}%",
+                s.n,
+                if s.attack { "attacks" } else { "benign " },
+                100.0 * s.rate
+            );
+        }
+        println!("  classes (hand-written probes, not held out):");
+        for (name, s) in &j.classes {
+            println!(
+                "    {name:<20} {:>5} {} flagged {:>5.1}%",
                 s.n,
                 if s.attack { "attacks" } else { "benign " },
                 100.0 * s.rate
