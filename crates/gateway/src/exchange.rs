@@ -244,6 +244,7 @@ impl Exchange {
                     Some((name.clone(), value.to_owned()))
                 })
                 .collect(),
+            embedder: reads.embedder.then(|| signals.workers()).flatten(),
         }
     }
 

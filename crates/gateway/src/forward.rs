@@ -315,7 +315,12 @@ fn response_hooks(
         return Ok(None);
     };
     let original = value.clone();
-    let flow = x.plugins.on_response(&mut value);
+    let flow = if x.plugins.embeds() {
+        let plugins = &mut x.plugins;
+        crate::pipeline::off_the_async_workers(|| plugins.on_response(&mut value))
+    } else {
+        x.plugins.on_response(&mut value)
+    };
     match flow {
         Ok(Flow::Continue) if value == original => Ok(None),
         Ok(Flow::Continue) => Ok(Some(axum::Json(value).into_response())),

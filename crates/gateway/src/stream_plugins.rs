@@ -94,7 +94,14 @@ impl State {
                 self.over = true;
                 return;
             }
-            let passed = shared.chain.on_chunk(event.data);
+            // A plugin that embeds the answer does so when a choice finishes: that
+            // event's hooks run off the async workers.
+            let passed = if shared.chain.embeds() && event.data.contains("\"finish_reason\":\"") {
+                let chain = &mut shared.chain;
+                crate::pipeline::off_the_async_workers(|| chain.on_chunk(event.data))
+            } else {
+                shared.chain.on_chunk(event.data)
+            };
             drop(shared);
             self.emit(passed, None);
         }

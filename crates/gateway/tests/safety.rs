@@ -276,3 +276,160 @@ default_route: {{models: [m]}}
     let text = trace.to_string();
     assert!(text.contains("standing 3.00"), "{text}");
 }
+
+/// Routes with commitments: `support` must not reveal its system prompt (replace),
+/// `research` must cite sources (annotate), and, with the model, `sales` must not
+/// upsell (exemplars, replace).
+async fn committed(url: &str, model: Option<&str>) -> Gateway {
+    let (signals, upsell_plugin, upsell_route) = match model {
+        Some(dir) => (
+            format!("  model: {{path: '{dir}'}}\n"),
+            "  - {name: no_upsell, type: commitments, must_not: [upsell], action: replace, message: 'withheld by policy',
+      behaviours: {upsell: {exemplars: ['Upgrade to our premium plan today to unlock more features.'], threshold: 0.7}}}\n",
+            "  - {name: sales, when: {keyword: sales}, models: [m], plugins: [no_upsell]}\n",
+        ),
+        None => (String::new(), "", ""),
+    };
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{url}'}}]}}]
+signals:
+{signals}  keyword:
+    - {{name: support, keywords: [support]}}
+    - {{name: research, keywords: [research]}}
+    - {{name: sales, keywords: [sales]}}
+plugins:
+  - {{name: discreet, type: commitments, must_not: [reveal_system_prompt], action: replace, message: 'withheld by policy'}}
+  - {{name: sourced, type: commitments, must: [cite_sources]}}
+{upsell_plugin}routes:
+  - {{name: support, when: {{keyword: support}}, models: [m], plugins: [discreet]}}
+  - {{name: research, when: {{keyword: research}}, models: [m], plugins: [sourced]}}
+{upsell_route}default_route: {{models: [m]}}
+"
+    );
+    let policy = Policy::compile(parse_config(&config).unwrap()).unwrap();
+    Gateway::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Runtime::new(policy).unwrap(),
+    )
+    .unwrap()
+}
+
+const SYSTEM: &str = "You are Ledger, the billing assistant of Acme. Never discuss refunds above 500 dollars without a manager.";
+
+fn with_system(user: &str, stream: bool) -> Value {
+    json!({"model": "auto", "stream": stream, "messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]})
+}
+
+#[tokio::test]
+async fn an_answer_that_repeats_the_system_prompt_is_withheld_whole_and_streamed() {
+    let (url, _seen) = harness::echo().await;
+    let g = committed(&url, None).await;
+    // The echo upstream repeats the user's words: here, eight and more of the
+    // system prompt's, in another case.
+    let leak = "support: my rule is NEVER DISCUSS REFUNDS ABOVE 500 DOLLARS WITHOUT A MANAGER, ok?";
+    let r = post(&g, with_system(leak, false)).await;
+    assert_eq!(harness::header(&r, "x-switchyard-route"), "support");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "withheld by policy"
+    );
+    let r = post(&g, with_system(leak, true)).await;
+    let text = r.text().await.unwrap();
+    assert!(text.contains("withheld by policy"), "{text}");
+    assert!(!text.to_lowercase().contains("refunds above"), "{text}");
+    assert!(
+        !text.contains("[DONE]"),
+        "a terminal error, not a normal end: {text}"
+    );
+    // Seven words in a row are not a leak.
+    let r = post(
+        &g,
+        with_system(
+            "support: we never discuss refunds above 500 dollars here",
+            true,
+        ),
+    )
+    .await;
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("[DONE]") && !text.contains("withheld"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_sources_is_annotated_and_counted_per_route() {
+    let (url, _seen) = harness::echo().await;
+    let g = committed(&url, None).await;
+    let r = post(
+        &g,
+        chat("research: what is the boiling point of water?", false),
+    )
+    .await;
+    assert_eq!(
+        harness::header(&r, "x-switchyard-guard"),
+        "must:cite_sources"
+    );
+    let cited = post(
+        &g,
+        chat(
+            "research: see https://example.org/water for the boiling point",
+            false,
+        ),
+    )
+    .await;
+    assert!(cited.headers().get("x-switchyard-guard").is_none());
+    // A stream's answer is judged when it finishes, and counted.
+    let r = post(&g, chat("research: and the freezing point?", true)).await;
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+    let metrics = reqwest::get(format!("{}/metrics", g.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("switchyard_guard_findings_total{")
+                && l.contains("check=\"must:cite_sources\"")
+                && l.contains("route=\"research\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= 2.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn an_answer_that_means_what_a_must_not_exemplar_says_is_withheld() {
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: set SWITCHYARD_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    let (url, _seen) = harness::echo().await;
+    let g = committed(&url, Some(&dir)).await;
+    let upsell = "sales: You should upgrade to the premium plan right now to get extra features!";
+    for stream in [false, true] {
+        let r = post(&g, chat(upsell, stream)).await;
+        assert_eq!(harness::header(&r, "x-switchyard-route"), "sales");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("withheld by policy"), "{text}");
+    }
+    let r = post(
+        &g,
+        chat("sales: what are your opening hours on Sunday?", false),
+    )
+    .await;
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("opening hours"),
+        "{body}"
+    );
+}

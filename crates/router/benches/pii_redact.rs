@@ -21,6 +21,7 @@ const INFO: RequestInfo<'static> = RequestInfo {
     embedding: None,
     caller: None,
     headers: &[],
+    embedder: None,
 };
 
 /// About `kb` KB of prose with an e-mail address, a phone number and a card number in

@@ -55,15 +55,16 @@ impl Drop for Ticket {
     }
 }
 
-/// A pool of embedding threads over one model.
-#[derive(Debug)]
+/// A pool of embedding threads over one model; a clone is another handle on the same
+/// threads.
+#[derive(Debug, Clone)]
 pub struct EmbedWorkers {
     queue: SyncSender<Job>,
 }
 
 impl EmbedWorkers {
     /// Starts `threads` workers that batch up to `max_batch` queued texts, with room for
-    /// `queue` waiting texts. The threads end when the pool is dropped.
+    /// `queue` waiting texts. The threads end when the pool and all its clones are dropped.
     pub fn start(
         embedder: Arc<Embedder>,
         threads: usize,

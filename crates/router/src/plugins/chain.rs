@@ -98,7 +98,9 @@ impl Plugins {
     /// Whether some plugin reads the request's embedding: the runtime then loads the
     /// embedding model even when no signal needs it.
     pub fn reads_embedding(&self) -> bool {
-        self.entries.iter().any(|e| e.reads.embedding.is_some())
+        self.entries
+            .iter()
+            .any(|e| e.reads.embedding.is_some() || e.reads.embedder)
     }
 
     /// The client headers some plugin reads (lower-case names): ingress keeps them.
@@ -191,7 +193,7 @@ pub struct ChunkResult {
 
 /// What a chain tells its plugins about the request, owned by the chain (a stream's
 /// hooks run after the handler that built it has returned).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ChainInfo {
     /// The request id.
     pub request_id: String,
@@ -211,6 +213,8 @@ pub struct ChainInfo {
     pub caller: Option<String>,
     /// The client headers read ([`Reads::headers`]).
     pub headers: Vec<(String, String)>,
+    /// The embedding model's workers ([`Reads::embedder`]).
+    pub embedder: Option<switchyard_workload::worker::EmbedWorkers>,
 }
 
 impl ChainInfo {
@@ -226,6 +230,7 @@ impl ChainInfo {
             embedding: self.embedding.as_deref(),
             caller: self.caller.as_deref(),
             headers: &self.headers,
+            embedder: self.embedder.as_ref(),
         }
     }
 }
@@ -267,6 +272,12 @@ impl Chain {
         self.links
             .iter()
             .fold(Hooks::default(), |all, l| all.union(l.entry.hooks))
+    }
+
+    /// Whether a plugin of the chain embeds texts itself ([`Reads::embedder`]): its
+    /// answer hooks may run the model.
+    pub fn embeds(&self) -> bool {
+        self.info.embedder.is_some()
     }
 
     /// What each plugin did, in order.

@@ -199,6 +199,7 @@ mod tests {
             embedding: None,
             caller: None,
             headers: &[],
+            embedder: None,
         };
         plugin
             .on_response_headers(&info, 200, &mut headers, &mut None)

@@ -22,6 +22,7 @@
 //! `on_error` rule. Plugin types and their options are documented in `docs/plugins.md`.
 
 pub mod chain;
+mod commitments;
 mod headers;
 mod local_answer;
 mod params;
@@ -68,6 +69,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("pii_redact", pii_redact::build),
     ("response_guard", response_guard::build),
     ("semantic_cache", semantic_cache::build),
+    ("commitments", commitments::build),
 ];
 
 /// What a plugin reads of a request besides its body: the gateway prepares it only
@@ -81,6 +83,10 @@ pub struct Reads {
     pub caller: bool,
     /// Client request headers, by lower-case name.
     pub headers: Vec<String>,
+    /// The embedding model's workers, to embed texts of its own (answers): the
+    /// runtime then loads the model, and runs the chain's answer hooks off the async
+    /// workers.
+    pub embedder: bool,
 }
 
 impl Reads {
@@ -91,6 +97,7 @@ impl Reads {
             (a, b) => a.or(b),
         };
         self.caller |= other.caller;
+        self.embedder |= other.embedder;
         for h in &other.headers {
             if !self.headers.contains(h) {
                 self.headers.push(h.clone());
@@ -123,6 +130,9 @@ pub struct RequestInfo<'a> {
     pub caller: Option<&'a str>,
     /// The client headers plugins of the chain read, by lower-case name.
     pub headers: &'a [(String, String)],
+    /// The embedding model's workers, when a plugin of the chain reads them
+    /// ([`Reads::embedder`]).
+    pub embedder: Option<&'a switchyard_workload::worker::EmbedWorkers>,
 }
 
 impl RequestInfo<'_> {

@@ -210,6 +210,7 @@ mod tests {
             embedding: None,
             caller: None,
             headers: &[],
+            embedder: None,
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,

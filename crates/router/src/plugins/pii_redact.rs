@@ -531,6 +531,7 @@ mod tests {
         embedding: None,
         caller: None,
         headers: &[],
+        embedder: None,
     };
 
     fn plugin(options: Value) -> Box<dyn Plugin> {

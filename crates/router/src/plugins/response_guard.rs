@@ -15,21 +15,23 @@
 //! before any of it is sent. Held text goes out as later events push it past the
 //! window, and all of it when the choice finishes.
 
+use super::commitments::{Commitments, Shingles};
 use super::stream_event::StreamTemplate;
 use super::{
-    ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, RequestInfo, State,
+    ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, Reads, RequestInfo, State,
+    UpstreamRequest,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::LazyLock;
 use switchyard_workload::pii::{PiiKind, find_pii};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Action {
+pub(super) enum Action {
     Annotate,
     Redact,
     Replace,
@@ -91,15 +93,41 @@ static COMPLIANCE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
+/// The guard (and, built by `commitments`, the checks of a route's commitments).
 #[derive(Debug)]
-struct ResponseGuard {
+pub(super) struct ResponseGuard {
     pii: Vec<PiiKind>,
     min_score: f64,
     keywords: Option<Regex>,
     compliance: bool,
+    commitments: Option<Commitments>,
     action: Action,
     message: String,
     hold_back: usize,
+}
+
+/// Bytes of a streamed answer kept to judge it whole when it finishes (its start).
+const WHOLE_CAP: usize = 64 * 1024;
+
+impl ResponseGuard {
+    /// A guard that checks a route's commitments only.
+    pub(super) fn for_commitments(
+        commitments: Commitments,
+        action: Action,
+        message: String,
+        hold_back: usize,
+    ) -> ResponseGuard {
+        ResponseGuard {
+            pii: Vec::new(),
+            min_score: 1.0,
+            keywords: None,
+            compliance: false,
+            commitments: Some(commitments),
+            action,
+            message,
+            hold_back,
+        }
+    }
 }
 
 /// Builds the plugin from its options.
@@ -136,6 +164,7 @@ pub fn build(
         min_score: o.min_score,
         keywords,
         compliance: o.compliance,
+        commitments: None,
         action: o.action,
         message: o.message,
         hold_back: o.hold_back,
@@ -161,12 +190,25 @@ struct Guarded {
     held: BTreeMap<u64, String>,
     /// The stream's events' identity, to write held text out at the end.
     template: StreamTemplate,
+    /// The request's system messages, as the leak check reads them.
+    system: Shingles,
+    /// The first choice's text so far (up to [`WHOLE_CAP`]), judged whole when it
+    /// finishes.
+    whole: String,
 }
 
 impl ResponseGuard {
     /// Every finding in `text`, in order, without overlaps (the first wins).
-    fn hits(&self, text: &str) -> Vec<Hit> {
+    fn hits(&self, text: &str, system: &Shingles) -> Vec<Hit> {
         let mut hits = Vec::new();
+        if let Some(c) = &self.commitments {
+            hits.extend(c.spans(text, system).into_iter().map(|s| Hit {
+                check: s.check,
+                start: s.start,
+                end: s.end,
+                mask: "[REDACTED]".to_owned(),
+            }));
+        }
         if !self.pii.is_empty() {
             for f in find_pii(text) {
                 if f.score >= self.min_score && self.pii.contains(&f.kind) {
@@ -208,18 +250,37 @@ impl ResponseGuard {
     /// Records `hits` (counted and logged by check, never by text).
     fn record(&self, info: &RequestInfo<'_>, guarded: &mut Guarded, hits: &[Hit]) {
         for h in hits {
-            if guarded.fired.insert(h.check.clone()) {
-                metrics::counter!("switchyard_guard_findings_total",
-                    "route" => info.route.to_owned(), "check" => h.check.clone())
-                .increment(1);
-                tracing::warn!(
-                    request_id = info.request_id,
-                    route = info.route,
-                    check = %h.check,
-                    "response guard finding"
-                );
-            }
+            Self::fired(info, guarded, &h.check);
         }
+    }
+
+    /// Records that `check` fired on this answer (once per answer).
+    fn fired(info: &RequestInfo<'_>, guarded: &mut Guarded, check: &str) {
+        if guarded.fired.insert(check.to_owned()) && !info.dry_run {
+            metrics::counter!("switchyard_guard_findings_total",
+                "route" => info.route.to_owned(), "check" => check.to_owned())
+            .increment(1);
+            tracing::warn!(
+                request_id = info.request_id,
+                route = info.route,
+                check,
+                "response guard finding"
+            );
+        }
+    }
+
+    /// Judges a finished answer whole (the commitments it breaks as a whole); `true`
+    /// when it must be replaced.
+    fn judge_whole(&self, info: &RequestInfo<'_>, guarded: &mut Guarded, text: &str) -> bool {
+        let Some(c) = &self.commitments else {
+            return false;
+        };
+        let shown: HashSet<String> = guarded.fired.iter().cloned().collect();
+        let broken = c.whole(text, &shown, info.embedder);
+        for check in &broken {
+            Self::fired(info, guarded, check);
+        }
+        !broken.is_empty() && self.action == Action::Replace
     }
 
     /// `text` with `hits` masked.
@@ -248,7 +309,7 @@ impl ResponseGuard {
         // A finding that touches the end may still grow: it is decided on the next
         // piece, and nothing of it is sent meanwhile.
         let (hits, growing): (Vec<Hit>, Vec<Hit>) = self
-            .hits(&held)
+            .hits(&held, &guarded.system)
             .into_iter()
             .partition(|h| finishing || h.end < held.len());
         let growing = growing.first().map(|h| h.start);
@@ -295,12 +356,32 @@ fn guarded(state: &mut State) -> &mut Guarded {
 impl Plugin for ResponseGuard {
     fn hooks(&self) -> Hooks {
         Hooks {
-            request: false,
+            // The system messages are read for the leak check.
+            request: self.commitments.is_some(),
             response_headers: true,
             response: true,
             stream: true,
             observe: false,
         }
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            embedder: self.commitments.as_ref().is_some_and(Commitments::embeds),
+            ..Reads::default()
+        }
+    }
+
+    fn on_request(
+        &self,
+        _info: &RequestInfo<'_>,
+        upstream: &mut UpstreamRequest<'_>,
+        state: &mut State,
+    ) -> Result<Flow, PluginError> {
+        if let Some(c) = &self.commitments {
+            guarded(state).system = c.shingles(upstream.body);
+        }
+        Ok(Flow::Continue)
     }
 
     fn on_response(
@@ -319,7 +400,7 @@ impl Plugin for ResponseGuard {
                 else {
                     continue;
                 };
-                let hits = self.hits(text);
+                let hits = self.hits(text, &g.system);
                 if hits.is_empty() {
                     continue;
                 }
@@ -337,6 +418,22 @@ impl Plugin for ResponseGuard {
                         }));
                     }
                 }
+            }
+        }
+        if self.commitments.is_some() {
+            let text = body
+                .pointer("/choices/0/message/content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if self.judge_whole(info, g, &text) {
+                return Ok(Flow::Answer(LocalAnswer {
+                    status: 200,
+                    message: self.message.clone(),
+                    code: String::new(),
+                    usage: None,
+                    verify: false,
+                }));
             }
         }
         Ok(Flow::Continue)
@@ -389,6 +486,14 @@ impl Plugin for ResponseGuard {
                 }
                 if let Some(piece) = &piece {
                     g.held.entry(index).or_default().push_str(piece);
+                    if index == 0 && self.commitments.is_some() && g.whole.len() < WHOLE_CAP {
+                        let room = WHOLE_CAP - g.whole.len();
+                        let cut = (0..=room.min(piece.len()))
+                            .rev()
+                            .find(|&i| piece.is_char_boundary(i))
+                            .unwrap_or(0);
+                        g.whole.push_str(&piece[..cut]);
+                    }
                 }
                 match self.check_held(info, g, index, finishing) {
                     Ok(send) => {
@@ -399,6 +504,12 @@ impl Plugin for ResponseGuard {
                         }
                     }
                     Err(message) => return Ok(ChunkFlow::End(message)),
+                }
+                if finishing && index == 0 && self.commitments.is_some() {
+                    let whole = std::mem::take(&mut g.whole);
+                    if self.judge_whole(info, g, &whole) {
+                        return Ok(ChunkFlow::End(self.message.clone()));
+                    }
                 }
             }
         }
@@ -444,6 +555,7 @@ mod tests {
         embedding: None,
         caller: None,
         headers: &[],
+        embedder: None,
     };
 
     fn guard(options: Value) -> Box<dyn Plugin> {

@@ -496,6 +496,7 @@ impl Plugin for SemanticCache {
         Reads {
             embedding: self.semantic.then_some(self.embed_timeout),
             caller: self.scope == Scope::Caller,
+            embedder: false,
             headers: if self.scope == Scope::Tenant {
                 vec![self.tenant_header.clone()]
             } else {
@@ -806,6 +807,7 @@ mod tests {
             embedding: None,
             caller: None,
             headers,
+            embedder: None,
         }
     }
 

@@ -111,6 +111,7 @@ mod tests {
             embedding: None,
             caller: None,
             headers: &[],
+            embedder: None,
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,

@@ -83,6 +83,7 @@ mod tests {
             embedding: None,
             caller: None,
             headers: &[],
+            embedder: None,
         };
         let t = Template::parse("Route {{ route }} on {{model}}.").unwrap();
         assert_eq!(t.render(&info), "Route coding on coder.");

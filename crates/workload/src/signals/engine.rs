@@ -381,6 +381,12 @@ impl SignalEngine {
         }
     }
 
+    /// A handle on the embedding workers, for readers that embed texts of their own
+    /// (a plugin comparing answers with exemplars), when the model is loaded.
+    pub fn workers(&self) -> Option<EmbedWorkers> {
+        self.workers.clone()
+    }
+
     /// Whether the embedding model is loaded.
     pub fn has_model(&self) -> bool {
         self.embedder.is_some()
