@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and integration tests, and the end-to-end
-# test with the official OpenAI Python SDK (installed here into .venv).
+# Runs every test: formatting, lints, unit and integration tests, the end-to-end test
+# with the official OpenAI Python SDK (installed here into .venv), and the semantic
+# cache against a real PostgreSQL with pgvector (installed here into .cache/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,14 @@ export SWITCHYARD_REQUIRE_SDK=1
 echo "== the default model (tokenizer tests)"
 SWITCHYARD_MODEL_DIR="$PWD/$(./scripts/fetch-model.sh)"
 export SWITCHYARD_MODEL_DIR
+
+echo "== PostgreSQL with pgvector (the semantic cache's postgres backend)"
+SWITCHYARD_PG_BIN="$(./scripts/postgres.sh)"
+export SWITCHYARD_PG_BIN SWITCHYARD_REQUIRE_PG=1
+if [[ "$(id -u)" == 0 ]]; then
+  # PostgreSQL refuses to run as root: the tests run it as this user.
+  export SWITCHYARD_PG_USER=switchyard-pg
+fi
 
 # Shared data beside the project, when present, turns on the tests that read it.
 if [[ -z "${SWITCHYARD_DATA:-}" && -d ../shared/data ]]; then

@@ -9,8 +9,10 @@
 //! and a question asked after a different conversation is a different question.
 
 mod memory;
+mod postgres;
 
 pub use memory::MemoryStore;
+pub use postgres::{PostgresConfig, PostgresStore};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,7 +34,9 @@ use super::{
     ChunkFlow, Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads,
     RequestInfo, State, UpstreamRequest, Verification,
 };
-use crate::cache::{CacheStore, CachedAnswer, Key, MemoryStore, normalized};
+use crate::cache::{
+    CacheStore, CachedAnswer, Key, MemoryStore, PostgresConfig, PostgresStore, normalized,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use regex::Regex;
 use serde::Deserialize;
@@ -64,6 +66,41 @@ enum Scope {
 enum Backend {
     #[default]
     Memory,
+    /// PostgreSQL with pgvector (`postgres` options).
+    Postgres,
+}
+
+/// Where the `postgres` backend is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresOptions {
+    /// A connection URL (`postgres://user:password@host:port/db`).
+    url: String,
+    /// The table, created when missing.
+    #[serde(default = "default_table")]
+    table: String,
+    /// Connections kept at most.
+    #[serde(default = "default_pool")]
+    pool_size: usize,
+    /// Each database operation's deadline; past it the request is a miss.
+    #[serde(default = "default_db_timeout")]
+    timeout_ms: u64,
+    /// The length of the embeddings (the default model's: 384).
+    #[serde(default = "default_dimensions")]
+    dimensions: usize,
+}
+
+fn default_table() -> String {
+    "switchyard_cache".to_owned()
+}
+fn default_pool() -> usize {
+    8
+}
+fn default_db_timeout() -> u64 {
+    50
+}
+fn default_dimensions() -> usize {
+    384
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +122,9 @@ struct Options {
     tenant_header: String,
     #[serde(default)]
     backend: Backend,
+    /// The database of the `postgres` backend.
+    #[serde(default)]
+    postgres: Option<PostgresOptions>,
     /// Entries kept at most.
     #[serde(default = "default_entries")]
     max_entries: usize,
@@ -270,8 +310,31 @@ impl SemanticCache {
         if o.verify_share > 0.0 && o.verify_max_in_flight == 0 {
             return Err("verify_max_in_flight is 0: no hit could be verified".to_owned());
         }
-        let store: Arc<dyn CacheStore> = match o.backend {
-            Backend::Memory => Arc::new(MemoryStore::new(o.max_entries, o.max_bytes)),
+        let store: Arc<dyn CacheStore> = match (o.backend, o.postgres) {
+            (Backend::Memory, None) => Arc::new(MemoryStore::new(o.max_entries, o.max_bytes)),
+            (Backend::Memory, Some(_)) => {
+                return Err(
+                    "`postgres` options are for `backend: postgres`; set it, or leave them out"
+                        .to_owned(),
+                );
+            }
+            (Backend::Postgres, None) => {
+                return Err(
+                    "backend `postgres` needs `postgres: {url: postgres://user@host:port/db}`"
+                        .to_owned(),
+                );
+            }
+            (Backend::Postgres, Some(pg)) => Arc::new(
+                PostgresStore::new(PostgresConfig {
+                    url: pg.url,
+                    table: pg.table,
+                    pool_size: pg.pool_size,
+                    timeout: Duration::from_millis(pg.timeout_ms.max(1)),
+                    dimensions: pg.dimensions,
+                    max_entries: o.max_entries,
+                })
+                .map_err(|e| format!("postgres: {e}"))?,
+            ),
         };
         Ok(SemanticCache {
             store,
