@@ -277,22 +277,12 @@ default_route: {{models: [m]}}
 
 /// The verifications counted on `route` with this match kind and result.
 async fn verifications(g: &Gateway, route: &str, matched: &str, result: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", g.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let labels = [
-        format!("route=\"{route}\""),
-        format!("match=\"{matched}\""),
-        format!("result=\"{result}\""),
-    ];
-    text.lines()
-        .filter(|l| l.starts_with("switchyard_cache_verifications_total{"))
-        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    harness::metric_sum(
+        &g.url(),
+        "switchyard_cache_verifications_total",
+        &[("route", route), ("match", matched), ("result", result)],
+    )
+    .await
 }
 
 /// Waits (5 s at most) for a verification to be counted.
@@ -377,18 +367,12 @@ async fn a_paraphrase_the_upstream_answers_differently_is_a_counted_false_hit_an
     let again = ask(&g, chat(question, false), None).await;
     assert_eq!(harness::header(&again, "x-switchyard-cache"), "miss");
     assert_eq!(seen.lock().unwrap().len(), 3);
-    let metrics = reqwest::get(format!("{}/metrics", g.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // The answers were compared by embedding (not left unknown).
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("switchyard_cache_verify_similarity")
-                && l.contains("route=\"verified_semantic\"")),
-        "{metrics}"
-    );
+    let compared = harness::metric_sum(
+        &g.url(),
+        "switchyard_cache_verify_similarity_count",
+        &[("route", "verified_semantic")],
+    )
+    .await;
+    assert!(compared >= 1.0, "{compared}");
 }

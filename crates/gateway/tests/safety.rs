@@ -386,22 +386,13 @@ async fn an_answer_without_sources_is_annotated_and_counted_per_route() {
     // A stream's answer is judged when it finishes, and counted.
     let r = post(&g, chat("research: and the freezing point?", true)).await;
     assert!(r.text().await.unwrap().contains("[DONE]"));
-    let metrics = reqwest::get(format!("{}/metrics", g.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("switchyard_guard_findings_total{")
-                && l.contains("check=\"must:cite_sources\"")
-                && l.contains("route=\"research\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(counted >= 2.0, "{metrics}");
+    let counted = harness::metric_sum(
+        &g.url(),
+        "switchyard_guard_findings_total",
+        &[("check", "must:cite_sources"), ("route", "research")],
+    )
+    .await;
+    assert!(counted >= 2.0, "{counted}");
 }
 
 #[tokio::test]

@@ -20,31 +20,18 @@
 
 use std::time::{Duration, Instant};
 use switchyard_router::cache::{CacheStore, Key, PostgresConfig, PostgresStore};
-use switchyard_wire::hash::{GOLDEN_GAMMA, mix64};
+
+mod vectors;
+
+use vectors::DIMS;
 
 const ENTRIES: usize = 100_000;
-const DIMS: usize = 384;
 const TABLE: &str = "bench_cache";
 const LOOKUPS: usize = 2_000;
 
-fn vector(seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..DIMS)
-        .map(|_| {
-            state = mix64(state.wrapping_add(GOLDEN_GAMMA));
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
+/// Entry `i`'s vector, in its topic.
 fn entry(i: usize) -> Vec<f32> {
-    let centre = vector(1 << 40 | (i % 1_000) as u64);
-    let noise = vector(i as u64);
-    centre
-        .iter()
-        .zip(&noise)
-        .map(|(c, n)| c + 0.35 * n)
-        .collect()
+    vectors::entry(i, true)
 }
 
 fn text(v: &[f32]) -> String {

@@ -11,34 +11,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 use switchyard_router::cache::{CacheStore, CachedAnswer, Key, MemoryStore};
-use switchyard_wire::hash::{GOLDEN_GAMMA, mix64};
 
 const ENTRIES: usize = 100_000;
-const DIMS: usize = 384;
+mod vectors;
 
-fn vector(seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..DIMS)
-        .map(|_| {
-            state = mix64(state.wrapping_add(GOLDEN_GAMMA));
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
-/// Entry `i`'s vector: uniform, or its topic's centre plus noise.
-fn entry(i: usize, clustered: bool) -> Vec<f32> {
-    if !clustered {
-        return vector(i as u64);
-    }
-    let centre = vector(1 << 40 | (i % 1_000) as u64);
-    let noise = vector(i as u64);
-    centre
-        .iter()
-        .zip(&noise)
-        .map(|(c, n)| c + 0.35 * n)
-        .collect()
-}
+use vectors::{entry, vector};
 
 fn bench(c: &mut Criterion) {
     for clustered in [false, true] {

@@ -261,17 +261,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    #[derive(Debug, Default)]
-    struct Manual(AtomicU64);
-
-    impl Clock for Manual {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    fn store(limits: Limits) -> (Arc<Manual>, InProcess) {
-        let clock = Arc::new(Manual::default());
+    fn store(limits: Limits) -> (Arc<crate::ManualClock>, InProcess) {
+        let clock = Arc::new(crate::ManualClock::default());
         (Arc::clone(&clock), InProcess::new(clock, limits))
     }
 
@@ -295,7 +286,7 @@ mod tests {
         s.settle(a, 150); // the answer was shorter than reserved: 450 come back
         assert_eq!(s.counter("tenant"), 150);
         let b = s.reserve("tenant", 600, 1000, minute).unwrap();
-        clock.0.store(61_000, Ordering::SeqCst);
+        clock.set(61_000);
         assert_eq!(s.counter("tenant"), 0, "a new window");
         s.settle(b, 700); // settled late: only the overrun lands in the new window
         assert_eq!(s.counter("tenant"), 100);
@@ -334,7 +325,7 @@ mod tests {
         let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(86_400));
         assert_eq!(s.decaying_add("a", 0.0, hour, day).unwrap(), 0.0);
         assert_eq!(s.decaying_add("a", 2.0, hour, day).unwrap(), 2.0);
-        clock.0.store(3_600_000, Ordering::SeqCst);
+        clock.set(3_600_000);
         assert!((s.decaying_add("a", 0.0, hour, day).unwrap() - 1.0).abs() < 1e-9);
         assert!((s.decaying_add("a", 1.0, hour, day).unwrap() - 2.0).abs() < 1e-9);
         // A read of a key not held makes no room for it; an addition finds none.
@@ -344,7 +335,7 @@ mod tests {
             Err(Refused::Full(1))
         ));
         // Left a whole ttl without additions, it goes, and makes room.
-        clock.0.store(3_600_000 + 86_400_000, Ordering::SeqCst);
+        clock.set(3_600_000 + 86_400_000);
         assert_eq!(s.decaying_add("a", 0.0, hour, day).unwrap(), 0.0);
         assert_eq!(s.decaying_add("b", 1.0, hour, day).unwrap(), 1.0);
     }
@@ -364,7 +355,7 @@ mod tests {
             s.put("c", Bytes::new(), Duration::from_secs(1)),
             Err(Refused::Full(2))
         ));
-        clock.0.store(200, Ordering::SeqCst);
+        clock.set(200);
         assert_eq!(s.get("a"), None, "expired");
         s.put("c", Bytes::from_static(b"3"), Duration::from_secs(1))
             .unwrap();

@@ -231,18 +231,8 @@ impl FamilyConfig for ReputationSignalConfig {
 mod tests {
     use crate::signals::{SignalEngine, SignalFamily, SignalsConfig};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use switchyard_state::{Clock, InProcess, Limits};
+    use switchyard_state::{Clock, InProcess, Limits, ManualClock};
     use switchyard_wire::Conversation;
-
-    #[derive(Debug, Default)]
-    struct Manual(AtomicU64);
-
-    impl Clock for Manual {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     fn config(reputation: serde_json::Value, identity: bool) -> SignalsConfig {
         let mut c = serde_json::json!({
@@ -256,14 +246,14 @@ mod tests {
         serde_json::from_value(c).unwrap()
     }
 
-    fn engine() -> (Arc<Manual>, SignalEngine) {
+    fn engine() -> (Arc<ManualClock>, SignalEngine) {
         let c = config(
             serde_json::json!({"name": "standing", "events": {"keyword.probe": 1.0},
                                "half_life_s": 3600, "threshold": 2}),
             true,
         );
         let mut engine = SignalEngine::build(&c).unwrap();
-        let clock = Arc::new(Manual::default());
+        let clock = Arc::new(ManualClock::default());
         engine.set_state(Arc::new(InProcess::new(
             Arc::clone(&clock) as Arc<dyn Clock>,
             Limits::default(),
@@ -309,7 +299,7 @@ mod tests {
         );
         assert_eq!(ask(&engine, None, PROBE), (0.0, false));
         // One half-life later the standing has halved.
-        clock.0.store(3_600_000, Ordering::SeqCst);
+        clock.set(3_600_000);
         let (standing, held) = ask(&engine, Some("mallory"), "and tomorrow?");
         assert!((standing - 1.0).abs() < 1e-9 && !held, "{standing}");
     }

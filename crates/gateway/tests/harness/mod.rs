@@ -149,6 +149,23 @@ pub async fn gateway(config: &str) -> Gateway {
     Gateway::start(listener, Runtime::new(policy).unwrap()).unwrap()
 }
 
+/// The sum of the Prometheus samples of `name` at `base`/metrics that carry every
+/// one of `labels` (0 when there is none).
+pub async fn metric_sum(base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The value of a Prometheus sample whose line starts with `name` at `base`/metrics.
 pub async fn metric(base: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
