@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit and integration tests, the end-to-end test
-# with the official OpenAI Python SDK (installed here into .venv), and the semantic
-# cache against a real PostgreSQL with pgvector (installed here into .cache/postgres).
+# with the official OpenAI Python SDK (installed here into .venv), the semantic cache
+# against a real PostgreSQL with pgvector (installed here into .cache/postgres), and
+# the shared state on real Redis and Valkey servers (installed from Debian's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,11 @@ if [[ "$(id -u)" == 0 ]]; then
   # PostgreSQL refuses to run as root: the tests run it as this user.
   export SWITCHYARD_PG_USER=switchyard-pg
 fi
+
+echo "== Redis and Valkey (the shared state's server backends)"
+mapfile -t kv < <(./scripts/kv-servers.sh)
+[[ ${#kv[@]} == 2 ]] || { echo "scripts/kv-servers.sh did not name both servers" >&2; exit 1; }
+export SWITCHYARD_REDIS_BIN="${kv[0]}" SWITCHYARD_VALKEY_BIN="${kv[1]}" SWITCHYARD_REQUIRE_KV=1
 
 # Shared data beside the project, when present, turns on the tests that read it.
 if [[ -z "${SWITCHYARD_DATA:-}" && -d ../shared/data ]]; then

@@ -188,6 +188,47 @@ fn a_bad_config_names_file_line_and_a_fix() {
 }
 
 #[test]
+fn a_state_server_is_configured_in_a_state_block_and_checked() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.sy");
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/demo.sy"
+    ))
+    .unwrap();
+    let with = |state: &str| {
+        std::fs::write(&path, format!("STATE {{ {state} }}\n{demo}")).unwrap();
+        switchyard(&["check", "--config", path.to_str().unwrap()])
+    };
+    let (ok, _, stderr) = with("backend: valkey, url: \"redis://127.0.0.1:6379/0\"");
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = with("backend: valkey");
+    assert!(!ok);
+    assert!(
+        stderr.contains("state.url: is required with backend valkey")
+            && stderr.contains("redis://"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = with("backend: valkey, url: \"http://cache:6379\"");
+    assert!(
+        !ok && stderr.contains("not a redis:// or rediss:// URL"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = with("backend: memcached");
+    assert!(
+        !ok && stderr.contains("state.sy:1:18:") && stderr.contains("in_process, redis, valkey"),
+        "{stderr}"
+    );
+    with("backend: redis, url: \"redis://10.0.0.5:6379/2\", pause_ms: 500");
+    let (ok, yaml, stderr) = switchyard(&["compile", path.to_str().unwrap()]);
+    assert!(
+        ok && yaml.contains("\"backend\": \"redis\"") && yaml.contains("\"pause_ms\": 500"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn route_prints_the_trace_without_an_upstream() {
     let (ok, stdout, stderr) = switchyard(&[
         "route",

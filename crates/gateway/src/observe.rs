@@ -70,7 +70,13 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     }
     // What signals that learn across requests (a caller's reputation) keep: every
     // request that gets here, served or refused (a dry run never does).
-    for error in runtime.policy.signals.record(&x.signals) {
+    let record = || runtime.policy.signals.record(&x.signals);
+    let errors = if runtime.state.remote() && runtime.policy.signals.learns() {
+        crate::pipeline::off_the_async_workers(record)
+    } else {
+        record()
+    };
+    for error in errors {
         tracing::warn!(request_id = %x.request_id, %error, "a signal could not record the request");
         metrics::counter!("switchyard_state_errors_total", "what" => "signal_record").increment(1);
     }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::ConfigError;
 use switchyard_policy::Policy;
+use switchyard_policy::config::{StateBackend, StateConfig};
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::ModelLatency;
 use switchyard_router::plugins::{Build, Plugins};
-use switchyard_state::{InProcess, Limits, SharedState, SystemClock};
+use switchyard_state::{InProcess, Limits, RemoteOptions, RemoteState, SharedState, SystemClock};
 use switchyard_wire::Conversation;
 use switchyard_workload::TokenCounter;
 
@@ -72,6 +73,9 @@ pub enum RuntimeError {
     /// The embedding model a plugin reads could not be loaded.
     #[error("{0}")]
     Model(String),
+    /// The shared state's server could not be set up.
+    #[error("state: {0}")]
+    State(String),
     /// The decision log could not be opened.
     #[error("cannot open the decision log {path}: {reason}")]
     Log {
@@ -100,13 +104,15 @@ impl Runtime {
 
     /// The runtime of a new policy replacing this one: built afresh (pools, learned
     /// state), except that the decision log is kept when its path is the same, so one
-    /// writer appends to the file, and the shared state (reputations) is kept.
+    /// writer appends to the file, and the shared state (reputations, budgets) is kept
+    /// while its configuration is the same.
     pub fn reloaded(&self, policy: Policy) -> Result<Runtime, RuntimeError> {
         let same_log = policy.config.server.decision_log == self.policy.config.server.decision_log;
+        let same_state = policy.config.state == self.policy.config.state;
         Runtime::build(
             policy,
             self.log.clone().filter(|_| same_log),
-            Some(Arc::clone(&self.state)),
+            Some(Arc::clone(&self.state)).filter(|_| same_state),
             self.plugin_types,
         )
     }
@@ -117,12 +123,10 @@ impl Runtime {
         state: Option<Arc<dyn SharedState>>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
-        let state = state.unwrap_or_else(|| {
-            Arc::new(InProcess::new(
-                Arc::new(SystemClock::new()),
-                Limits::default(),
-            ))
-        });
+        let state = match state {
+            Some(state) => state,
+            None => shared_state(&policy.config.state).map_err(RuntimeError::State)?,
+        };
         policy.signals.set_state(Arc::clone(&state));
         let plugins = Plugins::build(&policy, plugin_types).map_err(RuntimeError::Plugins)?;
         if plugins.reads_embedding() {
@@ -208,4 +212,26 @@ impl Runtime {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         format!("sy-{:08x}-{n}", self.id_prefix)
     }
+}
+
+/// The shared state a configuration asks for. A server is not contacted here: one that
+/// is down at start is unavailable until it comes up.
+fn shared_state(config: &StateConfig) -> Result<Arc<dyn SharedState>, String> {
+    let backend = match config.backend {
+        StateBackend::InProcess => {
+            return Ok(Arc::new(InProcess::new(
+                Arc::new(SystemClock::new()),
+                Limits::default(),
+            )));
+        }
+        remote => remote.name(),
+    };
+    let url = config.url.as_deref().ok_or("a url is required")?;
+    let mut options = RemoteOptions::new(url);
+    options.backend = backend;
+    options.prefix.clone_from(&config.prefix);
+    options.timeout = std::time::Duration::from_millis(config.timeout_ms);
+    options.pause = std::time::Duration::from_millis(config.pause_ms);
+    options.pool_size = config.pool_size;
+    Ok(Arc::new(RemoteState::new(options)?))
 }

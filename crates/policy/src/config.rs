@@ -18,6 +18,10 @@ pub struct Config {
     /// Timeouts and retries for calls to upstream endpoints.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Where what several requests (and replicas) must agree on is kept: caller
+    /// reputations, budgets and rate-limit counters.
+    #[serde(default)]
+    pub state: StateConfig,
     /// When endpoints are taken out of rotation and brought back.
     #[serde(default)]
     pub health: HealthConfig,
@@ -377,6 +381,83 @@ fn default_output_percentile() -> f64 {
 }
 fn default_output_regression_after() -> usize {
     64
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `in_process` (default: this process's memory, bounded), or `redis` / `valkey`:
+    /// a server every replica shares, each operation atomic on it.
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// The server, `redis://[user:password@]host:port[/db]` (redis and valkey only).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Deadline of one operation on the server, in milliseconds (default 100).
+    #[serde(default = "default_state_timeout_ms")]
+    pub timeout_ms: u64,
+    /// After a failed operation, how long the server is not tried again, in
+    /// milliseconds: operations are refused at once meanwhile (default 1,000).
+    #[serde(default = "default_state_pause_ms")]
+    pub pause_ms: u64,
+    /// Idle connections kept open (default 16).
+    #[serde(default = "default_state_pool_size")]
+    pub pool_size: usize,
+    /// Prefix of every key, so several deployments can share one server
+    /// (default `switchyard:`).
+    #[serde(default = "default_state_prefix")]
+    pub prefix: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::default(),
+            url: None,
+            timeout_ms: default_state_timeout_ms(),
+            pause_ms: default_state_pause_ms(),
+            pool_size: default_state_pool_size(),
+            prefix: default_state_prefix(),
+        }
+    }
+}
+
+/// The shared-state backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// This process only.
+    #[default]
+    InProcess,
+    /// A Redis server.
+    Redis,
+    /// A Valkey server.
+    Valkey,
+}
+
+impl StateBackend {
+    /// Its name in configuration and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateBackend::InProcess => "in_process",
+            StateBackend::Redis => "redis",
+            StateBackend::Valkey => "valkey",
+        }
+    }
+}
+
+fn default_state_timeout_ms() -> u64 {
+    100
+}
+fn default_state_pause_ms() -> u64 {
+    1_000
+}
+fn default_state_pool_size() -> usize {
+    16
+}
+fn default_state_prefix() -> String {
+    "switchyard:".to_owned()
 }
 
 /// Timeouts for calls to upstream endpoints, in milliseconds.

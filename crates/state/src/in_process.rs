@@ -149,13 +149,13 @@ impl SharedState for InProcess {
         }
     }
 
-    fn counter(&self, key: &str) -> u64 {
+    fn counter(&self, key: &str) -> Result<u64, Refused> {
         let now = self.clock.now_ms();
         let mut counters = lock(&self.counters);
-        counters.get_mut(key).map_or(0, |c| {
+        Ok(counters.get_mut(key).map_or(0, |c| {
             InProcess::current(c, now);
             c.used
-        })
+        }))
     }
 
     fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), Refused> {
@@ -171,17 +171,17 @@ impl SharedState for InProcess {
         Ok(())
     }
 
-    fn get(&self, key: &str) -> Option<Bytes> {
+    fn get(&self, key: &str) -> Result<Option<Bytes>, Refused> {
         let now = self.clock.now_ms();
         let mut values = lock(&self.values);
-        match values.get(key) {
+        Ok(match values.get(key) {
             Some((value, expires)) if *expires > now => Some(value.clone()),
             Some(_) => {
                 values.remove(key);
                 None
             }
             None => None,
-        }
+        })
     }
 
     fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused> {
@@ -201,19 +201,20 @@ impl SharedState for InProcess {
         Ok(log.first + log.entries.len() as u64 - 1)
     }
 
-    fn read(&self, log: &str, from: u64, max: usize) -> Vec<(u64, Bytes)> {
+    fn read(&self, log: &str, from: u64, max: usize) -> Result<Vec<(u64, Bytes)>, Refused> {
         let logs = lock(&self.logs);
         let Some(log) = logs.get(log) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let skip = usize::try_from(from.saturating_sub(log.first)).unwrap_or(usize::MAX);
-        log.entries
+        Ok(log
+            .entries
             .iter()
             .enumerate()
             .skip(skip)
             .take(max)
             .map(|(i, e)| (log.first + i as u64, e.clone()))
-            .collect()
+            .collect())
     }
 
     fn decaying_add(
@@ -284,12 +285,12 @@ mod tests {
             "{refused}"
         );
         s.settle(a, 150); // the answer was shorter than reserved: 450 come back
-        assert_eq!(s.counter("tenant"), 150);
+        assert_eq!(s.counter("tenant").unwrap(), 150);
         let b = s.reserve("tenant", 600, 1000, minute).unwrap();
         clock.set(61_000);
-        assert_eq!(s.counter("tenant"), 0, "a new window");
+        assert_eq!(s.counter("tenant").unwrap(), 0, "a new window");
         s.settle(b, 700); // settled late: only the overrun lands in the new window
-        assert_eq!(s.counter("tenant"), 100);
+        assert_eq!(s.counter("tenant").unwrap(), 100);
     }
 
     #[test]
@@ -313,7 +314,7 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(granted.load(Ordering::SeqCst), 999);
-        assert_eq!(s.counter("k"), 999);
+        assert_eq!(s.counter("k").unwrap(), 999);
     }
 
     #[test]
@@ -350,17 +351,17 @@ mod tests {
             .unwrap();
         s.put("b", Bytes::from_static(b"2"), Duration::from_millis(500))
             .unwrap();
-        assert_eq!(s.get("a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.get("a").unwrap().as_deref(), Some(&b"1"[..]));
         assert!(matches!(
             s.put("c", Bytes::new(), Duration::from_secs(1)),
             Err(Refused::Full(2))
         ));
         clock.set(200);
-        assert_eq!(s.get("a"), None, "expired");
+        assert_eq!(s.get("a").unwrap(), None, "expired");
         s.put("c", Bytes::from_static(b"3"), Duration::from_secs(1))
             .unwrap();
         assert_eq!(
-            s.get("c").as_deref(),
+            s.get("c").unwrap().as_deref(),
             Some(&b"3"[..]),
             "room made by sweeping the expired"
         );
@@ -373,11 +374,12 @@ mod tests {
         }
         let kept: Vec<u64> = s
             .read("feedback", 0, 10)
+            .unwrap()
             .into_iter()
             .map(|(n, _)| n)
             .collect();
         assert_eq!(kept, [2, 3, 4], "the oldest went");
-        assert_eq!(s.read("feedback", 3, 1)[0].1.as_ref(), &[3]);
-        assert!(s.read("nothing", 0, 10).is_empty());
+        assert_eq!(s.read("feedback", 3, 1).unwrap()[0].1.as_ref(), &[3]);
+        assert!(s.read("nothing", 0, 10).unwrap().is_empty());
     }
 }

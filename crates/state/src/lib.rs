@@ -1,13 +1,17 @@
 //! Shared state: what several requests (and, later, several replicas) must agree on,
 //! behind one trait, [`SharedState`]: counters with an atomic reserve-then-settle
 //! (budgets, rate limits), a key-value store whose entries expire (sessions, cached
-//! answers), append logs (feedback, outcomes), and decaying sums (reputations). [`InProcess`] keeps it in this
-//! process's memory, bounded; a Redis or Valkey implementation for several replicas
-//! implements the same trait. This crate knows nothing of requests, routes or models.
+//! answers), append logs (feedback, outcomes), and decaying sums (reputations).
+//! [`InProcess`] keeps it in this process's memory, bounded; [`RemoteState`] keeps it
+//! on a Redis or Valkey server that several replicas share, every operation atomic
+//! on the server. This crate knows nothing of requests, routes or models.
 
 mod in_process;
+mod remote;
+pub mod testing;
 
 pub use in_process::{InProcess, Limits};
+pub use remote::{RemoteOptions, RemoteState};
 
 use bytes::Bytes;
 use std::time::Duration;
@@ -92,6 +96,10 @@ pub enum Refused {
     /// The store holds as many keys as it may (see [`Limits`]).
     #[error("the shared state is full ({0} keys); try again later")]
     Full(usize),
+    /// The store could not be reached or did not answer in time: the operation did
+    /// not happen (each feature says whether it then fails open or closed).
+    #[error("the shared state is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shared state. Every operation is atomic on its key.
@@ -112,20 +120,20 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
     fn settle(&self, reservation: Reservation, used: u64);
 
     /// What counter `key` holds in its current window (0 when it has none).
-    fn counter(&self, key: &str) -> u64;
+    fn counter(&self, key: &str) -> Result<u64, Refused>;
 
     /// Stores `value` under `key` for `ttl`.
     fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), Refused>;
 
     /// The value under `key`, unless it expired.
-    fn get(&self, key: &str) -> Option<Bytes>;
+    fn get(&self, key: &str) -> Result<Option<Bytes>, Refused>;
 
     /// Appends an entry to log `log`; returns its sequence number (from 0). The
     /// oldest entries go when the log is at its capacity.
     fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused>;
 
     /// Up to `max` entries of `log` from sequence number `from` on, with their numbers.
-    fn read(&self, log: &str, from: u64, max: usize) -> Vec<(u64, Bytes)>;
+    fn read(&self, log: &str, from: u64, max: usize) -> Result<Vec<(u64, Bytes)>, Refused>;
 
     /// Adds `amount` to the decaying sum under `key`, which halves every
     /// `half_life`, and returns the sum as of now. An `amount` of 0 only reads (a key
@@ -138,6 +146,12 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
         half_life: Duration,
         ttl: Duration,
     ) -> Result<f64, Refused>;
+
+    /// Whether operations cross a network (and may wait on it): callers on an async
+    /// runtime then move them off its workers.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// What a decaying sum of `sum` is `elapsed_ms` milliseconds later, with this half-life.

@@ -173,11 +173,12 @@ fn decide(runtime: &Runtime, x: &mut Exchange, target: Target) -> Result<(), Api
     Ok(())
 }
 
-/// Computes `needed` signals for a conversation. Model inference takes milliseconds:
-/// when it is needed, the runtime may move this worker's other tasks elsewhere.
+/// Computes `needed` signals for a conversation. Model inference takes milliseconds,
+/// and shared state on a server waits on the network: when either is needed, the
+/// runtime may move this worker's other tasks elsewhere.
 fn characterize(runtime: &Runtime, conversation: &Conversation, needed: &[SignalId]) -> Signals {
     let signals = &runtime.policy.signals;
-    if signals.needs_embedding(needed) {
+    if signals.needs_embedding(needed) || (runtime.state.remote() && signals.reads_state(needed)) {
         off_the_async_workers(|| signals.characterize(conversation, needed))
     } else {
         signals.characterize(conversation, needed)

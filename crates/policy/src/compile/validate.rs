@@ -163,6 +163,7 @@ pub(super) fn check_models_and_pools(
             .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
         );
     }
+    validate_state(&config.state, found);
     if config.upstream.max_attempts == 0 {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,
@@ -477,4 +478,50 @@ pub(super) fn check_recipes<'c>(
         }
     }
     by_name
+}
+
+fn validate_state(state: &crate::config::StateConfig, found: &mut Vec<Diagnostic>) {
+    use crate::config::StateBackend;
+    let mut error = |field: &str, message: String, help: &str| {
+        found.push(
+            Diagnostic::error(&Location::UNKNOWN, format!("state.{field}"), message)
+                .with_help(help.to_owned()),
+        );
+    };
+    match (state.backend, &state.url) {
+        (StateBackend::InProcess, Some(_)) => error(
+            "url",
+            "is set but the backend is in_process".to_owned(),
+            "set `backend: valkey` (or redis) to use the server, or remove the url",
+        ),
+        (StateBackend::Redis | StateBackend::Valkey, None) => error(
+            "url",
+            format!("is required with backend {}", state.backend.name()),
+            "e.g. url: redis://127.0.0.1:6379/0",
+        ),
+        (StateBackend::Redis | StateBackend::Valkey, Some(url))
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) =>
+        {
+            error(
+                "url",
+                "is not a redis:// or rediss:// URL".to_owned(),
+                "write redis://[user:password@]host:port[/db]",
+            )
+        }
+        _ => {}
+    }
+    if !(1..=60_000).contains(&state.timeout_ms) {
+        error(
+            "timeout_ms",
+            format!("{} is not in [1, 60000]", state.timeout_ms),
+            "a deadline per operation; 100 suits a server on the same network",
+        );
+    }
+    if state.pause_ms > 600_000 {
+        error(
+            "pause_ms",
+            format!("{} is above 600000", state.pause_ms),
+            "a pause of about a second retries soon without waiting on a dead server",
+        );
+    }
 }

@@ -35,9 +35,10 @@ pub use parse::SyntaxError;
 pub use tree::{Node, Pos, SourceMap, Value};
 
 /// Block statements and the configuration section each fills.
-pub(crate) const SECTIONS: [(&str, &str); 6] = [
+pub(crate) const SECTIONS: [(&str, &str); 7] = [
     ("server", "SERVER"),
     ("upstream", "UPSTREAM"),
+    ("state", "STATE"),
     ("health", "HEALTH"),
     ("retention", "RETENTION"),
     ("decision", "DECISION"),
@@ -45,9 +46,10 @@ pub(crate) const SECTIONS: [(&str, &str); 6] = [
 ];
 
 /// Every top-level statement keyword.
-pub(crate) const STATEMENTS: [&str; 15] = [
+pub(crate) const STATEMENTS: [&str; 16] = [
     "SERVER",
     "UPSTREAM",
+    "STATE",
     "HEALTH",
     "RETENTION",
     "DECISION",

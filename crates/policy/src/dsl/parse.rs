@@ -815,7 +815,14 @@ impl Parser {
 impl File {
     fn into_tree(self, trailing: Vec<String>) -> Node {
         let mut root: Vec<(String, Node)> = Vec::new();
-        let order = ["server", "upstream", "health", "retention", "decision"];
+        let order = [
+            "server",
+            "upstream",
+            "state",
+            "health",
+            "retention",
+            "decision",
+        ];
         for key in order {
             if let Some((_, node)) = self.sections.iter().find(|(k, _)| k == key) {
                 root.push((key.to_owned(), node.clone()));

@@ -180,6 +180,22 @@ impl SignalEngine {
         errors
     }
 
+    /// Whether computing `needed` reads the shared state (a signal that learns across
+    /// requests, such as a caller's reputation, is among them).
+    pub fn reads_state(&self, needed: &[SignalId]) -> bool {
+        self.learns()
+            && self
+                .wanted(needed)
+                .iter()
+                .zip(&self.signals)
+                .any(|(wanted, signal)| *wanted && signal.learns())
+    }
+
+    /// Whether some signal learns across requests ([`SignalEngine::record`] writes).
+    pub fn learns(&self) -> bool {
+        self.state.is_some() && self.derived.iter().any(|&i| self.signals[i].learns())
+    }
+
     /// Which signals computing `needed` takes: them and, for derived ones, the
     /// signals they read (transitively).
     fn wanted(&self, needed: &[SignalId]) -> Vec<bool> {
