@@ -261,7 +261,13 @@ fn compile(path: &Path) -> Result<Policy> {
     let config = load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     // Plugin types and their options are the router's to check.
-    switchyard_router::plugins::Plugins::build(&policy, &[])
+    // (Built against a state of its own: nothing here counts requests.)
+    let state: std::sync::Arc<dyn switchyard_state::SharedState> =
+        std::sync::Arc::new(switchyard_state::InProcess::new(
+            std::sync::Arc::new(switchyard_state::SystemClock::new()),
+            switchyard_state::Limits::default(),
+        ));
+    switchyard_router::plugins::Plugins::build(&policy, &[], &state)
         .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     for w in &policy.warnings {
         let mut w = w.clone();

@@ -245,6 +245,11 @@ impl Exchange {
                 })
                 .collect(),
             embedder: reads.embedder.then(|| signals.workers()).flatten(),
+            prompt_tokens: u64::from(conversation.prompt_tokens),
+            output_tokens: u64::from(
+                self.billed_output(runtime.policy.config.server.expected_output_tokens),
+            ),
+            price: model.and_then(|m| m.price).map(|p| (p.input, p.output)),
         }
     }
 

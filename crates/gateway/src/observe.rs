@@ -81,13 +81,18 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
         metrics::counter!("switchyard_state_errors_total", "what" => "signal_record").increment(1);
     }
     if x.plugins.hooks().observe {
-        x.plugins.on_observe(&Observation {
+        let observation = Observation {
             status,
             outcome: name,
             phase: answered_in.name(),
             usage,
             latency,
-        });
+        };
+        if runtime.state.remote() && x.plugins.keeps_state() {
+            crate::pipeline::off_the_async_workers(|| x.plugins.on_observe(&observation));
+        } else {
+            x.plugins.on_observe(&observation);
+        }
     }
     if let Some(log) = &runtime.log {
         log.record(DecisionRecord {

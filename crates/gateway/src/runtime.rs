@@ -128,7 +128,8 @@ impl Runtime {
             None => shared_state(&policy.config.state).map_err(RuntimeError::State)?,
         };
         policy.signals.set_state(Arc::clone(&state));
-        let plugins = Plugins::build(&policy, plugin_types).map_err(RuntimeError::Plugins)?;
+        let plugins =
+            Plugins::build(&policy, plugin_types, &state).map_err(RuntimeError::Plugins)?;
         if plugins.reads_embedding() {
             policy
                 .signals

@@ -22,6 +22,9 @@ const INFO: RequestInfo<'static> = RequestInfo {
     caller: None,
     headers: &[],
     embedder: None,
+    prompt_tokens: 0,
+    output_tokens: 0,
+    price: None,
 };
 
 /// About `kb` KB of prose with an e-mail address, a phone number and a card number in

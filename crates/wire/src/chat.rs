@@ -41,6 +41,19 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// Caps generation at `cap` tokens: sets `max_tokens` when neither field is set,
+    /// else lowers whichever are set above it.
+    pub fn cap_output(&mut self, cap: u32) {
+        match (&mut self.max_tokens, &mut self.max_completion_tokens) {
+            (None, None) => self.max_tokens = Some(cap),
+            (a, b) => {
+                for field in [a, b].into_iter().flatten() {
+                    *field = (*field).min(cap);
+                }
+            }
+        }
+    }
+
     /// How many answers the client asked for (`n`; 1 when absent or not a count the
     /// dialect accepted).
     pub fn answers(&self) -> u32 {

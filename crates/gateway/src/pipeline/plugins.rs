@@ -22,10 +22,19 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
         });
     x.plugins = chain;
     if x.plugins.hooks().request {
-        let flow = x.plugins.on_request(&mut UpstreamRequest {
-            body: &mut x.request,
-            headers: &mut x.upstream_headers,
-        });
+        // A plugin keeping shared state on a server waits on the network.
+        let waits = runtime.state.remote() && x.plugins.keeps_state();
+        let mut run = || {
+            x.plugins.on_request(&mut UpstreamRequest {
+                body: &mut x.request,
+                headers: &mut x.upstream_headers,
+            })
+        };
+        let flow = if waits {
+            super::off_the_async_workers(run)
+        } else {
+            run()
+        };
         match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Answer(answer)) => x.local = Some(answer),

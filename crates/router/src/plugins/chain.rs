@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use switchyard_policy::{ConfigError, Diagnostic, ModelFamily, PluginOnError, Policy};
+use switchyard_state::SharedState;
 
 /// One configured plugin.
 #[derive(Debug)]
@@ -36,7 +37,12 @@ impl Plugins {
     /// Builds the plugins of a policy's configuration from the [`REGISTRY`] and
     /// `extra` types (an embedding program's own). Unknown types and bad options are
     /// errors at the definition, with a suggestion.
-    pub fn build(policy: &Policy, extra: &[(&str, Build)]) -> Result<Plugins, ConfigError> {
+    /// `state` is what plugins that count across requests keep their counts in.
+    pub fn build(
+        policy: &Policy,
+        extra: &[(&str, Build)],
+        state: &Arc<dyn SharedState>,
+    ) -> Result<Plugins, ConfigError> {
         let config = &policy.config;
         let types: Vec<&(&str, Build)> = REGISTRY.iter().chain(extra).collect();
         let models: Vec<&str> = config
@@ -44,10 +50,18 @@ impl Plugins {
             .iter()
             .map(|m| m.name.value.as_str())
             .collect();
-        let context = Context {
+        let prices: Vec<Option<(f64, f64)>> = config
+            .models
+            .iter()
+            .map(|m| m.price.map(|p| (p.input, p.output)))
+            .collect();
+        let shared = Context {
             models: &models,
             embedding_model: config.signals.model.is_some(),
             identity: policy.signals.identifies(),
+            name: "",
+            prices: &prices,
+            state: Some(state),
         };
         let mut found = Vec::new();
         let mut entries = Vec::new();
@@ -63,6 +77,10 @@ impl Plugins {
                     .suggesting(&p.kind, types.iter().map(|(name, _)| *name)),
                 );
                 continue;
+            };
+            let context = Context {
+                name: &p.name,
+                ..shared
             };
             match build(&p.options, &context) {
                 Ok(plugin) => entries.push(Arc::new(Entry {
@@ -215,6 +233,12 @@ pub struct ChainInfo {
     pub headers: Vec<(String, String)>,
     /// The embedding model's workers ([`Reads::embedder`]).
     pub embedder: Option<switchyard_workload::worker::EmbedWorkers>,
+    /// The prompt's tokens.
+    pub prompt_tokens: u64,
+    /// The output tokens planned for.
+    pub output_tokens: u64,
+    /// The chosen model's price (input, output), dollars per million tokens.
+    pub price: Option<(f64, f64)>,
 }
 
 impl ChainInfo {
@@ -231,6 +255,9 @@ impl ChainInfo {
             caller: self.caller.as_deref(),
             headers: &self.headers,
             embedder: self.embedder.as_ref(),
+            prompt_tokens: self.prompt_tokens,
+            output_tokens: self.output_tokens,
+            price: self.price,
         }
     }
 }
@@ -278,6 +305,12 @@ impl Chain {
     /// answer hooks may run the model.
     pub fn embeds(&self) -> bool {
         self.info.embedder.is_some()
+    }
+
+    /// Whether a plugin of the chain keeps shared state ([`Reads::state`]): its
+    /// request and observe hooks may wait on the state's server.
+    pub fn keeps_state(&self) -> bool {
+        self.links.iter().any(|l| l.entry.reads.state)
     }
 
     /// What each plugin did, in order.

@@ -200,6 +200,9 @@ mod tests {
             caller: None,
             headers: &[],
             embedder: None,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
         };
         plugin
             .on_response_headers(&info, 200, &mut headers, &mut None)

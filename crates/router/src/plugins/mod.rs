@@ -21,6 +21,7 @@
 //! configured order; a hook that fails or panics is handled by the plugin's
 //! `on_error` rule. Plugin types and their options are documented in `docs/plugins.md`.
 
+mod budget;
 pub mod chain;
 mod commitments;
 mod headers;
@@ -57,6 +58,14 @@ pub struct Context<'a> {
     /// Whether callers are identified (`signals.identity`), so that requests can carry
     /// their caller ([`Reads::caller`]).
     pub identity: bool,
+    /// The plugin's own name (as routes list it): a plugin keeping shared state keys
+    /// it by this name.
+    pub name: &'a str,
+    /// The configured models' prices, dollars per million tokens (input, output),
+    /// indexed like `models`.
+    pub prices: &'a [Option<(f64, f64)>],
+    /// The state several requests and replicas share ([`Reads::state`]).
+    pub state: Option<&'a std::sync::Arc<dyn switchyard_state::SharedState>>,
 }
 
 /// The plugin types, by the name written as `type:`.
@@ -69,6 +78,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("pii_redact", pii_redact::build),
     ("response_guard", response_guard::build),
     ("semantic_cache", semantic_cache::build),
+    ("budget", budget::build),
     ("commitments", commitments::build),
 ];
 
@@ -87,6 +97,9 @@ pub struct Reads {
     /// runtime then loads the model, and runs the chain's answer hooks off the async
     /// workers.
     pub embedder: bool,
+    /// The shared state ([`Context::state`]): when it is on a server, the gateway runs
+    /// the chain's request and observe hooks off the async workers.
+    pub state: bool,
 }
 
 impl Reads {
@@ -98,6 +111,7 @@ impl Reads {
         };
         self.caller |= other.caller;
         self.embedder |= other.embedder;
+        self.state |= other.state;
         for h in &other.headers {
             if !self.headers.contains(h) {
                 self.headers.push(h.clone());
@@ -133,6 +147,13 @@ pub struct RequestInfo<'a> {
     /// The embedding model's workers, when a plugin of the chain reads them
     /// ([`Reads::embedder`]).
     pub embedder: Option<&'a switchyard_workload::worker::EmbedWorkers>,
+    /// The prompt's tokens, as the gateway counts them.
+    pub prompt_tokens: u64,
+    /// The output tokens the request is planned and priced for: the client's cap
+    /// (else the expected length) times the answers it asked for.
+    pub output_tokens: u64,
+    /// The chosen model's price, dollars per million tokens (input, output).
+    pub price: Option<(f64, f64)>,
 }
 
 impl RequestInfo<'_> {

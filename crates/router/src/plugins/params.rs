@@ -133,14 +133,7 @@ impl Plugin for Params {
             }
         }
         if let Some(cap) = o.max_tokens {
-            match (&mut body.max_tokens, &mut body.max_completion_tokens) {
-                (None, None) => body.max_tokens = Some(cap),
-                (a, b) => {
-                    for field in [a, b].into_iter().flatten() {
-                        *field = (*field).min(cap);
-                    }
-                }
-            }
+            body.cap_output(cap);
         }
         if let (Some(range), Some(t)) = (
             o.temperature,
@@ -211,6 +204,9 @@ mod tests {
             caller: None,
             headers: &[],
             embedder: None,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,

@@ -532,6 +532,9 @@ mod tests {
         caller: None,
         headers: &[],
         embedder: None,
+        prompt_tokens: 0,
+        output_tokens: 0,
+        price: None,
     };
 
     fn plugin(options: Value) -> Box<dyn Plugin> {

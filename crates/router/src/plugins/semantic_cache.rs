@@ -560,6 +560,7 @@ impl Plugin for SemanticCache {
             embedding: self.semantic.then_some(self.embed_timeout),
             caller: self.scope == Scope::Caller,
             embedder: false,
+            state: false,
             headers: if self.scope == Scope::Tenant {
                 vec![self.tenant_header.clone()]
             } else {
@@ -871,6 +872,9 @@ mod tests {
             caller: None,
             headers,
             embedder: None,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
         }
     }
 

@@ -112,6 +112,9 @@ mod tests {
             caller: None,
             headers: &[],
             embedder: None,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
         };
         let mut upstream = UpstreamRequest {
             body: &mut body,

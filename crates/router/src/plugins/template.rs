@@ -84,6 +84,9 @@ mod tests {
             caller: None,
             headers: &[],
             embedder: None,
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
         };
         let t = Template::parse("Route {{ route }} on {{model}}.").unwrap();
         assert_eq!(t.render(&info), "Route coding on coder.");

@@ -1,0 +1,693 @@
+//! `budget`: a limit on tokens or dollars per window, for each caller, each value of a
+//! header (a tenant, a session), each route, or everyone, that holds under concurrency
+//! and across replicas.
+//!
+//! Before a request is forwarded, its cost is **reserved** on the budget's counter in
+//! the shared state: the prompt plus the answer it may produce (the client's
+//! `max_tokens` times `n`, else the expected length), priced at the chosen model's
+//! prices for a dollar budget. The reservation is atomic (on the server, when the state
+//! is on one), so concurrent requests cannot all pass on the same remaining amount; a
+//! request that does not fit gets 429 with `retry-after` (the end of the window). When
+//! the request is over, the reservation is **settled** with the usage the upstream
+//! reported; an answer that began but reported no usage (a stream the client left, a
+//! broken stream) keeps its whole reservation, and one that never began costs nothing.
+//! So the budget is passed by at most what answers used beyond their reservations,
+//! none when clients set `max_tokens`.
+//!
+//! Graduated response: below `shape.below` of the budget left, answers are capped at
+//! `shape.max_tokens` (and reserved as such), before refusal. Every answer says what is
+//! left in `x-switchyard-budget-remaining`.
+
+use super::{
+    Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads, RequestInfo, State,
+    UpstreamRequest,
+};
+use http::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_state::{Refused, Reservation, SharedState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    /// Whose budget: `caller` (the verified caller), `header` (the value of `header`,
+    /// such as a tenant or session id), `route`, or `global`.
+    scope: Scope,
+    /// The header naming the budget's owner (scope `header`).
+    #[serde(default)]
+    header: Option<String>,
+    /// Tokens per window (prompt and answer).
+    #[serde(default)]
+    tokens: Option<u64>,
+    /// Dollars per window, at the models' prices.
+    #[serde(default)]
+    dollars: Option<f64>,
+    /// The window: `minute`, `hour`, `day`, or a number of seconds.
+    window: Window,
+    /// Cap answers when little is left.
+    #[serde(default)]
+    shape: Option<Shape>,
+    /// A request with no owner (no verified caller, no header): `refuse` (default,
+    /// 403) or `allow` (it is not counted).
+    #[serde(default)]
+    unowned: Unowned,
+    /// When the shared state cannot be reached: `open` (default: serve, uncounted) or
+    /// `closed` (503).
+    #[serde(default)]
+    on_state_error: FailMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    Caller,
+    Header,
+    Route,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum Window {
+    Named(NamedWindow),
+    Seconds(f64),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum NamedWindow {
+    Minute,
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shape {
+    /// The share of the budget left below which answers are capped, in (0, 1).
+    below: f64,
+    /// The cap.
+    max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Unowned {
+    #[default]
+    Refuse,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FailMode {
+    #[default]
+    Open,
+    Closed,
+}
+
+/// What the budget counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Unit {
+    Tokens,
+    /// Counted in millionths of a dollar.
+    Dollars,
+}
+
+/// Millionths of a dollar per dollar.
+const MICRO: f64 = 1e6;
+
+#[derive(Debug)]
+struct Budget {
+    name: String,
+    scope: Scope,
+    header: Option<String>,
+    unit: Unit,
+    /// In tokens, or millionths of a dollar.
+    limit: u64,
+    window: Duration,
+    shape: Option<Shape>,
+    unowned: Unowned,
+    on_state_error: FailMode,
+    state: Arc<dyn SharedState>,
+}
+
+/// Builds the plugin from its options.
+pub fn build(
+    options: &Map<String, Value>,
+    context: &Context<'_>,
+) -> Result<Box<dyn Plugin>, String> {
+    let o: Options = super::options(options)?;
+    let (unit, limit) = match (o.tokens, o.dollars) {
+        (Some(_), Some(_)) => return Err("set tokens or dollars, not both".to_owned()),
+        (None, None) => return Err("set a limit: tokens: N or dollars: N".to_owned()),
+        (Some(0), None) => return Err("tokens: a budget of 0 refuses everything".to_owned()),
+        (Some(tokens), None) => (Unit::Tokens, tokens),
+        (None, Some(d)) if d.is_finite() && d > 0.0 && d < 1e12 => {
+            (Unit::Dollars, (d * MICRO).round() as u64)
+        }
+        (None, Some(d)) => return Err(format!("dollars: {d} is not a positive amount")),
+    };
+    if unit == Unit::Dollars {
+        let unpriced: Vec<&str> = context
+            .models
+            .iter()
+            .zip(context.prices)
+            .filter(|(_, p)| p.is_none())
+            .map(|(m, _)| *m)
+            .collect();
+        if !unpriced.is_empty() {
+            return Err(format!(
+                "a dollar budget needs every model's price; none for {} (add price: {{input, output}})",
+                unpriced.join(", ")
+            ));
+        }
+    }
+    let window = match o.window {
+        Window::Named(NamedWindow::Minute) => Duration::from_secs(60),
+        Window::Named(NamedWindow::Hour) => Duration::from_secs(3600),
+        Window::Named(NamedWindow::Day) => Duration::from_secs(86_400),
+        Window::Seconds(s) if s.is_finite() && (1.0..=31.0 * 86_400.0).contains(&s) => {
+            Duration::from_secs_f64(s)
+        }
+        Window::Seconds(s) => {
+            return Err(format!(
+                "window: {s} seconds is not in [1, 31 days]; or write minute, hour, day"
+            ));
+        }
+    };
+    let header = match (o.scope, o.header) {
+        (Scope::Header, Some(h)) if !h.trim().is_empty() => Some(h.trim().to_ascii_lowercase()),
+        (Scope::Header, _) => {
+            return Err("scope header needs `header:` (e.g. x-tenant-id)".to_owned());
+        }
+        (_, Some(_)) => return Err("header: only with scope: header".to_owned()),
+        (_, None) => None,
+    };
+    if o.scope == Scope::Caller && !context.identity {
+        return Err("scope caller needs verified callers: configure signals.identity".to_owned());
+    }
+    if let Some(shape) = o.shape
+        && (!(shape.below > 0.0 && shape.below < 1.0) || shape.max_tokens == 0)
+    {
+        return Err(
+            "shape: below is a share of the budget in (0, 1) and max_tokens at least 1".to_owned(),
+        );
+    }
+    let state = context
+        .state
+        .cloned()
+        .ok_or("no shared state to keep the budget in")?;
+    Ok(Box::new(Budget {
+        name: context.name.to_owned(),
+        scope: o.scope,
+        header,
+        unit,
+        limit,
+        window,
+        shape: o.shape,
+        unowned: o.unowned,
+        on_state_error: o.on_state_error,
+        state,
+    }))
+}
+
+/// One request's standing with the budget.
+#[derive(Debug, Default)]
+struct Held {
+    /// What was reserved, to settle.
+    reservation: Option<Reservation>,
+    /// Left after the reservation (in the budget's unit).
+    remaining: Option<u64>,
+    /// When refused: seconds until the window ends.
+    retry_after_s: Option<u64>,
+}
+
+impl Budget {
+    /// The counter of the request's owner, or None when it has none.
+    fn key(&self, info: &RequestInfo<'_>) -> Option<String> {
+        let owner = match self.scope {
+            Scope::Caller => info.caller?,
+            Scope::Header => info.header(self.header.as_deref()?)?,
+            Scope::Route => info.route,
+            Scope::Global => "",
+        };
+        // The owner is hashed: a long or odd value costs the store nothing more.
+        let hash =
+            switchyard_wire::hash::fnv1a(owner.as_bytes(), switchyard_wire::hash::FNV_OFFSET);
+        Some(format!("budget:{}:{hash:016x}", self.name))
+    }
+
+    /// The cost of `prompt` and `output` tokens on the chosen model, in the unit.
+    fn cost(&self, info: &RequestInfo<'_>, prompt: u64, output: u64) -> u64 {
+        match self.unit {
+            Unit::Tokens => prompt.saturating_add(output),
+            Unit::Dollars => {
+                let (input, out) = info.price.unwrap_or((0.0, 0.0));
+                // Dollars per million tokens times tokens is millionths of a dollar.
+                (prompt as f64 * input + output as f64 * out).ceil() as u64
+            }
+        }
+    }
+
+    fn render(&self, amount: u64) -> String {
+        match self.unit {
+            Unit::Tokens => format!("{amount} tokens"),
+            Unit::Dollars => format!("${:.6}", amount as f64 / MICRO),
+        }
+    }
+
+    fn count(&self, result: &'static str) {
+        metrics::counter!("switchyard_budget_requests_total",
+            "budget" => self.name.clone(), "result" => result)
+        .increment(1);
+    }
+
+    fn refuse(&self, status: u16, code: &str, message: String) -> Flow {
+        Flow::Answer(LocalAnswer {
+            status,
+            message,
+            code: code.to_owned(),
+            usage: None,
+            verify: false,
+        })
+    }
+
+    /// The state failed: serve uncounted, or refuse, as configured.
+    fn state_failed(&self, error: &Refused) -> Flow {
+        tracing::warn!(budget = %self.name, %error, "budget not checked: the shared state failed");
+        match self.on_state_error {
+            FailMode::Open => {
+                self.count("unchecked");
+                Flow::Continue
+            }
+            FailMode::Closed => {
+                self.count("unavailable");
+                self.refuse(
+                    503,
+                    "budget_unavailable",
+                    format!(
+                        "budget `{}` cannot be checked right now; retry shortly",
+                        self.name
+                    ),
+                )
+            }
+        }
+    }
+}
+
+impl Plugin for Budget {
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            request: true,
+            response_headers: true,
+            observe: true,
+            ..Hooks::default()
+        }
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            caller: self.scope == Scope::Caller,
+            headers: self.header.iter().cloned().collect(),
+            state: true,
+            ..Reads::default()
+        }
+    }
+
+    fn on_request(
+        &self,
+        info: &RequestInfo<'_>,
+        upstream: &mut UpstreamRequest<'_>,
+        state: &mut State,
+    ) -> Result<Flow, PluginError> {
+        if info.dry_run {
+            return Ok(Flow::Continue);
+        }
+        let Some(key) = self.key(info) else {
+            if self.unowned == Unowned::Allow {
+                self.count("unowned");
+                return Ok(Flow::Continue);
+            }
+            self.count("refused");
+            let whose = match self.scope {
+                Scope::Caller => "a verified caller".to_owned(),
+                _ => format!(
+                    "the `{}` header",
+                    self.header.as_deref().unwrap_or_default()
+                ),
+            };
+            return Ok(self.refuse(
+                403,
+                "budget_owner_missing",
+                format!(
+                    "budget `{}` is kept per caller: the request needs {whose}",
+                    self.name
+                ),
+            ));
+        };
+        let mut output = info.output_tokens;
+        if let Some(shape) = self.shape {
+            let used = match self.state.counter(&key) {
+                Ok(used) => used,
+                Err(e) => return Ok(self.state_failed(&e)),
+            };
+            let left = self.limit.saturating_sub(used) as f64 / self.limit as f64;
+            if left < shape.below {
+                upstream.body.cap_output(shape.max_tokens);
+                output = output.min(u64::from(shape.max_tokens));
+                self.count("shaped");
+            }
+        }
+        let amount = self.cost(info, info.prompt_tokens, output);
+        match self.state.reserve(&key, amount, self.limit, self.window) {
+            Ok(reservation) => {
+                let remaining = self.state.counter(&key).map_or_else(
+                    |_| self.limit.saturating_sub(amount),
+                    |used| self.limit.saturating_sub(used),
+                );
+                *state = Some(Box::new(Held {
+                    reservation: Some(reservation),
+                    remaining: Some(remaining),
+                    retry_after_s: None,
+                }));
+                self.count("reserved");
+                Ok(Flow::Continue)
+            }
+            Err(Refused::Exhausted {
+                used,
+                retry_after_ms,
+                ..
+            }) => {
+                self.count("refused");
+                let never = amount > self.limit;
+                *state = Some(Box::new(Held {
+                    reservation: None,
+                    remaining: Some(self.limit.saturating_sub(used)),
+                    retry_after_s: (!never).then(|| retry_after_ms.div_ceil(1000).max(1)),
+                }));
+                let message = if never {
+                    format!(
+                        "budget `{}` is {} per window; this request alone needs {} (lower max_tokens or shorten the prompt)",
+                        self.name,
+                        self.render(self.limit),
+                        self.render(amount)
+                    )
+                } else {
+                    format!(
+                        "budget `{}`: {} of {} used in this window; this request needs {}; retry in {} s",
+                        self.name,
+                        self.render(used),
+                        self.render(self.limit),
+                        self.render(amount),
+                        retry_after_ms.div_ceil(1000).max(1)
+                    )
+                };
+                Ok(self.refuse(429, "budget_exhausted", message))
+            }
+            Err(e) => Ok(self.state_failed(&e)),
+        }
+    }
+
+    fn on_response_headers(
+        &self,
+        _info: &RequestInfo<'_>,
+        _status: u16,
+        headers: &mut HeaderMap,
+        state: &mut State,
+    ) -> Result<(), PluginError> {
+        let Some(held) = state.as_ref().and_then(|s| s.downcast_ref::<Held>()) else {
+            return Ok(());
+        };
+        if let Some(remaining) = held.remaining {
+            let text = match self.unit {
+                Unit::Tokens => remaining.to_string(),
+                Unit::Dollars => format!("{:.6}", remaining as f64 / MICRO),
+            };
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                headers.insert("x-switchyard-budget-remaining", value);
+            }
+        }
+        if let Some(seconds) = held.retry_after_s {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        Ok(())
+    }
+
+    fn on_observe(&self, info: &RequestInfo<'_>, outcome: &Observation<'_>, state: &mut State) {
+        let Some(reservation) = state
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<Held>())
+            .and_then(|held| held.reservation.take())
+        else {
+            return;
+        };
+        let used = match outcome.usage {
+            Some(usage) => self.cost(info, usage.prompt_tokens, usage.completion_tokens),
+            // An answer that began (a stream the client left, or that broke) without
+            // reporting its usage keeps its reservation; one that never began costs
+            // nothing.
+            None if outcome.status == 200 && outcome.phase == "forward" => reservation.amount,
+            None => 0,
+        };
+        self.state.settle(reservation, used);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use switchyard_state::{InProcess, Limits, ManualClock};
+    use switchyard_wire::{ChatRequest, Usage};
+
+    fn info<'a>(caller: Option<&'a str>, prompt: u64, output: u64) -> RequestInfo<'a> {
+        RequestInfo {
+            request_id: "r",
+            route: "r",
+            model: "m",
+            family: None,
+            stream: false,
+            dry_run: false,
+            embedding: None,
+            caller,
+            headers: &[],
+            embedder: None,
+            prompt_tokens: prompt,
+            output_tokens: output,
+            price: Some((1.0, 2.0)),
+        }
+    }
+
+    fn budget(options: Value) -> (Box<dyn Plugin>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::default());
+        let state: Arc<dyn SharedState> =
+            Arc::new(InProcess::new(clock.clone(), Limits::default()));
+        let context = Context {
+            models: &["m"],
+            prices: &[Some((1.0, 2.0))],
+            identity: true,
+            name: "b",
+            state: Some(&state),
+            ..Context::default()
+        };
+        (
+            build(options.as_object().unwrap(), &context).unwrap(),
+            clock,
+        )
+    }
+
+    /// Runs a request through the hooks: its flow, headers, and (when forwarded) the
+    /// settlement with `usage`.
+    fn run(
+        plugin: &dyn Plugin,
+        info: &RequestInfo<'_>,
+        usage: Option<Usage>,
+    ) -> (Flow, HeaderMap, ChatRequest) {
+        let mut body: ChatRequest =
+            serde_json::from_value(json!({"model": "m", "messages": []})).unwrap();
+        let mut headers = HeaderMap::new();
+        let mut state: State = None;
+        let flow = plugin
+            .on_request(
+                info,
+                &mut UpstreamRequest {
+                    body: &mut body,
+                    headers: &mut headers,
+                },
+                &mut state,
+            )
+            .unwrap();
+        let mut out = HeaderMap::new();
+        plugin
+            .on_response_headers(info, 200, &mut out, &mut state)
+            .unwrap();
+        let forwarded = matches!(flow, Flow::Continue);
+        plugin.on_observe(
+            info,
+            &Observation {
+                status: if forwarded { 200 } else { 429 },
+                outcome: "ok",
+                phase: if forwarded { "forward" } else { "plugins" },
+                usage,
+                latency: Duration::ZERO,
+            },
+            &mut state,
+        );
+        (flow, out, body)
+    }
+
+    fn status(flow: &Flow) -> u16 {
+        match flow {
+            Flow::Continue => 200,
+            Flow::Answer(a) => a.status,
+        }
+    }
+
+    #[test]
+    fn reservations_refuse_what_does_not_fit_and_settle_to_the_real_usage() {
+        let (b, clock) = budget(json!({"scope": "caller", "tokens": 1000, "window": "minute"}));
+        let alice = info(Some("alice"), 100, 500);
+        // 600 held, then settled to the 300 really used.
+        let (flow, headers, _) = run(&*b, &alice, Some(Usage::new(100, 200)));
+        assert_eq!(status(&flow), 200);
+        assert_eq!(headers["x-switchyard-budget-remaining"], "400");
+        let (flow, _, _) = run(&*b, &alice, Some(Usage::new(100, 500)));
+        assert_eq!(status(&flow), 200, "300 used, 600 fits");
+        let (flow, headers, _) = run(&*b, &alice, None);
+        let Flow::Answer(answer) = &flow else {
+            panic!()
+        };
+        assert_eq!(answer.status, 429);
+        assert!(
+            answer.message.contains("900 tokens of 1000 tokens used"),
+            "{}",
+            answer.message
+        );
+        assert_eq!(headers[http::header::RETRY_AFTER], "60");
+        // Another caller has a budget of its own; a new window starts over.
+        assert_eq!(status(&run(&*b, &info(Some("bob"), 100, 500), None).0), 200);
+        clock.set(60_000);
+        assert_eq!(status(&run(&*b, &alice, None).0), 200);
+        // More than the whole budget can never fit: no retry-after.
+        let (flow, headers, _) = run(&*b, &info(Some("carol"), 100, 5000), None);
+        assert_eq!(status(&flow), 429);
+        assert!(!headers.contains_key(http::header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn an_answer_without_usage_keeps_its_reservation_and_a_refusal_costs_nothing() {
+        let (b, _) = budget(json!({"scope": "global", "tokens": 1000, "window": 60}));
+        let any = info(None, 100, 400);
+        run(&*b, &any, None); // began, no usage: 500 kept
+        let (flow, headers, _) = run(&*b, &any, None);
+        assert_eq!(status(&flow), 200);
+        assert_eq!(headers["x-switchyard-budget-remaining"], "0");
+        assert_eq!(status(&run(&*b, &any, None).0), 429);
+    }
+
+    #[test]
+    fn little_left_caps_answers_before_refusing() {
+        let (b, _) = budget(json!({"scope": "caller", "tokens": 1000, "window": "hour",
+                                   "shape": {"below": 0.5, "max_tokens": 50}}));
+        let alice = info(Some("alice"), 100, 400);
+        let (_, _, body) = run(&*b, &alice, Some(Usage::new(100, 500)));
+        assert_eq!(body.max_tokens, None, "plenty left: not capped");
+        let (flow, headers, body) = run(&*b, &alice, None);
+        assert_eq!(status(&flow), 200);
+        assert_eq!(body.max_tokens, Some(50), "under half left: capped");
+        assert_eq!(
+            headers["x-switchyard-budget-remaining"], "250",
+            "100 + 50 held"
+        );
+    }
+
+    #[test]
+    fn dollar_budgets_price_at_the_models_prices() {
+        let (b, _) = budget(json!({"scope": "caller", "dollars": 0.01, "window": "day"}));
+        // 1,000 prompt tokens at $1/M and 2,000 out at $2/M: $0.005 each.
+        let alice = info(Some("alice"), 1000, 2000);
+        let (_, headers, _) = run(&*b, &alice, Some(Usage::new(1000, 2000)));
+        assert_eq!(headers["x-switchyard-budget-remaining"], "0.005000");
+        assert_eq!(status(&run(&*b, &alice, None).0), 200);
+        assert_eq!(status(&run(&*b, &alice, None).0), 429);
+    }
+
+    #[test]
+    fn requests_without_an_owner_are_refused_unless_allowed_and_dry_runs_take_nothing() {
+        let (b, _) = budget(json!({"scope": "caller", "tokens": 1000, "window": "minute"}));
+        let (flow, _, _) = run(&*b, &info(None, 1, 1), None);
+        assert_eq!(status(&flow), 403);
+        let dry = RequestInfo {
+            dry_run: true,
+            ..info(Some("alice"), 600, 0)
+        };
+        for _ in 0..3 {
+            assert_eq!(status(&run(&*b, &dry, None).0), 200);
+        }
+        assert_eq!(status(&run(&*b, &info(Some("alice"), 600, 0), None).0), 200);
+        let (open, _) = budget(
+            json!({"scope": "caller", "tokens": 1000, "window": "minute", "unowned": "allow"}),
+        );
+        assert_eq!(status(&run(&*open, &info(None, 1, 1), None).0), 200);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let state: Arc<dyn SharedState> = Arc::new(InProcess::new(
+            Arc::new(ManualClock::default()),
+            Limits::default(),
+        ));
+        let context = Context {
+            models: &["m", "free"],
+            prices: &[Some((1.0, 2.0)), None],
+            identity: false,
+            state: Some(&state),
+            ..Context::default()
+        };
+        for (options, words) in [
+            (
+                json!({"scope": "global", "window": "minute"}),
+                "set a limit",
+            ),
+            (
+                json!({"scope": "global", "tokens": 1, "dollars": 1, "window": "day"}),
+                "not both",
+            ),
+            (
+                json!({"scope": "global", "dollars": 1, "window": "day"}),
+                "none for free",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": 0.5}),
+                "not in [1, 31 days]",
+            ),
+            (
+                json!({"scope": "header", "tokens": 5, "window": "day"}),
+                "needs `header:`",
+            ),
+            (
+                json!({"scope": "caller", "tokens": 5, "window": "day"}),
+                "signals.identity",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": "week"}),
+                "did not match",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": "day",
+                    "shape": {"below": 1.5, "max_tokens": 5}}),
+                "in (0, 1)",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": "day", "limit": 5}),
+                "unknown option",
+            ),
+        ] {
+            let error = build(options.as_object().unwrap(), &context).unwrap_err();
+            assert!(error.contains(words), "{options}: {error}");
+        }
+    }
+}
