@@ -25,10 +25,10 @@ pub fn local_response(
 ) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if answer.status != 200 {
-        let kind = if answer.status < 500 {
-            "invalid_request_error"
-        } else {
-            "server_error"
+        let kind = match answer.status {
+            429 => "rate_limit_error",
+            ..500 => "invalid_request_error",
+            _ => "server_error",
         };
         let body = error_body(&answer.message, kind, &answer.code, None);
         return (status, axum::Json(body)).into_response();

@@ -60,6 +60,7 @@ async fn ask(client: &reqwest::Client, g: &str, user: &str, i: usize) -> Ended {
         assert!(r.headers().contains_key("retry-after"));
         let error: Value = r.json().await.unwrap();
         assert_eq!(error["error"]["code"], "budget_exhausted", "{error}");
+        assert_eq!(error["error"]["type"], "rate_limit_error", "{error}");
         return Ended::Refused;
     }
     assert_eq!(status, 200);
@@ -163,4 +164,63 @@ async fn replicas_sharing_a_state_server_hold_every_callers_token_budget() {
             .any(|c| used[c] > BUDGET + LARGEST_RESERVATION),
         "{used:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_state_server_share_a_tenants_request_rate() {
+    let Some(server) = KvServer::from_env("SWITCHYARD_VALKEY_BIN", "valkey").unwrap() else {
+        return;
+    };
+    let (upstream, _seen) = harness::echo().await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+state: {{backend: valkey, url: '{}'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}]
+plugins:
+  - {{name: per_tenant, type: rate_limit, scope: header, header: x-tenant-id,
+      requests: {{limit: 5, per: minute}}, global: true}}
+default_route: {{models: [m]}}
+",
+        server.url()
+    );
+    let replicas = [
+        harness::gateway(&config).await,
+        harness::gateway(&config).await,
+    ];
+    let client = reqwest::Client::new();
+    let ask = |g: &Gateway, tenant: &'static str| {
+        client
+            .post(format!("{}/v1/chat/completions", g.url()))
+            .header("x-tenant-id", tenant)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let r = ask(&replicas[i % 2], "acme").await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 200 {
+            assert_eq!(harness::header(&r, "x-ratelimit-limit-requests"), "5");
+            assert_eq!(
+                harness::header(&r, "x-ratelimit-remaining-requests"),
+                (4 - i).to_string()
+            );
+        } else {
+            let retry: u64 = harness::header(&r, "retry-after").parse().unwrap();
+            assert!((1..=12).contains(&retry), "{retry}");
+            let error: Value = r.json().await.unwrap();
+            assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    // Another tenant has its own; a request without the header is refused.
+    assert_eq!(ask(&replicas[0], "globex").await.unwrap().status(), 200);
+    let r = client
+        .post(format!("{}/v1/chat/completions", replicas[1].url()))
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }

@@ -1,7 +1,9 @@
 //! [`SharedState`] in this process's memory: one lock per kind of state, bounded
 //! sizes, expired entries swept as they are met and when the store is full.
 
-use super::{Clock, Refused, Reservation, SharedState, decayed};
+use super::{
+    Bucket, BucketShape, Clock, Refused, Reservation, SharedState, decayed, refill_ms, refilled,
+};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,6 +50,8 @@ pub struct InProcess {
     logs: Mutex<HashMap<String, Log>>,
     /// Decaying sums: (sum, when it was that, expiry).
     sums: Mutex<HashMap<String, Decaying>>,
+    /// Token buckets: (tokens, when it held that).
+    buckets: Mutex<HashMap<String, (f64, u64)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +79,43 @@ impl InProcess {
             values: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             sums: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds `delta` tokens to bucket `key` (a take when negative), refused when that
+    /// would leave it below 0.
+    fn bucket(&self, key: &str, delta: f64, shape: BucketShape) -> Result<Bucket, Refused> {
+        let now = self.clock.now_ms();
+        let mut buckets = lock(&self.buckets);
+        let tokens = buckets.get(key).map_or(shape.capacity, |&(tokens, at)| {
+            refilled(tokens, now.saturating_sub(at), shape)
+        });
+        let after = tokens + delta;
+        if after < 0.0 {
+            return Err(Refused::Exhausted {
+                key: key.to_owned(),
+                used: (shape.capacity - tokens).max(0.0).round() as u64,
+                limit: shape.capacity.round() as u64,
+                amount: (-delta).round() as u64,
+                retry_after_ms: refill_ms(tokens, -delta, shape),
+            });
+        }
+        let after = after.min(shape.capacity);
+        if !buckets.contains_key(key) && buckets.len() >= self.limits.max_keys {
+            // A bucket that has refilled is the same as none: they make room.
+            buckets.retain(|_, (tokens, at)| {
+                refilled(*tokens, now.saturating_sub(*at), shape) < shape.capacity
+            });
+            if buckets.len() >= self.limits.max_keys {
+                return Err(Refused::Full(self.limits.max_keys));
+            }
+        }
+        buckets.insert(key.to_owned(), (after, now));
+        Ok(Bucket {
+            remaining: after,
+            full_in_ms: refill_ms(after, shape.capacity, shape),
+        })
     }
 
     /// The counter's state now: a window that has ended starts over.
@@ -89,6 +129,14 @@ impl InProcess {
 }
 
 impl SharedState for InProcess {
+    fn take(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused> {
+        self.bucket(key, -amount.max(0.0), shape)
+    }
+
+    fn give_back(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused> {
+        self.bucket(key, amount.max(0.0), shape)
+    }
+
     fn reserve(
         &self,
         key: &str,
@@ -127,6 +175,7 @@ impl SharedState for InProcess {
             key: key.to_owned(),
             amount,
             window_start: counter.window_start,
+            used: counter.used,
         })
     }
 

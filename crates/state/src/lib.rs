@@ -72,6 +72,9 @@ pub struct Reservation {
     pub amount: u64,
     /// The window it was held in (its start, in the clock's milliseconds).
     pub window_start: u64,
+    /// The counter's total in that window once this was held (what is left is the
+    /// limit minus this).
+    pub used: u64,
 }
 
 /// A reservation was refused.
@@ -100,6 +103,24 @@ pub enum Refused {
     /// not happen (each feature says whether it then fails open or closed).
     #[error("the shared state is unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A token bucket after an operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Tokens left in it.
+    pub remaining: f64,
+    /// Milliseconds until it is full again.
+    pub full_in_ms: u64,
+}
+
+/// A token bucket's size and refill rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketShape {
+    /// Tokens it holds when full (the burst).
+    pub capacity: f64,
+    /// Tokens it gains per second.
+    pub per_second: f64,
 }
 
 /// Shared state. Every operation is atomic on its key.
@@ -147,11 +168,34 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
         ttl: Duration,
     ) -> Result<f64, Refused>;
 
+    /// Takes `amount` tokens from bucket `key` (a bucket not held starts full, and
+    /// refills continuously). Refused ([`Refused::Exhausted`], with the time until
+    /// enough has refilled) when it holds less; nothing is taken then.
+    fn take(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused>;
+
+    /// Puts `amount` tokens back into bucket `key`, up to its capacity: what a request
+    /// took beyond what it used.
+    fn give_back(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused>;
+
     /// Whether operations cross a network (and may wait on it): callers on an async
     /// runtime then move them off its workers.
     fn remote(&self) -> bool {
         false
     }
+}
+
+/// A bucket that held `tokens` `elapsed_ms` ago: refilled, at most full.
+pub fn refilled(tokens: f64, elapsed_ms: u64, shape: BucketShape) -> f64 {
+    (tokens + elapsed_ms as f64 / 1000.0 * shape.per_second).min(shape.capacity)
+}
+
+/// Milliseconds until a bucket holding `tokens` holds `wanted` (at most full).
+pub fn refill_ms(tokens: f64, wanted: f64, shape: BucketShape) -> u64 {
+    let missing = (wanted.min(shape.capacity) - tokens).max(0.0);
+    if shape.per_second <= 0.0 {
+        return if missing > 0.0 { u64::MAX } else { 0 };
+    }
+    (missing / shape.per_second * 1000.0).ceil() as u64
 }
 
 /// What a decaying sum of `sum` is `elapsed_ms` milliseconds later, with this half-life.

@@ -9,7 +9,7 @@
 //! closed, as configured). Every key carries an expiry: what a caller leaves behind
 //! goes by itself.
 
-use super::{Refused, Reservation, SharedState};
+use super::{Bucket, BucketShape, Refused, Reservation, SharedState};
 use bytes::Bytes;
 use redis::{Script, Value};
 use std::sync::Mutex;
@@ -106,7 +106,7 @@ if used + amount > limit then return {0, used, ws + wm - now} end
 used = used + amount
 redis.call('HSET', KEYS[1], 'ws', ws, 'used', used, 'wm', wm)
 redis.call('PEXPIRE', KEYS[1], ws + 2 * wm - now)
-return {1, ws}
+return {1, ws, used}
 ";
 
 const SETTLE: &str = "if ws == nil then return 0 end
@@ -155,6 +155,24 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return string.format('%.17g', sum)
 ";
 
+const BUCKET: &str =
+    "local delta, capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local c = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = capacity
+if c[1] then
+  tokens = math.min(capacity, tonumber(c[1]) + math.max(now - tonumber(c[2]), 0) * rate)
+end
+local after = tokens + delta
+if after < 0 then
+  return {0, string.format('%.17g', tokens), math.ceil(-after / rate)}
+end
+after = math.min(after, capacity)
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', after), 'at', now)
+local full = math.ceil((capacity - after) / rate)
+redis.call('PEXPIRE', KEYS[1], full + 1000)
+return {1, string.format('%.17g', after), full}
+";
+
 /// The scripts, loaded on the server once (`EVALSHA`, reloaded if it restarted).
 #[derive(Debug)]
 struct Scripts {
@@ -164,6 +182,7 @@ struct Scripts {
     append: Script,
     read: Script,
     decaying_add: Script,
+    bucket: Script,
 }
 
 impl Scripts {
@@ -176,6 +195,7 @@ impl Scripts {
             append: Script::new(APPEND),
             read: Script::new(READ),
             decaying_add: Script::new(&format!("{NOW}{DECAYING_ADD}")),
+            bucket: Script::new(&format!("{NOW}{BUCKET}")),
         }
     }
 }
@@ -296,7 +316,68 @@ fn integer(v: &Value) -> Option<u64> {
     }
 }
 
+impl RemoteState {
+    /// Adds `delta` tokens to bucket `key` (a take when negative) on the server.
+    fn bucket(
+        &self,
+        op: &'static str,
+        key: &str,
+        delta: f64,
+        shape: BucketShape,
+    ) -> Result<Bucket, Refused> {
+        let bucket = self.key("bucket", key);
+        // Rates per millisecond: the server's clock is in milliseconds. A rate of 0
+        // would never refill; the smallest positive one stands in for it.
+        let rate = (shape.per_second / 1000.0).max(f64::MIN_POSITIVE);
+        let reply: Vec<Value> = self.run(op, |c| {
+            self.scripts
+                .bucket
+                .key(&bucket)
+                .arg(format!("{delta:e}"))
+                .arg(format!("{:e}", shape.capacity))
+                .arg(format!("{rate:e}"))
+                .invoke(c)
+        })?;
+        let number = |v: &Value| match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<f64>().ok(),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        };
+        match reply.as_slice() {
+            [ok, tokens, ms] => {
+                let tokens = number(tokens).unwrap_or(0.0);
+                let ms = integer(ms).unwrap_or(u64::MAX);
+                if integer(ok) == Some(1) {
+                    Ok(Bucket {
+                        remaining: tokens,
+                        full_in_ms: ms,
+                    })
+                } else {
+                    Err(Refused::Exhausted {
+                        key: key.to_owned(),
+                        used: (shape.capacity - tokens).max(0.0).round() as u64,
+                        limit: shape.capacity.round() as u64,
+                        amount: (-delta).round() as u64,
+                        retry_after_ms: ms,
+                    })
+                }
+            }
+            other => Err(Refused::Unavailable(format!(
+                "{op}: unexpected reply {other:?}"
+            ))),
+        }
+    }
+}
+
 impl SharedState for RemoteState {
+    fn take(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused> {
+        self.bucket("take", key, -amount.max(0.0), shape)
+    }
+
+    fn give_back(&self, key: &str, amount: f64, shape: BucketShape) -> Result<Bucket, Refused> {
+        self.bucket("give_back", key, amount.max(0.0), shape)
+    }
+
     fn reserve(
         &self,
         key: &str,
@@ -315,12 +396,13 @@ impl SharedState for RemoteState {
                 .invoke(c)
         })?;
         match reply.as_slice() {
-            [granted, window_start] if integer(granted) == Some(1) => Ok(Reservation {
+            [granted, window_start, used] if integer(granted) == Some(1) => Ok(Reservation {
                 key: key.to_owned(),
                 amount,
                 window_start: integer(window_start).unwrap_or(0),
+                used: integer(used).unwrap_or(amount),
             }),
-            [_, used, retry] => Err(Refused::Exhausted {
+            [granted, used, retry] if integer(granted) == Some(0) => Err(Refused::Exhausted {
                 key: key.to_owned(),
                 used: integer(used).unwrap_or(0),
                 limit,

@@ -73,7 +73,7 @@ fn reservations_hold_until_settled_and_windows_start_over_on_every_backend() {
         s.settle(a, 150); // shorter than reserved: 450 come back
         assert_eq!(s.counter("tenant").unwrap(), 150, "{on}");
         let b = s.reserve("tenant", 600, 1000, window).unwrap();
-        assert_eq!(s.counter("tenant").unwrap(), 750, "{on}");
+        assert_eq!((b.used, s.counter("tenant").unwrap()), (750, 750), "{on}");
         std::thread::sleep((window + Duration::from_millis(150)).saturating_sub(started.elapsed()));
         assert_eq!(s.counter("tenant").unwrap(), 0, "{on}: a new window");
         s.settle(b, 700); // settled late: only the overrun lands in the new window
@@ -270,4 +270,61 @@ fn a_server_that_is_down_at_start_is_unavailable_not_an_error() {
         Err(Refused::Unavailable(_))
     ));
     assert!(RemoteState::new(RemoteOptions::new("http://not-redis")).is_err());
+}
+
+#[test]
+fn token_buckets_refill_over_time_and_never_give_more_than_they_hold_on_every_backend() {
+    use switchyard_state::BucketShape;
+    for (s, server) in backends("buckets") {
+        let on = label(&server);
+        let shape = BucketShape {
+            capacity: 10.0,
+            per_second: 20.0,
+        };
+        let full = s.take("ip", 10.0, shape).unwrap();
+        assert!(
+            full.remaining < 0.5 && full.full_in_ms >= 450,
+            "{on}: {full:?}"
+        );
+        match s.take("ip", 3.0, shape).unwrap_err() {
+            Refused::Exhausted { retry_after_ms, .. } => {
+                assert!(
+                    (100..=150).contains(&retry_after_ms),
+                    "{on}: {retry_after_ms}"
+                );
+            }
+            other => panic!("{on}: {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(160));
+        assert!(s.take("ip", 3.0, shape).is_ok(), "{on}: refilled by then");
+        let back = s.give_back("ip", 100.0, shape).unwrap();
+        assert_eq!(back.remaining, 10.0, "{on}: never above capacity");
+        assert!(
+            s.take("ip", 11.0, shape).is_err(),
+            "{on}: more than it can hold"
+        );
+
+        // Racing takers get exactly what the bucket holds.
+        let slow = BucketShape {
+            capacity: 100.0,
+            per_second: 0.001,
+        };
+        let granted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, granted) = (Arc::clone(&s), Arc::clone(&granted));
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if s.take("race", 1.0, slow).is_ok() {
+                            granted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(granted.load(Ordering::SeqCst), 100, "{on}");
+    }
 }

@@ -18,6 +18,7 @@
 //! `shape.max_tokens` (and reserved as such), before refusal. Every answer says what is
 //! left in `x-switchyard-budget-remaining`.
 
+use super::owner::{FailMode, Owner, Period, Scope, Unowned};
 use super::{
     Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads, RequestInfo, State,
     UpstreamRequest,
@@ -45,7 +46,7 @@ struct Options {
     #[serde(default)]
     dollars: Option<f64>,
     /// The window: `minute`, `hour`, `day`, or a number of seconds.
-    window: Window,
+    window: Period,
     /// Cap answers when little is left.
     #[serde(default)]
     shape: Option<Shape>,
@@ -59,30 +60,6 @@ struct Options {
     on_state_error: FailMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Scope {
-    Caller,
-    Header,
-    Route,
-    Global,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
-enum Window {
-    Named(NamedWindow),
-    Seconds(f64),
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum NamedWindow {
-    Minute,
-    Hour,
-    Day,
-}
-
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Shape {
@@ -90,22 +67,6 @@ struct Shape {
     below: f64,
     /// The cap.
     max_tokens: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Unowned {
-    #[default]
-    Refuse,
-    Allow,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum FailMode {
-    #[default]
-    Open,
-    Closed,
 }
 
 /// What the budget counts.
@@ -122,8 +83,7 @@ const MICRO: f64 = 1e6;
 #[derive(Debug)]
 struct Budget {
     name: String,
-    scope: Scope,
-    header: Option<String>,
+    owner: Owner,
     unit: Unit,
     /// In tokens, or millionths of a dollar.
     limit: u64,
@@ -165,30 +125,8 @@ pub fn build(
             ));
         }
     }
-    let window = match o.window {
-        Window::Named(NamedWindow::Minute) => Duration::from_secs(60),
-        Window::Named(NamedWindow::Hour) => Duration::from_secs(3600),
-        Window::Named(NamedWindow::Day) => Duration::from_secs(86_400),
-        Window::Seconds(s) if s.is_finite() && (1.0..=31.0 * 86_400.0).contains(&s) => {
-            Duration::from_secs_f64(s)
-        }
-        Window::Seconds(s) => {
-            return Err(format!(
-                "window: {s} seconds is not in [1, 31 days]; or write minute, hour, day"
-            ));
-        }
-    };
-    let header = match (o.scope, o.header) {
-        (Scope::Header, Some(h)) if !h.trim().is_empty() => Some(h.trim().to_ascii_lowercase()),
-        (Scope::Header, _) => {
-            return Err("scope header needs `header:` (e.g. x-tenant-id)".to_owned());
-        }
-        (_, Some(_)) => return Err("header: only with scope: header".to_owned()),
-        (_, None) => None,
-    };
-    if o.scope == Scope::Caller && !context.identity {
-        return Err("scope caller needs verified callers: configure signals.identity".to_owned());
-    }
+    let window = o.window.duration("window")?;
+    let owner = Owner::new(o.scope, o.header, context)?;
     if let Some(shape) = o.shape
         && (!(shape.below > 0.0 && shape.below < 1.0) || shape.max_tokens == 0)
     {
@@ -202,8 +140,7 @@ pub fn build(
         .ok_or("no shared state to keep the budget in")?;
     Ok(Box::new(Budget {
         name: context.name.to_owned(),
-        scope: o.scope,
-        header,
+        owner,
         unit,
         limit,
         window,
@@ -226,20 +163,6 @@ struct Held {
 }
 
 impl Budget {
-    /// The counter of the request's owner, or None when it has none.
-    fn key(&self, info: &RequestInfo<'_>) -> Option<String> {
-        let owner = match self.scope {
-            Scope::Caller => info.caller?,
-            Scope::Header => info.header(self.header.as_deref()?)?,
-            Scope::Route => info.route,
-            Scope::Global => "",
-        };
-        // The owner is hashed: a long or odd value costs the store nothing more.
-        let hash =
-            switchyard_wire::hash::fnv1a(owner.as_bytes(), switchyard_wire::hash::FNV_OFFSET);
-        Some(format!("budget:{}:{hash:016x}", self.name))
-    }
-
     /// The cost of `prompt` and `output` tokens on the chosen model, in the unit.
     fn cost(&self, info: &RequestInfo<'_>, prompt: u64, output: u64) -> u64 {
         match self.unit {
@@ -309,12 +232,7 @@ impl Plugin for Budget {
     }
 
     fn reads(&self) -> Reads {
-        Reads {
-            caller: self.scope == Scope::Caller,
-            headers: self.header.iter().cloned().collect(),
-            state: true,
-            ..Reads::default()
-        }
+        self.owner.reads()
     }
 
     fn on_request(
@@ -326,25 +244,19 @@ impl Plugin for Budget {
         if info.dry_run {
             return Ok(Flow::Continue);
         }
-        let Some(key) = self.key(info) else {
+        let Some(key) = self.owner.key("budget", info) else {
             if self.unowned == Unowned::Allow {
                 self.count("unowned");
                 return Ok(Flow::Continue);
             }
             self.count("refused");
-            let whose = match self.scope {
-                Scope::Caller => "a verified caller".to_owned(),
-                _ => format!(
-                    "the `{}` header",
-                    self.header.as_deref().unwrap_or_default()
-                ),
-            };
             return Ok(self.refuse(
                 403,
                 "budget_owner_missing",
                 format!(
-                    "budget `{}` is kept per caller: the request needs {whose}",
-                    self.name
+                    "budget `{}` is kept per owner: the request needs {}",
+                    self.name,
+                    self.owner.missing()
                 ),
             ));
         };
@@ -364,10 +276,7 @@ impl Plugin for Budget {
         let amount = self.cost(info, info.prompt_tokens, output);
         match self.state.reserve(&key, amount, self.limit, self.window) {
             Ok(reservation) => {
-                let remaining = self.state.counter(&key).map_or_else(
-                    |_| self.limit.saturating_sub(amount),
-                    |used| self.limit.saturating_sub(used),
-                );
+                let remaining = self.limit.saturating_sub(reservation.used);
                 *state = Some(Box::new(Held {
                     reservation: Some(reservation),
                     remaining: Some(remaining),

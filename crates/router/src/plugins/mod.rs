@@ -26,8 +26,10 @@ pub mod chain;
 mod commitments;
 mod headers;
 mod local_answer;
+mod owner;
 mod params;
 mod pii_redact;
+mod rate_limit;
 pub mod reasoning;
 mod response_guard;
 mod semantic_cache;
@@ -79,6 +81,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("response_guard", response_guard::build),
     ("semantic_cache", semantic_cache::build),
     ("budget", budget::build),
+    ("rate_limit", rate_limit::build),
     ("commitments", commitments::build),
 ];
 
