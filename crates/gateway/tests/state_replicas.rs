@@ -144,3 +144,53 @@ async fn replicas_keep_serving_while_the_state_server_is_down() {
     ];
     assert_eq!(routes, ["default", "default", "guarded"]);
 }
+
+/// Session affinity needs no shared state: the endpoint of a session is the rendezvous
+/// hash of (session, endpoint), which every replica with the same pools computes
+/// alike. A conversation whose turns go to three replicas in turn stays on one
+/// endpoint, and different sessions spread over the endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_alternating_between_replicas_keeps_its_endpoint() {
+    let mut endpoints = String::new();
+    for _ in 0..3 {
+        let (url, _) = harness::echo().await;
+        endpoints.push_str(&format!("{{url: '{url}'}}, "));
+    }
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, strategy: session_affinity,
+          endpoints: [{endpoints}]}}]
+default_route: {{models: [m]}}
+"
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(harness::gateway(&config).await);
+    }
+    let client = reqwest::Client::new();
+    let mut used = std::collections::BTreeSet::new();
+    for session in 0..12 {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut messages = Vec::new();
+        for turn in 0..6 {
+            messages.push(json!({"role": "user", "content": format!("turn {turn}")}));
+            let r = client
+                .post(format!("{}/v1/chat/completions", replicas[turn % 3].url()))
+                .header("x-session-id", format!("session-{session}"))
+                .json(&json!({"model": "auto", "messages": messages}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            seen.insert(harness::header(&r, "x-switchyard-endpoint"));
+            messages.push(json!({"role": "assistant", "content": "ok"}));
+        }
+        assert_eq!(seen.len(), 1, "session {session} moved: {seen:?}");
+        used.extend(seen);
+    }
+    assert!(
+        used.len() >= 2,
+        "twelve sessions all on one endpoint: {used:?}"
+    );
+}
