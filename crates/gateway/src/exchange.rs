@@ -220,6 +220,12 @@ impl Exchange {
             .and_then(|s| runtime.policy.config.models.get(s.model));
         let signals = &runtime.policy.signals;
         let conversation = &self.conversation;
+        // The caller signals established, else established now.
+        let identity = match (&self.signals.identity, reads.caller) {
+            (_, false) => None,
+            (Some(identity), true) => Some(identity.clone()),
+            (None, true) => Some(signals.identity(conversation)),
+        };
         ChainInfo {
             request_id: self.request_id.clone(),
             route: self.route_name().to_owned(),
@@ -230,12 +236,8 @@ impl Exchange {
             embedding: reads
                 .embedding
                 .and_then(|wait| self.embedding(runtime, wait)),
-            // The caller signals established, else established now.
-            caller: match (&self.signals.identity, reads.caller) {
-                (_, false) => None,
-                (Some(identity), true) => identity.subject.clone(),
-                (None, true) => signals.caller(conversation),
-            },
+            caller: identity.as_ref().and_then(|i| i.subject.clone()),
+            roles: identity.map(|i| i.roles).unwrap_or_default(),
             headers: reads
                 .headers
                 .iter()

@@ -26,6 +26,7 @@ const INFO: RequestInfo<'static> = RequestInfo {
     dry_run: false,
     embedding: None,
     caller: None,
+    roles: &[],
     headers: &[],
     embedder: None,
     prompt_tokens: 0,

@@ -382,6 +382,7 @@ mod tests {
             dry_run: false,
             embedding: None,
             caller,
+            roles: &[],
             headers: &[],
             embedder: None,
             prompt_tokens: prompt,

@@ -229,6 +229,8 @@ pub struct ChainInfo {
     pub embedding: Option<Arc<[f32]>>,
     /// The verified caller ([`Reads::caller`]).
     pub caller: Option<String>,
+    /// The caller's roles ([`Reads::caller`]).
+    pub roles: Vec<String>,
     /// The client headers read ([`Reads::headers`]).
     pub headers: Vec<(String, String)>,
     /// The embedding model's workers ([`Reads::embedder`]).
@@ -253,6 +255,7 @@ impl ChainInfo {
             dry_run: self.dry_run,
             embedding: self.embedding.as_deref(),
             caller: self.caller.as_deref(),
+            roles: &self.roles,
             headers: &self.headers,
             embedder: self.embedder.as_ref(),
             prompt_tokens: self.prompt_tokens,

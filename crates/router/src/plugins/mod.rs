@@ -36,6 +36,7 @@ mod semantic_cache;
 mod stream_event;
 mod system_prompt;
 mod template;
+mod tool_permissions;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
@@ -82,6 +83,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("semantic_cache", semantic_cache::build),
     ("budget", budget::build),
     ("rate_limit", rate_limit::build),
+    ("tool_permissions", tool_permissions::build),
     ("commitments", commitments::build),
 ];
 
@@ -145,6 +147,9 @@ pub struct RequestInfo<'a> {
     pub embedding: Option<&'a [f32]>,
     /// The verified caller, when a plugin of the chain reads it and there is one.
     pub caller: Option<&'a str>,
+    /// The caller's roles (verified, or from trusted headers), when a plugin of the
+    /// chain reads the caller.
+    pub roles: &'a [String],
     /// The client headers plugins of the chain read, by lower-case name.
     pub headers: &'a [(String, String)],
     /// The embedding model's workers, when a plugin of the chain reads them

@@ -357,6 +357,7 @@ mod tests {
             dry_run: false,
             embedding: None,
             caller,
+            roles: &[],
             headers: &[],
             embedder: None,
             prompt_tokens: prompt,

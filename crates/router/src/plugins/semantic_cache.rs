@@ -870,6 +870,7 @@ mod tests {
             dry_run: false,
             embedding: None,
             caller: None,
+            roles: &[],
             headers,
             embedder: None,
             prompt_tokens: 0,

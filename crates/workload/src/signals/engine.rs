@@ -465,10 +465,15 @@ impl SignalEngine {
     /// The verified caller of a conversation (its identity's subject), when identity
     /// is configured and the request carries one.
     pub fn caller(&self, conversation: &Conversation) -> Option<String> {
+        self.identity(conversation).subject
+    }
+
+    /// The identity of a conversation's caller (subject and roles), established as
+    /// the identity signals do.
+    pub fn identity(&self, conversation: &Conversation) -> crate::authz::Identity {
         Request::new(conversation, None)
             .with_authenticator(self.authenticator.as_ref())
             .identity()
-            .subject
             .clone()
     }
 }
