@@ -176,3 +176,88 @@ async fn tools_a_role_may_not_use_are_stripped_or_blocked_and_their_calls_refuse
     }
     assert!(offered.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_many_tools_keeps_the_relevant_ones_and_those_it_used() {
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: set SWITCHYARD_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    let (upstream, offered) = tool_caller().await;
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}]
+signals: {{model: {{path: '{dir}'}}}}
+plugins:
+  - {{name: fewer_tools, type: tool_selection, max_tools: 4, keep: 2, wait_ms: 5000, global: true}}
+default_route: {{models: [m]}}
+"
+    ))
+    .await;
+    let tool = |name: &str, description: &str| {
+        json!({"type": "function", "function": {"name": name, "description": description,
+               "parameters": {"type": "object", "properties": {}}}})
+    };
+    let tools = json!([
+        tool("get_stock_price", "Current share price of a listed company"),
+        tool("send_email", "Send an e-mail message to a recipient"),
+        tool(
+            "create_calendar_event",
+            "Add a meeting to the user's calendar"
+        ),
+        tool(
+            "get_weather",
+            "Weather forecast (temperature, rain, wind) for a city and day"
+        ),
+        tool("search_flights", "Find flights between two airports"),
+        tool("translate_text", "Translate text into another language"),
+        tool("convert_currency", "Convert an amount between currencies"),
+        tool("play_music", "Play a song or playlist"),
+    ]);
+    let body = json!({"model": "auto", "tools": tools, "messages": [
+        {"role": "user", "content": "Email Bob that I'm late."},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "send_email", "arguments": "{\"to\": \"bob\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+        {"role": "user", "content": "Will it rain in Paris tomorrow? Should I take an umbrella?"},
+    ]});
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The tool it used, and the one the question is about; in the order offered.
+    assert_eq!(
+        offered.lock().unwrap().as_slice(),
+        [vec!["send_email".to_owned(), "get_weather".to_owned()]]
+    );
+    // The explain trace says what was kept.
+    let trace = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        trace.contains("continue: kept 2 of 8 tools: send_email, get_weather"),
+        "{trace}"
+    );
+    // A request with few tools is left alone.
+    let few = json!({"model": "auto", "tools": [tool("play_music", "Play a song")],
+                     "messages": [{"role": "user", "content": "hi"}]});
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&few)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(offered.lock().unwrap()[1], ["play_music"]);
+}

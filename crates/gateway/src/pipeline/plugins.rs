@@ -22,8 +22,9 @@ pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError>
         });
     x.plugins = chain;
     if x.plugins.hooks().request {
-        // A plugin keeping shared state on a server waits on the network.
-        let waits = runtime.state.remote() && x.plugins.keeps_state();
+        // A plugin keeping shared state on a server waits on the network; one that
+        // embeds texts of its own waits on the model.
+        let waits = (runtime.state.remote() && x.plugins.keeps_state()) || x.plugins.embeds();
         let mut run = || {
             x.plugins.on_request(&mut UpstreamRequest {
                 body: &mut x.request,

@@ -333,7 +333,12 @@ impl Chain {
             }
             let (plugin, state) = (&link.entry.plugin, &mut link.state);
             match guarded(|| plugin.on_request(&info, upstream, state)) {
-                Ok(Flow::Continue) => link.run.result = Some("continue".to_owned()),
+                Ok(Flow::Continue) => {
+                    link.run.result = Some(match plugin.explain(state) {
+                        Some(note) => format!("continue: {note}"),
+                        None => "continue".to_owned(),
+                    });
+                }
                 Ok(answer @ Flow::Answer(_)) => {
                     link.run.result = Some("answered".to_owned());
                     self.answered = Some(i);

@@ -37,6 +37,7 @@ mod stream_event;
 mod system_prompt;
 mod template;
 mod tool_permissions;
+mod tool_selection;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
@@ -84,6 +85,7 @@ pub const REGISTRY: &[(&str, Build)] = &[
     ("budget", budget::build),
     ("rate_limit", rate_limit::build),
     ("tool_permissions", tool_permissions::build),
+    ("tool_selection", tool_selection::build),
     ("commitments", commitments::build),
 ];
 
@@ -314,6 +316,12 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// What it reads of a request besides the body (default: nothing).
     fn reads(&self) -> Reads {
         Reads::default()
+    }
+
+    /// What the request hook did to this request, in a few words, for the explain
+    /// trace (its `plugins[].result` reads `continue: …`); default: nothing to add.
+    fn explain(&self, _state: &State) -> Option<String> {
+        None
     }
 
     /// Before forward: may rewrite `upstream` or answer locally.
