@@ -58,8 +58,15 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
             return error_response(&error);
         }
     };
-    if let Some(key) = x.placed.as_ref().and_then(|p| p.session_key) {
-        runtime.sessions.turn(key, runtime.pools.now_ms());
+    if let Some(key) = x.placed.as_ref().and_then(|p| p.session_key)
+        && runtime.policy.config.retention.enabled
+    {
+        let now = switchyard_pool::wall_ms();
+        if runtime.sessions.remote() {
+            crate::pipeline::off_the_async_workers(|| runtime.sessions.turn(key, now));
+        } else {
+            runtime.sessions.turn(key, now);
+        }
     }
     if x.conversation.stream {
         forward_stream(runtime, body, x).await

@@ -186,7 +186,13 @@ impl Runtime {
             read_headers,
             latency,
             predictor,
-            sessions: SessionClock::default(),
+            // Sessions whose turns go to several replicas keep one record when the
+            // state is shared.
+            sessions: if state.remote() {
+                SessionClock::shared(Arc::clone(&state))
+            } else {
+                SessionClock::default()
+            },
             counter,
             policy,
             pools,

@@ -194,3 +194,70 @@ default_route: {{models: [m]}}
         "twelve sessions all on one endpoint: {used:?}"
     );
 }
+
+/// The gaps between a session's turns (for KV retention hints) are one record in the
+/// shared state: a session alternating between two replicas gets hints from its
+/// observed gap, where replicas on their own memory each see half the turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_alternating_between_replicas_has_one_record_of_its_gaps() {
+    let Some(server) = KvServer::from_env("SWITCHYARD_VALKEY_BIN", "valkey").unwrap() else {
+        return;
+    };
+    let (upstream, seen) = harness::echo().await;
+    let config = |state: &str| {
+        format!(
+            "server: {{listen: '127.0.0.1:0'}}
+state: {state}
+retention: {{body_field: true, min_ttl_ms: 100}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}]
+default_route: {{models: [m]}}
+"
+        )
+    };
+    let client = reqwest::Client::new();
+    // Turns on A, B, A, 400 ms apart: the third turn's hint.
+    let third_ttl = |replicas: [Gateway; 2], session: &'static str| {
+        let client = client.clone();
+        let seen = std::sync::Arc::clone(&seen);
+        async move {
+            for turn in 0..3 {
+                if turn > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                }
+                let r = client
+                    .post(format!("{}/v1/chat/completions", replicas[turn % 2].url()))
+                    .header("x-session-id", session)
+                    .json(
+                        &json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+            let last = seen.lock().unwrap().last().cloned().unwrap();
+            last["kv_retention"]["ttl_ms"].as_u64().unwrap()
+        }
+    };
+    let shared = format!("{{backend: valkey, url: '{}'}}", server.url());
+    let ttl = third_ttl(
+        [
+            harness::gateway(&config(&shared)).await,
+            harness::gateway(&config(&shared)).await,
+        ],
+        "shared-session",
+    )
+    .await;
+    // Twice the observed gap of about 400 ms.
+    assert!((700..=1500).contains(&ttl), "{ttl}");
+    let ttl = third_ttl(
+        [
+            harness::gateway(&config("{backend: in_process}")).await,
+            harness::gateway(&config("{backend: in_process}")).await,
+        ],
+        "split-session",
+    )
+    .await;
+    assert_eq!(ttl, 120_000, "A never saw a second turn: the chat default");
+}

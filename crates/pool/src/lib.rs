@@ -34,6 +34,6 @@ pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use latency::LatencyEwma;
 pub use placement::{PlaceError, Placement};
 pub use predict::{OutputPredictor, Prediction};
-pub use retention::{RetentionHint, SessionClock};
+pub use retention::{RetentionHint, SessionClock, wall_ms};
 pub use strategy::{EndpointStrategy, PlaceRequest, PoolSet};
 pub use ttft::{TtftFit, TtftModel};

@@ -12,8 +12,10 @@
 
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use switchyard_policy::RetentionConfig;
+use switchyard_state::SharedState;
 use switchyard_wire::Conversation;
 
 /// Sessions tracked before the oldest are forgotten.
@@ -30,21 +32,65 @@ pub struct RetentionHint {
     pub basis: &'static str,
 }
 
-/// Gaps between the turns of each session.
+/// Gaps between the turns of each session: in this process, or in the shared state
+/// (a Redis or Valkey server), so that a session whose turns go to different replicas
+/// has one record. Times are wall-clock milliseconds, which replicas share.
 #[derive(Debug, Default)]
 pub struct SessionClock {
     sessions: Mutex<HashMap<u64, (u64, Option<f64>)>>,
+    shared: Option<Arc<dyn SharedState>>,
 }
 
+/// A session left without turns this long is forgotten (in the shared state).
+const SHARED_TTL: Duration = Duration::from_secs(3600);
+
 impl SessionClock {
+    /// A clock keeping its records in `state`.
+    pub fn shared(state: Arc<dyn SharedState>) -> SessionClock {
+        SessionClock {
+            sessions: Mutex::new(HashMap::new()),
+            shared: Some(state),
+        }
+    }
+
+    /// Whether records are on a server (reading them waits on the network).
+    pub fn remote(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.remote())
+    }
+
+    fn key(session: u64) -> String {
+        format!("session:{session:016x}")
+    }
+
+    /// The shared record of a session: (last turn, smoothed gap). A record that
+    /// cannot be read is none (the hint falls back to its defaults).
+    fn read_shared(state: &dyn SharedState, session: u64) -> Option<(u64, Option<f64>)> {
+        let bytes = state.get(&SessionClock::key(session)).ok()??;
+        let (last, gap): (u64, Option<f64>) = serde_json::from_slice(&bytes).ok()?;
+        Some((last, gap))
+    }
+
     /// The session's smoothed gap between turns, in milliseconds, if it has had two.
     pub fn gap_ms(&self, session: u64) -> Option<f64> {
+        if let Some(state) = &self.shared {
+            return SessionClock::read_shared(&**state, session).and_then(|(_, gap)| gap);
+        }
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         sessions.get(&session).and_then(|(_, gap)| *gap)
     }
 
-    /// Records a turn of the session at `now_ms`.
+    /// Records a turn of the session at `now_ms` (wall-clock milliseconds).
     pub fn turn(&self, session: u64, now_ms: u64) {
+        if let Some(state) = &self.shared {
+            let (last, gap) =
+                SessionClock::read_shared(&**state, session).unwrap_or((now_ms, None));
+            let record = (now_ms, smoothed(last, gap, now_ms));
+            if let Ok(bytes) = serde_json::to_vec(&record) {
+                // A record that cannot be written leaves the defaults for the next turn.
+                let _ = state.put(&SessionClock::key(session), bytes.into(), SHARED_TTL);
+            }
+            return;
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&session) {
             // Forget the sessions quiet for longest (the oldest half).
@@ -55,12 +101,25 @@ impl SessionClock {
             sessions.retain(|_, (t, _)| *t > cut);
         }
         let entry = sessions.entry(session).or_insert((now_ms, None));
-        if entry.0 != now_ms {
-            let gap = now_ms.saturating_sub(entry.0) as f64;
-            entry.1 = Some(entry.1.map_or(gap, |g| 0.7 * g + 0.3 * gap));
-        }
+        entry.1 = smoothed(entry.0, entry.1, now_ms);
         entry.0 = now_ms;
     }
+}
+
+/// The smoothed gap after a turn at `now_ms`, the last one having been at `last`.
+fn smoothed(last: u64, gap: Option<f64>, now_ms: u64) -> Option<f64> {
+    if last == now_ms {
+        return gap;
+    }
+    let new = now_ms.saturating_sub(last) as f64;
+    Some(gap.map_or(new, |g| 0.7 * g + 0.3 * new))
+}
+
+/// Wall-clock milliseconds, the time session turns are recorded in.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The key a conversation's turns are tracked under: its session, else its prefix.

@@ -113,7 +113,15 @@ pub fn place(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
     };
     let preferred = prompt.saturating_add(output.tokens).max(minimum);
     let session_key = retention::session_key(conversation);
-    let gap = session_key.and_then(|k| runtime.sessions.gap_ms(k));
+    let gap = session_key
+        .filter(|_| policy.config.retention.enabled)
+        .and_then(|k| {
+            if runtime.sessions.remote() {
+                super::off_the_async_workers(|| runtime.sessions.gap_ms(k))
+            } else {
+                runtime.sessions.gap_ms(k)
+            }
+        });
     let retention = retention::hint(conversation, gap, &policy.config.retention);
     let request = PlaceRequest {
         tokens: preferred,
