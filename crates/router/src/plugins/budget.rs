@@ -18,9 +18,9 @@
 //! `shape.max_tokens` (and reserved as such), before refusal. Every answer says what is
 //! left in `x-switchyard-budget-remaining`.
 
-use super::owner::{FailMode, Owner, Period, Scope, Unowned};
+use super::owner::{FailMode, Kind, Owner, Period, Rules, Scope, Unowned, refusal};
 use super::{
-    Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads, RequestInfo, State,
+    Context, Flow, Hooks, Observation, Plugin, PluginError, Reads, RequestInfo, State,
     UpstreamRequest,
 };
 use http::{HeaderMap, HeaderValue};
@@ -82,15 +82,12 @@ const MICRO: f64 = 1e6;
 
 #[derive(Debug)]
 struct Budget {
-    name: String,
     owner: Owner,
     unit: Unit,
     /// In tokens, or millionths of a dollar.
     limit: u64,
     window: Duration,
     shape: Option<Shape>,
-    unowned: Unowned,
-    on_state_error: FailMode,
     state: Arc<dyn SharedState>,
 }
 
@@ -126,7 +123,16 @@ pub fn build(
         }
     }
     let window = o.window.duration("window")?;
-    let owner = Owner::new(o.scope, o.header, context)?;
+    let owner = Owner::new(
+        o.scope,
+        o.header,
+        Rules {
+            unowned: o.unowned,
+            on_state_error: o.on_state_error,
+            kind: Kind::Budget,
+        },
+        context,
+    )?;
     if let Some(shape) = o.shape
         && (!(shape.below > 0.0 && shape.below < 1.0) || shape.max_tokens == 0)
     {
@@ -139,14 +145,11 @@ pub fn build(
         .cloned()
         .ok_or("no shared state to keep the budget in")?;
     Ok(Box::new(Budget {
-        name: context.name.to_owned(),
         owner,
         unit,
         limit,
         window,
         shape: o.shape,
-        unowned: o.unowned,
-        on_state_error: o.on_state_error,
         state,
     }))
 }
@@ -181,44 +184,6 @@ impl Budget {
             Unit::Dollars => format!("${:.6}", amount as f64 / MICRO),
         }
     }
-
-    fn count(&self, result: &'static str) {
-        metrics::counter!("switchyard_budget_requests_total",
-            "budget" => self.name.clone(), "result" => result)
-        .increment(1);
-    }
-
-    fn refuse(&self, status: u16, code: &str, message: String) -> Flow {
-        Flow::Answer(LocalAnswer {
-            status,
-            message,
-            code: code.to_owned(),
-            usage: None,
-            verify: false,
-        })
-    }
-
-    /// The state failed: serve uncounted, or refuse, as configured.
-    fn state_failed(&self, error: &Refused) -> Flow {
-        tracing::warn!(budget = %self.name, %error, "budget not checked: the shared state failed");
-        match self.on_state_error {
-            FailMode::Open => {
-                self.count("unchecked");
-                Flow::Continue
-            }
-            FailMode::Closed => {
-                self.count("unavailable");
-                self.refuse(
-                    503,
-                    "budget_unavailable",
-                    format!(
-                        "budget `{}` cannot be checked right now; retry shortly",
-                        self.name
-                    ),
-                )
-            }
-        }
-    }
 }
 
 impl Plugin for Budget {
@@ -245,32 +210,19 @@ impl Plugin for Budget {
             return Ok(Flow::Continue);
         }
         let Some(key) = self.owner.key("budget", info) else {
-            if self.unowned == Unowned::Allow {
-                self.count("unowned");
-                return Ok(Flow::Continue);
-            }
-            self.count("refused");
-            return Ok(self.refuse(
-                403,
-                "budget_owner_missing",
-                format!(
-                    "budget `{}` is kept per owner: the request needs {}",
-                    self.name,
-                    self.owner.missing()
-                ),
-            ));
+            return Ok(self.owner.no_owner());
         };
         let mut output = info.output_tokens;
         if let Some(shape) = self.shape {
             let used = match self.state.counter(&key) {
                 Ok(used) => used,
-                Err(e) => return Ok(self.state_failed(&e)),
+                Err(e) => return Ok(self.owner.state_failed(&e)),
             };
             let left = self.limit.saturating_sub(used) as f64 / self.limit as f64;
             if left < shape.below {
                 upstream.body.cap_output(shape.max_tokens);
                 output = output.min(u64::from(shape.max_tokens));
-                self.count("shaped");
+                self.owner.count("shaped");
             }
         }
         let amount = self.cost(info, info.prompt_tokens, output);
@@ -282,7 +234,7 @@ impl Plugin for Budget {
                     remaining: Some(remaining),
                     retry_after_s: None,
                 }));
-                self.count("reserved");
+                self.owner.count("reserved");
                 Ok(Flow::Continue)
             }
             Err(Refused::Exhausted {
@@ -290,7 +242,7 @@ impl Plugin for Budget {
                 retry_after_ms,
                 ..
             }) => {
-                self.count("refused");
+                self.owner.count("refused");
                 let never = amount > self.limit;
                 *state = Some(Box::new(Held {
                     reservation: None,
@@ -300,23 +252,23 @@ impl Plugin for Budget {
                 let message = if never {
                     format!(
                         "budget `{}` is {} per window; this request alone needs {} (lower max_tokens or shorten the prompt)",
-                        self.name,
+                        self.owner.name,
                         self.render(self.limit),
                         self.render(amount)
                     )
                 } else {
                     format!(
                         "budget `{}`: {} of {} used in this window; this request needs {}; retry in {} s",
-                        self.name,
+                        self.owner.name,
                         self.render(used),
                         self.render(self.limit),
                         self.render(amount),
                         retry_after_ms.div_ceil(1000).max(1)
                     )
                 };
-                Ok(self.refuse(429, "budget_exhausted", message))
+                Ok(refusal(429, "budget_exhausted", message))
             }
-            Err(e) => Ok(self.state_failed(&e)),
+            Err(e) => Ok(self.owner.state_failed(&e)),
         }
     }
 

@@ -2,8 +2,45 @@
 //! state (`budget`, `rate_limit`): the verified caller, the value of a header (a
 //! tenant, a session), the route, or everyone.
 
-use super::{Context, Reads, RequestInfo};
+use super::{Context, Flow, LocalAnswer, Reads, RequestInfo};
 use serde::Deserialize;
+use switchyard_state::Refused;
+
+/// Which plugin counts: names its metric, codes and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Budget,
+    RateLimit,
+}
+
+impl Kind {
+    /// As messages say it.
+    fn said(self) -> &'static str {
+        match self {
+            Kind::Budget => "budget",
+            Kind::RateLimit => "rate limit",
+        }
+    }
+
+    /// The prefix of its error codes.
+    fn code(self) -> &'static str {
+        match self {
+            Kind::Budget => "budget",
+            Kind::RateLimit => "rate_limit",
+        }
+    }
+}
+
+/// An answer of the gateway's own: an error with this status, code and message.
+pub(super) fn refusal(status: u16, code: &str, message: String) -> Flow {
+    Flow::Answer(LocalAnswer {
+        status,
+        message,
+        code: code.to_owned(),
+        usage: None,
+        verify: false,
+    })
+}
 
 /// The owner kinds, as written in `scope:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -15,13 +52,25 @@ pub(super) enum Scope {
     Global,
 }
 
-/// A plugin's owner rule, checked against the configuration.
+/// A plugin's owner rule, checked against the configuration, with what a request
+/// without an owner, or met by a failing state, does.
 #[derive(Debug, Clone)]
 pub(super) struct Owner {
     scope: Scope,
     header: Option<String>,
+    unowned: Unowned,
+    on_state_error: FailMode,
+    kind: Kind,
     /// The plugin's name: its counters are its own.
-    name: String,
+    pub(super) name: String,
+}
+
+/// The options every counting plugin shares.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rules {
+    pub(super) unowned: Unowned,
+    pub(super) on_state_error: FailMode,
+    pub(super) kind: Kind,
 }
 
 impl Owner {
@@ -30,6 +79,7 @@ impl Owner {
     pub(super) fn new(
         scope: Scope,
         header: Option<String>,
+        rules: Rules,
         context: &Context<'_>,
     ) -> Result<Owner, String> {
         let header = match (scope, header) {
@@ -48,8 +98,66 @@ impl Owner {
         Ok(Owner {
             scope,
             header,
+            unowned: rules.unowned,
+            on_state_error: rules.on_state_error,
+            kind: rules.kind,
             name: context.name.to_owned(),
         })
+    }
+
+    /// Counts a request's result in the plugin's metric.
+    pub(super) fn count(&self, result: &'static str) {
+        match self.kind {
+            Kind::Budget => metrics::counter!("switchyard_budget_requests_total",
+                "budget" => self.name.clone(), "result" => result)
+            .increment(1),
+            Kind::RateLimit => metrics::counter!("switchyard_rate_limit_requests_total",
+                "limit" => self.name.clone(), "result" => result)
+            .increment(1),
+        }
+    }
+
+    /// A request without an owner: served uncounted, or refused (403), as configured.
+    pub(super) fn no_owner(&self) -> Flow {
+        if self.unowned == Unowned::Allow {
+            self.count("unowned");
+            return Flow::Continue;
+        }
+        self.count("refused");
+        refusal(
+            403,
+            &format!("{}_owner_missing", self.kind.code()),
+            format!(
+                "{} `{}` is kept per owner: the request needs {}",
+                self.kind.said(),
+                self.name,
+                self.missing()
+            ),
+        )
+    }
+
+    /// The state failed: served uncounted, or refused (503), as configured.
+    pub(super) fn state_failed(&self, error: &Refused) -> Flow {
+        tracing::warn!(plugin = %self.name, %error,
+            "{} not checked: the shared state failed", self.kind.said());
+        match self.on_state_error {
+            FailMode::Open => {
+                self.count("unchecked");
+                Flow::Continue
+            }
+            FailMode::Closed => {
+                self.count("unavailable");
+                refusal(
+                    503,
+                    &format!("{}_unavailable", self.kind.code()),
+                    format!(
+                        "{} `{}` cannot be checked right now; retry shortly",
+                        self.kind.said(),
+                        self.name
+                    ),
+                )
+            }
+        }
     }
 
     /// The key of the request's owner's `counter` (a name within the plugin), or None
@@ -78,7 +186,7 @@ impl Owner {
     }
 
     /// What a request without an owner lacks, for its refusal.
-    pub(super) fn missing(&self) -> String {
+    fn missing(&self) -> String {
         match self.scope {
             Scope::Caller => "a verified caller".to_owned(),
             _ => format!(

@@ -10,9 +10,9 @@
 //! (when enough will have refilled); every answer carries the `x-ratelimit-limit-*`,
 //! `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` headers of each limit.
 
-use super::owner::{FailMode, Owner, Period, Scope, Unowned};
+use super::owner::{FailMode, Kind, Owner, Period, Rules, Scope, Unowned, refusal};
 use super::{
-    Context, Flow, Hooks, LocalAnswer, Observation, Plugin, PluginError, Reads, RequestInfo, State,
+    Context, Flow, Hooks, Observation, Plugin, PluginError, Reads, RequestInfo, State,
     UpstreamRequest,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -62,12 +62,9 @@ struct Limit {
 
 #[derive(Debug)]
 struct RateLimit {
-    name: String,
     owner: Owner,
     requests: Option<Limit>,
     tokens: Option<Limit>,
-    unowned: Unowned,
-    on_state_error: FailMode,
     state: Arc<dyn SharedState>,
 }
 
@@ -95,12 +92,18 @@ pub fn build(
         }))
     };
     Ok(Box::new(RateLimit {
-        name: context.name.to_owned(),
-        owner: Owner::new(o.scope, o.header, context)?,
+        owner: Owner::new(
+            o.scope,
+            o.header,
+            Rules {
+                unowned: o.unowned,
+                on_state_error: o.on_state_error,
+                kind: Kind::RateLimit,
+            },
+            context,
+        )?,
         requests: limit("requests", o.requests)?,
         tokens: limit("tokens", o.tokens)?,
-        unowned: o.unowned,
-        on_state_error: o.on_state_error,
         state: context
             .state
             .cloned()
@@ -136,43 +139,6 @@ fn reset(ms: u64) -> String {
 }
 
 impl RateLimit {
-    fn count(&self, result: &'static str) {
-        metrics::counter!("switchyard_rate_limit_requests_total",
-            "limit" => self.name.clone(), "result" => result)
-        .increment(1);
-    }
-
-    fn refuse(status: u16, code: &str, message: String) -> Flow {
-        Flow::Answer(LocalAnswer {
-            status,
-            message,
-            code: code.to_owned(),
-            usage: None,
-            verify: false,
-        })
-    }
-
-    fn state_failed(&self, error: &Refused) -> Flow {
-        tracing::warn!(limit = %self.name, %error, "rate limit not checked: the shared state failed");
-        match self.on_state_error {
-            FailMode::Open => {
-                self.count("unchecked");
-                Flow::Continue
-            }
-            FailMode::Closed => {
-                self.count("unavailable");
-                RateLimit::refuse(
-                    503,
-                    "rate_limit_unavailable",
-                    format!(
-                        "rate limit `{}` cannot be checked right now; retry shortly",
-                        self.name
-                    ),
-                )
-            }
-        }
-    }
-
     fn header(limit: Limit, bucket: &Bucket) -> (&'static str, u64, u64, u64) {
         (
             limit.what,
@@ -210,39 +176,26 @@ impl Plugin for RateLimit {
             self.owner.key("rate:requests", info),
             self.owner.key("rate:tokens", info),
         ) else {
-            if self.unowned == Unowned::Allow {
-                self.count("unowned");
-                return Ok(Flow::Continue);
-            }
-            self.count("refused");
-            return Ok(RateLimit::refuse(
-                403,
-                "rate_limit_owner_missing",
-                format!(
-                    "rate limit `{}` is kept per owner: the request needs {}",
-                    self.name,
-                    self.owner.missing()
-                ),
-            ));
+            return Ok(self.owner.no_owner());
         };
         let mut taken = Taken::default();
         let refused = |taken: &mut Taken, limit: Limit, retry_after_ms: u64, amount: f64| {
-            self.count("refused");
+            self.owner.count("refused");
             let never = amount > limit.shape.capacity;
             let seconds = retry_after_ms.div_ceil(1000).max(1);
             taken.retry_after_s = (!never).then_some(seconds);
             let message = if never {
                 format!(
                     "rate limit `{}`: this request needs {amount} {} and at most {} fit per period",
-                    self.name, limit.what, limit.shape.capacity
+                    self.owner.name, limit.what, limit.shape.capacity
                 )
             } else {
                 format!(
                     "rate limit `{}` on {} reached; retry in {seconds} s",
-                    self.name, limit.what
+                    self.owner.name, limit.what
                 )
             };
-            RateLimit::refuse(429, "rate_limit_exceeded", message)
+            refusal(429, "rate_limit_exceeded", message)
         };
         if let Some(limit) = self.requests {
             match self.state.take(&requests_key, 1.0, limit.shape) {
@@ -255,7 +208,7 @@ impl Plugin for RateLimit {
                     *state = Some(Box::new(taken));
                     return Ok(flow);
                 }
-                Err(e) => return Ok(self.state_failed(&e)),
+                Err(e) => return Ok(self.owner.state_failed(&e)),
             }
         }
         if let Some(limit) = self.tokens {
@@ -274,14 +227,14 @@ impl Plugin for RateLimit {
                         Refused::Exhausted { retry_after_ms, .. } => {
                             refused(&mut taken, limit, retry_after_ms, amount)
                         }
-                        other => self.state_failed(&other),
+                        other => self.owner.state_failed(&other),
                     };
                     *state = Some(Box::new(taken));
                     return Ok(flow);
                 }
             }
         }
-        self.count("admitted");
+        self.owner.count("admitted");
         *state = Some(Box::new(taken));
         Ok(Flow::Continue)
     }
