@@ -40,6 +40,13 @@ fn two_hundred() -> u64 {
 /// Tool descriptions embedded, at most this many (the cache starts over when full).
 const CACHED: usize = 4096;
 
+/// A request offering more tools than this keeps them all, unranked: the embedding
+/// workers are shared, and one request must not hold them for hundreds of texts.
+const MAX_RANKED: usize = 128;
+
+/// Bytes of a tool's description that are embedded (the model reads 128 tokens).
+const DESCRIPTION_BYTES: usize = 1024;
+
 #[derive(Debug)]
 struct ToolSelection {
     max_tools: usize,
@@ -87,7 +94,11 @@ fn describe(tool: &Value) -> (String, String) {
     let mut text = name.replace('_', " ");
     if let Some(d) = function.get("description").and_then(Value::as_str) {
         text.push_str(": ");
-        text.push_str(d);
+        let mut end = d.len().min(DESCRIPTION_BYTES);
+        while !d.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.push_str(&d[..end]);
     }
     if let Some(properties) = function
         .pointer("/parameters/properties")
@@ -194,11 +205,14 @@ impl Plugin for ToolSelection {
         let Some(Value::Array(tools)) = body.extra.get_mut("tools") else {
             return Ok(Flow::Continue);
         };
-        let described: Vec<(String, String)> = tools.iter().map(describe).collect();
         let keep_all = |state: &mut State, why: &str| {
             *state = Some(Box::new(Kept(format!("kept all {offered} tools ({why})"))));
             Ok(Flow::Continue)
         };
+        if offered > MAX_RANKED {
+            return keep_all(state, &format!("more than {MAX_RANKED} to rank"));
+        }
+        let described: Vec<(String, String)> = tools.iter().map(describe).collect();
         let (Some(query), Some(workers)) = (info.embedding, info.embedder) else {
             return keep_all(state, "the request's embedding is not ready");
         };
@@ -258,6 +272,13 @@ mod tests {
             "parameters": {"type": "object", "properties": {"city": {}, "day": {}}}}}));
         assert_eq!(name, "get_weather");
         assert_eq!(text, "get weather: Forecast for a city (city, day)");
+    }
+
+    #[test]
+    fn a_long_description_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(DESCRIPTION_BYTES);
+        let (_, text) = describe(&json!({"function": {"name": "t", "description": long}}));
+        assert_eq!(text.len(), "t: ".len() + DESCRIPTION_BYTES);
     }
 
     #[test]
