@@ -142,22 +142,35 @@ fn called_names(message: &Value) -> Vec<&str> {
 }
 
 impl ToolPermissions {
-    /// Whether a caller with `roles` may use `tool`.
-    fn permits(&self, roles: &[String], tool: &str) -> bool {
-        let applies = |rule: &&Rule| {
-            rule.roles
-                .iter()
-                .any(|r| r == "*" || roles.iter().any(|mine| mine == r))
-        };
-        let rules: Vec<&Rule> = self.rules.iter().filter(applies).collect();
+    /// The rules that apply to a caller with `roles`.
+    fn applying<'a>(&'a self, roles: &[String]) -> Vec<&'a Rule> {
+        self.rules
+            .iter()
+            .filter(|rule| {
+                rule.roles
+                    .iter()
+                    .any(|r| r == "*" || roles.iter().any(|mine| mine == r))
+            })
+            .collect()
+    }
+
+    /// Whether the rules that apply to a caller permit `tool`.
+    fn permits(rules: &[&Rule], tool: &str) -> bool {
         rules.iter().any(|r| r.allow.is_match(tool)) && !rules.iter().any(|r| r.deny.is_match(tool))
     }
 
-    fn count(&self, action: &'static str, roles: &[String], tool: &str) {
+    /// Counts an action on `tools` and logs it once, with the first few names (the
+    /// names are the client's: a request offering thousands writes one line).
+    fn count(&self, action: &'static str, roles: &[String], tools: &[String]) {
         metrics::counter!("switchyard_tool_permissions_total",
             "plugin" => self.name.clone(), "action" => action)
-        .increment(1);
-        tracing::info!(plugin = %self.name, action, roles = %roles.join(","), tool,
+        .increment(tools.len() as u64);
+        const NAMED: usize = 8;
+        let mut named = tools[..tools.len().min(NAMED)].join(", ");
+        if tools.len() > NAMED {
+            named.push_str(&format!(" and {} more", tools.len() - NAMED));
+        }
+        tracing::info!(plugin = %self.name, action, roles = %roles.join(","), tools = %named,
             "tool permission");
     }
 
@@ -204,6 +217,7 @@ impl Plugin for ToolPermissions {
         upstream: &mut UpstreamRequest<'_>,
         _state: &mut State,
     ) -> Result<Flow, PluginError> {
+        let rules = self.applying(info.roles);
         let extra = &mut upstream.body.extra;
         let mut stripped = Vec::new();
         for field in ["tools", "functions"] {
@@ -213,15 +227,14 @@ impl Plugin for ToolPermissions {
             let mut kept = Vec::with_capacity(tools.len());
             for tool in tools.drain(..) {
                 let name = offered_name(&tool).unwrap_or_default().to_owned();
-                if self.permits(info.roles, &name) {
+                if ToolPermissions::permits(&rules, &name) {
                     kept.push(tool);
                     continue;
                 }
                 if self.mode == Mode::Block {
-                    self.count("blocked", info.roles, &name);
+                    self.count("blocked", info.roles, std::slice::from_ref(&name));
                     return Ok(Flow::Answer(self.refusal(info.roles, &name, false)));
                 }
-                self.count("stripped", info.roles, &name);
                 stripped.push(name);
             }
             if kept.is_empty() {
@@ -231,6 +244,7 @@ impl Plugin for ToolPermissions {
             }
         }
         if !stripped.is_empty() {
+            self.count("stripped", info.roles, &stripped);
             // A choice naming a stripped tool (or any choice, when none is left) goes.
             let offered = extra.contains_key("tools") || extra.contains_key("functions");
             for field in ["tool_choice", "function_call"] {
@@ -259,15 +273,16 @@ impl Plugin for ToolPermissions {
         let Some(choices) = body.get("choices").and_then(Value::as_array) else {
             return Ok(Flow::Continue);
         };
+        let rules = self.applying(info.roles);
         for choice in choices {
             let Some(message) = choice.get("message") else {
                 continue;
             };
             if let Some(tool) = called_names(message)
                 .into_iter()
-                .find(|t| !self.permits(info.roles, t))
+                .find(|t| !ToolPermissions::permits(&rules, t))
             {
-                self.count("refused_call", info.roles, tool);
+                self.count("refused_call", info.roles, &[tool.to_owned()]);
                 return Ok(Flow::Answer(self.refusal(info.roles, tool, true)));
             }
         }
@@ -290,6 +305,7 @@ impl Plugin for ToolPermissions {
             out.push(event);
             return Ok(ChunkFlow::Continue);
         };
+        let rules = self.applying(info.roles);
         let forbidden = chunk
             .get("choices")
             .and_then(Value::as_array)
@@ -297,11 +313,11 @@ impl Plugin for ToolPermissions {
             .flatten()
             .filter_map(|choice| choice.get("delta"))
             .flat_map(called_names)
-            .find(|t| !self.permits(info.roles, t))
+            .find(|t| !ToolPermissions::permits(&rules, t))
             .map(str::to_owned);
         match forbidden {
             Some(tool) => {
-                self.count("refused_call", info.roles, &tool);
+                self.count("refused_call", info.roles, std::slice::from_ref(&tool));
                 Ok(ChunkFlow::End(
                     self.refusal(info.roles, &tool, true).message,
                 ))
