@@ -307,10 +307,8 @@ impl Plugin for Budget {
         };
         let used = match outcome.usage {
             Some(usage) => self.cost(info, usage.prompt_tokens, usage.completion_tokens),
-            // An answer that began (a stream the client left, or that broke) without
-            // reporting its usage keeps its reservation; one that never began costs
-            // nothing.
-            None if outcome.status == 200 && outcome.phase == "forward" => reservation.amount,
+            // Without a usage report, an answer that began keeps its reservation.
+            None if outcome.answer_began() => reservation.amount,
             None => 0,
         };
         self.state.settle(reservation, used);

@@ -267,6 +267,15 @@ pub struct Observation<'a> {
     pub latency: Duration,
 }
 
+impl Observation<'_> {
+    /// Whether an upstream answer began reaching the client (a 200 from forward): one
+    /// without a usage report (a stream the client left, or that broke) may have cost
+    /// anything up to its cap; a request that never got this far cost nothing.
+    pub fn answer_began(&self) -> bool {
+        self.status == 200 && self.phase == "forward"
+    }
+}
+
 /// Which hooks a plugin has: the gateway does the work of a hook only when some
 /// plugin in the chain has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

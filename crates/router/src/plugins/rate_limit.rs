@@ -283,7 +283,7 @@ impl Plugin for RateLimit {
         };
         let used = match outcome.usage {
             Some(usage) => usage.prompt_tokens.saturating_add(usage.completion_tokens) as f64,
-            None if outcome.status == 200 && outcome.phase == "forward" => amount,
+            None if outcome.answer_began() => amount,
             None => 0.0,
         };
         if used < amount {
