@@ -8,7 +8,7 @@ use switchyard_pool::{
     CannotCompress, ClientDeadline, Compression, PlaceRequest, Placement, PoolSet, Prediction,
     RetentionHint,
 };
-use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer, Reads};
+use switchyard_router::plugins::{Chain, ChainInfo, LocalAnswer, Reads, Steer};
 use switchyard_wire::{ChatRequest, Conversation, Dialect};
 use switchyard_workload::Signals;
 
@@ -39,6 +39,13 @@ pub struct Governed {
     pub pools: PoolSet,
     /// The constraints that covered the request.
     pub applied: Vec<String>,
+    /// What plugins' govern hooks asked (by plugin name), e.g. a budget running low.
+    pub steered: Vec<(String, Steer)>,
+    /// The candidates before a plugin asked for the cheapest ones, when that dropped
+    /// some.
+    pub downgraded_from: Option<Vec<usize>>,
+    /// What compression a plugin asked for did.
+    pub compression: Option<Result<Compression, CannotCompress>>,
 }
 
 /// What select chose.
@@ -214,10 +221,6 @@ impl Exchange {
 
     /// What the plugin chain is told about this request, with what its plugins read.
     pub fn chain_info(&self, runtime: &Runtime, reads: &Reads) -> ChainInfo {
-        let model = self
-            .selected
-            .as_ref()
-            .and_then(|s| runtime.policy.config.models.get(s.model));
         let signals = &runtime.policy.signals;
         let conversation = &self.conversation;
         // The caller signals established, else established now.
@@ -226,11 +229,11 @@ impl Exchange {
             (Some(identity), true) => Some(identity.clone()),
             (None, true) => Some(signals.identity(conversation)),
         };
-        ChainInfo {
+        let mut info = ChainInfo {
             request_id: self.request_id.clone(),
             route: self.route_name().to_owned(),
-            model: model.map_or_else(String::new, |m| m.name.value.clone()),
-            family: model.and_then(|m| m.family),
+            model: String::new(),
+            family: None,
             stream: conversation.stream,
             dry_run: self.dry_run,
             embedding: reads
@@ -247,12 +250,27 @@ impl Exchange {
                 })
                 .collect(),
             embedder: reads.embedder.then(|| signals.workers()).flatten(),
-            prompt_tokens: u64::from(conversation.prompt_tokens),
-            output_tokens: u64::from(
-                self.billed_output(runtime.policy.config.server.expected_output_tokens),
-            ),
-            price: model.and_then(|m| m.price).map(|p| (p.input, p.output)),
-        }
+            prompt_tokens: 0,
+            output_tokens: 0,
+            price: None,
+        };
+        self.chain_selected(runtime, &mut info);
+        info
+    }
+
+    /// What select and govern changed of the chain's view: the chosen model (none
+    /// yet in the govern phase), its price, and the tokens the request is planned for.
+    pub fn chain_selected(&self, runtime: &Runtime, info: &mut ChainInfo) {
+        let model = self
+            .selected
+            .as_ref()
+            .and_then(|s| runtime.policy.config.models.get(s.model));
+        info.model = model.map_or_else(String::new, |m| m.name.value.clone());
+        info.family = model.and_then(|m| m.family);
+        info.price = model.and_then(|m| m.price).map(|p| (p.input, p.output));
+        info.prompt_tokens = u64::from(self.conversation.prompt_tokens);
+        info.output_tokens =
+            u64::from(self.billed_output(runtime.policy.config.server.expected_output_tokens));
     }
 
     /// The embedding of the last user turn: the one signals computed, else computed

@@ -173,7 +173,30 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
         }
         Phase::Govern => x.governed.as_ref().map_or_else(
             || json!({}),
-            |g| json!({"constraints": g.applied, "candidates": model_names(&g.models)}),
+            |g| {
+                let mut out =
+                    json!({"constraints": g.applied, "candidates": model_names(&g.models)});
+                if !g.steered.is_empty() {
+                    out["plugins"] = g
+                        .steered
+                        .iter()
+                        .map(|(plugin, s)| {
+                            json!({"plugin": plugin, "downgrade": s.downgrade,
+                                   "compress": s.compress, "why": s.why})
+                        })
+                        .collect();
+                }
+                if let Some(before) = &g.downgraded_from {
+                    out["downgraded_from"] = json!(model_names(before));
+                }
+                if let Some(result) = &g.compression {
+                    out["compression"] = match result {
+                        Ok(done) => json!(done),
+                        Err(short) => json!({"failed": short.to_string()}),
+                    };
+                }
+                out
+            },
         ),
         Phase::Select => x.selected.as_ref().map_or_else(
             || json!({}),

@@ -2,7 +2,7 @@
 
 use crate::exchange::{Exchange, Governed};
 use crate::runtime::Runtime;
-use switchyard_pool::PoolSet;
+use switchyard_pool::{CannotCompress, PoolSet, compress};
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Applies every constraint that covers the request, in order: each drops the
@@ -24,6 +24,9 @@ pub fn govern(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         models: routed.candidates.clone(),
         pools: PoolSet::ALL,
         applied: Vec::new(),
+        steered: Vec::new(),
+        downgraded_from: None,
+        compression: None,
     };
     for c in policy
         .constraints
@@ -74,5 +77,94 @@ pub fn govern(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         }
     }
     x.governed = Some(governed);
+    steer(runtime, x)
+}
+
+/// Makes the request's plugin chain (global plugins, then the route's) and runs its
+/// govern hooks: a plugin may ask for the cheapest candidates or a compressed prompt
+/// (a budget running low).
+fn steer(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
+    let route_plugins = x
+        .routed
+        .as_ref()
+        .and_then(|r| r.index)
+        .and_then(|i| runtime.policy.route(i))
+        .map_or(&[][..], |r| r.plugins.as_slice());
+    x.plugins = runtime
+        .plugins
+        .chain(&runtime.policy.global_plugins, route_plugins, |reads| {
+            x.chain_info(runtime, reads)
+        });
+    if !x.plugins.hooks().govern {
+        return Ok(());
+    }
+    let waits = runtime.state.remote() && x.plugins.keeps_state();
+    let mut run = || x.plugins.on_govern();
+    let asked = if waits {
+        super::off_the_async_workers(run)
+    } else {
+        run()
+    };
+    let (all, each) = asked.map_err(|failure| {
+        runtime.metrics.plugin_failure();
+        ApiError::new(ErrorKind::PluginFailed, failure.to_string())
+    })?;
+    if let Some(ratio) = all.compress {
+        compress_prompt(runtime, x, ratio);
+    }
+    if all.downgrade {
+        downgrade(runtime, x);
+    }
+    if let Some(governed) = &mut x.governed {
+        governed.steered = each;
+    }
     Ok(())
+}
+
+/// Compresses the prompt toward `ratio` of its tokens (as far as it goes: system
+/// messages and the latest turns are kept whole), and plans with what is left.
+fn compress_prompt(runtime: &Runtime, x: &mut Exchange, ratio: f64) {
+    let before = x.conversation.prompt_tokens;
+    let target = ((f64::from(before) * ratio).ceil() as u32).max(1);
+    let count = |text: &str| runtime.counter.count(text);
+    let mut result = compress(&mut x.request, target, &count);
+    if let Err(CannotCompress { reachable, .. }) = &result
+        && *reachable < before
+    {
+        result = compress(&mut x.request, *reachable, &count);
+    }
+    if let Ok(done) = &result {
+        x.conversation.prompt_tokens = x.conversation.prompt_tokens.min(done.tokens);
+    }
+    if let Some(governed) = &mut x.governed {
+        governed.compression = Some(result);
+    }
+}
+
+/// Leaves only the candidates that cost least for this request, at their prices
+/// (those without a price cannot be compared and are dropped when some has one).
+fn downgrade(runtime: &Runtime, x: &mut Exchange) {
+    let policy = &runtime.policy;
+    let prompt = f64::from(x.conversation.prompt_tokens);
+    let output = f64::from(x.billed_output(policy.config.server.expected_output_tokens));
+    let Some(governed) = &mut x.governed else {
+        return;
+    };
+    let cost = |m: usize| {
+        let price = policy.config.models.get(m)?.price?;
+        Some(prompt * price.input + output * price.output)
+    };
+    let Some(least) = governed
+        .models
+        .iter()
+        .filter_map(|&m| cost(m))
+        .min_by(f64::total_cmp)
+    else {
+        return;
+    };
+    let before = governed.models.clone();
+    governed.models.retain(|&m| cost(m) == Some(least));
+    if governed.models.len() < before.len() {
+        governed.downgraded_from = Some(before);
+    }
 }

@@ -8,19 +8,15 @@ use switchyard_router::plugins::{Flow, UpstreamRequest};
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Shapes the request for the chosen model and candidate, runs the chain's request
-/// hooks (global plugins, then the route's), then sets the fields the gateway owns.
+/// hooks (global plugins, then the route's; the chain was made in govern), then sets
+/// the fields the gateway owns.
 pub fn request_side(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
     shape::for_candidate(runtime, x);
-    let route = x.routed.as_ref().and_then(|r| r.index);
-    let route_plugins = route
-        .and_then(|i| runtime.policy.route(i))
-        .map_or(&[][..], |r| r.plugins.as_slice());
-    let chain = runtime
-        .plugins
-        .chain(&runtime.policy.global_plugins, route_plugins, |reads| {
-            x.chain_info(runtime, reads)
-        });
-    x.plugins = chain;
+    if !x.plugins.is_empty() {
+        let mut info = std::mem::take(x.plugins.info_mut());
+        x.chain_selected(runtime, &mut info);
+        *x.plugins.info_mut() = info;
+    }
     if x.plugins.hooks().request {
         // A plugin keeping shared state on a server waits on the network; one that
         // embeds texts of its own waits on the model.

@@ -14,13 +14,21 @@
 //! So the budget is passed by at most what answers used beyond their reservations,
 //! none when clients set `max_tokens`.
 //!
-//! Graduated response: below `shape.below` of the budget left, answers are capped at
-//! `shape.max_tokens` (and reserved as such), before refusal. Every answer says what is
-//! left in `x-switchyard-budget-remaining`.
+//! Graduated response, as the budget runs down and before refusal, each step on its
+//! own threshold (a share of the budget left, read once per request in the govern
+//! phase, before a model is chosen):
+//! - `shape`: answers are capped at `shape.max_tokens` (and reserved as such);
+//! - `compress`: the prompt is compressed to `compress.ratio` of its tokens (the
+//!   gateway's prompt compression: older turns and tool results shortened first);
+//! - `downgrade`: only the route's cheapest candidates for the request (by price) are
+//!   left to select from.
+//!
+//! Every answer says what is left in `x-switchyard-budget-remaining`, and the steps
+//! taken in `x-switchyard-budget-steps`; the trace names them too.
 
 use super::owner::{FailMode, Kind, Owner, Period, Rules, Scope, Unowned, refusal};
 use super::{
-    Context, Flow, Hooks, Observation, Plugin, PluginError, Reads, RequestInfo, State,
+    Context, Flow, Hooks, Observation, Plugin, PluginError, Reads, RequestInfo, State, Steer,
     UpstreamRequest,
 };
 use http::{HeaderMap, HeaderValue};
@@ -50,6 +58,12 @@ struct Options {
     /// Cap answers when little is left.
     #[serde(default)]
     shape: Option<Shape>,
+    /// Compress prompts when little is left.
+    #[serde(default)]
+    compress: Option<Compress>,
+    /// Choose among the cheapest candidates when little is left.
+    #[serde(default)]
+    downgrade: Option<Downgrade>,
     /// A request with no owner (no verified caller, no header): `refuse` (default,
     /// 403) or `allow` (it is not counted).
     #[serde(default)]
@@ -67,6 +81,23 @@ struct Shape {
     below: f64,
     /// The cap.
     max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Compress {
+    /// The share of the budget left below which prompts are compressed, in (0, 1).
+    below: f64,
+    /// The share of its tokens a prompt is compressed to, in (0, 1).
+    ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Downgrade {
+    /// The share of the budget left below which only the cheapest candidates are
+    /// left, in (0, 1).
+    below: f64,
 }
 
 /// What the budget counts.
@@ -88,6 +119,8 @@ struct Budget {
     limit: u64,
     window: Duration,
     shape: Option<Shape>,
+    compress: Option<Compress>,
+    downgrade: Option<Downgrade>,
     state: Arc<dyn SharedState>,
 }
 
@@ -140,6 +173,20 @@ pub fn build(
             "shape: below is a share of the budget in (0, 1) and max_tokens at least 1".to_owned(),
         );
     }
+    let share = |x: f64| x > 0.0 && x < 1.0;
+    if let Some(c) = o.compress
+        && !(share(c.below) && share(c.ratio))
+    {
+        return Err(
+            "compress: below is a share of the budget and ratio a share of the prompt, both in (0, 1)"
+                .to_owned(),
+        );
+    }
+    if let Some(d) = o.downgrade
+        && !share(d.below)
+    {
+        return Err("downgrade: below is a share of the budget in (0, 1)".to_owned());
+    }
     let state = context
         .state
         .cloned()
@@ -150,6 +197,8 @@ pub fn build(
         limit,
         window,
         shape: o.shape,
+        compress: o.compress,
+        downgrade: o.downgrade,
         state,
     }))
 }
@@ -157,12 +206,21 @@ pub fn build(
 /// One request's standing with the budget.
 #[derive(Debug, Default)]
 struct Held {
+    /// The share of the budget left, as read in the govern phase.
+    left: Option<f64>,
+    /// The steps taken (`shape`, `compress`, `downgrade`).
+    steps: Vec<&'static str>,
     /// What was reserved, to settle.
     reservation: Option<Reservation>,
     /// Left after the reservation (in the budget's unit).
     remaining: Option<u64>,
     /// When refused: seconds until the window ends.
     retry_after_s: Option<u64>,
+}
+
+/// The request's standing, made when first needed.
+fn held(state: &mut State) -> &mut Held {
+    super::state_of(state)
 }
 
 impl Budget {
@@ -178,6 +236,11 @@ impl Budget {
         }
     }
 
+    /// The share of the budget left when `used` is spent.
+    fn left(&self, used: u64) -> f64 {
+        self.limit.saturating_sub(used) as f64 / self.limit as f64
+    }
+
     fn render(&self, amount: u64) -> String {
         match self.unit {
             Unit::Tokens => format!("{amount} tokens"),
@@ -189,6 +252,7 @@ impl Budget {
 impl Plugin for Budget {
     fn hooks(&self) -> Hooks {
         Hooks {
+            govern: self.compress.is_some() || self.downgrade.is_some(),
             request: true,
             response_headers: true,
             observe: true,
@@ -198,6 +262,40 @@ impl Plugin for Budget {
 
     fn reads(&self) -> Reads {
         self.owner.reads()
+    }
+
+    fn on_govern(&self, info: &RequestInfo<'_>, state: &mut State) -> Result<Steer, PluginError> {
+        // No owner, or no state: the request hook refuses or lets it pass, and counts.
+        let Some(key) = self.owner.key("budget", info) else {
+            return Ok(Steer::default());
+        };
+        let Ok(used) = self.state.counter(&key) else {
+            return Ok(Steer::default());
+        };
+        let left = self.left(used);
+        let held = held(state);
+        held.left = Some(left);
+        let mut steer = Steer::default();
+        if let Some(c) = self.compress
+            && left < c.below
+        {
+            steer.compress = Some(c.ratio);
+            held.steps.push("compress");
+        }
+        if let Some(d) = self.downgrade
+            && left < d.below
+        {
+            steer.downgrade = true;
+            held.steps.push("downgrade");
+        }
+        if !steer.is_empty() {
+            steer.why = Some(format!(
+                "{:.1}% of budget `{}` left",
+                left * 100.0,
+                self.owner.name
+            ));
+        }
+        Ok(steer)
     }
 
     fn on_request(
@@ -212,28 +310,35 @@ impl Plugin for Budget {
         let Some(key) = self.owner.key("budget", info) else {
             return Ok(self.owner.no_owner());
         };
+        let held = held(state);
+        for step in &held.steps {
+            self.owner.count(match *step {
+                "compress" => "compressed",
+                _ => "downgraded",
+            });
+        }
         let mut output = info.output_tokens;
         if let Some(shape) = self.shape {
-            let used = match self.state.counter(&key) {
-                Ok(used) => used,
-                Err(e) => return Ok(self.owner.state_failed(&e)),
+            // Read in the govern phase when a step there needed it; else now.
+            let left = match held.left {
+                Some(left) => left,
+                None => match self.state.counter(&key) {
+                    Ok(used) => self.left(used),
+                    Err(e) => return Ok(self.owner.state_failed(&e)),
+                },
             };
-            let left = self.limit.saturating_sub(used) as f64 / self.limit as f64;
             if left < shape.below {
                 upstream.body.cap_output(shape.max_tokens);
                 output = output.min(u64::from(shape.max_tokens));
+                held.steps.push("shape");
                 self.owner.count("shaped");
             }
         }
         let amount = self.cost(info, info.prompt_tokens, output);
         match self.state.reserve(&key, amount, self.limit, self.window) {
             Ok(reservation) => {
-                let remaining = self.limit.saturating_sub(reservation.used);
-                *state = Some(Box::new(Held {
-                    reservation: Some(reservation),
-                    remaining: Some(remaining),
-                    retry_after_s: None,
-                }));
+                held.remaining = Some(self.limit.saturating_sub(reservation.used));
+                held.reservation = Some(reservation);
                 self.owner.count("reserved");
                 Ok(Flow::Continue)
             }
@@ -244,11 +349,8 @@ impl Plugin for Budget {
             }) => {
                 self.owner.count("refused");
                 let never = amount > self.limit;
-                *state = Some(Box::new(Held {
-                    reservation: None,
-                    remaining: Some(self.limit.saturating_sub(used)),
-                    retry_after_s: (!never).then(|| retry_after_ms.div_ceil(1000).max(1)),
-                }));
+                held.remaining = Some(self.limit.saturating_sub(used));
+                held.retry_after_s = (!never).then(|| retry_after_ms.div_ceil(1000).max(1));
                 let message = if never {
                     format!(
                         "budget `{}` is {} per window; this request alone needs {} (lower max_tokens or shorten the prompt)",
@@ -294,7 +396,17 @@ impl Plugin for Budget {
         if let Some(seconds) = held.retry_after_s {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if !held.steps.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&held.steps.join(", "))
+        {
+            headers.insert("x-switchyard-budget-steps", value);
+        }
         Ok(())
+    }
+
+    fn explain(&self, state: &State) -> Option<String> {
+        let held = state.as_ref()?.downcast_ref::<Held>()?;
+        (!held.steps.is_empty()).then(|| format!("steps: {}", held.steps.join(", ")))
     }
 
     fn on_observe(&self, info: &RequestInfo<'_>, outcome: &Observation<'_>, state: &mut State) {
@@ -465,6 +577,58 @@ mod tests {
     }
 
     #[test]
+    fn govern_asks_for_compression_then_a_downgrade_as_the_budget_runs_down() {
+        let (b, _) = budget(json!({"scope": "caller", "tokens": 1000, "window": "hour",
+                                   "compress": {"below": 0.5, "ratio": 0.25},
+                                   "downgrade": {"below": 0.2}}));
+        assert!(b.hooks().govern);
+        let alice = info(Some("alice"), 100, 300);
+        let govern = |state: &mut State| b.on_govern(&alice, state).unwrap();
+        let mut state: State = None;
+        assert_eq!(govern(&mut state), Steer::default(), "all of it left");
+        // 400 used: 60% left.
+        run(&*b, &alice, Some(Usage::new(100, 300)));
+        assert!(govern(&mut None).is_empty());
+        // 800 used: 20% left is not below 20%; 801 is.
+        run(&*b, &alice, Some(Usage::new(100, 300)));
+        let steer = govern(&mut None);
+        assert_eq!((steer.downgrade, steer.compress), (false, Some(0.25)));
+        assert_eq!(steer.why.as_deref(), Some("20.0% of budget `b` left"));
+        run(&*b, &info(Some("alice"), 1, 0), Some(Usage::new(1, 0)));
+        let mut state: State = None;
+        let steer = govern(&mut state);
+        assert_eq!((steer.downgrade, steer.compress), (true, Some(0.25)));
+        // The request hook reports the steps, and does not read the counter again.
+        let small = info(Some("alice"), 10, 10);
+        let mut body: ChatRequest =
+            serde_json::from_value(json!({"model": "m", "messages": []})).unwrap();
+        let flow = b
+            .on_request(
+                &small,
+                &mut UpstreamRequest {
+                    body: &mut body,
+                    headers: &mut HeaderMap::new(),
+                },
+                &mut state,
+            )
+            .unwrap();
+        assert_eq!(status(&flow), 200);
+        let mut headers = HeaderMap::new();
+        b.on_response_headers(&small, 200, &mut headers, &mut state)
+            .unwrap();
+        assert_eq!(headers["x-switchyard-budget-steps"], "compress, downgrade");
+        assert_eq!(headers["x-switchyard-budget-remaining"], "179");
+        assert_eq!(
+            b.explain(&state).as_deref(),
+            Some("steps: compress, downgrade")
+        );
+        // Without those steps there is no govern hook.
+        let (plain, _) = budget(json!({"scope": "caller", "tokens": 1000, "window": "hour",
+                                       "shape": {"below": 0.5, "max_tokens": 9}}));
+        assert!(!plain.hooks().govern);
+    }
+
+    #[test]
     fn dollar_budgets_price_at_the_models_prices() {
         let (b, _) = budget(json!({"scope": "caller", "dollars": 0.01, "window": "day"}));
         // 1,000 prompt tokens at $1/M and 2,000 out at $2/M: $0.005 each.
@@ -544,6 +708,16 @@ mod tests {
             (
                 json!({"scope": "global", "tokens": 5, "window": "day", "limit": 5}),
                 "unknown option",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": "day",
+                    "compress": {"below": 0.5, "ratio": 1.0}}),
+                "both in (0, 1)",
+            ),
+            (
+                json!({"scope": "global", "tokens": 5, "window": "day",
+                    "downgrade": {"below": 0}}),
+                "downgrade: below",
             ),
         ] {
             let error = build(options.as_object().unwrap(), &context).unwrap_err();

@@ -3,7 +3,7 @@
 
 use super::{
     Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY, Reads,
-    RequestInfo, State, UpstreamRequest, Verification,
+    RequestInfo, State, Steer, UpstreamRequest, Verification,
 };
 use http::HeaderMap;
 use serde::Serialize;
@@ -319,6 +319,37 @@ impl Chain {
     /// What each plugin did, in order.
     pub fn runs(&self) -> impl Iterator<Item = &PluginRun> {
         self.links.iter().map(|l| &l.run)
+    }
+
+    /// What the hooks are told about the request: the gateway fills in the chosen
+    /// model once select has run.
+    pub fn info_mut(&mut self) -> &mut ChainInfo {
+        &mut self.info
+    }
+
+    /// Govern hooks, in order: what each asked, by plugin name (only those that asked
+    /// something), and all of it merged (a downgrade if any asks; the smallest share
+    /// to compress to).
+    pub fn on_govern(&mut self) -> Result<(Steer, Vec<(String, Steer)>), PluginFailure> {
+        let info = self.info.view();
+        let mut all = Steer::default();
+        let mut each = Vec::new();
+        for link in self.links.iter_mut().filter(|l| l.entry.hooks.govern) {
+            let (plugin, state) = (&link.entry.plugin, &mut link.state);
+            match guarded(|| plugin.on_govern(&info, state)) {
+                Ok(steer) if steer.is_empty() => {}
+                Ok(steer) => {
+                    all.downgrade |= steer.downgrade;
+                    all.compress = match (all.compress, steer.compress) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    each.push((link.run.name.clone(), steer));
+                }
+                Err(message) => fail(link, "on_govern", message)?,
+            }
+        }
+        Ok((all, each))
     }
 
     /// Request hooks, in order, until one answers locally.

@@ -7,6 +7,8 @@
 //! has, such as re-reading a stream event by event). The hooks, in the order a
 //! request meets them:
 //!
+//! - [`Plugin::on_govern`] (phase `govern`, before a model is chosen): may steer the
+//!   choice: keep only the route's cheapest candidates, compress the prompt;
 //! - [`Plugin::on_request`] (phase `plugins`): may rewrite the upstream request and
 //!   its headers, or answer locally ([`Flow::Answer`]): forward is skipped, observe
 //!   still runs;
@@ -252,6 +254,19 @@ impl PluginError {
 /// What a plugin keeps between the hooks of one request (its own type, boxed).
 pub type State = Option<Box<dyn Any + Send + Sync>>;
 
+/// A plugin's per-request value of type `T`, made (default) when there is none or it
+/// is of another type.
+pub(crate) fn state_of<T: Default + Any + Send + Sync>(state: &mut State) -> &mut T {
+    if state.as_ref().is_none_or(|s| !s.is::<T>()) {
+        *state = Some(Box::<T>::default());
+    }
+    #[allow(clippy::expect_used)] // set just above
+    state
+        .as_mut()
+        .and_then(|s| s.downcast_mut::<T>())
+        .expect("a value of its type")
+}
+
 /// How a request ended, for [`Plugin::on_observe`].
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
@@ -276,10 +291,30 @@ impl Observation<'_> {
     }
 }
 
+/// What a govern hook asks of the choice still to be made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Steer {
+    /// Keep only the candidates that cost least for this request (by price).
+    pub downgrade: bool,
+    /// Compress the prompt to this share of its tokens, in (0, 1).
+    pub compress: Option<f64>,
+    /// Why, in a few words, for the trace (`12% of budget `b` left`).
+    pub why: Option<String>,
+}
+
+impl Steer {
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.downgrade && self.compress.is_none()
+    }
+}
+
 /// Which hooks a plugin has: the gateway does the work of a hook only when some
 /// plugin in the chain has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hooks {
+    /// [`Plugin::on_govern`].
+    pub govern: bool,
     /// [`Plugin::on_request`].
     pub request: bool,
     /// [`Plugin::on_response_headers`].
@@ -295,6 +330,7 @@ pub struct Hooks {
 impl Hooks {
     /// Only the request hook.
     pub const REQUEST: Hooks = Hooks {
+        govern: false,
         request: true,
         response_headers: false,
         response: false,
@@ -305,6 +341,7 @@ impl Hooks {
     /// Hooks either set has.
     pub fn union(self, other: Hooks) -> Hooks {
         Hooks {
+            govern: self.govern || other.govern,
             request: self.request || other.request,
             response_headers: self.response_headers || other.response_headers,
             response: self.response || other.response,
@@ -331,6 +368,12 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// trace (its `plugins[].result` reads `continue: …`); default: nothing to add.
     fn explain(&self, _state: &State) -> Option<String> {
         None
+    }
+
+    /// govern, before a model is chosen (`info.model` is empty, `info.price` absent):
+    /// may steer the choice ([`Steer`]). The state it leaves is the request hook's.
+    fn on_govern(&self, _info: &RequestInfo<'_>, _state: &mut State) -> Result<Steer, PluginError> {
+        Ok(Steer::default())
     }
 
     /// Before forward: may rewrite `upstream` or answer locally.

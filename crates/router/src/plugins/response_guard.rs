@@ -343,14 +343,7 @@ impl ResponseGuard {
 }
 
 fn guarded(state: &mut State) -> &mut Guarded {
-    if state.as_ref().is_none_or(|s| !s.is::<Guarded>()) {
-        *state = Some(Box::new(Guarded::default()));
-    }
-    #[allow(clippy::expect_used)] // set just above
-    state
-        .as_mut()
-        .and_then(|s| s.downcast_mut::<Guarded>())
-        .expect("guard state")
+    super::state_of(state)
 }
 
 impl Plugin for ResponseGuard {
@@ -361,6 +354,7 @@ impl Plugin for ResponseGuard {
             response_headers: true,
             response: true,
             stream: true,
+            govern: false,
             observe: false,
         }
     }

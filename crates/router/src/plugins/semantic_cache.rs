@@ -551,6 +551,7 @@ impl Plugin for SemanticCache {
             response_headers: true,
             response: true,
             stream: true,
+            govern: false,
             observe: true,
         }
     }
