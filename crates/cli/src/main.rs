@@ -259,7 +259,7 @@ async fn run(command: Command) -> Result<()> {
 /// Loads and compiles a configuration, printing warnings; errors carry file and line.
 fn compile(path: &Path) -> Result<Policy> {
     let config = load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    let mut policy = Policy::compile(config).map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
     // Plugin types and their options are the router's to check.
     // (Built against a state of its own: nothing here counts requests.)
     let state: std::sync::Arc<dyn switchyard_state::SharedState> =
@@ -267,8 +267,11 @@ fn compile(path: &Path) -> Result<Policy> {
             std::sync::Arc::new(switchyard_state::SystemClock::new()),
             switchyard_state::Limits::default(),
         ));
-    switchyard_router::plugins::Plugins::build(&policy, &[], &state)
+    let plugins = switchyard_router::plugins::Plugins::build(&policy, &[], &state)
         .map_err(|e| anyhow::anyhow!("{}", e.in_file(path)))?;
+    // So are their rules that never take effect (budgets, tool permissions).
+    let found = plugins.warnings(&policy);
+    policy.warnings.extend(found);
     for w in &policy.warnings {
         let mut w = w.clone();
         w.file.get_or_insert_with(|| path.to_path_buf());
@@ -468,7 +471,7 @@ fn check(path: &Path, json: bool, run_tests: bool) -> Result<()> {
     println!(
         "{}: ok: {} models, {} pools, {} routes{}, {} signals, {} constraints, {} warnings, \
          {} notes (checked over {} signals: every pair of routes, shadowing, dead routes, \
-         gaps, constraints)",
+         gaps, constraints, budgets and tool rules)",
         path.display(),
         policy.config.models.len(),
         policy.config.pools.len(),

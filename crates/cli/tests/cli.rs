@@ -41,6 +41,59 @@ fn the_examples_pass_check() {
 }
 
 #[test]
+fn check_warns_of_budget_steps_and_tool_rules_that_never_take_effect() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-plugins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        "\
+models:
+  - {name: strong, price: {input: 3, output: 15}}
+  - {name: cheap, price: {input: 3, output: 15}}
+pools:
+  - {name: big, model: strong, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}
+  - {name: small, model: cheap, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}
+signals:
+  keyword:
+    - {name: hi, keywords: [hello]}
+  identity:
+    trusted_headers: {subject: x-user-id, roles: x-roles, trusted_proxies: ['127.0.0.1/32']}
+plugins:
+  - {name: daily, type: budget, scope: caller, dollars: 1, window: day,
+     shape: {below: 0.00001, max_tokens: 16}, downgrade: {below: 0.2}}
+  - name: tools
+    type: tool_permissions
+    mode: block
+    rules:
+      - {roles: [intern], allow: ['search_*']}
+      - {roles: [intern, support], deny: ['search*']}
+      - {roles: [support], allow: [get_weather]}
+routes:
+  - {name: chat, when: {keyword: hi}, models: [strong, cheap], plugins: [daily, tools]}
+default_route: {models: [strong]}
+",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = switchyard(&["check", "--config", path.to_str().unwrap()]);
+    assert!(ok, "warnings do not fail check: {stderr}");
+    assert!(stdout.contains(" 4 warnings,"), "{stdout}{stderr}");
+    for expected in [
+        "plugin `daily` (budget): step `downgrade` never changes the model on route `chat`: its candidates have the same price",
+        "plugin `daily` (budget): step `shape` can never take effect: it starts below $0.000010 left, and the smallest request costs $0.000018 (on `cheap`)",
+        "plugin `tools` (tool_permissions): rules[0].allow `search_*` never permits a tool: rules[1].deny `search*` denies every name it matches for roles intern; e.g. a caller with role `intern` offering tool `search_x` has it refused",
+        "in block mode, every request from a caller whose only role is `intern` that offers a tool is refused on route chat",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+    // The warnings point at the plugin's definition.
+    assert!(
+        stderr.contains("policy.yaml:13:5: warning: plugins[0]"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_proves_overlaps_shadowed_routes_and_gaps_with_witnesses() {
     let dir = std::env::temp_dir().join(format!("switchyard-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -28,8 +28,8 @@
 
 use super::owner::{FailMode, Kind, Owner, Period, Rules, Scope, Unowned, refusal};
 use super::{
-    Context, Flow, Hooks, Observation, Plugin, PluginError, Reads, RequestInfo, State, Steer,
-    UpstreamRequest,
+    CheckContext, CheckRoute, Context, Flow, Hooks, Observation, Plugin, PluginError, Reads,
+    RequestInfo, State, Steer, UpstreamRequest, Warning,
 };
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -236,6 +236,30 @@ impl Budget {
         }
     }
 
+    /// What `prompt` and `output` tokens cost at best on a route (the cheapest
+    /// candidate), and which candidate that is.
+    fn least<'a>(
+        &self,
+        route: &CheckRoute<'a>,
+        prompt: u64,
+        output: u64,
+    ) -> Option<(u64, &'a str)> {
+        route
+            .candidates
+            .iter()
+            .map(|&(name, price)| {
+                let cost = match self.unit {
+                    Unit::Tokens => prompt.saturating_add(output),
+                    Unit::Dollars => {
+                        let (input, out) = price.unwrap_or((0.0, 0.0));
+                        (prompt as f64 * input + output as f64 * out).ceil() as u64
+                    }
+                };
+                (cost, name)
+            })
+            .min()
+    }
+
     /// The share of the budget left when `used` is spent.
     fn left(&self, used: u64) -> f64 {
         self.limit.saturating_sub(used) as f64 / self.limit as f64
@@ -250,6 +274,97 @@ impl Budget {
 }
 
 impl Plugin for Budget {
+    fn check(&self, context: &CheckContext<'_>) -> Vec<Warning> {
+        let mut found = Vec::new();
+        let expected = u64::from(context.expected_output_tokens);
+        for route in &context.routes {
+            // A request that sets no max_tokens is reserved at the expected length.
+            if let Some((need, model)) = self.least(route, 1, expected)
+                && need > self.limit
+            {
+                found.push(Warning {
+                    message: format!(
+                        "on route `{}`, every request without max_tokens is refused: it is reserved {expected} answer tokens, at least {} (on `{model}`), more than the whole budget of {}",
+                        route.name,
+                        self.render(need),
+                        self.render(self.limit)
+                    ),
+                    witness: format!(
+                        "a one-token prompt without max_tokens on route `{}`",
+                        route.name
+                    ),
+                    help: Some(
+                        "raise the budget, or lower server.expected_output_tokens".to_owned(),
+                    ),
+                });
+            }
+            if self.downgrade.is_some() {
+                let prices: Vec<Option<(f64, f64)>> =
+                    route.candidates.iter().map(|&(_, p)| p).collect();
+                let why = if prices.len() < 2 {
+                    Some("it has one candidate".to_owned())
+                } else if prices.iter().all(Option::is_none) {
+                    Some("none of its candidates has a price".to_owned())
+                } else if prices.iter().all(|p| *p == prices[0]) {
+                    Some("its candidates have the same price".to_owned())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    let names: Vec<&str> = route.candidates.iter().map(|&(n, _)| n).collect();
+                    found.push(Warning {
+                        message: format!(
+                            "step `downgrade` never changes the model on route `{}`: {why}",
+                            route.name
+                        ),
+                        witness: format!(
+                            "a request on route `{}` with the budget nearly spent still has candidates {}",
+                            route.name,
+                            names.join(", ")
+                        ),
+                        help: Some(
+                            "give the route a cheaper candidate with a price, or drop downgrade"
+                                .to_owned(),
+                        ),
+                    });
+                }
+            }
+        }
+        // A step whose threshold is below the smallest request's cost starts only when
+        // nothing fits any more.
+        let smallest = context
+            .routes
+            .iter()
+            .filter_map(|r| self.least(r, 1, 1))
+            .min();
+        let steps = [
+            ("shape", self.shape.map(|s| s.below)),
+            ("compress", self.compress.map(|c| c.below)),
+            ("downgrade", self.downgrade.map(|d| d.below)),
+        ];
+        for (step, below) in steps {
+            let (Some(below), Some((need, model))) = (below, smallest) else {
+                continue;
+            };
+            let starts = (below * self.limit as f64).ceil() as u64;
+            if starts <= need {
+                found.push(Warning {
+                    message: format!(
+                        "step `{step}` can never take effect: it starts below {} left, and the smallest request costs {} (on `{model}`), so by then nothing fits",
+                        self.render(starts),
+                        self.render(need)
+                    ),
+                    witness: format!(
+                        "with {} left, a one-token prompt asking for one token is refused",
+                        self.render(starts.saturating_sub(1))
+                    ),
+                    help: Some(format!("raise {step}.below")),
+                });
+            }
+        }
+        found
+    }
+
     fn hooks(&self) -> Hooks {
         Hooks {
             govern: self.compress.is_some() || self.downgrade.is_some(),
@@ -432,6 +547,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use switchyard_state::{InProcess, Limits, ManualClock};
+    // (CheckContext and CheckRoute come with super::*.)
     use switchyard_wire::{ChatRequest, Usage};
 
     fn info<'a>(caller: Option<&'a str>, prompt: u64, output: u64) -> RequestInfo<'a> {
@@ -626,6 +742,79 @@ mod tests {
         let (plain, _) = budget(json!({"scope": "caller", "tokens": 1000, "window": "hour",
                                        "shape": {"below": 0.5, "max_tokens": 9}}));
         assert!(!plain.hooks().govern);
+    }
+
+    #[test]
+    fn the_checker_finds_steps_that_never_take_effect_and_budgets_too_small() {
+        let route = |name: &'static str, candidates: Vec<(&'static str, Option<(f64, f64)>)>| {
+            super::super::CheckRoute { name, candidates }
+        };
+        let context = CheckContext {
+            routes: vec![
+                route("one", vec![("m", Some((1.0, 2.0)))]),
+                route(
+                    "two",
+                    vec![("m", Some((1.0, 2.0))), ("n", Some((0.5, 1.0)))],
+                ),
+            ],
+            expected_output_tokens: 512,
+        };
+        let messages = |options: Value| -> Vec<String> {
+            budget(options)
+                .0
+                .check(&context)
+                .into_iter()
+                .map(|w| format!("{} / {}", w.message, w.witness))
+                .collect()
+        };
+        // Fine: nothing to say.
+        assert!(
+            messages(json!({"scope": "caller", "tokens": 10000, "window": "day",
+                            "shape": {"below": 0.5, "max_tokens": 9}}))
+            .is_empty()
+        );
+        let found = messages(json!({"scope": "caller", "tokens": 10000, "window": "day",
+                                    "downgrade": {"below": 0.1}}));
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with(
+                "step `downgrade` never changes the model on route `one`: it has one candidate"
+            ),
+            "{found:?}"
+        );
+        // Under 2 tokens left (0.0001 of 10,000 is 1): nothing fits by then.
+        let found = messages(json!({"scope": "caller", "tokens": 10000, "window": "day",
+                                    "shape": {"below": 0.0001, "max_tokens": 9}}));
+        assert_eq!(
+            found,
+            [
+                "step `shape` can never take effect: it starts below 1 tokens left, and the smallest request costs 2 tokens (on `m`), so by then nothing fits / with 0 tokens left, a one-token prompt asking for one token is refused"
+            ]
+        );
+        assert_eq!(
+            messages(json!({"scope": "caller", "tokens": 10000, "window": "day",
+                            "shape": {"below": 0.0002, "max_tokens": 9}}))
+            .len(),
+            1,
+            "below 2 tokens left, 1 is left at most: still nothing fits"
+        );
+        assert!(
+            messages(json!({"scope": "caller", "tokens": 10000, "window": "day",
+                            "shape": {"below": 0.0003, "max_tokens": 9}}))
+            .is_empty(),
+            "below 3 tokens left, 2 may be: the smallest request fits"
+        );
+        // A budget smaller than a request without max_tokens, on each route.
+        let found = messages(json!({"scope": "caller", "tokens": 500, "window": "day"}));
+        assert_eq!(found.len(), 2);
+        assert!(found[1].starts_with("on route `two`, every request without max_tokens is refused: it is reserved 512 answer tokens, at least 513 tokens"));
+        // In dollars, the cheapest candidate counts: 1 × $0.5/M + 512 × $1/M = $0.000513.
+        let found = messages(json!({"scope": "caller", "dollars": 0.0006, "window": "day"}));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("route `one`") && found[0].contains("$0.001025"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! order, each hook under the plugin's `on_error` rule, panics caught.
 
 use super::{
-    Build, ChunkFlow, Context, Flow, Hooks, Observation, Plugin, PluginError, REGISTRY, Reads,
-    RequestInfo, State, Steer, UpstreamRequest, Verification,
+    Build, CheckContext, CheckRoute, ChunkFlow, Context, Flow, Hooks, Observation, Plugin,
+    PluginError, REGISTRY, Reads, RequestInfo, State, Steer, UpstreamRequest, Verification,
 };
 use http::HeaderMap;
 use serde::Serialize;
@@ -111,6 +111,59 @@ impl Plugins {
             .fold(Reads::default(), |all, e| all.union(&e.reads))
             .headers;
         Ok(Plugins { entries, headers })
+    }
+
+    /// What the checker finds in each plugin's configuration, given the routes it runs
+    /// on (its own routes, or every route for a global plugin): warnings at the
+    /// plugin's definition, each with a witness.
+    pub fn warnings(&self, policy: &Policy) -> Vec<Diagnostic> {
+        let config = &policy.config;
+        let model = |m: usize| {
+            config
+                .models
+                .get(m)
+                .map(|c| (c.name.value.as_str(), c.price.map(|p| (p.input, p.output))))
+        };
+        let mut found = Vec::new();
+        for (i, entry) in self.entries.iter().enumerate() {
+            let Some(definition) = config.plugins.get(i) else {
+                continue;
+            };
+            let global = policy.global_plugins.contains(&i);
+            let routes = policy
+                .routes()
+                .iter()
+                .filter(|r| global || r.plugins.contains(&i))
+                .map(|r| CheckRoute {
+                    name: &r.name,
+                    candidates: r.candidates.iter().filter_map(|&m| model(m)).collect(),
+                })
+                .collect();
+            let context = CheckContext {
+                routes,
+                expected_output_tokens: config.server.expected_output_tokens,
+            };
+            for w in entry.plugin.check(&context) {
+                let mut d = Diagnostic::warning(
+                    &definition.at,
+                    format!("plugins[{i}]"),
+                    format!(
+                        "plugin `{}` ({}): {}; e.g. {}",
+                        entry.name, entry.kind, w.message, w.witness
+                    ),
+                );
+                if let Some(help) = w.help {
+                    d = d.with_help(help);
+                }
+                found.push(d);
+            }
+        }
+        if let Some(map) = &config.source {
+            found
+                .iter_mut()
+                .for_each(|d| switchyard_policy::dsl::relocate(map, d));
+        }
+        found
     }
 
     /// Whether some plugin reads the request's embedding: the runtime then loads the

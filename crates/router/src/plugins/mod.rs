@@ -309,6 +309,36 @@ impl Steer {
     }
 }
 
+/// What the checker tells a plugin about where it runs ([`Plugin::check`]).
+#[derive(Debug, Clone, Default)]
+pub struct CheckContext<'a> {
+    /// The routes whose requests meet the plugin (every route, for a global plugin).
+    pub routes: Vec<CheckRoute<'a>>,
+    /// The answer length a request without `max_tokens` is planned and priced for.
+    pub expected_output_tokens: u32,
+}
+
+/// A route, as the checker shows it to a plugin.
+#[derive(Debug, Clone)]
+pub struct CheckRoute<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its candidates: name and price (dollars per million tokens, input and output).
+    pub candidates: Vec<(&'a str, Option<(f64, f64)>)>,
+}
+
+/// Something about a plugin's configuration that will not do what it seems to: a
+/// rule that can never take effect, or requests it always refuses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// What is wrong.
+    pub message: String,
+    /// A concrete case that shows it.
+    pub witness: String,
+    /// What to write instead.
+    pub help: Option<String>,
+}
+
 /// Which hooks a plugin has: the gateway does the work of a hook only when some
 /// plugin in the chain has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -362,6 +392,12 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// What it reads of a request besides the body (default: nothing).
     fn reads(&self) -> Reads {
         Reads::default()
+    }
+
+    /// What `switchyard check` should warn about, given the routes the plugin runs on
+    /// (default: nothing).
+    fn check(&self, _context: &CheckContext<'_>) -> Vec<Warning> {
+        Vec::new()
     }
 
     /// What the request hook did to this request, in a few words, for the explain

@@ -12,8 +12,8 @@
 //! is counted and logged with the roles and the tool.
 
 use super::{
-    ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, Reads, RequestInfo, State,
-    UpstreamRequest,
+    CheckContext, ChunkFlow, Context, Flow, Hooks, LocalAnswer, Plugin, PluginError, Reads,
+    RequestInfo, State, UpstreamRequest, Warning,
 };
 use regex::RegexSet;
 use serde::Deserialize;
@@ -55,6 +55,9 @@ struct Rule {
     roles: Vec<String>,
     allow: RegexSet,
     deny: RegexSet,
+    /// The globs as written, for the checker.
+    allow_globs: Vec<String>,
+    deny_globs: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -106,6 +109,8 @@ pub fn build(
             roles: r.roles,
             allow: globs(&format!("rules[{i}].allow"), &r.allow)?,
             deny: globs(&format!("rules[{i}].deny"), &r.deny)?,
+            allow_globs: r.allow,
+            deny_globs: r.deny,
         });
     }
     Ok(Box::new(ToolPermissions {
@@ -113,6 +118,38 @@ pub fn build(
         mode: o.mode,
         rules,
     }))
+}
+
+/// Whether glob `d` matches every name glob `p` matches. Sound, not complete: true
+/// only when certain (`d` matches `p` read as a string, where `d`'s `*` takes any run
+/// of `p`'s symbols, wildcards included, and `d`'s `?` one symbol that is not `*`).
+fn covers(d: &str, p: &str) -> bool {
+    let (d, p): (Vec<char>, Vec<char>) = (d.chars().collect(), p.chars().collect());
+    // m[j]: d's first i symbols cover p's first j (row i, rolled).
+    let mut m = vec![false; p.len() + 1];
+    m[0] = true;
+    for &c in &d {
+        let mut next = vec![false; p.len() + 1];
+        for j in 0..=p.len() {
+            next[j] = match c {
+                '*' => m[j] || (j > 0 && next[j - 1]),
+                '?' => j > 0 && p[j - 1] != '*' && m[j - 1],
+                c => j > 0 && p[j - 1] == c && m[j - 1],
+            };
+        }
+        m = next;
+    }
+    m[p.len()]
+}
+
+/// A tool name glob `p` matches (wildcards filled in).
+fn example(p: &str) -> String {
+    if p.chars().all(|c| c == '*') {
+        return "any_tool".to_owned();
+    }
+    p.chars()
+        .map(|c| if c == '*' || c == '?' { 'x' } else { c })
+        .collect()
 }
 
 /// The name of an offered tool (`{type: function, function: {name}}`, or a legacy
@@ -194,7 +231,92 @@ impl ToolPermissions {
     }
 }
 
+impl ToolPermissions {
+    /// The deny (rule index and glob) that applies to every caller with one of
+    /// `roles` (a `*` rule: every caller) and matches every name `allow` matches.
+    fn shadowing(&self, roles: &[String], allow: &str) -> Option<(usize, &str)> {
+        let everyone = roles.iter().any(|r| r == "*");
+        let applies = |rule: &Rule| {
+            rule.roles.iter().any(|r| r == "*")
+                || (!everyone && roles.iter().all(|mine| rule.roles.contains(mine)))
+        };
+        self.rules.iter().enumerate().find_map(|(i, rule)| {
+            if !applies(rule) {
+                return None;
+            }
+            let d = rule.deny_globs.iter().find(|d| covers(d, allow))?;
+            Some((i, d.as_str()))
+        })
+    }
+}
+
 impl Plugin for ToolPermissions {
+    fn check(&self, context: &CheckContext<'_>) -> Vec<Warning> {
+        let mut found = Vec::new();
+        // An allow that a deny of the same callers covers never permits a tool.
+        let mut roles_left_with_nothing: Vec<&str> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let mut live = false;
+            for allow in &rule.allow_globs {
+                match self.shadowing(&rule.roles, allow) {
+                    Some((j, deny)) => found.push(Warning {
+                        message: format!(
+                            "rules[{i}].allow `{allow}` never permits a tool: rules[{j}].deny `{deny}` denies every name it matches for roles {}",
+                            rule.roles.join(", ")
+                        ),
+                        witness: format!(
+                            "a caller with role `{}` offering tool `{}` has it {}",
+                            rule.roles[0],
+                            example(allow),
+                            if self.mode == Mode::Block { "refused" } else { "stripped" }
+                        ),
+                        help: Some(format!(
+                            "narrow `{deny}`, or drop `{allow}` if the deny is meant"
+                        )),
+                    }),
+                    None => live = true,
+                }
+            }
+            if !live && !rule.allow_globs.is_empty() {
+                roles_left_with_nothing.extend(rule.roles.iter().map(String::as_str));
+            }
+        }
+        // In block mode, a role whose every allow is dead is refused any tool.
+        roles_left_with_nothing.sort_unstable();
+        roles_left_with_nothing.dedup();
+        if self.mode == Mode::Block && !context.routes.is_empty() {
+            for role in roles_left_with_nothing {
+                let who = if role == "*" {
+                    "a caller with no role".to_owned()
+                } else {
+                    format!("a caller whose only role is `{role}`")
+                };
+                let permitted = self
+                    .applying(&[role.to_owned()])
+                    .iter()
+                    .flat_map(|r| &r.allow_globs)
+                    .any(|a| self.shadowing(&[role.to_owned()], a).is_none());
+                if permitted {
+                    continue;
+                }
+                let routes: Vec<&str> = context.routes.iter().map(|r| r.name).collect();
+                found.push(Warning {
+                    message: format!(
+                        "in block mode, every request from {who} that offers a tool is refused on route{} {}",
+                        if routes.len() == 1 { "" } else { "s" },
+                        routes.join(", ")
+                    ),
+                    witness: format!("{who} asking route `{}` with any tool", routes[0]),
+                    help: Some(
+                        "allow the role some tool, or use mode: strip to send its requests without tools"
+                            .to_owned(),
+                    ),
+                });
+            }
+        }
+        found
+    }
+
     fn hooks(&self) -> Hooks {
         Hooks {
             request: true,
@@ -514,6 +636,91 @@ mod tests {
             2,
             "the forbidden call's delta was not let through"
         );
+    }
+
+    #[test]
+    fn a_deny_covers_an_allow_only_when_it_matches_every_name() {
+        for (d, p, expected) in [
+            ("*", "anything_*", true),
+            ("search*", "search_*", true),
+            ("search*", "search_docs", true),
+            ("search_?ocs", "search_docs", true),
+            ("search_?ocs", "search_*", false),
+            ("search_docs", "search_*", false),
+            ("*_docs", "search_*", false),
+            ("s*s", "s*_docs", true),
+            ("a?c", "a?c", true),
+            ("a?c", "a*c", false),
+            ("abc", "abd", false),
+        ] {
+            assert_eq!(covers(d, p), expected, "{d} covers {p}");
+            // Sound: a claim of cover holds on the example name.
+            if expected {
+                assert!(
+                    RegexSet::new([glob(d)]).unwrap().is_match(&example(p)),
+                    "{d} {p}"
+                );
+            }
+        }
+        assert_eq!(example("search_*"), "search_x");
+        assert_eq!(example("**"), "any_tool");
+    }
+
+    #[test]
+    fn the_checker_finds_allows_a_deny_covers_and_roles_refused_every_tool() {
+        let build = |mode: &str, rules: Value| {
+            super::build(
+                json!({"mode": mode, "rules": rules}).as_object().unwrap(),
+                &Context::default(),
+            )
+            .unwrap()
+        };
+        let context = CheckContext {
+            routes: vec![super::super::CheckRoute {
+                name: "agents",
+                candidates: vec![("m", None)],
+            }],
+            expected_output_tokens: 512,
+        };
+        let rules = json!([
+            {"roles": ["intern"], "allow": ["search_*"]},
+            {"roles": ["intern", "support"], "deny": ["search*"]},
+            {"roles": ["support"], "allow": ["search_docs", "get_*"]},
+        ]);
+        let found = build("block", rules.clone()).check(&context);
+        let messages: Vec<&str> = found.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(found.len(), 3, "{messages:#?}");
+        assert!(messages[0].starts_with(
+            "rules[0].allow `search_*` never permits a tool: rules[1].deny `search*`"
+        ));
+        assert_eq!(
+            found[0].witness,
+            "a caller with role `intern` offering tool `search_x` has it refused"
+        );
+        assert!(messages[1].starts_with("rules[2].allow `search_docs` never permits"));
+        // Interns are permitted nothing: in block mode, every tool request is refused.
+        assert_eq!(
+            messages[2],
+            "in block mode, every request from a caller whose only role is `intern` that offers a tool is refused on route agents"
+        );
+        // Support keeps get_*; in strip mode nobody is refused outright.
+        let stripped = build("strip", rules).check(&context);
+        assert_eq!(stripped.len(), 2);
+        assert!(stripped[0].witness.ends_with("has it stripped"));
+        // A deny for one of two roles does not cover the other's allow.
+        let fine = build(
+            "block",
+            json!([{"roles": ["a", "b"], "allow": ["x_*"]}, {"roles": ["a"], "deny": ["x_*"]}]),
+        );
+        assert!(fine.check(&context).is_empty());
+        // Everyone's allow is covered only by a deny for everyone.
+        let dead = build(
+            "block",
+            json!([{"roles": ["*"], "allow": ["x"]}, {"roles": ["*"], "deny": ["*"]}]),
+        );
+        let found = dead.check(&context);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[1].message.contains("a caller with no role"));
     }
 
     #[test]
