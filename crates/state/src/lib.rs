@@ -11,7 +11,7 @@ mod remote;
 pub mod testing;
 
 pub use in_process::{InProcess, Limits};
-pub use remote::{RemoteOptions, RemoteState};
+pub use remote::{RemoteOptions, RemoteState, TIMEOUTS_BEFORE_PAUSE};
 
 use bytes::Bytes;
 use std::time::Duration;

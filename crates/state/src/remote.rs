@@ -13,7 +13,7 @@ use super::{Bucket, BucketShape, Refused, Reservation, SharedState};
 use bytes::Bytes;
 use redis::{Script, Value};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to reach the server and how long to wait for it.
@@ -30,7 +30,9 @@ pub struct RemoteOptions {
     /// Idle connections kept open at most (more are opened while more operations
     /// run at once).
     pub pool_size: usize,
-    /// After a failure, how long operations are refused without trying.
+    /// After a failure (a refused or broken connection, or
+    /// [`TIMEOUTS_BEFORE_PAUSE`] timeouts in a row), how long operations are refused
+    /// without trying.
     pub pause: Duration,
     /// Entries kept per log (the oldest go first).
     pub log_capacity: u64,
@@ -200,6 +202,12 @@ impl Scripts {
     }
 }
 
+/// Timeouts in a row that pause the store. One late answer in a burst (thousands of
+/// operations at once from a replica) is not a server gone: it fails its own
+/// operation, not every operation for `pause`. A server that stops answering times
+/// out every operation, and is paused after this many.
+pub const TIMEOUTS_BEFORE_PAUSE: u32 = 3;
+
 /// Shared state on a Redis or Valkey server.
 pub struct RemoteState {
     pool: Pool,
@@ -207,6 +215,8 @@ pub struct RemoteState {
     scripts: Scripts,
     /// Until when (ms since `started`) operations are refused after a failure.
     paused_until: AtomicU64,
+    /// Operations that timed out since the last that did not.
+    timeouts_in_a_row: AtomicU32,
     started: Instant,
     /// The last failure, for the refusals during the pause.
     last_error: Mutex<String>,
@@ -242,6 +252,7 @@ impl RemoteState {
             options,
             scripts: Scripts::new(),
             paused_until: AtomicU64::new(0),
+            timeouts_in_a_row: AtomicU32::new(0),
             started: Instant::now(),
             last_error: Mutex::new(String::new()),
         })
@@ -283,23 +294,44 @@ impl RemoteState {
             }
             result
         });
-        let result = result.map_err(|e| e.to_string());
-        result.map_err(|message| {
+        let error = match result {
+            Ok(value) => {
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                return Ok(value);
+            }
+            Err(e) => e,
+        };
+        let timeouts = if error.is_timeout() {
+            self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            TIMEOUTS_BEFORE_PAUSE
+        };
+        let message = error.to_string();
+        let pause = timeouts >= TIMEOUTS_BEFORE_PAUSE;
+        if pause {
             self.paused_until.store(
                 self.since_start()
                     .saturating_add(millis(self.options.pause)),
                 Ordering::Relaxed,
             );
-            metrics::counter!("switchyard_state_errors_total",
-                "backend" => self.options.backend, "op" => op, "error" => "failed")
-            .increment(1);
+        }
+        metrics::counter!("switchyard_state_errors_total",
+            "backend" => self.options.backend, "op" => op, "error" => "failed")
+        .increment(1);
+        if pause {
             tracing::warn!(backend = self.options.backend, op, error = %message,
                 "shared state failed; refusing operations for {:?}", self.options.pause);
-            if let Ok(mut last) = self.last_error.lock() {
-                last.clone_from(&message);
-            }
-            Refused::Unavailable(format!("{} {op}: {message}", self.options.backend))
-        })
+        } else {
+            tracing::debug!(backend = self.options.backend, op, error = %message,
+                "shared state operation timed out");
+        }
+        if let Ok(mut last) = self.last_error.lock() {
+            last.clone_from(&message);
+        }
+        Err(Refused::Unavailable(format!(
+            "{} {op}: {message}",
+            self.options.backend
+        )))
     }
 }
 

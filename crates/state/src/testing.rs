@@ -75,6 +75,30 @@ impl KvServer {
         ))
     }
 
+    /// Stops the server without ending it (SIGSTOP): connections are accepted by the
+    /// system and nothing is answered, as a server that hangs. [`KvServer::thaw`]
+    /// goes on.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid = self.child.as_ref().ok_or("the server is not running")?.id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill {signal}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("kill {signal} {pid}: {status}"))
+    }
+
     /// Kills the server at once (no shutdown: as a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -263,6 +263,54 @@ fn a_server_that_goes_down_is_refused_quickly_and_found_again() {
 }
 
 #[test]
+fn a_server_that_hangs_is_paused_after_timeouts_in_a_row_and_one_late_answer_is_not() {
+    for (variable, backend) in [
+        ("SWITCHYARD_REDIS_BIN", "redis"),
+        ("SWITCHYARD_VALKEY_BIN", "valkey"),
+    ] {
+        let Some(server) = KvServer::from_env(variable, backend).unwrap() else {
+            continue;
+        };
+        let mut o = options(&server, "hang");
+        o.timeout = Duration::from_millis(100);
+        o.pause = Duration::from_millis(300);
+        let s = RemoteState::new(o).unwrap();
+        assert_eq!(s.counter("k").unwrap(), 0);
+        let timed = |expect_try: bool| {
+            let started = Instant::now();
+            let failed = s.counter("k").unwrap_err();
+            let took = started.elapsed();
+            assert!(matches!(failed, Refused::Unavailable(_)), "{failed}");
+            if expect_try {
+                assert!(took >= Duration::from_millis(90), "{backend}: {took:?}");
+                assert!(!failed.to_string().contains("paused"), "{failed}");
+            } else {
+                assert!(took < Duration::from_millis(50), "{backend}: {took:?}");
+                assert!(failed.to_string().contains("paused"), "{failed}");
+            }
+        };
+        // One late answer between answers fails its own operation only.
+        server.freeze().unwrap();
+        timed(true);
+        server.thaw().unwrap();
+        assert_eq!(s.counter("k").unwrap(), 0, "{backend}: not paused");
+        // A server that stops answering is paused after timeouts in a row.
+        server.freeze().unwrap();
+        for _ in 0..switchyard_state::TIMEOUTS_BEFORE_PAUSE {
+            timed(true);
+        }
+        timed(false);
+        server.thaw().unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(
+            s.counter("k").unwrap(),
+            0,
+            "{backend}: back after the pause"
+        );
+    }
+}
+
+#[test]
 fn a_server_that_is_down_at_start_is_unavailable_not_an_error() {
     let s = RemoteState::new(RemoteOptions::new("redis://127.0.0.1:1/0")).unwrap();
     assert!(matches!(
