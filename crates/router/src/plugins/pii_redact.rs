@@ -412,10 +412,23 @@ impl Plugin for PiiRedact {
         };
         // Most events carry no `<` (plain or JSON-escaped) and nothing is held: they
         // pass as they are, unparsed, once the first one gave the template.
-        let opens = event.contains('<') || event.contains("\\u003c") || event.contains("\\u003C");
+        let opens = openers().is_match(&event);
         if !opens && mapping.held.is_empty() && mapping.template.is_set() {
             out.push(event);
             return Ok(ChunkFlow::Continue);
+        }
+        if mapping.template.is_set() {
+            match restore_in_place(mapping, &event) {
+                Some(InPlace::Unchanged) => {
+                    out.push(event);
+                    return Ok(ChunkFlow::Continue);
+                }
+                Some(InPlace::Edited(edited)) => {
+                    out.push(edited);
+                    return Ok(ChunkFlow::Continue);
+                }
+                None => {}
+            }
         }
         let Ok(mut chunk) = serde_json::from_str::<Value>(&event) else {
             out.push(event);
@@ -451,6 +464,102 @@ impl Plugin for PiiRedact {
         }
         Ok(())
     }
+}
+
+/// What [`restore_in_place`] looks for: the shape it edits, then what it leaves to
+/// the full parse (any of those after [`GOING`]).
+const MARKERS: [&str; 8] = [
+    "\"delta\":{",
+    "\"content\":\"",
+    "\"index\":",
+    "\"finish_reason\":null",
+    "\"tool_calls\"",
+    "\"reasoning_content\"",
+    "\"refusal\"",
+    "\"function_call\"",
+];
+const DELTA: usize = 0;
+const CONTENT: usize = 1;
+const INDEX: usize = 2;
+const GOING: usize = 3;
+
+fn markers() -> &'static aho_corasick::AhoCorasick {
+    static MATCHER: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    MATCHER.get_or_init(|| {
+        #[allow(clippy::expect_used)] // fixed patterns
+        aho_corasick::AhoCorasick::new(MARKERS).expect("valid patterns")
+    })
+}
+
+/// A `<`, plain or JSON-escaped: what may begin a placeholder in an event.
+fn openers() -> &'static aho_corasick::AhoCorasick {
+    static MATCHER: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    MATCHER.get_or_init(|| {
+        #[allow(clippy::expect_used)] // fixed patterns
+        aho_corasick::AhoCorasick::new(["<", "\\u003c", "\\u003C"]).expect("valid patterns")
+    })
+}
+
+/// What editing an event in place did.
+enum InPlace {
+    /// Its content needed nothing: the event goes on as it is.
+    Unchanged,
+    /// The event with its content restored.
+    Edited(String),
+}
+
+/// Restores an event of the usual shape, one choice still going with a text delta
+/// (`{…"choices":[{"index":0,"delta":{"content":"…"},"finish_reason":null}]}`), by
+/// editing its content string where it is: only that string is decoded and encoded,
+/// not the whole event. None when the event is of any other shape (several choices,
+/// tool calls, other text fields, a finish, spaces after the colons): the caller
+/// parses it.
+fn restore_in_place(mapping: &mut Mapping, event: &str) -> Option<InPlace> {
+    // What the event holds, found in one pass (a marker cannot match inside a JSON
+    // string, where quotes are escaped).
+    let mut count = [0u8; MARKERS.len()];
+    let (mut delta, mut start, mut at) = (None, 0, 0);
+    for m in markers().find_iter(event) {
+        let i = m.pattern().as_usize();
+        count[i] = count[i].saturating_add(1);
+        match i {
+            DELTA => delta = Some(m.end()),
+            CONTENT => start = m.end(),
+            INDEX => at = m.end(),
+            _ => {}
+        }
+    }
+    let once = |i: usize| count[i] == 1;
+    let shaped = once(DELTA) && once(CONTENT) && once(INDEX) && count[GOING] > 0;
+    if !shaped || count[GOING + 1..].iter().any(|&n| n > 0) || delta.is_none_or(|d| d > start) {
+        return None;
+    }
+    // One choice: one index, its digits.
+    let digits = event[at..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(event.len() - at);
+    let index: u64 = event[at..at + digits].parse().ok()?;
+    // The string ends at the first quote not escaped.
+    let bytes = event.as_bytes();
+    let mut end = start;
+    loop {
+        match bytes.get(end)? {
+            b'\\' => end += 2,
+            b'"' => break,
+            _ => end += 1,
+        }
+    }
+    let text: String = serde_json::from_str(event.get(start - 1..=end)?).ok()?;
+    let restored = mapping.restore_piece((index, Field::Content, 0), &text);
+    if restored == text {
+        return Some(InPlace::Unchanged);
+    }
+    let encoded = Value::String(restored).to_string();
+    let mut edited = String::with_capacity(event.len() + encoded.len());
+    edited.push_str(&event[..start - 1]);
+    edited.push_str(&encoded);
+    edited.push_str(&event[end + 1..]);
+    Some(InPlace::Edited(edited))
 }
 
 /// Restores one streamed choice's delta; a choice that finishes gets what was held.
@@ -742,7 +851,8 @@ mod tests {
                     Just("<CREDIT_CARD_1>".to_owned()),
                     Just("<EMAIL_".to_owned()),
                     Just("<".to_owned()),
-                    "[a-z <>_0-9É]{0,8}",
+                    // Quotes, backslashes and controls are escaped in the events.
+                    "[a-z <>_0-9É\"\\\\\n]{0,8}",
                 ],
                 0..12,
             ),
