@@ -129,8 +129,11 @@ impl Graph {
     ) -> Option<Graph> {
         let options = usearch::IndexOptions {
             dimensions,
-            metric: usearch::MetricKind::IP,
-            quantization: usearch::ScalarKind::F32,
+            // Unit vectors: cosine. The graph keeps them as 8-bit integers (a quarter of
+            // the memory each step of a search reads); the nearest it finds are scored
+            // again on the exact vectors.
+            metric: usearch::MetricKind::Cos,
+            quantization: usearch::ScalarKind::I8,
             ..Default::default()
         };
         let index = usearch::Index::new(&options).ok()?;
@@ -241,9 +244,7 @@ impl Inner {
                 found
                     .keys
                     .iter()
-                    .zip(&found.distances)
-                    .filter(|(id, _)| live(id).is_some())
-                    .map(|(id, distance)| (*id, 1.0 - distance))
+                    .filter_map(|id| Some((*id, dot(live(id)?.vector.as_deref()?, query))))
                     .max_by(|a, b| a.1.total_cmp(&b.1))
             }
         }
