@@ -6,7 +6,12 @@
 //! other, as questions on one subject are). The target: a lookup within 50 µs. Each
 //! run first prints how many of 1,000 near copies of stored questions are found.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
