@@ -174,6 +174,10 @@ struct Mapping {
     held: BTreeMap<(u64, Field, u64), String>,
     /// The stream's events' identity, to write held text out at the end.
     template: StreamTemplate,
+    /// The last event edited in place, around its content string (what came before
+    /// the string, what came after, the choice): a later event with the same text
+    /// around its string is of the same shape, and needs no scan for it.
+    shape: Option<(String, String, u64)>,
 }
 
 /// The fields of an answer placeholders are restored in.
@@ -500,21 +504,40 @@ fn openers() -> &'static aho_corasick::AhoCorasick {
     })
 }
 
-/// What editing an event in place did.
-enum InPlace {
-    /// Its content needed nothing: the event goes on as it is.
-    Unchanged,
-    /// The event with its content restored.
-    Edited(String),
+/// An event of the same shape as the last one edited: the same text before and after
+/// its content string, and a string in between that ends where that text begins.
+/// Its content string's bounds (after the opening quote, at the closing one) and
+/// choice.
+fn same_shape(mapping: &Mapping, event: &str) -> Option<(usize, usize, u64)> {
+    let (before, after, index) = mapping.shape.as_ref()?;
+    if !(event.len() > before.len() + after.len()
+        && event.starts_with(before.as_str())
+        && event.ends_with(after.as_str()))
+    {
+        return None;
+    }
+    let start = before.len();
+    let end = string_end(event, start)?;
+    (end + 1 == event.len() - after.len()).then_some((start, end, *index))
 }
 
-/// Restores an event of the usual shape, one choice still going with a text delta
-/// (`{…"choices":[{"index":0,"delta":{"content":"…"},"finish_reason":null}]}`), by
-/// editing its content string where it is: only that string is decoded and encoded,
-/// not the whole event. None when the event is of any other shape (several choices,
-/// tool calls, other text fields, a finish, spaces after the colons): the caller
-/// parses it.
-fn restore_in_place(mapping: &mut Mapping, event: &str) -> Option<InPlace> {
+/// Where the JSON string whose text starts at `start` ends: the first quote not
+/// escaped.
+fn string_end(event: &str, start: usize) -> Option<usize> {
+    let bytes = event.as_bytes();
+    let mut end = start;
+    loop {
+        match bytes.get(end)? {
+            b'\\' => end += 2,
+            b'"' => return Some(end),
+            _ => end += 1,
+        }
+    }
+}
+
+/// The bounds of an event's content string and its choice, when the event is of the
+/// shape [`restore_in_place`] edits.
+fn shape_of(event: &str) -> Option<(usize, usize, u64)> {
     // What the event holds, found in one pass (a marker cannot match inside a JSON
     // string, where quotes are escaped).
     let mut count = [0u8; MARKERS.len()];
@@ -539,16 +562,38 @@ fn restore_in_place(mapping: &mut Mapping, event: &str) -> Option<InPlace> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(event.len() - at);
     let index: u64 = event[at..at + digits].parse().ok()?;
-    // The string ends at the first quote not escaped.
-    let bytes = event.as_bytes();
-    let mut end = start;
-    loop {
-        match bytes.get(end)? {
-            b'\\' => end += 2,
-            b'"' => break,
-            _ => end += 1,
+    let end = string_end(event, start)?;
+    Some((start, end, index))
+}
+
+/// What editing an event in place did.
+enum InPlace {
+    /// Its content needed nothing: the event goes on as it is.
+    Unchanged,
+    /// The event with its content restored.
+    Edited(String),
+}
+
+/// Restores an event of the usual shape, one choice still going with a text delta
+/// (`{…"choices":[{"index":0,"delta":{"content":"…"},"finish_reason":null}]}`), by
+/// editing its content string where it is: only that string is decoded and encoded,
+/// not the whole event. None when the event is of any other shape (several choices,
+/// tool calls, other text fields, a finish, spaces after the colons): the caller
+/// parses it.
+fn restore_in_place(mapping: &mut Mapping, event: &str) -> Option<InPlace> {
+    let (start, end, index) = match same_shape(mapping, event) {
+        Some(found) => found,
+        None => {
+            let found = shape_of(event)?;
+            let (start, end, index) = found;
+            mapping.shape = Some((
+                event[..start].to_owned(),
+                event[end + 1..].to_owned(),
+                index,
+            ));
+            found
         }
-    }
+    };
     let text: String = serde_json::from_str(event.get(start - 1..=end)?).ok()?;
     let restored = mapping.restore_piece((index, Field::Content, 0), &text);
     if restored == text {
