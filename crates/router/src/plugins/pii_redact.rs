@@ -885,6 +885,37 @@ mod tests {
         assert_eq!(last["choices"][0]["delta"]["content"], "ann@example.org");
     }
 
+    #[test]
+    fn an_event_that_only_looks_like_the_last_one_is_read_whole() {
+        let p = plugin(json!({}));
+        let mut state: State = Some(Box::new(mapping()));
+        let mut out = Vec::new();
+        let before = r#"{"id":"x","choices":[{"index":0,"delta":{"content":""#;
+        let after = r#""},"finish_reason":null}]}"#;
+        for middle in [
+            "Hi ",
+            "<EMAIL_1>",
+            // The same text around it, but two strings: the second holds a placeholder.
+            r#"a","refusal":"<EMAIL_12>"#,
+            r#"\"<EMAIL_1>\""#,
+        ] {
+            p.on_response_chunk(
+                &INFO,
+                format!("{before}{middle}{after}"),
+                &mut out,
+                &mut state,
+            )
+            .unwrap();
+        }
+        let delta = |i: usize| {
+            serde_json::from_str::<Value>(&out[i]).unwrap()["choices"][0]["delta"].clone()
+        };
+        assert_eq!(delta(1)["content"], "ann@example.org");
+        assert_eq!(delta(2)["content"], "a");
+        assert_eq!(delta(2)["refusal"], "bob@example.com");
+        assert_eq!(delta(3)["content"], "\"ann@example.org\"");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
