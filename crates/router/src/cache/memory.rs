@@ -117,6 +117,17 @@ fn unit(v: &[f32]) -> Option<Box<[f32]>> {
     (norm.is_finite() && norm > 0.0).then(|| v.iter().map(|x| x / norm).collect())
 }
 
+/// A vector's signs, one bit per dimension (what the graph keeps).
+fn bits(v: &[f32]) -> Vec<usearch::b1x8> {
+    let mut out = vec![usearch::b1x8(0); v.len().div_ceil(8)];
+    for (i, x) in v.iter().enumerate() {
+        if *x > 0.0 {
+            out[i / 8].0 |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -129,17 +140,17 @@ impl Graph {
     ) -> Option<Graph> {
         let options = usearch::IndexOptions {
             dimensions,
-            // Unit vectors: cosine. The graph keeps them as 8-bit integers (a quarter of
-            // the memory each step of a search reads); the nearest it finds are scored
-            // again on the exact vectors.
-            metric: usearch::MetricKind::Cos,
-            quantization: usearch::ScalarKind::I8,
+            // The graph keeps each vector's signs, one bit per dimension, and walks by
+            // Hamming distance (a near copy of a question differs in few signs); the
+            // nearest it finds are scored again on the exact vectors.
+            metric: usearch::MetricKind::Hamming,
+            quantization: usearch::ScalarKind::B1,
             ..Default::default()
         };
         let index = usearch::Index::new(&options).ok()?;
         index.reserve((vectors.len() * 2).max(64)).ok()?;
         for (id, v) in vectors {
-            index.add(id, v).ok()?;
+            index.add(id, bits(v).as_slice()).ok()?;
         }
         Some(Graph { index, removed: 0 })
     }
@@ -149,7 +160,7 @@ impl Graph {
         if index.size() + 1 > index.capacity() && index.reserve(index.capacity() * 2).is_err() {
             return false;
         }
-        index.add(id, vector).is_ok()
+        index.add(id, bits(vector).as_slice()).is_ok()
     }
 }
 
@@ -240,7 +251,10 @@ impl Inner {
                 .filter_map(|id| Some((*id, dot(live(id)?.vector.as_deref()?, query))))
                 .max_by(|a, b| a.1.total_cmp(&b.1)),
             Some(graph) => {
-                let found = graph.index.search(query, GRAPH_NEIGHBOURS).ok()?;
+                let found = graph
+                    .index
+                    .search(bits(query).as_slice(), GRAPH_NEIGHBOURS)
+                    .ok()?;
                 found
                     .keys
                     .iter()
