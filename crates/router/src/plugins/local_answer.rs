@@ -62,13 +62,11 @@ impl Plugin for Local {
         _upstream: &mut UpstreamRequest<'_>,
         _state: &mut State,
     ) -> Result<Flow, PluginError> {
-        Ok(Flow::Answer(LocalAnswer {
-            status: self.status,
-            message: self.message.render(info),
-            code: self.code.clone(),
-            usage: None,
-            verify: false,
-        }))
+        Ok(Flow::Answer(LocalAnswer::new(
+            self.status,
+            &self.code,
+            self.message.render(info),
+        )))
     }
 }
 

@@ -216,6 +216,20 @@ pub struct LocalAnswer {
     pub verify: bool,
 }
 
+impl LocalAnswer {
+    /// An answer of the gateway's own, reporting no usage and not verified: with
+    /// status 200 an assistant message, else an error with this `error.code`.
+    pub fn new(status: u16, code: &str, message: String) -> LocalAnswer {
+        LocalAnswer {
+            status,
+            message,
+            code: code.to_owned(),
+            usage: None,
+            verify: false,
+        }
+    }
+}
+
 /// What the upstream said to a request a plugin answered locally with
 /// [`LocalAnswer::verify`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -33,13 +33,7 @@ impl Kind {
 
 /// An answer of the gateway's own: an error with this status, code and message.
 pub(super) fn refusal(status: u16, code: &str, message: String) -> Flow {
-    Flow::Answer(LocalAnswer {
-        status,
-        message,
-        code: code.to_owned(),
-        usage: None,
-        verify: false,
-    })
+    Flow::Answer(LocalAnswer::new(status, code, message))
 }
 
 /// The owner kinds, as written in `scope:`.

@@ -304,16 +304,14 @@ impl Plugin for PiiRedact {
         });
         if !blocked.is_empty() {
             let kinds: Vec<&str> = blocked.into_iter().collect();
-            return Ok(Flow::Answer(LocalAnswer {
-                status: self.block_status,
-                message: format!(
+            return Ok(Flow::Answer(LocalAnswer::new(
+                self.block_status,
+                "pii_blocked",
+                format!(
                     "the request contains personal data that may not be sent ({}); remove it and retry",
                     kinds.join(", ")
                 ),
-                code: "pii_blocked".to_owned(),
-                usage: None,
-                verify: false,
-            }));
+            )));
         }
         if found.iter().all(Vec::is_empty) {
             return Ok(Flow::Continue);

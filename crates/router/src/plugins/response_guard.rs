@@ -403,13 +403,11 @@ impl Plugin for ResponseGuard {
                     Action::Annotate => {}
                     Action::Redact => *text = Self::redacted(text, &hits),
                     Action::Replace => {
-                        return Ok(Flow::Answer(LocalAnswer {
-                            status: 200,
-                            message: self.message.clone(),
-                            code: String::new(),
-                            usage: None,
-                            verify: false,
-                        }));
+                        return Ok(Flow::Answer(LocalAnswer::new(
+                            200,
+                            "",
+                            self.message.clone(),
+                        )));
                     }
                 }
             }
@@ -421,13 +419,11 @@ impl Plugin for ResponseGuard {
                 .unwrap_or_default()
                 .to_owned();
             if self.judge_whole(info, g, &text) {
-                return Ok(Flow::Answer(LocalAnswer {
-                    status: 200,
-                    message: self.message.clone(),
-                    code: String::new(),
-                    usage: None,
-                    verify: false,
-                }));
+                return Ok(Flow::Answer(LocalAnswer::new(
+                    200,
+                    "",
+                    self.message.clone(),
+                )));
             }
         }
         Ok(Flow::Continue)

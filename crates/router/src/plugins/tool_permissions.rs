@@ -217,17 +217,12 @@ impl ToolPermissions {
         } else {
             format!("roles {}", roles.join(", "))
         };
-        LocalAnswer {
-            status: 403,
-            message: if called {
-                format!("the model called tool `{tool}`, which is not permitted for {whose}")
-            } else {
-                format!("tool `{tool}` is not permitted for {whose}")
-            },
-            code: "tool_forbidden".to_owned(),
-            usage: None,
-            verify: false,
-        }
+        let message = if called {
+            format!("the model called tool `{tool}`, which is not permitted for {whose}")
+        } else {
+            format!("tool `{tool}` is not permitted for {whose}")
+        };
+        LocalAnswer::new(403, "tool_forbidden", message)
     }
 }
 
