@@ -203,13 +203,41 @@ pub fn build(
     }))
 }
 
+/// A step of the graduated response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Shape,
+    Compress,
+    Downgrade,
+}
+
+impl Step {
+    /// As the options, headers and trace name it.
+    fn name(self) -> &'static str {
+        match self {
+            Step::Shape => "shape",
+            Step::Compress => "compress",
+            Step::Downgrade => "downgrade",
+        }
+    }
+
+    /// Its `result` in `switchyard_budget_requests_total`.
+    fn counted(self) -> &'static str {
+        match self {
+            Step::Shape => "shaped",
+            Step::Compress => "compressed",
+            Step::Downgrade => "downgraded",
+        }
+    }
+}
+
 /// One request's standing with the budget.
 #[derive(Debug, Default)]
 struct Held {
     /// The share of the budget left, as read in the govern phase.
     left: Option<f64>,
-    /// The steps taken (`shape`, `compress`, `downgrade`).
-    steps: Vec<&'static str>,
+    /// The steps taken.
+    steps: Vec<Step>,
     /// What was reserved, to settle.
     reservation: Option<Reservation>,
     /// Left after the reservation (in the budget's unit).
@@ -218,22 +246,37 @@ struct Held {
     retry_after_s: Option<u64>,
 }
 
+/// Steps as the header and trace list them: `compress, downgrade, shape`.
+fn steps(taken: &[Step]) -> String {
+    taken
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The request's standing, made when first needed.
 fn held(state: &mut State) -> &mut Held {
     super::state_of(state)
 }
 
 impl Budget {
-    /// The cost of `prompt` and `output` tokens on the chosen model, in the unit.
-    fn cost(&self, info: &RequestInfo<'_>, prompt: u64, output: u64) -> u64 {
+    /// The cost of `prompt` and `output` tokens at `price` (dollars per million
+    /// tokens, input and output), in the unit.
+    fn priced(&self, price: Option<(f64, f64)>, prompt: u64, output: u64) -> u64 {
         match self.unit {
             Unit::Tokens => prompt.saturating_add(output),
             Unit::Dollars => {
-                let (input, out) = info.price.unwrap_or((0.0, 0.0));
+                let (input, out) = price.unwrap_or((0.0, 0.0));
                 // Dollars per million tokens times tokens is millionths of a dollar.
                 (prompt as f64 * input + output as f64 * out).ceil() as u64
             }
         }
+    }
+
+    /// The cost of `prompt` and `output` tokens on the chosen model, in the unit.
+    fn cost(&self, info: &RequestInfo<'_>, prompt: u64, output: u64) -> u64 {
+        self.priced(info.price, prompt, output)
     }
 
     /// What `prompt` and `output` tokens cost at best on a route (the cheapest
@@ -247,16 +290,7 @@ impl Budget {
         route
             .candidates
             .iter()
-            .map(|&(name, price)| {
-                let cost = match self.unit {
-                    Unit::Tokens => prompt.saturating_add(output),
-                    Unit::Dollars => {
-                        let (input, out) = price.unwrap_or((0.0, 0.0));
-                        (prompt as f64 * input + output as f64 * out).ceil() as u64
-                    }
-                };
-                (cost, name)
-            })
+            .map(|&(name, price)| (self.priced(price, prompt, output), name))
             .min()
     }
 
@@ -338,11 +372,12 @@ impl Plugin for Budget {
             .filter_map(|r| self.least(r, 1, 1))
             .min();
         let steps = [
-            ("shape", self.shape.map(|s| s.below)),
-            ("compress", self.compress.map(|c| c.below)),
-            ("downgrade", self.downgrade.map(|d| d.below)),
+            (Step::Shape, self.shape.map(|s| s.below)),
+            (Step::Compress, self.compress.map(|c| c.below)),
+            (Step::Downgrade, self.downgrade.map(|d| d.below)),
         ];
         for (step, below) in steps {
+            let step = step.name();
             let (Some(below), Some((need, model))) = (below, smallest) else {
                 continue;
             };
@@ -395,13 +430,13 @@ impl Plugin for Budget {
             && left < c.below
         {
             steer.compress = Some(c.ratio);
-            held.steps.push("compress");
+            held.steps.push(Step::Compress);
         }
         if let Some(d) = self.downgrade
             && left < d.below
         {
             steer.downgrade = true;
-            held.steps.push("downgrade");
+            held.steps.push(Step::Downgrade);
         }
         if !steer.is_empty() {
             steer.why = Some(format!(
@@ -426,11 +461,9 @@ impl Plugin for Budget {
             return Ok(self.owner.no_owner());
         };
         let held = held(state);
+        // Counted here, not in govern: a dry run takes its steps but is not counted.
         for step in &held.steps {
-            self.owner.count(match *step {
-                "compress" => "compressed",
-                _ => "downgraded",
-            });
+            self.owner.count(step.counted());
         }
         let mut output = info.output_tokens;
         if let Some(shape) = self.shape {
@@ -445,8 +478,8 @@ impl Plugin for Budget {
             if left < shape.below {
                 upstream.body.cap_output(shape.max_tokens);
                 output = output.min(u64::from(shape.max_tokens));
-                held.steps.push("shape");
-                self.owner.count("shaped");
+                held.steps.push(Step::Shape);
+                self.owner.count(Step::Shape.counted());
             }
         }
         let amount = self.cost(info, info.prompt_tokens, output);
@@ -512,7 +545,7 @@ impl Plugin for Budget {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if !held.steps.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&held.steps.join(", "))
+            && let Ok(value) = HeaderValue::from_str(&steps(&held.steps))
         {
             headers.insert("x-switchyard-budget-steps", value);
         }
@@ -521,7 +554,7 @@ impl Plugin for Budget {
 
     fn explain(&self, state: &State) -> Option<String> {
         let held = state.as_ref()?.downcast_ref::<Held>()?;
-        (!held.steps.is_empty()).then(|| format!("steps: {}", held.steps.join(", ")))
+        (!held.steps.is_empty()).then(|| format!("steps: {}", steps(&held.steps)))
     }
 
     fn on_observe(&self, info: &RequestInfo<'_>, outcome: &Observation<'_>, state: &mut State) {
