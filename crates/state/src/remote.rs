@@ -30,9 +30,9 @@ pub struct RemoteOptions {
     /// Idle connections kept open at most (more are opened while more operations
     /// run at once).
     pub pool_size: usize,
-    /// After a failure (a refused or broken connection, or
-    /// [`TIMEOUTS_BEFORE_PAUSE`] timeouts in a row), how long operations are refused
-    /// without trying.
+    /// After a refused or broken connection, or [`TIMEOUTS_BEFORE_PAUSE`] timeouts in
+    /// a row, how long operations are refused without trying (an error the server
+    /// answers with fails only its operation).
     pub pause: Duration,
     /// Entries kept per log (the oldest go first).
     pub log_capacity: u64,
@@ -301,13 +301,15 @@ impl RemoteState {
             }
             Err(e) => e,
         };
-        let timeouts = if error.is_timeout() {
-            self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1
+        // A refused or broken connection is a server gone: paused at once. Timeouts
+        // pause when they come in a row. An error the server answered with (the
+        // connection is fine) fails only its own operation.
+        let pause = if error.is_timeout() {
+            self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_PAUSE
         } else {
-            TIMEOUTS_BEFORE_PAUSE
+            error.is_io_error()
         };
         let message = error.to_string();
-        let pause = timeouts >= TIMEOUTS_BEFORE_PAUSE;
         if pause {
             self.paused_until.store(
                 self.since_start()

@@ -263,7 +263,7 @@ fn a_server_that_goes_down_is_refused_quickly_and_found_again() {
 }
 
 #[test]
-fn a_server_that_hangs_is_paused_after_timeouts_in_a_row_and_one_late_answer_is_not() {
+fn a_server_that_hangs_is_paused_after_timeouts_in_a_row_and_one_late_or_wrong_answer_is_not() {
     for (variable, backend) in [
         ("SWITCHYARD_REDIS_BIN", "redis"),
         ("SWITCHYARD_VALKEY_BIN", "valkey"),
@@ -289,6 +289,20 @@ fn a_server_that_hangs_is_paused_after_timeouts_in_a_row_and_one_late_answer_is_
                 assert!(failed.to_string().contains("paused"), "{failed}");
             }
         };
+        // An error the server answers with (a key of another type) fails its own
+        // operation only.
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("SET")
+            .arg("hang:counter:odd")
+            .arg("text")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let failed = s.counter("odd").unwrap_err();
+        assert!(matches!(failed, Refused::Unavailable(_)), "{failed}");
+        assert_eq!(s.counter("k").unwrap(), 0, "{backend}: not paused");
         // One late answer between answers fails its own operation only.
         server.freeze().unwrap();
         timed(true);
