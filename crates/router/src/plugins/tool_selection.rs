@@ -121,7 +121,7 @@ impl ToolSelection {
     /// ready by `deadline`).
     fn vectors(
         &self,
-        texts: &[String],
+        texts: &[&str],
         workers: &switchyard_workload::worker::EmbedWorkers,
         deadline: Instant,
     ) -> Option<Vec<Arc<[f32]>>> {
@@ -137,7 +137,7 @@ impl ToolSelection {
             .iter()
             .enumerate()
             .filter(|(_, v)| v.is_none())
-            .map(|(i, _)| (i, workers.submit(&texts[i])))
+            .map(|(i, _)| (i, workers.submit(texts[i])))
             .collect();
         for (i, ticket) in tickets {
             let vector: Arc<[f32]> = ticket.wait(Some(deadline)).ok()?.into();
@@ -216,7 +216,7 @@ impl Plugin for ToolSelection {
         let (Some(query), Some(workers)) = (info.embedding, info.embedder) else {
             return keep_all(state, "the request's embedding is not ready");
         };
-        let texts: Vec<String> = described.iter().map(|(_, t)| t.clone()).collect();
+        let texts: Vec<&str> = described.iter().map(|(_, t)| t.as_str()).collect();
         let Some(vectors) = self.vectors(&texts, workers, Instant::now() + self.wait) else {
             return keep_all(state, "tool embeddings not ready in time");
         };
