@@ -145,15 +145,12 @@ fn compress_prompt(runtime: &Runtime, x: &mut Exchange, ratio: f64) {
 /// (those without a price cannot be compared and are dropped when some has one).
 fn downgrade(runtime: &Runtime, x: &mut Exchange) {
     let policy = &runtime.policy;
-    let prompt = f64::from(x.conversation.prompt_tokens);
-    let output = f64::from(x.billed_output(policy.config.server.expected_output_tokens));
+    let prompt = x.conversation.prompt_tokens;
+    let output = x.billed_output(policy.config.server.expected_output_tokens);
     let Some(governed) = &mut x.governed else {
         return;
     };
-    let cost = |m: usize| {
-        let price = policy.config.models.get(m)?.price?;
-        Some(prompt * price.input + output * price.output)
-    };
+    let cost = |m: usize| Some(policy.config.models.get(m)?.price?.cost(prompt, output));
     let Some(least) = governed
         .models
         .iter()
