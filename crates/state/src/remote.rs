@@ -287,6 +287,7 @@ impl RemoteState {
                 self.options.backend
             )));
         }
+        let started = Instant::now();
         let result = self.pool.take().and_then(|mut conn| {
             let result = f(&mut conn);
             if result.is_ok() {
@@ -303,8 +304,11 @@ impl RemoteState {
         };
         // A refused or broken connection is a server gone: paused at once. Timeouts
         // pause when they come in a row. An error the server answered with (the
-        // connection is fine) fails only its own operation.
-        let pause = if error.is_timeout() {
+        // connection is fine) fails only its own operation. A timeout is told by the
+        // wait, not the error's kind: a socket's read deadline surfaces as an I/O
+        // error ("resource temporarily unavailable") that is not always marked as one.
+        let timed_out = error.is_timeout() || started.elapsed() >= self.options.timeout;
+        let pause = if timed_out {
             self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_PAUSE
         } else {
             error.is_io_error()
