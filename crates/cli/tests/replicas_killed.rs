@@ -1,8 +1,8 @@
 //! Budgets across replica processes, one of them killed mid-run: three `switchyard
 //! serve` processes share one Valkey (then Redis) server in front of a simulated
 //! engine (`switchyard engine`), and take 1,000 concurrent requests, streamed and
-//! whole, from four callers with a token budget each. A third of the way through,
-//! one replica is killed (SIGKILL: no shutdown). Requests it held are cut; a client
+//! whole, from four callers with a token budget each. Part of the way through, one
+//! replica is killed (SIGKILL: no shutdown). Requests it held are cut; a client
 //! (as a load balancer would) sends a request whose replica is gone to the next one.
 //! What the answered requests used never passes any caller's budget by more than one
 //! reservation (the cut ones keep theirs, never settled), and every request that got
@@ -74,7 +74,7 @@ fn spawn(args: &[&str], says: &str) -> (Process, String) {
 fn config(engine: &str, backend: &str, state_url: &str) -> String {
     format!(
         "server: {{listen: '127.0.0.1:0'}}
-state: {{backend: {backend}, url: '{state_url}', timeout_ms: 50}}
+state: {{backend: {backend}, url: '{state_url}', timeout_ms: 1000}}
 models: [{{name: m}}]
 pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{engine}'}}]}}]
 health: {{eject_after_failures: 1000}}
@@ -234,8 +234,8 @@ async fn replicas_hold_budgets_with_one_replica_killed_mid_run() {
     assert!(servers > 0 || std::env::var("SWITCHYARD_REQUIRE_KV").is_err());
 }
 
-/// 1,000 requests over about two seconds, over the replicas in turn, most of them
-/// in flight at once; replica 0 is killed when a third have ended. A request whose replica refuses its connection goes to the next.
+/// 1,000 requests, one a millisecond, over the replicas in turn; replica 0 is killed
+/// when 200 of the first 400 have ended, and the other 600 are sent after it. A request whose replica refuses its connection goes to the next.
 async fn burst(urls: &[String], replicas: &mut [Option<Process>]) -> Tally {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -245,38 +245,44 @@ async fn burst(urls: &[String], replicas: &mut [Option<Process>]) -> Tally {
     let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
     let ended = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..REQUESTS {
-        let (client, urls, ended) = (client.clone(), Arc::clone(&urls), Arc::clone(&ended));
-        let user = CALLERS[i % CALLERS.len()];
-        // Arrivals spread over about two seconds: some come after the kill.
-        let arrives = Duration::from_millis(i as u64);
-        tasks.spawn(async move {
-            tokio::time::sleep(arrives).await;
-            let first = (i / 4) % urls.len();
-            let mut moved = false;
-            for step in 0..urls.len() {
-                let replica = (first + step) % urls.len();
-                match ask(&client, &urls[replica], user, i).await {
-                    Ok(done) => {
-                        ended.fetch_add(1, Ordering::Relaxed);
-                        return (user, Ok(done), moved);
-                    }
-                    Err(Lost::Refused) => moved = true,
-                    Err(Lost::Cut) => {
-                        assert_eq!(replica, 0, "only the killed replica cuts requests");
-                        ended.fetch_add(1, Ordering::Relaxed);
-                        return (user, Err(Lost::Cut), moved);
+    let send = |tasks: &mut tokio::task::JoinSet<_>, range: std::ops::Range<usize>| {
+        let start = range.start;
+        for i in range {
+            let (client, urls, ended) = (client.clone(), Arc::clone(&urls), Arc::clone(&ended));
+            let user = CALLERS[i % CALLERS.len()];
+            // One a millisecond.
+            let arrives = Duration::from_millis((i - start) as u64);
+            tasks.spawn(async move {
+                tokio::time::sleep(arrives).await;
+                let first = (i / 4) % urls.len();
+                let mut moved = false;
+                for step in 0..urls.len() {
+                    let replica = (first + step) % urls.len();
+                    match ask(&client, &urls[replica], user, i).await {
+                        Ok(done) => {
+                            ended.fetch_add(1, Ordering::Relaxed);
+                            return (user, Ok(done), moved);
+                        }
+                        Err(Lost::Refused) => moved = true,
+                        Err(Lost::Cut) => {
+                            assert_eq!(replica, 0, "only the killed replica cuts requests");
+                            ended.fetch_add(1, Ordering::Relaxed);
+                            return (user, Err(Lost::Cut), moved);
+                        }
                     }
                 }
-            }
-            panic!("request {i}: no replica took it");
-        });
-    }
-    // The kill, a third of the way through.
-    while ended.load(Ordering::Relaxed) < REQUESTS / 3 {
+                panic!("request {i}: no replica took it");
+            });
+        }
+    };
+    // The first 400; the kill when half of them have ended (the rest in flight or
+    // on their way); then the other 600, which find replica 0 gone.
+    send(&mut tasks, 0..400);
+    while ended.load(Ordering::Relaxed) < 200 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     drop(replicas[0].take());
+    send(&mut tasks, 400..REQUESTS);
     let mut tally = Tally::default();
     while let Some(done) = tasks.join_next().await {
         let (user, ended, moved) = done.unwrap();
