@@ -63,10 +63,44 @@ pub struct DecisionRecord {
     pub error: Option<String>,
 }
 
+/// A score given to an answer after it was logged: the client's feedback, or a
+/// complaint in the session's next turn. Written as its own line with
+/// `"kind": "outcome"`, so the log replays what was learned.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeRecord {
+    /// Always `outcome` (request lines have no `kind`).
+    pub kind: &'static str,
+    /// Unix time it was learned, in milliseconds.
+    pub ts_ms: u64,
+    /// `feedback` (`POST /v1/feedback`) or `complaint` (the session's next turn).
+    pub source: &'static str,
+    /// The request whose answer it scores, with its route, model, bucket, the score
+    /// and the implicit score it replaced.
+    #[serde(flatten)]
+    pub scored: switchyard_router::outcomes::Scored,
+    /// The feedback's label, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The feedback's comment, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// What complained: the next turn's request id and the signal that held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum Line {
+    Request(DecisionRecord),
+    Outcome(OutcomeRecord),
+}
+
 /// Appends records to a file from a background task.
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
-    tx: mpsc::Sender<DecisionRecord>,
+    tx: mpsc::Sender<Line>,
 }
 
 impl DecisionLog {
@@ -76,11 +110,11 @@ impl DecisionLog {
             .create(true)
             .append(true)
             .open(path)?;
-        let (tx, mut rx) = mpsc::channel::<DecisionRecord>(LOG_BUFFER);
+        let (tx, mut rx) = mpsc::channel::<Line>(LOG_BUFFER);
         tokio::task::spawn_blocking(move || {
             let mut out = std::io::BufWriter::new(file);
             while let Some(record) = rx.blocking_recv() {
-                let mut write = |r: &DecisionRecord| -> std::io::Result<()> {
+                let mut write = |r: &Line| -> std::io::Result<()> {
                     serde_json::to_writer(&mut out, r)?;
                     out.write_all(b"\n")
                 };
@@ -98,7 +132,16 @@ impl DecisionLog {
 
     /// Queues a record; drops it (and counts the drop) when the writer is far behind.
     pub fn record(&self, record: DecisionRecord) {
-        if self.tx.try_send(record).is_err() {
+        self.send(Line::Request(record));
+    }
+
+    /// Queues an outcome line, like [`DecisionLog::record`].
+    pub fn outcome(&self, record: OutcomeRecord) {
+        self.send(Line::Outcome(record));
+    }
+
+    fn send(&self, line: Line) {
+        if self.tx.try_send(line).is_err() {
             metrics::counter!("switchyard_decision_log_dropped_total").increment(1);
         }
     }

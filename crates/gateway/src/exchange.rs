@@ -57,6 +57,9 @@ pub struct Selected {
     pub algorithm: &'static str,
     /// Why that model.
     pub reason: String,
+    /// What the route counts outcomes by besides route and model (a domain label),
+    /// when its algorithm learns.
+    pub bucket: Option<String>,
 }
 
 /// What place planned.
@@ -83,6 +86,9 @@ pub struct Placed {
 pub struct Exchange {
     /// The request id (sent upstream and to the client as `x-request-id`).
     pub request_id: String,
+    /// The key of the caller's credential (`authorization` or `x-api-key`), which
+    /// feedback for the answer must present again.
+    pub caller: Option<u64>,
     /// Arrival.
     pub started: Instant,
     /// Arrival, wall clock.
@@ -139,6 +145,7 @@ impl Exchange {
     ) -> Exchange {
         Exchange {
             request_id,
+            caller: None,
             started,
             arrived: SystemTime::now(),
             deadline: None,

@@ -90,6 +90,7 @@ pub fn admit(
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
+    x.caller = caller(runtime, headers);
     let checked = client_deadline(headers, started).and_then(|d| {
         fits_some_pool(runtime, &x.conversation)?;
         Ok(d)
@@ -108,6 +109,14 @@ pub fn admit(
             Err(Box::new(x))
         }
     }
+}
+
+/// The key of the caller's credential: what feedback for the request must present.
+pub fn caller(runtime: &Runtime, headers: &HeaderMap) -> Option<u64> {
+    ["authorization", "x-api-key", "api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .map(|v| runtime.outcomes.caller(v.as_bytes()))
 }
 
 /// Ingress took the time since arrival: in the trace and in the phase metric alike.

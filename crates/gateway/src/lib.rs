@@ -12,6 +12,7 @@
 pub mod decision_log;
 pub mod dry_run;
 pub mod exchange;
+pub mod feedback;
 pub mod forward;
 pub mod ingress;
 pub mod local;

@@ -2,14 +2,17 @@
 //! learned state (endpoint latencies, answer lengths, model latencies), the plugins'
 //! observe hooks and the decision log.
 
-use crate::decision_log::DecisionRecord;
+use crate::decision_log::{DecisionRecord, OutcomeRecord};
 use crate::exchange::Exchange;
 use crate::phase::Phase;
 use crate::runtime::Runtime;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_policy::AlgorithmConfig;
 use switchyard_router::Metric;
+use switchyard_router::outcomes::{Answer, Implicit};
 use switchyard_router::plugins::Observation;
 use switchyard_wire::{ApiError, Usage};
+use switchyard_workload::SignalFamily;
 
 /// How a request ended.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +66,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     series.duration.record(latency.as_secs_f64());
     if answered_in == Phase::Forward {
         learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
+        remember(runtime, x, name, usage);
     }
     if let Some(u) = usage {
         series.prompt_tokens.increment(u.prompt_tokens);
@@ -96,10 +100,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     }
     if let Some(log) = &runtime.log {
         log.record(DecisionRecord {
-            ts_ms: x
-                .arrived
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ts_ms: unix_ms(x.arrived),
             request_id: x.request_id.clone(),
             requested_model: x.conversation.requested_model.clone(),
             route: x.route_name().to_owned(),
@@ -131,6 +132,85 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     let spent = start.elapsed();
     x.timings.record(Phase::Observe, spent);
     runtime.metrics.phase(Phase::Observe, spent);
+}
+
+/// Remembers a forwarded answer in the outcome store, for feedback and the learning
+/// algorithms; a complaint of the session's previous answer is scored and logged.
+fn remember(runtime: &Runtime, x: &Exchange, name: &str, usage: Option<Usage>) {
+    let Some(selected) = &x.selected else {
+        return;
+    };
+    if !runtime.outcomes.enabled() {
+        return;
+    }
+    let implicit = match name {
+        "ok" => {
+            let cap = x.conversation.output_cap;
+            let completion = usage.map_or(0, |u| u.completion_tokens);
+            if cap.is_some_and(|c| completion >= u64::from(c)) {
+                Implicit::Truncated
+            } else {
+                Implicit::Ok
+            }
+        }
+        "upstream_error" | "upstream_timeout" | "cut" | "stalled" => Implicit::Failed,
+        _ => Implicit::Uncounted,
+    };
+    let signals = &runtime.policy.signals;
+    let complaint = x
+        .signals
+        .iter()
+        .filter(|(_, v)| v.matched)
+        .filter_map(|(id, _)| signals.key(id))
+        .find(|k| matches!(k.family, SignalFamily::UserFeedback | SignalFamily::Reask))
+        .map(|k| format!("{}.{}", k.family.name(), k.name));
+    let discount = match x
+        .routed
+        .as_ref()
+        .and_then(|r| r.index)
+        .and_then(|i| runtime.policy.route(i))
+        .map(|r| &r.algorithm)
+    {
+        Some(AlgorithmConfig::Thompson(t)) => t.discount,
+        _ => 1.0,
+    };
+    let now_ms = unix_ms(SystemTime::now());
+    let scored = runtime.outcomes.record(&Answer {
+        request_id: &x.request_id,
+        caller: x.caller,
+        route: x.route_name(),
+        model: x.model_name(runtime),
+        bucket: selected.bucket.as_deref(),
+        discount,
+        session: x.placed.as_ref().and_then(|p| p.session_key),
+        implicit,
+        complaint: complaint.as_deref(),
+        now_ms,
+    });
+    if let Some(scored) = scored {
+        metrics::counter!("switchyard_outcomes_total", "source" => "complaint").increment(1);
+        if let Some(log) = &runtime.log {
+            log.outcome(OutcomeRecord {
+                kind: "outcome",
+                ts_ms: now_ms,
+                source: "complaint",
+                scored,
+                label: None,
+                comment: None,
+                by: Some(format!(
+                    "{} ({})",
+                    x.request_id,
+                    complaint.unwrap_or_default()
+                )),
+            });
+        }
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What a forwarded request teaches: the endpoint's and the model's latencies, and

@@ -8,8 +8,8 @@ use switchyard_policy::ConfigError;
 use switchyard_policy::Policy;
 use switchyard_policy::config::{StateBackend, StateConfig};
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
-use switchyard_router::ModelLatency;
 use switchyard_router::plugins::{Build, Plugins};
+use switchyard_router::{ModelLatency, Outcomes};
 use switchyard_state::{InProcess, Limits, RemoteOptions, RemoteState, SharedState, SystemClock};
 use switchyard_wire::Conversation;
 use switchyard_workload::TokenCounter;
@@ -43,6 +43,9 @@ pub struct Runtime {
     pub read_headers: Vec<String>,
     /// What several requests share (a caller's reputation): kept across reloads.
     pub state: Arc<dyn SharedState>,
+    /// Answers remembered for feedback, and what the learning algorithms learned:
+    /// kept across reloads.
+    pub outcomes: Arc<Outcomes>,
     /// Plugin types beyond the built-in registry (kept for reloads).
     plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
@@ -90,7 +93,7 @@ impl Runtime {
     /// Builds the runtime of a checked policy. Must run inside a Tokio runtime when a
     /// decision log is configured (its writer is a task).
     pub fn new(policy: Policy) -> Result<Runtime, RuntimeError> {
-        Runtime::build(policy, None, None, &[])
+        Runtime::build(policy, None, None, None, &[])
     }
 
     /// Like [`Runtime::new`], with plugin types of the embedding program's own beside
@@ -99,13 +102,14 @@ impl Runtime {
         policy: Policy,
         types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
-        Runtime::build(policy, None, None, types)
+        Runtime::build(policy, None, None, None, types)
     }
 
     /// The runtime of a new policy replacing this one: built afresh (pools, learned
     /// state), except that the decision log is kept when its path is the same, so one
     /// writer appends to the file, and the shared state (reputations, budgets) is kept
-    /// while its configuration is the same.
+    /// while its configuration is the same. What was learned of outcomes is kept (by
+    /// route and model name).
     pub fn reloaded(&self, policy: Policy) -> Result<Runtime, RuntimeError> {
         let same_log = policy.config.server.decision_log == self.policy.config.server.decision_log;
         let same_state = policy.config.state == self.policy.config.state;
@@ -113,6 +117,7 @@ impl Runtime {
             policy,
             self.log.clone().filter(|_| same_log),
             Some(Arc::clone(&self.state)).filter(|_| same_state),
+            Some(Arc::clone(&self.outcomes)),
             self.plugin_types,
         )
     }
@@ -121,6 +126,7 @@ impl Runtime {
         mut policy: Policy,
         log: Option<DecisionLog>,
         state: Option<Arc<dyn SharedState>>,
+        outcomes: Option<Arc<Outcomes>>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
         let state = match state {
@@ -182,7 +188,15 @@ impl Runtime {
             .collect();
         read_headers.sort();
         read_headers.dedup();
+        let outcomes = match outcomes {
+            Some(kept) => {
+                kept.configure(&policy.config.outcomes);
+                kept
+            }
+            None => Arc::new(Outcomes::new(&policy.config.outcomes)),
+        };
         Ok(Runtime {
+            outcomes,
             read_headers,
             latency,
             predictor,

@@ -167,6 +167,11 @@ pub fn router(live: Arc<Live>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/route", post(route_only))
+        .route(
+            "/v1/feedback",
+            post(feedback).layer(DefaultBodyLimit::max(crate::feedback::MAX_BODY)),
+        )
+        .route("/v1/outcomes", get(outcomes))
         .route("/v1/models", get(models))
         .route("/v1/pools", get(pools))
         .route("/healthz", get(healthz))
@@ -218,6 +223,35 @@ async fn route_only(
     let runtime = live.current();
     let (status, trace) = dry_run::dry_run(&runtime, &headers, body, Some(peer));
     (status, axum::Json(trace)).into_response()
+}
+
+async fn feedback(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let runtime = live.current();
+    match body {
+        Ok(body) => crate::feedback::feedback(&runtime, &headers, &body),
+        Err(rejection) => {
+            let kind = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorKind::PayloadTooLarge
+            } else {
+                ErrorKind::InvalidRequest
+            };
+            error_response(&ApiError::new(
+                kind,
+                format!(
+                    "the feedback body could not be read ({rejection}); at most {} bytes",
+                    crate::feedback::MAX_BODY
+                ),
+            ))
+        }
+    }
+}
+
+async fn outcomes(State(live): State<Arc<Live>>) -> Response {
+    crate::feedback::outcomes(&live.current())
 }
 
 async fn models(State(live): State<Arc<Live>>) -> Response {

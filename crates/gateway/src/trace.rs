@@ -201,12 +201,16 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
         Phase::Select => x.selected.as_ref().map_or_else(
             || json!({}),
             |s| {
-                json!({
+                let mut out = json!({
                     "algorithm": s.algorithm,
                     "candidates": x.governed.as_ref().map(|g| model_names(&g.models)),
                     "model": x.model_name(runtime),
                     "reason": s.reason,
-                })
+                });
+                if let Some(bucket) = &s.bucket {
+                    out["bucket"] = json!(bucket);
+                }
+                out
             },
         ),
         Phase::Place => x.placed.as_ref().map_or_else(

@@ -28,6 +28,10 @@ pub struct Config {
     /// KV-cache retention hints sent with mid-session requests.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// What answers are remembered for feedback (`POST /v1/feedback`) and how outcomes
+    /// are scored for the selection algorithms that learn (`docs/learning.md`).
+    #[serde(default)]
+    pub outcomes: OutcomesConfig,
     /// The models clients may name or be routed to.
     pub models: Vec<ModelConfig>,
     /// The pools of endpoints that serve the models.
@@ -914,6 +918,133 @@ pub enum AlgorithmConfig {
     Latency(LatencyConfig),
     /// A weighted score of quality, latency, cost and load, after hard ceilings.
     MultiFactor(MultiFactorConfig),
+    /// Thompson sampling over outcomes: learns which candidate answers well.
+    Thompson(ThompsonConfig),
+}
+
+/// What a learning algorithm counts outcomes by, besides route and model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeBucket {
+    /// The domain the request's domain signal predicted (none when no domain signal
+    /// ran): a model may be the best at law and not at code.
+    #[default]
+    Domain,
+    /// Route and model only.
+    None,
+}
+
+/// `thompson` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThompsonConfig {
+    /// What outcomes are counted by besides route and model (default `domain`).
+    #[serde(default)]
+    pub bucket: OutcomeBucket,
+    /// Quality given up to pay nothing instead of the costliest candidate's price:
+    /// each draw loses `cost_weight × cost / highest cost` (default 0).
+    #[serde(default)]
+    pub cost_weight: f64,
+    /// What an arm's older outcomes keep of their weight at each new one, in (0, 1]
+    /// (default 0.995: about the last 200 outcomes count), so a model whose quality
+    /// changes is relearned.
+    #[serde(default = "default_discount")]
+    pub discount: f64,
+    /// How many outcomes the prior from the model's `quality` is worth (default 4; a
+    /// model without `quality` starts at 0.5).
+    #[serde(default = "default_prior_strength")]
+    pub prior_strength: f64,
+    /// Mixed into the draws.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_discount() -> f64 {
+    0.995
+}
+
+fn default_prior_strength() -> f64 {
+    4.0
+}
+
+impl Default for ThompsonConfig {
+    fn default() -> Self {
+        ThompsonConfig {
+            bucket: OutcomeBucket::Domain,
+            cost_weight: 0.0,
+            discount: default_discount(),
+            prior_strength: default_prior_strength(),
+            seed: 0,
+        }
+    }
+}
+
+/// Answers remembered for feedback, and the scores of implicit outcomes.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomesConfig {
+    /// Answers remembered (default 65,536; the oldest is forgotten first; 0 turns
+    /// outcomes and feedback off).
+    #[serde(default = "default_outcome_capacity")]
+    pub capacity: usize,
+    /// How long after an answer its feedback is accepted, in seconds (default 3,600).
+    #[serde(default = "default_outcome_ttl_s")]
+    pub ttl_s: u64,
+    /// Scores of what the gateway sees itself, in [0, 1].
+    #[serde(default)]
+    pub implicit: ImplicitScores,
+}
+
+fn default_outcome_capacity() -> usize {
+    65_536
+}
+
+fn default_outcome_ttl_s() -> u64 {
+    3600
+}
+
+impl Default for OutcomesConfig {
+    fn default() -> Self {
+        OutcomesConfig {
+            capacity: default_outcome_capacity(),
+            ttl_s: default_outcome_ttl_s(),
+            implicit: ImplicitScores::default(),
+        }
+    }
+}
+
+/// The score an answer gets from what the gateway sees, until feedback replaces it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImplicitScores {
+    /// A whole answer (default 1).
+    #[serde(default = "one")]
+    pub ok: f64,
+    /// An answer cut by its `max_tokens` (default 0.5).
+    #[serde(default = "half")]
+    pub truncated: f64,
+    /// An upstream error, timeout, stall or cut stream (default 0).
+    #[serde(default)]
+    pub failed: f64,
+    /// An answer whose next turn in the session complains of it or asks again (a
+    /// `user_feedback` or `reask` signal that ran and held; default 0).
+    #[serde(default)]
+    pub complained: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+impl Default for ImplicitScores {
+    fn default() -> Self {
+        ImplicitScores {
+            ok: 1.0,
+            truncated: 0.5,
+            failed: 0.0,
+            complained: 0.0,
+        }
+    }
 }
 
 /// `weighted` parameters.
@@ -1029,11 +1160,24 @@ impl AlgorithmConfig {
             AlgorithmConfig::Cost(_) => "cost",
             AlgorithmConfig::Latency(_) => "latency",
             AlgorithmConfig::MultiFactor(_) => "multi_factor",
+            AlgorithmConfig::Thompson(_) => "thompson",
         }
     }
 
+    /// Whether it reads outcomes (the select phase then looks them up).
+    pub fn learns(&self) -> bool {
+        matches!(self, AlgorithmConfig::Thompson(_))
+    }
+
     /// The names accepted.
-    pub const NAMES: [&'static str; 5] = ["static", "weighted", "cost", "latency", "multi_factor"];
+    pub const NAMES: [&'static str; 6] = [
+        "static",
+        "weighted",
+        "cost",
+        "latency",
+        "multi_factor",
+        "thompson",
+    ];
 }
 
 impl<'de> Deserialize<'de> for AlgorithmConfig {
@@ -1076,6 +1220,9 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             "multi_factor" => AlgorithmConfig::MultiFactor(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "thompson" => AlgorithmConfig::Thompson(
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             other => {

@@ -144,6 +144,10 @@ signals:
                 "{type: multi_factor, weights: {quality: 1, cost: 2}, max_ttft_ms: 800}",
                 "multi_factor",
             ),
+            (
+                "{type: thompson, bucket: none, discount: 0.99, prior_strength: 2}",
+                "thompson",
+            ),
         ] {
             let policy = with_algorithm(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             let route = policy.route(0).unwrap();
@@ -163,6 +167,12 @@ signals:
             ("{type: latency, percentile: 0}", "percentile"),
             ("{min_quality: 0.5}", "needs `type`"),
             ("{type: static, x: 1}", "takes no parameters"),
+            (
+                "{type: thompson, discount: 0}",
+                "discount 0 is not in (0, 1]",
+            ),
+            ("{type: thompson, prior_strength: -1}", "prior_strength"),
+            ("{type: thompson, bucket: topic}", "bucket"),
         ] {
             let err = with_algorithm(text).map(|_| ()).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");

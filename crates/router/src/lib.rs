@@ -11,8 +11,10 @@
 
 pub mod cache;
 pub mod observed;
+pub mod outcomes;
 pub mod plugins;
 pub mod selection;
 
 pub use observed::{Metric, ModelLatency};
+pub use outcomes::{Answer, ArmStats, Implicit, Outcomes};
 pub use selection::{Candidate, SelectRequest, Selected, Selection, algorithm};

@@ -72,6 +72,9 @@ struct TraceRow {
     /// A decision log's phase that answered: rows not answered by `forward` (refused
     /// requests, local answers) never reached the fleet and are skipped.
     phase: Option<String>,
+    /// A decision log's line kind: only request lines (which have none) are arrivals;
+    /// `outcome` lines score earlier answers.
+    kind: Option<String>,
 }
 
 impl SourceStream {
@@ -283,7 +286,7 @@ fn read_trace(path: &Path, speed: f64, names: &mut Vec<String>) -> Result<Vec<Ar
             }
             let row: TraceRow =
                 serde_json::from_str(line).map_err(|e| fail(i + 1, e.to_string()))?;
-            if row.phase.as_deref().is_some_and(|p| p != "forward") {
+            if row.kind.is_some() || row.phase.as_deref().is_some_and(|p| p != "forward") {
                 continue;
             }
             rows.push(arrival(row, names).map_err(|m| fail(i + 1, m))?);
@@ -469,7 +472,8 @@ mod tests {
             concat!(
                 "{\"ts_ms\":1000400,\"pool\":\"long\",\"prompt_tokens\":9000,\"completion_tokens\":20}\n",
                 "{\"ts_ms\":1000000,\"pool\":\"short\",\"prompt_tokens\":22,\"completion_tokens\":64}\n",
-                "{\"ts_ms\":1000100,\"pool\":\"\",\"phase\":\"govern\",\"prompt_tokens\":9,\"completion_tokens\":0}\n"
+                "{\"ts_ms\":1000100,\"pool\":\"\",\"phase\":\"govern\",\"prompt_tokens\":9,\"completion_tokens\":0}\n",
+                "{\"kind\":\"outcome\",\"ts_ms\":1000900,\"source\":\"feedback\",\"request_id\":\"sy-1\",\"score\":0.0}\n"
             ),
         )
         .unwrap();
@@ -483,7 +487,7 @@ mod tests {
         assert_eq!(s.next_arrival().unwrap().at_ms, 200.0);
         assert!(
             s.next_arrival().is_none(),
-            "a refused request is not replayed"
+            "a refused request and an outcome line are not replayed"
         );
 
         std::fs::write(&log, "{\"ts_ms\":1}\n").unwrap();

@@ -3,9 +3,9 @@
 
 use crate::exchange::{Exchange, Placed, Selected};
 use crate::runtime::Runtime;
-use switchyard_policy::AlgorithmConfig;
+use switchyard_policy::{AlgorithmConfig, OutcomeBucket};
 use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
-use switchyard_router::{Candidate, SelectRequest, algorithm};
+use switchyard_router::{ArmStats, Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Context the request needs at least: its prompt plus the answer it asks for (one
@@ -41,6 +41,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
                 quality: config.and_then(|m| m.quality),
                 load: runtime.pools.model_load(model),
                 latency: runtime.latency.get(model),
+                outcomes: ArmStats::default(),
             }
         })
         .collect();
@@ -49,14 +50,31 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         .index
         .and_then(|i| policy.route(i))
         .map_or(&STATIC, |r| &r.algorithm);
+    let route = &routed.name;
+    let mut listed = listed;
+    let bucket = configured
+        .learns()
+        .then(|| outcome_bucket(configured, x))
+        .flatten();
+    if configured.learns() {
+        let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
+        let arms = runtime.outcomes.arms(route, &names, bucket.as_deref());
+        for (c, arm) in listed.iter_mut().zip(arms) {
+            c.outcomes = arm;
+        }
+    }
     let request = SelectRequest {
         tokens: minimum,
         prompt_tokens: prompt,
         output_tokens,
         // The conversation's start (at most 4 KiB), shared with affinity placement.
         hash: x.prefix().unwrap_or(0),
+        draw: if configured.learns() {
+            runtime.outcomes.draw()
+        } else {
+            0
+        },
     };
-    let route = &routed.name;
     let selected = algorithm(configured).select(&listed, &request).ok_or_else(|| {
         let largest = listed.iter().map(|c| c.max_context).max().unwrap_or(0);
         if largest >= minimum {
@@ -82,8 +100,20 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         model,
         algorithm: configured.name(),
         reason: selected.reason,
+        bucket,
     });
     Ok(())
+}
+
+/// The bucket a learning algorithm counts the request's outcome in.
+fn outcome_bucket(algorithm: &AlgorithmConfig, x: &Exchange) -> Option<String> {
+    match algorithm {
+        AlgorithmConfig::Thompson(t) => match t.bucket {
+            OutcomeBucket::Domain => x.signals.domain.as_ref().map(|d| d.label.clone()),
+            OutcomeBucket::None => None,
+        },
+        _ => None,
+    }
 }
 
 /// place: the pool and endpoint, with room for the predicted answer when there is

@@ -210,6 +210,34 @@ pub(super) fn check_models_and_pools(
             format!("{percentile} is not in (0, 1]: write e.g. 0.75 for P75"),
         ));
     }
+    let implicit = &config.outcomes.implicit;
+    for (name, score) in [
+        ("ok", implicit.ok),
+        ("truncated", implicit.truncated),
+        ("failed", implicit.failed),
+        ("complained", implicit.complained),
+    ] {
+        if !(0.0..=1.0).contains(&score) {
+            found.push(Diagnostic::error(
+                &Location::UNKNOWN,
+                format!("outcomes.implicit.{name}"),
+                format!("{score} is not a score in [0, 1]"),
+            ));
+        }
+    }
+    if config.outcomes.capacity > 10_000_000 {
+        found.push(
+            Diagnostic::error(
+                &Location::UNKNOWN,
+                "outcomes.capacity",
+                format!(
+                    "{} answers is too many to remember",
+                    config.outcomes.capacity
+                ),
+            )
+            .with_help("at most 10,000,000 (each takes about 200 bytes)"),
+        );
+    }
     if config.retention.min_ttl_ms > config.retention.max_ttl_ms {
         found.push(Diagnostic::error(
             &Location::UNKNOWN,
@@ -320,6 +348,24 @@ pub(super) fn check_algorithm(
                 error("weights are 0 or more".to_owned());
             }
             (w.cost > 0.0 || m.max_cost.is_some(), w.quality > 0.0)
+        }
+        AlgorithmConfig::Thompson(t) => {
+            if !(t.cost_weight.is_finite() && t.cost_weight >= 0.0) {
+                error(format!("cost_weight {} is not 0 or more", t.cost_weight));
+            }
+            if !(t.discount > 0.0 && t.discount <= 1.0) {
+                error(format!(
+                    "discount {} is not in (0, 1] (1 never forgets)",
+                    t.discount
+                ));
+            }
+            if !(t.prior_strength.is_finite() && t.prior_strength > 0.0) {
+                error(format!(
+                    "prior_strength {} is not above 0",
+                    t.prior_strength
+                ));
+            }
+            (t.cost_weight > 0.0, false)
         }
     };
     for c in candidates.iter().map(|c| &c.name) {

@@ -4,9 +4,11 @@ mod cost;
 mod latency;
 mod multi_factor;
 mod static_order;
+mod thompson;
 mod weighted;
 
 use crate::observed::{Metric, ModelLatency};
+use crate::outcomes::ArmStats;
 use serde::Serialize;
 use switchyard_policy::{AlgorithmConfig, Price};
 
@@ -30,6 +32,8 @@ pub struct Candidate<'a> {
     /// Latencies observed on it.
     #[serde(skip)]
     pub latency: Option<&'a ModelLatency>,
+    /// What its arm has learned of outcomes (filled for algorithms that learn).
+    pub outcomes: ArmStats,
 }
 
 impl Candidate<'_> {
@@ -63,6 +67,8 @@ pub struct SelectRequest {
     pub output_tokens: u32,
     /// A stable hash of the conversation's start, for sticky random choices.
     pub hash: u64,
+    /// A number fresh for each request, for random draws that must differ.
+    pub draw: u64,
 }
 
 /// The outcome of selection.
@@ -91,6 +97,7 @@ pub fn algorithm(config: &AlgorithmConfig) -> &dyn Selection {
         AlgorithmConfig::Cost(c) => c,
         AlgorithmConfig::Latency(l) => l,
         AlgorithmConfig::MultiFactor(m) => m,
+        AlgorithmConfig::Thompson(t) => t,
     }
 }
 
@@ -125,6 +132,7 @@ pub(crate) mod testing {
             quality,
             load,
             latency: None,
+            outcomes: ArmStats::default(),
         }
     }
 
@@ -134,6 +142,7 @@ pub(crate) mod testing {
             prompt_tokens: tokens,
             output_tokens: 200,
             hash: 7,
+            draw: 0,
         }
     }
 }

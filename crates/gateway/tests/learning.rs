@@ -1,0 +1,280 @@
+//! Outcomes through the gateway: feedback joined to the answer it scores (once, and
+//! only by the caller who got it), complaints in a session's next turn, truncation,
+//! the decision log's outcome lines, and `thompson` selection learning from them.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use serde_json::{Value, json};
+
+fn config(upstream: &str, log: &std::path::Path, capacity: usize) -> String {
+    format!(
+        "server: {{listen: '127.0.0.1:0', decision_log: '{}'}}
+outcomes: {{capacity: {capacity}}}
+models:
+  - {{name: a}}
+  - {{name: b}}
+pools:
+  - {{name: pa, model: a, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: pb, model: b, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+signals:
+  user_feedback: [{{name: complaint}}]
+routes:
+  - name: again
+    priority: 10
+    when: {{user_feedback: complaint}}
+    models: [b]
+default_route: {{name: main, models: [a, b], algorithm: {{type: thompson, bucket: none, seed: 3}}}}
+",
+        log.display()
+    )
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn ask(&self, key: &str, messages: Value, extra: Value) -> reqwest::Response {
+        let mut body = json!({"model": "auto", "messages": messages});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .header("authorization", format!("Bearer {key}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn rate(&self, key: Option<&str>, body: Value) -> (u16, Value) {
+        let mut r = self
+            .http
+            .post(format!("{}/v1/feedback", self.base))
+            .json(&body);
+        if let Some(key) = key {
+            r = r.header("authorization", format!("Bearer {key}"));
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn arms(&self) -> Vec<Value> {
+        let v: Value = reqwest::get(format!("{}/v1/outcomes", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["arms"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn arm<'a>(arms: &'a [Value], route: &str, model: &str) -> &'a Value {
+    arms.iter()
+        .find(|a| a["route"] == route && a["model"] == model)
+        .unwrap_or_else(|| panic!("no arm {route}/{model} in {arms:?}"))
+}
+
+fn hi() -> Value {
+    json!([{"role": "user", "content": "What is the capital of France?"}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_scores_the_answer_once_and_only_for_its_caller() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "feedback.jsonl");
+    let g = harness::gateway(&config(&upstream, &log, 1000)).await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    let r = c.ask("ann", hi(), json!({})).await;
+    assert_eq!(r.status(), 200);
+    let id = harness::header(&r, "x-request-id");
+    let model = harness::header(&r, "x-switchyard-model");
+    let before = arm(&c.arms().await, "main", &model).clone();
+    assert_eq!(before["good"], 1.0, "a whole answer counts 1 until rated");
+
+    // Another credential, or none, finds nothing; an unknown id neither.
+    for (key, rid) in [
+        (Some("bob"), id.as_str()),
+        (None, id.as_str()),
+        (Some("ann"), "sy-nope"),
+    ] {
+        let (status, body) = c
+            .rate(key, json!({"request_id": rid, "thumbs": "down"}))
+            .await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["param"], "request_id", "{body}");
+    }
+    let (status, body) = c
+        .rate(
+            Some("ann"),
+            json!({"request_id": id, "thumbs": "down", "label": "wrong", "comment": "Lyon?"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recorded"], true);
+    assert_eq!(body["model"], model.as_str());
+    assert_eq!(body["route"], "main");
+    assert_eq!(
+        (body["score"].as_f64(), body["replaced"].as_f64()),
+        (Some(0.0), Some(1.0))
+    );
+    let after = arm(&c.arms().await, "main", &model).clone();
+    assert_eq!(
+        (after["good"].as_f64(), after["bad"].as_f64()),
+        (Some(0.0), Some(1.0))
+    );
+    // The first feedback is kept.
+    let (status, body) = c
+        .rate(Some("ann"), json!({"request_id": id, "score": 1}))
+        .await;
+    assert_eq!(
+        (status, &body["recorded"], &body["score"]),
+        (200, &json!(false), &json!(0.0))
+    );
+    assert_eq!(arm(&c.arms().await, "main", &model), &after);
+
+    // Malformed feedback names its field; a large body is refused.
+    for (body, param) in [
+        (json!({"request_id": id, "score": 2}), "score"),
+        (json!({"request_id": id}), "score"),
+        (json!({"request_id": id, "thumbs": "meh"}), "thumbs"),
+        (json!({"request_id": id, "score": 1, "stars": 5}), "stars"),
+    ] {
+        let (status, answer) = c.rate(Some("ann"), body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["param"], param, "{answer}");
+    }
+    let big = json!({"request_id": id, "score": 1, "comment": "x".repeat(20_000)});
+    let (status, _) = c.rate(Some("ann"), big).await;
+    assert_eq!(status, 413);
+
+    // An answer cut by its max_tokens counts half (the upstream reports 3 tokens).
+    let r = c.ask("ann", hi(), json!({"max_tokens": 3})).await;
+    let cut_model = harness::header(&r, "x-switchyard-model");
+    let cut_id = harness::header(&r, "x-request-id");
+    let (_, body) = c
+        .rate(Some("ann"), json!({"request_id": cut_id, "score": 1}))
+        .await;
+    assert_eq!(body["replaced"], 0.5, "{body} ({cut_model})");
+
+    // The decision log has the feedback as an outcome line after its request line.
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        if lines.iter().filter(|l| l["kind"] == "outcome").count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let outcome = lines
+        .iter()
+        .find(|l| l["kind"] == "outcome" && l["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(outcome["source"], "feedback");
+    assert_eq!(
+        (outcome["score"].as_f64(), outcome["label"].as_str()),
+        (Some(0.0), Some("wrong"))
+    );
+    assert_eq!(outcome["model"], model.as_str());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["request_id"] == id.as_str() && l["kind"].is_null() && l["status"] == 200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_in_the_next_turn_scores_the_answer_before() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "complaint.jsonl");
+    let g = harness::gateway(&config(&upstream, &log, 1000)).await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    let first = c.ask("ann", hi(), json!({})).await;
+    let first_model = harness::header(&first, "x-switchyard-model");
+    let turns = json!([
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Lyon."},
+        {"role": "user", "content": "That's wrong."},
+    ]);
+    let second = c.ask("ann", turns, json!({})).await;
+    assert_eq!(harness::header(&second, "x-switchyard-route"), "again");
+    let arms = c.arms().await;
+    let main = arm(&arms, "main", &first_model);
+    assert_eq!(
+        (main["good"].as_f64(), main["bad"].as_f64()),
+        (Some(0.0), Some(1.0)),
+        "{arms:?}"
+    );
+    // The complaining turn's own answer counts whole.
+    assert_eq!(arm(&arms, "again", "b")["good"], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thompson_learns_from_feedback_which_model_answers_well() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "bandit.jsonl");
+    let g = harness::gateway(&config(&upstream, &log, 1000)).await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    // The client likes b's answers and not a's.
+    let mut late_b = 0;
+    for i in 0..150 {
+        let r = c.ask("ann", hi(), json!({})).await;
+        assert_eq!(r.status(), 200);
+        let model = harness::header(&r, "x-switchyard-model");
+        let id = harness::header(&r, "x-request-id");
+        let thumbs = if model == "b" { "up" } else { "down" };
+        let (status, _) = c
+            .rate(Some("ann"), json!({"request_id": id, "thumbs": thumbs}))
+            .await;
+        assert_eq!(status, 200);
+        if i >= 100 && model == "b" {
+            late_b += 1;
+        }
+    }
+    assert!(late_b >= 45, "b answered {late_b} of the last 50");
+    let arms = c.arms().await;
+    assert!(arm(&arms, "main", "a")["mean"].as_f64().unwrap() < 0.2);
+    assert!(arm(&arms, "main", "b")["mean"].as_f64().unwrap() > 0.8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_outcomes_off_feedback_is_a_clear_404() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "off.jsonl");
+    let g = harness::gateway(&config(&upstream, &log, 0)).await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    let r = c.ask("ann", hi(), json!({})).await;
+    let id = harness::header(&r, "x-request-id");
+    let (status, body) = c
+        .rate(Some("ann"), json!({"request_id": id, "score": 1}))
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outcomes.capacity"),
+        "{body}"
+    );
+}

@@ -1,0 +1,672 @@
+//! The outcome store: the answers the gateway gave, remembered for a while so that
+//! what is learned of them later (the client's feedback, a complaint in the session's
+//! next turn) is joined to the decision that made them, and the per-arm tallies the
+//! learning selection algorithms read.
+//!
+//! An *arm* is one (route, model, bucket): the bucket is what a route counts outcomes
+//! by besides route and model (the request's predicted domain, or nothing). Each arm
+//! keeps discounted sums of scores (`good`) and of their complements (`bad`): at every
+//! new outcome the older ones keep `discount` of their weight. An answer is counted
+//! once, with its implicit score (what the gateway saw: a whole answer, a truncated
+//! one, an upstream failure); feedback or a complaint that comes later replaces that
+//! score in place, weighted as it would have been had it been known at once.
+//!
+//! Everything is bounded: `capacity` answers (the oldest forgotten first, and any
+//! older than `ttl_s`), [`MAX_ARMS`] arms. Answers are keyed by their request id *and*
+//! the caller's credential, so a client can neither rate nor overwrite another's.
+
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_policy::OutcomesConfig;
+
+/// Arms kept at most; outcomes of arms beyond are not counted (and are counted in
+/// `switchyard_outcomes_dropped_total{what="arm"}`).
+pub const MAX_ARMS: usize = 65_536;
+
+/// What the gateway saw of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Implicit {
+    /// A whole answer.
+    Ok,
+    /// An answer cut by its `max_tokens`.
+    Truncated,
+    /// An upstream error, timeout, stall or cut stream.
+    Failed,
+    /// Nothing that speaks to the model's quality (the client left, or its own
+    /// deadline passed, or the upstream refused the request as invalid): remembered
+    /// for feedback, not counted.
+    Uncounted,
+}
+
+/// One answer, as observe records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// Its request id.
+    pub request_id: &'a str,
+    /// The caller's credential key ([`Outcomes::caller`]).
+    pub caller: Option<u64>,
+    /// The route, model and bucket it counts for.
+    pub route: &'a str,
+    /// The model that answered.
+    pub model: &'a str,
+    /// The bucket (a domain label), when the route counts by one.
+    pub bucket: Option<&'a str>,
+    /// The route's discount (1 when its algorithm does not learn).
+    pub discount: f64,
+    /// The session it belongs to, for complaints in the next turn.
+    pub session: Option<u64>,
+    /// What the gateway saw.
+    pub implicit: Implicit,
+    /// What the request itself says of the session's previous answer (a
+    /// `user_feedback` or `reask` signal that held), when it does.
+    pub complaint: Option<&'a str>,
+    /// Now, in Unix milliseconds.
+    pub now_ms: u64,
+}
+
+/// A score given to an earlier answer, for the decision log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    /// The answer's request id.
+    pub request_id: String,
+    /// Its route.
+    pub route: String,
+    /// The model that answered.
+    pub model: String,
+    /// Its bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The score now counted, in [0, 1].
+    pub score: f64,
+    /// The score it replaced (the implicit one), when one was counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<f64>,
+    /// Whether this call recorded it (false: feedback was given before, and the first
+    /// is kept).
+    pub recorded: bool,
+}
+
+/// Feedback for one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback<'a> {
+    /// The answer's request id.
+    pub request_id: &'a str,
+    /// The caller's credential key.
+    pub caller: Option<u64>,
+    /// The score, in [0, 1].
+    pub score: f64,
+    /// Now, in Unix milliseconds.
+    pub now_ms: u64,
+}
+
+/// What one arm has learned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ArmStats {
+    /// Discounted sum of scores.
+    pub good: f64,
+    /// Discounted sum of the scores' complements.
+    pub bad: f64,
+    /// Outcomes counted, all time.
+    pub outcomes: u64,
+}
+
+impl ArmStats {
+    /// The observed mean score, when there is any weight.
+    pub fn mean(&self) -> Option<f64> {
+        let total = self.good + self.bad;
+        (total > 0.0).then(|| self.good / total)
+    }
+}
+
+/// One arm, for `GET /v1/outcomes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmSnapshot {
+    /// Its route.
+    pub route: String,
+    /// Its model.
+    pub model: String,
+    /// Its bucket.
+    pub bucket: Option<String>,
+    /// What it has learned.
+    #[serde(flatten)]
+    pub stats: ArmStats,
+    /// The observed mean score.
+    pub mean: Option<f64>,
+}
+
+#[derive(Debug)]
+struct Arm {
+    route: Box<str>,
+    model: Box<str>,
+    bucket: Option<Box<str>>,
+    stats: ArmStats,
+}
+
+impl Arm {
+    /// Counts a new score; returns the arm's tick for it.
+    fn count(&mut self, score: f64, discount: f64) -> u64 {
+        let s = &mut self.stats;
+        s.good = s.good * discount + score;
+        s.bad = s.bad * discount + (1.0 - score);
+        s.outcomes += 1;
+        s.outcomes
+    }
+
+    /// Replaces a score counted at `tick` with `new`, at the weight it has now.
+    fn replace(&mut self, tick: u64, old: f64, new: f64, discount: f64) {
+        let s = &mut self.stats;
+        let age = s.outcomes.saturating_sub(tick);
+        let weight = discount.powi(i32::try_from(age).unwrap_or(i32::MAX));
+        s.good = (s.good + weight * (new - old)).max(0.0);
+        s.bad = (s.bad + weight * (old - new)).max(0.0);
+    }
+}
+
+#[derive(Debug)]
+struct Decision {
+    seq: u64,
+    request_id: Box<str>,
+    caller: Option<u64>,
+    arm: Option<usize>,
+    discount: f64,
+    session: Option<u64>,
+    at_ms: u64,
+    /// The score counted and the arm's tick when it was.
+    counted: Option<(f64, u64)>,
+    /// Feedback was given (the first is kept).
+    rated: bool,
+    /// The next turn complained of it.
+    complained: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    config: OutcomesConfig,
+    decisions: HashMap<u64, Decision>,
+    order: VecDeque<(u64, u64)>,
+    sessions: HashMap<u64, u64>,
+    arms: Vec<Arm>,
+    arm_ids: HashMap<u64, usize>,
+    seq: u64,
+}
+
+/// The outcome store. Kept across policy reloads.
+#[derive(Debug)]
+pub struct Outcomes {
+    inner: Mutex<Inner>,
+    keys: RandomState,
+    draws: AtomicU64,
+}
+
+impl Outcomes {
+    /// An empty store.
+    pub fn new(config: &OutcomesConfig) -> Outcomes {
+        Outcomes {
+            inner: Mutex::new(Inner {
+                config: config.clone(),
+                ..Inner::default()
+            }),
+            keys: RandomState::new(),
+            draws: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a reloaded configuration (a smaller capacity forgets the oldest at the
+    /// next answer).
+    pub fn configure(&self, config: &OutcomesConfig) {
+        self.lock().config = config.clone();
+    }
+
+    /// Whether answers are remembered at all.
+    pub fn enabled(&self) -> bool {
+        self.lock().config.capacity > 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key of a caller's credential (never stored as given).
+    pub fn caller(&self, credential: &[u8]) -> u64 {
+        self.keys.hash_one(credential)
+    }
+
+    /// A fresh number for a selection's random draws.
+    pub fn draw(&self) -> u64 {
+        self.draws.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn decision_key(&self, request_id: &str, caller: Option<u64>) -> u64 {
+        let mut h = self.keys.build_hasher();
+        request_id.hash(&mut h);
+        caller.hash(&mut h);
+        h.finish()
+    }
+
+    /// What the arms of `models` on `route` (in `bucket`) have learned, in order.
+    pub fn arms(&self, route: &str, models: &[&str], bucket: Option<&str>) -> Vec<ArmStats> {
+        let inner = self.lock();
+        models
+            .iter()
+            .map(|m| {
+                inner
+                    .arm_ids
+                    .get(&arm_key(route, m, bucket))
+                    .and_then(|&i| inner.arms.get(i))
+                    .map(|a| a.stats)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Every arm, by route, model and bucket.
+    pub fn snapshot(&self) -> Vec<ArmSnapshot> {
+        let inner = self.lock();
+        let mut arms: Vec<ArmSnapshot> = inner
+            .arms
+            .iter()
+            .map(|a| ArmSnapshot {
+                route: a.route.to_string(),
+                model: a.model.to_string(),
+                bucket: a.bucket.as_deref().map(str::to_owned),
+                stats: a.stats,
+                mean: a.stats.mean(),
+            })
+            .collect();
+        arms.sort_by(|a, b| (&a.route, &a.bucket, &a.model).cmp(&(&b.route, &b.bucket, &b.model)));
+        arms
+    }
+
+    /// Remembers an answer and counts its implicit score; when the request complains
+    /// of the session's previous answer (by the same caller), that answer's score
+    /// becomes `implicit.complained`, which is returned for the decision log.
+    pub fn record(&self, answer: &Answer<'_>) -> Option<Scored> {
+        let key = self.decision_key(answer.request_id, answer.caller);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.config.capacity == 0 {
+            return None;
+        }
+        inner.expire(answer.now_ms);
+        let complained = match (answer.session, answer.complaint) {
+            (Some(session), Some(_)) => inner.complain(session, key, answer.caller),
+            _ => None,
+        };
+        let arm = inner.arm(answer.route, answer.model, answer.bucket);
+        let score = match answer.implicit {
+            Implicit::Ok => Some(inner.config.implicit.ok),
+            Implicit::Truncated => Some(inner.config.implicit.truncated),
+            Implicit::Failed => Some(inner.config.implicit.failed),
+            Implicit::Uncounted => None,
+        };
+        let counted = match (arm, score) {
+            (Some(a), Some(s)) => Some((s, inner.arms[a].count(s, answer.discount))),
+            _ => None,
+        };
+        inner.seq += 1;
+        let seq = inner.seq;
+        let decision = Decision {
+            seq,
+            request_id: answer.request_id.into(),
+            caller: answer.caller,
+            arm,
+            discount: answer.discount,
+            session: answer.session,
+            at_ms: answer.now_ms,
+            counted,
+            rated: false,
+            complained: false,
+        };
+        if let Some(old) = inner.decisions.insert(key, decision) {
+            inner.forget_session(&old, key);
+        }
+        inner.order.push_back((key, seq));
+        if let Some(session) = answer.session {
+            inner.sessions.insert(session, key);
+        }
+        let mut forgotten = 0u64;
+        while inner.decisions.len() > inner.config.capacity {
+            if !inner.pop_oldest() {
+                break;
+            }
+            forgotten += 1;
+        }
+        // The order may hold entries of answers recorded again; keep it bounded too.
+        while inner.order.len() > inner.config.capacity.saturating_mul(2) {
+            inner.pop_oldest();
+        }
+        drop(guard);
+        if forgotten > 0 {
+            metrics::counter!("switchyard_outcomes_dropped_total", "what" => "answer")
+                .increment(forgotten);
+        }
+        complained
+    }
+
+    /// Records feedback for an answer: its score replaces the implicit one. The first
+    /// feedback is kept (a repeat returns it with `recorded: false`). `None` when the
+    /// answer is not remembered (unknown, expired, forgotten, or another caller's).
+    pub fn feedback(&self, feedback: &Feedback<'_>) -> Option<Scored> {
+        let key = self.decision_key(feedback.request_id, feedback.caller);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.expire(feedback.now_ms);
+        let d = inner.decisions.get_mut(&key)?;
+        if *d.request_id != *feedback.request_id || d.caller != feedback.caller {
+            return None;
+        }
+        let recorded = !d.rated;
+        let replaced = d.counted.map(|(s, _)| s);
+        if recorded {
+            d.rated = true;
+            if let Some(a) = d.arm {
+                let arm = &mut inner.arms[a];
+                d.counted = Some(match d.counted {
+                    Some((old, tick)) => {
+                        arm.replace(tick, old, feedback.score, d.discount);
+                        (feedback.score, tick)
+                    }
+                    None => (feedback.score, arm.count(feedback.score, d.discount)),
+                });
+            } else {
+                d.counted = Some((feedback.score, 0));
+            }
+        }
+        let (score, arm) = (d.counted.map_or(feedback.score, |(s, _)| s), d.arm);
+        let request_id = d.request_id.to_string();
+        Some(inner.scored(request_id, arm, score, replaced, recorded))
+    }
+}
+
+impl Inner {
+    fn scored(
+        &self,
+        request_id: String,
+        arm: Option<usize>,
+        score: f64,
+        replaced: Option<f64>,
+        recorded: bool,
+    ) -> Scored {
+        let arm = arm.and_then(|a| self.arms.get(a));
+        Scored {
+            request_id,
+            route: arm.map_or_else(String::new, |a| a.route.to_string()),
+            model: arm.map_or_else(String::new, |a| a.model.to_string()),
+            bucket: arm.and_then(|a| a.bucket.as_deref().map(str::to_owned)),
+            score,
+            replaced,
+            recorded,
+        }
+    }
+
+    /// The index of an arm, made when new (none past [`MAX_ARMS`]).
+    fn arm(&mut self, route: &str, model: &str, bucket: Option<&str>) -> Option<usize> {
+        let key = arm_key(route, model, bucket);
+        if let Some(&i) = self.arm_ids.get(&key) {
+            return Some(i);
+        }
+        if self.arms.len() >= MAX_ARMS {
+            metrics::counter!("switchyard_outcomes_dropped_total", "what" => "arm").increment(1);
+            return None;
+        }
+        self.arms.push(Arm {
+            route: route.into(),
+            model: model.into(),
+            bucket: bucket.map(Into::into),
+            stats: ArmStats::default(),
+        });
+        self.arm_ids.insert(key, self.arms.len() - 1);
+        Some(self.arms.len() - 1)
+    }
+
+    /// Gives the session's previous answer the complained score, unless feedback
+    /// already rated it or it was another caller's.
+    fn complain(&mut self, session: u64, current: u64, caller: Option<u64>) -> Option<Scored> {
+        let previous = *self.sessions.get(&session)?;
+        if previous == current {
+            return None;
+        }
+        let score = self.config.implicit.complained;
+        let d = self.decisions.get_mut(&previous)?;
+        if d.rated || d.complained || d.caller != caller {
+            return None;
+        }
+        d.complained = true;
+        let replaced = d.counted.map(|(s, _)| s);
+        if let Some(a) = d.arm {
+            let arm = &mut self.arms[a];
+            d.counted = Some(match d.counted {
+                Some((old, tick)) => {
+                    arm.replace(tick, old, score, d.discount);
+                    (score, tick)
+                }
+                None => (score, arm.count(score, d.discount)),
+            });
+        }
+        let (request_id, arm) = (d.request_id.to_string(), d.arm);
+        Some(self.scored(request_id, arm, score, replaced, true))
+    }
+
+    /// Forgets answers older than the time to live.
+    fn expire(&mut self, now_ms: u64) {
+        let ttl_ms = self.config.ttl_s.saturating_mul(1000);
+        while let Some(&(key, seq)) = self.order.front() {
+            let live = self
+                .decisions
+                .get(&key)
+                .filter(|d| d.seq == seq)
+                .map(|d| d.at_ms);
+            match live {
+                Some(at) if now_ms.saturating_sub(at) <= ttl_ms => break,
+                _ => {
+                    self.pop_oldest();
+                }
+            }
+        }
+    }
+
+    /// Forgets the oldest entry of the order (and its answer, when it is the one
+    /// recorded last under its key); false when the order is empty.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((key, seq)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.decisions.get(&key).is_some_and(|d| d.seq == seq)
+            && let Some(d) = self.decisions.remove(&key)
+        {
+            self.forget_session(&d, key);
+        }
+        true
+    }
+
+    fn forget_session(&mut self, d: &Decision, key: u64) {
+        if let Some(s) = d.session
+            && self.sessions.get(&s) == Some(&key)
+        {
+            self.sessions.remove(&s);
+        }
+    }
+}
+
+fn arm_key(route: &str, model: &str, bucket: Option<&str>) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (route, model, bucket).hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_policy::ImplicitScores;
+
+    fn store(capacity: usize) -> Outcomes {
+        Outcomes::new(&OutcomesConfig {
+            capacity,
+            ttl_s: 60,
+            implicit: ImplicitScores::default(),
+        })
+    }
+
+    fn answer<'a>(id: &'a str, model: &'a str, implicit: Implicit, now_ms: u64) -> Answer<'a> {
+        Answer {
+            request_id: id,
+            caller: Some(1),
+            route: "r",
+            model,
+            bucket: None,
+            discount: 1.0,
+            session: None,
+            implicit,
+            complaint: None,
+            now_ms,
+        }
+    }
+
+    fn rate(
+        o: &Outcomes,
+        id: &str,
+        caller: Option<u64>,
+        score: f64,
+        now_ms: u64,
+    ) -> Option<Scored> {
+        o.feedback(&Feedback {
+            request_id: id,
+            caller,
+            score,
+            now_ms,
+        })
+    }
+
+    #[test]
+    fn feedback_replaces_the_implicit_score_once() {
+        let o = store(100);
+        o.record(&answer("a", "m", Implicit::Ok, 0));
+        o.record(&answer("b", "m", Implicit::Failed, 0));
+        assert_eq!(o.arms("r", &["m"], None)[0].good, 1.0);
+        let first = rate(&o, "a", Some(1), 0.25, 10).unwrap();
+        assert!(first.recorded);
+        assert_eq!(first.replaced, Some(1.0));
+        assert_eq!((first.route.as_str(), first.model.as_str()), ("r", "m"));
+        let stats = o.arms("r", &["m"], None)[0];
+        assert_eq!((stats.good, stats.bad, stats.outcomes), (0.25, 1.75, 2));
+        // A repeat keeps the first score and changes nothing.
+        let again = rate(&o, "a", Some(1), 1.0, 20).unwrap();
+        assert!(!again.recorded);
+        assert_eq!(again.score, 0.25);
+        assert_eq!(o.arms("r", &["m"], None)[0], stats);
+        // Another caller, or no caller, cannot rate it.
+        assert!(rate(&o, "a", Some(2), 0.0, 20).is_none());
+        assert!(rate(&o, "a", None, 0.0, 20).is_none());
+        assert!(rate(&o, "zzz", Some(1), 0.0, 20).is_none());
+    }
+
+    #[test]
+    fn uncounted_answers_count_when_rated() {
+        let o = store(100);
+        o.record(&answer("a", "m", Implicit::Uncounted, 0));
+        assert_eq!(o.arms("r", &["m"], None)[0].outcomes, 0);
+        let s = rate(&o, "a", Some(1), 0.0, 1).unwrap();
+        assert_eq!(s.replaced, None);
+        assert_eq!(o.arms("r", &["m"], None)[0].bad, 1.0);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_capacity_and_time() {
+        let o = store(10);
+        let ids: Vec<String> = (0..50).map(|i| format!("id-{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            o.record(&answer(id, "m", Implicit::Ok, i as u64));
+        }
+        {
+            let inner = o.lock();
+            assert_eq!(inner.decisions.len(), 10);
+            assert!(inner.order.len() <= 20);
+        }
+        assert!(rate(&o, "id-39", Some(1), 1.0, 50).is_none(), "forgotten");
+        assert!(rate(&o, "id-40", Some(1), 1.0, 50).is_some());
+        // Older than the time to live (60 s).
+        assert!(rate(&o, "id-41", Some(1), 1.0, 60_000 + 41).is_some());
+        assert!(rate(&o, "id-42", Some(1), 1.0, 62_000 + 43).is_none());
+        // The same id recorded again many times stays one answer.
+        for i in 0..100 {
+            o.record(&answer("same", "m", Implicit::Ok, 70_000 + i));
+        }
+        let inner = o.lock();
+        assert_eq!(inner.decisions.len(), 1);
+        assert!(inner.order.len() <= 20);
+    }
+
+    #[test]
+    fn a_complaint_in_the_next_turn_scores_the_previous_answer() {
+        let o = store(100);
+        let mut first = answer("t1", "m", Implicit::Ok, 0);
+        first.session = Some(9);
+        o.record(&first);
+        // A next turn by another caller does not count against it.
+        let mut stranger = answer("x1", "m", Implicit::Ok, 1);
+        stranger.session = Some(9);
+        stranger.caller = Some(2);
+        stranger.complaint = Some("reask.again");
+        assert!(o.record(&stranger).is_none());
+        let mut second = answer("t2", "other", Implicit::Ok, 2);
+        second.session = Some(9);
+        o.record(&second);
+        let mut third = answer("t3", "other", Implicit::Ok, 3);
+        third.session = Some(9);
+        third.complaint = Some("user_feedback.wrong");
+        let scored = o.record(&third).unwrap();
+        assert_eq!(scored.request_id, "t2");
+        assert_eq!(scored.score, 0.0);
+        assert_eq!(scored.replaced, Some(1.0));
+        let arms = o.arms("r", &["m", "other"], None);
+        assert_eq!(arms[0].good, 2.0, "t1 and x1 stay whole");
+        assert_eq!((arms[1].good, arms[1].bad), (1.0, 1.0));
+        // Feedback given before a complaint wins over it.
+        let mut fourth = answer("t4", "other", Implicit::Ok, 4);
+        fourth.session = Some(9);
+        o.record(&fourth);
+        rate(&o, "t4", Some(1), 0.9, 5).unwrap();
+        let mut fifth = answer("t5", "other", Implicit::Ok, 6);
+        fifth.session = Some(9);
+        fifth.complaint = Some("reask.again");
+        assert!(o.record(&fifth).is_none());
+    }
+
+    #[test]
+    fn discounting_weighs_a_replaced_score_by_its_age() {
+        let o = store(100);
+        let mut a = answer("old", "m", Implicit::Ok, 0);
+        a.discount = 0.5;
+        o.record(&a);
+        for i in 0..3 {
+            let id = format!("n{i}");
+            let mut b = answer(&id, "m", Implicit::Failed, 1);
+            b.discount = 0.5;
+            o.record(&b);
+        }
+        // good = 1 · 0.5³; the old answer's score falls to 0 at that weight.
+        assert_eq!(o.arms("r", &["m"], None)[0].good, 0.125);
+        rate(&o, "old", Some(1), 0.0, 2).unwrap();
+        let s = o.arms("r", &["m"], None)[0];
+        assert_eq!(s.good, 0.0);
+        // bad = 1 + 0.5 + 0.25 from the failures, plus the replaced 0.125.
+        assert_eq!(s.bad, 1.75 + 0.125);
+    }
+
+    #[test]
+    fn arms_are_bounded() {
+        let o = store(10);
+        for i in 0..(MAX_ARMS + 5) {
+            let model = format!("m{i}");
+            o.record(&answer("a", &model, Implicit::Ok, 0));
+        }
+        assert_eq!(o.lock().arms.len(), MAX_ARMS);
+        assert_eq!(o.snapshot().len(), MAX_ARMS);
+    }
+}
