@@ -35,6 +35,10 @@ pub enum EvalCommand {
     /// Replay a prompt file through the semantic cache: hit and false-hit rates per
     /// similarity threshold.
     Cache(crate::eval_cache::CacheArgs),
+    /// Route a labelled outcome file between its weak and strong model: the
+    /// cost–quality curve, APGR and the strong share at 95% of the strong model's
+    /// accuracy, for learned routers (cross-validated) and baselines.
+    Routing(crate::eval_routing::RoutingArgs),
 }
 
 /// A part of the signal evaluation.
@@ -93,6 +97,7 @@ pub fn run(command: EvalCommand) -> Result<()> {
     match command {
         EvalCommand::Signals(args) => signals(&args),
         EvalCommand::Cache(args) => crate::eval_cache::run(&args),
+        EvalCommand::Routing(args) => crate::eval_routing::run(&args),
     }
 }
 

@@ -12,6 +12,7 @@ mod bench;
 mod demo;
 mod eval;
 mod eval_cache;
+mod eval_routing;
 mod fleet;
 mod placement_bench;
 mod soak;

@@ -1294,3 +1294,129 @@ fn eval_cache_replays_a_prompt_file_and_names_a_bad_row() {
     assert!(!ok);
     assert!(err.contains("--thresholds"), "{err}");
 }
+
+#[test]
+fn eval_routing_and_train_router_learn_where_the_strong_model_helps() {
+    let Some(model) = model_dir() else { return };
+    let dir = std::env::temp_dir().join(format!("switchyard-routing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("outcomes.jsonl");
+    // The strong model is right on arithmetic where the weak one fails (3 in 4); on
+    // geography both are right. A router that learns sends arithmetic to the strong one.
+    let places = [
+        "France", "Peru", "Kenya", "Japan", "Norway", "Chile", "Egypt", "Canada", "India", "Spain",
+    ];
+    let mut rows = String::new();
+    for i in 0..60 {
+        let a = 17 + i * 7;
+        let b = 3 + i % 11;
+        rows.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"id": format!("m{i}"), "category": "math",
+                "prompt": format!("Compute {a} * {b} + {} and give the exact integer result.", i * 3),
+                "correct": {"big": true, "small": i % 4 == 0}})
+        ));
+        let place = places[i % places.len()];
+        rows.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"id": format!("g{i}"), "category": "geography",
+                "prompt": format!("Which continent is {place} in? Question {i} of the atlas quiz."),
+                "correct": {"big": true, "small": true}})
+        ));
+    }
+    std::fs::write(&data, rows).unwrap();
+    let cache = dir.join("cache");
+    let (json, plot) = (dir.join("routing.json"), dir.join("routing.svg"));
+    let common = [
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        &model,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let mut args = vec!["eval", "routing", "--resamples", "50"];
+    args.extend(common);
+    args.extend([
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let (ok, stdout, stderr) = switchyard(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let routers = report["routers"].as_array().unwrap();
+    let share = |name: &str| {
+        routers
+            .iter()
+            .find(|r| r["name"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))["strong_share_at_95"]
+            .as_f64()
+            .unwrap()
+    };
+    // 45 of 120 prompts need the strong model; 95% of its accuracy takes 39 of them:
+    // the oracle sends 32.5%, random most.
+    assert!((share("oracle") - 0.325).abs() < 0.01, "{stdout}");
+    assert!(
+        report["strong_share_at_95"].as_f64().unwrap() < 0.6,
+        "{stdout}"
+    );
+    assert!(share("random") > 0.75, "{stdout}");
+    // The oracle reaches about 0.81 here; random 0.5.
+    assert!(report["apgr"].as_f64().unwrap() > 0.65, "{stdout}");
+    assert_eq!(report["scores"].as_array().unwrap().len(), 120);
+    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+
+    let out = dir.join("router.json");
+    let mut args = vec!["train", "router", "--out", out.to_str().unwrap()];
+    args.extend(common);
+    let (ok, stdout, stderr) = switchyard(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let provenance = std::fs::read_to_string(dir.join("router.md")).unwrap();
+    assert!(
+        provenance.contains("strong `big`") && provenance.contains("APGR"),
+        "{provenance}"
+    );
+    let mut args = vec![
+        "eval",
+        "routing",
+        "--resamples",
+        "20",
+        "--router",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend(["--json", json.to_str().unwrap()]);
+    let (ok, stdout, stderr) = switchyard(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        report["router"]
+            .as_str()
+            .unwrap()
+            .starts_with("router file")
+    );
+    assert!(
+        report["strong_share_at_95"].as_f64().unwrap() < 0.45,
+        "{stdout}"
+    );
+
+    // A row without outcomes is named by file and line.
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"x\", \"correct\": {\"a\": true, \"b\": false}}\n{\"prompt\": \"y\"}\n",
+    )
+    .unwrap();
+    let mut args = vec!["eval", "routing"];
+    args.extend(common);
+    let (ok, _, stderr) = switchyard(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains("outcomes.jsonl:2: no `correct`"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -27,6 +27,7 @@ pub mod keyword;
 pub mod language;
 pub mod metadata;
 pub mod metrics;
+pub mod outcome_router;
 pub mod pii;
 pub mod projection;
 pub mod reputation;
