@@ -283,7 +283,7 @@ impl Exchange {
     /// The embedding of the last user turn: the one signals computed, else computed
     /// now (off the async workers), waiting `wait` at most. A failure is counted and
     /// leaves the request without one.
-    fn embedding(&self, runtime: &Runtime, wait: Duration) -> Option<std::sync::Arc<[f32]>> {
+    pub fn embedding(&self, runtime: &Runtime, wait: Duration) -> Option<std::sync::Arc<[f32]>> {
         if let Some(vector) = &self.signals.vector {
             return Some(vector.clone());
         }

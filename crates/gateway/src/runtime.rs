@@ -4,9 +4,9 @@ use crate::decision_log::DecisionLog;
 use crate::metrics::RequestMetrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use switchyard_policy::ConfigError;
 use switchyard_policy::Policy;
 use switchyard_policy::config::{StateBackend, StateConfig};
+use switchyard_policy::{AlgorithmConfig, ConfigError, LearnedConfig};
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::plugins::{Build, Plugins};
 use switchyard_router::{ModelLatency, Outcomes};
@@ -136,11 +136,32 @@ impl Runtime {
         policy.signals.set_state(Arc::clone(&state));
         let plugins =
             Plugins::build(&policy, plugin_types, &state).map_err(RuntimeError::Plugins)?;
-        if plugins.reads_embedding() {
+        let learned: Vec<(String, LearnedConfig)> = policy
+            .routes()
+            .iter()
+            .filter_map(|r| match &r.algorithm {
+                AlgorithmConfig::Learned(l) => Some((r.name.clone(), l.clone())),
+                _ => None,
+            })
+            .collect();
+        if plugins.reads_embedding() || !learned.is_empty() {
             policy
                 .signals
                 .load_model(&policy.config.signals)
                 .map_err(|e| RuntimeError::Model(e.to_string()))?;
+        }
+        if let Some(embedder) = policy.signals.embedder() {
+            for (route, l) in &learned {
+                if let Some(file) = &l.file {
+                    file.check_embedder(
+                        embedder.name(),
+                        embedder.dimension(),
+                        embedder.precision().name(),
+                        embedder.max_tokens(),
+                    )
+                    .map_err(|e| RuntimeError::Model(format!("route `{route}`: {e}")))?;
+                }
+            }
         }
         let pools = Pools::build(&policy.config)?;
         let counter = match &policy.config.server.tokenizer {

@@ -278,3 +278,63 @@ async fn with_outcomes_off_feedback_is_a_clear_404() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_route_sends_the_prompts_its_router_scores_high_to_the_strong_model() {
+    use switchyard_workload::outcome_router::read_router;
+    use switchyard_workload::switchyard_embed::{Embedder, EmbedderOptions};
+    let Ok(dir) = std::env::var("SWITCHYARD_MODEL_DIR") else {
+        eprintln!("skipped: set SWITCHYARD_MODEL_DIR (scripts/test.sh does)");
+        return;
+    };
+    // The shipped router's gains for two prompts, computed here as the gateway must.
+    let router = read_router(None).unwrap();
+    let embedder = Embedder::load(std::path::Path::new(&dir), EmbedderOptions::default()).unwrap();
+    let prompts = [
+        "Find the value of x if 3x^2 - 12x + 7 = 0 and x > 2.\nA. 3.5\nB. 2 + sqrt(5/3)\nC. 4\nD. 2.2\nAnswer:",
+        "Which of these is a primary color?\nA. Green\nB. Red\nC. Purple\nD. Orange\nAnswer:",
+    ];
+    let gains: Vec<f64> = prompts
+        .iter()
+        .map(|p| router.gain(&embedder.embed(p).unwrap(), p).unwrap())
+        .collect();
+    assert!((gains[0] - gains[1]).abs() > 0.01, "{gains:?}");
+    let margin = (gains[0] + gains[1]) / 2.0;
+    let (upstream, _) = harness::echo().await;
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+signals: {{model: {{path: '{dir}'}}}}
+models: [{{name: big}}, {{name: small}}]
+pools:
+  - {{name: pb, model: big, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: ps, model: small, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+default_route:
+  models: [big, small]
+  algorithm: {{type: learned, strong: big, weak: small, margin: {margin}}}
+"
+    ))
+    .await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    for (prompt, gain) in prompts.iter().zip(&gains) {
+        let r = c
+            .ask(
+                "ann",
+                json!([{"role": "user", "content": prompt}]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let expected = if *gain > margin { "big" } else { "small" };
+        assert_eq!(
+            harness::header(&r, "x-switchyard-model"),
+            expected,
+            "gain {gain} vs {margin}"
+        );
+        let trace = harness::route_trace(&g.url(), "auto", prompt).await;
+        let reason = trace.to_string();
+        assert!(reason.contains("predicted gain"), "{trace}");
+    }
+}

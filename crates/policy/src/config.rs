@@ -920,6 +920,47 @@ pub enum AlgorithmConfig {
     MultiFactor(MultiFactorConfig),
     /// Thompson sampling over outcomes: learns which candidate answers well.
     Thompson(ThompsonConfig),
+    /// A router learned offline: the strong candidate when its predicted gain over
+    /// the weak one is high.
+    Learned(LearnedConfig),
+}
+
+/// `learned` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedConfig {
+    /// The router file (`switchyard train router`); default the shipped MMLU router.
+    #[serde(default)]
+    pub router: Option<std::path::PathBuf>,
+    /// The candidate that plays the router's strong model.
+    pub strong: String,
+    /// The candidate that plays its weak model.
+    pub weak: String,
+    /// The share of prompts sent to the strong model, as measured on the router's
+    /// training data, in [0, 1] (default 0.5); or give `margin`.
+    #[serde(default)]
+    pub share: Option<f64>,
+    /// The weak candidate answers when the strong one's predicted score is at most
+    /// this much higher (instead of `share`).
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// The router file, loaded when the policy is compiled.
+    #[serde(skip)]
+    pub file: Option<std::sync::Arc<switchyard_workload::outcome_router::RouterFile>>,
+}
+
+impl LearnedConfig {
+    /// The predicted gain above which the strong candidate answers.
+    pub fn threshold(&self) -> f64 {
+        if let Some(margin) = self.margin {
+            return margin;
+        }
+        let share = self.share.unwrap_or(0.5).clamp(0.0, 1.0);
+        self.file.as_ref().map_or(0.0, |f| {
+            let i = (share * 100.0).round() as usize;
+            f.thresholds.get(i).copied().unwrap_or(0.0)
+        })
+    }
 }
 
 /// What a learning algorithm counts outcomes by, besides route and model.
@@ -1161,7 +1202,13 @@ impl AlgorithmConfig {
             AlgorithmConfig::Latency(_) => "latency",
             AlgorithmConfig::MultiFactor(_) => "multi_factor",
             AlgorithmConfig::Thompson(_) => "thompson",
+            AlgorithmConfig::Learned(_) => "learned",
         }
+    }
+
+    /// Whether it reads the request's embedding.
+    pub fn reads_embedding(&self) -> bool {
+        matches!(self, AlgorithmConfig::Learned(_))
     }
 
     /// Whether it reads outcomes (the select phase then looks them up).
@@ -1170,13 +1217,14 @@ impl AlgorithmConfig {
     }
 
     /// The names accepted.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "static",
         "weighted",
         "cost",
         "latency",
         "multi_factor",
         "thompson",
+        "learned",
     ];
 }
 
@@ -1223,6 +1271,9 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             "thompson" => AlgorithmConfig::Thompson(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "learned" => AlgorithmConfig::Learned(
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             other => {

@@ -27,9 +27,9 @@ pub use config::{
     AlgorithmConfig, CandidateConfig, CandidateOptions, CheckEndsEjection, Config,
     ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort,
     EndpointConfig, FactorWeights, HealthConfig, ImplicitScores, LatencyConfig, LatencyMetric,
-    ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket, OutcomesConfig, PoolConfig, Price,
-    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule, TestCaseConfig,
-    TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
+    LearnedConfig, ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket, OutcomesConfig,
+    PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule,
+    TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

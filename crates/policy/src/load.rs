@@ -148,12 +148,22 @@ signals:
                 "{type: thompson, bucket: none, discount: 0.99, prior_strength: 2}",
                 "thompson",
             ),
+            (
+                "{type: learned, strong: big, weak: small, share: 0.3}",
+                "learned",
+            ),
         ] {
             let policy = with_algorithm(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             let route = policy.route(0).unwrap();
             assert_eq!(route.algorithm.name(), name);
             if let AlgorithmConfig::Cost(c) = &route.algorithm {
                 assert_eq!(c.min_quality, 0.7);
+            }
+            if let AlgorithmConfig::Learned(l) = &route.algorithm {
+                let file = l.file.as_ref().expect("the shipped router is loaded");
+                assert_eq!(file.strong, "gpt-4-1106-preview");
+                // 30% of the training prompts had a gain above the threshold.
+                assert_eq!(l.threshold(), file.thresholds[30]);
             }
         }
         for (text, why) in [
@@ -173,6 +183,24 @@ signals:
             ),
             ("{type: thompson, prior_strength: -1}", "prior_strength"),
             ("{type: thompson, bucket: topic}", "bucket"),
+            (
+                "{type: learned, strong: bigg, weak: small}",
+                "did you mean `big`?",
+            ),
+            ("{type: learned, strong: big, weak: big}", "both `big`"),
+            (
+                "{type: learned, strong: big, weak: small, share: 2}",
+                "share 2 is not in [0, 1]",
+            ),
+            (
+                "{type: learned, strong: big, weak: small, share: 0.5, margin: 0.1}",
+                "not both",
+            ),
+            (
+                "{type: learned, strong: big, weak: small, router: /nonexistent/r.json}",
+                "/nonexistent/r.json",
+            ),
+            ("{type: learned, weak: small}", "strong"),
         ] {
             let err = with_algorithm(text).map(|_| ()).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");

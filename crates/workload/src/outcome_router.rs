@@ -356,6 +356,25 @@ pub struct RouterFile {
     pub thresholds: Vec<f64>,
 }
 
+/// The shipped router: trained on the shared MMLU set (GPT-4 strong, Mixtral weak);
+/// its provenance is `assets/mmlu-router.md`.
+pub const DEFAULT_ROUTER: &str = include_str!("../assets/mmlu-router.json");
+
+/// Reads a router file from `path`, or the shipped one, and checks it.
+pub fn read_router(path: Option<&Path>) -> Result<RouterFile, String> {
+    let (json, origin) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (DEFAULT_ROUTER.to_owned(), "the shipped router".to_owned()),
+    };
+    let file: RouterFile =
+        serde_json::from_str(&json).map_err(|e| format!("{origin}: not a router file: {e}"))?;
+    file.validate().map_err(|e| format!("{origin}: {e}"))?;
+    Ok(file)
+}
+
 /// Learners a router file may hold.
 pub const FILE_LEARNERS: [&str; 2] = ["ridge", "ridge+text"];
 
@@ -392,6 +411,29 @@ impl RouterFile {
             if !self.models.contains(m) {
                 return Err(format!("`{m}` is not among its models {:?}", self.models));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that the router reads the vectors of this embedding model: its name,
+    /// dimension, precision and tokens per text (vectors of another model or
+    /// precision would give meaningless predictions).
+    pub fn check_embedder(
+        &self,
+        name: &str,
+        dimension: usize,
+        precision: &str,
+        max_tokens: usize,
+    ) -> Result<(), String> {
+        if self.embedding != name
+            || self.dimension != dimension
+            || self.precision != precision
+            || self.max_tokens != max_tokens
+        {
+            return Err(format!(
+                "the router was trained on `{}` vectors ({} dimensions, {} products, {} tokens per text) but signals.model is `{name}` ({dimension} dimensions, {precision} products, {max_tokens} tokens); retrain it with `switchyard train router` on this model",
+                self.embedding, self.dimension, self.precision, self.max_tokens
+            ));
         }
         Ok(())
     }
@@ -620,6 +662,32 @@ mod tests {
         let mean = ys.iter().map(|y| y[0]).sum::<f64>() / 400.0;
         assert!((flat.predict(&[0.5, 0.5, 0.9])[0] - mean).abs() < 1e-2);
         assert!(Ridge::fit(&[], &[], 1.0).is_err());
+    }
+
+    #[test]
+    fn the_shipped_router_loads_and_refuses_other_vectors() {
+        let r = read_router(None).unwrap();
+        assert_eq!(r.learner, "ridge+text");
+        assert_eq!(r.thresholds.len(), 101);
+        assert!(
+            r.thresholds.windows(2).all(|w| w[0] >= w[1]),
+            "thresholds fall with the share"
+        );
+        r.check_embedder(&r.embedding, r.dimension, &r.precision, r.max_tokens)
+            .unwrap();
+        let e = r
+            .check_embedder(&r.embedding, r.dimension, "f32", r.max_tokens)
+            .unwrap_err();
+        assert!(e.contains("retrain"), "{e}");
+        assert!(r.check_embedder("other-model", 768, "int8", 128).is_err());
+        assert!(r.gain(&vec![0.1; r.dimension], "What is 2 + 2?").is_ok());
+        assert!(r.gain(&[0.1; 3], "x").unwrap_err().contains("dimensions"));
+        let mut broken = r.clone();
+        broken.ridge.weights[0].pop();
+        assert!(broken.validate().is_err());
+        broken = r;
+        broken.learner = "forest".into();
+        assert!(broken.validate().unwrap_err().contains("forest"));
     }
 
     #[test]

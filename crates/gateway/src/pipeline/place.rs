@@ -3,7 +3,7 @@
 
 use crate::exchange::{Exchange, Placed, Selected};
 use crate::runtime::Runtime;
-use switchyard_policy::{AlgorithmConfig, OutcomeBucket};
+use switchyard_policy::{AlgorithmConfig, LearnedConfig, OutcomeBucket};
 use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
 use switchyard_router::{ArmStats, Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ErrorKind};
@@ -42,6 +42,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
                 load: runtime.pools.model_load(model),
                 latency: runtime.latency.get(model),
                 outcomes: ArmStats::default(),
+                predicted: None,
             }
         })
         .collect();
@@ -56,6 +57,9 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         .learns()
         .then(|| outcome_bucket(configured, x))
         .flatten();
+    if let AlgorithmConfig::Learned(learned) = configured {
+        predict(runtime, x, learned, &mut listed);
+    }
     if configured.learns() {
         let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
         let arms = runtime.outcomes.arms(route, &names, bucket.as_deref());
@@ -103,6 +107,43 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         bucket,
     });
     Ok(())
+}
+
+/// How long select waits for the request's embedding when no signal computed it.
+const EMBEDDING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Fills the predictions of a learned router for the candidates playing its strong
+/// and weak models (none when the request has no embedding).
+fn predict(runtime: &Runtime, x: &Exchange, learned: &LearnedConfig, listed: &mut [Candidate<'_>]) {
+    let Some(file) = &learned.file else {
+        return;
+    };
+    let Some(vector) = x.embedding(runtime, EMBEDDING_WAIT) else {
+        return;
+    };
+    let text = x
+        .conversation
+        .turns
+        .iter()
+        .rev()
+        .find(|t| t.role == "user")
+        .map_or("", |t| t.text.as_str());
+    let Ok(scores) = file.predict(&vector, text) else {
+        return;
+    };
+    let score = |name: &str| {
+        file.models
+            .iter()
+            .position(|m| m == name)
+            .and_then(|i| scores.get(i).copied())
+    };
+    for c in listed.iter_mut() {
+        if c.name == learned.strong {
+            c.predicted = score(&file.strong);
+        } else if c.name == learned.weak {
+            c.predicted = score(&file.weak);
+        }
+    }
 }
 
 /// The bucket a learning algorithm counts the request's outcome in.

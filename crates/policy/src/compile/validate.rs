@@ -367,6 +367,34 @@ pub(super) fn check_algorithm(
             }
             (t.cost_weight > 0.0, false)
         }
+        AlgorithmConfig::Learned(l) => {
+            for (role, name) in [("strong", &l.strong), ("weak", &l.weak)] {
+                if !candidates.iter().any(|c| &c.name.value == name) {
+                    let names: Vec<&str> =
+                        candidates.iter().map(|c| c.name.value.as_str()).collect();
+                    let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    error(format!(
+                        "{role}: `{name}` is not a candidate of this route{hint}"
+                    ));
+                }
+            }
+            if l.strong == l.weak {
+                error(format!("strong and weak are both `{}`", l.strong));
+            }
+            match (l.share, l.margin) {
+                (Some(_), Some(_)) => error("give `share` or `margin`, not both".to_owned()),
+                (Some(share), None) if !(0.0..=1.0).contains(&share) => {
+                    error(format!("share {share} is not in [0, 1]"));
+                }
+                (None, Some(margin)) if !margin.is_finite() => {
+                    error(format!("margin {margin} is not a number"));
+                }
+                _ => {}
+            }
+            (false, false)
+        }
     };
     for c in candidates.iter().map(|c| &c.name) {
         let Some(m) = model(&c.value) else { continue };
@@ -387,8 +415,9 @@ pub(super) fn check_algorithm(
     }
 }
 
-/// The algorithm with the candidates' own weights merged in (for `weighted`); a
-/// weight given twice is an error, a weight under another algorithm one too.
+/// The algorithm with the candidates' own weights merged in (for `weighted`) and its
+/// router file loaded (for `learned`); a weight given twice is an error, a weight
+/// under another algorithm one too, and so is a router file that cannot be read.
 pub(super) fn with_candidate_weights(
     algorithm: &AlgorithmConfig,
     candidates: &[CandidateConfig],
@@ -396,6 +425,15 @@ pub(super) fn with_candidate_weights(
     found: &mut Vec<Diagnostic>,
 ) -> AlgorithmConfig {
     let mut merged = algorithm.clone();
+    if let AlgorithmConfig::Learned(l) = &mut merged {
+        match switchyard_workload::outcome_router::read_router(l.router.as_deref()) {
+            Ok(file) => l.file = Some(std::sync::Arc::new(file)),
+            Err(e) => found.push(
+                Diagnostic::error(at, path.replace(".models", ".algorithm.router"), e)
+                    .with_help("`switchyard train router` writes router files"),
+            ),
+        }
+    }
     for c in candidates {
         let Some(weight) = c.options.weight else {
             continue;

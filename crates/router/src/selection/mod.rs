@@ -2,6 +2,7 @@
 
 mod cost;
 mod latency;
+mod learned;
 mod multi_factor;
 mod static_order;
 mod thompson;
@@ -34,6 +35,9 @@ pub struct Candidate<'a> {
     pub latency: Option<&'a ModelLatency>,
     /// What its arm has learned of outcomes (filled for algorithms that learn).
     pub outcomes: ArmStats,
+    /// Its score as a learned router predicts it for this request (filled for
+    /// `learned`, for the candidates playing the router's models).
+    pub predicted: Option<f64>,
 }
 
 impl Candidate<'_> {
@@ -98,6 +102,7 @@ pub fn algorithm(config: &AlgorithmConfig) -> &dyn Selection {
         AlgorithmConfig::Latency(l) => l,
         AlgorithmConfig::MultiFactor(m) => m,
         AlgorithmConfig::Thompson(t) => t,
+        AlgorithmConfig::Learned(l) => l,
     }
 }
 
@@ -133,6 +138,7 @@ pub(crate) mod testing {
             load,
             latency: None,
             outcomes: ArmStats::default(),
+            predicted: None,
         }
     }
 

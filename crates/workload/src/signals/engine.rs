@@ -429,6 +429,11 @@ impl SignalEngine {
         Ok(())
     }
 
+    /// The embedding model, once loaded.
+    pub fn embedder(&self) -> Option<&switchyard_embed::Embedder> {
+        self.embedder.as_deref()
+    }
+
     /// Whether callers are identified (`signals.identity` is configured).
     pub fn identifies(&self) -> bool {
         self.authenticator.is_some()
