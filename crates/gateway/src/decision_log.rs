@@ -89,12 +89,32 @@ pub struct OutcomeRecord {
     pub by: Option<String>,
 }
 
+/// A pairwise preference (`POST /v1/feedback` with `preferred_over`), written as its
+/// own line with `"kind": "preference"`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreferenceRecord {
+    /// Always `preference`.
+    pub kind: &'static str,
+    /// Unix time it was given, in milliseconds.
+    pub ts_ms: u64,
+    /// The two answers, their route and models, and the ratings after it.
+    #[serde(flatten)]
+    pub compared: switchyard_router::outcomes::Compared,
+    /// The feedback's label, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The feedback's comment, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
 /// One line of the log.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 enum Line {
     Request(DecisionRecord),
     Outcome(OutcomeRecord),
+    Preference(PreferenceRecord),
 }
 
 /// Appends records to a file from a background task.
@@ -138,6 +158,11 @@ impl DecisionLog {
     /// Queues an outcome line, like [`DecisionLog::record`].
     pub fn outcome(&self, record: OutcomeRecord) {
         self.send(Line::Outcome(record));
+    }
+
+    /// Queues a preference line, like [`DecisionLog::record`].
+    pub fn preference(&self, record: PreferenceRecord) {
+        self.send(Line::Preference(record));
     }
 
     fn send(&self, line: Line) {

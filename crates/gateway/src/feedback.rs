@@ -7,14 +7,14 @@
 //! answer older than `outcomes.ttl_s` or forgotten to keep `outcomes.capacity`. The
 //! first feedback for an answer is kept; a repeat answers 200 with `recorded: false`.
 
-use crate::decision_log::OutcomeRecord;
+use crate::decision_log::{OutcomeRecord, PreferenceRecord};
 use crate::local::error_response;
 use crate::observe::unix_ms;
 use crate::runtime::Runtime;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use switchyard_router::outcomes::Feedback;
+use switchyard_router::outcomes::{CompareError, Feedback, MAX_COMPARED};
 use switchyard_wire::{ApiError, ErrorKind};
 
 /// Longest label accepted, in bytes.
@@ -24,13 +24,22 @@ const MAX_COMMENT: usize = 4096;
 /// Largest feedback body, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// A score, or a preference over another answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A score in [0, 1] (`thumbs: up` is 1, `down` 0).
+    Score(f64),
+    /// This answer was better than the one with this request id.
+    PreferredOver(String),
+}
+
 /// What a feedback body says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rating {
     /// The answer's request id.
     pub request_id: String,
-    /// Its score in [0, 1] (`thumbs: up` is 1, `down` 0).
-    pub score: f64,
+    /// What the client says of it.
+    pub verdict: Verdict,
     /// A short label (`wrong_language`, `too_long`…).
     pub label: Option<String>,
     /// Free text.
@@ -67,7 +76,14 @@ pub fn parse(body: &[u8]) -> Result<Rating, ApiError> {
             "the body must be a JSON object with `request_id` and `score` or `thumbs`",
         ));
     };
-    const KNOWN: [&str; 5] = ["request_id", "score", "thumbs", "label", "comment"];
+    const KNOWN: [&str; 6] = [
+        "request_id",
+        "score",
+        "thumbs",
+        "preferred_over",
+        "label",
+        "comment",
+    ];
     if let Some(unknown) = body.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         let hint = switchyard_wire::typos::suggest(unknown, KNOWN)
             .map(|s| format!(" (did you mean `{s}`?)"))
@@ -99,14 +115,35 @@ pub fn parse(body: &[u8]) -> Result<Rating, ApiError> {
             ));
         }
     };
+    let given = ["score", "thumbs", "preferred_over"]
+        .iter()
+        .filter(|f| body.contains_key(**f))
+        .count();
+    if given > 1 {
+        return Err(invalid(
+            "thumbs",
+            "give one of `score`, `thumbs` and `preferred_over`".into(),
+        ));
+    }
+    if let Some(other) = body.get("preferred_over") {
+        let verdict = match other.as_str() {
+            Some(id) if !id.is_empty() && id.len() <= 128 => Verdict::PreferredOver(id.to_owned()),
+            _ => {
+                return Err(invalid(
+                    "preferred_over",
+                    "`preferred_over` must be the request id (1 to 128 characters) of another answer".into(),
+                ));
+            }
+        };
+        return Ok(Rating {
+            request_id,
+            verdict,
+            label: text(&body, "label", MAX_LABEL)?,
+            comment: text(&body, "comment", MAX_COMMENT)?,
+        });
+    }
     let score = match (body.get("score"), body.get("thumbs")) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "thumbs",
-                "give `score` or `thumbs`, not both".into(),
-            ));
-        }
-        (Some(score), None) => match score.as_f64() {
+        (Some(score), _) => match score.as_f64() {
             Some(s) if (0.0..=1.0).contains(&s) => s,
             _ => {
                 return Err(invalid(
@@ -134,7 +171,7 @@ pub fn parse(body: &[u8]) -> Result<Rating, ApiError> {
     };
     Ok(Rating {
         request_id,
-        score,
+        verdict: Verdict::Score(score),
         label: text(&body, "label", MAX_LABEL)?,
         comment: text(&body, "comment", MAX_COMMENT)?,
     })
@@ -160,10 +197,24 @@ pub fn feedback(runtime: &Runtime, headers: &HeaderMap, body: &[u8]) -> Response
         ));
     }
     let now_ms = unix_ms(std::time::SystemTime::now());
+    let caller = crate::ingress::caller(runtime, headers);
+    let score = match rating.verdict {
+        Verdict::Score(score) => score,
+        Verdict::PreferredOver(other) => {
+            return prefer(
+                runtime,
+                (&rating.request_id, &other),
+                caller,
+                now_ms,
+                rating.label,
+                rating.comment,
+            );
+        }
+    };
     let scored = runtime.outcomes.feedback(&Feedback {
         request_id: &rating.request_id,
-        caller: crate::ingress::caller(runtime, headers),
-        score: rating.score,
+        caller,
+        score,
         now_ms,
     });
     let Some(scored) = scored else {
@@ -200,6 +251,80 @@ pub fn feedback(runtime: &Runtime, headers: &HeaderMap, body: &[u8]) -> Response
     axum::Json(body).into_response()
 }
 
+/// Records a pairwise preference.
+fn prefer(
+    runtime: &Runtime,
+    (preferred, other): (&str, &str),
+    caller: Option<u64>,
+    now_ms: u64,
+    label: Option<String>,
+    comment: Option<String>,
+) -> Response {
+    let count = |result: &'static str| {
+        metrics::counter!("switchyard_feedback_total", "result" => result).increment(1);
+    };
+    let k = runtime.policy.config.outcomes.elo_k;
+    match runtime
+        .outcomes
+        .compare((preferred, other), caller, k, now_ms)
+    {
+        Ok(compared) => {
+            let body = serde_json::to_value(&compared).unwrap_or_default();
+            if compared.recorded {
+                count("recorded");
+                metrics::counter!("switchyard_outcomes_total", "source" => "preference")
+                    .increment(1);
+                if let Some(log) = &runtime.log {
+                    log.preference(PreferenceRecord {
+                        kind: "preference",
+                        ts_ms: now_ms,
+                        compared,
+                        label,
+                        comment,
+                    });
+                }
+            } else {
+                count("duplicate");
+            }
+            axum::Json(body).into_response()
+        }
+        Err(CompareError::Unknown(param)) => {
+            count("unknown");
+            let id = if param == "request_id" {
+                preferred
+            } else {
+                other
+            };
+            let shown: String = id.chars().take(128).collect();
+            error_response(
+                &ApiError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no answer `{shown}` is remembered for this caller (unknown, another credential's, or older than outcomes.ttl_s)"
+                    ),
+                )
+                .with_param(param),
+            )
+        }
+        Err(CompareError::Incomparable(why)) => {
+            count("invalid");
+            error_response(&invalid(
+                "preferred_over",
+                format!("{why}; compare two answers"),
+            ))
+        }
+        Err(CompareError::TooMany) => {
+            count("invalid");
+            error_response(&invalid(
+                "preferred_over",
+                format!(
+                    "one of the answers was compared with {MAX_COMPARED} others already; no more are kept"
+                ),
+            ))
+        }
+    }
+}
+
 /// Answers `GET /v1/outcomes`: every arm's tallies.
 pub fn outcomes(runtime: &Runtime) -> Response {
     axum::Json(json!({
@@ -216,10 +341,21 @@ mod tests {
     #[test]
     fn bodies_are_read_and_faults_named() {
         let r = parse(br#"{"request_id":"a","thumbs":"down","label":"wrong"}"#).unwrap();
-        assert_eq!((r.score, r.label.as_deref()), (0.0, Some("wrong")));
         assert_eq!(
-            parse(br#"{"request_id":"a","score":0.25}"#).unwrap().score,
-            0.25
+            (&r.verdict, r.label.as_deref()),
+            (&Verdict::Score(0.0), Some("wrong"))
+        );
+        assert_eq!(
+            parse(br#"{"request_id":"a","score":0.25}"#)
+                .unwrap()
+                .verdict,
+            Verdict::Score(0.25)
+        );
+        assert_eq!(
+            parse(br#"{"request_id":"a","preferred_over":"b"}"#)
+                .unwrap()
+                .verdict,
+            Verdict::PreferredOver("b".into())
         );
         for (body, param) in [
             (r#"{"request_id":"a","score":1.5}"#, "score"),
@@ -232,6 +368,14 @@ mod tests {
             (r#"{"request_id":7,"score":1}"#, "request_id"),
             (r#"{"request_id":"a","score":1,"scor":2}"#, "scor"),
             (r#"{"request_id":"a","score":1,"label":3}"#, "label"),
+            (
+                r#"{"request_id":"a","score":1,"preferred_over":"b"}"#,
+                "thumbs",
+            ),
+            (
+                r#"{"request_id":"a","preferred_over":""}"#,
+                "preferred_over",
+            ),
         ] {
             let e = parse(body.as_bytes()).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {e}");

@@ -338,3 +338,89 @@ default_route:
         assert!(reason.contains("predicted gain"), "{trace}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_rate_models_and_elo_routes_to_the_preferred() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "elo.jsonl");
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0', decision_log: '{}'}}
+models: [{{name: a, quality: 0.9}}, {{name: b, quality: 0.5}}]
+pools:
+  - {{name: pa, model: a, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: pb, model: b, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+default_route: {{name: main, models: [a, b], algorithm: elo}}
+",
+        log.display()
+    ))
+    .await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    let model_of = |r: &reqwest::Response| harness::header(r, "x-switchyard-model");
+    let r = c.ask("ann", hi(), json!({})).await;
+    assert_eq!(model_of(&r), "a", "unrated: the higher quality");
+    // Side by side (the client names each model), b's answers are preferred.
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        let ra = c.ask("ann", hi(), json!({"model": "a"})).await;
+        let rb = c.ask("ann", hi(), json!({"model": "b"})).await;
+        let (ida, idb) = (
+            harness::header(&ra, "x-request-id"),
+            harness::header(&rb, "x-request-id"),
+        );
+        let (status, body) = c
+            .rate(
+                Some("ann"),
+                json!({"request_id": idb, "preferred_over": ida}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["recorded"], true);
+        let (_, again) = c
+            .rate(
+                Some("ann"),
+                json!({"request_id": ida, "preferred_over": idb}),
+            )
+            .await;
+        assert_eq!(again["recorded"], false, "a pair is compared once");
+        last = body;
+    }
+    assert!(last["elo"][0].as_f64().unwrap() > 40.0, "{last}");
+    let r = c.ask("ann", hi(), json!({})).await;
+    assert_eq!(model_of(&r), "b", "b now rates higher");
+    let id = harness::header(&r, "x-request-id");
+    let (status, body) = c
+        .rate(
+            Some("ann"),
+            json!({"request_id": id, "preferred_over": "sy-none"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (404, Some("preferred_over"))
+    );
+    let (status, body) = c
+        .rate(Some("ann"), json!({"request_id": id, "preferred_over": id}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let arms = c.arms().await;
+    assert!(
+        arm(&arms, "*", "b")["elo"].as_f64().unwrap() > 40.0,
+        "{arms:?}"
+    );
+    let mut logged = 0;
+    for _ in 0..100 {
+        logged = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"preference\""))
+            .count();
+        if logged == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(logged, 4);
+}

@@ -923,6 +923,18 @@ pub enum AlgorithmConfig {
     /// A router learned offline: the strong candidate when its predicted gain over
     /// the weak one is high.
     Learned(LearnedConfig),
+    /// The best Elo rating from pairwise preferences.
+    Elo(EloConfig),
+}
+
+/// `elo` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EloConfig {
+    /// Rating points given up to pay nothing instead of the costliest candidate's
+    /// price, per 400 (default 0: ratings alone).
+    #[serde(default)]
+    pub cost_weight: f64,
 }
 
 /// `learned` parameters.
@@ -1034,6 +1046,14 @@ pub struct OutcomesConfig {
     /// Scores of what the gateway sees itself, in [0, 1].
     #[serde(default)]
     pub implicit: ImplicitScores,
+    /// How far one pairwise preference moves two models' Elo ratings at most
+    /// (default 32 points).
+    #[serde(default = "default_elo_k")]
+    pub elo_k: f64,
+}
+
+fn default_elo_k() -> f64 {
+    32.0
 }
 
 fn default_outcome_capacity() -> usize {
@@ -1050,6 +1070,7 @@ impl Default for OutcomesConfig {
             capacity: default_outcome_capacity(),
             ttl_s: default_outcome_ttl_s(),
             implicit: ImplicitScores::default(),
+            elo_k: default_elo_k(),
         }
     }
 }
@@ -1203,6 +1224,7 @@ impl AlgorithmConfig {
             AlgorithmConfig::MultiFactor(_) => "multi_factor",
             AlgorithmConfig::Thompson(_) => "thompson",
             AlgorithmConfig::Learned(_) => "learned",
+            AlgorithmConfig::Elo(_) => "elo",
         }
     }
 
@@ -1213,11 +1235,11 @@ impl AlgorithmConfig {
 
     /// Whether it reads outcomes (the select phase then looks them up).
     pub fn learns(&self) -> bool {
-        matches!(self, AlgorithmConfig::Thompson(_))
+        matches!(self, AlgorithmConfig::Thompson(_) | AlgorithmConfig::Elo(_))
     }
 
     /// The names accepted.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "static",
         "weighted",
         "cost",
@@ -1225,6 +1247,7 @@ impl AlgorithmConfig {
         "multi_factor",
         "thompson",
         "learned",
+        "elo",
     ];
 }
 
@@ -1274,6 +1297,9 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             "learned" => AlgorithmConfig::Learned(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "elo" => AlgorithmConfig::Elo(
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             other => {

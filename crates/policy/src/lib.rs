@@ -26,10 +26,10 @@ pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
     AlgorithmConfig, CandidateConfig, CandidateOptions, CheckEndsEjection, Config,
     ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort,
-    EndpointConfig, FactorWeights, HealthConfig, ImplicitScores, LatencyConfig, LatencyMetric,
-    LearnedConfig, ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket, OutcomesConfig,
-    PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule,
-    TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
+    EloConfig, EndpointConfig, FactorWeights, HealthConfig, ImplicitScores, LatencyConfig,
+    LatencyMetric, LearnedConfig, ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket,
+    OutcomesConfig, PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig,
+    TagRule, TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

@@ -1,5 +1,6 @@
 //! Selection per request for the algorithms that learn: `thompson` over three
-//! candidates (their arms looked up in the outcome store, one Beta draw each), and
+//! candidates (their arms looked up in the outcome store, one Beta draw each), `elo`
+//! over three (their ratings looked up), and
 //! `learned` given the request's embedding (the shipped router's prediction from the
 //! embedding and the prompt's text, then the choice).
 
@@ -8,7 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
-use switchyard_policy::{LearnedConfig, OutcomesConfig, Price, ThompsonConfig};
+use switchyard_policy::{EloConfig, LearnedConfig, OutcomesConfig, Price, ThompsonConfig};
 use switchyard_router::outcomes::{Answer, Implicit, Outcomes};
 use switchyard_router::{ArmStats, Candidate, SelectRequest, Selection};
 use switchyard_workload::outcome_router::read_router;
@@ -82,6 +83,22 @@ fn selection(c: &mut Criterion) {
                 c.outcomes = arm;
             }
             black_box(thompson.select(&listed, &request(draw)))
+        });
+    });
+
+    let elo = EloConfig { cost_weight: 0.1 };
+    c.bench_function("select/elo_3_candidates_with_arm_lookup", |b| {
+        b.iter(|| {
+            let arms = outcomes.arms("*", &names, None);
+            let mut listed = [
+                candidate("small", 0.1),
+                candidate("medium", 1.0),
+                candidate("large", 5.0),
+            ];
+            for (c, arm) in listed.iter_mut().zip(arms) {
+                c.outcomes = arm;
+            }
+            black_box(elo.select(&listed, &request(1)))
         });
     });
 

@@ -22,6 +22,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_policy::OutcomesConfig;
 
+/// The route name Elo ratings are kept under: they belong to models, whatever route
+/// their answers were compared on.
+pub const ELO_ROUTE: &str = "*";
+
+/// Comparisons remembered per answer (for idempotency): more are refused.
+pub const MAX_COMPARED: usize = 16;
+
 /// Arms kept at most; outcomes of arms beyond are not counted (and are counted in
 /// `switchyard_outcomes_dropped_total{what="arm"}`).
 pub const MAX_ARMS: usize = 65_536;
@@ -112,6 +119,11 @@ pub struct ArmStats {
     pub bad: f64,
     /// Outcomes counted, all time.
     pub outcomes: u64,
+    /// Elo rating from pairwise preferences, as points above 1500 (kept on the
+    /// route's bucket-less arm).
+    pub elo: f64,
+    /// Pairwise preferences it took part in.
+    pub games: u64,
 }
 
 impl ArmStats {
@@ -179,6 +191,8 @@ struct Decision {
     counted: Option<(f64, u64)>,
     /// Feedback was given (the first is kept).
     rated: bool,
+    /// Answers it was compared with, preferred or not (at most [`MAX_COMPARED`]).
+    compared: Vec<u64>,
     /// The next turn complained of it.
     complained: bool,
 }
@@ -322,6 +336,7 @@ impl Outcomes {
             counted,
             rated: false,
             complained: false,
+            compared: Vec::new(),
         };
         if let Some(old) = inner.decisions.insert(key, decision) {
             inner.forget_session(&old, key);
@@ -381,6 +396,118 @@ impl Outcomes {
         let (score, arm) = (d.counted.map_or(feedback.score, |(s, _)| s), d.arm);
         let request_id = d.request_id.to_string();
         Some(inner.scored(request_id, arm, score, replaced, recorded))
+    }
+}
+
+/// A pairwise preference recorded, for the decision log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Compared {
+    /// The preferred answer's request id.
+    pub request_id: String,
+    /// The other answer's.
+    pub preferred_over: String,
+    /// The preferred answer's model.
+    pub model: String,
+    /// The other answer's model.
+    pub other_model: String,
+    /// The two models' ratings after it (points above 1500).
+    pub elo: [f64; 2],
+    /// Whether this call recorded it (false: these two were compared before).
+    pub recorded: bool,
+}
+
+/// Why a preference could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompareError {
+    /// One of the answers is not remembered for this caller (the `request_id` or
+    /// the `preferred_over` one).
+    Unknown(&'static str),
+    /// They are the same answer.
+    Incomparable(&'static str),
+    /// The answer was compared with too many others already.
+    TooMany,
+}
+
+impl Outcomes {
+    /// Records that the answer `preferred` was better than `other` (both the
+    /// caller's, of any routes): the Elo ratings of their models move by `k` times the
+    /// surprise. Ratings are per model, kept on the arm of route [`ELO_ROUTE`]. Answers of one model compare nothing but are recorded. A repeat of the
+    /// same pair (either way round) changes nothing.
+    pub fn compare(
+        &self,
+        (preferred, other): (&str, &str),
+        caller: Option<u64>,
+        k: f64,
+        now_ms: u64,
+    ) -> Result<Compared, CompareError> {
+        let (a, b) = (
+            self.decision_key(preferred, caller),
+            self.decision_key(other, caller),
+        );
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.expire(now_ms);
+        let live = |key: u64, id: &str| {
+            inner
+                .decisions
+                .get(&key)
+                .filter(|d| *d.request_id == *id && d.caller == caller)
+                .and_then(|d| d.arm)
+        };
+        let arm_a = live(a, preferred).ok_or(CompareError::Unknown("request_id"))?;
+        let arm_b = live(b, other).ok_or(CompareError::Unknown("preferred_over"))?;
+        if a == b {
+            return Err(CompareError::Incomparable(
+                "an answer cannot be preferred over itself",
+            ));
+        }
+        let (model_a, model_b) = (
+            inner.arms[arm_a].model.clone(),
+            inner.arms[arm_b].model.clone(),
+        );
+        let seen = inner
+            .decisions
+            .get(&a)
+            .is_some_and(|d| d.compared.contains(&b));
+        let full = [a, b].iter().any(|k| {
+            inner
+                .decisions
+                .get(k)
+                .is_some_and(|d| d.compared.len() >= MAX_COMPARED)
+        });
+        if !seen && full {
+            return Err(CompareError::TooMany);
+        }
+        let ra = inner.arm(ELO_ROUTE, &model_a, None);
+        let rb = inner.arm(ELO_ROUTE, &model_b, None);
+        let recorded = !seen;
+        if recorded {
+            for (x, y) in [(a, b), (b, a)] {
+                if let Some(d) = inner.decisions.get_mut(&x) {
+                    d.compared.push(y);
+                }
+            }
+            if let (Some(ra), Some(rb)) = (ra, rb)
+                && ra != rb
+            {
+                let (ea, eb) = (inner.arms[ra].stats.elo, inner.arms[rb].stats.elo);
+                let expected = 1.0 / (1.0 + 10f64.powf((eb - ea) / 400.0));
+                let step = k * (1.0 - expected);
+                inner.arms[ra].stats.elo += step;
+                inner.arms[rb].stats.elo -= step;
+                inner.arms[ra].stats.games += 1;
+                inner.arms[rb].stats.games += 1;
+            }
+        }
+        let elo = |r: Option<usize>| r.map_or(0.0, |r| inner.arms[r].stats.elo);
+        Ok(Compared {
+            request_id: preferred.to_owned(),
+            preferred_over: other.to_owned(),
+            model: model_a.to_string(),
+            other_model: model_b.to_string(),
+            elo: [elo(ra), elo(rb)],
+            recorded,
+        })
     }
 }
 
@@ -503,13 +630,12 @@ fn arm_key(route: &str, model: &str, bucket: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_policy::ImplicitScores;
 
     fn store(capacity: usize) -> Outcomes {
         Outcomes::new(&OutcomesConfig {
             capacity,
             ttl_s: 60,
-            implicit: ImplicitScores::default(),
+            ..OutcomesConfig::default()
         })
     }
 
@@ -657,6 +783,49 @@ mod tests {
         assert_eq!(s.good, 0.0);
         // bad = 1 + 0.5 + 0.25 from the failures, plus the replaced 0.125.
         assert_eq!(s.bad, 1.75 + 0.125);
+    }
+
+    #[test]
+    fn preferences_move_elo_ratings_once_per_pair() {
+        let o = store(100);
+        o.record(&answer("a1", "good", Implicit::Ok, 0));
+        o.record(&answer("b1", "poor", Implicit::Ok, 0));
+        o.record(&answer("b2", "poor", Implicit::Ok, 0));
+        let c = o.compare(("a1", "b1"), Some(1), 32.0, 1).unwrap();
+        assert!(c.recorded);
+        assert_eq!(c.elo, [16.0, -16.0]);
+        // The same pair again, either way round, changes nothing.
+        assert!(!o.compare(("a1", "b1"), Some(1), 32.0, 1).unwrap().recorded);
+        assert!(!o.compare(("b1", "a1"), Some(1), 32.0, 1).unwrap().recorded);
+        // An expected win moves the ratings less.
+        let c = o.compare(("a1", "b2"), Some(1), 32.0, 1).unwrap();
+        assert!(c.elo[0] > 16.0 && c.elo[0] < 32.0, "{c:?}");
+        let arms = o.arms(ELO_ROUTE, &["good", "poor"], None);
+        assert_eq!((arms[0].games, arms[1].games), (2, 2));
+        assert_eq!(
+            o.compare(("a1", "zz"), Some(1), 32.0, 1),
+            Err(CompareError::Unknown("preferred_over"))
+        );
+        assert_eq!(
+            o.compare(("a1", "b1"), Some(2), 32.0, 1),
+            Err(CompareError::Unknown("request_id"))
+        );
+        assert!(matches!(
+            o.compare(("a1", "a1"), Some(1), 32.0, 1),
+            Err(CompareError::Incomparable(_))
+        ));
+        // Answers of other routes compare too: ratings are the models'.
+        let mut other_route = answer("c1", "poor", Implicit::Ok, 0);
+        other_route.route = "elsewhere";
+        o.record(&other_route);
+        assert!(o.compare(("a1", "c1"), Some(1), 32.0, 1).unwrap().recorded);
+        // Comparisons per answer are bounded.
+        for i in 0..MAX_COMPARED {
+            let id = format!("x{i}");
+            o.record(&answer(&id, "poor", Implicit::Ok, 0));
+            let r = o.compare(("a1", &id), Some(1), 32.0, 1);
+            assert_eq!(r.is_ok(), i < MAX_COMPARED - 3, "{i}: {r:?}");
+        }
     }
 
     #[test]

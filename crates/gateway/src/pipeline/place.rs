@@ -62,7 +62,12 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
     }
     if configured.learns() {
         let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
-        let arms = runtime.outcomes.arms(route, &names, bucket.as_deref());
+        let arms_of = if matches!(configured, AlgorithmConfig::Elo(_)) {
+            switchyard_router::outcomes::ELO_ROUTE
+        } else {
+            route.as_str()
+        };
+        let arms = runtime.outcomes.arms(arms_of, &names, bucket.as_deref());
         for (c, arm) in listed.iter_mut().zip(arms) {
             c.outcomes = arm;
         }

@@ -225,6 +225,13 @@ pub(super) fn check_models_and_pools(
             ));
         }
     }
+    if !(config.outcomes.elo_k.is_finite() && config.outcomes.elo_k > 0.0) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "outcomes.elo_k",
+            format!("{} is not above 0", config.outcomes.elo_k),
+        ));
+    }
     if config.outcomes.capacity > 10_000_000 {
         found.push(
             Diagnostic::error(
@@ -366,6 +373,12 @@ pub(super) fn check_algorithm(
                 ));
             }
             (t.cost_weight > 0.0, false)
+        }
+        AlgorithmConfig::Elo(e) => {
+            if !(e.cost_weight.is_finite() && e.cost_weight >= 0.0) {
+                error(format!("cost_weight {} is not 0 or more", e.cost_weight));
+            }
+            (e.cost_weight > 0.0, false)
         }
         AlgorithmConfig::Learned(l) => {
             for (role, name) in [("strong", &l.strong), ("weak", &l.weak)] {

@@ -1,6 +1,7 @@
 //! The selection trait and the registry of algorithms: one file each.
 
 mod cost;
+mod elo;
 mod latency;
 mod learned;
 mod multi_factor;
@@ -103,6 +104,7 @@ pub fn algorithm(config: &AlgorithmConfig) -> &dyn Selection {
         AlgorithmConfig::MultiFactor(m) => m,
         AlgorithmConfig::Thompson(t) => t,
         AlgorithmConfig::Learned(l) => l,
+        AlgorithmConfig::Elo(e) => e,
     }
 }
 

@@ -141,11 +141,13 @@ mod tests {
                 good: 180.0,
                 bad: 20.0,
                 outcomes: 200,
+                ..ArmStats::default()
             },
             ArmStats {
                 good: 20.0,
                 bad: 20.0,
                 outcomes: 40,
+                ..ArmStats::default()
             },
         ];
         let mut world = SmallRng::seed_from_u64(7);
@@ -185,11 +187,13 @@ mod tests {
             good: 880.0,
             bad: 120.0,
             outcomes: 1000,
+            ..ArmStats::default()
         };
         dear.outcomes = ArmStats {
             good: 900.0,
             bad: 100.0,
             outcomes: 1000,
+            ..ArmStats::default()
         };
         let candidates = [dear, cheap];
         let count = |config: &ThompsonConfig| {
