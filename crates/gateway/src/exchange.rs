@@ -60,6 +60,8 @@ pub struct Selected {
     /// What the route counts outcomes by besides route and model (a domain label),
     /// when its algorithm learns.
     pub bucket: Option<String>,
+    /// Candidates passed over for a reputation alarm.
+    pub demoted: Vec<String>,
 }
 
 /// What place planned.

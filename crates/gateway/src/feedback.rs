@@ -330,6 +330,7 @@ pub fn outcomes(runtime: &Runtime) -> Response {
     axum::Json(json!({
         "capacity": runtime.policy.config.outcomes.capacity,
         "arms": runtime.outcomes.snapshot(),
+        "reputation": runtime.outcomes.reputations(),
     }))
     .into_response()
 }

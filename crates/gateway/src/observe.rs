@@ -181,6 +181,7 @@ fn remember(runtime: &Runtime, x: &Exchange, name: &str, usage: Option<Usage>) {
         route: x.route_name(),
         model: x.model_name(runtime),
         bucket: selected.bucket.as_deref(),
+        domain: x.signals.domain.as_ref().map(|d| d.label.as_str()),
         discount,
         session: x.placed.as_ref().and_then(|p| p.session_key),
         implicit,

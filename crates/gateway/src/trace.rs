@@ -210,6 +210,9 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                 if let Some(bucket) = &s.bucket {
                     out["bucket"] = json!(bucket);
                 }
+                if !s.demoted.is_empty() {
+                    out["demoted"] = json!(s.demoted);
+                }
                 out
             },
         ),

@@ -424,3 +424,70 @@ default_route: {{name: main, models: [a, b], algorithm: elo}}
     }
     assert_eq!(logged, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_failures_drift_up_is_alarmed_and_passed_over() {
+    let (upstream, _) = harness::echo().await;
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+health: {{eject_after_failures: 1000}}
+upstream: {{max_attempts: 1}}
+outcomes: {{reputation: {{window: 10, history: 10, min_history: 3}}}}
+models: [{{name: a}}, {{name: b}}]
+pools:
+  - {{name: pa, model: a, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: pb, model: b, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+default_route: {{name: main, models: [a, b]}}
+"
+    ))
+    .await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    // Four windows of whole answers from a (the first candidate): its history.
+    for _ in 0..40 {
+        let r = c.ask("ann", hi(), json!({})).await;
+        assert_eq!(harness::header(&r, "x-switchyard-model"), "a");
+    }
+    // Then a fails (the upstream answers 500): nine failures leave the window open.
+    let failing = json!([{"role": "user", "content": "[fail] anything"}]);
+    for _ in 0..9 {
+        let r = c.ask("ann", failing.clone(), json!({})).await;
+        assert_eq!(r.status(), 502);
+    }
+    let r = c.ask("ann", hi(), json!({})).await;
+    assert_eq!(
+        harness::header(&r, "x-switchyard-model"),
+        "a",
+        "the window closes with this one"
+    );
+    // 9 of 10 failed against a history of none: alarmed, a is passed over for b.
+    let r = c.ask("ann", hi(), json!({})).await;
+    assert_eq!(harness::header(&r, "x-switchyard-model"), "b");
+    let trace = harness::route_trace(&g.url(), "auto", "hello").await;
+    assert!(trace.to_string().contains("\"demoted\":[\"a\"]"), "{trace}");
+    let v: Value = reqwest::get(format!("{}/v1/outcomes", g.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a = v["reputation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["model"] == "a")
+        .cloned()
+        .unwrap();
+    assert_eq!(a["failures"]["alarm"], true, "{a}");
+    assert!(
+        harness::metric_sum(
+            &g.url(),
+            "switchyard_reputation_drifts_total",
+            &[("model", "a"), ("direction", "rose")]
+        )
+        .await
+            >= 1.0
+    );
+}

@@ -1050,6 +1050,55 @@ pub struct OutcomesConfig {
     /// (default 32 points).
     #[serde(default = "default_elo_k")]
     pub elo_k: f64,
+    /// Failure and low-score rates per (model, domain), with a drift alarm.
+    #[serde(default)]
+    pub reputation: ReputationConfig,
+}
+
+/// Reputation windows and the drift alarm.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReputationConfig {
+    /// Outcomes per window (default 50).
+    #[serde(default = "default_reputation_window")]
+    pub window: u32,
+    /// Closed windows kept as history (default 20).
+    #[serde(default = "default_reputation_history")]
+    pub history: usize,
+    /// Closed windows needed before a window is judged (default 5).
+    #[serde(default = "default_reputation_min_history")]
+    pub min_history: usize,
+    /// A score under this is a low score (default 0.5).
+    #[serde(default = "half")]
+    pub low_score: f64,
+    /// Candidates whose (model, domain) is under alarm are passed over while another
+    /// candidate can take the request (default true).
+    #[serde(default = "yes")]
+    pub demote: bool,
+}
+
+fn default_reputation_window() -> u32 {
+    50
+}
+
+fn default_reputation_history() -> usize {
+    20
+}
+
+fn default_reputation_min_history() -> usize {
+    5
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        ReputationConfig {
+            window: default_reputation_window(),
+            history: default_reputation_history(),
+            min_history: default_reputation_min_history(),
+            low_score: 0.5,
+            demote: true,
+        }
+    }
 }
 
 fn default_elo_k() -> f64 {
@@ -1071,6 +1120,7 @@ impl Default for OutcomesConfig {
             ttl_s: default_outcome_ttl_s(),
             implicit: ImplicitScores::default(),
             elo_k: default_elo_k(),
+            reputation: ReputationConfig::default(),
         }
     }
 }

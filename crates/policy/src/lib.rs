@@ -28,8 +28,9 @@ pub use config::{
     ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort,
     EloConfig, EndpointConfig, FactorWeights, HealthConfig, ImplicitScores, LatencyConfig,
     LatencyMetric, LearnedConfig, ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket,
-    OutcomesConfig, PoolConfig, Price, RetentionConfig, RouteConfig, ServerConfig, StrategyConfig,
-    TagRule, TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
+    OutcomesConfig, PoolConfig, Price, ReputationConfig, RetentionConfig, RouteConfig,
+    ServerConfig, StrategyConfig, TagRule, TestCaseConfig, TestConfig, ThompsonConfig,
+    UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

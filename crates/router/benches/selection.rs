@@ -53,6 +53,7 @@ fn selection(c: &mut Criterion) {
                 route: "main",
                 model,
                 bucket: Some("law"),
+                domain: Some("law"),
                 discount: 0.995,
                 session: None,
                 implicit: if n % (i + 2) == 0 {

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod observed;
 pub mod outcomes;
 pub mod plugins;
+pub mod reputation;
 pub mod selection;
 
 pub use observed::{Metric, ModelLatency};

@@ -15,6 +15,7 @@
 //! older than `ttl_s`), [`MAX_ARMS`] arms. Answers are keyed by their request id *and*
 //! the caller's credential, so a client can neither rate nor overwrite another's.
 
+use crate::reputation::{Drift, Rate, Reputation};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -62,6 +63,8 @@ pub struct Answer<'a> {
     pub model: &'a str,
     /// The bucket (a domain label), when the route counts by one.
     pub bucket: Option<&'a str>,
+    /// The domain the request's domain signal predicted, for reputation.
+    pub domain: Option<&'a str>,
     /// The route's discount (1 when its algorithm does not learn).
     pub discount: f64,
     /// The session it belongs to, for complaints in the next turn.
@@ -195,6 +198,8 @@ struct Decision {
     compared: Vec<u64>,
     /// The next turn complained of it.
     complained: bool,
+    /// Its (model, domain) reputation entry.
+    reputation: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -206,6 +211,7 @@ struct Inner {
     arms: Vec<Arm>,
     arm_ids: HashMap<u64, usize>,
     seq: u64,
+    reputation: Reputation,
 }
 
 /// The outcome store. Kept across policy reloads.
@@ -323,6 +329,12 @@ impl Outcomes {
             (Some(a), Some(s)) => Some((s, inner.arms[a].count(s, answer.discount))),
             _ => None,
         };
+        let reputation = inner.reputation.entry(answer.model, answer.domain);
+        if let (Some(r), true) = (reputation, answer.implicit != Implicit::Uncounted) {
+            let failed = answer.implicit == Implicit::Failed;
+            let config = inner.config.reputation.clone();
+            report(inner.reputation.add(r, Rate::Failures, failed, &config));
+        }
         inner.seq += 1;
         let seq = inner.seq;
         let decision = Decision {
@@ -337,6 +349,7 @@ impl Outcomes {
             rated: false,
             complained: false,
             compared: Vec::new(),
+            reputation,
         };
         if let Some(old) = inner.decisions.insert(key, decision) {
             inner.forget_session(&old, key);
@@ -395,6 +408,11 @@ impl Outcomes {
         }
         let (score, arm) = (d.counted.map_or(feedback.score, |(s, _)| s), d.arm);
         let request_id = d.request_id.to_string();
+        if let (true, Some(r)) = (recorded, d.reputation) {
+            let config = inner.config.reputation.clone();
+            let low = feedback.score < config.low_score;
+            report(inner.reputation.add(r, Rate::LowScores, low, &config));
+        }
         Some(inner.scored(request_id, arm, score, replaced, recorded))
     }
 }
@@ -577,6 +595,11 @@ impl Inner {
             });
         }
         let (request_id, arm) = (d.request_id.to_string(), d.arm);
+        if let Some(r) = d.reputation {
+            let config = self.config.reputation.clone();
+            let low = score < config.low_score;
+            report(self.reputation.add(r, Rate::LowScores, low, &config));
+        }
         Some(self.scored(request_id, arm, score, replaced, true))
     }
 
@@ -621,6 +644,41 @@ impl Inner {
     }
 }
 
+/// Reports a drift: a log line and metrics.
+fn report(drift: Option<Drift>) {
+    let Some(d) = drift else {
+        return;
+    };
+    let direction = if d.rose { "rose" } else { "fell" };
+    tracing::warn!(
+        model = %d.model, domain = %d.domain, rate = d.rate.name(), now = d.now, mean = d.mean,
+        sigma = d.sigma, direction, "reputation drift: a window's rate is beyond 3σ of its history"
+    );
+    metrics::counter!("switchyard_reputation_drifts_total", "model" => d.model.clone(),
+        "domain" => d.domain.clone(), "rate" => d.rate.name(), "direction" => direction)
+    .increment(1);
+    metrics::gauge!("switchyard_reputation_alarm", "model" => d.model,
+        "domain" => d.domain, "rate" => d.rate.name())
+    .set(if d.rose { 1.0 } else { 0.0 });
+}
+
+impl Outcomes {
+    /// Which of `models` are under a reputation alarm in `domain` (all false when
+    /// demotion is off).
+    pub fn alarmed(&self, models: &[&str], domain: Option<&str>) -> Vec<bool> {
+        let inner = self.lock();
+        models
+            .iter()
+            .map(|m| inner.config.reputation.demote && inner.reputation.alarmed(m, domain))
+            .collect()
+    }
+
+    /// Every (model, domain) reputation, for `GET /v1/outcomes`.
+    pub fn reputations(&self) -> Vec<crate::reputation::Entry> {
+        self.lock().reputation.entries().to_vec()
+    }
+}
+
 fn arm_key(route: &str, model: &str, bucket: Option<&str>) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     (route, model, bucket).hash(&mut h);
@@ -646,6 +704,7 @@ mod tests {
             route: "r",
             model,
             bucket: None,
+            domain: None,
             discount: 1.0,
             session: None,
             implicit,

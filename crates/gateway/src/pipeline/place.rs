@@ -72,6 +72,31 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
             c.outcomes = arm;
         }
     }
+    // Candidates under a reputation alarm in this domain are passed over while another
+    // can take the request.
+    let domain = x.signals.domain.as_ref().map(|d| d.label.as_str());
+    let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
+    let alarmed = if runtime.outcomes.enabled() {
+        runtime.outcomes.alarmed(&names, domain)
+    } else {
+        vec![false; names.len()]
+    };
+    let mut demoted = Vec::new();
+    if alarmed.iter().any(|a| *a)
+        && listed
+            .iter()
+            .zip(&alarmed)
+            .any(|(c, a)| !a && c.fits(minimum))
+    {
+        let mut keep = alarmed.iter().map(|a| !a);
+        listed.retain(|c| {
+            let kept = keep.next().unwrap_or(true);
+            if !kept {
+                demoted.push(c.name.to_owned());
+            }
+            kept
+        });
+    }
     let request = SelectRequest {
         tokens: minimum,
         prompt_tokens: prompt,
@@ -110,6 +135,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         algorithm: configured.name(),
         reason: selected.reason,
         bucket,
+        demoted,
     });
     Ok(())
 }

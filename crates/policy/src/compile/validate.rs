@@ -232,6 +232,27 @@ pub(super) fn check_models_and_pools(
             format!("{} is not above 0", config.outcomes.elo_k),
         ));
     }
+    let reputation = &config.outcomes.reputation;
+    if reputation.window == 0
+        || reputation.min_history < 2
+        || reputation.history < reputation.min_history
+    {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "outcomes.reputation",
+            format!(
+                "window {} must be at least 1, min_history {} at least 2, history {} at least min_history",
+                reputation.window, reputation.min_history, reputation.history
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&reputation.low_score) {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "outcomes.reputation.low_score",
+            format!("{} is not a score in [0, 1]", reputation.low_score),
+        ));
+    }
     if config.outcomes.capacity > 10_000_000 {
         found.push(
             Diagnostic::error(
