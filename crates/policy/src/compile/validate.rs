@@ -333,19 +333,25 @@ pub(super) fn check_algorithm(
 ) {
     let model = |name: &str| models.iter().find(|m| m.name.value == name);
     let mut error = |message: String| found.push(Diagnostic::error(at, path, message));
+    // `what`: `name` is not a candidate (with the nearest candidate's name), if so.
+    let not_candidate = |what: &str, name: &str| -> Option<String> {
+        if candidates.iter().any(|c| c.name.value == name) {
+            return None;
+        }
+        let names: Vec<&str> = candidates.iter().map(|c| c.name.value.as_str()).collect();
+        let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        Some(format!(
+            "{what}: `{name}` is not a candidate of this route{hint}"
+        ))
+    };
     let (needs_price, needs_quality) = match algorithm {
         AlgorithmConfig::Static => (false, false),
         AlgorithmConfig::Weighted(w) => {
             for (name, weight) in &w.weights {
-                if !candidates.iter().any(|c| &c.name.value == name) {
-                    let names: Vec<&str> =
-                        candidates.iter().map(|c| c.name.value.as_str()).collect();
-                    let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    error(format!(
-                        "weights: `{name}` is not a candidate of this route{hint}"
-                    ));
+                if let Some(message) = not_candidate("weights", name) {
+                    error(message);
                 }
                 if !(weight.is_finite() && *weight >= 0.0) {
                     error(format!(
@@ -403,15 +409,8 @@ pub(super) fn check_algorithm(
         }
         AlgorithmConfig::Learned(l) => {
             for (role, name) in [("strong", &l.strong), ("weak", &l.weak)] {
-                if !candidates.iter().any(|c| &c.name.value == name) {
-                    let names: Vec<&str> =
-                        candidates.iter().map(|c| c.name.value.as_str()).collect();
-                    let hint = switchyard_wire::typos::suggest(name, names.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    error(format!(
-                        "{role}: `{name}` is not a candidate of this route{hint}"
-                    ));
+                if let Some(message) = not_candidate(role, name) {
+                    error(message);
                 }
             }
             if l.strong == l.weak {

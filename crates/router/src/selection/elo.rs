@@ -5,7 +5,7 @@
 //! configured `quality`, then to the order listed. Ratings do not explore: the
 //! comparisons come from traffic split by other means (shadow requests, A/B tests).
 
-use super::{Candidate, SelectRequest, Selected, Selection, fitting};
+use super::{Candidate, SelectRequest, Selected, Selection, fitting, relative_costs};
 use switchyard_policy::EloConfig;
 
 impl Selection for EloConfig {
@@ -15,30 +15,24 @@ impl Selection for EloConfig {
 
     fn select(&self, candidates: &[Candidate<'_>], request: &SelectRequest) -> Option<Selected> {
         let fit: Vec<(usize, &Candidate<'_>)> = fitting(candidates, request).collect();
-        let top_cost = fit
+        let costs = relative_costs(&fit, request);
+        let scores: Vec<f64> = fit
             .iter()
-            .map(|(_, c)| c.cost(request))
-            .filter(|c| c.is_finite())
-            .fold(0.0_f64, f64::max);
-        let score = |c: &Candidate<'_>| {
-            let cost = c.cost(request);
-            let penalty = if top_cost > 0.0 && cost.is_finite() {
-                self.cost_weight * 400.0 * cost / top_cost
-            } else {
-                0.0
-            };
-            c.outcomes.elo - penalty
-        };
-        let (index, c) = fit.iter().copied().max_by(|(i, a), (j, b)| {
-            score(a)
-                .total_cmp(&score(b))
+            .zip(&costs)
+            .map(|((_, c), cost)| c.outcomes.elo - self.cost_weight * 400.0 * cost)
+            .collect();
+        let best = (0..fit.len()).max_by(|&x, &y| {
+            let ((i, a), (j, b)) = (fit[x], fit[y]);
+            scores[x]
+                .total_cmp(&scores[y])
                 .then(
                     a.quality
                         .unwrap_or(0.0)
                         .total_cmp(&b.quality.unwrap_or(0.0)),
                 )
-                .then(j.cmp(i))
+                .then(j.cmp(&i))
         })?;
+        let (index, c) = fit[best];
         Some(Selected {
             candidate: index,
             reason: format!(
@@ -47,7 +41,7 @@ impl Selection for EloConfig {
                 1500.0 + c.outcomes.elo,
                 c.outcomes.games,
                 if self.cost_weight > 0.0 {
-                    format!(", {:.0} after cost", 1500.0 + score(c))
+                    format!(", {:.0} after cost", 1500.0 + scores[best])
                 } else {
                     String::new()
                 }

@@ -119,6 +119,27 @@ fn fitting<'c, 'a>(
         .filter(move |(_, c)| c.fits(request.tokens))
 }
 
+/// A candidate's cost as a share of the costliest fitting candidate's, in [0, 1]
+/// (0 without prices): the cost term the learning algorithms weigh.
+fn relative_costs(fit: &[(usize, &Candidate<'_>)], request: &SelectRequest) -> Vec<f64> {
+    let costs: Vec<f64> = fit.iter().map(|(_, c)| c.cost(request)).collect();
+    let top = costs
+        .iter()
+        .copied()
+        .filter(|c| c.is_finite())
+        .fold(0.0_f64, f64::max);
+    costs
+        .into_iter()
+        .map(|c| {
+            if top > 0.0 && c.is_finite() {
+                c / top
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

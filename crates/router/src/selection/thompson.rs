@@ -6,7 +6,7 @@
 //! candidate's, wins. Candidates that answer well are drawn high more often; the
 //! others are still tried now and then, as much as their posterior's spread allows.
 
-use super::{Candidate, SelectRequest, Selected, Selection, fitting};
+use super::{Candidate, SelectRequest, Selected, Selection, fitting, relative_costs};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Beta, Distribution};
@@ -40,22 +40,12 @@ impl Selection for ThompsonConfig {
     fn select(&self, candidates: &[Candidate<'_>], request: &SelectRequest) -> Option<Selected> {
         let mut rng = SmallRng::seed_from_u64(mix(self.seed ^ mix(request.draw)));
         let fit: Vec<(usize, &Candidate<'_>)> = fitting(candidates, request).collect();
-        let top_cost = fit
-            .iter()
-            .map(|(_, c)| c.cost(request))
-            .filter(|c| c.is_finite())
-            .fold(0.0_f64, f64::max);
+        let costs = relative_costs(&fit, request);
         let mut best: Option<(usize, f64, f64, f64)> = None;
-        for &(index, c) in &fit {
+        for (&(index, c), cost) in fit.iter().zip(costs) {
             let (a, b) = posterior(self, c);
             let theta = Beta::new(a, b).map_or(a / (a + b), |beta| beta.sample(&mut rng));
-            let cost = c.cost(request);
-            let penalty = if top_cost > 0.0 && cost.is_finite() {
-                self.cost_weight * cost / top_cost
-            } else {
-                0.0
-            };
-            let score = theta - penalty;
+            let score = theta - self.cost_weight * cost;
             if best.is_none_or(|(_, s, _, _)| score > s) {
                 best = Some((index, score, theta, a / (a + b)));
             }
