@@ -1056,7 +1056,7 @@ pub struct OutcomesConfig {
 }
 
 /// Reputation windows and the drift alarm.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReputationConfig {
     /// Outcomes per window (default 50).
@@ -1276,16 +1276,6 @@ impl AlgorithmConfig {
             AlgorithmConfig::Learned(_) => "learned",
             AlgorithmConfig::Elo(_) => "elo",
         }
-    }
-
-    /// Whether it reads the request's embedding.
-    pub fn reads_embedding(&self) -> bool {
-        matches!(self, AlgorithmConfig::Learned(_))
-    }
-
-    /// Whether it reads outcomes (the select phase then looks them up).
-    pub fn learns(&self) -> bool {
-        matches!(self, AlgorithmConfig::Thompson(_) | AlgorithmConfig::Elo(_))
     }
 
     /// The names accepted.

@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use switchyard_policy::OutcomesConfig;
 
 /// The route name Elo ratings are kept under: they belong to models, whatever route
@@ -220,6 +220,11 @@ pub struct Outcomes {
     inner: Mutex<Inner>,
     keys: RandomState,
     draws: AtomicU64,
+    /// `capacity > 0`, readable without the lock.
+    enabled: AtomicBool,
+    /// Candidates may be demoted: demotion is on and some (model, domain) is under an
+    /// alarm. Select reads it on every request and takes the lock only when it holds.
+    demoting: AtomicBool,
 }
 
 impl Outcomes {
@@ -232,18 +237,31 @@ impl Outcomes {
             }),
             keys: RandomState::new(),
             draws: AtomicU64::new(0),
+            enabled: AtomicBool::new(config.capacity > 0),
+            demoting: AtomicBool::new(false),
         }
     }
 
     /// Takes a reloaded configuration (a smaller capacity forgets the oldest at the
     /// next answer).
     pub fn configure(&self, config: &OutcomesConfig) {
-        self.lock().config = config.clone();
+        let mut inner = self.lock();
+        inner.config = config.clone();
+        self.enabled.store(config.capacity > 0, Ordering::Relaxed);
+        self.update_demoting(&inner);
     }
 
     /// Whether answers are remembered at all.
     pub fn enabled(&self) -> bool {
-        self.lock().config.capacity > 0
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Refreshes [`Outcomes::demoting`] (called with the lock held).
+    fn update_demoting(&self, inner: &Inner) {
+        let on = inner.config.capacity > 0
+            && inner.config.reputation.demote
+            && inner.reputation.alarms() > 0;
+        self.demoting.store(on, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -252,9 +270,9 @@ impl Outcomes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The key of a caller's credential (never stored as given).
-    pub fn caller(&self, credential: &[u8]) -> u64 {
-        self.keys.hash_one(credential)
+    /// The key of a caller's credential or address (never stored as given).
+    pub fn caller(&self, identity: impl Hash) -> u64 {
+        self.keys.hash_one(identity)
     }
 
     /// A fresh number for a selection's random draws.
@@ -332,7 +350,7 @@ impl Outcomes {
         let reputation = inner.reputation.entry(answer.model, answer.domain);
         if let (Some(r), true) = (reputation, answer.implicit != Implicit::Uncounted) {
             let failed = answer.implicit == Implicit::Failed;
-            let config = inner.config.reputation.clone();
+            let config = inner.config.reputation;
             report(inner.reputation.add(r, Rate::Failures, failed, &config));
         }
         inner.seq += 1;
@@ -369,6 +387,7 @@ impl Outcomes {
         while inner.order.len() > inner.config.capacity.saturating_mul(2) {
             inner.pop_oldest();
         }
+        self.update_demoting(inner);
         drop(guard);
         if forgotten > 0 {
             metrics::counter!("switchyard_outcomes_dropped_total", "what" => "answer")
@@ -409,9 +428,10 @@ impl Outcomes {
         let (score, arm) = (d.counted.map_or(feedback.score, |(s, _)| s), d.arm);
         let request_id = d.request_id.to_string();
         if let (true, Some(r)) = (recorded, d.reputation) {
-            let config = inner.config.reputation.clone();
+            let config = inner.config.reputation;
             let low = feedback.score < config.low_score;
             report(inner.reputation.add(r, Rate::LowScores, low, &config));
+            self.update_demoting(inner);
         }
         Some(inner.scored(request_id, arm, score, replaced, recorded))
     }
@@ -596,7 +616,7 @@ impl Inner {
         }
         let (request_id, arm) = (d.request_id.to_string(), d.arm);
         if let Some(r) = d.reputation {
-            let config = self.config.reputation.clone();
+            let config = self.config.reputation;
             let low = score < config.low_score;
             report(self.reputation.add(r, Rate::LowScores, low, &config));
         }
@@ -663,14 +683,19 @@ fn report(drift: Option<Drift>) {
 }
 
 impl Outcomes {
-    /// Which of `models` are under a reputation alarm in `domain` (all false when
-    /// demotion is off).
-    pub fn alarmed(&self, models: &[&str], domain: Option<&str>) -> Vec<bool> {
+    /// Which of `models` are under a reputation alarm in `domain`; `None` (without
+    /// taking the lock) when demotion is off or no model is under an alarm.
+    pub fn alarmed(&self, models: &[&str], domain: Option<&str>) -> Option<Vec<bool>> {
+        if !self.demoting.load(Ordering::Relaxed) {
+            return None;
+        }
         let inner = self.lock();
-        models
-            .iter()
-            .map(|m| inner.config.reputation.demote && inner.reputation.alarmed(m, domain))
-            .collect()
+        Some(
+            models
+                .iter()
+                .map(|m| inner.reputation.alarmed(m, domain))
+                .collect(),
+        )
     }
 
     /// Every (model, domain) reputation, for `GET /v1/outcomes`.

@@ -117,11 +117,20 @@ pub struct Entry {
     pub low_scores: Windows,
 }
 
+impl Entry {
+    /// Whether either rate is under an alarm.
+    pub fn alarmed(&self) -> bool {
+        self.failures.alarm || self.low_scores.alarm
+    }
+}
+
 /// Every (model, domain) tracked.
 #[derive(Debug, Default)]
 pub struct Reputation {
     entries: Vec<Entry>,
     index: HashMap<u64, usize>,
+    /// Entries under an alarm of either rate.
+    alarmed: usize,
 }
 
 fn key(model: &str, domain: &str) -> u64 {
@@ -160,11 +169,18 @@ impl Reputation {
         config: &ReputationConfig,
     ) -> Option<Drift> {
         let e = self.entries.get_mut(i)?;
+        let was = e.alarmed();
         let windows = match rate {
             Rate::Failures => &mut e.failures,
             Rate::LowScores => &mut e.low_scores,
         };
-        let (now, mean, sigma, rose) = windows.add(bad, config)?;
+        let judged = windows.add(bad, config);
+        match (was, e.alarmed()) {
+            (false, true) => self.alarmed += 1,
+            (true, false) => self.alarmed -= 1,
+            _ => {}
+        }
+        let (now, mean, sigma, rose) = judged?;
         Some(Drift {
             model: e.model.clone(),
             domain: e.domain.clone(),
@@ -181,7 +197,12 @@ impl Reputation {
         self.index
             .get(&key(model, domain.unwrap_or("")))
             .and_then(|&i| self.entries.get(i))
-            .is_some_and(|e| e.failures.alarm || e.low_scores.alarm)
+            .is_some_and(Entry::alarmed)
+    }
+
+    /// How many (model, domain) are under an alarm.
+    pub fn alarms(&self) -> usize {
+        self.alarmed
     }
 
     /// Every entry.
@@ -231,12 +252,14 @@ mod tests {
         assert_eq!(n, 49, "at the window's end");
         assert!(d.rose && d.now > d.mean + 3.0 * d.sigma, "{d:?}");
         assert!(r.alarmed("m", Some("law")));
+        assert_eq!(r.alarms(), 1);
         assert!(!r.alarmed("m", None), "another domain");
         // Lasting, it becomes the new normal.
         for _ in 0..(50 * 20) {
             r.add(i, Rate::Failures, next() < 0.3, &c);
         }
         assert!(!r.alarmed("m", Some("law")));
+        assert_eq!(r.alarms(), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::exchange::{Exchange, Placed, Selected};
 use crate::runtime::Runtime;
 use switchyard_policy::{AlgorithmConfig, LearnedConfig, OutcomeBucket};
 use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
+use switchyard_router::outcomes::ELO_ROUTE;
 use switchyard_router::{ArmStats, Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ErrorKind};
 
@@ -53,36 +54,23 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         .map_or(&STATIC, |r| &r.algorithm);
     let route = &routed.name;
     let mut listed = listed;
-    let bucket = configured
-        .learns()
-        .then(|| outcome_bucket(configured, x))
-        .flatten();
     if let AlgorithmConfig::Learned(learned) = configured {
         predict(runtime, x, learned, &mut listed);
     }
-    if configured.learns() {
-        let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
-        let arms_of = if matches!(configured, AlgorithmConfig::Elo(_)) {
-            switchyard_router::outcomes::ELO_ROUTE
-        } else {
-            route.as_str()
-        };
+    let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
+    let scope = arm_scope(configured, route, x);
+    if let Some((arms_of, bucket)) = &scope {
         let arms = runtime.outcomes.arms(arms_of, &names, bucket.as_deref());
         for (c, arm) in listed.iter_mut().zip(arms) {
             c.outcomes = arm;
         }
     }
     // Candidates under a reputation alarm in this domain are passed over while another
-    // can take the request.
+    // can take the request (no lock is taken while no model is under an alarm).
     let domain = x.signals.domain.as_ref().map(|d| d.label.as_str());
-    let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
-    let alarmed = if runtime.outcomes.enabled() {
-        runtime.outcomes.alarmed(&names, domain)
-    } else {
-        vec![false; names.len()]
-    };
     let mut demoted = Vec::new();
-    if alarmed.iter().any(|a| *a)
+    if let Some(alarmed) = runtime.outcomes.alarmed(&names, domain)
+        && alarmed.iter().any(|a| *a)
         && listed
             .iter()
             .zip(&alarmed)
@@ -103,7 +91,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         output_tokens,
         // The conversation's start (at most 4 KiB), shared with affinity placement.
         hash: x.prefix().unwrap_or(0),
-        draw: if configured.learns() {
+        draw: if scope.is_some() {
             runtime.outcomes.draw()
         } else {
             0
@@ -134,7 +122,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         model,
         algorithm: configured.name(),
         reason: selected.reason,
-        bucket,
+        bucket: scope.and_then(|(_, bucket)| bucket),
         demoted,
     });
     Ok(())
@@ -177,13 +165,23 @@ fn predict(runtime: &Runtime, x: &Exchange, learned: &LearnedConfig, listed: &mu
     }
 }
 
-/// The bucket a learning algorithm counts the request's outcome in.
-fn outcome_bucket(algorithm: &AlgorithmConfig, x: &Exchange) -> Option<String> {
+/// Where an algorithm that learns reads its arms: the route they are kept under
+/// (Elo ratings are the models', under [`ELO_ROUTE`]) and the bucket (`thompson`'s
+/// domain label); `None` for algorithms that do not learn.
+fn arm_scope<'a>(
+    algorithm: &AlgorithmConfig,
+    route: &'a str,
+    x: &Exchange,
+) -> Option<(&'a str, Option<String>)> {
     match algorithm {
-        AlgorithmConfig::Thompson(t) => match t.bucket {
-            OutcomeBucket::Domain => x.signals.domain.as_ref().map(|d| d.label.clone()),
-            OutcomeBucket::None => None,
-        },
+        AlgorithmConfig::Thompson(t) => Some((
+            route,
+            match t.bucket {
+                OutcomeBucket::Domain => x.signals.domain.as_ref().map(|d| d.label.clone()),
+                OutcomeBucket::None => None,
+            },
+        )),
+        AlgorithmConfig::Elo(_) => Some((ELO_ROUTE, None)),
         _ => None,
     }
 }
