@@ -1,9 +1,10 @@
 //! `POST /v1/feedback`: a client scores an answer it got, by the answer's
 //! `x-request-id`; `GET /v1/outcomes`: what the learning algorithms have learned.
 //!
-//! Feedback must come with the credential the request came with (`authorization`
-//! or `x-api-key`): answers are remembered per request id and credential, so
-//! feedback for another caller's answer finds nothing (404), as does feedback for an
+//! Feedback must come with the credential the request came with (`authorization`,
+//! `x-api-key` or `api-key`; without one, from the same address): answers are
+//! remembered per request id and caller, so feedback for another caller's answer
+//! finds nothing (404), as does feedback for an
 //! answer older than `outcomes.ttl_s` or forgotten to keep `outcomes.capacity`. The
 //! first feedback for an answer is kept; a repeat answers 200 with `recorded: false`.
 
@@ -178,7 +179,12 @@ pub fn parse(body: &[u8]) -> Result<Rating, ApiError> {
 }
 
 /// Answers `POST /v1/feedback`.
-pub fn feedback(runtime: &Runtime, headers: &HeaderMap, body: &[u8]) -> Response {
+pub fn feedback(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    body: &[u8],
+) -> Response {
     let count = |result: &'static str| {
         metrics::counter!("switchyard_feedback_total", "result" => result).increment(1);
     };
@@ -197,7 +203,7 @@ pub fn feedback(runtime: &Runtime, headers: &HeaderMap, body: &[u8]) -> Response
         ));
     }
     let now_ms = unix_ms(std::time::SystemTime::now());
-    let caller = crate::ingress::caller(runtime, headers);
+    let caller = crate::ingress::caller(runtime, headers, peer);
     let score = match rating.verdict {
         Verdict::Score(score) => score,
         Verdict::PreferredOver(other) => {

@@ -90,7 +90,7 @@ pub fn admit(
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
-    x.caller = caller(runtime, headers);
+    x.caller = caller(runtime, headers, peer);
     let checked = client_deadline(headers, started).and_then(|d| {
         fits_some_pool(runtime, &x.conversation)?;
         Ok(d)
@@ -111,12 +111,16 @@ pub fn admit(
     }
 }
 
-/// The key of the caller's credential: what feedback for the request must present.
-pub fn caller(runtime: &Runtime, headers: &HeaderMap) -> Option<u64> {
-    ["authorization", "x-api-key", "api-key"]
+/// The key of the caller: its credential (`authorization`, `x-api-key`, `api-key`),
+/// else the address it connects from. Feedback for a request must come from the same
+/// key, so a client without a credential cannot rate the answers of clients on other
+/// hosts (request ids are easy to guess).
+pub fn caller(runtime: &Runtime, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<u64> {
+    let credential = ["authorization", "x-api-key", "api-key"]
         .iter()
         .find_map(|name| headers.get(*name))
-        .map(|v| runtime.outcomes.caller(v.as_bytes()))
+        .map(|v| runtime.outcomes.caller(v.as_bytes()));
+    credential.or_else(|| peer.map(|p| runtime.outcomes.caller(p.ip())))
 }
 
 /// Ingress took the time since arrival: in the trace and in the phase metric alike.

@@ -227,12 +227,13 @@ async fn route_only(
 
 async fn feedback(
     State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let runtime = live.current();
     match body {
-        Ok(body) => crate::feedback::feedback(&runtime, &headers, &body),
+        Ok(body) => crate::feedback::feedback(&runtime, &headers, Some(peer), &body),
         Err(rejection) => {
             let kind = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ErrorKind::PayloadTooLarge

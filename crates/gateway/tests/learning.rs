@@ -156,6 +156,28 @@ async fn feedback_scores_the_answer_once_and_only_for_its_caller() {
     let (status, _) = c.rate(Some("ann"), big).await;
     assert_eq!(status, 413);
 
+    // A client without a credential is known by its address: its own answers it can
+    // rate (the test's clients all connect from 127.0.0.1).
+    let anonymous = c
+        .http
+        .post(format!("{}/v1/chat/completions", c.base))
+        .json(&json!({"model": "auto", "messages": hi()}))
+        .send()
+        .await
+        .unwrap();
+    let anonymous_id = harness::header(&anonymous, "x-request-id");
+    let (status, body) = c
+        .rate(None, json!({"request_id": anonymous_id, "score": 1}))
+        .await;
+    assert_eq!((status, &body["recorded"]), (200, &json!(true)), "{body}");
+    let (status, _) = c
+        .rate(Some("ann"), json!({"request_id": anonymous_id, "score": 1}))
+        .await;
+    assert_eq!(
+        status, 404,
+        "a credential is another caller than an address"
+    );
+
     // An answer cut by its max_tokens counts half (the upstream reports 3 tokens).
     let r = c.ask("ann", hi(), json!({"max_tokens": 3})).await;
     let cut_model = harness::header(&r, "x-switchyard-model");
