@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use switchyard_fleet::plan::svg::{Mark, Series, chart};
 use switchyard_workload::outcome_router::{
     CurveReport, OutcomeData, Ridge, RouterFile, curve, fold, nearest, normalized, read_outcomes,
-    text_features,
+    router_input, text_features,
 };
+use switchyard_workload::switchyard_embed::Embedder;
 
 /// Arguments of `eval routing`.
 #[derive(Args)]
@@ -167,18 +168,10 @@ impl Learner {
     }
 }
 
-/// Embeds every prompt (through the cache), as unit vectors.
-pub fn vectors(
-    data: &OutcomeData,
-    embedding: &ModelArgs,
-    cache_dir: &Path,
-) -> Result<Vec<Vec<f32>>> {
-    let embedder = embedding.load()?;
+/// Embeds every prompt (through the cache); the embedder gives unit vectors.
+pub fn vectors(data: &OutcomeData, embedder: &Embedder, cache_dir: &Path) -> Result<Vec<Vec<f32>>> {
     let texts: Vec<&str> = data.rows.iter().map(|r| r.text.as_str()).collect();
-    Ok(embed_all(&embedder, cache_dir, &texts)?
-        .iter()
-        .map(|v| normalized(v))
-        .collect())
+    embed_all(embedder, cache_dir, &texts)
 }
 
 /// Out-of-fold predictions of a learner: per row, per model.
@@ -223,11 +216,7 @@ pub fn cross_validate(
                 }
             }
             Learner::RidgeText { l2 } => {
-                let with = |i: usize| -> Vec<f32> {
-                    let mut v = vectors[i].clone();
-                    v.extend(text_features(&data.rows[i].text));
-                    v
-                };
+                let with = |i: usize| router_input(&vectors[i], &data.rows[i].text, true);
                 let rows: Vec<Vec<f32>> = train.iter().map(|&i| with(i)).collect();
                 let xs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
                 let ridge = Ridge::fit(&xs, &ys, l2).map_err(|e| anyhow!("{e}"))?;
@@ -304,7 +293,7 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
         report: curve(g, &s, &w, args.resamples, args.seed),
     };
     let cv = format!("{}-fold cross-validation", args.folds);
-    let vectors = vectors(&data, &args.embedding, &args.cache_dir)?;
+    let vectors = vectors(&data, &args.embedding.load()?, &args.cache_dir)?;
     let mut results = Vec::new();
     // The router under evaluation: its index in `results` and its gains.
     let mut evaluated: Option<(usize, Vec<f64>)> = None;

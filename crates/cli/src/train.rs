@@ -127,7 +127,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
 fn router(args: &RouterArgs) -> Result<()> {
     use crate::eval_routing::{Learner, cross_validate, pick_models};
     use switchyard_workload::outcome_router::{
-        Ridge, RouterFile, curve, normalized, read_outcomes, text_features,
+        Ridge, RouterFile, curve, read_outcomes, router_input,
     };
     let learner = match args.learner.as_str() {
         "ridge" => Learner::Ridge { l2: args.l2 },
@@ -145,22 +145,12 @@ fn router(args: &RouterArgs) -> Result<()> {
     let bytes = std::fs::read(&args.data).with_context(|| args.data.display().to_string())?;
     let digest = format!("{:x}", Sha256::digest(&bytes));
     let embedder = args.embedding.load()?;
-    let texts: Vec<&str> = data.rows.iter().map(|r| r.text.as_str()).collect();
-    let vectors: Vec<Vec<f32>> = embed_all(&embedder, &args.cache_dir, &texts)?
-        .iter()
-        .map(|v| normalized(v))
-        .collect();
+    let vectors = crate::eval_routing::vectors(&data, &embedder, &args.cache_dir)?;
     let with_text = args.learner == "ridge+text";
     let inputs: Vec<Vec<f32>> = vectors
         .iter()
         .zip(&data.rows)
-        .map(|(v, r)| {
-            let mut x = v.clone();
-            if with_text {
-                x.extend(text_features(&r.text));
-            }
-            x
-        })
+        .map(|(v, r)| router_input(v, &r.text, with_text))
         .collect();
     let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let ys: Vec<&[f64]> = data.rows.iter().map(|r| r.scores.as_slice()).collect();
@@ -178,11 +168,8 @@ fn router(args: &RouterArgs) -> Result<()> {
     let thresholds: Vec<f64> = (0..=100)
         .map(|i| {
             let at = (gains.len() * i / 100).min(gains.len().saturating_sub(1));
-            if i == 0 {
-                f64::INFINITY.min(gains[0] + 1.0)
-            } else {
-                gains[at]
-            }
+            // Above every gain: no training prompt went to the strong model.
+            if i == 0 { gains[0] + 1.0 } else { gains[at] }
         })
         .collect();
     let file = RouterFile {

@@ -293,6 +293,18 @@ pub fn nearest(x: &[f32], train: &[&[f32]], k: usize) -> Vec<usize> {
     sims.into_iter().map(|(_, i)| i).collect()
 }
 
+/// What a ridge router reads of a prompt: its embedding (unit length, as the
+/// embedder gives it), then, `with_text`, its [`text_features`]. Training and serving
+/// both build it here.
+pub fn router_input(embedding: &[f32], text: &str, with_text: bool) -> Vec<f32> {
+    let mut x = Vec::with_capacity(embedding.len() + TEXT_FEATURES);
+    x.extend_from_slice(embedding);
+    if with_text {
+        x.extend(text_features(text));
+    }
+    x
+}
+
 /// How many surface features [`text_features`] gives.
 pub const TEXT_FEATURES: usize = 6;
 
@@ -449,10 +461,7 @@ impl RouterFile {
                 self.embedding
             ));
         }
-        let mut x = normalized(embedding);
-        if self.learner == "ridge+text" {
-            x.extend(text_features(text));
-        }
+        let x = router_input(embedding, text, self.learner == "ridge+text");
         Ok(self.ridge.predict(&x))
     }
 
