@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use switchyard_engine::quality::{Skill, judge};
 use switchyard_fleet::plan::svg::{Mark, Series, chart};
 use switchyard_workload::outcome_router::{
     CurveReport, OutcomeData, Ridge, RouterFile, curve, fold, nearest, normalized, read_outcomes,
@@ -63,6 +64,13 @@ pub struct RoutingArgs {
     /// Writes the curves as an SVG chart here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Confidence cascades to score beside the routers, one per κ given: the weak
+    /// model answers every prompt with the calibrated confidence of a simulated engine
+    /// (`switchyard engine --answers`, Beta(κμ, κ(1−μ)), μ its accuracy here), and the
+    /// least confident answers go on to the strong model. Empty (`--cascade ""`) for
+    /// none.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    pub cascade: Vec<f64>,
 }
 
 /// One router's result.
@@ -354,6 +362,26 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
             &gain(&p),
         ));
     }
+    for &kappa in &args.cascade {
+        let skill = Skill {
+            accuracy: accuracy[weak].clamp(0.01, 0.99),
+            concentration: kappa,
+        };
+        skill
+            .validate()
+            .map_err(|e| anyhow!("--cascade {kappa}: {e}"))?;
+        let confidence = cascade_confidence(&data, weak, skill);
+        let escalate: Vec<f64> = confidence.iter().map(|c| -c).collect();
+        let right: Vec<bool> = w.iter().map(|x| *x >= 0.5).collect();
+        results.push(score(
+            format!(
+                "cascade on the weak model's confidence (κ {kappa}, AUROC {:.3})",
+                auroc(&confidence, &right)
+            ),
+            "simulated calibrated logprobs; the weak model also answers every escalated prompt",
+            &escalate,
+        ));
+    }
     let oracle: Vec<f64> = s.iter().zip(&w).map(|(a, b)| a - b).collect();
     results.push(score("oracle".into(), "knows the answers", &oracle));
     let (index, gains) = evaluated.unwrap_or((results.len() - 1, oracle));
@@ -380,6 +408,68 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The weak model's confidence per row, as a simulated engine with `skill` and the
+/// file's answers for that model gives it (the same function the engine serves).
+pub fn cascade_confidence(data: &OutcomeData, weak: usize, skill: Skill) -> Vec<f64> {
+    data.rows
+        .iter()
+        .map(|row| {
+            let known = row.scores[weak] >= 0.5;
+            judge(switchyard_engine::answer_key(&row.text), skill, Some(known)).confidence
+        })
+        .collect()
+}
+
+/// The probability that a right answer's confidence is above a wrong one's (ties
+/// count half).
+pub fn auroc(confidence: &[f64], right: &[bool]) -> f64 {
+    let mut order: Vec<usize> = (0..confidence.len()).collect();
+    order.sort_by(|&a, &b| confidence[a].total_cmp(&confidence[b]));
+    // Sum of the right answers' ranks (1-based, ties averaged).
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && confidence[order[j + 1]] == confidence[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += order[i..=j].iter().filter(|&&k| right[k]).count() as f64 * rank;
+        i = j + 1;
+    }
+    let positives = right.iter().filter(|r| **r).count() as f64;
+    let negatives = right.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return 0.5;
+    }
+    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+/// An answer key for a simulated engine: whether `column`'s model answered each
+/// prompt of an outcome file right (a score of ½ or more), by [`answer_key`].
+///
+/// [`answer_key`]: switchyard_engine::answer_key
+pub fn answer_key(path: &Path, column: &str) -> Result<HashMap<u64, bool>> {
+    let data = read_outcomes(path).map_err(|e| anyhow!("--answers: {e}"))?;
+    let model = data.model(column).ok_or_else(|| {
+        anyhow!(
+            "--answers {}: no model `{column}` in it (it has {}); name one with --answers-model",
+            path.display(),
+            data.models.join(", ")
+        )
+    })?;
+    Ok(data
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                switchyard_engine::answer_key(&r.text),
+                r.scores[model] >= 0.5,
+            )
+        })
+        .collect())
 }
 
 /// The gain a router file predicts for a row.

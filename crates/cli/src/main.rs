@@ -173,6 +173,24 @@ struct EngineArgs {
     /// Tokens the prefix cache holds (default: half the GPU's KV capacity; 0: off).
     #[arg(long)]
     prefix_cache_tokens: Option<u64>,
+    /// Share of answers that are right, in (0, 1); the logprobs carry a confidence
+    /// calibrated to it.
+    #[arg(long, default_value_t = 0.7)]
+    accuracy: f64,
+    /// κ of the confidence's Beta(κμ, κ(1−μ)): smaller tells right from wrong better.
+    #[arg(long, default_value_t = 4.0)]
+    concentration: f64,
+    /// A labelled outcome file (rows: prompt and per-model correct): prompts in it are
+    /// answered right or wrong as its column for this model (`--model`, or
+    /// `--answers-model`) says.
+    #[arg(long)]
+    answers: Option<PathBuf>,
+    /// The column of `--answers` to take (default: `--model`).
+    #[arg(long)]
+    answers_model: Option<String>,
+    /// Fraction of answers made wrong, in [0, 1].
+    #[arg(long, default_value_t = 0.0)]
+    wrong_answers: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -553,6 +571,13 @@ fn parse_gpu(name: &str) -> Result<Option<GpuKind>> {
 async fn engine(args: EngineArgs) -> Result<()> {
     let context_window = TokenCount::parse(&args.context_window)
         .map_err(|e| anyhow::anyhow!("--context-window: {e}"))?;
+    let answer_key = match &args.answers {
+        Some(path) => {
+            let column = args.answers_model.as_deref().unwrap_or(&args.model);
+            Some(std::sync::Arc::new(eval_routing::answer_key(path, column)?))
+        }
+        None => None,
+    };
     let config = EngineConfig {
         model: args.model,
         gpu: parse_gpu(&args.gpu)?,
@@ -564,8 +589,14 @@ async fn engine(args: EngineArgs) -> Result<()> {
             added_latency_ms: args.added_latency_ms,
             stall_after_tokens: args.stall_after_tokens,
             drop_after_tokens: args.drop_after_tokens,
+            wrong_answers: args.wrong_answers,
         },
         prefix_cache_tokens: args.prefix_cache_tokens,
+        skill: switchyard_engine::quality::Skill {
+            accuracy: args.accuracy,
+            concentration: args.concentration,
+        },
+        answer_key,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -1,6 +1,7 @@
 //! The engine's HTTP face.
 
 use crate::prefix_cache::{HASH_START, PrefixCache, Retention, hash_turn};
+use crate::quality::{Skill, Verdict, judge, token_logprob};
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
@@ -14,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,6 +43,11 @@ pub struct Faults {
     /// Break the connection after this many tokens.
     #[serde(default)]
     pub drop_after_tokens: Option<u32>,
+    /// Fraction of answers made wrong, in [0, 1] (the same prompts each time): their
+    /// verdict and logprobs are those of a wrong answer, whatever the skill or answer
+    /// key says.
+    #[serde(default)]
+    pub wrong_answers: f64,
 }
 
 impl Faults {
@@ -48,6 +55,12 @@ impl Faults {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_rate) {
             return Err(format!("error_rate {} is outside [0, 1]", self.error_rate));
+        }
+        if !(0.0..=1.0).contains(&self.wrong_answers) {
+            return Err(format!(
+                "wrong_answers {} is outside [0, 1]",
+                self.wrong_answers
+            ));
         }
         Ok(())
     }
@@ -71,6 +84,17 @@ pub struct EngineConfig {
     /// Tokens the prefix cache holds; `None` is half the GPU's KV capacity, 0 turns
     /// the cache off.
     pub prefix_cache_tokens: Option<u64>,
+    /// How often its answers are right and how calibrated its confidence is.
+    pub skill: Skill,
+    /// Whether its answer to a prompt is right, by [`answer_key`] of the last user
+    /// turn; prompts not in it are judged by the skill.
+    pub answer_key: Option<Arc<HashMap<u64, bool>>>,
+}
+
+/// The key of a prompt in an [`EngineConfig::answer_key`]: the hash of its last user
+/// turn's text.
+pub fn answer_key(text: &str) -> u64 {
+    prompt_hash(text)
 }
 
 impl Default for EngineConfig {
@@ -83,6 +107,8 @@ impl Default for EngineConfig {
             seed: 0,
             faults: Faults::default(),
             prefix_cache_tokens: None,
+            skill: Skill::default(),
+            answer_key: None,
         }
     }
 }
@@ -144,6 +170,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Serves an engine on `listener` in a background task.
 pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Result<EngineHandle> {
     config.faults.validate().map_err(std::io::Error::other)?;
+    config.skill.validate().map_err(std::io::Error::other)?;
     let addr = listener.local_addr()?;
     let gauges = Arc::new(Gauges::default());
     let scheduler = config
@@ -312,6 +339,9 @@ struct Answer {
     output: u32,
     finish_reason: &'static str,
     cache: Option<CacheOnFinish>,
+    verdict: Verdict,
+    /// Logprobs asked for: `Some(k)` with `k` alternatives per token.
+    logprobs: Option<u32>,
 }
 
 impl Answer {
@@ -324,17 +354,49 @@ impl Answer {
         }
     }
 
+    /// The logprobs entry of token `index` (`top_logprobs` holds the token and `k − 1`
+    /// other words sharing what probability is left).
+    fn logprob(&self, index: u32, k: u32) -> serde_json::Value {
+        let token = self.token(index);
+        let logprob = token_logprob(self.seed, self.verdict.confidence, index, self.output);
+        let rest = k.saturating_sub(1);
+        let mut top = Vec::new();
+        if k > 0 {
+            top.push(json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()}));
+        }
+        let left = (1.0 - logprob.exp()).max(1e-12) / f64::from(rest.max(1));
+        for j in 0..rest {
+            let other = token_text(self.seed ^ 0x0A17, index.wrapping_mul(31).wrapping_add(j));
+            top.push(json!({"token": other, "logprob": left.ln(), "bytes": other.as_bytes()}));
+        }
+        json!({"token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": top})
+    }
+
+    /// What the engine knows of its answer (a field of its own, for tests and
+    /// evaluations to grade answers by).
+    fn verdict(&self) -> serde_json::Value {
+        json!({"correct": self.verdict.correct, "confidence": self.verdict.confidence})
+    }
+
     fn chunk(&self, index: u32) -> Bytes {
         let mut delta = json!({"content": self.token(index)});
         if index == 0 {
             delta["role"] = json!("assistant");
         }
-        let finish = (index + 1 == self.output).then_some(self.finish_reason);
-        let chunk = json!({
+        let last = index + 1 == self.output;
+        let finish = last.then_some(self.finish_reason);
+        let mut choice = json!({"index": 0, "delta": delta, "finish_reason": finish});
+        if let Some(k) = self.logprobs {
+            choice["logprobs"] = json!({"content": [self.logprob(index, k)]});
+        }
+        let mut chunk = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [choice],
         });
+        if last {
+            chunk["switchyard_engine"] = self.verdict();
+        }
         Bytes::from(format!("data: {chunk}\n\n"))
     }
 
@@ -348,12 +410,19 @@ impl Answer {
     }
 
     fn whole(&self, text: &str, completion: u32) -> serde_json::Value {
+        let mut choice = json!({"index": 0, "message": {"role": "assistant", "content": text},
+                                "finish_reason": self.finish_reason});
+        if let Some(k) = self.logprobs {
+            let content: Vec<serde_json::Value> =
+                (0..completion).map(|i| self.logprob(i, k)).collect();
+            choice["logprobs"] = json!({"content": content});
+        }
         json!({
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": self.finish_reason}],
+            "choices": [choice],
             "usage": Usage::new(u64::from(self.prompt), u64::from(completion)),
+            "switchyard_engine": self.verdict(),
         })
     }
 }
@@ -433,7 +502,37 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
         .min(cap.unwrap_or(u32::MAX))
         .min(window - prompt)
         .max(1);
+    let last_user = conversation
+        .turns
+        .iter()
+        .rev()
+        .find(|t| t.role == "user")
+        .map_or("", |t| t.text.as_str());
+    let known = state
+        .config
+        .answer_key
+        .as_ref()
+        .and_then(|key| key.get(&answer_key(last_user)).copied());
+    let draw = (switchyard_wire::hash::mix64(seed ^ 0x3e0f_a175) >> 11) as f64;
+    let forced_wrong = faults.wrong_answers > draw / (1u64 << 53) as f64;
+    let verdict = judge(
+        seed,
+        state.config.skill,
+        if forced_wrong { Some(false) } else { known },
+    );
+    let logprobs = match request.extra.get("logprobs") {
+        Some(serde_json::Value::Bool(true)) => Some(
+            request
+                .extra
+                .get("top_logprobs")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |k| u32::try_from(k.min(20)).unwrap_or(20)),
+        ),
+        _ => None,
+    };
     let answer = Answer {
+        verdict,
+        logprobs,
         id: format!("chatcmpl-{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
         model: request.model.clone(),
         created: SystemTime::now()

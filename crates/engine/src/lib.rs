@@ -9,13 +9,16 @@
 //! conversations' KV for their next turn and honours retention hints (see
 //! [`prefix_cache`]). Faults (errors, added latency,
 //! stalls, streams dropped midway) can be injected by flags or at run time with
-//! `PUT /admin/faults`, for testing what sits in front of it.
+//! `PUT /admin/faults`, for testing what sits in front of it. Each answer is right
+//! or wrong with a calibrated confidence that its `logprobs` carry (see [`quality`]),
+//! so confidence cascades and outcome loops can be tested end to end.
 
 mod http;
 pub mod prefix_cache;
+pub mod quality;
 mod scheduler;
 mod text;
 
-pub use http::{EngineConfig, EngineHandle, Faults, serve};
+pub use http::{EngineConfig, EngineHandle, Faults, answer_key, serve};
 pub use prefix_cache::Retention;
 pub use text::{output_length, token_text};

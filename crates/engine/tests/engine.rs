@@ -328,3 +328,157 @@ async fn a_retention_hint_keeps_a_prefix_through_cache_pressure() {
     post(&e, next_turn("A")).await.bytes().await.unwrap();
     assert!(hits(&e).await > before + 500.0, "A was kept by its hint");
 }
+
+async fn skilled(skill: switchyard_engine::quality::Skill, faults: Faults) -> EngineHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut key = std::collections::HashMap::new();
+    key.insert(switchyard_engine::answer_key("known right"), true);
+    key.insert(switchyard_engine::answer_key("known wrong"), false);
+    let config = EngineConfig {
+        model: "sim".into(),
+        gpu: None,
+        mean_output_tokens: 12,
+        skill,
+        faults,
+        answer_key: Some(std::sync::Arc::new(key)),
+        ..EngineConfig::default()
+    };
+    switchyard_engine::serve(listener, config).await.unwrap()
+}
+
+fn ask(prompt: &str, extra: Value) -> Value {
+    let mut body = json!({"model": "sim", "messages": [{"role": "user", "content": prompt}]});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+#[tokio::test]
+async fn answers_carry_logprobs_averaging_their_calibrated_confidence() {
+    let skill = switchyard_engine::quality::Skill {
+        accuracy: 0.5,
+        concentration: 2.0,
+    };
+    let e = skilled(skill, Faults::default()).await;
+    let mut right = 0;
+    for i in 0..40 {
+        let prompt = format!("question {i}");
+        let plain: Value = post(&e, ask(&prompt, json!({})))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(plain["choices"][0].get("logprobs").is_none(), "{plain}");
+        let v: Value = post(
+            &e,
+            ask(&prompt, json!({"logprobs": true, "top_logprobs": 2})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let verdict = &v["switchyard_engine"];
+        assert_eq!(verdict, &plain["switchyard_engine"], "deterministic");
+        let confidence = verdict["confidence"].as_f64().unwrap();
+        let tokens = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+        assert_eq!(
+            tokens.len() as u64,
+            v["usage"]["completion_tokens"].as_u64().unwrap()
+        );
+        let mean = tokens
+            .iter()
+            .map(|t| t["logprob"].as_f64().unwrap())
+            .sum::<f64>()
+            / tokens.len() as f64;
+        assert!(
+            (mean.exp() - confidence).abs() < 1e-9,
+            "{mean} vs {confidence}"
+        );
+        assert_eq!(tokens[0]["top_logprobs"].as_array().unwrap().len(), 2);
+        let text: String = tokens
+            .iter()
+            .map(|t| t["token"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            text,
+            v["choices"][0]["message"]["content"].as_str().unwrap()
+        );
+        right += usize::from(verdict["correct"] == true);
+    }
+    assert!(
+        (8..=32).contains(&right),
+        "{right} of 40 right at accuracy 0.5"
+    );
+
+    // A stream carries each token's logprob, and the verdict on its last chunk.
+    let body = post(
+        &e,
+        ask("question 3", json!({"logprobs": true, "stream": true})),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let chunks: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["logprobs"]["content"][0]["logprob"].is_f64())
+    );
+    assert!(chunks.last().unwrap()["switchyard_engine"]["confidence"].is_f64());
+
+    // The answer key decides right and wrong.
+    for (prompt, correct) in [("known right", true), ("known wrong", false)] {
+        let v: Value = post(&e, ask(prompt, json!({}))).await.json().await.unwrap();
+        assert_eq!(v["switchyard_engine"]["correct"], correct, "{prompt}");
+    }
+}
+
+#[tokio::test]
+async fn the_wrong_answers_fault_makes_answers_wrong() {
+    let skill = switchyard_engine::quality::Skill {
+        accuracy: 0.95,
+        concentration: 50.0,
+    };
+    let e = skilled(skill, Faults::default()).await;
+    let count = |e: EngineHandle| async move {
+        let mut right = 0;
+        for i in 0..30 {
+            let v: Value = post(&e, ask(&format!("q{i}"), json!({})))
+                .await
+                .json()
+                .await
+                .unwrap();
+            right += usize::from(v["switchyard_engine"]["correct"] == true);
+        }
+        right
+    };
+    assert!(count(e.clone()).await >= 25);
+    e.set_faults(Faults {
+        wrong_answers: 1.0,
+        ..Faults::default()
+    });
+    assert_eq!(count(e.clone()).await, 0);
+    let v: Value = post(&e, ask("known right", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["switchyard_engine"]["correct"], false,
+        "the fault wins over the key"
+    );
+    let r = reqwest::Client::new()
+        .put(format!("{}/admin/faults", e.url()))
+        .json(&json!({"wrong_answers": 1.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
