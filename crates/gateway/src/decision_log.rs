@@ -61,6 +61,9 @@ pub struct DecisionRecord {
     /// Error message, when the request failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A cascade's checked steps (the final answer is the record's model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cascade: Vec<crate::exchange::CascadeStep>,
 }
 
 /// A score given to an answer after it was logged: the client's feedback, or a

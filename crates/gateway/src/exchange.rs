@@ -62,6 +62,29 @@ pub struct Selected {
     pub bucket: Option<String>,
     /// Candidates passed over for a reputation alarm.
     pub demoted: Vec<String>,
+    /// A cascade's steps still ahead, as indexes into the configuration's models.
+    pub escalate_to: Vec<usize>,
+}
+
+/// One answered step of a cascade, and what its confidence decided.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CascadeStep {
+    /// The model that answered.
+    pub model: String,
+    /// The endpoint it ran on.
+    pub endpoint: String,
+    /// exp of its mean (or lowest) token logprob, when the answer carried logprobs.
+    pub confidence: Option<f64>,
+    /// `accepted`, `escalated`, `kept: …` (escalation was due but not possible),
+    /// `unchecked: stream` (a stream the route does not buffer), `no logprobs`, or
+    /// `upstream status N`.
+    pub verdict: String,
+    /// Its usage, when reported.
+    pub prompt_tokens: u64,
+    /// Tokens it generated.
+    pub completion_tokens: u64,
+    /// How long it took, in milliseconds.
+    pub latency_ms: f64,
 }
 
 /// What place planned.
@@ -132,6 +155,8 @@ pub struct Exchange {
     /// The client streams without asking for usage: the usage-only chunk the gateway
     /// asked for is not passed on.
     pub hide_usage: bool,
+    /// forward: a cascade's checked steps, in order.
+    pub cascade: Vec<CascadeStep>,
     /// The conversation start's fingerprint (hashing up to 4 KiB), computed once for
     /// selection and placement.
     prefix: std::sync::OnceLock<Option<u64>>,
@@ -168,6 +193,7 @@ impl Exchange {
             overhead: Duration::ZERO,
             attempts: 0,
             hide_usage: false,
+            cascade: Vec::new(),
             prefix: std::sync::OnceLock::new(),
         }
     }

@@ -2,7 +2,7 @@
 //! response-side plugins, answer the client, and hand the outcome to observe. A local
 //! answer from a plugin skips the upstream but takes the same way back.
 
-use crate::exchange::Exchange;
+use crate::exchange::{CascadeStep, Exchange};
 use crate::local::{error_response, local_response};
 use crate::observe::{Outcome, observe};
 use crate::phase::Phase;
@@ -15,7 +15,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_pool::{Call, ForwardError, StreamEnd, StreamOutcome, with_failover};
+use switchyard_policy::{AlgorithmConfig, CascadeConfig};
+use switchyard_pool::{
+    Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, with_failover,
+};
 use switchyard_router::plugins::{Flow, Verification};
 use switchyard_wire::{ApiError, ErrorKind};
 
@@ -169,6 +172,54 @@ fn call(x: &Exchange) -> Call<'_> {
 }
 
 async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
+    let mut body = body;
+    if cascading(&x) {
+        if cascade_config(&runtime, &x).is_some_and(|c| c.buffer_streams) {
+            match cascade_steps(&runtime, &mut x).await {
+                Ok(Some(done)) if done.status < 300 => {
+                    let pass = buffered_stream(&x, &done);
+                    return respond_stream(&runtime, x, pass);
+                }
+                Ok(Some(done)) => {
+                    let outcome = Outcome {
+                        status: done.status,
+                        name: "upstream_rejected",
+                        ttft: Some(x.overhead + done.first_byte),
+                        ..Outcome::default()
+                    };
+                    let response = finish(&runtime, &mut x, relay(done.status, done.body));
+                    observe(&runtime, &mut x, outcome);
+                    return response;
+                }
+                Ok(None) => match serde_json::to_vec(&x.request) {
+                    Ok(b) => body = Bytes::from(b),
+                    Err(e) => {
+                        let error = ApiError::new(
+                            ErrorKind::InvalidRequest,
+                            format!("cannot re-encode the request: {e}"),
+                        );
+                        observe(&runtime, &mut x, Outcome::failed(&error));
+                        return error_response(&error);
+                    }
+                },
+                Err(e) => return failed(&runtime, &mut x, &e),
+            }
+        } else {
+            // The answer reaches the client as it is made: nothing to escalate.
+            if let Some(selected) = x.selected.as_mut() {
+                selected.escalate_to.clear();
+            }
+            x.cascade.push(CascadeStep {
+                model: x.model_name(&runtime).to_owned(),
+                endpoint: x.endpoint_name().to_owned(),
+                confidence: None,
+                verdict: "unchecked: stream".to_owned(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                latency_ms: 0.0,
+            });
+        }
+    }
     let Some((model, first)) = target(&x) else {
         return missing_plan(&runtime, &mut x);
     };
@@ -196,7 +247,28 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
         forward_started,
     );
     match attempted.result {
-        Ok(Ok(pass)) => {
+        Ok(Ok(pass)) => respond_stream(&runtime, x, pass),
+        Ok(Err(relayed)) => {
+            let outcome = Outcome {
+                status: relayed.status,
+                name: "upstream_rejected",
+                ttft: Some(x.overhead + relayed.first_byte),
+                ..Outcome::default()
+            };
+            let response = finish(&runtime, &mut x, relay(relayed.status, relayed.body));
+            observe(&runtime, &mut x, outcome);
+            response
+        }
+        Err(e) => failed(&runtime, &mut x, &e),
+    }
+}
+
+/// Answers with a stream being passed through: its head (through the header hooks),
+/// then its events (through the stream hooks); observed when it ends.
+fn respond_stream(runtime: &Arc<Runtime>, mut x: Box<Exchange>, pass: PassThrough) -> Response {
+    let runtime = Arc::clone(runtime);
+    {
+        {
             // The head first: its header hooks run while the chain is still here (the
             // stream hooks take it along with the events).
             let head = Response::builder()
@@ -222,7 +294,6 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
                 head
             };
             let outcome = pass.outcome;
-            let runtime = Arc::clone(&runtime);
             tokio::spawn(async move {
                 let outcome = outcome.await.unwrap_or(StreamOutcome {
                     end: StreamEnd::ClientGone,
@@ -235,48 +306,34 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
             });
             response
         }
-        Ok(Err(relayed)) => {
-            let outcome = Outcome {
-                status: relayed.status,
-                name: "upstream_rejected",
-                ttft: Some(x.overhead + relayed.first_byte),
-                ..Outcome::default()
-            };
-            let response = finish(&runtime, &mut x, relay(relayed.status, relayed.body));
-            observe(&runtime, &mut x, outcome);
-            response
-        }
-        Err(e) => failed(&runtime, &mut x, &e),
     }
 }
 
 async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
-    let Some((model, first)) = target(&x) else {
-        return missing_plan(&runtime, &mut x);
-    };
-    let forward_started = Instant::now();
-    let max_attempts = runtime.policy.config.upstream.max_attempts;
-    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
-        let body = body.clone();
-        let runtime = &runtime;
-        let call = call(&x);
-        async move {
-            let _in_flight = placement.endpoint.begin();
-            runtime
-                .upstream
-                .complete(&placement.endpoint, body, &call)
-                .await
+    let result = match cascade_steps(&runtime, &mut x).await {
+        Ok(Some(done)) => Ok(done),
+        Ok(None) => {
+            // The last step (or no cascade): the request as it now stands.
+            let body = if x.cascade.is_empty() {
+                Ok(body)
+            } else {
+                serde_json::to_vec(&x.request).map(Bytes::from)
+            };
+            match body {
+                Ok(body) => call_whole(&runtime, &mut x, body).await,
+                Err(e) => {
+                    let error = ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("cannot re-encode the request: {e}"),
+                    );
+                    observe(&runtime, &mut x, Outcome::failed(&error));
+                    return error_response(&error);
+                }
+            }
         }
-    })
-    .await;
-    settle(
-        &runtime,
-        &mut x,
-        attempted.placement,
-        attempted.attempts,
-        forward_started,
-    );
-    let done = match attempted.result {
+        Err(e) => Err(e),
+    };
+    let done = match result {
         Ok(done) => done,
         Err(e) => return failed(&runtime, &mut x, &e),
     };
@@ -308,6 +365,239 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
     let response = finish(&runtime, &mut x, response);
     observe(&runtime, &mut x, outcome);
     response
+}
+
+/// One whole upstream call for the request's current model and placement, with
+/// failover; where it went and the time it took are settled on the exchange.
+async fn call_whole(
+    runtime: &Arc<Runtime>,
+    x: &mut Exchange,
+    body: Bytes,
+) -> Result<Completion, ForwardError> {
+    let Some((model, first)) = target(x) else {
+        return Err(ForwardError::Connect {
+            endpoint: String::new(),
+            reason: "the request has no placement".to_owned(),
+        });
+    };
+    let forward_started = Instant::now();
+    let max_attempts = runtime.policy.config.upstream.max_attempts;
+    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+        let body = body.clone();
+        let call = call(x);
+        async move {
+            let _in_flight = placement.endpoint.begin();
+            runtime
+                .upstream
+                .complete(&placement.endpoint, body, &call)
+                .await
+        }
+    })
+    .await;
+    settle(
+        runtime,
+        x,
+        attempted.placement,
+        attempted.attempts,
+        forward_started,
+    );
+    attempted.result
+}
+
+/// Whether the request's route is a cascade with steps still ahead.
+fn cascading(x: &Exchange) -> bool {
+    x.selected
+        .as_ref()
+        .is_some_and(|s| !s.escalate_to.is_empty())
+}
+
+/// The route's cascade parameters, when its algorithm is `cascade`.
+fn cascade_config<'a>(runtime: &'a Runtime, x: &Exchange) -> Option<&'a CascadeConfig> {
+    let route = x.routed.as_ref()?.index?;
+    match &runtime.policy.route(route)?.algorithm {
+        AlgorithmConfig::Cascade(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether the client asked for logprobs itself.
+fn client_logprobs(x: &Exchange) -> bool {
+    x.request.extra.get("logprobs") == Some(&serde_json::Value::Bool(true))
+}
+
+/// Runs a cascade's steps that may still escalate, each as a whole answer with
+/// logprobs: `Some` is the answer that ends the cascade (accepted, kept, or an
+/// upstream refusal), `None` means it escalated to its last step (or was no cascade),
+/// which the caller forwards as usual.
+async fn cascade_steps(
+    runtime: &Arc<Runtime>,
+    x: &mut Exchange,
+) -> Result<Option<Completion>, ForwardError> {
+    let Some(config) = cascade_config(runtime, x).cloned() else {
+        return Ok(None);
+    };
+    let asked = client_logprobs(x);
+    while cascading(x) {
+        let mut request = x.request.clone();
+        request.stream = None;
+        request.stream_options = None;
+        request
+            .extra
+            .insert("logprobs".to_owned(), serde_json::Value::Bool(true));
+        let body = match serde_json::to_vec(&request) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                return Err(ForwardError::Connect {
+                    endpoint: x.endpoint_name().to_owned(),
+                    reason: format!("cannot encode the request: {e}"),
+                });
+            }
+        };
+        let started = Instant::now();
+        let mut done = call_whole(runtime, x, body).await?;
+        if done.status < 300
+            && let Some(placed) = &x.placed
+        {
+            // What the step's endpoint took teaches its latency like any answer's.
+            let endpoint = &placed.placement.endpoint;
+            let ms = done.first_byte.as_secs_f64() * 1000.0;
+            endpoint.latency.observe(ms, runtime.pools.now_ms());
+            let prompt = done.usage.map_or(x.conversation.prompt_tokens, |u| {
+                u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX)
+            });
+            endpoint.ttft.observe(prompt, ms);
+        }
+        let mut step = CascadeStep {
+            model: x.model_name(runtime).to_owned(),
+            endpoint: x.endpoint_name().to_owned(),
+            confidence: None,
+            verdict: String::new(),
+            prompt_tokens: done.usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens: done.usage.map_or(0, |u| u.completion_tokens),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        let value = (done.status < 300)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&done.body).ok())
+            .flatten();
+        step.confidence = value
+            .as_ref()
+            .and_then(|v| switchyard_router::selection::confidence(config.check, v));
+        let next = x
+            .selected
+            .as_ref()
+            .and_then(|s| s.escalate_to.first().copied());
+        let verdict = match (done.status, step.confidence, next) {
+            (status, _, _) if status >= 300 => Some(format!("upstream status {status}")),
+            (_, None, _) => Some("no logprobs".to_owned()),
+            (_, Some(c), _) if c >= config.min_confidence => Some("accepted".to_owned()),
+            (_, Some(_), Some(next)) if runtime.pools.model_load(next) >= config.saturated_at => {
+                Some("kept: the next step's pools are saturated".to_owned())
+            }
+            _ => None,
+        };
+        let verdict = match verdict {
+            Some(v) => v,
+            None => match crate::pipeline::escalate(runtime, x) {
+                Ok(()) => "escalated".to_owned(),
+                Err(e) => format!("kept: the next step cannot take it ({})", e.message),
+            },
+        };
+        let escalated = verdict == "escalated";
+        metrics::counter!("switchyard_cascade_steps_total",
+            "route" => x.route_name().to_owned(), "model" => step.model.clone(),
+            "verdict" => cascade_verdict_label(&verdict))
+        .increment(1);
+        step.verdict = verdict;
+        x.cascade.push(step);
+        if !escalated {
+            if let Some(selected) = x.selected.as_mut() {
+                selected.escalate_to.clear();
+            }
+            if let (Some(mut value), false) = (value, asked) {
+                // Logprobs the gateway asked for, not the client.
+                if let Some(choices) = value.get_mut("choices").and_then(|c| c.as_array_mut()) {
+                    for choice in choices.iter_mut().filter_map(|c| c.as_object_mut()) {
+                        choice.remove("logprobs");
+                    }
+                }
+                if let Ok(body) = serde_json::to_vec(&value) {
+                    done.body = Bytes::from(body);
+                }
+            }
+            return Ok(Some(done));
+        }
+    }
+    Ok(None)
+}
+
+/// A cascade verdict as a metric label (its kind, without the details).
+fn cascade_verdict_label(verdict: &str) -> &'static str {
+    match verdict {
+        "accepted" => "accepted",
+        "escalated" => "escalated",
+        "no logprobs" => "no_logprobs",
+        v if v.starts_with("kept") => "kept",
+        _ => "upstream_status",
+    }
+}
+
+/// A whole answer as the events of a stream, for a streamed request whose cascade
+/// step was taken whole: per choice its message as one delta and its finish reason,
+/// then usage (when the client asked for it) and `[DONE]`.
+fn buffered_stream(x: &Exchange, done: &Completion) -> PassThrough {
+    let value: serde_json::Value = serde_json::from_slice(&done.body).unwrap_or_default();
+    let mut events = Vec::new();
+    let head = |choices: serde_json::Value| {
+        serde_json::json!({
+            "id": value.get("id"), "object": "chat.completion.chunk",
+            "created": value.get("created"), "model": value.get("model"),
+            "choices": choices,
+        })
+    };
+    let choices = value.get("choices").and_then(|c| c.as_array());
+    for choice in choices.into_iter().flatten() {
+        let index = choice.get("index").cloned().unwrap_or(serde_json::json!(0));
+        let mut delta = choice.get("message").cloned().unwrap_or_default();
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(|c| c.as_array_mut()) {
+            for (i, call) in calls.iter_mut().enumerate() {
+                if let Some(call) = call.as_object_mut() {
+                    call.entry("index").or_insert(serde_json::json!(i));
+                }
+            }
+        }
+        let mut first = serde_json::json!({"index": index, "delta": delta, "finish_reason": null});
+        if let Some(logprobs) = choice.get("logprobs") {
+            first["logprobs"] = logprobs.clone();
+        }
+        let last = serde_json::json!({"index": index, "delta": {},
+                                      "finish_reason": choice.get("finish_reason")});
+        for c in [first, last] {
+            events.push(Bytes::from(format!(
+                "data: {}\n\n",
+                head(serde_json::json!([c]))
+            )));
+        }
+    }
+    if !x.hide_usage
+        && let Some(usage) = value.get("usage")
+    {
+        let mut chunk = head(serde_json::json!([]));
+        chunk["usage"] = usage.clone();
+        events.push(Bytes::from(format!("data: {chunk}\n\n")));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(StreamOutcome {
+        end: StreamEnd::Done,
+        usage: done.usage,
+        ttft: Some(x.overhead + done.first_byte),
+        events: u32::try_from(events.len()).unwrap_or(u32::MAX),
+    });
+    PassThrough {
+        events: futures_util::stream::iter(events).boxed(),
+        outcome: rx,
+        first_byte: done.first_byte,
+    }
 }
 
 /// Runs the whole-answer hooks on a 2xx body: a new response when one rewrote or
@@ -419,7 +709,36 @@ fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> R
             headers.insert(name, value);
         }
     }
+    if !x.cascade.is_empty() {
+        const CASCADE: HeaderName = HeaderName::from_static("x-switchyard-cascade");
+        if let Some(value) = value(&cascade_header(x, x.model_name(runtime))) {
+            headers.insert(CASCADE, value);
+        }
+    }
     response
+}
+
+/// A cascade's steps for the `x-switchyard-cascade` header: `model verdict
+/// [confidence]` per step, comma-separated, ending with the model that answered after
+/// the last escalation.
+fn cascade_header(x: &Exchange, answered_by: &str) -> String {
+    let mut out = String::new();
+    for step in &x.cascade {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&step.model);
+        out.push(' ');
+        // The verdict's kind only: details stay in the decision log.
+        out.push_str(step.verdict.split(':').next().unwrap_or_default());
+        if let Some(c) = step.confidence {
+            out.push_str(&format!(" {c:.3}"));
+        }
+    }
+    if x.cascade.last().is_some_and(|s| s.verdict == "escalated") {
+        out.push_str(&format!(", {answered_by} answered"));
+    }
+    out
 }
 
 /// Records a forward that failed before any byte reached the client, and answers it.

@@ -127,6 +127,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             overhead_us: u64::try_from(x.overhead.as_micros()).unwrap_or(u64::MAX),
             attempts: x.attempts,
             error,
+            cascade: x.cascade.clone(),
         });
     }
     let spent = start.elapsed();

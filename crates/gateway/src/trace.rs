@@ -213,6 +213,9 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                 if !s.demoted.is_empty() {
                     out["demoted"] = json!(s.demoted);
                 }
+                if !s.escalate_to.is_empty() {
+                    out["escalate_to"] = json!(model_names(&s.escalate_to));
+                }
                 out
             },
         ),

@@ -925,6 +925,68 @@ pub enum AlgorithmConfig {
     Learned(LearnedConfig),
     /// The best Elo rating from pairwise preferences.
     Elo(EloConfig),
+    /// The cheapest candidate answers first; an answer whose confidence falls short
+    /// goes on to the next.
+    Cascade(CascadeConfig),
+}
+
+/// How a cascade reads an answer's confidence from its token logprobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidenceCheck {
+    /// exp(mean token logprob): the geometric mean of the tokens' probabilities.
+    #[default]
+    MeanLogprob,
+    /// exp(lowest token logprob): the least likely token's probability.
+    MinLogprob,
+}
+
+/// `cascade` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// An answer whose confidence is under this, in (0, 1], goes on to the next
+    /// candidate (default 0.7).
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    /// How confidence is read from the logprobs (default `mean_logprob`).
+    #[serde(default)]
+    pub check: ConfidenceCheck,
+    /// A streamed request's first answers are taken whole and checked before the
+    /// client sees any of them, then sent as one burst (default false: a stream is
+    /// answered by the first step and never escalated, since it has started reaching
+    /// the client).
+    #[serde(default)]
+    pub buffer_streams: bool,
+    /// Time to first token the route aims for, in milliseconds: when the first step's
+    /// predicted TTFT for the prompt exceeds it and the last step's pools have nothing
+    /// in flight, the cheap steps are skipped.
+    #[serde(default)]
+    pub ttft_budget_ms: Option<f64>,
+    /// Requests in flight per endpoint at which the next step's pools count as
+    /// saturated: the answer in hand is kept instead of escalating (default 8).
+    #[serde(default = "default_saturated_at")]
+    pub saturated_at: f64,
+}
+
+fn default_min_confidence() -> f64 {
+    0.7
+}
+
+fn default_saturated_at() -> f64 {
+    8.0
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        CascadeConfig {
+            min_confidence: default_min_confidence(),
+            check: ConfidenceCheck::MeanLogprob,
+            buffer_streams: false,
+            ttft_budget_ms: None,
+            saturated_at: default_saturated_at(),
+        }
+    }
 }
 
 /// `elo` parameters.
@@ -1275,11 +1337,12 @@ impl AlgorithmConfig {
             AlgorithmConfig::Thompson(_) => "thompson",
             AlgorithmConfig::Learned(_) => "learned",
             AlgorithmConfig::Elo(_) => "elo",
+            AlgorithmConfig::Cascade(_) => "cascade",
         }
     }
 
     /// The names accepted.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "static",
         "weighted",
         "cost",
@@ -1288,6 +1351,7 @@ impl AlgorithmConfig {
         "thompson",
         "learned",
         "elo",
+        "cascade",
     ];
 }
 
@@ -1340,6 +1404,9 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             "elo" => AlgorithmConfig::Elo(
+                serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
+            ),
+            "cascade" => AlgorithmConfig::Cascade(
                 serde_json::from_value(params).map_err(|e| parse(&e.to_string()))?,
             ),
             other => {

@@ -24,13 +24,13 @@ pub use checker::{Analysis, Finding, FindingKind, Witness};
 pub use compile::{Atom, CompiledConstraint, CompiledRoute, Expr, Policy, Refusal};
 pub use condition::{Cmp, Condition, Measure, Test};
 pub use config::{
-    AlgorithmConfig, CandidateConfig, CandidateOptions, CheckEndsEjection, Config,
-    ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy, DefaultRouteConfig, Effort,
-    EloConfig, EndpointConfig, FactorWeights, HealthConfig, ImplicitScores, LatencyConfig,
-    LatencyMetric, LearnedConfig, ModelConfig, ModelFamily, MultiFactorConfig, OutcomeBucket,
-    OutcomesConfig, PoolConfig, Price, ReputationConfig, RetentionConfig, RouteConfig,
-    ServerConfig, StrategyConfig, TagRule, TestCaseConfig, TestConfig, ThompsonConfig,
-    UpstreamConfig, WeightedConfig,
+    AlgorithmConfig, CandidateConfig, CandidateOptions, CascadeConfig, CheckEndsEjection,
+    ConfidenceCheck, Config, ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy,
+    DefaultRouteConfig, Effort, EloConfig, EndpointConfig, FactorWeights, HealthConfig,
+    ImplicitScores, LatencyConfig, LatencyMetric, LearnedConfig, ModelConfig, ModelFamily,
+    MultiFactorConfig, OutcomeBucket, OutcomesConfig, PoolConfig, Price, ReputationConfig,
+    RetentionConfig, RouteConfig, ServerConfig, StrategyConfig, TagRule, TestCaseConfig,
+    TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

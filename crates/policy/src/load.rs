@@ -152,6 +152,10 @@ signals:
                 "{type: learned, strong: big, weak: small, share: 0.3}",
                 "learned",
             ),
+            (
+                "{type: cascade, min_confidence: 0.8, check: min_logprob, ttft_budget_ms: 400}",
+                "cascade",
+            ),
         ] {
             let policy = with_algorithm(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             let route = policy.route(0).unwrap();
@@ -201,10 +205,24 @@ signals:
                 "/nonexistent/r.json",
             ),
             ("{type: learned, weak: small}", "strong"),
+            (
+                "{type: cascade, min_confidence: 1.5}",
+                "min_confidence 1.5 is not in (0, 1]",
+            ),
+            ("{type: cascade, check: vibes}", "vibes"),
+            ("{type: cascade, saturated_at: 0}", "saturated_at 0"),
+            ("{type: cascade, ttft_budget_ms: -5}", "ttft_budget_ms -5"),
         ] {
             let err = with_algorithm(text).map(|_| ()).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");
         }
+        let text = PRICED
+            .replace("[big, small]", "[big]")
+            .replace("ALGO", "cascade");
+        let err = crate::Policy::compile(parse_config(&text).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least two candidates"), "{err}");
         let text = PRICED
             .replace("[big, small]", "[big, free]")
             .replace("ALGO", "cost");

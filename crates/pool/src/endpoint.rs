@@ -443,6 +443,21 @@ impl Pools {
         }
     }
 
+    /// The time to first token a model's best endpoint in rotation is predicted to take
+    /// for a prompt, in milliseconds: its learned TTFT line when it has one, else its
+    /// latency estimate; `None` before any endpoint of the model has answered.
+    pub fn predicted_ttft_ms(&self, model: usize, prompt_tokens: u32) -> Option<f64> {
+        let now = self.now_ms();
+        self.of_model(model)
+            .flat_map(|p| &p.endpoints)
+            .filter(|e| e.health.available(now))
+            .filter_map(|e| match e.ttft.fit() {
+                Some(fit) => Some(fit.predict(prompt_tokens)),
+                None => e.latency.estimate(now),
+            })
+            .min_by(f64::total_cmp)
+    }
+
     /// The largest context window among a model's pools (0 when it has none).
     pub fn max_context(&self, model: usize) -> u32 {
         self.of_model(model)

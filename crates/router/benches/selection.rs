@@ -28,6 +28,7 @@ fn candidate(name: &'static str, price: f64) -> Candidate<'static> {
         latency: None,
         outcomes: ArmStats::default(),
         predicted: None,
+        ttft_ms: None,
     }
 }
 

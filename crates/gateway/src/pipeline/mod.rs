@@ -6,6 +6,8 @@ mod govern;
 mod place;
 mod plugins;
 
+pub use place::escalate;
+
 use crate::exchange::{DIRECT_ROUTE, Exchange, Routed};
 use crate::phase::{Phase, Refusal};
 use crate::runtime::Runtime;

@@ -6,6 +6,7 @@ use crate::runtime::Runtime;
 use switchyard_policy::{AlgorithmConfig, LearnedConfig, OutcomeBucket};
 use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
 use switchyard_router::outcomes::ELO_ROUTE;
+use switchyard_router::selection::ladder;
 use switchyard_router::{ArmStats, Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ErrorKind};
 
@@ -44,6 +45,7 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
                 latency: runtime.latency.get(model),
                 outcomes: ArmStats::default(),
                 predicted: None,
+                ttft_ms: None,
             }
         })
         .collect();
@@ -56,6 +58,11 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
     let mut listed = listed;
     if let AlgorithmConfig::Learned(learned) = configured {
         predict(runtime, x, learned, &mut listed);
+    }
+    if let AlgorithmConfig::Cascade(_) = configured {
+        for c in &mut listed {
+            c.ttft_ms = runtime.pools.predicted_ttft_ms(c.model, prompt);
+        }
     }
     let names: Vec<&str> = listed.iter().map(|c| c.name).collect();
     let scope = arm_scope(configured, route, x);
@@ -118,13 +125,55 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         .with_param("messages")
     })?;
     let model = listed[selected.candidate].model;
+    // A cascade escalates along the steps after the one chosen (none when it went
+    // straight to the last).
+    let escalate_to = match configured {
+        AlgorithmConfig::Cascade(_) => {
+            let steps = ladder(&listed, &request);
+            let at = steps.iter().position(|&i| i == selected.candidate);
+            at.map(|at| steps[at + 1..].iter().map(|&i| listed[i].model).collect())
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
     x.selected = Some(Selected {
         model,
         algorithm: configured.name(),
         reason: selected.reason,
         bucket: scope.and_then(|(_, bucket)| bucket),
         demoted,
+        escalate_to,
     });
+    Ok(())
+}
+
+/// Moves a cascade on to its next step: that model is chosen and placed, and the
+/// upstream request shaped for it (the plugins' request hooks do not run again).
+/// On an error nothing changes.
+pub fn escalate(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
+    let Some(selected) = x.selected.as_mut() else {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "nothing was selected",
+        ));
+    };
+    if selected.escalate_to.is_empty() {
+        return Err(ApiError::new(ErrorKind::Unavailable, "no step is left"));
+    }
+    let previous = selected.model;
+    let next = selected.escalate_to.remove(0);
+    selected.model = next;
+    let placed = x.placed.clone();
+    if let Err(error) = place(runtime, x) {
+        if let Some(selected) = x.selected.as_mut() {
+            selected.escalate_to.insert(0, next);
+            selected.model = previous;
+        }
+        x.placed = placed;
+        return Err(error);
+    }
+    crate::shape::for_candidate(runtime, x);
+    crate::shape::gateway_fields(runtime, x);
     Ok(())
 }
 

@@ -407,6 +407,29 @@ pub(super) fn check_algorithm(
             }
             (e.cost_weight > 0.0, false)
         }
+        AlgorithmConfig::Cascade(c) => {
+            if !(c.min_confidence > 0.0 && c.min_confidence <= 1.0) {
+                error(format!(
+                    "min_confidence {} is not in (0, 1]",
+                    c.min_confidence
+                ));
+            }
+            if c.ttft_budget_ms
+                .is_some_and(|b| !(b.is_finite() && b > 0.0))
+            {
+                error(format!(
+                    "ttft_budget_ms {} is not above 0",
+                    c.ttft_budget_ms.unwrap_or_default()
+                ));
+            }
+            if !(c.saturated_at.is_finite() && c.saturated_at > 0.0) {
+                error(format!("saturated_at {} is not above 0", c.saturated_at));
+            }
+            if candidates.len() < 2 {
+                error("a cascade needs at least two candidates to escalate between".to_owned());
+            }
+            (false, false)
+        }
         AlgorithmConfig::Learned(l) => {
             for (role, name) in [("strong", &l.strong), ("weak", &l.weak)] {
                 if let Some(message) = not_candidate(role, name) {

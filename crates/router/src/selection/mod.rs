@@ -1,5 +1,6 @@
 //! The selection trait and the registry of algorithms: one file each.
 
+mod cascade;
 mod cost;
 mod elo;
 mod latency;
@@ -14,6 +15,7 @@ use crate::outcomes::ArmStats;
 use serde::Serialize;
 use switchyard_policy::{AlgorithmConfig, Price};
 
+pub use cascade::{confidence, ladder};
 pub use static_order::StaticOrder;
 
 /// One candidate model as selection sees it.
@@ -39,6 +41,9 @@ pub struct Candidate<'a> {
     /// Its score as a learned router predicts it for this request (filled for
     /// `learned`, for the candidates playing the router's models).
     pub predicted: Option<f64>,
+    /// Its predicted time to first token for this request's prompt, in milliseconds
+    /// (filled for `cascade`, when its endpoints have answered before).
+    pub ttft_ms: Option<f64>,
 }
 
 impl Candidate<'_> {
@@ -105,6 +110,7 @@ pub fn algorithm(config: &AlgorithmConfig) -> &dyn Selection {
         AlgorithmConfig::Thompson(t) => t,
         AlgorithmConfig::Learned(l) => l,
         AlgorithmConfig::Elo(e) => e,
+        AlgorithmConfig::Cascade(c) => c,
     }
 }
 
@@ -162,6 +168,7 @@ pub(crate) mod testing {
             latency: None,
             outcomes: ArmStats::default(),
             predicted: None,
+            ttft_ms: None,
         }
     }
 
