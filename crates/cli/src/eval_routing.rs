@@ -107,6 +107,9 @@ pub struct Report {
     pub scores: Vec<(String, f64)>,
 }
 
+/// How the confidence cascades' names start.
+const CASCADE: &str = "cascade on the weak model's confidence ";
+
 /// The learner `train router` ships and its parameters.
 pub const SHIPPED: Learner = Learner::RidgeText { l2: 0.01 };
 
@@ -375,7 +378,7 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
         let right: Vec<bool> = w.iter().map(|x| *x >= 0.5).collect();
         results.push(score(
             format!(
-                "cascade on the weak model's confidence (κ {kappa}, AUROC {:.3})",
+                "{CASCADE}(κ {kappa}, AUROC {:.3})",
                 auroc(&confidence, &right)
             ),
             "simulated calibrated logprobs; the weak model also answers every escalated prompt",
@@ -587,9 +590,15 @@ fn plot(report: &Report) -> String {
                 || r.name.contains("prior")
                 || r.name == "random"
                 || r.name == "oracle"
+                || r.name.starts_with(CASCADE)
         })
         .map(|r| Series {
-            name: r.name.chars().take(24).collect(),
+            name: r
+                .name
+                .replace(CASCADE, "cascade ")
+                .chars()
+                .take(28)
+                .collect(),
             points: r
                 .report
                 .curve

@@ -1368,6 +1368,30 @@ fn eval_routing_and_train_router_learn_where_the_strong_model_helps() {
     assert!(report["apgr"].as_f64().unwrap() > 0.65, "{stdout}");
     assert_eq!(report["scores"].as_array().unwrap().len(), 120);
     assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+    // Confidence cascades (κ 2, 4, 8 by default): the sharper the weak model's
+    // confidence, the fewer prompts go on; each beats random.
+    let cascade = |kappa: &str| {
+        share(&format!(
+            "cascade on the weak model's confidence (κ {kappa},"
+        ))
+    };
+    assert!(cascade("2") <= cascade("8"), "{stdout}");
+    assert!(cascade("2") < share("random") - 0.2, "{stdout}");
+    // The answer key of a simulated engine comes from such a file, by column.
+    let (ok, _, stderr) = switchyard(&[
+        "engine",
+        "--listen",
+        "127.0.0.1:1",
+        "--answers",
+        data.to_str().unwrap(),
+        "--answers-model",
+        "medium",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no model `medium`") && stderr.contains("big, small"),
+        "{stderr}"
+    );
 
     let out = dir.join("router.json");
     let mut args = vec!["train", "router", "--out", out.to_str().unwrap()];
