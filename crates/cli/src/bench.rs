@@ -32,7 +32,9 @@ pub enum BenchCommand {
     /// prompts) under each endpoint strategy, against round robin.
     Placement(crate::placement_bench::PlacementArgs),
     /// Multi-turn sessions among one-off traffic: prefix-cache hit rate and TTFT of later
-    /// turns without affinity, with session affinity, and with affinity and retention hints.
+    /// turns without affinity, with session affinity, and with affinity and retention
+    /// hints; then two equal models a `thompson` route draws between, without and with
+    /// session stickiness.
     Sessions(crate::placement_bench::SessionArgs),
     /// A bounded soak under mixed traffic and injected faults: the gateway's memory and
     /// open files over time, failing when either grows past its bound after warm-up.

@@ -217,6 +217,8 @@ pub struct SessionArgs {
 struct Turn {
     ttft_ms: f64,
     prompt_tokens: u64,
+    /// Another model answered this turn than the previous one.
+    switched: bool,
 }
 
 /// One configuration of the sessions bench.
@@ -224,6 +226,9 @@ struct Setup {
     label: &'static str,
     strategy: &'static str,
     retention: bool,
+    /// Two equal models (two engines each) that a `thompson` route draws between,
+    /// instead of one model on four engines; `Some(true)` makes the route sticky.
+    sticky: Option<bool>,
 }
 
 pub async fn sessions(args: SessionArgs) -> Result<()> {
@@ -238,52 +243,82 @@ pub async fn sessions(args: SessionArgs) -> Result<()> {
         args.seed
     );
     println!(
-        "{:<38} {:>13} {:>19} {:>19}",
-        "placement", "KV hit rate", "later-turn TTFT p50", "later-turn TTFT p90"
+        "{:<44} {:>13} {:>19} {:>19} {:>14}",
+        "placement", "KV hit rate", "later-turn TTFT p50", "later-turn TTFT p90", "model switches"
     );
+    let setup = |label, strategy, retention, sticky| Setup {
+        label,
+        strategy,
+        retention,
+        sticky,
+    };
     for setup in [
-        Setup {
-            label: "least_outstanding, no hints",
-            strategy: "least_outstanding",
-            retention: false,
-        },
-        Setup {
-            label: "session_affinity, no hints",
-            strategy: "session_affinity",
-            retention: false,
-        },
-        Setup {
-            label: "session_affinity + retention hints",
-            strategy: "session_affinity",
-            retention: true,
-        },
+        setup(
+            "least_outstanding, no hints",
+            "least_outstanding",
+            false,
+            None,
+        ),
+        setup(
+            "session_affinity, no hints",
+            "session_affinity",
+            false,
+            None,
+        ),
+        setup(
+            "session_affinity + retention hints",
+            "session_affinity",
+            true,
+            None,
+        ),
+        setup(
+            "2 models, thompson, affinity + hints",
+            "session_affinity",
+            true,
+            Some(false),
+        ),
+        setup(
+            "2 models, thompson, affinity + hints, sticky",
+            "session_affinity",
+            true,
+            Some(true),
+        ),
     ] {
         let (turns, hits) = run_sessions(&args, &setup).await?;
         let queried: u64 = turns.iter().map(|t| t.prompt_tokens).sum();
         let mut ttft: Vec<f64> = turns.iter().map(|t| t.ttft_ms).collect();
         ttft.sort_by(f64::total_cmp);
         let q = |p: f64| ttft[((p / 100.0) * (ttft.len().max(1) - 1) as f64).round() as usize];
+        let switched = turns.iter().filter(|t| t.switched).count();
         println!(
-            "{:<38} {:>12.1}% {:>16.1} ms {:>16.1} ms",
+            "{:<44} {:>12.1}% {:>16.1} ms {:>16.1} ms {:>13.1}%",
             setup.label,
             100.0 * hits / queried.max(1) as f64,
             q(50.0),
-            q(90.0)
+            q(90.0),
+            100.0 * switched as f64 / turns.len().max(1) as f64
         );
     }
-    println!("\nKV hit rate: prompt tokens of later turns served from the engines' prefix caches.");
+    println!(
+        "\nKV hit rate: prompt tokens of later turns served from the engines' prefix caches. \
+         Model switches: later turns answered by another model than the turn before."
+    );
     Ok(())
 }
 
 async fn run_sessions(args: &SessionArgs, setup: &Setup) -> Result<(Vec<Turn>, f64)> {
     let mut engines = Vec::new();
-    for _ in 0..4 {
+    for i in 0..4 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let model = match setup.sticky {
+            Some(_) => format!("m{}", 1 + i / 2),
+            None => "m".to_owned(),
+        };
         engines.push(
             switchyard_engine::serve(
                 listener,
                 EngineConfig {
-                    model: "m".into(),
+                    model,
                     gpu: Some(GpuKind::H100),
                     context_window: 16_384,
                     mean_output_tokens: 40,
@@ -298,17 +333,41 @@ async fn run_sessions(args: &SessionArgs, setup: &Setup) -> Result<(Vec<Turn>, f
         .iter()
         .map(|e| format!("{{url: '{}'}}", e.url()))
         .collect();
+    let (models, pools, route) = match setup.sticky {
+        None => (
+            "[{name: m}]".to_owned(),
+            format!(
+                "[{{name: p, model: m, context_window: 16K, strategy: {}, endpoints: [{}]}}]",
+                setup.strategy,
+                endpoints.join(", ")
+            ),
+            "{models: [m]}".to_owned(),
+        ),
+        Some(sticky) => (
+            "[{name: m1, quality: 0.8}, {name: m2, quality: 0.8}]".to_owned(),
+            format!(
+                "[{{name: p1, model: m1, context_window: 16K, strategy: {0}, endpoints: [{1}]}}, \
+                 {{name: p2, model: m2, context_window: 16K, strategy: {0}, endpoints: [{2}]}}]",
+                setup.strategy,
+                endpoints[..2].join(", "),
+                endpoints[2..].join(", ")
+            ),
+            format!(
+                "{{models: [m1, m2], algorithm: {{type: thompson, bucket: none, seed: {}}}{}}}",
+                args.seed,
+                if sticky { ", sticky: {}" } else { "" }
+            ),
+        ),
+    };
     let config = format!(
         "server: {{listen: '127.0.0.1:0'}}
 health: {{check_interval_ms: 0}}
 retention: {{enabled: {}}}
-models: [{{name: m}}]
-pools: [{{name: p, model: m, context_window: 16K, strategy: {}, endpoints: [{}]}}]
-default_route: {{models: [m]}}
+models: {models}
+pools: {pools}
+default_route: {route}
 ",
         setup.retention,
-        setup.strategy,
-        endpoints.join(", ")
     );
     let (_gateway, url, client) = gateway(&config).await?;
     let document =
@@ -348,6 +407,7 @@ default_route: {{models: [m]}}
             let mut messages = vec![json!({"role": "user",
                 "content": format!("Session {s}. Read this and answer my questions. {document}")})];
             let mut later = Vec::new();
+            let mut last_model = String::new();
             for turn in 0..turns {
                 let started = Instant::now();
                 let mut response = client
@@ -361,6 +421,14 @@ default_route: {{models: [m]}}
                 if !response.status().is_success() {
                     bail!("session {s} turn {turn}: {}", response.status());
                 }
+                let model = response
+                    .headers()
+                    .get("x-switchyard-model")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let switched = turn > 0 && model != last_model;
+                last_model = model;
                 let mut ttft_ms = None;
                 let mut parser = switchyard_wire::SseParser::new();
                 let mut answer = String::new();
@@ -385,6 +453,7 @@ default_route: {{models: [m]}}
                     later.push(Turn {
                         ttft_ms: ttft_ms.unwrap_or(f64::NAN),
                         prompt_tokens,
+                        switched,
                     });
                 }
                 messages.push(json!({"role": "assistant", "content": answer}));

@@ -64,6 +64,27 @@ pub struct Selected {
     pub demoted: Vec<String>,
     /// A cascade's steps still ahead, as indexes into the configuration's models.
     pub escalate_to: Vec<usize>,
+    /// The key a sticky route remembers the session's model under.
+    pub session: Option<u64>,
+    /// What stickiness weighed, when the session had another model before.
+    pub sticky: Option<StickyNote>,
+}
+
+/// What a sticky route weighed for a session whose last turn another model served.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StickyNote {
+    /// The model that served the session's last turn.
+    pub incumbent: String,
+    /// The route's own choice.
+    pub choice: String,
+    /// Whether the session stayed on the incumbent.
+    pub kept: bool,
+    /// Prompt tokens the new model would prefill again.
+    pub recomputed_tokens: u32,
+    /// Their prefill time, in milliseconds.
+    pub cost_ms: f64,
+    /// What switching gains, in milliseconds.
+    pub gain_ms: f64,
 }
 
 /// One answered step of a cascade, and what its confidence decided.

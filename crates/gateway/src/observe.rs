@@ -67,6 +67,15 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     if answered_in == Phase::Forward {
         learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
         remember(runtime, x, name, usage);
+        // A sticky route's session stays with the model that answered it.
+        if let Some(session) = x.selected.as_ref().and_then(|s| s.session)
+            && status < 300
+            && error.is_none()
+        {
+            runtime
+                .session_models
+                .served(session, &model, switchyard_pool::wall_ms());
+        }
     }
     if let Some(u) = usage {
         series.prompt_tokens.increment(u.prompt_tokens);

@@ -9,6 +9,7 @@ use switchyard_policy::config::{StateBackend, StateConfig};
 use switchyard_policy::{AlgorithmConfig, ConfigError, LearnedConfig};
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::plugins::{Build, Plugins};
+use switchyard_router::sticky::SessionModels;
 use switchyard_router::{ModelLatency, Outcomes};
 use switchyard_state::{InProcess, Limits, RemoteOptions, RemoteState, SharedState, SystemClock};
 use switchyard_wire::Conversation;
@@ -46,6 +47,9 @@ pub struct Runtime {
     /// Answers remembered for feedback, and what the learning algorithms learned:
     /// kept across reloads.
     pub outcomes: Arc<Outcomes>,
+    /// The model that served each session's last turn, for sticky routes (kept across
+    /// reloads).
+    pub session_models: Arc<SessionModels>,
     /// Plugin types beyond the built-in registry (kept for reloads).
     plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
@@ -117,7 +121,7 @@ impl Runtime {
             policy,
             self.log.clone().filter(|_| same_log),
             Some(Arc::clone(&self.state)).filter(|_| same_state),
-            Some(Arc::clone(&self.outcomes)),
+            Some((Arc::clone(&self.outcomes), Arc::clone(&self.session_models))),
             self.plugin_types,
         )
     }
@@ -126,9 +130,10 @@ impl Runtime {
         mut policy: Policy,
         log: Option<DecisionLog>,
         state: Option<Arc<dyn SharedState>>,
-        outcomes: Option<Arc<Outcomes>>,
+        kept: Option<(Arc<Outcomes>, Arc<SessionModels>)>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
+        let (outcomes, session_models) = kept.unzip();
         let state = match state {
             Some(state) => state,
             None => shared_state(&policy.config.state).map_err(RuntimeError::State)?,
@@ -218,6 +223,7 @@ impl Runtime {
         };
         Ok(Runtime {
             outcomes,
+            session_models: session_models.unwrap_or_default(),
             read_headers,
             latency,
             predictor,

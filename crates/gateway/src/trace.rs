@@ -216,6 +216,9 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
                 if !s.escalate_to.is_empty() {
                     out["escalate_to"] = json!(model_names(&s.escalate_to));
                 }
+                if let Some(sticky) = &s.sticky {
+                    out["sticky"] = json!(sticky);
+                }
                 out
             },
         ),

@@ -850,6 +850,10 @@ pub struct RouteConfig {
     /// `compression_factor`) instead of going to a larger one (default false).
     #[serde(default)]
     pub compress: bool,
+    /// Keeps a session on the model that served its previous turn unless switching
+    /// gains more than the prefix cache it loses (default: off).
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
     /// The plugins its requests go through after the global ones, in this order
     /// (names of `plugins:` definitions).
     #[serde(default)]
@@ -879,6 +883,42 @@ pub struct RecipeConfig {
     pub default_route: Option<DefaultRouteConfig>,
 }
 
+/// Session stickiness: switching a session's model loses its prefix cache, whose
+/// prompt tokens the new model must prefill again. Everything is weighed in
+/// milliseconds: that prefill time is the cost of a switch; the gain is the predicted
+/// time-to-first-token difference plus the quality and price differences at the
+/// configured rates.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// Milliseconds one point of quality (on the 0–1 scale: configured `quality`, or
+    /// what a learning route has measured) is worth (default 1,000).
+    #[serde(default = "default_quality_ms")]
+    pub quality_ms: f64,
+    /// Milliseconds one dollar saved on the request is worth (default 0: price
+    /// differences do not count).
+    #[serde(default)]
+    pub dollar_ms: f64,
+    /// A session never moves to a model of lower or equal quality, and always may move
+    /// to a higher one (default false).
+    #[serde(default)]
+    pub escalate_only: bool,
+}
+
+fn default_quality_ms() -> f64 {
+    1000.0
+}
+
+impl Default for StickyConfig {
+    fn default() -> Self {
+        StickyConfig {
+            quality_ms: default_quality_ms(),
+            dollar_ms: 0.0,
+            escalate_only: false,
+        }
+    }
+}
+
 /// The route taken when no other matches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -894,6 +934,10 @@ pub struct DefaultRouteConfig {
     /// Whether requests may be compressed to fit a smaller pool (default false).
     #[serde(default)]
     pub compress: bool,
+    /// Keeps a session on the model that served its previous turn unless switching
+    /// gains more than the prefix cache it loses (default: off).
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
     /// The plugins its requests go through after the global ones, in this order.
     #[serde(default)]
     pub plugins: Vec<Spanned<String>>,

@@ -458,6 +458,29 @@ impl Pools {
             .min_by(f64::total_cmp)
     }
 
+    /// Prompt tokens per second a model's pools prefill: the fastest learned TTFT line
+    /// among its endpoints, else its GPU profile's chunked prefill at one sequence;
+    /// `None` when neither is known.
+    pub fn prefill_tokens_per_s(&self, model: usize) -> Option<f64> {
+        let learned = self
+            .of_model(model)
+            .flat_map(|p| &p.endpoints)
+            .filter_map(|e| e.ttft.fit())
+            .filter(|fit| fit.ms_per_token > 0.0)
+            .map(|fit| fit.prefill_tokens_per_s())
+            .max_by(f64::total_cmp);
+        learned.or_else(|| {
+            self.of_model(model)
+                .filter_map(|p| p.gpu)
+                .map(|gpu| {
+                    let profile = gpu.profile();
+                    let chunk = profile.prefill_chunk.max(1);
+                    f64::from(chunk) / profile.iteration_ms(1, f64::from(chunk)) * 1000.0
+                })
+                .max_by(f64::total_cmp)
+        })
+    }
+
     /// The largest context window among a model's pools (0 when it has none).
     pub fn max_context(&self, model: usize) -> u32 {
         self.of_model(model)

@@ -1,12 +1,14 @@
 //! select (a model among the governed candidates) and place (a pool and endpoint,
 //! compression included).
 
+use crate::exchange::StickyNote;
 use crate::exchange::{Exchange, Placed, Selected};
 use crate::runtime::Runtime;
-use switchyard_policy::{AlgorithmConfig, LearnedConfig, OutcomeBucket};
+use switchyard_policy::{AlgorithmConfig, LearnedConfig, OutcomeBucket, StickyConfig};
 use switchyard_pool::{PlaceError, PlaceRequest, Prediction, compress, retention};
 use switchyard_router::outcomes::ELO_ROUTE;
 use switchyard_router::selection::ladder;
+use switchyard_router::sticky::{Side, weigh};
 use switchyard_router::{ArmStats, Candidate, SelectRequest, algorithm};
 use switchyard_wire::{ApiError, ErrorKind};
 
@@ -124,6 +126,21 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         )
         .with_param("messages")
     })?;
+    let mut selected = selected;
+    let session = sticky_session(runtime, x, configured);
+    let sticky = session.and_then(|(key, config)| {
+        let now = switchyard_pool::wall_ms();
+        let incumbent = runtime.session_models.get(key, now)?;
+        stick(
+            runtime,
+            x,
+            config,
+            &listed,
+            &request,
+            &incumbent,
+            &mut selected,
+        )
+    });
     let model = listed[selected.candidate].model;
     // A cascade escalates along the steps after the one chosen (none when it went
     // straight to the last).
@@ -143,8 +160,95 @@ pub fn select(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
         bucket: scope.and_then(|(_, bucket)| bucket),
         demoted,
         escalate_to,
+        session: session.map(|(key, _)| key),
+        sticky,
     });
     Ok(())
+}
+
+/// Prefill rate assumed for a model whose pools have neither a learned TTFT line nor
+/// a GPU profile, in prompt tokens per second.
+const DEFAULT_PREFILL_PER_S: f64 = 10_000.0;
+
+/// The session key a sticky route remembers the request under (the session, else the
+/// conversation's start, with the caller) and the route's `sticky`; `None` when the
+/// route is not sticky, is a cascade, or the request has no session.
+fn sticky_session(
+    runtime: &Runtime,
+    x: &Exchange,
+    configured: &AlgorithmConfig,
+) -> Option<(u64, StickyConfig)> {
+    if matches!(configured, AlgorithmConfig::Cascade(_)) {
+        return None;
+    }
+    let route = x.routed.as_ref()?.index?;
+    let config = runtime.policy.route(route)?.sticky?;
+    let session = retention::session_key(&x.conversation)?;
+    let key = switchyard_wire::hash::mix64(session ^ x.caller.unwrap_or(0).rotate_left(17));
+    Some((key, config))
+}
+
+/// Keeps the session on `incumbent` (when it is a candidate that fits and the route's
+/// choice differs) unless switching gains more than it costs; rewrites `selected`
+/// accordingly and says what was weighed.
+fn stick(
+    runtime: &Runtime,
+    x: &Exchange,
+    config: StickyConfig,
+    listed: &[Candidate<'_>],
+    request: &SelectRequest,
+    incumbent: &str,
+    selected: &mut switchyard_router::Selected,
+) -> Option<StickyNote> {
+    let chosen = &listed[selected.candidate];
+    if chosen.name == incumbent {
+        return None;
+    }
+    let (at, held) = listed
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == incumbent && c.fits(request.tokens))?;
+    let prompt = x.conversation.prompt_tokens;
+    // What the incumbent's prefix cache holds: the prompt before the last user turn.
+    let last = x
+        .conversation
+        .turns
+        .iter()
+        .rev()
+        .find(|t| t.role == "user")
+        .map_or(0, |t| runtime.counter.count(&t.text));
+    let recomputed = prompt.saturating_sub(last);
+    let side = |c: &Candidate<'_>| Side {
+        quality: c
+            .outcomes
+            .mean()
+            .filter(|_| c.outcomes.outcomes > 0)
+            .or(c.quality),
+        cost: c.price.map(|_| c.cost(request)),
+        ttft_ms: runtime.pools.predicted_ttft_ms(c.model, prompt),
+    };
+    let rate = runtime
+        .pools
+        .prefill_tokens_per_s(chosen.model)
+        .unwrap_or(DEFAULT_PREFILL_PER_S);
+    let weighed = weigh(&config, side(held), side(chosen), recomputed, rate);
+    let note = StickyNote {
+        incumbent: incumbent.to_owned(),
+        choice: chosen.name.to_owned(),
+        kept: !weighed.switch,
+        recomputed_tokens: recomputed,
+        cost_ms: weighed.cost_ms,
+        gain_ms: weighed.gain_ms,
+    };
+    if !weighed.switch {
+        selected.reason = format!(
+            "sticky: kept the session's {incumbent} over {} ({}): switching would \
+             prefill {recomputed} tokens again (≈{:.0} ms) for a gain of {:.0} ms",
+            chosen.name, selected.reason, weighed.cost_ms, weighed.gain_ms
+        );
+        selected.candidate = at;
+    }
+    Some(note)
 }
 
 /// Moves a cascade on to its next step: that model is chosen and placed, and the

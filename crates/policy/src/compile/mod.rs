@@ -48,6 +48,8 @@ pub struct CompiledRoute {
     pub algorithm: AlgorithmConfig,
     /// Whether its requests may be compressed to fit a smaller pool.
     pub compress: bool,
+    /// Session stickiness, when configured.
+    pub sticky: Option<crate::config::StickyConfig>,
     /// Its own plugins, as indexes into [`Config::plugins`], in order (the global
     /// ones, [`Policy::global_plugins`], run before them).
     pub plugins: Vec<usize>,
@@ -173,6 +175,11 @@ impl Policy {
                 (&route.name.referenced, &format!("{path}.models")),
                 &mut found,
             );
+            check_sticky(
+                route.sticky.as_ref(),
+                (&route.name.referenced, &format!("{path}.sticky")),
+                &mut found,
+            );
             check_algorithm(
                 &algorithm,
                 &route.models,
@@ -191,6 +198,7 @@ impl Policy {
                 options,
                 algorithm,
                 compress: route.compress,
+                sticky: route.sticky,
                 plugins: chains
                     .routes
                     .get_mut(i)
@@ -279,6 +287,11 @@ impl Policy {
                     (&Location::UNKNOWN, &format!("{path}.algorithm")),
                     &mut found,
                 );
+                check_sticky(
+                    default.sticky.as_ref(),
+                    (&Location::UNKNOWN, &format!("{path}.sticky")),
+                    &mut found,
+                );
                 let plugins = if index == 0 {
                     std::mem::take(&mut chains.default_route)
                 } else {
@@ -299,6 +312,7 @@ impl Policy {
                     options,
                     algorithm,
                     compress: default.compress,
+                    sticky: default.sticky,
                     plugins,
                     scope: index,
                 });
@@ -526,5 +540,26 @@ impl Policy {
     /// Whether `model` is a routing alias such as `auto`, or a recipe's.
     pub fn is_route_alias(&self, model: &str) -> bool {
         self.scope_of(model).is_some()
+    }
+}
+
+/// A route's `sticky` rates are numbers of 0 or more.
+fn check_sticky(
+    sticky: Option<&crate::config::StickyConfig>,
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) {
+    let Some(sticky) = sticky else { return };
+    for (name, rate) in [
+        ("quality_ms", sticky.quality_ms),
+        ("dollar_ms", sticky.dollar_ms),
+    ] {
+        if !(rate.is_finite() && rate >= 0.0) {
+            found.push(Diagnostic::error(
+                at,
+                path,
+                format!("{name} {rate} is not a number of 0 or more"),
+            ));
+        }
     }
 }

@@ -49,13 +49,14 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 8] = [
+const ROUTE_STATEMENTS: [&str; 9] = [
     "PRIORITY",
     "TIER",
     "WHEN",
     "MODEL",
     "ALGORITHM",
     "COMPRESS",
+    "STICKY",
     "PLUGIN",
     "RECIPE",
 ];
@@ -519,7 +520,8 @@ impl Parser {
         }
     }
 
-    /// `{ PRIORITY n  TIER n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b }`
+    /// `{ PRIORITY n  TIER n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b
+    /// STICKY {…} }`
     fn route_body(&mut self, entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
         let body = ("route", &ROUTE_STATEMENTS[..]);
         self.statement_body(body, entries, pos, |p, word, at| {
@@ -545,6 +547,7 @@ impl Parser {
                 "MODEL" => ("models", p.candidates(at)?),
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
+                "STICKY" => ("sticky", p.block()?),
                 "PLUGIN" => ("plugins", p.names("a plugin name", at)?),
                 "RECIPE" => ("recipe", p.name("the recipe the route belongs to")?),
                 _ => return Ok(None),

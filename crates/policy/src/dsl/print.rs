@@ -262,6 +262,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "models",
         "algorithm",
         "compress",
+        "sticky",
         "plugins",
     ];
     statements(("route", head), body, &order, after, |key, node| {
@@ -272,6 +273,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
             "models" => format!("MODEL {}", candidates(node)?),
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),
             "plugins" => format!("PLUGIN {}", names(node, "plugins")?),
+            "sticky" => format!("STICKY {}", block(node, 1)?),
             "recipe" => format!(
                 "RECIPE {}",
                 name_text(node.as_str().ok_or("`recipe` is a name")?)

@@ -31,7 +31,7 @@ ROUTE coding (description = "code \"questions\"") {
 ROUTE rush {
   PRIORITY 10
   WHEN keyword("urgent") OR keyword("code") >= 2 AND context("long")
-  MODEL "big" (lora = "big-rush"), "coder-7b"
+  MODEL "big" (lora = "big-rush"), "coder-7b" STICKY { escalate_only: true }
 }
 
 DEFAULT ROUTE fallback { MODEL "big" PLUGIN house }
@@ -73,6 +73,7 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
         "AND binds tighter than OR"
     );
     assert_eq!(rush.options[0].lora.as_deref(), Some("big-rush"));
+    assert!(rush.sticky.is_some_and(|s| s.escalate_only));
     assert_eq!(policy.config.pools[0].context_window.0, 16 * 1024);
     assert_eq!(policy.config.tests[0].cases.len(), 2);
     let c = &policy.constraints[0];
@@ -102,6 +103,7 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
             (&b.name, &b.condition, &b.candidates)
         );
         assert_eq!(a.options, b.options);
+        assert_eq!(a.sticky, b.sticky);
     }
 }
 
