@@ -111,6 +111,40 @@ pub struct PreferenceRecord {
     pub comment: Option<String>,
 }
 
+/// A shadow comparison, written as its own line with `"kind": "shadow"`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowRecord {
+    /// Always `shadow`.
+    pub kind: &'static str,
+    /// Unix time it was decided, in milliseconds.
+    pub ts_ms: u64,
+    /// The client's request.
+    pub request_id: String,
+    /// Its route.
+    pub route: String,
+    /// The model that answered the client.
+    pub model: String,
+    /// The shadow model.
+    pub shadow: String,
+    /// What the comparison found.
+    pub verdict: switchyard_router::shadow::Verdict,
+    /// The judge model, when one judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
+    /// What the client's answer and the shadow's cost, in dollars (0 without a price).
+    pub model_dollars: f64,
+    /// The shadow's.
+    pub shadow_dollars: f64,
+    /// How long the shadow took, in milliseconds.
+    pub shadow_latency_ms: f64,
+    /// The two models' Elo ratings after it (points above 1500), when it counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elo: Option<[f64; 2]>,
+    /// What failed, when something did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One line of the log.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -118,6 +152,7 @@ enum Line {
     Request(DecisionRecord),
     Outcome(OutcomeRecord),
     Preference(PreferenceRecord),
+    Shadow(ShadowRecord),
 }
 
 /// Appends records to a file from a background task.
@@ -166,6 +201,11 @@ impl DecisionLog {
     /// Queues a preference line, like [`DecisionLog::record`].
     pub fn preference(&self, record: PreferenceRecord) {
         self.send(Line::Preference(record));
+    }
+
+    /// Queues a shadow line, like [`DecisionLog::record`].
+    pub fn shadow(&self, record: ShadowRecord) {
+        self.send(Line::Shadow(record));
     }
 
     fn send(&self, line: Line) {

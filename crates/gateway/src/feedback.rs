@@ -336,6 +336,17 @@ pub fn outcomes(runtime: &Runtime) -> Response {
     axum::Json(json!({
         "capacity": runtime.policy.config.outcomes.capacity,
         "arms": runtime.outcomes.snapshot(),
+        "shadow": runtime
+            .shadows
+            .snapshot()
+            .into_iter()
+            .map(|t| {
+                let savings = t.savings();
+                let mut v = serde_json::json!(t);
+                v["savings_dollars"] = serde_json::json!(savings);
+                v
+            })
+            .collect::<Vec<_>>(),
         "reputation": runtime.outcomes.reputations(),
     }))
     .into_response()

@@ -7,6 +7,7 @@ use crate::local::{error_response, local_response};
 use crate::observe::{Outcome, observe};
 use crate::phase::Phase;
 use crate::runtime::Runtime;
+use crate::shadow::first_text;
 use crate::stream_plugins::with_stream_hooks;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -147,18 +148,6 @@ async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
         similarity,
         error: error.as_deref(),
     });
-}
-
-/// The text of a whole answer's first choice.
-fn first_text(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value
-        .get("choices")?
-        .get(0)?
-        .get("message")?
-        .get("content")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// What goes upstream besides the body, the same on every attempt.
@@ -361,6 +350,9 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
                 response = error_response(&error);
             }
         }
+    }
+    if outcome.name == "ok" {
+        crate::shadow::consider(&runtime, &x, &done);
     }
     let response = finish(&runtime, &mut x, response);
     observe(&runtime, &mut x, outcome);

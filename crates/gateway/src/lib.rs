@@ -24,6 +24,7 @@ pub mod policy_tests;
 pub mod runtime;
 pub mod serve;
 pub mod server;
+pub mod shadow;
 pub mod shape;
 pub mod stream_plugins;
 pub mod trace;

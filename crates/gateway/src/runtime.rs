@@ -9,7 +9,16 @@ use switchyard_policy::config::{StateBackend, StateConfig};
 use switchyard_policy::{AlgorithmConfig, ConfigError, LearnedConfig};
 use switchyard_pool::{ForwardError, OutputPredictor, Pools, PoolsError, SessionClock, Upstream};
 use switchyard_router::plugins::{Build, Plugins};
+use switchyard_router::shadow::ShadowBook;
 use switchyard_router::sticky::SessionModels;
+
+/// What a reload keeps of the runtime it replaces: what was learned of outcomes,
+/// sessions' models and shadow tallies.
+struct Kept {
+    outcomes: Arc<Outcomes>,
+    session_models: Arc<SessionModels>,
+    shadows: Arc<ShadowBook>,
+}
 use switchyard_router::{ModelLatency, Outcomes};
 use switchyard_state::{InProcess, Limits, RemoteOptions, RemoteState, SharedState, SystemClock};
 use switchyard_wire::Conversation;
@@ -50,6 +59,8 @@ pub struct Runtime {
     /// The model that served each session's last turn, for sticky routes (kept across
     /// reloads).
     pub session_models: Arc<SessionModels>,
+    /// Shadow evaluation's tallies and gates (kept across reloads).
+    pub shadows: Arc<ShadowBook>,
     /// Plugin types beyond the built-in registry (kept for reloads).
     plugin_types: &'static [(&'static str, Build)],
     id_prefix: u32,
@@ -121,7 +132,11 @@ impl Runtime {
             policy,
             self.log.clone().filter(|_| same_log),
             Some(Arc::clone(&self.state)).filter(|_| same_state),
-            Some((Arc::clone(&self.outcomes), Arc::clone(&self.session_models))),
+            Some(Kept {
+                outcomes: Arc::clone(&self.outcomes),
+                session_models: Arc::clone(&self.session_models),
+                shadows: Arc::clone(&self.shadows),
+            }),
             self.plugin_types,
         )
     }
@@ -130,10 +145,13 @@ impl Runtime {
         mut policy: Policy,
         log: Option<DecisionLog>,
         state: Option<Arc<dyn SharedState>>,
-        kept: Option<(Arc<Outcomes>, Arc<SessionModels>)>,
+        kept: Option<Kept>,
         plugin_types: &'static [(&'static str, Build)],
     ) -> Result<Runtime, RuntimeError> {
-        let (outcomes, session_models) = kept.unzip();
+        let (outcomes, session_models, shadows) = match kept {
+            Some(k) => (Some(k.outcomes), Some(k.session_models), Some(k.shadows)),
+            None => (None, None, None),
+        };
         let state = match state {
             Some(state) => state,
             None => shared_state(&policy.config.state).map_err(RuntimeError::State)?,
@@ -224,6 +242,7 @@ impl Runtime {
         Ok(Runtime {
             outcomes,
             session_models: session_models.unwrap_or_default(),
+            shadows: shadows.unwrap_or_default(),
             read_headers,
             latency,
             predictor,

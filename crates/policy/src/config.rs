@@ -854,6 +854,10 @@ pub struct RouteConfig {
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]
     pub sticky: Option<StickyConfig>,
+    /// Sends a sampled share of its requests to a second model in the background and
+    /// compares the answers (default: off).
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
     /// The plugins its requests go through after the global ones, in this order
     /// (names of `plugins:` definitions).
     #[serde(default)]
@@ -919,6 +923,54 @@ impl Default for StickyConfig {
     }
 }
 
+/// How a shadow answer is compared with the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowJudge {
+    /// The two answers' texts agree (after trimming, case and runs of white space) or
+    /// not: agreement counts as a tie; a disagreement prefers neither.
+    ExactMatch,
+    /// A configured model is asked which answer is better (A, B or TIE, the answers
+    /// in an order drawn per request).
+    Model(String),
+}
+
+/// `shadow`: a second opinion in the background.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// The model asked too (a configured model with a pool).
+    pub model: String,
+    /// The share of the route's whole (non-streamed) answers shadowed, in [0, 1]
+    /// (default 0.05), sampled by a hash of the request id.
+    #[serde(default = "default_shadow_share")]
+    pub share: f64,
+    /// Shadow requests in flight at most; a sampled request beyond it is skipped
+    /// (default 4).
+    #[serde(default = "default_shadow_concurrency")]
+    pub max_concurrent: usize,
+    /// Dollars the shadow model may cost per hour (by its price and the answers'
+    /// usage); once spent, sampled requests are skipped until the hour turns. Needs
+    /// the model's `price`.
+    #[serde(default)]
+    pub budget_per_hour: Option<f64>,
+    /// How the answers are compared (default `exact_match`; or `{model: NAME}`).
+    #[serde(default = "default_shadow_judge")]
+    pub judge: ShadowJudge,
+}
+
+fn default_shadow_share() -> f64 {
+    0.05
+}
+
+fn default_shadow_concurrency() -> usize {
+    4
+}
+
+fn default_shadow_judge() -> ShadowJudge {
+    ShadowJudge::ExactMatch
+}
+
 /// The route taken when no other matches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -938,6 +990,10 @@ pub struct DefaultRouteConfig {
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]
     pub sticky: Option<StickyConfig>,
+    /// Sends a sampled share of its requests to a second model in the background and
+    /// compares the answers (default: off).
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
     /// The plugins its requests go through after the global ones, in this order.
     #[serde(default)]
     pub plugins: Vec<Spanned<String>>,

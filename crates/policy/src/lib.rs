@@ -29,8 +29,9 @@ pub use config::{
     DefaultRouteConfig, Effort, EloConfig, EndpointConfig, FactorWeights, HealthConfig,
     ImplicitScores, LatencyConfig, LatencyMetric, LearnedConfig, ModelConfig, ModelFamily,
     MultiFactorConfig, OutcomeBucket, OutcomesConfig, PoolConfig, Price, ReputationConfig,
-    RetentionConfig, RouteConfig, ServerConfig, StickyConfig, StrategyConfig, TagRule,
-    TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig, WeightedConfig,
+    RetentionConfig, RouteConfig, ServerConfig, ShadowConfig, ShadowJudge, StickyConfig,
+    StrategyConfig, TagRule, TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig,
+    WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

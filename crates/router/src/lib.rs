@@ -15,6 +15,7 @@ pub mod outcomes;
 pub mod plugins;
 pub mod reputation;
 pub mod selection;
+pub mod shadow;
 pub mod sticky;
 
 pub use observed::{Metric, ModelLatency};

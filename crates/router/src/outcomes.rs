@@ -467,6 +467,22 @@ pub enum CompareError {
 }
 
 impl Outcomes {
+    /// One Elo game between two models' answers to the same request (a shadow
+    /// comparison): `score` is `model`'s, 1 a win, ½ a tie, 0 a loss. Returns both
+    /// ratings after it (points above 1500); `None` when the store keeps no outcomes or
+    /// has no room for the models' arms.
+    pub fn elo_game(&self, model: &str, other: &str, score: f64, k: f64) -> Option<[f64; 2]> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let ra = inner.arm(ELO_ROUTE, model, None)?;
+        let rb = inner.arm(ELO_ROUTE, other, None)?;
+        inner.elo_game(ra, rb, score.clamp(0.0, 1.0), k);
+        Some([inner.arms[ra].stats.elo, inner.arms[rb].stats.elo])
+    }
+
     /// Records that the answer `preferred` was better than `other` (both the
     /// caller's, of any routes): the Elo ratings of their models move by `k` times the
     /// surprise. Ratings are per model, kept on the arm of route [`ELO_ROUTE`]. Answers of one model compare nothing but are recorded. A repeat of the
@@ -525,16 +541,8 @@ impl Outcomes {
                     d.compared.push(y);
                 }
             }
-            if let (Some(ra), Some(rb)) = (ra, rb)
-                && ra != rb
-            {
-                let (ea, eb) = (inner.arms[ra].stats.elo, inner.arms[rb].stats.elo);
-                let expected = 1.0 / (1.0 + 10f64.powf((eb - ea) / 400.0));
-                let step = k * (1.0 - expected);
-                inner.arms[ra].stats.elo += step;
-                inner.arms[rb].stats.elo -= step;
-                inner.arms[ra].stats.games += 1;
-                inner.arms[rb].stats.games += 1;
+            if let (Some(ra), Some(rb)) = (ra, rb) {
+                inner.elo_game(ra, rb, 1.0, k);
             }
         }
         let elo = |r: Option<usize>| r.map_or(0.0, |r| inner.arms[r].stats.elo);
@@ -550,6 +558,21 @@ impl Outcomes {
 }
 
 impl Inner {
+    /// One Elo game between arms `ra` and `rb` in which `ra` scored `score` (1 a win,
+    /// ½ a tie, 0 a loss): each moves by `k` times the surprise.
+    fn elo_game(&mut self, ra: usize, rb: usize, score: f64, k: f64) {
+        if ra == rb {
+            return;
+        }
+        let (ea, eb) = (self.arms[ra].stats.elo, self.arms[rb].stats.elo);
+        let expected = 1.0 / (1.0 + 10f64.powf((eb - ea) / 400.0));
+        let step = k * (score - expected);
+        self.arms[ra].stats.elo += step;
+        self.arms[rb].stats.elo -= step;
+        self.arms[ra].stats.games += 1;
+        self.arms[rb].stats.games += 1;
+    }
+
     fn scored(
         &self,
         request_id: String,

@@ -50,6 +50,8 @@ pub struct CompiledRoute {
     pub compress: bool,
     /// Session stickiness, when configured.
     pub sticky: Option<crate::config::StickyConfig>,
+    /// Shadow evaluation, when configured.
+    pub shadow: Option<crate::config::ShadowConfig>,
     /// Its own plugins, as indexes into [`Config::plugins`], in order (the global
     /// ones, [`Policy::global_plugins`], run before them).
     pub plugins: Vec<usize>,
@@ -180,6 +182,12 @@ impl Policy {
                 (&route.name.referenced, &format!("{path}.sticky")),
                 &mut found,
             );
+            check_shadow(
+                route.shadow.as_ref(),
+                &config,
+                (&route.name.referenced, &format!("{path}.shadow")),
+                &mut found,
+            );
             check_algorithm(
                 &algorithm,
                 &route.models,
@@ -199,6 +207,7 @@ impl Policy {
                 algorithm,
                 compress: route.compress,
                 sticky: route.sticky,
+                shadow: route.shadow.clone(),
                 plugins: chains
                     .routes
                     .get_mut(i)
@@ -292,6 +301,12 @@ impl Policy {
                     (&Location::UNKNOWN, &format!("{path}.sticky")),
                     &mut found,
                 );
+                check_shadow(
+                    default.shadow.as_ref(),
+                    &config,
+                    (&Location::UNKNOWN, &format!("{path}.shadow")),
+                    &mut found,
+                );
                 let plugins = if index == 0 {
                     std::mem::take(&mut chains.default_route)
                 } else {
@@ -313,6 +328,7 @@ impl Policy {
                     algorithm,
                     compress: default.compress,
                     sticky: default.sticky,
+                    shadow: default.shadow.clone(),
                     plugins,
                     scope: index,
                 });
@@ -559,6 +575,52 @@ fn check_sticky(
                 at,
                 path,
                 format!("{name} {rate} is not a number of 0 or more"),
+            ));
+        }
+    }
+}
+
+/// A route's `shadow`: its model and judge are configured models with pools; its
+/// share, concurrency and budget are in range; a budget needs a price.
+fn check_shadow(
+    shadow: Option<&crate::config::ShadowConfig>,
+    config: &crate::config::Config,
+    (at, path): (&Location, &str),
+    found: &mut Vec<Diagnostic>,
+) {
+    let Some(shadow) = shadow else { return };
+    let mut error = |message: String| found.push(Diagnostic::error(at, path, message));
+    let model = |name: &str| config.models.iter().find(|m| m.name.value == name);
+    let served = |name: &str| config.pools.iter().any(|p| p.model.value == name);
+    let names = || config.models.iter().map(|m| m.name.value.as_str());
+    let mut known = |what: &str, name: &str| {
+        if model(name).is_none() {
+            let hint = switchyard_wire::typos::suggest(name, names())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            error(format!("{what}: `{name}` is not a configured model{hint}"));
+        } else if !served(name) {
+            error(format!("{what}: model `{name}` has no pool"));
+        }
+    };
+    known("model", &shadow.model);
+    if let crate::config::ShadowJudge::Model(judge) = &shadow.judge {
+        known("judge", judge);
+    }
+    if !(0.0..=1.0).contains(&shadow.share) {
+        error(format!("share {} is not in [0, 1]", shadow.share));
+    }
+    if shadow.max_concurrent == 0 {
+        error("max_concurrent is 0: nothing would ever be shadowed".to_owned());
+    }
+    if let Some(budget) = shadow.budget_per_hour {
+        if !(budget.is_finite() && budget >= 0.0) {
+            error(format!("budget_per_hour {budget} is not 0 or more"));
+        }
+        if model(&shadow.model).is_some_and(|m| m.price.is_none()) {
+            error(format!(
+                "budget_per_hour needs a price, and model `{}` has none",
+                shadow.model
             ));
         }
     }

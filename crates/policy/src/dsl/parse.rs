@@ -49,7 +49,7 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 9] = [
+const ROUTE_STATEMENTS: [&str; 10] = [
     "PRIORITY",
     "TIER",
     "WHEN",
@@ -57,6 +57,7 @@ const ROUTE_STATEMENTS: [&str; 9] = [
     "ALGORITHM",
     "COMPRESS",
     "STICKY",
+    "SHADOW",
     "PLUGIN",
     "RECIPE",
 ];
@@ -521,7 +522,7 @@ impl Parser {
     }
 
     /// `{ PRIORITY n  TIER n  WHEN expr  MODEL a, b  ALGORITHM x {…}  COMPRESS b
-    /// STICKY {…} }`
+    /// STICKY {…}  SHADOW {…} }`
     fn route_body(&mut self, entries: Vec<(String, Node)>, pos: Pos) -> Parsed<Node> {
         let body = ("route", &ROUTE_STATEMENTS[..]);
         self.statement_body(body, entries, pos, |p, word, at| {
@@ -548,6 +549,7 @@ impl Parser {
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
                 "STICKY" => ("sticky", p.block()?),
+                "SHADOW" => ("shadow", p.block()?),
                 "PLUGIN" => ("plugins", p.names("a plugin name", at)?),
                 "RECIPE" => ("recipe", p.name("the recipe the route belongs to")?),
                 _ => return Ok(None),

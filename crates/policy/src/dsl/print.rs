@@ -263,6 +263,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "algorithm",
         "compress",
         "sticky",
+        "shadow",
         "plugins",
     ];
     statements(("route", head), body, &order, after, |key, node| {
@@ -274,6 +275,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
             "algorithm" => format!("ALGORITHM {}", algorithm(node)?),
             "plugins" => format!("PLUGIN {}", names(node, "plugins")?),
             "sticky" => format!("STICKY {}", block(node, 1)?),
+            "shadow" => format!("SHADOW {}", block(node, 1)?),
             "recipe" => format!(
                 "RECIPE {}",
                 name_text(node.as_str().ok_or("`recipe` is a name")?)

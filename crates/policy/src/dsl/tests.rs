@@ -34,7 +34,7 @@ ROUTE rush {
   MODEL "big" (lora = "big-rush"), "coder-7b" STICKY { escalate_only: true }
 }
 
-DEFAULT ROUTE fallback { MODEL "big" PLUGIN house }
+DEFAULT ROUTE fallback { MODEL "big" SHADOW { model: "coder-7b", share: 0.1 } PLUGIN house }
 
 TEST smoke {
   "how do I compile rust" -> coding
@@ -74,6 +74,11 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
     );
     assert_eq!(rush.options[0].lora.as_deref(), Some("big-rush"));
     assert!(rush.sticky.is_some_and(|s| s.escalate_only));
+    let shadow = policy.routes().last().and_then(|r| r.shadow.as_ref());
+    assert_eq!(
+        shadow.map(|s| (s.model.as_str(), s.share)),
+        Some(("coder-7b", 0.1))
+    );
     assert_eq!(policy.config.pools[0].context_window.0, 16 * 1024);
     assert_eq!(policy.config.tests[0].cases.len(), 2);
     let c = &policy.constraints[0];
@@ -104,6 +109,7 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
         );
         assert_eq!(a.options, b.options);
         assert_eq!(a.sticky, b.sticky);
+        assert_eq!(a.shadow, b.shadow);
     }
 }
 
