@@ -66,7 +66,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     series.duration.record(latency.as_secs_f64());
     if answered_in == Phase::Forward {
         learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
-        remember(runtime, x, name, usage);
+        remember(runtime, x, name, usage, ttft);
         // A sticky route's session stays with the model that answered it.
         if let Some(session) = x.selected.as_ref().and_then(|s| s.session)
             && status < 300
@@ -146,7 +146,13 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
 
 /// Remembers a forwarded answer in the outcome store, for feedback and the learning
 /// algorithms; a complaint of the session's previous answer is scored and logged.
-fn remember(runtime: &Runtime, x: &Exchange, name: &str, usage: Option<Usage>) {
+fn remember(
+    runtime: &Runtime,
+    x: &Exchange,
+    name: &str,
+    usage: Option<Usage>,
+    ttft: Option<Duration>,
+) {
     let Some(selected) = &x.selected else {
         return;
     };
@@ -157,8 +163,14 @@ fn remember(runtime: &Runtime, x: &Exchange, name: &str, usage: Option<Usage>) {
         "ok" => {
             let cap = x.conversation.output_cap;
             let completion = usage.map_or(0, |u| u.completion_tokens);
+            let slow_after = runtime.policy.config.outcomes.implicit.slow_after_ms;
             if cap.is_some_and(|c| completion >= u64::from(c)) {
                 Implicit::Truncated
+            } else if ttft
+                .zip(slow_after)
+                .is_some_and(|(t, limit)| t.as_secs_f64() * 1000.0 > limit)
+            {
+                Implicit::Slow
             } else {
                 Implicit::Ok
             }

@@ -513,3 +513,74 @@ default_route: {{name: main, models: [a, b]}}
             >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_slower_than_the_limit_score_slow() {
+    let engine = |model: &str, added_latency_ms| {
+        let model = model.to_owned();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let config = switchyard_engine::EngineConfig {
+                model,
+                gpu: None,
+                mean_output_tokens: 8,
+                faults: switchyard_engine::Faults {
+                    added_latency_ms,
+                    ..switchyard_engine::Faults::default()
+                },
+                ..switchyard_engine::EngineConfig::default()
+            };
+            switchyard_engine::serve(listener, config).await.unwrap()
+        }
+    };
+    let (slow, fast) = (engine("a", 250).await, engine("b", 0).await);
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+outcomes: {{implicit: {{slow_after_ms: 150, slow: 0.25}}}}
+models: [{{name: a}}, {{name: b}}]
+pools:
+  - {{name: pa, model: a, context_window: 8K, endpoints: [{{url: '{}'}}]}}
+  - {{name: pb, model: b, context_window: 8K, endpoints: [{{url: '{}'}}]}}
+default_route: {{name: timed, models: [a, b], algorithm: {{type: thompson, bucket: none, discount: 1}}}}
+",
+        slow.url(),
+        fast.url()
+    ))
+    .await;
+    let c = Client {
+        base: g.url(),
+        http: reqwest::Client::new(),
+    };
+    for i in 0..40 {
+        let r = c
+            .ask(
+                "k",
+                json!([{"role": "user", "content": format!("q{i}")}]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let arms = c.arms().await;
+        let seen = |m: &str| {
+            arms.iter().any(|a| {
+                a["route"] == "timed" && a["model"] == m && a["outcomes"].as_u64() > Some(0)
+            })
+        };
+        if seen("a") && seen("b") {
+            break;
+        }
+    }
+    let arms = c.arms().await;
+    // Every answer of `a` came after 250 ms: each counted 0.25; `b`'s counted 1.
+    assert_eq!(arm(&arms, "timed", "a")["mean"], 0.25, "{arms:?}");
+    assert_eq!(arm(&arms, "timed", "b")["mean"], 1.0, "{arms:?}");
+    // A limit that is not a positive number is refused.
+    let err = switchyard_policy::parse_config(
+        "outcomes: {implicit: {slow_after_ms: -3}}\nmodels: [{name: a}]\npools: [{name: p, model: a, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}]\ndefault_route: {models: [a]}\n",
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|c| switchyard_policy::Policy::compile(c).map_err(|e| e.to_string()))
+    .map(|_| ())
+    .unwrap_err();
+    assert!(err.contains("slow_after_ms"), "{err}");
+}

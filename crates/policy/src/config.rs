@@ -1304,6 +1304,14 @@ pub struct ImplicitScores {
     /// `user_feedback` or `reask` signal that ran and held; default 0).
     #[serde(default)]
     pub complained: f64,
+    /// An answer whose first token (a whole answer: its response) came later than
+    /// `slow_after_ms` (default 0.5).
+    #[serde(default = "half")]
+    pub slow: f64,
+    /// When set, answers slower than this many milliseconds to their first token score
+    /// `slow` instead of `ok` (default: latency does not count).
+    #[serde(default)]
+    pub slow_after_ms: Option<f64>,
 }
 
 fn half() -> f64 {
@@ -1317,6 +1325,8 @@ impl Default for ImplicitScores {
             truncated: 0.5,
             failed: 0.0,
             complained: 0.0,
+            slow: 0.5,
+            slow_after_ms: None,
         }
     }
 }

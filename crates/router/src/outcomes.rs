@@ -42,6 +42,8 @@ pub enum Implicit {
     Ok,
     /// An answer cut by its `max_tokens`.
     Truncated,
+    /// A whole answer slower to its first token than `implicit.slow_after_ms`.
+    Slow,
     /// An upstream error, timeout, stall or cut stream.
     Failed,
     /// Nothing that speaks to the model's quality (the client left, or its own
@@ -340,6 +342,7 @@ impl Outcomes {
         let score = match answer.implicit {
             Implicit::Ok => Some(inner.config.implicit.ok),
             Implicit::Truncated => Some(inner.config.implicit.truncated),
+            Implicit::Slow => Some(inner.config.implicit.slow),
             Implicit::Failed => Some(inner.config.implicit.failed),
             Implicit::Uncounted => None,
         };

@@ -216,6 +216,7 @@ pub(super) fn check_models_and_pools(
         ("truncated", implicit.truncated),
         ("failed", implicit.failed),
         ("complained", implicit.complained),
+        ("slow", implicit.slow),
     ] {
         if !(0.0..=1.0).contains(&score) {
             found.push(Diagnostic::error(
@@ -224,6 +225,15 @@ pub(super) fn check_models_and_pools(
                 format!("{score} is not a score in [0, 1]"),
             ));
         }
+    }
+    if let Some(ms) = implicit.slow_after_ms
+        && !(ms.is_finite() && ms > 0.0)
+    {
+        found.push(Diagnostic::error(
+            &Location::UNKNOWN,
+            "outcomes.implicit.slow_after_ms",
+            format!("{ms} is not a number of milliseconds above 0"),
+        ));
     }
     if !(config.outcomes.elo_k.is_finite() && config.outcomes.elo_k > 0.0) {
         found.push(Diagnostic::error(
