@@ -64,6 +64,13 @@ pub struct DecisionRecord {
     /// A cascade's checked steps (the final answer is the record's model).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cascade: Vec<crate::exchange::CascadeStep>,
+    /// The bucket the answer counted in (a learning route's domain label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The implicit score the answer counted, when it counted one (a restart replays
+    /// it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// A score given to an answer after it was logged: the client's feedback, or a

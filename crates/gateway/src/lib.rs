@@ -21,6 +21,7 @@ pub mod observe;
 pub mod phase;
 pub mod pipeline;
 pub mod policy_tests;
+pub mod replay;
 pub mod runtime;
 pub mod serve;
 pub mod server;

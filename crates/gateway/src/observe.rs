@@ -9,7 +9,7 @@ use crate::runtime::Runtime;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_policy::AlgorithmConfig;
 use switchyard_router::Metric;
-use switchyard_router::outcomes::{Answer, Implicit};
+use switchyard_router::outcomes::{Answer, Implicit, implicit_score};
 use switchyard_router::plugins::Observation;
 use switchyard_wire::{ApiError, Usage};
 use switchyard_workload::SignalFamily;
@@ -64,9 +64,10 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     }
     let series = runtime.metrics.model(x.selected.as_ref().map(|s| s.model));
     series.duration.record(latency.as_secs_f64());
+    let mut counted = None;
     if answered_in == Phase::Forward {
         learn(runtime, x, (status, usage, ttft, error.is_some()), latency);
-        remember(runtime, x, name, usage, ttft);
+        counted = remember(runtime, x, name, usage, ttft);
         // A sticky route's session stays with the model that answered it.
         if let Some(session) = x.selected.as_ref().and_then(|s| s.session)
             && status < 300
@@ -137,6 +138,8 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             attempts: x.attempts,
             error,
             cascade: x.cascade.clone(),
+            bucket: x.selected.as_ref().and_then(|s| s.bucket.clone()),
+            score: counted,
         });
     }
     let spent = start.elapsed();
@@ -152,12 +155,10 @@ fn remember(
     name: &str,
     usage: Option<Usage>,
     ttft: Option<Duration>,
-) {
-    let Some(selected) = &x.selected else {
-        return;
-    };
+) -> Option<f64> {
+    let selected = x.selected.as_ref()?;
     if !runtime.outcomes.enabled() {
-        return;
+        return None;
     }
     let implicit = match name {
         "ok" => {
@@ -228,6 +229,7 @@ fn remember(
             });
         }
     }
+    implicit_score(&runtime.policy.config.outcomes.implicit, implicit)
 }
 
 /// Unix time in milliseconds.

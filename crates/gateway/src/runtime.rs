@@ -237,7 +237,27 @@ impl Runtime {
                 kept.configure(&policy.config.outcomes);
                 kept
             }
-            None => Arc::new(Outcomes::new(&policy.config.outcomes)),
+            None => {
+                let fresh = Arc::new(Outcomes::new(&policy.config.outcomes));
+                // A fresh start (not a reload) learns again what the log recorded.
+                if let Some(path) = &policy.config.server.decision_log {
+                    match crate::replay::replay(&fresh, &policy, path) {
+                        Ok(counts) if counts.answers + counts.games > 0 => tracing::info!(
+                            answers = counts.answers,
+                            rescored = counts.rescored,
+                            games = counts.games,
+                            "outcomes replayed from the decision log"
+                        ),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(
+                            path = %path.display(),
+                            %error,
+                            "the decision log could not be replayed; outcomes start empty"
+                        ),
+                    }
+                }
+                fresh
+            }
         };
         Ok(Runtime {
             outcomes,

@@ -584,3 +584,67 @@ default_route: {{name: timed, models: [a, b], algorithm: {{type: thompson, bucke
     .unwrap_err();
     assert!(err.contains("slow_after_ms"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_replays_what_the_decision_log_learned() {
+    let (upstream, _) = harness::echo().await;
+    let log = harness::temp_file("learning", "replay.jsonl");
+    let config = config(&upstream, &log, 1000);
+    let first = harness::gateway(&config).await;
+    let c = Client {
+        base: first.url(),
+        http: reqwest::Client::new(),
+    };
+    for i in 0..12 {
+        let r = c
+            .ask(
+                "ann",
+                json!([{"role": "user", "content": format!("q{i}")}]),
+                json!({}),
+            )
+            .await;
+        let id = harness::header(&r, "x-request-id");
+        if i % 3 == 0 {
+            let (status, _) = c
+                .rate(Some("ann"), json!({"request_id": id, "score": 0.2}))
+                .await;
+            assert_eq!(status, 200);
+        }
+    }
+    let before: Vec<Value> = c
+        .arms()
+        .await
+        .into_iter()
+        .filter(|a| a["route"] == "main")
+        .collect();
+    assert!(
+        before
+            .iter()
+            .map(|a| a["outcomes"].as_u64().unwrap())
+            .sum::<u64>()
+            == 12
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // A new gateway on the same log starts where the first one was.
+    let second = harness::gateway(&config).await;
+    let c2 = Client {
+        base: second.url(),
+        http: reqwest::Client::new(),
+    };
+    let after: Vec<Value> = c2
+        .arms()
+        .await
+        .into_iter()
+        .filter(|a| a["route"] == "main")
+        .collect();
+    assert_eq!(before.len(), after.len(), "{before:?} {after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b["model"], a["model"]);
+        assert_eq!(b["outcomes"], a["outcomes"]);
+        for field in ["good", "bad"] {
+            let (x, y) = (b[field].as_f64().unwrap(), a[field].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-9, "{field}: {b} vs {a}");
+        }
+    }
+}

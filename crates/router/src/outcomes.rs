@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use switchyard_policy::OutcomesConfig;
+use switchyard_policy::{ImplicitScores, OutcomesConfig};
 
 /// The route name Elo ratings are kept under: they belong to models, whatever route
 /// their answers were compared on.
@@ -50,6 +50,63 @@ pub enum Implicit {
     /// deadline passed, or the upstream refused the request as invalid): remembered
     /// for feedback, not counted.
     Uncounted,
+}
+
+/// The score an implicit outcome counts (`None`: not counted).
+pub fn implicit_score(scores: &ImplicitScores, implicit: Implicit) -> Option<f64> {
+    match implicit {
+        Implicit::Ok => Some(scores.ok),
+        Implicit::Truncated => Some(scores.truncated),
+        Implicit::Slow => Some(scores.slow),
+        Implicit::Failed => Some(scores.failed),
+        Implicit::Uncounted => None,
+    }
+}
+
+/// What a decision log says was learned, in the order it was written, for
+/// [`Outcomes::replay`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Replayed<'a> {
+    /// An answer and the implicit score it counted.
+    Answer {
+        /// Its request id.
+        request_id: &'a str,
+        /// Its route.
+        route: &'a str,
+        /// Its model.
+        model: &'a str,
+        /// Its bucket.
+        bucket: Option<&'a str>,
+        /// The score counted.
+        score: f64,
+    },
+    /// A later score replacing an answer's (feedback or a complaint).
+    Rescored {
+        /// The answer's request id.
+        request_id: &'a str,
+        /// The score now counted.
+        score: f64,
+    },
+    /// One Elo game (a preference or a shadow comparison): `model` scored `score`.
+    Game {
+        /// One model.
+        model: &'a str,
+        /// The other.
+        other: &'a str,
+        /// The first one's score: 1 a win, ½ a tie, 0 a loss.
+        score: f64,
+    },
+}
+
+/// What a replay counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayCounts {
+    /// Answers counted.
+    pub answers: u64,
+    /// Rescores applied (those of answers no longer held are skipped).
+    pub rescored: u64,
+    /// Elo games played.
+    pub games: u64,
 }
 
 /// One answer, as observe records it.
@@ -339,13 +396,7 @@ impl Outcomes {
             _ => None,
         };
         let arm = inner.arm(answer.route, answer.model, answer.bucket);
-        let score = match answer.implicit {
-            Implicit::Ok => Some(inner.config.implicit.ok),
-            Implicit::Truncated => Some(inner.config.implicit.truncated),
-            Implicit::Slow => Some(inner.config.implicit.slow),
-            Implicit::Failed => Some(inner.config.implicit.failed),
-            Implicit::Uncounted => None,
-        };
+        let score = implicit_score(&inner.config.implicit, answer.implicit);
         let counted = match (arm, score) {
             (Some(a), Some(s)) => Some((s, inner.arms[a].count(s, answer.discount))),
             _ => None,
@@ -484,6 +535,81 @@ impl Outcomes {
         let rb = inner.arm(ELO_ROUTE, other, None)?;
         inner.elo_game(ra, rb, score.clamp(0.0, 1.0), k);
         Some([inner.arms[ra].stats.elo, inner.arms[rb].stats.elo])
+    }
+
+    /// Rebuilds the arms and Elo ratings from what a decision log recorded, in order:
+    /// answers count their scores (with `discount(route)`), later scores replace them
+    /// at the weight they have by then, games move ratings. Only the arms are rebuilt:
+    /// answers replayed cannot be rated again (their callers' keys do not survive a
+    /// restart), and reputation windows start afresh. A rescore is applied while its
+    /// answer is among the last `capacity` replayed.
+    pub fn replay<'a>(
+        &self,
+        items: impl IntoIterator<Item = Replayed<'a>>,
+        discount: impl Fn(&str) -> f64,
+        elo_k: f64,
+    ) -> ReplayCounts {
+        let mut counts = ReplayCounts::default();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let capacity = inner.config.capacity;
+        if capacity == 0 {
+            return counts;
+        }
+        // Request id → (arm, score counted, tick, discount), the last `capacity`.
+        let mut held: HashMap<&str, (usize, f64, u64, f64)> = HashMap::new();
+        let mut order: VecDeque<&str> = VecDeque::new();
+        for item in items {
+            match item {
+                Replayed::Answer {
+                    request_id,
+                    route,
+                    model,
+                    bucket,
+                    score,
+                } => {
+                    let Some(arm) = inner.arm(route, model, bucket) else {
+                        continue;
+                    };
+                    let d = discount(route);
+                    let tick = inner.arms[arm].count(score.clamp(0.0, 1.0), d);
+                    counts.answers += 1;
+                    held.insert(request_id, (arm, score, tick, d));
+                    order.push_back(request_id);
+                    while held.len() > capacity {
+                        match order.pop_front() {
+                            Some(old) => {
+                                held.remove(old);
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                Replayed::Rescored { request_id, score } => {
+                    if let Some((arm, old, tick, d)) = held.get_mut(request_id) {
+                        let new = score.clamp(0.0, 1.0);
+                        inner.arms[*arm].replace(*tick, *old, new, *d);
+                        *old = new;
+                        counts.rescored += 1;
+                    }
+                }
+                Replayed::Game {
+                    model,
+                    other,
+                    score,
+                } => {
+                    if let (Some(a), Some(b)) = (
+                        inner.arm(ELO_ROUTE, model, None),
+                        inner.arm(ELO_ROUTE, other, None),
+                    ) && a != b
+                    {
+                        inner.elo_game(a, b, score.clamp(0.0, 1.0), elo_k);
+                        counts.games += 1;
+                    }
+                }
+            }
+        }
+        counts
     }
 
     /// Records that the answer `preferred` was better than `other` (both the
@@ -777,6 +903,93 @@ mod tests {
             score,
             now_ms,
         })
+    }
+
+    #[test]
+    fn replaying_what_was_logged_rebuilds_the_arms() {
+        let live = store(100);
+        let ids: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
+        let mut logged = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let model = if i % 3 == 0 { "a" } else { "b" };
+            let implicit = if i % 4 == 0 {
+                Implicit::Failed
+            } else {
+                Implicit::Ok
+            };
+            let mut a = answer(id, model, implicit, i as u64);
+            a.discount = 0.9;
+            live.record(&a);
+            let score = implicit_score(&ImplicitScores::default(), implicit).unwrap();
+            logged.push(Replayed::Answer {
+                request_id: id,
+                route: "r",
+                model,
+                bucket: None,
+                score,
+            });
+            if i % 5 == 2 {
+                rate(&live, id, Some(1), 0.3, i as u64);
+                logged.push(Replayed::Rescored {
+                    request_id: id,
+                    score: 0.3,
+                });
+            }
+        }
+        live.elo_game("a", "b", 1.0, 32.0);
+        logged.push(Replayed::Game {
+            model: "a",
+            other: "b",
+            score: 1.0,
+        });
+        let fresh = store(100);
+        let counts = fresh.replay(logged, |_| 0.9, 32.0);
+        assert_eq!((counts.answers, counts.rescored, counts.games), (30, 6, 1));
+        let (a, b) = (live.snapshot(), fresh.snapshot());
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (&x.route, &x.model, x.stats.outcomes),
+                (&y.route, &y.model, y.stats.outcomes)
+            );
+            assert!((x.stats.good - y.stats.good).abs() < 1e-9, "{x:?} {y:?}");
+            assert!((x.stats.bad - y.stats.bad).abs() < 1e-9, "{x:?} {y:?}");
+            assert!((x.stats.elo - y.stats.elo).abs() < 1e-9, "{x:?} {y:?}");
+        }
+        // A rescore of an answer no longer held (beyond capacity) is skipped.
+        let small = store(2);
+        let replayed = [
+            Replayed::Answer {
+                request_id: "x",
+                route: "r",
+                model: "a",
+                bucket: None,
+                score: 1.0,
+            },
+            Replayed::Answer {
+                request_id: "y",
+                route: "r",
+                model: "a",
+                bucket: None,
+                score: 1.0,
+            },
+            Replayed::Answer {
+                request_id: "z",
+                route: "r",
+                model: "a",
+                bucket: None,
+                score: 1.0,
+            },
+            Replayed::Rescored {
+                request_id: "x",
+                score: 0.0,
+            },
+            Replayed::Rescored {
+                request_id: "z",
+                score: 0.0,
+            },
+        ];
+        assert_eq!(small.replay(replayed, |_| 1.0, 32.0).rescored, 1);
     }
 
     #[test]
