@@ -34,7 +34,10 @@ pub struct RoutingArgs {
     /// optional `id`, `category`, `subject`.
     #[arg(long)]
     pub data: PathBuf,
-    /// A router file (`switchyard train router`) to score as it is.
+    /// A router to score as it is: a router file (`switchyard train router`), or a
+    /// policy (`.yaml`, `.yml`, `.sy`), each row's prompt routed through it as
+    /// `switchyard route` would (one point: the share it sends to the strong model and
+    /// the accuracy of the models it picks).
     #[arg(long)]
     pub router: Option<PathBuf>,
     /// The strong model (default: the most accurate in the file).
@@ -67,9 +70,9 @@ pub struct RoutingArgs {
     /// Confidence cascades to score beside the routers, one per κ given: the weak
     /// model answers every prompt with the calibrated confidence of a simulated engine
     /// (`switchyard engine --answers`, Beta(κμ, κ(1−μ)), μ its accuracy here), and the
-    /// least confident answers go on to the strong model. Empty (`--cascade ""`) for
-    /// none.
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    /// least confident answers go on to the strong model. `--cascade` with no value
+    /// for none.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "2,4,8")]
     pub cascade: Vec<f64>,
 }
 
@@ -308,7 +311,11 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
     let mut results = Vec::new();
     // The router under evaluation: its index in `results` and its gains.
     let mut evaluated: Option<(usize, Vec<f64>)> = None;
-    if let Some(path) = &args.router {
+    let policy_point = match &args.router {
+        Some(path) if is_policy(path) => Some(policy_router(path, &data, (strong, weak))?),
+        _ => None,
+    };
+    if let Some(path) = args.router.as_ref().filter(|_| policy_point.is_none()) {
         let file = read_router(path)?;
         let gains = vectors
             .iter()
@@ -387,6 +394,14 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
     }
     let oracle: Vec<f64> = s.iter().zip(&w).map(|(a, b)| a - b).collect();
     results.push(score("oracle".into(), "knows the answers", &oracle));
+    if let (Some(path), Some((report, gains))) = (&args.router, policy_point) {
+        results.push(RouterResult {
+            name: format!("policy {}", path.display()),
+            scored: "each prompt routed through the policy (one point)".to_owned(),
+            report,
+        });
+        evaluated = Some((results.len() - 1, gains));
+    }
     let (index, gains) = evaluated.unwrap_or((results.len() - 1, oracle));
     let first = results.remove(index);
     results.insert(0, first);
@@ -411,6 +426,75 @@ pub fn run(args: &RoutingArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Whether a `--router` path names a policy rather than a router file.
+fn is_policy(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "sy")
+    )
+}
+
+/// Routes every row's prompt through a policy (the dry run of `POST /v1/route`): the
+/// point it reaches (as a one-point curve: its strong share and accuracy; its strong
+/// share at 95% is that share when the accuracy reaches 95% of the strong model's,
+/// else 1; its APGR the share of the weak–strong gap it recovers), and per row 1 when
+/// it picked the strong model, else 0. A prompt the policy refuses, or sends to a
+/// model the file has no outcomes for, is an error naming the row.
+fn policy_router(
+    path: &Path,
+    data: &OutcomeData,
+    (strong, weak): (usize, usize),
+) -> Result<(CurveReport, Vec<f64>)> {
+    let policy = crate::compile(path)?;
+    let runtime = switchyard_gateway::Runtime::new(policy)?;
+    let mut correct = 0.0;
+    let mut picks = Vec::with_capacity(data.rows.len());
+    for (i, row) in data.rows.iter().enumerate() {
+        let (headers, body) = switchyard_gateway::dry_run::prompt_request("auto", &row.text, None);
+        let x = switchyard_gateway::dry_run::dry_exchange(&runtime, &headers, body);
+        if let Some(refusal) = &x.refusal {
+            bail!(
+                "row {} (`{}`): the policy refuses it in {}: {}",
+                i + 1,
+                row.id,
+                refusal.phase.name(),
+                refusal.error.message
+            );
+        }
+        let model = x.model_name(&runtime);
+        let column = data.model(model).ok_or_else(|| {
+            anyhow!(
+                "row {} (`{}`): the policy picks `{model}`, and {} has no outcomes for it (it has {})",
+                i + 1,
+                row.id,
+                path.display(),
+                data.models.join(", ")
+            )
+        })?;
+        correct += row.scores[column];
+        picks.push(if column == strong { 1.0 } else { 0.0 });
+    }
+    let n = data.rows.len().max(1) as f64;
+    let accuracy = correct / n;
+    let share = picks.iter().sum::<f64>() / n;
+    let acc = data.accuracy();
+    let gap = acc[strong] - acc[weak];
+    let reaches = accuracy >= 0.95 * acc[strong];
+    let pgr = if gap.abs() > f64::EPSILON {
+        (accuracy - acc[weak]) / gap
+    } else {
+        0.0
+    };
+    let report = CurveReport {
+        strong_share_at_95: if reaches { share } else { 1.0 },
+        strong_share_at_95_ci: [f64::NAN; 2],
+        apgr: pgr,
+        apgr_ci: [f64::NAN; 2],
+        curve: vec![[share, accuracy]],
+    };
+    Ok((report, picks))
 }
 
 /// The weak model's confidence per row, as a simulated engine with `skill` and the
@@ -564,6 +648,23 @@ fn print_table(
     );
     for r in results {
         let c = &r.report;
+        if let [[share, acc]] = c.curve[..] {
+            // A policy: one point.
+            println!(
+                "| {} | {} | sends {:.1}% to the strong model at {:.1}% accuracy{} | PGR {:.3} at its point |",
+                r.name,
+                r.scored,
+                share * 100.0,
+                acc * 100.0,
+                if acc >= 0.95 * accuracy[strong] {
+                    " (reaches 95%)"
+                } else {
+                    " (below 95%)"
+                },
+                c.apgr
+            );
+            continue;
+        }
         println!(
             "| {} | {} | {:.1}% [{:.1}, {:.1}] | {:.3} [{:.3}, {:.3}] |",
             r.name,
@@ -591,6 +692,7 @@ fn plot(report: &Report) -> String {
                 || r.name == "random"
                 || r.name == "oracle"
                 || r.name.starts_with(CASCADE)
+                || r.name.starts_with("policy ")
         })
         .map(|r| Series {
             name: r
@@ -605,7 +707,11 @@ fn plot(report: &Report) -> String {
                 .iter()
                 .map(|p| (p[0] * 100.0, p[1] * 100.0))
                 .collect(),
-            mark: Mark::Line,
+            mark: if r.report.curve.len() == 1 {
+                Mark::Dots
+            } else {
+                Mark::Line
+            },
         })
         .collect();
     let mut title = String::new();

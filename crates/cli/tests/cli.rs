@@ -1428,6 +1428,66 @@ fn eval_routing_and_train_router_learn_where_the_strong_model_helps() {
         "{stdout}"
     );
 
+    // A policy as the router: arithmetic (by keyword) to `big`, the rest to `small`.
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "models: [{name: small}, {name: big}]
+pools:
+  - {name: s, model: small, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9'}]}
+  - {name: b, model: big, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:8'}]}
+signals:
+  keyword: [{name: math, keywords: [Compute]}]
+routes:
+  - {name: math, when: {keyword: math}, models: [big]}
+default_route: {models: [small]}
+",
+    )
+    .unwrap();
+    let mut args = vec![
+        "eval",
+        "routing",
+        "--resamples",
+        "20",
+        "--cascade",
+        "--router",
+        policy.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend(["--json", json.to_str().unwrap()]);
+    let (ok, stdout, stderr) = switchyard(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["router"].as_str().unwrap().starts_with("policy "));
+    // Half the rows are arithmetic: sent to big, where it is always right; geography
+    // stays on small, also always right: accuracy 100% (the whole gap recovered) with
+    // half the calls strong.
+    assert_eq!(report["strong_share_at_95"], 0.5, "{stdout}");
+    assert!(
+        (report["apgr"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sends 50.0% to the strong model at 100.0% accuracy (reaches 95%)"),
+        "{stdout}"
+    );
+    // A policy that picks a model the file has no outcomes for is refused by row.
+    std::fs::write(
+        &policy,
+        "models: [{name: other}]
+pools: [{name: o, model: other, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9'}]}]
+default_route: {models: [other]}
+",
+    )
+    .unwrap();
+    let (ok, _, stderr) = switchyard(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains("row 1") && stderr.contains("picks `other`"),
+        "{stderr}"
+    );
+
     // A row without outcomes is named by file and line.
     std::fs::write(
         &data,
