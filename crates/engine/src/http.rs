@@ -1,7 +1,7 @@
 //! The engine's HTTP face.
 
 use crate::prefix_cache::{HASH_START, PrefixCache, Retention, hash_turn};
-use crate::quality::{Skill, Verdict, judge, token_logprob};
+use crate::quality::{Skill, Verdict, judge, sample_right, text_seed, token_logprob};
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
 use crate::text::{output_length, prompt_hash, token_text};
 use axum::Router;
@@ -329,6 +329,9 @@ impl CacheOnFinish {
     }
 }
 
+/// Answers one request may ask for (`n`).
+const MAX_ANSWERS: u32 = 8;
+
 /// One answer being generated.
 struct Answer {
     id: String,
@@ -342,16 +345,24 @@ struct Answer {
     verdict: Verdict,
     /// Logprobs asked for: `Some(k)` with `k` alternatives per token.
     logprobs: Option<u32>,
+    /// The further answers of `n` > 1 (whole answers only): each one's words' seed and
+    /// whether it is right.
+    samples: Vec<(u64, bool)>,
+}
+
+/// Token `index` of the answer whose words come from `seed`.
+fn word(seed: u64, index: u32) -> String {
+    let word = token_text(seed, index);
+    if index == 0 {
+        word.to_owned()
+    } else {
+        format!(" {word}")
+    }
 }
 
 impl Answer {
     fn token(&self, index: u32) -> String {
-        let word = token_text(self.seed, index);
-        if index == 0 {
-            word.to_owned()
-        } else {
-            format!(" {word}")
-        }
+        word(text_seed(self.seed, self.verdict.correct, 0), index)
     }
 
     /// The logprobs entry of token `index` (`top_logprobs` holds the token and `k − 1`
@@ -417,12 +428,25 @@ impl Answer {
                 (0..completion).map(|i| self.logprob(i, k)).collect();
             choice["logprobs"] = json!({"content": content});
         }
+        let mut choices = vec![choice];
+        for (i, (seed, _)) in self.samples.iter().enumerate() {
+            let text: String = (0..completion).map(|t| word(*seed, t)).collect();
+            choices.push(json!({"index": i + 1,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": self.finish_reason}));
+        }
+        let answers = u32::try_from(choices.len()).unwrap_or(1);
+        let mut verdict = self.verdict();
+        if !self.samples.is_empty() {
+            verdict["samples_correct"] =
+                json!(self.samples.iter().map(|s| s.1).collect::<Vec<_>>());
+        }
         json!({
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model,
-            "choices": [choice],
-            "usage": Usage::new(u64::from(self.prompt), u64::from(completion)),
-            "switchyard_engine": self.verdict(),
+            "choices": choices,
+            "usage": Usage::new(u64::from(self.prompt), u64::from(completion) * u64::from(answers)),
+            "switchyard_engine": verdict,
         })
     }
 }
@@ -530,9 +554,35 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
         ),
         _ => None,
     };
+    // Further samples of `n`: at temperature 0 the same answer again; above it, each
+    // lands on the right answer with the answer's confidence.
+    let n = request.answers().min(MAX_ANSWERS);
+    if n > 1 && request.is_stream() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the simulated engine streams one answer: n > 1 is for whole answers",
+        );
+    }
+    let greedy = request
+        .extra
+        .get("temperature")
+        .and_then(serde_json::Value::as_f64)
+        .is_some_and(|t| t <= 0.0);
+    let samples = (1..n)
+        .map(|j| {
+            let right = if greedy {
+                verdict.correct
+            } else {
+                sample_right(seed, verdict.confidence, j)
+            };
+            let j = if greedy { 0 } else { j };
+            (text_seed(seed, right, j), right)
+        })
+        .collect();
     let answer = Answer {
         verdict,
         logprobs,
+        samples,
         id: format!("chatcmpl-{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
         model: request.model.clone(),
         created: SystemTime::now()

@@ -91,6 +91,30 @@ pub fn judge(seed: u64, skill: Skill, known: Option<bool>) -> Verdict {
     }
 }
 
+/// Salt of the texts of wrong answers.
+const WRONG_SALT: u64 = 0x0bad_a115_3e75_0001;
+
+/// The seed an answer's words are drawn from: a right answer's words are the same in
+/// every sample (the prompt's own seed); each wrong sample's differ (`sample` 0 is the
+/// first answer, 1… the further ones of `n`).
+pub fn text_seed(seed: u64, correct: bool, sample: u32) -> u64 {
+    if correct {
+        seed
+    } else {
+        mix64(seed ^ WRONG_SALT ^ u64::from(sample).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// Whether a further sample (`sample` ≥ 1, at a temperature above 0) of an answer
+/// whose confidence is `confidence` lands on the right answer: with that probability,
+/// independently per sample. Two samples agree exactly when both are right, so
+/// agreement is a confidence signal (self-consistency).
+pub fn sample_right(seed: u64, confidence: f64, sample: u32) -> bool {
+    unit(mix64(
+        seed ^ CONFIDENCE_SALT ^ u64::from(sample).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+    )) < confidence
+}
+
 /// A number in [0, 1) from a hash.
 fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64

@@ -482,3 +482,73 @@ async fn the_wrong_answers_fault_makes_answers_wrong() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn further_samples_agree_exactly_when_both_are_right() {
+    let skill = switchyard_engine::quality::Skill {
+        accuracy: 0.6,
+        concentration: 2.0,
+    };
+    let e = skilled(skill, Faults::default()).await;
+    let (mut agreed, mut total) = (0, 0);
+    for i in 0..60 {
+        let v: Value = post(
+            &e,
+            ask(&format!("sample {i}"), json!({"n": 2, "temperature": 0.8})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let choices = v["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), 2);
+        let text = |c: &Value| c["message"]["content"].as_str().unwrap().to_owned();
+        let right = v["switchyard_engine"]["correct"].as_bool().unwrap();
+        let second = v["switchyard_engine"]["samples_correct"][0]
+            .as_bool()
+            .unwrap();
+        assert_eq!(
+            text(&choices[0]) == text(&choices[1]),
+            right && second,
+            "{v}"
+        );
+        let one: Value = post(&e, ask(&format!("sample {i}"), json!({})))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            one["choices"][0], choices[0],
+            "the first answer is the single answer"
+        );
+        assert_eq!(
+            v["usage"]["completion_tokens"].as_u64().unwrap(),
+            2 * one["usage"]["completion_tokens"].as_u64().unwrap()
+        );
+        agreed += usize::from(right && second);
+        total += 1;
+    }
+    // Both right with probability E[c²] = 0.6·0.6 + Var(c), between 0.36 and 0.6.
+    assert!((10..=45).contains(&agreed), "{agreed} of {total}");
+    // A wrong first answer agrees with nothing; at temperature 0 samples repeat it.
+    let v: Value = post(&e, ask("known wrong", json!({"n": 3, "temperature": 1})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let texts: Vec<&str> = v["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"]["content"].as_str().unwrap())
+        .collect();
+    assert!(texts[1] != texts[0] && texts[2] != texts[0], "{texts:?}");
+    let v: Value = post(&e, ask("known wrong", json!({"n": 2, "temperature": 0})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["choices"][0]["message"], v["choices"][1]["message"]);
+    let r = post(&e, ask("q", json!({"n": 2, "stream": true}))).await;
+    assert_eq!(r.status(), 400);
+}

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_policy::{AlgorithmConfig, CascadeConfig};
+use switchyard_policy::{AlgorithmConfig, CascadeConfig, ConfidenceCheck};
 use switchyard_pool::{
     Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, with_failover,
 };
@@ -433,9 +433,22 @@ async fn cascade_steps(
         let mut request = x.request.clone();
         request.stream = None;
         request.stream_options = None;
-        request
-            .extra
-            .insert("logprobs".to_owned(), serde_json::Value::Bool(true));
+        match &config.check {
+            ConfidenceCheck::MeanLogprob | ConfidenceCheck::MinLogprob => {
+                request
+                    .extra
+                    .insert("logprobs".to_owned(), serde_json::Value::Bool(true));
+            }
+            ConfidenceCheck::SelfConsistency => {
+                let n = x.conversation.answers.max(2);
+                request.extra.insert("n".to_owned(), serde_json::json!(n));
+                request
+                    .extra
+                    .entry("temperature")
+                    .or_insert(serde_json::json!(1.0));
+            }
+            ConfidenceCheck::Verifier(_) => {}
+        }
         let body = match serde_json::to_vec(&request) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
@@ -471,16 +484,27 @@ async fn cascade_steps(
         let value = (done.status < 300)
             .then(|| serde_json::from_slice::<serde_json::Value>(&done.body).ok())
             .flatten();
-        step.confidence = value
-            .as_ref()
-            .and_then(|v| switchyard_router::selection::confidence(config.check, v));
+        step.confidence = match (&config.check, &value) {
+            (ConfidenceCheck::Verifier(verifier), Some(v)) => {
+                verify_step(runtime, x, verifier, v).await
+            }
+            (check, Some(v)) => switchyard_router::selection::confidence(check, v),
+            (_, None) => None,
+        };
         let next = x
             .selected
             .as_ref()
             .and_then(|s| s.escalate_to.first().copied());
         let verdict = match (done.status, step.confidence, next) {
             (status, _, _) if status >= 300 => Some(format!("upstream status {status}")),
-            (_, None, _) => Some("no logprobs".to_owned()),
+            (_, None, _) => Some(
+                match config.check {
+                    ConfidenceCheck::MeanLogprob | ConfidenceCheck::MinLogprob => "no logprobs",
+                    ConfidenceCheck::SelfConsistency => "no second sample",
+                    ConfidenceCheck::Verifier(_) => "unverified",
+                }
+                .to_owned(),
+            ),
             (_, Some(c), _) if c >= config.min_confidence => Some("accepted".to_owned()),
             (_, Some(_), Some(next)) if runtime.pools.model_load(next) >= config.saturated_at => {
                 Some("kept: the next step's pools are saturated".to_owned())
@@ -505,11 +529,18 @@ async fn cascade_steps(
             if let Some(selected) = x.selected.as_mut() {
                 selected.escalate_to.clear();
             }
-            if let (Some(mut value), false) = (value, asked) {
-                // Logprobs the gateway asked for, not the client.
+            let extra_samples = config.check == ConfidenceCheck::SelfConsistency;
+            if let (Some(mut value), true) = (value, !asked || extra_samples) {
                 if let Some(choices) = value.get_mut("choices").and_then(|c| c.as_array_mut()) {
-                    for choice in choices.iter_mut().filter_map(|c| c.as_object_mut()) {
-                        choice.remove("logprobs");
+                    // The second sample the gateway asked for, not the client.
+                    if extra_samples && x.conversation.answers <= 1 {
+                        choices.truncate(1);
+                    }
+                    // Logprobs the gateway asked for, not the client.
+                    if !asked {
+                        for choice in choices.iter_mut().filter_map(|c| c.as_object_mut()) {
+                            choice.remove("logprobs");
+                        }
                     }
                 }
                 if let Ok(body) = serde_json::to_vec(&value) {
@@ -522,12 +553,68 @@ async fn cascade_steps(
     Ok(None)
 }
 
+/// Asks a cascade's verifier model whether a step's answer is right: 1 for YES, 0
+/// for NO, `None` when it fails or says neither.
+async fn verify_step(
+    runtime: &Runtime,
+    x: &Exchange,
+    verifier: &str,
+    answer: &serde_json::Value,
+) -> Option<f64> {
+    let text = answer
+        .get("choices")?
+        .get(0)?
+        .get("message")?
+        .get("content")?
+        .as_str()?;
+    let question = x
+        .conversation
+        .turns
+        .iter()
+        .rev()
+        .find(|t| t.role == "user")
+        .map_or("", |t| t.text.as_str());
+    let prompt = format!(
+        "Question:\n{question}\n\nAnswer:\n{text}\n\nIs this answer correct? Reply with \
+         exactly one word: YES or NO."
+    );
+    let request = crate::shadow::short_request(
+        verifier,
+        "You check whether an answer to a question is correct.",
+        &prompt,
+    )
+    .ok()?;
+    let side = crate::shadow::Side {
+        request_id: &x.request_id,
+        headers: &x.upstream_headers,
+        tokens: x.conversation.prompt_tokens.saturating_add(
+            u32::try_from(text.len() / 3)
+                .unwrap_or(u32::MAX)
+                .saturating_add(64),
+        ),
+    };
+    let (reply, _) = crate::shadow::ask_model(runtime, verifier, &side, request, "verifier")
+        .await
+        .ok()?;
+    let word: String = reply
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_uppercase();
+    match word.as_str() {
+        "YES" => Some(1.0),
+        "NO" => Some(0.0),
+        _ => None,
+    }
+}
+
 /// A cascade verdict as a metric label (its kind, without the details).
 fn cascade_verdict_label(verdict: &str) -> &'static str {
     match verdict {
         "accepted" => "accepted",
         "escalated" => "escalated",
-        "no logprobs" => "no_logprobs",
+        "no logprobs" | "no second sample" | "unverified" => "unchecked",
         v if v.starts_with("kept") => "kept",
         _ => "upstream_status",
     }

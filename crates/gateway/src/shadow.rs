@@ -108,7 +108,12 @@ pub fn consider(runtime: &Arc<Runtime>, x: &Exchange, done: &Completion) {
 /// Asks the shadow model, compares, and records.
 async fn run(runtime: &Runtime, config: &ShadowConfig, job: Shadowed, slot: Slot) {
     let started = Instant::now();
-    let shadow = ask(runtime, &config.model, &job, job.request.clone(), "shadow").await;
+    let side = Side {
+        request_id: &job.request_id,
+        headers: &job.headers,
+        tokens: job.tokens,
+    };
+    let shadow = ask_model(runtime, &config.model, &side, job.request.clone(), "shadow").await;
     let shadow_latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (verdict, judge, shadow_dollars, error) = match shadow {
         Err(error) => (Verdict::Failed, None, 0.0, Some(error)),
@@ -189,12 +194,23 @@ fn dollars(runtime: &Runtime, model: &str, usage: Option<Usage>) -> f64 {
     })
 }
 
+/// What a side call (a shadow, a judge, a cascade's verifier) needs of the request
+/// it is made for.
+pub(crate) struct Side<'a> {
+    /// The client's request id (the call's id adds its role).
+    pub request_id: &'a str,
+    /// Headers the plugins added to the upstream call.
+    pub headers: &'a http::HeaderMap,
+    /// Context the call needs, for placement.
+    pub tokens: u32,
+}
+
 /// One whole call of `request` to `model` (placed like any request, one attempt, no
 /// client deadline): the answer's text and usage.
-async fn ask(
+pub(crate) async fn ask_model(
     runtime: &Runtime,
     model: &str,
-    job: &Shadowed,
+    side: &Side<'_>,
     mut request: ChatRequest,
     role: &str,
 ) -> Result<(String, Option<Usage>), String> {
@@ -207,15 +223,15 @@ async fn ask(
     }
     let placement = runtime
         .pools
-        .place(index, job.tokens)
+        .place(index, side.tokens)
         .map_err(|e| format!("cannot place the {role} request: {e}"))?;
     let body = Bytes::from(serde_json::to_vec(&request).map_err(|e| e.to_string())?);
-    let request_id = format!("{}-{role}", job.request_id);
+    let request_id = format!("{}-{role}", side.request_id);
     let call = Call {
         request_id: &request_id,
         retention: None,
         deadline: None,
-        headers: &job.headers,
+        headers: side.headers,
     };
     let attempted = with_failover(&runtime.pools, index, placement, 1, |placement| {
         let body = body.clone();
@@ -237,6 +253,24 @@ async fn ask(
     Ok((text, done.usage))
 }
 
+/// A short request asking `model` one question, with a system line.
+pub(crate) fn short_request(
+    model: &str,
+    system: &str,
+    prompt: &str,
+) -> Result<ChatRequest, String> {
+    serde_json::from_value(serde_json::json!({
+        "model": model,
+        "max_tokens": 4,
+        "temperature": 0,
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompt},
+        ],
+    }))
+    .map_err(|e| e.to_string())
+}
+
 /// Asks the judge model which answer is better.
 async fn judge_answers(
     runtime: &Runtime,
@@ -254,19 +288,20 @@ async fn judge_answers(
          Reply with exactly one word: A, B or TIE.",
         job.question
     );
-    let request: ChatRequest = match serde_json::from_value(serde_json::json!({
-        "model": judge,
-        "max_tokens": 4,
-        "temperature": 0,
-        "messages": [
-            {"role": "system", "content": "You compare two answers to the same question."},
-            {"role": "user", "content": prompt},
-        ],
-    })) {
+    let request = match short_request(
+        judge,
+        "You compare two answers to the same question.",
+        &prompt,
+    ) {
         Ok(r) => r,
-        Err(e) => return (Verdict::Failed, Some(e.to_string())),
+        Err(e) => return (Verdict::Failed, Some(e)),
     };
-    match ask(runtime, judge, job, request, "judge").await {
+    let side = Side {
+        request_id: &job.request_id,
+        headers: &job.headers,
+        tokens: job.tokens,
+    };
+    match ask_model(runtime, judge, &side, request, "judge").await {
         Err(error) => (Verdict::Failed, Some(error)),
         Ok((reply, _)) => match judged(&reply) {
             // The client's answer was shown first unless swapped.

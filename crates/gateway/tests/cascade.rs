@@ -325,3 +325,116 @@ async fn a_slow_cheap_pool_is_skipped_while_the_strong_pool_is_idle() {
     assert_eq!(harness::header(&r, "x-switchyard-model"), "big");
     assert_eq!(harness::header(&r, "x-switchyard-cascade"), "");
 }
+
+/// Two samples of `prompt` from the small engine: whether they agree.
+async fn samples_agree(small: &EngineHandle, prompt: &str) -> bool {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", small.url()))
+        .json(&json!({"model": "small", "n": 2, "temperature": 1.0,
+                      "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["choices"][0]["message"] == v["choices"][1]["message"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_consistency_escalates_when_two_samples_disagree() {
+    let small = engine("small", 0.5, 0).await;
+    let big = engine("big", 0.9, 0).await;
+    let log = harness::temp_file("cascade", "consistent.jsonl");
+    let g = harness::gateway(&config(&small, &big, &log, "check: self_consistency")).await;
+    let (mut agreeing, mut disagreeing) = (0, 0);
+    for i in 0..16 {
+        let prompt = format!("consistency {i}");
+        let agree = samples_agree(&small, &prompt).await;
+        let r = chat(&g.url(), &prompt, json!({})).await;
+        let steps = harness::header(&r, "x-switchyard-cascade");
+        let model = harness::header(&r, "x-switchyard-model");
+        let v: Value = r.json().await.unwrap();
+        if agree {
+            agreeing += 1;
+            assert_eq!(model, "small", "{steps}");
+            assert!(steps.starts_with("small accepted 1.000"), "{steps}");
+            assert_eq!(v["choices"].as_array().unwrap().len(), 1, "one answer: {v}");
+        } else {
+            disagreeing += 1;
+            assert_eq!(model, "big", "{steps}");
+            assert!(steps.starts_with("small escalated 0.000"), "{steps}");
+        }
+    }
+    assert!(agreeing > 0 && disagreeing > 0, "{agreeing} {disagreeing}");
+}
+
+/// An upstream where `small` answers, and a verifier that says YES only to questions
+/// marked easy.
+async fn verifying_upstream() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let model = request["model"].as_str().unwrap_or_default().to_owned();
+            let text = if model == "checker" {
+                let prompt = request["messages"][1]["content"]
+                    .as_str()
+                    .unwrap_or_default();
+                if prompt.contains("easy") { "YES" } else { "NO" }.to_owned()
+            } else {
+                format!("an answer from {model}")
+            };
+            axum::Json(json!({
+                "id": "x", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_model_decides_the_escalation() {
+    let upstream = verifying_upstream().await;
+    let g = harness::gateway(&format!(
+        "server: {{listen: '127.0.0.1:0'}}
+models:
+  - {{name: small, price: {{input: 0.1, output: 0.2}}}}
+  - {{name: big, price: {{input: 3.0, output: 15.0}}}}
+  - {{name: checker}}
+pools:
+  - {{name: ps, model: small, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: pb, model: big, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+  - {{name: pc, model: checker, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}
+default_route: {{name: verified, models: [small, big], algorithm: {{type: cascade, check: {{verifier: checker}}}}}}
+"
+    ))
+    .await;
+    let r = chat(&g.url(), "an easy one", json!({})).await;
+    assert_eq!(harness::header(&r, "x-switchyard-model"), "small");
+    assert_eq!(
+        harness::header(&r, "x-switchyard-cascade"),
+        "small accepted 1.000"
+    );
+    let r = chat(&g.url(), "a hard one", json!({})).await;
+    assert_eq!(harness::header(&r, "x-switchyard-model"), "big");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "an answer from big");
+    // A verifier that is not a configured model is refused with a suggestion.
+    let text = "models: [{name: small}, {name: big}, {name: checker}]
+pools:
+  - {name: ps, model: small, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}
+  - {name: pb, model: big, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:1'}]}
+default_route: {models: [small, big], algorithm: {type: cascade, check: {verifier: chekcer}}}
+";
+    let err = switchyard_policy::Policy::compile(switchyard_policy::parse_config(text).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean `checker`?"), "{err}");
+}

@@ -1030,8 +1030,8 @@ pub enum AlgorithmConfig {
     Cascade(CascadeConfig),
 }
 
-/// How a cascade reads an answer's confidence from its token logprobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// How a cascade judges an answer's confidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfidenceCheck {
     /// exp(mean token logprob): the geometric mean of the tokens' probabilities.
@@ -1039,6 +1039,11 @@ pub enum ConfidenceCheck {
     MeanLogprob,
     /// exp(lowest token logprob): the least likely token's probability.
     MinLogprob,
+    /// Two samples of the answer (`n: 2`, at the request's temperature, 1 when it set
+    /// none): 1 when their texts agree (trimmed, case and white space aside), else 0.
+    SelfConsistency,
+    /// A configured model is asked whether the answer is right: 1 for YES, 0 for NO.
+    Verifier(String),
 }
 
 /// `cascade` parameters.

@@ -438,6 +438,19 @@ pub(super) fn check_algorithm(
             if candidates.len() < 2 {
                 error("a cascade needs at least two candidates to escalate between".to_owned());
             }
+            if let crate::config::ConfidenceCheck::Verifier(name) = &c.check
+                && model(name).is_none()
+            {
+                let hint = switchyard_wire::typos::suggest(
+                    name,
+                    models.iter().map(|m| m.name.value.as_str()),
+                )
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+                error(format!(
+                    "check: verifier `{name}` is not a configured model{hint}"
+                ));
+            }
             (false, false)
         }
         AlgorithmConfig::Learned(l) => {

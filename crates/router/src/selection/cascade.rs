@@ -19,10 +19,27 @@ pub fn ladder(candidates: &[Candidate<'_>], request: &SelectRequest) -> Vec<usiz
     steps.into_iter().map(|(i, _)| i).collect()
 }
 
-/// A whole answer's confidence, from its first choice's token logprobs (OpenAI's
-/// `choices[0].logprobs.content[*].logprob`): exp of their mean or of their lowest.
-/// `None` when the answer carries none.
-pub fn confidence(check: ConfidenceCheck, answer: &serde_json::Value) -> Option<f64> {
+/// A whole answer's confidence: from its first choice's token logprobs (OpenAI's
+/// `choices[0].logprobs.content[*].logprob`), exp of their mean or of their lowest; or
+/// whether its first two choices agree (self-consistency). `None` when the answer
+/// carries neither, and for a verifier (the gateway asks it).
+pub fn confidence(check: &ConfidenceCheck, answer: &serde_json::Value) -> Option<f64> {
+    let text = |i: usize| {
+        answer
+            .get("choices")?
+            .get(i)?
+            .get("message")?
+            .get("content")?
+            .as_str()
+            .map(crate::shadow::normalized)
+    };
+    match check {
+        ConfidenceCheck::SelfConsistency => {
+            return Some(if text(0)? == text(1)? { 1.0 } else { 0.0 });
+        }
+        ConfidenceCheck::Verifier(_) => return None,
+        ConfidenceCheck::MeanLogprob | ConfidenceCheck::MinLogprob => {}
+    }
     let tokens = answer
         .get("choices")?
         .get(0)?
@@ -41,7 +58,7 @@ pub fn confidence(check: ConfidenceCheck, answer: &serde_json::Value) -> Option<
     }
     let value = match check {
         ConfidenceCheck::MeanLogprob => sum / count as f64,
-        ConfidenceCheck::MinLogprob => low,
+        _ => low,
     };
     Some(value.min(0.0).exp())
 }
@@ -143,15 +160,21 @@ mod tests {
         let answer = json!({"choices": [{"logprobs": {"content": [
             {"token": "a", "logprob": -0.1}, {"token": "b", "logprob": -0.5},
         ]}}]});
-        let mean = confidence(ConfidenceCheck::MeanLogprob, &answer).unwrap();
+        let mean = confidence(&ConfidenceCheck::MeanLogprob, &answer).unwrap();
         assert!((mean - (-0.3f64).exp()).abs() < 1e-12);
-        let low = confidence(ConfidenceCheck::MinLogprob, &answer).unwrap();
+        let low = confidence(&ConfidenceCheck::MinLogprob, &answer).unwrap();
         assert!((low - (-0.5f64).exp()).abs() < 1e-12);
         assert_eq!(
-            confidence(ConfidenceCheck::MeanLogprob, &json!({"choices": [{}]})),
+            confidence(&ConfidenceCheck::MeanLogprob, &json!({"choices": [{}]})),
             None
         );
         let empty = json!({"choices": [{"logprobs": {"content": []}}]});
-        assert_eq!(confidence(ConfidenceCheck::MeanLogprob, &empty), None);
+        assert_eq!(confidence(&ConfidenceCheck::MeanLogprob, &empty), None);
+        // Self-consistency: the first two choices agree or not.
+        let two = |a: &str, b: &str| json!({"choices": [{"message": {"content": a}}, {"message": {"content": b}}]});
+        let sc = ConfidenceCheck::SelfConsistency;
+        assert_eq!(confidence(&sc, &two("Paris ", "paris")), Some(1.0));
+        assert_eq!(confidence(&sc, &two("Paris", "Lyon")), Some(0.0));
+        assert_eq!(confidence(&sc, &answer), None, "one choice");
     }
 }
