@@ -526,12 +526,7 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
         .min(cap.unwrap_or(u32::MAX))
         .min(window - prompt)
         .max(1);
-    let last_user = conversation
-        .turns
-        .iter()
-        .rev()
-        .find(|t| t.role == "user")
-        .map_or("", |t| t.text.as_str());
+    let last_user = conversation.last_user_text();
     let known = state
         .config
         .answer_key

@@ -53,14 +53,7 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     }
     let body = match serde_json::to_vec(&x.request) {
         Ok(b) => Bytes::from(b),
-        Err(e) => {
-            let error = ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("cannot re-encode the request: {e}"),
-            );
-            observe(&runtime, &mut x, Outcome::failed(&error));
-            return error_response(&error);
-        }
+        Err(e) => return unencodable(&runtime, &mut x, &e),
     };
     if let Some(key) = x.placed.as_ref().and_then(|p| p.session_key)
         && runtime.policy.config.retention.enabled
@@ -104,18 +97,7 @@ async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
                 deadline: None,
                 headers: &x.upstream_headers,
             };
-            let attempted = with_failover(&runtime.pools, model, first, 1, |placement| {
-                let body = body.clone();
-                let (runtime, call) = (&runtime, &call);
-                async move {
-                    let _in_flight = placement.endpoint.begin();
-                    runtime
-                        .upstream
-                        .complete(&placement.endpoint, body, call)
-                        .await
-                }
-            })
-            .await;
+            let attempted = complete(&runtime, (model, first), 1, &body, &call).await;
             match attempted.result {
                 Ok(done) if done.status < 300 => match first_text(&done.body) {
                     Some(text) => (Some(text), None),
@@ -170,26 +152,11 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
                     return respond_stream(&runtime, x, pass);
                 }
                 Ok(Some(done)) => {
-                    let outcome = Outcome {
-                        status: done.status,
-                        name: "upstream_rejected",
-                        ttft: Some(x.overhead + done.first_byte),
-                        ..Outcome::default()
-                    };
-                    let response = finish(&runtime, &mut x, relay(done.status, done.body));
-                    observe(&runtime, &mut x, outcome);
-                    return response;
+                    return rejected(&runtime, &mut x, (done.status, done.body, done.first_byte));
                 }
                 Ok(None) => match serde_json::to_vec(&x.request) {
                     Ok(b) => body = Bytes::from(b),
-                    Err(e) => {
-                        let error = ApiError::new(
-                            ErrorKind::InvalidRequest,
-                            format!("cannot re-encode the request: {e}"),
-                        );
-                        observe(&runtime, &mut x, Outcome::failed(&error));
-                        return error_response(&error);
-                    }
+                    Err(e) => return unencodable(&runtime, &mut x, &e),
                 },
                 Err(e) => return failed(&runtime, &mut x, &e),
             }
@@ -237,19 +204,41 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
     );
     match attempted.result {
         Ok(Ok(pass)) => respond_stream(&runtime, x, pass),
-        Ok(Err(relayed)) => {
-            let outcome = Outcome {
-                status: relayed.status,
-                name: "upstream_rejected",
-                ttft: Some(x.overhead + relayed.first_byte),
-                ..Outcome::default()
-            };
-            let response = finish(&runtime, &mut x, relay(relayed.status, relayed.body));
-            observe(&runtime, &mut x, outcome);
-            response
-        }
+        Ok(Err(relayed)) => rejected(
+            &runtime,
+            &mut x,
+            (relayed.status, relayed.body, relayed.first_byte),
+        ),
         Err(e) => failed(&runtime, &mut x, &e),
     }
+}
+
+/// Relays an upstream's refusal (4xx) as it came, and observes it.
+fn rejected(
+    runtime: &Runtime,
+    x: &mut Exchange,
+    (status, body, first_byte): (u16, Bytes, std::time::Duration),
+) -> Response {
+    let outcome = Outcome {
+        status,
+        name: "upstream_rejected",
+        ttft: Some(x.overhead + first_byte),
+        ..Outcome::default()
+    };
+    let response = finish(runtime, x, relay(status, body));
+    observe(runtime, x, outcome);
+    response
+}
+
+/// Answers a request whose body cannot be encoded again after the plugins, and
+/// observes it.
+fn unencodable(runtime: &Runtime, x: &mut Exchange, e: &serde_json::Error) -> Response {
+    let error = ApiError::new(
+        ErrorKind::InvalidRequest,
+        format!("cannot re-encode the request: {e}"),
+    );
+    observe(runtime, x, Outcome::failed(&error));
+    error_response(&error)
 }
 
 /// Answers with a stream being passed through: its head (through the header hooks),
@@ -310,14 +299,7 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
             };
             match body {
                 Ok(body) => call_whole(&runtime, &mut x, body).await,
-                Err(e) => {
-                    let error = ApiError::new(
-                        ErrorKind::InvalidRequest,
-                        format!("cannot re-encode the request: {e}"),
-                    );
-                    observe(&runtime, &mut x, Outcome::failed(&error));
-                    return error_response(&error);
-                }
+                Err(e) => return unencodable(&runtime, &mut x, &e),
             }
         }
         Err(e) => Err(e),
@@ -374,18 +356,7 @@ async fn call_whole(
     };
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
-    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
-        let body = body.clone();
-        let call = call(x);
-        async move {
-            let _in_flight = placement.endpoint.begin();
-            runtime
-                .upstream
-                .complete(&placement.endpoint, body, &call)
-                .await
-        }
-    })
-    .await;
+    let attempted = complete(runtime, (model, first), max_attempts, &body, &call(x)).await;
     settle(
         runtime,
         x,
@@ -394,6 +365,28 @@ async fn call_whole(
         forward_started,
     );
     attempted.result
+}
+
+/// Whole calls of `body` to `model`, from the placement `first`, with failover up to
+/// `attempts` endpoints.
+pub(crate) async fn complete(
+    runtime: &Runtime,
+    (model, first): (usize, switchyard_pool::Placement),
+    attempts: u32,
+    body: &Bytes,
+    call: &Call<'_>,
+) -> switchyard_pool::Attempted<Completion> {
+    with_failover(&runtime.pools, model, first, attempts, |placement| {
+        let body = body.clone();
+        async move {
+            let _in_flight = placement.endpoint.begin();
+            runtime
+                .upstream
+                .complete(&placement.endpoint, body, call)
+                .await
+        }
+    })
+    .await
 }
 
 /// Whether the request's route is a cascade with steps still ahead.
@@ -567,13 +560,7 @@ async fn verify_step(
         .get("message")?
         .get("content")?
         .as_str()?;
-    let question = x
-        .conversation
-        .turns
-        .iter()
-        .rev()
-        .find(|t| t.role == "user")
-        .map_or("", |t| t.text.as_str());
+    let question = x.conversation.last_user_text();
     let prompt = format!(
         "Question:\n{question}\n\nAnswer:\n{text}\n\nIs this answer correct? Reply with \
          exactly one word: YES or NO."
@@ -596,13 +583,7 @@ async fn verify_step(
     let (reply, _) = crate::shadow::ask_model(runtime, verifier, &side, request, "verifier")
         .await
         .ok()?;
-    let word: String = reply
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric())
-        .collect::<String>()
-        .to_uppercase();
-    match word.as_str() {
+    match switchyard_router::shadow::first_word(&reply).as_str() {
         "YES" => Some(1.0),
         "NO" => Some(0.0),
         _ => None,

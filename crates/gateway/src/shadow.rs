@@ -7,13 +7,14 @@
 
 use crate::decision_log::ShadowRecord;
 use crate::exchange::Exchange;
+use crate::forward::complete;
 use crate::observe::unix_ms;
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_policy::{ShadowConfig, ShadowJudge};
-use switchyard_pool::{Call, Completion, with_failover};
+use switchyard_pool::{Call, Completion};
 use switchyard_router::shadow::{Judgement, Slot, Verdict, judged, normalized};
 use switchyard_wire::hash::{FNV_OFFSET, fnv1a, mix64};
 use switchyard_wire::{ChatRequest, Usage};
@@ -83,13 +84,7 @@ pub fn consider(runtime: &Arc<Runtime>, x: &Exchange, done: &Completion) {
         model: model.to_owned(),
         model_dollars: dollars(runtime, model, done.usage),
         answer,
-        question: x
-            .conversation
-            .turns
-            .iter()
-            .rev()
-            .find(|t| t.role == "user")
-            .map_or_else(String::new, |t| t.text.clone()),
+        question: x.conversation.last_user_text().to_owned(),
         request,
         headers: x.upstream_headers.clone(),
         tokens: x
@@ -233,18 +228,7 @@ pub(crate) async fn ask_model(
         deadline: None,
         headers: side.headers,
     };
-    let attempted = with_failover(&runtime.pools, index, placement, 1, |placement| {
-        let body = body.clone();
-        let call = &call;
-        async move {
-            let _in_flight = placement.endpoint.begin();
-            runtime
-                .upstream
-                .complete(&placement.endpoint, body, call)
-                .await
-        }
-    })
-    .await;
+    let attempted = complete(runtime, (index, placement), 1, &body, &call).await;
     let done = attempted.result.map_err(|e| e.to_string())?;
     if done.status >= 300 {
         return Err(format!("the {role} model answered {}", done.status));

@@ -369,39 +369,23 @@ async fn self_consistency_escalates_when_two_samples_disagree() {
     assert!(agreeing > 0 && disagreeing > 0, "{agreeing} {disagreeing}");
 }
 
-/// An upstream where `small` answers, and a verifier that says YES only to questions
+/// Answers that name their model, and a verifier that says YES only to questions
 /// marked easy.
-async fn verifying_upstream() -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|body: axum::body::Bytes| async move {
-            let request: Value = serde_json::from_slice(&body).unwrap();
-            let model = request["model"].as_str().unwrap_or_default().to_owned();
-            let text = if model == "checker" {
-                let prompt = request["messages"][1]["content"]
-                    .as_str()
-                    .unwrap_or_default();
-                if prompt.contains("easy") { "YES" } else { "NO" }.to_owned()
-            } else {
-                format!("an answer from {model}")
-            };
-            axum::Json(json!({
-                "id": "x", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
-            }))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+fn verifying(request: &Value) -> String {
+    let model = request["model"].as_str().unwrap_or_default();
+    if model == "checker" {
+        let prompt = request["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default();
+        if prompt.contains("easy") { "YES" } else { "NO" }.to_owned()
+    } else {
+        format!("an answer from {model}")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_model_decides_the_escalation() {
-    let upstream = verifying_upstream().await;
+    let upstream = harness::scripted(verifying).await;
     let g = harness::gateway(&format!(
         "server: {{listen: '127.0.0.1:0'}}
 models:

@@ -7,7 +7,6 @@
 
 mod harness;
 
-use axum::body::Bytes;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use switchyard_engine::{EngineConfig, EngineHandle, Faults};
@@ -113,36 +112,19 @@ default_route:
     assert_eq!(arm("small")["elo"], 0.0);
 }
 
-/// An upstream whose answers name their model, and a judge that prefers the answer
-/// from `big`.
-async fn upstream() -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|body: Bytes| async move {
-            let request: Value = serde_json::from_slice(&body).unwrap();
-            let model = request["model"].as_str().unwrap_or_default().to_owned();
-            let text = if model == "judge" {
-                let prompt = request["messages"][1]["content"]
-                    .as_str()
-                    .unwrap_or_default();
-                let a = prompt.split("Answer A:").nth(1).unwrap_or_default();
-                let a = a.split("Answer B:").next().unwrap_or_default();
-                if a.contains("from big") { "A" } else { "B" }.to_owned()
-            } else {
-                format!("an answer from {model}")
-            };
-            axum::Json(json!({
-                "id": "x", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
-            }))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+/// Answers that name their model, and a judge that prefers the answer from `big`.
+fn answer(request: &Value) -> String {
+    let model = request["model"].as_str().unwrap_or_default();
+    if model == "judge" {
+        let prompt = request["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default();
+        let a = prompt.split("Answer A:").nth(1).unwrap_or_default();
+        let a = a.split("Answer B:").next().unwrap_or_default();
+        if a.contains("from big") { "A" } else { "B" }.to_owned()
+    } else {
+        format!("an answer from {model}")
+    }
 }
 
 fn judged_config(upstream: &str, log: &std::path::Path, budget: &str) -> String {
@@ -167,7 +149,7 @@ default_route:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_judge_prefers_answers_moves_elo_and_tallies_savings() {
-    let upstream = upstream().await;
+    let upstream = harness::scripted(answer).await;
     let log = harness::temp_file("shadow", "judged.jsonl");
     let g = harness::gateway(&judged_config(&upstream, &log, "")).await;
     let base = g.url();
@@ -212,7 +194,7 @@ async fn a_judge_prefers_answers_moves_elo_and_tallies_savings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hourly_budget_stops_shadowing_once_spent() {
-    let upstream = upstream().await;
+    let upstream = harness::scripted(answer).await;
     let log = harness::temp_file("shadow", "budget.jsonl");
     // One shadow costs $0.0045: a budget of $0.005 allows two.
     let g = harness::gateway(&judged_config(

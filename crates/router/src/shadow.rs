@@ -207,6 +207,17 @@ pub fn normalized(text: &str) -> String {
         .join(" ")
 }
 
+/// The first word of a model's short reply, in upper case ("" when it starts with
+/// neither a letter nor a digit).
+pub fn first_word(reply: &str) -> String {
+    reply
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_uppercase()
+}
+
 /// What a judge model said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Judgement {
@@ -221,13 +232,7 @@ pub enum Judgement {
 /// Reads a judge model's reply: its first word, `A`, `B` or `TIE` (any case); `None`
 /// for anything else.
 pub fn judged(reply: &str) -> Option<Judgement> {
-    let word: String = reply
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric())
-        .collect::<String>()
-        .to_uppercase();
-    match word.as_str() {
+    match first_word(reply).as_str() {
         "A" => Some(Judgement::First),
         "B" => Some(Judgement::Second),
         "TIE" => Some(Judgement::Tie),

@@ -210,13 +210,7 @@ fn stick(
         .find(|(_, c)| c.name == incumbent && c.fits(request.tokens))?;
     let prompt = x.conversation.prompt_tokens;
     // What the incumbent's prefix cache holds: the prompt before the last user turn.
-    let last = x
-        .conversation
-        .turns
-        .iter()
-        .rev()
-        .find(|t| t.role == "user")
-        .map_or(0, |t| runtime.counter.count(&t.text));
+    let last = runtime.counter.count(x.conversation.last_user_text());
     let recomputed = prompt.saturating_sub(last);
     let side = |c: &Candidate<'_>| Side {
         quality: c
@@ -293,13 +287,7 @@ fn predict(runtime: &Runtime, x: &Exchange, learned: &LearnedConfig, listed: &mu
     let Some(vector) = x.embedding(runtime, EMBEDDING_WAIT) else {
         return;
     };
-    let text = x
-        .conversation
-        .turns
-        .iter()
-        .rev()
-        .find(|t| t.role == "user")
-        .map_or("", |t| t.text.as_str());
+    let text = x.conversation.last_user_text();
     let Ok(scores) = file.predict(&vector, text) else {
         return;
     };

@@ -313,6 +313,28 @@ pub async fn echo() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
+/// An upstream whose whole answers say `answer(request)`, each with usage of 1,000
+/// prompt and 100 completion tokens. Returns its base URL.
+pub async fn scripted(answer: fn(&Value) -> String) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: Bytes| async move {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let text = answer(&request);
+            axum::Json(json!({
+                "id": "x", "object": "chat.completion", "model": request["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 pub const PIECE: usize = 4;
 
 fn echo_answer(request: &Value) -> Response {
