@@ -36,6 +36,10 @@ pub enum BenchCommand {
     /// hints; then two equal models a `thompson` route draws between, without and with
     /// session stickiness.
     Sessions(crate::placement_bench::SessionArgs),
+    /// A confidence cascade against the learned router, end to end: simulated engines
+    /// answering a labelled outcome file's prompts as it says, the weak one with
+    /// calibrated logprobs; strong calls and accuracy per routing.
+    Cascade(crate::cascade_bench::CascadeArgs),
     /// A bounded soak under mixed traffic and injected faults: the gateway's memory and
     /// open files over time, failing when either grows past its bound after warm-up.
     Soak(crate::soak::SoakArgs),
@@ -61,6 +65,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Placement(args) => crate::placement_bench::run(args).await,
         BenchCommand::Sessions(args) => crate::placement_bench::sessions(args).await,
         BenchCommand::Soak(args) => crate::soak::run(args).await,
+        BenchCommand::Cascade(args) => crate::cascade_bench::run(args).await,
     }
 }
 

@@ -9,6 +9,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod cascade_bench;
 mod demo;
 mod eval;
 mod eval_cache;

@@ -1504,3 +1504,53 @@ default_route: {models: [other]}
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_cascade_grades_answers_through_the_gateway() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cascade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("outcomes.jsonl");
+    // The strong model is always right; the weak one on half the rows.
+    let rows: String = (0..40)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"id": format!("r{i}"), "prompt": format!("Question {i}?"),
+                    "correct": {"big": true, "small": i % 2 == 0}})
+            )
+        })
+        .collect();
+    std::fs::write(&data, rows).unwrap();
+    let (ok, stdout, stderr) = switchyard(&[
+        "bench",
+        "cascade",
+        "--data",
+        data.to_str().unwrap(),
+        "--rows",
+        "0",
+        "--thresholds",
+        "0.5",
+        "--learned-shares",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    // The engines grade by the file: weak alone 50%, strong alone 100%.
+    assert!(
+        stdout.contains("| weak only | 0.0% | 50.0% | 50.0% |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| strong only | 100.0% | 100.0% | 100.0% |"),
+        "{stdout}"
+    );
+    let cascade = stdout
+        .lines()
+        .find(|l| l.starts_with("| cascade, min_confidence 0.5"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Some answers escalate, and escalating only ever helps here.
+    let cells: Vec<f64> = cascade
+        .split('|')
+        .filter_map(|c| c.trim().trim_end_matches('%').parse().ok())
+        .collect();
+    assert!(cells[0] > 0.0 && cells[0] < 100.0, "{cascade}");
+    assert!(cells[1] > 50.0, "{cascade}");
+}
