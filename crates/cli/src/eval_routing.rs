@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use switchyard_engine::quality::{Skill, judge};
 use switchyard_fleet::plan::svg::{Mark, Series, chart};
 use switchyard_workload::outcome_router::{
-    CurveReport, OutcomeData, Ridge, RouterFile, curve, fold, nearest, normalized, read_outcomes,
-    router_input, text_features,
+    CurveReport, Mlp, MlpOptions, OutcomeData, Ridge, RouterFile, curve, fold, mean_prediction,
+    nearest, normalized, read_outcomes, router_input, text_features,
 };
 use switchyard_workload::switchyard_embed::Embedder;
 
@@ -114,10 +114,15 @@ pub struct Report {
 const CASCADE: &str = "cascade on the weak model's confidence ";
 
 /// The learner `train router` ships and its parameters.
-pub const SHIPPED: Learner = Learner::RidgeText { l2: 0.01 };
+pub const SHIPPED: Learner = Learner::Mlp {
+    hidden: 32,
+    steps: 528,
+    l2: 0.001,
+    seeds: 5,
+};
 
 /// The learners cross-validated.
-pub const LEARNERS: [Learner; 7] = [
+pub const LEARNERS: [Learner; 8] = [
     Learner::Ridge { l2: 0.001 },
     Learner::Ridge { l2: 0.01 },
     Learner::RidgeText { l2: 0.01 },
@@ -128,6 +133,7 @@ pub const LEARNERS: [Learner; 7] = [
         k: 100,
         weight: 1.0,
     },
+    SHIPPED,
 ];
 
 /// The ensembles scored (the mean of their learners' predicted gains).
@@ -166,6 +172,18 @@ pub enum Learner {
         /// The penalty.
         l2: f64,
     },
+    /// One-hidden-layer perceptrons on the embedding and surface features, one per
+    /// seed, their predictions averaged.
+    Mlp {
+        /// Hidden units.
+        hidden: usize,
+        /// Adam steps (batches of 64).
+        steps: usize,
+        /// L2 penalty.
+        l2: f32,
+        /// Nets averaged (each from its own initial weights and row order).
+        seeds: u64,
+    },
 }
 
 impl Learner {
@@ -178,6 +196,14 @@ impl Learner {
             Learner::KnnText { k, weight } => {
                 format!("knn + text features (k {k}, weight {weight})")
             }
+            Learner::Mlp {
+                hidden,
+                steps,
+                l2,
+                seeds,
+            } => format!(
+                "mlp + text features ({hidden} hidden, {steps} steps, l2 {l2}, {seeds} seeds)"
+            ),
         }
     }
 }
@@ -227,6 +253,31 @@ pub fn cross_validate(
                 let xs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
                 for i in (0..n).filter(|&i| fold_of[i] == f) {
                     out[i] = mean_of(&nearest(&with(i), &xs, k), &ys);
+                }
+            }
+            Learner::Mlp {
+                hidden,
+                steps,
+                l2,
+                seeds,
+            } => {
+                let with = |i: usize| router_input(&vectors[i], &data.rows[i].text, true);
+                let rows: Vec<Vec<f32>> = train.iter().map(|&i| with(i)).collect();
+                let xs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let nets = (0..seeds)
+                    .map(|seed| {
+                        let options = MlpOptions {
+                            hidden,
+                            steps,
+                            rate: 0.001,
+                            l2,
+                            seed: seed * 1000 + f as u64,
+                        };
+                        Mlp::fit(&xs, &ys, options).map_err(|e| anyhow!("{e}"))
+                    })
+                    .collect::<Result<Vec<Mlp>>>()?;
+                for i in (0..n).filter(|&i| fold_of[i] == f) {
+                    out[i] = mean_prediction(&nets, &with(i));
                 }
             }
             Learner::RidgeText { l2 } => {

@@ -36,12 +36,23 @@ pub struct RouterArgs {
     /// The weak model (default: the least accurate).
     #[arg(long)]
     pub weak: Option<String>,
-    /// The learner: `ridge+text` (the embedding and surface features) or `ridge`.
-    #[arg(long, default_value = "ridge+text")]
+    /// The learner: `mlp+text` (perceptrons on the embedding and surface features,
+    /// averaged), `ridge+text` (ridge regression on the same) or `ridge` (on the
+    /// embedding alone).
+    #[arg(long, default_value = "mlp+text")]
     pub learner: String,
-    /// The ridge penalty.
-    #[arg(long, default_value_t = 0.01)]
-    pub l2: f64,
+    /// The L2 penalty (default 0.001 for `mlp+text`, 0.01 for the ridge learners).
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// `mlp+text`: hidden units per perceptron.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    /// `mlp+text`: Adam steps (batches of 64 rows) per perceptron.
+    #[arg(long, default_value_t = 528)]
+    pub steps: usize,
+    /// `mlp+text`: perceptrons averaged, each from its own seed.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
     /// Folds of the cross-validation whose figures go in the provenance.
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
@@ -124,18 +135,52 @@ pub fn run(command: TrainCommand) -> Result<()> {
     }
 }
 
+/// What the provenance says the learner is.
+fn describe(args: &RouterArgs, l2: f64) -> String {
+    const FEATURES: &str = " and six surface features of the prompt (length, digits, \
+                            arithmetic symbols, lines, negated questions)";
+    match args.learner.as_str() {
+        "mlp+text" => format!(
+            "the mean of {} perceptrons (one hidden layer of {} ReLU units, a sigmoid per \
+             model) on the unit embedding{FEATURES}, each fitted by {} Adam steps (step size \
+             0.001, batches of 64) on the binary cross-entropy of each model's correctness, \
+             L2 {l2}, from its own seed",
+            args.seeds, args.hidden, args.steps
+        ),
+        "ridge+text" => format!(
+            "ridge regression of each model's correctness on the unit embedding{FEATURES}, \
+             L2 {l2} (bias unpenalized), solved exactly"
+        ),
+        _ => format!(
+            "ridge regression of each model's correctness on the unit embedding, L2 {l2} \
+             (bias unpenalized), solved exactly"
+        ),
+    }
+}
+
 fn router(args: &RouterArgs) -> Result<()> {
     use crate::eval_routing::{Learner, cross_validate, pick_models};
     use switchyard_workload::outcome_router::{
-        Ridge, RouterFile, curve, read_outcomes, router_input,
+        Mlp, MlpOptions, Ridge, RouterFile, curve, mean_prediction, read_outcomes, router_input,
     };
+    let mlp = args.learner == "mlp+text";
+    let l2 = args.l2.unwrap_or(if mlp { 0.001 } else { 0.01 });
     let learner = match args.learner.as_str() {
-        "ridge" => Learner::Ridge { l2: args.l2 },
-        "ridge+text" => Learner::RidgeText { l2: args.l2 },
-        other => anyhow::bail!("--learner {other}: use ridge+text or ridge"),
+        "ridge" => Learner::Ridge { l2 },
+        "ridge+text" => Learner::RidgeText { l2 },
+        "mlp+text" => Learner::Mlp {
+            hidden: args.hidden,
+            steps: args.steps,
+            l2: l2 as f32,
+            seeds: args.seeds,
+        },
+        other => anyhow::bail!("--learner {other}: use mlp+text, ridge+text or ridge"),
     };
-    if !(args.l2.is_finite() && args.l2 > 0.0) {
-        anyhow::bail!("--l2 {}: must be above 0", args.l2);
+    if !(l2.is_finite() && l2 > 0.0) {
+        anyhow::bail!("--l2 {l2}: must be above 0");
+    }
+    if mlp && (args.hidden == 0 || args.steps == 0 || args.seeds == 0) {
+        anyhow::bail!("--hidden, --steps and --seeds must be above 0");
     }
     if args.folds < 2 {
         anyhow::bail!("--folds {}: at least 2", args.folds);
@@ -146,7 +191,7 @@ fn router(args: &RouterArgs) -> Result<()> {
     let digest = format!("{:x}", Sha256::digest(&bytes));
     let embedder = args.embedding.load()?;
     let vectors = crate::eval_routing::vectors(&data, &embedder, &args.cache_dir)?;
-    let with_text = args.learner == "ridge+text";
+    let with_text = args.learner != "ridge";
     let inputs: Vec<Vec<f32>> = vectors
         .iter()
         .zip(&data.rows)
@@ -155,12 +200,35 @@ fn router(args: &RouterArgs) -> Result<()> {
     let xs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let ys: Vec<&[f64]> = data.rows.iter().map(|r| r.scores.as_slice()).collect();
     let started = std::time::Instant::now();
-    let ridge = Ridge::fit(&xs, &ys, args.l2).map_err(|e| anyhow!("{e}"))?;
+    let (ridge, mlps) = if mlp {
+        let nets = (0..args.seeds)
+            .map(|seed| {
+                let options = MlpOptions {
+                    hidden: args.hidden,
+                    steps: args.steps,
+                    rate: 0.001,
+                    l2: l2 as f32,
+                    seed: seed * 1000,
+                };
+                Mlp::fit(&xs, &ys, options).map_err(|e| anyhow!("{e}"))
+            })
+            .collect::<Result<Vec<Mlp>>>()?;
+        (Ridge::default(), nets)
+    } else {
+        (
+            Ridge::fit(&xs, &ys, l2).map_err(|e| anyhow!("{e}"))?,
+            Vec::new(),
+        )
+    };
     let seconds = started.elapsed().as_secs_f64();
     let mut gains: Vec<f64> = xs
         .iter()
         .map(|x| {
-            let p = ridge.predict(x);
+            let p = if mlp {
+                mean_prediction(&mlps, x)
+            } else {
+                ridge.predict(x)
+            };
             p[strong] - p[weak]
         })
         .collect();
@@ -183,6 +251,7 @@ fn router(args: &RouterArgs) -> Result<()> {
         strong: data.models[strong].clone(),
         weak: data.models[weak].clone(),
         ridge,
+        mlps,
         data_sha256: digest.clone(),
         thresholds,
     };
@@ -203,7 +272,7 @@ fn router(args: &RouterArgs) -> Result<()> {
          - data: `{}` ({} rows), sha256 `{digest}`\n\
          - models: strong `{}` ({:.1}% correct), weak `{}` ({:.1}%)\n\
          - embedding model: `{}` ({} dimensions, {} tokens per text, {} products)\n\
-         - learner: `{}`: ridge regression of each model's correctness on the unit embedding{}, L2 {} (bias unpenalized), solved exactly\n\
+         - learner: `{}`: {}\n\
          - {}-fold cross-validation split by question (`outcome_router::fold`): strong share at 95% of the strong model's accuracy {:.1}% [95% CI {:.1}, {:.1}], APGR {:.3} [{:.3}, {:.3}] (1,000 bootstrap resamples)\n\
          - fitted in {seconds:.1} s\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
@@ -221,12 +290,7 @@ fn router(args: &RouterArgs) -> Result<()> {
         embedder.max_tokens(),
         embedder.precision().name(),
         args.learner,
-        if with_text {
-            " and six surface features of the prompt (length, digits, arithmetic symbols, lines, negated questions)"
-        } else {
-            ""
-        },
-        args.l2,
+        describe(args, l2),
         args.folds,
         report.strong_share_at_95 * 100.0,
         report.strong_share_at_95_ci[0] * 100.0,

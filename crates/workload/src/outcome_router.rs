@@ -146,13 +146,18 @@ pub fn fold(id: &str, folds: usize) -> usize {
 }
 
 /// A ridge regression of each model's score on the embedding (bias unpenalized).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ridge {
     /// Per model: the weights of the dimensions, then the bias.
     pub weights: Vec<Vec<f32>>,
 }
 
 impl Ridge {
+    /// Whether it has no weights (a router file of another learner).
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
     /// Fits on `xs` (rows of one dimension) and per-row per-model `ys`, with penalty
     /// `l2` (times the row count).
     pub fn fit(xs: &[&[f32]], ys: &[&[f64]], l2: f64) -> Result<Ridge, String> {
@@ -217,6 +222,190 @@ impl Ridge {
                 let d = w.len() - 1;
                 let dot: f32 = w[..d].iter().zip(x).map(|(a, b)| a * b).sum();
                 f64::from(dot + w[d])
+            })
+            .collect()
+    }
+}
+
+/// The mean of several perceptrons' predictions.
+pub fn mean_prediction(nets: &[Mlp], x: &[f32]) -> Vec<f64> {
+    let mut sum: Vec<f64> = Vec::new();
+    for net in nets {
+        let p = net.predict(x);
+        if sum.is_empty() {
+            sum = p;
+        } else {
+            sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+        }
+    }
+    let n = nets.len().max(1) as f64;
+    sum.into_iter().map(|s| s / n).collect()
+}
+
+/// A small multilayer perceptron head: one hidden layer (ReLU), one sigmoid output
+/// per model, fitted by Adam on the binary cross-entropy of each model's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mlp {
+    /// Hidden weights, `hidden × (inputs + 1)` (the last column is the bias).
+    pub w1: Vec<Vec<f32>>,
+    /// Output weights, `models × (hidden + 1)`.
+    pub w2: Vec<Vec<f32>>,
+}
+
+/// How an [`Mlp`] is fitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MlpOptions {
+    /// Hidden units.
+    pub hidden: usize,
+    /// Adam steps (batches of 64 rows, the rows reshuffled at each pass over them), so
+    /// the training length does not depend on how many rows there are.
+    pub steps: usize,
+    /// Adam's step size.
+    pub rate: f32,
+    /// L2 penalty on the weights (not the biases).
+    pub l2: f32,
+    /// Seeds the initial weights and the order of rows.
+    pub seed: u64,
+}
+
+impl Mlp {
+    /// Fits the head to rows `xs` with outcomes `ys` (scores in [0, 1] per model).
+    pub fn fit(xs: &[&[f32]], ys: &[&[f64]], o: MlpOptions) -> Result<Mlp, String> {
+        let n = xs.len();
+        let d = xs.first().map_or(0, |x| x.len());
+        let m = ys.first().map_or(0, |y| y.len());
+        if n == 0 || d == 0 || m == 0 || o.hidden == 0 || o.steps == 0 {
+            return Err("no training rows, hidden units or steps".into());
+        }
+        let mut state = o.seed ^ 0x3a1f_5eed;
+        let mut next = || {
+            state = mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
+            (state >> 11) as f32 / (1u64 << 53) as f32
+        };
+        let scale1 = (2.0 / d as f32).sqrt();
+        let scale2 = (2.0 / o.hidden as f32).sqrt();
+        let mut w1: Vec<Vec<f32>> = (0..o.hidden)
+            .map(|_| {
+                let mut row: Vec<f32> = (0..d).map(|_| (next() * 2.0 - 1.0) * scale1).collect();
+                row.push(0.0);
+                row
+            })
+            .collect();
+        let mut w2: Vec<Vec<f32>> = (0..m)
+            .map(|_| {
+                let mut row: Vec<f32> = (0..o.hidden)
+                    .map(|_| (next() * 2.0 - 1.0) * scale2)
+                    .collect();
+                row.push(0.0);
+                row
+            })
+            .collect();
+        let zeros =
+            |w: &Vec<Vec<f32>>| -> Vec<Vec<f32>> { w.iter().map(|r| vec![0.0; r.len()]).collect() };
+        let (mut m1, mut v1, mut m2, mut v2) = (zeros(&w1), zeros(&w1), zeros(&w2), zeros(&w2));
+        let (mut g1, mut g2) = (zeros(&w1), zeros(&w2));
+        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+        let batch = 64usize;
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut step = 0i32;
+        let mut hidden = vec![0.0f32; o.hidden];
+        let mut dh = vec![0.0f32; o.hidden];
+        let mut steps_left = o.steps;
+        while steps_left > 0 {
+            for i in (1..n).rev() {
+                let j = (next() * (i + 1) as f32) as usize % (i + 1);
+                order.swap(i, j);
+            }
+            for chunk in order.chunks(batch) {
+                if steps_left == 0 {
+                    break;
+                }
+                steps_left -= 1;
+                g1.iter_mut()
+                    .for_each(|r| r.iter_mut().for_each(|g| *g = 0.0));
+                g2.iter_mut()
+                    .for_each(|r| r.iter_mut().for_each(|g| *g = 0.0));
+                for &r in chunk {
+                    let x = xs[r];
+                    for (h, w) in hidden.iter_mut().zip(&w1) {
+                        let z: f32 = w[..d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + w[d];
+                        *h = z.max(0.0);
+                    }
+                    dh.iter_mut().for_each(|v| *v = 0.0);
+                    for (k, w) in w2.iter().enumerate() {
+                        let z: f32 = w[..o.hidden]
+                            .iter()
+                            .zip(&hidden)
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            + w[o.hidden];
+                        let p = 1.0 / (1.0 + (-z).exp());
+                        let err = p - ys[r][k] as f32;
+                        for (g, h) in g2[k].iter_mut().zip(&hidden) {
+                            *g += err * h;
+                        }
+                        g2[k][o.hidden] += err;
+                        for (dv, wv) in dh.iter_mut().zip(&w[..o.hidden]) {
+                            *dv += err * wv;
+                        }
+                    }
+                    for ((g, dv), h) in g1.iter_mut().zip(&dh).zip(&hidden) {
+                        if *h <= 0.0 || *dv == 0.0 {
+                            continue;
+                        }
+                        for (gi, xi) in g.iter_mut().zip(x) {
+                            *gi += dv * xi;
+                        }
+                        g[d] += dv;
+                    }
+                }
+                step += 1;
+                let size = chunk.len() as f32;
+                let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+                let adam = |w: &mut Vec<Vec<f32>>,
+                            g: &Vec<Vec<f32>>,
+                            m: &mut Vec<Vec<f32>>,
+                            v: &mut Vec<Vec<f32>>| {
+                    for (((wr, gr), mr), vr) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        let last = wr.len() - 1;
+                        for (i, (((wi, gi), mi), vi)) in wr
+                            .iter_mut()
+                            .zip(gr)
+                            .zip(mr.iter_mut())
+                            .zip(vr.iter_mut())
+                            .enumerate()
+                        {
+                            let decay = if i == last { 0.0 } else { o.l2 * *wi };
+                            let grad = gi / size + decay;
+                            *mi = b1 * *mi + (1.0 - b1) * grad;
+                            *vi = b2 * *vi + (1.0 - b2) * grad * grad;
+                            *wi -= o.rate * (*mi / c1) / ((*vi / c2).sqrt() + eps);
+                        }
+                    }
+                };
+                adam(&mut w1, &g1, &mut m1, &mut v1);
+                adam(&mut w2, &g2, &mut m2, &mut v2);
+            }
+        }
+        Ok(Mlp { w1, w2 })
+    }
+
+    /// Each model's predicted probability of a good outcome for `x`.
+    pub fn predict(&self, x: &[f32]) -> Vec<f64> {
+        let hidden: Vec<f32> = self
+            .w1
+            .iter()
+            .map(|w| {
+                let d = w.len() - 1;
+                (w[..d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + w[d]).max(0.0)
+            })
+            .collect();
+        self.w2
+            .iter()
+            .map(|w| {
+                let h = w.len() - 1;
+                let z = w[..h].iter().zip(&hidden).map(|(a, b)| a * b).sum::<f32>() + w[h];
+                f64::from(1.0 / (1.0 + (-z).exp()))
             })
             .collect()
     }
@@ -350,8 +539,8 @@ pub struct RouterFile {
     pub precision: String,
     /// Tokens embedded per text.
     pub max_tokens: usize,
-    /// The learner (`ridge`, or `ridge+text` with [`text_features`] after the
-    /// embedding).
+    /// The learner (`ridge`; `ridge+text` with [`text_features`] after the
+    /// embedding; `mlp+text`, perceptrons on the same inputs).
     pub learner: String,
     /// The models of the training data, in the learner's order.
     pub models: Vec<String>,
@@ -359,8 +548,12 @@ pub struct RouterFile {
     pub strong: String,
     /// The weak model.
     pub weak: String,
-    /// The ridge regression.
+    /// The ridge regression (learners `ridge`, `ridge+text`).
+    #[serde(default, skip_serializing_if = "Ridge::is_empty")]
     pub ridge: Ridge,
+    /// The perceptrons whose predictions are averaged (learner `mlp+text`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mlps: Vec<Mlp>,
     /// The sha256 of the training data.
     pub data_sha256: String,
     /// Gain thresholds by the strong share they give on the training data: entry `i`
@@ -388,7 +581,7 @@ pub fn read_router(path: Option<&Path>) -> Result<RouterFile, String> {
 }
 
 /// Learners a router file may hold.
-pub const FILE_LEARNERS: [&str; 2] = ["ridge", "ridge+text"];
+pub const FILE_LEARNERS: [&str; 3] = ["ridge", "ridge+text", "mlp+text"];
 
 impl RouterFile {
     /// Checks that the file is whole: a known learner and weights of the right size
@@ -406,12 +599,26 @@ impl RouterFile {
         }
         let inputs = self.dimension
             + 1
-            + if self.learner == "ridge+text" {
-                TEXT_FEATURES
-            } else {
+            + if self.learner == "ridge" {
                 0
+            } else {
+                TEXT_FEATURES
             };
-        if self.ridge.weights.len() != self.models.len()
+        if self.learner == "mlp+text" {
+            let fits = |m: &Mlp| {
+                let hidden = m.w1.len();
+                hidden > 0
+                    && m.w1.iter().all(|w| w.len() == inputs)
+                    && m.w2.len() == self.models.len()
+                    && m.w2.iter().all(|w| w.len() == hidden + 1)
+            };
+            if self.mlps.is_empty() || !self.mlps.iter().all(fits) {
+                return Err(format!(
+                    "the perceptrons do not read {inputs} inputs into {} outputs",
+                    self.models.len()
+                ));
+            }
+        } else if self.ridge.weights.len() != self.models.len()
             || self.ridge.weights.iter().any(|w| w.len() != inputs)
         {
             return Err(format!(
@@ -461,7 +668,10 @@ impl RouterFile {
                 self.embedding
             ));
         }
-        let x = router_input(embedding, text, self.learner == "ridge+text");
+        let x = router_input(embedding, text, self.learner != "ridge");
+        if self.learner == "mlp+text" {
+            return Ok(mean_prediction(&self.mlps, &x));
+        }
         Ok(self.ridge.predict(&x))
     }
 
@@ -674,9 +884,57 @@ mod tests {
     }
 
     #[test]
+    fn a_perceptron_learns_a_nonlinear_outcome() {
+        // Model 0 is right exactly when the two inputs have the same sign (XOR-like):
+        // no linear model can tell; a small perceptron can.
+        let mut state = 7u64;
+        let mut next = || {
+            state = mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
+            (state >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+        };
+        let xs: Vec<Vec<f32>> = (0..800).map(|_| vec![next(), next()]).collect();
+        let ys: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| vec![if x[0] * x[1] > 0.0 { 1.0 } else { 0.0 }, 0.5])
+            .collect();
+        let xr: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+        let yr: Vec<&[f64]> = ys.iter().map(Vec::as_slice).collect();
+        let options = MlpOptions {
+            hidden: 16,
+            steps: 3000,
+            rate: 0.01,
+            l2: 0.0,
+            seed: 1,
+        };
+        let net = Mlp::fit(&xr, &yr, options).unwrap();
+        let right = xs
+            .iter()
+            .zip(&ys)
+            .filter(|(x, y)| (net.predict(x)[0] > 0.5) == (y[0] > 0.5))
+            .count();
+        assert!(right > 720, "{right} of 800");
+        let p = net.predict(&[0.5, 0.5]);
+        assert!(
+            p[1] > 0.3 && p[1] < 0.7,
+            "a constant outcome is learned as such: {p:?}"
+        );
+        assert_eq!(
+            net,
+            Mlp::fit(&xr, &yr, options).unwrap(),
+            "deterministic by seed"
+        );
+        let zero = MlpOptions {
+            steps: 0,
+            ..options
+        };
+        assert!(Mlp::fit(&xr, &yr, zero).is_err());
+    }
+
+    #[test]
     fn the_shipped_router_loads_and_refuses_other_vectors() {
         let r = read_router(None).unwrap();
-        assert_eq!(r.learner, "ridge+text");
+        assert_eq!(r.learner, "mlp+text");
+        assert_eq!(r.mlps.len(), 5);
         assert_eq!(r.thresholds.len(), 101);
         assert!(
             r.thresholds.windows(2).all(|w| w[0] >= w[1]),
@@ -692,8 +950,11 @@ mod tests {
         assert!(r.gain(&vec![0.1; r.dimension], "What is 2 + 2?").is_ok());
         assert!(r.gain(&[0.1; 3], "x").unwrap_err().contains("dimensions"));
         let mut broken = r.clone();
-        broken.ridge.weights[0].pop();
+        broken.mlps[0].w1[0].pop();
         assert!(broken.validate().is_err());
+        let mut broken = r.clone();
+        broken.mlps.clear();
+        assert!(broken.validate().is_err(), "an mlp learner without nets");
         broken = r;
         broken.learner = "forest".into();
         assert!(broken.validate().unwrap_err().contains("forest"));
