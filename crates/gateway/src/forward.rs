@@ -554,12 +554,7 @@ async fn verify_step(
     verifier: &str,
     answer: &serde_json::Value,
 ) -> Option<f64> {
-    let text = answer
-        .get("choices")?
-        .get(0)?
-        .get("message")?
-        .get("content")?
-        .as_str()?;
+    let text = crate::shadow::first_text_of(answer)?;
     let question = x.conversation.last_user_text();
     let prompt = format!(
         "Question:\n{question}\n\nAnswer:\n{text}\n\nIs this answer correct? Reply with \

@@ -176,10 +176,8 @@ async fn run(runtime: &Runtime, config: &ShadowConfig, job: Shadowed, slot: Slot
 fn dollars(runtime: &Runtime, model: &str, usage: Option<Usage>) -> f64 {
     let price = runtime
         .policy
-        .config
-        .models
-        .iter()
-        .find(|m| m.name.value == model)
+        .model_index(model)
+        .and_then(|i| runtime.policy.config.models.get(i))
         .and_then(|m| m.price);
     usage.zip(price).map_or(0.0, |(u, p)| {
         p.cost(
@@ -307,13 +305,17 @@ async fn judge_answers(
 /// The text of a whole answer's first choice.
 pub fn first_text(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value
+    first_text_of(&value).map(str::to_owned)
+}
+
+/// The text of a parsed whole answer's first choice.
+pub fn first_text_of(answer: &serde_json::Value) -> Option<&str> {
+    answer
         .get("choices")?
         .get(0)?
         .get("message")?
         .get("content")?
         .as_str()
-        .map(str::to_owned)
 }
 
 #[cfg(test)]
