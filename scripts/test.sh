@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and integration tests, the end-to-end test
-# with the official OpenAI Python SDK (installed here into .venv), the semantic cache
+# Runs every test: formatting, lints, unit and integration tests, the end-to-end tests
+# with the official OpenAI and Anthropic Python SDKs (installed here into .venv), the semantic cache
 # against a real PostgreSQL with pgvector (installed here into .cache/postgres), and
 # the shared state on real Redis and Valkey servers (installed from Debian's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
-  echo "== installing the OpenAI Python SDK into .venv"
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import openai, anthropic' 2>/dev/null; then
+  echo "== installing the OpenAI and Anthropic Python SDKs into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'openai>=1.40,<3'
+  .venv/bin/pip install --quiet --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.40,<1'
 fi
 export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
 export SWITCHYARD_REQUIRE_SDK=1

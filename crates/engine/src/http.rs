@@ -319,13 +319,21 @@ struct CacheOnFinish {
     /// Hash of every turn of the request.
     turns: u64,
     retention: Option<Retention>,
+    /// The turns before the last one (a system prompt, an earlier exchange): their
+    /// hash and about how many of the prompt's tokens they are. A later request that
+    /// starts the same way reads them from the cache.
+    prefix: Option<(u64, u32)>,
 }
 
 impl CacheOnFinish {
     fn store(&self, answer_text: &str, tokens: u32) {
         let key = hash_turn(self.turns, "assistant", answer_text);
         let now = self.state.now_ms();
-        lock(&self.state.cache).insert(key, tokens, self.retention, now);
+        let mut cache = lock(&self.state.cache);
+        if let Some((prefix, prefix_tokens)) = self.prefix.filter(|p| p.1 > 0) {
+            cache.insert(prefix, prefix_tokens, self.retention, now);
+        }
+        cache.insert(key, tokens, self.retention, now);
     }
 }
 
@@ -348,6 +356,8 @@ struct Answer {
     /// The further answers of `n` > 1 (whole answers only): each one's words' seed and
     /// whether it is right.
     samples: Vec<(u64, bool)>,
+    /// Prompt tokens read from the prefix cache (`None` without a cache).
+    cached: Option<u32>,
 }
 
 /// Token `index` of the answer whose words come from `seed`.
@@ -411,11 +421,20 @@ impl Answer {
         Bytes::from(format!("data: {chunk}\n\n"))
     }
 
+    /// Usage, with the prompt tokens the cache held when the engine has one.
+    fn usage(&self, completion: u64) -> Usage {
+        let usage = Usage::new(u64::from(self.prompt), completion);
+        match self.cached {
+            Some(cached) => usage.with_cached(u64::from(cached)),
+            None => usage,
+        }
+    }
+
     fn usage_chunk(&self, completion: u32) -> Bytes {
         let chunk = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "choices": [],
-            "usage": Usage::new(u64::from(self.prompt), u64::from(completion)),
+            "usage": self.usage(u64::from(completion)),
         });
         Bytes::from(format!("data: {chunk}\n\n"))
     }
@@ -445,7 +464,7 @@ impl Answer {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": Usage::new(u64::from(self.prompt), u64::from(completion) * u64::from(answers)),
+            "usage": self.usage(u64::from(completion) * u64::from(answers)),
             "switchyard_engine": verdict,
         })
     }
@@ -513,12 +532,21 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
     // still be cached.
     let mut turns_hash = HASH_START;
     let mut prefix_hash = None;
+    let mut prefix_bytes = 0usize;
     for (i, turn) in conversation.turns.iter().enumerate() {
         if i + 1 == conversation.turns.len() && i > 0 {
             prefix_hash = Some(turns_hash);
         }
+        if i + 1 < conversation.turns.len() {
+            prefix_bytes += turn.text.len();
+        }
         turns_hash = hash_turn(turns_hash, &turn.role, &turn.text);
     }
+    // The prefix's share of the prompt's tokens, by its share of the text.
+    let prefix_tokens =
+        u32::try_from(u64::from(prompt) * prefix_bytes as u64 / text.len().max(1) as u64)
+            .unwrap_or(prompt)
+            .min(prompt);
     let now = state.now_ms();
     let cached = prefix_hash.map_or(0, |p| lock(&state.cache).lookup(p, prompt, now));
     let natural = output_length(seed, state.config.mean_output_tokens);
@@ -591,7 +619,12 @@ async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: B
             state: Arc::clone(&state),
             turns: turns_hash,
             retention: retention(&headers, &request),
+            // An entry already there holds the exact count: it stays.
+            prefix: prefix_hash
+                .filter(|_| cached == 0)
+                .map(|p| (p, prefix_tokens)),
         }),
+        cached: state.scheduler.is_some().then_some(cached),
     };
     let source = match &state.scheduler {
         Some(scheduler) => {

@@ -62,7 +62,14 @@ fn with_plugins(n: usize) -> Runtime {
 
 /// ingress → plugins, as the chat handler runs them.
 fn dry(runtime: &Runtime, headers: &HeaderMap, body: &Bytes) -> switchyard_gateway::Exchange {
-    let mut x = ingress::admit(runtime, headers, Ok(body.clone()), None, Instant::now()).unwrap();
+    let mut x = ingress::admit(
+        runtime,
+        headers,
+        Ok(body.clone()),
+        None,
+        (Instant::now(), &switchyard_wire::OpenAiChat),
+    )
+    .unwrap();
     pipeline::run(runtime, &mut x).unwrap();
     x
 }

@@ -48,8 +48,14 @@ pub struct DecisionRecord {
     pub prompt_tokens: u64,
     /// Completion tokens as reported upstream (0 when not reported).
     pub completion_tokens: u64,
+    /// Prompt tokens the upstream read from its prompt cache (as it reported them;
+    /// absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_tokens: u64,
     /// Whether the token counts came from the upstream (`true`) or the estimate.
     pub tokens_reported: bool,
+    /// The client's API: `openai_chat`, `anthropic_messages`.
+    pub api: &'static str,
     /// Time to first token (first streamed event, or response headers), in milliseconds.
     pub ttft_ms: Option<f64>,
     /// Time to the last byte, in milliseconds.
@@ -220,4 +226,9 @@ impl DecisionLog {
             metrics::counter!("switchyard_decision_log_dropped_total").increment(1);
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Instant;
+use switchyard_wire::OpenAiChat;
 
 /// What a dry run answers: the trace, or the error of a body that does not parse.
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +44,7 @@ pub fn dry_run(
     peer: Option<SocketAddr>,
 ) -> (StatusCode, DryRun) {
     let started = Instant::now();
-    let mut x = match ingress::admit(runtime, headers, body, peer, started) {
+    let mut x = match ingress::admit(runtime, headers, body, peer, (started, &OpenAiChat)) {
         Ok(x) => x,
         Err(refused) => {
             let error = refused.refusal.map(|r| r.error);
@@ -66,7 +67,7 @@ pub fn dry_run(
 /// the policy's TEST runner).
 pub fn dry_exchange(runtime: &Runtime, headers: &HeaderMap, body: Bytes) -> Exchange {
     let started = Instant::now();
-    match ingress::admit(runtime, headers, Ok(body), None, started) {
+    match ingress::admit(runtime, headers, Ok(body), None, (started, &OpenAiChat)) {
         Ok(mut x) => {
             x.dry_run = true;
             let _ = pipeline::run(runtime, &mut x);

@@ -29,7 +29,6 @@ use switchyard_wire::{ApiError, ErrorKind};
 pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     if let Some(local) = x.local.clone() {
         let response = local_response(
-            x.dialect,
             &local,
             x.model_name(&runtime),
             &x.request_id,
@@ -51,7 +50,7 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
         }
         return response;
     }
-    let body = match serde_json::to_vec(&x.request) {
+    let body = match x.request.upstream_body() {
         Ok(b) => Bytes::from(b),
         Err(e) => return unencodable(&runtime, &mut x, &e),
     };
@@ -87,7 +86,7 @@ async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
         return;
     };
     let request_id = format!("{}-verify", x.request_id);
-    let (answer, error) = match serde_json::to_vec(&x.request) {
+    let (answer, error) = match x.request.upstream_body() {
         Err(e) => (None, Some(format!("cannot encode the request: {e}"))),
         Ok(body) => {
             let body = Bytes::from(body);
@@ -154,7 +153,7 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
                 Ok(Some(done)) => {
                     return rejected(&runtime, &mut x, (done.status, done.body, done.first_byte));
                 }
-                Ok(None) => match serde_json::to_vec(&x.request) {
+                Ok(None) => match x.request.upstream_body() {
                     Ok(b) => body = Bytes::from(b),
                     Err(e) => return unencodable(&runtime, &mut x, &e),
                 },
@@ -295,7 +294,7 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
             let body = if x.cascade.is_empty() {
                 Ok(body)
             } else {
-                serde_json::to_vec(&x.request).map(Bytes::from)
+                x.request.upstream_body().map(Bytes::from)
             };
             match body {
                 Ok(body) => call_whole(&runtime, &mut x, body).await,
@@ -677,7 +676,6 @@ fn response_hooks(
         Ok(Flow::Continue) if value == original => Ok(None),
         Ok(Flow::Continue) => Ok(Some(axum::Json(value).into_response())),
         Ok(Flow::Answer(local)) => Ok(Some(local_response(
-            x.dialect,
             &local,
             x.model_name(runtime),
             &x.request_id,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use switchyard_pool::ClientDeadline;
 use switchyard_wire::headers::SESSION as SESSION_HEADER;
-use switchyard_wire::{ApiError, ChatRequest, Conversation, Dialect, ErrorKind, OpenAiChat};
+use switchyard_wire::{ApiError, ChatRequest, Conversation, Dialect, ErrorKind};
 
 /// Turns a body rejected by the extractor (too large, unreadable) into a JSON error.
 pub fn rejected(rejection: &BytesRejection, limit: usize) -> ApiError {
@@ -63,7 +63,7 @@ pub fn admit(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     peer: Option<SocketAddr>,
-    started: Instant,
+    (started, dialect): (Instant, &'static dyn Dialect),
 ) -> Result<Exchange, Box<Exchange>> {
     let request_id = headers
         .get("x-request-id")
@@ -71,8 +71,6 @@ pub fn admit(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| runtime.request_id(), str::to_owned);
     let limit = runtime.policy.config.server.max_body_bytes;
-    // Only Chat Completions is served today; other APIs come in through their paths.
-    let dialect: &'static dyn Dialect = &OpenAiChat;
     let parsed = read(headers, body, limit, dialect);
     let (request, mut conversation) = match parsed {
         Ok(parsed) => parsed,
@@ -211,6 +209,13 @@ pub fn parse(
     body: &Bytes,
     dialect: &dyn Dialect,
 ) -> Result<(ChatRequest, Conversation), ApiError> {
+    check_content_type(headers)?;
+    let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+    dialect.parse(body, session)
+}
+
+/// Refuses a body that is not `application/json` (415).
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -227,13 +232,13 @@ pub fn parse(
             format!("content-type must be application/json (got {shown})"),
         ));
     }
-    let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-    dialect.parse(body, session)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_wire::OpenAiChat;
 
     #[test]
     fn the_content_type_is_checked_before_the_body() {

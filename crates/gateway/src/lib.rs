@@ -1,6 +1,6 @@
 //! The gateway: HTTP in, the request's phases, HTTP out.
 //!
-//! This crate owns the OpenAI-compatible server (`/v1/chat/completions`,
+//! This crate owns the server (`/v1/chat/completions`, Anthropic's `/v1/messages`,
 //! `/v1/models`, `/v1/route`, `/healthz`, `/readyz`, `/metrics`) and the wiring of a
 //! request's phases over one [`Exchange`]: ingress → characterize → decide → govern →
 //! select → place → plugins → forward → observe ([`Phase`]). Each phase's logic lives
@@ -10,6 +10,7 @@
 //! the JSONL decision log.
 
 pub mod decision_log;
+pub mod dialects;
 pub mod dry_run;
 pub mod exchange;
 pub mod feedback;

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_router::plugins::LocalAnswer;
-use switchyard_wire::{Answer, ApiError, Dialect, error_body};
+use switchyard_wire::{Answer, ApiError, OpenAiChat, error_body};
 
 /// The JSON error response of an [`ApiError`].
 pub fn error_response(error: &ApiError) -> Response {
@@ -14,10 +14,9 @@ pub fn error_response(error: &ApiError) -> Response {
 }
 
 /// A plugin's local answer as the client asked for it: an assistant message in the
-/// client's dialect (whole or streamed, ending with a usage chunk when `stream_usage`)
-/// for a 200, a JSON error otherwise.
+/// canonical form (whole or streamed, ending with a usage chunk when `stream_usage`)
+/// for a 200, a JSON error otherwise. Other dialects translate it on the way out.
 pub fn local_response(
-    dialect: &dyn Dialect,
     answer: &LocalAnswer,
     model: &str,
     request_id: &str,
@@ -36,7 +35,7 @@ pub fn local_response(
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let written = dialect.answer(&Answer {
+    let written = OpenAiChat.answer(&Answer {
         text: &answer.message,
         model,
         id: request_id,

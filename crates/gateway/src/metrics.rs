@@ -68,6 +68,9 @@ pub struct ModelMetrics {
     pub prompt_tokens: metrics::Counter,
     /// `switchyard_tokens_total{model, kind="completion"}`.
     pub completion_tokens: metrics::Counter,
+    /// `switchyard_tokens_total{model, kind="cached_prompt"}`: prompt tokens the
+    /// upstream read from its prompt cache.
+    pub cached_tokens: metrics::Counter,
 }
 
 impl ModelMetrics {
@@ -77,7 +80,8 @@ impl ModelMetrics {
             duration: metrics::histogram!("switchyard_request_duration_seconds", "model" => model.clone()),
             ttft: metrics::histogram!("switchyard_ttft_seconds", "model" => model.clone()),
             prompt_tokens: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "prompt"),
-            completion_tokens: metrics::counter!("switchyard_tokens_total", "model" => model, "kind" => "completion"),
+            completion_tokens: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "kind" => "completion"),
+            cached_tokens: metrics::counter!("switchyard_tokens_total", "model" => model, "kind" => "cached_prompt"),
         }
     }
 }

@@ -81,6 +81,9 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     if let Some(u) = usage {
         series.prompt_tokens.increment(u.prompt_tokens);
         series.completion_tokens.increment(u.completion_tokens);
+        if u.cached_tokens() > 0 {
+            series.cached_tokens.increment(u.cached_tokens());
+        }
     }
     // What signals that learn across requests (a caller's reputation) keep: every
     // request that gets here, served or refused (a dry run never does).
@@ -131,7 +134,9 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             prompt_tokens: usage
                 .map_or(u64::from(x.conversation.prompt_tokens), |u| u.prompt_tokens),
             completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+            cached_tokens: usage.map_or(0, |u| u.cached_tokens()),
             tokens_reported: usage.is_some(),
+            api: x.dialect.name(),
             ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
             latency_ms: latency.as_secs_f64() * 1000.0,
             overhead_us: u64::try_from(x.overhead.as_micros()).unwrap_or(u64::MAX),

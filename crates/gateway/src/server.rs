@@ -7,7 +7,7 @@ use crate::local::error_response;
 use crate::observe::{Outcome, observe};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::serve::Limits;
-use crate::{dry_run, ingress, pipeline};
+use crate::{dialects, dry_run, ingress, pipeline};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -19,7 +19,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
-use switchyard_wire::{ApiError, ErrorKind};
+use switchyard_wire::{AnthropicMessages, ApiError, Dialect, ErrorKind, OpenAiChat};
 use tokio::net::TcpListener;
 
 /// The runtime requests are served by, replaceable while serving: each request takes
@@ -166,6 +166,8 @@ pub fn router(live: Arc<Live>) -> Router {
     let limit = live.current().policy.config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/route", post(route_only))
         .route(
             "/v1/feedback",
@@ -190,8 +192,42 @@ async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let runtime = live.current();
+    serve(runtime, (peer, &headers), body, &OpenAiChat).await
+}
+
+/// Anthropic's Messages API: the same phases, the answer translated on the way out.
+async fn messages(
+    State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let runtime = live.current();
+    let dialect: &'static dyn Dialect = &AnthropicMessages;
+    if let Err(error) = dialects::anthropic_version(&headers) {
+        return dialects::error_in(dialect, &error);
+    }
+    let response = serve(runtime, (peer, &headers), body, dialect).await;
+    dialects::translate(dialect, response).await
+}
+
+async fn count_tokens(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    dialects::count_tokens(&live.current(), &headers, body)
+}
+
+/// One request through its phases in `dialect`, answered canonically.
+async fn serve(
+    runtime: Arc<Runtime>,
+    (peer, headers): (SocketAddr, &HeaderMap),
+    body: Result<Bytes, BytesRejection>,
+    dialect: &'static dyn Dialect,
+) -> Response {
     let started = Instant::now();
-    let mut x = match ingress::admit(&runtime, &headers, body, Some(peer), started) {
+    let mut x = match ingress::admit(&runtime, headers, body, Some(peer), (started, dialect)) {
         Ok(x) => x,
         Err(mut refused) => return refused_response(&runtime, &mut refused),
     };
@@ -255,8 +291,25 @@ async fn outcomes(State(live): State<Arc<Live>>) -> Response {
     crate::feedback::outcomes(&live.current())
 }
 
-async fn models(State(live): State<Arc<Live>>) -> Response {
+async fn models(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     let runtime = live.current();
+    if headers.contains_key("anthropic-version") {
+        let mut ids: Vec<(String, String)> = Vec::new();
+        for scope in runtime.policy.scopes() {
+            for alias in &scope.aliases {
+                let description = match &scope.name {
+                    None => "routed by policy".to_owned(),
+                    Some(recipe) => format!("routed by recipe `{recipe}`"),
+                };
+                ids.push((alias.clone(), description));
+            }
+        }
+        for m in &runtime.policy.config.models {
+            let name = m.name.value.clone();
+            ids.push((name.clone(), m.description.clone().unwrap_or(name)));
+        }
+        return dialects::anthropic_models(&ids);
+    }
     let config = &runtime.policy.config;
     let mut data: Vec<serde_json::Value> = runtime
         .policy

@@ -65,6 +65,52 @@ impl ChatRequest {
             .unwrap_or(1)
     }
 
+    /// The body sent to a Chat Completions upstream. Markers only Anthropic reads are
+    /// taken out: `cache_control` breakpoints (vLLM, SGLang and OpenAI cache prefixes
+    /// by themselves) and the `is_error` flag of a tool result (said in its text
+    /// instead, as `Error: …`). A request without them is encoded as it stands.
+    pub fn upstream_body(&self) -> serde_json::Result<Vec<u8>> {
+        if !self.has_anthropic_markers() {
+            return serde_json::to_vec(self);
+        }
+        let mut request = self.clone();
+        for message in &mut request.messages {
+            message.extra.remove("cache_control");
+            if message.extra.remove("is_error") == Some(Value::Bool(true)) {
+                let text = message.content.as_ref().map(MessageContent::text);
+                message.content = Some(MessageContent::Text(format!(
+                    "Error: {}",
+                    text.unwrap_or_default()
+                )));
+            }
+            if let Some(MessageContent::Parts(parts)) = &mut message.content {
+                for part in parts.iter_mut().filter_map(Value::as_object_mut) {
+                    part.remove("cache_control");
+                }
+            }
+        }
+        if let Some(Value::Array(tools)) = request.extra.get_mut("tools") {
+            for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+                tool.remove("cache_control");
+            }
+        }
+        serde_json::to_vec(&request)
+    }
+
+    /// Whether a message, part or tool carries `cache_control` or `is_error`.
+    pub fn has_anthropic_markers(&self) -> bool {
+        let marked = |v: &Value| v.get("cache_control").is_some();
+        self.messages.iter().any(|m| {
+            m.extra.contains_key("cache_control")
+                || m.extra.contains_key("is_error")
+                || matches!(&m.content, Some(MessageContent::Parts(p)) if p.iter().any(marked))
+        }) || self
+            .extra
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(marked))
+    }
+
     /// Whether the client asked for a final usage chunk on a stream.
     pub fn wants_stream_usage(&self) -> bool {
         self.stream_options
@@ -168,6 +214,27 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Their sum.
     pub total_tokens: u64,
+    /// What the upstream's prompt cache held of the prompt (absent when it said
+    /// nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`: the prompt's tokens read from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the upstream's prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the upstream's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`; OpenAI does not report them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -177,7 +244,22 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
         }
+    }
+
+    /// Prompt tokens read from the upstream's prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.map_or(0, |d| d.cached_tokens)
+    }
+
+    /// Usage with `cached` prompt tokens read from the cache.
+    pub fn with_cached(mut self, cached: u64) -> Self {
+        self.prompt_tokens_details = Some(PromptTokensDetails {
+            cached_tokens: cached,
+            cache_write_tokens: 0,
+        });
+        self
     }
 
     /// Reads `usage` out of a completion's body, if it has one, without building the
@@ -205,6 +287,16 @@ impl Usage {
         let field = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
         let prompt = field("prompt_tokens");
         let completion = field("completion_tokens");
+        let details = usage
+            .get("prompt_tokens_details")
+            .filter(|d| d.is_object())
+            .map(|d| {
+                let field = |name: &str| d.get(name).and_then(Value::as_u64).unwrap_or(0);
+                PromptTokensDetails {
+                    cached_tokens: field("cached_tokens"),
+                    cache_write_tokens: field("cache_write_tokens"),
+                }
+            });
         Some(Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
@@ -212,6 +304,7 @@ impl Usage {
                 .get("total_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(prompt + completion),
+            prompt_tokens_details: details,
         })
     }
 }

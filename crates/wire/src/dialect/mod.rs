@@ -1,9 +1,15 @@
-//! Client APIs ("dialects"): how a body becomes the router's request and its
-//! [`Conversation`], and how answers the gateway makes itself are written back. One
-//! file per API; the gateway serves each on its own path.
+//! Client APIs ("dialects"): how a body becomes the router's canonical request (Chat
+//! Completions) and its [`Conversation`], and how canonical answers, streams and
+//! errors are written back in the client's API. One file per API; the gateway serves
+//! each on its own path, and every phase between ingress and the client's answer sees
+//! only the canonical form.
 
+mod anthropic;
 mod openai_chat;
 
+pub use anthropic::{
+    AnthropicMessages, VERSIONS as ANTHROPIC_VERSIONS, error_type as anthropic_error_type,
+};
 pub use openai_chat::OpenAiChat;
 
 use crate::{ApiError, ChatRequest, Conversation, Usage};
@@ -38,6 +44,18 @@ pub struct Answer<'a> {
     pub stream_usage: bool,
 }
 
+/// Turns a canonical stream (Chat Completions chunks) into a dialect's events, one
+/// event at a time, holding only what the next events need.
+pub trait StreamTranslator: Send {
+    /// One canonical event's data (a chunk's JSON, `[DONE]`, or the gateway's terminal
+    /// `{"error": …}`): the dialect's events for it are appended to `out`.
+    fn event(&mut self, data: &str, out: &mut String);
+
+    /// The canonical stream ended; anything a well-formed stream still owes is
+    /// appended to `out` (an error event when it ended without `[DONE]`).
+    fn end(&mut self, out: &mut String);
+}
+
 /// A client API.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Its name (`openai_chat`).
@@ -52,7 +70,24 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         session: Option<&str>,
     ) -> Result<(ChatRequest, Conversation), ApiError>;
 
-    /// An assistant message made by the gateway (a plugin's local answer, a cached
-    /// answer): whole, or as a stream that ends the way the client's SDK expects.
-    fn answer(&self, answer: &Answer<'_>) -> Written;
+    /// A whole canonical answer (a 2xx Chat Completions body) in this dialect.
+    fn whole(&self, body: &[u8]) -> Result<Bytes, ApiError> {
+        Ok(Bytes::copy_from_slice(body))
+    }
+
+    /// A translator for canonical streams, when this dialect's events differ.
+    fn stream(&self) -> Option<Box<dyn StreamTranslator>> {
+        None
+    }
+
+    /// A canonical error body (the gateway's, or an upstream's) with its status, in
+    /// this dialect's error shape.
+    fn error(&self, _status: u16, body: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(body)
+    }
+
+    /// Whether answers need translating (anything but the canonical dialect).
+    fn translates(&self) -> bool {
+        false
+    }
 }

@@ -76,8 +76,13 @@ impl Dialect for OpenAiChat {
         let conversation = Conversation::from_chat(&request, session);
         Ok((request, conversation))
     }
+}
 
-    fn answer(&self, answer: &Answer<'_>) -> Written {
+impl OpenAiChat {
+    /// An assistant message made by the gateway (a plugin's local answer, a cached
+    /// answer), in the canonical form: whole, or as a stream that ends the way the
+    /// OpenAI SDK expects. Other dialects translate it like any upstream answer.
+    pub fn answer(&self, answer: &Answer<'_>) -> Written {
         let id = format!("chatcmpl-{}", answer.id);
         let (model, created) = (answer.model, answer.created);
         let usage = answer.usage.unwrap_or_default();
