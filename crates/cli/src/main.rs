@@ -192,6 +192,15 @@ struct EngineArgs {
     /// Fraction of answers made wrong, in [0, 1].
     #[arg(long, default_value_t = 0.0)]
     wrong_answers: f64,
+    /// The API served: `openai` (POST /v1/chat/completions), `azure`
+    /// (/openai/deployments/{deployment}/chat/completions?api-version=…) or
+    /// `anthropic` (POST /v1/messages).
+    #[arg(long, default_value = "openai")]
+    api: switchyard_engine::Api,
+    /// Environment variable holding the key clients must send in the API's header
+    /// (`authorization: Bearer`, `api-key` or `x-api-key`); default: none required.
+    #[arg(long)]
+    api_key_env: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -579,6 +588,12 @@ async fn engine(args: EngineArgs) -> Result<()> {
         }
         None => None,
     };
+    let api_key = match &args.api_key_env {
+        Some(variable) => Some(std::env::var(variable).map_err(|_| {
+            anyhow::anyhow!("--api-key-env: environment variable `{variable}` is not set")
+        })?),
+        None => None,
+    };
     let config = EngineConfig {
         model: args.model,
         gpu: parse_gpu(&args.gpu)?,
@@ -598,6 +613,8 @@ async fn engine(args: EngineArgs) -> Result<()> {
             concentration: args.concentration,
         },
         answer_key,
+        api: args.api,
+        api_key,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

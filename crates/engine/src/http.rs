@@ -1,5 +1,6 @@
 //! The engine's HTTP face.
 
+use crate::apis::Api;
 use crate::prefix_cache::{HASH_START, PrefixCache, Retention, hash_turn};
 use crate::quality::{Skill, Verdict, judge, sample_right, text_seed, token_logprob};
 use crate::scheduler::{self, Gauges, Submit, TokenEvent};
@@ -89,6 +90,10 @@ pub struct EngineConfig {
     /// Whether its answer to a prompt is right, by [`answer_key`] of the last user
     /// turn; prompts not in it are judged by the skill.
     pub answer_key: Option<Arc<HashMap<u64, bool>>>,
+    /// The API it serves.
+    pub api: crate::apis::Api,
+    /// The key clients must send in the API's header (none: any request is served).
+    pub api_key: Option<String>,
 }
 
 /// The key of a prompt in an [`EngineConfig::answer_key`]: the hash of its last user
@@ -109,6 +114,8 @@ impl Default for EngineConfig {
             prefix_cache_tokens: None,
             skill: Skill::default(),
             answer_key: None,
+            api: crate::apis::Api::Openai,
+            api_key: None,
         }
     }
 }
@@ -193,8 +200,33 @@ pub async fn serve(listener: TcpListener, config: EngineConfig) -> std::io::Resu
         injected_errors: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
     });
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
+    let app = match state.config.api {
+        Api::Openai => Router::new().route("/v1/chat/completions", post(chat)),
+        Api::Azure => Router::new().route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(
+                |state: State<Arc<EngineState>>,
+                 uri: axum::http::Uri,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    match crate::apis::azure_version_missing(uri.query()) {
+                        Some(refused) => refused,
+                        None => chat(state, headers, body).await,
+                    }
+                },
+            ),
+        ),
+        Api::Anthropic => Router::new().route(
+            "/v1/messages",
+            post(
+                |state: State<Arc<EngineState>>, headers: HeaderMap, body: Bytes| async move {
+                    crate::apis::messages(headers, body, |headers, body| chat(state, headers, body))
+                        .await
+                },
+            ),
+        ),
+    };
+    let app = app
         .route("/v1/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -496,6 +528,10 @@ fn retention(headers: &HeaderMap, request: &ChatRequest) -> Option<Retention> {
 
 async fn chat(State(state): State<Arc<EngineState>>, headers: HeaderMap, body: Bytes) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    let key = state.config.api_key.as_deref();
+    if let Some(refused) = crate::apis::unauthorized(state.config.api, key, &headers) {
+        return refused;
+    }
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),

@@ -11,11 +11,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::json;
-use switchyard_wire::{
-    AnthropicMessages, ApiError, Dialect, ErrorKind, SseParser, StreamTranslator,
-};
+use switchyard_wire::{AnthropicMessages, ApiError, Dialect, ErrorKind, translate_whole};
 
 /// The largest answer body translated whole (an upstream's body was read whole
 /// already; this bounds a local one too).
@@ -61,7 +58,7 @@ pub async fn translate(dialect: &'static dyn Dialect, response: Response) -> Res
         let Some(translator) = dialect.stream() else {
             return Response::from_parts(parts, body);
         };
-        let events = translate_stream(body, translator);
+        let events = switchyard_wire::translate_stream(body.into_data_stream(), translator);
         return Response::from_parts(parts, Body::from_stream(events));
     }
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -69,77 +66,18 @@ pub async fn translate(dialect: &'static dyn Dialect, response: Response) -> Res
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let bytes = match axum::body::to_bytes(body, MAX_WHOLE).await {
-        Ok(bytes) => bytes,
+    let (status, body) = match axum::body::to_bytes(body, MAX_WHOLE).await {
+        Ok(bytes) => translate_whole(dialect, parts.status.as_u16(), &bytes),
         Err(e) => {
             let error = ApiError::new(
                 ErrorKind::Upstream,
                 format!("the answer could not be read: {e}"),
             );
-            parts.status = StatusCode::BAD_GATEWAY;
-            let body = dialect.error(502, error.body().to_string().as_bytes());
-            return Response::from_parts(parts, Body::from(body));
+            (502, dialect.error(502, error.body().to_string().as_bytes()))
         }
     };
-    let body = if parts.status.is_success() {
-        match dialect.whole(&bytes) {
-            Ok(body) => body,
-            Err(error) => {
-                parts.status =
-                    StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                dialect.error(error.kind.status(), error.body().to_string().as_bytes())
-            }
-        }
-    } else {
-        dialect.error(parts.status.as_u16(), &bytes)
-    };
+    parts.status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     Response::from_parts(parts, Body::from(body))
-}
-
-struct Translating {
-    upstream: axum::body::BodyDataStream,
-    parser: SseParser,
-    translator: Box<dyn StreamTranslator>,
-    over: bool,
-}
-
-/// A canonical stream's body as the dialect's events: each upstream piece is cut into
-/// events, each event translated as it arrives.
-fn translate_stream(
-    body: Body,
-    translator: Box<dyn StreamTranslator>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    let state = Translating {
-        upstream: body.into_data_stream(),
-        parser: SseParser::new(),
-        translator,
-        over: false,
-    };
-    futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if state.over {
-                return None;
-            }
-            let mut out = String::new();
-            match state.upstream.next().await {
-                Some(Ok(bytes)) => {
-                    state.parser.push(&bytes);
-                    while let Some(event) = state.parser.next_event() {
-                        if !event.data.is_empty() {
-                            state.translator.event(&event.data, &mut out);
-                        }
-                    }
-                }
-                Some(Err(_)) | None => {
-                    state.over = true;
-                    state.translator.end(&mut out);
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), state));
-            }
-        }
-    })
 }
 
 /// Checks `anthropic-version` when sent: one of the versions this gateway speaks.

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchyard_policy::{AlgorithmConfig, CascadeConfig, ConfidenceCheck};
 use switchyard_pool::{
-    Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, with_failover,
+    Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, UpstreamBody,
+    with_failover,
 };
 use switchyard_router::plugins::{Flow, Verification};
 use switchyard_wire::{ApiError, ErrorKind};
@@ -50,10 +51,6 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
         }
         return response;
     }
-    let body = match x.request.upstream_body() {
-        Ok(b) => Bytes::from(b),
-        Err(e) => return unencodable(&runtime, &mut x, &e),
-    };
     if let Some(key) = x.placed.as_ref().and_then(|p| p.session_key)
         && runtime.policy.config.retention.enabled
     {
@@ -65,9 +62,9 @@ pub async fn answer(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
         }
     }
     if x.conversation.stream {
-        forward_stream(runtime, body, x).await
+        forward_stream(runtime, x).await
     } else {
-        forward_whole(runtime, body, x).await
+        forward_whole(runtime, x).await
     }
 }
 
@@ -86,26 +83,21 @@ async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
         return;
     };
     let request_id = format!("{}-verify", x.request_id);
-    let (answer, error) = match x.request.upstream_body() {
-        Err(e) => (None, Some(format!("cannot encode the request: {e}"))),
-        Ok(body) => {
-            let body = Bytes::from(body);
-            let call = Call {
-                request_id: &request_id,
-                retention: None,
-                deadline: None,
-                headers: &x.upstream_headers,
-            };
-            let attempted = complete(&runtime, (model, first), 1, &body, &call).await;
-            match attempted.result {
-                Ok(done) if done.status < 300 => match first_text(&done.body) {
-                    Some(text) => (Some(text), None),
-                    None => (None, Some("the upstream's answer has no text".to_owned())),
-                },
-                Ok(done) => (None, Some(format!("the upstream answered {}", done.status))),
-                Err(e) => (None, Some(e.to_string())),
-            }
-        }
+    let body = UpstreamBody::new(&x.request);
+    let call = Call {
+        request_id: &request_id,
+        retention: None,
+        deadline: None,
+        headers: &x.upstream_headers,
+    };
+    let attempted = complete(&runtime, (model, first), 1, &body, &call).await;
+    let (answer, error) = match attempted.result {
+        Ok(done) if done.status < 300 => match first_text(&done.body) {
+            Some(text) => (Some(text), None),
+            None => (None, Some("the upstream's answer has no text".to_owned())),
+        },
+        Ok(done) => (None, Some(format!("the upstream answered {}", done.status))),
+        Err(e) => (None, Some(e.to_string())),
     };
     let similarity = match &answer {
         Some(text) if *text == local => Some(1.0),
@@ -141,8 +133,7 @@ fn call(x: &Exchange) -> Call<'_> {
     }
 }
 
-async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
-    let mut body = body;
+async fn forward_stream(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     if cascading(&x) {
         if cascade_config(&runtime, &x).is_some_and(|c| c.buffer_streams) {
             match cascade_steps(&runtime, &mut x).await {
@@ -153,10 +144,8 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
                 Ok(Some(done)) => {
                     return rejected(&runtime, &mut x, (done.status, done.body, done.first_byte));
                 }
-                Ok(None) => match x.request.upstream_body() {
-                    Ok(b) => body = Bytes::from(b),
-                    Err(e) => return unencodable(&runtime, &mut x, &e),
-                },
+                // The last step: the request as it now stands, streamed.
+                Ok(None) => {}
                 Err(e) => return failed(&runtime, &mut x, &e),
             }
         } else {
@@ -181,19 +170,22 @@ async fn forward_stream(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
     let hide_usage = x.hide_usage;
-    let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
-        let in_flight = placement.endpoint.begin();
-        let call = call(&x);
-        let upstream = &runtime.upstream;
-        let body = body.clone();
-        let started = x.started;
-        async move {
-            upstream
-                .stream(in_flight, body, &call, hide_usage, started)
-                .await
-        }
-    })
-    .await;
+    let attempted = {
+        let body = UpstreamBody::new(&x.request);
+        let body = &body;
+        with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+            let in_flight = placement.endpoint.begin();
+            let call = call(&x);
+            let upstream = &runtime.upstream;
+            let started = x.started;
+            async move {
+                upstream
+                    .stream(in_flight, body, &call, hide_usage, started)
+                    .await
+            }
+        })
+        .await
+    };
     settle(
         &runtime,
         &mut x,
@@ -227,17 +219,6 @@ fn rejected(
     let response = finish(runtime, x, relay(status, body));
     observe(runtime, x, outcome);
     response
-}
-
-/// Answers a request whose body cannot be encoded again after the plugins, and
-/// observes it.
-fn unencodable(runtime: &Runtime, x: &mut Exchange, e: &serde_json::Error) -> Response {
-    let error = ApiError::new(
-        ErrorKind::InvalidRequest,
-        format!("cannot re-encode the request: {e}"),
-    );
-    observe(runtime, x, Outcome::failed(&error));
-    error_response(&error)
 }
 
 /// Answers with a stream being passed through: its head (through the header hooks),
@@ -286,21 +267,11 @@ fn respond_stream(runtime: &Arc<Runtime>, mut x: Box<Exchange>, pass: PassThroug
     }
 }
 
-async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>) -> Response {
+async fn forward_whole(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response {
     let result = match cascade_steps(&runtime, &mut x).await {
         Ok(Some(done)) => Ok(done),
-        Ok(None) => {
-            // The last step (or no cascade): the request as it now stands.
-            let body = if x.cascade.is_empty() {
-                Ok(body)
-            } else {
-                x.request.upstream_body().map(Bytes::from)
-            };
-            match body {
-                Ok(body) => call_whole(&runtime, &mut x, body).await,
-                Err(e) => return unencodable(&runtime, &mut x, &e),
-            }
-        }
+        // The last step (or no cascade): the request as it now stands.
+        Ok(None) => call_whole(&runtime, &mut x, None).await,
         Err(e) => Err(e),
     };
     let done = match result {
@@ -341,11 +312,12 @@ async fn forward_whole(runtime: Arc<Runtime>, body: Bytes, mut x: Box<Exchange>)
 }
 
 /// One whole upstream call for the request's current model and placement, with
-/// failover; where it went and the time it took are settled on the exchange.
+/// failover; where it went and the time it took are settled on the exchange. The
+/// request sent is `request` when given (a cascade step's), else the exchange's.
 async fn call_whole(
     runtime: &Arc<Runtime>,
     x: &mut Exchange,
-    body: Bytes,
+    request: Option<&switchyard_wire::ChatRequest>,
 ) -> Result<Completion, ForwardError> {
     let Some((model, first)) = target(x) else {
         return Err(ForwardError::Connect {
@@ -355,7 +327,10 @@ async fn call_whole(
     };
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
-    let attempted = complete(runtime, (model, first), max_attempts, &body, &call(x)).await;
+    let attempted = {
+        let body = UpstreamBody::new(request.unwrap_or(&x.request));
+        complete(runtime, (model, first), max_attempts, &body, &call(x)).await
+    };
     settle(
         runtime,
         x,
@@ -372,19 +347,22 @@ pub(crate) async fn complete(
     runtime: &Runtime,
     (model, first): (usize, switchyard_pool::Placement),
     attempts: u32,
-    body: &Bytes,
+    body: &UpstreamBody<'_>,
     call: &Call<'_>,
 ) -> switchyard_pool::Attempted<Completion> {
-    with_failover(&runtime.pools, model, first, attempts, |placement| {
-        let body = body.clone();
-        async move {
+    with_failover(
+        &runtime.pools,
+        model,
+        first,
+        attempts,
+        |placement| async move {
             let _in_flight = placement.endpoint.begin();
             runtime
                 .upstream
                 .complete(&placement.endpoint, body, call)
                 .await
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -441,17 +419,8 @@ async fn cascade_steps(
             }
             ConfidenceCheck::Verifier(_) => {}
         }
-        let body = match serde_json::to_vec(&request) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                return Err(ForwardError::Connect {
-                    endpoint: x.endpoint_name().to_owned(),
-                    reason: format!("cannot encode the request: {e}"),
-                });
-            }
-        };
         let started = Instant::now();
-        let mut done = call_whole(runtime, x, body).await?;
+        let mut done = call_whole(runtime, x, Some(&request)).await?;
         if done.status < 300
             && let Some(placed) = &x.placed
         {

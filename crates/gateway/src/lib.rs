@@ -23,6 +23,7 @@ pub mod phase;
 pub mod pipeline;
 pub mod policy_tests;
 pub mod replay;
+pub mod responses;
 pub mod runtime;
 pub mod serve;
 pub mod server;

@@ -10,7 +10,7 @@ use crate::serve::Limits;
 use crate::{dialects, dry_run, ingress, pipeline};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -168,6 +168,12 @@ pub fn router(live: Arc<Live>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses", post(responses_create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses_get).delete(responses_delete),
+        )
+        .route("/v1/responses/{id}/input_items", get(responses_input_items))
         .route("/v1/route", post(route_only))
         .route(
             "/v1/feedback",
@@ -219,8 +225,46 @@ async fn count_tokens(
     dialects::count_tokens(&live.current(), &headers, body)
 }
 
+/// The OpenAI Responses API (see [`crate::responses`]).
+async fn responses_create(
+    State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    crate::responses::create(live.current(), peer, headers, body).await
+}
+
+async fn responses_get(
+    State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    crate::responses::get(live.current(), peer, &headers, &id).await
+}
+
+async fn responses_input_items(
+    State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    crate::responses::input_items(live.current(), peer, &headers, &id, &query).await
+}
+
+async fn responses_delete(
+    State(live): State<Arc<Live>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    crate::responses::delete(live.current(), peer, &headers, &id).await
+}
+
 /// One request through its phases in `dialect`, answered canonically.
-async fn serve(
+pub(crate) async fn serve(
     runtime: Arc<Runtime>,
     (peer, headers): (SocketAddr, &HeaderMap),
     body: Result<Bytes, BytesRejection>,

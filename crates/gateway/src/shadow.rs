@@ -10,7 +10,6 @@ use crate::exchange::Exchange;
 use crate::forward::complete;
 use crate::observe::unix_ms;
 use crate::runtime::Runtime;
-use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_policy::{ShadowConfig, ShadowJudge};
@@ -218,7 +217,7 @@ pub(crate) async fn ask_model(
         .pools
         .place(index, side.tokens)
         .map_err(|e| format!("cannot place the {role} request: {e}"))?;
-    let body = Bytes::from(serde_json::to_vec(&request).map_err(|e| e.to_string())?);
+    let body = switchyard_pool::UpstreamBody::new(&request);
     let request_id = format!("{}-{role}", side.request_id);
     let call = Call {
         request_id: &request_id,

@@ -261,3 +261,75 @@ default_route: {{models: [m]}}
     .await;
     assert_eq!(ttl, 120_000, "A never saw a second turn: the chat default");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_conversation_continues_on_any_replica() {
+    let (upstream, seen) = harness::echo().await;
+    for (variable, backend) in [
+        ("SWITCHYARD_REDIS_BIN", "redis"),
+        ("SWITCHYARD_VALKEY_BIN", "valkey"),
+    ] {
+        let Some(server) = KvServer::from_env(variable, backend).unwrap() else {
+            continue;
+        };
+        let state = format!("{{backend: {backend}, url: '{}'}}", server.url());
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(harness::gateway(&config(&upstream, &state)).await);
+        }
+        let http = reqwest::Client::new();
+        let mut previous = serde_json::Value::Null;
+        for (i, g) in replicas.iter().enumerate() {
+            let r: serde_json::Value = http
+                .post(format!("{}/v1/responses", g.url()))
+                .bearer_auth("alice")
+                .json(&json!({"model": "m", "previous_response_id": previous,
+                              "input": format!("turn {i}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(r["status"], "completed", "{backend}: {r}");
+            previous = r["id"].clone();
+        }
+        // The last upstream request held every turn, though each went to another
+        // replica.
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        let said: Vec<&str> = last["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(said.len(), 5, "{backend}: {last}");
+        assert_eq!(said[0], "turn 0");
+        assert_eq!(said[1], "You said: turn 0");
+        assert_eq!(said[4], "turn 2");
+        // Read on one replica, deleted on another, gone on the third.
+        let id = previous.as_str().unwrap();
+        let url = |g: &Gateway| format!("{}/v1/responses/{id}", g.url());
+        let r = http
+            .get(url(&replicas[0]))
+            .bearer_auth("alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend}");
+        let r = http
+            .delete(url(&replicas[1]))
+            .bearer_auth("alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend}");
+        let r = http
+            .get(url(&replicas[2]))
+            .bearer_auth("alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{backend}");
+    }
+}

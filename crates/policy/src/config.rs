@@ -334,6 +334,21 @@ pub struct ServerConfig {
     /// so that upstream connections always find a descriptor).
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Seconds a stored OpenAI Responses response is kept for `previous_response_id`
+    /// and `GET /v1/responses/{id}` (default 86,400: a day).
+    #[serde(default = "default_responses_ttl_s")]
+    pub responses_ttl_s: u64,
+    /// Bytes a stored response may hold with its conversation (default 16 MiB): a
+    /// chain that grows past it is refused (400), to start anew.
+    #[serde(default = "default_responses_max_bytes")]
+    pub responses_max_bytes: usize,
+}
+
+fn default_responses_ttl_s() -> u64 {
+    86_400
+}
+fn default_responses_max_bytes() -> usize {
+    16 << 20
 }
 
 fn default_header_read_timeout_ms() -> u64 {
@@ -358,6 +373,8 @@ impl Default for ServerConfig {
             reload_runs_tests: false,
             header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
+            responses_ttl_s: default_responses_ttl_s(),
+            responses_max_bytes: default_responses_max_bytes(),
             max_connections: None,
         }
     }
@@ -798,22 +815,60 @@ pub enum StrategyConfig {
     PrefixAffinity,
 }
 
-/// One OpenAI-compatible server.
+/// The API an upstream endpoint speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// OpenAI Chat Completions at `/v1/chat/completions` (vLLM, SGLang, OpenAI, the
+    /// simulated engine), key as `authorization: Bearer`.
+    #[default]
+    Openai,
+    /// Azure OpenAI: `/openai/deployments/{deployment}/chat/completions?api-version=…`,
+    /// key as `api-key`.
+    Azure,
+    /// Anthropic's Messages API at `/v1/messages`, key as `x-api-key`, with
+    /// `anthropic-version`.
+    Anthropic,
+}
+
+impl Provider {
+    /// Its name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Azure => "azure",
+            Provider::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// One upstream server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
-    /// Base URL, e.g. `http://10.0.0.5:8000` (the gateway appends `/v1/chat/completions`;
-    /// a base ending in `/v1` is accepted too).
+    /// Base URL, e.g. `http://10.0.0.5:8000` (the gateway appends the provider's path:
+    /// `/v1/chat/completions`, `/v1/messages`, or Azure's deployment path; a base
+    /// ending in `/v1` is accepted too).
     pub url: Spanned<String>,
     /// Name reported in `x-switchyard-endpoint` and logs (default `<pool>-<index>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Environment variable holding the bearer token to send (default: none sent).
+    /// Environment variable holding the API key to send (default: none sent).
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Share of traffic under the `weighted` strategy (default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The API it speaks (default `openai`).
+    #[serde(default)]
+    pub provider: Provider,
+    /// Azure's `api-version` (default `2024-10-21`) or Anthropic's
+    /// `anthropic-version` (default `2023-06-01`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Azure's deployment name (default: the model's upstream name).
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 fn default_weight() -> u32 {

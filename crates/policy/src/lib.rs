@@ -28,10 +28,10 @@ pub use config::{
     ConfidenceCheck, Config, ConstraintConfig, CostConfig, DecisionConfig, DecisionStrategy,
     DefaultRouteConfig, Effort, EloConfig, EndpointConfig, FactorWeights, HealthConfig,
     ImplicitScores, LatencyConfig, LatencyMetric, LearnedConfig, ModelConfig, ModelFamily,
-    MultiFactorConfig, OutcomeBucket, OutcomesConfig, PoolConfig, Price, ReputationConfig,
-    RetentionConfig, RouteConfig, ServerConfig, ShadowConfig, ShadowJudge, StickyConfig,
-    StrategyConfig, TagRule, TestCaseConfig, TestConfig, ThompsonConfig, UpstreamConfig,
-    WeightedConfig,
+    MultiFactorConfig, OutcomeBucket, OutcomesConfig, PoolConfig, Price, Provider,
+    ReputationConfig, RetentionConfig, RouteConfig, ServerConfig, ShadowConfig, ShadowJudge,
+    StickyConfig, StrategyConfig, TagRule, TestCaseConfig, TestConfig, ThompsonConfig,
+    UpstreamConfig, WeightedConfig,
 };
 pub use decide::{Decision, RouteTrace};
 pub use diagnostics::{ConfigError, Diagnostic, Severity, suggest};

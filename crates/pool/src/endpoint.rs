@@ -27,11 +27,18 @@ pub struct Endpoint {
     pub shown_url: String,
     /// The pool it belongs to.
     pub pool: String,
-    /// Full URI of its chat completions API, parsed once, without user info.
+    /// Full URI of its API (the provider's path), parsed once, without user info.
     pub chat_url: http::Uri,
+    /// The API it speaks.
+    pub provider: switchyard_policy::Provider,
     /// The `authorization` header sent upstream (marked sensitive): `Bearer` with the
-    /// API key, else `Basic` with the URL's user info, if it has any.
+    /// API key (OpenAI), else `Basic` with the URL's user info, if it has any.
     pub authorization: Option<http::HeaderValue>,
+    /// The API key under the provider's own header (`api-key` for Azure,
+    /// `x-api-key` for Anthropic), marked sensitive.
+    pub api_key: Option<(http::HeaderName, http::HeaderValue)>,
+    /// `anthropic-version` sent to an Anthropic endpoint.
+    pub api_version: Option<http::HeaderValue>,
     /// Its health: ejection state and failure counts.
     pub health: Health,
     /// Its share of traffic under the `weighted` strategy.
@@ -263,19 +270,32 @@ impl Pools {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("{}-{j}", pool.name.value));
+                let api = Api {
+                    provider: e.provider,
+                    deployment: e
+                        .deployment
+                        .as_deref()
+                        .unwrap_or_else(|| config.models[model].upstream_name()),
+                    api_version: e.api_version.as_deref(),
+                };
                 let (chat_url, basic) =
-                    chat_url(&e.url.value).map_err(|e2| PoolsError::BadUrl {
+                    chat_url(&e.url.value, &api).map_err(|e2| PoolsError::BadUrl {
                         endpoint: name.clone(),
                         url: shown_url(&e.url.value),
                         reason: e2,
                     })?;
-                let authorization = match &e.api_key_env {
+                let key = match &e.api_key_env {
                     Some(variable) => {
                         let key = env(variable).ok_or_else(|| PoolsError::MissingKey {
                             endpoint: name.clone(),
                             variable: variable.clone(),
                         })?;
-                        let mut value = http::HeaderValue::try_from(format!("Bearer {key}"))
+                        let bearer = if e.provider == switchyard_policy::Provider::Openai {
+                            "Bearer "
+                        } else {
+                            ""
+                        };
+                        let mut value = http::HeaderValue::try_from(format!("{bearer}{key}"))
                             .map_err(|_| PoolsError::BadKey {
                                 endpoint: name.clone(),
                                 variable: variable.clone(),
@@ -283,8 +303,29 @@ impl Pools {
                         value.set_sensitive(true);
                         Some(value)
                     }
-                    None => basic,
+                    None => None,
                 };
+                let (authorization, api_key) = match (e.provider, key) {
+                    (switchyard_policy::Provider::Openai, key) => (key.or(basic), None),
+                    (switchyard_policy::Provider::Azure, key) => (
+                        basic,
+                        key.map(|k| (http::HeaderName::from_static("api-key"), k)),
+                    ),
+                    (switchyard_policy::Provider::Anthropic, key) => (
+                        basic,
+                        key.map(|k| (http::HeaderName::from_static("x-api-key"), k)),
+                    ),
+                };
+                let api_version = (e.provider == switchyard_policy::Provider::Anthropic)
+                    .then(|| e.api_version.as_deref().unwrap_or("2023-06-01"))
+                    .map(|v| {
+                        http::HeaderValue::try_from(v).map_err(|_| PoolsError::BadUrl {
+                            endpoint: name.clone(),
+                            url: shown_url(&e.url.value),
+                            reason: format!("api_version `{v}` cannot be a header value"),
+                        })
+                    })
+                    .transpose()?;
                 endpoints.push(Arc::new(Endpoint {
                     id: next_id,
                     index: j,
@@ -293,7 +334,10 @@ impl Pools {
                     shown_url: shown_url(e.url.value.trim_end_matches('/')),
                     pool: pool.name.value.clone(),
                     chat_url,
+                    provider: e.provider,
                     authorization,
+                    api_key,
+                    api_version,
                     health: Health::default(),
                     weight: e.weight.max(1),
                     latency: LatencyEwma::default(),
@@ -515,22 +559,49 @@ fn shown_url(url: &str) -> String {
     shown
 }
 
-/// The chat completions URI of a base URL, without its user info, and the `Basic`
-/// authorization that user info stands for (percent-decoded, marked sensitive).
-fn chat_url(base: &str) -> Result<(http::Uri, Option<http::HeaderValue>), String> {
+/// What decides an endpoint's path.
+struct Api<'a> {
+    provider: switchyard_policy::Provider,
+    /// Azure's deployment.
+    deployment: &'a str,
+    /// Azure's `api-version`.
+    api_version: Option<&'a str>,
+}
+
+/// The default Azure OpenAI `api-version`.
+const AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The API's URI of a base URL (its provider's path), without its user info, and the
+/// `Basic` authorization that user info stands for (percent-decoded, marked
+/// sensitive).
+fn chat_url(base: &str, api: &Api<'_>) -> Result<(http::Uri, Option<http::HeaderValue>), String> {
     use base64::Engine as _;
+    use switchyard_policy::Provider;
     let mut url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
     if url.cannot_be_a_base() {
         return Err("it has no host".to_owned());
     }
     // The path is extended; a query string (`?api-version=…`) stays a query string.
     let path = url.path().trim_end_matches('/').to_owned();
-    let path = if path.ends_with("/v1") {
-        format!("{path}/chat/completions")
-    } else {
-        format!("{path}/v1/chat/completions")
+    let path = match api.provider {
+        Provider::Openai if path.ends_with("/v1") => format!("{path}/chat/completions"),
+        Provider::Openai => format!("{path}/v1/chat/completions"),
+        Provider::Anthropic if path.ends_with("/v1") => format!("{path}/messages"),
+        Provider::Anthropic => format!("{path}/v1/messages"),
+        Provider::Azure => {
+            let deployment = percent_encoding::utf8_percent_encode(
+                api.deployment,
+                percent_encoding::NON_ALPHANUMERIC,
+            );
+            let path = path.strip_suffix("/openai").unwrap_or(&path);
+            format!("{path}/openai/deployments/{deployment}/chat/completions")
+        }
     };
     url.set_path(&path);
+    if api.provider == Provider::Azure && !url.query_pairs().any(|(k, _)| k == "api-version") {
+        url.query_pairs_mut()
+            .append_pair("api-version", api.api_version.unwrap_or(AZURE_API_VERSION));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the scheme is `{}`; use http or https",
@@ -563,7 +634,18 @@ fn chat_url(base: &str) -> Result<(http::Uri, Option<http::HeaderValue>), String
 
 #[cfg(test)]
 mod tests {
-    use super::{chat_url, shown_url};
+    use super::{Api, shown_url};
+
+    fn chat_url(base: &str) -> Result<(http::Uri, Option<http::HeaderValue>), String> {
+        super::chat_url(
+            base,
+            &Api {
+                provider: switchyard_policy::Provider::Openai,
+                deployment: "m",
+                api_version: None,
+            },
+        )
+    }
 
     #[test]
     fn chat_url_accepts_bases_with_or_without_v1() {
@@ -589,6 +671,50 @@ mod tests {
         assert_eq!(
             url("https://h/openai/v1?api-version=2024-06-01").unwrap(),
             "https://h/openai/v1/chat/completions?api-version=2024-06-01"
+        );
+    }
+
+    #[test]
+    fn each_provider_has_its_own_path() {
+        use switchyard_policy::Provider;
+        let url = |base, provider, api_version| {
+            let api = Api {
+                provider,
+                deployment: "gpt 4o",
+                api_version,
+            };
+            super::chat_url(base, &api).map(|(u, _)| u.to_string())
+        };
+        assert_eq!(
+            url("https://api.anthropic.com", Provider::Anthropic, None).unwrap(),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            url("https://api.anthropic.com/v1/", Provider::Anthropic, None).unwrap(),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            url("https://r.openai.azure.com", Provider::Azure, None).unwrap(),
+            "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            url(
+                "https://r.openai.azure.com/openai",
+                Provider::Azure,
+                Some("2025-01-01-preview")
+            )
+            .unwrap(),
+            "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2025-01-01-preview"
+        );
+        assert_eq!(
+            url(
+                "https://r.openai.azure.com/?api-version=2024-06-01",
+                Provider::Azure,
+                None
+            )
+            .unwrap(),
+            "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-06-01",
+            "a version in the URL stays"
         );
     }
 

@@ -8,13 +8,59 @@ use futures_util::stream::BoxStream;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use switchyard_policy::Provider;
 use switchyard_policy::UpstreamConfig;
 use switchyard_wire::headers::{
     GATEWAY_REQUEST_HEADERS, KV_RETENTION_PRIORITY, KV_RETENTION_TTL_MS, REQUEST_TIMEOUT_MS,
 };
-use switchyard_wire::{ApiError, ErrorKind, SseParser, Usage};
+use switchyard_wire::{ApiError, ChatRequest, ErrorKind, SseParser, Translating, Usage};
 use tokio::sync::oneshot;
 use tokio::time::timeout_at;
+
+/// A request as it goes upstream: the canonical request, encoded for each provider's
+/// API the first time an endpoint of that provider is tried.
+#[derive(Debug)]
+pub struct UpstreamBody<'a> {
+    request: &'a ChatRequest,
+    chat: std::sync::OnceLock<Result<Bytes, ApiError>>,
+    messages: std::sync::OnceLock<Result<Bytes, ApiError>>,
+}
+
+impl<'a> UpstreamBody<'a> {
+    /// The body of `request`, not yet encoded.
+    pub fn new(request: &'a ChatRequest) -> Self {
+        UpstreamBody {
+            request,
+            chat: std::sync::OnceLock::new(),
+            messages: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The body in `provider`'s API: Chat Completions (OpenAI, Azure), or Messages
+    /// (Anthropic). An error when the request cannot be written faithfully in it.
+    pub fn encoded(&self, provider: Provider) -> Result<Bytes, ApiError> {
+        match provider {
+            Provider::Openai | Provider::Azure => self
+                .chat
+                .get_or_init(|| {
+                    self.request.upstream_body().map(Bytes::from).map_err(|e| {
+                        ApiError::new(
+                            ErrorKind::InvalidRequest,
+                            format!("cannot encode the request: {e}"),
+                        )
+                    })
+                })
+                .clone(),
+            Provider::Anthropic => self
+                .messages
+                .get_or_init(|| {
+                    switchyard_wire::provider::anthropic::messages_body(self.request)
+                        .map(Bytes::from)
+                })
+                .clone(),
+        }
+    }
+}
 
 /// What goes upstream with a request besides its body.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +192,15 @@ pub enum ForwardError {
         /// The start of its body.
         detail: String,
     },
+    /// The request cannot be written faithfully in the endpoint's API (nothing was
+    /// sent): the client's to change, not the endpoint's fault.
+    #[error("{error}")]
+    Untranslatable {
+        /// The endpoint.
+        endpoint: String,
+        /// What cannot be carried, naming the field.
+        error: ApiError,
+    },
 }
 
 impl ForwardError {
@@ -163,18 +218,25 @@ impl ForwardError {
     /// Whether the endpoint is to blame (its ejection counts it): not when the
     /// client's own deadline passed.
     pub fn counts_against_endpoint(&self) -> bool {
-        !matches!(self, ForwardError::ClientDeadline { .. })
+        !matches!(
+            self,
+            ForwardError::ClientDeadline { .. } | ForwardError::Untranslatable { .. }
+        )
     }
 
     /// The error as the client sees it.
     pub fn to_api_error(&self) -> ApiError {
+        if let ForwardError::Untranslatable { error, .. } = self {
+            return error.clone();
+        }
         let kind = match self {
             ForwardError::Timeout { .. } | ForwardError::ClientDeadline { .. } => {
                 ErrorKind::UpstreamTimeout
             }
             ForwardError::Connect { .. }
             | ForwardError::Broken { .. }
-            | ForwardError::Status { .. } => ErrorKind::Upstream,
+            | ForwardError::Status { .. }
+            | ForwardError::Untranslatable { .. } => ErrorKind::Upstream,
         };
         ApiError::new(kind, self.to_string())
     }
@@ -371,11 +433,17 @@ impl Upstream {
     async fn send(
         &self,
         endpoint: &Endpoint,
-        body: Bytes,
+        body: &UpstreamBody<'_>,
         call: &Call<'_>,
         deadline: tokio::time::Instant,
     ) -> Result<(Answer, Duration), ForwardError> {
         use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+        let body =
+            body.encoded(endpoint.provider)
+                .map_err(|error| ForwardError::Untranslatable {
+                    endpoint: endpoint.name.clone(),
+                    error,
+                })?;
         let mut request = http::Request::new(http_body_util::Full::new(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = endpoint.chat_url.clone();
@@ -404,6 +472,12 @@ impl Upstream {
         }
         if let Some(authorization) = &endpoint.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        if let Some((name, key)) = &endpoint.api_key {
+            headers.insert(name.clone(), key.clone());
+        }
+        if let Some(version) = &endpoint.api_version {
+            headers.insert("anthropic-version", version.clone());
         }
         let sent = Instant::now();
         let headers_by = deadline.min(
@@ -462,7 +536,7 @@ impl Upstream {
     pub async fn complete(
         &self,
         endpoint: &Endpoint,
-        body: Bytes,
+        body: &UpstreamBody<'_>,
         call: &Call<'_>,
     ) -> Result<Completion, ForwardError> {
         let deadline = self.deadline(call);
@@ -491,7 +565,13 @@ impl Upstream {
                 None => break,
             }
         }
-        let body = Bytes::from(collected);
+        let mut body = Bytes::from(collected);
+        if endpoint.provider == Provider::Anthropic {
+            body = canonical(status, &body).map_err(|e| ForwardError::Broken {
+                endpoint: endpoint.name.clone(),
+                reason: e.message,
+            })?;
+        }
         let usage = Usage::from_body(&body);
         Ok(Completion {
             status,
@@ -509,7 +589,7 @@ impl Upstream {
     pub async fn stream(
         &self,
         in_flight: InFlight,
-        body: Bytes,
+        body: &UpstreamBody<'_>,
         call: &Call<'_>,
         hide_usage: bool,
         started: Instant,
@@ -519,11 +599,14 @@ impl Upstream {
         let (response, first_byte) = self.send(&endpoint, body, call, deadline).await?;
         if !response.status.is_success() {
             let status = response.status.as_u16();
-            let body = timeout_at(deadline, response.bytes())
+            let mut body = timeout_at(deadline, response.bytes())
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
+            if endpoint.provider == Provider::Anthropic {
+                body = canonical(status, &body).unwrap_or_default();
+            }
             return Ok(Err(Completion {
                 status,
                 body,
@@ -543,6 +626,11 @@ impl Upstream {
                 events: 0,
             },
             ended: false,
+            translate: (endpoint.provider == Provider::Anthropic).then(|| {
+                Translating::new(Box::new(
+                    switchyard_wire::provider::anthropic::ChunkWriter::default(),
+                ))
+            }),
             hide_usage,
             started,
             deadline,
@@ -573,6 +661,9 @@ struct PassState {
     outcome: StreamOutcome,
     /// No more upstream reads: `[DONE]`, an error event, or a terminal error queued.
     ended: bool,
+    /// An upstream of another API: its events, cut and read back as Chat Completions
+    /// chunks before anything else reads them.
+    translate: Option<Translating>,
     hide_usage: bool,
     started: Instant,
     deadline: tokio::time::Instant,
@@ -621,7 +712,10 @@ impl PassState {
         let by = self.deadline.min(tokio::time::Instant::now() + self.idle);
         let (end, message) = match timeout_at(by, self.response.chunk()).await {
             Ok(Ok(Some(chunk))) => {
-                self.parser.push(&chunk);
+                match &mut self.translate {
+                    None => self.parser.push(&chunk),
+                    Some(translating) => self.parser.push(translating.push(&chunk).as_bytes()),
+                }
                 self.take_events();
                 return;
             }
@@ -710,6 +804,17 @@ impl Drop for PassState {
             self.outcome.end = StreamEnd::ClientGone;
         }
         self.finish();
+    }
+}
+
+/// An Anthropic answer's body as Chat Completions: a 2xx message as a completion,
+/// anything else as the canonical error body.
+fn canonical(status: u16, body: &[u8]) -> Result<Bytes, ApiError> {
+    use switchyard_wire::provider::anthropic;
+    if (200..300).contains(&status) {
+        anthropic::completion_body(body).map(Bytes::from)
+    } else {
+        Ok(Bytes::from(anthropic::error_body(status, body)))
     }
 }
 

@@ -28,7 +28,8 @@ pub use endpoint::{
 pub use engine_metrics::{EngineGauges, EngineLoad};
 pub use forward::{Attempted, with_failover};
 pub use forward::{
-    Call, ClientDeadline, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, Upstream,
+    Call, ClientDeadline, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome,
+    Upstream, UpstreamBody,
 };
 pub use health::{Health, HealthPolicy, HealthSnapshot};
 pub use latency::LatencyEwma;

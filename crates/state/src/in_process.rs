@@ -16,6 +16,8 @@ pub struct Limits {
     pub max_keys: usize,
     /// Entries kept per log (the oldest go first).
     pub log_capacity: usize,
+    /// Bytes of key-value entries held at once, at most.
+    pub max_value_bytes: usize,
 }
 
 impl Default for Limits {
@@ -23,6 +25,7 @@ impl Default for Limits {
         Limits {
             max_keys: 100_000,
             log_capacity: 10_000,
+            max_value_bytes: 256 << 20,
         }
     }
 }
@@ -46,12 +49,48 @@ pub struct InProcess {
     clock: Arc<dyn Clock>,
     limits: Limits,
     counters: Mutex<HashMap<String, Counter>>,
-    values: Mutex<HashMap<String, (Bytes, u64)>>,
+    values: Mutex<Values>,
     logs: Mutex<HashMap<String, Log>>,
     /// Decaying sums: (sum, when it was that, expiry).
     sums: Mutex<HashMap<String, Decaying>>,
     /// Token buckets: (tokens, when it held that).
     buckets: Mutex<HashMap<String, (f64, u64)>>,
+}
+
+/// Key-value entries (value, expiry) and the bytes they hold.
+#[derive(Debug, Default)]
+struct Values {
+    entries: HashMap<String, (Bytes, u64)>,
+    bytes: usize,
+}
+
+impl Values {
+    fn remove(&mut self, key: &str) -> Option<(Bytes, u64)> {
+        let removed = self.entries.remove(key);
+        if let Some((value, _)) = &removed {
+            self.bytes -= key.len() + value.len();
+        }
+        removed
+    }
+
+    /// Whether `size` bytes under `key` fit (replacing what `key` holds).
+    fn fits(&self, key: &str, size: usize, limits: &Limits) -> bool {
+        let held = self.entries.get(key).map(|(v, _)| key.len() + v.len());
+        (held.is_some() || self.entries.len() < limits.max_keys)
+            && self.bytes - held.unwrap_or(0) + size <= limits.max_value_bytes
+    }
+
+    fn sweep(&mut self, now: u64) {
+        let mut freed = 0;
+        self.entries.retain(|key, (value, expires)| {
+            let keep = *expires > now;
+            if !keep {
+                freed += key.len() + value.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +115,7 @@ impl InProcess {
             clock,
             limits,
             counters: Mutex::new(HashMap::new()),
-            values: Mutex::new(HashMap::new()),
+            values: Mutex::new(Values::default()),
             logs: Mutex::new(HashMap::new()),
             sums: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
@@ -210,20 +249,25 @@ impl SharedState for InProcess {
     fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), Refused> {
         let now = self.clock.now_ms();
         let mut values = lock(&self.values);
-        if !values.contains_key(key) && values.len() >= self.limits.max_keys {
-            values.retain(|_, (_, expires)| *expires > now);
-            if values.len() >= self.limits.max_keys {
-                return Err(Refused::Full(self.limits.max_keys));
+        let size = key.len() + value.len();
+        if !values.fits(key, size, &self.limits) {
+            values.sweep(now);
+            if !values.fits(key, size, &self.limits) {
+                return Err(Refused::Full(values.entries.len()));
             }
         }
-        values.insert(key.to_owned(), (value, now.saturating_add(millis(ttl))));
+        values.remove(key);
+        values.bytes += size;
+        values
+            .entries
+            .insert(key.to_owned(), (value, now.saturating_add(millis(ttl))));
         Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Option<Bytes>, Refused> {
         let now = self.clock.now_ms();
         let mut values = lock(&self.values);
-        Ok(match values.get(key) {
+        Ok(match values.entries.get(key) {
             Some((value, expires)) if *expires > now => Some(value.clone()),
             Some(_) => {
                 values.remove(key);
@@ -231,6 +275,12 @@ impl SharedState for InProcess {
             }
             None => None,
         })
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, Refused> {
+        let now = self.clock.now_ms();
+        let removed = lock(&self.values).remove(key);
+        Ok(removed.is_some_and(|(_, expires)| expires > now))
     }
 
     fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused> {
@@ -371,6 +421,7 @@ mod tests {
         let (clock, s) = store(Limits {
             max_keys: 1,
             log_capacity: 1,
+            ..Limits::default()
         });
         let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(86_400));
         assert_eq!(s.decaying_add("a", 0.0, hour, day).unwrap(), 0.0);
@@ -391,10 +442,34 @@ mod tests {
     }
 
     #[test]
+    fn values_are_bounded_in_bytes_and_deletes_free_them() {
+        let (clock, s) = store(Limits {
+            max_value_bytes: 10,
+            ..Limits::default()
+        });
+        let hold = |n: usize| Bytes::from(vec![b'x'; n]);
+        s.put("a", hold(4), Duration::from_millis(100)).unwrap();
+        s.put("b", hold(4), Duration::from_secs(1)).unwrap();
+        assert!(matches!(
+            s.put("c", hold(4), Duration::from_secs(1)),
+            Err(Refused::Full(2))
+        ));
+        // Replacing a value counts only the difference.
+        s.put("b", hold(3), Duration::from_secs(1)).unwrap();
+        clock.set(200);
+        s.put("c", hold(3), Duration::from_secs(1)).unwrap();
+        assert!(s.delete("b").unwrap());
+        assert!(!s.delete("b").unwrap());
+        s.put("d", hold(5), Duration::from_secs(1)).unwrap();
+        assert_eq!(s.get("d").unwrap().map(|v| v.len()), Some(5));
+    }
+
+    #[test]
     fn values_expire_and_logs_keep_the_newest_entries() {
         let (clock, s) = store(Limits {
             max_keys: 2,
             log_capacity: 3,
+            ..Limits::default()
         });
         s.put("a", Bytes::from_static(b"1"), Duration::from_millis(100))
             .unwrap();

@@ -149,6 +149,9 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
     /// The value under `key`, unless it expired.
     fn get(&self, key: &str) -> Result<Option<Bytes>, Refused>;
 
+    /// Removes the value under `key`; whether there was one (unexpired).
+    fn delete(&self, key: &str) -> Result<bool, Refused>;
+
     /// Appends an entry to log `log`; returns its sequence number (from 0). The
     /// oldest entries go when the log is at its capacity.
     fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused>;

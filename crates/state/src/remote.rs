@@ -491,6 +491,12 @@ impl SharedState for RemoteState {
         Ok(value.map(Bytes::from))
     }
 
+    fn delete(&self, key: &str) -> Result<bool, Refused> {
+        let key = self.key("value", key);
+        let removed: u64 = self.run("delete", |c| redis::cmd("DEL").arg(&key).query(c))?;
+        Ok(removed > 0)
+    }
+
     fn append(&self, log: &str, entry: Bytes) -> Result<u64, Refused> {
         let [entries, count] = log_keys(self, log);
         self.run("append", |c| {

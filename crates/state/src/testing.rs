@@ -33,15 +33,24 @@ impl KvServer {
             eprintln!("skipped: set {variable} (scripts/test.sh runs scripts/kv-servers.sh)");
             return Ok(None);
         };
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let mut server = KvServer {
-            binary: PathBuf::from(binary),
-            backend,
-            port,
-            child: None,
-        };
-        server.start()?;
-        Ok(Some(server))
+        // A free port can be taken by another test's server between the check and the
+        // start: the start then fails (the process that answers is not ours), and
+        // another port is tried.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let mut server = KvServer {
+                binary: PathBuf::from(&binary),
+                backend,
+                port,
+                child: None,
+            };
+            match server.start() {
+                Ok(()) => return Ok(Some(server)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -60,17 +69,26 @@ impl KvServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.binary.display()))?;
+        let pid = child.id();
         self.child = Some(child);
         let address = SocketAddr::from(([127, 0, 0, 1], self.port));
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(format!(
+                    "{} on port {} exited at start ({status}): the port is taken?",
+                    self.backend, self.port
+                ));
+            }
+            if process_id(address) == Some(pid) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.kill();
         Err(format!(
-            "{} did not listen on {address} within 10 s",
+            "{} did not answer on {address} within 10 s",
             self.backend
         ))
     }
@@ -112,6 +130,32 @@ impl Drop for KvServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The process id of the server answering at `address` (`INFO server`), if one does.
+fn process_id(address: SocketAddr) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(100)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while answer.len() < 64 * 1024 {
+        let n = stream.read(&mut buffer).ok()?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(rest) = text.split("process_id:").nth(1)
+            && let Some((pid, _)) = rest.split_once("\r\n")
+        {
+            return pid.trim().parse().ok();
+        }
+    }
+    None
 }
 
 fn free_port() -> std::io::Result<u16> {

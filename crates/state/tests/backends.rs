@@ -21,6 +21,7 @@ fn backends(name: &str) -> Vec<(Arc<dyn SharedState>, Option<KvServer>)> {
             Limits {
                 max_keys: 1000,
                 log_capacity: 3,
+                ..Limits::default()
             },
         )),
         None,
@@ -168,6 +169,9 @@ fn values_expire_and_logs_keep_the_newest_entries_on_every_backend() {
             Some(&b"\x00\xff"[..]),
             "{on}"
         );
+        assert!(s.delete("b").unwrap(), "{on}");
+        assert_eq!(s.get("b").unwrap(), None, "{on}: deleted");
+        assert!(!s.delete("b").unwrap(), "{on}: nothing left to delete");
 
         for i in 0..5u8 {
             assert_eq!(

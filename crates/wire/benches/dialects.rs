@@ -12,7 +12,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::hint::black_box;
-use switchyard_wire::{AnthropicMessages, Dialect, OpenAiChat};
+use switchyard_wire::provider::anthropic;
+use switchyard_wire::{AnthropicMessages, Dialect, OpenAiChat, OpenAiResponses, ResponseContext};
 
 /// About 2 KB of conversation: a system prompt, three exchanges, a tool.
 fn turns() -> Vec<String> {
@@ -64,6 +65,30 @@ fn openai_body() -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
+fn responses_body() -> Vec<u8> {
+    let turns = turns();
+    let input: Vec<Value> = turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if i % 2 == 0 {
+                json!({"role": "user", "content": [{"type": "input_text", "text": t}]})
+            } else {
+                json!({"type": "message", "role": "assistant",
+                       "content": [{"type": "output_text", "text": t}]})
+            }
+        })
+        .collect();
+    let body = json!({
+        "model": "auto", "max_output_tokens": 256,
+        "instructions": "You are a build engineer. ".repeat(8),
+        "tools": [{"type": "function", "name": "read_file", "description": "Read a file",
+                   "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}],
+        "input": input,
+    });
+    body.to_string().into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let anthropic = anthropic_body();
     let openai = openai_body();
@@ -86,6 +111,17 @@ fn bench(c: &mut Criterion) {
             black_box(request.upstream_body().unwrap())
         });
     });
+    let responses = responses_body();
+    c.bench_function("dialect/responses parse+encode 2KB", |b| {
+        b.iter(|| {
+            let (request, _) = OpenAiResponses.parse(black_box(&responses), None).unwrap();
+            black_box(request.upstream_body().unwrap())
+        });
+    });
+    let (canonical, _) = OpenAiChat.parse(&openai, None).unwrap();
+    c.bench_function("provider/anthropic request 2KB", |b| {
+        b.iter(|| black_box(anthropic::messages_body(black_box(&canonical)).unwrap()));
+    });
     let (parsed, _) = AnthropicMessages.parse(&anthropic, None).unwrap();
     c.bench_function("dialect/anthropic encode only", |b| {
         b.iter(|| black_box(black_box(&parsed).upstream_body().unwrap()));
@@ -105,6 +141,26 @@ fn bench(c: &mut Criterion) {
     c.bench_function("dialect/anthropic whole answer 1KB", |b| {
         b.iter(|| black_box(AnthropicMessages.whole(black_box(&completion)).unwrap()));
     });
+    let object = serde_json::from_str::<Value>(&String::from_utf8_lossy(&responses))
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    let context = ResponseContext::new("resp_1".into(), 0, &object);
+    c.bench_function("dialect/responses whole answer 1KB", |b| {
+        b.iter(|| black_box(context.whole(black_box(&completion)).unwrap().to_string()));
+    });
+    let message = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "text", "text": "The build fails at link time. ".repeat(30)}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 88, "cache_read_input_tokens": 512, "output_tokens": 200},
+    })
+    .to_string()
+    .into_bytes();
+    c.bench_function("provider/anthropic whole answer 1KB", |b| {
+        b.iter(|| black_box(anthropic::completion_body(black_box(&message)).unwrap()));
+    });
     let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                        "model": "m", "choices": [{"index": 0, "delta": {"content": " token"},
                        "finish_reason": null}]})
@@ -121,5 +177,43 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_streams(c: &mut Criterion) {
+    let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                       "model": "m", "choices": [{"index": 0, "delta": {"content": " token"},
+                       "finish_reason": null}]})
+    .to_string();
+    let object = json!({"model": "auto", "input": "x"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let context = ResponseContext::new("resp_1".into(), 0, &object);
+    c.bench_function("dialect/responses stream event", |b| {
+        let mut writer = context.events(None);
+        let mut out = String::with_capacity(512);
+        writer.event(&chunk, &mut out);
+        b.iter(|| {
+            out.clear();
+            writer.event(black_box(&chunk), &mut out);
+            black_box(out.len())
+        });
+    });
+    let start = json!({"type": "message_start", "message": {"id": "msg_1", "model": "m",
+                       "usage": {"input_tokens": 5, "output_tokens": 1}}})
+    .to_string();
+    let delta = json!({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": " token"}})
+    .to_string();
+    c.bench_function("provider/anthropic stream event", |b| {
+        let mut writer = anthropic::ChunkWriter::default();
+        let mut out = String::with_capacity(512);
+        switchyard_wire::StreamTranslator::event(&mut writer, &start, &mut out);
+        b.iter(|| {
+            out.clear();
+            switchyard_wire::StreamTranslator::event(&mut writer, black_box(&delta), &mut out);
+            black_box(out.len())
+        });
+    });
+}
+
+criterion_group!(benches, bench, bench_streams);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod error;
 pub mod hash;
 pub mod headers;
+pub mod provider;
 pub mod sse;
 pub mod stats;
 pub mod token_count;
@@ -20,7 +21,10 @@ pub mod typos;
 
 pub use chat::{ChatRequest, Message, MessageContent, PromptTokensDetails, StreamOptions, Usage};
 pub use conversation::{Conversation, Turn};
-pub use dialect::{Answer, AnthropicMessages, Dialect, OpenAiChat, StreamTranslator, Written};
+pub use dialect::{
+    Answer, AnthropicMessages, Dialect, OpenAiChat, OpenAiResponses, ResponseContext,
+    StreamTranslator, Translating, Written, translate_stream, translate_whole,
+};
 pub use error::{ApiError, ErrorKind, error_body};
 pub use sse::{SseEvent, SseParser};
 pub use token_count::TokenCount;

@@ -6,11 +6,13 @@
 
 mod anthropic;
 mod openai_chat;
+mod openai_responses;
 
 pub use anthropic::{
     AnthropicMessages, VERSIONS as ANTHROPIC_VERSIONS, error_type as anthropic_error_type,
 };
 pub use openai_chat::OpenAiChat;
+pub use openai_responses::{OpenAiResponses, ResponseContext};
 
 use crate::{ApiError, ChatRequest, Conversation, Usage};
 use bytes::Bytes;
@@ -54,6 +56,93 @@ pub trait StreamTranslator: Send {
     /// The canonical stream ended; anything a well-formed stream still owes is
     /// appended to `out` (an error event when it ended without `[DONE]`).
     fn end(&mut self, out: &mut String);
+}
+
+/// A byte stream of one API's events translated into another's: pieces in, whole
+/// translated events out.
+pub struct Translating {
+    parser: crate::SseParser,
+    translator: Box<dyn StreamTranslator>,
+}
+
+impl std::fmt::Debug for Translating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translating").finish_non_exhaustive()
+    }
+}
+
+impl Translating {
+    /// Translates with `translator`.
+    pub fn new(translator: Box<dyn StreamTranslator>) -> Self {
+        Translating {
+            parser: crate::SseParser::new(),
+            translator,
+        }
+    }
+
+    /// The translation of the events `piece` completes (empty when none).
+    pub fn push(&mut self, piece: &[u8]) -> String {
+        self.parser.push(piece);
+        let mut out = String::new();
+        while let Some(event) = self.parser.next_event() {
+            if !event.data.is_empty() {
+                self.translator.event(&event.data, &mut out);
+            }
+        }
+        out
+    }
+
+    /// What the translated stream still owes once the source has ended.
+    pub fn end(&mut self) -> String {
+        let mut out = String::new();
+        self.translator.end(&mut out);
+        out
+    }
+}
+
+/// A stream of canonical event bytes (pieces of any size) as `translator`'s events;
+/// ends with what the translator owes when the source ends or fails.
+pub fn translate_stream<S, E>(
+    source: S,
+    translator: Box<dyn StreamTranslator>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
+{
+    use futures_util::StreamExt;
+    let state = (source, Translating::new(translator), false);
+    futures_util::stream::unfold(state, |(mut source, mut translating, over)| async move {
+        if over {
+            return None;
+        }
+        loop {
+            let (out, over) = match source.next().await {
+                Some(Ok(bytes)) => (translating.push(&bytes), false),
+                Some(Err(_)) | None => (translating.end(), true),
+            };
+            if !out.is_empty() || over {
+                return Some((Ok(Bytes::from(out)), (source, translating, over)));
+            }
+        }
+    })
+}
+
+/// A whole canonical answer (status and body: a completion, or an error body) in
+/// `dialect`: the status it goes out with and its body.
+pub fn translate_whole(dialect: &dyn Dialect, status: u16, body: &[u8]) -> (u16, Bytes) {
+    if !(200..300).contains(&status) {
+        return (status, dialect.error(status, body));
+    }
+    match dialect.whole(body) {
+        Ok(body) => (status, body),
+        Err(error) => {
+            let status = error.kind.status();
+            (
+                status,
+                dialect.error(status, error.body().to_string().as_bytes()),
+            )
+        }
+    }
 }
 
 /// A client API.

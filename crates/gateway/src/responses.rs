@@ -1,0 +1,428 @@
+//! The OpenAI Responses API: `POST /v1/responses` runs the same phases as every other
+//! request (the canonical request is built from its input items), and the answer is
+//! written as a `response` object or its `response.*` events. What the API keeps
+//! between calls is kept here, in the shared state (in-process, or Redis/Valkey so
+//! that every replica sees it): a stored response (`store`, default true) holds its
+//! input items, earlier turns included, and its output, for `previous_response_id`,
+//! `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and `DELETE`. A
+//! stored response belongs to the caller that made it (its credential, else its
+//! address): another caller's id is not found.
+
+use crate::dialects::error_in;
+use crate::runtime::Runtime;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_state::Refused;
+use switchyard_wire::headers::SESSION;
+use switchyard_wire::{ApiError, Dialect, ErrorKind, OpenAiResponses, ResponseContext};
+
+/// The dialect.
+static DIALECT: OpenAiResponses = OpenAiResponses;
+
+/// The largest canonical answer read whole.
+const MAX_WHOLE: usize = 64 << 20;
+
+/// A stored response.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    /// Who made it: a digest of the caller's credential or address.
+    owner: String,
+    /// The first response of its chain: the session its turns share.
+    root: String,
+    /// Its input items, those of the responses before it first.
+    input: Vec<Value>,
+    /// The `response` object.
+    response: Value,
+}
+
+fn key(id: &str) -> String {
+    format!("response:{id}")
+}
+
+/// A fresh, unguessable response id.
+fn new_id() -> String {
+    use std::hash::BuildHasher;
+    let draw = || {
+        std::collections::hash_map::RandomState::new()
+            .hash_one(super::observe::unix_ms(std::time::SystemTime::now()))
+    };
+    format!("resp_{:016x}{:016x}", draw(), draw())
+}
+
+/// The caller a stored response belongs to: a digest of its credential
+/// (`authorization`, `x-api-key`, `api-key`), else of its address. Stable across
+/// replicas; the credential itself is never stored.
+fn owner(headers: &HeaderMap, peer: SocketAddr) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    match ["authorization", "x-api-key", "api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+    {
+        Some(credential) => {
+            digest.update(b"credential:");
+            digest.update(credential.as_bytes());
+        }
+        None => {
+            digest.update(b"address:");
+            digest.update(peer.ip().to_string().as_bytes());
+        }
+    }
+    digest
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unavailable(refused: &Refused) -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        format!("stored responses cannot be reached: {refused}"),
+    )
+}
+
+fn not_found(id: &str, param: Option<&str>) -> Response {
+    let shown: String = id.chars().take(64).collect();
+    let mut error = ApiError::new(
+        ErrorKind::NotFound,
+        match param {
+            Some(_) => format!("Previous response with id '{shown}' not found."),
+            None => format!("No response found with id '{shown}'."),
+        },
+    );
+    if let Some(param) = param {
+        error = error.with_param(param);
+    }
+    error_in(&DIALECT, &error)
+}
+
+/// Runs a shared-state operation, off the async workers when it crosses a network.
+async fn on_state<T: Send + 'static>(
+    runtime: &Arc<Runtime>,
+    op: impl FnOnce(&dyn switchyard_state::SharedState) -> Result<T, Refused> + Send + 'static,
+) -> Result<T, Refused> {
+    if !runtime.state.remote() {
+        return op(runtime.state.as_ref());
+    }
+    let state = Arc::clone(&runtime.state);
+    tokio::task::spawn_blocking(move || op(state.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(Refused::Unavailable(e.to_string())))
+}
+
+/// The stored response `id` when it belongs to `owner`.
+async fn load(runtime: &Arc<Runtime>, id: &str, owner: &str) -> Result<Option<Stored>, Refused> {
+    let key = key(id);
+    let bytes = on_state(runtime, move |s| s.get(&key)).await?;
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
+        .filter(|s| s.owner == owner))
+}
+
+async fn save(runtime: &Arc<Runtime>, stored: &Stored) -> Result<(), String> {
+    let bytes = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
+    let limit = runtime.policy.config.server.responses_max_bytes;
+    if bytes.len() > limit {
+        return Err(format!(
+            "the response and its conversation hold {} bytes, more than \
+             server.responses_max_bytes ({limit})",
+            bytes.len()
+        ));
+    }
+    let id = stored.response["id"].as_str().unwrap_or_default();
+    let key = key(id);
+    let ttl = Duration::from_secs(runtime.policy.config.server.responses_ttl_s);
+    on_state(runtime, move |s| s.put(&key, Bytes::from(bytes), ttl))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `POST /v1/responses`.
+pub async fn create(
+    runtime: Arc<Runtime>,
+    peer: SocketAddr,
+    mut headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let limit = runtime.policy.config.server.max_body_bytes;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error_in(&DIALECT, &crate::ingress::rejected(&rejection, limit)),
+    };
+    if let Err(error) = crate::ingress::check_content_type(&headers) {
+        return error_in(&DIALECT, &error);
+    }
+    let mut object = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            let error = ApiError::new(ErrorKind::InvalidRequest, "the body must be a JSON object");
+            return error_in(&DIALECT, &error);
+        }
+        Err(e) => {
+            let error = ApiError::new(ErrorKind::InvalidRequest, format!("malformed JSON: {e}"));
+            return error_in(&DIALECT, &error);
+        }
+    };
+    let owner = owner(&headers, peer);
+    let id = new_id();
+    let context = ResponseContext::new(
+        id.clone(),
+        super::observe::unix_ms(std::time::SystemTime::now()) / 1000,
+        &object,
+    );
+    let mut input: Vec<Value> = Vec::new();
+    let mut root = id.clone();
+    let chained = match object.remove("previous_response_id") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(previous)) => match load(&runtime, &previous, &owner).await {
+            Ok(Some(stored)) => {
+                input = stored.input;
+                if let Some(Value::Array(output)) = stored.response.get("output") {
+                    input.extend(output.iter().cloned());
+                }
+                root = stored.root;
+                true
+            }
+            Ok(None) => return not_found(&previous, Some("previous_response_id")),
+            Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
+        },
+        Some(_) => {
+            let error = ApiError::new(
+                ErrorKind::InvalidRequest,
+                "previous_response_id: must be a string",
+            )
+            .with_param("previous_response_id");
+            return error_in(&DIALECT, &error);
+        }
+    };
+    match object.get("input") {
+        Some(Value::String(text)) => {
+            input.push(json!({"type": "message", "role": "user", "content": text}));
+        }
+        Some(Value::Array(items)) => input.extend(items.iter().cloned()),
+        // Refused by the dialect, naming the field.
+        _ => {}
+    }
+    if chained {
+        object.insert("input".into(), Value::Array(input.clone()));
+    }
+    let expanded = match serde_json::to_vec(&object) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let error = ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}"));
+            return error_in(&DIALECT, &error);
+        }
+    };
+    if expanded.len() > runtime.policy.config.server.responses_max_bytes {
+        let error = ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "previous_response_id: the conversation holds {} bytes, more than the {} \
+                 a response may keep (server.responses_max_bytes): start a new one",
+                expanded.len(),
+                runtime.policy.config.server.responses_max_bytes
+            ),
+        )
+        .with_param("previous_response_id");
+        return error_in(&DIALECT, &error);
+    }
+    if !headers.contains_key(SESSION)
+        && let Ok(value) = HeaderValue::from_str(&root)
+    {
+        // The turns of one chain share a session: the same endpoint, its prefix cache.
+        headers.insert(SESSION, value);
+    }
+    let dialect: &'static dyn Dialect = &DIALECT;
+    let response = crate::server::serve(
+        Arc::clone(&runtime),
+        (peer, &headers),
+        Ok(Bytes::from(expanded)),
+        dialect,
+    )
+    .await;
+    let keep = context.stored().then_some(Stored {
+        owner,
+        root,
+        input,
+        response: Value::Null,
+    });
+    answer(runtime, context, keep, response).await
+}
+
+/// The canonical `response` as the client sees it; `keep` stored with it when given.
+async fn answer(
+    runtime: Arc<Runtime>,
+    context: ResponseContext,
+    keep: Option<Stored>,
+    response: Response,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let streamed = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if parts.status.is_success() && streamed {
+        let on_final: Option<Box<dyn FnOnce(Value) + Send>> = keep.map(|mut keep| {
+            let runtime = Arc::clone(&runtime);
+            let store: Box<dyn FnOnce(Value) + Send> = Box::new(move |response: Value| {
+                keep.response = response;
+                tokio::spawn(async move {
+                    if let Err(e) = save(&runtime, &keep).await {
+                        tracing::warn!(response = %keep.response["id"], error = %e,
+                            "a streamed response could not be stored");
+                    }
+                });
+            });
+            store
+        });
+        let events =
+            switchyard_wire::translate_stream(body.into_data_stream(), context.events(on_final));
+        return Response::from_parts(parts, Body::from_stream(events));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let bytes = match axum::body::to_bytes(body, MAX_WHOLE).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let error = ApiError::new(
+                ErrorKind::Upstream,
+                format!("the answer could not be read: {e}"),
+            );
+            return error_in(&DIALECT, &error);
+        }
+    };
+    if !parts.status.is_success() {
+        // Errors are already in OpenAI's shape.
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let object = match context.whole(&bytes) {
+        Ok(object) => object,
+        Err(error) => return error_in(&DIALECT, &error),
+    };
+    if let Some(mut keep) = keep {
+        keep.response = object.clone();
+        if let Err(e) = save(&runtime, &keep).await {
+            tracing::warn!(response = %context.id, error = %e, "a response could not be stored");
+            if let Ok(value) = HeaderValue::from_str(&format!("not stored: {e}")) {
+                parts.headers.insert("x-switchyard-response-store", value);
+            }
+        }
+    }
+    Response::from_parts(parts, Body::from(object.to_string()))
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn get(
+    runtime: Arc<Runtime>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    id: &str,
+) -> Response {
+    match load(&runtime, id, &owner(headers, peer)).await {
+        Ok(Some(stored)) => axum::Json(stored.response).into_response(),
+        Ok(None) => not_found(id, None),
+        Err(refused) => error_in(&DIALECT, &unavailable(&refused)),
+    }
+}
+
+/// `GET /v1/responses/{id}/input_items`: `order` (`desc`, the default, or `asc`),
+/// `limit` (1 to 100, default 20) and `after` (an item id) page through them.
+pub async fn input_items(
+    runtime: Arc<Runtime>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    id: &str,
+    query: &std::collections::HashMap<String, String>,
+) -> Response {
+    let stored = match load(&runtime, id, &owner(headers, peer)).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return not_found(id, None),
+        Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
+    };
+    let bad = |param: &str, message: &str| {
+        error_in(
+            &DIALECT,
+            &ApiError::new(ErrorKind::InvalidRequest, format!("{param}: {message}"))
+                .with_param(param),
+        )
+    };
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => 20,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return bad("limit", "must be a whole number from 1 to 100"),
+    };
+    let descending = match query.get("order").map(String::as_str) {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return bad("order", "must be asc or desc"),
+    };
+    let response_id = stored.response["id"].as_str().unwrap_or(id).to_owned();
+    let mut items: Vec<Value> = stored
+        .input
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            if item.get("id").is_none_or(Value::is_null) {
+                let suffix = response_id.strip_prefix("resp_").unwrap_or(&response_id);
+                item["id"] = json!(format!("item_{suffix}_{i}"));
+            }
+            if item.get("type").is_none() {
+                item["type"] = json!("message");
+            }
+            item
+        })
+        .collect();
+    if descending {
+        items.reverse();
+    }
+    let start = match query.get("after") {
+        None => 0,
+        Some(after) => match items.iter().position(|i| i["id"] == after.as_str()) {
+            Some(at) => at + 1,
+            None => return bad("after", "names no item of this response"),
+        },
+    };
+    let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < items.len();
+    axum::Json(json!({
+        "object": "list",
+        "data": page,
+        "first_id": page.first().map(|i| i["id"].clone()),
+        "last_id": page.last().map(|i| i["id"].clone()),
+        "has_more": has_more,
+    }))
+    .into_response()
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(
+    runtime: Arc<Runtime>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    id: &str,
+) -> Response {
+    match load(&runtime, id, &owner(headers, peer)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(id, None),
+        Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
+    }
+    let key = key(id);
+    match on_state(&runtime, move |s| s.delete(&key)).await {
+        Ok(_) => axum::Json(json!({"id": id, "object": "response.deleted", "deleted": true}))
+            .into_response(),
+        Err(refused) => error_in(&DIALECT, &unavailable(&refused)),
+    }
+}

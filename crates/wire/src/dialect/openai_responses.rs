@@ -1,0 +1,1407 @@
+//! OpenAI Responses (`POST /v1/responses`): input items become the canonical Chat
+//! Completions request; a canonical answer becomes a `response` object, a canonical
+//! stream its `response.*` events. What the API keeps between calls
+//! (`previous_response_id`, `store`, `GET`/`DELETE`) is the gateway's: it replaces a
+//! `previous_response_id` by the items it stands for before [`OpenAiResponses`]
+//! parses the body, and stores what [`ResponseContext`] writes.
+
+use super::{Dialect, StreamTranslator};
+use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
+use serde_json::{Map, Value, json};
+
+/// The OpenAI Responses API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAiResponses;
+
+/// Request fields this dialect reads.
+const FIELDS: [&str; 24] = [
+    "model",
+    "input",
+    "instructions",
+    "previous_response_id",
+    "store",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "top_logprobs",
+    "metadata",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "service_tier",
+    "text",
+    "reasoning",
+    "truncation",
+    "include",
+    "background",
+];
+
+/// Fields a `response` object repeats from its request, with their defaults.
+/// A field's value when the request left it out.
+type Default = fn() -> Value;
+
+const ECHOED: [(&str, Default); 14] = [
+    ("instructions", || Value::Null),
+    ("max_output_tokens", || Value::Null),
+    ("metadata", || json!({})),
+    ("parallel_tool_calls", || Value::Bool(true)),
+    ("previous_response_id", || Value::Null),
+    ("reasoning", || json!({"effort": null, "summary": null})),
+    ("service_tier", || json!("auto")),
+    ("store", || Value::Bool(true)),
+    ("temperature", || json!(1.0)),
+    ("text", || json!({"format": {"type": "text"}})),
+    ("tool_choice", || json!("auto")),
+    ("tools", || json!([])),
+    ("top_p", || json!(1.0)),
+    ("truncation", || json!("disabled")),
+];
+
+fn invalid(param: impl Into<String>, message: impl std::fmt::Display) -> ApiError {
+    let param = param.into();
+    ApiError::new(ErrorKind::InvalidRequest, format!("{param}: {message}")).with_param(param)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Dialect for OpenAiResponses {
+    fn name(&self) -> &'static str {
+        "openai_responses"
+    }
+
+    fn parse(
+        &self,
+        body: &[u8],
+        session: Option<&str>,
+    ) -> Result<(ChatRequest, Conversation), ApiError> {
+        let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(ErrorKind::InvalidRequest, format!("malformed JSON: {e}"))
+        })?;
+        let request = translate(object)?;
+        let conversation = Conversation::from_chat(&request, session);
+        Ok((request, conversation))
+    }
+
+    fn translates(&self) -> bool {
+        true
+    }
+}
+
+/// A Responses body (its `previous_response_id` already replaced by the items it
+/// stands for) as the canonical request.
+fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(invalid(
+            unknown.clone(),
+            "Unrecognized request argument supplied",
+        ));
+    }
+    if body.contains_key("previous_response_id") {
+        return Err(invalid(
+            "previous_response_id",
+            "is resolved by the gateway's stored responses, which are not available here",
+        ));
+    }
+    let model = match body.remove("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m,
+        Some(Value::String(_)) => return Err(invalid("model", "is empty: name a model or `auto`")),
+        Some(v) => {
+            return Err(invalid(
+                "model",
+                format!("must be a string, not {}", kind(&v)),
+            ));
+        }
+        None => return Err(invalid("model", "Missing required parameter")),
+    };
+    let mut messages = Vec::new();
+    match body.remove("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => messages.push(message("system", MessageContent::Text(s))),
+        Some(v) => {
+            return Err(invalid(
+                "instructions",
+                format!("must be a string, not {}", kind(&v)),
+            ));
+        }
+    }
+    match body.remove("input") {
+        Some(Value::String(s)) => messages.push(message("user", MessageContent::Text(s))),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                push_item(&mut messages, item, i)?;
+            }
+        }
+        None | Some(Value::Null) => return Err(invalid("input", "Missing required parameter")),
+        Some(v) => {
+            return Err(invalid(
+                "input",
+                format!("must be a string or an array of items, not {}", kind(&v)),
+            ));
+        }
+    }
+    if !messages.iter().any(|m| m.role != "system") {
+        return Err(invalid("input", "is empty: send at least one item"));
+    }
+    let stream = match body.remove("stream") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(v) => {
+            return Err(invalid(
+                "stream",
+                format!("must be a boolean, not {}", kind(&v)),
+            ));
+        }
+    };
+    let max_completion_tokens = match body.remove("max_output_tokens") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    invalid(
+                        "max_output_tokens",
+                        format!("must be a whole number ≥ 1 (got {v})"),
+                    )
+                })?,
+        ),
+    };
+    let mut extra = Map::new();
+    for field in ["temperature", "top_p"] {
+        match body.remove(field) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::Number(_)) => {
+                extra.insert(field.into(), v);
+            }
+            Some(v) => {
+                return Err(invalid(
+                    field,
+                    format!("must be a number, not {}", kind(&v)),
+                ));
+            }
+        }
+    }
+    match body.remove("top_logprobs") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_u64().is_some_and(|n| n <= 20) => {
+            extra.insert("logprobs".into(), Value::Bool(true));
+            extra.insert("top_logprobs".into(), v);
+        }
+        Some(v) => {
+            return Err(invalid(
+                "top_logprobs",
+                format!("must be a whole number from 0 to 20 (got {v})"),
+            ));
+        }
+    }
+    for field in ["user", "safety_identifier", "prompt_cache_key"] {
+        match body.remove(field) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::String(_)) => {
+                extra.insert(field.into(), v);
+            }
+            Some(v) => {
+                return Err(invalid(
+                    field,
+                    format!("must be a string, not {}", kind(&v)),
+                ));
+            }
+        }
+    }
+    match body.remove("service_tier") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if ["auto", "default", "flex", "priority"].contains(&&*t) => {
+            extra.insert("service_tier".into(), Value::String(t));
+        }
+        Some(v) => {
+            return Err(invalid(
+                "service_tier",
+                format!("must be auto, default, flex or priority (got {v})"),
+            ));
+        }
+    }
+    match body.remove("parallel_tool_calls") {
+        None | Some(Value::Null) => {}
+        Some(v @ Value::Bool(_)) => {
+            extra.insert("parallel_tool_calls".into(), v);
+        }
+        Some(v) => {
+            return Err(invalid(
+                "parallel_tool_calls",
+                format!("must be a boolean, not {}", kind(&v)),
+            ));
+        }
+    }
+    if let Some(tools) = body.remove("tools").filter(|t| !t.is_null()) {
+        extra.insert("tools".into(), translate_tools(tools)?);
+    }
+    match body.remove("tool_choice") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if ["auto", "none", "required"].contains(&&*s) => {
+            extra.insert("tool_choice".into(), Value::String(s));
+        }
+        Some(Value::Object(c)) if c.get("type").and_then(Value::as_str) == Some("function") => {
+            let Some(name) = c.get("name").and_then(Value::as_str) else {
+                return Err(invalid("tool_choice.name", "Missing required parameter"));
+            };
+            extra.insert(
+                "tool_choice".into(),
+                json!({"type": "function", "function": {"name": name}}),
+            );
+        }
+        Some(v) => {
+            return Err(invalid(
+                "tool_choice",
+                format!(
+                    "must be auto, none, required or {{\"type\": \"function\", \"name\": …}} (got {v})"
+                ),
+            ));
+        }
+    }
+    if let Some(text) = body.remove("text").filter(|t| !t.is_null()) {
+        translate_text(text, &mut extra)?;
+    }
+    if let Some(reasoning) = body.remove("reasoning").filter(|r| !r.is_null()) {
+        match reasoning.get("effort") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(e)) => {
+                extra.insert("reasoning_effort".into(), Value::String(e.clone()));
+            }
+            Some(v) => {
+                return Err(invalid(
+                    "reasoning.effort",
+                    format!("must be a string, not {}", kind(v)),
+                ));
+            }
+        }
+        if let Some(summary) = reasoning.get("summary").filter(|s| !s.is_null()) {
+            return Err(invalid(
+                "reasoning.summary",
+                format!(
+                    "`{summary}` asks for reasoning summaries, which a Chat Completions \
+                     upstream cannot write (its reasoning text, when it has any, is returned \
+                     as a reasoning item)"
+                ),
+            ));
+        }
+    }
+    match body.remove("truncation") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "disabled" => {}
+        Some(v) => {
+            return Err(invalid(
+                "truncation",
+                format!("only `disabled` is supported (got {v}): the gateway never drops turns"),
+            ));
+        }
+    }
+    match body.remove("include") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(v) => {
+            return Err(invalid(
+                "include",
+                format!("no additional output data can be included (got {v})"),
+            ));
+        }
+    }
+    match body.remove("background") {
+        None | Some(Value::Null | Value::Bool(false)) => {}
+        Some(_) => {
+            return Err(invalid(
+                "background",
+                "background responses are not supported: send without it",
+            ));
+        }
+    }
+    match body.remove("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) if m.len() <= 16 && m.values().all(Value::is_string) => {}
+        Some(_) => {
+            return Err(invalid(
+                "metadata",
+                "must be an object of at most 16 string values",
+            ));
+        }
+    }
+    match body.remove("store") {
+        None | Some(Value::Null | Value::Bool(_)) => {}
+        Some(v) => {
+            return Err(invalid(
+                "store",
+                format!("must be a boolean, not {}", kind(&v)),
+            ));
+        }
+    }
+    match body.remove("stream_options") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(o)) if o.keys().all(|k| k == "include_obfuscation") => {}
+        Some(v) => {
+            return Err(invalid(
+                "stream_options",
+                format!("only include_obfuscation is accepted (got {v})"),
+            ));
+        }
+    }
+    let stream_options = stream.filter(|s| *s).map(|_| crate::StreamOptions {
+        // The usage chunk becomes the final response's usage; the client never sees it.
+        include_usage: Some(true),
+        extra: Map::new(),
+    });
+    Ok(ChatRequest {
+        model,
+        messages,
+        stream,
+        stream_options,
+        max_tokens: None,
+        max_completion_tokens,
+        extra,
+    })
+}
+
+fn message(role: &str, content: MessageContent) -> Message {
+    Message {
+        role: role.to_owned(),
+        content: Some(content),
+        extra: Map::new(),
+    }
+}
+
+/// One input item as messages: a message, a function call (joined to the assistant
+/// message before it), a function call's output, or a reasoning item (which Chat
+/// Completions has no place for: it is not sent upstream).
+fn push_item(messages: &mut Vec<Message>, item: Value, i: usize) -> Result<(), ApiError> {
+    let at = format!("input[{i}]");
+    let Value::Object(mut item) = item else {
+        return Err(invalid(
+            at,
+            format!("must be an object, not {}", kind(&item)),
+        ));
+    };
+    let type_ = match item.get("type") {
+        None => "message",
+        Some(Value::String(t)) => t.as_str(),
+        Some(v) => {
+            return Err(invalid(
+                format!("{at}.type"),
+                format!("must be a string, not {}", kind(v)),
+            ));
+        }
+    };
+    match type_ {
+        "message" => {
+            let role = match item.remove("role") {
+                Some(Value::String(r))
+                    if ["user", "assistant", "system", "developer"].contains(&&*r) =>
+                {
+                    r
+                }
+                Some(v) => {
+                    return Err(invalid(
+                        format!("{at}.role"),
+                        format!("must be user, assistant, system or developer (got {v})"),
+                    ));
+                }
+                None => return Err(invalid(format!("{at}.role"), "Missing required parameter")),
+            };
+            let content = match item.remove("content") {
+                Some(Value::String(s)) => MessageContent::Text(s),
+                Some(Value::Array(parts)) => {
+                    let mut out = Vec::with_capacity(parts.len());
+                    for (j, part) in parts.into_iter().enumerate() {
+                        out.push(content_part(part, &format!("{at}.content[{j}]"), &role)?);
+                    }
+                    simplest(out)
+                }
+                Some(v) => {
+                    return Err(invalid(
+                        format!("{at}.content"),
+                        format!("must be a string or an array of parts, not {}", kind(&v)),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        format!("{at}.content"),
+                        "Missing required parameter",
+                    ));
+                }
+            };
+            messages.push(message(&role, content));
+        }
+        "function_call" => {
+            let field = |k: &str| match item.get(k) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(v) => Err(invalid(
+                    format!("{at}.{k}"),
+                    format!("must be a string, not {}", kind(v)),
+                )),
+                None => Err(invalid(format!("{at}.{k}"), "Missing required parameter")),
+            };
+            let call = json!({"id": field("call_id")?, "type": "function",
+                              "function": {"name": field("name")?, "arguments": field("arguments")?}});
+            // Calls right after an assistant message (or another call) belong to it.
+            match messages.last_mut() {
+                Some(last) if last.role == "assistant" => {
+                    let calls = last
+                        .extra
+                        .entry("tool_calls")
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(calls) = calls {
+                        calls.push(call);
+                    }
+                }
+                _ => {
+                    let mut m = Message {
+                        role: "assistant".into(),
+                        content: None,
+                        extra: Map::new(),
+                    };
+                    m.extra.insert("tool_calls".into(), json!([call]));
+                    messages.push(m);
+                }
+            }
+        }
+        "function_call_output" => {
+            let Some(Value::String(id)) = item.remove("call_id") else {
+                return Err(invalid(
+                    format!("{at}.call_id"),
+                    "Missing required parameter (a string)",
+                ));
+            };
+            let output = match item.remove("output") {
+                Some(Value::String(s)) => s,
+                Some(Value::Array(parts)) => {
+                    let mut text = String::new();
+                    for (j, part) in parts.iter().enumerate() {
+                        match part.get("type").and_then(Value::as_str) {
+                            Some("input_text" | "output_text") => text
+                                .push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
+                            _ => {
+                                return Err(invalid(
+                                    format!("{at}.output[{j}].type"),
+                                    "only text parts can be carried in a function call's output",
+                                ));
+                            }
+                        }
+                    }
+                    text
+                }
+                Some(v) => {
+                    return Err(invalid(
+                        format!("{at}.output"),
+                        format!("must be a string, not {}", kind(&v)),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        format!("{at}.output"),
+                        "Missing required parameter",
+                    ));
+                }
+            };
+            let mut m = message("tool", MessageContent::Text(output));
+            m.extra.insert("tool_call_id".into(), Value::String(id));
+            messages.push(m);
+        }
+        "reasoning" => {}
+        other => {
+            return Err(invalid(
+                format!("{at}.type"),
+                format!(
+                    "`{other}` items cannot be carried (items: message, function_call, \
+                     function_call_output, reasoning)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A message's content part as a Chat Completions part.
+fn content_part(part: Value, at: &str, role: &str) -> Result<Value, ApiError> {
+    let Value::Object(part) = part else {
+        return Err(invalid(
+            at,
+            format!("must be an object, not {}", kind(&part)),
+        ));
+    };
+    let text = |k: &str| match part.get(k) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(invalid(
+            format!("{at}.{k}"),
+            "Missing required parameter (a string)",
+        )),
+    };
+    match part.get("type").and_then(Value::as_str).unwrap_or("") {
+        "input_text" | "output_text" => Ok(json!({"type": "text", "text": text("text")?})),
+        "refusal" => Ok(json!({"type": "text", "text": text("refusal")?})),
+        "input_image" if role == "user" => {
+            if part.get("file_id").is_some_and(|f| !f.is_null()) {
+                return Err(invalid(
+                    format!("{at}.file_id"),
+                    "files are not kept here: send the image as image_url (a URL or a data: URL)",
+                ));
+            }
+            let url = text("image_url")?;
+            let mut image = json!({"url": url});
+            if let Some(detail) = part.get("detail").filter(|d| !d.is_null()) {
+                image["detail"] = detail.clone();
+            }
+            Ok(json!({"type": "image_url", "image_url": image}))
+        }
+        "input_file" if role == "user" => {
+            let Some(Value::String(data)) = part.get("file_data") else {
+                return Err(invalid(
+                    format!("{at}.file_data"),
+                    "files are not kept here: send the file inline as file_data",
+                ));
+            };
+            let mut file = json!({"file_data": data});
+            if let Some(name) = part.get("filename").filter(|n| !n.is_null()) {
+                file["filename"] = name.clone();
+            }
+            Ok(json!({"type": "file", "file": file}))
+        }
+        other => Err(invalid(
+            format!("{at}.type"),
+            format!("a `{other}` part cannot be carried in a {role} message"),
+        )),
+    }
+}
+
+/// Text-only parts as one string (what every server reads); other parts as they are.
+fn simplest(parts: Vec<Value>) -> MessageContent {
+    if parts.iter().all(|p| p["type"] == "text") {
+        let text: String = parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        MessageContent::Text(text)
+    } else {
+        MessageContent::Parts(parts)
+    }
+}
+
+fn translate_tools(tools: Value) -> Result<Value, ApiError> {
+    let Value::Array(tools) = tools else {
+        return Err(invalid(
+            "tools",
+            format!("must be an array, not {}", kind(&tools)),
+        ));
+    };
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.into_iter().enumerate() {
+        let at = format!("tools[{i}]");
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function") => {}
+            Some(other) => {
+                return Err(invalid(
+                    format!("{at}.type"),
+                    format!(
+                        "`{other}` is a hosted tool, which a Chat Completions upstream cannot \
+                         run: only function tools can be carried"
+                    ),
+                ));
+            }
+            None => return Err(invalid(format!("{at}.type"), "Missing required parameter")),
+        }
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            return Err(invalid(format!("{at}.name"), "Missing required parameter"));
+        };
+        let mut function = json!({"name": name});
+        for k in ["description", "parameters", "strict"] {
+            if let Some(v) = tool.get(k).filter(|v| !v.is_null()) {
+                function[k] = v.clone();
+            }
+        }
+        out.push(json!({"type": "function", "function": function}));
+    }
+    Ok(Value::Array(out))
+}
+
+fn translate_text(text: Value, extra: &mut Map<String, Value>) -> Result<(), ApiError> {
+    if let Some(verbosity) = text.get("verbosity").filter(|v| !v.is_null()) {
+        extra.insert("verbosity".into(), verbosity.clone());
+    }
+    let Some(format) = text.get("format").filter(|f| !f.is_null()) else {
+        return Ok(());
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => {}
+        Some("json_object") => {
+            extra.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some("json_schema") => {
+            let mut schema = Map::new();
+            for k in ["name", "schema", "strict", "description"] {
+                if let Some(v) = format.get(k).filter(|v| !v.is_null()) {
+                    schema.insert(k.into(), v.clone());
+                }
+            }
+            if !schema.contains_key("name") {
+                return Err(invalid("text.format.name", "Missing required parameter"));
+            }
+            extra.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": schema}),
+            );
+        }
+        _ => {
+            return Err(invalid(
+                "text.format.type",
+                "must be text, json_object or json_schema",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The request fields a `response` object repeats, its id and creation time: what
+/// turns canonical answers into `response` objects and events for one request.
+#[derive(Debug, Clone)]
+pub struct ResponseContext {
+    /// `resp_…`.
+    pub id: String,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    echo: Map<String, Value>,
+}
+
+impl ResponseContext {
+    /// The context of a request `body` (a Responses request's JSON object, before its
+    /// `previous_response_id` is replaced).
+    pub fn new(id: String, created_at: u64, body: &Map<String, Value>) -> ResponseContext {
+        let mut echo = Map::new();
+        for (field, default) in ECHOED {
+            let value = body
+                .get(field)
+                .filter(|v| !v.is_null())
+                .cloned()
+                .unwrap_or_else(default);
+            echo.insert(field.into(), value);
+        }
+        for field in [
+            "user",
+            "safety_identifier",
+            "prompt_cache_key",
+            "top_logprobs",
+        ] {
+            if let Some(v) = body.get(field).filter(|v| !v.is_null()) {
+                echo.insert(field.into(), v.clone());
+            }
+        }
+        ResponseContext {
+            id,
+            created_at,
+            echo,
+        }
+    }
+
+    /// Whether the response is to be stored (`store`, default true).
+    pub fn stored(&self) -> bool {
+        self.echo.get("store") != Some(&Value::Bool(false))
+    }
+
+    /// The `response` object with `status`, `output`, `usage` and the model named.
+    fn object(&self, status: &str, model: &Value, output: Vec<Value>, usage: Value) -> Value {
+        let mut object = Map::new();
+        object.insert("id".into(), json!(self.id));
+        object.insert("object".into(), json!("response"));
+        object.insert("created_at".into(), json!(self.created_at));
+        object.insert("status".into(), json!(status));
+        object.insert("background".into(), Value::Bool(false));
+        object.insert("error".into(), Value::Null);
+        object.insert("incomplete_details".into(), Value::Null);
+        object.insert("model".into(), model.clone());
+        object.insert("output".into(), Value::Array(output));
+        object.insert("usage".into(), usage);
+        for (k, v) in &self.echo {
+            object.insert(k.clone(), v.clone());
+        }
+        Value::Object(object)
+    }
+
+    fn item_id(&self, prefix: &str, index: usize) -> String {
+        let id = self.id.strip_prefix("resp_").unwrap_or(&self.id);
+        format!("{prefix}_{id}_{index}")
+    }
+
+    /// A whole canonical answer (a Chat Completions completion) as the `response`
+    /// object.
+    pub fn whole(&self, body: &[u8]) -> Result<Value, ApiError> {
+        let completion: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Upstream,
+                format!("the upstream's answer is not a chat completion: {e}"),
+            )
+        })?;
+        let choice = completion.pointer("/choices/0").unwrap_or(&Value::Null);
+        let message = choice.get("message").unwrap_or(&Value::Null);
+        let mut output = Vec::new();
+        if let Some(text) = reasoning(message).filter(|t| !t.is_empty()) {
+            output.push(reasoning_item(self.item_id("rs", output.len()), text));
+        }
+        let text = message.get("content").and_then(Value::as_str).unwrap_or("");
+        let refusal = message.get("refusal").and_then(Value::as_str);
+        let calls = message.get("tool_calls").and_then(Value::as_array);
+        if !text.is_empty() || refusal.is_some() || calls.is_none_or(Vec::is_empty) {
+            let part = match refusal {
+                Some(r) => json!({"type": "refusal", "refusal": r}),
+                None => output_text(text),
+            };
+            output.push(message_item(
+                self.item_id("msg", output.len()),
+                "completed",
+                vec![part],
+            ));
+        }
+        for call in calls.into_iter().flatten() {
+            let function = call.get("function").unwrap_or(&Value::Null);
+            output.push(function_call_item(
+                self.item_id("fc", output.len()),
+                "completed",
+                call.get("id").and_then(Value::as_str).unwrap_or(""),
+                function.get("name").and_then(Value::as_str).unwrap_or(""),
+                function
+                    .get("arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            ));
+        }
+        let finish = choice.get("finish_reason").and_then(Value::as_str);
+        let mut object = self.object(
+            status_of(finish),
+            completion.get("model").unwrap_or(&Value::Null),
+            output,
+            usage(completion.get("usage")),
+        );
+        object["incomplete_details"] = incomplete(finish);
+        Ok(object)
+    }
+
+    /// A translator of canonical streams into `response.*` events; `on_final` gets the
+    /// final `response` object (completed, incomplete or failed) when the stream ends.
+    pub fn events(
+        &self,
+        on_final: Option<Box<dyn FnOnce(Value) + Send>>,
+    ) -> Box<dyn StreamTranslator> {
+        Box::new(EventWriter {
+            context: self.clone(),
+            sequence: 0,
+            model: Value::Null,
+            started: false,
+            output: Vec::new(),
+            open: None,
+            finish: None,
+            usage: None,
+            over: false,
+            on_final,
+        })
+    }
+}
+
+fn reasoning(message: &Value) -> Option<&str> {
+    message
+        .get("reasoning_content")
+        .or_else(|| message.get("reasoning"))
+        .and_then(Value::as_str)
+}
+
+fn output_text(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+}
+
+fn message_item(id: String, status: &str, content: Vec<Value>) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
+}
+
+fn reasoning_item(id: String, text: &str) -> Value {
+    json!({"type": "reasoning", "id": id, "summary": [],
+           "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+fn function_call_item(id: String, status: &str, call_id: &str, name: &str, args: &str) -> Value {
+    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+           "arguments": args, "status": status})
+}
+
+/// The response's status for a Chat Completions `finish_reason`.
+fn status_of(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length" | "content_filter") => "incomplete",
+        _ => "completed",
+    }
+}
+
+fn incomplete(finish: Option<&str>) -> Value {
+    match finish {
+        Some("length") => json!({"reason": "max_output_tokens"}),
+        Some("content_filter") => json!({"reason": "content_filter"}),
+        _ => Value::Null,
+    }
+}
+
+/// Responses usage from Chat Completions usage: cached prompt tokens under
+/// `input_tokens_details`, reasoning tokens under `output_tokens_details`.
+fn usage(usage: Option<&Value>) -> Value {
+    let u = usage.unwrap_or(&Value::Null);
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
+        "total_tokens": input + output,
+    })
+}
+
+/// The output item a stream is writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Reasoning,
+    Text,
+    /// A function call, by its index among the chunk's tool calls.
+    Call(u64),
+}
+
+/// Writes Chat Completions chunks as `response.*` events.
+struct EventWriter {
+    context: ResponseContext,
+    sequence: u64,
+    model: Value,
+    started: bool,
+    /// Output items so far (the open one last, still growing).
+    output: Vec<Value>,
+    open: Option<Open>,
+    finish: Option<String>,
+    usage: Option<Value>,
+    over: bool,
+    on_final: Option<Box<dyn FnOnce(Value) + Send>>,
+}
+
+impl EventWriter {
+    fn push(&mut self, out: &mut String, name: &str, mut data: Value) {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        out.push_str("event: ");
+        out.push_str(name);
+        out.push_str("\ndata: ");
+        out.push_str(&data.to_string());
+        out.push_str("\n\n");
+    }
+
+    fn start(&mut self, chunk: &Value, out: &mut String) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if let Some(model) = chunk.get("model") {
+            self.model = model.clone();
+        }
+        let response = self
+            .context
+            .object("in_progress", &self.model, Vec::new(), Value::Null);
+        self.push(out, "response.created", json!({"response": response}));
+        self.push(out, "response.in_progress", json!({"response": response}));
+    }
+
+    /// Opens an item unless it is the one open.
+    fn open(&mut self, which: Open, item: Value, out: &mut String) {
+        if self.open == Some(which) {
+            return;
+        }
+        self.close(out);
+        let index = self.output.len();
+        self.push(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": item}),
+        );
+        self.output.push(item);
+        self.open = Some(which);
+        let item_id = self.output[index]["id"].clone();
+        let part = match which {
+            Open::Text => output_text(""),
+            Open::Reasoning => json!({"type": "reasoning_text", "text": ""}),
+            Open::Call(_) => return,
+        };
+        self.push(
+            out,
+            "response.content_part.added",
+            json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": part}),
+        );
+        self.output[index]["content"] = json!([part]);
+    }
+
+    /// Appends `delta` to the open item's text (or arguments) and says so.
+    fn delta(&mut self, out: &mut String, delta: &str) {
+        let index = self.output.len() - 1;
+        let item_id = self.output[index]["id"].clone();
+        let (name, field) = match self.open {
+            Some(Open::Text) => ("response.output_text.delta", "/content/0/text"),
+            Some(Open::Reasoning) => ("response.reasoning_text.delta", "/content/0/text"),
+            Some(Open::Call(_)) => ("response.function_call_arguments.delta", "/arguments"),
+            None => return,
+        };
+        if let Some(Value::String(s)) = self.output[index].pointer_mut(field) {
+            s.push_str(delta);
+        }
+        let mut data = json!({"item_id": item_id, "output_index": index, "delta": delta});
+        if !matches!(self.open, Some(Open::Call(_))) {
+            data["content_index"] = json!(0);
+        }
+        if self.open == Some(Open::Text) {
+            data["logprobs"] = json!([]);
+        }
+        self.push(out, name, data);
+    }
+
+    fn close(&mut self, out: &mut String) {
+        let Some(which) = self.open.take() else {
+            return;
+        };
+        let index = self.output.len() - 1;
+        let item_id = self.output[index]["id"].clone();
+        match which {
+            Open::Text | Open::Reasoning => {
+                let part = self.output[index]["content"][0].clone();
+                let text = part["text"].clone();
+                let name = if which == Open::Text {
+                    "response.output_text.done"
+                } else {
+                    "response.reasoning_text.done"
+                };
+                let mut data = json!({"item_id": item_id, "output_index": index,
+                                      "content_index": 0, "text": text});
+                if which == Open::Text {
+                    data["logprobs"] = json!([]);
+                }
+                self.push(out, name, data);
+                self.push(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": item_id, "output_index": index, "content_index": 0,
+                           "part": part}),
+                );
+            }
+            Open::Call(_) => {
+                let item = &self.output[index];
+                let data = json!({"item_id": item_id, "output_index": index,
+                                  "name": item["name"], "arguments": item["arguments"]});
+                self.push(out, "response.function_call_arguments.done", data);
+            }
+        }
+        if which != Open::Reasoning {
+            self.output[index]["status"] = json!("completed");
+        }
+        let item = self.output[index].clone();
+        self.push(
+            out,
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+    }
+
+    fn chunk(&mut self, chunk: &Value, out: &mut String) {
+        self.start(chunk, out);
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choice) = chunk.pointer("/choices/0") else {
+            return;
+        };
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(text) = reasoning(delta).filter(|t| !t.is_empty()) {
+            let id = self.context.item_id("rs", self.output.len());
+            let item = json!({"type": "reasoning", "id": id, "summary": [], "content": []});
+            self.open(Open::Reasoning, item, out);
+            self.delta(out, text);
+        }
+        if let Some(text) = delta.get("content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            let id = self.context.item_id("msg", self.output.len());
+            self.open(Open::Text, message_item(id, "in_progress", Vec::new()), out);
+            self.delta(out, text);
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let call_id = call.get("id").and_then(Value::as_str);
+            let open_id = match (self.open, self.output.last()) {
+                (Some(Open::Call(_)), Some(item)) => item["call_id"].as_str(),
+                _ => None,
+            };
+            // A new call: another index, or (from servers that number every call 0)
+            // another id.
+            let another = call_id.is_some_and(|id| open_id != Some(id));
+            if self.open != Some(Open::Call(index)) || another {
+                if self.open == Some(Open::Call(index)) {
+                    self.close(out);
+                }
+                let id = self.context.item_id("fc", self.output.len());
+                let name = call
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let item = function_call_item(id, "in_progress", call_id.unwrap_or(""), name, "");
+                self.open(Open::Call(index), item, out);
+            }
+            if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str)
+                && !arguments.is_empty()
+            {
+                self.delta(out, arguments);
+            }
+        }
+        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(finish.to_owned());
+        }
+    }
+
+    fn finish(&mut self, out: &mut String) {
+        self.over = true;
+        self.start(&Value::Null, out);
+        self.close(out);
+        let finish = self.finish.as_deref();
+        let status = status_of(finish);
+        let mut response = self.context.object(
+            status,
+            &self.model,
+            std::mem::take(&mut self.output),
+            usage(self.usage.as_ref()),
+        );
+        response["incomplete_details"] = incomplete(finish);
+        let name = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        self.push(out, name, json!({"response": response}));
+        if let Some(on_final) = self.on_final.take() {
+            on_final(response);
+        }
+    }
+
+    fn fail(&mut self, out: &mut String, code: &str, message: &str) {
+        self.over = true;
+        self.start(&Value::Null, out);
+        self.close(out);
+        let mut response = self.context.object(
+            "failed",
+            &self.model,
+            std::mem::take(&mut self.output),
+            usage(self.usage.as_ref()),
+        );
+        response["error"] = json!({"code": code, "message": message});
+        self.push(out, "response.failed", json!({"response": response}));
+        if let Some(on_final) = self.on_final.take() {
+            on_final(response);
+        }
+    }
+}
+
+impl StreamTranslator for EventWriter {
+    fn event(&mut self, data: &str, out: &mut String) {
+        if self.over {
+            return;
+        }
+        if data.trim() == "[DONE]" {
+            self.finish(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(error) = chunk.get("error") {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .or_else(|| error.as_str())
+                .unwrap_or("the upstream failed");
+            let code = match error.get("code").and_then(Value::as_str) {
+                Some("upstream_timeout") => "timeout",
+                _ => "server_error",
+            };
+            self.fail(out, code, message);
+            return;
+        }
+        self.chunk(&chunk, out);
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if !self.over {
+            self.fail(out, "server_error", "the upstream ended the stream early");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<ChatRequest, ApiError> {
+        OpenAiResponses
+            .parse(body.to_string().as_bytes(), None)
+            .map(|(r, _)| r)
+    }
+
+    fn param(body: Value) -> String {
+        parse(body).err().and_then(|e| e.param).unwrap_or_default()
+    }
+
+    #[test]
+    fn input_items_become_the_canonical_conversation() {
+        let request = parse(json!({
+            "model": "auto", "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"},
+                                             {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+                {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{\"city\":\"Paris\"}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "18C"},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"role": "user", "content": "And tomorrow?"}
+            ],
+            "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "weather"},
+            "max_output_tokens": 64, "temperature": 0.2, "stream": true,
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+            "reasoning": {"effort": "low"}, "prompt_cache_key": "k1", "store": false,
+            "metadata": {"a": "b"}
+        }))
+        .unwrap();
+        let v = serde_json::to_value(&request).unwrap();
+        let roles: Vec<&str> = request.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool", "user"]);
+        assert_eq!(
+            v["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
+        assert_eq!(v["messages"][2]["content"], "Checking.");
+        assert_eq!(
+            v["messages"][2]["tool_calls"][0]["function"]["name"],
+            "weather"
+        );
+        assert_eq!(v["messages"][3]["tool_call_id"], "call_1");
+        assert_eq!(v["tools"][0]["function"]["name"], "weather");
+        assert_eq!(v["tool_choice"]["function"]["name"], "weather");
+        assert_eq!(v["max_completion_tokens"], 64);
+        assert_eq!(v["response_format"]["json_schema"]["name"], "w");
+        assert_eq!(v["reasoning_effort"], "low");
+        assert_eq!(v["prompt_cache_key"], "k1");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(v.get("store").is_none() && v.get("metadata").is_none());
+    }
+
+    #[test]
+    fn each_bad_request_names_its_field() {
+        assert_eq!(param(json!({"input": "hi"})), "model");
+        assert_eq!(param(json!({"model": "m"})), "input");
+        assert_eq!(param(json!({"model": "m", "input": 3})), "input");
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "frobnicate": 1})),
+            "frobnicate"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [{"role": "robot", "content": "x"}]})),
+            "input[0].role"
+        );
+        assert_eq!(
+            param(
+                json!({"model": "m", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]})
+            ),
+            "input[0].call_id"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]})),
+            "input[0].type"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})),
+            "tools[0].type"
+        );
+        assert_eq!(
+            param(
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]})
+            ),
+            "input[0].content[0].file_id"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "max_output_tokens": 0})),
+            "max_output_tokens"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "background": true})),
+            "background"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "truncation": "auto"})),
+            "truncation"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "reasoning": {"summary": "auto"}})),
+            "reasoning.summary"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"})),
+            "previous_response_id"
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [], "instructions": "x"})),
+            "input"
+        );
+    }
+
+    fn context(body: Value) -> ResponseContext {
+        ResponseContext::new("resp_abc".into(), 7, body.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_completion_becomes_a_response_with_cached_tokens() {
+        let ctx = context(
+            json!({"model": "auto", "input": "x", "instructions": "Be brief.",
+                                 "previous_response_id": "resp_prev", "metadata": {"k": "v"}}),
+        );
+        let completion = json!({
+            "id": "chatcmpl-1", "model": "small",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "Let me look.",
+                "tool_calls": [{"id": "call_9", "type": "function",
+                                "function": {"name": "weather", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
+                      "prompt_tokens_details": {"cached_tokens": 64}}
+        });
+        let r = ctx.whole(completion.to_string().as_bytes()).unwrap();
+        assert_eq!(r["id"], "resp_abc");
+        assert_eq!(r["object"], "response");
+        assert_eq!(r["status"], "completed");
+        assert_eq!(r["model"], "small");
+        assert_eq!(r["instructions"], "Be brief.");
+        assert_eq!(r["previous_response_id"], "resp_prev");
+        assert_eq!(r["metadata"]["k"], "v");
+        assert_eq!(r["output"][0]["type"], "message");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Let me look.");
+        assert_eq!(r["output"][1]["type"], "function_call");
+        assert_eq!(r["output"][1]["call_id"], "call_9");
+        assert_eq!(r["usage"]["input_tokens"], 100);
+        assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 64);
+        assert_eq!(r["usage"]["total_tokens"], 105);
+
+        let cut = json!({"model": "m", "choices": [{"index": 0, "finish_reason": "length",
+                          "message": {"role": "assistant", "content": "abc"}}]});
+        let r = ctx.whole(cut.to_string().as_bytes()).unwrap();
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    fn events(chunks: &[Value], done: bool) -> (Vec<(String, Value)>, Option<Value>) {
+        let final_ = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let sink = final_.clone();
+        let mut writer = context(json!({"model": "auto", "input": "x"}))
+            .events(Some(Box::new(move |r| *sink.lock().unwrap() = Some(r))));
+        let mut out = String::new();
+        for c in chunks {
+            writer.event(&c.to_string(), &mut out);
+        }
+        if done {
+            writer.event("[DONE]", &mut out);
+        }
+        writer.end(&mut out);
+        let mut parser = crate::SseParser::new();
+        parser.push(out.as_bytes());
+        let mut seen = Vec::new();
+        while let Some(e) = parser.next_event() {
+            let data: Value = serde_json::from_str(&e.data).unwrap();
+            let raw = String::from_utf8_lossy(&e.raw).into_owned();
+            let name = raw
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(data["type"].as_str(), Some(name.as_str()));
+            assert_eq!(data["sequence_number"], seen.len());
+            seen.push((name, data));
+        }
+        let last = final_.lock().unwrap().take();
+        (seen, last)
+    }
+
+    #[test]
+    fn a_stream_of_chunks_becomes_response_events() {
+        let chunk = |delta: Value, finish: Value| json!({"id": "c", "model": "small", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        let (seen, last) = events(
+            &[
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                chunk(json!({"content": "Hel"}), Value::Null),
+                chunk(json!({"content": "lo"}), Value::Null),
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{\"a\""}}]}),
+                    Value::Null,
+                ),
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+                    Value::Null,
+                ),
+                chunk(json!({}), json!("tool_calls")),
+                json!({"id": "c", "model": "small", "choices": [],
+                       "usage": {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}}}),
+            ],
+            true,
+        );
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        assert_eq!(seen[6].1["text"], "Hello");
+        assert_eq!(seen[12].1["arguments"], "{\"a\":1}");
+        let done = &seen[14].1["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(done["output"][1]["call_id"], "call_1");
+        assert_eq!(done["usage"]["input_tokens_details"]["cached_tokens"], 8);
+        assert_eq!(last.as_ref(), Some(done));
+
+        // Cut off: the stream ends with response.failed, and that is what is kept.
+        let (seen, last) = events(&[chunk(json!({"content": "Hi"}), Value::Null)], false);
+        assert_eq!(seen.last().unwrap().0, "response.failed");
+        assert_eq!(last.unwrap()["status"], "failed");
+    }
+}
