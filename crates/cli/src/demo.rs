@@ -69,6 +69,12 @@ pub async fn run(path: Option<&Path>, exit: bool) -> Result<()> {
                     gpu: Some(gpu),
                     context_window: pool.context_window.0,
                     mean_output_tokens: 48,
+                    // An endpoint that names another provider gets an engine speaking it.
+                    api: match endpoint.provider {
+                        switchyard_policy::Provider::Openai => switchyard_engine::Api::Openai,
+                        switchyard_policy::Provider::Azure => switchyard_engine::Api::Azure,
+                        switchyard_policy::Provider::Anthropic => switchyard_engine::Api::Anthropic,
+                    },
                     ..EngineConfig::default()
                 },
             )

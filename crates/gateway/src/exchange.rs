@@ -173,6 +173,8 @@ pub struct Exchange {
     pub overhead: Duration,
     /// Endpoints tried (more than 1 after a failover).
     pub attempts: u32,
+    /// What a lossy translation for the upstream's API left out, by field.
+    pub dropped: Vec<String>,
     /// The client streams without asking for usage: the usage-only chunk the gateway
     /// asked for is not passed on.
     pub hide_usage: bool,
@@ -213,6 +215,7 @@ impl Exchange {
             timings: Timings::default(),
             overhead: Duration::ZERO,
             attempts: 0,
+            dropped: Vec::new(),
             hide_usage: false,
             cascade: Vec::new(),
             prefix: std::sync::OnceLock::new(),

@@ -170,10 +170,10 @@ async fn forward_stream(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
     let hide_usage = x.hide_usage;
-    let attempted = {
-        let body = UpstreamBody::new(&x.request);
+    let (attempted, dropped) = {
+        let body = UpstreamBody::new(&x.request).lossy(lossy(&runtime, &x));
         let body = &body;
-        with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+        let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
             let in_flight = placement.endpoint.begin();
             let call = call(&x);
             let upstream = &runtime.upstream;
@@ -184,8 +184,10 @@ async fn forward_stream(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response
                     .await
             }
         })
-        .await
+        .await;
+        (attempted, body.dropped().to_vec())
     };
+    x.dropped = dropped;
     settle(
         &runtime,
         &mut x,
@@ -311,6 +313,15 @@ async fn forward_whole(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response 
     response
 }
 
+/// Whether the request's route leaves out what a provider's API cannot carry.
+fn lossy(runtime: &Runtime, x: &Exchange) -> bool {
+    x.routed
+        .as_ref()
+        .and_then(|r| r.index)
+        .and_then(|i| runtime.policy.route(i))
+        .is_some_and(|r| r.lossy_translation)
+}
+
 /// One whole upstream call for the request's current model and placement, with
 /// failover; where it went and the time it took are settled on the exchange. The
 /// request sent is `request` when given (a cascade step's), else the exchange's.
@@ -327,10 +338,13 @@ async fn call_whole(
     };
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
-    let attempted = {
-        let body = UpstreamBody::new(request.unwrap_or(&x.request));
-        complete(runtime, (model, first), max_attempts, &body, &call(x)).await
+    let lossy = lossy(runtime, x);
+    let (attempted, dropped) = {
+        let body = UpstreamBody::new(request.unwrap_or(&x.request)).lossy(lossy);
+        let attempted = complete(runtime, (model, first), max_attempts, &body, &call(x)).await;
+        (attempted, body.dropped().to_vec())
     };
+    x.dropped = dropped;
     settle(
         runtime,
         x,
@@ -711,6 +725,7 @@ fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> R
     const OVERHEAD: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
     const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+    const DROPPED: HeaderName = HeaderName::from_static("x-switchyard-dropped");
     let value = |s: &str| HeaderValue::from_str(s).ok();
     let values = [
         (ROUTE, value(x.route_name())),
@@ -724,6 +739,7 @@ fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> R
         ),
         (REQUEST_ID, value(&x.request_id)),
         (ATTEMPTS, Some(HeaderValue::from(x.attempts))),
+        (DROPPED, value(&x.dropped.join(", "))),
     ];
     let headers = response.headers_mut();
     for (name, value) in values {

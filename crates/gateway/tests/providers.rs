@@ -488,3 +488,49 @@ async fn the_official_sdks_reach_an_openai_and_an_anthropic_engine() {
         assert!(s["count"].as_u64().unwrap() > 200, "{model}");
     }
 }
+
+#[tokio::test]
+async fn a_route_may_opt_into_lossy_translation_and_is_told_what_was_left_out() {
+    let an = engine(Api::Anthropic, "an").await;
+    let dsl = format!(
+        "MODEL an {{}}
+POOL an {{ model: an, context_window: 16K, endpoints: [{{ url: \"{}\", provider: anthropic, api_key_env: {KEY_ENV} }}] }}
+SIGNAL keyword loose {{ keywords: [roughly] }}
+ROUTE loose {{
+  PRIORITY 10
+  WHEN keyword(\"loose\")
+  MODEL an
+  LOSSY_TRANSLATION true
+}}
+DEFAULT ROUTE {{ MODEL an }}
+",
+        an.url()
+    );
+    let policy =
+        switchyard_policy::Policy::compile(switchyard_policy::dsl::parse_dsl(&dsl).unwrap())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let g = switchyard_gateway::Gateway::start(
+        listener,
+        switchyard_gateway::Runtime::new(policy).unwrap(),
+    )
+    .unwrap();
+    let ask = |prompt: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", g.url()))
+            .json(
+                &json!({"model": "auto", "max_tokens": 4, "n": 2, "logprobs": true,
+                          "messages": [{"role": "user", "content": prompt}]}),
+            )
+            .send()
+    };
+    let strict = ask("hello").await.unwrap();
+    assert_eq!(strict.status(), 400, "the default route refuses");
+    assert_eq!(header(&strict, "x-switchyard-dropped"), "");
+    let loose = ask("roughly hello").await.unwrap();
+    assert_eq!(loose.status(), 200);
+    assert_eq!(header(&loose, "x-switchyard-route"), "loose");
+    assert_eq!(header(&loose, "x-switchyard-dropped"), "logprobs, n");
+    let v: Value = loose.json().await.unwrap();
+    assert_eq!(v["choices"].as_array().unwrap().len(), 1);
+}

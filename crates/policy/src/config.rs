@@ -905,6 +905,11 @@ pub struct RouteConfig {
     /// `compression_factor`) instead of going to a larger one (default false).
     #[serde(default)]
     pub compress: bool,
+    /// When the upstream provider's API cannot carry part of a request (an Anthropic
+    /// endpoint and `n: 2`, say), leave that part out (named in
+    /// `x-switchyard-dropped`) instead of refusing the request (default false).
+    #[serde(default)]
+    pub lossy_translation: bool,
     /// Keeps a session on the model that served its previous turn unless switching
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]
@@ -1041,6 +1046,9 @@ pub struct DefaultRouteConfig {
     /// Whether requests may be compressed to fit a smaller pool (default false).
     #[serde(default)]
     pub compress: bool,
+    /// As a route's `lossy_translation` (default false).
+    #[serde(default)]
+    pub lossy_translation: bool,
     /// Keeps a session on the model that served its previous turn unless switching
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]

@@ -22,8 +22,9 @@ use tokio::time::timeout_at;
 #[derive(Debug)]
 pub struct UpstreamBody<'a> {
     request: &'a ChatRequest,
+    lossy: bool,
     chat: std::sync::OnceLock<Result<Bytes, ApiError>>,
-    messages: std::sync::OnceLock<Result<Bytes, ApiError>>,
+    messages: std::sync::OnceLock<Result<(Bytes, Vec<String>), ApiError>>,
 }
 
 impl<'a> UpstreamBody<'a> {
@@ -31,9 +32,18 @@ impl<'a> UpstreamBody<'a> {
     pub fn new(request: &'a ChatRequest) -> Self {
         UpstreamBody {
             request,
+            lossy: false,
             chat: std::sync::OnceLock::new(),
             messages: std::sync::OnceLock::new(),
         }
+    }
+
+    /// With `lossy`, what a provider's API cannot carry is left out (and named by
+    /// [`UpstreamBody::dropped`]) rather than refused.
+    #[must_use]
+    pub fn lossy(mut self, lossy: bool) -> Self {
+        self.lossy = lossy;
+        self
     }
 
     /// The body in `provider`'s API: Chat Completions (OpenAI, Azure), or Messages
@@ -54,10 +64,20 @@ impl<'a> UpstreamBody<'a> {
             Provider::Anthropic => self
                 .messages
                 .get_or_init(|| {
-                    switchyard_wire::provider::anthropic::messages_body(self.request)
-                        .map(Bytes::from)
+                    switchyard_wire::provider::anthropic::messages_body(self.request, self.lossy)
+                        .map(|(body, dropped)| (Bytes::from(body), dropped))
                 })
-                .clone(),
+                .as_ref()
+                .map(|(body, _)| body.clone())
+                .map_err(Clone::clone),
+        }
+    }
+
+    /// The fields left out of a lossy translation that was made (none otherwise).
+    pub fn dropped(&self) -> &[String] {
+        match self.messages.get() {
+            Some(Ok((_, dropped))) => dropped,
+            _ => &[],
         }
     }
 }

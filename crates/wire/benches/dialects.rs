@@ -120,7 +120,7 @@ fn bench(c: &mut Criterion) {
     });
     let (canonical, _) = OpenAiChat.parse(&openai, None).unwrap();
     c.bench_function("provider/anthropic request 2KB", |b| {
-        b.iter(|| black_box(anthropic::messages_body(black_box(&canonical)).unwrap()));
+        b.iter(|| black_box(anthropic::messages_body(black_box(&canonical), false).unwrap()));
     });
     let (parsed, _) = AnthropicMessages.parse(&anthropic, None).unwrap();
     c.bench_function("dialect/anthropic encode only", |b| {

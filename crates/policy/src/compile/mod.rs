@@ -48,6 +48,8 @@ pub struct CompiledRoute {
     pub algorithm: AlgorithmConfig,
     /// Whether its requests may be compressed to fit a smaller pool.
     pub compress: bool,
+    /// Whether what a provider's API cannot carry is left out rather than refused.
+    pub lossy_translation: bool,
     /// Session stickiness, when configured.
     pub sticky: Option<crate::config::StickyConfig>,
     /// Shadow evaluation, when configured.
@@ -206,6 +208,7 @@ impl Policy {
                 options,
                 algorithm,
                 compress: route.compress,
+                lossy_translation: route.lossy_translation,
                 sticky: route.sticky,
                 shadow: route.shadow.clone(),
                 plugins: chains
@@ -327,6 +330,7 @@ impl Policy {
                     options,
                     algorithm,
                     compress: default.compress,
+                    lossy_translation: default.lossy_translation,
                     sticky: default.sticky,
                     shadow: default.shadow.clone(),
                     plugins,

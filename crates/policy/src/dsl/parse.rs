@@ -49,13 +49,14 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 10] = [
+const ROUTE_STATEMENTS: [&str; 11] = [
     "PRIORITY",
     "TIER",
     "WHEN",
     "MODEL",
     "ALGORITHM",
     "COMPRESS",
+    "LOSSY_TRANSLATION",
     "STICKY",
     "SHADOW",
     "PLUGIN",
@@ -548,6 +549,7 @@ impl Parser {
                 "MODEL" => ("models", p.candidates(at)?),
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
+                "LOSSY_TRANSLATION" => ("lossy_translation", p.value()?),
                 "STICKY" => ("sticky", p.block()?),
                 "SHADOW" => ("shadow", p.block()?),
                 "PLUGIN" => ("plugins", p.names("a plugin name", at)?),

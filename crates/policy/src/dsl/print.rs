@@ -262,6 +262,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "models",
         "algorithm",
         "compress",
+        "lossy_translation",
         "sticky",
         "shadow",
         "plugins",
@@ -280,6 +281,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
                 "RECIPE {}",
                 name_text(node.as_str().ok_or("`recipe` is a name")?)
             ),
+            "lossy_translation" => format!("LOSSY_TRANSLATION {}", value(node, 1)?),
             _ => format!("COMPRESS {}", value(node, 1)?),
         })
     })

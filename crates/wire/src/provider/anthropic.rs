@@ -40,11 +40,40 @@ fn refuse(param: impl Into<String>, message: impl std::fmt::Display) -> ApiError
     .with_param(param)
 }
 
-/// The canonical request as a Messages body.
-pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
+/// What cannot be carried: refused, or (lossy) dropped and named.
+struct Carry {
+    lossy: bool,
+    dropped: Vec<String>,
+}
+
+impl Carry {
+    /// `param` cannot be carried: an error, or (lossy) noted and left out.
+    fn cannot(&mut self, param: impl Into<String>, message: &str) -> Result<(), ApiError> {
+        let param = param.into();
+        if self.lossy {
+            self.dropped.push(param);
+            Ok(())
+        } else {
+            Err(refuse(param, message))
+        }
+    }
+}
+
+/// The canonical request as a Messages body. What Messages cannot carry is refused,
+/// naming the field; with `lossy`, it is left out instead and named in the list
+/// returned with the body.
+pub fn messages_body(
+    request: &ChatRequest,
+    lossy: bool,
+) -> Result<(Vec<u8>, Vec<String>), ApiError> {
+    let mut carry = Carry {
+        lossy,
+        dropped: Vec::new(),
+    };
     for (key, value) in &request.extra {
         if !CARRIED.contains(&key.as_str()) {
-            return Err(refuse(key.clone(), "cannot be carried"));
+            carry.cannot(key.clone(), "cannot be carried")?;
+            continue;
         }
         let default = match key.as_str() {
             "n" => value.as_u64() == Some(1) || value.is_null(),
@@ -55,7 +84,7 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
             _ => true,
         };
         if !default {
-            return Err(refuse(key.clone(), "has no Messages equivalent"));
+            carry.cannot(key.clone(), "has no Messages equivalent")?;
         }
     }
     let mut body = Map::new();
@@ -69,14 +98,16 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
     for (i, message) in request.messages.iter().enumerate() {
         let at = format!("messages[{i}]");
         match message.role.as_str() {
-            "system" | "developer" => system.extend(blocks(message.content.as_ref(), &at, false)?),
+            "system" | "developer" => {
+                system.extend(blocks(message.content.as_ref(), &at, false, &mut carry)?);
+            }
             "user" => push(
                 &mut turns,
                 "user",
-                blocks(message.content.as_ref(), &at, true)?,
+                blocks(message.content.as_ref(), &at, true, &mut carry)?,
             ),
             "assistant" => {
-                let mut content = blocks(message.content.as_ref(), &at, false)?;
+                let mut content = blocks(message.content.as_ref(), &at, false, &mut carry)?;
                 for (j, call) in message
                     .extra
                     .get("tool_calls")
@@ -85,7 +116,11 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
                     .flatten()
                     .enumerate()
                 {
-                    content.push(tool_use(call, &format!("{at}.tool_calls[{j}]"))?);
+                    content.push(tool_use(
+                        call,
+                        &format!("{at}.tool_calls[{j}]"),
+                        &mut carry,
+                    )?);
                 }
                 push(&mut turns, "assistant", content);
             }
@@ -149,10 +184,11 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
     for field in ["temperature", "top_p"] {
         if let Some(v) = request.extra.get(field) {
             if v.as_f64().is_some_and(|x| x > 1.0) {
-                return Err(refuse(
+                carry.cannot(
                     field,
                     "above 1 has no Messages equivalent (its range is 0 to 1)",
-                ));
+                )?;
+                continue;
             }
             body.insert(field.into(), v.clone());
         }
@@ -178,10 +214,8 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
         for (i, tool) in tools.iter().enumerate() {
             let at = format!("tools[{i}]");
             if tool.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(refuse(
-                    format!("{at}.type"),
-                    "only function tools can be carried",
-                ));
+                carry.cannot(format!("{at}.type"), "only function tools can be carried")?;
+                continue;
             }
             let function = tool.get("function").unwrap_or(&Value::Null);
             let mut t = json!({
@@ -224,8 +258,9 @@ pub fn messages_body(request: &ChatRequest) -> Result<Vec<u8>, ApiError> {
     if let Some(choice) = choice {
         body.insert("tool_choice".into(), choice);
     }
-    serde_json::to_vec(&Value::Object(body))
-        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}")))
+    let bytes = serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}")))?;
+    Ok((bytes, carry.dropped))
 }
 
 /// Appends content to the last turn when it has the same role (Messages alternates
@@ -241,7 +276,12 @@ fn push(turns: &mut Vec<(String, Vec<Value>)>, role: &str, content: Vec<Value>) 
 }
 
 /// Content as Messages blocks; `user`: images and documents allowed.
-fn blocks(content: Option<&MessageContent>, at: &str, user: bool) -> Result<Vec<Value>, ApiError> {
+fn blocks(
+    content: Option<&MessageContent>,
+    at: &str,
+    user: bool,
+    carry: &mut Carry,
+) -> Result<Vec<Value>, ApiError> {
     let parts = match content {
         None => return Ok(Vec::new()),
         Some(MessageContent::Text(t)) if t.is_empty() => return Ok(Vec::new()),
@@ -278,10 +318,8 @@ fn blocks(content: Option<&MessageContent>, at: &str, user: bool) -> Result<Vec<
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 let Some(pdf) = data.strip_prefix("data:application/pdf;base64,") else {
-                    return Err(refuse(
-                        at,
-                        "only PDF files given inline (file_data) can be carried",
-                    ));
+                    carry.cannot(at, "only PDF files given inline (file_data) can be carried")?;
+                    continue;
                 };
                 let mut doc = json!({"type": "document",
                                      "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}});
@@ -291,10 +329,11 @@ fn blocks(content: Option<&MessageContent>, at: &str, user: bool) -> Result<Vec<
                 doc
             }
             (kind, _) => {
-                return Err(refuse(
+                carry.cannot(
                     format!("{at}.type"),
-                    format!("a `{kind}` part cannot be carried here"),
-                ));
+                    &format!("a `{kind}` part cannot be carried here"),
+                )?;
+                continue;
             }
         };
         if let Some(cc) = part.get("cache_control") {
@@ -305,7 +344,7 @@ fn blocks(content: Option<&MessageContent>, at: &str, user: bool) -> Result<Vec<
     Ok(out)
 }
 
-fn tool_use(call: &Value, at: &str) -> Result<Value, ApiError> {
+fn tool_use(call: &Value, at: &str, carry: &mut Carry) -> Result<Value, ApiError> {
     let arguments = call
         .pointer("/function/arguments")
         .and_then(Value::as_str)
@@ -316,10 +355,8 @@ fn tool_use(call: &Value, at: &str) -> Result<Value, ApiError> {
         match serde_json::from_str::<Value>(arguments) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
-                return Err(refuse(
-                    format!("{at}.function.arguments"),
-                    "is not a JSON object",
-                ));
+                carry.cannot(format!("{at}.function.arguments"), "is not a JSON object")?;
+                json!({"_raw": arguments})
             }
         }
     };
@@ -593,7 +630,7 @@ mod tests {
 
     fn body(request: Value) -> Result<Value, ApiError> {
         let request: ChatRequest = serde_json::from_value(request).unwrap();
-        messages_body(&request).map(|b| serde_json::from_slice(&b).unwrap())
+        messages_body(&request, false).map(|(b, _)| serde_json::from_slice(&b).unwrap())
     }
 
     #[test]
@@ -699,6 +736,29 @@ mod tests {
             "messages[0].content[0].type"
         );
         assert_eq!(param(json!({"n": 1, "seed": 3, "logprobs": false})), "");
+        // Lossy: the same request goes, without what cannot be carried, named.
+        let request: ChatRequest = serde_json::from_value(json!({
+            "model": "m", "n": 2, "temperature": 1.5, "logprobs": true,
+            "tools": [{"type": "custom", "custom": {}}, {"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                      {"type": "input_audio", "input_audio": {}}]}]
+        }))
+        .unwrap();
+        let (bytes, dropped) = messages_body(&request, true).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            dropped,
+            [
+                "logprobs",
+                "n",
+                "messages[0].content[1].type",
+                "temperature",
+                "tools[0].type"
+            ]
+        );
+        assert_eq!(v["messages"][0]["content"].as_array().unwrap().len(), 1);
+        assert_eq!(v["tools"].as_array().unwrap().len(), 1);
+        assert!(v.get("temperature").is_none());
     }
 
     #[test]
