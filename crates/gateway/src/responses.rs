@@ -15,7 +15,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ static DIALECT: OpenAiResponses = OpenAiResponses;
 const MAX_WHOLE: usize = 64 << 20;
 
 /// A stored response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Stored {
     /// Who made it: a digest of the caller's credential or address.
     owner: String,
@@ -129,8 +129,30 @@ async fn load(runtime: &Arc<Runtime>, id: &str, owner: &str) -> Result<Option<St
         .filter(|s| s.owner == owner))
 }
 
-async fn save(runtime: &Arc<Runtime>, stored: &Stored) -> Result<(), String> {
-    let bytes = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
+/// What a response is stored with: everything but the response itself.
+#[derive(Debug)]
+struct Keep {
+    owner: String,
+    root: String,
+    input: Vec<Value>,
+}
+
+/// Stores `response` (a serialized `response` object, id `id`) as a [`Stored`].
+async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> Result<(), String> {
+    let mut bytes = Vec::with_capacity(response.len() + 256);
+    let encoded = (|| {
+        bytes.extend_from_slice(b"{\"owner\":");
+        serde_json::to_writer(&mut bytes, &keep.owner)?;
+        bytes.extend_from_slice(b",\"root\":");
+        serde_json::to_writer(&mut bytes, &keep.root)?;
+        bytes.extend_from_slice(b",\"input\":");
+        serde_json::to_writer(&mut bytes, &keep.input)?;
+        bytes.extend_from_slice(b",\"response\":");
+        bytes.extend_from_slice(response.as_bytes());
+        bytes.push(b'}');
+        Ok::<(), serde_json::Error>(())
+    })();
+    encoded.map_err(|e| e.to_string())?;
     let limit = runtime.policy.config.server.responses_max_bytes;
     if bytes.len() > limit {
         return Err(format!(
@@ -139,7 +161,6 @@ async fn save(runtime: &Arc<Runtime>, stored: &Stored) -> Result<(), String> {
             bytes.len()
         ));
     }
-    let id = stored.response["id"].as_str().unwrap_or_default();
     let key = key(id);
     let ttl = Duration::from_secs(runtime.policy.config.server.responses_ttl_s);
     on_state(runtime, move |s| s.put(&key, Bytes::from(bytes), ttl))
@@ -250,12 +271,7 @@ pub async fn create(
         dialect,
     )
     .await;
-    let keep = context.stored().then_some(Stored {
-        owner,
-        root,
-        input,
-        response: Value::Null,
-    });
+    let keep = context.stored().then_some(Keep { owner, root, input });
     answer(runtime, context, keep, response).await
 }
 
@@ -263,7 +279,7 @@ pub async fn create(
 async fn answer(
     runtime: Arc<Runtime>,
     context: ResponseContext,
-    keep: Option<Stored>,
+    keep: Option<Keep>,
     response: Response,
 ) -> Response {
     let (mut parts, body) = response.into_parts();
@@ -272,13 +288,13 @@ async fn answer(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if parts.status.is_success() && streamed {
-        let on_final: Option<Box<dyn FnOnce(Value) + Send>> = keep.map(|mut keep| {
+        let on_final: Option<Box<dyn FnOnce(Value) + Send>> = keep.map(|keep| {
             let runtime = Arc::clone(&runtime);
+            let id = context.id.clone();
             let store: Box<dyn FnOnce(Value) + Send> = Box::new(move |response: Value| {
-                keep.response = response;
                 tokio::spawn(async move {
-                    if let Err(e) = save(&runtime, &keep).await {
-                        tracing::warn!(response = %keep.response["id"], error = %e,
+                    if let Err(e) = save(&runtime, &keep, &id, &response.to_string()).await {
+                        tracing::warn!(response = %id, error = %e,
                             "a streamed response could not be stored");
                     }
                 });
@@ -312,16 +328,15 @@ async fn answer(
         Ok(object) => object,
         Err(error) => return error_in(&DIALECT, &error),
     };
-    if let Some(mut keep) = keep {
-        keep.response = object.clone();
-        if let Err(e) = save(&runtime, &keep).await {
-            tracing::warn!(response = %context.id, error = %e, "a response could not be stored");
-            if let Ok(value) = HeaderValue::from_str(&format!("not stored: {e}")) {
-                parts.headers.insert("x-switchyard-response-store", value);
-            }
+    if let Some(keep) = keep
+        && let Err(e) = save(&runtime, &keep, &context.id, &object).await
+    {
+        tracing::warn!(response = %context.id, error = %e, "a response could not be stored");
+        if let Ok(value) = HeaderValue::from_str(&format!("not stored: {e}")) {
+            parts.headers.insert("x-switchyard-response-store", value);
         }
     }
-    Response::from_parts(parts, Body::from(object.to_string()))
+    Response::from_parts(parts, Body::from(object))
 }
 
 /// `GET /v1/responses/{id}`.

@@ -1041,6 +1041,22 @@ enum Open {
     Tool(u64),
 }
 
+/// A text delta event as written.
+#[derive(serde::Serialize)]
+struct TextDeltaOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    delta: TextOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct TextOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
 /// Writes Chat Completions chunks as Messages events.
 #[derive(Debug, Default)]
 struct EventWriter {
@@ -1205,6 +1221,26 @@ impl StreamTranslator for EventWriter {
         }
         if data.trim() == "[DONE]" {
             self.finish(out);
+            return;
+        }
+        if self.open == Some(Open::Text)
+            && let Ok(chunk) = serde_json::from_str::<super::TextChunk<'_>>(data)
+            && let Some(text) = chunk.only_text()
+        {
+            // The common event: more text for the open block, written without a tree.
+            let event = TextDeltaOut {
+                kind: "content_block_delta",
+                index: self.next.saturating_sub(1),
+                delta: TextOut {
+                    kind: "text_delta",
+                    text: &text,
+                },
+            };
+            if let Ok(data) = serde_json::to_string(&event) {
+                out.push_str("event: content_block_delta\ndata: ");
+                out.push_str(&data);
+                out.push_str("\n\n");
+            }
             return;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {

@@ -16,6 +16,9 @@ pub use openai_responses::{OpenAiResponses, ResponseContext};
 
 use crate::{ApiError, ChatRequest, Conversation, Usage};
 use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::borrow::Cow;
 
 /// An answer the gateway writes itself: its content type and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,57 @@ pub trait StreamTranslator: Send {
     /// The canonical stream ended; anything a well-formed stream still owes is
     /// appended to `out` (an error event when it ended without `[DONE]`).
     fn end(&mut self, out: &mut String);
+}
+
+/// A stream chunk that may only add text to the message being written: read without
+/// building a tree, for the common case.
+#[derive(Deserialize)]
+pub(crate) struct TextChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<TextChoice<'a>>,
+    #[serde(default)]
+    usage: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct TextChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<TextDelta<'a>>,
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct TextDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    reasoning_content: Option<IgnoredAny>,
+    #[serde(default)]
+    reasoning: Option<IgnoredAny>,
+}
+
+impl<'a> TextChunk<'a> {
+    /// The text it adds, when adding text is all it does.
+    pub(crate) fn only_text(self) -> Option<Cow<'a, str>> {
+        if self.usage.is_some() || self.error.is_some() || self.choices.len() != 1 {
+            return None;
+        }
+        let choice = self.choices.into_iter().next()?;
+        let delta = choice.delta?;
+        if choice.finish_reason.is_some()
+            || delta.tool_calls.is_some()
+            || delta.reasoning_content.is_some()
+            || delta.reasoning.is_some()
+        {
+            return None;
+        }
+        delta.content.filter(|c| !c.is_empty())
+    }
 }
 
 /// A byte stream of one API's events translated into another's: pieces in, whole

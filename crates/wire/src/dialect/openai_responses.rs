@@ -5,9 +5,12 @@
 //! `previous_response_id` by the items it stands for before [`OpenAiResponses`]
 //! parses the body, and stores what [`ResponseContext`] writes.
 
+use super::TextChunk;
 use super::{Dialect, StreamTranslator};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 /// The OpenAI Responses API.
 #[derive(Debug, Clone, Copy, Default)]
@@ -742,25 +745,30 @@ impl ResponseContext {
     }
 
     /// A whole canonical answer (a Chat Completions completion) as the `response`
-    /// object.
-    pub fn whole(&self, body: &[u8]) -> Result<Value, ApiError> {
-        let completion: Value = serde_json::from_slice(body).map_err(|e| {
+    /// object, serialized.
+    pub fn whole(&self, body: &[u8]) -> Result<String, ApiError> {
+        let bad = |e: serde_json::Error| {
             ApiError::new(
                 ErrorKind::Upstream,
                 format!("the upstream's answer is not a chat completion: {e}"),
             )
-        })?;
-        let choice = completion.pointer("/choices/0").unwrap_or(&Value::Null);
-        let message = choice.get("message").unwrap_or(&Value::Null);
+        };
+        let completion: CompletionIn<'_> = serde_json::from_slice(body).map_err(bad)?;
+        let choice = completion.choices.into_iter().next().unwrap_or_default();
+        let message = choice.message;
         let mut output = Vec::new();
-        if let Some(text) = reasoning(message).filter(|t| !t.is_empty()) {
+        if let Some(text) = message
+            .reasoning_content
+            .as_deref()
+            .or(message.reasoning.as_deref())
+            .filter(|t| !t.is_empty())
+        {
             output.push(reasoning_item(self.item_id("rs", output.len()), text));
         }
-        let text = message.get("content").and_then(Value::as_str).unwrap_or("");
-        let refusal = message.get("refusal").and_then(Value::as_str);
-        let calls = message.get("tool_calls").and_then(Value::as_array);
-        if !text.is_empty() || refusal.is_some() || calls.is_none_or(Vec::is_empty) {
-            let part = match refusal {
+        let text = message.content.as_deref().unwrap_or("");
+        let calls = message.tool_calls.unwrap_or_default();
+        if !text.is_empty() || message.refusal.is_some() || calls.is_empty() {
+            let part = match &message.refusal {
                 Some(r) => json!({"type": "refusal", "refusal": r}),
                 None => output_text(text),
             };
@@ -770,7 +778,7 @@ impl ResponseContext {
                 vec![part],
             ));
         }
-        for call in calls.into_iter().flatten() {
+        for call in &calls {
             let function = call.get("function").unwrap_or(&Value::Null);
             output.push(function_call_item(
                 self.item_id("fc", output.len()),
@@ -783,15 +791,22 @@ impl ResponseContext {
                     .unwrap_or(""),
             ));
         }
-        let finish = choice.get("finish_reason").and_then(Value::as_str);
-        let mut object = self.object(
-            status_of(finish),
-            completion.get("model").unwrap_or(&Value::Null),
-            output,
-            usage(completion.get("usage")),
-        );
-        object["incomplete_details"] = incomplete(finish);
-        Ok(object)
+        let finish = choice.finish_reason.as_deref();
+        let model = completion.model.unwrap_or(Value::Null);
+        let object = ResponseOut {
+            id: &self.id,
+            object: "response",
+            created_at: self.created_at,
+            status: status_of(finish),
+            background: false,
+            error: Value::Null,
+            incomplete_details: incomplete(finish),
+            model: &model,
+            output: &output,
+            usage: usage(completion.usage.as_ref()),
+            echo: &self.echo,
+        };
+        serde_json::to_string(&object).map_err(bad)
     }
 
     /// A translator of canonical streams into `response.*` events; `on_final` gets the
@@ -871,6 +886,69 @@ fn usage(usage: Option<&Value>) -> Value {
     })
 }
 
+/// A whole canonical answer, as far as a `response` reads it.
+#[derive(Deserialize)]
+struct CompletionIn<'a> {
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default, borrow)]
+    choices: Vec<WholeChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct WholeChoice<'a> {
+    #[serde(default, borrow)]
+    message: WholeMessage<'a>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct WholeMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
+/// A `response` object as written.
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'a str,
+    background: bool,
+    error: Value,
+    incomplete_details: Value,
+    model: &'a Value,
+    output: &'a [Value],
+    usage: Value,
+    #[serde(flatten)]
+    echo: &'a Map<String, Value>,
+}
+
+/// A text delta event as written.
+#[derive(Serialize)]
+struct TextDeltaOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: [u8; 0],
+    sequence_number: u64,
+}
+
 /// The output item a stream is writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -948,6 +1026,31 @@ impl EventWriter {
             json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": part}),
         );
         self.output[index]["content"] = json!([part]);
+    }
+
+    /// Appends `delta` to the open message's text and says so, without building a
+    /// tree (the common event of a stream).
+    fn text_delta(&mut self, out: &mut String, delta: &str) {
+        let index = self.output.len() - 1;
+        let event = TextDeltaOut {
+            kind: "response.output_text.delta",
+            item_id: self.output[index]["id"].as_str().unwrap_or(""),
+            output_index: index,
+            content_index: 0,
+            delta,
+            logprobs: [],
+            sequence_number: self.sequence,
+        };
+        let Ok(data) = serde_json::to_string(&event) else {
+            return;
+        };
+        self.sequence += 1;
+        out.push_str("event: response.output_text.delta\ndata: ");
+        out.push_str(&data);
+        out.push_str("\n\n");
+        if let Some(Value::String(s)) = self.output[index].pointer_mut("/content/0/text") {
+            s.push_str(delta);
+        }
     }
 
     /// Appends `delta` to the open item's text (or arguments) and says so.
@@ -1130,6 +1233,13 @@ impl StreamTranslator for EventWriter {
             self.finish(out);
             return;
         }
+        if self.open == Some(Open::Text)
+            && let Ok(chunk) = serde_json::from_str::<TextChunk<'_>>(data)
+            && let Some(text) = chunk.only_text()
+        {
+            self.text_delta(out, &text);
+            return;
+        }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return;
         };
@@ -1292,7 +1402,8 @@ mod tests {
             "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
                       "prompt_tokens_details": {"cached_tokens": 64}}
         });
-        let r = ctx.whole(completion.to_string().as_bytes()).unwrap();
+        let r: Value =
+            serde_json::from_str(&ctx.whole(completion.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(r["id"], "resp_abc");
         assert_eq!(r["object"], "response");
         assert_eq!(r["status"], "completed");
@@ -1310,7 +1421,8 @@ mod tests {
 
         let cut = json!({"model": "m", "choices": [{"index": 0, "finish_reason": "length",
                           "message": {"role": "assistant", "content": "abc"}}]});
-        let r = ctx.whole(cut.to_string().as_bytes()).unwrap();
+        let r: Value =
+            serde_json::from_str(&ctx.whole(cut.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(r["status"], "incomplete");
         assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
     }

@@ -5,6 +5,7 @@
 use crate::dialect::StreamTranslator;
 use crate::{ApiError, ChatRequest, ErrorKind, MessageContent};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 /// `max_tokens` sent when the client set no cap (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -484,6 +485,45 @@ pub fn error_body(status: u16, body: &[u8]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A Messages event that may be a text delta.
+#[derive(serde::Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    delta: Option<DeltaIn<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// A text chunk as written.
+#[derive(serde::Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a Value,
+    choices: [ChoiceOut<'a>; 1],
+}
+
+#[derive(serde::Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    delta: ContentOut<'a>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct ContentOut<'a> {
+    content: &'a str,
+}
+
 /// Reads a Messages stream as Chat Completions chunks.
 #[derive(Debug, Default)]
 pub struct ChunkWriter {
@@ -526,6 +566,31 @@ fn push_data(out: &mut String, data: &str) {
 impl StreamTranslator for ChunkWriter {
     fn event(&mut self, data: &str, out: &mut String) {
         if self.over {
+            return;
+        }
+        if let Ok(BlockDelta {
+            kind,
+            delta: Some(delta),
+        }) = serde_json::from_str::<BlockDelta<'_>>(data)
+            && kind == "content_block_delta"
+            && delta.kind == "text_delta"
+            && let Some(text) = delta.text
+        {
+            // The common event: more text, read and written without a tree.
+            let chunk = ChunkOut {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: [ChoiceOut {
+                    index: 0,
+                    delta: ContentOut { content: &text },
+                    finish_reason: None,
+                }],
+            };
+            if let Ok(data) = serde_json::to_string(&chunk) {
+                push_data(out, &data);
+            }
             return;
         }
         let Ok(event) = serde_json::from_str::<Value>(data) else {
