@@ -234,15 +234,19 @@ pub async fn create(
         // Refused by the dialect, naming the field.
         _ => {}
     }
-    if chained {
+    // A request that continues none is parsed as it came; one that does, with the
+    // conversation it continues in its input.
+    let expanded = if chained {
         object.insert("input".into(), Value::Array(input.clone()));
-    }
-    let expanded = match serde_json::to_vec(&object) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let error = ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}"));
-            return error_in(&DIALECT, &error);
+        match serde_json::to_vec(&object) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                let error = ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}"));
+                return error_in(&DIALECT, &error);
+            }
         }
+    } else {
+        body
     };
     if expanded.len() > runtime.policy.config.server.responses_max_bytes {
         let error = ApiError::new(
@@ -267,7 +271,7 @@ pub async fn create(
     let response = crate::server::serve(
         Arc::clone(&runtime),
         (peer, &headers),
-        Ok(Bytes::from(expanded)),
+        Ok(expanded),
         dialect,
     )
     .await;

@@ -9,7 +9,7 @@
 //! What cannot be carried faithfully to a Chat Completions upstream is refused with a
 //! 400 naming the field, never dropped.
 
-use super::{Dialect, StreamTranslator};
+use super::{Dialect, StreamTranslator, invalid, kind, malformed};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -38,27 +38,6 @@ const FIELDS: [&str; 14] = [
     "thinking",
     "service_tier",
 ];
-
-fn invalid(param: impl Into<String>, message: impl std::fmt::Display) -> ApiError {
-    let param = param.into();
-    ApiError::new(ErrorKind::InvalidRequest, format!("{param}: {message}")).with_param(param)
-}
-
-/// A field's JSON type, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn malformed(e: &serde_json::Error) -> ApiError {
-    ApiError::new(ErrorKind::InvalidRequest, format!("malformed JSON: {e}"))
-}
 
 impl AnthropicMessages {
     /// Parses a `count_tokens` body: a Messages body without `max_tokens` or `stream`.

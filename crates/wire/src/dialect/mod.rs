@@ -20,6 +20,37 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
 
+/// An invalid request naming `param`, the message starting with it.
+fn invalid(param: impl Into<String>, message: impl std::fmt::Display) -> ApiError {
+    let param = param.into();
+    ApiError::new(
+        crate::ErrorKind::InvalidRequest,
+        format!("{param}: {message}"),
+    )
+    .with_param(param)
+}
+
+/// A field's JSON type, for messages.
+fn kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A body that is not JSON.
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        crate::ErrorKind::InvalidRequest,
+        format!("malformed JSON: {e}"),
+    )
+}
+
 /// An answer the gateway writes itself: its content type and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {

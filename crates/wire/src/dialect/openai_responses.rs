@@ -5,8 +5,8 @@
 //! `previous_response_id` by the items it stands for before [`OpenAiResponses`]
 //! parses the body, and stores what [`ResponseContext`] writes.
 
-use super::TextChunk;
 use super::{Dialect, StreamTranslator};
+use super::{TextChunk, invalid, kind, malformed};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -65,22 +65,6 @@ const ECHOED: [(&str, Default); 14] = [
     ("truncation", || json!("disabled")),
 ];
 
-fn invalid(param: impl Into<String>, message: impl std::fmt::Display) -> ApiError {
-    let param = param.into();
-    ApiError::new(ErrorKind::InvalidRequest, format!("{param}: {message}")).with_param(param)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl Dialect for OpenAiResponses {
     fn name(&self) -> &'static str {
         "openai_responses"
@@ -91,9 +75,7 @@ impl Dialect for OpenAiResponses {
         body: &[u8],
         session: Option<&str>,
     ) -> Result<(ChatRequest, Conversation), ApiError> {
-        let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
-            ApiError::new(ErrorKind::InvalidRequest, format!("malformed JSON: {e}"))
-        })?;
+        let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
         let request = translate(object)?;
         let conversation = Conversation::from_chat(&request, session);
         Ok((request, conversation))
@@ -113,7 +95,10 @@ fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
             "Unrecognized request argument supplied",
         ));
     }
-    if body.contains_key("previous_response_id") {
+    if body
+        .remove("previous_response_id")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(invalid(
             "previous_response_id",
             "is resolved by the gateway's stored responses, which are not available here",
