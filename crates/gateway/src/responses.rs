@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +134,8 @@ async fn load(runtime: &Arc<Runtime>, id: &str, owner: &str) -> Result<Option<St
 struct Keep {
     owner: String,
     root: String,
-    input: Vec<Value>,
+    /// The input items as a JSON array.
+    input: String,
 }
 
 /// Stores `response` (a serialized `response` object, id `id`) as a [`Stored`].
@@ -146,7 +147,7 @@ async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> 
         bytes.extend_from_slice(b",\"root\":");
         serde_json::to_writer(&mut bytes, &keep.root)?;
         bytes.extend_from_slice(b",\"input\":");
-        serde_json::to_writer(&mut bytes, &keep.input)?;
+        bytes.extend_from_slice(keep.input.as_bytes());
         bytes.extend_from_slice(b",\"response\":");
         bytes.extend_from_slice(response.as_bytes());
         bytes.push(b'}');
@@ -183,70 +184,29 @@ pub async fn create(
     if let Err(error) = crate::ingress::check_content_type(&headers) {
         return error_in(&DIALECT, &error);
     }
-    let mut object = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
-            let error = ApiError::new(ErrorKind::InvalidRequest, "the body must be a JSON object");
-            return error_in(&DIALECT, &error);
-        }
-        Err(e) => {
-            let error = ApiError::new(ErrorKind::InvalidRequest, format!("malformed JSON: {e}"));
-            return error_in(&DIALECT, &error);
-        }
-    };
     let owner = owner(&headers, peer);
     let id = new_id();
-    let context = ResponseContext::new(
-        id.clone(),
-        super::observe::unix_ms(std::time::SystemTime::now()) / 1000,
-        &object,
-    );
-    let mut input: Vec<Value> = Vec::new();
+    let created_at = super::observe::unix_ms(std::time::SystemTime::now()) / 1000;
+    let (context, head) = match ResponseContext::read(id.clone(), created_at, &body) {
+        Ok(read) => read,
+        Err(error) => return error_in(&DIALECT, &error),
+    };
     let mut root = id.clone();
-    let chained = match object.remove("previous_response_id") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(previous)) => match load(&runtime, &previous, &owner).await {
+    // A request that continues none is parsed as it came; one that does, with the
+    // conversation it continues in its input.
+    let (expanded, input) = match head.previous_response_id {
+        None => (body, head.input.unwrap_or_else(|| "[]".to_owned())),
+        Some(previous) => match load(&runtime, &previous, &owner).await {
             Ok(Some(stored)) => {
-                input = stored.input;
-                if let Some(Value::Array(output)) = stored.response.get("output") {
-                    input.extend(output.iter().cloned());
-                }
                 root = stored.root;
-                true
+                match chain(stored.input, &stored.response, &body) {
+                    Ok(expanded) => expanded,
+                    Err(error) => return error_in(&DIALECT, &error),
+                }
             }
             Ok(None) => return not_found(&previous, Some("previous_response_id")),
             Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
         },
-        Some(_) => {
-            let error = ApiError::new(
-                ErrorKind::InvalidRequest,
-                "previous_response_id: must be a string",
-            )
-            .with_param("previous_response_id");
-            return error_in(&DIALECT, &error);
-        }
-    };
-    match object.get("input") {
-        Some(Value::String(text)) => {
-            input.push(json!({"type": "message", "role": "user", "content": text}));
-        }
-        Some(Value::Array(items)) => input.extend(items.iter().cloned()),
-        // Refused by the dialect, naming the field.
-        _ => {}
-    }
-    // A request that continues none is parsed as it came; one that does, with the
-    // conversation it continues in its input.
-    let expanded = if chained {
-        object.insert("input".into(), Value::Array(input.clone()));
-        match serde_json::to_vec(&object) {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) => {
-                let error = ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}"));
-                return error_in(&DIALECT, &error);
-            }
-        }
-    } else {
-        body
     };
     if expanded.len() > runtime.policy.config.server.responses_max_bytes {
         let error = ApiError::new(
@@ -277,6 +237,38 @@ pub async fn create(
     .await;
     let keep = context.stored().then_some(Keep { owner, root, input });
     answer(runtime, context, keep, response).await
+}
+
+/// A request continuing a stored response: its body with the conversation so far (the
+/// stored input, then output) ahead of its own input, and all those items as JSON.
+fn chain(
+    mut input: Vec<Value>,
+    response: &Value,
+    body: &[u8],
+) -> Result<(Bytes, String), ApiError> {
+    let cannot = |e: serde_json::Error| {
+        ApiError::new(ErrorKind::InvalidRequest, format!("cannot continue: {e}"))
+    };
+    let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(cannot)?;
+    object.remove("previous_response_id");
+    if let Some(Value::Array(output)) = response.get("output") {
+        input.extend(output.iter().cloned());
+    }
+    match object.remove("input") {
+        Some(Value::String(text)) => {
+            input.push(json!({"type": "message", "role": "user", "content": text}));
+        }
+        Some(Value::Array(items)) => input.extend(items),
+        None | Some(Value::Null) => {}
+        // Left as it came, for the dialect to refuse naming the field.
+        Some(other) => {
+            object.insert("input".into(), other);
+        }
+    }
+    let items = serde_json::to_string(&input).map_err(cannot)?;
+    object.entry("input").or_insert_with(|| Value::Array(input));
+    let expanded = serde_json::to_vec(&object).map_err(cannot)?;
+    Ok((Bytes::from(expanded), items))
 }
 
 /// The canonical `response` as the client sees it; `keep` stored with it when given.

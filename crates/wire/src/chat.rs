@@ -73,28 +73,8 @@ impl ChatRequest {
         if !self.has_anthropic_markers() {
             return serde_json::to_vec(self);
         }
-        let mut request = self.clone();
-        for message in &mut request.messages {
-            message.extra.remove("cache_control");
-            if message.extra.remove("is_error") == Some(Value::Bool(true)) {
-                let text = message.content.as_ref().map(MessageContent::text);
-                message.content = Some(MessageContent::Text(format!(
-                    "Error: {}",
-                    text.unwrap_or_default()
-                )));
-            }
-            if let Some(MessageContent::Parts(parts)) = &mut message.content {
-                for part in parts.iter_mut().filter_map(Value::as_object_mut) {
-                    part.remove("cache_control");
-                }
-            }
-        }
-        if let Some(Value::Array(tools)) = request.extra.get_mut("tools") {
-            for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
-                tool.remove("cache_control");
-            }
-        }
-        serde_json::to_vec(&request)
+        // Written through a view that leaves the markers out, not a stripped copy.
+        serde_json::to_vec(&Unmarked(self))
     }
 
     /// Whether a message, part or tool carries `cache_control` or `is_error`.
@@ -117,6 +97,107 @@ impl ChatRequest {
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false)
+    }
+}
+
+/// A request as a Chat Completions upstream reads it: every field as it stands but
+/// `cache_control` (on messages, parts and tools) and `is_error` (said in the text of
+/// the tool result it marks). Field order is the request's own.
+struct Unmarked<'a>(&'a ChatRequest);
+
+impl Serialize for Unmarked<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", &r.model)?;
+        map.serialize_entry("messages", &Each(&r.messages, UnmarkedMessage))?;
+        if let Some(stream) = &r.stream {
+            map.serialize_entry("stream", stream)?;
+        }
+        if let Some(options) = &r.stream_options {
+            map.serialize_entry("stream_options", options)?;
+        }
+        if let Some(n) = &r.max_tokens {
+            map.serialize_entry("max_tokens", n)?;
+        }
+        if let Some(n) = &r.max_completion_tokens {
+            map.serialize_entry("max_completion_tokens", n)?;
+        }
+        for (k, v) in &r.extra {
+            match (k.as_str(), v) {
+                ("tools", Value::Array(tools)) => {
+                    map.serialize_entry(k, &Each(tools, WithoutCacheControl))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A slice serialized through a view of each item (`V` wraps one item).
+struct Each<'a, T, V>(&'a [T], V);
+
+impl<T, V: Copy + ViewOf<T>> Serialize for Each<'_, T, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|item| View(item, self.1)))
+    }
+}
+
+/// How a view writes one item.
+trait ViewOf<T> {
+    fn write<S: serde::Serializer>(&self, item: &T, serializer: S) -> Result<S::Ok, S::Error>;
+}
+
+struct View<'a, T, V>(&'a T, V);
+
+impl<T, V: ViewOf<T>> Serialize for View<'_, T, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.1.write(self.0, serializer)
+    }
+}
+
+/// A JSON object without its `cache_control` (anything else as it stands).
+#[derive(Clone, Copy)]
+struct WithoutCacheControl;
+
+impl ViewOf<Value> for WithoutCacheControl {
+    fn write<S: serde::Serializer>(&self, item: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(object) = item else {
+            return item.serialize(serializer);
+        };
+        serializer.collect_map(object.iter().filter(|(k, _)| *k != "cache_control"))
+    }
+}
+
+/// A message without Anthropic's markers.
+#[derive(Clone, Copy)]
+struct UnmarkedMessage;
+
+impl ViewOf<Message> for UnmarkedMessage {
+    fn write<S: serde::Serializer>(&self, m: &Message, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", &m.role)?;
+        if m.extra.get("is_error") == Some(&Value::Bool(true)) {
+            let text = m.content.as_ref().map(MessageContent::text);
+            map.serialize_entry("content", &format!("Error: {}", text.unwrap_or_default()))?;
+        } else {
+            match &m.content {
+                None => {}
+                Some(MessageContent::Text(text)) => map.serialize_entry("content", text)?,
+                Some(MessageContent::Parts(parts)) => {
+                    map.serialize_entry("content", &Each(parts, WithoutCacheControl))?;
+                }
+            }
+        }
+        for (k, v) in &m.extra {
+            if k != "cache_control" && k != "is_error" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -312,6 +393,31 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_are_left_out_of_the_upstream_body_and_nothing_else() {
+        let body = r#"{"model":"auto","messages":[
+            {"role":"system","content":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],"cache_control":{"type":"ephemeral"}},
+            {"role":"tool","content":"18C","tool_call_id":"t1","is_error":true},
+            {"role":"tool","content":"ok","tool_call_id":"t2","is_error":false},
+            {"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}},{"type":"text","text":"hi"}]}],
+            "stream":true,"max_tokens":9,"temperature":0.2,
+            "tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}"#;
+        let request: ChatRequest = serde_json::from_str(body).unwrap();
+        assert!(request.has_anthropic_markers());
+        let up = String::from_utf8(request.upstream_body().unwrap()).unwrap();
+        assert_eq!(
+            up,
+            r#"{"model":"auto","messages":[{"role":"system","content":[{"text":"Be brief.","type":"text"}]},{"role":"tool","content":"Error: 18C","tool_call_id":"t1"},{"role":"tool","content":"ok","tool_call_id":"t2"},{"role":"user","content":[{"image_url":{"url":"u"},"type":"image_url"},{"text":"hi","type":"text"}]}],"stream":true,"max_tokens":9,"temperature":0.2,"tools":[{"function":{"name":"f"},"type":"function"}]}"#
+        );
+        // Without markers the body is the request as it stands.
+        let plain: ChatRequest = serde_json::from_str(&up).unwrap();
+        assert!(!plain.has_anthropic_markers());
+        assert_eq!(
+            String::from_utf8(plain.upstream_body().unwrap()).unwrap(),
+            up
+        );
+    }
 
     #[test]
     fn unknown_fields_survive_a_round_trip() {

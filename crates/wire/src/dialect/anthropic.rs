@@ -9,7 +9,7 @@
 //! What cannot be carried faithfully to a Chat Completions upstream is refused with a
 //! 400 naming the field, never dropped.
 
-use super::{Dialect, StreamTranslator, invalid, kind, malformed};
+use super::{Completion, Dialect, StreamTranslator, UsageIn, invalid, kind, malformed};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -59,8 +59,15 @@ impl Dialect for AnthropicMessages {
         body: &[u8],
         session: Option<&str>,
     ) -> Result<(ChatRequest, Conversation), ApiError> {
-        let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
-        let request = translate(object, true)?;
+        let request = match typed::read(body) {
+            // Every turn read without a tree; the rest checked as always.
+            Some((object, turns)) => translate_with(object, true, Some(turns))?,
+            None => {
+                let object: Map<String, Value> =
+                    serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+                translate(object, true)?
+            }
+        };
         let conversation = Conversation::from_chat(&request, session);
         Ok((request, conversation))
     }
@@ -130,7 +137,16 @@ pub fn error_type(status: u16) -> &'static str {
 
 /// A Messages body as a Chat Completions request. `full`: a Messages call (needs
 /// `max_tokens`, may stream) rather than `count_tokens`.
-fn translate(mut body: Map<String, Value>, full: bool) -> Result<ChatRequest, ApiError> {
+fn translate(body: Map<String, Value>, full: bool) -> Result<ChatRequest, ApiError> {
+    translate_with(body, full, None)
+}
+
+/// [`translate`], with the turns already read (`turns`) when they were.
+fn translate_with(
+    mut body: Map<String, Value>,
+    full: bool,
+    turns: Option<Vec<Message>>,
+) -> Result<ChatRequest, ApiError> {
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(invalid(
             unknown.clone(),
@@ -194,19 +210,23 @@ fn translate(mut body: Map<String, Value>, full: bool) -> Result<ChatRequest, Ap
             ));
         }
     }
-    let turns = match body.remove("messages") {
-        Some(Value::Array(turns)) if !turns.is_empty() => turns,
-        Some(Value::Array(_)) => return Err(invalid("messages", "send at least one message")),
-        Some(v) => {
-            return Err(invalid(
-                "messages",
-                format!("must be an array, not {}", kind(&v)),
-            ));
+    if let Some(turns) = turns {
+        messages.extend(turns);
+    } else {
+        let turns = match body.remove("messages") {
+            Some(Value::Array(turns)) if !turns.is_empty() => turns,
+            Some(Value::Array(_)) => return Err(invalid("messages", "send at least one message")),
+            Some(v) => {
+                return Err(invalid(
+                    "messages",
+                    format!("must be an array, not {}", kind(&v)),
+                ));
+            }
+            None => return Err(invalid("messages", "Field required")),
+        };
+        for (i, turn) in turns.into_iter().enumerate() {
+            push_turn(&mut messages, turn, i)?;
         }
-        None => return Err(invalid("messages", "Field required")),
-    };
-    for (i, turn) in turns.into_iter().enumerate() {
-        push_turn(&mut messages, turn, i)?;
     }
     let mut extra = Map::new();
     let stream = match body.remove("stream") {
@@ -325,6 +345,250 @@ fn translate(mut body: Map<String, Value>, full: bool) -> Result<ChatRequest, Ap
     })
 }
 
+/// The turns of a Messages request read straight into canonical messages, without a
+/// JSON tree: text blocks (breakpoints kept), tool uses, tool results with text, and
+/// earlier thinking. Anything else, and anything wrong, is `None`: [`push_turn`]
+/// reads it from the tree and names what is wrong. Both give the same messages for
+/// what this accepts (tested below).
+mod typed {
+    use super::super::{nullable, string_or_seq};
+    use super::{message_of, valid_cache_control};
+    use crate::{Message, MessageContent};
+    use serde::Deserialize;
+    use serde_json::{Map, Value, json};
+    use std::borrow::Cow;
+
+    /// A Messages body: its turns typed, every other field as it came (null kept
+    /// apart from absent) for the tree's checks.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        messages: Vec<Turn<'a>>,
+        #[serde(default, deserialize_with = "nullable")]
+        model: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        max_tokens: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        system: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        stop_sequences: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        stream: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        temperature: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        top_p: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        top_k: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        metadata: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        tools: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        tool_choice: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        thinking: Option<Option<Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        service_tier: Option<Option<Value>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Turn<'a> {
+        #[serde(borrow)]
+        role: Cow<'a, str>,
+        #[serde(borrow)]
+        content: Content<'a>,
+    }
+
+    enum Content<'a> {
+        Text(String),
+        Blocks(Vec<Block<'a>>),
+    }
+    string_or_seq!(Content, Blocks, Block);
+
+    /// Any block: the fields of the kinds read here (others are ignored, as the tree
+    /// ignores them).
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        cache_control: Option<Value>,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "nullable")]
+        input: Option<Option<Value>>,
+        #[serde(default)]
+        tool_use_id: Option<String>,
+        #[serde(default, borrow)]
+        content: Option<Content<'a>>,
+        #[serde(default, deserialize_with = "nullable")]
+        is_error: Option<Option<bool>>,
+    }
+
+    /// The body's other fields and its turns as canonical messages, when every turn
+    /// is one this reads.
+    pub(super) fn read(body: &[u8]) -> Option<(Map<String, Value>, Vec<Message>)> {
+        let body: Body<'_> = serde_json::from_slice(body).ok()?;
+        if body.messages.is_empty() {
+            return None;
+        }
+        let mut messages = Vec::with_capacity(body.messages.len());
+        for turn in body.messages {
+            push_turn(&mut messages, turn)?;
+        }
+        let mut object = Map::new();
+        for (field, value) in [
+            ("model", body.model),
+            ("max_tokens", body.max_tokens),
+            ("system", body.system),
+            ("stop_sequences", body.stop_sequences),
+            ("stream", body.stream),
+            ("temperature", body.temperature),
+            ("top_p", body.top_p),
+            ("top_k", body.top_k),
+            ("metadata", body.metadata),
+            ("tools", body.tools),
+            ("tool_choice", body.tool_choice),
+            ("thinking", body.thinking),
+            ("service_tier", body.service_tier),
+        ] {
+            if let Some(value) = value {
+                object.insert(field.to_owned(), value.unwrap_or(Value::Null));
+            }
+        }
+        Some((object, messages))
+    }
+
+    /// A text block's text and its breakpoint, checked.
+    type Text = (String, Option<Value>);
+
+    fn text(text: Option<String>, cache_control: Option<Value>) -> Option<Text> {
+        match cache_control {
+            Some(cc) if !valid_cache_control(&cc) => None,
+            cc => Some((text?, cc)),
+        }
+    }
+
+    /// Text blocks as the tree writes them: one unmarked text as a string, else text
+    /// parts with their breakpoints.
+    fn content(mut texts: Vec<Text>) -> MessageContent {
+        if texts.len() == 1 && texts[0].1.is_none() {
+            let (text, _) = texts.pop().unwrap_or_default();
+            return MessageContent::Text(text);
+        }
+        let parts = texts
+            .into_iter()
+            .map(|(text, cc)| {
+                let mut part = Map::new();
+                part.insert("type".to_owned(), Value::String("text".to_owned()));
+                part.insert("text".to_owned(), Value::String(text));
+                if let Some(cc) = cc {
+                    part.insert("cache_control".to_owned(), cc);
+                }
+                Value::Object(part)
+            })
+            .collect();
+        MessageContent::Parts(parts)
+    }
+
+    fn push_turn(messages: &mut Vec<Message>, turn: Turn<'_>) -> Option<()> {
+        let role = turn.role;
+        if role != "user" && role != "assistant" {
+            return None;
+        }
+        let blocks = match turn.content {
+            Content::Text(text) => {
+                messages.push(message_of(&role, MessageContent::Text(text)));
+                return Some(());
+            }
+            Content::Blocks(blocks) => blocks,
+        };
+        let mut parts = Vec::with_capacity(blocks.len());
+        let mut calls = Vec::new();
+        for block in blocks {
+            match (&*block.kind, &*role) {
+                ("text", _) => parts.push(text(block.text, block.cache_control)?),
+                ("tool_result", "user") => messages.push(tool_result(block)?),
+                ("tool_use", "assistant") => {
+                    let input = match block.input {
+                        None => json!({}),
+                        Some(Some(input)) if input.is_object() => input,
+                        Some(_) => return None,
+                    };
+                    calls.push(json!({"id": block.id?, "type": "function",
+                                      "function": {"name": block.name?,
+                                                   "arguments": input.to_string()}}));
+                }
+                ("thinking" | "redacted_thinking", "assistant") => {}
+                _ => return None,
+            }
+        }
+        if parts.is_empty() && calls.is_empty() {
+            return Some(());
+        }
+        let mut message = Message {
+            role: role.into_owned(),
+            content: None,
+            extra: Map::new(),
+        };
+        if !parts.is_empty() {
+            message.content = Some(content(parts));
+        }
+        if !calls.is_empty() {
+            message
+                .extra
+                .insert("tool_calls".to_owned(), Value::Array(calls));
+        }
+        messages.push(message);
+        Some(())
+    }
+
+    fn tool_result(block: Block<'_>) -> Option<Message> {
+        let content = match block.content {
+            None => MessageContent::Text(String::new()),
+            Some(Content::Text(text)) => MessageContent::Text(text),
+            Some(Content::Blocks(inner)) => {
+                let mut parts = Vec::with_capacity(inner.len());
+                for b in inner {
+                    if b.kind != "text" {
+                        return None;
+                    }
+                    parts.push(text(b.text, b.cache_control)?);
+                }
+                content(parts)
+            }
+        };
+        let mut message = message_of("tool", content);
+        message
+            .extra
+            .insert("tool_call_id".to_owned(), Value::String(block.tool_use_id?));
+        match block.is_error {
+            None | Some(Some(false)) => {}
+            Some(Some(true)) => {
+                message
+                    .extra
+                    .insert("is_error".to_owned(), Value::Bool(true));
+            }
+            Some(None) => return None,
+        }
+        match block.cache_control {
+            None => {}
+            Some(cc) if valid_cache_control(&cc) => {
+                message.extra.insert("cache_control".to_owned(), cc);
+            }
+            Some(_) => return None,
+        }
+        Some(message)
+    }
+}
+
 fn message_of(role: &str, content: MessageContent) -> Message {
     Message {
         role: role.to_owned(),
@@ -354,17 +618,21 @@ fn cache_control(block: &Map<String, Value>, at: &str) -> Result<Option<Value>, 
     if cc.is_null() {
         return Ok(None);
     }
-    let valid = cc.get("type").and_then(Value::as_str) == Some("ephemeral")
-        && cc
-            .get("ttl")
-            .is_none_or(|t| matches!(t.as_str(), Some("5m" | "1h")));
-    if !valid {
+    if !valid_cache_control(cc) {
         return Err(invalid(
             format!("{at}.cache_control"),
             "must be {\"type\": \"ephemeral\"} with an optional ttl of `5m` or `1h`",
         ));
     }
     Ok(Some(cc.clone()))
+}
+
+/// `{"type": "ephemeral"}` with an optional `ttl` of `5m` or `1h`.
+fn valid_cache_control(cc: &Value) -> bool {
+    cc.get("type").and_then(Value::as_str) == Some("ephemeral")
+        && cc
+            .get("ttl")
+            .is_none_or(|t| matches!(t.as_str(), Some("5m" | "1h")))
 }
 
 /// A text block as a text part, keeping its breakpoint (its text moved, not copied).
@@ -875,76 +1143,6 @@ fn message(body: &[u8]) -> serde_json::Result<Vec<u8>> {
     })
 }
 
-#[derive(serde::Deserialize)]
-struct Completion<'a> {
-    #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<ChoiceIn<'a>>,
-    #[serde(default)]
-    usage: Option<UsageIn>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct ChoiceIn<'a> {
-    #[serde(borrow, default)]
-    message: Option<MessageIn<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<std::borrow::Cow<'a, str>>,
-    /// vLLM: the stop string (or token id) that ended the answer.
-    #[serde(default)]
-    stop_reason: Option<Value>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct MessageIn<'a> {
-    #[serde(borrow, default)]
-    content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<CallIn<'a>>>,
-}
-
-#[derive(serde::Deserialize)]
-struct CallIn<'a> {
-    #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionIn<'a>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct FunctionIn<'a> {
-    #[serde(borrow, default)]
-    name: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Chat Completions usage, every field optional (servers differ in what they send).
-#[derive(serde::Deserialize, Default)]
-struct UsageIn {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    prompt_tokens_details: Option<DetailsIn>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct DetailsIn {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-    #[serde(default)]
-    cache_write_tokens: Option<u64>,
-}
-
 #[derive(serde::Serialize)]
 struct MessageOut<'a> {
     id: String,
@@ -1270,6 +1468,204 @@ mod tests {
         AnthropicMessages
             .parse(body.to_string().as_bytes(), None)
             .map(|(r, _)| r)
+    }
+
+    /// Pieces of Messages bodies: the blocks the typed reader takes and the ones it
+    /// leaves to the tree (images, documents, nulls, wrong types, bad breakpoints).
+    fn block() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            6 => Just(json!("hi")),
+            4 => Just(json!("two\nlines é")),
+            1 => Just(json!("")),
+            1 => Just(json!(null)),
+            1 => Just(json!(3)),
+        ];
+        let cc = prop_oneof![
+            8 => Just(None),
+            3 => Just(Some(json!({"type": "ephemeral"}))),
+            1 => Just(Some(json!({"type": "ephemeral", "ttl": "1h"}))),
+            1 => Just(Some(json!({"type": "forever"}))),
+            1 => Just(Some(json!(null))),
+        ];
+        let kind = prop_oneof![
+            10 => Just(json!("text")),
+            3 => Just(json!("tool_use")),
+            3 => Just(json!("tool_result")),
+            2 => Just(json!("thinking")),
+            1 => Just(json!("image")),
+            1 => Just(json!("document")),
+            1 => Just(json!(null)),
+        ];
+        let inner = prop_oneof![
+            4 => text.clone(),
+            4 => proptest::collection::vec((text.clone(), cc.clone()), 0..3).prop_map(|v| {
+                Value::Array(
+                    v.into_iter()
+                        .map(|(t, cc)| {
+                            let mut b = json!({"type": "text", "text": t});
+                            if let Some(cc) = cc {
+                                b["cache_control"] = cc;
+                            }
+                            b
+                        })
+                        .collect(),
+                )
+            }),
+            1 => Just(json!([{"type": "image", "source": {"type": "url", "url": "u"}}])),
+            1 => Just(json!(null)),
+        ];
+        let input = prop_oneof![
+            6 => Just(Some(json!({"city": "Paris"}))),
+            2 => Just(None),
+            1 => Just(Some(json!(null))),
+            1 => Just(Some(json!([1]))),
+        ];
+        let error = prop_oneof![
+            6 => Just(None),
+            2 => Just(Some(json!(true))),
+            2 => Just(Some(json!(false))),
+            1 => Just(Some(json!(null))),
+        ];
+        let drops = proptest::collection::vec(proptest::bool::weighted(0.06), 3);
+        (kind, text, cc, inner, input, error, drops).prop_map(
+            |(kind, text, cc, inner, input, error, drops)| {
+                let mut b = json!({"type": kind, "text": text, "id": "toolu_1", "name": "f",
+                                   "tool_use_id": "toolu_1", "content": inner,
+                                   "thinking": "hmm", "signature": "s",
+                                   "source": {"type": "url", "url": "https://x/y.png"}});
+                if let Some(cc) = cc {
+                    b["cache_control"] = cc;
+                }
+                if let Some(input) = input {
+                    b["input"] = input;
+                }
+                if let Some(error) = error {
+                    b["is_error"] = error;
+                }
+                let object = b.as_object_mut().unwrap();
+                for (k, drop) in ["text", "id", "tool_use_id"].iter().zip(drops) {
+                    if drop {
+                        object.remove(*k);
+                    }
+                }
+                b
+            },
+        )
+    }
+
+    fn body() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let role = prop_oneof![
+            8 => Just(json!("user")),
+            8 => Just(json!("assistant")),
+            1 => Just(json!("system")),
+        ];
+        let content = prop_oneof![
+            2 => Just(json!("plain words")),
+            1 => Just(json!(5)),
+            8 => proptest::collection::vec(block(), 0..4).prop_map(Value::Array),
+        ];
+        let turn = (role, content, proptest::bool::weighted(0.05)).prop_map(|(r, c, extra)| {
+            let mut t = json!({"role": r, "content": c});
+            if extra {
+                t["name"] = json!("x");
+            }
+            t
+        });
+        let extra = prop_oneof![
+            Just(("temperature", json!(0.5))),
+            Just(("temperature", json!(null))),
+            Just(("temperature", json!(3))),
+            Just(("stream", json!(true))),
+            Just(("stream", json!(null))),
+            Just(("system", json!("Be brief."))),
+            Just((
+                "system",
+                json!([{"type": "text", "text": "Be brief.",
+                                    "cache_control": {"type": "ephemeral"}}])
+            )),
+            Just(("stop_sequences", json!(["END"]))),
+            Just(("metadata", json!({"user_id": "u1"}))),
+            Just((
+                "tools",
+                json!([{"name": "f", "input_schema": {"type": "object"}}])
+            )),
+            Just(("tool_choice", json!({"type": "auto"}))),
+            Just(("thinking", json!({"type": "disabled"}))),
+            Just(("top_k", json!(0))),
+            Just(("max_tokens", json!(null))),
+            Just(("unknown_field", json!(1))),
+        ];
+        (
+            proptest::collection::vec(turn, 0..4),
+            proptest::collection::vec(extra, 0..3),
+        )
+            .prop_map(|(turns, extra)| {
+                let mut body = json!({"model": "auto", "max_tokens": 64, "messages": turns});
+                for (k, v) in extra {
+                    body[k] = v;
+                }
+                body
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+        /// What the typed reader takes, the tree reads the same (or refuses the same);
+        /// what it leaves, the tree reads or refuses.
+        #[test]
+        fn the_typed_reader_agrees_with_the_tree(body in body()) {
+            let tree = translate(body.as_object().unwrap().clone(), true);
+            if let Some((object, turns)) = typed::read(body.to_string().as_bytes()) {
+                let fast = translate_with(object, true, Some(turns));
+                match (fast, tree) {
+                    (Ok(fast), Ok(tree)) => proptest::prop_assert_eq!(
+                        serde_json::to_value(&fast).unwrap(),
+                        serde_json::to_value(&tree).unwrap(),
+                        "{}", body
+                    ),
+                    (Err(fast), Err(tree)) => proptest::prop_assert_eq!(
+                        fast.body(), tree.body(), "{}", body
+                    ),
+                    (fast, tree) => panic!("typed {fast:?}, tree {tree:?}: {body}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_agents_turns_are_read_by_the_typed_reader() {
+        let body = json!({"model": "auto", "max_tokens": 64, "stream": true,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "look it up", "signature": "s"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": true,
+                     "content": [{"type": "text", "text": "18C"}]},
+                    {"type": "text", "text": "And tomorrow?", "cache_control": {"type": "ephemeral"}}]}]});
+        let (object, turns) = typed::read(body.to_string().as_bytes()).expect("typed");
+        let fast = translate_with(object, true, Some(turns)).unwrap();
+        let tree = translate(body.as_object().unwrap().clone(), true).unwrap();
+        assert_eq!(
+            serde_json::to_value(&fast).unwrap(),
+            serde_json::to_value(&tree).unwrap()
+        );
+        let m = serde_json::to_value(&fast.messages).unwrap();
+        assert_eq!(m[0]["content"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(m[1]["content"], "Weather in Paris?");
+        assert_eq!(m[2]["content"], "Checking.");
+        assert_eq!(
+            m[2]["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Paris"}"#
+        );
+        assert_eq!(m[3]["role"], "tool");
+        assert_eq!(m[3]["is_error"], true);
+        assert_eq!(m[4]["content"][0]["cache_control"]["type"], "ephemeral");
     }
 
     fn param(body: Value) -> String {

@@ -230,6 +230,131 @@ pub fn translate_whole(dialect: &dyn Dialect, status: u16, body: &[u8]) -> (u16,
     }
 }
 
+/// Absent as `None`, null as `Some(None)`.
+pub(crate) fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `Deserialize` for an enum of `Text(String)` and `$variant(Vec<$item>)`: a string
+/// or an array, read without buffering (an untagged enum would).
+macro_rules! string_or_seq {
+    ($name:ident, $variant:ident, $item:ident) => {
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a string or an array")
+                    }
+                    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                        Ok($name::Text(s.to_owned()))
+                    }
+                    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                        Ok($name::Text(s))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                        while let Some(item) = seq.next_element::<$item<'a>>()? {
+                            items.push(item);
+                        }
+                        Ok($name::$variant(items))
+                    }
+                }
+                d.deserialize_any(Visit(std::marker::PhantomData))
+            }
+        }
+    };
+}
+pub(crate) use string_or_seq;
+
+/// A whole canonical answer (a Chat Completions completion), as far as the dialects
+/// read one.
+#[derive(Deserialize)]
+pub(crate) struct Completion<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) choices: Vec<ChoiceIn<'a>>,
+    #[serde(default)]
+    pub(crate) usage: Option<UsageIn>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ChoiceIn<'a> {
+    #[serde(borrow, default)]
+    pub(crate) message: Option<MessageIn<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
+    /// vLLM: the stop string (or token id) that ended the answer.
+    #[serde(default)]
+    pub(crate) stop_reason: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct MessageIn<'a> {
+    #[serde(borrow, default)]
+    pub(crate) content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) tool_calls: Option<Vec<CallIn<'a>>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CallIn<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) function: Option<FunctionIn<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct FunctionIn<'a> {
+    #[serde(borrow, default)]
+    pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) arguments: Option<Cow<'a, str>>,
+}
+
+/// Chat Completions usage, every field optional (servers differ in what they send).
+#[derive(Deserialize, Default)]
+pub(crate) struct UsageIn {
+    #[serde(default)]
+    pub(crate) prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub(crate) completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub(crate) prompt_tokens_details: Option<DetailsIn>,
+    #[serde(default)]
+    pub(crate) completion_tokens_details: Option<OutputDetailsIn>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct OutputDetailsIn {
+    #[serde(default)]
+    pub(crate) reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct DetailsIn {
+    #[serde(default)]
+    pub(crate) cached_tokens: Option<u64>,
+    #[serde(default)]
+    pub(crate) cache_write_tokens: Option<u64>,
+}
+
 /// A client API.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Its name (`openai_chat`).

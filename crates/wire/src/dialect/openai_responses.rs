@@ -5,12 +5,12 @@
 //! `previous_response_id` by the items it stands for before [`OpenAiResponses`]
 //! parses the body, and stores what [`ResponseContext`] writes.
 
+use super::{Completion, TextChunk, UsageIn, invalid, kind, malformed};
 use super::{Dialect, StreamTranslator};
-use super::{TextChunk, invalid, kind, malformed};
 use crate::{ApiError, ChatRequest, Conversation, ErrorKind, Message, MessageContent};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use std::borrow::Cow;
 
 /// The OpenAI Responses API.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,25 +44,31 @@ const FIELDS: [&str; 24] = [
     "background",
 ];
 
-/// Fields a `response` object repeats from its request, with their defaults.
-/// A field's value when the request left it out.
-type Default = fn() -> Value;
+/// Fields a `response` object repeats from its request, with their values (JSON)
+/// when the request left them out.
+const ECHOED: [(&str, &str); 14] = [
+    ("instructions", "null"),
+    ("max_output_tokens", "null"),
+    ("metadata", "{}"),
+    ("parallel_tool_calls", "true"),
+    ("previous_response_id", "null"),
+    ("reasoning", r#"{"effort":null,"summary":null}"#),
+    ("service_tier", r#""auto""#),
+    ("store", "true"),
+    ("temperature", "1.0"),
+    ("text", r#"{"format":{"type":"text"}}"#),
+    ("tool_choice", r#""auto""#),
+    ("tools", "[]"),
+    ("top_p", "1.0"),
+    ("truncation", r#""disabled""#),
+];
 
-const ECHOED: [(&str, Default); 14] = [
-    ("instructions", || Value::Null),
-    ("max_output_tokens", || Value::Null),
-    ("metadata", || json!({})),
-    ("parallel_tool_calls", || Value::Bool(true)),
-    ("previous_response_id", || Value::Null),
-    ("reasoning", || json!({"effort": null, "summary": null})),
-    ("service_tier", || json!("auto")),
-    ("store", || Value::Bool(true)),
-    ("temperature", || json!(1.0)),
-    ("text", || json!({"format": {"type": "text"}})),
-    ("tool_choice", || json!("auto")),
-    ("tools", || json!([])),
-    ("top_p", || json!(1.0)),
-    ("truncation", || json!("disabled")),
+/// Fields a `response` object repeats only when the request set them.
+const ECHOED_WHEN_SET: [&str; 4] = [
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "top_logprobs",
 ];
 
 impl Dialect for OpenAiResponses {
@@ -75,8 +81,14 @@ impl Dialect for OpenAiResponses {
         body: &[u8],
         session: Option<&str>,
     ) -> Result<(ChatRequest, Conversation), ApiError> {
-        let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
-        let request = translate(object)?;
+        let request = match typed::translate(body) {
+            Some(request) => request,
+            None => {
+                let object: Map<String, Value> =
+                    serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+                translate(object)?
+            }
+        };
         let conversation = Conversation::from_chat(&request, session);
         Ok((request, conversation))
     }
@@ -359,6 +371,262 @@ fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
         max_completion_tokens,
         extra,
     })
+}
+
+/// The common request read straight into typed fields, without a JSON tree: text
+/// messages, function calls and their outputs, function tools, the usual scalars.
+/// Anything else, and anything wrong, is `None`: [`translate`] reads it from the tree
+/// and names what is wrong. Both give the same canonical request for what this
+/// accepts (tested below).
+mod typed {
+    use super::super::{nullable, string_or_seq};
+    use super::message;
+    use crate::{ChatRequest, Message, MessageContent};
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+    use serde_json::{Map, Number, Value, json};
+    use std::borrow::Cow;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body<'a> {
+        model: String,
+        #[serde(borrow)]
+        input: Input<'a>,
+        #[serde(default)]
+        instructions: Option<String>,
+        #[serde(default)]
+        previous_response_id: Option<IgnoredAny>,
+        #[serde(default)]
+        stream: Option<bool>,
+        #[serde(default)]
+        #[serde(rename = "store")]
+        _store: Option<bool>,
+        #[serde(default)]
+        max_output_tokens: Option<u32>,
+        #[serde(default)]
+        temperature: Option<Number>,
+        #[serde(default)]
+        top_p: Option<Number>,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        safety_identifier: Option<String>,
+        #[serde(default)]
+        prompt_cache_key: Option<String>,
+        #[serde(default)]
+        parallel_tool_calls: Option<bool>,
+        #[serde(default, borrow)]
+        tools: Option<Vec<Tool<'a>>>,
+        #[serde(default, borrow)]
+        tool_choice: Option<Cow<'a, str>>,
+        #[serde(default)]
+        metadata: Option<Map<String, Value>>,
+    }
+
+    /// `input`: a string, or items.
+    enum Input<'a> {
+        Text(String),
+        Items(Vec<Item<'a>>),
+    }
+
+    /// A message's `content`: a string, or parts.
+    enum Content<'a> {
+        Text(String),
+        Parts(Vec<Part<'a>>),
+    }
+
+    string_or_seq!(Input, Items, Item);
+    string_or_seq!(Content, Parts, Part);
+
+    #[derive(Deserialize)]
+    struct Item<'a> {
+        #[serde(rename = "type", default, borrow, deserialize_with = "nullable")]
+        kind: Option<Option<Cow<'a, str>>>,
+        #[serde(default, borrow)]
+        role: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        content: Option<Content<'a>>,
+        #[serde(default)]
+        call_id: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        arguments: Option<String>,
+        #[serde(default)]
+        output: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Part<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default)]
+        text: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Tool<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        name: String,
+        #[serde(default)]
+        description: Option<Value>,
+        #[serde(default)]
+        parameters: Option<Value>,
+        #[serde(default)]
+        strict: Option<Value>,
+    }
+
+    /// The canonical request for `body`, when it is one this reads.
+    pub(super) fn translate(body: &[u8]) -> Option<ChatRequest> {
+        let body: Body<'_> = serde_json::from_slice(body).ok()?;
+        if body.model.trim().is_empty()
+            || body.previous_response_id.is_some()
+            || body.max_output_tokens == Some(0)
+            || body
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > 16 || !m.values().all(Value::is_string))
+        {
+            return None;
+        }
+        let mut messages = Vec::new();
+        if let Some(instructions) = body.instructions {
+            messages.push(message("system", MessageContent::Text(instructions)));
+        }
+        match body.input {
+            Input::Text(text) => messages.push(message("user", MessageContent::Text(text))),
+            Input::Items(items) => {
+                for item in items {
+                    push_item(&mut messages, item)?;
+                }
+            }
+        }
+        if !messages.iter().any(|m| m.role != "system") {
+            return None;
+        }
+        let mut extra = Map::new();
+        for (field, number) in [("temperature", body.temperature), ("top_p", body.top_p)] {
+            if let Some(number) = number {
+                extra.insert(field.into(), Value::Number(number));
+            }
+        }
+        for (field, text) in [
+            ("user", body.user),
+            ("safety_identifier", body.safety_identifier),
+            ("prompt_cache_key", body.prompt_cache_key),
+        ] {
+            if let Some(text) = text {
+                extra.insert(field.into(), Value::String(text));
+            }
+        }
+        if let Some(parallel) = body.parallel_tool_calls {
+            extra.insert("parallel_tool_calls".into(), Value::Bool(parallel));
+        }
+        if let Some(tools) = body.tools {
+            let mut out = Vec::with_capacity(tools.len());
+            for tool in tools {
+                if tool.kind != "function" {
+                    return None;
+                }
+                let mut function = Map::new();
+                function.insert("name".into(), Value::String(tool.name));
+                for (k, v) in [
+                    ("description", tool.description),
+                    ("parameters", tool.parameters),
+                    ("strict", tool.strict),
+                ] {
+                    if let Some(v) = v {
+                        function.insert(k.into(), v);
+                    }
+                }
+                out.push(json!({"type": "function", "function": function}));
+            }
+            extra.insert("tools".into(), Value::Array(out));
+        }
+        if let Some(choice) = body.tool_choice {
+            if !["auto", "none", "required"].contains(&&*choice) {
+                return None;
+            }
+            extra.insert("tool_choice".into(), Value::String(choice.into_owned()));
+        }
+        let stream_options = body.stream.filter(|s| *s).map(|_| crate::StreamOptions {
+            include_usage: Some(true),
+            extra: Map::new(),
+        });
+        Some(ChatRequest {
+            model: body.model,
+            messages,
+            stream: body.stream,
+            stream_options,
+            max_tokens: None,
+            max_completion_tokens: body.max_output_tokens,
+            extra,
+        })
+    }
+
+    fn push_item(messages: &mut Vec<Message>, item: Item<'_>) -> Option<()> {
+        match item.kind {
+            None => {}
+            Some(Some(kind)) if kind == "message" => {}
+            Some(Some(kind)) if kind == "function_call" => {
+                let call = json!({"id": item.call_id?, "type": "function",
+                                  "function": {"name": item.name?, "arguments": item.arguments?}});
+                match messages.last_mut() {
+                    Some(last) if last.role == "assistant" => {
+                        let calls = last
+                            .extra
+                            .entry("tool_calls")
+                            .or_insert_with(|| Value::Array(Vec::new()));
+                        calls.as_array_mut()?.push(call);
+                    }
+                    _ => {
+                        let mut m = Message {
+                            role: "assistant".into(),
+                            content: None,
+                            extra: Map::new(),
+                        };
+                        m.extra.insert("tool_calls".into(), json!([call]));
+                        messages.push(m);
+                    }
+                }
+                return Some(());
+            }
+            Some(Some(kind)) if kind == "function_call_output" => {
+                let mut m = message("tool", MessageContent::Text(item.output?));
+                m.extra
+                    .insert("tool_call_id".into(), Value::String(item.call_id?));
+                messages.push(m);
+                return Some(());
+            }
+            Some(Some(kind)) if kind == "reasoning" => return Some(()),
+            Some(_) => return None,
+        }
+        let role = item.role?;
+        if !["user", "assistant", "system", "developer"].contains(&&*role) {
+            return None;
+        }
+        let content = match item.content? {
+            Content::Text(text) => text,
+            Content::Parts(parts) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for part in parts {
+                    if part.kind != "input_text" && part.kind != "output_text" {
+                        return None;
+                    }
+                    texts.push(part.text?);
+                }
+                if texts.len() == 1 {
+                    texts.pop().unwrap_or_default()
+                } else {
+                    texts.join("\n")
+                }
+            }
+        };
+        messages.push(message(&role, MessageContent::Text(content)));
+        Some(())
+    }
 }
 
 fn message(role: &str, content: MessageContent) -> Message {
@@ -667,42 +935,158 @@ pub struct ResponseContext {
     pub id: String,
     /// Seconds since the epoch.
     pub created_at: u64,
-    echo: Map<String, Value>,
+    /// The repeated fields as they came (JSON text), in the order they are written.
+    echo: Vec<(&'static str, Box<RawValue>)>,
+}
+
+/// What is read of a Responses request before it runs: the response it continues and
+/// its own input items. Everything else is the dialect's to check.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    /// `previous_response_id`, when set.
+    pub previous_response_id: Option<String>,
+    /// The request's input items as a JSON array (a string input as its one user
+    /// message); `None` when `input` is neither (the dialect refuses it).
+    pub input: Option<String>,
+}
+
+/// The top-level fields of a Responses request read before it runs, as they came.
+#[derive(Deserialize)]
+struct HeadIn<'a> {
+    #[serde(borrow, default)]
+    previous_response_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parallel_tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    service_tier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    store: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_p: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    truncation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    safety_identifier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_logprobs: Option<&'a RawValue>,
+}
+
+impl HeadIn<'_> {
+    /// The field `name` as it came (`None` when absent or null).
+    fn field(&self, name: &str) -> Option<&RawValue> {
+        match name {
+            "previous_response_id" => self.previous_response_id,
+            "instructions" => self.instructions,
+            "max_output_tokens" => self.max_output_tokens,
+            "metadata" => self.metadata,
+            "parallel_tool_calls" => self.parallel_tool_calls,
+            "reasoning" => self.reasoning,
+            "service_tier" => self.service_tier,
+            "store" => self.store,
+            "temperature" => self.temperature,
+            "text" => self.text,
+            "tool_choice" => self.tool_choice,
+            "tools" => self.tools,
+            "top_p" => self.top_p,
+            "truncation" => self.truncation,
+            "user" => self.user,
+            "safety_identifier" => self.safety_identifier,
+            "prompt_cache_key" => self.prompt_cache_key,
+            "top_logprobs" => self.top_logprobs,
+            _ => None,
+        }
+    }
 }
 
 impl ResponseContext {
-    /// The context of a request `body` (a Responses request's JSON object, before its
-    /// `previous_response_id` is replaced).
-    pub fn new(id: String, created_at: u64, body: &Map<String, Value>) -> ResponseContext {
-        let mut echo = Map::new();
-        for (field, default) in ECHOED {
-            let value = body
-                .get(field)
-                .filter(|v| !v.is_null())
-                .cloned()
-                .unwrap_or_else(default);
-            echo.insert(field.into(), value);
-        }
-        for field in [
-            "user",
-            "safety_identifier",
-            "prompt_cache_key",
-            "top_logprobs",
-        ] {
-            if let Some(v) = body.get(field).filter(|v| !v.is_null()) {
-                echo.insert(field.into(), v.clone());
+    /// Reads a Responses request `body`: the context its answers are written in (the
+    /// fields its `response` repeats, as they came) and its [`Head`]. Only the
+    /// object's shape and `previous_response_id` are checked here.
+    pub fn read(
+        id: String,
+        created_at: u64,
+        body: &[u8],
+    ) -> Result<(ResponseContext, Head), ApiError> {
+        let head: HeadIn<'_> = serde_json::from_slice(body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data if body.trim_ascii_start().first() != Some(&b'{') => {
+                    ApiError::new(ErrorKind::InvalidRequest, "the body must be a JSON object")
+                }
+                _ => malformed(&e),
             }
+        })?;
+        let previous_response_id = match head.previous_response_id {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_str::<String>(raw.get())
+                    .map_err(|_| invalid("previous_response_id", "must be a string"))?,
+            ),
+        };
+        let input = head
+            .input
+            .and_then(|raw| match raw.get().as_bytes().first() {
+                Some(b'"') => Some(format!(
+                    r#"[{{"type":"message","role":"user","content":{}}}]"#,
+                    raw.get()
+                )),
+                Some(b'[') => Some(raw.get().to_owned()),
+                _ => None,
+            });
+        let raw = |text: &str| RawValue::from_string(text.to_owned()).ok();
+        let mut echo = Vec::with_capacity(ECHOED.len() + ECHOED_WHEN_SET.len());
+        for (field, default) in ECHOED {
+            let value = match head.field(field) {
+                Some(v) => Some(v.to_owned()),
+                None => raw(default),
+            };
+            echo.extend(value.map(|v| (field, v)));
         }
-        ResponseContext {
+        for field in ECHOED_WHEN_SET {
+            echo.extend(head.field(field).map(|v| (field, v.to_owned())));
+        }
+        let context = ResponseContext {
             id,
             created_at,
             echo,
-        }
+        };
+        Ok((
+            context,
+            Head {
+                previous_response_id,
+                input,
+            },
+        ))
     }
 
     /// Whether the response is to be stored (`store`, default true).
     pub fn stored(&self) -> bool {
-        self.echo.get("store") != Some(&Value::Bool(false))
+        !self
+            .echo
+            .iter()
+            .any(|(k, v)| *k == "store" && v.get() == "false")
     }
 
     /// The `response` object with `status`, `output`, `usage` and the model named.
@@ -719,7 +1103,8 @@ impl ResponseContext {
         object.insert("output".into(), Value::Array(output));
         object.insert("usage".into(), usage);
         for (k, v) in &self.echo {
-            object.insert(k.clone(), v.clone());
+            let value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            object.insert((*k).to_owned(), value);
         }
         Value::Object(object)
     }
@@ -738,9 +1123,9 @@ impl ResponseContext {
                 format!("the upstream's answer is not a chat completion: {e}"),
             )
         };
-        let completion: CompletionIn<'_> = serde_json::from_slice(body).map_err(bad)?;
+        let completion: Completion<'_> = serde_json::from_slice(body).map_err(bad)?;
         let choice = completion.choices.into_iter().next().unwrap_or_default();
-        let message = choice.message;
+        let message = choice.message.unwrap_or_default();
         let mut output = Vec::new();
         if let Some(text) = message
             .reasoning_content
@@ -748,48 +1133,56 @@ impl ResponseContext {
             .or(message.reasoning.as_deref())
             .filter(|t| !t.is_empty())
         {
-            output.push(reasoning_item(self.item_id("rs", output.len()), text));
+            output.push(ItemOut::Reasoning {
+                id: self.item_id("rs", output.len()),
+                summary: [],
+                content: [ReasoningTextOut {
+                    kind: "reasoning_text",
+                    text,
+                }],
+            });
         }
         let text = message.content.as_deref().unwrap_or("");
-        let calls = message.tool_calls.unwrap_or_default();
+        let calls = message.tool_calls.as_deref().unwrap_or_default();
         if !text.is_empty() || message.refusal.is_some() || calls.is_empty() {
-            let part = match &message.refusal {
-                Some(r) => json!({"type": "refusal", "refusal": r}),
-                None => output_text(text),
+            let part = match message.refusal.as_deref() {
+                Some(refusal) => PartOut::Refusal { refusal },
+                None => PartOut::OutputText {
+                    text,
+                    annotations: [],
+                    logprobs: [],
+                },
             };
-            output.push(message_item(
-                self.item_id("msg", output.len()),
-                "completed",
-                vec![part],
-            ));
+            output.push(ItemOut::Message {
+                id: self.item_id("msg", output.len()),
+                status: "completed",
+                role: "assistant",
+                content: [part],
+            });
         }
-        for call in &calls {
-            let function = call.get("function").unwrap_or(&Value::Null);
-            output.push(function_call_item(
-                self.item_id("fc", output.len()),
-                "completed",
-                call.get("id").and_then(Value::as_str).unwrap_or(""),
-                function.get("name").and_then(Value::as_str).unwrap_or(""),
-                function
-                    .get("arguments")
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-            ));
+        for call in calls {
+            let function = call.function.as_ref();
+            output.push(ItemOut::FunctionCall {
+                id: self.item_id("fc", output.len()),
+                call_id: call.id.as_deref().unwrap_or(""),
+                name: function.and_then(|f| f.name.as_deref()).unwrap_or(""),
+                arguments: function.and_then(|f| f.arguments.as_deref()).unwrap_or(""),
+                status: "completed",
+            });
         }
         let finish = choice.finish_reason.as_deref();
-        let model = completion.model.unwrap_or(Value::Null);
         let object = ResponseOut {
             id: &self.id,
             object: "response",
             created_at: self.created_at,
             status: status_of(finish),
             background: false,
-            error: Value::Null,
-            incomplete_details: incomplete(finish),
-            model: &model,
+            error: None,
+            incomplete_details: incomplete_reason(finish).map(|reason| Reason { reason }),
+            model: completion.model.as_deref(),
             output: &output,
-            usage: usage(completion.usage.as_ref()),
-            echo: &self.echo,
+            usage: UsageOut::of(completion.usage.as_ref()),
+            echo: Echo(&self.echo),
         };
         serde_json::to_string(&object).map_err(bad)
     }
@@ -830,11 +1223,6 @@ fn message_item(id: String, status: &str, content: Vec<Value>) -> Value {
     json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
 }
 
-fn reasoning_item(id: String, text: &str) -> Value {
-    json!({"type": "reasoning", "id": id, "summary": [],
-           "content": [{"type": "reasoning_text", "text": text}]})
-}
-
 fn function_call_item(id: String, status: &str, call_id: &str, name: &str, args: &str) -> Value {
     json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
            "arguments": args, "status": status})
@@ -848,60 +1236,67 @@ fn status_of(finish: Option<&str>) -> &'static str {
     }
 }
 
-fn incomplete(finish: Option<&str>) -> Value {
+/// Why a response is incomplete, for a Chat Completions `finish_reason`.
+fn incomplete_reason(finish: Option<&str>) -> Option<&'static str> {
     match finish {
-        Some("length") => json!({"reason": "max_output_tokens"}),
-        Some("content_filter") => json!({"reason": "content_filter"}),
-        _ => Value::Null,
+        Some("length") => Some("max_output_tokens"),
+        Some("content_filter") => Some("content_filter"),
+        _ => None,
     }
+}
+
+fn incomplete(finish: Option<&str>) -> Value {
+    incomplete_reason(finish).map_or(Value::Null, |reason| json!({"reason": reason}))
 }
 
 /// Responses usage from Chat Completions usage: cached prompt tokens under
 /// `input_tokens_details`, reasoning tokens under `output_tokens_details`.
 fn usage(usage: Option<&Value>) -> Value {
-    let u = usage.unwrap_or(&Value::Null);
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
-    json!({
-        "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
-        "total_tokens": input + output,
-    })
+    let usage = usage.and_then(|u| UsageIn::deserialize(u).ok());
+    serde_json::to_value(UsageOut::of(usage.as_ref())).unwrap_or(Value::Null)
 }
 
-/// A whole canonical answer, as far as a `response` reads it.
-#[derive(Deserialize)]
-struct CompletionIn<'a> {
-    #[serde(default)]
-    model: Option<Value>,
-    #[serde(default, borrow)]
-    choices: Vec<WholeChoice<'a>>,
-    #[serde(default)]
-    usage: Option<Value>,
+#[derive(Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: CachedOut,
+    output_tokens: u64,
+    output_tokens_details: ReasoningOut,
+    total_tokens: u64,
 }
 
-#[derive(Deserialize, Default)]
-struct WholeChoice<'a> {
-    #[serde(default, borrow)]
-    message: WholeMessage<'a>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+#[derive(Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
 }
 
-#[derive(Deserialize, Default)]
-struct WholeMessage<'a> {
-    #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<Vec<Value>>,
+#[derive(Serialize)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    fn of(usage: Option<&UsageIn>) -> UsageOut {
+        let input = usage.and_then(|u| u.prompt_tokens).unwrap_or(0);
+        let output = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
+        let cached = usage
+            .and_then(|u| u.prompt_tokens_details.as_ref())
+            .and_then(|d| d.cached_tokens);
+        let reasoning = usage
+            .and_then(|u| u.completion_tokens_details.as_ref())
+            .and_then(|d| d.reasoning_tokens);
+        UsageOut {
+            input_tokens: input,
+            input_tokens_details: CachedOut {
+                cached_tokens: cached.unwrap_or(0),
+            },
+            output_tokens: output,
+            output_tokens_details: ReasoningOut {
+                reasoning_tokens: reasoning.unwrap_or(0),
+            },
+            total_tokens: input.saturating_add(output),
+        }
+    }
 }
 
 /// A `response` object as written.
@@ -912,13 +1307,71 @@ struct ResponseOut<'a> {
     created_at: u64,
     status: &'a str,
     background: bool,
-    error: Value,
-    incomplete_details: Value,
-    model: &'a Value,
-    output: &'a [Value],
-    usage: Value,
+    error: Option<()>,
+    incomplete_details: Option<Reason>,
+    model: Option<&'a str>,
+    output: &'a [ItemOut<'a>],
+    usage: UsageOut,
     #[serde(flatten)]
-    echo: &'a Map<String, Value>,
+    echo: Echo<'a>,
+}
+
+#[derive(Serialize)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// The fields a response repeats, written as they came.
+struct Echo<'a>(&'a [(&'static str, Box<RawValue>)]);
+
+impl Serialize for Echo<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// An output item of a whole answer.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ItemOut<'a> {
+    Reasoning {
+        id: String,
+        summary: [u8; 0],
+        content: [ReasoningTextOut<'a>; 1],
+    },
+    Message {
+        id: String,
+        status: &'static str,
+        role: &'static str,
+        content: [PartOut<'a>; 1],
+    },
+    FunctionCall {
+        id: String,
+        call_id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+        status: &'static str,
+    },
+}
+
+#[derive(Serialize)]
+struct ReasoningTextOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PartOut<'a> {
+    OutputText {
+        text: &'a str,
+        annotations: [u8; 0],
+        logprobs: [u8; 0],
+    },
+    Refusal {
+        refusal: &'a str,
+    },
 }
 
 /// A text delta event as written.
@@ -1261,6 +1714,184 @@ mod tests {
             .map(|(r, _)| r)
     }
 
+    /// Pieces of Responses bodies: the common shapes the typed reader takes and
+    /// the ones it leaves to the tree (other parts and items, nulls, wrong types).
+    fn item() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            4 => Just(json!("hi")),
+            4 => Just(json!("two\nlines é")),
+            2 => Just(json!("")),
+            1 => Just(json!(null)),
+            1 => Just(json!(7)),
+        ];
+        let part = (
+            prop_oneof![
+                6 => Just(json!("input_text")),
+                6 => Just(json!("output_text")),
+                1 => Just(json!("refusal")),
+                1 => Just(json!("input_image")),
+                1 => Just(json!(null)),
+            ],
+            text.clone(),
+            any::<bool>(),
+        )
+            .prop_map(|(kind, text, annotated)| {
+                let mut p = json!({"type": kind, "text": text, "refusal": "no",
+                                   "image_url": "https://x/y.png"});
+                if annotated {
+                    p["annotations"] = json!([]);
+                }
+                p
+            });
+        let content = prop_oneof![
+            text.clone(),
+            proptest::collection::vec(part, 0..4).prop_map(Value::Array),
+        ];
+        let role = prop_oneof![
+            6 => Just(json!("user")),
+            6 => Just(json!("assistant")),
+            2 => Just(json!("system")),
+            2 => Just(json!("developer")),
+            1 => Just(json!("tool")),
+            1 => Just(json!(null)),
+        ];
+        let kind = prop_oneof![
+            6 => Just(None),
+            6 => Just(Some(json!("message"))),
+            3 => Just(Some(json!("function_call"))),
+            3 => Just(Some(json!("function_call_output"))),
+            2 => Just(Some(json!("reasoning"))),
+            1 => Just(Some(json!("item_reference"))),
+            1 => Just(Some(json!(null))),
+        ];
+        // Each field left out now and then.
+        let drops = proptest::collection::vec(proptest::bool::weighted(0.08), 6);
+        (kind, role, content, text.clone(), drops).prop_map(
+            |(kind, role, content, output, drop)| {
+                let mut item = json!({"role": role, "content": content, "call_id": "c1",
+                                      "name": "f", "arguments": "{}", "output": output,
+                                      "id": "x", "status": "completed"});
+                if let Some(kind) = kind {
+                    item["type"] = kind;
+                }
+                let object = item.as_object_mut().unwrap();
+                for (i, k) in ["role", "content", "call_id", "name", "arguments", "output"]
+                    .iter()
+                    .enumerate()
+                {
+                    if drop[i] {
+                        object.remove(*k);
+                    }
+                }
+                item
+            },
+        )
+    }
+
+    fn body() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let extra = prop_oneof![
+            Just(("temperature", json!(0.5))),
+            Just(("temperature", json!("hot"))),
+            Just(("top_p", json!(null))),
+            Just(("max_output_tokens", json!(64))),
+            Just(("max_output_tokens", json!(0))),
+            Just(("max_output_tokens", json!(1.5))),
+            Just(("stream", json!(true))),
+            Just(("stream", json!(null))),
+            Just(("store", json!(false))),
+            Just(("store", json!("no"))),
+            Just(("instructions", json!("Be brief."))),
+            Just(("instructions", json!(null))),
+            Just(("previous_response_id", json!(null))),
+            Just(("previous_response_id", json!("resp_1"))),
+            Just(("user", json!("u1"))),
+            Just(("prompt_cache_key", json!(3))),
+            Just(("parallel_tool_calls", json!(false))),
+            Just(("tool_choice", json!("required"))),
+            Just(("tool_choice", json!("sometimes"))),
+            Just(("tool_choice", json!({"type": "function", "name": "f"}))),
+            Just((
+                "tools",
+                json!([{"type": "function", "name": "f", "description": null,
+                                   "parameters": {"type": "object"}, "strict": true}])
+            )),
+            Just(("tools", json!([{"type": "web_search"}]))),
+            Just(("tools", json!(null))),
+            Just(("metadata", json!({"a": "b"}))),
+            Just(("metadata", json!({"a": 1}))),
+            Just(("text", json!({"format": {"type": "json_object"}}))),
+            Just(("reasoning", json!({"effort": "low"}))),
+            Just(("top_logprobs", json!(2))),
+            Just(("unknown_field", json!(1))),
+        ];
+        let input = prop_oneof![
+            2 => Just(json!("hello")),
+            1 => Just(json!(null)),
+            1 => Just(json!(4)),
+            12 => proptest::collection::vec(item(), 0..5).prop_map(Value::Array),
+        ];
+        (
+            prop_oneof![10 => Just(json!("auto")), 1 => Just(json!(" ")), 1 => Just(json!(1))],
+            input,
+            proptest::collection::vec(extra, 0..3),
+        )
+            .prop_map(|(model, input, extra)| {
+                let mut body = json!({"model": model, "input": input});
+                for (k, v) in extra {
+                    body[k] = v;
+                }
+                body
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+        /// What the typed reader takes, the tree reads the same; what it leaves, the
+        /// tree reads or refuses.
+        #[test]
+        fn the_typed_reader_agrees_with_the_tree(body in body()) {
+            let bytes = body.to_string();
+            let tree = translate(body.as_object().unwrap().clone());
+            if let Some(fast) = typed::translate(bytes.as_bytes()) {
+                let tree = tree.unwrap_or_else(|e| panic!("typed took what the tree refuses: {e:?}\n{body}"));
+                proptest::prop_assert_eq!(
+                    serde_json::to_value(&fast).unwrap(),
+                    serde_json::to_value(&tree).unwrap(),
+                    "{}", body
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_common_request_is_read_by_the_typed_reader() {
+        let body = json!({"model": "auto", "instructions": "Be brief.", "max_output_tokens": 64,
+            "stream": true, "store": true, "temperature": 0.3, "tool_choice": "auto",
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "a"},
+                                             {"type": "input_text", "text": "b"}]},
+                {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
+                 "content": [{"type": "output_text", "text": "c", "annotations": []}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "function_call_output", "call_id": "c1", "output": "42"},
+                {"role": "user", "content": "d"}]});
+        let fast = typed::translate(body.to_string().as_bytes()).expect("typed");
+        let tree = translate(body.as_object().unwrap().clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&fast).unwrap(),
+            serde_json::to_value(&tree).unwrap()
+        );
+        let m = serde_json::to_value(&fast.messages).unwrap();
+        assert_eq!(m[1]["content"], "a\nb");
+        assert_eq!(m[2]["tool_calls"][0]["id"], "c1");
+        assert_eq!(m[3]["tool_call_id"], "c1");
+        assert_eq!(fast.messages.len(), 5);
+    }
+
     fn param(body: Value) -> String {
         parse(body).err().and_then(|e| e.param).unwrap_or_default()
     }
@@ -1369,7 +2000,9 @@ mod tests {
     }
 
     fn context(body: Value) -> ResponseContext {
-        ResponseContext::new("resp_abc".into(), 7, body.as_object().unwrap())
+        ResponseContext::read("resp_abc".into(), 7, body.to_string().as_bytes())
+            .unwrap()
+            .0
     }
 
     #[test]

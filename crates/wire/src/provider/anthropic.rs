@@ -88,27 +88,40 @@ pub fn messages_body(
             carry.cannot(key.clone(), "has no Messages equivalent")?;
         }
     }
-    let mut body = Map::new();
-    body.insert("model".into(), Value::String(request.model.clone()));
-    body.insert(
-        "max_tokens".into(),
-        json!(request.output_cap().unwrap_or(DEFAULT_MAX_TOKENS)),
-    );
     let mut system = Vec::new();
-    let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<TurnOut<'_>> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
+        let at = || format!("messages[{i}]");
         match message.role.as_str() {
             "system" | "developer" => {
-                system.extend(blocks(message.content.as_ref(), &at, false, &mut carry)?);
+                blocks(
+                    message.content.as_ref(),
+                    &at,
+                    false,
+                    &mut carry,
+                    &mut system,
+                )?;
             }
-            "user" => push(
-                &mut turns,
-                "user",
-                blocks(message.content.as_ref(), &at, true, &mut carry)?,
-            ),
+            "user" => {
+                let mut content = Vec::new();
+                blocks(
+                    message.content.as_ref(),
+                    &at,
+                    true,
+                    &mut carry,
+                    &mut content,
+                )?;
+                push(&mut turns, "user", content);
+            }
             "assistant" => {
-                let mut content = blocks(message.content.as_ref(), &at, false, &mut carry)?;
+                let mut content = Vec::new();
+                blocks(
+                    message.content.as_ref(),
+                    &at,
+                    false,
+                    &mut carry,
+                    &mut content,
+                )?;
                 for (j, call) in message
                     .extra
                     .get("tool_calls")
@@ -119,7 +132,7 @@ pub fn messages_body(
                 {
                     content.push(tool_use(
                         call,
-                        &format!("{at}.tool_calls[{j}]"),
+                        || format!("{}.tool_calls[{j}]", at()),
                         &mut carry,
                     )?);
                 }
@@ -130,59 +143,51 @@ pub fn messages_body(
                     .extra
                     .get("tool_call_id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| refuse(format!("{at}.tool_call_id"), "is required"))?;
-                let text = message.content.as_ref().map(MessageContent::text);
-                let mut result = json!({"type": "tool_result", "tool_use_id": id,
-                                        "content": text.unwrap_or_default()});
-                if message.extra.get("is_error") == Some(&Value::Bool(true)) {
-                    result["is_error"] = Value::Bool(true);
-                }
-                if let Some(cc) = message.extra.get("cache_control") {
-                    result["cache_control"] = cc.clone();
-                }
+                    .ok_or_else(|| refuse(format!("{}.tool_call_id", at()), "is required"))?;
+                let content = match &message.content {
+                    None => Cow::Borrowed(""),
+                    Some(MessageContent::Text(text)) => Cow::Borrowed(text.as_str()),
+                    Some(content) => Cow::Owned(content.text()),
+                };
+                let result = BlockOut {
+                    block: Block::ToolResult {
+                        tool_use_id: id,
+                        content,
+                        is_error: message.extra.get("is_error") == Some(&Value::Bool(true)),
+                    },
+                    cache_control: message.extra.get("cache_control").map(Breakpoint::Given),
+                };
                 push(&mut turns, "user", vec![result]);
             }
             other => {
                 return Err(refuse(
-                    format!("{at}.role"),
+                    format!("{}.role", at()),
                     format!("`{other}` has no Messages role"),
                 ));
             }
         }
     }
-    let marked = |v: &Value| v.get("cache_control").is_some();
-    let has_breakpoints = system.iter().any(marked)
-        || turns.iter().any(|(_, c)| c.iter().any(marked))
-        || request
-            .extra
-            .get("tools")
-            .and_then(Value::as_array)
-            .is_some_and(|t| t.iter().any(marked));
+    let tools = request.extra.get("tools").and_then(Value::as_array);
+    let has_breakpoints = system.iter().any(|b| b.cache_control.is_some())
+        || turns
+            .iter()
+            .any(|t| t.content.iter().any(|b| b.cache_control.is_some()))
+        || tools.is_some_and(|t| t.iter().any(|t| t.get("cache_control").is_some()));
     if !has_breakpoints {
         // A client of another API relies on automatic prefix caching: mark the system
         // prompt and the conversation before the last turn as cacheable.
         if let Some(last) = system.last_mut() {
-            last["cache_control"] = json!({"type": "ephemeral"});
+            last.cache_control = Some(Breakpoint::Ephemeral);
         }
         if turns.len() >= 2 {
             let n = turns.len();
-            if let Some(last) = turns[n - 2].1.last_mut() {
-                last["cache_control"] = json!({"type": "ephemeral"});
+            if let Some(last) = turns[n - 2].content.last_mut() {
+                last.cache_control = Some(Breakpoint::Ephemeral);
             }
         }
     }
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
-    }
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
-    if request.is_stream() {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-    for field in ["temperature", "top_p"] {
+    let mut sampling = [None, None];
+    for (slot, field) in sampling.iter_mut().zip(["temperature", "top_p"]) {
         if let Some(v) = request.extra.get(field) {
             if v.as_f64().is_some_and(|x| x > 1.0) {
                 carry.cannot(
@@ -191,48 +196,37 @@ pub fn messages_body(
                 )?;
                 continue;
             }
-            body.insert(field.into(), v.clone());
+            *slot = Some(v);
         }
     }
-    if let Some(k) = request.extra.get("top_k") {
-        body.insert("top_k".into(), k.clone());
-    }
-    match request.extra.get("stop") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => {
-            body.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(v @ Value::Array(_)) => {
-            body.insert("stop_sequences".into(), v.clone());
-        }
+    let stop_sequences = match request.extra.get("stop") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Cow::Owned(json!([s]))),
+        Some(v @ Value::Array(_)) => Some(Cow::Borrowed(v)),
         Some(_) => return Err(refuse("stop", "must be a string or an array of strings")),
-    }
-    if let Some(user) = request.extra.get("user").and_then(Value::as_str) {
-        body.insert("metadata".into(), json!({"user_id": user}));
-    }
-    if let Some(tools) = request.extra.get("tools").and_then(Value::as_array) {
+    };
+    let mut tools_out = None;
+    if let Some(tools) = tools {
         let mut out = Vec::with_capacity(tools.len());
         for (i, tool) in tools.iter().enumerate() {
-            let at = format!("tools[{i}]");
             if tool.get("type").and_then(Value::as_str) != Some("function") {
-                carry.cannot(format!("{at}.type"), "only function tools can be carried")?;
+                carry.cannot(
+                    format!("tools[{i}].type"),
+                    "only function tools can be carried",
+                )?;
                 continue;
             }
             let function = tool.get("function").unwrap_or(&Value::Null);
-            let mut t = json!({
-                "name": function.get("name").cloned().unwrap_or(Value::Null),
-                "input_schema": function.get("parameters").cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
+            out.push(ToolOut {
+                name: function.get("name").unwrap_or(&Value::Null),
+                input_schema: function
+                    .get("parameters")
+                    .map_or_else(|| Cow::Owned(json!({"type": "object"})), Cow::Borrowed),
+                description: function.get("description"),
+                cache_control: tool.get("cache_control"),
             });
-            if let Some(d) = function.get("description") {
-                t["description"] = d.clone();
-            }
-            if let Some(cc) = tool.get("cache_control") {
-                t["cache_control"] = cc.clone();
-            }
-            out.push(t);
         }
-        body.insert("tools".into(), Value::Array(out));
+        tools_out = Some(out);
     }
     let mut choice = match request.extra.get("tool_choice") {
         None | Some(Value::Null) => None,
@@ -256,62 +250,247 @@ pub fn messages_body(
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         c["disable_parallel_tool_use"] = Value::Bool(true);
     }
-    if let Some(choice) = choice {
-        body.insert("tool_choice".into(), choice);
-    }
-    let bytes = serde_json::to_vec(&Value::Object(body))
+    let [temperature, top_p] = sampling;
+    let body = BodyOut {
+        model: &request.model,
+        max_tokens: request.output_cap().unwrap_or(DEFAULT_MAX_TOKENS),
+        system,
+        messages: turns,
+        stream: request.is_stream().then_some(true),
+        temperature,
+        top_p,
+        top_k: request.extra.get("top_k"),
+        stop_sequences,
+        metadata: request
+            .extra
+            .get("user")
+            .and_then(Value::as_str)
+            .map(|user_id| MetadataOut { user_id }),
+        tools: tools_out,
+        tool_choice: choice,
+    };
+    let bytes = serde_json::to_vec(&body)
         .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, format!("cannot encode: {e}")))?;
     Ok((bytes, carry.dropped))
 }
 
+/// A Messages body as written: borrowed from the canonical request where it can be.
+#[derive(serde::Serialize)]
+struct BodyOut<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<BlockOut<'a>>,
+    messages: Vec<TurnOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<Cow<'a, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<MetadataOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<ToolOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct MetadataOut<'a> {
+    user_id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ToolOut<'a> {
+    name: &'a Value,
+    input_schema: Cow<'a, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<&'a Value>,
+}
+
+#[derive(serde::Serialize)]
+struct TurnOut<'a> {
+    role: &'static str,
+    content: Vec<BlockOut<'a>>,
+}
+
+/// A content block and its breakpoint.
+struct BlockOut<'a> {
+    block: Block<'a>,
+    cache_control: Option<Breakpoint<'a>>,
+}
+
+/// A breakpoint: the client's, or one added for automatic prefix caching.
+enum Breakpoint<'a> {
+    Given(&'a Value),
+    Ephemeral,
+}
+
+enum Block<'a> {
+    /// A string, or (from a part) whatever its `text` held.
+    Text(Cow<'a, str>),
+    TextValue(Option<&'a Value>),
+    Image(Source<'a>),
+    Document {
+        data: &'a str,
+        title: Option<&'a Value>,
+    },
+    ToolUse {
+        id: Option<&'a Value>,
+        name: Option<&'a Value>,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Cow<'a, str>,
+        is_error: bool,
+    },
+}
+
+enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url(&'a str),
+}
+
+impl serde::Serialize for Source<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Source::Base64 { media_type, data } => {
+                map.serialize_entry("type", "base64")?;
+                map.serialize_entry("media_type", media_type)?;
+                map.serialize_entry("data", data)?;
+            }
+            Source::Url(url) => {
+                map.serialize_entry("type", "url")?;
+                map.serialize_entry("url", url)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for BlockOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let null = Value::Null;
+        let mut map = serializer.serialize_map(None)?;
+        match &self.block {
+            Block::Text(text) => {
+                map.serialize_entry("type", "text")?;
+                map.serialize_entry("text", text)?;
+            }
+            Block::TextValue(text) => {
+                map.serialize_entry("type", "text")?;
+                map.serialize_entry("text", text.unwrap_or(&null))?;
+            }
+            Block::Image(source) => {
+                map.serialize_entry("type", "image")?;
+                map.serialize_entry("source", source)?;
+            }
+            Block::Document { data, title } => {
+                map.serialize_entry("type", "document")?;
+                let source = Source::Base64 {
+                    media_type: "application/pdf",
+                    data,
+                };
+                map.serialize_entry("source", &source)?;
+                if let Some(title) = title {
+                    map.serialize_entry("title", title)?;
+                }
+            }
+            Block::ToolUse { id, name, input } => {
+                map.serialize_entry("type", "tool_use")?;
+                map.serialize_entry("id", id.unwrap_or(&null))?;
+                map.serialize_entry("name", name.unwrap_or(&null))?;
+                map.serialize_entry("input", input)?;
+            }
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                map.serialize_entry("type", "tool_result")?;
+                map.serialize_entry("tool_use_id", tool_use_id)?;
+                map.serialize_entry("content", content)?;
+                if *is_error {
+                    map.serialize_entry("is_error", &true)?;
+                }
+            }
+        }
+        match &self.cache_control {
+            None => {}
+            Some(Breakpoint::Given(cc)) => map.serialize_entry("cache_control", cc)?,
+            Some(Breakpoint::Ephemeral) => {
+                map.serialize_entry("cache_control", &json!({"type": "ephemeral"}))?;
+            }
+        }
+        map.end()
+    }
+}
+
 /// Appends content to the last turn when it has the same role (Messages alternates
 /// roles), else as a new turn.
-fn push(turns: &mut Vec<(String, Vec<Value>)>, role: &str, content: Vec<Value>) {
+fn push<'a>(turns: &mut Vec<TurnOut<'a>>, role: &'static str, content: Vec<BlockOut<'a>>) {
     if content.is_empty() {
         return;
     }
     match turns.last_mut() {
-        Some((last, blocks)) if last == role => blocks.extend(content),
-        _ => turns.push((role.to_owned(), content)),
+        Some(last) if last.role == role => last.content.extend(content),
+        _ => turns.push(TurnOut { role, content }),
     }
 }
 
-/// Content as Messages blocks; `user`: images and documents allowed.
-fn blocks(
-    content: Option<&MessageContent>,
-    at: &str,
+/// Content as Messages blocks, appended to `out`; `user`: images and documents
+/// allowed. `at` names the message (for refusals).
+fn blocks<'a>(
+    content: Option<&'a MessageContent>,
+    at: &dyn Fn() -> String,
     user: bool,
     carry: &mut Carry,
-) -> Result<Vec<Value>, ApiError> {
+    out: &mut Vec<BlockOut<'a>>,
+) -> Result<(), ApiError> {
     let parts = match content {
-        None => return Ok(Vec::new()),
-        Some(MessageContent::Text(t)) if t.is_empty() => return Ok(Vec::new()),
-        Some(MessageContent::Text(t)) => return Ok(vec![json!({"type": "text", "text": t})]),
+        None => return Ok(()),
+        Some(MessageContent::Text(t)) if t.is_empty() => return Ok(()),
+        Some(MessageContent::Text(t)) => {
+            out.push(BlockOut {
+                block: Block::Text(Cow::Borrowed(t)),
+                cache_control: None,
+            });
+            return Ok(());
+        }
         Some(MessageContent::Parts(parts)) => parts,
     };
-    let mut out = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
-        let at = format!("{at}.content[{j}]");
         let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
-        let mut block = match (kind, user) {
-            ("text", _) => {
-                json!({"type": "text", "text": part.get("text").cloned().unwrap_or_default()})
-            }
+        let block = match (kind, user) {
+            ("text", _) => match part.get("text") {
+                Some(Value::String(text)) => Block::Text(Cow::Borrowed(text)),
+                other => Block::TextValue(other),
+            },
             ("image_url", true) => {
                 let url = part
                     .pointer("/image_url/url")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                let source = match url
-                    .strip_prefix("data:")
-                    .and_then(|r| r.split_once(";base64,"))
-                {
-                    Some((media, data)) => {
-                        json!({"type": "base64", "media_type": media, "data": data})
-                    }
-                    None => json!({"type": "url", "url": url}),
-                };
-                json!({"type": "image", "source": source})
+                Block::Image(
+                    match url
+                        .strip_prefix("data:")
+                        .and_then(|r| r.split_once(";base64,"))
+                    {
+                        Some((media_type, data)) => Source::Base64 { media_type, data },
+                        None => Source::Url(url),
+                    },
+                )
             }
             ("file", true) => {
                 let data = part
@@ -319,33 +498,38 @@ fn blocks(
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 let Some(pdf) = data.strip_prefix("data:application/pdf;base64,") else {
-                    carry.cannot(at, "only PDF files given inline (file_data) can be carried")?;
+                    carry.cannot(
+                        format!("{}.content[{j}]", at()),
+                        "only PDF files given inline (file_data) can be carried",
+                    )?;
                     continue;
                 };
-                let mut doc = json!({"type": "document",
-                                     "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}});
-                if let Some(name) = part.pointer("/file/filename") {
-                    doc["title"] = name.clone();
+                Block::Document {
+                    data: pdf,
+                    title: part.pointer("/file/filename"),
                 }
-                doc
             }
             (kind, _) => {
                 carry.cannot(
-                    format!("{at}.type"),
+                    format!("{}.content[{j}].type", at()),
                     &format!("a `{kind}` part cannot be carried here"),
                 )?;
                 continue;
             }
         };
-        if let Some(cc) = part.get("cache_control") {
-            block["cache_control"] = cc.clone();
-        }
-        out.push(block);
+        out.push(BlockOut {
+            block,
+            cache_control: part.get("cache_control").map(Breakpoint::Given),
+        });
     }
-    Ok(out)
+    Ok(())
 }
 
-fn tool_use(call: &Value, at: &str, carry: &mut Carry) -> Result<Value, ApiError> {
+fn tool_use<'a>(
+    call: &'a Value,
+    at: impl Fn() -> String,
+    carry: &mut Carry,
+) -> Result<BlockOut<'a>, ApiError> {
     let arguments = call
         .pointer("/function/arguments")
         .and_then(Value::as_str)
@@ -356,17 +540,22 @@ fn tool_use(call: &Value, at: &str, carry: &mut Carry) -> Result<Value, ApiError
         match serde_json::from_str::<Value>(arguments) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
-                carry.cannot(format!("{at}.function.arguments"), "is not a JSON object")?;
+                carry.cannot(
+                    format!("{}.function.arguments", at()),
+                    "is not a JSON object",
+                )?;
                 json!({"_raw": arguments})
             }
         }
     };
-    Ok(json!({
-        "type": "tool_use",
-        "id": call.get("id").cloned().unwrap_or(Value::Null),
-        "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-        "input": input,
-    }))
+    Ok(BlockOut {
+        block: Block::ToolUse {
+            id: call.get("id"),
+            name: call.pointer("/function/name"),
+            input,
+        },
+        cache_control: None,
+    })
 }
 
 /// Chat Completions `finish_reason` for a Messages `stop_reason`.
@@ -379,27 +568,14 @@ fn finish_reason(stop: Option<&str>) -> Option<&'static str> {
     })
 }
 
-/// Chat Completions usage from Messages usage: the prompt is every input token, the
-/// cache reads and writes among them.
+/// Chat Completions usage from Messages usage (a stream's, gathered as a tree).
 fn usage(u: &Value) -> Value {
-    let field = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let (input, read, written) = (
-        field("input_tokens"),
-        field("cache_read_input_tokens"),
-        field("cache_creation_input_tokens"),
-    );
-    let prompt = input + read + written;
-    let output = field("output_tokens");
-    let mut details = json!({"cached_tokens": read});
-    if written > 0 {
-        details["cache_write_tokens"] = json!(written);
-    }
-    json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
-           "prompt_tokens_details": details})
+    let u = <UsageIn as serde::Deserialize>::deserialize(u).unwrap_or_default();
+    serde_json::to_value(UsageOut::of(&u)).unwrap_or(Value::Null)
 }
 
-fn chat_id(id: Option<&Value>) -> String {
-    let id = id.and_then(Value::as_str).unwrap_or("");
+fn chat_id(id: Option<&str>) -> String {
+    let id = id.unwrap_or("");
     format!("chatcmpl-{}", id.strip_prefix("msg_").unwrap_or(id))
 }
 
@@ -411,54 +587,188 @@ fn now() -> u64 {
 
 /// A Messages `message` as a Chat Completions completion.
 pub fn completion_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let message: Value = serde_json::from_slice(body).map_err(|e| {
+    let message: MessageIn<'_> = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             ErrorKind::Upstream,
-            format!("the upstream's message is not JSON: {e}"),
+            format!("the upstream's answer is not a Messages message: {e}"),
         )
     })?;
-    let mut text = String::new();
+    let mut text: Option<Cow<'_, str>> = None;
     let mut thinking = String::new();
     let mut calls = Vec::new();
-    for block in message
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("thinking") => {
-                thinking.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or(""));
+    for block in message.content.into_iter().flatten() {
+        match block.kind.as_deref() {
+            Some("text") => {
+                let more = block.text.unwrap_or_default();
+                match &mut text {
+                    None => text = Some(more),
+                    Some(text) => text.to_mut().push_str(&more),
+                }
             }
-            Some("tool_use") => calls.push(json!({
-                "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"),
-                             "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string)},
-            })),
+            Some("thinking") => thinking.push_str(block.thinking.as_deref().unwrap_or("")),
+            Some("tool_use") => calls.push(CallOut {
+                id: block.id,
+                kind: "function",
+                function: FunctionOut {
+                    name: block.name,
+                    arguments: block
+                        .input
+                        .map_or_else(|| "{}".to_owned(), |input| input.to_string()),
+                },
+            }),
             _ => {}
         }
     }
-    let stop = message.get("stop_reason").and_then(Value::as_str);
-    let mut reply = json!({"role": "assistant",
-                           "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
-    if !calls.is_empty() {
-        reply["tool_calls"] = Value::Array(calls);
-    }
-    if !thinking.is_empty() {
-        reply["reasoning_content"] = Value::String(thinking);
-    }
-    let mut choice = json!({"index": 0, "message": reply, "finish_reason": finish_reason(stop).unwrap_or("stop")});
-    if let Some(sequence) = message.get("stop_sequence").filter(|s| s.is_string()) {
-        choice["stop_reason"] = sequence.clone();
-    }
-    let completion = json!({
-        "id": chat_id(message.get("id")), "object": "chat.completion", "created": now(),
-        "model": message.get("model"), "choices": [choice],
-        "usage": usage(message.get("usage").unwrap_or(&Value::Null)),
-    });
+    let text = text.unwrap_or_default();
+    let content = (!text.is_empty() || calls.is_empty()).then_some(text);
+    let completion = CompletionOut {
+        id: chat_id(message.id.as_deref()),
+        object: "chat.completion",
+        created: now(),
+        model: message.model.as_deref(),
+        choices: [WholeChoiceOut {
+            index: 0,
+            message: ReplyOut {
+                role: "assistant",
+                content,
+                tool_calls: calls,
+                reasoning_content: (!thinking.is_empty()).then_some(thinking),
+            },
+            finish_reason: finish_reason(message.stop_reason.as_deref()).unwrap_or("stop"),
+            stop_reason: message.stop_sequence.filter(Value::is_string),
+        }],
+        usage: UsageOut::of(&message.usage.unwrap_or_default()),
+    };
     serde_json::to_vec(&completion)
         .map_err(|e| ApiError::new(ErrorKind::Upstream, format!("cannot encode: {e}")))
+}
+
+/// A Messages `message`, as far as a completion reads it.
+#[derive(serde::Deserialize)]
+struct MessageIn<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Vec<BlockIn<'a>>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stop_sequence: Option<Value>,
+    #[serde(default)]
+    usage: Option<UsageIn>,
+}
+
+#[derive(serde::Deserialize)]
+struct BlockIn<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+/// Messages usage, every field optional.
+#[derive(serde::Deserialize, Default)]
+struct UsageIn {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionOut<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: Option<&'a str>,
+    choices: [WholeChoiceOut<'a>; 1],
+    usage: UsageOut,
+}
+
+#[derive(serde::Serialize)]
+struct WholeChoiceOut<'a> {
+    index: u32,
+    message: ReplyOut<'a>,
+    finish_reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_reason: Option<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct ReplyOut<'a> {
+    role: &'static str,
+    content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<CallOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct CallOut<'a> {
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct FunctionOut<'a> {
+    name: Option<Cow<'a, str>>,
+    arguments: String,
+}
+
+/// Chat Completions usage from Messages usage: the prompt is every input token, the
+/// cache reads and writes among them.
+#[derive(serde::Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: DetailsOut,
+}
+
+#[derive(serde::Serialize)]
+struct DetailsOut {
+    cached_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+}
+
+impl UsageOut {
+    fn of(u: &UsageIn) -> UsageOut {
+        let read = u.cache_read_input_tokens.unwrap_or(0);
+        let written = u.cache_creation_input_tokens.unwrap_or(0);
+        let prompt = u
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(written);
+        let output = u.output_tokens.unwrap_or(0);
+        UsageOut {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+            total_tokens: prompt.saturating_add(output),
+            prompt_tokens_details: DetailsOut {
+                cached_tokens: read,
+                cache_write_tokens: (written > 0).then_some(written),
+            },
+        }
+    }
 }
 
 /// A Messages error body as the canonical error body (`{"error": {message, type,
@@ -599,7 +909,7 @@ impl StreamTranslator for ChunkWriter {
         match event.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 let message = event.get("message").unwrap_or(&Value::Null);
-                self.id = chat_id(message.get("id"));
+                self.id = chat_id(message.get("id").and_then(Value::as_str));
                 self.model = message.get("model").cloned().unwrap_or(Value::Null);
                 self.created = now();
                 if let Some(Value::Object(u)) = message.get("usage") {
