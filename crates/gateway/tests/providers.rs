@@ -534,3 +534,103 @@ DEFAULT ROUTE {{ MODEL an }}
     let v: Value = loose.json().await.unwrap();
     assert_eq!(v["choices"].as_array().unwrap().len(), 1);
 }
+
+/// An OpenAI endpoint with `prompt_cache_key: true` is sent a key naming the request's
+/// stable prefix, whatever API the client spoke: Anthropic breakpoints become the key
+/// (and are left out of the body); the client's own key is kept; other endpoints get
+/// none; an Anthropic endpoint cannot ask for one.
+#[tokio::test]
+async fn an_openai_endpoint_may_be_sent_a_prompt_cache_key_for_the_stable_prefix() {
+    let (upstream, seen) = harness::echo().await;
+    let g = harness::gateway(&format!(
+        "models: [{{name: keyed}}, {{name: plain}}]
+pools:
+  - {{name: keyed, model: keyed, context_window: 16K, endpoints: [{{url: '{upstream}', prompt_cache_key: true}}]}}
+  - {{name: plain, model: plain, context_window: 16K, endpoints: [{{url: '{upstream}'}}]}}
+default_route: {{models: [keyed]}}
+"
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{}{path}", g.url()))
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+    };
+    let system = "You review Rust code for a storage team. ".repeat(20);
+    let messages = |turns: &[&str]| {
+        json!({"model": "keyed", "max_tokens": 8,
+               "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+               "messages": turns.iter().enumerate().map(|(i, t)| json!({
+                   "role": if i % 2 == 0 { "user" } else { "assistant" },
+                   "content": [{"type": "text", "text": t}]})).collect::<Vec<_>>()})
+    };
+    let chat = |model: &str, system: &str| {
+        json!({"model": model, "max_tokens": 8, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": "hi"}]})
+    };
+    let sent = [
+        post("/v1/messages", messages(&["first"])).await.unwrap(),
+        post("/v1/messages", messages(&["first", "ok", "second"]))
+            .await
+            .unwrap(),
+        post("/v1/chat/completions", chat("keyed", &system))
+            .await
+            .unwrap(),
+        post("/v1/chat/completions", chat("keyed", "Another prompt."))
+            .await
+            .unwrap(),
+        post(
+            "/v1/responses",
+            json!({"model": "keyed", "instructions": system, "input": "hi",
+                   "prompt_cache_key": "mine", "store": false}),
+        )
+        .await
+        .unwrap(),
+        post("/v1/chat/completions", chat("plain", &system))
+            .await
+            .unwrap(),
+    ];
+    for response in &sent {
+        assert_eq!(response.status(), 200);
+    }
+    let seen = seen.lock().unwrap().clone();
+    let key = |i: usize| seen[i].get("prompt_cache_key").cloned();
+    let first = key(0).expect("a key for the breakpoint's prefix");
+    assert!(first.as_str().unwrap().starts_with("sy-"), "{first}");
+    assert!(
+        !seen[0].to_string().contains("cache_control"),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        key(1).as_ref(),
+        Some(&first),
+        "a later turn, the same prefix"
+    );
+    assert_eq!(
+        key(2).as_ref(),
+        Some(&first),
+        "the same prefix from a Chat client"
+    );
+    assert!(key(3).is_some() && key(3).as_ref() != Some(&first));
+    assert_eq!(key(4), Some(json!("mine")), "the client's own key is kept");
+    assert_eq!(key(5), None, "an endpoint that did not ask gets none");
+
+    let refused = switchyard_policy::Policy::compile(
+        switchyard_policy::parse_config(
+            "models: [{name: an}]
+pools: [{name: an, model: an, context_window: 16K, endpoints: [{url: 'http://127.0.0.1:1', provider: anthropic, prompt_cache_key: true}]}]
+default_route: {models: [an]}
+",
+        )
+        .unwrap(),
+    );
+    let error = match refused {
+        Ok(_) => panic!("an anthropic endpoint asking for prompt_cache_key was accepted"),
+        Err(error) => format!("{error:?}"),
+    };
+    assert!(error.contains("prompt_cache_key"), "{error}");
+}

@@ -869,6 +869,12 @@ pub struct EndpointConfig {
     /// Azure's deployment name (default: the model's upstream name).
     #[serde(default)]
     pub deployment: Option<String>,
+    /// Send OpenAI's `prompt_cache_key` (OpenAI and Azure endpoints): a digest of the
+    /// request's stable prefix (up to its first cache breakpoint, else its system
+    /// prompt), so the upstream routes requests sharing it to the same cache; a key
+    /// the client set is kept (default false: vLLM and SGLang do not take the field).
+    #[serde(default)]
+    pub prompt_cache_key: bool,
 }
 
 fn default_weight() -> u32 {

@@ -39,6 +39,8 @@ pub struct Endpoint {
     pub api_key: Option<(http::HeaderName, http::HeaderValue)>,
     /// `anthropic-version` sent to an Anthropic endpoint.
     pub api_version: Option<http::HeaderValue>,
+    /// Whether requests carry a derived `prompt_cache_key` (OpenAI, Azure).
+    pub prompt_cache_key: bool,
     /// Its health: ejection state and failure counts.
     pub health: Health,
     /// Its share of traffic under the `weighted` strategy.
@@ -338,6 +340,7 @@ impl Pools {
                     authorization,
                     api_key,
                     api_version,
+                    prompt_cache_key: e.prompt_cache_key,
                     health: Health::default(),
                     weight: e.weight.max(1),
                     latency: LatencyEwma::default(),

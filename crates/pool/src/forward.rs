@@ -24,6 +24,8 @@ pub struct UpstreamBody<'a> {
     request: &'a ChatRequest,
     lossy: bool,
     chat: std::sync::OnceLock<Result<Bytes, ApiError>>,
+    /// The Chat Completions body with a derived `prompt_cache_key`.
+    keyed: std::sync::OnceLock<Result<Bytes, ApiError>>,
     messages: std::sync::OnceLock<Result<(Bytes, Vec<String>), ApiError>>,
 }
 
@@ -34,6 +36,7 @@ impl<'a> UpstreamBody<'a> {
             request,
             lossy: false,
             chat: std::sync::OnceLock::new(),
+            keyed: std::sync::OnceLock::new(),
             messages: std::sync::OnceLock::new(),
         }
     }
@@ -46,21 +49,26 @@ impl<'a> UpstreamBody<'a> {
         self
     }
 
-    /// The body in `provider`'s API: Chat Completions (OpenAI, Azure), or Messages
-    /// (Anthropic). An error when the request cannot be written faithfully in it.
-    pub fn encoded(&self, provider: Provider) -> Result<Bytes, ApiError> {
+    /// The body in `provider`'s API: Chat Completions (OpenAI, Azure; with a derived
+    /// `prompt_cache_key` when `keyed`), or Messages (Anthropic). An error when the
+    /// request cannot be written faithfully in it.
+    pub fn encoded(&self, provider: Provider, keyed: bool) -> Result<Bytes, ApiError> {
         match provider {
-            Provider::Openai | Provider::Azure => self
-                .chat
-                .get_or_init(|| {
-                    self.request.upstream_body().map(Bytes::from).map_err(|e| {
-                        ApiError::new(
-                            ErrorKind::InvalidRequest,
-                            format!("cannot encode the request: {e}"),
-                        )
-                    })
+            Provider::Openai | Provider::Azure => {
+                let cell = if keyed { &self.keyed } else { &self.chat };
+                cell.get_or_init(|| {
+                    self.request
+                        .upstream_body_keyed(keyed)
+                        .map(Bytes::from)
+                        .map_err(|e| {
+                            ApiError::new(
+                                ErrorKind::InvalidRequest,
+                                format!("cannot encode the request: {e}"),
+                            )
+                        })
                 })
-                .clone(),
+                .clone()
+            }
             Provider::Anthropic => self
                 .messages
                 .get_or_init(|| {
@@ -458,12 +466,12 @@ impl Upstream {
         deadline: tokio::time::Instant,
     ) -> Result<(Answer, Duration), ForwardError> {
         use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-        let body =
-            body.encoded(endpoint.provider)
-                .map_err(|error| ForwardError::Untranslatable {
-                    endpoint: endpoint.name.clone(),
-                    error,
-                })?;
+        let body = body
+            .encoded(endpoint.provider, endpoint.prompt_cache_key)
+            .map_err(|error| ForwardError::Untranslatable {
+                endpoint: endpoint.name.clone(),
+                error,
+            })?;
         let mut request = http::Request::new(http_body_util::Full::new(body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = endpoint.chat_url.clone();

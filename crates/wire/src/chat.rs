@@ -70,11 +70,77 @@ impl ChatRequest {
     /// by themselves) and the `is_error` flag of a tool result (said in its text
     /// instead, as `Error: …`). A request without them is encoded as it stands.
     pub fn upstream_body(&self) -> serde_json::Result<Vec<u8>> {
-        if !self.has_anthropic_markers() {
+        self.upstream_body_keyed(false)
+    }
+
+    /// [`ChatRequest::upstream_body`], with `prompt_cache_key` set (when `key` and
+    /// the client set none) to [`ChatRequest::derived_cache_key`]: OpenAI's API
+    /// routes requests with one key to the machines that cache their prefix.
+    pub fn upstream_body_keyed(&self, key: bool) -> serde_json::Result<Vec<u8>> {
+        let key = if key && !self.extra.contains_key("prompt_cache_key") {
+            self.derived_cache_key()
+        } else {
+            None
+        };
+        if key.is_none() && !self.has_anthropic_markers() {
             return serde_json::to_vec(self);
         }
         // Written through a view that leaves the markers out, not a stripped copy.
-        serde_json::to_vec(&Unmarked(self))
+        serde_json::to_vec(&Unmarked(self, key.as_deref()))
+    }
+
+    /// A key for the prefix this request shares with others: a digest of its tools
+    /// and its messages up to its first cache breakpoint (the prefix an Anthropic
+    /// client marks as stable, usually the system prompt), else up to its last
+    /// leading system or developer message. `None` when it has neither. Breakpoints
+    /// themselves are not part of it.
+    pub fn derived_cache_key(&self) -> Option<String> {
+        let marked = |m: &Message| {
+            m.extra.contains_key("cache_control")
+                || matches!(&m.content, Some(MessageContent::Parts(p))
+                            if p.iter().any(|p| p.get("cache_control").is_some()))
+        };
+        let end = match self.messages.iter().position(marked) {
+            Some(first) => first + 1,
+            None => self
+                .messages
+                .iter()
+                .take_while(|m| m.role == "system" || m.role == "developer")
+                .count(),
+        };
+        if end == 0 {
+            return None;
+        }
+        // What a message says, however it is written (a string, or text parts with
+        // breakpoints): its role, its text, its other parts and fields.
+        let mut bytes = Vec::new();
+        for m in &self.messages[..end] {
+            bytes.extend_from_slice(m.role.as_bytes());
+            bytes.push(0);
+            if let Some(content) = &m.content {
+                bytes.extend_from_slice(content.text().as_bytes());
+                if let MessageContent::Parts(parts) = content {
+                    for part in parts.iter().filter(|p| part_text(p).is_none()) {
+                        bytes.extend(serde_json::to_vec(&View(part, WithoutCacheControl)).ok()?);
+                    }
+                }
+            }
+            bytes.push(0);
+            for (k, v) in &m.extra {
+                if k != "cache_control" && k != "is_error" {
+                    bytes.extend_from_slice(k.as_bytes());
+                    bytes.extend(serde_json::to_vec(v).ok()?);
+                }
+            }
+            bytes.push(0);
+        }
+        if let Some(Value::Array(tools)) = self.extra.get("tools") {
+            bytes.extend(serde_json::to_vec(&Each(tools, WithoutCacheControl)).ok()?);
+        }
+        use crate::hash::{FNV_OFFSET, fnv1a, mix64};
+        let a = mix64(fnv1a(&bytes, FNV_OFFSET));
+        let b = mix64(fnv1a(&bytes, mix64(FNV_OFFSET)));
+        Some(format!("sy-{a:016x}{b:016x}"))
     }
 
     /// Whether a message, part or tool carries `cache_control` or `is_error`.
@@ -102,8 +168,9 @@ impl ChatRequest {
 
 /// A request as a Chat Completions upstream reads it: every field as it stands but
 /// `cache_control` (on messages, parts and tools) and `is_error` (said in the text of
-/// the tool result it marks). Field order is the request's own.
-struct Unmarked<'a>(&'a ChatRequest);
+/// the tool result it marks), and `prompt_cache_key` added when given. Field order is
+/// the request's own.
+struct Unmarked<'a>(&'a ChatRequest, Option<&'a str>);
 
 impl Serialize for Unmarked<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -131,6 +198,9 @@ impl Serialize for Unmarked<'_> {
                 }
                 _ => map.serialize_entry(k, v)?,
             }
+        }
+        if let Some(key) = self.1 {
+            map.serialize_entry("prompt_cache_key", key)?;
         }
         map.end()
     }
@@ -417,6 +487,52 @@ mod tests {
             String::from_utf8(plain.upstream_body().unwrap()).unwrap(),
             up
         );
+    }
+
+    #[test]
+    fn a_cache_key_names_the_stable_prefix() {
+        let request = |system: &str, marked: bool, last: &str| {
+            let system = if marked {
+                serde_json::json!([{"type": "text", "text": system,
+                                    "cache_control": {"type": "ephemeral"}}])
+            } else {
+                serde_json::json!(system)
+            };
+            serde_json::from_value::<ChatRequest>(serde_json::json!({"model": "m", "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": last}]}))
+            .unwrap()
+        };
+        let key = |r: &ChatRequest| r.derived_cache_key().unwrap();
+        let a = request("Be brief.", true, "first question");
+        // Same prefix, another turn, with or without the breakpoint: one key.
+        assert_eq!(key(&a), key(&request("Be brief.", true, "second question")));
+        assert_eq!(key(&a), key(&request("Be brief.", false, "third")));
+        assert_ne!(
+            key(&a),
+            key(&request("Be thorough.", true, "first question"))
+        );
+        assert!(
+            key(&a).starts_with("sy-") && key(&a).len() == 35,
+            "{}",
+            key(&a)
+        );
+        // Sent only when asked for, never over the client's own key.
+        let body = |r: &ChatRequest, on: bool| -> Value {
+            serde_json::from_slice(&r.upstream_body_keyed(on).unwrap()).unwrap()
+        };
+        assert_eq!(body(&a, true)["prompt_cache_key"], key(&a).as_str());
+        assert!(body(&a, false).get("prompt_cache_key").is_none());
+        assert!(!body(&a, true).to_string().contains("cache_control"));
+        let mut own = request("Be brief.", false, "q");
+        own.extra.insert("prompt_cache_key".into(), "mine".into());
+        assert_eq!(body(&own, true)["prompt_cache_key"], "mine");
+        // Nothing stable to name: no key.
+        let bare: ChatRequest =
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap();
+        assert!(bare.derived_cache_key().is_none());
+        assert!(body(&bare, true).get("prompt_cache_key").is_none());
     }
 
     #[test]

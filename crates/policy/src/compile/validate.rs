@@ -128,6 +128,18 @@ pub(super) fn check_models_and_pools(
                     .with_help("write the base URL, e.g. http://10.0.0.5:8000"),
                 );
             }
+            if endpoint.prompt_cache_key && endpoint.provider == crate::config::Provider::Anthropic
+            {
+                found.push(
+                    Diagnostic::error(
+                        &url.referenced,
+                        format!("{path}.endpoints[{j}].prompt_cache_key"),
+                        "is OpenAI's field: an anthropic endpoint gets the client's cache \
+                         breakpoints themselves",
+                    )
+                    .with_help("remove prompt_cache_key, or use it on an openai or azure endpoint"),
+                );
+            }
             let name = endpoint
                 .name
                 .clone()
