@@ -7,38 +7,81 @@
 //! one per non-Latin-script character. It is linear in the input and allocates
 //! nothing. It is an estimate: placement adds headroom for it.
 
+/// What a character counts as.
+#[derive(PartialEq, Clone, Copy)]
+enum Class {
+    /// Ends a run, costs nothing.
+    Space,
+    /// Latin letters: a run costs one token per four.
+    Letter,
+    /// Digits: a run costs one token per three.
+    Digit,
+    /// Punctuation, symbols and characters of other scripts: one token each.
+    Single,
+}
+
+/// The class of every ASCII byte, looked up rather than tested (most text is ASCII).
+const ASCII: [Class; 128] = {
+    let mut table = [Class::Single; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphabetic() {
+            Class::Letter
+        } else if c.is_ascii_digit() {
+            Class::Digit
+        } else if matches!(c, b' ' | b'\t'..=b'\r') {
+            Class::Space
+        } else {
+            Class::Single
+        };
+        b += 1;
+    }
+    table
+};
+
+fn class_of(ch: char) -> Class {
+    if ch.is_ascii_alphabetic() || (ch.is_alphabetic() && (ch as u32) < 0x0250) {
+        Class::Letter
+    } else if ch.is_ascii_digit() {
+        Class::Digit
+    } else if ch.is_whitespace() {
+        Class::Space
+    } else {
+        Class::Single
+    }
+}
+
 /// Estimates how many tokens `text` takes.
 pub fn estimate_tokens(text: &str) -> u32 {
-    #[derive(PartialEq, Clone, Copy)]
-    enum Class {
-        Space,
-        Letter,
-        Digit,
-    }
-    let mut tokens: u64 = 0;
-    let mut run_len: u64 = 0;
-    let mut run = Class::Space;
     let close = |run: Class, len: u64| -> u64 {
         match run {
-            Class::Space => 0,
+            Class::Space | Class::Single => 0,
             Class::Letter => len.div_ceil(4),
             Class::Digit => len.div_ceil(3),
         }
     };
-    for ch in text.chars() {
-        let class = if ch.is_ascii_alphabetic() || (ch.is_alphabetic() && (ch as u32) < 0x0250) {
-            Class::Letter
-        } else if ch.is_ascii_digit() {
-            Class::Digit
-        } else if ch.is_whitespace() {
-            Class::Space
+    let bytes = text.as_bytes();
+    let mut tokens: u64 = 0;
+    let mut run_len: u64 = 0;
+    let mut run = Class::Space;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let class = if b < 0x80 {
+            i += 1;
+            ASCII[usize::from(b)]
         } else {
-            // Punctuation, symbols and characters of other scripts: one token each.
+            let ch = text[i..].chars().next().unwrap_or(' ');
+            i += ch.len_utf8();
+            class_of(ch)
+        };
+        if class == Class::Single {
             tokens += close(run, run_len) + 1;
             run = Class::Space;
             run_len = 0;
             continue;
-        };
+        }
         if class != run {
             tokens += close(run, run_len);
             run = class;
@@ -53,6 +96,47 @@ pub fn estimate_tokens(text: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::estimate_tokens;
+
+    /// The estimate written character by character: what the byte-level one must
+    /// agree with.
+    fn by_chars(text: &str) -> u32 {
+        let mut tokens: u64 = 0;
+        let mut run_len: u64 = 0;
+        let mut run = super::Class::Space;
+        let close = |run: super::Class, len: u64| match run {
+            super::Class::Letter => len.div_ceil(4),
+            super::Class::Digit => len.div_ceil(3),
+            _ => 0,
+        };
+        for ch in text.chars() {
+            let class = super::class_of(ch);
+            if class == super::Class::Single {
+                tokens += close(run, run_len) + 1;
+                run = super::Class::Space;
+                run_len = 0;
+                continue;
+            }
+            if class != run {
+                tokens += close(run, run_len);
+                run = class;
+                run_len = 0;
+            }
+            run_len += 1;
+        }
+        tokens += close(run, run_len);
+        u32::try_from(tokens).unwrap_or(u32::MAX)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        #[test]
+        fn bytes_and_characters_agree(text in "(?s).{0,200}", ascii in "[ -~\t\n\r\x0b\x0c]{0,200}") {
+            proptest::prop_assert_eq!(estimate_tokens(&text), by_chars(&text));
+            proptest::prop_assert_eq!(estimate_tokens(&ascii), by_chars(&ascii));
+            let mixed = format!("{ascii}{text}é 42x\u{3000}{ascii}");
+            proptest::prop_assert_eq!(estimate_tokens(&mixed), by_chars(&mixed));
+        }
+    }
 
     #[test]
     fn english_is_about_four_characters_a_token() {
