@@ -52,19 +52,56 @@ fn class_of(ch: char) -> Class {
     }
 }
 
+/// Tokens so far, and the run of letters or digits still open.
+struct Runs {
+    tokens: u64,
+    run: Class,
+    len: u64,
+}
+
+impl Runs {
+    const fn new() -> Runs {
+        Runs {
+            tokens: 0,
+            run: Class::Space,
+            len: 0,
+        }
+    }
+
+    /// Closes the open run: what it costs.
+    fn close(&mut self) {
+        self.tokens += match self.run {
+            Class::Space | Class::Single => 0,
+            Class::Letter => self.len.div_ceil(4),
+            Class::Digit => self.len.div_ceil(3),
+        };
+        self.run = Class::Space;
+        self.len = 0;
+    }
+
+    fn push(&mut self, class: Class) {
+        if class == Class::Single {
+            self.close();
+            self.tokens += 1;
+            return;
+        }
+        if class != self.run {
+            self.close();
+            self.run = class;
+        }
+        self.len += 1;
+    }
+
+    fn total(mut self) -> u32 {
+        self.close();
+        u32::try_from(self.tokens).unwrap_or(u32::MAX)
+    }
+}
+
 /// Estimates how many tokens `text` takes.
 pub fn estimate_tokens(text: &str) -> u32 {
-    let close = |run: Class, len: u64| -> u64 {
-        match run {
-            Class::Space | Class::Single => 0,
-            Class::Letter => len.div_ceil(4),
-            Class::Digit => len.div_ceil(3),
-        }
-    };
     let bytes = text.as_bytes();
-    let mut tokens: u64 = 0;
-    let mut run_len: u64 = 0;
-    let mut run = Class::Space;
+    let mut runs = Runs::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -76,55 +113,23 @@ pub fn estimate_tokens(text: &str) -> u32 {
             i += ch.len_utf8();
             class_of(ch)
         };
-        if class == Class::Single {
-            tokens += close(run, run_len) + 1;
-            run = Class::Space;
-            run_len = 0;
-            continue;
-        }
-        if class != run {
-            tokens += close(run, run_len);
-            run = class;
-            run_len = 0;
-        }
-        run_len += 1;
+        runs.push(class);
     }
-    tokens += close(run, run_len);
-    u32::try_from(tokens).unwrap_or(u32::MAX)
+    runs.total()
 }
 
 #[cfg(test)]
 mod tests {
     use super::estimate_tokens;
 
-    /// The estimate written character by character: what the byte-level one must
-    /// agree with.
+    /// The estimate with every character decoded and classified by `class_of`: what
+    /// the byte-level reading must agree with.
     fn by_chars(text: &str) -> u32 {
-        let mut tokens: u64 = 0;
-        let mut run_len: u64 = 0;
-        let mut run = super::Class::Space;
-        let close = |run: super::Class, len: u64| match run {
-            super::Class::Letter => len.div_ceil(4),
-            super::Class::Digit => len.div_ceil(3),
-            _ => 0,
-        };
+        let mut runs = super::Runs::new();
         for ch in text.chars() {
-            let class = super::class_of(ch);
-            if class == super::Class::Single {
-                tokens += close(run, run_len) + 1;
-                run = super::Class::Space;
-                run_len = 0;
-                continue;
-            }
-            if class != run {
-                tokens += close(run, run_len);
-                run = class;
-                run_len = 0;
-            }
-            run_len += 1;
+            runs.push(super::class_of(ch));
         }
-        tokens += close(run, run_len);
-        u32::try_from(tokens).unwrap_or(u32::MAX)
+        runs.total()
     }
 
     proptest::proptest! {

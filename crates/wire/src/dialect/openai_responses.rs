@@ -573,24 +573,7 @@ mod typed {
             Some(Some(kind)) if kind == "function_call" => {
                 let call = json!({"id": item.call_id?, "type": "function",
                                   "function": {"name": item.name?, "arguments": item.arguments?}});
-                match messages.last_mut() {
-                    Some(last) if last.role == "assistant" => {
-                        let calls = last
-                            .extra
-                            .entry("tool_calls")
-                            .or_insert_with(|| Value::Array(Vec::new()));
-                        calls.as_array_mut()?.push(call);
-                    }
-                    _ => {
-                        let mut m = Message {
-                            role: "assistant".into(),
-                            content: None,
-                            extra: Map::new(),
-                        };
-                        m.extra.insert("tool_calls".into(), json!([call]));
-                        messages.push(m);
-                    }
-                }
+                super::push_call(messages, call);
                 return Some(());
             }
             Some(Some(kind)) if kind == "function_call_output" => {
@@ -709,27 +692,7 @@ fn push_item(messages: &mut Vec<Message>, item: Value, i: usize) -> Result<(), A
             };
             let call = json!({"id": field("call_id")?, "type": "function",
                               "function": {"name": field("name")?, "arguments": field("arguments")?}});
-            // Calls right after an assistant message (or another call) belong to it.
-            match messages.last_mut() {
-                Some(last) if last.role == "assistant" => {
-                    let calls = last
-                        .extra
-                        .entry("tool_calls")
-                        .or_insert_with(|| Value::Array(Vec::new()));
-                    if let Value::Array(calls) = calls {
-                        calls.push(call);
-                    }
-                }
-                _ => {
-                    let mut m = Message {
-                        role: "assistant".into(),
-                        content: None,
-                        extra: Map::new(),
-                    };
-                    m.extra.insert("tool_calls".into(), json!([call]));
-                    messages.push(m);
-                }
-            }
+            push_call(messages, call);
         }
         "function_call_output" => {
             let Some(Value::String(id)) = item.remove("call_id") else {
@@ -785,6 +748,30 @@ fn push_item(messages: &mut Vec<Message>, item: Value, i: usize) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// A function call joined to the assistant message right before it (calls after an
+/// assistant message, or after another call, belong to it), else as its own.
+fn push_call(messages: &mut Vec<Message>, call: Value) {
+    if let Some(last) = messages.last_mut()
+        && last.role == "assistant"
+    {
+        let calls = last
+            .extra
+            .entry("tool_calls")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(calls) = calls {
+            calls.push(call);
+        }
+        return;
+    }
+    let mut extra = Map::new();
+    extra.insert("tool_calls".into(), json!([call]));
+    messages.push(Message {
+        role: "assistant".into(),
+        content: None,
+        extra,
+    });
 }
 
 /// A message's content part as a Chat Completions part.
