@@ -1,14 +1,19 @@
-//! Fuzzing the wire front ends on stable Rust: JSON ingress (the Chat Completions
-//! dialect's parse and checks) and the SSE parser. Any panic is a bug; a refused body
-//! is a 4xx naming the problem; events come out the same however the bytes are cut.
-//! `FUZZ_CASES` raises the case count (`scripts/fuzz.sh`).
+//! Fuzzing the wire front ends on stable Rust: JSON ingress in every client dialect
+//! (Chat Completions, Messages, Responses: parse and checks), the translation of what
+//! comes back (whole answers in each dialect, Anthropic answers read as completions,
+//! the canonical request written as a Messages body) and the SSE parser. Any panic is a
+//! bug; a refused body is a 4xx naming the problem; events come out the same however
+//! the bytes are cut. `FUZZ_CASES` raises the case count (`scripts/fuzz.sh`).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
-use switchyard_wire::{Dialect, OpenAiChat, SseParser};
+use switchyard_wire::provider::anthropic;
+use switchyard_wire::{
+    AnthropicMessages, Dialect, OpenAiChat, OpenAiResponses, ResponseContext, SseParser,
+};
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES")
@@ -55,6 +60,28 @@ const KEYS: &[&str] = &[
     "response_format",
     "seed",
     "logprobs",
+    // Messages
+    "system",
+    "cache_control",
+    "tool_use_id",
+    "is_error",
+    "input",
+    "thinking",
+    "stop_sequences",
+    // Responses
+    "instructions",
+    "previous_response_id",
+    "max_output_tokens",
+    "call_id",
+    "output",
+    "store",
+    // Answers
+    "choices",
+    "message",
+    "finish_reason",
+    "usage",
+    "prompt_tokens",
+    "stop_reason",
 ];
 const WORDS: &[&str] = &[
     "user",
@@ -74,6 +101,14 @@ const WORDS: &[&str] = &[
     "é🦀",
     "json_object",
     "custom",
+    "tool_use",
+    "tool_result",
+    "ephemeral",
+    "input_text",
+    "output_text",
+    "function_call",
+    "function_call_output",
+    "reasoning",
 ];
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -151,13 +186,141 @@ fn near_valid() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A Messages request with one of everything the typed reader takes and more.
+fn messages_base() -> Value {
+    json!({
+        "model": "auto", "max_tokens": 16, "stream": true,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"},
+                {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                "is_error": false, "content": [{"type": "text", "text": "42"}]}]}
+        ]
+    })
+}
+
+/// A Responses request with one of everything the typed reader takes and more.
+fn responses_base() -> Value {
+    json!({
+        "model": "auto", "instructions": "be brief", "max_output_tokens": 16, "stream": true,
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "tool_choice": "auto", "store": false,
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "42"},
+            {"type": "message", "role": "assistant",
+             "content": [{"type": "output_text", "text": "ok", "annotations": []}]}
+        ]
+    })
+}
+
+/// `base` with the value at one of `paths` replaced by anything.
+fn one_field_replaced(
+    base: Value,
+    paths: &'static [&'static [&'static str]],
+) -> impl Strategy<Value = Value> {
+    (0..paths.len(), value()).prop_map(move |(p, v)| {
+        let mut body = base.clone();
+        let mut at = &mut body;
+        for key in paths[p] {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        *at = v;
+        body
+    })
+}
+
+fn near_valid_messages() -> impl Strategy<Value = Value> {
+    one_field_replaced(
+        messages_base(),
+        &[
+            &["model"],
+            &["max_tokens"],
+            &["system"],
+            &["system", "0", "cache_control"],
+            &["tools"],
+            &["messages"],
+            &["messages", "0", "content"],
+            &["messages", "0", "content", "0"],
+            &["messages", "0", "content", "1", "source"],
+            &["messages", "1", "content", "0"],
+            &["messages", "1", "content", "1", "input"],
+            &["messages", "2", "content", "0", "content"],
+            &["messages", "2", "content", "0", "is_error"],
+            &["messages", "2", "role"],
+        ],
+    )
+}
+
+fn near_valid_responses() -> impl Strategy<Value = Value> {
+    one_field_replaced(
+        responses_base(),
+        &[
+            &["model"],
+            &["instructions"],
+            &["max_output_tokens"],
+            &["tools"],
+            &["tools", "0", "parameters"],
+            &["tool_choice"],
+            &["store"],
+            &["input"],
+            &["input", "0"],
+            &["input", "0", "content", "0"],
+            &["input", "1", "arguments"],
+            &["input", "2", "output"],
+            &["input", "3", "content"],
+            &["previous_response_id"],
+        ],
+    )
+}
+
+/// Every dialect refuses a bad body with a 4xx naming the problem, never a panic; a
+/// request one of them takes can be written for every provider (or refused naming
+/// what cannot be carried).
 fn check(body: &[u8]) -> Result<(), TestCaseError> {
-    if let Err(e) = OpenAiChat.parse(body, Some("s")) {
+    let refused = |e: switchyard_wire::ApiError| -> Result<(), TestCaseError> {
         let status = e.kind.status();
         prop_assert!((400..500).contains(&status), "{status}: {}", e.message);
         prop_assert!(!e.message.is_empty());
+        Ok(())
+    };
+    let dialects: [&dyn Dialect; 3] = [&OpenAiChat, &AnthropicMessages, &OpenAiResponses];
+    for dialect in dialects {
+        match dialect.parse(body, Some("s")) {
+            Err(e) => refused(e)?,
+            Ok((request, _)) => {
+                prop_assert!(request.upstream_body_keyed(true).is_ok());
+                for lossy in [false, true] {
+                    if let Err(e) = anthropic::messages_body(&request, lossy) {
+                        refused(e)?;
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = AnthropicMessages.parse_count(body) {
+        refused(e)?;
+    }
+    if let Err(e) = ResponseContext::read("resp_1".into(), 0, body) {
+        refused(e)?;
     }
     Ok(())
+}
+
+/// Whatever an upstream answers, translating it back never panics.
+fn check_answer(body: &[u8]) {
+    let _ = AnthropicMessages.whole(body);
+    let _ = anthropic::completion_body(body);
+    let (context, _) = ResponseContext::read("resp_1".into(), 0, b"{\"input\":\"x\"}").unwrap();
+    let _ = context.whole(body);
 }
 
 /// Raw bytes and data of the events of `stream` pushed in the pieces `cuts` makes,
@@ -207,6 +370,28 @@ proptest! {
     #[test]
     fn ingress_refuses_near_valid_requests_with_a_4xx(body in near_valid()) {
         check(body.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn ingress_refuses_near_valid_messages_requests_with_a_4xx(body in near_valid_messages()) {
+        check(body.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn ingress_refuses_near_valid_responses_requests_with_a_4xx(body in near_valid_responses()) {
+        check(body.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn any_answer_is_translated_back_without_a_panic(body in value()) {
+        check_answer(body.to_string().as_bytes());
+        let mut completion = json!({"id": "c", "model": "m", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}]});
+        completion["choices"][0]["message"]["tool_calls"] = body.clone();
+        check_answer(completion.to_string().as_bytes());
+        let message = json!({"id": "msg_1", "model": "m", "content": [body.clone()],
+                             "stop_reason": "end_turn", "usage": body});
+        check_answer(message.to_string().as_bytes());
     }
 
     #[test]
