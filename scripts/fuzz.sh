@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the property-based fuzz targets for longer than the test suite does: the DSL
-# parser and YAML loader (crates/policy/tests/fuzz.rs), JSON ingress in every dialect, answer translation and the SSE
-# parser (crates/wire/tests/fuzz.rs), and the linear-time scans on adversarial text
+# parser and YAML loader (crates/policy/tests/fuzz.rs), JSON ingress in every
+# dialect, answer translation and the SSE parser (crates/wire/tests/fuzz.rs), and the linear-time scans on adversarial text
 # (crates/workload/tests/linear.rs). Any panic or broken property fails the run and
 # proptest prints the smallest input that shows it.
 #
