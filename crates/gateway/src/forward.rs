@@ -185,7 +185,8 @@ async fn forward_stream(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response
             }
         })
         .await;
-        (attempted, body.dropped().to_vec())
+        let dropped = body.dropped(attempted.placement.endpoint.provider).to_vec();
+        (attempted, dropped)
     };
     x.dropped = dropped;
     settle(
@@ -342,7 +343,8 @@ async fn call_whole(
     let (attempted, dropped) = {
         let body = UpstreamBody::new(request.unwrap_or(&x.request)).lossy(lossy);
         let attempted = complete(runtime, (model, first), max_attempts, &body, &call(x)).await;
-        (attempted, body.dropped().to_vec())
+        let dropped = body.dropped(attempted.placement.endpoint.provider).to_vec();
+        (attempted, dropped)
     };
     x.dropped = dropped;
     settle(

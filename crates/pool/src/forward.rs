@@ -81,10 +81,12 @@ impl<'a> UpstreamBody<'a> {
         }
     }
 
-    /// The fields left out of a lossy translation that was made (none otherwise).
-    pub fn dropped(&self) -> &[String] {
-        match self.messages.get() {
-            Some(Ok((_, dropped))) => dropped,
+    /// The fields the body sent to `provider` left out (a lossy translation; none
+    /// otherwise). Ask with the provider of the endpoint that answered: after a
+    /// failover another provider's body may have been written too.
+    pub fn dropped(&self, provider: Provider) -> &[String] {
+        match (provider, self.messages.get()) {
+            (Provider::Anthropic, Some(Ok((_, dropped)))) => dropped,
             _ => &[],
         }
     }
@@ -857,4 +859,27 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_dropped_is_told_for_the_provider_that_answered() {
+        let request: ChatRequest = serde_json::from_str(
+            r#"{"model":"m","n":2,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let body = UpstreamBody::new(&request).lossy(true);
+        assert!(body.encoded(Provider::Anthropic, false).is_ok());
+        assert_eq!(body.dropped(Provider::Anthropic), ["n"]);
+        // Failed over to an OpenAI endpoint: its body carried `n`, nothing was dropped.
+        assert!(body.encoded(Provider::Openai, false).is_ok());
+        assert!(body.dropped(Provider::Openai).is_empty());
+        // Without lossy, the Anthropic body is refused instead.
+        let strict = UpstreamBody::new(&request);
+        assert!(strict.encoded(Provider::Anthropic, false).is_err());
+        assert!(strict.dropped(Provider::Anthropic).is_empty());
+    }
 }
