@@ -351,47 +351,12 @@ fn translate_with(
 /// reads it from the tree and names what is wrong. Both give the same messages for
 /// what this accepts (tested below).
 mod typed {
-    use super::super::{nullable, string_or_seq};
+    use super::super::{nullable, split_object, string_or_seq};
     use super::{message_of, valid_cache_control};
     use crate::{Message, MessageContent};
     use serde::Deserialize;
     use serde_json::{Map, Value, json};
     use std::borrow::Cow;
-
-    /// A Messages body: its turns typed, every other field as it came (null kept
-    /// apart from absent) for the tree's checks.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        messages: Vec<Turn<'a>>,
-        #[serde(default, deserialize_with = "nullable")]
-        model: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        max_tokens: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        system: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        stop_sequences: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        stream: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        temperature: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        top_p: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        top_k: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        metadata: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        tools: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        tool_choice: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        thinking: Option<Option<Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        service_tier: Option<Option<Value>>,
-    }
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -435,33 +400,11 @@ mod typed {
     /// The body's other fields and its turns as canonical messages, when every turn
     /// is one this reads.
     pub(super) fn read(body: &[u8]) -> Option<(Map<String, Value>, Vec<Message>)> {
-        let body: Body<'_> = serde_json::from_slice(body).ok()?;
-        if body.messages.is_empty() {
-            return None;
-        }
-        let mut messages = Vec::with_capacity(body.messages.len());
-        for turn in body.messages {
+        let (turns, object) = split_object::<Vec<Turn<'_>>>(body, "messages")?;
+        let turns = turns.filter(|t| !t.is_empty())?;
+        let mut messages = Vec::with_capacity(turns.len());
+        for turn in turns {
             push_turn(&mut messages, turn)?;
-        }
-        let mut object = Map::new();
-        for (field, value) in [
-            ("model", body.model),
-            ("max_tokens", body.max_tokens),
-            ("system", body.system),
-            ("stop_sequences", body.stop_sequences),
-            ("stream", body.stream),
-            ("temperature", body.temperature),
-            ("top_p", body.top_p),
-            ("top_k", body.top_k),
-            ("metadata", body.metadata),
-            ("tools", body.tools),
-            ("tool_choice", body.tool_choice),
-            ("thinking", body.thinking),
-            ("service_tier", body.service_tier),
-        ] {
-            if let Some(value) = value {
-                object.insert(field.to_owned(), value.unwrap_or(Value::Null));
-            }
         }
         Some((object, messages))
     }

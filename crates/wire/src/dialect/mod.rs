@@ -230,6 +230,50 @@ pub fn translate_whole(dialect: &dyn Dialect, status: u16, body: &[u8]) -> (u16,
     }
 }
 
+/// A JSON object read with its field `key` typed (`T`, `None` when absent) and every
+/// other field as it came, null kept: the part of a request that holds the
+/// conversation read without a tree, the rest for the checks that read trees. `None`
+/// when `body` is not such an object (or `key` is not a `T`). A repeated key counts
+/// once, its last value, as in a tree.
+pub(crate) fn split_object<'de, T: Deserialize<'de>>(
+    body: &'de [u8],
+    key: &'static str,
+) -> Option<(Option<T>, serde_json::Map<String, serde_json::Value>)> {
+    struct Visit<T> {
+        key: &'static str,
+        typed: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+        type Value = (Option<T>, serde_json::Map<String, serde_json::Value>);
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut typed = None;
+            let mut rest = serde_json::Map::new();
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.key {
+                    typed = Some(map.next_value::<T>()?);
+                } else {
+                    rest.insert(k.into_owned(), map.next_value()?);
+                }
+            }
+            Ok((typed, rest))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let visit = Visit {
+        key,
+        typed: std::marker::PhantomData,
+    };
+    let split = serde::Deserializer::deserialize_map(&mut de, visit).ok()?;
+    de.end().ok()?;
+    Some(split)
+}
+
 /// Absent as `None`, null as `Some(None)`.
 pub(crate) fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

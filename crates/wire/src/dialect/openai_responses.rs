@@ -81,8 +81,9 @@ impl Dialect for OpenAiResponses {
         body: &[u8],
         session: Option<&str>,
     ) -> Result<(ChatRequest, Conversation), ApiError> {
-        let request = match typed::translate(body) {
-            Some(request) => request,
+        let request = match typed::read(body) {
+            // The input read without a tree; the rest checked as always.
+            Some((object, input)) => translate_with(object, Some(input))?,
             None => {
                 let object: Map<String, Value> =
                     serde_json::from_slice(body).map_err(|e| malformed(&e))?;
@@ -100,7 +101,16 @@ impl Dialect for OpenAiResponses {
 
 /// A Responses body (its `previous_response_id` already replaced by the items it
 /// stands for) as the canonical request.
-fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
+fn translate(body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
+    translate_with(body, None)
+}
+
+/// [`translate`], with the input items already read as messages (`input`) when they
+/// were.
+fn translate_with(
+    mut body: Map<String, Value>,
+    input: Option<Vec<Message>>,
+) -> Result<ChatRequest, ApiError> {
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(invalid(
             unknown.clone(),
@@ -138,15 +148,20 @@ fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
             ));
         }
     }
-    match body.remove("input") {
-        Some(Value::String(s)) => messages.push(message("user", MessageContent::Text(s))),
-        Some(Value::Array(items)) => {
+    match (input, body.remove("input")) {
+        (Some(input), _) => messages.extend(input),
+        (None, Some(Value::String(s))) => {
+            messages.push(message("user", MessageContent::Text(s)));
+        }
+        (None, Some(Value::Array(items))) => {
             for (i, item) in items.into_iter().enumerate() {
                 push_item(&mut messages, item, i)?;
             }
         }
-        None | Some(Value::Null) => return Err(invalid("input", "Missing required parameter")),
-        Some(v) => {
+        (None, None | Some(Value::Null)) => {
+            return Err(invalid("input", "Missing required parameter"));
+        }
+        (None, Some(v)) => {
             return Err(invalid(
                 "input",
                 format!("must be a string or an array of items, not {}", kind(&v)),
@@ -373,56 +388,18 @@ fn translate(mut body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
     })
 }
 
-/// The common request read straight into typed fields, without a JSON tree: text
-/// messages, function calls and their outputs, function tools, the usual scalars.
-/// Anything else, and anything wrong, is `None`: [`translate`] reads it from the tree
-/// and names what is wrong. Both give the same canonical request for what this
-/// accepts (tested below).
+/// The input of the common request read straight into canonical messages, without a
+/// JSON tree: text messages, function calls and their outputs, reasoning items. The
+/// other fields are left to [`translate_with`]; an input with anything else, or
+/// anything wrong, is `None`: [`translate`] reads it from the tree and names what is
+/// wrong. Both give the same canonical request for what this accepts (tested below).
 mod typed {
-    use super::super::{nullable, string_or_seq};
+    use super::super::{nullable, split_object, string_or_seq};
     use super::message;
-    use crate::{ChatRequest, Message, MessageContent};
+    use crate::{Message, MessageContent};
     use serde::Deserialize;
-    use serde::de::IgnoredAny;
-    use serde_json::{Map, Number, Value, json};
+    use serde_json::{Map, Value, json};
     use std::borrow::Cow;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body<'a> {
-        model: String,
-        #[serde(borrow)]
-        input: Input<'a>,
-        #[serde(default)]
-        instructions: Option<String>,
-        #[serde(default)]
-        previous_response_id: Option<IgnoredAny>,
-        #[serde(default)]
-        stream: Option<bool>,
-        #[serde(default)]
-        #[serde(rename = "store")]
-        _store: Option<bool>,
-        #[serde(default)]
-        max_output_tokens: Option<u32>,
-        #[serde(default)]
-        temperature: Option<Number>,
-        #[serde(default)]
-        top_p: Option<Number>,
-        #[serde(default)]
-        user: Option<String>,
-        #[serde(default)]
-        safety_identifier: Option<String>,
-        #[serde(default)]
-        prompt_cache_key: Option<String>,
-        #[serde(default)]
-        parallel_tool_calls: Option<bool>,
-        #[serde(default, borrow)]
-        tools: Option<Vec<Tool<'a>>>,
-        #[serde(default, borrow)]
-        tool_choice: Option<Cow<'a, str>>,
-        #[serde(default)]
-        metadata: Option<Map<String, Value>>,
-    }
 
     /// `input`: a string, or items.
     enum Input<'a> {
@@ -465,37 +442,12 @@ mod typed {
         text: Option<String>,
     }
 
-    #[derive(Deserialize)]
-    struct Tool<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        name: String,
-        #[serde(default)]
-        description: Option<Value>,
-        #[serde(default)]
-        parameters: Option<Value>,
-        #[serde(default)]
-        strict: Option<Value>,
-    }
-
-    /// The canonical request for `body`, when it is one this reads.
-    pub(super) fn translate(body: &[u8]) -> Option<ChatRequest> {
-        let body: Body<'_> = serde_json::from_slice(body).ok()?;
-        if body.model.trim().is_empty()
-            || body.previous_response_id.is_some()
-            || body.max_output_tokens == Some(0)
-            || body
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > 16 || !m.values().all(Value::is_string))
-        {
-            return None;
-        }
+    /// The body's other fields and its input as canonical messages, when every item
+    /// is one this reads.
+    pub(super) fn read(body: &[u8]) -> Option<(Map<String, Value>, Vec<Message>)> {
+        let (input, object) = split_object::<Input<'_>>(body, "input")?;
         let mut messages = Vec::new();
-        if let Some(instructions) = body.instructions {
-            messages.push(message("system", MessageContent::Text(instructions)));
-        }
-        match body.input {
+        match input? {
             Input::Text(text) => messages.push(message("user", MessageContent::Text(text))),
             Input::Items(items) => {
                 for item in items {
@@ -503,67 +455,7 @@ mod typed {
                 }
             }
         }
-        if !messages.iter().any(|m| m.role != "system") {
-            return None;
-        }
-        let mut extra = Map::new();
-        for (field, number) in [("temperature", body.temperature), ("top_p", body.top_p)] {
-            if let Some(number) = number {
-                extra.insert(field.into(), Value::Number(number));
-            }
-        }
-        for (field, text) in [
-            ("user", body.user),
-            ("safety_identifier", body.safety_identifier),
-            ("prompt_cache_key", body.prompt_cache_key),
-        ] {
-            if let Some(text) = text {
-                extra.insert(field.into(), Value::String(text));
-            }
-        }
-        if let Some(parallel) = body.parallel_tool_calls {
-            extra.insert("parallel_tool_calls".into(), Value::Bool(parallel));
-        }
-        if let Some(tools) = body.tools {
-            let mut out = Vec::with_capacity(tools.len());
-            for tool in tools {
-                if tool.kind != "function" {
-                    return None;
-                }
-                let mut function = Map::new();
-                function.insert("name".into(), Value::String(tool.name));
-                for (k, v) in [
-                    ("description", tool.description),
-                    ("parameters", tool.parameters),
-                    ("strict", tool.strict),
-                ] {
-                    if let Some(v) = v {
-                        function.insert(k.into(), v);
-                    }
-                }
-                out.push(json!({"type": "function", "function": function}));
-            }
-            extra.insert("tools".into(), Value::Array(out));
-        }
-        if let Some(choice) = body.tool_choice {
-            if !["auto", "none", "required"].contains(&&*choice) {
-                return None;
-            }
-            extra.insert("tool_choice".into(), Value::String(choice.into_owned()));
-        }
-        let stream_options = body.stream.filter(|s| *s).map(|_| crate::StreamOptions {
-            include_usage: Some(true),
-            extra: Map::new(),
-        });
-        Some(ChatRequest {
-            model: body.model,
-            messages,
-            stream: body.stream,
-            stream_options,
-            max_tokens: None,
-            max_completion_tokens: body.max_output_tokens,
-            extra,
-        })
+        Some((object, messages))
     }
 
     fn push_item(messages: &mut Vec<Message>, item: Item<'_>) -> Option<()> {
@@ -850,6 +742,9 @@ fn translate_tools(tools: Value) -> Result<Value, ApiError> {
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.into_iter().enumerate() {
         let at = format!("tools[{i}]");
+        let Value::Object(mut tool) = tool else {
+            return Err(invalid(format!("{at}.type"), "Missing required parameter"));
+        };
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {}
             Some(other) => {
@@ -863,13 +758,15 @@ fn translate_tools(tools: Value) -> Result<Value, ApiError> {
             }
             None => return Err(invalid(format!("{at}.type"), "Missing required parameter")),
         }
-        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+        let Some(name @ Value::String(_)) = tool.remove("name") else {
             return Err(invalid(format!("{at}.name"), "Missing required parameter"));
         };
-        let mut function = json!({"name": name});
+        // Moved, not copied: a tool's schema is often the largest part of a request.
+        let mut function = Map::new();
+        function.insert("name".into(), name);
         for k in ["description", "parameters", "strict"] {
-            if let Some(v) = tool.get(k).filter(|v| !v.is_null()) {
-                function[k] = v.clone();
+            if let Some(v) = tool.remove(k).filter(|v| !v.is_null()) {
+                function.insert(k.into(), v);
             }
         }
         out.push(json!({"type": "function", "function": function}));
@@ -1841,13 +1738,18 @@ mod tests {
         fn the_typed_reader_agrees_with_the_tree(body in body()) {
             let bytes = body.to_string();
             let tree = translate(body.as_object().unwrap().clone());
-            if let Some(fast) = typed::translate(bytes.as_bytes()) {
-                let tree = tree.unwrap_or_else(|e| panic!("typed took what the tree refuses: {e:?}\n{body}"));
-                proptest::prop_assert_eq!(
-                    serde_json::to_value(&fast).unwrap(),
-                    serde_json::to_value(&tree).unwrap(),
-                    "{}", body
-                );
+            if let Some((object, input)) = typed::read(bytes.as_bytes()) {
+                match (translate_with(object, Some(input)), tree) {
+                    (Ok(fast), Ok(tree)) => proptest::prop_assert_eq!(
+                        serde_json::to_value(&fast).unwrap(),
+                        serde_json::to_value(&tree).unwrap(),
+                        "{}", body
+                    ),
+                    (Err(fast), Err(tree)) => proptest::prop_assert_eq!(
+                        fast.body(), tree.body(), "{}", body
+                    ),
+                    (fast, tree) => panic!("typed {fast:?}, tree {tree:?}: {body}"),
+                }
             }
         }
     }
@@ -1866,7 +1768,8 @@ mod tests {
                 {"type": "reasoning", "id": "rs_1", "summary": []},
                 {"type": "function_call_output", "call_id": "c1", "output": "42"},
                 {"role": "user", "content": "d"}]});
-        let fast = typed::translate(body.to_string().as_bytes()).expect("typed");
+        let (object, input) = typed::read(body.to_string().as_bytes()).expect("typed");
+        let fast = translate_with(object, Some(input)).unwrap();
         let tree = translate(body.as_object().unwrap().clone()).unwrap();
         assert_eq!(
             serde_json::to_value(&fast).unwrap(),
