@@ -157,33 +157,24 @@ fn near_valid() -> impl Strategy<Value = Value> {
         "max_tokens": 16,
         "n": 1
     });
-    let paths: &[&[&str]] = &[
-        &["model"],
-        &["messages"],
-        &["messages", "0"],
-        &["messages", "1", "content"],
-        &["messages", "1", "content", "1"],
-        &["messages", "2", "tool_calls"],
-        &["messages", "3", "role"],
-        &["tools"],
-        &["tools", "0", "function"],
-        &["stream"],
-        &["stream_options"],
-        &["max_tokens"],
-        &["n"],
-    ];
-    (0..paths.len(), value()).prop_map(move |(p, v)| {
-        let mut body = base.clone();
-        let mut at = &mut body;
-        for key in paths[p] {
-            at = match key.parse::<usize>() {
-                Ok(i) => &mut at[i],
-                Err(_) => &mut at[*key],
-            };
-        }
-        *at = v;
-        body
-    })
+    one_field_replaced(
+        base,
+        &[
+            &["model"],
+            &["messages"],
+            &["messages", "0"],
+            &["messages", "1", "content"],
+            &["messages", "1", "content", "1"],
+            &["messages", "2", "tool_calls"],
+            &["messages", "3", "role"],
+            &["tools"],
+            &["tools", "0", "function"],
+            &["stream"],
+            &["stream_options"],
+            &["max_tokens"],
+            &["n"],
+        ],
+    )
 }
 
 /// A Messages request with one of everything the typed reader takes and more.
