@@ -199,7 +199,7 @@ pub async fn create(
         Some(previous) => match load(&runtime, &previous, &owner).await {
             Ok(Some(stored)) => {
                 root = stored.root;
-                match chain(stored.input, &stored.response, &body) {
+                match chain(stored.input, stored.response, &body) {
                     Ok(expanded) => expanded,
                     Err(error) => return error_in(&DIALECT, &error),
                 }
@@ -243,7 +243,7 @@ pub async fn create(
 /// stored input, then output) ahead of its own input, and all those items as JSON.
 fn chain(
     mut input: Vec<Value>,
-    response: &Value,
+    mut response: Value,
     body: &[u8],
 ) -> Result<(Bytes, String), ApiError> {
     let cannot = |e: serde_json::Error| {
@@ -251,8 +251,8 @@ fn chain(
     };
     let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(cannot)?;
     object.remove("previous_response_id");
-    if let Some(Value::Array(output)) = response.get("output") {
-        input.extend(output.iter().cloned());
+    if let Some(Value::Array(output)) = response.get_mut("output").map(Value::take) {
+        input.extend(output);
     }
     match object.remove("input") {
         Some(Value::String(text)) => {
