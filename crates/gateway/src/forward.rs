@@ -314,6 +314,19 @@ async fn forward_whole(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response 
     response
 }
 
+/// The most fields `x-switchyard-dropped` names; a request with thousands of parts
+/// the upstream cannot carry gets a count of the rest, not a header of any length.
+const DROPPED_SHOWN: usize = 16;
+
+/// `x-switchyard-dropped`: the fields left out, the first [`DROPPED_SHOWN`] by name.
+fn dropped_header(dropped: &[String]) -> String {
+    let mut shown = dropped[..dropped.len().min(DROPPED_SHOWN)].join(", ");
+    if dropped.len() > DROPPED_SHOWN {
+        shown.push_str(&format!(" and {} more", dropped.len() - DROPPED_SHOWN));
+    }
+    shown
+}
+
 /// Whether the request's route leaves out what a provider's API cannot carry.
 fn lossy(runtime: &Runtime, x: &Exchange) -> bool {
     x.routed
@@ -741,7 +754,7 @@ fn explain_headers(runtime: &Runtime, x: &Exchange, mut response: Response) -> R
         ),
         (REQUEST_ID, value(&x.request_id)),
         (ATTEMPTS, Some(HeaderValue::from(x.attempts))),
-        (DROPPED, value(&x.dropped.join(", "))),
+        (DROPPED, value(&dropped_header(&x.dropped))),
     ];
     let headers = response.headers_mut();
     for (name, value) in values {
@@ -837,4 +850,23 @@ fn observe_stream(
         error,
     };
     observe(runtime, x, outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dropped_header_names_a_bounded_number_of_fields() {
+        let few: Vec<String> = vec!["n".into(), "logprobs".into()];
+        assert_eq!(dropped_header(&few), "n, logprobs");
+        assert_eq!(dropped_header(&[]), "");
+        let many: Vec<String> = (0..5000)
+            .map(|i| format!("messages[0].content[{i}]"))
+            .collect();
+        let header = dropped_header(&many);
+        assert!(header.starts_with("messages[0].content[0], "), "{header}");
+        assert!(header.ends_with(" and 4984 more"), "{header}");
+        assert!(header.len() < 600, "{}", header.len());
+    }
 }
