@@ -265,6 +265,11 @@ impl Embedder {
         Ok(ids)
     }
 
+    /// How many tokens of `text` the model reads: its window, special tokens included.
+    pub fn tokens(&self, text: &str) -> Result<usize, EmbedError> {
+        Ok(self.ids(text)?.len().min(self.max_tokens))
+    }
+
     /// The normalized embedding of one text.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let mut out = self.embed_batch(&[text])?;
