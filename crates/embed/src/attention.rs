@@ -35,7 +35,7 @@ pub(crate) fn attend(
     b: &mut Buffers,
 ) {
     let simd = match level {
-        Level::Avx512(simd) => Some(simd),
+        Level::Avx512(simd, _) => Some(simd),
         Level::Avx2(_) | Level::Baseline => None,
     };
     let n = qkv.len() / (3 * hidden);
@@ -66,16 +66,17 @@ pub(crate) fn attend(
         b.scores.resize(QUERIES * n_pad, 0.0);
         for i0 in (0..n).step_by(QUERIES) {
             let queries = &b.queries[i0 * dim..(i0 + QUERIES) * dim];
+            let weights: [&[f32]; QUERIES] =
+                std::array::from_fn(|r| &queries[r * dim..(r + 1) * dim]);
             for j0 in (0..n_pad).step_by(WIDTH) {
                 // keys[t][j0..j0 + WIDTH] for each t: a strided column of vectors.
                 let keys = Strided {
                     data: &b.keys[j0..],
                     stride: n_pad,
                 };
-                let weights = |r: usize, t: usize| queries[r * dim + t];
                 let acc = match simd {
-                    Some(simd) => block_avx512(simd, dim, weights, keys),
-                    None => block_portable(dim, weights, keys),
+                    Some(simd) => block_avx512(simd, weights, keys),
+                    None => block_portable(weights, keys),
                 };
                 for (r, acc) in acc.iter().enumerate() {
                     b.scores[r * n_pad + j0..r * n_pad + j0 + WIDTH].copy_from_slice(acc);
@@ -90,11 +91,11 @@ pub(crate) fn attend(
                     data: &b.values[d0..],
                     stride: dim_pad,
                 };
-                let scores = &b.scores;
-                let weights = |r: usize, j: usize| scores[r * n_pad + j];
+                let weights: [&[f32]; QUERIES] =
+                    std::array::from_fn(|r| &b.scores[r * n_pad..r * n_pad + n]);
                 let acc = match simd {
-                    Some(simd) => block_avx512(simd, n, weights, values),
-                    None => block_portable(n, weights, values),
+                    Some(simd) => block_avx512(simd, weights, values),
+                    None => block_portable(weights, values),
                 };
                 let width = WIDTH.min(dim - d0);
                 for (r, acc) in acc.iter().enumerate().take(rows) {
@@ -113,31 +114,30 @@ struct Strided<'a> {
     stride: usize,
 }
 
-impl Strided<'_> {
+impl<'a> Strided<'a> {
+    /// The first `count` vectors, in order (fewer if `data` ends first).
     #[inline(always)]
-    fn get(&self, i: usize) -> [f32; WIDTH] {
-        let mut out = [0.0; WIDTH];
-        out.copy_from_slice(&self.data[i * self.stride..i * self.stride + WIDTH]);
-        out
+    fn iter(self, count: usize) -> impl Iterator<Item = &'a [f32; WIDTH]> {
+        self.data
+            .chunks(self.stride)
+            .take(count)
+            .map_while(<[f32]>::first_chunk::<WIDTH>)
     }
 }
 
-/// `acc[r] = Σ_i weight(r, i) · vectors[i]` for the block's queries `r`: the shape of
-/// both attention products (scores: weights are query components and vectors key
-/// columns; context: weights are probabilities and vectors value rows).
+/// `acc[r] = Σ_i weights[r][i] · vectors[i]` for the block's queries `r`: the shape
+/// of both attention products (scores: weights are query components and vectors key
+/// columns; context: weights are probabilities and vectors value rows). Zipped
+/// iterators rather than indexes: no bounds checks in the loop.
 #[inline(always)]
-fn block_portable(
-    count: usize,
-    weight: impl Fn(usize, usize) -> f32,
-    vectors: Strided<'_>,
-) -> [[f32; WIDTH]; QUERIES] {
+fn block_portable(weights: [&[f32]; QUERIES], vectors: Strided<'_>) -> [[f32; WIDTH]; QUERIES] {
     let mut acc = [[0.0f32; WIDTH]; QUERIES];
-    for i in 0..count {
-        let v = vectors.get(i);
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let w = weight(r, i);
+    let [w0, w1, w2, w3] = weights;
+    let count = w0.len();
+    for ((((v, w0), w1), w2), w3) in vectors.iter(count).zip(w0).zip(w1).zip(w2).zip(w3) {
+        for (acc, w) in acc.iter_mut().zip([w0, w1, w2, w3]) {
             for (a, v) in acc.iter_mut().zip(v) {
-                *a = w.mul_add(v, *a);
+                *a = w.mul_add(*v, *a);
             }
         }
     }
@@ -148,16 +148,18 @@ fn block_portable(
 #[inline(always)]
 fn block_avx512(
     simd: pulp::x86::V4,
-    count: usize,
-    weight: impl Fn(usize, usize) -> f32,
+    weights: [&[f32]; QUERIES],
     vectors: Strided<'_>,
 ) -> [[f32; WIDTH]; QUERIES] {
+    const { assert!(QUERIES == 4) };
     let f = simd.avx512f;
     let mut acc = [f._mm512_setzero_ps(); QUERIES];
-    for i in 0..count {
-        let v: __m512 = pulp::bytemuck::cast(vectors.get(i));
-        for (r, acc) in acc.iter_mut().enumerate() {
-            *acc = f._mm512_fmadd_ps(f._mm512_set1_ps(weight(r, i)), v, *acc);
+    let [w0, w1, w2, w3] = weights;
+    let count = w0.len();
+    for ((((v, w0), w1), w2), w3) in vectors.iter(count).zip(w0).zip(w1).zip(w2).zip(w3) {
+        let v: __m512 = pulp::bytemuck::cast(*v);
+        for (acc, w) in acc.iter_mut().zip([w0, w1, w2, w3]) {
+            *acc = f._mm512_fmadd_ps(f._mm512_set1_ps(*w), v, *acc);
         }
     }
     acc.map(pulp::bytemuck::cast)

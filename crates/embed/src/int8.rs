@@ -7,7 +7,8 @@
 //! bits (`vpmaddubsw`) before widening; 2 · 255 · 63 fits in an i16, so nothing
 //! saturates and the result is exact, the same as the portable loop gives.
 
-use crate::simd::{self, Level};
+use crate::simd::{self, Level, Vnni};
+use archmage::X64V4xToken;
 use std::arch::x86_64::__m512i;
 
 /// Rows are processed in blocks of this many.
@@ -102,12 +103,14 @@ impl Linear8 {
 
     /// `out = x · Wᵀ + b` for the rows of `x` (`rows × inputs`); `out` is
     /// `rows × outputs`. Inlined into the caller's vectorized context
-    /// ([`Level::vectorize`]); with `Level::Avx512` the kernel is AVX-512BW.
+    /// ([`Level::vectorize`]); with `Level::Avx512` the kernel is AVX-512 VNNI when the
+    /// CPU has it, else AVX-512BW.
     #[inline(always)]
     pub(crate) fn forward(&self, level: Level, x: &[f32], out: &mut [f32], q: &mut Quantized) {
-        let simd = match level {
-            Level::Avx512(simd) => Some(simd),
-            Level::Avx2(_) | Level::Baseline => None,
+        let kernel = match level {
+            Level::Avx512(_, Some(vnni)) => Kernel::Vnni(vnni),
+            Level::Avx512(simd, None) => Kernel::Bw(simd),
+            Level::Avx2(_) | Level::Baseline => Kernel::Portable,
         };
         let rows = x.len() / self.inputs;
         self.quantize(x, rows, q);
@@ -123,9 +126,10 @@ impl Linear8 {
                 .zip(&self.epilogue)
                 .enumerate()
             {
-                let sums = match simd {
-                    Some(simd) => block_avx512(simd, a, packed, groups),
-                    None => block_portable(a, packed, groups),
+                let sums = match kernel {
+                    Kernel::Vnni(vnni) => block_vnni(vnni, a, packed, groups),
+                    Kernel::Bw(simd) => block_avx512(simd, a, packed, groups),
+                    Kernel::Portable => block_portable(a, packed, groups),
                 };
                 let c0 = b * COLUMNS;
                 let width = COLUMNS.min(n - c0);
@@ -170,6 +174,14 @@ impl Linear8 {
             q.params.push((scale, zero as i32));
         }
     }
+}
+
+/// Which block kernel a product runs.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Vnni(Vnni),
+    Bw(pulp::x86::V4),
+    Portable,
 }
 
 /// Sums of four activation rows against one packed block of 32 columns, portable:
@@ -235,6 +247,52 @@ fn block_avx512(
         let (lo, hi): ([i32; 16], [i32; 16]) = (pulp::bytemuck::cast(lo), pulp::bytemuck::cast(hi));
         std::array::from_fn(|c| if c < 16 { lo[c] } else { hi[c - 16] })
     })
+}
+
+/// The same with AVX-512 VNNI: `vpdpbusd` multiplies the four activation bytes by
+/// each column's four weights and adds them into the i32 sum in one instruction, with
+/// no 16-bit step (so exact whatever the weights), half the instructions of
+/// [`block_avx512`]. Compiled apart with the VNNI features (`archmage` checks the token
+/// and makes the call), once per block of 4 rows × 32 columns.
+#[archmage::arcane]
+fn block_vnni(
+    _token: X64V4xToken,
+    a: [&[u8]; ROWS],
+    packed: &[i8],
+    groups: usize,
+) -> [[i32; COLUMNS]; ROWS] {
+    // `core::arch` with its loads taking references (from `safe_unaligned_simd`).
+    use archmage::intrinsics::x86_64::{
+        _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_si512,
+        _mm512_storeu_epi32,
+    };
+    const { assert!(ROWS == 4) };
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[zero; 2]; ROWS];
+    let [r0, r1, r2, r3] = a.map(|row| row.as_chunks::<GROUP>().0);
+    let weights = packed
+        .as_chunks::<{ COLUMNS * GROUP }>()
+        .0
+        .iter()
+        .take(groups);
+    for ((((w, x0), x1), x2), x3) in weights.zip(r0).zip(r1).zip(r2).zip(r3) {
+        let (Some(w0), Some(w1)) = (w.first_chunk::<64>(), w.last_chunk::<64>()) else {
+            continue;
+        };
+        let (w0, w1) = (_mm512_loadu_si512(w0), _mm512_loadu_si512(w1));
+        for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+            let x = _mm512_set1_epi32(i32::from_le_bytes(*x));
+            acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
+        }
+    }
+    let mut sums = [[0i32; COLUMNS]; ROWS];
+    for (row, acc) in sums.iter_mut().zip(acc) {
+        for (half, v) in row.as_chunks_mut::<16>().0.iter_mut().zip(acc) {
+            _mm512_storeu_epi32(half, v);
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -306,6 +364,11 @@ mod tests {
             run(Level::Baseline),
             "integer sums are exact on every path"
         );
+        assert_eq!(
+            fast,
+            run(Level::detect().without_vnni()),
+            "VNNI and AVX-512BW give the same sums"
+        );
     }
 
     #[test]
@@ -332,6 +395,11 @@ mod tests {
             );
         }
         assert_eq!(fast, run(Level::Baseline), "no saturation on the fast path");
+        assert_eq!(
+            fast,
+            run(Level::detect().without_vnni()),
+            "nor without VNNI"
+        );
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //! element-wise math (exp, erf, layer norm, softmax) written so the compiler turns it
 //! into vector code there. No `unsafe` here: `pulp` proves the features are present.
 
+/// Proof that the CPU has AVX-512 VNNI (with the rest of x86-64-v4x: Ice Lake, Zen 4
+/// and later), checked at run time: the int8 kernel's one-instruction u8 × i8 dot
+/// product (`vpdpbusd`), called through `archmage`, which keeps the `unsafe` of the
+/// call out of this crate.
+pub(crate) type Vnni = archmage::X64V4xToken;
+
 /// The instruction sets a closure can be compiled for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Level {
-    /// AVX-512 (F and BW).
-    Avx512(pulp::x86::V4),
+    /// AVX-512 (F and BW), with VNNI for the int8 products when the CPU has it.
+    Avx512(pulp::x86::V4, Option<Vnni>),
     /// AVX2 and FMA.
     Avx2(pulp::x86::V3),
     /// Whatever the binary was built for.
@@ -18,7 +24,7 @@ impl Level {
     /// The best level this CPU supports.
     pub(crate) fn detect() -> Level {
         if let Some(simd) = pulp::x86::V4::try_new() {
-            Level::Avx512(simd)
+            Level::Avx512(simd, <Vnni as archmage::SimdToken>::summon())
         } else if let Some(simd) = pulp::x86::V3::try_new() {
             Level::Avx2(simd)
         } else {
@@ -29,9 +35,19 @@ impl Level {
     /// A name for logs and benchmarks.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Level::Avx512(_) => "avx512",
+            Level::Avx512(_, Some(_)) => "avx512-vnni",
+            Level::Avx512(_, None) => "avx512",
             Level::Avx2(_) => "avx2",
             Level::Baseline => "baseline",
+        }
+    }
+
+    /// The same level with the int8 products on AVX-512BW, as on a CPU without VNNI.
+    #[cfg(test)]
+    pub(crate) fn without_vnni(self) -> Level {
+        match self {
+            Level::Avx512(simd, _) => Level::Avx512(simd, None),
+            other => other,
         }
     }
 
@@ -41,7 +57,7 @@ impl Level {
     #[inline(always)]
     pub(crate) fn vectorize<P: Pass>(self, pass: P) -> P::Output {
         match self {
-            Level::Avx512(simd) => simd.vectorize(Job(pass, self)),
+            Level::Avx512(simd, _) => simd.vectorize(Job(pass, self)),
             Level::Avx2(simd) => simd.vectorize(Job(pass, self)),
             Level::Baseline => pass.run(self),
         }
