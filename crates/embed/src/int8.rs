@@ -7,7 +7,7 @@
 //! bits (`vpmaddubsw`) before widening; 2 · 255 · 63 fits in an i16, so nothing
 //! saturates and the result is exact, the same as the portable loop gives.
 
-use crate::simd::{self, Level, Vnni};
+use crate::simd::{self, Level};
 use archmage::X64V4xToken;
 use std::arch::x86_64::__m512i;
 
@@ -107,11 +107,6 @@ impl Linear8 {
     /// CPU has it, else AVX-512BW.
     #[inline(always)]
     pub(crate) fn forward(&self, level: Level, x: &[f32], out: &mut [f32], q: &mut Quantized) {
-        let kernel = match level {
-            Level::Avx512(_, Some(vnni)) => Kernel::Vnni(vnni),
-            Level::Avx512(simd, None) => Kernel::Bw(simd),
-            Level::Avx2(_) | Level::Baseline => Kernel::Portable,
-        };
         let rows = x.len() / self.inputs;
         self.quantize(x, rows, q);
         let s = self.stride;
@@ -126,10 +121,10 @@ impl Linear8 {
                 .zip(&self.epilogue)
                 .enumerate()
             {
-                let sums = match kernel {
-                    Kernel::Vnni(vnni) => block_vnni(vnni, a, packed, groups),
-                    Kernel::Bw(simd) => block_avx512(simd, a, packed, groups),
-                    Kernel::Portable => block_portable(a, packed, groups),
+                let sums = match level {
+                    Level::Avx512(_, Some(vnni)) => block_vnni(vnni, a, packed, groups),
+                    Level::Avx512(simd, None) => block_avx512(simd, a, packed, groups),
+                    Level::Avx2(_) | Level::Baseline => block_portable(a, packed, groups),
                 };
                 let c0 = b * COLUMNS;
                 let width = COLUMNS.min(n - c0);
@@ -176,14 +171,6 @@ impl Linear8 {
     }
 }
 
-/// Which block kernel a product runs.
-#[derive(Clone, Copy)]
-enum Kernel {
-    Vnni(Vnni),
-    Bw(pulp::x86::V4),
-    Portable,
-}
-
 /// Sums of four activation rows against one packed block of 32 columns, portable:
 /// what the AVX-512 kernel computes, exactly.
 #[inline(always)]
@@ -221,16 +208,10 @@ fn block_avx512(
     let ones = f._mm512_set1_epi16(1);
     let zero = f._mm512_setzero_si512();
     let mut acc = [[zero; 2]; ROWS];
-    let vector = |bytes: &[i8]| -> __m512i {
-        let mut lanes = [0i8; 64];
-        lanes.copy_from_slice(&bytes[..64]);
-        pulp::bytemuck::cast(lanes)
-    };
     // Zipped iterators rather than indexes: no bounds checks in the loop.
     let [r0, r1, r2, r3] = a.map(|row| row.as_chunks::<GROUP>().0);
-    let weights = packed.chunks_exact(COLUMNS * GROUP).take(groups);
-    for ((((w, x0), x1), x2), x3) in weights.zip(r0).zip(r1).zip(r2).zip(r3) {
-        let (w0, w1) = (vector(&w[..64]), vector(&w[64..]));
+    for ((((w, x0), x1), x2), x3) in steps(packed, groups).zip(r0).zip(r1).zip(r2).zip(r3) {
+        let [w0, w1]: [__m512i; 2] = pulp::bytemuck::cast(*w);
         for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
             let x = f._mm512_set1_epi32(i32::from_le_bytes(*x));
             acc[0] = f._mm512_add_epi32(
@@ -243,10 +224,18 @@ fn block_avx512(
             );
         }
     }
-    acc.map(|[lo, hi]| {
-        let (lo, hi): ([i32; 16], [i32; 16]) = (pulp::bytemuck::cast(lo), pulp::bytemuck::cast(hi));
-        std::array::from_fn(|c| if c < 16 { lo[c] } else { hi[c - 16] })
-    })
+    acc.map(pulp::bytemuck::cast)
+}
+
+/// The packed weights of one block, a step (one group of inputs, 32 columns × 4
+/// weights) at a time.
+#[inline(always)]
+fn steps(packed: &[i8], groups: usize) -> impl Iterator<Item = &[i8; COLUMNS * GROUP]> {
+    packed
+        .as_chunks::<{ COLUMNS * GROUP }>()
+        .0
+        .iter()
+        .take(groups)
 }
 
 /// The same with AVX-512 VNNI: `vpdpbusd` multiplies the four activation bytes by
@@ -261,38 +250,20 @@ fn block_vnni(
     packed: &[i8],
     groups: usize,
 ) -> [[i32; COLUMNS]; ROWS] {
-    // `core::arch` with its loads taking references (from `safe_unaligned_simd`).
-    use archmage::intrinsics::x86_64::{
-        _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_si512,
-        _mm512_storeu_epi32,
-    };
+    use std::arch::x86_64::{_mm512_dpbusd_epi32, _mm512_set1_epi32, _mm512_setzero_si512};
     const { assert!(ROWS == 4) };
     let zero = _mm512_setzero_si512();
     let mut acc = [[zero; 2]; ROWS];
     let [r0, r1, r2, r3] = a.map(|row| row.as_chunks::<GROUP>().0);
-    let weights = packed
-        .as_chunks::<{ COLUMNS * GROUP }>()
-        .0
-        .iter()
-        .take(groups);
-    for ((((w, x0), x1), x2), x3) in weights.zip(r0).zip(r1).zip(r2).zip(r3) {
-        let (Some(w0), Some(w1)) = (w.first_chunk::<64>(), w.last_chunk::<64>()) else {
-            continue;
-        };
-        let (w0, w1) = (_mm512_loadu_si512(w0), _mm512_loadu_si512(w1));
+    for ((((w, x0), x1), x2), x3) in steps(packed, groups).zip(r0).zip(r1).zip(r2).zip(r3) {
+        let [w0, w1]: [__m512i; 2] = pulp::bytemuck::cast(*w);
         for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
             let x = _mm512_set1_epi32(i32::from_le_bytes(*x));
             acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
             acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
         }
     }
-    let mut sums = [[0i32; COLUMNS]; ROWS];
-    for (row, acc) in sums.iter_mut().zip(acc) {
-        for (half, v) in row.as_chunks_mut::<16>().0.iter_mut().zip(acc) {
-            _mm512_storeu_epi32(half, v);
-        }
-    }
-    sums
+    acc.map(pulp::bytemuck::cast)
 }
 
 #[cfg(test)]
