@@ -20,7 +20,7 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
-use switchyard_embed::{Embedder, EmbedderOptions};
+use switchyard_embed::Embedder;
 use switchyard_wire::Conversation;
 use switchyard_workload::{SignalEngine, SignalId, SignalsConfig};
 
@@ -158,14 +158,15 @@ fn main() {
     .unwrap();
     let engine = SignalEngine::build(&config).unwrap();
     let needed: Vec<SignalId> = (0..engine.len()).map(SignalId).collect();
-    let model = Embedder::load(std::path::Path::new(&dir), EmbedderOptions::default()).unwrap();
+    // The engine's own model, for the token counts.
+    let model = engine.embedder().expect("the engine loads the model");
     let builtin: Vec<String> = PROMPTS.iter().map(|p| (*p).to_owned()).collect();
     // Warm-up: exemplar vectors, caches, the worker thread.
-    run(&engine, &needed, &model, &builtin, 2);
+    run(&engine, &needed, model, &builtin, 2);
     println!(
         "learned signals (domain, {} labels, + jailbreak), one request at a time, {} kernel:",
         head.labels.len(),
-        engine.embedder().map_or("?", Embedder::instruction_set)
+        model.instruction_set()
     );
     let sets = [
         ("built-in", builtin, 20),
@@ -176,7 +177,7 @@ fn main() {
             println!("{name}: not found, skipped");
             continue;
         }
-        let results = run(&engine, &needed, &model, &prompts, rounds);
+        let results = run(&engine, &needed, model, &prompts, rounds);
         let mut tokens: Vec<usize> = results.iter().map(|r| r.0).collect();
         tokens.sort_unstable();
         println!(
