@@ -352,7 +352,7 @@ fn translate_with(
 /// what this accepts (tested below).
 mod typed {
     use super::super::{nullable, split_object, string_or_seq};
-    use super::{message_of, valid_cache_control};
+    use super::{message_of, push_blocks, valid_cache_control};
     use crate::{Message, MessageContent};
     use serde::Deserialize;
     use serde_json::{Map, Value, json};
@@ -473,23 +473,8 @@ mod typed {
                 _ => return None,
             }
         }
-        if parts.is_empty() && calls.is_empty() {
-            return Some(());
-        }
-        let mut message = Message {
-            role: role.into_owned(),
-            content: None,
-            extra: Map::new(),
-        };
-        if !parts.is_empty() {
-            message.content = Some(content(parts));
-        }
-        if !calls.is_empty() {
-            message
-                .extra
-                .insert("tool_calls".to_owned(), Value::Array(calls));
-        }
-        messages.push(message);
+        let content = (!parts.is_empty()).then(|| content(parts));
+        push_blocks(messages, role.into_owned(), content, calls);
         Some(())
     }
 
@@ -530,6 +515,29 @@ mod typed {
         }
         Some(message)
     }
+}
+
+/// The message a turn's blocks make (after its tool results, which are messages of
+/// their own): its content and its tool calls (`tool_calls`); nothing when it has
+/// neither. Both readings of a request end a turn here.
+fn push_blocks(
+    messages: &mut Vec<Message>,
+    role: String,
+    content: Option<MessageContent>,
+    calls: Vec<Value>,
+) {
+    if content.is_none() && calls.is_empty() {
+        return;
+    }
+    let mut extra = Map::new();
+    if !calls.is_empty() {
+        extra.insert("tool_calls".to_owned(), Value::Array(calls));
+    }
+    messages.push(Message {
+        role,
+        content,
+        extra,
+    });
 }
 
 fn message_of(role: &str, content: MessageContent) -> Message {
@@ -790,23 +798,8 @@ fn push_turn(messages: &mut Vec<Message>, turn: Value, i: usize) -> Result<(), A
             }
         }
     }
-    if parts.is_empty() && calls.is_empty() {
-        return Ok(());
-    }
-    let mut message = Message {
-        role,
-        content: None,
-        extra: Map::new(),
-    };
-    if !parts.is_empty() {
-        message.content = Some(simplest(parts));
-    }
-    if !calls.is_empty() {
-        message
-            .extra
-            .insert("tool_calls".to_owned(), Value::Array(calls));
-    }
-    messages.push(message);
+    let content = (!parts.is_empty()).then(|| simplest(parts));
+    push_blocks(messages, role, content, calls);
     Ok(())
 }
 
