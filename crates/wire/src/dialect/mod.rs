@@ -44,6 +44,28 @@ fn kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// A body that is not JSON.
+/// Whether the typed and the tree reading of one body agree: the same canonical
+/// request, or the same refusal; `Err` shows how they differ.
+#[cfg(test)]
+pub(crate) fn same_reading(
+    typed: &Result<ChatRequest, ApiError>,
+    tree: &Result<ChatRequest, ApiError>,
+) -> Result<(), String> {
+    match (typed, tree) {
+        (Ok(typed), Ok(tree)) => {
+            let value = |r: &ChatRequest| serde_json::to_value(r).map_err(|e| e.to_string());
+            let (typed, tree) = (value(typed)?, value(tree)?);
+            if typed == tree {
+                Ok(())
+            } else {
+                Err(format!("typed {typed}\ntree  {tree}"))
+            }
+        }
+        (Err(typed), Err(tree)) if typed.body() == tree.body() => Ok(()),
+        (typed, tree) => Err(format!("typed {typed:?}\ntree  {tree:?}")),
+    }
+}
+
 fn malformed(e: &serde_json::Error) -> ApiError {
     ApiError::new(
         crate::ErrorKind::InvalidRequest,
