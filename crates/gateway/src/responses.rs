@@ -47,6 +47,15 @@ fn key(id: &str) -> String {
     format!("response:{id}")
 }
 
+/// The counter of bytes `owner` stored in the current window of `responses_ttl_s`.
+fn quota_key(owner: &str) -> String {
+    format!("response-bytes:{owner}")
+}
+
+/// The least a stored response counts against its caller's quota: many tiny
+/// responses use up the store's keys as surely as a few large ones use its bytes.
+const LEAST_CHARGE: u64 = 4096;
+
 /// A fresh, unguessable response id.
 fn new_id() -> String {
     use std::hash::BuildHasher;
@@ -162,11 +171,34 @@ async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> 
             bytes.len()
         ));
     }
-    let key = key(id);
-    let ttl = Duration::from_secs(runtime.policy.config.server.responses_ttl_s);
-    on_state(runtime, move |s| s.put(&key, Bytes::from(bytes), ttl))
+    let server = &runtime.policy.config.server;
+    let ttl = Duration::from_secs(server.responses_ttl_s);
+    // The caller's share first: one caller filling the store would leave every other
+    // caller's conversations unstored until its responses expire.
+    let (counter, quota) = (quota_key(&keep.owner), server.responses_caller_bytes);
+    let charge = (bytes.len() as u64).max(LEAST_CHARGE);
+    let held = on_state(runtime, move |s| s.reserve(&counter, charge, quota, ttl))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            Refused::Exhausted { used, limit, .. } => format!(
+                "this caller's stored responses already count {used} of the {limit} bytes \
+                 one caller may store per server.responses_ttl_s \
+                 (server.responses_caller_bytes)"
+            ),
+            other => other.to_string(),
+        })?;
+    let key = key(id);
+    let stored = on_state(runtime, move |s| s.put(&key, Bytes::from(bytes), ttl)).await;
+    if let Err(e) = stored {
+        // Not stored: not charged.
+        let _ = on_state(runtime, move |s| {
+            s.settle(held, 0);
+            Ok(())
+        })
+        .await;
+        return Err(e.to_string());
+    }
+    Ok(())
 }
 
 /// `POST /v1/responses`.

@@ -353,3 +353,70 @@ async fn bad_requests_come_back_in_openais_error_shape_with_the_field_named() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string(), "{v}");
 }
+
+/// One caller storing response after response uses up its own share of the store, not
+/// everyone's: past `server.responses_caller_bytes` its answers go out unstored (and
+/// say so), while another caller's conversation is still stored and chained.
+#[tokio::test]
+async fn one_caller_cannot_fill_the_response_store_for_the_others() {
+    // Each small response counts 4 KiB: five fill 20,480 bytes, the sixth does not fit.
+    let s = stack("  responses_caller_bytes: 20480", DEFAULT_UPSTREAM).await;
+    let base = s.gateway.url();
+    let turn = |input: &str| json!({"model": "chat", "max_output_tokens": 4, "input": input});
+    let mut stored = Vec::new();
+    let mut refused = None;
+    for i in 0..8 {
+        let r = create(&base, "mallory", turn(&format!("note {i}"))).await;
+        assert_eq!(r.status(), 200, "the answer goes out either way");
+        let note = header(&r, "x-switchyard-response-store");
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if note.is_empty() {
+            assert!(
+                refused.is_none(),
+                "nothing is stored once the share is used up"
+            );
+            stored.push(id);
+        } else {
+            assert!(
+                note.contains("server.responses_caller_bytes"),
+                "the refusal names the setting: {note}"
+            );
+            refused.get_or_insert(id);
+        }
+    }
+    assert_eq!(
+        stored.len(),
+        5,
+        "five small responses of 4 KiB each fit in 20,480 bytes"
+    );
+    let refused = refused.expect("the sixth response is not stored");
+    assert_eq!(
+        get(format!("{base}/v1/responses/{refused}"), "mallory")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("{base}/v1/responses/{}", stored[0]), "mallory")
+            .await
+            .status(),
+        200
+    );
+
+    // Another caller stores, and continues its conversation.
+    let first = create(&base, "alice", turn("Hello")).await;
+    assert_eq!(header(&first, "x-switchyard-response-store"), "");
+    let first: Value = first.json().await.unwrap();
+    let second = create(
+        &base,
+        "alice",
+        json!({"model": "chat", "max_output_tokens": 4, "input": "And then?",
+               "previous_response_id": first["id"]}),
+    )
+    .await;
+    assert_eq!(second.status(), 200, "alice's chain was stored");
+    assert_eq!(header(&second, "x-switchyard-response-store"), "");
+}

@@ -342,6 +342,12 @@ pub struct ServerConfig {
     /// chain that grows past it is refused (400), to start anew.
     #[serde(default = "default_responses_max_bytes")]
     pub responses_max_bytes: usize,
+    /// Bytes of stored responses one caller may add in a window of `responses_ttl_s`
+    /// (default 64 MiB; a response counts at least 4 KiB): past it that caller's
+    /// answers still go out but are not stored, so no caller can fill the store that
+    /// every caller's conversations share.
+    #[serde(default = "default_responses_caller_bytes")]
+    pub responses_caller_bytes: u64,
 }
 
 fn default_responses_ttl_s() -> u64 {
@@ -349,6 +355,9 @@ fn default_responses_ttl_s() -> u64 {
 }
 fn default_responses_max_bytes() -> usize {
     16 << 20
+}
+fn default_responses_caller_bytes() -> u64 {
+    64 << 20
 }
 
 fn default_header_read_timeout_ms() -> u64 {
@@ -375,6 +384,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: default_body_read_timeout_ms(),
             responses_ttl_s: default_responses_ttl_s(),
             responses_max_bytes: default_responses_max_bytes(),
+            responses_caller_bytes: default_responses_caller_bytes(),
             max_connections: None,
         }
     }
