@@ -1,25 +1,27 @@
 //! Self-attention of one sequence in f32, blocked so that each loaded key or value
-//! vector serves four queries: scores for 4 queries × 16 keys and context for
-//! 4 queries × 16 dimensions stay in registers while the inner dimension runs.
+//! vector serves four queries: scores for 4 queries × 32 keys and context for
+//! 4 queries × 32 dimensions stay in eight registers while the inner dimension runs
+//! (eight independent sums hide the multiply-add latency that four could not).
 
 use crate::simd::{self, Level};
 use std::arch::x86_64::__m512;
 
 /// Queries per block.
 const QUERIES: usize = 4;
-/// Keys (or head dimensions) per block: one 512-bit vector of f32.
-const WIDTH: usize = 16;
+/// Keys (or head dimensions) per block: two 512-bit vectors of f32.
+const WIDTH: usize = 32;
 
 /// Buffers reused across heads, layers and calls.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
-    /// One head's queries, scaled: `QUERIES`-padded rows × `dim`.
-    queries: Vec<f32>,
+    /// Zeros standing in for the queries past the last row of a block.
+    zeros: Vec<f32>,
     /// One head's keys transposed: `dim` rows × `WIDTH`-padded key count.
     keys: Vec<f32>,
-    /// One head's values: rows × `WIDTH`-padded `dim`.
+    /// One head's values: rows × `WIDTH`-padded `dim`, packed so the query blocks
+    /// reread them from the nearest cache (in place, a row apart, they would not).
     values: Vec<f32>,
-    /// Scores (then probabilities) of one block of queries.
+    /// Scores (then unnormalized probabilities) of one block of queries.
     scores: Vec<f32>,
 }
 
@@ -42,21 +44,17 @@ pub(crate) fn attend(
     let dim = hidden / heads;
     let scale = 1.0 / (dim as f32).sqrt();
     let n_pad = n.div_ceil(WIDTH) * WIDTH;
-    let rows_pad = n.div_ceil(QUERIES) * QUERIES;
     let dim_pad = dim.div_ceil(WIDTH) * WIDTH;
+    let stride = 3 * hidden;
+    b.zeros.clear();
+    b.zeros.resize(dim, 0.0);
     for head in 0..heads {
         let (q0, k0, v0) = (head * dim, hidden + head * dim, 2 * hidden + head * dim);
-        b.queries.clear();
-        b.queries.resize(rows_pad * dim, 0.0);
         b.keys.clear();
         b.keys.resize(dim * n_pad, 0.0);
         b.values.clear();
         b.values.resize(n * dim_pad, 0.0);
-        for (j, row) in qkv.chunks_exact(3 * hidden).enumerate() {
-            let queries = &mut b.queries[j * dim..(j + 1) * dim];
-            for (q, x) in queries.iter_mut().zip(&row[q0..q0 + dim]) {
-                *q = x * scale;
-            }
+        for (j, row) in qkv.chunks_exact(stride).enumerate() {
             for (t, k) in row[k0..k0 + dim].iter().enumerate() {
                 b.keys[t * n_pad + j] = *k;
             }
@@ -65,9 +63,12 @@ pub(crate) fn attend(
         b.scores.clear();
         b.scores.resize(QUERIES * n_pad, 0.0);
         for i0 in (0..n).step_by(QUERIES) {
-            let queries = &b.queries[i0 * dim..(i0 + QUERIES) * dim];
-            let weights: [&[f32]; QUERIES] =
-                std::array::from_fn(|r| &queries[r * dim..(r + 1) * dim]);
+            // Query rows in place; zeros past the last.
+            let weights: [&[f32]; QUERIES] = std::array::from_fn(|r| {
+                qkv.get((i0 + r) * stride + q0..)
+                    .and_then(|row| row.get(..dim))
+                    .unwrap_or(&b.zeros)
+            });
             for j0 in (0..n_pad).step_by(WIDTH) {
                 // keys[t][j0..j0 + WIDTH] for each t: a strided column of vectors.
                 let keys = Strided {
@@ -78,13 +79,16 @@ pub(crate) fn attend(
                     Some(simd) => block_avx512(simd, weights, keys),
                     None => block_portable(weights, keys),
                 };
-                for (r, acc) in acc.iter().enumerate() {
-                    b.scores[r * n_pad + j0..r * n_pad + j0 + WIDTH].copy_from_slice(acc);
+                for (r, acc) in acc.into_iter().enumerate() {
+                    store(&mut b.scores[r * n_pad + j0..], acc);
                 }
             }
+            // The scale goes into the exponent and the normalization into the
+            // context: probabilities are never written out.
             let rows = QUERIES.min(n - i0);
-            for r in 0..rows {
-                simd::softmax(&mut b.scores[r * n_pad..r * n_pad + n]);
+            let mut inverse = [0.0f32; QUERIES];
+            for (r, inverse) in inverse.iter_mut().enumerate().take(rows) {
+                *inverse = simd::exp_scaled(&mut b.scores[r * n_pad..r * n_pad + n], scale);
             }
             for d0 in (0..dim_pad).step_by(WIDTH) {
                 let values = Strided {
@@ -98,12 +102,22 @@ pub(crate) fn attend(
                     None => block_portable(weights, values),
                 };
                 let width = WIDTH.min(dim - d0);
-                for (r, acc) in acc.iter().enumerate().take(rows) {
+                for (r, (acc, inverse)) in acc.iter().zip(inverse).enumerate().take(rows) {
                     let at = (i0 + r) * hidden + head * dim + d0;
-                    context[at..at + width].copy_from_slice(&acc[..width]);
+                    for (c, a) in context[at..at + width].iter_mut().zip(acc) {
+                        *c = a * inverse;
+                    }
                 }
             }
         }
+    }
+}
+
+/// Writes one block row at the start of `out` (whole vectors, no copy call).
+#[inline(always)]
+fn store(out: &mut [f32], acc: [f32; WIDTH]) {
+    if let Some(out) = out.first_chunk_mut::<WIDTH>() {
+        *out = acc;
     }
 }
 
@@ -144,22 +158,26 @@ fn block_portable(weights: [&[f32]; QUERIES], vectors: Strided<'_>) -> [[f32; WI
     acc
 }
 
-/// The same with AVX-512: one register per query, the weight broadcast.
+/// The same with AVX-512: two registers per query, the weight broadcast once for
+/// both.
 #[inline(always)]
 fn block_avx512(
     simd: pulp::x86::V4,
     weights: [&[f32]; QUERIES],
     vectors: Strided<'_>,
 ) -> [[f32; WIDTH]; QUERIES] {
-    const { assert!(QUERIES == 4) };
+    const { assert!(QUERIES == 4 && WIDTH == 32) };
     let f = simd.avx512f;
-    let mut acc = [f._mm512_setzero_ps(); QUERIES];
+    let zero = f._mm512_setzero_ps();
+    let mut acc = [[zero; 2]; QUERIES];
     let [w0, w1, w2, w3] = weights;
     let count = w0.len();
     for ((((v, w0), w1), w2), w3) in vectors.iter(count).zip(w0).zip(w1).zip(w2).zip(w3) {
-        let v: __m512 = pulp::bytemuck::cast(*v);
+        let [lo, hi]: [__m512; 2] = pulp::bytemuck::cast(*v);
         for (acc, w) in acc.iter_mut().zip([w0, w1, w2, w3]) {
-            *acc = f._mm512_fmadd_ps(f._mm512_set1_ps(*w), v, *acc);
+            let w = f._mm512_set1_ps(*w);
+            acc[0] = f._mm512_fmadd_ps(w, lo, acc[0]);
+            acc[1] = f._mm512_fmadd_ps(w, hi, acc[1]);
         }
     }
     acc.map(pulp::bytemuck::cast)
@@ -204,8 +222,9 @@ mod tests {
 
     #[test]
     fn blocked_attention_matches_the_plain_computation() {
-        // Sizes that are not multiples of the blocks: 7 tokens, head dimension 20.
-        for (n, hidden, heads) in [(7, 40, 2), (1, 40, 2), (33, 64, 2)] {
+        // Sizes that are not multiples of the blocks (7 tokens, head dimension 20), and
+        // several blocks of keys, queries and head dimensions (130 tokens, dimension 64).
+        for (n, hidden, heads) in [(7, 40, 2), (1, 40, 2), (33, 64, 2), (130, 128, 2)] {
             let qkv: Vec<f32> = (0..n * 3 * hidden)
                 .map(|i| ((i * 29 % 83) as f32 - 41.0) / 20.0)
                 .collect();

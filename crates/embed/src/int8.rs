@@ -130,13 +130,16 @@ impl Linear8 {
                 let width = COLUMNS.min(n - c0);
                 for (i, sums) in sums.iter().enumerate().take(rows - r0) {
                     let (scale, zero) = q.params[r0 + i];
-                    let mut values = [0.0f32; COLUMNS];
-                    for c in 0..COLUMNS {
-                        let exact = sums[c] - zero * e.sums[c];
-                        values[c] = (exact as f32).mul_add(scale * e.scales[c], e.bias[c]);
-                    }
+                    // Straight into the output (a copy through a local array cost a
+                    // memmove call per 128 bytes).
                     let at = (r0 + i) * n + c0;
-                    out[at..at + width].copy_from_slice(&values[..width]);
+                    let columns = sums.iter().zip(&e.sums).zip(&e.scales).zip(&e.bias);
+                    for (o, (((sum, weights), unit), bias)) in
+                        out[at..at + width].iter_mut().zip(columns)
+                    {
+                        let exact = sum - zero * weights;
+                        *o = (exact as f32).mul_add(scale * unit, *bias);
+                    }
                 }
             }
         }
