@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_state::Refused;
+use switchyard_state::{Refused, Reservation};
 use switchyard_wire::headers::SESSION;
 use switchyard_wire::{ApiError, Dialect, ErrorKind, OpenAiResponses, ResponseContext};
 
@@ -41,6 +41,11 @@ struct Stored {
     input: Vec<Value>,
     /// The `response` object.
     response: Value,
+    /// What it counts against its caller's share, and the start of the window it was
+    /// counted in: deleting it gives that back while the window lasts. (Responses
+    /// stored before this was kept have none.)
+    #[serde(default)]
+    charged: Option<(u64, u64)>,
 }
 
 fn key(id: &str) -> String {
@@ -150,6 +155,7 @@ struct Keep {
 /// Stores `response` (a serialized `response` object, id `id`) as a [`Stored`].
 async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> Result<(), String> {
     let mut bytes = Vec::with_capacity(response.len() + 256);
+    // Closed with its charge once the caller's share has taken it.
     let encoded = (|| {
         bytes.extend_from_slice(b"{\"owner\":");
         serde_json::to_writer(&mut bytes, &keep.owner)?;
@@ -159,7 +165,6 @@ async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> 
         bytes.extend_from_slice(keep.input.as_bytes());
         bytes.extend_from_slice(b",\"response\":");
         bytes.extend_from_slice(response.as_bytes());
-        bytes.push(b'}');
         Ok::<(), serde_json::Error>(())
     })();
     encoded.map_err(|e| e.to_string())?;
@@ -187,6 +192,9 @@ async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> 
             ),
             other => other.to_string(),
         })?;
+    bytes.extend_from_slice(
+        format!(",\"charged\":[{},{}]}}", held.amount, held.window_start).as_bytes(),
+    );
     let key = key(id);
     let stored = on_state(runtime, move |s| s.put(&key, Bytes::from(bytes), ttl)).await;
     if let Err(e) = stored {
@@ -457,13 +465,30 @@ pub async fn delete(
     headers: &HeaderMap,
     id: &str,
 ) -> Response {
-    match load(&runtime, id, &owner(headers, peer)).await {
-        Ok(Some(_)) => {}
+    let owner = owner(headers, peer);
+    let charged = match load(&runtime, id, &owner).await {
+        Ok(Some(stored)) => stored.charged,
         Ok(None) => return not_found(id, None),
         Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
-    }
+    };
     let key = key(id);
-    match on_state(&runtime, move |s| s.delete(&key)).await {
+    match on_state(&runtime, move |s| {
+        let deleted = s.delete(&key)?;
+        // Its bytes go back to the caller's share while the window it was counted in
+        // lasts; only the delete that removed it gives them back.
+        if let Some((amount, window_start)) = charged.filter(|_| deleted) {
+            let counted = Reservation {
+                key: quota_key(&owner),
+                amount,
+                window_start,
+                used: 0,
+            };
+            s.settle(counted, 0);
+        }
+        Ok(deleted)
+    })
+    .await
+    {
         Ok(_) => axum::Json(json!({"id": id, "object": "response.deleted", "deleted": true}))
             .into_response(),
         Err(refused) => error_in(&DIALECT, &unavailable(&refused)),

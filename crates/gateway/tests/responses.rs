@@ -406,6 +406,28 @@ async fn one_caller_cannot_fill_the_response_store_for_the_others() {
         200
     );
 
+    // Deleting a stored response gives its share back: the next one is stored. The
+    // same response deleted again gives nothing more, so the one after is not.
+    let delete = |id: &str| {
+        reqwest::Client::new()
+            .delete(format!("{base}/v1/responses/{id}"))
+            .bearer_auth("mallory")
+            .send()
+    };
+    assert_eq!(delete(&stored[0]).await.unwrap().status(), 200);
+    assert_eq!(delete(&stored[0]).await.unwrap().status(), 404);
+    let r = create(&base, "mallory", turn("after a delete")).await;
+    assert_eq!(
+        header(&r, "x-switchyard-response-store"),
+        "",
+        "stored in the room the delete made"
+    );
+    let r = create(&base, "mallory", turn("one more")).await;
+    assert!(
+        header(&r, "x-switchyard-response-store").contains("server.responses_caller_bytes"),
+        "one delete made room for one response"
+    );
+
     // Another caller stores, and continues its conversation.
     let first = create(&base, "alice", turn("Hello")).await;
     assert_eq!(header(&first, "x-switchyard-response-store"), "");
