@@ -65,26 +65,13 @@ pub fn admit(
     peer: Option<SocketAddr>,
     (started, dialect): (Instant, &'static dyn Dialect),
 ) -> Result<Exchange, Box<Exchange>> {
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| runtime.request_id(), str::to_owned);
     let limit = runtime.policy.config.server.max_body_bytes;
     let parsed = read(headers, body, limit, dialect);
     let (request, mut conversation) = match parsed {
         Ok(parsed) => parsed,
-        Err(error) => {
-            let empty = (ChatRequest::default(), Conversation::from_prompt("", ""));
-            let mut x = Exchange::new(dialect, request_id, started, empty);
-            record(runtime, &mut x);
-            x.refusal = Some(Refusal {
-                phase: Phase::Ingress,
-                error,
-            });
-            return Err(Box::new(x));
-        }
+        Err(error) => return Err(refused(runtime, headers, error, (started, dialect))),
     };
+    let request_id = request_id(runtime, headers);
     runtime.count(&mut conversation);
     attach_headers(runtime, headers, peer, &mut conversation);
     let mut x = Exchange::new(dialect, request_id, started, (request, conversation));
@@ -107,6 +94,34 @@ pub fn admit(
             Err(Box::new(x))
         }
     }
+}
+
+/// A request refused at ingress before it could be read (or, for the Responses API,
+/// before its stored conversation could be joined to it): an exchange with nothing
+/// but its id, its clock and the refusal, for the response and observe.
+pub fn refused(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    error: ApiError,
+    (started, dialect): (Instant, &'static dyn Dialect),
+) -> Box<Exchange> {
+    let empty = (ChatRequest::default(), Conversation::from_prompt("", ""));
+    let mut x = Exchange::new(dialect, request_id(runtime, headers), started, empty);
+    record(runtime, &mut x);
+    x.refusal = Some(Refusal {
+        phase: Phase::Ingress,
+        error,
+    });
+    Box::new(x)
+}
+
+/// The client's `x-request-id` when it is a usable one, else a fresh id.
+fn request_id(runtime: &Runtime, headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| runtime.request_id(), str::to_owned)
 }
 
 /// The key of the caller: its credential (`authorization`, `x-api-key`, `api-key`),

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_state::{Refused, Reservation};
 use switchyard_wire::headers::SESSION;
 use switchyard_wire::{ApiError, Dialect, ErrorKind, OpenAiResponses, ResponseContext};
@@ -106,6 +106,10 @@ fn unavailable(refused: &Refused) -> ApiError {
 }
 
 fn not_found(id: &str, param: Option<&str>) -> Response {
+    error_in(&DIALECT, &not_found_error(id, param))
+}
+
+fn not_found_error(id: &str, param: Option<&str>) -> ApiError {
     let shown: String = id.chars().take(64).collect();
     let mut error = ApiError::new(
         ErrorKind::NotFound,
@@ -117,7 +121,7 @@ fn not_found(id: &str, param: Option<&str>) -> Response {
     if let Some(param) = param {
         error = error.with_param(param);
     }
-    error_in(&DIALECT, &error)
+    error
 }
 
 /// Runs a shared-state operation, off the async workers when it crosses a network.
@@ -209,27 +213,33 @@ async fn save(runtime: &Arc<Runtime>, keep: &Keep, id: &str, response: &str) -> 
     Ok(())
 }
 
-/// `POST /v1/responses`.
+/// `POST /v1/responses`. Joining a stored conversation to the request is part of its
+/// ingress phase: timed with it, and a refusal there is observed as one.
 pub async fn create(
     runtime: Arc<Runtime>,
     peer: SocketAddr,
     mut headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = Instant::now();
+    let clock = (started, &DIALECT as &'static dyn Dialect);
     let limit = runtime.policy.config.server.max_body_bytes;
+    let refuse = |headers: &HeaderMap, error: ApiError| {
+        crate::server::refuse_at_ingress(&runtime, headers, error, clock)
+    };
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return error_in(&DIALECT, &crate::ingress::rejected(&rejection, limit)),
+        Err(rejection) => return refuse(&headers, crate::ingress::rejected(&rejection, limit)),
     };
     if let Err(error) = crate::ingress::check_content_type(&headers) {
-        return error_in(&DIALECT, &error);
+        return refuse(&headers, error);
     }
     let owner = owner(&headers, peer);
     let id = new_id();
     let created_at = super::observe::unix_ms(std::time::SystemTime::now()) / 1000;
     let (context, head) = match ResponseContext::read(id.clone(), created_at, &body) {
         Ok(read) => read,
-        Err(error) => return error_in(&DIALECT, &error),
+        Err(error) => return refuse(&headers, error),
     };
     let mut root = id.clone();
     // A request that continues none is parsed as it came; one that does, with the
@@ -241,11 +251,14 @@ pub async fn create(
                 root = stored.root;
                 match chain(stored.input, stored.response, &body) {
                     Ok(expanded) => expanded,
-                    Err(error) => return error_in(&DIALECT, &error),
+                    Err(error) => return refuse(&headers, error),
                 }
             }
-            Ok(None) => return not_found(&previous, Some("previous_response_id")),
-            Err(refused) => return error_in(&DIALECT, &unavailable(&refused)),
+            Ok(None) => {
+                let error = not_found_error(&previous, Some("previous_response_id"));
+                return refuse(&headers, error);
+            }
+            Err(refused) => return refuse(&headers, unavailable(&refused)),
         },
     };
     if expanded.len() > runtime.policy.config.server.responses_max_bytes {
@@ -259,7 +272,7 @@ pub async fn create(
             ),
         )
         .with_param("previous_response_id");
-        return error_in(&DIALECT, &error);
+        return refuse(&headers, error);
     }
     if !headers.contains_key(SESSION)
         && let Ok(value) = HeaderValue::from_str(&root)
@@ -267,14 +280,9 @@ pub async fn create(
         // The turns of one chain share a session: the same endpoint, its prefix cache.
         headers.insert(SESSION, value);
     }
-    let dialect: &'static dyn Dialect = &DIALECT;
-    let response = crate::server::serve(
-        Arc::clone(&runtime),
-        (peer, &headers),
-        Ok(expanded),
-        dialect,
-    )
-    .await;
+    let response =
+        crate::server::serve_from(Arc::clone(&runtime), (peer, &headers), Ok(expanded), clock)
+            .await;
     let keep = context.stored().then_some(Keep { owner, root, input });
     answer(runtime, context, keep, response).await
 }

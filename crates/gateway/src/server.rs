@@ -270,7 +270,17 @@ pub(crate) async fn serve(
     body: Result<Bytes, BytesRejection>,
     dialect: &'static dyn Dialect,
 ) -> Response {
-    let started = Instant::now();
+    serve_from(runtime, (peer, headers), body, (Instant::now(), dialect)).await
+}
+
+/// [`serve`] for a request whose ingress began at `started` (the Responses API joins
+/// a stored conversation to it first: that time is the ingress phase's too).
+pub(crate) async fn serve_from(
+    runtime: Arc<Runtime>,
+    (peer, headers): (SocketAddr, &HeaderMap),
+    body: Result<Bytes, BytesRejection>,
+    (started, dialect): (Instant, &'static dyn Dialect),
+) -> Response {
     let mut x = match ingress::admit(&runtime, headers, body, Some(peer), (started, dialect)) {
         Ok(x) => x,
         Err(mut refused) => return refused_response(&runtime, &mut refused),
@@ -279,6 +289,19 @@ pub(crate) async fn serve(
         return refused_response(&runtime, &mut x);
     }
     answer(runtime, Box::new(x)).await
+}
+
+/// Answers a request refused at ingress before it could be read, and observes it.
+pub(crate) fn refuse_at_ingress(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    error: ApiError,
+    clock: (Instant, &'static dyn Dialect),
+) -> Response {
+    refused_response(
+        runtime,
+        &mut ingress::refused(runtime, headers, error, clock),
+    )
 }
 
 /// Answers a request a phase refused, and observes it.

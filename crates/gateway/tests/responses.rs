@@ -442,3 +442,44 @@ async fn one_caller_cannot_fill_the_response_store_for_the_others() {
     assert_eq!(second.status(), 200, "alice's chain was stored");
     assert_eq!(header(&second, "x-switchyard-response-store"), "");
 }
+
+#[tokio::test]
+async fn a_refusal_before_the_phases_is_observed_as_one_at_ingress() {
+    // Joining the stored conversation is part of ingress: a request that names a
+    // response that is not there is refused there, and observed like any refusal.
+    let log = harness::temp_file("responses", "refused.jsonl");
+    let s = stack(
+        &format!("  decision_log: '{}'", log.display()),
+        DEFAULT_UPSTREAM,
+    )
+    .await;
+    let base = s.gateway.url();
+    let id = "refused-before-the-phases";
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/responses"))
+        .bearer_auth("alice")
+        .header("x-request-id", id)
+        .json(&json!({"model": "chat", "input": "hi", "previous_response_id": "resp_gone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(header(&r, "x-request-id"), id, "answered as a refusal is");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(param(&v), "previous_response_id", "{v}");
+    let mut record = None;
+    for _ in 0..100 {
+        record = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|r| r["request_id"] == id);
+        if record.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let record = record.expect("the refusal is in the decision log");
+    assert_eq!(record["phase"], "ingress", "{record}");
+    assert_eq!(record["status"], 404, "{record}");
+}
