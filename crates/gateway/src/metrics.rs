@@ -2,7 +2,7 @@
 
 use crate::phase::Phase;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use switchyard_workload::{SignalEngine, SignalId, SignalValue};
 
@@ -55,6 +55,51 @@ pub struct RequestMetrics {
     overhead: metrics::Histogram,
     /// Per model of the policy, by index, and last for requests that chose none.
     models: Vec<ModelMetrics>,
+    /// `switchyard_requests_total` by its labels, registered on a label set's first
+    /// request: a registry lookup (hashing and comparing five labels, three of them
+    /// copied) was a few per cent of a forwarded request's work. The label values are
+    /// the policy's names, so the sets are bounded; [`MAX_REQUEST_SERIES`] caps them
+    /// anyway.
+    requests: Arc<RwLock<hashbrown::HashMap<RequestLabels, metrics::Counter>>>,
+}
+
+/// The most `switchyard_requests_total` handles kept; past it a new label set is
+/// counted through the registry, as before.
+const MAX_REQUEST_SERIES: usize = 65_536;
+
+/// The labels of `switchyard_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RequestLabels {
+    route: String,
+    model: String,
+    endpoint: String,
+    outcome: &'static str,
+    phase: Phase,
+}
+
+/// The same labels, borrowed from the request (hashed as [`RequestLabels`] is).
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct Requested<'a> {
+    /// `route`.
+    pub route: &'a str,
+    /// `model`.
+    pub model: &'a str,
+    /// `endpoint`.
+    pub endpoint: &'a str,
+    /// `outcome`.
+    pub outcome: &'static str,
+    /// `phase`: the phase the answer came from.
+    pub phase: Phase,
+}
+
+impl hashbrown::Equivalent<RequestLabels> for Requested<'_> {
+    fn equivalent(&self, key: &RequestLabels) -> bool {
+        self.route == key.route
+            && self.model == key.model
+            && self.endpoint == key.endpoint
+            && self.outcome == key.outcome
+            && self.phase == key.phase
+    }
 }
 
 /// The per-model series a request records.
@@ -112,6 +157,34 @@ impl RequestMetrics {
                 .collect(),
             plugin_failures: metrics::counter!("switchyard_plugin_failures_total"),
             embedding_wait: metrics::histogram!("switchyard_embedding_wait_seconds"),
+            requests: Arc::default(),
+        }
+    }
+
+    /// One request answered, in `switchyard_requests_total`.
+    pub fn request(&self, labels: Requested<'_>) {
+        if let Ok(known) = self.requests.read()
+            && let Some(counter) = known.get(&labels)
+        {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!("switchyard_requests_total",
+            "route" => labels.route.to_owned(), "model" => labels.model.to_owned(),
+            "endpoint" => labels.endpoint.to_owned(), "outcome" => labels.outcome,
+            "phase" => labels.phase.name());
+        counter.increment(1);
+        if let Ok(mut known) = self.requests.write()
+            && known.len() < MAX_REQUEST_SERIES
+        {
+            let key = RequestLabels {
+                route: labels.route.to_owned(),
+                model: labels.model.to_owned(),
+                endpoint: labels.endpoint.to_owned(),
+                outcome: labels.outcome,
+                phase: labels.phase,
+            };
+            known.insert(key, counter);
         }
     }
 
@@ -219,4 +292,48 @@ fn describe() {
         "switchyard_endpoint_engine_kv_usage",
         "The engine's KV-cache usage, a fraction (scraped)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(rendered: &str, route: &str, outcome: &str) -> Option<u64> {
+        let prefix = "switchyard_requests_total{";
+        rendered
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter(|line| line.contains(&format!("route=\"{route}\"")))
+            .find(|line| line.contains(&format!("outcome=\"{outcome}\"")))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn request_counts_are_kept_per_label_set_and_reach_the_exporter() {
+        let signals = SignalEngine::build(&Default::default()).unwrap();
+        let metrics = RequestMetrics::new(&signals, &["m"]);
+        let labels = |outcome| Requested {
+            route: "counted-route",
+            model: "m",
+            endpoint: "e0",
+            outcome,
+            phase: Phase::Forward,
+        };
+        for _ in 0..3 {
+            metrics.request(labels("ok"));
+        }
+        metrics.request(labels("upstream_error"));
+        assert_eq!(
+            metrics.requests.read().unwrap().len(),
+            2,
+            "one handle per label set"
+        );
+        let rendered = handle().unwrap().render();
+        assert_eq!(
+            count(&rendered, "counted-route", "ok"),
+            Some(3),
+            "{rendered}"
+        );
+        assert_eq!(count(&rendered, "counted-route", "upstream_error"), Some(1));
+    }
 }

@@ -4,6 +4,7 @@
 
 use crate::decision_log::{DecisionRecord, OutcomeRecord};
 use crate::exchange::Exchange;
+use crate::metrics::Requested;
 use crate::phase::Phase;
 use crate::runtime::Runtime;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -53,12 +54,14 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
     } = outcome;
     let latency = x.started.elapsed();
     let answered_in = x.answered_in();
-    let model = x.model_name(runtime).to_owned();
-    let endpoint = x.endpoint_name().to_owned();
-    metrics::counter!("switchyard_requests_total",
-        "route" => x.route_name().to_owned(), "model" => model.clone(),
-        "endpoint" => endpoint.clone(), "outcome" => name, "phase" => answered_in.name())
-    .increment(1);
+    let model = x.model_name(runtime);
+    runtime.metrics.request(Requested {
+        route: x.route_name(),
+        model,
+        endpoint: x.endpoint_name(),
+        outcome: name,
+        phase: answered_in,
+    });
     if answered_in == Phase::Forward {
         runtime.metrics.overhead(x.overhead);
     }
@@ -75,7 +78,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
         {
             runtime
                 .session_models
-                .served(session, &model, switchyard_pool::wall_ms());
+                .served(session, model, switchyard_pool::wall_ms());
         }
     }
     if let Some(u) = usage {
@@ -124,9 +127,9 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
                 .and_then(|i| runtime.policy.route(i))
                 .and_then(|r| runtime.policy.scopes().get(r.scope)?.name.clone()),
             route_confidence: x.routed.as_ref().and_then(|r| r.confidence),
-            model,
+            model: model.to_owned(),
             pool: x.pool_name(runtime).to_owned(),
-            endpoint,
+            endpoint: x.endpoint_name().to_owned(),
             stream: x.conversation.stream,
             status,
             outcome: name.to_owned(),
