@@ -14,8 +14,6 @@ const WIDTH: usize = 32;
 /// Buffers reused across heads, layers and calls.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
-    /// Zeros standing in for the queries past the last row of a block.
-    zeros: Vec<f32>,
     /// One head's keys transposed: `dim` rows × `WIDTH`-padded key count.
     keys: Vec<f32>,
     /// One head's values: rows × `WIDTH`-padded `dim`, packed so the query blocks
@@ -46,8 +44,8 @@ pub(crate) fn attend(
     let n_pad = n.div_ceil(WIDTH) * WIDTH;
     let dim_pad = dim.div_ceil(WIDTH) * WIDTH;
     let stride = 3 * hidden;
-    b.zeros.clear();
-    b.zeros.resize(dim, 0.0);
+    // A query row in place in `qkv`.
+    let query = |i: usize, q0: usize| &qkv[i * stride + q0..i * stride + q0 + dim];
     for head in 0..heads {
         let (q0, k0, v0) = (head * dim, hidden + head * dim, 2 * hidden + head * dim);
         b.keys.clear();
@@ -63,12 +61,9 @@ pub(crate) fn attend(
         b.scores.clear();
         b.scores.resize(QUERIES * n_pad, 0.0);
         for i0 in (0..n).step_by(QUERIES) {
-            // Query rows in place; zeros past the last.
-            let weights: [&[f32]; QUERIES] = std::array::from_fn(|r| {
-                qkv.get((i0 + r) * stride + q0..)
-                    .and_then(|row| row.get(..dim))
-                    .unwrap_or(&b.zeros)
-            });
+            // Past the last query, a block repeats it (those rows are not written).
+            let weights: [&[f32]; QUERIES] =
+                std::array::from_fn(|r| query((i0 + r).min(n - 1), q0));
             for j0 in (0..n_pad).step_by(WIDTH) {
                 // keys[t][j0..j0 + WIDTH] for each t: a strided column of vectors.
                 let keys = Strided {
