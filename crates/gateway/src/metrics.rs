@@ -323,6 +323,17 @@ mod tests {
             metrics.request(labels("ok"));
         }
         metrics.request(labels("upstream_error"));
+        // The borrowed labels find the kept handle: a hash that differed would miss
+        // every time (and re-register, counting right), which the length cannot show.
+        assert!(
+            metrics
+                .requests
+                .read()
+                .unwrap()
+                .get(&labels("ok"))
+                .is_some(),
+            "the request's labels hash as the kept ones do"
+        );
         assert_eq!(
             metrics.requests.read().unwrap().len(),
             2,
