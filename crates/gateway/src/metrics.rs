@@ -77,7 +77,8 @@ struct RequestLabels {
     phase: Phase,
 }
 
-/// The same labels, borrowed from the request (hashed as [`RequestLabels`] is).
+/// The same labels, borrowed from the request: the same fields in the same order, so
+/// that both hash alike (the test checks a lookup).
 #[derive(Debug, Clone, Copy, Hash)]
 pub struct Requested<'a> {
     /// `route`.
