@@ -115,6 +115,12 @@ impl Linear8 {
         for r0 in (0..rows).step_by(ROWS) {
             let a: [&[u8]; ROWS] =
                 std::array::from_fn(|i| &q.bytes[(r0 + i) * s..(r0 + i + 1) * s]);
+            if let Level::Avx512(_, Some(vnni)) = level {
+                let params = std::array::from_fn(|i| q.params.get(r0 + i).copied());
+                let live = ROWS.min(rows - r0);
+                rows_vnni(vnni, self, a, params, &mut out[r0 * n..(r0 + live) * n]);
+                continue;
+            }
             for (b, (packed, e)) in self
                 .packed
                 .chunks_exact(COLUMNS * s)
@@ -122,8 +128,7 @@ impl Linear8 {
                 .enumerate()
             {
                 let sums = match level {
-                    Level::Avx512(_, Some(vnni)) => block_vnni(vnni, a, packed, groups),
-                    Level::Avx512(simd, None) => block_avx512(simd, a, packed, groups),
+                    Level::Avx512(simd, _) => block_avx512(simd, a, packed, groups),
                     Level::Avx2(_) | Level::Baseline => block_portable(a, packed, groups),
                 };
                 let c0 = b * COLUMNS;
@@ -241,32 +246,71 @@ fn steps(packed: &[i8], groups: usize) -> impl Iterator<Item = &[i8; COLUMNS * G
         .take(groups)
 }
 
-/// The same with AVX-512 VNNI: `vpdpbusd` multiplies the four activation bytes by
-/// each column's four weights and adds them into the i32 sum in one instruction, with
-/// no 16-bit step (so exact whatever the weights), half the instructions of
-/// [`block_avx512`]. Compiled apart with the VNNI features (`archmage` checks the token
-/// and makes the call), once per block of 4 rows × 32 columns.
+/// The same with AVX-512 VNNI, for a whole block of rows against every column
+/// block, epilogue included: `vpdpbusd` multiplies the four activation bytes by each
+/// column's four weights and adds them into the i32 sum in one instruction, with no
+/// 16-bit step (so exact whatever the weights), half the instructions of
+/// [`block_avx512`]. The sums go from registers straight to the output (the same
+/// operations, in the same order, as the other paths' epilogue), and one call covers
+/// every column block: a call per block and the sums' round trip through memory made
+/// the 384-input products 4–5% slower. Compiled apart with the VNNI features
+/// (`archmage` checks the token and makes the call). `params` are the rows' (scale,
+/// zero point), `None` past the last row; `out` holds the rows that exist.
 #[archmage::arcane]
-fn block_vnni(
+fn rows_vnni(
     _token: X64V4xToken,
+    layer: &Linear8,
     a: [&[u8]; ROWS],
-    packed: &[i8],
-    groups: usize,
-) -> [[i32; COLUMNS]; ROWS] {
-    use std::arch::x86_64::{_mm512_dpbusd_epi32, _mm512_set1_epi32, _mm512_setzero_si512};
-    const { assert!(ROWS == 4) };
-    let zero = _mm512_setzero_si512();
-    let mut acc = [[zero; 2]; ROWS];
+    params: [Option<(f32, i32)>; ROWS],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps, _mm512_mul_ps,
+        _mm512_mullo_epi32, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_si512,
+        _mm512_sub_epi32,
+    };
+    const { assert!(ROWS == 4 && COLUMNS == 32) };
+    let n = layer.outputs;
+    let groups = layer.stride / GROUP;
     let [r0, r1, r2, r3] = a.map(|row| row.as_chunks::<GROUP>().0);
-    for ((((w, x0), x1), x2), x3) in steps(packed, groups).zip(r0).zip(r1).zip(r2).zip(r3) {
-        let [w0, w1]: [__m512i; 2] = pulp::bytemuck::cast(*w);
-        for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
-            let x = _mm512_set1_epi32(i32::from_le_bytes(*x));
-            acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
-            acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
+    let blocks = layer.packed.chunks_exact(COLUMNS * layer.stride);
+    for (b, (packed, e)) in blocks.zip(&layer.epilogue).enumerate() {
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[zero; 2]; ROWS];
+        for ((((w, x0), x1), x2), x3) in steps(packed, groups).zip(r0).zip(r1).zip(r2).zip(r3) {
+            let [w0, w1]: [__m512i; 2] = pulp::bytemuck::cast(*w);
+            for (acc, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+                let x = _mm512_set1_epi32(i32::from_le_bytes(*x));
+                acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
+                acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
+            }
+        }
+        let sums: [__m512i; 2] = pulp::bytemuck::cast(e.sums);
+        let units: [__m512; 2] = pulp::bytemuck::cast(e.scales);
+        let bias: [__m512; 2] = pulp::bytemuck::cast(e.bias);
+        let c0 = b * COLUMNS;
+        let width = COLUMNS.min(n - c0);
+        for (r, (acc, params)) in acc.iter().zip(params).enumerate() {
+            let Some((scale, zero)) = params else { break };
+            let (scale, zero) = (_mm512_set1_ps(scale), _mm512_set1_epi32(zero));
+            let column = |i: usize| {
+                let exact = _mm512_sub_epi32(acc[i], _mm512_mullo_epi32(zero, sums[i]));
+                let step = _mm512_mul_ps(scale, units[i]);
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), step, bias[i])
+            };
+            let values: [f32; COLUMNS] = pulp::bytemuck::cast([column(0), column(1)]);
+            let at = r * n + c0;
+            match out.get_mut(at..at + COLUMNS) {
+                // Whole vectors, no copy call.
+                Some(whole) if width == COLUMNS => {
+                    if let Some(whole) = whole.first_chunk_mut::<COLUMNS>() {
+                        *whole = values;
+                    }
+                }
+                _ => out[at..at + width].copy_from_slice(&values[..width]),
+            }
         }
     }
-    acc.map(pulp::bytemuck::cast)
 }
 
 #[cfg(test)]

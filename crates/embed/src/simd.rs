@@ -105,32 +105,36 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * f32::from_bits(shifted.wrapping_add(127) << 23)
 }
 
-/// erf(x) by Abramowitz–Stegun 7.1.26 (absolute error below 1.5e-7), vectorizable.
+/// erf(x) as a rational function of x over [−4, 4] (odd degree 13 over even degree
+/// 8; beyond, erf is ±1 in f32), vectorizable: ten multiply-adds, two multiplies and
+/// one division, where Abramowitz–Stegun 7.1.26 also needs an exponential. Largest
+/// absolute error 2.4e-7 over [−20, 20] (2.7e-7 for the form it replaced); GELU over
+/// 128 × 1536 values takes 0.062 instead of 0.104 ms. Coefficients as in Eigen's
+/// float `erf`.
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
-    let poly = 1.061_405_4f32;
-    let poly = poly.mul_add(t, -1.453_152_1);
-    let poly = poly.mul_add(t, 1.421_413_8);
-    let poly = poly.mul_add(t, -0.284_496_74);
-    let poly = poly.mul_add(t, 0.254_829_6);
-    let y = 1.0 - poly * t * exp(-a * a);
-    if x < 0.0 { -y } else { y }
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = (-2.726_142_3e-10f32).mul_add(x2, 2.770_681_4e-8);
+    let p = p.mul_add(x2, -2.101_024e-6);
+    let p = p.mul_add(x2, -5.692_506_4e-5);
+    let p = p.mul_add(x2, -7.349_906_3e-4);
+    let p = p.mul_add(x2, -2.954_6e-3);
+    let p = p.mul_add(x2, -1.609_603_3e-2);
+    let q = (-1.456_607_2e-5f32).mul_add(x2, -2.133_740_6e-4);
+    let q = q.mul_add(x2, -1.682_827e-3);
+    let q = q.mul_add(x2, -7.373_329e-3);
+    let q = q.mul_add(x2, -1.426_474e-2);
+    x * p / q
 }
 
 /// GELU with the exact (erf) form, in place.
 #[inline(always)]
 pub(crate) fn gelu(xs: &mut [f32]) {
-    let one = |x: f32| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    let mut chunks = xs.chunks_exact_mut(LANES);
-    for chunk in chunks.by_ref() {
-        for x in chunk {
-            *x = one(*x);
-        }
-    }
-    for x in chunks.into_remainder() {
-        *x = one(*x);
+    // A plain loop: over chunks of 16, LLVM vectorized this erf across the chunks
+    // instead, with gathers and scatters, and the whole pass got 0.7 ms slower.
+    for x in xs.iter_mut() {
+        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
