@@ -301,7 +301,9 @@ fn rows_vnni(
             let values: [f32; COLUMNS] = pulp::bytemuck::cast([column(0), column(1)]);
             let at = r * n + c0;
             match out.get_mut(at..at + COLUMNS) {
-                // Whole vectors, no copy call.
+                // Whole vectors, no copy call. (Cutting the row to `width` first and
+                // asking it for a whole block let LLVM merge both arms into one
+                // `memcpy` call.)
                 Some(whole) if width == COLUMNS => {
                     if let Some(whole) = whole.first_chunk_mut::<COLUMNS>() {
                         *whole = values;

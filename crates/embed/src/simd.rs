@@ -1,7 +1,8 @@
 //! Vector loops for the int8 encoder: one dispatch that runs a closure compiled for
 //! the widest instruction set this CPU has (checked once, at run time), and the
-//! element-wise math (exp, erf, layer norm, softmax's exponentials) written so the compiler turns it
-//! into vector code there. No `unsafe` here: `pulp` proves the features are present.
+//! element-wise math (exp, erf, layer norm, softmax's exponentials) written so the
+//! compiler turns it into vector code there. No `unsafe` here: `pulp` proves the
+//! features are present.
 
 /// Proof that the CPU has AVX-512 VNNI (with the rest of x86-64-v4x: Ice Lake, Zen 4
 /// and later), checked at run time: the int8 kernel's one-instruction u8 × i8 dot
