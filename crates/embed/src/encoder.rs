@@ -171,7 +171,8 @@ impl Int8Bert {
         }
         let mut scratch = Scratch::default();
         for row in x.chunks_exact_mut(h) {
-            simd::norm(
+            simd::norm_at(
+                level,
                 row,
                 &self.embedding_norm.gamma,
                 &self.embedding_norm.beta,
@@ -234,7 +235,7 @@ impl Int8Bert {
             .forward(level, &s.context, &mut s.projected, &mut s.quantized);
         let norm = &layer.attention_norm;
         for (p, r) in s.projected.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-            simd::add_norm(p, r, &norm.gamma, &norm.beta, self.eps);
+            simd::add_norm_at(level, p, r, &norm.gamma, &norm.beta, self.eps);
         }
         x.copy_from_slice(&s.projected);
         s.up.resize(rows * layer.up.outputs(), 0.0);
@@ -245,7 +246,7 @@ impl Int8Bert {
             .forward(level, &s.up, &mut s.projected, &mut s.quantized);
         let norm = &layer.output_norm;
         for (x, p) in x.chunks_exact_mut(h).zip(s.projected.chunks_exact(h)) {
-            simd::add_norm(x, p, &norm.gamma, &norm.beta, self.eps);
+            simd::add_norm_at(level, x, p, &norm.gamma, &norm.beta, self.eps);
         }
     }
 }

@@ -108,7 +108,7 @@ impl Linear8 {
     #[inline(always)]
     pub(crate) fn forward(&self, level: Level, x: &[f32], out: &mut [f32], q: &mut Quantized) {
         let rows = x.len() / self.inputs;
-        self.quantize(x, rows, q);
+        self.quantize(level, x, rows, q);
         let s = self.stride;
         let n = self.outputs;
         let groups = s / GROUP;
@@ -151,7 +151,7 @@ impl Linear8 {
     }
 
     #[inline(always)]
-    fn quantize(&self, x: &[f32], rows: usize, q: &mut Quantized) {
+    fn quantize(&self, level: Level, x: &[f32], rows: usize, q: &mut Quantized) {
         let padded = rows.div_ceil(ROWS) * ROWS;
         q.bytes.clear();
         q.bytes.resize(padded * self.stride, 0);
@@ -160,7 +160,7 @@ impl Linear8 {
             .chunks_exact(self.inputs)
             .zip(q.bytes.chunks_exact_mut(self.stride))
         {
-            let (min, max) = simd::range_with_zero(row);
+            let (min, max) = simd::range_with_zero_at(level, row);
             let scale = if max > min {
                 (max - min) / ACTIVATION_MAX
             } else {
@@ -168,7 +168,11 @@ impl Linear8 {
             };
             let inv = 1.0 / scale;
             let zero = (-min * inv).round().clamp(0.0, ACTIVATION_MAX);
-            for (v, b) in row.iter().zip(bytes.iter_mut()) {
+            let done = match level {
+                Level::Avx512(simd, _) => bytes_avx512(simd, row, bytes, inv, zero),
+                Level::Avx2(_) | Level::Baseline => 0,
+            };
+            for (v, b) in row.iter().zip(bytes.iter_mut()).skip(done) {
                 // Rounded through the float's mantissa (1.5 · 2^23): a float-to-int
                 // cast would keep this loop scalar.
                 let clamped = v.mul_add(inv, zero).clamp(0.0, ACTIVATION_MAX);
@@ -177,6 +181,24 @@ impl Linear8 {
             q.params.push((scale, zero as i32));
         }
     }
+}
+
+/// The quantization loop of [`Linear8::quantize`] with AVX-512, 16 values a step,
+/// the same bytes (`vcvtps2dq` rounds to nearest even, as the mantissa trick does);
+/// returns how many it wrote, the whole vectors (the caller does the rest).
+#[inline(always)]
+fn bytes_avx512(simd: pulp::x86::V4, row: &[f32], bytes: &mut [u8], inv: f32, zero: f32) -> usize {
+    let f = simd.avx512f;
+    let (inv, zero) = (f._mm512_set1_ps(inv), f._mm512_set1_ps(zero));
+    let (low, high) = (f._mm512_setzero_ps(), f._mm512_set1_ps(ACTIVATION_MAX));
+    let (values, _) = row.as_chunks::<16>();
+    let (out, _) = bytes.as_chunks_mut::<16>();
+    for (v, b) in values.iter().zip(out.iter_mut()) {
+        let v = f._mm512_fmadd_ps(pulp::bytemuck::cast(*v), inv, zero);
+        let v = f._mm512_min_ps(f._mm512_max_ps(v, low), high);
+        *b = pulp::bytemuck::cast(f._mm512_cvtepi32_epi8(f._mm512_cvtps_epi32(v)));
+    }
+    values.len().min(out.len()) * 16
 }
 
 /// Sums of four activation rows against one packed block of 32 columns, portable:
@@ -298,21 +320,33 @@ fn rows_vnni(
                 let step = _mm512_mul_ps(scale, units[i]);
                 _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), step, bias[i])
             };
-            let values: [f32; COLUMNS] = pulp::bytemuck::cast([column(0), column(1)]);
             let at = r * n + c0;
-            match out.get_mut(at..at + COLUMNS) {
-                // Whole vectors, no copy call. (Cutting the row to `width` first and
-                // asking it for a whole block let LLVM merge both arms into one
-                // `memcpy` call.)
-                Some(whole) if width == COLUMNS => {
-                    if let Some(whole) = whole.first_chunk_mut::<COLUMNS>() {
-                        *whole = values;
+            if width == COLUMNS {
+                // Two vector stores. (Any form that also handled a partial block here,
+                // or wrote a `[f32; 32]`, became one `memcpy` call per block row, with
+                // the sums spilled around it: 0.2 ms of a 128-token pass.)
+                if let Some(whole) = out.get_mut(at..at + COLUMNS) {
+                    let (low, high) = whole.split_at_mut(COLUMNS / 2);
+                    for (half, i) in [low, high].into_iter().zip(0..) {
+                        if let Some(half) = half.first_chunk_mut::<{ COLUMNS / 2 }>() {
+                            *half = pulp::bytemuck::cast(column(i));
+                        }
                     }
                 }
-                _ => out[at..at + width].copy_from_slice(&values[..width]),
+            } else {
+                let values: [f32; COLUMNS] = pulp::bytemuck::cast([column(0), column(1)]);
+                copy_part(&mut out[at..at + width], &values);
             }
         }
     }
+}
+
+/// The first `out.len()` of `values` into `out`, out of line: the last block of an
+/// output count that is not a multiple of [`COLUMNS`].
+#[cold]
+#[inline(never)]
+fn copy_part(out: &mut [f32], values: &[f32; COLUMNS]) {
+    out.copy_from_slice(&values[..out.len()]);
 }
 
 #[cfg(test)]
