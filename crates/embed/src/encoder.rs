@@ -233,11 +233,11 @@ impl Int8Bert {
         layer
             .attention_out
             .forward(level, &s.context, &mut s.projected, &mut s.quantized);
+        // Into `x` directly (the sum is the same either way round): no copy back.
         let norm = &layer.attention_norm;
-        for (p, r) in s.projected.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-            simd::add_norm_at(level, p, r, &norm.gamma, &norm.beta, self.eps);
+        for (x, p) in x.chunks_exact_mut(h).zip(s.projected.chunks_exact(h)) {
+            simd::add_norm_at(level, x, p, &norm.gamma, &norm.beta, self.eps);
         }
-        x.copy_from_slice(&s.projected);
         s.up.resize(rows * layer.up.outputs(), 0.0);
         layer.up.forward(level, x, &mut s.up, &mut s.quantized);
         simd::gelu(&mut s.up);
