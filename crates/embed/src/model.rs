@@ -8,8 +8,9 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
-/// Tokens embedded per input by default: with int8 products on one core, 64 tokens
-/// take about 8 ms and a full window of 128 about 18 ms, however long the input.
+/// Tokens embedded per input by default: with int8 products and AVX-512 VNNI on one
+/// core, 64 tokens take about 4.3 ms and a full window of 128 about 10 ms, however
+/// long the input.
 pub const DEFAULT_MAX_TOKENS: usize = 128;
 
 /// How the encoder treats its input.
