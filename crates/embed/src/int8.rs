@@ -324,7 +324,7 @@ fn rows_vnni(
             if width == COLUMNS {
                 // Two vector stores. (Any form that also handled a partial block here,
                 // or wrote a `[f32; 32]`, became one `memcpy` call per block row, with
-                // the sums spilled around it: 0.2 ms of a 128-token pass.)
+                // the sums spilled around it: about 0.2 ms of a 128-token pass.)
                 if let Some(whole) = out.get_mut(at..at + COLUMNS) {
                     let (low, high) = whole.split_at_mut(COLUMNS / 2);
                     for (half, i) in [low, high].into_iter().zip(0..) {

@@ -381,6 +381,38 @@ mod tests {
     }
 
     #[test]
+    fn the_vector_norms_and_ranges_match_the_generic_ones() {
+        // 37 values: two whole registers and a remainder of five.
+        let x: Vec<f32> = (0..37)
+            .map(|i| ((i * 13 % 23) as f32 - 9.0) * 0.7)
+            .collect();
+        let residual: Vec<f32> = (0..37).map(|i| (i % 5) as f32 * 0.3 - 0.4).collect();
+        let gamma: Vec<f32> = (0..37).map(|i| 1.0 + (i % 3) as f32 * 0.1).collect();
+        let beta: Vec<f32> = (0..37).map(|i| (i % 4) as f32 * 0.05).collect();
+        let level = Level::detect();
+        let close = |a: &[f32], b: &[f32]| {
+            for (a, b) in a.iter().zip(b) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b} ({})", level.name());
+            }
+        };
+        let (mut fast, mut plain) = (x.clone(), x.clone());
+        norm_at(level, &mut fast, &gamma, &beta, 1e-12);
+        norm(&mut plain, &gamma, &beta, 1e-12);
+        close(&fast, &plain);
+        let (mut fast, mut plain) = (x.clone(), x.clone());
+        add_norm_at(level, &mut fast, &residual, &gamma, &beta, 1e-12);
+        add_norm(&mut plain, &residual, &gamma, &beta, 1e-12);
+        close(&fast, &plain);
+        // Extremes in the remainder and in a register, both signs.
+        let mut y = x.clone();
+        y[3] = -40.0;
+        y[35] = 50.0;
+        assert_eq!(range_with_zero_at(level, &y), (-40.0, 50.0));
+        assert_eq!(range_with_zero_at(level, &y), range_with_zero(&y));
+        assert_eq!(range_with_zero_at(level, &[2.0; 20]), (0.0, 2.0));
+    }
+
+    #[test]
     fn exp_and_erf_match_the_standard_library() {
         let mut worst_exp = 0.0f32;
         let mut worst_erf = 0.0f32;
