@@ -400,9 +400,16 @@ mod tests {
 
     #[test]
     fn blocked_attention_matches_the_plain_computation() {
-        // Sizes that are not multiples of the blocks (7 tokens, head dimension 20), and
+        // Sizes that are not multiples of the blocks (7 tokens, head dimension 20), tiles
+        // with a remainder of dimensions and of keys (40 tokens, dimension 20), and
         // several blocks of keys, queries and head dimensions (130 tokens, dimension 64).
-        for (n, hidden, heads) in [(7, 40, 2), (1, 40, 2), (33, 64, 2), (130, 128, 2)] {
+        for (n, hidden, heads) in [
+            (7, 40, 2),
+            (1, 40, 2),
+            (33, 64, 2),
+            (40, 40, 2),
+            (130, 128, 2),
+        ] {
             let qkv: Vec<f32> = (0..n * 3 * hidden)
                 .map(|i| ((i * 29 % 83) as f32 - 41.0) / 20.0)
                 .collect();
