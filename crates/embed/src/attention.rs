@@ -250,11 +250,12 @@ fn exp_block_avx512(
     };
     let mut block = [r0, r1, r2, r3];
     for row in &mut block {
-        // Below any score: its exponential is 0, and no lane needs masking.
-        row[n..].fill(f32::MIN);
+        // Below any score: never the maximum, its exponential 0 (through the clamp
+        // below), and no lane needs masking.
+        row[n..].fill(f32::NEG_INFINITY);
     }
     let [r0, r1, r2, r3] = block.map(|row| row.as_chunks_mut::<TILE>().0);
-    let mut top = [f._mm512_set1_ps(f32::MIN); QUERIES];
+    let mut top = [f._mm512_set1_ps(f32::NEG_INFINITY); QUERIES];
     for (((c0, c1), c2), c3) in r0.iter().zip(r1.iter()).zip(r2.iter()).zip(r3.iter()) {
         for (t, c) in top.iter_mut().zip([c0, c1, c2, c3]) {
             *t = f._mm512_max_ps(*t, pulp::bytemuck::cast(*c));
@@ -271,6 +272,8 @@ fn exp_block_avx512(
         *v = f._mm512_set1_ps(c);
     }
     let one = f._mm512_set1_ps(1.0);
+    // 2^−200 is 0 in f32. Unclamped, the padding's t − k would be −∞ − −∞.
+    let lowest = f._mm512_set1_ps(-200.0);
     let mut sum = [f._mm512_setzero_ps(); QUERIES];
     let chunks = r0
         .iter_mut()
@@ -280,6 +283,7 @@ fn exp_block_avx512(
     for (((c0, c1), c2), c3) in chunks {
         for ((c, sum), shift) in [c0, c1, c2, c3].into_iter().zip(&mut sum).zip(shift) {
             let t = f._mm512_fmadd_ps(pulp::bytemuck::cast(*c), slope, shift);
+            let t = f._mm512_max_ps(t, lowest);
             // Round to nearest, exceptions suppressed.
             let k = f._mm512_roundscale_ps::<0x08>(t);
             let x = f._mm512_sub_ps(t, k);
@@ -468,25 +472,43 @@ mod tests {
             eprintln!("skipped: no AVX-512 on this CPU");
             return;
         };
+        // And a scale above 1/log₂e (a head of one or two dimensions), where the
+        // padding's exponent is clamped from −∞ rather than only rounded.
+        for scale in [0.25, 4.0] {
+            softmax_block_case(simd, n, n_pad, &row, scale);
+        }
+    }
+
+    fn softmax_block_case(
+        simd: pulp::x86::V4,
+        n: usize,
+        n_pad: usize,
+        row: &dyn Fn(usize) -> Vec<f32>,
+        scale: f32,
+    ) {
         let mut block = vec![7.0f32; QUERIES * n_pad];
         for r in 0..QUERIES {
             block[r * n_pad..r * n_pad + n].copy_from_slice(&row(r));
         }
-        let got = exp_block_avx512(simd, &mut block, n, 0.25);
+        let got = exp_block_avx512(simd, &mut block, n, scale);
         for (r, got) in got.into_iter().enumerate() {
             let mut generic = row(r);
-            let inverse = simd::exp_scaled(&mut generic, 0.25);
-            assert!((got / inverse - 1.0).abs() < 1e-6, "{got} vs {inverse}");
-            let probabilities = &block[r * n_pad..(r + 1) * n_pad];
-            // Relative to the largest (1): the exponent is rounded as an f32 of up to
-            // |t| ≈ 30 here, so the smallest values are good to about 1e-6 of
-            // themselves.
-            for (a, b) in probabilities.iter().zip(&generic) {
-                assert!((a - b).abs() <= 1e-6 * b + 1e-9, "row {r}: {a} vs {b}");
+            let inverse = simd::exp_scaled(&mut generic, scale);
+            let exps = &block[r * n_pad..(r + 1) * n_pad];
+            // The probabilities, normalized: the rounding of the shift (the largest
+            // score times the scale) multiplies a row's exponentials and their sum
+            // alike. Relative to the largest, the smallest are good to about 1e-6 of
+            // themselves (the exponent is rounded as an f32).
+            for (a, b) in exps.iter().zip(&generic) {
+                let (a, b) = (a * got, b * inverse);
+                assert!(
+                    (a - b).abs() <= 1e-6 * b + 1e-9,
+                    "scale {scale}, row {r}: {a} vs {b}"
+                );
             }
             assert!(
-                probabilities[n..].iter().all(|&p| p == 0.0),
-                "padding weighs nothing"
+                exps[n..].iter().all(|&p| p == 0.0),
+                "padding weighs nothing (scale {scale})"
             );
         }
     }
