@@ -130,8 +130,8 @@ fn store(out: &mut [f32], acc: [f32; WIDTH]) {
     }
 }
 
-/// Floats per AVX-512 register, and the side of a transposed tile.
-const TILE: usize = 16;
+/// The side of a transposed tile: one register of floats.
+const TILE: usize = simd::WIDE;
 
 /// One head's keys (`dim` columns from `k0` of each `stride`-wide row of `qkv`)
 /// transposed into `keys` (`dim` rows × `n_pad`) a 16 × 16 tile at a time, in
@@ -254,7 +254,7 @@ fn exp_block_avx512(
         // below), and no lane needs masking.
         row[n..].fill(f32::NEG_INFINITY);
     }
-    let [r0, r1, r2, r3] = block.map(|row| row.as_chunks_mut::<TILE>().0);
+    let [r0, r1, r2, r3] = block.map(|row| row.as_chunks_mut::<{ simd::WIDE }>().0);
     let mut top = [f._mm512_set1_ps(f32::NEG_INFINITY); QUERIES];
     for (((c0, c1), c2), c3) in r0.iter().zip(r1.iter()).zip(r2.iter()).zip(r3.iter()) {
         for (t, c) in top.iter_mut().zip([c0, c1, c2, c3]) {

@@ -183,7 +183,7 @@ impl Linear8 {
     }
 }
 
-/// The quantization loop of [`Linear8::quantize`] with AVX-512, 16 values a step,
+/// The quantization loop of [`Linear8::quantize`] with AVX-512, a register a step,
 /// the same bytes (`vcvtps2dq` rounds to nearest even, as the mantissa trick does);
 /// returns how many it wrote, the whole vectors (the caller does the rest).
 #[inline(always)]
@@ -191,14 +191,14 @@ fn bytes_avx512(simd: pulp::x86::V4, row: &[f32], bytes: &mut [u8], inv: f32, ze
     let f = simd.avx512f;
     let (inv, zero) = (f._mm512_set1_ps(inv), f._mm512_set1_ps(zero));
     let (low, high) = (f._mm512_setzero_ps(), f._mm512_set1_ps(ACTIVATION_MAX));
-    let (values, _) = row.as_chunks::<16>();
-    let (out, _) = bytes.as_chunks_mut::<16>();
+    let (values, _) = row.as_chunks::<{ simd::WIDE }>();
+    let (out, _) = bytes.as_chunks_mut::<{ simd::WIDE }>();
     for (v, b) in values.iter().zip(out.iter_mut()) {
         let v = f._mm512_fmadd_ps(pulp::bytemuck::cast(*v), inv, zero);
         let v = f._mm512_min_ps(f._mm512_max_ps(v, low), high);
         *b = pulp::bytemuck::cast(f._mm512_cvtepi32_epi8(f._mm512_cvtps_epi32(v)));
     }
-    values.len().min(out.len()) * 16
+    values.len().min(out.len()) * simd::WIDE
 }
 
 /// Sums of four activation rows against one packed block of 32 columns, portable:

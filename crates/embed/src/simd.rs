@@ -252,8 +252,9 @@ pub(crate) fn norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// Floats in one AVX-512 register.
-const WIDE: usize = 16;
+/// Floats in one AVX-512 register: the step of every loop written with AVX-512
+/// intrinsics here, in attention and in quantization.
+pub(crate) const WIDE: usize = 16;
 
 /// [`range_with_zero`] at `level`: with AVX-512, one `vminps` and one `vmaxps` per 16
 /// floats (the generic reduction came out as a mix of scalar, 128- and 256-bit
