@@ -324,6 +324,9 @@ async fn serve(path: &Path, policy: Policy) -> Result<()> {
     // The handler is in place before anyone is told the gateway serves: a SIGHUP sent
     // on that word must reload, not end the process.
     reload_on_hangup(path, std::sync::Arc::clone(&gateway.live));
+    if let Some(admin) = gateway.admin_addr {
+        eprintln!("switchyard: operator endpoints on http://{admin} (server.admin_listen)");
+    }
     eprintln!("switchyard: serving on {}", gateway.url());
     gateway.wait().await?;
     Ok(())

@@ -36,4 +36,4 @@ pub use decision_log::{DecisionLog, DecisionRecord};
 pub use exchange::{DIRECT_ROUTE, Exchange};
 pub use phase::{Phase, Refusal};
 pub use runtime::{Runtime, RuntimeError};
-pub use server::{Gateway, Live, router};
+pub use server::{Gateway, Live, admin_router, public_router, router};

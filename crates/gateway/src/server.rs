@@ -40,7 +40,7 @@ impl Live {
 
     /// Replaces the runtime with one built for `policy` (see [`Runtime::reloaded`]);
     /// on error (or, with `server.reload_runs_tests`, a failing TEST case) the current
-    /// one stays. Settings bound at start (`server.listen`,
+    /// one stays. Settings bound at start (`server.listen`, `server.admin_listen`,
     /// `server.max_body_bytes`, `server.worker_threads`) keep their old values; the
     /// names of those that changed are returned.
     pub fn reload(
@@ -52,6 +52,11 @@ impl Live {
         let mut fixed = Vec::new();
         if before.listen.value != after.listen.value {
             fixed.push("server.listen");
+        }
+        if before.admin_listen.as_ref().map(|a| &a.value)
+            != after.admin_listen.as_ref().map(|a| &a.value)
+        {
+            fixed.push("server.admin_listen");
         }
         if before.max_body_bytes != after.max_body_bytes {
             fixed.push("server.max_body_bytes");
@@ -82,6 +87,8 @@ impl Live {
 pub struct Gateway {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where the operator's endpoints are served, when `server.admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// Its runtime, replaceable while serving.
     pub live: Arc<Live>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -94,18 +101,35 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then drains: the listener closes at once and
-    /// requests in progress, streams included, run to their end.
+    /// requests in progress, streams included, run to their end. With
+    /// `server.admin_listen`, binds that address too and serves the operator's
+    /// endpoints there (see [`admin_router`]).
     pub fn start_until(
         listener: TcpListener,
         runtime: Runtime,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<Gateway> {
+        use futures_util::FutureExt;
         let addr = listener.local_addr()?;
+        let admin = match &runtime.policy.config.server.admin_listen {
+            Some(at) => Some(bind_now(&at.value).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {} (server.admin_listen): {e}", at.value),
+                )
+            })?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         // Install the recorder before the first request so no sample is lost.
         let _ = crate::metrics::handle();
         switchyard_pool::spawn_health_checks(&runtime.pools, &runtime.policy.config.health);
         let live = Arc::new(Live(RwLock::new(Arc::new(runtime))));
-        let app = router(Arc::clone(&live));
+        let app = if admin.is_some() {
+            public_router(Arc::clone(&live))
+        } else {
+            router(Arc::clone(&live))
+        };
         // Small SSE events must leave at once, not wait for Nagle's algorithm.
         let server = &live.current().policy.config.server;
         let limits = Limits {
@@ -118,8 +142,23 @@ impl Gateway {
                 .unwrap_or_else(crate::serve::default_max_connections)
                 .max(1),
         };
+        let shutdown = shutdown.shared();
+        if let Some(admin) = admin {
+            let app = admin_router(Arc::clone(&live));
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::serve::serve(admin, app, stop, limits).await {
+                    tracing::error!(error = %e, "the admin listener stopped");
+                }
+            });
+        }
         let task = tokio::spawn(crate::serve::serve(listener, app, shutdown, limits));
-        Ok(Gateway { addr, live, task })
+        Ok(Gateway {
+            addr,
+            admin_addr,
+            live,
+            task,
+        })
     }
 
     /// The runtime new requests use.
@@ -161,9 +200,58 @@ async fn shutdown_signal() {
     }
 }
 
-/// The gateway's routes.
+/// Binds `addr` from synchronous code inside a Tokio runtime.
+fn bind_now(addr: &str) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Every route on one listener: what clients call and the operator's endpoints.
 pub fn router(live: Arc<Live>) -> Router {
+    with_operator_routes(client_routes(), live)
+}
+
+/// The routes of the serving address when `server.admin_listen` is set: what
+/// clients call, without the operator's endpoints (those get 404 here).
+pub fn public_router(live: Arc<Live>) -> Router {
+    finish_router(client_routes(), live)
+}
+
+/// The routes of `server.admin_listen`: pools with their endpoints' state, metrics,
+/// the explain trace of `/v1/route` (which shows the policy) and the outcome tallies;
+/// and the health probes, so the admin address can be probed too.
+pub fn admin_router(live: Arc<Live>) -> Router {
+    with_operator_routes(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz)),
+        live,
+    )
+}
+
+fn with_operator_routes(routes: Router<Arc<Live>>, live: Arc<Live>) -> Router {
+    finish_router(
+        routes
+            .route("/v1/route", post(route_only))
+            .route("/v1/outcomes", get(outcomes))
+            .route("/v1/pools", get(pools))
+            .route("/metrics", get(metrics_text)),
+        live,
+    )
+}
+
+fn finish_router(routes: Router<Arc<Live>>, live: Arc<Live>) -> Router {
     let limit = live.current().policy.config.server.max_body_bytes;
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(live)
+}
+
+/// What clients call, with the health probes.
+fn client_routes() -> Router<Arc<Live>> {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
@@ -174,21 +262,13 @@ pub fn router(live: Arc<Live>) -> Router {
             get(responses_get).delete(responses_delete),
         )
         .route("/v1/responses/{id}/input_items", get(responses_input_items))
-        .route("/v1/route", post(route_only))
         .route(
             "/v1/feedback",
             post(feedback).layer(DefaultBodyLimit::max(crate::feedback::MAX_BODY)),
         )
-        .route("/v1/outcomes", get(outcomes))
         .route("/v1/models", get(models))
-        .route("/v1/pools", get(pools))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(live)
 }
 
 async fn chat_completions(

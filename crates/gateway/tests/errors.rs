@@ -485,6 +485,115 @@ default_route: {models: [m]}
     assert!(pools.contains("http://***@127.0.0.1:9/v1?***"), "{pools}");
 }
 
+#[tokio::test]
+async fn the_operators_endpoints_move_to_the_admin_listener() {
+    let engine = harness::engine(None, 8192, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0'}}
+models: [{{name: m}}]
+pools:
+  - {{name: p, model: m, context_window: 8K,
+     endpoints: [{{url: 'http://alice:hunter2@{}/v1'}}]}}
+default_route: {{models: [m]}}
+",
+        engine.addr
+    );
+    let g = harness::gateway(&config).await;
+    let admin = format!("http://{}", g.admin_addr.expect("an admin address"));
+    assert_ne!(admin, g.url());
+    let client = reqwest::Client::new();
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // Clients are served on the serving address; the operator's endpoints are not there.
+    let r = client
+        .post(format!("{}/v1/chat/completions", g.url()))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in ["/v1/pools", "/metrics", "/v1/outcomes"] {
+        let r = client
+            .get(format!("{}{path}", g.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 404, "{path} on the serving address");
+    }
+    let r = client
+        .post(format!("{}/v1/route", g.url()))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 404, "/v1/route on the serving address");
+    for path in ["/healthz", "/readyz", "/v1/models"] {
+        let r = client
+            .get(format!("{}{path}", g.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 200, "{path} on the serving address");
+    }
+    // The admin address serves them, and no client API.
+    let pools = client
+        .get(format!("{admin}/v1/pools"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pools.status(), 200);
+    let pools = pools.text().await.unwrap();
+    assert!(pools.contains("\"name\":\"p\""), "{pools}");
+    assert!(!pools.contains("hunter2"), "{pools}");
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
+    let trace: serde_json::Value = client
+        .post(format!("{admin}/v1/route"))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trace["select"]["model"], "m", "{trace}");
+    for path in ["/v1/outcomes", "/healthz", "/readyz"] {
+        let r = client.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(status(r), 200, "{path} on the admin address");
+    }
+    let r = client
+        .post(format!("{admin}/v1/chat/completions"))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 404, "chat on the admin address");
+}
+
+#[tokio::test]
+async fn without_an_admin_listener_everything_stays_on_the_serving_address() {
+    let g = harness::gateway(
+        "server: {listen: '127.0.0.1:0'}
+models: [{name: m}]
+pools: [{name: p, model: m, context_window: 8K, endpoints: [{url: 'http://127.0.0.1:9/v1'}]}]
+default_route: {models: [m]}
+",
+    )
+    .await;
+    assert!(g.admin_addr.is_none());
+    for path in ["/v1/pools", "/metrics", "/v1/outcomes"] {
+        let r = reqwest::get(format!("{}{path}", g.url())).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
 /// An upstream that answers every request with a one-word completion and keeps each
 /// request's head (request line and headers), lowercased.
 async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {

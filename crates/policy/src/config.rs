@@ -286,6 +286,11 @@ pub struct ServerConfig {
     /// Address to listen on (default `127.0.0.1:8080`).
     #[serde(default = "default_listen")]
     pub listen: Spanned<String>,
+    /// A second address for the operator's endpoints (`/v1/pools`, `/metrics`,
+    /// `/v1/route`, `GET /v1/outcomes`): when set, they are served there only and not on
+    /// `listen`, where clients see 404 (default: none, everything on `listen`).
+    #[serde(default)]
+    pub admin_listen: Option<Spanned<String>>,
     /// Largest accepted request body in bytes (default 4 MiB); larger bodies get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -371,6 +376,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            admin_listen: None,
             max_body_bytes: default_max_body_bytes(),
             route_aliases: default_route_aliases(),
             decision_log: None,

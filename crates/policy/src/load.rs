@@ -78,6 +78,39 @@ pools:
     }
 
     #[test]
+    fn the_admin_address_is_checked_at_its_line() {
+        let compile = |server: &str| {
+            let text = format!("server:\n{server}{MINIMAL}default_route: {{models: [small]}}\n");
+            crate::Policy::compile(parse_config(&text).unwrap())
+        };
+        for server in [
+            "  admin_listen: 127.0.0.1:9090\n",
+            "  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n",
+        ] {
+            if let Err(e) = compile(server) {
+                panic!("{server}: {e}");
+            }
+        }
+        for (server, says) in [
+            ("  admin_listen: localhost\n", "is not an address"),
+            (
+                "  listen: 127.0.0.1:8080\n  admin_listen: 127.0.0.1:8080\n",
+                "is `server.listen` too",
+            ),
+        ] {
+            let err = compile(server).unwrap_err();
+            let d = err
+                .diagnostics
+                .iter()
+                .find(|d| d.message.contains(says))
+                .unwrap_or_else(|| panic!("{server}: {err}"));
+            // The `server:` line, then the server section's lines: the last is the address.
+            assert_eq!(d.line, server.lines().count() as u64 + 1, "{d}");
+            assert!(d.help.is_some(), "{d}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_line_and_nearest_key() {
         let text = MINIMAL.replace("    context_window: 8K", "    context_windw: 8K");
         let err = parse_config(&text).unwrap_err();

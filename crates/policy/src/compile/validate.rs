@@ -175,6 +175,32 @@ pub(super) fn check_models_and_pools(
             .with_help("write host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
         );
     }
+    if let Some(admin) = &config.server.admin_listen {
+        match admin.value.parse::<SocketAddr>() {
+            Err(e) => found.push(
+                Diagnostic::error(
+                    &admin.referenced,
+                    "server.admin_listen",
+                    format!("`{}` is not an address: {e}", admin.value),
+                )
+                .with_help("write host:port, e.g. 127.0.0.1:9090"),
+            ),
+            Ok(addr)
+                if addr.port() != 0
+                    && config.server.listen.value.parse::<SocketAddr>().ok() == Some(addr) =>
+            {
+                found.push(
+                    Diagnostic::error(
+                        &admin.referenced,
+                        "server.admin_listen",
+                        format!("`{}` is `server.listen` too", admin.value),
+                    )
+                    .with_help("give the operator's endpoints their own port, e.g. 127.0.0.1:9090"),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
     validate_state(&config.state, found);
     if config.upstream.max_attempts == 0 {
         found.push(Diagnostic::error(
