@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchyard_policy::{AlgorithmConfig, CascadeConfig, ConfidenceCheck};
 use switchyard_pool::{
-    Call, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome, UpstreamBody,
+    Call, Completion, ForwardError, PassThrough, Retry, StreamEnd, StreamOutcome, UpstreamBody,
     with_failover,
 };
 use switchyard_router::plugins::{Flow, Verification};
@@ -90,7 +90,7 @@ async fn verify(runtime: Arc<Runtime>, mut x: Box<Exchange>, local: String) {
         deadline: None,
         headers: &x.upstream_headers,
     };
-    let attempted = complete(&runtime, (model, first), 1, &body, &call).await;
+    let attempted = complete(&runtime, (model, first), Retry::once(), &body, &call).await;
     let (answer, error) = match attempted.result {
         Ok(done) if done.status < 300 => match first_text(&done.body) {
             Some(text) => (Some(text), None),
@@ -173,7 +173,8 @@ async fn forward_stream(runtime: Arc<Runtime>, mut x: Box<Exchange>) -> Response
     let (attempted, dropped) = {
         let body = UpstreamBody::new(&x.request).lossy(lossy(&runtime, &x));
         let body = &body;
-        let attempted = with_failover(&runtime.pools, model, first, max_attempts, |placement| {
+        let retry = Retry::up_to(max_attempts);
+        let attempted = with_failover(&runtime.pools, model, first, retry, |placement| {
             let in_flight = placement.endpoint.begin();
             let call = call(&x);
             let upstream = &runtime.upstream;
@@ -327,13 +328,17 @@ fn dropped_header(dropped: &[String]) -> String {
     shown
 }
 
-/// Whether the request's route leaves out what a provider's API cannot carry.
-fn lossy(runtime: &Runtime, x: &Exchange) -> bool {
+/// The request's route, when it went through one.
+fn route<'a>(runtime: &'a Runtime, x: &Exchange) -> Option<&'a switchyard_policy::CompiledRoute> {
     x.routed
         .as_ref()
         .and_then(|r| r.index)
         .and_then(|i| runtime.policy.route(i))
-        .is_some_and(|r| r.lossy_translation)
+}
+
+/// Whether the request's route leaves out what a provider's API cannot carry.
+fn lossy(runtime: &Runtime, x: &Exchange) -> bool {
+    route(runtime, x).is_some_and(|r| r.lossy_translation)
 }
 
 /// One whole upstream call for the request's current model and placement, with
@@ -353,9 +358,11 @@ async fn call_whole(
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
     let lossy = lossy(runtime, x);
+    let retry =
+        Retry::up_to(max_attempts).broken(route(runtime, x).is_some_and(|r| r.retry_broken));
     let (attempted, dropped) = {
         let body = UpstreamBody::new(request.unwrap_or(&x.request)).lossy(lossy);
-        let attempted = complete(runtime, (model, first), max_attempts, &body, &call(x)).await;
+        let attempted = complete(runtime, (model, first), retry, &body, &call(x)).await;
         let dropped = body.dropped(attempted.placement.endpoint.provider).to_vec();
         (attempted, dropped)
     };
@@ -370,12 +377,12 @@ async fn call_whole(
     attempted.result
 }
 
-/// Whole calls of `body` to `model`, from the placement `first`, with failover up to
-/// `attempts` endpoints.
+/// Whole calls of `body` to `model`, from the placement `first`, with failover as
+/// `retry` allows.
 pub(crate) async fn complete(
     runtime: &Runtime,
     (model, first): (usize, switchyard_pool::Placement),
-    attempts: u32,
+    retry: Retry,
     body: &UpstreamBody<'_>,
     call: &Call<'_>,
 ) -> switchyard_pool::Attempted<Completion> {
@@ -383,7 +390,7 @@ pub(crate) async fn complete(
         &runtime.pools,
         model,
         first,
-        attempts,
+        retry,
         |placement| async move {
             let _in_flight = placement.endpoint.begin();
             runtime

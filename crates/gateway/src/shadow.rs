@@ -225,7 +225,14 @@ pub(crate) async fn ask_model(
         deadline: None,
         headers: side.headers,
     };
-    let attempted = complete(runtime, (index, placement), 1, &body, &call).await;
+    let attempted = complete(
+        runtime,
+        (index, placement),
+        switchyard_pool::Retry::once(),
+        &body,
+        &call,
+    )
+    .await;
     let done = attempted.result.map_err(|e| e.to_string())?;
     if done.status >= 300 {
         return Err(format!("the {role} model answered {}", done.status));

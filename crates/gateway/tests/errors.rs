@@ -446,6 +446,52 @@ default_route: {{models: [m]}}
 }
 
 #[tokio::test]
+async fn a_route_that_opts_in_runs_a_broken_whole_answer_again_elsewhere() {
+    let broken = breaks_after_headers().await;
+    let healthy = harness::engine(None, 65_536, "m").await;
+    let config = format!(
+        "server: {{listen: '127.0.0.1:0'}}
+upstream: {{max_attempts: 3}}
+health: {{check_interval_ms: 0}}
+models: [{{name: m}}]
+pools:
+  - {{name: small, model: m, context_window: 4K, endpoints: [{{url: '{broken}'}}]}}
+  - {{name: large, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
+default_route: {{models: [m], retry_broken: true}}
+",
+        healthy.url()
+    );
+    let g = harness::gateway(&config).await;
+    let client = reqwest::Client::new();
+    let ask = |model: &'static str| {
+        client
+            .post(format!("{}/v1/chat/completions", g.url()))
+            .json(&json!({"model": model, "max_tokens": 5,
+                          "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+    };
+    let r = ask("auto").await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the route opted in: the next endpoint answers"
+    );
+    assert_eq!(header(&r, "x-switchyard-attempts"), "2");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["choices"][0]["message"]["content"].is_string(),
+        "{body}"
+    );
+    assert_eq!(healthy.requests(), 1);
+    // A request naming the model takes no route, so nothing opted in: it is not run
+    // twice (the broken endpoint is still in rotation after one failure).
+    let r = ask("m").await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(header(&r, "x-switchyard-attempts"), "1");
+    assert_eq!(healthy.requests(), 1);
+}
+
+#[tokio::test]
 async fn credentials_in_endpoint_urls_are_never_shown() {
     // Port 9 on loopback refuses connections: every request fails with a connect error
     // whose text would carry the URL.

@@ -932,6 +932,12 @@ pub struct RouteConfig {
     /// `x-switchyard-dropped`) instead of refusing the request (default false).
     #[serde(default)]
     pub lossy_translation: bool,
+    /// A whole answer that breaks off after its status and headers is tried again on
+    /// another endpoint, like a connect error or a 5xx (default false: a 502, since the
+    /// endpoint may have done the work). For requests that are safe to run twice;
+    /// streamed answers are never retried once their first byte is on its way.
+    #[serde(default)]
+    pub retry_broken: bool,
     /// Keeps a session on the model that served its previous turn unless switching
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]
@@ -1071,6 +1077,9 @@ pub struct DefaultRouteConfig {
     /// As a route's `lossy_translation` (default false).
     #[serde(default)]
     pub lossy_translation: bool,
+    /// As a route's `retry_broken` (default false).
+    #[serde(default)]
+    pub retry_broken: bool,
     /// Keeps a session on the model that served its previous turn unless switching
     /// gains more than the prefix cache it loses (default: off).
     #[serde(default)]

@@ -182,7 +182,8 @@ pub enum ForwardError {
         reason: String,
     },
     /// The answer broke off after its status and headers: the endpoint may have done
-    /// the work, so it is not tried again elsewhere.
+    /// the work, so it is not tried again elsewhere unless the route opted in
+    /// ([`Retry::broken`]).
     #[error("endpoint `{endpoint}` broke off its answer after the headers: {reason}")]
     Broken {
         /// The endpoint.
@@ -245,6 +246,13 @@ impl ForwardError {
         )
     }
 
+    /// Whether another endpoint may be tried under `retry`: as
+    /// [`ForwardError::is_retryable`], and an answer that broke off after its headers
+    /// when the route opted in ([`Retry::broken`]).
+    pub fn is_retryable_under(&self, retry: Retry) -> bool {
+        self.is_retryable() || (retry.broken && matches!(self, ForwardError::Broken { .. }))
+    }
+
     /// Whether the endpoint is to blame (its ejection counts it): not when the
     /// client's own deadline passed.
     pub fn counts_against_endpoint(&self) -> bool {
@@ -272,6 +280,38 @@ impl ForwardError {
     }
 }
 
+/// How far a call is tried on other endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// At most this many endpoints are called (1: no failover).
+    pub max_attempts: u32,
+    /// Whether an answer that broke off after its headers is tried again elsewhere (a
+    /// route's `retry_broken`: the work may run twice).
+    pub broken: bool,
+}
+
+impl Retry {
+    /// Up to `max_attempts` endpoints, for failures that reached no client byte.
+    pub fn up_to(max_attempts: u32) -> Self {
+        Retry {
+            max_attempts,
+            broken: false,
+        }
+    }
+
+    /// One endpoint, no failover.
+    pub fn once() -> Self {
+        Retry::up_to(1)
+    }
+
+    /// With `broken`, answers that broke off after their headers are retried too.
+    #[must_use]
+    pub fn broken(mut self, broken: bool) -> Self {
+        self.broken = broken;
+        self
+    }
+}
+
 /// The result of a call tried on one endpoint after another.
 #[derive(Debug)]
 pub struct Attempted<T> {
@@ -284,15 +324,15 @@ pub struct Attempted<T> {
 }
 
 /// Calls `call` on `first`, and on failures that reached no client byte
-/// ([`ForwardError::is_retryable`]) on other endpoints of the model (never one already
-/// tried, never an ejected one, larger pools when the first one's endpoints run out),
-/// up to `max_attempts` calls. Every failure but a missed client deadline counts
-/// toward the endpoint's ejection; a success closes its breaker.
+/// ([`ForwardError::is_retryable_under`] `retry`) on other endpoints of the model
+/// (never one already tried, never an ejected one, larger pools when the first one's
+/// endpoints run out), up to `retry.max_attempts` calls. Every failure but a missed
+/// client deadline counts toward the endpoint's ejection; a success closes its breaker.
 pub async fn with_failover<T, F, Fut>(
     pools: &Pools,
     model: usize,
     first: Placement,
-    max_attempts: u32,
+    retry: Retry,
     mut call: F,
 ) -> Attempted<T>
 where
@@ -319,7 +359,7 @@ where
         if error.counts_against_endpoint() {
             pools.record_failure(&placement.endpoint);
         }
-        if !error.is_retryable() || attempts >= max_attempts {
+        if !error.is_retryable_under(retry) || attempts >= retry.max_attempts {
             return Attempted {
                 result,
                 placement,

@@ -26,7 +26,7 @@ pub use endpoint::{
     Endpoint, EndpointSnapshot, HealthJudge, InFlight, Pool, PoolSnapshot, Pools, PoolsError,
 };
 pub use engine_metrics::{EngineGauges, EngineLoad};
-pub use forward::{Attempted, with_failover};
+pub use forward::{Attempted, Retry, with_failover};
 pub use forward::{
     Call, ClientDeadline, Completion, ForwardError, PassThrough, StreamEnd, StreamOutcome,
     Upstream, UpstreamBody,

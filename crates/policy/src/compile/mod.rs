@@ -50,6 +50,8 @@ pub struct CompiledRoute {
     pub compress: bool,
     /// Whether what a provider's API cannot carry is left out rather than refused.
     pub lossy_translation: bool,
+    /// Whether a whole answer broken off after its headers is tried on another endpoint.
+    pub retry_broken: bool,
     /// Session stickiness, when configured.
     pub sticky: Option<crate::config::StickyConfig>,
     /// Shadow evaluation, when configured.
@@ -209,6 +211,7 @@ impl Policy {
                 algorithm,
                 compress: route.compress,
                 lossy_translation: route.lossy_translation,
+                retry_broken: route.retry_broken,
                 sticky: route.sticky,
                 shadow: route.shadow.clone(),
                 plugins: chains
@@ -331,6 +334,7 @@ impl Policy {
                     algorithm,
                     compress: default.compress,
                     lossy_translation: default.lossy_translation,
+                    retry_broken: default.retry_broken,
                     sticky: default.sticky,
                     shadow: default.shadow.clone(),
                     plugins,

@@ -49,7 +49,7 @@ impl SyntaxError {
 
 type Parsed<T> = Result<T, SyntaxError>;
 
-const ROUTE_STATEMENTS: [&str; 11] = [
+const ROUTE_STATEMENTS: [&str; 12] = [
     "PRIORITY",
     "TIER",
     "WHEN",
@@ -57,6 +57,7 @@ const ROUTE_STATEMENTS: [&str; 11] = [
     "ALGORITHM",
     "COMPRESS",
     "LOSSY_TRANSLATION",
+    "RETRY_BROKEN",
     "STICKY",
     "SHADOW",
     "PLUGIN",
@@ -550,6 +551,7 @@ impl Parser {
                 "ALGORITHM" => ("algorithm", p.algorithm()?),
                 "COMPRESS" => ("compress", p.value()?),
                 "LOSSY_TRANSLATION" => ("lossy_translation", p.value()?),
+                "RETRY_BROKEN" => ("retry_broken", p.value()?),
                 "STICKY" => ("sticky", p.block()?),
                 "SHADOW" => ("shadow", p.block()?),
                 "PLUGIN" => ("plugins", p.names("a plugin name", at)?),

@@ -263,6 +263,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
         "algorithm",
         "compress",
         "lossy_translation",
+        "retry_broken",
         "sticky",
         "shadow",
         "plugins",
@@ -282,6 +283,7 @@ fn route_text(head: &str, body: &[(String, Node)], after: &[String]) -> Result<S
                 name_text(node.as_str().ok_or("`recipe` is a name")?)
             ),
             "lossy_translation" => format!("LOSSY_TRANSLATION {}", value(node, 1)?),
+            "retry_broken" => format!("RETRY_BROKEN {}", value(node, 1)?),
             _ => format!("COMPRESS {}", value(node, 1)?),
         })
     })

@@ -26,6 +26,7 @@ ROUTE coding (description = "code \"questions\"") {
   WHEN keyword("code") AND NOT context("long")
   MODEL "coder-7b" (reasoning = true, effort = "high"), "big"
   ALGORITHM cost { min_quality: 0.5 }
+  RETRY_BROKEN true
 }
 
 ROUTE rush {
@@ -67,12 +68,14 @@ fn the_dsl_compiles_to_the_same_model_as_yaml() {
     assert_eq!(coding.options[0].reasoning, Some(true));
     assert_eq!(coding.options[0].effort, Some(crate::Effort::High));
     assert_eq!(coding.algorithm.name(), "cost");
+    assert!(coding.retry_broken);
     let rush = policy.routes().iter().find(|r| r.name == "rush").unwrap();
     assert_eq!(
         rush.condition, "(keyword(\"urgent\") OR (keyword(\"code\") >= 2 AND context(\"long\")))",
         "AND binds tighter than OR"
     );
     assert_eq!(rush.options[0].lora.as_deref(), Some("big-rush"));
+    assert!(!rush.retry_broken, "off unless the route says so");
     assert!(rush.sticky.is_some_and(|s| s.escalate_only));
     let shadow = policy.routes().last().and_then(|r| r.shadow.as_ref());
     assert_eq!(
@@ -199,11 +202,11 @@ fn first_error(text: &str) -> crate::Diagnostic {
 fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
     let d = first_error(&SAMPLE.replace("keyword(\"urgent\")", "keyword(\"urgnt\")"));
     assert!(d.message.contains("unknown keyword signal `urgnt`"), "{d}");
-    assert_eq!((d.line, d.column), (29, 16), "{d}");
+    assert_eq!((d.line, d.column), (30, 16), "{d}");
     assert_eq!(d.help.as_deref(), Some("did you mean `urgent`?"));
     let shown = d.to_string();
     assert!(
-        shown.contains("29 |   WHEN keyword(\"urgnt\") OR"),
+        shown.contains("30 |   WHEN keyword(\"urgnt\") OR"),
         "{shown}"
     );
 
@@ -215,7 +218,7 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
     let d = first_error(&SAMPLE.replace("ROUTE rush", "ROUET rush"));
     assert_eq!(
         (d.line, d.column, d.help.as_deref()),
-        (27, 1, Some("did you mean `ROUTE`?")),
+        (28, 1, Some("did you mean `ROUTE`?")),
         "{d}"
     );
     let d = first_error(&SAMPLE.replace("keyword(\"urgent\")", "keywrd(\"urgent\")"));
@@ -224,7 +227,7 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
     assert!(d.message.contains("unknown plugin `huose`"), "{d}");
     assert_eq!(
         (d.line, d.help.as_deref()),
-        (33, Some("did you mean `house`?")),
+        (34, Some("did you mean `house`?")),
         "{d}"
     );
     let d = first_error(&SAMPLE.replace(
@@ -232,10 +235,10 @@ fn errors_point_at_the_dsl_with_the_text_and_a_suggestion() {
         "PLUGIN caps params { on_error: retry,",
     ));
     assert!(d.message.contains("on_error `retry`"), "{d}");
-    assert_eq!(d.line, 48, "{d}");
+    assert_eq!(d.line, 49, "{d}");
     let d = first_error(&SAMPLE.replace("\"hello\" -> fallback", "\"hello\" -> fallbak"));
     assert!(d.message.contains("unknown route `fallbak`"), "{d}");
-    assert_eq!(d.line, 37, "{d}");
+    assert_eq!(d.line, 38, "{d}");
     let d = first_error(
         &SAMPLE
             .replace("(effort = \"high\")", "(effort = \"extreme\")")
