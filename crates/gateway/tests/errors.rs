@@ -12,7 +12,7 @@ mod harness;
 
 use harness::{DEFAULT_UPSTREAM, Stack, header, stack};
 use serde_json::{Value, json};
-use switchyard_engine::Faults;
+use switchyard_engine::{EngineHandle, Faults};
 
 async fn raw(s: &Stack, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
     let r = s
@@ -404,8 +404,10 @@ async fn breaks_after_headers() -> String {
     url
 }
 
-#[tokio::test]
-async fn a_whole_answer_that_breaks_after_its_headers_is_not_run_again_elsewhere() {
+/// A gateway whose smallest pool's only endpoint breaks off its answers after the
+/// headers and whose larger pool's answers, with `retry_broken` on the default route;
+/// and the healthy engine.
+async fn broken_then_healthy(retry_broken: bool) -> (switchyard_gateway::Gateway, EngineHandle) {
     let broken = breaks_after_headers().await;
     let healthy = harness::engine(None, 65_536, "m").await;
     let config = format!(
@@ -416,28 +418,39 @@ models: [{{name: m}}]
 pools:
   - {{name: small, model: m, context_window: 4K, endpoints: [{{url: '{broken}'}}]}}
   - {{name: large, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
-default_route: {{models: [m]}}
+default_route: {{models: [m], retry_broken: {retry_broken}}}
 ",
         healthy.url()
     );
-    let g = harness::gateway(&config).await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", g.url()))
-        .json(&json!({"model": "m", "max_tokens": 5,
-                      "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    assert_eq!(header(&r, "x-switchyard-attempts"), "1", "not run twice");
-    let body: Value = r.json().await.unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("broke off its answer after the headers"),
-        "{body}"
-    );
+    (harness::gateway(&config).await, healthy)
+}
+
+/// A short whole chat for `model` to the gateway at `base`.
+async fn hello(base: &str, model: &str) -> reqwest::Response {
+    harness::post_json(
+        &format!("{base}/v1/chat/completions"),
+        &json!({"model": model, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hello"}]}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_breaks_after_its_headers_is_not_run_again_elsewhere() {
+    let (g, healthy) = broken_then_healthy(false).await;
+    for model in ["m", "auto"] {
+        let r = hello(&g.url(), model).await;
+        assert_eq!(r.status(), 502, "{model}");
+        assert_eq!(header(&r, "x-switchyard-attempts"), "1", "not run twice");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("broke off its answer after the headers"),
+            "{body}"
+        );
+    }
     assert_eq!(
         healthy.requests(),
         0,
@@ -447,30 +460,8 @@ default_route: {{models: [m]}}
 
 #[tokio::test]
 async fn a_route_that_opts_in_runs_a_broken_whole_answer_again_elsewhere() {
-    let broken = breaks_after_headers().await;
-    let healthy = harness::engine(None, 65_536, "m").await;
-    let config = format!(
-        "server: {{listen: '127.0.0.1:0'}}
-upstream: {{max_attempts: 3}}
-health: {{check_interval_ms: 0}}
-models: [{{name: m}}]
-pools:
-  - {{name: small, model: m, context_window: 4K, endpoints: [{{url: '{broken}'}}]}}
-  - {{name: large, model: m, context_window: 64K, endpoints: [{{url: '{}'}}]}}
-default_route: {{models: [m], retry_broken: true}}
-",
-        healthy.url()
-    );
-    let g = harness::gateway(&config).await;
-    let client = reqwest::Client::new();
-    let ask = |model: &'static str| {
-        client
-            .post(format!("{}/v1/chat/completions", g.url()))
-            .json(&json!({"model": model, "max_tokens": 5,
-                          "messages": [{"role": "user", "content": "hello"}]}))
-            .send()
-    };
-    let r = ask("auto").await.unwrap();
+    let (g, healthy) = broken_then_healthy(true).await;
+    let r = hello(&g.url(), "auto").await;
     assert_eq!(
         r.status(),
         200,
@@ -485,7 +476,7 @@ default_route: {{models: [m], retry_broken: true}}
     assert_eq!(healthy.requests(), 1);
     // A request naming the model takes no route, so nothing opted in: it is not run
     // twice (the broken endpoint is still in rotation after one failure).
-    let r = ask("m").await.unwrap();
+    let r = hello(&g.url(), "m").await;
     assert_eq!(r.status(), 502);
     assert_eq!(header(&r, "x-switchyard-attempts"), "1");
     assert_eq!(healthy.requests(), 1);
@@ -546,81 +537,57 @@ default_route: {{models: [m]}}
     );
     let g = harness::gateway(&config).await;
     let admin = format!("http://{}", g.admin_addr.expect("an admin address"));
-    assert_ne!(admin, g.url());
-    let client = reqwest::Client::new();
+    let serving = g.url();
+    assert_ne!(admin, serving);
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
-    let status = |r: reqwest::Response| r.status().as_u16();
+    let get = |url: String| async move { harness::get(&url).await.status().as_u16() };
+    let post = |url: String| {
+        let chat = chat.clone();
+        async move { harness::post_json(&url, &chat).await }
+    };
     // Clients are served on the serving address; the operator's endpoints are not there.
-    let r = client
-        .post(format!("{}/v1/chat/completions", g.url()))
-        .json(&chat)
-        .send()
-        .await
-        .unwrap();
+    let r = post(format!("{serving}/v1/chat/completions")).await;
     assert_eq!(r.status(), 200);
     for path in ["/v1/pools", "/metrics", "/v1/outcomes"] {
-        let r = client
-            .get(format!("{}{path}", g.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(r), 404, "{path} on the serving address");
+        assert_eq!(
+            get(format!("{serving}{path}")).await,
+            404,
+            "{path} on {serving}"
+        );
     }
-    let r = client
-        .post(format!("{}/v1/route", g.url()))
-        .json(&chat)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 404, "/v1/route on the serving address");
+    let r = post(format!("{serving}/v1/route")).await;
+    assert_eq!(r.status(), 404, "/v1/route on the serving address");
     for path in ["/healthz", "/readyz", "/v1/models"] {
-        let r = client
-            .get(format!("{}{path}", g.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(r), 200, "{path} on the serving address");
+        assert_eq!(
+            get(format!("{serving}{path}")).await,
+            200,
+            "{path} on {serving}"
+        );
     }
     // The admin address serves them, and no client API.
-    let pools = client
-        .get(format!("{admin}/v1/pools"))
-        .send()
-        .await
-        .unwrap();
+    let pools = harness::get(&format!("{admin}/v1/pools")).await;
     assert_eq!(pools.status(), 200);
     let pools = pools.text().await.unwrap();
     assert!(pools.contains("\"name\":\"p\""), "{pools}");
     assert!(!pools.contains("hunter2"), "{pools}");
-    let metrics = client
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = harness::get(&format!("{admin}/metrics")).await;
+    let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
-    let trace: serde_json::Value = client
-        .post(format!("{admin}/v1/route"))
-        .json(&chat)
-        .send()
+    let trace: Value = post(format!("{admin}/v1/route"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(trace["select"]["model"], "m", "{trace}");
     for path in ["/v1/outcomes", "/healthz", "/readyz"] {
-        let r = client.get(format!("{admin}{path}")).send().await.unwrap();
-        assert_eq!(status(r), 200, "{path} on the admin address");
+        assert_eq!(
+            get(format!("{admin}{path}")).await,
+            200,
+            "{path} on {admin}"
+        );
     }
-    let r = client
-        .post(format!("{admin}/v1/chat/completions"))
-        .json(&chat)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(r), 404, "chat on the admin address");
+    let r = post(format!("{admin}/v1/chat/completions")).await;
+    assert_eq!(r.status(), 404, "chat on the admin address");
 }
 
 #[tokio::test]
@@ -635,7 +602,7 @@ default_route: {models: [m]}
     .await;
     assert!(g.admin_addr.is_none());
     for path in ["/v1/pools", "/metrics", "/v1/outcomes"] {
-        let r = reqwest::get(format!("{}{path}", g.url())).await.unwrap();
+        let r = harness::get(&format!("{}{path}", g.url())).await;
         assert_eq!(r.status(), 200, "{path}");
     }
 }

@@ -221,6 +221,21 @@ impl Stack {
     }
 }
 
+/// `GET url`.
+pub async fn get(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.unwrap()
+}
+
+/// `POST url` with `body` as JSON.
+pub async fn post_json(url: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn header(response: &reqwest::Response, name: &str) -> String {
     response
         .headers()
