@@ -872,3 +872,45 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
     }
     assert!(served, "the cap frees up when connections close");
 }
+
+/// `kv_retention` is the gateway's field: a client's own is never forwarded, with the
+/// body field off (nothing goes up) and on (a first turn has no hint, so nothing goes
+/// up; a later turn carries the gateway's hint, not the client's).
+#[tokio::test]
+async fn a_clients_kv_retention_never_reaches_the_engine() {
+    let (upstream, seen) = harness::echo().await;
+    let forged = json!({"priority": 255, "ttl_ms": 1e12});
+    for body_field in [false, true] {
+        let g = harness::gateway(&format!(
+            "server: {{listen: '127.0.0.1:0'}}
+retention: {{body_field: {body_field}}}
+models: [{{name: m}}]
+pools: [{{name: p, model: m, context_window: 8K, endpoints: [{{url: '{upstream}'}}]}}]
+default_route: {{models: [m]}}
+"
+        ))
+        .await;
+        let url = format!("{}/v1/chat/completions", g.url());
+        let first = json!({"model": "auto", "kv_retention": forged,
+                           "messages": [{"role": "user", "content": "hi"}]});
+        let later = json!({"model": "auto", "kv_retention": forged, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "more"}]});
+        for body in [first, later] {
+            let r = harness::post_json(&url, &body).await;
+            assert_eq!(r.status(), 200);
+            let sent = seen.lock().unwrap().last().cloned().unwrap();
+            let turns = body["messages"].as_array().unwrap().len();
+            let field = &sent["kv_retention"];
+            if body_field && turns > 1 {
+                assert!(field["ttl_ms"].as_u64().unwrap() < 1_000_000_000, "{sent}");
+                assert_ne!(field["priority"], 255, "{sent}");
+            } else {
+                assert!(
+                    field.is_null(),
+                    "body_field {body_field}, {turns} turns: {sent}"
+                );
+            }
+        }
+    }
+}
