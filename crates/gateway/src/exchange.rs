@@ -245,6 +245,12 @@ impl Exchange {
         self.routed.as_ref().map_or("", |r| r.name.as_str())
     }
 
+    /// The compiled route decide chose (none before decide, or for a request naming a
+    /// model directly).
+    pub fn route<'a>(&self, runtime: &'a Runtime) -> Option<&'a switchyard_policy::CompiledRoute> {
+        runtime.policy.route(self.routed.as_ref()?.index?)
+    }
+
     /// The chosen model's name (empty before select).
     pub fn model_name<'a>(&self, runtime: &'a Runtime) -> &'a str {
         self.selected

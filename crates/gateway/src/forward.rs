@@ -328,17 +328,9 @@ fn dropped_header(dropped: &[String]) -> String {
     shown
 }
 
-/// The request's route, when it went through one.
-fn route<'a>(runtime: &'a Runtime, x: &Exchange) -> Option<&'a switchyard_policy::CompiledRoute> {
-    x.routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| runtime.policy.route(i))
-}
-
 /// Whether the request's route leaves out what a provider's API cannot carry.
 fn lossy(runtime: &Runtime, x: &Exchange) -> bool {
-    route(runtime, x).is_some_and(|r| r.lossy_translation)
+    x.route(runtime).is_some_and(|r| r.lossy_translation)
 }
 
 /// One whole upstream call for the request's current model and placement, with
@@ -357,9 +349,9 @@ async fn call_whole(
     };
     let forward_started = Instant::now();
     let max_attempts = runtime.policy.config.upstream.max_attempts;
-    let lossy = lossy(runtime, x);
-    let retry =
-        Retry::up_to(max_attempts).broken(route(runtime, x).is_some_and(|r| r.retry_broken));
+    let route = x.route(runtime);
+    let lossy = route.is_some_and(|r| r.lossy_translation);
+    let retry = Retry::up_to(max_attempts).broken(route.is_some_and(|r| r.retry_broken));
     let (attempted, dropped) = {
         let body = UpstreamBody::new(request.unwrap_or(&x.request)).lossy(lossy);
         let attempted = complete(runtime, (model, first), retry, &body, &call(x)).await;
@@ -411,8 +403,7 @@ fn cascading(x: &Exchange) -> bool {
 
 /// The route's cascade parameters, when its algorithm is `cascade`.
 fn cascade_config<'a>(runtime: &'a Runtime, x: &Exchange) -> Option<&'a CascadeConfig> {
-    let route = x.routed.as_ref()?.index?;
-    match &runtime.policy.route(route)?.algorithm {
+    match &x.route(runtime)?.algorithm {
         AlgorithmConfig::Cascade(c) => Some(c),
         _ => None,
     }

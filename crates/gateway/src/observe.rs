@@ -121,10 +121,7 @@ pub fn observe(runtime: &Runtime, x: &mut Exchange, outcome: Outcome) {
             requested_model: x.conversation.requested_model.clone(),
             route: x.route_name().to_owned(),
             recipe: x
-                .routed
-                .as_ref()
-                .and_then(|r| r.index)
-                .and_then(|i| runtime.policy.route(i))
+                .route(runtime)
                 .and_then(|r| runtime.policy.scopes().get(r.scope)?.name.clone()),
             route_confidence: x.routed.as_ref().and_then(|r| r.confidence),
             model: model.to_owned(),
@@ -195,13 +192,7 @@ fn remember(
         .filter_map(|(id, _)| signals.key(id))
         .find(|k| matches!(k.family, SignalFamily::UserFeedback | SignalFamily::Reask))
         .map(|k| format!("{}.{}", k.family.name(), k.name));
-    let discount = match x
-        .routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| runtime.policy.route(i))
-        .map(|r| &r.algorithm)
-    {
+    let discount = match x.route(runtime).map(|r| &r.algorithm) {
         Some(AlgorithmConfig::Thompson(t)) => t.discount,
         _ => 1.0,
     };

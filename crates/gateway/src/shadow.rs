@@ -43,13 +43,7 @@ fn sampled(request_id: &str, share: f64) -> bool {
 /// route has a `shadow` that samples it and a place is free within the route's
 /// concurrency and budget. Returns at once; the work runs in a task of its own.
 pub fn consider(runtime: &Arc<Runtime>, x: &Exchange, done: &Completion) {
-    let Some(config) = x
-        .routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| runtime.policy.route(i))
-        .and_then(|r| r.shadow.as_ref())
-    else {
+    let Some(config) = x.route(runtime).and_then(|r| r.shadow.as_ref()) else {
         return;
     };
     let model = x.model_name(runtime);

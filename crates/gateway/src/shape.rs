@@ -21,10 +21,7 @@ pub fn for_candidate(runtime: &Runtime, x: &mut Exchange) {
     };
     x.request.model = model.upstream_name().to_owned();
     let options = x
-        .routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| runtime.policy.route(i))
+        .route(runtime)
         .and_then(|route| route.options_for(selected.model));
     if let Some(options) = options {
         if let Some(adapter) = &options.lora {

@@ -98,11 +98,7 @@ fn entry(runtime: &Runtime, x: &Exchange, phase: Phase) -> Value {
             .map(|m| m.name.value.as_str())
             .collect()
     };
-    let route = x
-        .routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| policy.route(i));
+    let route = x.route(runtime);
     match phase {
         Phase::Ingress => {
             let c = &x.conversation;

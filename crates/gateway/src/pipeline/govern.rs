@@ -84,12 +84,7 @@ pub fn govern(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
 /// govern hooks: a plugin may ask for the cheapest candidates or a compressed prompt
 /// (a budget running low).
 fn steer(runtime: &Runtime, x: &mut Exchange) -> Result<(), ApiError> {
-    let route_plugins = x
-        .routed
-        .as_ref()
-        .and_then(|r| r.index)
-        .and_then(|i| runtime.policy.route(i))
-        .map_or(&[][..], |r| r.plugins.as_slice());
+    let route_plugins = x.route(runtime).map_or(&[][..], |r| r.plugins.as_slice());
     x.plugins = runtime
         .plugins
         .chain(&runtime.policy.global_plugins, route_plugins, |reads| {

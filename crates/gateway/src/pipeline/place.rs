@@ -181,8 +181,7 @@ fn sticky_session(
     if matches!(configured, AlgorithmConfig::Cascade(_)) {
         return None;
     }
-    let route = x.routed.as_ref()?.index?;
-    let config = runtime.policy.route(route)?.sticky?;
+    let config = x.route(runtime)?.sticky?;
     let session = retention::session_key(&x.conversation)?;
     let key = switchyard_wire::hash::mix64(session ^ x.caller.unwrap_or(0).rotate_left(17));
     Some((key, config))
