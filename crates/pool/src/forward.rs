@@ -235,22 +235,19 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
-    /// Whether another endpoint may be tried: the connection failed or the endpoint
-    /// answered 5xx, so nothing reached the client and no work was done. Timeouts and
-    /// answers that broke off after their headers are not retried: the endpoint may
-    /// have done (or still be doing) the work.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ForwardError::Connect { .. } | ForwardError::Status { .. }
-        )
-    }
-
-    /// Whether another endpoint may be tried under `retry`: as
-    /// [`ForwardError::is_retryable`], and an answer that broke off after its headers
-    /// when the route opted in ([`Retry::broken`]).
-    pub fn is_retryable_under(&self, retry: Retry) -> bool {
-        self.is_retryable() || (retry.broken && matches!(self, ForwardError::Broken { .. }))
+    /// Whether another endpoint may be tried under `retry`: the connection failed or
+    /// the endpoint answered 5xx, so nothing reached the client and no work was done.
+    /// Timeouts are not retried: the endpoint may still be doing the work. An answer
+    /// that broke off after its headers is retried only when the route opted in
+    /// ([`Retry::broken`]): the endpoint may have done the work.
+    pub fn is_retryable(&self, retry: Retry) -> bool {
+        match self {
+            ForwardError::Connect { .. } | ForwardError::Status { .. } => true,
+            ForwardError::Broken { .. } => retry.broken,
+            ForwardError::Timeout { .. }
+            | ForwardError::ClientDeadline { .. }
+            | ForwardError::Untranslatable { .. } => false,
+        }
     }
 
     /// Whether the endpoint is to blame (its ejection counts it): not when the
@@ -324,7 +321,7 @@ pub struct Attempted<T> {
 }
 
 /// Calls `call` on `first`, and on failures that reached no client byte
-/// ([`ForwardError::is_retryable_under`] `retry`) on other endpoints of the model
+/// ([`ForwardError::is_retryable`] under `retry`) on other endpoints of the model
 /// (never one already tried, never an ejected one, larger pools when the first one's
 /// endpoints run out), up to `retry.max_attempts` calls. Every failure but a missed
 /// client deadline counts toward the endpoint's ejection; a success closes its breaker.
@@ -359,7 +356,7 @@ where
         if error.counts_against_endpoint() {
             pools.record_failure(&placement.endpoint);
         }
-        if !error.is_retryable_under(retry) || attempts >= retry.max_attempts {
+        if !error.is_retryable(retry) || attempts >= retry.max_attempts {
             return Attempted {
                 result,
                 placement,
