@@ -548,20 +548,26 @@ default_route: {{models: [m]}}
     // Clients are served on the serving address; the operator's endpoints are not there.
     let r = post(format!("{serving}/v1/chat/completions")).await;
     assert_eq!(r.status(), 200);
-    for path in ["/v1/pools", "/metrics", "/v1/outcomes"] {
-        assert_eq!(
-            get(format!("{serving}{path}")).await,
-            404,
-            "{path} on {serving}"
-        );
-    }
     let r = post(format!("{serving}/v1/route")).await;
     assert_eq!(r.status(), 404, "/v1/route on the serving address");
-    for path in ["/healthz", "/readyz", "/v1/models"] {
+    // Which address answers what: the operator's endpoints and the probes on the admin
+    // address, the client API and the probes on the serving one.
+    let statuses = [
+        (&serving, "/v1/pools", 404),
+        (&serving, "/metrics", 404),
+        (&serving, "/v1/outcomes", 404),
+        (&serving, "/healthz", 200),
+        (&serving, "/readyz", 200),
+        (&serving, "/v1/models", 200),
+        (&admin, "/v1/outcomes", 200),
+        (&admin, "/healthz", 200),
+        (&admin, "/readyz", 200),
+    ];
+    for (base, path, status) in statuses {
         assert_eq!(
-            get(format!("{serving}{path}")).await,
-            200,
-            "{path} on {serving}"
+            get(format!("{base}{path}")).await,
+            status,
+            "{path} on {base}"
         );
     }
     // The admin address serves them, and no client API.
@@ -579,13 +585,6 @@ default_route: {{models: [m]}}
         .await
         .unwrap();
     assert_eq!(trace["select"]["model"], "m", "{trace}");
-    for path in ["/v1/outcomes", "/healthz", "/readyz"] {
-        assert_eq!(
-            get(format!("{admin}{path}")).await,
-            200,
-            "{path} on {admin}"
-        );
-    }
     let r = post(format!("{admin}/v1/chat/completions")).await;
     assert_eq!(r.status(), 404, "chat on the admin address");
 }
